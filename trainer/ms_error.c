@@ -1,0 +1,65 @@
+#include "ms_error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MS_ERRMSG_MAX 4096
+
+static _Thread_local char errmsg[MS_ERRMSG_MAX];
+
+const char *ms_strerror(int code) {
+  if (code == 0) return "success";
+  switch (code) {
+#define MS_X(name, value, exit_status, desc) \
+  case name:                                 \
+    return desc;
+    MS_ERROR_TABLE(MS_X)
+#undef MS_X
+  }
+  return "unknown error";
+}
+
+int ms_exit_code(int code) {
+  if (code == 0) return MS_EXIT_OK;
+  switch (code) {
+#define MS_X(name, value, exit_status, desc) \
+  case name:                                 \
+    return exit_status;
+    MS_ERROR_TABLE(MS_X)
+#undef MS_X
+  }
+  return MS_EXIT_RUNTIME;
+}
+
+int ms_error_set(int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+void ms_error_prefix(const char *fmt, ...) {
+  char prefix[1024];
+  char old[MS_ERRMSG_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(prefix, sizeof prefix, fmt, ap);
+  va_end(ap);
+  memcpy(old, errmsg, sizeof old);
+  /* A message longer than the buffer is cut at its end, on purpose. */
+  size_t n = strlen(prefix);
+  if (n > sizeof errmsg - 3) n = sizeof errmsg - 3;
+  memcpy(errmsg, prefix, n);
+  memcpy(errmsg + n, ": ", 2);
+  size_t rest = sizeof errmsg - n - 3;
+  size_t m = strlen(old);
+  if (m > rest) m = rest;
+  memcpy(errmsg + n + 2, old, m);
+  errmsg[n + 2 + m] = '\0';
+}
+
+const char *ms_error_msg(void) { return errmsg; }
+
+void ms_error_clear(void) { errmsg[0] = '\0'; }
