@@ -1,0 +1,80 @@
+/* comm — MPI and nothing else: the world, agreement, and collectives on
+ * flat float arenas.
+ *
+ * Every function named "collective" must be called by all ranks of the
+ * world in the same order. Functions return 0 or a negative MPI-derived
+ * code (COMM_EMPI) and write a message into the world's err buffer
+ * (comm_errmsg); they never print and never exit. The world's communicator
+ * is set to MPI_ERRORS_RETURN so a failed call comes back here.
+ *
+ * Threading: MPI is initialised with MPI_THREAD_FUNNELED; only the thread
+ * that called comm_init may call these functions.
+ */
+#ifndef MS_COMM_H
+#define MS_COMM_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define COMM_EMPI (-7)
+
+typedef struct {
+  MPI_Comm comm;      /* a duplicate of MPI_COMM_WORLD */
+  int rank, size;     /* in comm */
+  int local_rank;     /* among ranks on the same node */
+  int local_size;
+  int owns_mpi;       /* 1 if comm_init called MPI_Init_thread */
+  char launcher[32];  /* "slurm", "mpirun", "singleton" */
+  char err[512];
+} comm_world;
+
+/* Initialises MPI (unless already initialised) and fills w. Collective.
+ * @return 0 or COMM_EMPI. */
+int comm_init(comm_world *w, int *argc, char ***argv);
+
+/* Frees the communicator and finalises MPI if comm_init initialised it. */
+void comm_finalize(comm_world *w);
+
+/* @return the message of the last failure on w. */
+const char *comm_errmsg(const comm_world *w);
+
+/* Agreement before any branch that could split the ranks' paths. Collective.
+ * @return the most negative of the ranks' local codes (0 if all are 0); a
+ * failure of the agreement itself returns COMM_EMPI. */
+int comm_agree(comm_world *w, int local_code);
+
+/* Agreement that also carries the reason: like comm_agree, but the code and
+ * message are those of the lowest-numbered failing rank, copied into code
+ * and msg (cap bytes) on every rank, so rank 0 can report a failure that
+ * happened elsewhere. msg is read only on a failing rank. Collective.
+ * @return that code (0 if no rank failed), or COMM_EMPI. */
+int comm_agree_msg(comm_world *w, int local_code, char *msg, size_t cap);
+
+/* @return 1 if every rank passed the same value, 0 if not, <0 on failure.
+ * Collective. */
+int comm_all_equal_u64(comm_world *w, uint64_t value);
+
+/* Broadcasts a byte buffer from root: on root *buf and *len are inputs; on other
+ * ranks *buf is malloc'ed (NUL-terminated) and *len set. Collective. */
+int comm_bcast_bytes(comm_world *w, char **buf, size_t *len, int root);
+
+/* Broadcasts n floats (any n, chunked under INT_MAX) from root. Collective. */
+int comm_bcast_f32(comm_world *w, float *buf, size_t n, int root);
+
+/* In-place sum over ranks of n floats (any n). Collective. */
+int comm_allreduce_sum_f32(comm_world *w, float *buf, size_t n);
+
+/* In-place sum over ranks of n doubles. Collective. */
+int comm_allreduce_sum_f64(comm_world *w, double *buf, size_t n);
+
+/* In-place max over ranks of n doubles. Collective. */
+int comm_allreduce_max_f64(comm_world *w, double *buf, size_t n);
+
+/* Blocks until all ranks arrive. Collective. */
+int comm_barrier(comm_world *w);
+
+/* Wall-clock seconds (MPI_Wtime). */
+double comm_wtime(void);
+
+#endif
