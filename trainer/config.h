@@ -1,0 +1,119 @@
+/* config — the YAML run description as a typed struct.
+ *
+ * One table in config.c (key path, type, default, range, one-line doc) drives
+ * defaults, parsing, `--set` overrides, validation and the resolved-config
+ * emitter, so that none of them can drift from the others.
+ *
+ * Sections (DESIGN.md, "Config"): run data model optim schedule train
+ * checkpoint comm log. Unknown keys are errors that name file:line:col and the
+ * nearest known key.
+ *
+ * Pure logic: no MPI. The caller makes ranks agree (rank 0 reads the file and
+ * broadcasts its bytes; every rank parses the same bytes).
+ *
+ * Errors: functions return 0 or MS_ECONFIG and record the message (all
+ * problems found in one text, one per line) with ms_error_set().
+ */
+#ifndef MS_CONFIG_H
+#define MS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MS_MAX_LAYERS 32
+#define MS_PATH_MAX 1024
+#define MS_NAME_MAX 256
+
+typedef enum { MS_ACT_NONE = 0, MS_ACT_RELU = 1 } ms_activation;
+typedef enum { MS_LAYER_DENSE = 0 } ms_layer_type;
+
+typedef struct {
+  ms_layer_type type;
+  int units;             /* output features, >= 1 */
+  ms_activation activation;
+} ms_layer_cfg;
+
+typedef struct {
+  struct {
+    char name[MS_NAME_MAX];  /* run name, used in messages and metrics */
+    char dir[MS_PATH_MAX];   /* run directory: metrics.jsonl, config.resolved.yaml */
+    uint64_t seed;           /* seeds init and the sample order */
+    int threads;             /* BLAS threads per rank; 0 = cores / ranks on the node */
+  } run;
+  struct {
+    char path[MS_PATH_MAX];        /* HDF5 file */
+    char train_x[MS_NAME_MAX];     /* dataset path of training inputs */
+    char train_y[MS_NAME_MAX];     /* dataset path of training labels */
+    char test_x[MS_NAME_MAX];      /* "" = no evaluation */
+    char test_y[MS_NAME_MAX];
+    double scale;                  /* multiplies uint8 inputs (1/255 typical) */
+  } data;
+  struct {
+    int n_layers;
+    ms_layer_cfg layers[MS_MAX_LAYERS];
+    char loss[32];                 /* "softmax_cross_entropy" */
+  } model;
+  struct {
+    char name[32];                 /* "sgd" */
+    double lr;
+    double momentum;
+    double weight_decay;
+    int nesterov;                  /* bool */
+  } optim;
+  struct {
+    char name[32];                 /* "constant" | "cosine" */
+    int warmup_steps;
+    double min_lr_ratio;           /* cosine floor as a fraction of lr */
+  } schedule;
+  struct {
+    int epochs;
+    int batch_size;                /* global batch: divided across ranks */
+    int eval_batch_size;           /* global */
+    int max_steps;                 /* 0 = epochs decide */
+  } train;
+  struct {
+    char dir[MS_PATH_MAX];         /* "" = <run.dir>/checkpoints */
+    int every_steps;               /* 0 = only at the end */
+    int keep;                      /* keep the newest K, >= 1 */
+    int level;                     /* zstd level 1..19 */
+  } checkpoint;
+  struct {
+    double timeout_s;              /* hang watchdog (later issue) */
+  } comm;
+  struct {
+    int every_steps;               /* log interval in steps, >= 1 */
+    int progress;                  /* 1 = progress bar when stdout is a tty */
+  } log;
+} ms_config;
+
+/* Fills every key with its default. */
+void config_defaults(ms_config *cfg);
+
+/* Parses YAML text (len bytes, need not be NUL-terminated) into cfg, which
+ * should hold defaults. `filename` is only used in messages.
+ * @return 0, or MS_ECONFIG with every problem of the text in the message. */
+int config_parse(ms_config *cfg, const char *text, size_t len, const char *filename);
+
+/* Applies one `section.key=value` override (the value is parsed as YAML
+ * scalar and type-checked like the file); list items as
+ * `model.layers[1].units=512`.
+ * @return 0 or MS_ECONFIG. */
+int config_override(ms_config *cfg, const char *assignment);
+
+/* Checks what needs no dataset, reporting every problem at once: ranges and
+ * allowed values, required keys, 1..MS_MAX_LAYERS layers with a last layer
+ * without activation (it produces logits), train.batch_size divisible by
+ * world_size (pass 1 to skip; evaluation splits any count), data.test_y set
+ * with data.test_x, warmup within max_steps.
+ * @return 0 or MS_ECONFIG. */
+int config_validate(const ms_config *cfg, int world_size);
+
+/* @return the resolved config as YAML (every key, defaults filled in), which
+ * config_parse() reads back to an equal struct. Caller frees. NULL on OOM. */
+char *config_emit(const ms_config *cfg);
+
+/* Reads a whole file. @return 0, MS_EUSAGE (missing/unreadable, message names
+ * the path and strerror). *out is NUL-terminated; caller frees. */
+int config_read_file(const char *path, char **out, size_t *len);
+
+#endif
