@@ -1,0 +1,823 @@
+/* ckpt — checkpoint files (see ckpt.h for the format and the contract).
+ *
+ * Writing streams the payload (length prefix, JSON header, tensor bytes)
+ * through one zstd compression context straight into the temporary file, so
+ * no second copy of the parameters is ever held in memory. Reading streams
+ * the other way: the header is decompressed into a small buffer, and each
+ * tensor's bytes are decompressed directly into its destination.
+ */
+#include "ckpt.h"
+
+#include "ms_error.h"
+#include "version.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "ckpt.c writes float bytes as they are in memory; safetensors is little-endian"
+#endif
+
+#define CKPT_FORMAT_NAME "midscale-ckpt"
+#define CKPT_MAX_STEP    99999999LL
+/* Refuse payloads and headers whose declared sizes no midscale model needs:
+ * a corrupted size field must not turn into a huge allocation or a long read. */
+#define CKPT_MAX_PAYLOAD (64ULL << 30)
+#define CKPT_MAX_HEADER  (64ULL << 20)
+#define CKPT_SCRATCH     (1u << 20)
+/* "step-" + 8 digits + ".safetensors.zst" */
+#define CKPT_NAME_LEN 29
+
+/* Records the message and jumps to the function's cleanup label. */
+#define FAIL(label, ...)            \
+  do {                              \
+    rc = ms_error_set(__VA_ARGS__); \
+    goto label;                     \
+  } while (0)
+
+uint64_t ckpt_fnv1a(uint64_t h, const void *data, size_t n) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i < n; i++) {
+    h ^= p[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+void ckpt_meta_free(ckpt_meta *meta) {
+  if (!meta) return;
+  free(meta->config);
+  meta->config = NULL;
+}
+
+static char *str_printf(const char *fmt, const char *a, const char *b) {
+  int n = snprintf(NULL, 0, fmt, a, b);
+  if (n < 0) return NULL;
+  char *s = malloc((size_t)n + 1);
+  if (s) snprintf(s, (size_t)n + 1, fmt, a, b);
+  return s;
+}
+
+/* Byte size of a tensor of this shape, or -1 when a dimension is negative,
+ * ndim is out of range, or the size does not fit the payload cap. */
+static int64_t tensor_bytes(int ndim, const int64_t *shape) {
+  if (ndim < 0 || ndim > CKPT_MAX_DIMS) return -1;
+  uint64_t n = sizeof(float);
+  for (int d = 0; d < ndim; d++) {
+    if (shape[d] < 0) return -1;
+    if (shape[d] != 0 && n > CKPT_MAX_PAYLOAD / (uint64_t)shape[d]) return -1;
+    n *= (uint64_t)shape[d];
+  }
+  return (int64_t)n;
+}
+
+static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
+  size_t len = (size_t)snprintf(buf, cap, "[");
+  for (int d = 0; d < ndim && len < cap; d++)
+    len += (size_t)snprintf(buf + len, cap - len, "%s%" PRId64, d ? ", " : "", shape[d]);
+  if (len < cap) snprintf(buf + len, cap - len, "]");
+}
+
+/* ---- writing ----------------------------------------------------------- */
+
+/* mkdir -p: creates every missing component of path. */
+static int make_dirs(const char *path) {
+  char *p = strdup(path);
+  if (!p) return ms_error_set(MS_ENOMEM, "%s: out of memory", path);
+  for (char *s = p + 1; *s; s++) {
+    if (*s != '/') continue;
+    *s = '\0';
+    if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+      int rc = ms_error_set(MS_EIO, "%s: cannot create directory %s: %s", path, p, strerror(errno));
+      free(p);
+      return rc;
+    }
+    *s = '/';
+  }
+  free(p);
+  if (mkdir(path, 0777) != 0 && errno != EEXIST)
+    return ms_error_set(MS_EIO, "%s: cannot create directory: %s", path, strerror(errno));
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return ms_error_set(MS_EIO, "%s: cannot create directory: %s", path, strerror(errno));
+  if (!S_ISDIR(st.st_mode))
+    return ms_error_set(MS_EIO, "%s: cannot create directory: it exists and is not a directory",
+                        path);
+  return 0;
+}
+
+typedef struct {
+  ZSTD_CCtx *cctx;
+  FILE *f;
+  void *obuf;
+  size_t ocap;
+  const char *path; /* the final path, for messages */
+} zwriter;
+
+/* Compresses n bytes of src (mode ZSTD_e_continue), or ends the frame
+ * (ZSTD_e_end), writing whatever zstd produces straight to the file. */
+static int zw_feed(zwriter *w, const void *src, size_t n, ZSTD_EndDirective mode) {
+  ZSTD_inBuffer in = {src, n, 0};
+  for (;;) {
+    ZSTD_outBuffer out = {w->obuf, w->ocap, 0};
+    size_t left = ZSTD_compressStream2(w->cctx, &out, &in, mode);
+    if (ZSTD_isError(left))
+      return ms_error_set(MS_EIO, "%s: zstd compression failed: %s", w->path,
+                          ZSTD_getErrorName(left));
+    if (out.pos && fwrite(w->obuf, 1, out.pos, w->f) != out.pos)
+      return ms_error_set(MS_EIO, "%s: write failed: %s", w->path, strerror(errno));
+    if (mode == ZSTD_e_end ? left == 0 : in.pos == in.size) return 0;
+  }
+}
+
+/* The safetensors JSON header, space-padded so that 8 + its length is a
+ * multiple of 8: *out gets a malloc'ed string of *len bytes. */
+static int build_header(const ckpt_tensor *t, int n, const ckpt_meta *meta, uint64_t data_hash,
+                        const char *path, char **out, size_t *len) {
+  int rc = MS_ENOMEM;
+  char num[32];
+  json_t *root = json_object(), *md = json_object();
+  if (!root || !md || json_object_set(root, "__metadata__", md)) goto fail;
+
+#define PUT(key, value)                                     \
+  do {                                                      \
+    json_t *v_ = json_string(value);                        \
+    if (!v_ || json_object_set_new(md, key, v_)) goto fail; \
+  } while (0)
+#define PUTF(key, fmt, value)              \
+  do {                                     \
+    snprintf(num, sizeof num, fmt, value); \
+    PUT(key, num);                         \
+  } while (0)
+  PUT("format", CKPT_FORMAT_NAME);
+  PUTF("format_version", "%d", CKPT_FORMAT_VERSION);
+  PUT("midscale_version", MS_VERSION_STRING);
+  PUTF("step", "%" PRId64, meta->step);
+  PUTF("epoch", "%" PRId64, meta->epoch);
+  PUTF("step_in_epoch", "%" PRId64, meta->step_in_epoch);
+  PUTF("world_size", "%d", meta->world_size);
+  PUTF("seed", "%" PRIu64, meta->seed);
+  PUTF("rng_state", "%" PRIu64, meta->rng_state);
+  PUTF("layout_hash", "%016" PRIx64, meta->layout_hash);
+  PUTF("data_hash", "%016" PRIx64, data_hash);
+#undef PUTF
+#undef PUT
+  json_t *cfg = json_string(meta->config ? meta->config : "");
+  if (!cfg) FAIL(fail_rc, MS_ECKPT, "%s: the config text is not valid UTF-8", path);
+  if (json_object_set_new(md, "config", cfg)) goto fail;
+
+  int64_t off = 0;
+  for (int i = 0; i < n; i++) {
+    int64_t end = off + tensor_bytes(t[i].ndim, t[i].shape);
+    json_t *name = json_string(t[i].name);
+    if (!name) FAIL(fail_rc, MS_ECKPT, "%s: tensor name '%s' is not valid UTF-8", path, t[i].name);
+    json_decref(name);
+    if (json_object_get(root, t[i].name))
+      FAIL(fail_rc, MS_ECKPT, "%s: tensor name '%s' is given twice", path, t[i].name);
+    json_t *shape = json_array();
+    for (int d = 0; shape && d < t[i].ndim; d++)
+      if (json_array_append_new(shape, json_integer(t[i].shape[d]))) {
+        json_decref(shape);
+        shape = NULL;
+      }
+    /* json_pack steals the "o" reference, also when it fails. */
+    json_t *e = shape ? json_pack("{s:s, s:o, s:[I, I]}", "dtype", "F32", "shape", shape,
+                                  "data_offsets", (json_int_t)off, (json_int_t)end)
+                      : NULL;
+    if (!e || json_object_set_new(root, t[i].name, e)) goto fail;
+    off = end;
+  }
+
+  char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (!s) goto fail;
+  size_t slen = strlen(s);
+  size_t pad = (8 - slen % 8) % 8;
+  char *padded = realloc(s, slen + pad + 1);
+  if (!padded) {
+    free(s);
+    goto fail;
+  }
+  memset(padded + slen, ' ', pad);
+  padded[slen + pad] = '\0';
+  *out = padded;
+  *len = slen + pad;
+  json_decref(md);
+  json_decref(root);
+  return 0;
+
+fail:
+  rc = ms_error_set(MS_ENOMEM, "%s: out of memory building the header", path);
+fail_rc:
+  json_decref(md);
+  json_decref(root);
+  return rc;
+}
+
+static int check_write_args(const char *dir, const ckpt_tensor *t, int n, const ckpt_meta *meta) {
+  if (!dir || !*dir || n < 0 || (n > 0 && !t) || !meta)
+    return ms_error_set(MS_ECKPT, "ckpt_write: invalid arguments");
+  if (meta->step < 0 || meta->step > CKPT_MAX_STEP)
+    return ms_error_set(MS_ECKPT, "%s: step %" PRId64 " cannot be a checkpoint id (0 to %lld)", dir,
+                        meta->step, CKPT_MAX_STEP);
+  /* The reader refuses these, so never write them. */
+  if (meta->epoch < 0 || meta->step_in_epoch < 0 || meta->world_size < 1)
+    return ms_error_set(MS_ECKPT,
+                        "%s: invalid cursor (epoch %" PRId64 ", step_in_epoch %" PRId64
+                        ", world_size %d)",
+                        dir, meta->epoch, meta->step_in_epoch, meta->world_size);
+  uint64_t total = 0;
+  for (int i = 0; i < n; i++) {
+    if (!t[i].name || !*t[i].name || strcmp(t[i].name, "__metadata__") == 0)
+      return ms_error_set(MS_ECKPT, "%s: tensor %d has an invalid name", dir, i);
+    int64_t b = tensor_bytes(t[i].ndim, t[i].shape);
+    if (b < 0)
+      return ms_error_set(MS_ECKPT, "%s: tensor '%s' has an invalid shape", dir, t[i].name);
+    if (b > 0 && !t[i].data)
+      return ms_error_set(MS_ECKPT, "%s: tensor '%s' has no data", dir, t[i].name);
+    total += (uint64_t)b;
+    if (total > CKPT_MAX_PAYLOAD)
+      return ms_error_set(MS_ECKPT, "%s: tensors exceed %llu bytes", dir, CKPT_MAX_PAYLOAD);
+  }
+  return 0;
+}
+
+int ckpt_write(const char *dir, const ckpt_tensor *tensors, int n_tensors, const ckpt_meta *meta,
+               int level, char **out_path) {
+  if (out_path) *out_path = NULL;
+  int rc = check_write_args(dir, tensors, n_tensors, meta);
+  if (rc) return rc;
+
+  char name[64], tmpname[96];
+  snprintf(name, sizeof name, "step-%08" PRId64 ".safetensors.zst", meta->step);
+  snprintf(tmpname, sizeof tmpname, ".%s.tmp.%ld", name, (long)getpid());
+  char *path = str_printf("%s/%s", dir, name);
+  char *tmp = str_printf("%s/%s", dir, tmpname);
+  char *hdr = NULL;
+  size_t hdr_len = 0;
+  zwriter w = {NULL, NULL, NULL, 0, path};
+  int dfd = -1;
+  if (!path || !tmp) FAIL(out_free, MS_ENOMEM, "%s: out of memory", dir);
+
+  /* First pass: the hash of the tensor bytes goes into the header. */
+  uint64_t data_hash = CKPT_FNV_OFFSET, payload = 0;
+  for (int i = 0; i < n_tensors; i++) {
+    size_t b = (size_t)tensor_bytes(tensors[i].ndim, tensors[i].shape);
+    if (b) data_hash = ckpt_fnv1a(data_hash, tensors[i].data, b);
+    payload += b;
+  }
+  rc = build_header(tensors, n_tensors, meta, data_hash, path, &hdr, &hdr_len);
+  if (rc) goto out_free;
+  if (hdr_len > CKPT_MAX_HEADER)
+    FAIL(out_free, MS_ECKPT, "%s: the header would be %zu bytes (at most %llu)", path, hdr_len,
+         CKPT_MAX_HEADER);
+  payload += 8 + hdr_len;
+
+  rc = make_dirs(dir);
+  if (rc) goto out_free;
+
+  w.ocap = ZSTD_CStreamOutSize();
+  w.obuf = malloc(w.ocap);
+  w.cctx = ZSTD_createCCtx();
+  if (!w.obuf || !w.cctx) FAIL(out_free, MS_ENOMEM, "%s: out of memory", path);
+  size_t zr = ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_compressionLevel, level);
+  if (!ZSTD_isError(zr)) zr = ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_checksumFlag, 1);
+  if (!ZSTD_isError(zr)) zr = ZSTD_CCtx_setPledgedSrcSize(w.cctx, payload);
+  if (ZSTD_isError(zr))
+    FAIL(out_free, MS_ECKPT, "%s: zstd setup failed (level %d): %s", path, level,
+         ZSTD_getErrorName(zr));
+
+  w.f = fopen(tmp, "wb");
+  if (!w.f)
+    FAIL(out_free, MS_EIO, "%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
+  unsigned char len8[8];
+  for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hdr_len >> (8 * i));
+  rc = zw_feed(&w, len8, 8, ZSTD_e_continue);
+  if (!rc) rc = zw_feed(&w, hdr, hdr_len, ZSTD_e_continue);
+  for (int i = 0; !rc && i < n_tensors; i++)
+    rc = zw_feed(&w, tensors[i].data, (size_t)tensor_bytes(tensors[i].ndim, tensors[i].shape),
+                 ZSTD_e_continue);
+  if (!rc) rc = zw_feed(&w, NULL, 0, ZSTD_e_end);
+  if (rc) goto out_unlink;
+  if (fflush(w.f) != 0 || fsync(fileno(w.f)) != 0)
+    FAIL(out_unlink, MS_EIO, "%s: write failed: %s", path, strerror(errno));
+  FILE *f = w.f;
+  w.f = NULL;
+  if (fclose(f) != 0) FAIL(out_unlink, MS_EIO, "%s: write failed: %s", path, strerror(errno));
+  if (rename(tmp, path) != 0)
+    FAIL(out_unlink, MS_EIO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
+  /* Make the rename itself durable. File systems that cannot sync a
+   * directory say EINVAL; the file is in place either way. */
+  dfd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL))
+    FAIL(out_free, MS_EIO, "%s: cannot sync directory %s: %s", path, dir, strerror(errno));
+  if (out_path) {
+    *out_path = path;
+    path = NULL;
+  }
+  rc = 0;
+  goto out_free;
+
+out_unlink:
+  if (w.f) fclose(w.f);
+  w.f = NULL;
+  unlink(tmp);
+out_free:
+  if (dfd >= 0) close(dfd);
+  ZSTD_freeCCtx(w.cctx);
+  free(w.obuf);
+  free(hdr);
+  free(tmp);
+  free(path);
+  return rc;
+}
+
+/* ---- reading ----------------------------------------------------------- */
+
+typedef struct {
+  FILE *f;
+  const char *path;
+  ZSTD_DCtx *dctx;
+  unsigned char *ibuf;
+  size_t icap;
+  ZSTD_inBuffer in;
+  int eof, frame_done;
+} zreader;
+
+static int zr_fill(zreader *r) {
+  size_t got = fread(r->ibuf, 1, r->icap, r->f);
+  if (got == 0 && ferror(r->f))
+    return ms_error_set(MS_EIO, "%s: read failed: %s", r->path, strerror(errno));
+  if (got == 0) r->eof = 1;
+  r->in.src = r->ibuf;
+  r->in.size = got;
+  r->in.pos = 0;
+  return 0;
+}
+
+/* Decompresses into out until it is full or the frame ends. */
+static int zr_run(zreader *r, ZSTD_outBuffer *out) {
+  while (out->pos < out->size && !r->frame_done) {
+    if (r->in.pos == r->in.size && !r->eof) {
+      int rc = zr_fill(r);
+      if (rc) return rc;
+    }
+    size_t in0 = r->in.pos, out0 = out->pos;
+    size_t ret = ZSTD_decompressStream(r->dctx, out, &r->in);
+    if (ZSTD_isError(ret))
+      return ms_error_set(MS_ECKPT, "%s: corrupted (zstd: %s)", r->path, ZSTD_getErrorName(ret));
+    if (ret == 0)
+      r->frame_done = 1;
+    else if (r->eof && r->in.pos == in0 && out->pos == out0)
+      return ms_error_set(MS_ECKPT, "%s: truncated (the zstd stream ends early)", r->path);
+  }
+  return 0;
+}
+
+static int zr_read(zreader *r, void *dst, size_t n) {
+  ZSTD_outBuffer out = {dst, n, 0};
+  int rc = zr_run(r, &out);
+  if (rc) return rc;
+  if (out.pos < n)
+    return ms_error_set(MS_ECKPT, "%s: the payload is shorter than its header says", r->path);
+  return 0;
+}
+
+/* Reads the end of the frame (where zstd verifies the checksum) and makes
+ * sure nothing follows it. */
+static int zr_finish(zreader *r) {
+  unsigned char extra;
+  ZSTD_outBuffer out = {&extra, 1, 0};
+  int rc = zr_run(r, &out);
+  if (rc) return rc;
+  if (out.pos)
+    return ms_error_set(MS_ECKPT, "%s: the payload is longer than its header says", r->path);
+  if (r->in.pos == r->in.size && !r->eof && (rc = zr_fill(r)) != 0) return rc;
+  if (r->in.pos < r->in.size)
+    return ms_error_set(MS_ECKPT, "%s: unexpected bytes after the zstd frame", r->path);
+  return 0;
+}
+
+typedef struct {
+  const char *name;
+  uint64_t begin, end;
+  int ndim;
+  int64_t shape[CKPT_MAX_DIMS];
+  int req; /* index of the matching requested tensor, or -1 */
+} entry;
+
+static int entry_cmp(const void *a, const void *b) {
+  const entry *x = a, *y = b;
+  if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+  return (x->end > y->end) - (x->end < y->end);
+}
+
+static int parse_u64(const char *s, int hex, uint64_t max, uint64_t *out) {
+  size_t n = strlen(s);
+  if (n == 0 || (hex && n != 16) || (!hex && n > 20)) return -1;
+  if (!hex && n > 1 && s[0] == '0') return -1;
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) {
+    int d;
+    if (s[i] >= '0' && s[i] <= '9')
+      d = s[i] - '0';
+    else if (hex && s[i] >= 'a' && s[i] <= 'f')
+      d = s[i] - 'a' + 10;
+    else
+      return -1;
+    if (!hex && v > (UINT64_MAX - (uint64_t)d) / 10) return -1;
+    v = v * (hex ? 16 : 10) + (uint64_t)d;
+  }
+  if (v > max) return -1;
+  *out = v;
+  return 0;
+}
+
+static int meta_field(const char *path, json_t *md, const char *key, int hex, uint64_t max,
+                      uint64_t *out) {
+  json_t *v = json_object_get(md, key);
+  if (!v) return ms_error_set(MS_ECKPT, "%s: metadata key '%s' is missing", path, key);
+  if (parse_u64(json_string_value(v), hex, max, out))
+    return ms_error_set(MS_ECKPT, "%s: metadata '%s' = '%s' is not a valid %s", path, key,
+                        json_string_value(v), hex ? "16-digit hex hash" : "number");
+  return 0;
+}
+
+/* Checks __metadata__ and fills m (config borrowed from the JSON). */
+static int parse_meta(const char *path, json_t *root, ckpt_meta *m, uint64_t *data_hash,
+                      const char **config) {
+  json_t *md = json_object_get(root, "__metadata__"), *v;
+  const char *key;
+  if (!json_is_object(md))
+    return ms_error_set(MS_ECKPT,
+                        "%s: the header has no __metadata__ map: not a midscale checkpoint", path);
+  json_object_foreach(md, key, v) {
+    if (!json_is_string(v))
+      return ms_error_set(MS_ECKPT,
+                          "%s: metadata '%s' is not a string (safetensors requires string values)",
+                          path, key);
+  }
+  v = json_object_get(md, "format");
+  if (!v || strcmp(json_string_value(v), CKPT_FORMAT_NAME) != 0)
+    return ms_error_set(
+        MS_ECKPT, "%s: not a midscale checkpoint (metadata 'format' is %s%s%s, expected '%s')",
+        path, v ? "'" : "", v ? json_string_value(v) : "missing", v ? "'" : "", CKPT_FORMAT_NAME);
+  uint64_t u[9];
+  int rc = meta_field(path, md, "format_version", 0, INT32_MAX, &u[0]);
+  if (rc) return rc;
+  if (u[0] > CKPT_FORMAT_VERSION)
+    return ms_error_set(
+        MS_ECKPT, "%s: made by a newer midscale (format version %" PRIu64 "; this build reads %d)",
+        path, u[0], CKPT_FORMAT_VERSION);
+  if (u[0] < 1) return ms_error_set(MS_ECKPT, "%s: unknown format version %" PRIu64, path, u[0]);
+  static const char *keys[] = {"step", "epoch",     "step_in_epoch", "world_size",
+                               "seed", "rng_state", "layout_hash",   "data_hash"};
+  const uint64_t maxes[] = {CKPT_MAX_STEP, INT64_MAX,  INT64_MAX,  INT32_MAX,
+                            UINT64_MAX,    UINT64_MAX, UINT64_MAX, UINT64_MAX};
+  for (int i = 0; i < 8; i++)
+    if ((rc = meta_field(path, md, keys[i], i >= 6, maxes[i], &u[i + 1])) != 0) return rc;
+  if (u[4] < 1) return ms_error_set(MS_ECKPT, "%s: metadata 'world_size' is 0", path);
+  v = json_object_get(md, "config");
+  if (!v) return ms_error_set(MS_ECKPT, "%s: metadata key 'config' is missing", path);
+  m->step = (int64_t)u[1];
+  m->epoch = (int64_t)u[2];
+  m->step_in_epoch = (int64_t)u[3];
+  m->world_size = (int)u[4];
+  m->seed = u[5];
+  m->rng_state = u[6];
+  m->layout_hash = u[7];
+  *data_hash = u[8];
+  *config = json_string_value(v);
+  return 0;
+}
+
+/* Parses one tensor entry of the header into e. */
+static int parse_entry(const char *path, const char *name, json_t *v, entry *e) {
+  json_t *dtype = json_object_get(v, "dtype"), *shape = json_object_get(v, "shape");
+  json_t *offs = json_object_get(v, "data_offsets");
+  e->name = name;
+  e->req = -1;
+  if (!json_is_object(v) || !json_is_string(dtype) || !json_is_array(shape) || !json_is_array(offs))
+    return ms_error_set(MS_ECKPT, "%s: tensor '%s' lacks dtype, shape or data_offsets", path, name);
+  if (strcmp(json_string_value(dtype), "F32") != 0)
+    return ms_error_set(MS_ECKPT,
+                        "%s: tensor '%s' has dtype %s; midscale checkpoints hold F32 only", path,
+                        name, json_string_value(dtype));
+  size_t nd = json_array_size(shape);
+  if (nd > CKPT_MAX_DIMS)
+    return ms_error_set(MS_ECKPT, "%s: tensor '%s' has %zu dimensions (at most %d)", path, name, nd,
+                        CKPT_MAX_DIMS);
+  e->ndim = (int)nd;
+  for (size_t d = 0; d < nd; d++) {
+    json_t *x = json_array_get(shape, d);
+    if (!json_is_integer(x) || json_integer_value(x) < 0)
+      return ms_error_set(MS_ECKPT, "%s: tensor '%s' has an invalid shape", path, name);
+    e->shape[d] = json_integer_value(x);
+  }
+  json_t *b = json_array_get(offs, 0), *en = json_array_get(offs, 1);
+  if (json_array_size(offs) != 2 || !json_is_integer(b) || !json_is_integer(en) ||
+      json_integer_value(b) < 0 || json_integer_value(en) < json_integer_value(b))
+    return ms_error_set(MS_ECKPT, "%s: tensor '%s' has invalid data_offsets", path, name);
+  e->begin = (uint64_t)json_integer_value(b);
+  e->end = (uint64_t)json_integer_value(en);
+  int64_t bytes = tensor_bytes(e->ndim, e->shape);
+  if (bytes < 0 || e->end - e->begin != (uint64_t)bytes)
+    return ms_error_set(MS_ECKPT,
+                        "%s: tensor '%s' has data_offsets [%" PRIu64 ", %" PRIu64
+                        "] that do not match its shape",
+                        path, name, e->begin, e->end);
+  return 0;
+}
+
+/* Matches the file's tensors with the requested ones (any order, exactly). */
+static int match_tensors(const char *path, entry *es, size_t ne, const ckpt_tensor *t, int n) {
+  char fs[128], ms[128];
+  for (int i = 0; i < n; i++) {
+    if (!t[i].name || tensor_bytes(t[i].ndim, t[i].shape) < 0 ||
+        (tensor_bytes(t[i].ndim, t[i].shape) > 0 && !t[i].data))
+      return ms_error_set(MS_ECKPT, "%s: requested tensor %d is invalid", path, i);
+    size_t j = 0;
+    while (j < ne && strcmp(es[j].name, t[i].name) != 0) j++;
+    if (j == ne)
+      return ms_error_set(
+          MS_ECKPT,
+          "%s: tensor '%s' is missing from the file: this checkpoint was made for another model",
+          path, t[i].name);
+    if (es[j].req >= 0)
+      return ms_error_set(MS_ECKPT, "%s: tensor '%s' is requested twice", path, t[i].name);
+    int same = es[j].ndim == t[i].ndim;
+    for (int d = 0; same && d < t[i].ndim; d++) same = es[j].shape[d] == t[i].shape[d];
+    if (!same) {
+      shape_str(fs, sizeof fs, es[j].ndim, es[j].shape);
+      shape_str(ms, sizeof ms, t[i].ndim, t[i].shape);
+      return ms_error_set(MS_ECKPT,
+                          "%s: tensor '%s' has shape %s in the file but the model expects %s: this "
+                          "checkpoint was made for another model",
+                          path, t[i].name, fs, ms);
+    }
+    es[j].req = i;
+  }
+  for (size_t j = 0; j < ne; j++)
+    if (es[j].req < 0)
+      return ms_error_set(MS_ECKPT,
+                          "%s: the file holds tensor '%s' that the model does not have: this "
+                          "checkpoint was made for another model",
+                          path, es[j].name);
+  return 0;
+}
+
+/* The whole reader: with tensors == NULL it verifies everything but keeps
+ * only the metadata. */
+static int read_ckpt(const char *path, const ckpt_tensor *tensors, int n_tensors,
+                     uint64_t expected_layout_hash, ckpt_meta *meta) {
+  int rc;
+  zreader r = {0};
+  char *hdr = NULL;
+  unsigned char *scratch = NULL;
+  json_t *root = NULL;
+  entry *es = NULL;
+  ckpt_meta m = {0};
+  uint64_t want_hash = 0;
+  const char *cfg = NULL;
+  if (meta) memset(meta, 0, sizeof *meta);
+  if (!path || n_tensors < 0 || (n_tensors > 0 && !tensors))
+    return ms_error_set(MS_ECKPT, "ckpt_read: invalid arguments");
+  r.path = path;
+
+  r.f = fopen(path, "rb");
+  if (!r.f)
+    return ms_error_set(errno == ENOENT ? MS_ECKPT : MS_EIO, "%s: cannot open: %s", path,
+                        strerror(errno));
+  r.icap = ZSTD_DStreamInSize();
+  r.ibuf = malloc(r.icap);
+  r.dctx = ZSTD_createDCtx();
+  if (!r.ibuf || !r.dctx) FAIL(out, MS_ENOMEM, "%s: out of memory", path);
+  if ((rc = zr_fill(&r)) != 0) goto out;
+  unsigned long long csize = ZSTD_getFrameContentSize(r.ibuf, r.in.size);
+  if (csize == ZSTD_CONTENTSIZE_ERROR)
+    FAIL(out, MS_ECKPT, "%s: not a zstd file, or truncated", path);
+  if (csize == ZSTD_CONTENTSIZE_UNKNOWN || csize < 8 || csize > CKPT_MAX_PAYLOAD)
+    FAIL(out, MS_ECKPT, "%s: the zstd frame does not declare a plausible content size", path);
+
+  unsigned char len8[8];
+  if ((rc = zr_read(&r, len8, 8)) != 0) goto out;
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | len8[i];
+  if (hlen < 2 || hlen > CKPT_MAX_HEADER || hlen > csize - 8)
+    FAIL(out, MS_ECKPT, "%s: invalid safetensors header length %" PRIu64, path, hlen);
+  hdr = malloc((size_t)hlen);
+  if (!hdr) FAIL(out, MS_ENOMEM, "%s: out of memory", path);
+  if ((rc = zr_read(&r, hdr, (size_t)hlen)) != 0) goto out;
+  json_error_t jerr;
+  root = hdr[0] == '{' ? json_loadb(hdr, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+  if (hdr[0] != '{') snprintf(jerr.text, sizeof jerr.text, "it does not start with '{'");
+  if (!json_is_object(root))
+    FAIL(out, MS_ECKPT, "%s: the safetensors header is not a JSON object (%s)", path,
+         root ? "other JSON value" : jerr.text);
+  if ((rc = parse_meta(path, root, &m, &want_hash, &cfg)) != 0) goto out;
+
+  size_t ne = json_object_size(root) - 1, k = 0;
+  es = calloc(ne ? ne : 1, sizeof *es);
+  if (!es) FAIL(out, MS_ENOMEM, "%s: out of memory", path);
+  const char *key;
+  json_t *v;
+  json_object_foreach(root, key, v) {
+    if (strcmp(key, "__metadata__") == 0) continue;
+    if ((rc = parse_entry(path, key, v, &es[k++])) != 0) goto out;
+  }
+  qsort(es, ne, sizeof *es, entry_cmp);
+  uint64_t data_size = csize - 8 - hlen, pos = 0;
+  for (size_t j = 0; j < ne; j++) {
+    if (es[j].begin != pos)
+      FAIL(out, MS_ECKPT, "%s: tensor '%s' data_offsets leave a gap or overlap at byte %" PRIu64,
+           path, es[j].name, pos);
+    pos = es[j].end;
+  }
+  if (pos != data_size)
+    FAIL(out, MS_ECKPT, "%s: the tensors cover %" PRIu64 " bytes but the data section has %" PRIu64,
+         path, pos, data_size);
+  if (tensors && (rc = match_tensors(path, es, ne, tensors, n_tensors)) != 0) goto out;
+  if (tensors && expected_layout_hash != 0 && m.layout_hash != expected_layout_hash)
+    FAIL(out, MS_ECKPT,
+         "%s: layout hash %016" PRIx64 " in the file but the model has %016" PRIx64
+         ": this checkpoint was made for another model",
+         path, m.layout_hash, expected_layout_hash);
+
+  /* Tensor bytes in file order, hashed as they arrive. */
+  uint64_t h = CKPT_FNV_OFFSET;
+  for (size_t j = 0; j < ne; j++) {
+    uint64_t left = es[j].end - es[j].begin;
+    if (es[j].req >= 0) {
+      void *dst = tensors[es[j].req].data;
+      if ((rc = zr_read(&r, dst, (size_t)left)) != 0) goto out;
+      if (left) h = ckpt_fnv1a(h, dst, (size_t)left);
+      continue;
+    }
+    if (!scratch && !(scratch = malloc(CKPT_SCRATCH)))
+      FAIL(out, MS_ENOMEM, "%s: out of memory", path);
+    while (left) {
+      size_t c = left < CKPT_SCRATCH ? (size_t)left : CKPT_SCRATCH;
+      if ((rc = zr_read(&r, scratch, c)) != 0) goto out;
+      h = ckpt_fnv1a(h, scratch, c);
+      left -= c;
+    }
+  }
+  if ((rc = zr_finish(&r)) != 0) goto out;
+  if (h != want_hash)
+    FAIL(out, MS_ECKPT,
+         "%s: corrupted (data hash %016" PRIx64 " does not match the header's %016" PRIx64 ")",
+         path, h, want_hash);
+  if (meta) {
+    if (!(m.config = strdup(cfg))) FAIL(out, MS_ENOMEM, "%s: out of memory", path);
+    *meta = m;
+  }
+  rc = 0;
+out:
+  free(scratch);
+  free(es);
+  json_decref(root);
+  free(hdr);
+  ZSTD_freeDCtx(r.dctx);
+  free(r.ibuf);
+  fclose(r.f);
+  return rc;
+}
+
+int ckpt_read(const char *path, const ckpt_tensor *tensors, int n_tensors,
+              uint64_t expected_layout_hash, ckpt_meta *meta) {
+  static const ckpt_tensor none = {0};
+  return read_ckpt(path, n_tensors ? tensors : &none, n_tensors, expected_layout_hash, meta);
+}
+
+int ckpt_read_meta(const char *path, ckpt_meta *meta) { return read_ckpt(path, NULL, 0, 0, meta); }
+
+/* ---- directory scans --------------------------------------------------- */
+
+typedef struct {
+  int64_t step;
+  char name[CKPT_NAME_LEN + 1];
+} found;
+
+static int found_cmp_desc(const void *a, const void *b) {
+  const found *x = a, *y = b;
+  return (x->step < y->step) - (x->step > y->step);
+}
+
+/* @return the step of a name "step-<8 digits>.safetensors.zst", or -1. */
+static int64_t name_step(const char *name) {
+  if (strlen(name) != CKPT_NAME_LEN || strncmp(name, "step-", 5) != 0 ||
+      strcmp(name + 13, ".safetensors.zst") != 0)
+    return -1;
+  int64_t s = 0;
+  for (int i = 5; i < 13; i++) {
+    if (name[i] < '0' || name[i] > '9') return -1;
+    s = s * 10 + (name[i] - '0');
+  }
+  return s;
+}
+
+/* Lists the checkpoint files of dir, newest first, into *out (which the
+ * caller frees, also on error). A missing dir gives 0 files. */
+static int list_ckpts(const char *dir, found **out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  DIR *d = opendir(dir);
+  if (!d && errno == ENOENT) return 0;
+  if (!d) return ms_error_set(MS_EIO, "%s: cannot list directory: %s", dir, strerror(errno));
+  size_t cap = 0;
+  struct dirent *de;
+  int rc = 0;
+  errno = 0;
+  while ((de = readdir(d)) != NULL) {
+    int64_t s = name_step(de->d_name);
+    if (s < 0) continue;
+    if (*n == cap) {
+      found *g = realloc(*out, (cap = cap ? 2 * cap : 16) * sizeof *g);
+      if (!g) FAIL(out, MS_ENOMEM, "%s: out of memory", dir);
+      *out = g;
+    }
+    (*out)[*n].step = s;
+    memcpy((*out)[(*n)++].name, de->d_name, CKPT_NAME_LEN + 1);
+    errno = 0;
+  }
+  if (errno != 0) FAIL(out, MS_EIO, "%s: cannot list directory: %s", dir, strerror(errno));
+  if (*n) qsort(*out, *n, sizeof **out, found_cmp_desc);
+out:
+  closedir(d);
+  return rc;
+}
+
+static int append_line(char **list, const char *line) {
+  size_t old = *list ? strlen(*list) : 0, add = strlen(line);
+  char *s = realloc(*list, old + add + 2);
+  if (!s) return -1;
+  if (old) s[old++] = '\n';
+  memcpy(s + old, line, add + 1);
+  *list = s;
+  return 0;
+}
+
+int ckpt_find_latest(const char *dir, char **out_path, char **skipped) {
+  found *fs = NULL;
+  size_t n = 0;
+  char *list = NULL, *path = NULL;
+  if (out_path) *out_path = NULL;
+  if (skipped) *skipped = NULL;
+  if (!dir || !out_path) return ms_error_set(MS_ECKPT, "ckpt_find_latest: invalid arguments");
+  int rc = list_ckpts(dir, &fs, &n);
+  if (rc) goto out;
+  rc = 1;
+  for (size_t i = 0; i < n && rc == 1; i++) {
+    ckpt_meta m;
+    if (!(path = str_printf("%s/%s", dir, fs[i].name)))
+      FAIL(out, MS_ENOMEM, "%s: out of memory", dir);
+    int r = ckpt_read_meta(path, &m);
+    ckpt_meta_free(&m);
+    if (r == 0) {
+      *out_path = path;
+      path = NULL;
+      rc = 0;
+    } else if (r == MS_ENOMEM || append_line(&list, ms_error_msg()) != 0) {
+      FAIL(out, MS_ENOMEM, "%s: out of memory", dir);
+    }
+    free(path);
+    path = NULL;
+  }
+out:
+  free(path);
+  free(fs);
+  if (rc >= 0 && skipped)
+    *skipped = list;
+  else
+    free(list);
+  return rc;
+}
+
+int ckpt_prune(const char *dir, int keep) {
+  found *fs = NULL;
+  size_t n = 0;
+  char *path = NULL;
+  if (!dir) return ms_error_set(MS_ECKPT, "ckpt_prune: invalid arguments");
+  int rc = list_ckpts(dir, &fs, &n);
+  for (size_t i = keep < 1 ? 1 : (size_t)keep; rc == 0 && i < n; i++) {
+    if (!(path = str_printf("%s/%s", dir, fs[i].name)))
+      FAIL(out, MS_ENOMEM, "%s: out of memory", dir);
+    if (unlink(path) != 0 && errno != ENOENT)
+      FAIL(out, MS_EIO, "%s: cannot delete: %s", path, strerror(errno));
+    free(path);
+    path = NULL;
+  }
+out:
+  free(path);
+  free(fs);
+  return rc;
+}
