@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The demo's promise: the MLP 784-256-256-10 reaches >= 0.88 test accuracy on
+# Fashion-MNIST (Debian package dataset-fashion-mnist) on 2 ranks.
+source "$(dirname "$0")/lib.sh"
+export RUN_TIMEOUT=1000
+src=/usr/share/datasets/fashion-mnist
+[ -f "$src/train-images-idx3-ubyte.gz" ] ||
+  fail "$src is missing: install the Debian package dataset-fashion-mnist (scripts/setup.sh does)"
+"$MIDSCALE" prepare fashion-mnist "$src" fashion_mnist.h5 >/dev/null
+run_np 2 train "$MS_SOURCE_DIR/configs/fashion_mnist_mlp.yaml" \
+  --set data.path=fashion_mnist.h5 --set run.dir=run --set log.every_steps=500
+expect_ok
+grep -E '^(eval|final|done)' "$LAST_OUT"
+"$PYTHON" - run/metrics.jsonl <<'PY'
+import json, sys
+s = [r for r in map(json.loads, open(sys.argv[1])) if r["kind"] == "summary"][-1]
+print(f"test accuracy {s['test_acc']:.4f} in {s['seconds']:.1f} s ({s['samples_per_s']:.0f} samples/s)")
+assert s["test_acc"] >= 0.88, f"test accuracy {s['test_acc']} < 0.88"
+PY
+echo "fashion_mnist: ok"

@@ -1,0 +1,244 @@
+/* midscale — the command line. The only place that prints errors and ends
+ * the process. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blas.h"
+#include "comm.h"
+#include "convert.h"
+#include "ms_error.h"
+#include "train.h"
+#include "version.h"
+
+#define MAX_OVERRIDES 256
+
+static const char usage_main[] =
+    "midscale — data-parallel training of small models over MPI\n"
+    "\n"
+    "usage:\n"
+    "  mpirun -np N midscale train CONFIG [--set section.key=value]...\n"
+    "                                     [--resume PATH|auto] [--stop-at STEP]\n"
+    "  midscale prepare fashion-mnist [DIR] OUT.h5\n"
+    "  midscale prepare idx --images FILE --labels FILE [--group NAME] OUT.h5\n"
+    "  midscale prepare synthetic OUT.h5 [--train N] [--test N] [--features F]\n"
+    "                                   [--classes K] [--u8] [--seed S]\n"
+    "  midscale help [COMMAND]    midscale --help    midscale --version\n"
+    "\n"
+    "exit codes: 0 done, 1 runtime failure, 2 usage or config error, 3 data error,\n"
+    "            4 checkpoint error, 75 stopped by a signal after a good checkpoint\n";
+
+static const char usage_train[] =
+    "usage: mpirun -np N midscale train CONFIG [options]\n"
+    "\n"
+    "Trains the model that CONFIG (YAML) describes, data-parallel over the MPI\n"
+    "ranks: train.batch_size is the global batch, split evenly across ranks.\n"
+    "Rank 0 prints progress and appends JSON lines to <run.dir>/metrics.jsonl;\n"
+    "checkpoints go to <run.dir>/checkpoints (or checkpoint.dir).\n"
+    "\n"
+    "options:\n"
+    "  --set KEY=VALUE   override a config key, e.g. --set optim.lr=0.1 or\n"
+    "                    --set model.layers[1].units=512 (repeatable)\n"
+    "  --resume PATH     continue from a checkpoint file\n"
+    "  --resume auto     continue from the newest good checkpoint in the\n"
+    "                    checkpoint directory, or start fresh if there is none\n"
+    "  --stop-at STEP    stop after global step STEP with a checkpoint, as a\n"
+    "                    preemption would (the schedule still plans the whole\n"
+    "                    run): fits a run into jobs of limited wall time\n"
+    "\n"
+    "environment:\n"
+    "  MIDSCALE_BLAS_AUTOFIX=0   do not re-run with OPENBLAS_CORETYPE set when\n"
+    "                            OpenBLAS falls back to its generic kernels\n";
+
+static const char usage_prepare[] =
+    "usage:\n"
+    "  midscale prepare fashion-mnist [DIR] OUT.h5\n"
+    "      Converts the Fashion-MNIST idx files in DIR (default\n"
+    "      /usr/share/datasets/fashion-mnist, from the Debian package\n"
+    "      dataset-fashion-mnist) into OUT.h5 with /train and /test groups.\n"
+    "  midscale prepare idx --images FILE --labels FILE [--group NAME] OUT.h5\n"
+    "      Converts one idx image/label pair (plain or .gz) into group NAME\n"
+    "      (default train) of OUT.h5, keeping other groups.\n"
+    "  midscale prepare synthetic OUT.h5 [--train N] [--test N] [--features F]\n"
+    "                                   [--classes K] [--u8] [--seed S]\n"
+    "      Writes a learnable synthetic classification set (defaults: 8192\n"
+    "      train, 2048 test, 32 float32 features, 10 classes, seed 1).\n";
+
+static int usage_error(const char *fmt, const char *arg) {
+  fprintf(stderr, "midscale: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n(see 'midscale help')\n");
+  return MS_EXIT_USAGE;
+}
+
+static int parse_u64(const char *s, unsigned long long *out) {
+  char *end;
+  if (!s || !*s || *s == '-') return -1;
+  *out = strtoull(s, &end, 10);
+  return *end ? -1 : 0;
+}
+
+static int cmd_prepare(int argc, char **argv) {
+  char err[1024] = "";
+  const char *written = NULL;
+  int rc;
+  if (argc < 1) return usage_error("prepare needs a kind: %s", "fashion-mnist, idx or synthetic");
+  const char *kind = argv[0];
+  if (strcmp(kind, "fashion-mnist") == 0) {
+    if (argc != 2 && argc != 3) return usage_error("%s", "usage: midscale prepare fashion-mnist [DIR] OUT.h5");
+    const char *dir = argc == 3 ? argv[1] : "/usr/share/datasets/fashion-mnist";
+    const char *out = written = argv[argc - 1];
+    const char *split[2][3] = {{"train", "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"},
+                               {"test", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}};
+    unlink(out);
+    for (int i = 0; i < 2; i++) {
+      char img[2048], lab[2048];
+      snprintf(img, sizeof img, "%s/%s", dir, split[i][1]);
+      snprintf(lab, sizeof lab, "%s/%s", dir, split[i][2]);
+      if ((rc = convert_idx(img, lab, out, split[i][0], err, sizeof err))) break;
+    }
+  } else if (strcmp(kind, "idx") == 0) {
+    const char *images = NULL, *labels = NULL, *group = "train", *out = NULL;
+    for (int i = 1; i < argc; i++) {
+      if (strcmp(argv[i], "--images") == 0 && i + 1 < argc) images = argv[++i];
+      else if (strcmp(argv[i], "--labels") == 0 && i + 1 < argc) labels = argv[++i];
+      else if (strcmp(argv[i], "--group") == 0 && i + 1 < argc) group = argv[++i];
+      else if (argv[i][0] != '-' && !out) out = argv[i];
+      else return usage_error("prepare idx: unexpected argument '%s'", argv[i]);
+    }
+    if (!images || !labels || !out) return usage_error("%s", "prepare idx needs --images, --labels and OUT.h5");
+    rc = convert_idx(images, labels, out, group, err, sizeof err);
+    written = out;
+  } else if (strcmp(kind, "synthetic") == 0) {
+    unsigned long long n_train = 8192, n_test = 2048, features = 32, classes = 10, seed = 1;
+    int u8 = 0;
+    const char *out = NULL;
+    for (int i = 1; i < argc; i++) {
+      unsigned long long *dst = NULL;
+      const char *opt = argv[i];
+      if (strcmp(argv[i], "--train") == 0) dst = &n_train;
+      else if (strcmp(argv[i], "--test") == 0) dst = &n_test;
+      else if (strcmp(argv[i], "--features") == 0) dst = &features;
+      else if (strcmp(argv[i], "--classes") == 0) dst = &classes;
+      else if (strcmp(argv[i], "--seed") == 0) dst = &seed;
+      else if (strcmp(argv[i], "--u8") == 0) u8 = 1;
+      else if (argv[i][0] != '-' && !out) out = argv[i];
+      else return usage_error("prepare synthetic: unexpected argument '%s'", argv[i]);
+      if (dst && (i + 1 >= argc || parse_u64(argv[++i], dst) != 0))
+        return usage_error("prepare synthetic: %s needs a non-negative integer", opt);
+    }
+    if (!out) return usage_error("%s", "prepare synthetic needs OUT.h5");
+    if (features < 1 || features > (1u << 24) || classes < 2 || classes > 256)
+      return usage_error("%s", "prepare synthetic: --features must be 1..16777216 and --classes 2..256");
+    written = out;
+    rc = convert_synthetic(out, n_train, n_test, (int)features, (int)classes, u8, seed, err, sizeof err);
+  } else {
+    return usage_error("unknown prepare kind '%s' (fashion-mnist, idx or synthetic)", kind);
+  }
+  if (rc) {
+    fprintf(stderr, "midscale: error: %s\n", err);
+    return MS_EXIT_DATA;
+  }
+  printf("wrote %s\n", written);
+  return 0;
+}
+
+/* OpenBLAS chooses its kernels when it loads; the variable that corrects a
+ * wrong choice must be in the environment before that, so the process runs
+ * itself again (before MPI starts) with it set. */
+static void fix_blas_core(char **argv) {
+  const char *flag = getenv("MIDSCALE_BLAS_AUTOFIX");
+  if (flag && strcmp(flag, "0") == 0) return;
+  const char *core = blas_suggested_coretype();
+  if (!core) return;
+  if (setenv("MIDSCALE_BLAS_DETECTED", blas_corename(), 1) != 0 ||
+      setenv("OPENBLAS_CORETYPE", core, 1) != 0)
+    return;
+  execv("/proc/self/exe", argv);
+  /* exec failed: carry on with the generic kernels; train reports them. */
+  unsetenv("OPENBLAS_CORETYPE");
+}
+
+static int cmd_train(int argc, char **argv, char **full_argv, int *pargc, char ***pargv) {
+  const char *overrides[MAX_OVERRIDES];
+  train_args a = {.config_path = NULL, .resume = NULL, .overrides = overrides, .n_overrides = 0,
+                  .stop_at = 0};
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(usage_train, stdout);
+      return 0;
+    } else if (strcmp(argv[i], "--set") == 0 || strncmp(argv[i], "--set=", 6) == 0) {
+      const char *v = argv[i][5] == '=' ? argv[i] + 6 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!v) return usage_error("%s", "--set needs section.key=value");
+      if (a.n_overrides == MAX_OVERRIDES) return usage_error("%s", "too many --set options");
+      overrides[a.n_overrides++] = v;
+    } else if (strcmp(argv[i], "--resume") == 0 || strncmp(argv[i], "--resume=", 9) == 0) {
+      a.resume = argv[i][8] == '=' ? argv[i] + 9 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!a.resume || !*a.resume) return usage_error("%s", "--resume needs a checkpoint path or 'auto'");
+    } else if (strcmp(argv[i], "--stop-at") == 0) {
+      unsigned long long v = 0;
+      if (i + 1 >= argc || parse_u64(argv[++i], &v) != 0 || v == 0 || v > (1ULL << 62))
+        return usage_error("%s", "--stop-at needs a step number >= 1");
+      a.stop_at = (long long)v;
+    } else if (argv[i][0] == '-' && argv[i][1]) {
+      return usage_error("train: unknown option '%s'", argv[i]);
+    } else if (!a.config_path) {
+      a.config_path = argv[i];
+    } else {
+      return usage_error("train: unexpected argument '%s'", argv[i]);
+    }
+  }
+  if (!a.config_path) return usage_error("%s", "train needs a CONFIG file (see 'midscale help train')");
+
+  fix_blas_core(full_argv);
+  comm_world w;
+  if (comm_init(&w, pargc, pargv) != 0) {
+    fprintf(stderr, "midscale: error: %s\n", comm_errmsg(&w));
+    return MS_EXIT_RUNTIME;
+  }
+  if (w.rank == 0 && getenv("MIDSCALE_BLAS_DETECTED"))
+    printf("note: OpenBLAS detected '%s' (generic kernels) on a CPU with wider vectors; "
+           "re-ran with OPENBLAS_CORETYPE=%s (MIDSCALE_BLAS_AUTOFIX=0 turns this off)\n",
+           getenv("MIDSCALE_BLAS_DETECTED"), getenv("OPENBLAS_CORETYPE"));
+  int rc = train_run(&w, &a);
+  if (rc != 0 && w.rank == 0) {
+    fflush(stdout);
+    fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
+  }
+  comm_finalize(&w);
+  return ms_exit_code(rc);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fputs(usage_main, stderr);
+    return MS_EXIT_USAGE;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+    printf("midscale %s\n", MS_VERSION_STRING);
+    return 0;
+  }
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+    fputs(usage_main, stdout);
+    return 0;
+  }
+  if (strcmp(cmd, "help") == 0) {
+    const char *topic = argc > 2 ? argv[2] : "";
+    fputs(strcmp(topic, "train") == 0     ? usage_train
+          : strcmp(topic, "prepare") == 0 ? usage_prepare
+                                          : usage_main,
+          stdout);
+    return 0;
+  }
+  if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2, argv, &argc, &argv);
+  if (strcmp(cmd, "prepare") == 0) {
+    if (argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+      fputs(usage_prepare, stdout);
+      return 0;
+    }
+    return cmd_prepare(argc - 2, argv + 2);
+  }
+  return usage_error("unknown command '%s'", cmd);
+}

@@ -1,0 +1,40 @@
+/* metrics — what rank 0 tells the user: log lines, a progress bar on a
+ * terminal, and JSON lines in <run dir>/metrics.jsonl.
+ *
+ * Only the rank that opened the sink writes; others pass NULL and every call
+ * is a no-op. Not thread-safe.
+ */
+#ifndef MS_METRICS_H
+#define MS_METRICS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct ms_metrics ms_metrics;
+
+/* Opens (appends to) path for JSON lines; out is the human-readable stream
+ * (stdout). progress: draw a bar when out is a terminal.
+ * @return 0 or MS_EIO. */
+int metrics_open(ms_metrics **m, const char *jsonl_path, FILE *out, int progress);
+
+/* Flushes and closes; accepts NULL. */
+void metrics_close(ms_metrics *m);
+
+/* A training log record: one line for the user and one JSON line. */
+void metrics_train(ms_metrics *m, int64_t step, int64_t total_steps, int64_t epoch,
+                   double loss, double acc, double lr, double samples_per_s);
+
+/* An evaluation record at the end of an epoch. */
+void metrics_eval(ms_metrics *m, int64_t step, int64_t epoch, double loss, double acc,
+                  long n_samples);
+
+/* Redraws the progress bar (when enabled and on a terminal). */
+void metrics_progress(ms_metrics *m, int64_t step, int64_t total_steps, double loss);
+
+/* Writes a free-form JSON object line (already serialised, no newline). */
+void metrics_json(ms_metrics *m, const char *json_object);
+
+/* Prints a line for the user, clearing the progress bar first. */
+void metrics_say(ms_metrics *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

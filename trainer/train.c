@@ -1,0 +1,516 @@
+#include "train.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blas.h"
+#include "ckpt.h"
+#include "config.h"
+#include "dataset.h"
+#include "kernels.h"
+#include "metrics.h"
+#include "model.h"
+#include "ms_error.h"
+#include "optim.h"
+#include "sampler.h"
+#include "version.h"
+
+/* Each rank caches its datasets in memory up to this many bytes of inputs;
+ * larger files are read on demand. */
+#define DATA_MEM_BUDGET ((size_t)2 << 30)
+#define ERRLEN 1024
+
+/* Tensors per layer in a checkpoint: weight, bias, and their momentum. */
+#define TENSORS_PER_LAYER 4
+
+typedef struct {
+  comm_world *w;
+  ms_config cfg;
+  char *cfg_text;
+  size_t cfg_len;
+  char ckpt_dir[MS_PATH_MAX + 32];
+  data_set *train, *test;
+  ms_model *model;
+  ms_optim *opt;
+  ms_metrics *metrics; /* rank 0 only */
+  ckpt_tensor tensors[MS_MAX_LAYERS * TENSORS_PER_LAYER];
+  char tensor_names[MS_MAX_LAYERS * TENSORS_PER_LAYER][64];
+  int n_tensors;
+  uint64_t layout_hash;
+  int64_t global_batch, local_batch, eval_chunk;
+  int64_t steps_per_epoch, total_steps;
+  int64_t step, epoch, step_in_epoch; /* the cursor: steps done */
+  int64_t last_ckpt_step;
+  uint64_t *perm;
+  int64_t perm_epoch;
+  uint64_t *idx;
+  float *x, *dlogits;
+  int32_t *y;
+  double last_eval_acc, last_eval_loss;
+  int64_t last_eval_step;
+  /* seconds spent per part of the step, on this rank */
+  double t_data, t_compute, t_comm, t_ckpt, t_eval;
+} run;
+
+/* The agreement every branch goes through: returns the code of the lowest
+ * failing rank (0 if none) and leaves its message in ms_error_msg() on
+ * every rank. */
+static int agree(run *r, int rc) {
+  char msg[ERRLEN];
+  if (rc < 0) {
+    if (r->w->size > 1 && r->w->rank != 0)
+      snprintf(msg, sizeof msg, "rank %d: %s", r->w->rank, ms_error_msg());
+    else
+      snprintf(msg, sizeof msg, "%s", ms_error_msg());
+  } else {
+    msg[0] = '\0';
+  }
+  r->w->err[0] = '\0';
+  int code = comm_agree_msg(r->w, rc, msg, sizeof msg);
+  if (code == 0) return 0;
+  if (code == COMM_EMPI && r->w->err[0]) return ms_error_set(MS_ECOMM, "%s", r->w->err);
+  return ms_error_set(code, "%s", msg);
+}
+
+static int comm_rc(run *r, int rc) {
+  return rc < 0 ? ms_error_set(MS_ECOMM, "%s", comm_errmsg(r->w)) : 0;
+}
+
+static int mkdir_p(const char *path) {
+  char buf[MS_PATH_MAX];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1;; p++) {
+    if (*p == '/' || *p == '\0') {
+      char c = *p;
+      *p = '\0';
+      if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return ms_error_set(MS_EIO, "cannot create directory '%s': %s", buf, strerror(errno));
+      if (c == '\0') break;
+      *p = c;
+    }
+  }
+  return 0;
+}
+
+/* Rank 0 reads the file and broadcasts its bytes; every rank parses the same
+ * bytes and applies the same overrides. */
+static int load_config(run *r, const train_args *a) {
+  int rc = 0;
+  if (r->w->rank == 0) rc = config_read_file(a->config_path, &r->cfg_text, &r->cfg_len);
+  if ((rc = agree(r, rc))) return rc;
+  if ((rc = comm_rc(r, comm_bcast_bytes(r->w, &r->cfg_text, &r->cfg_len, 0)))) return rc;
+  config_defaults(&r->cfg);
+  rc = config_parse(&r->cfg, r->cfg_text, r->cfg_len, a->config_path);
+  for (int i = 0; rc == 0 && i < a->n_overrides; i++) rc = config_override(&r->cfg, a->overrides[i]);
+  if (rc == 0) rc = config_validate(&r->cfg, r->w->size);
+  return agree(r, rc);
+}
+
+static int data_rc(int rc, int code, const char *err) {
+  return rc < 0 ? ms_error_set(code, "%s", err) : 0;
+}
+
+static int open_data(run *r) {
+  const ms_config *c = &r->cfg;
+  char err[ERRLEN] = "";
+  int rc = data_rc(data_open(&r->train, c->data.path, c->data.train_x, c->data.train_y,
+                             DATA_MEM_BUDGET, err, sizeof err), MS_EDATA, err);
+  if (rc == 0 && c->data.test_x[0])
+    rc = data_rc(data_open(&r->test, c->data.path, c->data.test_x, c->data.test_y,
+                           DATA_MEM_BUDGET, err, sizeof err), MS_EDATA, err);
+  if (rc == 0 && r->test && data_sample_elems(r->test) != data_sample_elems(r->train))
+    rc = ms_error_set(MS_EDATA, "'%s': test samples have %zu features but training samples have %zu",
+                      c->data.path, data_sample_elems(r->test), data_sample_elems(r->train));
+  return agree(r, rc);
+}
+
+static int check_labels(run *r) {
+  char err[ERRLEN] = "";
+  int classes = r->model->n_classes;
+  int rc = data_rc(data_check_labels(r->train, classes, err, sizeof err), MS_EDATA, err);
+  if (rc == 0 && r->test)
+    rc = data_rc(data_check_labels(r->test, classes, err, sizeof err), MS_EDATA, err);
+  if (rc) ms_error_prefix("the model has %d output units", classes);
+  return agree(r, rc);
+}
+
+static int blas_threads(const comm_world *w, int configured) {
+  if (configured > 0) return configured;
+  long online = sysconf(_SC_NPROCESSORS_ONLN);
+  int per_rank = (int)(online > 0 ? online : 1) / (w->local_size > 0 ? w->local_size : 1);
+  return per_rank > 0 ? per_rank : 1;
+}
+
+static int build_model(run *r) {
+  const ms_config *c = &r->cfg;
+  r->global_batch = c->train.batch_size;
+  r->local_batch = r->global_batch / r->w->size;
+  r->eval_chunk = c->train.eval_batch_size / r->w->size;
+  if (r->eval_chunk < 1) r->eval_chunk = 1;
+  int64_t max_batch = r->local_batch > r->eval_chunk ? r->local_batch : r->eval_chunk;
+  size_t in = data_sample_elems(r->train);
+  int rc = model_create(&r->model, c, (int)in, (int)max_batch);
+  if (rc == 0) rc = optim_create(&r->opt, c, r->model->n_params);
+  if (rc == 0) {
+    r->perm = malloc(sizeof(uint64_t) * data_count(r->train));
+    r->idx = malloc(sizeof(uint64_t) * (size_t)max_batch);
+    r->x = malloc(sizeof(float) * (size_t)max_batch * in);
+    r->y = malloc(sizeof(int32_t) * (size_t)max_batch);
+    r->dlogits = malloc(sizeof(float) * (size_t)max_batch * (size_t)r->model->n_classes);
+    if (!r->perm || !r->idx || !r->x || !r->y || !r->dlogits)
+      rc = ms_error_set(MS_ENOMEM, "out of memory for batch buffers");
+  }
+  if ((rc = agree(r, rc))) return rc;
+  if ((rc = check_labels(r))) return rc;
+
+  /* Every rank initialises from the seed; the hash check proves they agree
+   * (a different libm could break that, so rank 0's copy then wins). */
+  model_init(r->model, c->run.seed);
+  int same = comm_all_equal_u64(r->w, model_params_hash(r->model));
+  if (same < 0) return comm_rc(r, same);
+  if (!same && (rc = comm_rc(r, comm_bcast_f32(r->w, r->model->params, r->model->n_params, 0))))
+    return rc;
+  if (!same) metrics_say(r->metrics, "note: initial parameters differed across ranks; using rank 0's");
+  r->layout_hash = model_layout_hash(r->model);
+
+  /* Checkpoint tensors: views into the parameter and momentum arenas. */
+  for (int i = 0; i < r->model->n_layers; i++) {
+    const ms_dense *l = &r->model->layers[i];
+    struct {
+      const char *name;
+      float *arena;
+      size_t off;
+      int ndim;
+    } t[TENSORS_PER_LAYER] = {{l->w_name, r->model->params, l->w_off, 2},
+                              {l->b_name, r->model->params, l->b_off, 1},
+                              {l->w_name, r->opt->momentum, l->w_off, 2},
+                              {l->b_name, r->opt->momentum, l->b_off, 1}};
+    for (int k = 0; k < TENSORS_PER_LAYER; k++) {
+      int j = i * TENSORS_PER_LAYER + k;
+      snprintf(r->tensor_names[j], sizeof r->tensor_names[j], "%s%s",
+               t[k].arena == r->opt->momentum ? "optim/momentum/" : "", t[k].name);
+      ckpt_tensor *ct = &r->tensors[j];
+      ct->name = r->tensor_names[j];
+      ct->data = t[k].arena + t[k].off;
+      ct->ndim = t[k].ndim;
+      ct->shape[0] = l->out;
+      ct->shape[1] = l->in;
+    }
+  }
+  r->n_tensors = r->model->n_layers * TENSORS_PER_LAYER;
+  return 0;
+}
+
+static int save_checkpoint(run *r) {
+  double t0 = comm_wtime();
+  int rc = 0;
+  char *path = NULL;
+  if (r->w->rank == 0) {
+    ckpt_meta meta = {.step = r->step,
+                      .epoch = r->epoch,
+                      .step_in_epoch = r->step_in_epoch,
+                      .world_size = r->w->size,
+                      .seed = r->cfg.run.seed,
+                      .rng_state = sampler_mix64(r->cfg.run.seed),
+                      .layout_hash = r->layout_hash,
+                      .config = NULL};
+    meta.config = config_emit(&r->cfg);
+    if (!meta.config) rc = ms_error_set(MS_ENOMEM, "out of memory emitting the config");
+    if (rc == 0)
+      rc = ckpt_write(r->ckpt_dir, r->tensors, r->n_tensors, &meta, r->cfg.checkpoint.level, &path);
+    if (rc == 0) rc = ckpt_prune(r->ckpt_dir, r->cfg.checkpoint.keep);
+    free(meta.config);
+  }
+  rc = agree(r, rc);
+  r->t_ckpt += comm_wtime() - t0;
+  if (rc == 0 && path) {
+    struct stat st;
+    double raw = 2.0 * sizeof(float) * (double)r->model->n_params;
+    double mb = stat(path, &st) == 0 ? st.st_size / 1e6 : 0.0;
+    metrics_say(r->metrics, "checkpoint %s (%.2f MB, ratio %.3f, %.2f s)", path, mb,
+                mb > 0 ? raw / 1e6 / mb : 0.0, comm_wtime() - t0);
+  }
+  free(path);
+  if (rc == 0) r->last_ckpt_step = r->step;
+  return rc;
+}
+
+/* --resume: rank 0 finds and reads the checkpoint, then broadcasts the
+ * arenas and the cursor. */
+static int resume(run *r, const char *what) {
+  int rc = 0;
+  char *path = NULL, *skipped = NULL;
+  ckpt_meta meta = {0};
+  int64_t cursor[4] = {0, 0, 0, 0}; /* found, step, epoch, step_in_epoch */
+  if (r->w->rank == 0) {
+    if (strcmp(what, "auto") == 0) {
+      rc = ckpt_find_latest(r->ckpt_dir, &path, &skipped);
+      if (rc == 1) rc = 0; /* nothing to resume: a fresh start */
+    } else {
+      path = strdup(what);
+      if (!path) rc = ms_error_set(MS_ENOMEM, "out of memory");
+    }
+    if (rc == 0 && path)
+      rc = ckpt_read(path, r->tensors, r->n_tensors, r->layout_hash, &meta);
+    if (rc == 0 && path) {
+      ms_config saved;
+      config_defaults(&saved);
+      if (config_parse(&saved, meta.config, strlen(meta.config), path) == 0 &&
+          (saved.train.batch_size != r->cfg.train.batch_size || saved.run.seed != r->cfg.run.seed))
+        rc = ms_error_set(MS_ECKPT,
+                          "%s: saved with train.batch_size %d and run.seed %llu, but this run has "
+                          "%d and %llu: the sample order would not continue",
+                          path, saved.train.batch_size, (unsigned long long)saved.run.seed,
+                          r->cfg.train.batch_size, (unsigned long long)r->cfg.run.seed);
+      cursor[0] = 1, cursor[1] = meta.step, cursor[2] = meta.epoch, cursor[3] = meta.step_in_epoch;
+    }
+  }
+  if ((rc = agree(r, rc))) goto done;
+  if (skipped) metrics_say(r->metrics, "resume: skipped damaged checkpoints:\n%s", skipped);
+  char *buf = (char *)cursor;
+  size_t len = sizeof cursor;
+  if ((rc = comm_rc(r, comm_bcast_bytes(r->w, &buf, &len, 0)))) goto done;
+  if (r->w->rank != 0) {
+    memcpy(cursor, buf, sizeof cursor);
+    free(buf);
+  }
+  if (!cursor[0]) {
+    metrics_say(r->metrics, "resume: no checkpoint in %s, starting from step 0", r->ckpt_dir);
+    goto done;
+  }
+  if ((rc = comm_rc(r, comm_bcast_f32(r->w, r->model->params, r->model->n_params, 0)))) goto done;
+  if ((rc = comm_rc(r, comm_bcast_f32(r->w, r->opt->momentum, r->opt->n, 0)))) goto done;
+  r->step = cursor[1], r->epoch = cursor[2], r->step_in_epoch = cursor[3];
+  r->last_ckpt_step = r->step;
+  metrics_say(r->metrics, "resumed from %s at step %lld (epoch %lld, step %lld of the epoch)",
+              path ? path : "checkpoint", (long long)r->step, (long long)r->epoch,
+              (long long)r->step_in_epoch);
+done:
+  ckpt_meta_free(&meta);
+  free(path);
+  free(skipped);
+  return rc;
+}
+
+/* Evaluates every test sample exactly once across ranks. */
+static int evaluate(run *r) {
+  double t0 = comm_wtime();
+  uint64_t begin, count;
+  char err[ERRLEN] = "";
+  sampler_eval_range(data_count(r->test), r->w->size, r->w->rank, &begin, &count);
+  double s[4] = {0, 0, 0, 0}; /* failed, loss sum, correct, samples */
+  int rc = 0;
+  for (uint64_t off = 0; off < count && rc == 0; off += (uint64_t)r->eval_chunk) {
+    int n = (int)(count - off < (uint64_t)r->eval_chunk ? count - off : (uint64_t)r->eval_chunk);
+    for (int i = 0; i < n; i++) r->idx[i] = begin + off + (uint64_t)i;
+    rc = data_rc(data_read(r->test, r->idx, (size_t)n, (float)r->cfg.data.scale, r->x, r->y,
+                           err, sizeof err), MS_EDATA, err);
+    if (rc) break;
+    const float *logits = model_forward(r->model, r->x, n);
+    long correct = 0;
+    s[1] += softmax_xent(NULL, logits, r->y, n, r->model->n_classes, 1.0f, &correct);
+    s[2] += (double)correct;
+    s[3] += n;
+  }
+  if ((rc = agree(r, rc))) return rc;
+  if ((rc = comm_rc(r, comm_allreduce_sum_f64(r->w, s + 1, 3)))) return rc;
+  r->last_eval_loss = s[1] / s[3];
+  r->last_eval_acc = s[2] / s[3];
+  r->last_eval_step = r->step;
+  r->t_eval += comm_wtime() - t0;
+  metrics_eval(r->metrics, r->step, r->epoch, r->last_eval_loss, r->last_eval_acc, (long)s[3]);
+  return 0;
+}
+
+/* One optimizer step on this rank's slice of the next global batch.
+ * stats: loss sum, correct and samples of the global batch are added. */
+static int train_step(run *r, double stats[3]) {
+  char err[ERRLEN] = "";
+  double t0 = comm_wtime();
+  if (r->perm_epoch != r->epoch) {
+    sampler_permutation(r->cfg.run.seed, (uint64_t)r->epoch, data_count(r->train), r->perm);
+    r->perm_epoch = r->epoch;
+  }
+  uint64_t begin, count;
+  sampler_rank_slice((uint64_t)r->global_batch, r->w->size, r->w->rank, &begin, &count);
+  const uint64_t *idx = r->perm + r->step_in_epoch * r->global_batch + (int64_t)begin;
+  int n = (int)count;
+  /* s: failed, loss sum, correct — reduced together, before the gradients,
+   * so a rank whose read failed stops every rank without a hang. */
+  double s[3] = {0, 0, 0};
+  int rc = data_rc(data_read(r->train, idx, (size_t)n, (float)r->cfg.data.scale, r->x, r->y, err,
+                             sizeof err), MS_EDATA, err);
+  double t1 = comm_wtime();
+  r->t_data += t1 - t0;
+  if (rc == 0) {
+    const float *logits = model_forward(r->model, r->x, n);
+    long correct = 0;
+    s[1] = softmax_xent(r->dlogits, logits, r->y, n, r->model->n_classes,
+                        1.0f / (float)r->global_batch, &correct);
+    s[2] = (double)correct;
+    model_backward(r->model, r->dlogits);
+  } else {
+    s[0] = 1;
+  }
+  double t2 = comm_wtime();
+  r->t_compute += t2 - t1;
+  int crc = comm_allreduce_sum_f64(r->w, s, 3);
+  if (crc == 0 && s[0] > 0) return agree(r, rc);
+  if (crc == 0) crc = comm_allreduce_sum_f32(r->w, r->model->grads, r->model->n_params);
+  if (crc) return comm_rc(r, crc);
+  double t3 = comm_wtime();
+  r->t_comm += t3 - t2;
+  optim_sgd_step(r->opt, r->model->params, r->model->grads,
+                 schedule_lr(&r->cfg, r->step, r->total_steps));
+  r->t_compute += comm_wtime() - t3;
+  stats[0] += s[1], stats[1] += s[2], stats[2] += (double)r->global_batch;
+  r->step++;
+  if (++r->step_in_epoch == r->steps_per_epoch) r->step_in_epoch = 0, r->epoch++;
+  return 0;
+}
+
+static void say_start(run *r) {
+  const ms_model *m = r->model;
+  char shape[256];
+  int off = snprintf(shape, sizeof shape, "%d", m->in_features);
+  for (int i = 0; i < m->n_layers && off < (int)sizeof shape; i++)
+    off += snprintf(shape + off, sizeof shape - (size_t)off, "-%d", m->layers[i].out);
+  unsigned maj, min, rel;
+  H5get_libversion(&maj, &min, &rel);
+  metrics_say(r->metrics, "midscale %s | world %d (%s) | BLAS OpenBLAS %s, %d thread(s)/rank | HDF5 %u.%u.%u",
+              MS_VERSION_STRING, r->w->size, r->w->launcher, blas_corename(),
+              blas_threads(r->w, r->cfg.run.threads), maj, min, rel);
+  metrics_say(r->metrics, "data %s: %llu train%s, %llu test samples, %zu features",
+              r->cfg.data.path, (unsigned long long)data_count(r->train),
+              data_in_memory(r->train) ? " (in memory)" : " (streamed)",
+              r->test ? (unsigned long long)data_count(r->test) : 0ULL, data_sample_elems(r->train));
+  metrics_say(r->metrics, "model %s: %zu parameters, %.2f MFLOP/sample forward", shape,
+              m->n_params, model_flops_per_sample(m) / 1e6);
+  metrics_say(r->metrics, "train: %d epochs x %lld steps, global batch %lld (%lld per rank), run dir %s",
+              r->cfg.train.epochs, (long long)r->steps_per_epoch, (long long)r->global_batch,
+              (long long)r->local_batch, r->cfg.run.dir);
+}
+
+static int setup(run *r, const train_args *a) {
+  int rc = load_config(r, a);
+  if (rc) return rc;
+  const ms_config *c = &r->cfg;
+  blas_set_threads(blas_threads(r->w, c->run.threads));
+  if (c->checkpoint.dir[0])
+    snprintf(r->ckpt_dir, sizeof r->ckpt_dir, "%s", c->checkpoint.dir);
+  else
+    snprintf(r->ckpt_dir, sizeof r->ckpt_dir, "%s/checkpoints", c->run.dir);
+  if (r->w->rank == 0) {
+    char path[MS_PATH_MAX + 64];
+    rc = mkdir_p(c->run.dir);
+    if (rc == 0) {
+      snprintf(path, sizeof path, "%s/config.resolved.yaml", c->run.dir);
+      char *text = config_emit(c);
+      FILE *f = text ? fopen(path, "w") : NULL;
+      if (!f || fputs(text, f) < 0 || fclose(f) != 0)
+        rc = ms_error_set(MS_EIO, "cannot write '%s': %s", path, strerror(errno));
+      free(text);
+    }
+    if (rc == 0) {
+      snprintf(path, sizeof path, "%s/metrics.jsonl", c->run.dir);
+      rc = metrics_open(&r->metrics, path, stdout, c->log.progress);
+    }
+  }
+  if ((rc = agree(r, rc))) return rc;
+  if ((rc = open_data(r))) return rc;
+  if ((rc = build_model(r))) return rc;
+  r->steps_per_epoch = (int64_t)sampler_steps_per_epoch(data_count(r->train), (uint64_t)r->global_batch);
+  if (r->steps_per_epoch == 0)
+    return ms_error_set(MS_ECONFIG, "train.batch_size %lld is larger than the %llu samples of '%s'",
+                        (long long)r->global_batch, (unsigned long long)data_count(r->train),
+                        c->data.train_x);
+  r->total_steps = (int64_t)c->train.epochs * r->steps_per_epoch;
+  if (c->train.max_steps > 0 && c->train.max_steps < r->total_steps) r->total_steps = c->train.max_steps;
+  r->perm_epoch = -1;
+  r->last_ckpt_step = -1;
+  r->last_eval_step = -1;
+  say_start(r);
+  if (a->resume && (rc = resume(r, a->resume))) return rc;
+  return 0;
+}
+
+static void teardown(run *r) {
+  metrics_close(r->metrics);
+  optim_free(r->opt);
+  model_free(r->model);
+  data_close(r->train);
+  data_close(r->test);
+  free(r->cfg_text);
+  free(r->perm);
+  free(r->idx);
+  free(r->x);
+  free(r->y);
+  free(r->dlogits);
+}
+
+static void say_summary(run *r, double wall, int64_t steps_run) {
+  double t[5] = {r->t_compute, r->t_comm, r->t_data, r->t_ckpt, r->t_eval};
+  /* The slowest rank's times are the ones the job waited for. */
+  if (comm_allreduce_max_f64(r->w, t, 5) != 0) return;
+  double sps = wall > 0 ? (double)steps_run * (double)r->global_batch / wall : 0.0;
+  if (r->last_eval_step >= 0)
+    metrics_say(r->metrics, "final test accuracy %.4f (loss %.4f)", r->last_eval_acc, r->last_eval_loss);
+  metrics_say(r->metrics, "done: %lld steps in %.2f s, %.0f samples/s; time per part (max over ranks): "
+              "compute %.2f s, comm %.2f s, data %.2f s, checkpoint %.2f s, eval %.2f s",
+              (long long)steps_run, wall, sps, t[0], t[1], t[2], t[3], t[4]);
+  char json[512];
+  snprintf(json, sizeof json,
+           "{\"kind\":\"summary\",\"steps\":%lld,\"seconds\":%.3f,\"samples_per_s\":%.1f,"
+           "\"test_acc\":%.6f,\"compute_s\":%.3f,\"comm_s\":%.3f,\"data_s\":%.3f,"
+           "\"checkpoint_s\":%.3f,\"eval_s\":%.3f,\"world\":%d}",
+           (long long)r->step, wall, sps, r->last_eval_step >= 0 ? r->last_eval_acc : -1.0, t[0],
+           t[1], t[2], t[3], t[4], r->w->size);
+  metrics_json(r->metrics, json);
+}
+
+int train_run(comm_world *w, const train_args *a) {
+  run r;
+  memset(&r, 0, sizeof r);
+  r.w = w;
+  ms_error_clear();
+  int rc = setup(&r, a);
+  if (rc) goto out;
+
+  const ms_config *c = &r.cfg;
+  double t_start = comm_wtime(), t_log = t_start, t_bar = 0;
+  int64_t first_step = r.step, log_from = r.step;
+  double stats[3] = {0, 0, 0}; /* loss sum, correct, samples since the last log */
+  while (r.step < r.total_steps && !(a->stop_at > 0 && r.step >= a->stop_at)) {
+    int64_t epoch_before = r.epoch;
+    if ((rc = train_step(&r, stats))) goto out;
+    int last = r.step == r.total_steps;
+    if (r.step % c->log.every_steps == 0 || last) {
+      double now = comm_wtime();
+      metrics_train(r.metrics, r.step, r.total_steps, epoch_before + 1, stats[0] / stats[2],
+                    stats[1] / stats[2], schedule_lr(c, r.step - 1, r.total_steps),
+                    (double)(r.step - log_from) * (double)r.global_batch / (now - t_log));
+      t_log = now, log_from = r.step;
+      stats[0] = stats[1] = stats[2] = 0;
+    } else if (r.metrics && comm_wtime() - t_bar > 0.1) {
+      metrics_progress(r.metrics, r.step, r.total_steps, stats[0] / stats[2]);
+      t_bar = comm_wtime();
+    }
+    if (r.test && (r.epoch != epoch_before || last) && (rc = evaluate(&r))) goto out;
+    if (c->checkpoint.every_steps > 0 && r.step % c->checkpoint.every_steps == 0 && !last &&
+        (rc = save_checkpoint(&r)))
+      goto out;
+  }
+  if (r.last_ckpt_step != r.step && (rc = save_checkpoint(&r))) goto out;
+  say_summary(&r, comm_wtime() - t_start, r.step - first_step);
+  if (r.step < r.total_steps)
+    metrics_say(r.metrics, "stopped at step %lld of %lld (--stop-at); continue with --resume auto",
+                (long long)r.step, (long long)r.total_steps);
+out:
+  teardown(&r);
+  return rc;
+}
