@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Installs what midscale needs to build, run and test, then configures and
+# builds it into build/ (or $MIDSCALE_BUILD_DIR). Sourced or run by demo.sh
+# and test.sh; safe to run again (installs only what is missing).
+#
+# On Debian/Ubuntu it uses apt-get (as root, or through sudo). Elsewhere it
+# prints what to install and stops; on a cluster, load the modules instead:
+#   an MPI (Open MPI or MPICH), HDF5 (parallel build preferred), zstd,
+#   libyaml, OpenBLAS, jansson, zlib, cmocka, CMake >= 3.20, Python 3.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${MIDSCALE_BUILD_DIR:-$ROOT/build}
+
+# Build tools and libraries, then what the tests and the demo use.
+PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
+  libhdf5-openmpi-dev hdf5-tools libzstd-dev zstd libyaml-dev libopenblas-dev
+  libjansson-dev zlib1g-dev libcmocka-dev python3 dataset-fashion-mnist)
+
+install_packages() {
+  if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+    echo "midscale: this is not a Debian/Ubuntu system. Install (or 'module load'):" >&2
+    echo "  an MPI-3 library, HDF5 (parallel), zstd, libyaml, OpenBLAS, jansson, zlib," >&2
+    echo "  cmocka, CMake >= 3.20, pkg-config and Python 3; then run this script again" >&2
+    echo "  with MIDSCALE_SKIP_INSTALL=1." >&2
+    exit 1
+  fi
+  local missing=() p
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      sudo=(sudo)
+    else
+      echo "midscale: missing Debian packages (install them as root, then run again):" >&2
+      echo "  apt-get install ${missing[*]}" >&2
+      exit 1
+    fi
+  fi
+  echo "midscale: installing ${missing[*]}"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+  # dataset-fashion-mnist is optional: the demo falls back to synthetic data.
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    "${missing[@]}" >/dev/null ||
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      $(printf '%s\n' "${missing[@]}" | grep -v '^dataset-fashion-mnist$') >/dev/null
+}
+
+# Open MPI refuses root and more ranks than cores unless told; midscale's
+# scripts and tests run as root in containers and CI, and 4 ranks on 2 cores.
+export_mpi_env() {
+  if [ "$(id -u)" -eq 0 ]; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  fi
+  export OMPI_MCA_rmaps_base_oversubscribe=1
+}
+
+build() {
+  echo "midscale: building in $BUILD_DIR"
+  cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  local log="$BUILD_DIR/build.log"
+  if ! cmake --build "$BUILD_DIR" -j "$(nproc)" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "midscale: build failed (log: $log)" >&2
+    exit 1
+  fi
+  grep -E -A3 'warning:' "$log" >&2 || true
+}
+
+[ "${MIDSCALE_SKIP_INSTALL:-0}" = 1 ] || install_packages
+export_mpi_env
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  build
+  echo "midscale: built $BUILD_DIR/midscale"
+fi
