@@ -6,12 +6,12 @@
 #include "convert.h"
 
 #include "sampler.h"
+#include "h5util.h"
 
 #include <errno.h>
 #include <hdf5.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,35 +22,12 @@
 #define CHUNK_TARGET_BYTES ((size_t)1 << 20)
 #define READ_BLOCK ((size_t)1 << 20)
 
-typedef struct {
-  H5E_auto2_t func;
-  void *data;
-} h5_quiet;
-
-static void quiet_begin(h5_quiet *q) {
-  H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void quiet_end(const h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || errlen == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 /* ---- idx input ----------------------------------------------------------- */
 
 /* Reads up to len bytes; *got is how many arrived. Returns -1 (message set)
  * on a read or decompression error, 0 otherwise (a short count is EOF). */
-static int gz_read_full(gzFile gz, const char *path, void *buf, size_t len, size_t *got,
-                        char *err, size_t errlen) {
+static int gz_read_full(gzFile gz, const char *path, void *buf, size_t len, size_t *got, char *err,
+                        size_t errlen) {
   unsigned char *p = buf;
   *got = 0;
   while (*got < len) {
@@ -60,8 +37,8 @@ static int gz_read_full(gzFile gz, const char *path, void *buf, size_t len, size
     if (r < 0) {
       int code;
       const char *msg = gzerror(gz, &code);
-      set_err(err, errlen, "cannot read '%s': %s", path,
-              code == Z_ERRNO ? strerror(errno) : msg);
+      h5util_set_err(err, errlen, "cannot read '%s': %s", path,
+                     code == Z_ERRNO ? strerror(errno) : msg);
       return -1;
     }
     if (r == 0) break;
@@ -80,8 +57,8 @@ typedef struct {
 /* Reads a whole idx file with the given magic and dimension count. The
  * payload buffer grows as data arrives, so a header that claims more than the
  * file holds fails as "truncated", not as a huge allocation. */
-static int idx_read(const char *path, uint32_t magic, int ndims, const char *what,
-                    idx_file *f, char *err, size_t errlen) {
+static int idx_read(const char *path, uint32_t magic, int ndims, const char *what, idx_file *f,
+                    char *err, size_t errlen) {
   int rc = -1;
   unsigned char hdr[16];
   size_t got;
@@ -89,25 +66,26 @@ static int idx_read(const char *path, uint32_t magic, int ndims, const char *wha
   errno = 0;
   gzFile gz = gzopen(path, "rb");
   if (!gz) {
-    set_err(err, errlen, "cannot open '%s': %s", path,
-            errno ? strerror(errno) : "out of memory");
+    h5util_set_err(err, errlen, "cannot open '%s': %s", path,
+                   errno ? strerror(errno) : "out of memory");
     return -1;
   }
   size_t hdr_len = 4 + 4 * (size_t)ndims;
   if (gz_read_full(gz, path, hdr, hdr_len, &got, err, errlen) < 0) goto done;
   if (got < 4) {
-    set_err(err, errlen, "'%s' is not an idx %s file (only %zu bytes)", path, what, got);
+    h5util_set_err(err, errlen, "'%s' is not an idx %s file (only %zu bytes)", path, what, got);
     goto done;
   }
   uint32_t m = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
   if (m != magic) {
-    set_err(err, errlen, "'%s' is not an idx %s file (magic 0x%08" PRIx32
-            ", expected 0x%08" PRIx32 ")", path, what, m, magic);
+    h5util_set_err(err, errlen,
+                   "'%s' is not an idx %s file (magic 0x%08" PRIx32 ", expected 0x%08" PRIx32 ")",
+                   path, what, m, magic);
     goto done;
   }
   if (got < hdr_len) {
-    set_err(err, errlen, "'%s' is truncated: the header needs %zu bytes, %zu missing", path,
-            hdr_len, hdr_len - got);
+    h5util_set_err(err, errlen, "'%s' is truncated: the header needs %zu bytes, %zu missing", path,
+                   hdr_len, hdr_len - got);
     goto done;
   }
   uint64_t total = 1;
@@ -116,12 +94,12 @@ static int idx_read(const char *path, uint32_t magic, int ndims, const char *wha
     const unsigned char *d = hdr + 4 + 4 * i;
     f->dims[i] = (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
     if (f->dims[i] == 0) {
-      set_err(err, errlen, "'%s': dimension %d is zero", path, i);
+      h5util_set_err(err, errlen, "'%s': dimension %d is zero", path, i);
       goto done;
     }
     total *= f->dims[i]; /* at most 2^96 in theory; idx files are far smaller */
     if (total > (uint64_t)SIZE_MAX / 2) {
-      set_err(err, errlen, "'%s': the header claims an impossibly large payload", path);
+      h5util_set_err(err, errlen, "'%s': the header claims an impossibly large payload", path);
       goto done;
     }
   }
@@ -134,7 +112,7 @@ static int idx_read(const char *path, uint32_t magic, int ndims, const char *wha
       if (ncap > f->bytes) ncap = f->bytes;
       unsigned char *grown = realloc(f->data, ncap);
       if (!grown) {
-        set_err(err, errlen, "out of memory reading '%s'", path);
+        h5util_set_err(err, errlen, "out of memory reading '%s'", path);
         goto done;
       }
       f->data = grown;
@@ -145,15 +123,17 @@ static int idx_read(const char *path, uint32_t magic, int ndims, const char *wha
     if (have < cap) break;
   }
   if (have < f->bytes) {
-    set_err(err, errlen, "'%s' is truncated: the header promises %zu bytes of %s data, "
-            "%zu bytes missing", path, f->bytes, what, f->bytes - have);
+    h5util_set_err(err, errlen,
+                   "'%s' is truncated: the header promises %zu bytes of %s data, "
+                   "%zu bytes missing",
+                   path, f->bytes, what, f->bytes - have);
     goto done;
   }
   unsigned char extra;
   if (gz_read_full(gz, path, &extra, 1, &got, err, errlen) < 0) goto done;
   if (got) {
-    set_err(err, errlen, "'%s' has bytes after the %zu the header promises", path,
-            f->bytes + hdr_len);
+    h5util_set_err(err, errlen, "'%s' has bytes after the %zu the header promises", path,
+                   f->bytes + hdr_len);
     goto done;
   }
   rc = 0;
@@ -178,8 +158,8 @@ static hsize_t chunk_rows(uint64_t n, size_t row_bytes) {
 
 /* Creates a chunked dataset `name` in `loc` of shape dims (rank), sample axis
  * first; gzip level 1 when `compress` and the filter is available. */
-static hid_t create_chunked(hid_t loc, const char *name, hid_t type, int rank,
-                            const hsize_t *dims, size_t row_bytes, int compress) {
+static hid_t create_chunked(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims,
+                            size_t row_bytes, int compress) {
   hsize_t chunk[3];
   chunk[0] = chunk_rows(dims[0], row_bytes);
   for (int i = 1; i < rank; i++) chunk[i] = dims[i];
@@ -188,8 +168,7 @@ static hid_t create_chunked(hid_t loc, const char *name, hid_t type, int rank,
   hid_t set = H5I_INVALID_HID;
   if (space < 0 || dcpl < 0) goto done;
   if (H5Pset_chunk(dcpl, rank, chunk) < 0) goto done;
-  if (compress && H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0 && H5Pset_deflate(dcpl, 1) < 0)
-    goto done;
+  if (compress && H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0 && H5Pset_deflate(dcpl, 1) < 0) goto done;
   set = H5Dcreate2(loc, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
 done:
   if (dcpl >= 0) H5Pclose(dcpl);
@@ -233,14 +212,14 @@ int convert_idx(const char *images_path, const char *labels_path, const char *ou
   idx_file img = {0}, lab = {0};
   hid_t file = H5I_INVALID_HID, grp = H5I_INVALID_HID;
   hid_t xset = H5I_INVALID_HID, yset = H5I_INVALID_HID;
-  h5_quiet q;
-  quiet_begin(&q);
+  h5util_quiet q;
+  h5util_quiet_begin(&q);
 
   if (idx_read(images_path, IDX_IMAGES_MAGIC, 3, "image", &img, err, errlen) < 0) goto done;
   if (idx_read(labels_path, IDX_LABELS_MAGIC, 1, "label", &lab, err, errlen) < 0) goto done;
   if (img.dims[0] != lab.dims[0]) {
-    set_err(err, errlen, "'%s' has %" PRIu32 " images but '%s' has %" PRIu32 " labels",
-            images_path, img.dims[0], labels_path, lab.dims[0]);
+    h5util_set_err(err, errlen, "'%s' has %" PRIu32 " images but '%s' has %" PRIu32 " labels",
+                   images_path, img.dims[0], labels_path, lab.dims[0]);
     goto done;
   }
 
@@ -251,19 +230,19 @@ int convert_idx(const char *images_path, const char *labels_path, const char *ou
     if (H5Fis_hdf5(out_path) > 0) {
       file = H5Fopen(out_path, H5F_ACC_RDWR, H5P_DEFAULT);
     } else if (!empty) {
-      set_err(err, errlen, "'%s' exists and is not an HDF5 file; not overwriting it",
-              out_path);
+      h5util_set_err(err, errlen, "'%s' exists and is not an HDF5 file; not overwriting it",
+                     out_path);
       goto done;
     }
   }
   if (file < 0) file = H5Fcreate(out_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (file < 0) {
-    set_err(err, errlen, "cannot open '%s' for writing", out_path);
+    h5util_set_err(err, errlen, "cannot open '%s' for writing", out_path);
     goto done;
   }
   grp = replace_group(file, group);
   if (grp < 0) {
-    set_err(err, errlen, "cannot create group '%s' in '%s'", group, out_path);
+    h5util_set_err(err, errlen, "cannot create group '%s' in '%s'", group, out_path);
     goto done;
   }
 
@@ -271,13 +250,13 @@ int convert_idx(const char *images_path, const char *labels_path, const char *ou
   size_t row_bytes = (size_t)img.dims[1] * img.dims[2];
   xset = create_chunked(grp, "images", H5T_STD_U8LE, 3, xdims, row_bytes, 1);
   if (xset < 0 || H5Dwrite(xset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, img.data) < 0) {
-    set_err(err, errlen, "cannot write '%s/images' in '%s'", group, out_path);
+    h5util_set_err(err, errlen, "cannot write '%s/images' in '%s'", group, out_path);
     goto done;
   }
   hsize_t ydims[1] = {lab.dims[0]};
   yset = create_chunked(grp, "labels", H5T_STD_U8LE, 1, ydims, 1, 0);
   if (yset < 0 || H5Dwrite(yset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, lab.data) < 0) {
-    set_err(err, errlen, "cannot write '%s/labels' in '%s'", group, out_path);
+    h5util_set_err(err, errlen, "cannot write '%s/labels' in '%s'", group, out_path);
     goto done;
   }
   rc = 0;
@@ -286,12 +265,12 @@ done:
   if (xset >= 0) H5Dclose(xset);
   if (grp >= 0) H5Gclose(grp);
   if (file >= 0 && H5Fclose(file) < 0 && rc == 0) {
-    set_err(err, errlen, "cannot finish writing '%s'", out_path);
+    h5util_set_err(err, errlen, "cannot finish writing '%s'", out_path);
     rc = -1;
   }
   free(lab.data);
   free(img.data);
-  quiet_end(&q);
+  h5util_quiet_end(&q);
   return rc;
 }
 
@@ -321,9 +300,7 @@ static double rng_normal(rng *r) {
 
 /* Uniform integer in [0, k) by multiply-shift; the bias is below k / 2^32,
  * irrelevant for picking labels. */
-static int rng_below(rng *r, int k) {
-  return (int)(((rng_next(r) >> 32) * (uint64_t)k) >> 32);
-}
+static int rng_below(rng *r, int k) { return (int)(((rng_next(r) >> 32) * (uint64_t)k) >> 32); }
 
 /* The class-separation margin t, solving (classes - 1) * Phi(-t) = 0.1, so
  * that the nearest-centre rule is right about 90% of the time whatever the
@@ -333,8 +310,10 @@ static double margin_for(int classes) {
   double lo = 0.0, hi = 10.0;
   for (int i = 0; i < 60; i++) {
     double mid = 0.5 * (lo + hi);
-    if (0.5 * erfc(mid / sqrt(2.0)) > target) lo = mid;
-    else hi = mid;
+    if (0.5 * erfc(mid / sqrt(2.0)) > target)
+      lo = mid;
+    else
+      hi = mid;
   }
   return lo;
 }
@@ -351,7 +330,7 @@ static int write_split(hid_t file, const char *group, uint64_t n, int features, 
   unsigned char *ybuf = malloc((size_t)block);
   rng r = {stream};
   if (!xbuf || !ybuf) {
-    set_err(err, errlen, "out of memory writing '%s'", out_path);
+    h5util_set_err(err, errlen, "out of memory writing '%s'", out_path);
     goto done;
   }
   grp = replace_group(file, group);
@@ -361,8 +340,8 @@ static int write_split(hid_t file, const char *group, uint64_t n, int features, 
   if (grp >= 0) xset = create_chunked(grp, "images", ftype, 2, xdims, row_bytes, 1);
   if (xset >= 0) yset = create_chunked(grp, "labels", H5T_STD_U8LE, 1, ydims, 1, 0);
   if (yset < 0) {
-    set_err(err, errlen, "cannot create '%s/images' and '%s/labels' in '%s'", group, group,
-            out_path);
+    h5util_set_err(err, errlen, "cannot create '%s/images' and '%s/labels' in '%s'", group, group,
+                   out_path);
     goto done;
   }
   for (uint64_t row = 0; row < n; row += block) {
@@ -385,7 +364,7 @@ static int write_split(hid_t file, const char *group, uint64_t n, int features, 
     }
     if (write_rows(xset, 2, xdims, row, rows, mtype, xbuf) < 0 ||
         write_rows(yset, 1, ydims, row, rows, H5T_NATIVE_UINT8, ybuf) < 0) {
-      set_err(err, errlen, "cannot write '%s' in '%s'", group, out_path);
+      h5util_set_err(err, errlen, "cannot write '%s' in '%s'", group, out_path);
       goto done;
     }
   }
@@ -402,14 +381,16 @@ done:
 int convert_synthetic(const char *out_path, uint64_t n_train, uint64_t n_test, int features,
                       int classes, int as_u8, uint64_t seed, char *err, size_t errlen) {
   if (features < 1 || classes < 2 || classes > 256 || n_train < 1 || n_test < 1) {
-    set_err(err, errlen, "synthetic data for '%s' needs features >= 1, 2 <= classes <= 256 "
-            "and at least one train and one test sample", out_path);
+    h5util_set_err(err, errlen,
+                   "synthetic data for '%s' needs features >= 1, 2 <= classes <= 256 "
+                   "and at least one train and one test sample",
+                   out_path);
     return -1;
   }
   int rc = -1;
   hid_t file = H5I_INVALID_HID;
-  h5_quiet q;
-  quiet_begin(&q);
+  h5util_quiet q;
+  h5util_quiet_begin(&q);
 
   /* Centres ~ N(0, s^2) per feature, noise N(0, sigma^2) with s^2 + sigma^2 = 1
    * (values stay within about +-4, which the uint8 mapping covers). Two
@@ -421,7 +402,7 @@ int convert_synthetic(const char *out_path, uint64_t n_train, uint64_t n_test, i
   double noise = 1.0 / sqrt(1.0 + ratio * ratio);
   double *centres = malloc((size_t)classes * (size_t)features * sizeof *centres);
   if (!centres) {
-    set_err(err, errlen, "out of memory writing '%s'", out_path);
+    h5util_set_err(err, errlen, "out of memory writing '%s'", out_path);
     goto done;
   }
   rng r = {sampler_mix64(seed ^ 0x63656e7472657321ULL)};
@@ -430,7 +411,7 @@ int convert_synthetic(const char *out_path, uint64_t n_train, uint64_t n_test, i
 
   file = H5Fcreate(out_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (file < 0) {
-    set_err(err, errlen, "cannot create '%s'", out_path);
+    h5util_set_err(err, errlen, "cannot create '%s'", out_path);
     goto done;
   }
   /* Separate streams per split: the training set does not change when only
@@ -444,10 +425,10 @@ int convert_synthetic(const char *out_path, uint64_t n_train, uint64_t n_test, i
   rc = 0;
 done:
   if (file >= 0 && H5Fclose(file) < 0 && rc == 0) {
-    set_err(err, errlen, "cannot finish writing '%s'", out_path);
+    h5util_set_err(err, errlen, "cannot finish writing '%s'", out_path);
     rc = -1;
   }
   free(centres);
-  quiet_end(&q);
+  h5util_quiet_end(&q);
   return rc;
 }

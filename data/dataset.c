@@ -5,11 +5,11 @@
  * one line in the caller's err buffer, never a stack dump on stderr.
  */
 #include "dataset.h"
+#include "h5util.h"
 
 #include <errno.h>
 #include <hdf5.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,48 +20,25 @@
 struct data_set {
   char *path, *x_name, *y_name;
   uint64_t n;
-  size_t elems;           /* features per sample */
+  size_t elems; /* features per sample */
   data_dtype dtype;
-  size_t dsize;           /* bytes per stored element: 1 or 4 */
-  int64_t *labels;        /* (n) */
-  unsigned char *mem;     /* (n, elems) in the stored dtype; NULL if streaming */
+  size_t dsize;       /* bytes per stored element: 1 or 4 */
+  int64_t *labels;    /* (n) */
+  unsigned char *mem; /* (n, elems) in the stored dtype; NULL if streaming */
   /* Streaming mode only. */
   hid_t file, xset, xspace;
   int xrank;
   hsize_t xdims[H5S_MAX_RANK];
   struct run_item *order; /* scratch: requested indices sorted */
   size_t order_cap;
-  unsigned char *rows;    /* scratch: one run of rows */
-  size_t rows_cap;        /* bytes */
+  unsigned char *rows; /* scratch: one run of rows */
+  size_t rows_cap;     /* bytes */
 };
 
 struct run_item {
   uint64_t idx;
   size_t pos;
 };
-
-typedef struct {
-  H5E_auto2_t func;
-  void *data;
-} h5_quiet;
-
-static void quiet_begin(h5_quiet *q) {
-  H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void quiet_end(const h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || errlen == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 /* The innermost description on HDF5's error stack, for the tail of a message
  * ("" when the stack is empty). */
@@ -145,8 +122,7 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 /* Writes "dataset 'NAME' not found in 'PATH'; datasets in the file: ..." */
-static void not_found(hid_t file, const char *path, const char *name, char *err,
-                      size_t errlen) {
+static void not_found(hid_t file, const char *path, const char *name, char *err, size_t errlen) {
   name_list l = {0};
   H5Ovisit2(file, H5_INDEX_NAME, H5_ITER_INC, list_cb, &l, H5O_INFO_BASIC);
   if (l.count > 1) qsort(l.names, l.count, sizeof *l.names, cmp_str);
@@ -163,11 +139,11 @@ static void not_found(hid_t file, const char *path, const char *name, char *err,
     snprintf(list + used, sizeof list - used, ", ... (%zu more)", l.count - shown);
 
   if (l.count == 0)
-    set_err(err, errlen, "dataset '%s' not found in '%s'; the file has no datasets", name,
-            path);
+    h5util_set_err(err, errlen, "dataset '%s' not found in '%s'; the file has no datasets", name,
+                   path);
   else
-    set_err(err, errlen, "dataset '%s' not found in '%s'; datasets in the file: %s", name,
-            path, list);
+    h5util_set_err(err, errlen, "dataset '%s' not found in '%s'; datasets in the file: %s", name,
+                   path, list);
   for (size_t i = 0; i < l.count; i++) free(l.names[i]);
   free(l.names);
 }
@@ -180,7 +156,7 @@ static hid_t open_dataset(hid_t file, const char *path, const char *name, char *
   H5O_info_t info;
   if (H5Oget_info_by_name2(file, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) >= 0 &&
       info.type != H5O_TYPE_DATASET)
-    set_err(err, errlen, "'%s' in '%s' is not a dataset", name, path);
+    h5util_set_err(err, errlen, "'%s' in '%s' is not a dataset", name, path);
   else
     not_found(file, path, name, err, errlen);
   return H5I_INVALID_HID;
@@ -209,7 +185,7 @@ static void shape_str(const hsize_t *dims, int rank, char *buf, size_t len) {
 static int check_inputs(data_set *ds, hid_t xset, char *err, size_t errlen) {
   hid_t t = H5Dget_type(xset);
   if (t < 0) {
-    set_err(err, errlen, "cannot read the type of '%s' in '%s'", ds->x_name, ds->path);
+    h5util_set_err(err, errlen, "cannot read the type of '%s' in '%s'", ds->x_name, ds->path);
     return -1;
   }
   H5T_class_t cls = H5Tget_class(t);
@@ -224,9 +200,9 @@ static int check_inputs(data_set *ds, hid_t xset, char *err, size_t errlen) {
   } else {
     char tn[32];
     type_name(t, tn, sizeof tn);
-    set_err(err, errlen,
-            "dataset '%s' in '%s' has type %s; supported input types are uint8 and float32",
-            ds->x_name, ds->path, tn);
+    h5util_set_err(err, errlen,
+                   "dataset '%s' in '%s' has type %s; supported input types are uint8 and float32",
+                   ds->x_name, ds->path, tn);
     ok = 0;
   }
   H5Tclose(t);
@@ -234,20 +210,20 @@ static int check_inputs(data_set *ds, hid_t xset, char *err, size_t errlen) {
 
   ds->xrank = get_shape(xset, ds->xdims);
   if (ds->xrank < 1) {
-    set_err(err, errlen, "dataset '%s' in '%s' is a scalar; inputs need a sample axis",
-            ds->x_name, ds->path);
+    h5util_set_err(err, errlen, "dataset '%s' in '%s' is a scalar; inputs need a sample axis",
+                   ds->x_name, ds->path);
     return -1;
   }
   size_t elems = 1;
   for (int i = 1; i < ds->xrank; i++) {
     if (ds->xdims[i] == 0) {
-      set_err(err, errlen, "dataset '%s' in '%s' has an empty sample shape", ds->x_name,
-              ds->path);
+      h5util_set_err(err, errlen, "dataset '%s' in '%s' has an empty sample shape", ds->x_name,
+                     ds->path);
       return -1;
     }
     if (elems > SIZE_MAX / 4 / ds->xdims[i]) {
-      set_err(err, errlen, "dataset '%s' in '%s': samples are too large", ds->x_name,
-              ds->path);
+      h5util_set_err(err, errlen, "dataset '%s' in '%s': samples are too large", ds->x_name,
+                     ds->path);
       return -1;
     }
     elems *= (size_t)ds->xdims[i];
@@ -261,7 +237,7 @@ static int check_labels_shape(const data_set *ds, hid_t yset, uint64_t *n, char 
                               size_t errlen) {
   hid_t t = H5Dget_type(yset);
   if (t < 0) {
-    set_err(err, errlen, "cannot read the type of '%s' in '%s'", ds->y_name, ds->path);
+    h5util_set_err(err, errlen, "cannot read the type of '%s' in '%s'", ds->y_name, ds->path);
     return -1;
   }
   int is_int = H5Tget_class(t) == H5T_INTEGER;
@@ -269,21 +245,21 @@ static int check_labels_shape(const data_set *ds, hid_t yset, uint64_t *n, char 
   type_name(t, tn, sizeof tn);
   H5Tclose(t);
   if (!is_int) {
-    set_err(err, errlen, "dataset '%s' in '%s' has type %s; labels must be an integer type",
-            ds->y_name, ds->path, tn);
+    h5util_set_err(err, errlen, "dataset '%s' in '%s' has type %s; labels must be an integer type",
+                   ds->y_name, ds->path, tn);
     return -1;
   }
   hsize_t dims[H5S_MAX_RANK];
   int rank = get_shape(yset, dims);
   if (rank < 0) {
-    set_err(err, errlen, "cannot read the shape of '%s' in '%s'", ds->y_name, ds->path);
+    h5util_set_err(err, errlen, "cannot read the shape of '%s' in '%s'", ds->y_name, ds->path);
     return -1;
   }
   if (!(rank == 1 || (rank == 2 && dims[1] == 1))) {
     char sh[128];
     shape_str(dims, rank, sh, sizeof sh);
-    set_err(err, errlen, "labels '%s' in '%s' have shape %s; expected (N,) or (N, 1)",
-            ds->y_name, ds->path, sh);
+    h5util_set_err(err, errlen, "labels '%s' in '%s' have shape %s; expected (N,) or (N, 1)",
+                   ds->y_name, ds->path, sh);
     return -1;
   }
   *n = dims[0];
@@ -326,7 +302,7 @@ static hid_t streaming_dapl(hid_t xset, size_t mem_budget, size_t row_bytes) {
 
 int data_open(data_set **out, const char *path, const char *x_name, const char *y_name,
               size_t mem_budget, char *err, size_t errlen) {
-  h5_quiet q;
+  h5util_quiet q;
   char why[160];
   int rc = -1;
   data_set *ds = NULL;
@@ -335,16 +311,16 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
   uint64_t ny = 0;
 
   *out = NULL;
-  quiet_begin(&q);
+  h5util_quiet_begin(&q);
 
   FILE *probe = fopen(path, "rb");
   if (!probe) {
-    set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
+    h5util_set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
     goto done;
   }
   fclose(probe);
   if (H5Fis_hdf5(path) <= 0) {
-    set_err(err, errlen, "'%s' is not an HDF5 file", path);
+    h5util_set_err(err, errlen, "'%s' is not an HDF5 file", path);
     goto done;
   }
 
@@ -358,7 +334,7 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
 
   file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (file < 0) {
-    set_err(err, errlen, "cannot open '%s' as HDF5: %s", path, h5_reason(why));
+    h5util_set_err(err, errlen, "cannot open '%s' as HDF5: %s", path, h5_reason(why));
     goto done;
   }
   xset = open_dataset(file, path, x_name, err, errlen);
@@ -369,12 +345,12 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
   if (check_labels_shape(ds, yset, &ny, err, errlen) < 0) goto done;
   ds->n = ds->xdims[0];
   if (ds->n != ny) {
-    set_err(err, errlen, "'%s' has %" PRIu64 " samples but '%s' has %" PRIu64 " in '%s'",
-            x_name, ds->n, y_name, ny, path);
+    h5util_set_err(err, errlen, "'%s' has %" PRIu64 " samples but '%s' has %" PRIu64 " in '%s'",
+                   x_name, ds->n, y_name, ny, path);
     goto done;
   }
   if (ds->n == 0) {
-    set_err(err, errlen, "'%s' in '%s' has no samples", x_name, path);
+    h5util_set_err(err, errlen, "'%s' in '%s' has no samples", x_name, path);
     goto done;
   }
   if (ds->n > SIZE_MAX / sizeof *ds->labels) goto oom;
@@ -382,7 +358,7 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
   ds->labels = malloc((size_t)ds->n * sizeof *ds->labels);
   if (!ds->labels) goto oom;
   if (H5Dread(yset, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->labels) < 0) {
-    set_err(err, errlen, "cannot read '%s' in '%s': %s", y_name, path, h5_reason(why));
+    h5util_set_err(err, errlen, "cannot read '%s' in '%s': %s", y_name, path, h5_reason(why));
     goto done;
   }
 
@@ -393,7 +369,7 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
     ds->mem = malloc((size_t)ds->n * row_bytes);
     if (!ds->mem) goto oom;
     if (H5Dread(xset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->mem) < 0) {
-      set_err(err, errlen, "cannot read '%s' in '%s': %s", x_name, path, h5_reason(why));
+      h5util_set_err(err, errlen, "cannot read '%s' in '%s': %s", x_name, path, h5_reason(why));
       goto done;
     }
   } else {
@@ -406,12 +382,12 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
     stream_set = H5Dopen2(file, x_name, dapl >= 0 ? dapl : H5P_DEFAULT);
     if (dapl >= 0) H5Pclose(dapl);
     if (stream_set < 0) {
-      set_err(err, errlen, "cannot open '%s' in '%s': %s", x_name, path, h5_reason(why));
+      h5util_set_err(err, errlen, "cannot open '%s' in '%s': %s", x_name, path, h5_reason(why));
       goto done;
     }
     stream_space = H5Dget_space(stream_set);
     if (stream_space < 0) {
-      set_err(err, errlen, "cannot read the shape of '%s' in '%s'", x_name, path);
+      h5util_set_err(err, errlen, "cannot read the shape of '%s' in '%s'", x_name, path);
       goto done;
     }
     ds->file = file;
@@ -425,7 +401,7 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
   goto done;
 
 oom:
-  set_err(err, errlen, "out of memory opening '%s' in '%s'", x_name, path);
+  h5util_set_err(err, errlen, "out of memory opening '%s' in '%s'", x_name, path);
 done:
   if (stream_space >= 0) H5Sclose(stream_space);
   if (stream_set >= 0) H5Dclose(stream_set);
@@ -433,18 +409,18 @@ done:
   if (xset >= 0) H5Dclose(xset);
   if (file >= 0) H5Fclose(file);
   data_close(ds);
-  quiet_end(&q);
+  h5util_quiet_end(&q);
   return rc;
 }
 
 void data_close(data_set *ds) {
   if (!ds) return;
-  h5_quiet q;
-  quiet_begin(&q);
+  h5util_quiet q;
+  h5util_quiet_begin(&q);
   if (ds->xspace >= 0) H5Sclose(ds->xspace);
   if (ds->xset >= 0) H5Dclose(ds->xset);
   if (ds->file >= 0) H5Fclose(ds->file);
-  quiet_end(&q);
+  h5util_quiet_end(&q);
   free(ds->rows);
   free(ds->order);
   free(ds->mem);
@@ -464,9 +440,9 @@ int data_check_labels(data_set *ds, int n_classes, char *err, size_t errlen) {
   for (uint64_t i = 0; i < ds->n; i++) {
     int64_t v = ds->labels[i];
     if (v < 0 || v >= n_classes) {
-      set_err(err, errlen,
-              "label %" PRId64 " of sample %" PRIu64 " in '%s' of '%s' is outside [0, %d)", v,
-              i, ds->y_name, ds->path, n_classes);
+      h5util_set_err(err, errlen,
+                     "label %" PRId64 " of sample %" PRIu64 " in '%s' of '%s' is outside [0, %d)",
+                     v, i, ds->y_name, ds->path, n_classes);
       return -1;
     }
   }
@@ -474,8 +450,7 @@ int data_check_labels(data_set *ds, int n_classes, char *err, size_t errlen) {
 }
 
 /* Converts one stored row to floats. */
-static void row_to_float(const data_set *ds, const unsigned char *src, float scale,
-                         float *dst) {
+static void row_to_float(const data_set *ds, const unsigned char *src, float scale, float *dst) {
   if (ds->dtype == DATA_U8) {
     for (size_t k = 0; k < ds->elems; k++) dst[k] = (float)src[k] * scale;
   } else {
@@ -506,8 +481,8 @@ static int read_run(data_set *ds, uint64_t start, uint64_t len, char *err, size_
     rc = 0;
   if (rc < 0) {
     char why[160];
-    set_err(err, errlen, "cannot read samples %" PRIu64 "..%" PRIu64 " of '%s' in '%s': %s",
-            start, start + len - 1, ds->x_name, ds->path, h5_reason(why));
+    h5util_set_err(err, errlen, "cannot read samples %" PRIu64 "..%" PRIu64 " of '%s' in '%s': %s",
+                   start, start + len - 1, ds->x_name, ds->path, h5_reason(why));
   }
   if (mem_space >= 0) H5Sclose(mem_space);
   return rc;
@@ -552,26 +527,26 @@ static int read_streaming(data_set *ds, const uint64_t *idx, size_t n, float sca
   }
   return 0;
 oom:
-  set_err(err, errlen, "out of memory reading %zu samples of '%s' in '%s'", n, ds->x_name,
-          ds->path);
+  h5util_set_err(err, errlen, "out of memory reading %zu samples of '%s' in '%s'", n, ds->x_name,
+                 ds->path);
   return -1;
 }
 
-int data_read(data_set *ds, const uint64_t *idx, size_t n, float scale, float *x,
-              int32_t *y, char *err, size_t errlen) {
+int data_read(data_set *ds, const uint64_t *idx, size_t n, float scale, float *x, int32_t *y,
+              char *err, size_t errlen) {
   for (size_t i = 0; i < n; i++) {
     if (idx[i] >= ds->n) {
-      set_err(err, errlen,
-              "sample index %" PRIu64 " is out of range for '%s' in '%s' (%" PRIu64
-              " samples)",
-              idx[i], ds->x_name, ds->path, ds->n);
+      h5util_set_err(err, errlen,
+                     "sample index %" PRIu64 " is out of range for '%s' in '%s' (%" PRIu64
+                     " samples)",
+                     idx[i], ds->x_name, ds->path, ds->n);
       return -1;
     }
     int64_t v = ds->labels[idx[i]];
     if (v < INT32_MIN || v > INT32_MAX) {
-      set_err(err, errlen,
-              "label %" PRId64 " of sample %" PRIu64 " in '%s' of '%s' does not fit int32", v,
-              idx[i], ds->y_name, ds->path);
+      h5util_set_err(err, errlen,
+                     "label %" PRId64 " of sample %" PRIu64 " in '%s' of '%s' does not fit int32",
+                     v, idx[i], ds->y_name, ds->path);
       return -1;
     }
   }
@@ -583,9 +558,9 @@ int data_read(data_set *ds, const uint64_t *idx, size_t n, float scale, float *x
       row_to_float(ds, ds->mem + (size_t)idx[i] * row_bytes, scale, x + i * ds->elems);
     return 0;
   }
-  h5_quiet q;
-  quiet_begin(&q);
+  h5util_quiet q;
+  h5util_quiet_begin(&q);
   int rc = read_streaming(ds, idx, n, scale, x, err, errlen);
-  quiet_end(&q);
+  h5util_quiet_end(&q);
   return rc;
 }

@@ -86,11 +86,13 @@ static int cmd_prepare(int argc, char **argv) {
   if (argc < 1) return usage_error("prepare needs a kind: %s", "fashion-mnist, idx or synthetic");
   const char *kind = argv[0];
   if (strcmp(kind, "fashion-mnist") == 0) {
-    if (argc != 2 && argc != 3) return usage_error("%s", "usage: midscale prepare fashion-mnist [DIR] OUT.h5");
+    if (argc != 2 && argc != 3)
+      return usage_error("%s", "usage: midscale prepare fashion-mnist [DIR] OUT.h5");
     const char *dir = argc == 3 ? argv[1] : "/usr/share/datasets/fashion-mnist";
     const char *out = written = argv[argc - 1];
-    const char *split[2][3] = {{"train", "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"},
-                               {"test", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}};
+    const char *split[2][3] = {
+        {"train", "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"},
+        {"test", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}};
     unlink(out);
     for (int i = 0; i < 2; i++) {
       char img[2048], lab[2048];
@@ -101,13 +103,19 @@ static int cmd_prepare(int argc, char **argv) {
   } else if (strcmp(kind, "idx") == 0) {
     const char *images = NULL, *labels = NULL, *group = "train", *out = NULL;
     for (int i = 1; i < argc; i++) {
-      if (strcmp(argv[i], "--images") == 0 && i + 1 < argc) images = argv[++i];
-      else if (strcmp(argv[i], "--labels") == 0 && i + 1 < argc) labels = argv[++i];
-      else if (strcmp(argv[i], "--group") == 0 && i + 1 < argc) group = argv[++i];
-      else if (argv[i][0] != '-' && !out) out = argv[i];
-      else return usage_error("prepare idx: unexpected argument '%s'", argv[i]);
+      if (strcmp(argv[i], "--images") == 0 && i + 1 < argc)
+        images = argv[++i];
+      else if (strcmp(argv[i], "--labels") == 0 && i + 1 < argc)
+        labels = argv[++i];
+      else if (strcmp(argv[i], "--group") == 0 && i + 1 < argc)
+        group = argv[++i];
+      else if (argv[i][0] != '-' && !out)
+        out = argv[i];
+      else
+        return usage_error("prepare idx: unexpected argument '%s'", argv[i]);
     }
-    if (!images || !labels || !out) return usage_error("%s", "prepare idx needs --images, --labels and OUT.h5");
+    if (!images || !labels || !out)
+      return usage_error("%s", "prepare idx needs --images, --labels and OUT.h5");
     rc = convert_idx(images, labels, out, group, err, sizeof err);
     written = out;
   } else if (strcmp(kind, "synthetic") == 0) {
@@ -117,22 +125,32 @@ static int cmd_prepare(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
       unsigned long long *dst = NULL;
       const char *opt = argv[i];
-      if (strcmp(argv[i], "--train") == 0) dst = &n_train;
-      else if (strcmp(argv[i], "--test") == 0) dst = &n_test;
-      else if (strcmp(argv[i], "--features") == 0) dst = &features;
-      else if (strcmp(argv[i], "--classes") == 0) dst = &classes;
-      else if (strcmp(argv[i], "--seed") == 0) dst = &seed;
-      else if (strcmp(argv[i], "--u8") == 0) u8 = 1;
-      else if (argv[i][0] != '-' && !out) out = argv[i];
-      else return usage_error("prepare synthetic: unexpected argument '%s'", argv[i]);
+      if (strcmp(argv[i], "--train") == 0)
+        dst = &n_train;
+      else if (strcmp(argv[i], "--test") == 0)
+        dst = &n_test;
+      else if (strcmp(argv[i], "--features") == 0)
+        dst = &features;
+      else if (strcmp(argv[i], "--classes") == 0)
+        dst = &classes;
+      else if (strcmp(argv[i], "--seed") == 0)
+        dst = &seed;
+      else if (strcmp(argv[i], "--u8") == 0)
+        u8 = 1;
+      else if (argv[i][0] != '-' && !out)
+        out = argv[i];
+      else
+        return usage_error("prepare synthetic: unexpected argument '%s'", argv[i]);
       if (dst && (i + 1 >= argc || parse_u64(argv[++i], dst) != 0))
         return usage_error("prepare synthetic: %s needs a non-negative integer", opt);
     }
     if (!out) return usage_error("%s", "prepare synthetic needs OUT.h5");
     if (features < 1 || features > (1u << 24) || classes < 2 || classes > 256)
-      return usage_error("%s", "prepare synthetic: --features must be 1..16777216 and --classes 2..256");
+      return usage_error("%s",
+                         "prepare synthetic: --features must be 1..16777216 and --classes 2..256");
     written = out;
-    rc = convert_synthetic(out, n_train, n_test, (int)features, (int)classes, u8, seed, err, sizeof err);
+    rc = convert_synthetic(out, n_train, n_test, (int)features, (int)classes, u8, seed, err,
+                           sizeof err);
   } else {
     return usage_error("unknown prepare kind '%s' (fashion-mnist, idx or synthetic)", kind);
   }
@@ -162,8 +180,8 @@ static void fix_blas_core(char **argv) {
 
 static int cmd_train(int argc, char **argv, char **full_argv, int *pargc, char ***pargv) {
   const char *overrides[MAX_OVERRIDES];
-  train_args a = {.config_path = NULL, .resume = NULL, .overrides = overrides, .n_overrides = 0,
-                  .stop_at = 0};
+  train_args a = {
+      .config_path = NULL, .resume = NULL, .overrides = overrides, .n_overrides = 0, .stop_at = 0};
   for (int i = 0; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       fputs(usage_train, stdout);
@@ -175,7 +193,8 @@ static int cmd_train(int argc, char **argv, char **full_argv, int *pargc, char *
       overrides[a.n_overrides++] = v;
     } else if (strcmp(argv[i], "--resume") == 0 || strncmp(argv[i], "--resume=", 9) == 0) {
       a.resume = argv[i][8] == '=' ? argv[i] + 9 : (i + 1 < argc ? argv[++i] : NULL);
-      if (!a.resume || !*a.resume) return usage_error("%s", "--resume needs a checkpoint path or 'auto'");
+      if (!a.resume || !*a.resume)
+        return usage_error("%s", "--resume needs a checkpoint path or 'auto'");
     } else if (strcmp(argv[i], "--stop-at") == 0) {
       unsigned long long v = 0;
       if (i + 1 >= argc || parse_u64(argv[++i], &v) != 0 || v == 0 || v > (1ULL << 62))
@@ -189,7 +208,8 @@ static int cmd_train(int argc, char **argv, char **full_argv, int *pargc, char *
       return usage_error("train: unexpected argument '%s'", argv[i]);
     }
   }
-  if (!a.config_path) return usage_error("%s", "train needs a CONFIG file (see 'midscale help train')");
+  if (!a.config_path)
+    return usage_error("%s", "train needs a CONFIG file (see 'midscale help train')");
 
   fix_blas_core(full_argv);
   comm_world w;
@@ -198,9 +218,10 @@ static int cmd_train(int argc, char **argv, char **full_argv, int *pargc, char *
     return MS_EXIT_RUNTIME;
   }
   if (w.rank == 0 && getenv("MIDSCALE_BLAS_DETECTED"))
-    printf("note: OpenBLAS detected '%s' (generic kernels) on a CPU with wider vectors; "
-           "re-ran with OPENBLAS_CORETYPE=%s (MIDSCALE_BLAS_AUTOFIX=0 turns this off)\n",
-           getenv("MIDSCALE_BLAS_DETECTED"), getenv("OPENBLAS_CORETYPE"));
+    printf(
+        "note: OpenBLAS detected '%s' (generic kernels) on a CPU with wider vectors; "
+        "re-ran with OPENBLAS_CORETYPE=%s (MIDSCALE_BLAS_AUTOFIX=0 turns this off)\n",
+        getenv("MIDSCALE_BLAS_DETECTED"), getenv("OPENBLAS_CORETYPE"));
   int rc = train_run(&w, &a);
   if (rc != 0 && w.rank == 0) {
     fflush(stdout);

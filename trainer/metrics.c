@@ -12,8 +12,8 @@
 struct ms_metrics {
   FILE *jsonl;
   FILE *out;
-  int bar;        /* progress bar enabled and out is a terminal */
-  int bar_shown;  /* a bar is on the current line */
+  int bar;       /* progress bar enabled and out is a terminal */
+  int bar_shown; /* a bar is on the current line */
 };
 
 int metrics_open(ms_metrics **out_m, const char *jsonl_path, FILE *out, int progress) {
@@ -31,8 +31,8 @@ int metrics_open(ms_metrics **out_m, const char *jsonl_path, FILE *out, int prog
    * goes to a file, so isatty alone would draw bars into log files; that
    * pseudo-terminal reports no size, a real one does. */
   struct winsize ws;
-  m->bar = progress && isatty(fileno(out)) && ioctl(fileno(out), TIOCGWINSZ, &ws) == 0 &&
-           ws.ws_col > 0;
+  m->bar =
+      progress && isatty(fileno(out)) && ioctl(fileno(out), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0;
   *out_m = m;
   return 0;
 }
@@ -52,13 +52,12 @@ void metrics_close(ms_metrics *m) {
   free(m);
 }
 
-void metrics_train(ms_metrics *m, int64_t step, int64_t total_steps, int64_t epoch,
-                   double loss, double acc, double lr, double samples_per_s) {
+void metrics_train(ms_metrics *m, int64_t step, int64_t total_steps, int64_t epoch, double loss,
+                   double acc, double lr, double samples_per_s) {
   if (!m) return;
   clear_bar(m);
   fprintf(m->out, "step %7lld/%lld  epoch %3lld  loss %.6f  acc %.4f  lr %.5g  %.0f samples/s\n",
-          (long long)step, (long long)total_steps, (long long)epoch, loss, acc, lr,
-          samples_per_s);
+          (long long)step, (long long)total_steps, (long long)epoch, loss, acc, lr, samples_per_s);
   fflush(m->out);
   fprintf(m->jsonl,
           "{\"kind\":\"train\",\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g,\"acc\":%.6f,"
@@ -71,7 +70,8 @@ void metrics_eval(ms_metrics *m, int64_t step, int64_t epoch, double loss, doubl
                   long n_samples) {
   if (!m) return;
   clear_bar(m);
-  fprintf(m->out, "eval after epoch %lld (step %lld): test loss %.4f  test accuracy %.4f  (%ld samples)\n",
+  fprintf(m->out,
+          "eval after epoch %lld (step %lld): test loss %.4f  test accuracy %.4f  (%ld samples)\n",
           (long long)epoch, (long long)step, loss, acc, n_samples);
   fflush(m->out);
   fprintf(m->jsonl,
@@ -88,8 +88,8 @@ void metrics_progress(ms_metrics *m, int64_t step, int64_t total_steps, double l
   char bar[WIDTH + 1];
   for (int i = 0; i < WIDTH; i++) bar[i] = i < filled ? '#' : '.';
   bar[WIDTH] = '\0';
-  fprintf(m->out, "\r[%s] %lld/%lld  loss %.4f\033[K", bar, (long long)step,
-          (long long)total_steps, loss);
+  fprintf(m->out, "\r[%s] %lld/%lld  loss %.4f\033[K", bar, (long long)step, (long long)total_steps,
+          loss);
   fflush(m->out);
   m->bar_shown = 1;
 }

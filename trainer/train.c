@@ -106,7 +106,8 @@ static int load_config(run *r, const train_args *a) {
   if ((rc = comm_rc(r, comm_bcast_bytes(r->w, &r->cfg_text, &r->cfg_len, 0)))) return rc;
   config_defaults(&r->cfg);
   rc = config_parse(&r->cfg, r->cfg_text, r->cfg_len, a->config_path);
-  for (int i = 0; rc == 0 && i < a->n_overrides; i++) rc = config_override(&r->cfg, a->overrides[i]);
+  for (int i = 0; rc == 0 && i < a->n_overrides; i++)
+    rc = config_override(&r->cfg, a->overrides[i]);
   if (rc == 0) rc = config_validate(&r->cfg, r->w->size);
   return agree(r, rc);
 }
@@ -119,13 +120,16 @@ static int open_data(run *r) {
   const ms_config *c = &r->cfg;
   char err[ERRLEN] = "";
   int rc = data_rc(data_open(&r->train, c->data.path, c->data.train_x, c->data.train_y,
-                             DATA_MEM_BUDGET, err, sizeof err), MS_EDATA, err);
+                             DATA_MEM_BUDGET, err, sizeof err),
+                   MS_EDATA, err);
   if (rc == 0 && c->data.test_x[0])
-    rc = data_rc(data_open(&r->test, c->data.path, c->data.test_x, c->data.test_y,
-                           DATA_MEM_BUDGET, err, sizeof err), MS_EDATA, err);
+    rc = data_rc(data_open(&r->test, c->data.path, c->data.test_x, c->data.test_y, DATA_MEM_BUDGET,
+                           err, sizeof err),
+                 MS_EDATA, err);
   if (rc == 0 && r->test && data_sample_elems(r->test) != data_sample_elems(r->train))
-    rc = ms_error_set(MS_EDATA, "'%s': test samples have %zu features but training samples have %zu",
-                      c->data.path, data_sample_elems(r->test), data_sample_elems(r->train));
+    rc =
+        ms_error_set(MS_EDATA, "'%s': test samples have %zu features but training samples have %zu",
+                     c->data.path, data_sample_elems(r->test), data_sample_elems(r->train));
   return agree(r, rc);
 }
 
@@ -175,7 +179,8 @@ static int build_model(run *r) {
   if (same < 0) return comm_rc(r, same);
   if (!same && (rc = comm_rc(r, comm_bcast_f32(r->w, r->model->params, r->model->n_params, 0))))
     return rc;
-  if (!same) metrics_say(r->metrics, "note: initial parameters differed across ranks; using rank 0's");
+  if (!same)
+    metrics_say(r->metrics, "note: initial parameters differed across ranks; using rank 0's");
   r->layout_hash = model_layout_hash(r->model);
 
   /* Checkpoint tensors: views into the parameter and momentum arenas. */
@@ -255,8 +260,7 @@ static int resume(run *r, const char *what) {
       path = strdup(what);
       if (!path) rc = ms_error_set(MS_ENOMEM, "out of memory");
     }
-    if (rc == 0 && path)
-      rc = ckpt_read(path, r->tensors, r->n_tensors, r->layout_hash, &meta);
+    if (rc == 0 && path) rc = ckpt_read(path, r->tensors, r->n_tensors, r->layout_hash, &meta);
     if (rc == 0 && path) {
       ms_config saved;
       config_defaults(&saved);
@@ -308,8 +312,9 @@ static int evaluate(run *r) {
   for (uint64_t off = 0; off < count && rc == 0; off += (uint64_t)r->eval_chunk) {
     int n = (int)(count - off < (uint64_t)r->eval_chunk ? count - off : (uint64_t)r->eval_chunk);
     for (int i = 0; i < n; i++) r->idx[i] = begin + off + (uint64_t)i;
-    rc = data_rc(data_read(r->test, r->idx, (size_t)n, (float)r->cfg.data.scale, r->x, r->y,
-                           err, sizeof err), MS_EDATA, err);
+    rc = data_rc(data_read(r->test, r->idx, (size_t)n, (float)r->cfg.data.scale, r->x, r->y, err,
+                           sizeof err),
+                 MS_EDATA, err);
     if (rc) break;
     const float *logits = model_forward(r->model, r->x, n);
     long correct = 0;
@@ -343,8 +348,9 @@ static int train_step(run *r, double stats[3]) {
   /* s: failed, loss sum, correct — reduced together, before the gradients,
    * so a rank whose read failed stops every rank without a hang. */
   double s[3] = {0, 0, 0};
-  int rc = data_rc(data_read(r->train, idx, (size_t)n, (float)r->cfg.data.scale, r->x, r->y, err,
-                             sizeof err), MS_EDATA, err);
+  int rc = data_rc(
+      data_read(r->train, idx, (size_t)n, (float)r->cfg.data.scale, r->x, r->y, err, sizeof err),
+      MS_EDATA, err);
   double t1 = comm_wtime();
   r->t_data += t1 - t0;
   if (rc == 0) {
@@ -382,16 +388,19 @@ static void say_start(run *r) {
     off += snprintf(shape + off, sizeof shape - (size_t)off, "-%d", m->layers[i].out);
   unsigned maj, min, rel;
   H5get_libversion(&maj, &min, &rel);
-  metrics_say(r->metrics, "midscale %s | world %d (%s) | BLAS OpenBLAS %s, %d thread(s)/rank | HDF5 %u.%u.%u",
+  metrics_say(r->metrics,
+              "midscale %s | world %d (%s) | BLAS OpenBLAS %s, %d thread(s)/rank | HDF5 %u.%u.%u",
               MS_VERSION_STRING, r->w->size, r->w->launcher, blas_corename(),
               blas_threads(r->w, r->cfg.run.threads), maj, min, rel);
   metrics_say(r->metrics, "data %s: %llu train%s, %llu test samples, %zu features",
               r->cfg.data.path, (unsigned long long)data_count(r->train),
               data_in_memory(r->train) ? " (in memory)" : " (streamed)",
-              r->test ? (unsigned long long)data_count(r->test) : 0ULL, data_sample_elems(r->train));
-  metrics_say(r->metrics, "model %s: %zu parameters, %.2f MFLOP/sample forward", shape,
-              m->n_params, model_flops_per_sample(m) / 1e6);
-  metrics_say(r->metrics, "train: %d epochs x %lld steps, global batch %lld (%lld per rank), run dir %s",
+              r->test ? (unsigned long long)data_count(r->test) : 0ULL,
+              data_sample_elems(r->train));
+  metrics_say(r->metrics, "model %s: %zu parameters, %.2f MFLOP/sample forward", shape, m->n_params,
+              model_flops_per_sample(m) / 1e6);
+  metrics_say(r->metrics,
+              "train: %d epochs x %lld steps, global batch %lld (%lld per rank), run dir %s",
               r->cfg.train.epochs, (long long)r->steps_per_epoch, (long long)r->global_batch,
               (long long)r->local_batch, r->cfg.run.dir);
 }
@@ -424,13 +433,15 @@ static int setup(run *r, const train_args *a) {
   if ((rc = agree(r, rc))) return rc;
   if ((rc = open_data(r))) return rc;
   if ((rc = build_model(r))) return rc;
-  r->steps_per_epoch = (int64_t)sampler_steps_per_epoch(data_count(r->train), (uint64_t)r->global_batch);
+  r->steps_per_epoch =
+      (int64_t)sampler_steps_per_epoch(data_count(r->train), (uint64_t)r->global_batch);
   if (r->steps_per_epoch == 0)
     return ms_error_set(MS_ECONFIG, "train.batch_size %lld is larger than the %llu samples of '%s'",
                         (long long)r->global_batch, (unsigned long long)data_count(r->train),
                         c->data.train_x);
   r->total_steps = (int64_t)c->train.epochs * r->steps_per_epoch;
-  if (c->train.max_steps > 0 && c->train.max_steps < r->total_steps) r->total_steps = c->train.max_steps;
+  if (c->train.max_steps > 0 && c->train.max_steps < r->total_steps)
+    r->total_steps = c->train.max_steps;
   r->perm_epoch = -1;
   r->last_ckpt_step = -1;
   r->last_eval_step = -1;
@@ -459,8 +470,10 @@ static void say_summary(run *r, double wall, int64_t steps_run) {
   if (comm_allreduce_max_f64(r->w, t, 5) != 0) return;
   double sps = wall > 0 ? (double)steps_run * (double)r->global_batch / wall : 0.0;
   if (r->last_eval_step >= 0)
-    metrics_say(r->metrics, "final test accuracy %.4f (loss %.4f)", r->last_eval_acc, r->last_eval_loss);
-  metrics_say(r->metrics, "done: %lld steps in %.2f s, %.0f samples/s; time per part (max over ranks): "
+    metrics_say(r->metrics, "final test accuracy %.4f (loss %.4f)", r->last_eval_acc,
+                r->last_eval_loss);
+  metrics_say(r->metrics,
+              "done: %lld steps in %.2f s, %.0f samples/s; time per part (max over ranks): "
               "compute %.2f s, comm %.2f s, data %.2f s, checkpoint %.2f s, eval %.2f s",
               (long long)steps_run, wall, sps, t[0], t[1], t[2], t[3], t[4]);
   char json[512];
