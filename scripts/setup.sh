@@ -15,7 +15,7 @@ BUILD_DIR=${MIDSCALE_BUILD_DIR:-$ROOT/build}
 # Build tools and libraries, then what the tests and the demo use.
 PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
   libhdf5-openmpi-dev hdf5-tools libzstd-dev zstd libyaml-dev libopenblas-dev
-  libjansson-dev zlib1g-dev libcmocka-dev python3 dataset-fashion-mnist)
+  libjansson-dev zlib1g-dev libcmocka-dev python3 python3-numpy python3-torch dataset-fashion-mnist)
 
 install_packages() {
   if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

@@ -6,20 +6,49 @@
 
 #include "ms_error.h"
 
+#define PI 3.141592653589793
+
 int optim_create(ms_optim **out, const ms_config *cfg, size_t n_params) {
+  ms_optim_params p = {.kind = MS_OPTIM_SGD,
+                       .lr = cfg->optim.lr,
+                       .weight_decay = cfg->optim.weight_decay,
+                       .momentum = cfg->optim.momentum,
+                       .nesterov = cfg->optim.nesterov,
+                       .beta1 = 0.9,
+                       .beta2 = 0.999,
+                       .eps = 1e-8};
+  return optim_create_params(out, &p, n_params);
+}
+
+int optim_create_params(ms_optim **out, const ms_optim_params *p, size_t n_params) {
   *out = NULL;
+  if (p->kind != MS_OPTIM_SGD && p->kind != MS_OPTIM_ADAM && p->kind != MS_OPTIM_ADAMW)
+    return ms_error_set(MS_ECONFIG, "optimizer: unknown kind %d", (int)p->kind);
   ms_optim *o = calloc(1, sizeof *o);
   if (!o) return ms_error_set(MS_ENOMEM, "optimizer: out of memory");
   o->n = n_params;
-  o->momentum = calloc(n_params ? n_params : 1, sizeof(float));
-  if (!o->momentum) {
-    free(o);
+  o->kind = p->kind;
+  o->lr = p->lr;
+  o->mu = p->momentum;
+  o->weight_decay = p->weight_decay;
+  o->nesterov = p->nesterov;
+  o->beta1 = p->beta1;
+  o->beta2 = p->beta2;
+  o->eps = p->eps;
+  size_t cells = n_params ? n_params : 1;
+  int ok;
+  if (p->kind == MS_OPTIM_SGD) {
+    o->momentum = calloc(cells, sizeof(float));
+    ok = o->momentum != NULL;
+  } else {
+    o->exp_avg = calloc(cells, sizeof(float));
+    o->exp_avg_sq = calloc(cells, sizeof(float));
+    ok = o->exp_avg && o->exp_avg_sq;
+  }
+  if (!ok) {
+    optim_free(o);
     return ms_error_set(MS_ENOMEM, "optimizer: out of memory for %zu floats", n_params);
   }
-  o->lr = cfg->optim.lr;
-  o->mu = cfg->optim.momentum;
-  o->weight_decay = cfg->optim.weight_decay;
-  o->nesterov = cfg->optim.nesterov;
   *out = o;
   return 0;
 }
@@ -27,29 +56,176 @@ int optim_create(ms_optim **out, const ms_config *cfg, size_t n_params) {
 void optim_free(ms_optim *o) {
   if (!o) return;
   free(o->momentum);
+  free(o->exp_avg);
+  free(o->exp_avg_sq);
+  free(o->decay_mask);
   free(o);
+}
+
+int optim_kind_parse(const char *name, ms_optim_kind *kind) {
+  static const struct {
+    const char *name;
+    ms_optim_kind kind;
+  } table[] = {{"sgd", MS_OPTIM_SGD}, {"adam", MS_OPTIM_ADAM}, {"adamw", MS_OPTIM_ADAMW}};
+  for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+    if (strcmp(name, table[i].name) == 0) {
+      *kind = table[i].kind;
+      return 0;
+    }
+  return -1;
+}
+
+int optim_set_decay_mask(ms_optim *o, const uint8_t *mask) {
+  free(o->decay_mask);
+  o->decay_mask = NULL;
+  if (!mask) return 0;
+  o->decay_mask = malloc(o->n ? o->n : 1);
+  if (!o->decay_mask)
+    return ms_error_set(MS_ENOMEM, "optimizer: out of memory for a %zu-byte decay mask", o->n);
+  memcpy(o->decay_mask, mask, o->n);
+  return 0;
+}
+
+void optim_mask_range(uint8_t *mask, size_t off, size_t len, uint8_t value) {
+  memset(mask + off, value, len);
+}
+
+int optim_state(const ms_optim *o, float **arenas, const char **names, int max) {
+  float *a[2];
+  const char *nm[2];
+  int k = 0;
+  if (o->kind == MS_OPTIM_SGD) {
+    a[k] = o->momentum, nm[k++] = "momentum";
+  } else {
+    a[k] = o->exp_avg, nm[k++] = "exp_avg";
+    a[k] = o->exp_avg_sq, nm[k++] = "exp_avg_sq";
+  }
+  for (int i = 0; i < k && i < max; i++) {
+    if (arenas) arenas[i] = a[i];
+    if (names) names[i] = nm[i];
+  }
+  return k;
+}
+
+/* The weight decay of element i: wd, or 0 where the mask excludes it. */
+static inline float decay_of(const ms_optim *o, size_t i, float wd) {
+  return (!o->decay_mask || o->decay_mask[i]) ? wd : 0.0f;
 }
 
 void optim_sgd_step(ms_optim *o, float *params, const float *grads, double lr) {
   const float mu = (float)o->mu, wd = (float)o->weight_decay, a = (float)lr;
   float *v = o->momentum;
   for (size_t i = 0; i < o->n; i++) {
-    float g = grads[i] + wd * params[i];
+    float g = grads[i] + decay_of(o, i, wd) * params[i];
     v[i] = mu * v[i] + g;
     params[i] -= a * (o->nesterov ? g + mu * v[i] : v[i]);
   }
+  o->t++;
+}
+
+/* Adam and AdamW: the per-element arithmetic in float like torch's float32
+ * tensors, the step scalars in double like torch's Python floats. */
+static void adam_step(ms_optim *o, float *params, const float *grads, double lr) {
+  o->t++;
+  const double bc1 = 1.0 - pow(o->beta1, (double)o->t);
+  const double bc2 = 1.0 - pow(o->beta2, (double)o->t);
+  const float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+  const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
+  const float wd = (float)o->weight_decay;
+  const int decoupled = o->kind == MS_OPTIM_ADAMW;
+  float *m = o->exp_avg, *v = o->exp_avg_sq;
+  for (size_t i = 0; i < o->n; i++) {
+    float p = params[i], g = grads[i], wdi = decay_of(o, i, wd);
+    if (decoupled)
+      p *= (float)(1.0 - lr * (double)wdi);
+    else
+      g += wdi * p;
+    m[i] = b1 * m[i] + (1.0f - b1) * g;
+    v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+    float denom = sqrtf(v[i]) / bc2_sqrt + eps;
+    params[i] = p - step_size * m[i] / denom;
+  }
+}
+
+void optim_step(ms_optim *o, float *params, const float *grads, double lr) {
+  if (o->kind == MS_OPTIM_SGD)
+    optim_sgd_step(o, params, grads, lr);
+  else
+    adam_step(o, params, grads, lr);
+}
+
+/* ---- schedules --------------------------------------------------------------- */
+
+int schedule_kind_parse(const char *name, ms_schedule_kind *kind) {
+  static const struct {
+    const char *name;
+    ms_schedule_kind kind;
+  } table[] = {{"constant", MS_SCHED_CONSTANT},
+               {"cosine", MS_SCHED_COSINE},
+               {"step", MS_SCHED_STEP},
+               {"onecycle", MS_SCHED_ONECYCLE}};
+  for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+    if (strcmp(name, table[i].name) == 0) {
+      *kind = table[i].kind;
+      return 0;
+    }
+  return -1;
+}
+
+/* PyTorch's _annealing_cos: from start at pct = 0 to end at pct = 1. */
+static double anneal_cos(double start, double end, double pct) {
+  return end + (start - end) / 2.0 * (cos(PI * pct) + 1.0);
+}
+
+/* OneCycleLR.get_lr (two phases) at step s of T, pct clamped to [0, 1] so
+ * that steps past the end hold the final value instead of raising. */
+static double onecycle_lr(const ms_schedule_params *p, int64_t s, int64_t T) {
+  const double initial = p->lr / p->div_factor, final = initial / p->final_div_factor;
+  const double end1 = p->pct_start * (double)T - 1.0, end2 = (double)T - 1.0;
+  double pct;
+  if ((double)s <= end1) {
+    pct = end1 > 0.0 ? (double)s / end1 : 1.0;
+    return anneal_cos(initial, p->lr, pct);
+  }
+  pct = end2 > end1 ? ((double)s - end1) / (end2 - end1) : 1.0;
+  if (pct > 1.0) pct = 1.0;
+  return anneal_cos(p->lr, final, pct);
+}
+
+/* The schedule after warm-up, at s = step - warmup of T = total - warmup. */
+static double main_lr(const ms_schedule_params *p, int64_t s, int64_t T) {
+  switch (p->kind) {
+    case MS_SCHED_COSINE: {
+      double t = T > 0 ? (double)s / (double)T : 1.0;
+      if (t > 1.0) t = 1.0;
+      double floor = p->lr * p->min_lr_ratio;
+      return floor + (p->lr - floor) * 0.5 * (1.0 + cos(PI * t));
+    }
+    case MS_SCHED_STEP:
+      if (p->step_size < 1) return p->lr;
+      return p->lr * pow(p->gamma, (double)(s / p->step_size));
+    case MS_SCHED_ONECYCLE: return onecycle_lr(p, s, T);
+    case MS_SCHED_CONSTANT:
+    default: return p->lr;
+  }
+}
+
+double schedule_lr_at(const ms_schedule_params *p, int64_t step, int64_t total_steps) {
+  int64_t warm = p->warmup_steps > 0 ? p->warmup_steps : 0;
+  if (step < warm) return main_lr(p, 0, total_steps - warm) * (double)(step + 1) / (double)warm;
+  return main_lr(p, step - warm, total_steps - warm);
 }
 
 double schedule_lr(const ms_config *cfg, int64_t step, int64_t total_steps) {
-  double lr = cfg->optim.lr;
-  int64_t warm = cfg->schedule.warmup_steps;
-  if (step < warm) return lr * (double)(step + 1) / (double)warm;
-  if (strcmp(cfg->schedule.name, "cosine") == 0) {
-    int64_t span = total_steps - warm;
-    double t = span > 0 ? (double)(step - warm) / (double)span : 1.0;
-    if (t > 1.0) t = 1.0;
-    double floor = lr * cfg->schedule.min_lr_ratio;
-    return floor + (lr - floor) * 0.5 * (1.0 + cos(3.141592653589793 * t));
-  }
-  return lr;
+  ms_schedule_params p = {.kind = MS_SCHED_CONSTANT,
+                          .lr = cfg->optim.lr,
+                          .warmup_steps = cfg->schedule.warmup_steps,
+                          .min_lr_ratio = cfg->schedule.min_lr_ratio,
+                          /* PyTorch's defaults, until the config has keys for them */
+                          .gamma = 0.1,
+                          .div_factor = 25.0,
+                          .final_div_factor = 1e4,
+                          .pct_start = 0.3};
+  if (schedule_kind_parse(cfg->schedule.name, &p.kind) != 0) p.kind = MS_SCHED_CONSTANT;
+  return schedule_lr_at(&p, step, total_steps);
 }

@@ -2,7 +2,12 @@
  *
  * Optimizer state lives in arenas of the parameter layout (DESIGN.md,
  * "Parameters"), so checkpoints and later sharding see flat arrays.
- * Pure arithmetic: no MPI, no allocation beyond optim_create.
+ * Kinds: SGD with momentum (optim_create, the config path), Adam and AdamW
+ * (optim_create_params); weight decay can be restricted to a per-element
+ * mask. Schedules: constant, cosine, step, onecycle, each with an optional
+ * linear warm-up in front.
+ * Pure arithmetic: no MPI, no allocation beyond optim_create* and
+ * optim_set_decay_mask. Not thread-safe.
  */
 #ifndef MS_OPTIM_H
 #define MS_OPTIM_H
@@ -12,24 +17,121 @@
 
 #include "config.h"
 
+typedef enum { MS_OPTIM_SGD = 0, MS_OPTIM_ADAM, MS_OPTIM_ADAMW } ms_optim_kind;
+
+/* Everything an optimizer needs, as plain data (the config-free way to make
+ * one; optim_create fills it from the config's optim section). */
+typedef struct {
+  ms_optim_kind kind;
+  double lr;           /* nominal; each step takes its lr from the schedule */
+  double weight_decay; /* SGD, Adam: L2 added to the gradient; AdamW: decoupled */
+  double momentum;     /* SGD */
+  int nesterov;        /* SGD, bool */
+  double beta1, beta2; /* Adam, AdamW (PyTorch defaults 0.9, 0.999) */
+  double eps;          /* Adam, AdamW: added outside the sqrt (default 1e-8) */
+} ms_optim_params;
+
 typedef struct {
   size_t n;
-  float *momentum;   /* (n), the velocity buffer of SGD with momentum */
+  float *momentum; /* (n), the velocity buffer of SGD with momentum; NULL for Adam */
   double lr, mu, weight_decay;
   int nesterov;
+  /* Fields added for Adam/AdamW; optim_create sets kind = SGD. */
+  ms_optim_kind kind;
+  float *exp_avg;    /* (n), Adam's first moment m; NULL for SGD */
+  float *exp_avg_sq; /* (n), Adam's second moment v; NULL for SGD */
+  double beta1, beta2, eps;
+  int64_t t;           /* steps taken (Adam's bias correction uses it): a
+                        * checkpoint must save and restore it with the arenas */
+  uint8_t *decay_mask; /* (n) owned copy, or NULL = decay every element */
 } ms_optim;
 
-/* @return 0 or MS_ENOMEM. The momentum arena starts at zero. */
+/* An SGD optimizer from cfg->optim.
+ * @return 0 or MS_ENOMEM. The momentum arena starts at zero. */
 int optim_create(ms_optim **out, const ms_config *cfg, size_t n_params);
+
+/* Any optimizer from plain parameters. State arenas start at zero, t at 0.
+ * @return 0, MS_ECONFIG (unknown kind) or MS_ENOMEM. */
+int optim_create_params(ms_optim **out, const ms_optim_params *p, size_t n_params);
+
+/* Frees o and its arenas; accepts NULL. */
 void optim_free(ms_optim *o);
 
+/* @return 0 and sets *kind for "sgd", "adam", "adamw"; -1 otherwise. */
+int optim_kind_parse(const char *name, ms_optim_kind *kind);
+
+/* Restricts weight decay to the elements i with mask[i] != 0 (e.g. weights
+ * but not biases or norm gains), for every kind, optim_sgd_step included.
+ * Copies the n bytes of mask; NULL removes a mask (decay everything).
+ * @return 0 or MS_ENOMEM. */
+int optim_set_decay_mask(ms_optim *o, const uint8_t *mask);
+
+/* Sets mask[off, off + len) to value: a helper to build a mask from a
+ * model's parameter offsets. mask: (n) */
+void optim_mask_range(uint8_t *mask, size_t off, size_t len, uint8_t value);
+
+/* The optimizer's state arenas (each (n) floats, the parameter layout) and
+ * their names for a checkpoint ("momentum"; or "exp_avg", "exp_avg_sq").
+ * Writes up to max entries. @return the number of arenas. */
+int optim_state(const ms_optim *o, float **arenas, const char **names, int max);
+
 /* One SGD step with PyTorch's semantics:
- *   g += wd * p;  v = mu * v + g;  p -= lr * (nesterov ? g + mu * v : v) */
+ *   g += wd * p;  v = mu * v + g;  p -= lr * (nesterov ? g + mu * v : v)
+ * (wd = 0 where the decay mask is 0). Requires kind == MS_OPTIM_SGD. */
 void optim_sgd_step(ms_optim *o, float *params, const float *grads, double lr);
 
-/* Learning rate at step (0-based) of total_steps: linear warmup from
- * lr/warmup to lr over warmup steps, then constant or cosine decay to
- * lr * min_lr_ratio at total_steps. */
+/* One step of o's kind with learning rate lr, PyTorch's semantics exactly
+ * (torch.optim.SGD / Adam / AdamW, dampening 0, amsgrad off):
+ *   Adam:  g += wd * p
+ *   AdamW: p -= lr * wd * p                       (decoupled, before the update)
+ *   both:  t += 1;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+ *          p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+ * params, grads: (n) */
+void optim_step(ms_optim *o, float *params, const float *grads, double lr);
+
+/* ---- learning-rate schedules ---------------------------------------------- */
+
+typedef enum {
+  MS_SCHED_CONSTANT = 0,
+  MS_SCHED_COSINE,
+  MS_SCHED_STEP,
+  MS_SCHED_ONECYCLE
+} ms_schedule_kind;
+
+/* A schedule as plain data (no config). */
+typedef struct {
+  ms_schedule_kind kind;
+  double lr;            /* base lr; the peak (max_lr) for onecycle */
+  int64_t warmup_steps; /* 0 = none */
+  double min_lr_ratio;  /* cosine: floor as a fraction of lr */
+  int64_t step_size;    /* step: multiply by gamma every step_size steps */
+  double gamma;
+  double div_factor;       /* onecycle: start at lr / div_factor (PyTorch 25) */
+  double final_div_factor; /* onecycle: end at start / final_div_factor (1e4) */
+  double pct_start;        /* onecycle: fraction of the steps rising (0.3) */
+} ms_schedule_params;
+
+/* @return 0 and sets *kind for "constant", "cosine", "step", "onecycle";
+ * -1 otherwise. */
+int schedule_kind_parse(const char *name, ms_schedule_kind *kind);
+
+/* Learning rate at step (0-based) of total_steps. The first warmup_steps
+ * steps rise linearly, target * (step + 1) / warmup_steps, to the value
+ * the schedule starts at (lr; lr / div_factor for onecycle); then, with
+ * s = step - warmup_steps and T = total_steps - warmup_steps:
+ *   constant  lr
+ *   cosine    floor + (lr - floor) (1 + cos(pi min(s/T, 1))) / 2,
+ *             floor = lr * min_lr_ratio (PyTorch CosineAnnealingLR)
+ *   step      lr * gamma^floor(s / step_size) (PyTorch StepLR)
+ *   onecycle  PyTorch OneCycleLR(max_lr = lr, total_steps = T,
+ *             anneal_strategy = 'cos', three_phase = False): cosine from
+ *             lr/div_factor up to lr until s = pct_start*T - 1, then cosine
+ *             down to lr/div_factor/final_div_factor at s = T - 1 (held
+ *             there after). */
+double schedule_lr_at(const ms_schedule_params *s, int64_t step, int64_t total_steps);
+
+/* schedule_lr_at for cfg->optim.lr and cfg->schedule (name, warmup_steps,
+ * min_lr_ratio); an unknown name is constant. */
 double schedule_lr(const ms_config *cfg, int64_t step, int64_t total_steps);
 
 #endif

@@ -1,0 +1,267 @@
+/* Optimizers and schedules (trainer/optim.h) against values derived by hand
+ * from PyTorch's documented update rules (torch.optim.Adam, AdamW, SGD and
+ * the lr_scheduler classes), evaluated in double. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "optim.h"
+
+static void assert_close(double got, double want, double rtol, double atol) {
+  double diff = fabs(got - want);
+  if (diff > atol && diff > rtol * fmax(fabs(got), fabs(want)))
+    fail_msg("got %.9g, want %.9g (diff %.3g)", got, want, diff);
+}
+
+/* Two parameters p0 = (1, -0.5), three steps with gradients
+ * (0.5, 0.2), (-0.3, 0.1), (0.2, -0.4); lr 0.1, betas (0.9, 0.999),
+ * eps 1e-8, weight decay 0.1. */
+static const float G[3][2] = {{0.5f, 0.2f}, {-0.3f, 0.1f}, {0.2f, -0.4f}};
+
+static void run_adam(ms_optim_kind kind, const double want[3][2]) {
+  ms_optim_params p = {
+      .kind = kind, .lr = 0.1, .weight_decay = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+  ms_optim *o = NULL;
+  assert_int_equal(optim_create_params(&o, &p, 2), 0);
+  assert_null(o->momentum);
+  float x[2] = {1.0f, -0.5f};
+  for (int t = 0; t < 3; t++) {
+    optim_step(o, x, G[t], 0.1);
+    assert_int_equal(o->t, t + 1);
+    assert_close(x[0], want[t][0], 5e-6, 0); /* float32 arithmetic */
+    assert_close(x[1], want[t][1], 5e-6, 0);
+  }
+  optim_free(o);
+}
+
+/* Step 1 by hand: g = 0.5 + 0.1 * 1 = 0.6; m = 0.06, v = 3.6e-4;
+ * m_hat = 0.6, sqrt(v_hat) = 0.6; p = 1 - 0.1 * 0.6 / (0.6 + 1e-8) = 0.9.
+ * Steps 2 and 3 by the same rule. */
+static void test_optim_adam_three_steps(void **state) {
+  (void)state;
+  static const double want[3][2] = {
+      {0.900000002, -0.599999993}, {0.861352997, -0.683923788}, {0.807874555, -0.643672116}};
+  run_adam(MS_OPTIM_ADAM, want);
+}
+
+/* Step 1 by hand: p = 1 * (1 - 0.1 * 0.1) = 0.99, then g = 0.5 alone:
+ * m_hat / sqrt(v_hat) = 1, p = 0.99 - 0.1 = 0.89. */
+static void test_optim_adamw_three_steps(void **state) {
+  (void)state;
+  static const double want[3][2] = {
+      {0.890000002, -0.594999995}, {0.861950199, -0.682267953}, {0.818587929, -0.654809572}};
+  run_adam(MS_OPTIM_ADAMW, want);
+}
+
+/* Elements the mask excludes follow the optimizer without weight decay;
+ * the others the one with it. */
+static void check_mask(ms_optim_kind kind) {
+  ms_optim_params p = {.kind = kind,
+                       .lr = 0.1,
+                       .weight_decay = 0.2,
+                       .momentum = 0.9,
+                       .beta1 = 0.9,
+                       .beta2 = 0.999,
+                       .eps = 1e-8};
+  ms_optim_params p0 = p;
+  p0.weight_decay = 0.0;
+  ms_optim *masked = NULL, *with = NULL, *without = NULL;
+  assert_int_equal(optim_create_params(&masked, &p, 4), 0);
+  assert_int_equal(optim_create_params(&with, &p, 4), 0);
+  assert_int_equal(optim_create_params(&without, &p0, 4), 0);
+  uint8_t mask[4];
+  optim_mask_range(mask, 0, 4, 1);
+  optim_mask_range(mask, 1, 2, 0); /* elements 1 and 2 are "biases" */
+  assert_int_equal(optim_set_decay_mask(masked, mask), 0);
+  memset(mask, 7, sizeof mask); /* the optimizer kept its own copy */
+  float a[4] = {1, 2, -1, 0.5f}, b[4], c[4];
+  memcpy(b, a, sizeof a), memcpy(c, a, sizeof a);
+  const float g[4] = {0.1f, -0.2f, 0.3f, 0.4f};
+  for (int t = 0; t < 3; t++) {
+    optim_step(masked, a, g, 0.1);
+    optim_step(with, b, g, 0.1);
+    optim_step(without, c, g, 0.1);
+  }
+  assert_true(a[0] == b[0] && a[3] == b[3]);
+  assert_true(a[1] == c[1] && a[2] == c[2]);
+  assert_true(b[1] != c[1]); /* the decay made a difference */
+  optim_free(masked), optim_free(with), optim_free(without);
+}
+
+static void test_optim_decay_mask_sgd(void **state) {
+  (void)state;
+  check_mask(MS_OPTIM_SGD);
+}
+
+static void test_optim_decay_mask_adam(void **state) {
+  (void)state;
+  check_mask(MS_OPTIM_ADAM);
+}
+
+static void test_optim_decay_mask_adamw(void **state) {
+  (void)state;
+  check_mask(MS_OPTIM_ADAMW);
+}
+
+/* optim_create (the config path) still makes the SGD that train.c uses,
+ * and optim_step on it is optim_sgd_step. */
+static void test_optim_sgd_from_config_unchanged(void **state) {
+  (void)state;
+  ms_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.optim.lr = 0.1, cfg.optim.momentum = 0.9, cfg.optim.weight_decay = 0.01;
+  cfg.optim.nesterov = 1;
+  ms_optim *o = NULL, *q = NULL;
+  assert_int_equal(optim_create(&o, &cfg, 1), 0);
+  assert_int_equal(optim_create(&q, &cfg, 1), 0);
+  assert_int_equal(o->kind, MS_OPTIM_SGD);
+  assert_non_null(o->momentum);
+  float p = 1.0f, r = 1.0f, g = 0.5f;
+  double v = 0, pd = 1.0;
+  for (int t = 0; t < 3; t++) {
+    optim_sgd_step(o, &p, &g, 0.1);
+    optim_step(q, &r, &g, 0.1);
+    double gd = 0.5 + 0.01 * pd;
+    v = 0.9 * v + gd;
+    pd -= 0.1 * (gd + 0.9 * v);
+    assert_close(p, pd, 1e-6, 0);
+    assert_true(p == r);
+  }
+  optim_free(o), optim_free(q);
+}
+
+static void test_optim_state_arenas_named(void **state) {
+  (void)state;
+  ms_optim_params p = {.kind = MS_OPTIM_ADAMW, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+  ms_optim *o = NULL;
+  assert_int_equal(optim_create_params(&o, &p, 3), 0);
+  float *arenas[2];
+  const char *names[2];
+  assert_int_equal(optim_state(o, arenas, names, 2), 2);
+  assert_ptr_equal(arenas[0], o->exp_avg);
+  assert_string_equal(names[1], "exp_avg_sq");
+  optim_free(o);
+  p.kind = MS_OPTIM_SGD;
+  assert_int_equal(optim_create_params(&o, &p, 3), 0);
+  assert_int_equal(optim_state(o, arenas, names, 2), 1);
+  assert_string_equal(names[0], "momentum");
+  optim_free(o);
+}
+
+static void test_optim_kind_and_schedule_names(void **state) {
+  (void)state;
+  ms_optim_kind k;
+  ms_schedule_kind s;
+  assert_int_equal(optim_kind_parse("adamw", &k), 0);
+  assert_int_equal(k, MS_OPTIM_ADAMW);
+  assert_int_equal(optim_kind_parse("lamb", &k), -1);
+  assert_int_equal(schedule_kind_parse("onecycle", &s), 0);
+  assert_int_equal(s, MS_SCHED_ONECYCLE);
+  assert_int_equal(schedule_kind_parse("linear", &s), -1);
+}
+
+/* ---- schedules --------------------------------------------------------------- */
+
+static void test_optim_schedule_constant_with_warmup(void **state) {
+  (void)state;
+  ms_schedule_params p = {.kind = MS_SCHED_CONSTANT, .lr = 0.5, .warmup_steps = 4};
+  assert_close(schedule_lr_at(&p, 0, 100), 0.125, 1e-15, 0);
+  assert_close(schedule_lr_at(&p, 2, 100), 0.375, 1e-15, 0);
+  assert_close(schedule_lr_at(&p, 3, 100), 0.5, 1e-15, 0);
+  assert_close(schedule_lr_at(&p, 99, 100), 0.5, 1e-15, 0);
+}
+
+static void test_optim_schedule_cosine(void **state) {
+  (void)state;
+  ms_schedule_params p = {
+      .kind = MS_SCHED_COSINE, .lr = 1.0, .warmup_steps = 10, .min_lr_ratio = 0.1};
+  assert_close(schedule_lr_at(&p, 0, 110), 0.1, 1e-12, 0);
+  assert_close(schedule_lr_at(&p, 10, 110), 1.0, 1e-12, 0);
+  assert_close(schedule_lr_at(&p, 35, 110), 0.1 + 0.9 * 0.5 * (1 + cos(3.141592653589793 / 4)),
+               1e-12, 0);
+  assert_close(schedule_lr_at(&p, 60, 110), 0.55, 1e-12, 0);
+  assert_close(schedule_lr_at(&p, 110, 110), 0.1, 1e-12, 0);
+  assert_close(schedule_lr_at(&p, 500, 110), 0.1, 1e-12, 0);
+}
+
+/* StepLR(step_size=10, gamma=0.5): halves at steps 10, 20, ... after the
+ * warm-up. */
+static void test_optim_schedule_step(void **state) {
+  (void)state;
+  ms_schedule_params p = {.kind = MS_SCHED_STEP, .lr = 1.0, .step_size = 10, .gamma = 0.5};
+  assert_close(schedule_lr_at(&p, 0, 100), 1.0, 1e-15, 0);
+  assert_close(schedule_lr_at(&p, 9, 100), 1.0, 1e-15, 0);
+  assert_close(schedule_lr_at(&p, 10, 100), 0.5, 1e-15, 0);
+  assert_close(schedule_lr_at(&p, 25, 100), 0.25, 1e-15, 0);
+  p.warmup_steps = 5;
+  assert_close(schedule_lr_at(&p, 0, 100), 0.2, 1e-15, 0);
+  assert_close(schedule_lr_at(&p, 4, 100), 1.0, 1e-15, 0);
+  assert_close(schedule_lr_at(&p, 14, 100), 1.0, 1e-15, 0);
+  assert_close(schedule_lr_at(&p, 15, 100), 0.5, 1e-15, 0);
+}
+
+/* OneCycleLR(max_lr=1, total_steps=100), PyTorch defaults: starts at 1/25,
+ * peaks at step pct_start*100 - 1 = 29, ends at 1/25/1e4 at step 99.
+ * Step 10: anneal_cos(0.04, 1, 10/29); step 64: half-way down. */
+static void test_optim_schedule_onecycle(void **state) {
+  (void)state;
+  ms_schedule_params p = {.kind = MS_SCHED_ONECYCLE,
+                          .lr = 1.0,
+                          .div_factor = 25,
+                          .final_div_factor = 1e4,
+                          .pct_start = 0.3};
+  assert_close(schedule_lr_at(&p, 0, 100), 0.04, 1e-12, 0);
+  assert_close(schedule_lr_at(&p, 10, 100), 0.29516394846410077, 1e-12, 0);
+  assert_close(schedule_lr_at(&p, 29, 100), 1.0, 1e-12, 0);
+  assert_close(schedule_lr_at(&p, 64, 100), 0.500002, 1e-12, 0);
+  assert_close(schedule_lr_at(&p, 99, 100), 4e-6, 1e-9, 0);
+  assert_close(schedule_lr_at(&p, 150, 100), 4e-6, 1e-9, 0); /* held at the end */
+  /* With a warm-up of 10 in front: a ramp to 0.04, then the same cycle
+   * over the remaining 100 steps. */
+  p.warmup_steps = 10;
+  assert_close(schedule_lr_at(&p, 4, 110), 0.02, 1e-12, 0);
+  assert_close(schedule_lr_at(&p, 20, 110), 0.29516394846410077, 1e-12, 0);
+}
+
+/* schedule_lr (the config path) is schedule_lr_at on the config's values. */
+static void test_optim_schedule_lr_delegates(void **state) {
+  (void)state;
+  ms_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.optim.lr = 0.3;
+  strcpy(cfg.schedule.name, "cosine");
+  cfg.schedule.warmup_steps = 7;
+  cfg.schedule.min_lr_ratio = 0.2;
+  ms_schedule_params p = {
+      .kind = MS_SCHED_COSINE, .lr = 0.3, .warmup_steps = 7, .min_lr_ratio = 0.2};
+  for (int64_t s = 0; s < 60; s += 3)
+    assert_true(schedule_lr(&cfg, s, 50) == schedule_lr_at(&p, s, 50));
+  strcpy(cfg.schedule.name, "constant");
+  assert_close(schedule_lr(&cfg, 30, 50), 0.3, 1e-15, 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_optim_adam_three_steps),
+      cmocka_unit_test(test_optim_adamw_three_steps),
+      cmocka_unit_test(test_optim_decay_mask_sgd),
+      cmocka_unit_test(test_optim_decay_mask_adam),
+      cmocka_unit_test(test_optim_decay_mask_adamw),
+      cmocka_unit_test(test_optim_sgd_from_config_unchanged),
+      cmocka_unit_test(test_optim_state_arenas_named),
+      cmocka_unit_test(test_optim_kind_and_schedule_names),
+      cmocka_unit_test(test_optim_schedule_constant_with_warmup),
+      cmocka_unit_test(test_optim_schedule_cosine),
+      cmocka_unit_test(test_optim_schedule_step),
+      cmocka_unit_test(test_optim_schedule_onecycle),
+      cmocka_unit_test(test_optim_schedule_lr_delegates),
+  };
+  return cmocka_run_group_tests_name("optim", tests, NULL, NULL);
+}
