@@ -436,6 +436,12 @@ size_t data_sample_elems(const data_set *ds) { return ds->elems; }
 data_dtype data_input_dtype(const data_set *ds) { return ds->dtype; }
 int data_in_memory(const data_set *ds) { return ds->mem != NULL; }
 
+int data_sample_shape(const data_set *ds, uint64_t *dims, int max_dims) {
+  int n = ds->xrank - 1;
+  for (int i = 0; i < n && i < max_dims; i++) dims[i] = (uint64_t)ds->xdims[i + 1];
+  return n;
+}
+
 int data_check_labels(data_set *ds, int n_classes, char *err, size_t errlen) {
   for (uint64_t i = 0; i < ds->n; i++) {
     int64_t v = ds->labels[i];

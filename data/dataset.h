@@ -45,6 +45,11 @@ size_t data_sample_elems(const data_set *ds);     /* features per sample */
 data_dtype data_input_dtype(const data_set *ds);
 int data_in_memory(const data_set *ds);           /* 1 if cached in memory */
 
+/* The per-sample shape of the inputs (their dims without the first): fills
+ * up to max_dims of dims. @return the number of per-sample dims (0 for
+ * inputs of shape (N,), one feature each). */
+int data_sample_shape(const data_set *ds, uint64_t *dims, int max_dims);
+
 /* Checks that every label is in [0, n_classes). On failure err names the
  * first bad sample index and its value. */
 int data_check_labels(data_set *ds, int n_classes, char *err, size_t errlen);

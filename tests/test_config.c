@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "config.h"
+#include "config_internal.h"
 #include "ms_error.h"
 
 #define GOOD_FULL MS_SOURCE_DIR "/tests/configs/good_full.yaml"
@@ -246,6 +248,37 @@ static void test_config_emit_round_trip_awkward_values(void **state) {
   c.model.layers[0] = (ms_layer_cfg){MS_LAYER_DENSE, 7, MS_ACT_RELU};
   c.model.layers[1] = (ms_layer_cfg){MS_LAYER_DENSE, 3, MS_ACT_NONE};
   assert_round_trip(&c);
+}
+
+/* Found by tests/fuzz/fuzz_config.c: a C1 control character (here U+008A,
+ * from the escape \x8a) was written raw into the emitted double-quoted
+ * string, which libyaml then refused, so the resolved config did not parse
+ * back. Every non-printable code point must be escaped. */
+static void test_config_emit_round_trip_non_printable_code_points(void **state) {
+  (void)state;
+  static const char fuzz_input[] =
+      "run: {name: \"a\\tb\\x8atio: 0.0\n\n  a2r00\n\n  falset60\", seed: 1800}\nmodel:";
+  static const char *const names[] = {
+      "\xc2\x8a", /* U+008A */
+      "\xc2\x85", /* U+0085 NEL, a line break to YAML */
+      "\xc2\x80-\xc2\x9f",
+      "x\xe2\x80\xa8y",                            /* U+2028 */
+      "\xe2\x80\xa9",                              /* U+2029 */
+      "\xef\xbb\xbf",                              /* U+FEFF */
+      "\xef\xbf\xbe\xef\xbf\xbf",                  /* U+FFFE U+FFFF */
+      "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", /* printable: stays raw */
+  };
+  ms_config c;
+  assert_int_equal(parse_text(&c, fuzz_input), 0);
+  assert_round_trip(&c);
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    config_defaults(&c);
+    set_str(c.run.name, sizeof c.run.name, names[i]);
+    assert_round_trip(&c);
+  }
+  char *text = config_emit(&c);
+  assert_contains(text, "name: \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+  free(text);
 }
 
 static void test_config_emit_lists_every_key(void **state) {
@@ -778,7 +811,7 @@ static void test_config_validate_warmup_within_max_steps(void **state) {
   load_good_full(&c);
   c.train.max_steps = 50;
   assert_int_equal(config_validate(&c, 1), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "schedule.warmup_steps 100 exceeds train.max_steps 50");
+  assert_contains(ms_error_msg(), "schedule.warmup_steps 100 is not less than train.max_steps 50");
   c.train.max_steps = 0;
   assert_int_equal(config_validate(&c, 1), 0);
 }
@@ -795,6 +828,128 @@ static void test_config_validate_reports_all_problems(void **state) {
   assert_contains(m, "model.layers is required");
   assert_contains(m, "log.every_steps: expected an integer >= 1, found 0");
   assert_contains(m, "train.batch_size 10 is not divisible by the world size 3");
+}
+
+/* ---- schema, model.input, cross-field checks, resume diff, reference -------- */
+
+static void test_config_schema_rows_have_descriptions(void **state) {
+  (void)state;
+  for (size_t i = 0; i < cfg_n_keys; i++)
+    if (!cfg_keys[i].doc || !cfg_keys[i].doc[0])
+      fail_msg("%s has no description", cfg_keys[i].path);
+  for (size_t i = 0; i < cfg_n_layer_keys; i++)
+    if (!cfg_layer_keys[i].doc || !cfg_layer_keys[i].doc[0])
+      fail_msg("model.layers[i].%s has no description", cfg_layer_keys[i].path);
+}
+
+static void test_config_input_parse_emit_override(void **state) {
+  (void)state;
+  ms_config c;
+  char *text;
+  assert_int_equal(parse_text(&c,
+                              "data: {path: d.h5}\nmodel:\n  input: [28, 28]\n  layers:\n"
+                              "    - {units: 10}\n"),
+                   0);
+  assert_int_equal(c.model.input.ndim, 2);
+  assert_int_equal(c.model.input.dims[1], 28);
+  assert_int_equal(config_input_features(&c), 784);
+  text = config_emit(&c);
+  assert_contains(text, "\n  input: [28, 28] ");
+  free(text);
+  assert_round_trip(&c);
+  assert_int_equal(config_override(&c, "model.input=[784]"), 0);
+  assert_int_equal(c.model.input.ndim, 1);
+  assert_int_equal(config_override(&c, "model.input=[]"), 0);
+  assert_int_equal(c.model.input.ndim, 0);
+  assert_int_equal(config_input_features(&c), 0);
+  assert_int_equal(config_override(&c, "model.input=[3, 32, 32]"), 0);
+  assert_int_equal(config_override(&c, "model.input="), 0);
+  assert_int_equal(c.model.input.ndim, 0);
+  assert_round_trip(&c);
+  assert_int_equal(config_override(&c, "model.input=[2, x]"), MS_ECONFIG);
+  assert_contains(ms_error_msg(),
+                  "--set model.input=[2, x]: item 1: expected an integer, found 'x'");
+  assert_int_equal(config_override(&c, "model.input=[[2]]"), MS_ECONFIG);
+  assert_contains(ms_error_msg(), "item 0: expected an integer, found a list");
+}
+
+static void test_config_check_input_names_both_shapes(void **state) {
+  (void)state;
+  ms_config c;
+  uint64_t shape[2] = {28, 28}, flat[1] = {784}, other[1] = {32};
+  config_defaults(&c);
+  assert_int_equal(config_check_input(&c, other, 1, "'d.h5' /x"), 0); /* [] takes the data's */
+  assert_int_equal(config_override(&c, "model.input=[28, 28]"), 0);
+  assert_int_equal(config_check_input(&c, shape, 2, "'d.h5' /x"), 0);
+  assert_int_equal(config_check_input(&c, flat, 1, "'d.h5' /x"), 0); /* flattened sizes agree */
+  assert_int_equal(config_check_input(&c, other, 1, "'d.h5' /x"), MS_ECONFIG);
+  assert_contains(ms_error_msg(),
+                  "model.input [28, 28] (784 features) does not match the samples "
+                  "of 'd.h5' /x, of shape [32] (32 features)");
+}
+
+static void test_config_check_steps_warmup_within_run(void **state) {
+  (void)state;
+  ms_config c;
+  config_defaults(&c);
+  c.schedule.warmup_steps = 30;
+  assert_int_equal(config_check_steps(&c, 31), 0);
+  assert_int_equal(config_check_steps(&c, 30), MS_ECONFIG);
+  assert_contains(ms_error_msg(), "schedule.warmup_steps 30 is not less than the 30 steps");
+  c.schedule.warmup_steps = 0;
+  assert_int_equal(config_check_steps(&c, 1), 0);
+}
+
+static void test_config_resume_diff_names_every_pinned_key(void **state) {
+  (void)state;
+  ms_config a, b;
+  char msg[512];
+  load_good_full(&a);
+  b = a;
+  /* Resume-safe keys may change. */
+  b.train.epochs = 99;
+  b.optim.lr = 0.5;
+  b.train.max_steps = 7;
+  b.log.every_steps = 3;
+  b.checkpoint.keep = 9;
+  b.train.eval_batch_size = 10;
+  set_str(b.run.dir, sizeof b.run.dir, "elsewhere");
+  assert_int_equal(config_resume_diff(&a, &b, msg, sizeof msg), 0);
+  assert_string_equal(msg, "");
+  b.model.layers[0].units = 40;
+  b.run.seed = 8;
+  b.train.batch_size = 256;
+  set_str(b.data.train_x, sizeof b.data.train_x, "/other");
+  assert_int_equal(config_resume_diff(&a, &b, msg, sizeof msg), 4);
+  assert_string_equal(msg,
+                      "run.seed 42 → 8; data.train_x /train/images → /other; "
+                      "model.layers[0].units 256 → 40; train.batch_size 128 → 256");
+  b = a;
+  b.model.n_layers = 2;
+  b.model.layers[1].activation = MS_ACT_NONE;
+  b.data.scale = 1;
+  assert_int_equal(config_resume_diff(&a, &b, msg, sizeof msg), 3);
+  assert_contains(msg,
+                  "data.scale 0.00392156862745098 → 1; model.layers 3 layers → 2 layers; "
+                  "model.layers[1].activation relu → none");
+  /* A short buffer is cut, not overrun. */
+  assert_int_equal(config_resume_diff(&a, &b, msg, 20), 3);
+  assert_true(strlen(msg) < 20);
+  assert_contains(msg, "...");
+}
+
+static void test_config_reference_lists_every_key(void **state) {
+  (void)state;
+  char *md = config_reference(), row[128];
+  assert_non_null(md);
+  for (size_t i = 0; i < cfg_n_keys; i++) {
+    snprintf(row, sizeof row, "| `%s` | ", cfg_keys[i].path);
+    assert_contains(md, row);
+  }
+  assert_contains(md, "| `model.layers[i].units` | integer | (none) | required, >= 1 | no |");
+  assert_contains(md, "| `optim.lr` | number | `0.01` | (0, 10] | yes | peak learning rate |");
+  assert_contains(md, "| `run.seed` | unsigned 64-bit integer | `0` |");
+  free(md);
 }
 
 /* ---- files ------------------------------------------------------------------- */
@@ -831,8 +986,14 @@ static int by_name(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Every file tests/configs/bad/NAME.yaml starts with `# expect: <substring>`; parsing
- * and validating it (world 1) must fail with that substring. */
+/* Every file tests/configs/bad/NAME.yaml starts with header comments:
+ *   # expect: <substring of the message>     (required, first line)
+ *   # set: section.key=value                  (any number: --set, in order)
+ *   # world: N                                (ranks to validate for; 1)
+ *   # exit: N                                 (midscale check's exit; 2)
+ * Parsing, the overrides, validation and the checkpoint-directory check (as
+ * `midscale check` makes them, without data) must fail with that substring.
+ * tests/e2e/check.sh runs the same files through the binary. */
 static void test_config_bad_corpus(void **state) {
   (void)state;
   char *names[256];
@@ -846,10 +1007,11 @@ static void test_config_bad_corpus(void **state) {
   }
   closedir(dir);
   qsort(names, (size_t)n, sizeof names[0], by_name);
-  assert_true(n >= 12);
+  assert_true(n >= 30);
   for (int i = 0; i < n; i++) {
-    char path[2048], expect[1024];
+    char path[2048], expect[1024] = "", ckdir[MS_PATH_MAX + 32];
     size_t len;
+    int world = 1, code = 2;
     snprintf(path, sizeof path, "%s/%s", BAD_DIR, names[i]);
     char *text = read_all(path, &len);
     size_t eol = strcspn(text, "\n");
@@ -858,8 +1020,24 @@ static void test_config_bad_corpus(void **state) {
     ms_config c;
     config_defaults(&c);
     int rc = config_parse(&c, text, len, names[i]);
-    if (rc == 0) rc = config_validate(&c, 1);
-    if (rc != MS_ECONFIG || !strstr(ms_error_msg(), expect)) {
+    /* The header lines after the first. */
+    for (const char *line = text + eol + 1; rc == 0 && !strncmp(line, "# ", 2);
+         line += strcspn(line, "\n") + 1) {
+      char value[512];
+      size_t vl = strcspn(line, "\n");
+      if (!strncmp(line, "# set: ", 7)) {
+        snprintf(value, sizeof value, "%.*s", (int)(vl - 7), line + 7);
+        rc = config_override(&c, value);
+      } else if (!strncmp(line, "# world: ", 9)) {
+        world = atoi(line + 9);
+      } else if (!strncmp(line, "# exit: ", 8)) {
+        code = atoi(line + 8);
+      }
+      if (!line[vl]) break;
+    }
+    if (rc == 0) rc = config_validate(&c, world);
+    if (rc == 0) check_ckpt_dir_of(&c, ckdir, sizeof ckdir), rc = check_ckpt_dir(ckdir);
+    if (ms_exit_code(rc) != code || !strstr(ms_error_msg(), expect)) {
       print_error("%s: rc %d, message:\n%s\n-- expected to contain:\n%s\n", names[i], rc,
                   ms_error_msg(), expect);
       failed++;
@@ -882,6 +1060,7 @@ int main(void) {
       cmocka_unit_test(test_config_emit_round_trip_good_full),
       cmocka_unit_test(test_config_emit_round_trip_defaults),
       cmocka_unit_test(test_config_emit_round_trip_awkward_values),
+      cmocka_unit_test(test_config_emit_round_trip_non_printable_code_points),
       cmocka_unit_test(test_config_emit_lists_every_key),
       cmocka_unit_test(test_config_emit_layers_as_flow_mappings),
       cmocka_unit_test(test_config_error_syntax),
@@ -934,6 +1113,12 @@ int main(void) {
       cmocka_unit_test(test_config_read_file_directory),
       cmocka_unit_test(test_config_read_file_whole),
       cmocka_unit_test(test_config_bad_corpus),
+      cmocka_unit_test(test_config_schema_rows_have_descriptions),
+      cmocka_unit_test(test_config_input_parse_emit_override),
+      cmocka_unit_test(test_config_check_input_names_both_shapes),
+      cmocka_unit_test(test_config_check_steps_warmup_within_run),
+      cmocka_unit_test(test_config_resume_diff_names_every_pinned_key),
+      cmocka_unit_test(test_config_reference_lists_every_key),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,10 @@
 /* config — the YAML run description as a typed struct.
  *
- * One table in config.c (key path, type, default, range, one-line doc) drives
- * defaults, parsing, `--set` overrides, validation and the resolved-config
- * emitter, so that none of them can drift from the others.
+ * One table in config_schema.c (key path, type, default, range, resume-safe,
+ * one-line doc) drives defaults, parsing (config.c), `--set` overrides,
+ * validation, the resolved-config emitter, the Markdown reference
+ * (configs/REFERENCE.md) and the resume diff, so that none of them can drift
+ * from the others.
  *
  * Sections (DESIGN.md, "Config"): run data model optim schedule train
  * checkpoint comm log. Unknown keys are errors that name file:line:col and the
@@ -23,6 +25,13 @@
 #define MS_MAX_LAYERS 32
 #define MS_PATH_MAX 1024
 #define MS_NAME_MAX 256
+#define MS_MAX_DIMS 8
+
+/* A per-sample shape, e.g. {2, {28, 28}}; ndim 0 = not given. */
+typedef struct {
+  int ndim;
+  int dims[MS_MAX_DIMS];
+} ms_dims;
 
 typedef enum { MS_ACT_NONE = 0, MS_ACT_RELU = 1 } ms_activation;
 typedef enum { MS_LAYER_DENSE = 0 } ms_layer_type;
@@ -52,6 +61,7 @@ typedef struct {
     int n_layers;
     ms_layer_cfg layers[MS_MAX_LAYERS];
     char loss[32];                 /* "softmax_cross_entropy" */
+    ms_dims input;                 /* per-sample input shape; ndim 0 = from the data */
   } model;
   struct {
     char name[32];                 /* "sgd" */
@@ -76,6 +86,8 @@ typedef struct {
     int every_steps;               /* 0 = only at the end */
     int keep;                      /* keep the newest K, >= 1 */
     int level;                     /* zstd level 1..19 */
+    int workers;                   /* zstd compression threads, 0 = none */
+    double every_minutes;          /* also checkpoint after this much time, 0 = off */
   } checkpoint;
   struct {
     double timeout_s;              /* hang watchdog (later issue) */
@@ -111,6 +123,38 @@ int config_validate(const ms_config *cfg, int world_size);
 /* @return the resolved config as YAML (every key, defaults filled in), which
  * config_parse() reads back to an equal struct. Caller frees. NULL on OOM. */
 char *config_emit(const ms_config *cfg);
+
+/* @return the number of input features model.input declares (the product of
+ * its dims), or 0 when it is not given. */
+int64_t config_input_features(const ms_config *cfg);
+
+/* Cross-check of the model input against the dataset: `shape` (ndim dims)
+ * is the per-sample shape of the training inputs named by `source` (e.g.
+ * "'data.h5' /train/images"). Inputs are flattened, so the product of
+ * model.input must equal the product of shape; an empty model.input takes
+ * the shape from the data and always passes.
+ * @return 0 or MS_ECONFIG naming both shapes. */
+int config_check_input(const ms_config *cfg, const uint64_t *shape, int ndim,
+                       const char *source);
+
+/* Cross-check of the schedule against the length of the run, once it is
+ * known (total = epochs * floor(N / batch), or max_steps when smaller).
+ * @return 0 or MS_ECONFIG when schedule.warmup_steps >= total_steps. */
+int config_check_steps(const ms_config *cfg, int64_t total_steps);
+
+/* Compares the config saved in a checkpoint with the one of this run, in
+ * the keys whose schema row is not resume-safe (those that change the model,
+ * the data or the sample stream: model.*, data.path/train_x/train_y/scale,
+ * run.seed, train.batch_size, optim.name).
+ * @return 0 when none differs; otherwise the number of differing keys, with
+ * "key old → new" for each, separated by "; ", in msg (cap bytes; cut with
+ * "..." when longer). */
+int config_resume_diff(const ms_config *saved, const ms_config *now, char *msg, size_t cap);
+
+/* @return the schema as Markdown (configs/REFERENCE.md): a table per section
+ * with key, type, default, allowed values, resume-safe and description.
+ * Caller frees. NULL on OOM. */
+char *config_reference(void);
 
 /* Reads a whole file. @return 0, MS_EUSAGE (missing/unreadable, message names
  * the path and strerror). *out is NUL-terminated; caller frees. */

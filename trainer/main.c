@@ -7,6 +7,8 @@
 
 #include "blas.h"
 #include "comm.h"
+#include "check.h"
+#include "ckpt.h"
 #include "convert.h"
 #include "ms_error.h"
 #include "train.h"
@@ -24,6 +26,10 @@ static const char usage_main[] =
     "  midscale prepare idx --images FILE --labels FILE [--group NAME] OUT.h5\n"
     "  midscale prepare synthetic OUT.h5 [--train N] [--test N] [--features F]\n"
     "                                   [--classes K] [--u8] [--seed S]\n"
+    "  midscale check CONFIG [--set section.key=value]... [--world N]\n"
+    "  midscale config-reference  (Markdown reference of every config key)\n"
+    "  midscale inspect CHECKPOINT [--config]\n"
+    "  midscale export CHECKPOINT OUT.safetensors [--with-optimizer]\n"
     "  midscale help [COMMAND]    midscale --help    midscale --version\n"
     "\n"
     "exit codes: 0 done, 1 runtime failure, 2 usage or config error, 3 data error,\n"
@@ -50,6 +56,19 @@ static const char usage_train[] =
     "environment:\n"
     "  MIDSCALE_BLAS_AUTOFIX=0   do not re-run with OPENBLAS_CORETYPE set when\n"
     "                            OpenBLAS falls back to its generic kernels\n";
+
+static const char usage_check[] =
+    "usage: midscale check CONFIG [--set section.key=value]... [--world N]\n"
+    "\n"
+    "Validates CONFIG without training and without mpirun: parses it, applies\n"
+    "the overrides, checks every key for N ranks (default 1: train.batch_size must\n"
+    "divide by N) and that the checkpoint directory can be written; if data.path\n"
+    "exists, opens the dataset and checks the model input, the labels against\n"
+    "the output units and the warmup against the length of the run. Prints the\n"
+    "resolved config and a model summary (layers, parameters, FLOPs, memory per\n"
+    "rank). A missing data file is reported, not an error.\n"
+    "\n"
+    "exit codes: 0 valid, 2 usage or config error, 3 data error\n";
 
 static const char usage_prepare[] =
     "usage:\n"
@@ -249,11 +268,18 @@ int main(int argc, char **argv) {
     const char *topic = argc > 2 ? argv[2] : "";
     fputs(strcmp(topic, "train") == 0     ? usage_train
           : strcmp(topic, "prepare") == 0 ? usage_prepare
+          : strcmp(topic, "check") == 0   ? usage_check
                                           : usage_main,
           stdout);
     return 0;
   }
   if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2, argv, &argc, &argv);
+  if (strcmp(cmd, "check") == 0 || strcmp(cmd, "config-reference") == 0) {
+    int rc = strcmp(cmd, "check") == 0 ? check_main(argc - 2, argv + 2, usage_check, stdout)
+                                       : check_reference(stdout);
+    if (rc) fflush(stdout), fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
+    return ms_exit_code(rc);
+  }
   if (strcmp(cmd, "prepare") == 0) {
     if (argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
       fputs(usage_prepare, stdout);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "blas.h"
+#include "check.h"
 #include "ckpt.h"
 #include "config.h"
 #include "dataset.h"
@@ -260,19 +261,12 @@ static int resume(run *r, const char *what) {
       path = strdup(what);
       if (!path) rc = ms_error_set(MS_ENOMEM, "out of memory");
     }
+    /* The config diff first, so that a changed model is named by its keys
+     * rather than by the tensor shapes ckpt_read would refuse. */
+    if (rc == 0 && path) rc = check_resume_config(path, &r->cfg);
     if (rc == 0 && path) rc = ckpt_read(path, r->tensors, r->n_tensors, r->layout_hash, &meta);
-    if (rc == 0 && path) {
-      ms_config saved;
-      config_defaults(&saved);
-      if (config_parse(&saved, meta.config, strlen(meta.config), path) == 0 &&
-          (saved.train.batch_size != r->cfg.train.batch_size || saved.run.seed != r->cfg.run.seed))
-        rc = ms_error_set(MS_ECKPT,
-                          "%s: saved with train.batch_size %d and run.seed %llu, but this run has "
-                          "%d and %llu: the sample order would not continue",
-                          path, saved.train.batch_size, (unsigned long long)saved.run.seed,
-                          r->cfg.train.batch_size, (unsigned long long)r->cfg.run.seed);
+    if (rc == 0 && path)
       cursor[0] = 1, cursor[1] = meta.step, cursor[2] = meta.epoch, cursor[3] = meta.step_in_epoch;
-    }
   }
   if ((rc = agree(r, rc))) goto done;
   if (skipped) metrics_say(r->metrics, "resume: skipped damaged checkpoints:\n%s", skipped);
@@ -417,6 +411,7 @@ static int setup(run *r, const train_args *a) {
   if (r->w->rank == 0) {
     char path[MS_PATH_MAX + 64];
     rc = mkdir_p(c->run.dir);
+    if (rc == 0) rc = check_ckpt_dir(r->ckpt_dir);
     if (rc == 0) {
       snprintf(path, sizeof path, "%s/config.resolved.yaml", c->run.dir);
       char *text = config_emit(c);
@@ -432,6 +427,7 @@ static int setup(run *r, const train_args *a) {
   }
   if ((rc = agree(r, rc))) return rc;
   if ((rc = open_data(r))) return rc;
+  if ((rc = agree(r, check_model_input(c, r->train)))) return rc;
   if ((rc = build_model(r))) return rc;
   r->steps_per_epoch =
       (int64_t)sampler_steps_per_epoch(data_count(r->train), (uint64_t)r->global_batch);
@@ -442,6 +438,7 @@ static int setup(run *r, const train_args *a) {
   r->total_steps = (int64_t)c->train.epochs * r->steps_per_epoch;
   if (c->train.max_steps > 0 && c->train.max_steps < r->total_steps)
     r->total_steps = c->train.max_steps;
+  if ((rc = agree(r, config_check_steps(c, r->total_steps)))) return rc;
   r->perm_epoch = -1;
   r->last_ckpt_step = -1;
   r->last_eval_step = -1;

@@ -58,7 +58,11 @@ run_np 2 train cfg.yaml --resume truncated.safetensors.zst
 expect_error 4 "truncated.safetensors.zst"
 [ "$(sha256sum "$ck" | cut -d' ' -f1)" = "$sum_before" ] || fail "the good checkpoint changed"
 
-note "resuming a checkpoint of another model: exit 4"
-run_np 2 train cfg.yaml --set model.layers[0].units=40 --resume "$ck"
-expect_error 4 "layers.0.weight"
+note "resuming a checkpoint of another model: exit 4, naming every changed key"
+run_np 2 train cfg.yaml --set model.layers[0].units=40 --set run.seed=8 --resume "$ck"
+expect_error 4 "$ck: this checkpoint was made with a different config: run.seed 7 → 8; model.layers[0].units 48 → 40"
+
+note "resume-safe keys may change: more epochs, another learning rate"
+run_np 2 train cfg.yaml --set optim.lr=0.01 --set log.every_steps=8 --resume "$ck"
+expect_ok
 echo "errors: ok"

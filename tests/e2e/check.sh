@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# `midscale check` (serial, no mpiexec) on every bad config of
+# tests/configs/bad: the exit code and the message each file's header names
+# (`# expect:`, `# set:`, `# world:`, `# exit:`, see tests/test_config.c);
+# a sample of them under `mpiexec -n 2 midscale train`: exit 2 and exactly
+# one error line. Every file of configs/ passes the check, and the dataset
+# cross-checks work on generated data. Each case has 5 s (a hang or a slow
+# failure path fails the test).
+source "$(dirname "$0")/lib.sh"
+BAD="$MS_SOURCE_DIR/tests/configs/bad"
+# 5 s per case; a sanitizer build starts MPI several times slower (LSan's
+# full unwinding), so it gets more.
+CASE_TIMEOUT=5
+if ldd "$MIDSCALE" 2>/dev/null | grep -q -e libasan -e libubsan; then CASE_TIMEOUT=60; fi
+export RUN_TIMEOUT=$CASE_TIMEOUT
+
+# check_file FILE: runs `midscale check` with the file's header options.
+# Sets RC, EXPECT, CODE, SETS (the --set options, for train); output in check.out / check.err.
+check_file() {
+  local f=$1 args=() sets=() line
+  EXPECT=$(sed -n '1s/^# expect: //p' "$f")
+  CODE=2
+  while IFS= read -r line; do
+    case "$line" in
+      "# set: "*) args+=(--set "${line#\# set: }") sets+=(--set "${line#\# set: }") ;;
+      "# world: "*) args+=(--world "${line#\# world: }") ;;
+      "# exit: "*) CODE=${line#\# exit: } ;;
+      "# "*) ;;
+      *) break ;;
+    esac
+  done <"$f"
+  SETS=("${sets[@]}")
+  set +e
+  timeout "$CASE_TIMEOUT" "$MIDSCALE" check "$f" "${args[@]}" >check.out 2>check.err
+  RC=$?
+  set -e
+}
+
+n=0
+start=$(date +%s%N)
+slowest=0
+for f in "$BAD"/*.yaml; do
+  t0=$(date +%s%N)
+  check_file "$f"
+  t=$((($(date +%s%N) - t0) / 1000000))
+  [ $t -gt $slowest ] && slowest=$t
+  [ "$RC" -ne 124 ] || fail "$(basename "$f"): check timed out"
+  [ "$RC" -eq "$CODE" ] || { cat check.out check.err; fail "$(basename "$f"): exit $RC, expected $CODE"; }
+  [ "$(grep -c '^midscale: error:' check.err)" -eq 1 ] || { cat check.err; fail "$(basename "$f"): expected one error line"; }
+  grep -F -q -- "$EXPECT" check.err || { cat check.err; fail "$(basename "$f"): message lacks '$EXPECT'"; }
+  [ ! -s check.out ] || { cat check.out; fail "$(basename "$f"): a failed check printed a report"; }
+  n=$((n + 1))
+done
+[ $n -ge 30 ] || fail "only $n bad configs (expected at least 30)"
+note "check: $n bad configs, each with its exit code and message ($(( ($(date +%s%N) - start) / 1000000 )) ms in all, slowest $slowest ms)"
+
+note "the same files under mpiexec -n 2 midscale train: exit 2, one error line"
+for name in unknown_key range set_bad_value last_layer_relu warmup_max_steps world_not_divisible \
+  ckpt_dir_not_dir syntax; do
+  check_file "$BAD/$name.yaml"
+  t0=$(date +%s%N)
+  run_np 2 train "$BAD/$name.yaml" "${SETS[@]}" --set run.dir=run-$name
+  note "$name: $((($(date +%s%N) - t0) / 1000000)) ms"
+  expect_error 2 "$EXPECT"
+done
+
+note "every config in configs/ passes midscale check"
+for f in "$MS_SOURCE_DIR"/configs/*.yaml; do
+  set +e
+  timeout "$CASE_TIMEOUT" "$MIDSCALE" check "$f" >check.out 2>check.err
+  RC=$?
+  set -e
+  [ "$RC" -eq 0 ] || { cat check.out check.err; fail "$(basename "$f"): exit $RC"; }
+  grep -q '^check: config .* is valid' check.out || fail "$(basename "$f"): no verdict"
+done
+
+note "dataset cross-checks on generated data"
+synth data.h5 --train 1000 --test 200 --features 16
+smoke_config cfg.yaml data.h5 run
+expect_check() { # CODE TEXT ARGS...
+  local code=$1 text=$2
+  shift 2
+  set +e
+  timeout "$CASE_TIMEOUT" "$MIDSCALE" check cfg.yaml "$@" >check.out 2>check.err
+  RC=$?
+  set -e
+  [ "$RC" -eq "$code" ] || { cat check.out check.err; fail "check $*: exit $RC, expected $code"; }
+  if [ "$code" -eq 0 ]; then
+    grep -F -q -- "$text" check.out || { cat check.out; fail "check $*: report lacks '$text'"; }
+  else
+    grep -F -q -- "$text" check.err || { cat check.err; fail "check $*: message lacks '$text'"; }
+  fi
+}
+expect_check 0 "check: dataset data.h5: 1000 training samples of shape (16)" --world 2
+grep -q '^  layers.0   dense+relu   (48) *816$' check.out || { cat check.out; fail "summary row"; }
+grep -q '^  parameters: 2,714$' check.out || { cat check.out; fail "parameter count"; }
+grep -q '^  forward FLOPs per sample: 5,248 ' check.out || { cat check.out; fail "FLOPs"; }
+grep -q 'batch 32 per rank' check.out || { cat check.out; fail "per-rank batch"; }
+grep -q '^  batch_size: 64 ' check.out || fail "the resolved config is not printed"
+expect_check 0 "" --set model.input=[4,4]
+expect_check 2 "model.input [4, 5] (20 features) does not match the samples of 'data.h5' /train/images, of shape [16] (16 features)" --set 'model.input=[4, 5]'
+expect_check 3 "the model has 6 output units: label" --set model.layers[2].units=6
+expect_check 2 "schedule.warmup_steps 30 is not less than the 30 steps of this run" --set schedule.warmup_steps=30
+expect_check 2 "train.batch_size 2048 is larger than the 1000 samples" --set train.batch_size=2048
+expect_check 3 "/train/imagez" --set data.train_x=/train/imagez
+expect_check 0 "dataset checks skipped: the data file missing.h5 is missing" --set data.path=missing.h5
+grep -q 'model summary skipped' check.out || fail "summary without input size"
+expect_check 0 "  input      -            (28x28)" --set data.path=missing.h5 --set 'model.input=[28, 28]'
+set +e
+"$MIDSCALE" check >/dev/null 2>check.err; rc=$?
+set -e
+[ $rc -eq 2 ] && grep -q 'check needs a CONFIG' check.err || fail "check without a config: exit $rc"
+"$MIDSCALE" check --help | grep -q -- '--world' || fail "check --help"
+
+note "the same cross-checks in midscale train (2 ranks)"
+run_np 2 train cfg.yaml --set 'model.input=[4,5]'
+expect_error 2 "model.input [4, 5] (20 features) does not match"
+run_np 2 train cfg.yaml --set schedule.warmup_steps=30
+expect_error 2 "schedule.warmup_steps 30 is not less than the 30 steps of this run"
+echo "not a dir" >afile
+run_np 2 train cfg.yaml --set checkpoint.dir=afile/ckpt
+expect_error 2 "checkpoint directory 'afile/ckpt' cannot be created: 'afile' is not a directory"
+echo "check: ok"

@@ -1,0 +1,324 @@
+#include "check.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "ms_error.h"
+
+#define MAX_OVERRIDES 256
+#define ERRLEN 1024
+
+/* ---- cross-checks -------------------------------------------------------------- */
+
+int check_model_input(const ms_config *cfg, const data_set *train) {
+  uint64_t shape[MS_MAX_DIMS + 8];
+  char source[MS_PATH_MAX + MS_NAME_MAX + 8];
+  int ndim = data_sample_shape(train, shape, (int)(sizeof shape / sizeof shape[0]));
+  if (ndim > (int)(sizeof shape / sizeof shape[0])) ndim = (int)(sizeof shape / sizeof shape[0]);
+  snprintf(source, sizeof source, "'%s' %s", cfg->data.path, cfg->data.train_x);
+  return config_check_input(cfg, shape, ndim, source);
+}
+
+void check_ckpt_dir_of(const ms_config *cfg, char *out, size_t n) {
+  if (cfg->checkpoint.dir[0])
+    snprintf(out, n, "%s", cfg->checkpoint.dir);
+  else
+    snprintf(out, n, "%s/checkpoints", cfg->run.dir);
+}
+
+int check_ckpt_dir(const char *dir) {
+  char at[MS_PATH_MAX + 32];
+  struct stat st;
+  snprintf(at, sizeof at, "%s", dir);
+  /* Walk up to the nearest path that exists: the directory, or the ancestor
+   * it would be created in. */
+  for (;;) {
+    if (stat(at, &st) == 0) break;
+    if (errno != ENOENT && errno != ENOTDIR)
+      return ms_error_set(MS_ECONFIG, "checkpoint directory '%s' cannot be created: '%s': %s", dir,
+                          at, strerror(errno));
+    char *slash = strrchr(at, '/');
+    while (slash && slash > at && slash[1] == '\0') { /* trailing slashes */
+      *slash = '\0';
+      slash = strrchr(at, '/');
+    }
+    if (!slash)
+      snprintf(at, sizeof at, ".");
+    else if (slash == at)
+      at[1] = '\0'; /* "/" */
+    else
+      *slash = '\0';
+  }
+  const char *what = strcmp(at, dir) ? "cannot be created" : "cannot be written";
+  if (!S_ISDIR(st.st_mode))
+    return ms_error_set(MS_ECONFIG, "checkpoint directory '%s' %s: '%s' is not a directory", dir,
+                        what, at);
+  if (access(at, W_OK | X_OK) != 0)
+    return ms_error_set(MS_ECONFIG, "checkpoint directory '%s' %s: '%s' is not writable (%s)", dir,
+                        what, at, strerror(errno));
+  return 0;
+}
+
+int check_resume_config(const char *path, const ms_config *now) {
+  ckpt_meta meta = {0};
+  ms_config *saved = NULL;
+  char diff[2048];
+  int rc = ckpt_read_meta(path, &meta);
+  if (rc) goto out;
+  if (!(saved = malloc(sizeof *saved))) {
+    rc = ms_error_set(MS_ENOMEM, "out of memory reading the config of %s", path);
+    goto out;
+  }
+  config_defaults(saved);
+  if (!meta.config) {
+    rc = ms_error_set(MS_ECKPT, "%s: the checkpoint holds no config", path);
+  } else if (config_parse(saved, meta.config, strlen(meta.config), "(saved config)") != 0) {
+    ms_error_prefix("%s: the config saved in this checkpoint does not parse", path);
+    rc = MS_ECKPT;
+  } else if (config_resume_diff(saved, now, diff, sizeof diff) != 0) {
+    rc = ms_error_set(MS_ECKPT, "%s: this checkpoint was made with a different config: %s", path,
+                      diff);
+  }
+out:
+  free(saved);
+  ckpt_meta_free(&meta);
+  return rc;
+}
+
+/* ---- the model summary ----------------------------------------------------------- */
+
+/* "1,234,567" */
+static const char *group(char *buf, size_t n, uint64_t v) {
+  char digits[32];
+  int len = snprintf(digits, sizeof digits, "%" PRIu64, v), k = 0;
+  for (int i = 0; i < len && (size_t)k + 2 < n; i++) {
+    if (i > 0 && (len - i) % 3 == 0) buf[k++] = ',';
+    buf[k++] = digits[i];
+  }
+  buf[k] = '\0';
+  return buf;
+}
+
+static const char *mib(char *buf, size_t n, double bytes) {
+  if (bytes >= 1024.0 * 1024 * 1024)
+    snprintf(buf, n, "%.2f GiB", bytes / (1024.0 * 1024 * 1024));
+  else if (bytes >= 1024.0 * 1024)
+    snprintf(buf, n, "%.2f MiB", bytes / (1024.0 * 1024));
+  else
+    snprintf(buf, n, "%.1f KiB", bytes / 1024.0);
+  return buf;
+}
+
+/* The layer table and totals for inputs of `in` features (shape text
+ * `in_shape`), computed from the config alone with the arithmetic of
+ * model_create (dense layers: weight (out, in) + bias (out); activations:
+ * one (B, out) buffer per layer plus two (B, widest) backward buffers). */
+static void print_summary(FILE *out, const ms_config *c, uint64_t in, const char *in_shape,
+                          int world) {
+  char a[40], b[40], d[40];
+  uint64_t params = 0, widest = in, outs = 0;
+  double flops = 0;
+  int64_t batch = c->train.batch_size / world;
+  fprintf(out, "\nmodel summary\n");
+  fprintf(out, "  %-10s %-12s %-12s %15s\n", "layer", "type", "output", "parameters");
+  fprintf(out, "  %-10s %-12s %-12s %15s\n", "input", "-", in_shape, "0");
+  uint64_t prev = in;
+  for (int i = 0; i < c->model.n_layers; i++) {
+    const ms_layer_cfg *l = &c->model.layers[i];
+    uint64_t units = (uint64_t)l->units, p = prev * units + units;
+    char name[32], type[32], shape[32];
+    snprintf(name, sizeof name, "layers.%d", i);
+    snprintf(type, sizeof type, "dense%s", l->activation == MS_ACT_RELU ? "+relu" : "");
+    snprintf(shape, sizeof shape, "(%" PRIu64 ")", units);
+    fprintf(out, "  %-10s %-12s %-12s %15s\n", name, type, shape, group(a, sizeof a, p));
+    params += p;
+    flops += 2.0 * (double)prev * (double)units;
+    outs += units;
+    if (units > widest) widest = units;
+    prev = units;
+  }
+  double f = sizeof(float), arena = (double)params * f;
+  double acts = (double)batch * ((double)in + (double)outs + 2.0 * (double)widest) * f;
+  fprintf(out, "  parameters: %s\n", group(a, sizeof a, params));
+  fprintf(out, "  forward FLOPs per sample: %s (%.3g MFLOP)\n", group(b, sizeof b, (uint64_t)flops),
+          flops / 1e6);
+  fprintf(out,
+          "  memory per rank: %s = parameters %s + gradients %s + optimizer state (SGD "
+          "momentum) %s + activations %s (batch %lld per rank: input, layer outputs, backward "
+          "buffers)\n",
+          mib(a, sizeof a, 3 * arena + acts), mib(b, sizeof b, arena), mib(b, sizeof b, arena),
+          mib(b, sizeof b, arena), mib(d, sizeof d, acts), (long long)batch);
+}
+
+/* "(28x28)" */
+static void shape_text(char *out, size_t n, const uint64_t *dims, int nd) {
+  size_t k = 0;
+  out[0] = '\0';
+  for (int i = 0; i < nd && k + 24 < n; i++)
+    k += (size_t)snprintf(out + k, n - k, "%s%" PRIu64, i ? "x" : "(", dims[i]);
+  snprintf(out + k, n - k, ")");
+}
+
+/* ---- midscale check --------------------------------------------------------------- */
+
+typedef struct {
+  const char *config_path;
+  const char *overrides[MAX_OVERRIDES];
+  int n_overrides;
+  int world;
+} check_args;
+
+static int parse_args(int argc, char **argv, check_args *a) {
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--set") == 0 || strncmp(argv[i], "--set=", 6) == 0) {
+      const char *v = argv[i][5] == '=' ? argv[i] + 6 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!v) return ms_error_set(MS_EUSAGE, "check: --set needs section.key=value");
+      if (a->n_overrides == MAX_OVERRIDES)
+        return ms_error_set(MS_EUSAGE, "check: too many --set options");
+      a->overrides[a->n_overrides++] = v;
+    } else if (strcmp(argv[i], "--world") == 0 || strncmp(argv[i], "--world=", 8) == 0) {
+      const char *v = argv[i][7] == '=' ? argv[i] + 8 : (i + 1 < argc ? argv[++i] : NULL);
+      char *end = NULL;
+      long n = v ? strtol(v, &end, 10) : 0;
+      if (!v || !*v || *end || n < 1 || n > 1 << 20)
+        return ms_error_set(MS_EUSAGE, "check: --world needs a number of ranks in [1, 1048576]");
+      a->world = (int)n;
+    } else if (argv[i][0] == '-' && argv[i][1]) {
+      return ms_error_set(MS_EUSAGE, "check: unknown option '%s' (see 'midscale help check')",
+                          argv[i]);
+    } else if (!a->config_path) {
+      a->config_path = argv[i];
+    } else {
+      return ms_error_set(MS_EUSAGE, "check: unexpected argument '%s'", argv[i]);
+    }
+  }
+  if (!a->config_path)
+    return ms_error_set(MS_EUSAGE, "check needs a CONFIG file (see 'midscale help check')");
+  return 0;
+}
+
+static int data_rc(int rc, const char *err) {
+  return rc < 0 ? ms_error_set(MS_EDATA, "%s", err) : 0;
+}
+
+/* The dataset cross-checks; *total gets the run's length in steps. */
+static int check_data(const ms_config *c, data_set *train, data_set *test, int64_t *total) {
+  char err[ERRLEN] = "";
+  int classes = c->model.layers[c->model.n_layers - 1].units, rc;
+  if (test && data_sample_elems(test) != data_sample_elems(train))
+    return ms_error_set(MS_EDATA,
+                        "'%s': test samples have %zu features but training samples have %zu",
+                        c->data.path, data_sample_elems(test), data_sample_elems(train));
+  if ((rc = check_model_input(c, train))) return rc;
+  rc = data_rc(data_check_labels(train, classes, err, sizeof err), err);
+  if (rc == 0 && test) rc = data_rc(data_check_labels(test, classes, err, sizeof err), err);
+  if (rc) {
+    ms_error_prefix("the model has %d output units", classes);
+    return rc;
+  }
+  uint64_t steps = data_count(train) / (uint64_t)c->train.batch_size;
+  if (steps == 0)
+    return ms_error_set(MS_ECONFIG, "train.batch_size %d is larger than the %llu samples of '%s'",
+                        c->train.batch_size, (unsigned long long)data_count(train),
+                        c->data.train_x);
+  *total = (int64_t)steps * c->train.epochs;
+  if (c->train.max_steps > 0 && c->train.max_steps < *total) *total = c->train.max_steps;
+  return config_check_steps(c, *total);
+}
+
+int check_main(int argc, char **argv, const char *usage, FILE *out) {
+  check_args a = {.world = 1};
+  ms_config *c = NULL;
+  char *text = NULL, *emitted = NULL, err[ERRLEN] = "", dir[MS_PATH_MAX + 32];
+  size_t len = 0;
+  data_set *train = NULL, *test = NULL;
+  int64_t total = 0;
+  struct stat st;
+  int rc, have_data = 0;
+
+  for (int i = 0; i < argc; i++)
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(usage, out);
+      return 0;
+    }
+  if ((rc = parse_args(argc, argv, &a))) return rc;
+  if (!(c = malloc(sizeof *c))) return ms_error_set(MS_ENOMEM, "out of memory");
+  if ((rc = config_read_file(a.config_path, &text, &len))) goto out;
+  config_defaults(c);
+  rc = config_parse(c, text, len, a.config_path);
+  for (int i = 0; rc == 0 && i < a.n_overrides; i++) rc = config_override(c, a.overrides[i]);
+  if (rc == 0) rc = config_validate(c, a.world);
+  if (rc) goto out;
+  check_ckpt_dir_of(c, dir, sizeof dir);
+  if ((rc = check_ckpt_dir(dir))) goto out;
+
+  if (stat(c->data.path, &st) == 0) {
+    /* Streaming mode (budget 0): only the labels are read into memory. */
+    rc = data_rc(
+        data_open(&train, c->data.path, c->data.train_x, c->data.train_y, 0, err, sizeof err), err);
+    if (rc == 0 && c->data.test_x[0])
+      rc = data_rc(
+          data_open(&test, c->data.path, c->data.test_x, c->data.test_y, 0, err, sizeof err), err);
+    if (rc == 0) rc = check_data(c, train, test, &total);
+    if (rc) goto out;
+    have_data = 1;
+  }
+
+  if (!(emitted = config_emit(c))) {
+    rc = ms_error_set(MS_ENOMEM, "out of memory emitting the config");
+    goto out;
+  }
+  fputs(emitted, out);
+  fprintf(out, "\ncheck: config %s is valid for %d rank%s (per-rank batch %d)\n", a.config_path,
+          a.world, a.world > 1 ? "s" : "", c->train.batch_size / a.world);
+  fprintf(out, "check: checkpoint directory %s is writable\n", dir);
+  char shape[160] = "(1)";
+  uint64_t in = 0, dims[MS_MAX_DIMS];
+  if (have_data) {
+    int nd = data_sample_shape(train, dims, MS_MAX_DIMS);
+    in = data_sample_elems(train);
+    if (nd > 0) shape_text(shape, sizeof shape, dims, nd < MS_MAX_DIMS ? nd : MS_MAX_DIMS);
+    fprintf(out,
+            "check: dataset %s: %llu training samples of shape %s, labels within the %d "
+            "outputs%s; %lld steps in all (warmup %d)\n",
+            c->data.path, (unsigned long long)data_count(train), shape,
+            c->model.layers[c->model.n_layers - 1].units, test ? ", test set consistent" : "",
+            (long long)total, c->schedule.warmup_steps);
+  } else {
+    fprintf(out,
+            "check: dataset checks skipped: the data file %s is missing (midscale train "
+            "would fail)\n",
+            c->data.path);
+    in = (uint64_t)config_input_features(c);
+    for (int i = 0; i < c->model.input.ndim; i++) dims[i] = (uint64_t)c->model.input.dims[i];
+    if (in > 0) shape_text(shape, sizeof shape, dims, c->model.input.ndim);
+  }
+  if (in > 0)
+    print_summary(out, c, in, shape, a.world);
+  else
+    fprintf(out,
+            "\nmodel summary skipped: the input size is unknown (no data file and no "
+            "model.input)\n");
+  rc = 0;
+out:
+  data_close(test);
+  data_close(train);
+  free(emitted);
+  free(text);
+  free(c);
+  return rc;
+}
+
+int check_reference(FILE *out) {
+  char *md = config_reference();
+  if (!md) return ms_error_set(MS_ENOMEM, "out of memory writing the reference");
+  int rc = fputs(md, out) < 0 ? ms_error_set(MS_EIO, "cannot write the reference") : 0;
+  free(md);
+  return rc;
+}

@@ -1,0 +1,59 @@
+/* check — `midscale check`: validates a config without training, and the
+ * cross-field checks that need the dataset or the file system, which
+ * `midscale train` makes too.
+ *
+ * Serial: no MPI anywhere in this module (check_main runs without mpirun and
+ * never initialises MPI; train.c calls the cross-checks on the ranks that
+ * need them and makes the ranks agree).
+ *
+ * Errors: functions return 0 or a negative MS_E* code with a message through
+ * ms_error_set(): MS_EUSAGE (bad arguments, unreadable config file),
+ * MS_ECONFIG (a config error, including the cross-field ones), MS_EDATA
+ * (the dataset exists but cannot be used), MS_ECKPT, MS_ENOMEM. They never
+ * print on their own: check_main and check_reference write their report to
+ * the FILE* they are given, and trainer/main.c prints the error.
+ */
+#ifndef MS_CHECK_H
+#define MS_CHECK_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "dataset.h"
+
+/* `midscale check CONFIG [--set KEY=VALUE]... [--world N]` (argv without
+ * the command name): parse, overrides, validate for N ranks (default 1);
+ * then, if data.path exists, open the dataset and run the cross-checks
+ * (model input, labels vs output units, schedule vs total steps); check that
+ * the checkpoint directory can be written. On success writes to out the
+ * resolved config and a model summary (per layer: name, type, output shape,
+ * parameters; totals: parameters, forward FLOPs per sample, memory per rank).
+ * A missing data file is not an error here: the report says the dataset
+ * checks were skipped. `--help` writes `usage` to out. */
+int check_main(int argc, char **argv, const char *usage, FILE *out);
+
+/* `midscale config-reference`: writes the Markdown reference of every
+ * config key (configs/REFERENCE.md) to out. */
+int check_reference(FILE *out);
+
+/* Cross-check (a): model.input, when given, against the per-sample shape of
+ * the training inputs (flattened sizes must agree). MS_ECONFIG names both
+ * shapes. */
+int check_model_input(const ms_config *cfg, const data_set *train);
+
+/* Cross-check (d): the checkpoint directory `dir` exists and is a writable
+ * directory, or its nearest existing ancestor is one (so that it can be
+ * created). Creates nothing. MS_ECONFIG names the directory. */
+int check_ckpt_dir(const char *dir);
+
+/* The checkpoint directory of cfg: checkpoint.dir, or <run.dir>/checkpoints. */
+void check_ckpt_dir_of(const ms_config *cfg, char *out, size_t n);
+
+/* Resume provenance: reads the config saved in the checkpoint `path`
+ * (ckpt_read_meta) and compares it with `now` (config_resume_diff).
+ * @return 0, or MS_ECKPT with "<path>: this checkpoint was made with a
+ * different config: key old → new; ..." (or the read error). */
+int check_resume_config(const char *path, const ms_config *now);
+
+#endif

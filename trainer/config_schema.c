@@ -1,0 +1,529 @@
+/* config_schema — the schema table of ms_config and what only walks it:
+ * defaults, the resolved-config emitter, the Markdown reference and the
+ * resume diff. Parsing, overrides and validation are in config.c.
+ */
+#include "config.h"
+
+#include "config_internal.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the schema ------------------------------------------------------------ */
+
+_Static_assert(sizeof(ms_activation) == sizeof(int), "enum fields are stored as int");
+_Static_assert(sizeof(ms_layer_type) == sizeof(int), "enum fields are stored as int");
+
+static const char *const loss_names[] = {"softmax_cross_entropy", NULL};
+static const char *const optim_names[] = {"sgd", NULL};
+static const char *const schedule_names[] = {"constant", "cosine", NULL};
+static const char *const layer_types[] = {"dense", NULL};        /* ms_layer_type order */
+static const char *const activations[] = {"none", "relu", NULL}; /* ms_activation order */
+
+/* The resume column: SAFE keys may change between a checkpoint and the run
+ * that resumes from it; PINNED keys change the parameter layout, the data or
+ * the sample stream, and config_resume_diff() refuses a change. */
+#define SAFE 1
+#define PINNED 0
+
+#define FLD(T, f) .off = offsetof(T, f), .size = sizeof(((T *)0)->f)
+#define STR(p, f, d, fl, rs, doc_)                                                           \
+  {                                                                                          \
+    .path = p, .type = K_STR, FLD(ms_config, f), .def_s = d, .flags = fl, .resume_safe = rs, \
+    .doc = doc_                                                                              \
+  }
+#define ENUM(p, f, d, set, rs, doc_)                                                             \
+  {                                                                                              \
+    .path = p, .type = K_ENUM, FLD(ms_config, f), .def_s = d, .allowed = set, .resume_safe = rs, \
+    .doc = doc_                                                                                  \
+  }
+#define NUM(p, t, f, d, lo, hi, fl, rs, doc_)                                               \
+  {                                                                                         \
+    .path = p, .type = t, FLD(ms_config, f), .def_n = d, .min = lo, .max = hi, .flags = fl, \
+    .resume_safe = rs, .doc = doc_                                                          \
+  }
+#define INT(p, f, d, lo, hi, rs, doc_) NUM(p, K_INT, f, d, lo, hi, 0, rs, doc_)
+#define DBL(p, f, d, lo, hi, fl, rs, doc_) NUM(p, K_DBL, f, d, lo, hi, fl, rs, doc_)
+#define BOOL(p, f, d, rs, doc_) NUM(p, K_BOOL, f, d, 0, 1, 0, rs, doc_)
+
+const key_spec cfg_keys[] = {
+    STR("run.name", run.name, "run", F_REQUIRED, SAFE, "run name, used in messages and metrics"),
+    STR("run.dir", run.dir, "runs/run", F_REQUIRED, SAFE,
+        "run directory: metrics, resolved config"),
+    NUM("run.seed", K_U64, run.seed, 0, 0, 0, 0, PINNED, "seeds init and the sample order"),
+    INT("run.threads", run.threads, 0, 0, 1024, SAFE, "BLAS threads per rank; 0 = cores / ranks"),
+    STR("data.path", data.path, "", F_REQUIRED, PINNED, "HDF5 file with the dataset"),
+    STR("data.train_x", data.train_x, "/train/images", F_REQUIRED, PINNED,
+        "dataset of training inputs"),
+    STR("data.train_y", data.train_y, "/train/labels", F_REQUIRED, PINNED,
+        "dataset of training labels"),
+    STR("data.test_x", data.test_x, "/test/images", 0, SAFE,
+        "dataset of test inputs; \"\" = no eval"),
+    STR("data.test_y", data.test_y, "/test/labels", 0, SAFE, "dataset of test labels"),
+    DBL("data.scale", data.scale, 1.0, 0, HUGE_VAL, F_MIN_EXCL, PINNED, "multiplies uint8 inputs"),
+    {.path = "model.input",
+     .type = K_DIMS,
+     FLD(ms_config, model.input),
+     .min = 1,
+     .max = INT_MAX,
+     .resume_safe = PINNED,
+     .doc = "per-sample input shape; [] = from the data"},
+    {.path = "model.layers",
+     .type = K_LAYERS,
+     .resume_safe = PINNED,
+     .doc = "the layer stack, input to logits"},
+    ENUM("model.loss", model.loss, "softmax_cross_entropy", loss_names, PINNED, "loss function"),
+    ENUM("optim.name", optim.name, "sgd", optim_names, PINNED, "optimizer"),
+    DBL("optim.lr", optim.lr, 0.01, 0, 10, F_MIN_EXCL, SAFE, "peak learning rate"),
+    DBL("optim.momentum", optim.momentum, 0.9, 0, 1, F_MAX_EXCL, SAFE, "momentum coefficient"),
+    DBL("optim.weight_decay", optim.weight_decay, 0, 0, 1, 0, SAFE, "L2 weight decay"),
+    BOOL("optim.nesterov", optim.nesterov, 0, SAFE, "Nesterov momentum"),
+    ENUM("schedule.name", schedule.name, "constant", schedule_names, SAFE,
+         "learning-rate schedule"),
+    INT("schedule.warmup_steps", schedule.warmup_steps, 0, 0, INT_MAX, SAFE, "linear warmup steps"),
+    DBL("schedule.min_lr_ratio", schedule.min_lr_ratio, 0, 0, 1, 0, SAFE, "cosine floor / lr"),
+    INT("train.epochs", train.epochs, 1, 1, 100000, SAFE, "passes over the training set"),
+    INT("train.batch_size", train.batch_size, 64, 1, 1 << 24, PINNED,
+        "global batch, split over ranks"),
+    INT("train.eval_batch_size", train.eval_batch_size, 1000, 1, 1 << 24, SAFE,
+        "global eval batch"),
+    INT("train.max_steps", train.max_steps, 0, 0, INT_MAX, SAFE, "stop after N steps; 0 = epochs"),
+    STR("checkpoint.dir", checkpoint.dir, "", 0, SAFE, "\"\" = <run.dir>/checkpoints"),
+    INT("checkpoint.every_steps", checkpoint.every_steps, 0, 0, INT_MAX, SAFE,
+        "0 = only at the end"),
+    INT("checkpoint.keep", checkpoint.keep, 3, 1, 1000, SAFE, "keep the newest K checkpoints"),
+    INT("checkpoint.level", checkpoint.level, 3, 1, 19, SAFE, "zstd level"),
+    INT("checkpoint.workers", checkpoint.workers, 0, 0, 256, SAFE,
+        "zstd compression threads; 0 = none"),
+    DBL("checkpoint.every_minutes", checkpoint.every_minutes, 0, 0, HUGE_VAL, 0, SAFE,
+        "also checkpoint after this much time; 0 = off"),
+    DBL("comm.timeout_s", comm.timeout_s, 300, 0, HUGE_VAL, F_MIN_EXCL, SAFE,
+        "hang watchdog, seconds"),
+    INT("log.every_steps", log.every_steps, 50, 1, INT_MAX, SAFE, "log interval in steps"),
+    BOOL("log.progress", log.progress, 1, SAFE, "progress bar when stdout is a tty"),
+};
+const size_t cfg_n_keys = sizeof cfg_keys / sizeof cfg_keys[0];
+_Static_assert(sizeof cfg_keys / sizeof cfg_keys[0] <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");
+
+/* Items of model.layers. A missing type is dense, a missing activation none;
+ * units has no default (0 fails validation). All change the layout. */
+const key_spec cfg_layer_keys[] = {
+    {.path = "type",
+     .type = K_ENUMI,
+     FLD(ms_layer_cfg, type),
+     .allowed = layer_types,
+     .doc = "layer kind"},
+    {.path = "units",
+     .type = K_INT,
+     FLD(ms_layer_cfg, units),
+     .min = 1,
+     .max = INT_MAX,
+     .doc = "output features (required)"},
+    {.path = "activation",
+     .type = K_ENUMI,
+     FLD(ms_layer_cfg, activation),
+     .allowed = activations,
+     .doc = "applied to the output; none on the last layer"},
+};
+const size_t cfg_n_layer_keys = sizeof cfg_layer_keys / sizeof cfg_layer_keys[0];
+_Static_assert(sizeof cfg_layer_keys / sizeof cfg_layer_keys[0] == CFG_N_LAYER_KEYS, "layer keys");
+const char *const cfg_layer_key_names[] = {"type", "units", "activation"};
+
+const char *const cfg_sections[] = {"run",   "data",       "model", "optim", "schedule",
+                                    "train", "checkpoint", "comm",  "log"};
+const size_t cfg_n_sections = sizeof cfg_sections / sizeof cfg_sections[0];
+_Static_assert(sizeof cfg_sections / sizeof cfg_sections[0] == CFG_N_SECTIONS, "sections");
+
+/* ---- text helpers ---------------------------------------------------------- */
+
+void cfg_sb_printf(sbuf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = b->oom ? -1 : vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0 || b->len + (size_t)n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (n >= 0 && b->len + (size_t)n + 1 > cap) cap *= 2;
+    char *s = n < 0 ? NULL : realloc(b->s, cap);
+    if (!s) {
+      b->oom = 1;
+      return;
+    }
+    b->s = s;
+    b->cap = cap;
+  }
+  va_start(ap, fmt);
+  vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+}
+
+const char *cfg_leaf(const char *path) {
+  const char *dot = strrchr(path, '.');
+  return dot ? dot + 1 : path;
+}
+
+int cfg_is_null_word(const char *s, size_t n) {
+  return n == 0 || (n == 1 && s[0] == '~') ||
+         (n == 4 && (!memcmp(s, "null", 4) || !memcmp(s, "Null", 4) || !memcmp(s, "NULL", 4)));
+}
+
+/* 300 stays 300 (not 3e+02) and 0.05 stays 0.05 (not 0.050000000000000003). */
+void cfg_fmt_double(char *out, size_t n, double v) {
+  for (int prec = 6; prec <= 17; prec++) {
+    snprintf(out, n, "%.*g", prec, v);
+    if (strtod(out, NULL) == v) return;
+  }
+}
+
+/* "[1, 100000]", "> 0", "(0, 1)": the bounds of k without the noun. */
+static void range_bounds(const key_spec *k, char *out, size_t n) {
+  if (k->max >= (k->type == K_DBL ? HUGE_VAL : INT_MAX))
+    snprintf(out, n, "%s %.15g", k->flags & F_MIN_EXCL ? ">" : ">=", k->min);
+  else
+    snprintf(out, n, "%c%.15g, %.15g%c", k->flags & F_MIN_EXCL ? '(' : '[', k->min, k->max,
+             k->flags & F_MAX_EXCL ? ')' : ']');
+}
+
+void cfg_range_desc(const key_spec *k, char *out, size_t n) {
+  char bounds[96];
+  range_bounds(k, bounds, sizeof bounds);
+  snprintf(out, n, "%s %s%s", k->type == K_DBL ? "a number" : "an integer",
+           bounds[0] == '[' || bounds[0] == '(' ? "in " : "", bounds);
+}
+
+int cfg_in_range(const key_spec *k, double v) {
+  if (k->flags & F_MIN_EXCL ? !(v > k->min) : !(v >= k->min)) return 0;
+  return k->flags & F_MAX_EXCL ? v < k->max : v <= k->max;
+}
+
+void cfg_allowed_list(const key_spec *k, char *out, size_t n) {
+  size_t len = 0;
+  out[0] = '\0';
+  for (const char *const *a = k->allowed; a && *a && len < n; a++)
+    len += (size_t)snprintf(out + len, n - len, "%s%s", a == k->allowed ? "" : ", ", *a);
+}
+
+int cfg_find_allowed(const key_spec *k, const char *s, size_t n) {
+  for (int i = 0; k->allowed[i]; i++)
+    if (strlen(k->allowed[i]) == n && !memcmp(k->allowed[i], s, n)) return i;
+  return -1;
+}
+
+const char *cfg_enum_name(const key_spec *k, int v) {
+  for (int i = 0; k->allowed[i]; i++)
+    if (i == v) return k->allowed[i];
+  return "invalid";
+}
+
+/* The code point of the UTF-8 sequence at s (n bytes left) and its length
+ * in *len; a byte that starts no valid sequence is returned as itself. */
+static unsigned utf8_at(const unsigned char *s, size_t n, size_t *len) {
+  unsigned cp = s[0];
+  size_t k = cp >= 0xF0 ? 4 : cp >= 0xE0 ? 3 : cp >= 0xC0 ? 2 : 1;
+  *len = 1;
+  if (k == 1 || k > n) return cp;
+  cp &= 0x3F >> (k - 1);
+  for (size_t i = 1; i < k; i++) {
+    if ((s[i] & 0xC0) != 0x80) return s[0];
+    cp = cp << 6 | (s[i] & 0x3F);
+  }
+  *len = k;
+  return cp;
+}
+
+void cfg_emit_string(sbuf *b, const char *s, size_t size) {
+  size_t n = strnlen(s, size), i = 0, len;
+  int plain = n > 0 && s[0] != '-' && !cfg_is_null_word(s, n);
+  for (; plain && i < n; i++) plain = isalnum((unsigned char)s[i]) || strchr("_./-", s[i]);
+  if (plain) {
+    cfg_sb_printf(b, "%.*s", (int)n, s);
+    return;
+  }
+  cfg_sb_printf(b, "\"");
+  for (i = 0; i < n; i += len) {
+    unsigned cp = utf8_at((const unsigned char *)s + i, n - i, &len);
+    if (cp == '"' || cp == '\\')
+      cfg_sb_printf(b, "\\%c", (char)cp);
+    else if (cp == '\n')
+      cfg_sb_printf(b, "\\n");
+    else if (cp == '\t')
+      cfg_sb_printf(b, "\\t");
+    else if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+      /* C0 and C1 controls: YAML does not allow them raw (U+0085 would even
+       * read as a line break). */
+      cfg_sb_printf(b, "\\x%02X", cp);
+    else if (cp == 0x2028 || cp == 0x2029 || cp == 0xFEFF || cp == 0xFFFE || cp == 0xFFFF)
+      /* Line and paragraph separators fold like line breaks; the BOM and the
+       * non-characters are not printable YAML. */
+      cfg_sb_printf(b, "\\u%04X", cp);
+    else
+      cfg_sb_printf(b, "%.*s", (int)len, s + i);
+  }
+  cfg_sb_printf(b, "\"");
+}
+
+void cfg_emit_dims(sbuf *b, const ms_dims *d) {
+  cfg_sb_printf(b, "[");
+  for (int i = 0; i < d->ndim && i < MS_MAX_DIMS; i++)
+    cfg_sb_printf(b, "%s%d", i ? ", " : "", d->dims[i]);
+  cfg_sb_printf(b, "]");
+}
+
+/* Appends the value of row k inside base as the emitter writes it (model.layers
+ * excepted: its items are written apart). */
+static void emit_value(sbuf *b, const key_spec *k, const void *base) {
+  const char *field = (const char *)base + k->off;
+  char num[40];
+  int iv = 0;
+  uint64_t uv;
+  double dv;
+  memcpy(&iv, field, k->type == K_INT || k->type == K_BOOL || k->type == K_ENUMI ? sizeof iv : 0);
+  switch (k->type) {
+    case K_STR:
+    case K_ENUM: cfg_emit_string(b, field, k->size); break;
+    case K_INT: cfg_sb_printf(b, "%d", iv); break;
+    case K_BOOL: cfg_sb_printf(b, "%s", iv == 1 ? "true" : iv ? "invalid" : "false"); break;
+    case K_ENUMI: cfg_sb_printf(b, "%s", cfg_enum_name(k, iv)); break;
+    case K_U64:
+      memcpy(&uv, field, sizeof uv);
+      cfg_sb_printf(b, "%" PRIu64, uv);
+      break;
+    case K_DBL:
+      memcpy(&dv, field, sizeof dv);
+      cfg_fmt_double(num, sizeof num, dv);
+      cfg_sb_printf(b, "%s", num);
+      break;
+    case K_DIMS: {
+      ms_dims d;
+      memcpy(&d, field, sizeof d);
+      cfg_emit_dims(b, &d);
+      break;
+    }
+    case K_LAYERS: break;
+  }
+}
+
+static void emit_layer(sbuf *b, const ms_layer_cfg *l) {
+  cfg_sb_printf(b, "{type: %s, units: %d, activation: %s}",
+                cfg_enum_name(&cfg_layer_keys[LAYER_TYPE], (int)l->type), l->units,
+                cfg_enum_name(&cfg_layer_keys[LAYER_ACTIVATION], (int)l->activation));
+}
+
+/* ---- defaults and emission --------------------------------------------------- */
+
+void config_defaults(ms_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  for (size_t i = 0; i < cfg_n_keys; i++) {
+    const key_spec *k = &cfg_keys[i];
+    char *field = (char *)cfg + k->off;
+    int iv = (int)k->def_n;
+    uint64_t uv = (uint64_t)k->def_n;
+    switch (k->type) {
+      case K_STR:
+      case K_ENUM: memcpy(field, k->def_s, strlen(k->def_s) + 1); break;
+      case K_INT:
+      case K_BOOL:
+      case K_ENUMI: memcpy(field, &iv, sizeof iv); break;
+      case K_U64: memcpy(field, &uv, sizeof uv); break;
+      case K_DBL: memcpy(field, &k->def_n, sizeof k->def_n); break;
+      case K_DIMS: /* empty: the shape comes from the data */
+      case K_LAYERS: /* no layers: the config must give them */ break;
+    }
+  }
+}
+
+char *config_emit(const ms_config *cfg) {
+  sbuf b = {0};
+  size_t section_len = 0;
+  cfg_sb_printf(&b, "# midscale resolved config: every key, defaults filled in\n");
+  for (size_t i = 0; i < cfg_n_keys; i++) {
+    const key_spec *k = &cfg_keys[i];
+    const char *name = cfg_leaf(k->path);
+    size_t sec_len = (size_t)(name - 1 - k->path), start;
+    if (i == 0 || sec_len != section_len || strncmp(cfg_keys[i - 1].path, k->path, sec_len + 1))
+      cfg_sb_printf(&b, "%.*s:\n", (int)sec_len, k->path);
+    section_len = sec_len;
+    start = b.len;
+    cfg_sb_printf(&b, "  %s: ", name);
+    if (k->type == K_LAYERS)
+      cfg_sb_printf(&b, "%s", cfg->model.n_layers > 0 ? "" : "[]");
+    else
+      emit_value(&b, k, cfg);
+    /* Comments line up at column 40 when the value leaves room. */
+    size_t w = b.oom ? 0 : b.len - start;
+    cfg_sb_printf(&b, "%*s# %s\n", w < 38 ? (int)(38 - w) : 2, "", k->doc);
+    for (int l = 0; k->type == K_LAYERS && l < cfg->model.n_layers && l < MS_MAX_LAYERS; l++) {
+      cfg_sb_printf(&b, "    - ");
+      emit_layer(&b, &cfg->model.layers[l]);
+      cfg_sb_printf(&b, "\n");
+    }
+  }
+  if (b.oom) free(b.s);
+  return b.oom ? NULL : b.s;
+}
+
+/* ---- the reference ------------------------------------------------------------- */
+
+static const char *type_name(const key_spec *k) {
+  switch (k->type) {
+    case K_STR: return "string";
+    case K_INT: return "integer";
+    case K_U64: return "unsigned 64-bit integer";
+    case K_DBL: return "number";
+    case K_BOOL: return "bool";
+    case K_ENUM:
+    case K_ENUMI: return "enum";
+    case K_LAYERS: return "list of layers";
+    case K_DIMS: return "list of integers";
+  }
+  return "?";
+}
+
+/* Appends one table row: key, type, default, allowed values, resume, doc. */
+static void reference_row(sbuf *b, const char *path, const key_spec *k, const void *defaults) {
+  char want[160];
+  cfg_sb_printf(b, "| `%s` | %s | ", path, type_name(k));
+  if (k->type == K_LAYERS) {
+    cfg_sb_printf(b, "(none) | 1 to %d layers, each a mapping of the `model.layers[i].*` keys",
+                  MS_MAX_LAYERS);
+  } else if (k->type == K_INT &&
+             !cfg_in_range(k, *(const int *)((const char *)defaults + k->off))) {
+    /* A default outside the range means the key is required. */
+    range_bounds(k, want, sizeof want);
+    cfg_sb_printf(b, "(none) | required, %s", want);
+  } else {
+    cfg_sb_printf(b, "`");
+    emit_value(b, k, defaults);
+    cfg_sb_printf(b, "` | ");
+    switch (k->type) {
+      case K_STR:
+        cfg_sb_printf(b, "%sat most %zu bytes", k->flags & F_REQUIRED ? "required, " : "",
+                      k->size - 1);
+        break;
+      case K_ENUM:
+      case K_ENUMI:
+        for (const char *const *a = k->allowed; *a; a++)
+          cfg_sb_printf(b, "%s`%s`", a == k->allowed ? "" : ", ", *a);
+        break;
+      case K_BOOL: cfg_sb_printf(b, "`true`, `false`"); break;
+      case K_U64: cfg_sb_printf(b, "[0, %" PRIu64 "]", UINT64_MAX); break;
+      case K_INT:
+      case K_DBL:
+        range_bounds(k, want, sizeof want);
+        cfg_sb_printf(b, "%s", want);
+        break;
+      case K_DIMS: cfg_sb_printf(b, "0 to %d integers >= 1, e.g. `[28, 28]`", MS_MAX_DIMS); break;
+      case K_LAYERS: break;
+    }
+  }
+  cfg_sb_printf(b, " | %s | ", k->resume_safe ? "yes" : "no");
+  /* Markdown: a bar would end the cell, `<run.dir>` would read as a tag. */
+  for (const char *s = k->doc; *s; s++)
+    cfg_sb_printf(b, "%s", *s == '|' ? "\\|" : *s == '<' ? "&lt;" : (char[2]){*s, '\0'});
+  cfg_sb_printf(b, " |\n");
+}
+
+char *config_reference(void) {
+  sbuf b = {0};
+  ms_config defaults;
+  ms_layer_cfg layer_defaults = {0};
+  config_defaults(&defaults);
+  cfg_sb_printf(&b,
+                "# midscale config reference\n\n"
+                "<!-- Generated by `midscale config-reference` from the schema table in\n"
+                "     trainer/config_schema.c. Do not edit: the test e2e_config_reference\n"
+                "     fails when this file and the table disagree. -->\n\n"
+                "A config is YAML with one mapping per section. Every key has a type, a\n"
+                "default and a range; an omitted key takes its default, an unknown key is an\n"
+                "error. `--set section.key=value` overrides a key from the command line\n"
+                "(`--set model.layers[1].units=512` for list items, `--set "
+                "model.input=[28,28]`\n"
+                "for lists). `midscale check CONFIG` validates a config without training.\n\n"
+                "**Resume-safe** keys may differ between a checkpoint and the run that resumes\n"
+                "from it (`--resume`); a change in any other key (they change the model, the\n"
+                "data or the sample order) makes the resume fail with a message that lists\n"
+                "every differing key with both values.\n");
+  for (size_t s = 0; s < cfg_n_sections; s++) {
+    size_t sl = strlen(cfg_sections[s]);
+    cfg_sb_printf(&b,
+                  "\n## %s\n\n| key | type | default | allowed values | resume-safe | "
+                  "description |\n| --- | --- | --- | --- | --- | --- |\n",
+                  cfg_sections[s]);
+    for (size_t i = 0; i < cfg_n_keys; i++) {
+      const key_spec *k = &cfg_keys[i];
+      if (strncmp(k->path, cfg_sections[s], sl) || k->path[sl] != '.') continue;
+      reference_row(&b, k->path, k, &defaults);
+      for (size_t j = 0; k->type == K_LAYERS && j < cfg_n_layer_keys; j++) {
+        char path[64];
+        snprintf(path, sizeof path, "model.layers[i].%s", cfg_layer_keys[j].path);
+        reference_row(&b, path, &cfg_layer_keys[j], &layer_defaults);
+      }
+    }
+  }
+  if (b.oom) free(b.s);
+  return b.oom ? NULL : b.s;
+}
+
+/* ---- the resume diff ----------------------------------------------------------- */
+
+/* Adds "path old → new" to b when the values of k in a and b differ. */
+static int diff_value(sbuf *out, const char *path, const key_spec *k, const void *a,
+                      const void *b) {
+  sbuf va = {0}, vb = {0};
+  int differ;
+  emit_value(&va, k, a);
+  emit_value(&vb, k, b);
+  differ = va.oom || vb.oom || strcmp(va.s, vb.s) != 0;
+  if (differ)
+    cfg_sb_printf(out, "%s%s %s → %s", out->len ? "; " : "", path, va.s ? va.s : "?",
+                  vb.s ? vb.s : "?");
+  free(va.s);
+  free(vb.s);
+  return differ;
+}
+
+int config_resume_diff(const ms_config *saved, const ms_config *now, char *msg, size_t cap) {
+  sbuf d = {0};
+  int n = 0;
+  char path[64];
+  for (size_t i = 0; i < cfg_n_keys; i++) {
+    const key_spec *k = &cfg_keys[i];
+    if (k->resume_safe) continue;
+    if (k->type != K_LAYERS) {
+      n += diff_value(&d, k->path, k, saved, now);
+      continue;
+    }
+    int ns = saved->model.n_layers, nn = now->model.n_layers;
+    if (ns != nn) {
+      cfg_sb_printf(&d, "%smodel.layers %d layers → %d layers", d.len ? "; " : "", ns, nn);
+      n++;
+    }
+    for (int l = 0; l < ns && l < nn && l < MS_MAX_LAYERS; l++)
+      for (size_t j = 0; j < cfg_n_layer_keys; j++) {
+        snprintf(path, sizeof path, "model.layers[%d].%s", l, cfg_layer_keys[j].path);
+        n += diff_value(&d, path, &cfg_layer_keys[j], &saved->model.layers[l],
+                        &now->model.layers[l]);
+      }
+  }
+  if (cap > 0) {
+    if (d.oom || !d.s)
+      snprintf(msg, cap, "%s", n ? "(out of memory listing the keys)" : "");
+    else if (d.len < cap)
+      memcpy(msg, d.s, d.len + 1);
+    else {
+      size_t keep = cap > 4 ? cap - 4 : 0;
+      while (keep > 0 && ((unsigned char)d.s[keep] & 0xC0) == 0x80) keep--; /* whole UTF-8 */
+      snprintf(msg, cap, "%.*s...", (int)keep, d.s);
+    }
+  }
+  free(d.s);
+  return n;
+}
