@@ -12,10 +12,13 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${MIDSCALE_BUILD_DIR:-$ROOT/build}
 
-# Build tools and libraries, then what the tests and the demo use.
+# Build tools and libraries, then what the tests and the demo use (Python
+# with NumPy and PyTorch for the cross-checks, pgrep/pkill, and Slurm with
+# munge for the test cluster).
 PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
   libhdf5-openmpi-dev hdf5-tools libzstd-dev zstd libyaml-dev libopenblas-dev
-  libjansson-dev zlib1g-dev libcmocka-dev python3 python3-numpy python3-torch dataset-fashion-mnist)
+  libjansson-dev zlib1g-dev libcmocka-dev python3 python3-numpy python3-torch dataset-fashion-mnist
+  procps slurm-wlm munge)
 
 install_packages() {
   if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

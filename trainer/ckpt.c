@@ -127,6 +127,11 @@ typedef struct {
 /* Compresses n bytes of src (mode ZSTD_e_continue), or ends the frame
  * (ZSTD_e_end), writing whatever zstd produces straight to the file. */
 static int zw_feed(zwriter *w, const void *src, size_t n, ZSTD_EndDirective mode) {
+  if (!w->cctx) { /* an uncompressed file (ckpt_export) */
+    if (n && fwrite(src, 1, n, w->f) != n)
+      return ms_error_set(MS_EIO, "%s: write failed: %s", w->path, strerror(errno));
+    return 0;
+  }
   ZSTD_inBuffer in = {src, n, 0};
   for (;;) {
     ZSTD_outBuffer out = {w->obuf, w->ocap, 0};
@@ -251,14 +256,32 @@ static int check_write_args(const char *dir, const ckpt_tensor *t, int n, const 
   return 0;
 }
 
+static int write_file(const char *dir, const char *name, const ckpt_tensor *tensors,
+                      int n_tensors, const ckpt_meta *meta, int level, int workers,
+                      char **out_path);
+
 int ckpt_write(const char *dir, const ckpt_tensor *tensors, int n_tensors, const ckpt_meta *meta,
                int level, char **out_path) {
+  return ckpt_write_mt(dir, tensors, n_tensors, meta, level, 0, out_path);
+}
+
+int ckpt_write_mt(const char *dir, const ckpt_tensor *tensors, int n_tensors,
+                  const ckpt_meta *meta, int level, int workers, char **out_path) {
+  char name[64];
+  snprintf(name, sizeof name, "step-%08" PRId64 ".safetensors.zst", meta->step);
+  return write_file(dir, name, tensors, n_tensors, meta, level, workers, out_path);
+}
+
+/* Writes dir/name atomically: zstd-compressed at `level`, or a plain
+ * safetensors file when level is 0. */
+static int write_file(const char *dir, const char *name, const ckpt_tensor *tensors,
+                      int n_tensors, const ckpt_meta *meta, int level, int workers,
+                      char **out_path) {
   if (out_path) *out_path = NULL;
   int rc = check_write_args(dir, tensors, n_tensors, meta);
   if (rc) return rc;
 
-  char name[64], tmpname[96];
-  snprintf(name, sizeof name, "step-%08" PRId64 ".safetensors.zst", meta->step);
+  char tmpname[320];
   snprintf(tmpname, sizeof tmpname, ".%s.tmp.%ld", name, (long)getpid());
   char *path = str_printf("%s/%s", dir, name);
   char *tmp = str_printf("%s/%s", dir, tmpname);
@@ -287,11 +310,15 @@ int ckpt_write(const char *dir, const ckpt_tensor *tensors, int n_tensors, const
 
   w.ocap = ZSTD_CStreamOutSize();
   w.obuf = malloc(w.ocap);
-  w.cctx = ZSTD_createCCtx();
-  if (!w.obuf || !w.cctx) FAIL(out_free, MS_ENOMEM, "%s: out of memory", path);
-  size_t zr = ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_compressionLevel, level);
-  if (!ZSTD_isError(zr)) zr = ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_checksumFlag, 1);
-  if (!ZSTD_isError(zr)) zr = ZSTD_CCtx_setPledgedSrcSize(w.cctx, payload);
+  w.cctx = level > 0 ? ZSTD_createCCtx() : NULL;
+  if (!w.obuf || (level > 0 && !w.cctx)) FAIL(out_free, MS_ENOMEM, "%s: out of memory", path);
+  size_t zr = level <= 0 ? 0 : ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_compressionLevel, level);
+  if (!ZSTD_isError(zr) && w.cctx) zr = ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_checksumFlag, 1);
+  /* A libzstd built without threads refuses nbWorkers > 0: fall back to
+   * compressing on this thread rather than failing the checkpoint. */
+  if (!ZSTD_isError(zr) && w.cctx && workers > 0)
+    (void)ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_nbWorkers, workers);
+  if (!ZSTD_isError(zr) && w.cctx) zr = ZSTD_CCtx_setPledgedSrcSize(w.cctx, payload);
   if (ZSTD_isError(zr))
     FAIL(out_free, MS_ECKPT, "%s: zstd setup failed (level %d): %s", path, level,
          ZSTD_getErrorName(zr));
@@ -575,10 +602,31 @@ static int match_tensors(const char *path, entry *es, size_t ne, const ckpt_tens
   return 0;
 }
 
+/* For ckpt_load: every tensor of the file becomes a destination, in file
+ * order, backed by one arena. */
+static int take_all(const char *path, entry *es, size_t ne, uint64_t data_size,
+                    ckpt_contents *all) {
+  all->tensors = calloc(ne ? ne : 1, sizeof *all->tensors);
+  all->arena = malloc(data_size ? (size_t)data_size : 1);
+  if (!all->tensors || !all->arena) return ms_error_set(MS_ENOMEM, "%s: out of memory", path);
+  for (size_t j = 0; j < ne; j++) {
+    ckpt_tensor *t = &all->tensors[j];
+    if (es[j].begin % sizeof(float))
+      return ms_error_set(MS_ECKPT, "%s: tensor '%s' is not 4-byte aligned", path, es[j].name);
+    if (!(t->name = strdup(es[j].name))) return ms_error_set(MS_ENOMEM, "%s: out of memory", path);
+    all->n_tensors = (int)j + 1;
+    t->ndim = es[j].ndim;
+    memcpy(t->shape, es[j].shape, sizeof t->shape);
+    t->data = (float *)((unsigned char *)all->arena + es[j].begin);
+    es[j].req = (int)j;
+  }
+  return 0;
+}
+
 /* The whole reader: with tensors == NULL it verifies everything but keeps
- * only the metadata. */
+ * only the metadata; with `all` it loads every tensor the file holds. */
 static int read_ckpt(const char *path, const ckpt_tensor *tensors, int n_tensors,
-                     uint64_t expected_layout_hash, ckpt_meta *meta) {
+                     uint64_t expected_layout_hash, ckpt_meta *meta, ckpt_contents *all) {
   int rc;
   zreader r = {0};
   char *hdr = NULL;
@@ -645,8 +693,10 @@ static int read_ckpt(const char *path, const ckpt_tensor *tensors, int n_tensors
   if (pos != data_size)
     FAIL(out, MS_ECKPT, "%s: the tensors cover %" PRIu64 " bytes but the data section has %" PRIu64,
          path, pos, data_size);
-  if (tensors && (rc = match_tensors(path, es, ne, tensors, n_tensors)) != 0) goto out;
-  if (tensors && expected_layout_hash != 0 && m.layout_hash != expected_layout_hash)
+  if (all && (rc = take_all(path, es, ne, data_size, all)) != 0) goto out;
+  if (all) tensors = all->tensors;
+  if (tensors && !all && (rc = match_tensors(path, es, ne, tensors, n_tensors)) != 0) goto out;
+  if (tensors && !all && expected_layout_hash != 0 && m.layout_hash != expected_layout_hash)
     FAIL(out, MS_ECKPT,
          "%s: layout hash %016" PRIx64 " in the file but the model has %016" PRIx64
          ": this checkpoint was made for another model",
@@ -695,10 +745,62 @@ out:
 int ckpt_read(const char *path, const ckpt_tensor *tensors, int n_tensors,
               uint64_t expected_layout_hash, ckpt_meta *meta) {
   static const ckpt_tensor none = {0};
-  return read_ckpt(path, n_tensors ? tensors : &none, n_tensors, expected_layout_hash, meta);
+  return read_ckpt(path, n_tensors ? tensors : &none, n_tensors, expected_layout_hash, meta, NULL);
 }
 
-int ckpt_read_meta(const char *path, ckpt_meta *meta) { return read_ckpt(path, NULL, 0, 0, meta); }
+int ckpt_read_meta(const char *path, ckpt_meta *meta) {
+  return read_ckpt(path, NULL, 0, 0, meta, NULL);
+}
+
+int ckpt_load(const char *path, ckpt_contents *out) {
+  memset(out, 0, sizeof *out);
+  int rc = read_ckpt(path, NULL, 0, 0, &out->meta, out);
+  if (rc) ckpt_contents_free(out);
+  return rc;
+}
+
+void ckpt_contents_free(ckpt_contents *c) {
+  if (!c) return;
+  for (int i = 0; c->tensors && i < c->n_tensors; i++) free((char *)c->tensors[i].name);
+  free(c->tensors);
+  free(c->arena);
+  ckpt_meta_free(&c->meta);
+  memset(c, 0, sizeof *c);
+}
+
+int ckpt_export(const char *in_path, const char *out_path, const char *skip_prefix) {
+  ckpt_contents c;
+  int rc = ckpt_load(in_path, &c);
+  if (rc) return rc;
+  ckpt_tensor *keep = malloc(sizeof *keep * (size_t)(c.n_tensors ? c.n_tensors : 1));
+  char *dir = strdup(out_path);
+  if (!keep || !dir) {
+    rc = ms_error_set(MS_ENOMEM, "%s: out of memory", out_path);
+    goto out;
+  }
+  int n = 0;
+  size_t plen = skip_prefix ? strlen(skip_prefix) : 0;
+  for (int i = 0; i < c.n_tensors; i++)
+    if (!plen || strncmp(c.tensors[i].name, skip_prefix, plen) != 0) keep[n++] = c.tensors[i];
+  char *slash = strrchr(dir, '/');
+  const char *name = slash ? slash + 1 : out_path;
+  if (slash) {
+    *slash = '\0';
+    if (!*dir) strcpy(dir, "/");
+  } else {
+    strcpy(dir, ".");
+  }
+  if (!*name) {
+    rc = ms_error_set(MS_EUSAGE, "'%s' names a directory, not a file", out_path);
+    goto out;
+  }
+  rc = write_file(dir, name, keep, n, &c.meta, 0, 0, NULL);
+out:
+  free(dir);
+  free(keep);
+  ckpt_contents_free(&c);
+  return rc;
+}
 
 /* ---- directory scans --------------------------------------------------- */
 
@@ -802,12 +904,37 @@ out:
   return rc;
 }
 
+/* Deletes temporary files that a writer killed mid-write left behind
+ * (".step-XXXXXXXX.safetensors.zst.tmp.PID"); a directory has one writer, so
+ * none of them is still being written when this runs. */
+static int clean_temp(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return errno == ENOENT ? 0 : ms_error_set(MS_EIO, "%s: cannot list directory: %s", dir,
+                                                   strerror(errno));
+  int rc = 0;
+  struct dirent *de;
+  while (rc == 0 && (de = readdir(d)) != NULL) {
+    const char *nm = de->d_name;
+    if (nm[0] != '.' || name_step(nm + 1) >= 0 || strstr(nm, ".safetensors.zst.tmp.") == NULL ||
+        strncmp(nm, ".step-", 6) != 0)
+      continue;
+    char *path = str_printf("%s/%s", dir, nm);
+    if (!path) rc = ms_error_set(MS_ENOMEM, "%s: out of memory", dir);
+    else if (unlink(path) != 0 && errno != ENOENT)
+      rc = ms_error_set(MS_EIO, "%s: cannot delete: %s", path, strerror(errno));
+    free(path);
+  }
+  closedir(d);
+  return rc;
+}
+
 int ckpt_prune(const char *dir, int keep) {
   found *fs = NULL;
   size_t n = 0;
   char *path = NULL;
   if (!dir) return ms_error_set(MS_ECKPT, "ckpt_prune: invalid arguments");
-  int rc = list_ckpts(dir, &fs, &n);
+  int rc = clean_temp(dir);
+  if (rc == 0) rc = list_ckpts(dir, &fs, &n);
   for (size_t i = keep < 1 ? 1 : (size_t)keep; rc == 0 && i < n; i++) {
     if (!(path = str_printf("%s/%s", dir, fs[i].name)))
       FAIL(out, MS_ENOMEM, "%s: out of memory", dir);

@@ -56,6 +56,13 @@ typedef struct {
 int ckpt_write(const char *dir, const ckpt_tensor *tensors, int n_tensors,
                const ckpt_meta *meta, int level, char **out_path);
 
+/* ckpt_write with `workers` zstd compression threads (0 = compress on the
+ * calling thread; ignored where libzstd has no thread support). The
+ * decompressed payload is the same whatever the number of workers; the
+ * compressed bytes may differ. */
+int ckpt_write_mt(const char *dir, const ckpt_tensor *tensors, int n_tensors,
+                  const ckpt_meta *meta, int level, int workers, char **out_path);
+
 /* Reads and verifies `path`; fills each tensors[i].data (names and shapes
  * must match the file exactly, and the file must hold no other tensors) and
  * *meta (meta->config malloc'ed). If expected_layout_hash != 0 it must
@@ -67,6 +74,24 @@ int ckpt_read(const char *path, const ckpt_tensor *tensors, int n_tensors,
  * header (for inspect and for `--resume auto` probing). */
 int ckpt_read_meta(const char *path, ckpt_meta *meta);
 
+/* Everything a checkpoint holds, for tools that do not know the model. */
+typedef struct {
+  ckpt_meta meta;
+  int n_tensors;
+  ckpt_tensor *tensors;  /* in file order; names malloc'ed, data in arena */
+  float *arena;
+} ckpt_contents;
+
+/* Reads and verifies `path` like ckpt_read, loading every tensor it holds.
+ * Free with ckpt_contents_free (also after a failure). */
+int ckpt_load(const char *path, ckpt_contents *out);
+void ckpt_contents_free(ckpt_contents *c);
+
+/* Writes the tensors of checkpoint in_path whose names do not start with
+ * skip_prefix (NULL keeps all) to out_path as a plain, uncompressed
+ * safetensors file with the same metadata, atomically. */
+int ckpt_export(const char *in_path, const char *out_path, const char *skip_prefix);
+
 /* Finds the newest checkpoint in dir that verifies (by step number in the
  * name; temporary and damaged files are skipped). *out_path malloc'ed.
  * skipped (if not NULL) gets a malloc'ed, newline-separated list of "path:
@@ -75,7 +100,8 @@ int ckpt_read_meta(const char *path, ckpt_meta *meta);
 int ckpt_find_latest(const char *dir, char **out_path, char **skipped);
 
 /* Deletes all but the newest `keep` step-*.safetensors.zst files in dir
- * (never the newest). */
+ * (never the newest), and temporary files that a killed writer left. The
+ * caller must be the directory's only writer. */
 int ckpt_prune(const char *dir, int keep);
 
 /* Frees meta->config; accepts NULL. */

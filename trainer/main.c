@@ -1,5 +1,6 @@
 /* midscale — the command line. The only place that prints errors and ends
  * the process. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,11 +11,33 @@
 #include "check.h"
 #include "ckpt.h"
 #include "convert.h"
+#include "inspect.h"
 #include "ms_error.h"
 #include "train.h"
 #include "version.h"
 
 #define MAX_OVERRIDES 256
+
+/* The first stop signal received; the training loop polls it at every step
+ * (through train_args.stop_signal) and all ranks agree on it. */
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_stop_signal(int signo) {
+  if (!stop_signal) stop_signal = signo;
+}
+
+/* SIGTERM (scancel, a time limit), SIGINT (Ctrl-C) and SIGUSR1 (Slurm's
+ * --signal=B:USR1@seconds) all mean: checkpoint at the next step, exit 75. */
+static void install_stop_handlers(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGUSR1, &sa, NULL);
+}
 
 static const char usage_main[] =
     "midscale — data-parallel training of small models over MPI\n"
@@ -181,6 +204,40 @@ static int cmd_prepare(int argc, char **argv) {
   return 0;
 }
 
+static int cmd_inspect(int argc, char **argv) {
+  const char *path = NULL;
+  int show_config = 0;
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--config") == 0) show_config = 1;
+    else if (argv[i][0] != '-' && !path) path = argv[i];
+    else return usage_error("inspect: unexpected argument '%s'", argv[i]);
+  }
+  if (!path) return usage_error("%s", "usage: midscale inspect CHECKPOINT [--config]");
+  int rc = inspect_checkpoint(path, show_config, stdout);
+  if (rc) fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
+  return ms_exit_code(rc);
+}
+
+static int cmd_export(int argc, char **argv) {
+  const char *in = NULL, *out = NULL;
+  int with_optim = 0;
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--with-optimizer") == 0) with_optim = 1;
+    else if (argv[i][0] != '-' && !in) in = argv[i];
+    else if (argv[i][0] != '-' && !out) out = argv[i];
+    else return usage_error("export: unexpected argument '%s'", argv[i]);
+  }
+  if (!in || !out)
+    return usage_error("%s", "usage: midscale export CHECKPOINT OUT.safetensors [--with-optimizer]");
+  int rc = ckpt_export(in, out, with_optim ? NULL : "optim/");
+  if (rc) {
+    fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
+    return ms_exit_code(rc);
+  }
+  printf("wrote %s\n", out);
+  return 0;
+}
+
 /* OpenBLAS chooses its kernels when it loads; the variable that corrects a
  * wrong choice must be in the environment before that, so the process runs
  * itself again (before MPI starts) with it set. */
@@ -241,10 +298,12 @@ static int cmd_train(int argc, char **argv, char **full_argv, int *pargc, char *
         "note: OpenBLAS detected '%s' (generic kernels) on a CPU with wider vectors; "
         "re-ran with OPENBLAS_CORETYPE=%s (MIDSCALE_BLAS_AUTOFIX=0 turns this off)\n",
         getenv("MIDSCALE_BLAS_DETECTED"), getenv("OPENBLAS_CORETYPE"));
+  install_stop_handlers();
+  a.stop_signal = &stop_signal;
   int rc = train_run(&w, &a);
   if (rc != 0 && w.rank == 0) {
     fflush(stdout);
-    fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
+    fprintf(stderr, "midscale: %s: %s\n", rc == MS_ESTOP ? "stopped" : "error", ms_error_msg());
   }
   comm_finalize(&w);
   return ms_exit_code(rc);
@@ -280,6 +339,8 @@ int main(int argc, char **argv) {
     if (rc) fflush(stdout), fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
     return ms_exit_code(rc);
   }
+  if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc - 2, argv + 2);
+  if (strcmp(cmd, "export") == 0) return cmd_export(argc - 2, argv + 2);
   if (strcmp(cmd, "prepare") == 0) {
     if (argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
       fputs(usage_prepare, stdout);

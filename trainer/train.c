@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <hdf5.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "ms_error.h"
 #include "optim.h"
 #include "sampler.h"
+#include "saver.h"
 #include "version.h"
 
 /* Each rank caches its datasets in memory up to this many bytes of inputs;
@@ -47,6 +49,14 @@ typedef struct {
   int64_t steps_per_epoch, total_steps;
   int64_t step, epoch, step_in_epoch; /* the cursor: steps done */
   int64_t last_ckpt_step;
+  double t_last_ckpt;
+  ms_saver *saver;              /* rank 0 only: the background writer */
+  int saver_rc;                 /* rank 0: a background save failed ... */
+  char saver_msg[ERRLEN];       /* ... with this message */
+  char last_ckpt_path[1100];    /* rank 0: the newest checkpoint written */
+  const volatile sig_atomic_t *stop_signal; /* set by main's signal handler */
+  int stop_signo;               /* agreed: the signal that stops the run */
+  int time_ckpt_due;            /* agreed: checkpoint.every_minutes elapsed */
   uint64_t *perm;
   int64_t perm_epoch;
   uint64_t *idx;
@@ -212,37 +222,63 @@ static int build_model(run *r) {
   return 0;
 }
 
-static int save_checkpoint(run *r) {
+/* Rank 0: reports a finished background save, or keeps its failure for the
+ * next step's agreement. block: wait for a save in flight. */
+static void collect_save(run *r, int block) {
+  if (!r->saver || !saver_pending(r->saver) || (!block && !saver_finished(r->saver))) return;
+  saver_result res;
+  int rc = saver_wait(r->saver, &res);
+  if (rc < 0) {
+    r->saver_rc = rc;
+    snprintf(r->saver_msg, sizeof r->saver_msg, "%s", ms_error_msg());
+    return;
+  }
+  snprintf(r->last_ckpt_path, sizeof r->last_ckpt_path, "%s", res.path);
+  double mb = (double)res.file_bytes / 1e6;
+  metrics_say(r->metrics, "checkpoint %s (%.2f MB, ratio %.3f; written in %.2f s, step stalled %.3f s)",
+              res.path, mb, mb > 0 ? (double)res.raw_bytes / 1e6 / mb : 0.0, res.write_seconds,
+              res.stall_seconds);
+  char json[1400];
+  snprintf(json, sizeof json,
+           "{\"kind\":\"checkpoint\",\"step\":%lld,\"path\":\"%s\",\"bytes\":%lld,"
+           "\"raw_bytes\":%lld,\"write_s\":%.4f,\"stall_s\":%.5f}",
+           (long long)res.step, res.path, res.file_bytes, res.raw_bytes, res.write_seconds,
+           res.stall_seconds);
+  metrics_json(r->metrics, json);
+}
+
+/* Saves the arenas at the current step: rank 0 snapshots them and a
+ * background thread compresses and writes, while training goes on. sync:
+ * wait until the file is in place (the end of a run, a stop signal). */
+static int save_checkpoint(run *r, int sync) {
   double t0 = comm_wtime();
   int rc = 0;
-  char *path = NULL;
   if (r->w->rank == 0) {
+    const ms_config *c = &r->cfg;
+    collect_save(r, 1);
+    rc = r->saver_rc;
+    if (rc) ms_error_set(rc, "%s", r->saver_msg);
     ckpt_meta meta = {.step = r->step,
                       .epoch = r->epoch,
                       .step_in_epoch = r->step_in_epoch,
                       .world_size = r->w->size,
-                      .seed = r->cfg.run.seed,
-                      .rng_state = sampler_mix64(r->cfg.run.seed),
+                      .seed = c->run.seed,
+                      .rng_state = sampler_mix64(c->run.seed),
                       .layout_hash = r->layout_hash,
                       .config = NULL};
-    meta.config = config_emit(&r->cfg);
-    if (!meta.config) rc = ms_error_set(MS_ENOMEM, "out of memory emitting the config");
-    if (rc == 0)
-      rc = ckpt_write(r->ckpt_dir, r->tensors, r->n_tensors, &meta, r->cfg.checkpoint.level, &path);
-    if (rc == 0) rc = ckpt_prune(r->ckpt_dir, r->cfg.checkpoint.keep);
+    if (rc == 0 && !(meta.config = config_emit(c)))
+      rc = ms_error_set(MS_ENOMEM, "out of memory emitting the config");
+    if (rc == 0) rc = saver_start(r->saver, &meta);
     free(meta.config);
+    if (rc == 0 && sync) {
+      collect_save(r, 1);
+      rc = r->saver_rc;
+      if (rc) ms_error_set(rc, "%s", r->saver_msg);
+    }
   }
   rc = agree(r, rc);
   r->t_ckpt += comm_wtime() - t0;
-  if (rc == 0 && path) {
-    struct stat st;
-    double raw = 2.0 * sizeof(float) * (double)r->model->n_params;
-    double mb = stat(path, &st) == 0 ? st.st_size / 1e6 : 0.0;
-    metrics_say(r->metrics, "checkpoint %s (%.2f MB, ratio %.3f, %.2f s)", path, mb,
-                mb > 0 ? raw / 1e6 / mb : 0.0, comm_wtime() - t0);
-  }
-  free(path);
-  if (rc == 0) r->last_ckpt_step = r->step;
+  if (rc == 0) r->last_ckpt_step = r->step, r->t_last_ckpt = comm_wtime();
   return rc;
 }
 
@@ -339,9 +375,15 @@ static int train_step(run *r, double stats[3]) {
   sampler_rank_slice((uint64_t)r->global_batch, r->w->size, r->w->rank, &begin, &count);
   const uint64_t *idx = r->perm + r->step_in_epoch * r->global_batch + (int64_t)begin;
   int n = (int)count;
-  /* s: failed, loss sum, correct — reduced together, before the gradients,
-   * so a rank whose read failed stops every rank without a hang. */
-  double s[3] = {0, 0, 0};
+  /* Step scalars, reduced together before the gradients so that a rank
+   * whose read failed, or that got a stop signal, stops every rank at the
+   * same step without a hang: read failed, loss sum, correct, stop signal,
+   * checkpoint time due (rank 0's clock), background save failed. */
+  double s[6] = {0, 0, 0, 0, 0, 0};
+  s[3] = r->stop_signal && *r->stop_signal ? 1 : 0;
+  s[4] = r->w->rank == 0 && r->cfg.checkpoint.every_minutes > 0 &&
+         comm_wtime() - r->t_last_ckpt >= 60.0 * r->cfg.checkpoint.every_minutes;
+  s[5] = r->saver_rc < 0;
   int rc = data_rc(
       data_read(r->train, idx, (size_t)n, (float)r->cfg.data.scale, r->x, r->y, err, sizeof err),
       MS_EDATA, err);
@@ -359,8 +401,19 @@ static int train_step(run *r, double stats[3]) {
   }
   double t2 = comm_wtime();
   r->t_compute += t2 - t1;
-  int crc = comm_allreduce_sum_f64(r->w, s, 3);
-  if (crc == 0 && s[0] > 0) return agree(r, rc);
+  int crc = comm_allreduce_sum_f64(r->w, s, 6);
+  if (crc == 0 && (s[0] > 0 || s[5] > 0)) {
+    if (rc == 0 && r->saver_rc < 0) rc = ms_error_set(r->saver_rc, "%s", r->saver_msg);
+    return agree(r, rc);
+  }
+  if (crc == 0 && s[3] > 0) {
+    /* Which signal: the largest number any rank got (one more collective,
+     * on this path only). */
+    double sig = r->stop_signal ? (double)*r->stop_signal : 0.0;
+    crc = comm_allreduce_max_f64(r->w, &sig, 1);
+    r->stop_signo = (int)sig;
+  }
+  r->time_ckpt_due = s[4] > 0;
   if (crc == 0) crc = comm_allreduce_sum_f32(r->w, r->model->grads, r->model->n_params);
   if (crc) return comm_rc(r, crc);
   double t3 = comm_wtime();
@@ -429,6 +482,12 @@ static int setup(run *r, const train_args *a) {
   if ((rc = open_data(r))) return rc;
   if ((rc = agree(r, check_model_input(c, r->train)))) return rc;
   if ((rc = build_model(r))) return rc;
+  /* The checkpoint writer and its snapshot exist from the start, so the
+   * first checkpoint pays no allocation in the middle of training. */
+  if (r->w->rank == 0)
+    rc = saver_create(&r->saver, r->tensors, r->n_tensors, r->ckpt_dir, c->checkpoint.level,
+                      c->checkpoint.workers, c->checkpoint.keep);
+  if ((rc = agree(r, rc))) return rc;
   r->steps_per_epoch =
       (int64_t)sampler_steps_per_epoch(data_count(r->train), (uint64_t)r->global_batch);
   if (r->steps_per_epoch == 0)
@@ -448,6 +507,7 @@ static int setup(run *r, const train_args *a) {
 }
 
 static void teardown(run *r) {
+  saver_free(r->saver);
   metrics_close(r->metrics);
   optim_free(r->opt);
   model_free(r->model);
@@ -487,12 +547,14 @@ int train_run(comm_world *w, const train_args *a) {
   run r;
   memset(&r, 0, sizeof r);
   r.w = w;
+  r.stop_signal = a->stop_signal;
   ms_error_clear();
   int rc = setup(&r, a);
   if (rc) goto out;
 
   const ms_config *c = &r.cfg;
   double t_start = comm_wtime(), t_log = t_start, t_bar = 0;
+  r.t_last_ckpt = t_start; /* checkpoint.every_minutes counts from here */
   int64_t first_step = r.step, log_from = r.step;
   double stats[3] = {0, 0, 0}; /* loss sum, correct, samples since the last log */
   while (r.step < r.total_steps && !(a->stop_at > 0 && r.step >= a->stop_at)) {
@@ -511,12 +573,26 @@ int train_run(comm_world *w, const train_args *a) {
       t_bar = comm_wtime();
     }
     if (r.test && (r.epoch != epoch_before || last) && (rc = evaluate(&r))) goto out;
-    if (c->checkpoint.every_steps > 0 && r.step % c->checkpoint.every_steps == 0 && !last &&
-        (rc = save_checkpoint(&r)))
+    if (r.stop_signo) break;
+    if (r.w->rank == 0) collect_save(&r, 0);
+    if (((c->checkpoint.every_steps > 0 && r.step % c->checkpoint.every_steps == 0) ||
+         r.time_ckpt_due) &&
+        !last && (rc = save_checkpoint(&r, 0)))
       goto out;
   }
-  if (r.last_ckpt_step != r.step && (rc = save_checkpoint(&r))) goto out;
+  if (r.last_ckpt_step != r.step && (rc = save_checkpoint(&r, 1))) goto out;
+  /* A save still in flight must be in place before the run reports. */
+  if (r.w->rank == 0) collect_save(&r, 1);
+  if ((rc = agree(&r, r.saver_rc < 0 ? ms_error_set(r.saver_rc, "%s", r.saver_msg) : 0))) goto out;
   say_summary(&r, comm_wtime() - t_start, r.step - first_step);
+  if (r.stop_signo) {
+    rc = ms_error_set(MS_ESTOP,
+                      "signal %d (%s) at step %lld of %lld; wrote %s; "
+                      "continue with --resume auto",
+                      r.stop_signo, strsignal(r.stop_signo), (long long)r.step,
+                      (long long)r.total_steps, r.last_ckpt_path);
+    goto out;
+  }
   if (r.step < r.total_steps)
     metrics_say(r.metrics, "stopped at step %lld of %lld (--stop-at); continue with --resume auto",
                 (long long)r.step, (long long)r.total_steps);

@@ -10,6 +10,8 @@
 #ifndef MS_TRAIN_H
 #define MS_TRAIN_H
 
+#include <signal.h>
+
 #include "comm.h"
 
 typedef struct {
@@ -20,6 +22,9 @@ typedef struct {
   long long stop_at;                 /* > 0: stop after this global step, with a
                                         checkpoint, as a preemption would; the
                                         schedule still plans the whole run */
+  const volatile sig_atomic_t *stop_signal; /* non-zero (the signal number) asks
+                                        the run to stop at the next step with a
+                                        checkpoint and return MS_ESTOP; NULL = none */
 } train_args;
 
 /* @return 0, or a negative MS_E* code (same on every rank). */
