@@ -10,7 +10,8 @@
  *   format: "midscale-ckpt", format_version: "1", midscale_version,
  *   step, epoch, step_in_epoch, world_size, seed, rng_state,
  *   layout_hash (16 hex digits), data_hash (FNV-1a 64 of all tensor bytes,
- *   16 hex digits), config (the resolved YAML).
+ *   16 hex digits), config (the resolved YAML), and byte_shuffle ("4") only
+ *   when the tensor bytes are stored shuffled (checkpoint.shuffle).
  *
  * Writes are atomic: a temporary file in the same directory, fflush + fsync,
  * rename, fsync of the directory. A reader checks everything (zstd checksum,
@@ -48,6 +49,10 @@ typedef struct {
   uint64_t rng_state;
   uint64_t layout_hash;   /* hash of tensor names and shapes */
   char *config;           /* resolved YAML; on read, malloc'ed (ckpt_meta_free) */
+  int byte_shuffle;       /* 1: tensor bytes stored shuffled ("byte_shuffle": "4"
+                             in the metadata): all first bytes of a tensor's
+                             floats, then all second bytes, ...; readers
+                             unshuffle, and data_hash is of the values */
 } ckpt_meta;
 
 /* Writes tensors and meta to <dir>/step-<step>.safetensors.zst atomically

@@ -88,6 +88,7 @@ typedef struct {
     int level;                     /* zstd level 1..19 */
     int workers;                   /* zstd compression threads, 0 = none */
     double every_minutes;          /* also checkpoint after this much time, 0 = off */
+    int shuffle;                   /* bool: store tensor bytes byte-shuffled */
   } checkpoint;
   struct {
     double timeout_s;              /* hang watchdog (later issue) */

@@ -104,6 +104,8 @@ const key_spec cfg_keys[] = {
         "zstd compression threads; 0 = none"),
     DBL("checkpoint.every_minutes", checkpoint.every_minutes, 0, 0, HUGE_VAL, 0, SAFE,
         "also checkpoint after this much time; 0 = off"),
+    BOOL("checkpoint.shuffle", checkpoint.shuffle, 0, SAFE,
+         "store tensor bytes byte-shuffled (smaller, faster to read; export gives plain)"),
     DBL("comm.timeout_s", comm.timeout_s, 300, 0, HUGE_VAL, F_MIN_EXCL, SAFE,
         "hang watchdog, seconds"),
     INT("log.every_steps", log.every_steps, 50, 1, INT_MAX, SAFE, "log interval in steps"),

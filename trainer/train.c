@@ -265,7 +265,8 @@ static int save_checkpoint(run *r, int sync) {
                       .seed = c->run.seed,
                       .rng_state = sampler_mix64(c->run.seed),
                       .layout_hash = r->layout_hash,
-                      .config = NULL};
+                      .config = NULL,
+                      .byte_shuffle = c->checkpoint.shuffle};
     if (rc == 0 && !(meta.config = config_emit(c)))
       rc = ms_error_set(MS_ENOMEM, "out of memory emitting the config");
     if (rc == 0) rc = saver_start(r->saver, &meta);

@@ -29,11 +29,20 @@ run_np 2 train cfg.yaml "${common[@]}" --set run.dir=C --resume C/checkpoints/st
 expect_ok
 grep -q 'at step 40 (epoch 1, step 9 ' "$LAST_OUT" || { cat "$LAST_OUT"; fail "mid-epoch cursor"; }
 
+note "E: byte-shuffled checkpoints (checkpoint.shuffle), stop at 31 and resume"
+run_np 2 train cfg.yaml "${common[@]}" --set run.dir=E --set checkpoint.shuffle=true --stop-at 31
+expect_ok
+run_np 2 train cfg.yaml "${common[@]}" --set run.dir=E --set checkpoint.shuffle=true --resume auto
+expect_ok
+"$MIDSCALE" export E/checkpoints/step-00000062.safetensors.zst E.safetensors --with-optimizer >/dev/null
+"$MIDSCALE" inspect E/checkpoints/step-00000062.safetensors.zst | grep -q verified || fail "E inspect"
+
 for run in A B C; do
   decompress "$run/checkpoints/step-00000062.safetensors.zst" "$run.safetensors"
 done
 "$PYTHON" "$CHECKER" --compare A.safetensors B.safetensors || fail "A and B differ"
 "$PYTHON" "$CHECKER" --compare A.safetensors C.safetensors || fail "A and C differ"
+"$PYTHON" "$CHECKER" --compare A.safetensors E.safetensors || fail "A and E (shuffled, exported) differ"
 # The check can fail: a run with another seed must differ.
 run_np 2 train cfg.yaml "${common[@]}" --set run.dir=D --set run.seed=8
 expect_ok
