@@ -15,20 +15,7 @@
 #include "model.h"
 #include "optim.h"
 #include "sampler.h"
-
-/* Deterministic values in [-1, 1). */
-static void fill(float *x, int n, uint64_t seed) {
-  for (int i = 0; i < n; i++)
-    x[i] = (float)((sampler_mix64(seed * 1000003ULL + (uint64_t)i) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-}
-
-/* |a - b| within rtol of the larger magnitude, or atol. */
-static void assert_close(double analytic, double numeric, double rtol, double atol) {
-  double diff = fabs(analytic - numeric);
-  double scale = fmax(fabs(analytic), fabs(numeric));
-  if (diff > atol && diff > rtol * scale)
-    fail_msg("analytic %.7g vs numeric %.7g (diff %.3g)", analytic, numeric, diff);
-}
+#include "testutil.h"
 
 enum { B = 3, C = 5, OC = 4 };
 
@@ -51,20 +38,20 @@ static void check_param(float *p, int n, const float *grad, const float *x, cons
     p[i] = keep - eps;
     double lm = dense_loss(x, w, b, r);
     p[i] = keep;
-    assert_close(grad[i], (lp - lm) / (2.0 * eps), 1e-3, 1e-4);
+    tu_assert_close(grad[i], (lp - lm) / (2.0 * eps), 1e-3, 1e-4);
   }
 }
 
 static void test_kernels_dense_forward_matches_naive(void **state) {
   (void)state;
   float x[B * C], w[OC * C], b[OC], out[B * OC];
-  fill(x, B * C, 1), fill(w, OC * C, 2), fill(b, OC, 3);
+  tu_fill(x, B * C, 1), tu_fill(w, OC * C, 2), tu_fill(b, OC, 3);
   dense_forward(out, x, w, b, B, C, OC);
   for (int i = 0; i < B; i++)
     for (int o = 0; o < OC; o++) {
       double s = b[o];
       for (int k = 0; k < C; k++) s += (double)x[i * C + k] * w[o * C + k];
-      assert_close(out[i * OC + o], s, 1e-5, 1e-6);
+      tu_assert_close(out[i * OC + o], s, 1e-5, 1e-6);
     }
 }
 
@@ -72,7 +59,7 @@ static void test_kernels_dense_backward_gradcheck(void **state) {
   (void)state;
   float x[B * C], w[OC * C], b[OC], r[B * OC];
   float dx[B * C], dw[OC * C], db[OC];
-  fill(x, B * C, 4), fill(w, OC * C, 5), fill(b, OC, 6), fill(r, B * OC, 7);
+  tu_fill(x, B * C, 4), tu_fill(w, OC * C, 5), tu_fill(b, OC, 6), tu_fill(r, B * OC, 7);
   /* dL/dout = r */
   dense_backward(dx, dw, db, r, x, w, B, C, OC);
   check_param(w, OC * C, dw, x, w, b, r);
@@ -83,7 +70,7 @@ static void test_kernels_dense_backward_gradcheck(void **state) {
 static void test_kernels_dense_backward_overwrites(void **state) {
   (void)state;
   float x[B * C], w[OC * C], r[B * OC], dw1[OC * C], db1[OC], dw2[OC * C], db2[OC];
-  fill(x, B * C, 8), fill(w, OC * C, 9), fill(r, B * OC, 10);
+  tu_fill(x, B * C, 8), tu_fill(w, OC * C, 9), tu_fill(r, B * OC, 10);
   dense_backward(NULL, dw1, db1, r, x, w, B, C, OC);
   for (int i = 0; i < OC * C; i++) dw2[i] = 123.0f;
   for (int i = 0; i < OC; i++) db2[i] = -5.0f;
@@ -96,7 +83,7 @@ static void test_kernels_relu_gradcheck(void **state) {
   (void)state;
   enum { N = 16 };
   float x[N], r[N], y[N], dy[N];
-  fill(x, N, 11), fill(r, N, 12);
+  tu_fill(x, N, 11), tu_fill(r, N, 12);
   for (int i = 0; i < N; i++)
     if (fabsf(x[i]) < 0.05f) x[i] = 0.3f; /* keep away from the kink */
   memcpy(y, x, sizeof x);
@@ -107,7 +94,7 @@ static void test_kernels_relu_gradcheck(void **state) {
   for (int i = 0; i < N; i++) {
     float p = x[i] + eps, m = x[i] - eps;
     relu_forward(&p, 1), relu_forward(&m, 1);
-    assert_close(dy[i], r[i] * (p - m) / (2.0 * eps), 1e-3, 1e-4);
+    tu_assert_close(dy[i], r[i] * (p - m) / (2.0 * eps), 1e-3, 1e-4);
   }
 }
 
@@ -116,7 +103,7 @@ static void test_kernels_softmax_xent_gradcheck(void **state) {
   enum { K = 6, N = 4 };
   float z[N * K], dz[N * K];
   int32_t y[N] = {0, 5, 2, 2};
-  fill(z, N * K, 13);
+  tu_fill(z, N * K, 13);
   for (int i = 0; i < N * K; i++) z[i] *= 3.0f;
   const float scale = 0.25f;
   softmax_xent(dz, z, y, N, K, scale, NULL);
@@ -128,7 +115,7 @@ static void test_kernels_softmax_xent_gradcheck(void **state) {
     z[i] = keep - eps;
     double lm = softmax_xent(NULL, z, y, N, K, 1.0f, NULL);
     z[i] = keep;
-    assert_close(dz[i], scale * (lp - lm) / (2.0 * eps), 5e-3, 1e-4);
+    tu_assert_close(dz[i], scale * (lp - lm) / (2.0 * eps), 5e-3, 1e-4);
   }
 }
 
@@ -140,7 +127,7 @@ static void test_kernels_softmax_xent_value_and_accuracy(void **state) {
   double loss = softmax_xent(NULL, z, y, 2, 3, 1.0f, &correct);
   double l0 = log(exp(1.0) + exp(2.0) + exp(3.0)) - 3.0;
   double l1 = 1000.0; /* stable for huge logits: log-sum-exp ~ 1000, z_y = 0 */
-  assert_close(loss, l0 + l1, 1e-6, 1e-6);
+  tu_assert_close(loss, l0 + l1, 1e-6, 1e-6);
   assert_int_equal(correct, 1);
 }
 
@@ -162,7 +149,7 @@ static void test_kernels_model_gradcheck(void **state) {
   for (size_t i = 0; i < m->n_params; i++) m->params[i] += 0.05f; /* non-zero biases */
   float x[N * IN], dl[N * 4];
   int32_t y[N] = {0, 1, 2, 3, 1};
-  fill(x, N * IN, 14);
+  tu_fill(x, N * IN, 14);
   softmax_xent(dl, model_forward(m, x, N), y, N, 4, 1.0f, NULL);
   model_backward(m, dl);
   const float eps = 2e-3f;
@@ -174,7 +161,7 @@ static void test_kernels_model_gradcheck(void **state) {
     m->params[i] = keep - eps;
     double lm = softmax_xent(NULL, model_forward(m, x, N), y, N, 4, 1.0f, NULL);
     m->params[i] = keep;
-    assert_close(m->grads[i], (lp - lm) / (2.0 * eps), 2e-2, 2e-3);
+    tu_assert_close(m->grads[i], (lp - lm) / (2.0 * eps), 2e-2, 2e-3);
     checked++;
   }
   assert_int_equal(checked, (int)m->n_params);
@@ -219,7 +206,7 @@ static void test_kernels_sgd_momentum_matches_formula(void **state) {
     double gd = 0.5 + 0.01 * pd;
     v = 0.9 * v + gd;
     pd -= 0.1 * v;
-    assert_close(p, pd, 1e-6, 1e-7);
+    tu_assert_close(p, pd, 1e-6, 1e-7);
   }
   optim_free(o);
 }
@@ -232,13 +219,13 @@ static void test_kernels_schedule_warmup_and_cosine(void **state) {
   strcpy(cfg.schedule.name, "cosine");
   cfg.schedule.warmup_steps = 10;
   cfg.schedule.min_lr_ratio = 0.1;
-  assert_close(schedule_lr(&cfg, 0, 110), 0.1, 1e-12, 0);
-  assert_close(schedule_lr(&cfg, 9, 110), 1.0, 1e-12, 0);
-  assert_close(schedule_lr(&cfg, 10, 110), 1.0, 1e-12, 0);
-  assert_close(schedule_lr(&cfg, 60, 110), 0.55, 1e-12, 0);
-  assert_close(schedule_lr(&cfg, 110, 110), 0.1, 1e-12, 0);
+  tu_assert_close(schedule_lr(&cfg, 0, 110), 0.1, 1e-12, 0);
+  tu_assert_close(schedule_lr(&cfg, 9, 110), 1.0, 1e-12, 0);
+  tu_assert_close(schedule_lr(&cfg, 10, 110), 1.0, 1e-12, 0);
+  tu_assert_close(schedule_lr(&cfg, 60, 110), 0.55, 1e-12, 0);
+  tu_assert_close(schedule_lr(&cfg, 110, 110), 0.1, 1e-12, 0);
   strcpy(cfg.schedule.name, "constant");
-  assert_close(schedule_lr(&cfg, 60, 110), 1.0, 1e-12, 0);
+  tu_assert_close(schedule_lr(&cfg, 60, 110), 1.0, 1e-12, 0);
 }
 
 int main(void) {

@@ -14,20 +14,7 @@
 #include "kernels.h"
 #include "layers.h"
 #include "sampler.h"
-
-/* Deterministic values in [-1, 1). */
-static void fill(float *x, long n, uint64_t seed) {
-  for (long i = 0; i < n; i++)
-    x[i] = (float)((sampler_mix64(seed * 1000003ULL + (uint64_t)i) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-}
-
-/* |a - b| within rtol of the larger magnitude, or atol. */
-static void assert_close(double analytic, double numeric, double rtol, double atol) {
-  double diff = fabs(analytic - numeric);
-  double scale = fmax(fabs(analytic), fabs(numeric));
-  if (diff > atol && diff > rtol * scale)
-    fail_msg("analytic %.7g vs numeric %.7g (diff %.3g)", analytic, numeric, diff);
-}
+#include "testutil.h"
 
 /* Central differences of f() in each x[i] against grad[i] * gscale. */
 static void gradcheck(float *x, long n, const float *grad, double gscale, double (*f)(void),
@@ -39,7 +26,7 @@ static void gradcheck(float *x, long n, const float *grad, double gscale, double
     x[i] = keep - eps;
     double lm = f();
     x[i] = keep;
-    assert_close(grad[i], gscale * (lp - lm) / (2.0 * (double)eps), rtol, atol);
+    tu_assert_close(grad[i], gscale * (lp - lm) / (2.0 * (double)eps), rtol, atol);
   }
 }
 
@@ -68,8 +55,8 @@ static void conv_setup(int C, int H, int W, int OC, int KH, int KW, int SH, int 
   assert_int_equal(conv2d_geometry(&cg), 0);
   assert_true(conv2d_scratch_floats(&cg) <= MAXF);
   assert_true((long)CB * C * H * W <= MAXF && (long)CB * OC * cg.OH * cg.OW <= MAXF);
-  fill(cx, (long)CB * C * H * W, 21), fill(cw, (long)OC * C * KH * KW, 22);
-  fill(cb, OC, 23), fill(cr, (long)CB * OC * cg.OH * cg.OW, 24);
+  tu_fill(cx, (long)CB * C * H * W, 21), tu_fill(cw, (long)OC * C * KH * KW, 22);
+  tu_fill(cb, OC, 23), tu_fill(cr, (long)CB * OC * cg.OH * cg.OW, 24);
 }
 
 /* The definition, one output at a time. */
@@ -96,7 +83,7 @@ static void conv_check_forward(void) {
   conv_naive(ref);
   conv2d_forward(cy, cx, cw, cb, &cg, CB, cscratch);
   for (long i = 0; i < (long)CB * cg.OC * cg.OH * cg.OW; i++)
-    assert_close(cy[i], ref[i], 1e-5, 1e-5);
+    tu_assert_close(cy[i], ref[i], 1e-5, 1e-5);
 }
 
 static void conv_check_backward(void) {
@@ -174,7 +161,7 @@ static void pool_setup(int C, int H, int W, int K, int S) {
   /* Distinct values at least 0.01 apart (a shuffled ramp), so that a
    * finite-difference step of 1e-3 never changes a window's argmax. */
   for (long i = 0; i < n; i++) px[i] = 0.01f * (float)((i * 37) % n) - 0.5f;
-  fill(pr, (long)CB * C * pg.OH * pg.OW, 31);
+  tu_fill(pr, (long)CB * C * pg.OH * pg.OW, 31);
 }
 
 static double maxpool_loss(void) {
@@ -222,7 +209,7 @@ static void test_layers_avgpool2d_gradcheck(void **state) {
   double s = 0;
   for (int kh = 0; kh < 3; kh++)
     for (int kw = 0; kw < 3; kw++) s += px[(2 + kh) * 6 + 2 + kw];
-  assert_close(py[1 * pg.OW + 1], s / 9.0, 1e-6, 1e-7);
+  tu_assert_close(py[1 * pg.OW + 1], s / 9.0, 1e-6, 1e-7);
 }
 
 /* ---- activations --------------------------------------------------------------- */
@@ -240,7 +227,7 @@ static void lrelu_fwd(float *y, const float *x, long n) { leaky_relu_forward(y, 
 
 static void act_setup(void (*fwd)(float *, const float *, long), float spread) {
   act_fwd = fwd;
-  fill(ax, AN, 41), fill(ar, AN, 42);
+  tu_fill(ax, AN, 41), tu_fill(ar, AN, 42);
   for (int i = 0; i < AN; i++) {
     ax[i] *= spread;
     if (fabsf(ax[i]) < 0.05f) ax[i] = 0.3f; /* keep away from kinks */
@@ -263,7 +250,7 @@ static void test_layers_gelu_gradcheck(void **state) {
   gradcheck(ax, AN, dx, 1.0, act_loss, 1e-3f, 5e-3, 2e-4);
   float one = 1.0f, y;
   gelu_forward(&y, &one, 1);
-  assert_close(y, 0.8411919906082768, 1e-6, 0); /* torch gelu(1, approximate='tanh') */
+  tu_assert_close(y, 0.8411919906082768, 1e-6, 0); /* torch gelu(1, approximate='tanh') */
 }
 
 static void test_layers_tanh_gradcheck(void **state) {
@@ -295,14 +282,14 @@ static double softmax_loss(void) {
 
 static void test_layers_softmax_gradcheck(void **state) {
   (void)state;
-  fill(ax, SB * SK, 43), fill(ar, SB * SK, 44);
+  tu_fill(ax, SB * SK, 43), tu_fill(ar, SB * SK, 44);
   for (int i = 0; i < SB * SK; i++) ax[i] *= 3.0f;
   float dx[SB * SK];
   softmax_forward(ay, ax, SB, SK);
   for (int i = 0; i < SB; i++) {
     double s = 0;
     for (int k = 0; k < SK; k++) s += ay[i * SK + k];
-    assert_close(s, 1.0, 1e-6, 0);
+    tu_assert_close(s, 1.0, 1e-6, 0);
   }
   softmax_backward(dx, ar, ay, SB, SK);
   gradcheck(ax, SB * SK, dx, 1.0, softmax_loss, 1e-3f, 5e-3, 2e-4);
@@ -322,7 +309,7 @@ static double dropout_loss(void) {
 
 static void test_layers_dropout_gradcheck(void **state) {
   (void)state;
-  fill(dxin, DB * DD, 51), fill(dr, DB * DD, 52);
+  tu_fill(dxin, DB * DD, 51), tu_fill(dr, DB * DD, 52);
   for (int i = 0; i < DB; i++) drows[i] = 1000 + 3 * (uint64_t)i;
   float dx[DB * DD];
   dropout_backward(dx, dr, DB, DD, DP, 5, 17, drows);
@@ -369,7 +356,7 @@ static void test_layers_dropout_rows_split_identical(void **state) {
   (void)state;
   float x[DB * DD], all[DB * DD], split[DB * DD], dall[DB * DD], dsplit[DB * DD];
   uint64_t rows[DB];
-  fill(x, DB * DD, 53);
+  tu_fill(x, DB * DD, 53);
   for (int i = 0; i < DB; i++) rows[i] = 64 * 11 + (uint64_t)i; /* step 11, batch 64 */
   dropout_forward(all, x, DB, DD, 0.4f, 123, 11, rows);
   dropout_forward(split, x, DB / 2, DD, 0.4f, 123, 11, rows);
@@ -392,7 +379,7 @@ static double layernorm_loss(void) {
 }
 
 static void layernorm_setup(void) {
-  fill(lx, LB * LD, 61), fill(lg, LD, 62), fill(lbeta, LD, 63), fill(lr, LB * LD, 64);
+  tu_fill(lx, LB * LD, 61), tu_fill(lg, LD, 62), tu_fill(lbeta, LD, 63), tu_fill(lr, LB * LD, 64);
   for (int i = 0; i < LB * LD; i++) lx[i] = 2.0f * lx[i] + 0.5f;
   for (int j = 0; j < LD; j++) lg[j] += 1.0f;
 }
@@ -409,8 +396,8 @@ static void test_layers_layernorm_forward_normalises(void **state) {
     m /= LD;
     for (int j = 0; j < LD; j++) v += (ly[i * LD + j] - m) * (ly[i * LD + j] - m);
     v /= LD;
-    assert_close(m, 0.0, 0, 1e-6);
-    assert_close(v, 1.0, 1e-4, 0);
+    tu_assert_close(m, 0.0, 0, 1e-6);
+    tu_assert_close(v, 1.0, 1e-4, 0);
   }
 }
 
@@ -440,7 +427,7 @@ static double mse_l(void) { return mse_loss(NULL, qz, qt, QB, QK, 1.0f); }
 static double mae_l(void) { return mae_loss(NULL, qz, qt, QB, QK, 1.0f); }
 
 static void loss_setup(float spread) {
-  fill(qz, QB * QK, 71), fill(qt, QB * QK, 72);
+  tu_fill(qz, QB * QK, 71), tu_fill(qt, QB * QK, 72);
   for (int i = 0; i < QB * QK; i++) {
     qz[i] *= spread;
     qt[i] = 0.5f * (qt[i] + 1.0f); /* targets in [0, 1) */
@@ -462,13 +449,13 @@ static void test_layers_softmax_xent_smooth_zero_is_softmax_xent(void **state) {
   long c1 = 0, c2 = 0;
   double l1 = softmax_xent(d1, qz, qy, QB, QK, QSCALE, &c1);
   double l2 = softmax_xent_smooth(d2, qz, qy, QB, QK, 0.0f, QSCALE, &c2);
-  assert_close(l1, l2, 1e-12, 1e-12);
+  tu_assert_close(l1, l2, 1e-12, 1e-12);
   assert_int_equal(c1, c2);
-  for (int i = 0; i < QB * QK; i++) assert_close(d1[i], d2[i], 1e-6, 1e-8);
+  for (int i = 0; i < QB * QK; i++) tu_assert_close(d1[i], d2[i], 1e-6, 1e-8);
   /* Uniform logits with smoothing: the loss is log K whatever the labels. */
   float flat[QK] = {0};
   int32_t y = 3;
-  assert_close(softmax_xent_smooth(NULL, flat, &y, 1, QK, 0.2f, 1.0f, NULL), log((double)QK), 1e-12,
+  tu_assert_close(softmax_xent_smooth(NULL, flat, &y, 1, QK, 0.2f, 1.0f, NULL), log((double)QK), 1e-12,
                0);
 }
 
@@ -484,9 +471,9 @@ static void test_layers_bce_logits_stable_for_large_logits(void **state) {
   (void)state;
   float z[2] = {200.0f, -200.0f}, t[2] = {0.0f, 0.0f}, d[2];
   double l = bce_logits_loss(d, z, t, 1, 2, 1.0f);
-  assert_close(l, 100.0, 1e-12, 0); /* (200 + 0) / 2 */
-  assert_close(d[0], 0.5, 1e-7, 0);
-  assert_close(d[1], 0.0, 0, 1e-30);
+  tu_assert_close(l, 100.0, 1e-12, 0); /* (200 + 0) / 2 */
+  tu_assert_close(d[0], 0.5, 1e-7, 0);
+  tu_assert_close(d[1], 0.0, 0, 1e-30);
 }
 
 static void test_layers_mse_gradcheck(void **state) {
@@ -496,7 +483,7 @@ static void test_layers_mse_gradcheck(void **state) {
   mse_loss(dz, qz, qt, QB, QK, QSCALE);
   gradcheck(qz, QB * QK, dz, QSCALE, mse_l, 1e-2f, 1e-3, 1e-5);
   float p = 3.0f, t = 1.0f;
-  assert_close(mse_loss(NULL, &p, &t, 1, 1, 1.0f), 4.0, 1e-12, 0);
+  tu_assert_close(mse_loss(NULL, &p, &t, 1, 1, 1.0f), 4.0, 1e-12, 0);
 }
 
 static void test_layers_mae_gradcheck(void **state) {
@@ -512,10 +499,10 @@ static void test_layers_mae_gradcheck(void **state) {
 static void test_layers_mae_subgradient_zero_at_zero(void **state) {
   (void)state;
   float p[3] = {1.0f, 2.0f, 0.0f}, t[3] = {1.0f, 1.0f, 1.0f}, d[3];
-  assert_close(mae_loss(d, p, t, 1, 3, 1.0f), 2.0 / 3.0, 1e-12, 0);
+  tu_assert_close(mae_loss(d, p, t, 1, 3, 1.0f), 2.0 / 3.0, 1e-12, 0);
   assert_true(d[0] == 0.0f);
-  assert_close(d[1], 1.0 / 3.0, 1e-7, 0);
-  assert_close(d[2], -1.0 / 3.0, 1e-7, 0);
+  tu_assert_close(d[1], 1.0 / 3.0, 1e-7, 0);
+  tu_assert_close(d[2], -1.0 / 3.0, 1e-7, 0);
 }
 
 /* ---- metrics ------------------------------------------------------------------- */
