@@ -169,8 +169,9 @@ static int feed_shuffled(zwriter *w, const float *x, size_t n) {
 static void unshuffle(float *x, size_t n, float *scratch) {
   const unsigned char *in = (const unsigned char *)x;
   unsigned char *out = (unsigned char *)scratch;
-  for (size_t k = 0; k < sizeof(float); k++)
-    for (size_t i = 0; i < n; i++) out[i * sizeof(float) + k] = in[k * n + i];
+  /* Element-major: four sequential read streams, one sequential write. */
+  for (size_t i = 0; i < n; i++)
+    for (size_t k = 0; k < sizeof(float); k++) out[i * sizeof(float) + k] = in[k * n + i];
   memcpy(x, scratch, n * sizeof(float));
 }
 
