@@ -5,8 +5,9 @@
  *
  *   bench_ckpt DIR [N_PARAMS] [LEVEL...]
  *
- * Prints one JSON line per level: level, raw and file bytes, ratio, write
- * and read MB/s (of raw tensor bytes). Also leaves DIR/plain.safetensors
+ * Prints one JSON line per level and layout (plain, then byte-shuffled):
+ * level, shuffle, raw and file bytes, ratio, write and read MB/s (of raw
+ * tensor bytes). Also leaves DIR/plain.safetensors
  * (the uncompressed payload) for the command-line comparison. Values are
  * He-normal weights and small momentum, like a model in training: random
  * mantissas, so only the sign/exponent bytes compress.
@@ -74,8 +75,10 @@ int main(int argc, char **argv) {
   ckpt_meta meta = {.step = 1, .epoch = 0, .step_in_epoch = 1, .world_size = 1, .seed = 1,
                     .rng_state = 1, .layout_hash = 1, .config = "bench: true\n"};
   char *path = NULL;
-  for (int li = 0; li < n_levels; li++) {
-    meta.step = levels[li];
+  for (int run = 0; run < 2 * n_levels; run++) {
+    int li = run / 2, shuffle = run % 2;
+    meta.step = 2 * levels[li] + shuffle;
+    meta.byte_shuffle = shuffle;
     double t0 = now_s();
     if (ckpt_write(dir, t, nt, &meta, levels[li], &path) != 0) {
       fprintf(stderr, "bench_ckpt: %s\n", ms_error_msg());
@@ -94,11 +97,11 @@ int main(int argc, char **argv) {
     }
     double tr = now_s() - t0;
     ckpt_meta_free(&back);
-    printf("{\"level\":%d,\"params\":%lld,\"raw_bytes\":%.0f,\"file_bytes\":%lld,\"ratio\":%.4f,"
+    printf("{\"level\":%d,\"shuffle\":%d,\"params\":%lld,\"raw_bytes\":%.0f,\"file_bytes\":%lld,\"ratio\":%.4f,"
            "\"write_MBps\":%.1f,\"read_MBps\":%.1f}\n",
-           levels[li], off, raw, bytes, raw / (double)bytes, raw / 1e6 / tw, raw / 1e6 / tr);
+           levels[li], shuffle, off, raw, bytes, raw / (double)bytes, raw / 1e6 / tw, raw / 1e6 / tr);
     fflush(stdout);
-    if (li == n_levels - 1) {
+    if (run == 2 * n_levels - 1) {
       char plain[2048];
       snprintf(plain, sizeof plain, "%s/plain.safetensors", dir);
       if (ckpt_export(path, plain, NULL) != 0) {
