@@ -222,16 +222,24 @@ static int build_model(run *r) {
   return 0;
 }
 
+/* Rank 0: a background save's failure, kept until the ranks agree on it.
+ * @return 0, or its code with its message set again on this thread. */
+static int saver_failure(run *r) {
+  return r->saver_rc < 0 ? ms_error_set(r->saver_rc, "%s", r->saver_msg) : 0;
+}
+
 /* Rank 0: reports a finished background save, or keeps its failure for the
- * next step's agreement. block: wait for a save in flight. */
-static void collect_save(run *r, int block) {
-  if (!r->saver || !saver_pending(r->saver) || (!block && !saver_finished(r->saver))) return;
+ * next step's agreement. block: wait for a save in flight.
+ * @return saver_failure(r). */
+static int collect_save(run *r, int block) {
+  if (!r->saver || !saver_pending(r->saver) || (!block && !saver_finished(r->saver)))
+    return saver_failure(r);
   saver_result res;
   int rc = saver_wait(r->saver, &res);
   if (rc < 0) {
     r->saver_rc = rc;
     snprintf(r->saver_msg, sizeof r->saver_msg, "%s", ms_error_msg());
-    return;
+    return rc;
   }
   snprintf(r->last_ckpt_path, sizeof r->last_ckpt_path, "%s", res.path);
   double mb = (double)res.file_bytes / 1e6;
@@ -245,6 +253,7 @@ static void collect_save(run *r, int block) {
            (long long)res.step, res.path, res.file_bytes, res.raw_bytes, res.write_seconds,
            res.stall_seconds);
   metrics_json(r->metrics, json);
+  return 0;
 }
 
 /* Saves the arenas at the current step: rank 0 snapshots them and a
@@ -255,9 +264,7 @@ static int save_checkpoint(run *r, int sync) {
   int rc = 0;
   if (r->w->rank == 0) {
     const ms_config *c = &r->cfg;
-    collect_save(r, 1);
-    rc = r->saver_rc;
-    if (rc) ms_error_set(rc, "%s", r->saver_msg);
+    rc = collect_save(r, 1);
     ckpt_meta meta = {.step = r->step,
                       .epoch = r->epoch,
                       .step_in_epoch = r->step_in_epoch,
@@ -271,11 +278,7 @@ static int save_checkpoint(run *r, int sync) {
       rc = ms_error_set(MS_ENOMEM, "out of memory emitting the config");
     if (rc == 0) rc = saver_start(r->saver, &meta);
     free(meta.config);
-    if (rc == 0 && sync) {
-      collect_save(r, 1);
-      rc = r->saver_rc;
-      if (rc) ms_error_set(rc, "%s", r->saver_msg);
-    }
+    if (rc == 0 && sync) rc = collect_save(r, 1);
   }
   rc = agree(r, rc);
   r->t_ckpt += comm_wtime() - t0;
@@ -404,7 +407,7 @@ static int train_step(run *r, double stats[3]) {
   r->t_compute += t2 - t1;
   int crc = comm_allreduce_sum_f64(r->w, s, 6);
   if (crc == 0 && (s[0] > 0 || s[5] > 0)) {
-    if (rc == 0 && r->saver_rc < 0) rc = ms_error_set(r->saver_rc, "%s", r->saver_msg);
+    if (rc == 0) rc = saver_failure(r);
     return agree(r, rc);
   }
   if (crc == 0 && s[3] > 0) {
@@ -575,7 +578,7 @@ int train_run(comm_world *w, const train_args *a) {
     }
     if (r.test && (r.epoch != epoch_before || last) && (rc = evaluate(&r))) goto out;
     if (r.stop_signo) break;
-    if (r.w->rank == 0) collect_save(&r, 0);
+    if (r.w->rank == 0) (void)collect_save(&r, 0); /* a failure stops the next step */
     if (((c->checkpoint.every_steps > 0 && r.step % c->checkpoint.every_steps == 0) ||
          r.time_ckpt_due) &&
         !last && (rc = save_checkpoint(&r, 0)))
@@ -583,8 +586,7 @@ int train_run(comm_world *w, const train_args *a) {
   }
   if (r.last_ckpt_step != r.step && (rc = save_checkpoint(&r, 1))) goto out;
   /* A save still in flight must be in place before the run reports. */
-  if (r.w->rank == 0) collect_save(&r, 1);
-  if ((rc = agree(&r, r.saver_rc < 0 ? ms_error_set(r.saver_rc, "%s", r.saver_msg) : 0))) goto out;
+  if ((rc = agree(&r, r.w->rank == 0 ? collect_save(&r, 1) : 0))) goto out;
   say_summary(&r, comm_wtime() - t_start, r.step - first_step);
   if (r.stop_signo) {
     rc = ms_error_set(MS_ESTOP,
