@@ -13,12 +13,7 @@
 
 #include "config.h"
 #include "optim.h"
-
-static void assert_close(double got, double want, double rtol, double atol) {
-  double diff = fabs(got - want);
-  if (diff > atol && diff > rtol * fmax(fabs(got), fabs(want)))
-    fail_msg("got %.9g, want %.9g (diff %.3g)", got, want, diff);
-}
+#include "testutil.h"
 
 /* Two parameters p0 = (1, -0.5), three steps with gradients
  * (0.5, 0.2), (-0.3, 0.1), (0.2, -0.4); lr 0.1, betas (0.9, 0.999),
@@ -35,8 +30,8 @@ static void run_adam(ms_optim_kind kind, const double want[3][2]) {
   for (int t = 0; t < 3; t++) {
     optim_step(o, x, G[t], 0.1);
     assert_int_equal(o->t, t + 1);
-    assert_close(x[0], want[t][0], 5e-6, 0); /* float32 arithmetic */
-    assert_close(x[1], want[t][1], 5e-6, 0);
+    tu_assert_close(x[0], want[t][0], 5e-6, 0); /* float32 arithmetic */
+    tu_assert_close(x[1], want[t][1], 5e-6, 0);
   }
   optim_free(o);
 }
@@ -131,7 +126,7 @@ static void test_optim_sgd_from_config_unchanged(void **state) {
     double gd = 0.5 + 0.01 * pd;
     v = 0.9 * v + gd;
     pd -= 0.1 * (gd + 0.9 * v);
-    assert_close(p, pd, 1e-6, 0);
+    tu_assert_close(p, pd, 1e-6, 0);
     assert_true(p == r);
   }
   optim_free(o), optim_free(q);
@@ -172,23 +167,23 @@ static void test_optim_kind_and_schedule_names(void **state) {
 static void test_optim_schedule_constant_with_warmup(void **state) {
   (void)state;
   ms_schedule_params p = {.kind = MS_SCHED_CONSTANT, .lr = 0.5, .warmup_steps = 4};
-  assert_close(schedule_lr_at(&p, 0, 100), 0.125, 1e-15, 0);
-  assert_close(schedule_lr_at(&p, 2, 100), 0.375, 1e-15, 0);
-  assert_close(schedule_lr_at(&p, 3, 100), 0.5, 1e-15, 0);
-  assert_close(schedule_lr_at(&p, 99, 100), 0.5, 1e-15, 0);
+  tu_assert_close(schedule_lr_at(&p, 0, 100), 0.125, 1e-15, 0);
+  tu_assert_close(schedule_lr_at(&p, 2, 100), 0.375, 1e-15, 0);
+  tu_assert_close(schedule_lr_at(&p, 3, 100), 0.5, 1e-15, 0);
+  tu_assert_close(schedule_lr_at(&p, 99, 100), 0.5, 1e-15, 0);
 }
 
 static void test_optim_schedule_cosine(void **state) {
   (void)state;
   ms_schedule_params p = {
       .kind = MS_SCHED_COSINE, .lr = 1.0, .warmup_steps = 10, .min_lr_ratio = 0.1};
-  assert_close(schedule_lr_at(&p, 0, 110), 0.1, 1e-12, 0);
-  assert_close(schedule_lr_at(&p, 10, 110), 1.0, 1e-12, 0);
-  assert_close(schedule_lr_at(&p, 35, 110), 0.1 + 0.9 * 0.5 * (1 + cos(3.141592653589793 / 4)),
+  tu_assert_close(schedule_lr_at(&p, 0, 110), 0.1, 1e-12, 0);
+  tu_assert_close(schedule_lr_at(&p, 10, 110), 1.0, 1e-12, 0);
+  tu_assert_close(schedule_lr_at(&p, 35, 110), 0.1 + 0.9 * 0.5 * (1 + cos(3.141592653589793 / 4)),
                1e-12, 0);
-  assert_close(schedule_lr_at(&p, 60, 110), 0.55, 1e-12, 0);
-  assert_close(schedule_lr_at(&p, 110, 110), 0.1, 1e-12, 0);
-  assert_close(schedule_lr_at(&p, 500, 110), 0.1, 1e-12, 0);
+  tu_assert_close(schedule_lr_at(&p, 60, 110), 0.55, 1e-12, 0);
+  tu_assert_close(schedule_lr_at(&p, 110, 110), 0.1, 1e-12, 0);
+  tu_assert_close(schedule_lr_at(&p, 500, 110), 0.1, 1e-12, 0);
 }
 
 /* StepLR(step_size=10, gamma=0.5): halves at steps 10, 20, ... after the
@@ -196,15 +191,15 @@ static void test_optim_schedule_cosine(void **state) {
 static void test_optim_schedule_step(void **state) {
   (void)state;
   ms_schedule_params p = {.kind = MS_SCHED_STEP, .lr = 1.0, .step_size = 10, .gamma = 0.5};
-  assert_close(schedule_lr_at(&p, 0, 100), 1.0, 1e-15, 0);
-  assert_close(schedule_lr_at(&p, 9, 100), 1.0, 1e-15, 0);
-  assert_close(schedule_lr_at(&p, 10, 100), 0.5, 1e-15, 0);
-  assert_close(schedule_lr_at(&p, 25, 100), 0.25, 1e-15, 0);
+  tu_assert_close(schedule_lr_at(&p, 0, 100), 1.0, 1e-15, 0);
+  tu_assert_close(schedule_lr_at(&p, 9, 100), 1.0, 1e-15, 0);
+  tu_assert_close(schedule_lr_at(&p, 10, 100), 0.5, 1e-15, 0);
+  tu_assert_close(schedule_lr_at(&p, 25, 100), 0.25, 1e-15, 0);
   p.warmup_steps = 5;
-  assert_close(schedule_lr_at(&p, 0, 100), 0.2, 1e-15, 0);
-  assert_close(schedule_lr_at(&p, 4, 100), 1.0, 1e-15, 0);
-  assert_close(schedule_lr_at(&p, 14, 100), 1.0, 1e-15, 0);
-  assert_close(schedule_lr_at(&p, 15, 100), 0.5, 1e-15, 0);
+  tu_assert_close(schedule_lr_at(&p, 0, 100), 0.2, 1e-15, 0);
+  tu_assert_close(schedule_lr_at(&p, 4, 100), 1.0, 1e-15, 0);
+  tu_assert_close(schedule_lr_at(&p, 14, 100), 1.0, 1e-15, 0);
+  tu_assert_close(schedule_lr_at(&p, 15, 100), 0.5, 1e-15, 0);
 }
 
 /* OneCycleLR(max_lr=1, total_steps=100), PyTorch defaults: starts at 1/25,
@@ -217,17 +212,17 @@ static void test_optim_schedule_onecycle(void **state) {
                           .div_factor = 25,
                           .final_div_factor = 1e4,
                           .pct_start = 0.3};
-  assert_close(schedule_lr_at(&p, 0, 100), 0.04, 1e-12, 0);
-  assert_close(schedule_lr_at(&p, 10, 100), 0.29516394846410077, 1e-12, 0);
-  assert_close(schedule_lr_at(&p, 29, 100), 1.0, 1e-12, 0);
-  assert_close(schedule_lr_at(&p, 64, 100), 0.500002, 1e-12, 0);
-  assert_close(schedule_lr_at(&p, 99, 100), 4e-6, 1e-9, 0);
-  assert_close(schedule_lr_at(&p, 150, 100), 4e-6, 1e-9, 0); /* held at the end */
+  tu_assert_close(schedule_lr_at(&p, 0, 100), 0.04, 1e-12, 0);
+  tu_assert_close(schedule_lr_at(&p, 10, 100), 0.29516394846410077, 1e-12, 0);
+  tu_assert_close(schedule_lr_at(&p, 29, 100), 1.0, 1e-12, 0);
+  tu_assert_close(schedule_lr_at(&p, 64, 100), 0.500002, 1e-12, 0);
+  tu_assert_close(schedule_lr_at(&p, 99, 100), 4e-6, 1e-9, 0);
+  tu_assert_close(schedule_lr_at(&p, 150, 100), 4e-6, 1e-9, 0); /* held at the end */
   /* With a warm-up of 10 in front: a ramp to 0.04, then the same cycle
    * over the remaining 100 steps. */
   p.warmup_steps = 10;
-  assert_close(schedule_lr_at(&p, 4, 110), 0.02, 1e-12, 0);
-  assert_close(schedule_lr_at(&p, 20, 110), 0.29516394846410077, 1e-12, 0);
+  tu_assert_close(schedule_lr_at(&p, 4, 110), 0.02, 1e-12, 0);
+  tu_assert_close(schedule_lr_at(&p, 20, 110), 0.29516394846410077, 1e-12, 0);
 }
 
 /* schedule_lr (the config path) is schedule_lr_at on the config's values. */
@@ -244,7 +239,7 @@ static void test_optim_schedule_lr_delegates(void **state) {
   for (int64_t s = 0; s < 60; s += 3)
     assert_true(schedule_lr(&cfg, s, 50) == schedule_lr_at(&p, s, 50));
   strcpy(cfg.schedule.name, "constant");
-  assert_close(schedule_lr(&cfg, 30, 50), 0.3, 1e-15, 0);
+  tu_assert_close(schedule_lr(&cfg, 30, 50), 0.3, 1e-15, 0);
 }
 
 int main(void) {
