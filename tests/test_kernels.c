@@ -138,9 +138,9 @@ static void test_kernels_model_gradcheck(void **state) {
   ms_config cfg;
   memset(&cfg, 0, sizeof cfg);
   cfg.model.n_layers = 3;
-  cfg.model.layers[0] = (ms_layer_cfg){MS_LAYER_DENSE, 7, MS_ACT_RELU};
-  cfg.model.layers[1] = (ms_layer_cfg){MS_LAYER_DENSE, 6, MS_ACT_RELU};
-  cfg.model.layers[2] = (ms_layer_cfg){MS_LAYER_DENSE, 4, MS_ACT_NONE};
+  cfg.model.layers[0] = (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 7, .activation = MS_ACT_RELU};
+  cfg.model.layers[1] = (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 6, .activation = MS_ACT_RELU};
+  cfg.model.layers[2] = (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 4, .activation = MS_ACT_NONE};
   enum { N = 5, IN = 8 };
   ms_model *m = NULL;
   assert_int_equal(model_create(&m, &cfg, IN, N), 0);
@@ -173,8 +173,8 @@ static void test_kernels_model_init_deterministic_and_scaled(void **state) {
   ms_config cfg;
   memset(&cfg, 0, sizeof cfg);
   cfg.model.n_layers = 2;
-  cfg.model.layers[0] = (ms_layer_cfg){MS_LAYER_DENSE, 256, MS_ACT_RELU};
-  cfg.model.layers[1] = (ms_layer_cfg){MS_LAYER_DENSE, 10, MS_ACT_NONE};
+  cfg.model.layers[0] = (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 256, .activation = MS_ACT_RELU};
+  cfg.model.layers[1] = (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 10, .activation = MS_ACT_NONE};
   ms_model *a = NULL, *b = NULL;
   assert_int_equal(model_create(&a, &cfg, 784, 1), 0);
   assert_int_equal(model_create(&b, &cfg, 784, 1), 0);

@@ -33,13 +33,53 @@ typedef struct {
   int dims[MS_MAX_DIMS];
 } ms_dims;
 
-typedef enum { MS_ACT_NONE = 0, MS_ACT_RELU = 1 } ms_activation;
-typedef enum { MS_LAYER_DENSE = 0 } ms_layer_type;
+/* Activations, applied to a layer's output (any layer type) or as a layer of
+ * their own ({type: activation, activation: gelu}). */
+typedef enum {
+  MS_ACT_NONE = 0,
+  MS_ACT_RELU,
+  MS_ACT_LEAKY_RELU, /* slope `alpha` below 0 */
+  MS_ACT_GELU,       /* tanh approximation */
+  MS_ACT_TANH,
+  MS_ACT_SIGMOID,
+  MS_ACT_SOFTMAX     /* over the features of a sample */
+} ms_activation;
+
+/* Layer kinds. Images are NCHW (DESIGN.md): model.input [C, H, W] (or [H, W]
+ * for one channel); dense layers flatten whatever comes in. */
+typedef enum {
+  MS_LAYER_DENSE = 0, /* units */
+  MS_LAYER_CONV2D,    /* filters, kernel, stride (1), padding (0) */
+  MS_LAYER_MAXPOOL2D, /* kernel, stride (= kernel) */
+  MS_LAYER_AVGPOOL2D, /* kernel, stride (= kernel) */
+  MS_LAYER_FLATTEN,   /* (C, H, W) -> (C*H*W): no data movement */
+  MS_LAYER_DROPOUT,   /* rate; deterministic from seed, step, global sample index */
+  MS_LAYER_LAYERNORM, /* over all features of a sample; eps; gain and bias */
+  MS_LAYER_ACTIVATION /* only its activation */
+} ms_layer_type;
+
+/* Weight initialisation; biases start at zero, layer-norm gains at one.
+ * auto: He normal before relu/leaky_relu, Xavier (Glorot) normal otherwise. */
+typedef enum {
+  MS_INIT_AUTO = 0,
+  MS_INIT_HE_NORMAL,
+  MS_INIT_HE_UNIFORM,
+  MS_INIT_XAVIER_NORMAL,
+  MS_INIT_XAVIER_UNIFORM
+} ms_init;
 
 typedef struct {
   ms_layer_type type;
-  int units;             /* output features, >= 1 */
-  ms_activation activation;
+  int units;                /* dense: output features, >= 1 */
+  int filters;              /* conv2d: output channels, >= 1 */
+  int kernel;               /* conv2d, pools: square window side, >= 1 */
+  int stride;               /* conv2d, pools: >= 1; 0 = default (conv 1, pool = kernel) */
+  int padding;              /* conv2d: zeros on each side, >= 0 */
+  ms_activation activation; /* applied to the output; none on the last layer for logits */
+  double alpha;             /* leaky_relu slope (0.01) */
+  double rate;              /* dropout probability in [0, 1) */
+  double eps;               /* layernorm epsilon (1e-5) */
+  ms_init init;             /* dense, conv2d weights */
 } ms_layer_cfg;
 
 typedef struct {
@@ -60,26 +100,35 @@ typedef struct {
   struct {
     int n_layers;
     ms_layer_cfg layers[MS_MAX_LAYERS];
-    char loss[32];                 /* "softmax_cross_entropy" */
+    char loss[32];                 /* softmax_cross_entropy | bce_with_logits | mse | mae */
+    double label_smoothing;        /* softmax_cross_entropy: epsilon in [0, 1) */
     ms_dims input;                 /* per-sample input shape; ndim 0 = from the data */
   } model;
   struct {
-    char name[32];                 /* "sgd" */
+    char name[32];                 /* sgd | adam | adamw */
     double lr;
-    double momentum;
-    double weight_decay;
-    int nesterov;                  /* bool */
+    double momentum;               /* sgd */
+    double weight_decay;           /* sgd, adam: L2; adamw: decoupled */
+    int nesterov;                  /* bool, sgd */
+    double beta1, beta2, eps;      /* adam, adamw */
+    int decay_all;                 /* bool: also decay biases and norm parameters */
   } optim;
   struct {
-    char name[32];                 /* "constant" | "cosine" */
+    char name[32];                 /* constant | cosine | step | onecycle */
     int warmup_steps;
     double min_lr_ratio;           /* cosine floor as a fraction of lr */
+    int step_size;                 /* step: multiply the lr by gamma every step_size steps */
+    double gamma;                  /* step */
+    double div_factor;             /* onecycle: start at lr / div_factor */
+    double final_div_factor;       /* onecycle: end at start / final_div_factor */
+    double pct_start;              /* onecycle: fraction of the steps rising */
   } schedule;
   struct {
     int epochs;
     int batch_size;                /* global batch: divided across ranks */
     int eval_batch_size;           /* global */
     int max_steps;                 /* 0 = epochs decide */
+    int eval_top_k;                /* also report top-k accuracy (classifiers); 0 = off */
   } train;
   struct {
     char dir[MS_PATH_MAX];         /* "" = <run.dir>/checkpoints */
