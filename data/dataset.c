@@ -3,8 +3,11 @@
  * HDF5's automatic error printing is switched off around every call into the
  * library (and the caller's handler restored afterwards): a failure becomes
  * one line in the caller's err buffer, never a stack dump on stderr.
+ * *
+ * This file opens and checks; dataset_read.c reads.
  */
 #include "dataset.h"
+#include "dataset_internal.h"
 #include "h5util.h"
 
 #include <errno.h>
@@ -13,47 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* At most this many dataset names are listed when one is not found. */
 #define LIST_CAP 20
-
-struct data_set {
-  char *path, *x_name, *y_name;
-  uint64_t n;
-  size_t elems; /* features per sample */
-  data_dtype dtype;
-  size_t dsize;       /* bytes per stored element: 1 or 4 */
-  int64_t *labels;    /* (n) */
-  unsigned char *mem; /* (n, elems) in the stored dtype; NULL if streaming */
-  /* Streaming mode only. */
-  hid_t file, xset, xspace;
-  int xrank;
-  hsize_t xdims[H5S_MAX_RANK];
-  struct run_item *order; /* scratch: requested indices sorted */
-  size_t order_cap;
-  unsigned char *rows; /* scratch: one run of rows */
-  size_t rows_cap;     /* bytes */
-};
-
-struct run_item {
-  uint64_t idx;
-  size_t pos;
-};
-
-/* The innermost description on HDF5's error stack, for the tail of a message
- * ("" when the stack is empty). */
-static herr_t first_error_cb(unsigned n, const H5E_error2_t *e, void *data) {
-  (void)n;
-  char *out = data;
-  if (out[0] == '\0' && e->desc && e->desc[0]) snprintf(out, 160, "%s", e->desc);
-  return 0;
-}
-
-static const char *h5_reason(char buf[160]) {
-  buf[0] = '\0';
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, first_error_cb, buf);
-  return buf;
-}
 
 static char *dup_str(const char *s) {
   size_t len = strlen(s) + 1;
@@ -62,26 +28,19 @@ static char *dup_str(const char *s) {
   return d;
 }
 
-/* A short name for an HDF5 datatype, for messages ("uint8", "float64"). */
-static void type_name(hid_t t, char *buf, size_t len) {
-  size_t bits = H5Tget_size(t) * 8;
-  switch (H5Tget_class(t)) {
-    case H5T_INTEGER:
-      snprintf(buf, len, "%sint%zu", H5Tget_sign(t) == H5T_SGN_NONE ? "u" : "", bits);
-      return;
-    case H5T_FLOAT: snprintf(buf, len, "float%zu", bits); return;
-    case H5T_STRING: snprintf(buf, len, "string"); return;
-    case H5T_COMPOUND: snprintf(buf, len, "compound"); return;
-    case H5T_ENUM: snprintf(buf, len, "enum"); return;
-    case H5T_ARRAY: snprintf(buf, len, "array"); return;
-    case H5T_VLEN: snprintf(buf, len, "vlen"); return;
-    case H5T_OPAQUE: snprintf(buf, len, "opaque"); return;
-    case H5T_BITFIELD: snprintf(buf, len, "bitfield"); return;
-    case H5T_REFERENCE: snprintf(buf, len, "reference"); return;
-    case H5T_TIME: snprintf(buf, len, "time"); return;
-    default: snprintf(buf, len, "unknown"); return;
+const char *data_dtype_name(data_dtype t) {
+  switch (t) {
+    case DATA_U8: return "uint8";
+    case DATA_F32: return "float32";
+    case DATA_I8: return "int8";
+    case DATA_U16: return "uint16";
+    case DATA_I16: return "int16";
+    case DATA_F16: return "float16";
+    case DATA_F64: return "float64";
   }
+  return "?";
 }
+
 
 /* ---- listing the datasets of a file (for "not found" messages) ---------- */
 
@@ -172,56 +131,80 @@ static int get_shape(hid_t set, hsize_t dims[H5S_MAX_RANK]) {
   return rank;
 }
 
-static void shape_str(const hsize_t *dims, int rank, char *buf, size_t len) {
-  size_t used = (size_t)snprintf(buf, len, "(");
-  for (int i = 0; i < rank && used < len; i++)
-    used += (size_t)snprintf(buf + used, len - used, "%s%llu", i ? ", " : "",
-                             (unsigned long long)dims[i]);
-  if (used < len) snprintf(buf + used, len - used, rank == 1 ? ",)" : ")");
+/* The input dtype of a stored type, with its memory type (a new handle the
+ * caller closes) and width; -1 when the type is not supported. */
+static int classify_input(hid_t t, data_dtype *dtype, hid_t *mem_type, size_t *dsize) {
+  H5T_class_t cls = H5Tget_class(t);
+  size_t size = H5Tget_size(t);
+  hid_t native = H5I_INVALID_HID;
+  if (cls == H5T_INTEGER && size <= 2) {
+    int is_signed = H5Tget_sign(t) != H5T_SGN_NONE;
+    *dtype = size == 1 ? (is_signed ? DATA_I8 : DATA_U8) : (is_signed ? DATA_I16 : DATA_U16);
+    native = size == 1 ? (is_signed ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8)
+                       : (is_signed ? H5T_NATIVE_INT16 : H5T_NATIVE_UINT16);
+    *mem_type = H5Tcopy(native);
+  } else if (cls == H5T_FLOAT && h5util_is_ieee_half(t)) {
+    /* No native half type in C or in HDF5 1.10: keep the two bytes (in
+     * native order) and convert by hand. */
+    *dtype = DATA_F16;
+    *mem_type = H5Tcopy(t);
+    if (*mem_type >= 0 && H5Tset_order(*mem_type, H5Tget_order(H5T_NATIVE_FLOAT)) < 0) {
+      H5Tclose(*mem_type);
+      *mem_type = H5I_INVALID_HID;
+    }
+  } else if (cls == H5T_FLOAT && (size == 4 || size == 8)) {
+    *dtype = size == 4 ? DATA_F32 : DATA_F64;
+    *mem_type = H5Tcopy(size == 4 ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE);
+  } else {
+    return -1;
+  }
+  if (*mem_type < 0) return -1;
+  *dsize = H5Tget_size(*mem_type);
+  return 0;
 }
 
-/* Checks the inputs' dtype and shape; fills ds->dtype, dsize, elems, xrank,
- * xdims. */
+/* Checks the inputs' dtype and shape; fills ds->dtype, dsize, mem_type,
+ * elems, xrank, xdims. */
 static int check_inputs(data_set *ds, hid_t xset, char *err, size_t errlen) {
   hid_t t = H5Dget_type(xset);
   if (t < 0) {
     h5util_set_err(err, errlen, "cannot read the type of '%s' in '%s'", ds->x_name, ds->path);
     return -1;
   }
-  H5T_class_t cls = H5Tget_class(t);
-  size_t size = H5Tget_size(t);
-  int ok = 1;
-  if (cls == H5T_INTEGER && size == 1 && H5Tget_sign(t) == H5T_SGN_NONE) {
-    ds->dtype = DATA_U8;
-    ds->dsize = 1;
-  } else if (cls == H5T_FLOAT && size == 4) {
-    ds->dtype = DATA_F32;
-    ds->dsize = 4;
-  } else {
-    char tn[32];
-    type_name(t, tn, sizeof tn);
+  int ok = classify_input(t, &ds->dtype, &ds->mem_type, &ds->dsize) == 0;
+  if (!ok) {
+    char tn[40];
+    h5util_type_name(t, tn, sizeof tn);
     h5util_set_err(err, errlen,
-                   "dataset '%s' in '%s' has type %s; supported input types are uint8 and float32",
+                   "dataset '%s' in '%s' has type %s; supported input types are uint8, int8, "
+                   "uint16, int16, float16, float32 and float64",
                    ds->x_name, ds->path, tn);
-    ok = 0;
   }
   H5Tclose(t);
   if (!ok) return -1;
 
   ds->xrank = get_shape(xset, ds->xdims);
+  if (ds->xrank < 0) {
+    h5util_set_err(err, errlen, "cannot read the shape of '%s' in '%s'", ds->x_name, ds->path);
+    return -1;
+  }
   if (ds->xrank < 1) {
-    h5util_set_err(err, errlen, "dataset '%s' in '%s' is a scalar; inputs need a sample axis",
+    h5util_set_err(err, errlen,
+                   "dataset '%s' in '%s' is a scalar (shape ()); inputs need a sample axis: "
+                   "shape (N, ...)",
                    ds->x_name, ds->path);
     return -1;
   }
   size_t elems = 1;
   for (int i = 1; i < ds->xrank; i++) {
     if (ds->xdims[i] == 0) {
-      h5util_set_err(err, errlen, "dataset '%s' in '%s' has an empty sample shape", ds->x_name,
-                     ds->path);
+      char sh[160];
+      h5util_shape_str(ds->xdims, ds->xrank, sh, sizeof sh);
+      h5util_set_err(err, errlen, "dataset '%s' in '%s' has shape %s: an empty sample shape",
+                     ds->x_name, ds->path, sh);
       return -1;
     }
-    if (elems > SIZE_MAX / 4 / ds->xdims[i]) {
+    if (elems > SIZE_MAX / 8 / ds->xdims[i]) {
       h5util_set_err(err, errlen, "dataset '%s' in '%s': samples are too large", ds->x_name,
                      ds->path);
       return -1;
@@ -232,37 +215,87 @@ static int check_inputs(data_set *ds, hid_t xset, char *err, size_t errlen) {
   return 0;
 }
 
-/* Checks the labels' dtype and shape; returns their count or -1 via *n. */
-static int check_labels_shape(const data_set *ds, hid_t yset, uint64_t *n, char *err,
-                              size_t errlen) {
+/* Checks the labels' dtype and shape: fills ds->lkind, lelems, lrank,
+ * ldims, ltype. */
+static int check_labels_shape(data_set *ds, hid_t yset, char *err, size_t errlen) {
   hid_t t = H5Dget_type(yset);
   if (t < 0) {
     h5util_set_err(err, errlen, "cannot read the type of '%s' in '%s'", ds->y_name, ds->path);
     return -1;
   }
-  int is_int = H5Tget_class(t) == H5T_INTEGER;
-  char tn[32];
-  type_name(t, tn, sizeof tn);
+  H5T_class_t cls = H5Tget_class(t);
+  h5util_type_name(t, ds->ltype, sizeof ds->ltype);
   H5Tclose(t);
-  if (!is_int) {
-    h5util_set_err(err, errlen, "dataset '%s' in '%s' has type %s; labels must be an integer type",
-                   ds->y_name, ds->path, tn);
+  if (cls != H5T_INTEGER && cls != H5T_FLOAT) {
+    h5util_set_err(err, errlen,
+                   "dataset '%s' in '%s' has type %s; labels must be integers (class indices) "
+                   "or floats (regression targets)",
+                   ds->y_name, ds->path, ds->ltype);
     return -1;
   }
-  hsize_t dims[H5S_MAX_RANK];
-  int rank = get_shape(yset, dims);
-  if (rank < 0) {
+  ds->lkind = cls == H5T_INTEGER ? DATA_LABEL_CLASS : DATA_LABEL_FLOAT;
+  ds->lrank = get_shape(yset, ds->ldims);
+  char sh[160];
+  if (ds->lrank < 0) {
     h5util_set_err(err, errlen, "cannot read the shape of '%s' in '%s'", ds->y_name, ds->path);
     return -1;
   }
-  if (!(rank == 1 || (rank == 2 && dims[1] == 1))) {
-    char sh[128];
-    shape_str(dims, rank, sh, sizeof sh);
-    h5util_set_err(err, errlen, "labels '%s' in '%s' have shape %s; expected (N,) or (N, 1)",
-                   ds->y_name, ds->path, sh);
+  h5util_shape_str(ds->ldims, ds->lrank, sh, sizeof sh);
+  if (ds->lrank < 1) {
+    h5util_set_err(err, errlen,
+                   "labels '%s' in '%s' are a scalar (shape ()); labels need a sample axis: "
+                   "shape (N,) or (N, ...)",
+                   ds->y_name, ds->path);
     return -1;
   }
-  *n = dims[0];
+  if (ds->lkind == DATA_LABEL_CLASS) {
+    if (!(ds->lrank == 1 || (ds->lrank == 2 && ds->ldims[1] == 1))) {
+      h5util_set_err(err, errlen,
+                     "labels '%s' in '%s' have shape %s; integer labels are class indices of "
+                     "shape (N,) or (N, 1) (store regression targets as floats)",
+                     ds->y_name, ds->path, sh);
+      return -1;
+    }
+    ds->lelems = 1;
+    return 0;
+  }
+  size_t elems = 1;
+  for (int i = 1; i < ds->lrank; i++) {
+    if (ds->ldims[i] == 0 || elems > SIZE_MAX / 4 / ds->ldims[i]) {
+      h5util_set_err(err, errlen, "labels '%s' in '%s' have shape %s: %s per-sample shape",
+                     ds->y_name, ds->path, sh, ds->ldims[i] == 0 ? "an empty" : "too large a");
+      return -1;
+    }
+    elems *= (size_t)ds->ldims[i];
+  }
+  ds->lelems = elems;
+  return 0;
+}
+
+/* Reads every label into memory: int64 class labels or float32 targets. */
+static int read_labels(data_set *ds, hid_t yset, char *err, size_t errlen) {
+  char why[160];
+  size_t width = ds->lkind == DATA_LABEL_CLASS ? sizeof *ds->labels : sizeof *ds->targets;
+  if (ds->n > SIZE_MAX / width / ds->lelems) {
+    h5util_set_err(err, errlen, "labels '%s' in '%s' are too large for memory", ds->y_name,
+                   ds->path);
+    return -1;
+  }
+  void *buf = malloc((size_t)ds->n * ds->lelems * width);
+  if (!buf) {
+    h5util_set_err(err, errlen, "out of memory reading '%s' in '%s'", ds->y_name, ds->path);
+    return -1;
+  }
+  if (ds->lkind == DATA_LABEL_CLASS)
+    ds->labels = buf;
+  else
+    ds->targets = buf;
+  hid_t mt = ds->lkind == DATA_LABEL_CLASS ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT;
+  if (H5Dread(yset, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+    h5util_set_err(err, errlen, "cannot read '%s' in '%s': %s", ds->y_name, ds->path,
+                   h5util_reason(why));
+    return -1;
+  }
   return 0;
 }
 
@@ -300,6 +333,31 @@ static hid_t streaming_dapl(hid_t xset, size_t mem_budget, size_t row_bytes) {
   return dapl;
 }
 
+/* What is at `path`, before HDF5 looks: missing, a directory, not HDF5. */
+static int probe_file(const char *path, char *err, size_t errlen) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    h5util_set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
+    return -1;
+  }
+  if (S_ISDIR(st.st_mode)) {
+    h5util_set_err(err, errlen, "'%s' is a directory, not an HDF5 file", path);
+    return -1;
+  }
+  FILE *probe = fopen(path, "rb");
+  if (!probe) {
+    h5util_set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
+    return -1;
+  }
+  fclose(probe);
+  if (H5Fis_hdf5(path) <= 0) {
+    h5util_set_err(err, errlen, "'%s' is not an HDF5 file (%lld bytes, no HDF5 signature)", path,
+                   (long long)st.st_size);
+    return -1;
+  }
+  return 0;
+}
+
 int data_open(data_set **out, const char *path, const char *x_name, const char *y_name,
               size_t mem_budget, char *err, size_t errlen) {
   h5util_quiet q;
@@ -308,25 +366,14 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
   data_set *ds = NULL;
   hid_t file = H5I_INVALID_HID, xset = H5I_INVALID_HID, yset = H5I_INVALID_HID;
   hid_t stream_set = H5I_INVALID_HID, stream_space = H5I_INVALID_HID;
-  uint64_t ny = 0;
 
   *out = NULL;
   h5util_quiet_begin(&q);
-
-  FILE *probe = fopen(path, "rb");
-  if (!probe) {
-    h5util_set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
-    goto done;
-  }
-  fclose(probe);
-  if (H5Fis_hdf5(path) <= 0) {
-    h5util_set_err(err, errlen, "'%s' is not an HDF5 file", path);
-    goto done;
-  }
+  if (probe_file(path, err, errlen) < 0) goto done;
 
   ds = calloc(1, sizeof *ds);
   if (!ds) goto oom;
-  ds->file = ds->xset = ds->xspace = H5I_INVALID_HID;
+  ds->file = ds->xset = ds->xspace = ds->mem_type = H5I_INVALID_HID;
   ds->path = dup_str(path);
   ds->x_name = dup_str(x_name);
   ds->y_name = dup_str(y_name);
@@ -334,7 +381,8 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
 
   file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (file < 0) {
-    h5util_set_err(err, errlen, "cannot open '%s' as HDF5: %s", path, h5_reason(why));
+    h5util_set_err(err, errlen, "cannot open '%s' as HDF5 (truncated or damaged?): %s", path,
+                   h5util_reason(why));
     goto done;
   }
   xset = open_dataset(file, path, x_name, err, errlen);
@@ -342,34 +390,29 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
   yset = open_dataset(file, path, y_name, err, errlen);
   if (yset < 0) goto done;
   if (check_inputs(ds, xset, err, errlen) < 0) goto done;
-  if (check_labels_shape(ds, yset, &ny, err, errlen) < 0) goto done;
+  if (check_labels_shape(ds, yset, err, errlen) < 0) goto done;
   ds->n = ds->xdims[0];
-  if (ds->n != ny) {
-    h5util_set_err(err, errlen, "'%s' has %" PRIu64 " samples but '%s' has %" PRIu64 " in '%s'",
-                   x_name, ds->n, y_name, ny, path);
+  if (ds->n != ds->ldims[0]) {
+    h5util_set_err(err, errlen,
+                   "'%s' has %" PRIu64 " samples but '%s' has %llu in '%s'; inputs and labels "
+                   "must have the same length",
+                   x_name, ds->n, y_name, (unsigned long long)ds->ldims[0], path);
     goto done;
   }
   if (ds->n == 0) {
     h5util_set_err(err, errlen, "'%s' in '%s' has no samples", x_name, path);
     goto done;
   }
-  if (ds->n > SIZE_MAX / sizeof *ds->labels) goto oom;
+  if (read_labels(ds, yset, err, errlen) < 0) goto done;
 
-  ds->labels = malloc((size_t)ds->n * sizeof *ds->labels);
-  if (!ds->labels) goto oom;
-  if (H5Dread(yset, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->labels) < 0) {
-    h5util_set_err(err, errlen, "cannot read '%s' in '%s': %s", y_name, path, h5_reason(why));
-    goto done;
-  }
-
-  hid_t mem_type = ds->dtype == DATA_U8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
   size_t row_bytes = ds->elems * ds->dsize;
   int fits = ds->n <= SIZE_MAX / row_bytes && (size_t)ds->n * row_bytes <= mem_budget;
   if (fits) {
     ds->mem = malloc((size_t)ds->n * row_bytes);
     if (!ds->mem) goto oom;
-    if (H5Dread(xset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->mem) < 0) {
-      h5util_set_err(err, errlen, "cannot read '%s' in '%s': %s", x_name, path, h5_reason(why));
+    if (H5Dread(xset, ds->mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->mem) < 0) {
+      h5util_set_err(err, errlen, "cannot read '%s' in '%s' (truncated or damaged?): %s", x_name,
+                     path, h5util_reason(why));
       goto done;
     }
   } else {
@@ -382,7 +425,8 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
     stream_set = H5Dopen2(file, x_name, dapl >= 0 ? dapl : H5P_DEFAULT);
     if (dapl >= 0) H5Pclose(dapl);
     if (stream_set < 0) {
-      h5util_set_err(err, errlen, "cannot open '%s' in '%s': %s", x_name, path, h5_reason(why));
+      h5util_set_err(err, errlen, "cannot open '%s' in '%s': %s", x_name, path,
+                     h5util_reason(why));
       goto done;
     }
     stream_space = H5Dget_space(stream_set);
@@ -420,11 +464,13 @@ void data_close(data_set *ds) {
   if (ds->xspace >= 0) H5Sclose(ds->xspace);
   if (ds->xset >= 0) H5Dclose(ds->xset);
   if (ds->file >= 0) H5Fclose(ds->file);
+  if (ds->mem_type >= 0) H5Tclose(ds->mem_type);
   h5util_quiet_end(&q);
   free(ds->rows);
   free(ds->order);
   free(ds->mem);
   free(ds->labels);
+  free(ds->targets);
   free(ds->y_name);
   free(ds->x_name);
   free(ds->path);
@@ -435,6 +481,11 @@ uint64_t data_count(const data_set *ds) { return ds->n; }
 size_t data_sample_elems(const data_set *ds) { return ds->elems; }
 data_dtype data_input_dtype(const data_set *ds) { return ds->dtype; }
 int data_in_memory(const data_set *ds) { return ds->mem != NULL; }
+const char *data_path(const data_set *ds) { return ds->path; }
+const char *data_x_name(const data_set *ds) { return ds->x_name; }
+const char *data_y_name(const data_set *ds) { return ds->y_name; }
+data_label_kind data_label_kind_of(const data_set *ds) { return ds->lkind; }
+size_t data_label_elems(const data_set *ds) { return ds->lelems; }
 
 int data_sample_shape(const data_set *ds, uint64_t *dims, int max_dims) {
   int n = ds->xrank - 1;
@@ -442,10 +493,31 @@ int data_sample_shape(const data_set *ds, uint64_t *dims, int max_dims) {
   return n;
 }
 
+int data_label_shape(const data_set *ds, uint64_t *dims, int max_dims) {
+  if (ds->lkind == DATA_LABEL_CLASS) return 0;
+  int n = ds->lrank - 1;
+  for (int i = 0; i < n && i < max_dims; i++) dims[i] = (uint64_t)ds->ldims[i + 1];
+  return n;
+}
+
 int data_check_labels(data_set *ds, int n_classes, char *err, size_t errlen) {
+  if (ds->lkind != DATA_LABEL_CLASS) {
+    h5util_set_err(err, errlen,
+                   "labels '%s' in '%s' are %s regression targets, but the model is a "
+                   "classifier (%d classes): classification needs integer class indices",
+                   ds->y_name, ds->path, ds->ltype, n_classes);
+    return -1;
+  }
   for (uint64_t i = 0; i < ds->n; i++) {
     int64_t v = ds->labels[i];
-    if (v < 0 || v >= n_classes) {
+    if (v < 0) {
+      h5util_set_err(err, errlen,
+                     "label %" PRId64 " of sample %" PRIu64 " in '%s' of '%s' is negative; "
+                     "class labels are indices in [0, %d)",
+                     v, i, ds->y_name, ds->path, n_classes);
+      return -1;
+    }
+    if (v >= n_classes) {
       h5util_set_err(err, errlen,
                      "label %" PRId64 " of sample %" PRIu64 " in '%s' of '%s' is outside [0, %d)",
                      v, i, ds->y_name, ds->path, n_classes);
@@ -455,118 +527,15 @@ int data_check_labels(data_set *ds, int n_classes, char *err, size_t errlen) {
   return 0;
 }
 
-/* Converts one stored row to floats. */
-static void row_to_float(const data_set *ds, const unsigned char *src, float scale, float *dst) {
-  if (ds->dtype == DATA_U8) {
-    for (size_t k = 0; k < ds->elems; k++) dst[k] = (float)src[k] * scale;
-  } else {
-    memcpy(dst, src, ds->elems * sizeof(float));
-  }
-}
-
-static int cmp_item(const void *a, const void *b) {
-  const struct run_item *x = a, *y = b;
-  if (x->idx != y->idx) return x->idx < y->idx ? -1 : 1;
-  return x->pos < y->pos ? -1 : x->pos > y->pos;
-}
-
-/* Reads rows [start, start + len) of the inputs into ds->rows. */
-static int read_run(data_set *ds, uint64_t start, uint64_t len, char *err, size_t errlen) {
-  hsize_t off[H5S_MAX_RANK] = {0}, cnt[H5S_MAX_RANK];
-  off[0] = start;
-  cnt[0] = len;
-  for (int i = 1; i < ds->xrank; i++) cnt[i] = ds->xdims[i];
-  /* The memory space has the shape of the file selection: HDF5 then copies
-   * straight through instead of iterating element by element. */
-  hid_t mem_space = H5Screate_simple(ds->xrank, cnt, NULL);
-  hid_t mem_type = ds->dtype == DATA_U8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
-  int rc = -1;
-  if (mem_space >= 0 &&
-      H5Sselect_hyperslab(ds->xspace, H5S_SELECT_SET, off, NULL, cnt, NULL) >= 0 &&
-      H5Dread(ds->xset, mem_type, mem_space, ds->xspace, H5P_DEFAULT, ds->rows) >= 0)
-    rc = 0;
-  if (rc < 0) {
-    char why[160];
-    h5util_set_err(err, errlen, "cannot read samples %" PRIu64 "..%" PRIu64 " of '%s' in '%s': %s",
-                   start, start + len - 1, ds->x_name, ds->path, h5_reason(why));
-  }
-  if (mem_space >= 0) H5Sclose(mem_space);
-  return rc;
-}
-
-static int read_streaming(data_set *ds, const uint64_t *idx, size_t n, float scale, float *x,
-                          char *err, size_t errlen) {
-  if (n > ds->order_cap) {
-    struct run_item *o = realloc(ds->order, n * sizeof *o);
-    if (!o) goto oom;
-    ds->order = o;
-    ds->order_cap = n;
-  }
-  for (size_t i = 0; i < n; i++) {
-    ds->order[i].idx = idx[i];
-    ds->order[i].pos = i;
-  }
-  qsort(ds->order, n, sizeof *ds->order, cmp_item);
-
-  size_t row_bytes = ds->elems * ds->dsize;
-  size_t i = 0;
-  while (i < n) {
-    /* A run: consecutive (or repeated) indices starting at order[i]. */
-    size_t j = i + 1;
-    while (j < n && ds->order[j].idx - ds->order[j - 1].idx <= 1) j++;
-    uint64_t start = ds->order[i].idx;
-    uint64_t len = ds->order[j - 1].idx - start + 1;
-    /* len <= n, so len * row_bytes is bounded by the caller's output size. */
-    size_t need = (size_t)len * row_bytes;
-    if (need > ds->rows_cap) {
-      unsigned char *r = realloc(ds->rows, need);
-      if (!r) goto oom;
-      ds->rows = r;
-      ds->rows_cap = need;
-    }
-    if (read_run(ds, start, len, err, errlen) < 0) return -1;
-    for (size_t k = i; k < j; k++) {
-      const unsigned char *src = ds->rows + (size_t)(ds->order[k].idx - start) * row_bytes;
-      row_to_float(ds, src, scale, x + ds->order[k].pos * ds->elems);
-    }
-    i = j;
-  }
-  return 0;
-oom:
-  h5util_set_err(err, errlen, "out of memory reading %zu samples of '%s' in '%s'", n, ds->x_name,
-                 ds->path);
+int data_check_targets(const data_set *ds, size_t n_outputs, char *err, size_t errlen) {
+  if (ds->lelems == n_outputs) return 0;
+  char sh[160];
+  h5util_shape_str(ds->ldims, ds->lrank, sh, sizeof sh);
+  h5util_set_err(err, errlen,
+                 "labels '%s' in '%s' have shape %s: %zu target value%s per sample, but the "
+                 "model has %zu output%s",
+                 ds->y_name, ds->path, sh, ds->lelems, ds->lelems == 1 ? "" : "s", n_outputs,
+                 n_outputs == 1 ? "" : "s");
   return -1;
 }
 
-int data_read(data_set *ds, const uint64_t *idx, size_t n, float scale, float *x, int32_t *y,
-              char *err, size_t errlen) {
-  for (size_t i = 0; i < n; i++) {
-    if (idx[i] >= ds->n) {
-      h5util_set_err(err, errlen,
-                     "sample index %" PRIu64 " is out of range for '%s' in '%s' (%" PRIu64
-                     " samples)",
-                     idx[i], ds->x_name, ds->path, ds->n);
-      return -1;
-    }
-    int64_t v = ds->labels[idx[i]];
-    if (v < INT32_MIN || v > INT32_MAX) {
-      h5util_set_err(err, errlen,
-                     "label %" PRId64 " of sample %" PRIu64 " in '%s' of '%s' does not fit int32",
-                     v, idx[i], ds->y_name, ds->path);
-      return -1;
-    }
-  }
-  for (size_t i = 0; i < n; i++) y[i] = (int32_t)ds->labels[idx[i]];
-
-  if (ds->mem) {
-    size_t row_bytes = ds->elems * ds->dsize;
-    for (size_t i = 0; i < n; i++)
-      row_to_float(ds, ds->mem + (size_t)idx[i] * row_bytes, scale, x + i * ds->elems);
-    return 0;
-  }
-  h5util_quiet q;
-  h5util_quiet_begin(&q);
-  int rc = read_streaming(ds, idx, n, scale, x, err, errlen);
-  h5util_quiet_end(&q);
-  return rc;
-}

@@ -1,19 +1,28 @@
 /* dataset — one (inputs, labels) pair of HDF5 datasets, read by sample index.
  *
- * Inputs: uint8 or float32, any per-sample shape (dimension 0 is the sample
- * index; the rest is flattened). Labels: any integer type, shape (N,) or
- * (N, 1). The two must agree on N.
+ * Inputs: uint8, int8, uint16, int16, float16 (IEEE half, as h5py and numpy
+ * write it), float32 or float64, any byte order, any per-sample shape
+ * (dimension 0 is the sample index; the rest is flattened in C order).
+ *
+ * Labels, one of two kinds (data_label_kind_of):
+ *   DATA_LABEL_CLASS  any integer type, shape (N,) or (N, 1): class indices.
+ *   DATA_LABEL_FLOAT  any float type (16, 32 or 64 bits), shape (N, ...):
+ *                     regression targets, data_label_elems() per sample.
+ * The inputs and the labels must agree on N. Labels are read into memory at
+ * open (int64 or float32 per value).
  *
  * Every rank opens the file itself (independent, serial HDF5 access: no MPI
  * calls here). When the inputs fit `mem_budget` bytes the whole dataset is
- * read once into memory in its stored dtype; otherwise samples are read on
- * demand, sorted and merged into runs of consecutive rows (one H5Dread per
- * run), through an HDF5 chunk cache of max(mem_budget, 1 MiB, two chunks)
- * bytes. Random access to gzip-compressed chunks costs about one chunk
- * decompression per sample once the chunks outgrow that cache.
+ * read once into memory in its stored width (byte order made native);
+ * otherwise samples are read on demand, sorted and merged into runs of
+ * consecutive rows (one H5Dread per run), through an HDF5 chunk cache of
+ * max(mem_budget, 1 MiB, two chunks) bytes. Random access to gzip-compressed
+ * chunks costs about one chunk decompression per sample once the chunks
+ * outgrow that cache.
  *
  * Errors: functions return 0 or -1 and write a one-line message naming the
- * file and dataset into err (errlen bytes); they never print or exit.
+ * file and dataset (and the sample index where there is one) into err
+ * (errlen bytes); they never print or exit.
  * Not thread-safe. HDF5 is usually built without thread safety (so is the
  * Debian/Ubuntu parallel build), so all HDF5 calls of the process -- every
  * data_set and the converters -- must come from one thread at a time. A
@@ -27,13 +36,53 @@
 
 typedef struct data_set data_set;
 
-typedef enum { DATA_U8 = 0, DATA_F32 = 1 } data_dtype;
+/* Stored input types. The values of DATA_U8 and DATA_F32 are kept from the
+ * first version. */
+typedef enum {
+  DATA_U8 = 0,
+  DATA_F32 = 1,
+  DATA_I8 = 2,
+  DATA_U16 = 3,
+  DATA_I16 = 4,
+  DATA_F16 = 5,
+  DATA_F64 = 6
+} data_dtype;
+
+typedef enum { DATA_LABEL_CLASS = 0, DATA_LABEL_FLOAT = 1 } data_label_kind;
+
+/* How stored input values become the floats data_read returns. Element k of
+ * a sample, stored value raw, becomes, in single precision,
+ *
+ *     x = ((float)raw * scale - mean[m(k)]) / std[s(k)]
+ *
+ * (the subtraction left out when n_mean == 0, the division when n_std == 0).
+ * mean and std each hold one of:
+ *   1 value                  the same for every element;
+ *   C values (per channel)   C = dimension 1 of the inputs, (N, C, ...):
+ *                            m(k) = the channel of element k;
+ *   E values (per feature)   E = data_sample_elems(): m(k) = k.
+ * (When C == E both readings agree.) std values must be finite and > 0, mean
+ * values finite. The caller owns the arrays; data_read only reads them.
+ *
+ * check_finite is not used by data_read: it is data_check_finite's switch
+ * kept here so that one struct carries the data options of a run. */
+typedef struct {
+  float scale;       /* 1 = as stored */
+  size_t n_mean;     /* 0 = no mean */
+  const float *mean; /* (n_mean) */
+  size_t n_std;      /* 0 = no std */
+  const float *std;  /* (n_std) */
+  int check_finite;  /* the run asked for data_check_finite */
+} data_norm;
+
+/* The identity: scale 1, no mean, no std. */
+data_norm data_norm_identity(void);
 
 /* Opens `path` and the datasets `x_name`, `y_name` (absolute or relative
  * paths inside the file, e.g. "/train/images"). On failure *out is NULL and
- * err says why: the file is missing or not HDF5, a dataset is missing (the
- * message lists the datasets that do exist), the dtypes are unsupported, or
- * the sample counts differ. */
+ * err says why: the file is missing, a directory, not HDF5 or truncated; a
+ * dataset is missing (the message lists the datasets that do exist); a dtype
+ * or a shape is unsupported; the sample counts differ; there are no samples. */
 int data_open(data_set **out, const char *path, const char *x_name,
               const char *y_name, size_t mem_budget, char *err, size_t errlen);
 
@@ -41,23 +90,64 @@ int data_open(data_set **out, const char *path, const char *x_name,
 void data_close(data_set *ds);
 
 uint64_t data_count(const data_set *ds);          /* samples N */
-size_t data_sample_elems(const data_set *ds);     /* features per sample */
+size_t data_sample_elems(const data_set *ds);     /* input features per sample */
 data_dtype data_input_dtype(const data_set *ds);
 int data_in_memory(const data_set *ds);           /* 1 if cached in memory */
+const char *data_path(const data_set *ds);        /* the file, as given */
+const char *data_x_name(const data_set *ds);      /* the inputs' dataset, as given */
+const char *data_y_name(const data_set *ds);      /* the labels' dataset, as given */
+
+/* "uint8", "float16", ...; "?" for a value outside the enum. */
+const char *data_dtype_name(data_dtype t);
 
 /* The per-sample shape of the inputs (their dims without the first): fills
  * up to max_dims of dims. @return the number of per-sample dims (0 for
  * inputs of shape (N,), one feature each). */
 int data_sample_shape(const data_set *ds, uint64_t *dims, int max_dims);
 
-/* Checks that every label is in [0, n_classes). On failure err names the
- * first bad sample index and its value. */
+/* The kind of the labels (see the top of this file). */
+data_label_kind data_label_kind_of(const data_set *ds);
+
+/* Label values per sample: 1 for class labels; for float labels the product
+ * of their per-sample dims (1 for shape (N,)). */
+size_t data_label_elems(const data_set *ds);
+
+/* The per-sample shape of the labels, as data_sample_shape (0 dims for (N,);
+ * class labels of shape (N, 1) report 0 dims too). */
+int data_label_shape(const data_set *ds, uint64_t *dims, int max_dims);
+
+/* For a classifier with n_classes outputs: the labels must be class labels
+ * (float labels are refused: "... are float32 regression targets but the
+ * model is a classifier ..."), every label in [0, n_classes). On failure err
+ * names the first bad sample index and its value (negative labels are called
+ * negative). */
 int data_check_labels(data_set *ds, int n_classes, char *err, size_t errlen);
 
-/* Reads samples idx[0..n) (any order, repeats allowed) into x (n x elems
- * floats, row i = sample idx[i]; uint8 is multiplied by `scale`, float32 is
- * copied as is) and y (n labels). */
-int data_read(data_set *ds, const uint64_t *idx, size_t n, float scale,
-              float *x, int32_t *y, char *err, size_t errlen);
+/* For a regression model with n_outputs outputs: data_label_elems() must
+ * equal n_outputs (class labels count as one float target each). */
+int data_check_targets(const data_set *ds, size_t n_outputs, char *err, size_t errlen);
+
+/* Checks that norm fits these inputs: the counts of mean and std (1, C or
+ * E, see data_norm), finite values, std > 0, a finite scale. */
+int data_norm_check(const data_set *ds, const data_norm *norm, char *err, size_t errlen);
+
+/* Reads samples [begin, begin + count) (every one, in blocks) through norm
+ * and checks that every input float is finite, and every float label.
+ * A pass over that part of the file in streaming mode: split [0, N) over
+ * ranks (sampler_eval_range) to share it. On failure err names the sample
+ * index, the element and the value ("nan", "inf"). */
+int data_check_finite(data_set *ds, uint64_t begin, uint64_t count, const data_norm *norm,
+                      char *err, size_t errlen);
+
+/* Reads samples idx[0..n) (any order, repeats allowed).
+ *   x  (n, data_sample_elems) floats, row i = sample idx[i], through norm
+ *      (NULL = data_norm_identity()).
+ *   y  (n) class labels; may be NULL; ignored when the labels are float.
+ *   t  (n, data_label_elems) float targets; may be NULL. For class labels
+ *      t gets the class index as a float.
+ * Errors: an index >= N, a class label outside int32, a norm that does not
+ * fit (data_norm_check), an HDF5 read failure (e.g. a truncated file). */
+int data_read(data_set *ds, const uint64_t *idx, size_t n, const data_norm *norm, float *x,
+              int32_t *y, float *t, char *err, size_t errlen);
 
 #endif

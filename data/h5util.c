@@ -17,3 +17,58 @@ void h5util_set_err(char *err, size_t errlen, const char *fmt, ...) {
   vsnprintf(err, errlen, fmt, ap);
   va_end(ap);
 }
+
+static herr_t first_error_cb(unsigned n, const H5E_error2_t *e, void *data) {
+  (void)n;
+  char *out = data;
+  if (out[0] == '\0' && e->desc && e->desc[0]) snprintf(out, 160, "%s", e->desc);
+  return 0;
+}
+
+const char *h5util_reason(char buf[160]) {
+  buf[0] = '\0';
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, first_error_cb, buf);
+  return buf;
+}
+
+void h5util_type_name(hid_t t, char *buf, size_t len) {
+  size_t bits = H5Tget_size(t) * 8;
+  switch (H5Tget_class(t)) {
+    case H5T_INTEGER:
+      snprintf(buf, len, "%sint%zu", H5Tget_sign(t) == H5T_SGN_NONE ? "u" : "", bits);
+      return;
+    case H5T_FLOAT:
+      if (bits == 16 && !h5util_is_ieee_half(t))
+        snprintf(buf, len, "float16 (non-IEEE layout)");
+      else
+        snprintf(buf, len, "float%zu", bits);
+      return;
+    case H5T_STRING: snprintf(buf, len, "string"); return;
+    case H5T_COMPOUND: snprintf(buf, len, "compound"); return;
+    case H5T_ENUM: snprintf(buf, len, "enum"); return;
+    case H5T_ARRAY: snprintf(buf, len, "array"); return;
+    case H5T_VLEN: snprintf(buf, len, "vlen"); return;
+    case H5T_OPAQUE: snprintf(buf, len, "opaque"); return;
+    case H5T_BITFIELD: snprintf(buf, len, "bitfield"); return;
+    case H5T_REFERENCE: snprintf(buf, len, "reference"); return;
+    case H5T_TIME: snprintf(buf, len, "time"); return;
+    default: snprintf(buf, len, "unknown"); return;
+  }
+}
+
+int h5util_is_ieee_half(hid_t t) {
+  size_t spos, epos, esize, mpos, msize;
+  if (H5Tget_class(t) != H5T_FLOAT || H5Tget_size(t) != 2) return 0;
+  if (H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) < 0) return 0;
+  return spos == 15 && epos == 10 && esize == 5 && mpos == 0 && msize == 10 &&
+         H5Tget_ebias(t) == 15 && H5Tget_offset(t) == 0 && H5Tget_precision(t) == 16 &&
+         H5Tget_norm(t) == H5T_NORM_IMPLIED;
+}
+
+void h5util_shape_str(const hsize_t *dims, int rank, char *buf, size_t len) {
+  size_t used = (size_t)snprintf(buf, len, "(");
+  for (int i = 0; i < rank && used < len; i++)
+    used += (size_t)snprintf(buf + used, len - used, "%s%llu", i ? ", " : "",
+                             (unsigned long long)dims[i]);
+  if (used < len) snprintf(buf + used, len - used, rank == 1 ? ",)" : ")");
+}

@@ -873,6 +873,42 @@ static void test_config_input_parse_emit_override(void **state) {
   assert_contains(ms_error_msg(), "item 0: expected an integer, found a list");
 }
 
+static void test_config_data_mean_std_lists(void **state) {
+  (void)state;
+  ms_config c;
+  char *text;
+  assert_int_equal(parse_text(&c,
+                              "data: {path: d.h5, mean: [0.1, 0.2, -3], std: [0.25],\n"
+                              "       check_finite: true}\n"
+                              "model:\n  layers:\n    - {units: 10}\n"),
+                   0);
+  assert_int_equal(c.data.mean.n, 3);
+  assert_true(c.data.mean.v[0] == 0.1f && c.data.mean.v[2] == -3.0f);
+  assert_int_equal(c.data.std.n, 1);
+  assert_true(c.data.std.v[0] == 0.25f);
+  assert_int_equal(c.data.check_finite, 1);
+  text = config_emit(&c);
+  assert_contains(text, "\n  mean: [0.1, 0.2, -3] ");
+  assert_contains(text, "\n  std: [0.25] ");
+  free(text);
+  assert_round_trip(&c);
+  assert_int_equal(config_override(&c, "data.std=[0.5, 2]"), 0);
+  assert_int_equal(c.data.std.n, 2);
+  assert_int_equal(config_override(&c, "data.mean=[]"), 0);
+  assert_int_equal(c.data.mean.n, 0);
+  assert_round_trip(&c);
+  assert_int_equal(config_override(&c, "data.std=[1, 0]"), MS_ECONFIG);
+  assert_contains(ms_error_msg(), "--set data.std=[1, 0]: item 1: expected a number > 0, found 0");
+  assert_int_equal(config_override(&c, "data.mean=[x]"), MS_ECONFIG);
+  assert_contains(ms_error_msg(), "item 0: expected a number, found 'x'");
+  assert_int_equal(config_override(&c, "data.mean=[1e39]"), MS_ECONFIG);
+  assert_contains(ms_error_msg(), "item 0: 1e+39 does not fit a float");
+  assert_parse_error("data: {path: d.h5, mean: 0.5}\n",
+                     "data.mean: expected a list of numbers like [0.5] or [0.49, 0.48, 0.45], "
+                     "found '0.5'");
+  assert_parse_error("data: {path: d.h5, std: [nan]}\n", "data.std: item 0: expected a finite");
+}
+
 static void test_config_check_input_names_both_shapes(void **state) {
   (void)state;
   ms_config c;
@@ -1115,6 +1151,7 @@ int main(void) {
       cmocka_unit_test(test_config_bad_corpus),
       cmocka_unit_test(test_config_schema_rows_have_descriptions),
       cmocka_unit_test(test_config_input_parse_emit_override),
+      cmocka_unit_test(test_config_data_mean_std_lists),
       cmocka_unit_test(test_config_check_input_names_both_shapes),
       cmocka_unit_test(test_config_check_steps_warmup_within_run),
       cmocka_unit_test(test_config_resume_diff_names_every_pinned_key),

@@ -24,6 +24,9 @@
 
 #define BIG_BUDGET ((size_t)1 << 30)
 
+/* A data_norm that only scales. */
+#define SCALE(s) (&(data_norm){.scale = (s), .n_mean = 0, .mean = NULL, .n_std = 0, .std = NULL})
+
 static char g_dir[256];
 static char g_err[1024];
 
@@ -161,7 +164,7 @@ static void test_dataset_reads_uint8_scaled(void **state) {
   const uint64_t idx[3] = {3, 0, 2};
   float x[18];
   int32_t y[3];
-  assert_int_equal(data_read(ds, idx, 3, 0.5f, x, y, g_err, sizeof g_err), 0);
+  assert_int_equal(data_read(ds, idx, 3, SCALE(0.5f), x, y, NULL, g_err, sizeof g_err), 0);
   for (int i = 0; i < 3; i++) {
     assert_int_equal(y[i], (int32_t)idx[i]);
     for (int k = 0; k < 6; k++) assert_true(x[i * 6 + k] == 0.5f * (float)(idx[i] * 6 + k));
@@ -169,7 +172,7 @@ static void test_dataset_reads_uint8_scaled(void **state) {
   data_close(ds);
 }
 
-static void test_dataset_reads_float32_unscaled(void **state) {
+static void test_dataset_reads_float32_scaled(void **state) {
   (void)state;
   const char *p = tmp("f32.h5");
   float xs[5 * 6];
@@ -183,11 +186,18 @@ static void test_dataset_reads_float32_unscaled(void **state) {
   const uint64_t idx[2] = {4, 1};
   float x[12];
   int32_t y[2];
-  assert_int_equal(data_read(ds, idx, 2, 123.0f, x, y, g_err, sizeof g_err), 0);
+  /* No norm: the values as stored. */
+  assert_int_equal(data_read(ds, idx, 2, NULL, x, y, NULL, g_err, sizeof g_err), 0);
   assert_memory_equal(x, xs + 4 * 6, 6 * sizeof(float));
   assert_memory_equal(x + 6, xs + 1 * 6, 6 * sizeof(float));
   assert_int_equal(y[0], 0);
   assert_int_equal(y[1], 3);
+  /* The scale applies to float inputs too. */
+  assert_int_equal(data_read(ds, idx, 2, SCALE(3.0f), x, y, NULL, g_err, sizeof g_err), 0);
+  for (int k = 0; k < 6; k++) {
+    assert_true(x[k] == xs[4 * 6 + k] * 3.0f);
+    assert_true(x[6 + k] == xs[1 * 6 + k] * 3.0f);
+  }
   data_close(ds);
 }
 
@@ -209,7 +219,7 @@ static void test_dataset_reads_integer_label_types(void **state) {
     const uint64_t idx[4] = {0, 1, 2, 3};
     float x[4];
     int32_t y[4];
-    assert_int_equal(data_read(ds, idx, 4, 1.0f, x, y, g_err, sizeof g_err), 0);
+    assert_int_equal(data_read(ds, idx, 4, SCALE(1.0f), x, y, NULL, g_err, sizeof g_err), 0);
     for (int i = 0; i < 4; i++) {
       assert_int_equal(y[i], labels[i]);
       assert_true(x[i] == (float)xs[i]);
@@ -247,15 +257,15 @@ static void check_modes_agree(const char *path, hsize_t n, data_dtype dtype) {
     /* The second pass reads a prefix, reusing the streaming scratch space. */
     size_t count = pass ? 37 : M;
     memset(xb, 0xff, M * 15 * sizeof *xb);
-    assert_int_equal(data_read(mem, idx, count, 0.25f, xa, ya, g_err, sizeof g_err), 0);
-    assert_int_equal(data_read(str, idx, count, 0.25f, xb, yb, g_err, sizeof g_err), 0);
+    assert_int_equal(data_read(mem, idx, count, SCALE(0.25f), xa, ya, NULL, g_err, sizeof g_err), 0);
+    assert_int_equal(data_read(str, idx, count, SCALE(0.25f), xb, yb, NULL, g_err, sizeof g_err), 0);
     assert_memory_equal(xa, xb, count * 15 * sizeof *xa);
     assert_memory_equal(ya, yb, count * sizeof *ya);
     for (size_t i = 0; i < count; i++) {
       assert_int_equal(ya[i], (int32_t)(idx[i] % 7));
       for (int k = 0; k < 15; k++) {
         double v = (double)((idx[i] * 15 + (uint64_t)k) % 251);
-        double want = dtype == DATA_U8 ? 0.25 * v : v - 100.0;
+        double want = 0.25 * (dtype == DATA_U8 ? v : v - 100.0);
         assert_true(xa[i * 15 + (size_t)k] == (float)want);
       }
     }
@@ -321,7 +331,7 @@ static void test_dataset_read_rejects_index_out_of_range(void **state) {
     float x[12];
     int32_t y[2];
     g_err[0] = '\0';
-    assert_int_equal(data_read(ds, idx, 2, 1.0f, x, y, g_err, sizeof g_err), -1);
+    assert_int_equal(data_read(ds, idx, 2, SCALE(1.0f), x, y, NULL, g_err, sizeof g_err), -1);
     assert_non_null(strstr(g_err, "sample index 4 is out of range"));
     assert_non_null(strstr(g_err, p));
     data_close(ds);
@@ -348,7 +358,7 @@ static void test_dataset_open_not_hdf5(void **state) {
   assert_non_null(f);
   fputs("this is not HDF5\n", f);
   fclose(f);
-  open_fails_with(p, "/x", "/y", "'%s' is not an HDF5 file");
+  open_fails_with(p, "/x", "/y", "'%s' is not an HDF5 file (17 bytes, no HDF5 signature)");
 }
 
 static void write_split_file(const char *path) {
@@ -394,27 +404,30 @@ static void test_dataset_open_mismatched_counts(void **state) {
   assert_non_null(strstr(msg, p));
 }
 
-static void test_dataset_open_rejects_int16_inputs(void **state) {
+static void test_dataset_open_rejects_int32_inputs(void **state) {
   (void)state;
-  const char *p = tmp("int16.h5");
-  int16_t x[3] = {1, 2, 3};
+  const char *p = tmp("int32.h5");
+  int32_t x[3] = {1, 2, 3};
   uint8_t y[3] = {0, 1, 0};
-  write_xy(p, (column){H5T_STD_I16LE, H5T_NATIVE_INT16, 1, {3}, x},
+  write_xy(p, (column){H5T_STD_I32LE, H5T_NATIVE_INT32, 1, {3}, x},
            (column){H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, {3}, y});
   open_fails_with(p, "/x", "/y",
-                  "dataset '/x' in '%s' has type int16; "
-                  "supported input types are uint8 and float32");
+                  "dataset '/x' in '%s' has type int32; supported input types are uint8, int8, "
+                  "uint16, int16, float16, float32 and float64");
 }
 
-static void test_dataset_open_rejects_float_labels(void **state) {
+static void test_dataset_open_rejects_string_labels(void **state) {
   (void)state;
-  const char *p = tmp("flabels.h5");
+  const char *p = tmp("slabels.h5");
   uint8_t x[3] = {1, 2, 3};
-  double y[3] = {0, 1, 0};
-  write_xy(p, (column){H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, {3}, x},
-           (column){H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, {3}, y});
+  char y[3][4] = {"cat", "dog", "cat"};
+  hid_t st = H5Tcopy(H5T_C_S1);
+  H5Tset_size(st, 4);
+  write_xy(p, (column){H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, {3}, x}, (column){st, st, 1, {3}, y});
+  H5Tclose(st);
   open_fails_with(p, "/x", "/y",
-                  "dataset '/y' in '%s' has type float64; labels must be an integer type");
+                  "dataset '/y' in '%s' has type string; labels must be integers (class "
+                  "indices) or floats (regression targets)");
 }
 
 static void test_dataset_open_rejects_label_matrix(void **state) {
@@ -423,7 +436,7 @@ static void test_dataset_open_rejects_label_matrix(void **state) {
   uint8_t x[3] = {1, 2, 3}, y[6] = {0};
   write_xy(p, (column){H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, {3}, x},
            (column){H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, {3, 2}, y});
-  assert_non_null(strstr(open_fails(p, "/x", "/y"), "have shape (3, 2); expected (N,) or (N, 1)"));
+  assert_non_null(strstr(open_fails(p, "/x", "/y"), "have shape (3, 2); integer labels are class indices of shape (N,) or (N, 1)"));
 }
 
 static void test_dataset_open_rejects_empty_dataset(void **state) {
@@ -590,7 +603,7 @@ static void check_idx_group(const char *path, const char *group) {
   const uint64_t idx[IDX_N] = {0, 1, 2, 3, 4};
   float xs[IDX_N * IDX_ROWS * IDX_COLS];
   int32_t ys[IDX_N];
-  assert_int_equal(data_read(ds, idx, IDX_N, 1.0f, xs, ys, g_err, sizeof g_err), 0);
+  assert_int_equal(data_read(ds, idx, IDX_N, SCALE(1.0f), xs, ys, NULL, g_err, sizeof g_err), 0);
   for (size_t i = 0; i < sizeof g_pixels; i++) assert_true(xs[i] == (float)g_pixels[i]);
   for (int i = 0; i < IDX_N; i++) assert_int_equal(ys[i], g_digits[i]);
   data_close(ds);
@@ -692,7 +705,7 @@ static uint64_t read_all(const char *path, const char *split, float **x, int32_t
   for (uint64_t i = 0; i < n; i++) idx[i] = i;
   *x = malloc(n * *elems * sizeof **x);
   *y = malloc(n * sizeof **y);
-  assert_int_equal(data_read(ds, idx, n, 1.0f, *x, *y, g_err, sizeof g_err), 0);
+  assert_int_equal(data_read(ds, idx, n, NULL, *x, *y, NULL, g_err, sizeof g_err), 0);
   free(idx);
   data_close(ds);
   return n;
@@ -809,7 +822,7 @@ static void test_dataset_leaves_no_hdf5_objects_open(void **state) {
     const uint64_t idx[3] = {5, 6, 199};
     float x[45];
     int32_t y[3];
-    assert_int_equal(data_read(ds, idx, 3, 1.0f, x, y, g_err, sizeof g_err), 0);
+    assert_int_equal(data_read(ds, idx, 3, SCALE(1.0f), x, y, NULL, g_err, sizeof g_err), 0);
     data_close(ds);
   }
   assert_int_equal(convert_idx(f.img, f.lab, f.out, "/train", g_err, sizeof g_err), 0);
@@ -822,7 +835,7 @@ static void test_dataset_leaves_no_hdf5_objects_open(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_dataset_reads_uint8_scaled),
-      cmocka_unit_test(test_dataset_reads_float32_unscaled),
+      cmocka_unit_test(test_dataset_reads_float32_scaled),
       cmocka_unit_test(test_dataset_reads_integer_label_types),
       cmocka_unit_test(test_dataset_streaming_matches_memory),
       cmocka_unit_test(test_dataset_mem_budget_decides_mode),
@@ -833,8 +846,8 @@ int main(void) {
       cmocka_unit_test(test_dataset_open_missing_dataset_lists_existing),
       cmocka_unit_test(test_dataset_open_group_is_not_a_dataset),
       cmocka_unit_test(test_dataset_open_mismatched_counts),
-      cmocka_unit_test(test_dataset_open_rejects_int16_inputs),
-      cmocka_unit_test(test_dataset_open_rejects_float_labels),
+      cmocka_unit_test(test_dataset_open_rejects_int32_inputs),
+      cmocka_unit_test(test_dataset_open_rejects_string_labels),
       cmocka_unit_test(test_dataset_open_rejects_label_matrix),
       cmocka_unit_test(test_dataset_open_rejects_empty_dataset),
       cmocka_unit_test(test_dataset_errors_print_nothing),

@@ -25,6 +25,36 @@ int check_model_input(const ms_config *cfg, const data_set *train) {
   return config_check_input(cfg, shape, ndim, source);
 }
 
+data_norm check_data_norm(const ms_config *cfg) {
+  data_norm n = data_norm_identity();
+  n.scale = (float)cfg->data.scale;
+  n.n_mean = (size_t)cfg->data.mean.n;
+  n.mean = cfg->data.mean.n ? cfg->data.mean.v : NULL;
+  n.n_std = (size_t)cfg->data.std.n;
+  n.std = cfg->data.std.n ? cfg->data.std.v : NULL;
+  n.check_finite = cfg->data.check_finite;
+  return n;
+}
+
+int check_data_sets(const ms_config *cfg, const data_set *train, const data_set *test,
+                    const data_norm *norm) {
+  char err[ERRLEN] = "";
+  if (test && data_sample_elems(test) != data_sample_elems(train))
+    return ms_error_set(MS_EDATA,
+                        "'%s': test samples (%s) have %zu features but training samples (%s) "
+                        "have %zu",
+                        cfg->data.path, data_x_name(test), data_sample_elems(test),
+                        data_x_name(train), data_sample_elems(train));
+  if (data_norm_check(train, norm, err, sizeof err) < 0) return ms_error_set(MS_EDATA, "%s", err);
+  if (data_count(train) < (uint64_t)cfg->train.batch_size)
+    return ms_error_set(MS_EDATA,
+                        "'%s' in '%s' has %llu samples, fewer than one global batch "
+                        "(train.batch_size %d)",
+                        data_x_name(train), data_path(train),
+                        (unsigned long long)data_count(train), cfg->train.batch_size);
+  return 0;
+}
+
 void check_ckpt_dir_of(const ms_config *cfg, char *out, size_t n) {
   if (cfg->checkpoint.dir[0])
     snprintf(out, n, "%s", cfg->checkpoint.dir);
@@ -211,10 +241,13 @@ static int data_rc(int rc, const char *err) {
 static int check_data(const ms_config *c, data_set *train, data_set *test, int64_t *total) {
   char err[ERRLEN] = "";
   int classes = c->model.layers[c->model.n_layers - 1].units, rc;
-  if (test && data_sample_elems(test) != data_sample_elems(train))
-    return ms_error_set(MS_EDATA,
-                        "'%s': test samples have %zu features but training samples have %zu",
-                        c->data.path, data_sample_elems(test), data_sample_elems(train));
+  data_norm norm = check_data_norm(c);
+  if ((rc = check_data_sets(c, train, test, &norm))) return rc;
+  for (int i = 0; c->data.check_finite && i < 2; i++) {
+    data_set *ds = i ? test : train;
+    if (ds && data_check_finite(ds, 0, data_count(ds), &norm, err, sizeof err) < 0)
+      return ms_error_set(MS_EDATA, "%s", err);
+  }
   if ((rc = check_model_input(c, train))) return rc;
   rc = data_rc(data_check_labels(train, classes, err, sizeof err), err);
   if (rc == 0 && test) rc = data_rc(data_check_labels(test, classes, err, sizeof err), err);
@@ -223,10 +256,6 @@ static int check_data(const ms_config *c, data_set *train, data_set *test, int64
     return rc;
   }
   uint64_t steps = data_count(train) / (uint64_t)c->train.batch_size;
-  if (steps == 0)
-    return ms_error_set(MS_ECONFIG, "train.batch_size %d is larger than the %llu samples of '%s'",
-                        c->train.batch_size, (unsigned long long)data_count(train),
-                        c->data.train_x);
   *total = (int64_t)steps * c->train.epochs;
   if (c->train.max_steps > 0 && c->train.max_steps < *total) *total = c->train.max_steps;
   return config_check_steps(c, *total);

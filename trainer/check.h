@@ -42,6 +42,18 @@ int check_reference(FILE *out);
  * shapes. */
 int check_model_input(const ms_config *cfg, const data_set *train);
 
+/* The data_norm cfg asks for: data.scale, data.mean and data.std (views
+ * into cfg, which must outlive the result) and data.check_finite. */
+data_norm check_data_norm(const ms_config *cfg);
+
+/* The dataset checks that need no model, shared by `midscale check` and
+ * train: the test set has the training set's per-sample size, norm fits
+ * the inputs (data_norm_check), and the training set holds at least one
+ * global batch (train.batch_size). test may be NULL. MS_EDATA names the
+ * file and the dataset. */
+int check_data_sets(const ms_config *cfg, const data_set *train, const data_set *test,
+                    const data_norm *norm);
+
 /* Cross-check (d): the checkpoint directory `dir` exists and is a writable
  * directory, or its nearest existing ancestor is one (so that it can be
  * created). Creates nothing. MS_ECONFIG names the directory. */

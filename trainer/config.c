@@ -15,10 +15,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +133,13 @@ static int set_scalar(const key_spec *k, void *base, const char *s, size_t n, in
         return 0;
       }
       return fail(why, "expected a list of integers like [28, 28], found %s", found);
+    case K_FLOATS:
+      if (plain && cfg_is_null_word(s, n)) {
+        memset(field, 0, sizeof(ms_floats)); /* n = 0: not given */
+        return 0;
+      }
+      return fail(why, "expected a list of numbers like [0.5] or [0.49, 0.48, 0.45], found %s",
+                  found);
     case K_INT:
     case K_U64:
     case K_DBL: break;
@@ -300,11 +309,51 @@ static int set_dims(const key_spec *k, void *base, yaml_document_t *doc, const y
   return 0;
 }
 
+/* Stores a list node into the K_FLOATS field of k inside base (ms_floats);
+ * writes nothing on failure. @return 0, or -1 with the reason in why. */
+static int set_floats(const key_spec *k, void *base, yaml_document_t *doc, const yaml_node_t *v,
+                      char *why) {
+  key_spec item = {
+      .type = K_DBL, .off = 0, .size = sizeof(double), .min = k->min, .max = k->max,
+      .flags = k->flags};
+  char inner[WHY_MAX], found[96];
+  long count = v->data.sequence.items.top - v->data.sequence.items.start;
+  if (count > MS_NORM_MAX)
+    return fail(why, "expected at most %d numbers, found %ld", MS_NORM_MAX, count);
+  ms_floats *f = calloc(1, sizeof *f); /* unused values stay 0: configs compare bytewise */
+  if (!f) return fail(why, "out of memory");
+  for (int i = 0; i < (int)count; i++) {
+    const yaml_node_t *n = yaml_document_get_node(doc, v->data.sequence.items.start[i]);
+    double d;
+    if (n->type != YAML_SCALAR_NODE) {
+      describe_node(n, found, sizeof found);
+      free(f);
+      return fail(why, "item %d: expected a number, found %s", i, found);
+    }
+    if (set_scalar(&item, &d, (const char *)n->data.scalar.value, n->data.scalar.length,
+                   n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, inner)) {
+      free(f);
+      return fail(why, "item %d: %s", i, inner);
+    }
+    if (fabs(d) > FLT_MAX) {
+      free(f);
+      return fail(why, "item %d: %g does not fit a float", i, d);
+    }
+    f->v[i] = (float)d;
+  }
+  f->n = (int)count;
+  memcpy((char *)base + k->off, f, sizeof *f);
+  free(f);
+  return 0;
+}
+
 static void set_from_node(pctx *c, const key_spec *k, void *base, const char *path,
                           const yaml_node_t *v) {
   char why[WHY_MAX], found[96];
   if (k->type == K_DIMS && v->type == YAML_SEQUENCE_NODE) {
     if (!set_dims(k, base, c->doc, v, why)) return;
+  } else if (k->type == K_FLOATS && v->type == YAML_SEQUENCE_NODE) {
+    if (!set_floats(k, base, c->doc, v, why)) return;
   } else if (v->type != YAML_SCALAR_NODE) {
     describe_node(v, found, sizeof found);
     snprintf(why, sizeof why, "expected a single value, found %s", found);
@@ -591,6 +640,8 @@ int config_override(ms_config *cfg, const char *assignment) {
   if (index >= 0 && index < n) layer = cfg->model.layers[index];
   if (node && k->type == K_DIMS && node->type == YAML_SEQUENCE_NODE) {
     if (!set_dims(k, cfg, &doc, node, why)) why[0] = '\0';
+  } else if (node && k->type == K_FLOATS && node->type == YAML_SEQUENCE_NODE) {
+    if (!set_floats(k, cfg, &doc, node, why)) why[0] = '\0';
   } else if (node && node->type != YAML_SCALAR_NODE) {
     describe_node(node, found, sizeof found);
     snprintf(why, sizeof why, "expected a single value, found %s", found);
@@ -662,6 +713,23 @@ static void validate_field(errlist *e, const key_spec *k, const void *base, cons
       for (int i = 0; i < d.ndim; i++)
         if (!cfg_in_range(k, d.dims[i]))
           err_add(e, NULL, "%s: item %d: expected %s, found %d", path, i, want, d.dims[i]);
+      break;
+    }
+    case K_FLOATS: {
+      int n;
+      memcpy(&n, field, sizeof n);
+      if (n < 0 || n > MS_NORM_MAX) {
+        err_add(e, NULL, "%s: expected 0 to %d numbers, found %d", path, MS_NORM_MAX, n);
+        break;
+      }
+      const float *v = (const float *)(field + offsetof(ms_floats, v));
+      cfg_range_desc(k, want, sizeof want);
+      for (int i = 0; i < n; i++)
+        if (!isfinite(v[i]) || !cfg_in_range(k, v[i])) {
+          cfg_fmt_double(got, sizeof got, v[i]);
+          err_add(e, NULL, "%s: item %d: expected %s, found %s", path, i,
+                  isfinite(v[i]) ? want : "a finite number", got);
+        }
       break;
     }
     case K_U64:

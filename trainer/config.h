@@ -27,6 +27,16 @@
 #define MS_NAME_MAX 256
 #define MS_MAX_DIMS 8
 
+/* Values in data.mean / data.std: enough for one per feature of a
+ * 32x32 RGB image (3072), and then some. */
+#define MS_NORM_MAX 4096
+
+/* A list of numbers (data.mean, data.std); n 0 = not given. */
+typedef struct {
+  int n;
+  float v[MS_NORM_MAX];
+} ms_floats;
+
 /* A per-sample shape, e.g. {2, {28, 28}}; ndim 0 = not given. */
 typedef struct {
   int ndim;
@@ -95,7 +105,10 @@ typedef struct {
     char train_y[MS_NAME_MAX];     /* dataset path of training labels */
     char test_x[MS_NAME_MAX];      /* "" = no evaluation */
     char test_y[MS_NAME_MAX];
-    double scale;                  /* multiplies uint8 inputs (1/255 typical) */
+    double scale;                  /* multiplies every input value (1/255 typical for uint8) */
+    ms_floats mean;                /* subtracted after scale: 1, per channel or per feature */
+    ms_floats std;                 /* divides after the mean: 1, per channel or per feature */
+    int check_finite;              /* bool: refuse NaN/Inf in the data before training */
   } data;
   struct {
     int n_layers;

@@ -23,7 +23,8 @@ typedef enum {
   K_ENUM,   /* char[size] holding one of `allowed` */
   K_ENUMI,  /* an int-sized enum holding the index into `allowed` */
   K_LAYERS, /* model.layers: items follow cfg_layer_keys */
-  K_DIMS    /* ms_dims: a list of 0..MS_MAX_DIMS integers in [min, max] */
+  K_DIMS,   /* ms_dims: a list of 0..MS_MAX_DIMS integers in [min, max] */
+  K_FLOATS  /* ms_floats: a list of 0..MS_NORM_MAX finite numbers in [min, max] */
 } key_type;
 
 enum {
@@ -108,5 +109,9 @@ void cfg_emit_string(sbuf *b, const char *s, size_t size);
 
 /* Appends "[28, 28]" (or "[]"). */
 void cfg_emit_dims(sbuf *b, const ms_dims *d);
+
+/* Appends "[0.5, 0.25]" (or "[]"), each number in the shortest form that
+ * reads back as the same float. */
+void cfg_emit_floats(sbuf *b, const ms_floats *f);
 
 #endif

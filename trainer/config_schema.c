@@ -67,7 +67,26 @@ const key_spec cfg_keys[] = {
     STR("data.test_x", data.test_x, "/test/images", 0, SAFE,
         "dataset of test inputs; \"\" = no eval"),
     STR("data.test_y", data.test_y, "/test/labels", 0, SAFE, "dataset of test labels"),
-    DBL("data.scale", data.scale, 1.0, 0, HUGE_VAL, F_MIN_EXCL, PINNED, "multiplies uint8 inputs"),
+    DBL("data.scale", data.scale, 1.0, 0, HUGE_VAL, F_MIN_EXCL, PINNED,
+        "multiplies every input value, before mean and std"),
+    {.path = "data.mean",
+     .type = K_FLOATS,
+     FLD(ms_config, data.mean),
+     .min = -HUGE_VAL,
+     .max = HUGE_VAL,
+     .resume_safe = PINNED,
+     .doc = "subtracted after scale: 1 value, 1 per channel (inputs (N, C, ...)) or 1 per "
+            "feature; [] = none"},
+    {.path = "data.std",
+     .type = K_FLOATS,
+     FLD(ms_config, data.std),
+     .min = 0,
+     .max = HUGE_VAL,
+     .flags = F_MIN_EXCL,
+     .resume_safe = PINNED,
+     .doc = "divides after the mean: 1 value, 1 per channel or 1 per feature; [] = none"},
+    BOOL("data.check_finite", data.check_finite, 0, SAFE,
+         "before training, read all data once and refuse NaN/Inf (each rank checks 1/world)"),
     {.path = "model.input",
      .type = K_DIMS,
      FLD(ms_config, model.input),
@@ -279,6 +298,20 @@ void cfg_emit_dims(sbuf *b, const ms_dims *d) {
   cfg_sb_printf(b, "]");
 }
 
+void cfg_emit_floats(sbuf *b, const ms_floats *f) {
+  char num[40];
+  cfg_sb_printf(b, "[");
+  for (int i = 0; i < f->n && i < MS_NORM_MAX; i++) {
+    /* The shortest form that reads back as the same float. */
+    for (int prec = 6; prec <= 9; prec++) {
+      snprintf(num, sizeof num, "%.*g", prec, (double)f->v[i]);
+      if (strtof(num, NULL) == f->v[i]) break;
+    }
+    cfg_sb_printf(b, "%s%s", i ? ", " : "", num);
+  }
+  cfg_sb_printf(b, "]");
+}
+
 /* Appends the value of row k inside base as the emitter writes it (model.layers
  * excepted: its items are written apart). */
 static void emit_value(sbuf *b, const key_spec *k, const void *base) {
@@ -309,6 +342,7 @@ static void emit_value(sbuf *b, const key_spec *k, const void *base) {
       cfg_emit_dims(b, &d);
       break;
     }
+    case K_FLOATS: cfg_emit_floats(b, (const ms_floats *)(const void *)field); break;
     case K_LAYERS: break;
   }
 }
@@ -337,6 +371,7 @@ void config_defaults(ms_config *cfg) {
       case K_U64: memcpy(field, &uv, sizeof uv); break;
       case K_DBL: memcpy(field, &k->def_n, sizeof k->def_n); break;
       case K_DIMS: /* empty: the shape comes from the data */
+      case K_FLOATS: /* empty: no mean, no std */
       case K_LAYERS: /* no layers: the config must give them */ break;
     }
   }
@@ -385,6 +420,7 @@ static const char *type_name(const key_spec *k) {
     case K_ENUMI: return "enum";
     case K_LAYERS: return "list of layers";
     case K_DIMS: return "list of integers";
+    case K_FLOATS: return "list of numbers";
   }
   return "?";
 }
@@ -423,6 +459,12 @@ static void reference_row(sbuf *b, const char *path, const key_spec *k, const vo
         cfg_sb_printf(b, "%s", want);
         break;
       case K_DIMS: cfg_sb_printf(b, "0 to %d integers >= 1, e.g. `[28, 28]`", MS_MAX_DIMS); break;
+      case K_FLOATS:
+        range_bounds(k, want, sizeof want);
+        cfg_sb_printf(b, "0 to %d %snumbers%s%s, e.g. `[0.5]`", MS_NORM_MAX,
+                      k->min <= -HUGE_VAL ? "finite " : "", k->min <= -HUGE_VAL ? "" : " ",
+                      k->min <= -HUGE_VAL ? "" : want);
+        break;
       case K_LAYERS: break;
     }
   }

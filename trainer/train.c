@@ -38,6 +38,7 @@ typedef struct {
   size_t cfg_len;
   char ckpt_dir[MS_PATH_MAX + 32];
   data_set *train, *test;
+  data_norm norm; /* data.scale/mean/std, views into cfg; set by open_data */
   ms_model *model;
   ms_optim *opt;
   ms_metrics *metrics; /* rank 0 only */
@@ -127,9 +128,13 @@ static int data_rc(int rc, int code, const char *err) {
   return rc < 0 ? ms_error_set(code, "%s", err) : 0;
 }
 
+/* Opens the datasets and checks what needs no model: the test set against
+ * the training set, the normalisation, one global batch of samples, and
+ * (data.check_finite) the values, each rank a 1/world share of them. */
 static int open_data(run *r) {
   const ms_config *c = &r->cfg;
   char err[ERRLEN] = "";
+  r->norm = check_data_norm(c);
   int rc = data_rc(data_open(&r->train, c->data.path, c->data.train_x, c->data.train_y,
                              DATA_MEM_BUDGET, err, sizeof err),
                    MS_EDATA, err);
@@ -137,10 +142,14 @@ static int open_data(run *r) {
     rc = data_rc(data_open(&r->test, c->data.path, c->data.test_x, c->data.test_y, DATA_MEM_BUDGET,
                            err, sizeof err),
                  MS_EDATA, err);
-  if (rc == 0 && r->test && data_sample_elems(r->test) != data_sample_elems(r->train))
-    rc =
-        ms_error_set(MS_EDATA, "'%s': test samples have %zu features but training samples have %zu",
-                     c->data.path, data_sample_elems(r->test), data_sample_elems(r->train));
+  if (rc == 0) rc = check_data_sets(c, r->train, r->test, &r->norm);
+  for (int i = 0; rc == 0 && c->data.check_finite && i < 2; i++) {
+    data_set *ds = i ? r->test : r->train;
+    uint64_t begin, count;
+    if (!ds) continue;
+    sampler_eval_range(data_count(ds), r->w->size, r->w->rank, &begin, &count);
+    rc = data_rc(data_check_finite(ds, begin, count, &r->norm, err, sizeof err), MS_EDATA, err);
+  }
   return agree(r, rc);
 }
 
@@ -346,9 +355,9 @@ static int evaluate(run *r) {
   for (uint64_t off = 0; off < count && rc == 0; off += (uint64_t)r->eval_chunk) {
     int n = (int)(count - off < (uint64_t)r->eval_chunk ? count - off : (uint64_t)r->eval_chunk);
     for (int i = 0; i < n; i++) r->idx[i] = begin + off + (uint64_t)i;
-    rc = data_rc(data_read(r->test, r->idx, (size_t)n, (float)r->cfg.data.scale, r->x, r->y, err,
-                           sizeof err),
-                 MS_EDATA, err);
+    rc = data_rc(
+        data_read(r->test, r->idx, (size_t)n, &r->norm, r->x, r->y, NULL, err, sizeof err),
+        MS_EDATA, err);
     if (rc) break;
     const float *logits = model_forward(r->model, r->x, n);
     long correct = 0;
@@ -389,8 +398,8 @@ static int train_step(run *r, double stats[3]) {
          comm_wtime() - r->t_last_ckpt >= 60.0 * r->cfg.checkpoint.every_minutes;
   s[5] = r->saver_rc < 0;
   int rc = data_rc(
-      data_read(r->train, idx, (size_t)n, (float)r->cfg.data.scale, r->x, r->y, err, sizeof err),
-      MS_EDATA, err);
+      data_read(r->train, idx, (size_t)n, &r->norm, r->x, r->y, NULL, err, sizeof err), MS_EDATA,
+      err);
   double t1 = comm_wtime();
   r->t_data += t1 - t0;
   if (rc == 0) {

@@ -101,7 +101,7 @@ expect_check 0 "" --set model.input=[4,4]
 expect_check 2 "model.input [4, 5] (20 features) does not match the samples of 'data.h5' /train/images, of shape [16] (16 features)" --set 'model.input=[4, 5]'
 expect_check 3 "the model has 6 output units: label" --set model.layers[2].units=6
 expect_check 2 "schedule.warmup_steps 30 is not less than the 30 steps of this run" --set schedule.warmup_steps=30
-expect_check 2 "train.batch_size 2048 is larger than the 1000 samples" --set train.batch_size=2048
+expect_check 3 "has 1000 samples, fewer than one global batch (train.batch_size 2048)" --set train.batch_size=2048
 expect_check 3 "/train/imagez" --set data.train_x=/train/imagez
 expect_check 0 "dataset checks skipped: the data file missing.h5 is missing" --set data.path=missing.h5
 grep -q 'model summary skipped' check.out || fail "summary without input size"

@@ -1,0 +1,45 @@
+/* dataset_internal — the data_set struct, shared by dataset.c (opening,
+ * checking the shapes and the labels) and dataset_read.c (normalisation,
+ * reading, the finite check). Private to data/.
+ */
+#ifndef MS_DATASET_INTERNAL_H
+#define MS_DATASET_INTERNAL_H
+
+#include <hdf5.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataset.h"
+
+struct data_set {
+  char *path, *x_name, *y_name;
+  uint64_t n;
+  size_t elems; /* input features per sample */
+  data_dtype dtype;
+  size_t dsize;    /* bytes per stored input element: 1, 2, 4 or 8 */
+  hid_t mem_type;  /* the inputs in memory: stored width, native order */
+  int xrank;
+  hsize_t xdims[H5S_MAX_RANK];
+  /* Labels. */
+  data_label_kind lkind;
+  size_t lelems; /* values per sample */
+  int lrank;
+  hsize_t ldims[H5S_MAX_RANK];
+  char ltype[40];  /* the stored label type, for messages */
+  int64_t *labels; /* (n) class labels, or NULL */
+  float *targets;  /* (n, lelems) float labels, or NULL */
+  unsigned char *mem; /* (n, elems) stored inputs; NULL if streaming */
+  /* Streaming mode only. */
+  hid_t file, xset, xspace;
+  struct run_item *order; /* scratch: requested indices sorted */
+  size_t order_cap;
+  unsigned char *rows; /* scratch: one run of rows */
+  size_t rows_cap;     /* bytes */
+};
+
+struct run_item {
+  uint64_t idx;
+  size_t pos;
+};
+
+#endif
