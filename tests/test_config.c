@@ -245,8 +245,8 @@ static void test_config_emit_round_trip_awkward_values(void **state) {
   c.log.progress = 0;
   c.train.max_steps = INT_MAX;
   c.model.n_layers = 2;
-  c.model.layers[0] = (ms_layer_cfg){MS_LAYER_DENSE, 7, MS_ACT_RELU};
-  c.model.layers[1] = (ms_layer_cfg){MS_LAYER_DENSE, 3, MS_ACT_NONE};
+  c.model.layers[0] = (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 7, .activation = MS_ACT_RELU};
+  c.model.layers[1] = (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 3, .activation = MS_ACT_NONE};
   assert_round_trip(&c);
 }
 

@@ -143,23 +143,24 @@ static void test_kernels_model_gradcheck(void **state) {
   cfg.model.layers[2] = (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 4, .activation = MS_ACT_NONE};
   enum { N = 5, IN = 8 };
   ms_model *m = NULL;
-  assert_int_equal(model_create(&m, &cfg, IN, N), 0);
+  int64_t in[1] = {IN};
+  assert_int_equal(model_create(&m, &cfg, in, 1, N), 0);
   assert_int_equal(m->n_params, (size_t)(8 * 7 + 7 + 7 * 6 + 6 + 6 * 4 + 4));
   model_init(m, 42);
   for (size_t i = 0; i < m->n_params; i++) m->params[i] += 0.05f; /* non-zero biases */
   float x[N * IN], dl[N * 4];
   int32_t y[N] = {0, 1, 2, 3, 1};
   tu_fill(x, N * IN, 14);
-  softmax_xent(dl, model_forward(m, x, N), y, N, 4, 1.0f, NULL);
-  model_backward(m, dl);
+  softmax_xent(dl, model_forward(m, x, N, NULL), y, N, 4, 1.0f, NULL);
+  model_backward(m, dl, NULL, NULL, NULL);
   const float eps = 2e-3f;
   int checked = 0;
   for (size_t i = 0; i < m->n_params; i++) {
     float keep = m->params[i];
     m->params[i] = keep + eps;
-    double lp = softmax_xent(NULL, model_forward(m, x, N), y, N, 4, 1.0f, NULL);
+    double lp = softmax_xent(NULL, model_forward(m, x, N, NULL), y, N, 4, 1.0f, NULL);
     m->params[i] = keep - eps;
-    double lm = softmax_xent(NULL, model_forward(m, x, N), y, N, 4, 1.0f, NULL);
+    double lm = softmax_xent(NULL, model_forward(m, x, N, NULL), y, N, 4, 1.0f, NULL);
     m->params[i] = keep;
     tu_assert_close(m->grads[i], (lp - lm) / (2.0 * eps), 2e-2, 2e-3);
     checked++;
@@ -176,8 +177,9 @@ static void test_kernels_model_init_deterministic_and_scaled(void **state) {
   cfg.model.layers[0] = (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 256, .activation = MS_ACT_RELU};
   cfg.model.layers[1] = (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 10, .activation = MS_ACT_NONE};
   ms_model *a = NULL, *b = NULL;
-  assert_int_equal(model_create(&a, &cfg, 784, 1), 0);
-  assert_int_equal(model_create(&b, &cfg, 784, 1), 0);
+  int64_t in[2] = {28, 28};
+  assert_int_equal(model_create(&a, &cfg, in, 2, 1), 0);
+  assert_int_equal(model_create(&b, &cfg, in, 2, 1), 0);
   model_init(a, 7), model_init(b, 7);
   assert_memory_equal(a->params, b->params, a->n_params * sizeof(float));
   model_init(b, 8);
@@ -196,6 +198,7 @@ static void test_kernels_sgd_momentum_matches_formula(void **state) {
   (void)state;
   ms_config cfg;
   memset(&cfg, 0, sizeof cfg);
+  strcpy(cfg.optim.name, "sgd");
   cfg.optim.lr = 0.1, cfg.optim.momentum = 0.9, cfg.optim.weight_decay = 0.01;
   ms_optim *o = NULL;
   assert_int_equal(optim_create(&o, &cfg, 1), 0);

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "ms_error.h"
 #include "optim.h"
 #include "testutil.h"
 
@@ -105,12 +106,38 @@ static void test_optim_decay_mask_adamw(void **state) {
   check_mask(MS_OPTIM_ADAMW);
 }
 
+/* optim_create (the config path) makes the optimizer optim.name names,
+ * with the config's keys; an unknown name is a config error. */
+static void test_optim_kind_and_keys_from_config(void **state) {
+  (void)state;
+  ms_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  strcpy(cfg.optim.name, "adamw");
+  cfg.optim.lr = 0.01, cfg.optim.beta1 = 0.8, cfg.optim.beta2 = 0.99, cfg.optim.eps = 1e-6;
+  cfg.optim.weight_decay = 0.05;
+  ms_optim *o = NULL;
+  assert_int_equal(optim_create(&o, &cfg, 3), 0);
+  assert_int_equal(o->kind, MS_OPTIM_ADAMW);
+  assert_true(o->beta1 == 0.8 && o->beta2 == 0.99 && o->eps == 1e-6 && o->weight_decay == 0.05);
+  assert_non_null(o->exp_avg);
+  assert_null(o->momentum);
+  float *arenas[2];
+  const char *names[2];
+  assert_int_equal(optim_state(o, arenas, names, 2), 2);
+  assert_string_equal(names[0], "exp_avg");
+  optim_free(o);
+  strcpy(cfg.optim.name, "lion");
+  assert_int_equal(optim_create(&o, &cfg, 3), MS_ECONFIG);
+  assert_null(o);
+}
+
 /* optim_create (the config path) still makes the SGD that train.c uses,
  * and optim_step on it is optim_sgd_step. */
 static void test_optim_sgd_from_config_unchanged(void **state) {
   (void)state;
   ms_config cfg;
   memset(&cfg, 0, sizeof cfg);
+  strcpy(cfg.optim.name, "sgd");
   cfg.optim.lr = 0.1, cfg.optim.momentum = 0.9, cfg.optim.weight_decay = 0.01;
   cfg.optim.nesterov = 1;
   ms_optim *o = NULL, *q = NULL;
@@ -250,6 +277,7 @@ int main(void) {
       cmocka_unit_test(test_optim_decay_mask_adam),
       cmocka_unit_test(test_optim_decay_mask_adamw),
       cmocka_unit_test(test_optim_sgd_from_config_unchanged),
+      cmocka_unit_test(test_optim_kind_and_keys_from_config),
       cmocka_unit_test(test_optim_state_arenas_named),
       cmocka_unit_test(test_optim_kind_and_schedule_names),
       cmocka_unit_test(test_optim_schedule_constant_with_warmup),

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "model.h"
 #include "ms_error.h"
 
 #define MAX_OVERRIDES 256
@@ -53,6 +54,36 @@ int check_data_sets(const ms_config *cfg, const data_set *train, const data_set 
                         data_x_name(train), data_path(train),
                         (unsigned long long)data_count(train), cfg->train.batch_size);
   return 0;
+}
+
+int check_input_shape(const ms_config *cfg, const data_set *train, int64_t *in) {
+  const ms_dims *d = &cfg->model.input;
+  if (d->ndim > 0) {
+    for (int i = 0; i < d->ndim; i++) in[i] = d->dims[i];
+    return d->ndim;
+  }
+  uint64_t dims[MS_MAX_DIMS];
+  int nd = data_sample_shape(train, dims, MS_MAX_DIMS);
+  if (nd < 2 || nd > 3) {
+    in[0] = (int64_t)data_sample_elems(train);
+    return 1;
+  }
+  for (int i = 0; i < nd; i++) in[i] = (int64_t)dims[i];
+  return nd;
+}
+
+int check_is_classifier(const ms_config *cfg) {
+  return strcmp(cfg->model.loss, "softmax_cross_entropy") == 0;
+}
+
+int check_labels(const ms_config *cfg, long n_out, data_set *ds) {
+  char err[ERRLEN] = "";
+  int rc = check_is_classifier(cfg) ? data_check_labels(ds, (int)n_out, err, sizeof err)
+                                    : data_check_targets(ds, (size_t)n_out, err, sizeof err);
+  if (rc == 0) return 0;
+  ms_error_set(MS_EDATA, "%s", err);
+  ms_error_prefix("the model has %ld output%s", n_out, n_out == 1 ? "" : "s");
+  return MS_EDATA;
 }
 
 void check_ckpt_dir_of(const ms_config *cfg, char *out, size_t n) {
@@ -145,45 +176,37 @@ static const char *mib(char *buf, size_t n, double bytes) {
   return buf;
 }
 
-/* The layer table and totals for inputs of `in` features (shape text
- * `in_shape`), computed from the config alone with the arithmetic of
- * model_create (dense layers: weight (out, in) + bias (out); activations:
- * one (B, out) buffer per layer plus two (B, widest) backward buffers). */
-static void print_summary(FILE *out, const ms_config *c, uint64_t in, const char *in_shape,
-                          int world) {
-  char a[40], b[40], d[40];
-  uint64_t params = 0, widest = in, outs = 0;
-  double flops = 0;
+/* The layer table and totals of the planned model m (model_plan). */
+static void print_summary(FILE *out, const ms_config *c, const ms_model *m, int world) {
+  char a[40], b[40], d[40], shape[48], desc[64];
   int64_t batch = c->train.batch_size / world;
   fprintf(out, "\nmodel summary\n");
-  fprintf(out, "  %-10s %-12s %-12s %15s\n", "layer", "type", "output", "parameters");
-  fprintf(out, "  %-10s %-12s %-12s %15s\n", "input", "-", in_shape, "0");
-  uint64_t prev = in;
-  for (int i = 0; i < c->model.n_layers; i++) {
-    const ms_layer_cfg *l = &c->model.layers[i];
-    uint64_t units = (uint64_t)l->units, p = prev * units + units;
-    char name[32], type[32], shape[32];
+  fprintf(out, "  %-10s %-26s %-16s %15s\n", "layer", "type", "output", "parameters");
+  model_shape_desc(m->in_c, m->in_h, m->in_w, shape, sizeof shape);
+  fprintf(out, "  %-10s %-26s %-16s %15s\n", "input", "-", shape, "0");
+  for (int i = 0; i < m->n_layers; i++) {
+    const ms_layer *l = &m->layers[i];
+    uint64_t p = 0;
+    if (l->w >= 0) p += m->p[l->w].len + m->p[l->b].len;
+    char name[32];
     snprintf(name, sizeof name, "layers.%d", i);
-    snprintf(type, sizeof type, "dense%s", l->activation == MS_ACT_RELU ? "+relu" : "");
-    snprintf(shape, sizeof shape, "(%" PRIu64 ")", units);
-    fprintf(out, "  %-10s %-12s %-12s %15s\n", name, type, shape, group(a, sizeof a, p));
-    params += p;
-    flops += 2.0 * (double)prev * (double)units;
-    outs += units;
-    if (units > widest) widest = units;
-    prev = units;
+    model_layer_desc(l, desc, sizeof desc);
+    model_shape_desc(l->out_c, l->out_h, l->out_w, shape, sizeof shape);
+    fprintf(out, "  %-10s %-26s %-16s %15s\n", name, desc, shape, group(a, sizeof a, p));
   }
-  double f = sizeof(float), arena = (double)params * f;
-  double acts = (double)batch * ((double)in + (double)outs + 2.0 * (double)widest) * f;
-  fprintf(out, "  parameters: %s\n", group(a, sizeof a, params));
+  int states = strcmp(c->optim.name, "sgd") == 0 ? 1 : 2;
+  double f = sizeof(float), arena = (double)m->n_params * f, flops = model_flops_per_sample(m);
+  double acts = (double)batch * ((double)m->in_features + model_row_floats(m)) * f;
+  fprintf(out, "  parameters: %s\n", group(a, sizeof a, m->n_params));
   fprintf(out, "  forward FLOPs per sample: %s (%.3g MFLOP)\n", group(b, sizeof b, (uint64_t)flops),
           flops / 1e6);
   fprintf(out,
-          "  memory per rank: %s = parameters %s + gradients %s + optimizer state (SGD "
-          "momentum) %s + activations %s (batch %lld per rank: input, layer outputs, backward "
+          "  memory per rank: %s = parameters %s + gradients %s + optimizer state (%s: %d "
+          "arena%s) %s + activations %s (batch %lld per rank: input, layer outputs, backward "
           "buffers)\n",
-          mib(a, sizeof a, 3 * arena + acts), mib(b, sizeof b, arena), mib(b, sizeof b, arena),
-          mib(b, sizeof b, arena), mib(d, sizeof d, acts), (long long)batch);
+          mib(a, sizeof a, (2 + states) * arena + acts), mib(b, sizeof b, arena),
+          mib(b, sizeof b, arena), c->optim.name, states, states > 1 ? "s" : "",
+          mib(d, sizeof d, states * arena), mib(d, sizeof d, acts), (long long)batch);
 }
 
 /* "(28x28)" */
@@ -237,10 +260,12 @@ static int data_rc(int rc, const char *err) {
   return rc < 0 ? ms_error_set(MS_EDATA, "%s", err) : 0;
 }
 
-/* The dataset cross-checks; *total gets the run's length in steps. */
-static int check_data(const ms_config *c, data_set *train, data_set *test, int64_t *total) {
+/* The dataset cross-checks against the planned model m; *total gets the
+ * run's length in steps. */
+static int check_data(const ms_config *c, const ms_model *m, data_set *train, data_set *test,
+                      int64_t *total) {
   char err[ERRLEN] = "";
-  int classes = c->model.layers[c->model.n_layers - 1].units, rc;
+  int rc;
   data_norm norm = check_data_norm(c);
   if ((rc = check_data_sets(c, train, test, &norm))) return rc;
   for (int i = 0; c->data.check_finite && i < 2; i++) {
@@ -248,13 +273,8 @@ static int check_data(const ms_config *c, data_set *train, data_set *test, int64
     if (ds && data_check_finite(ds, 0, data_count(ds), &norm, err, sizeof err) < 0)
       return ms_error_set(MS_EDATA, "%s", err);
   }
-  if ((rc = check_model_input(c, train))) return rc;
-  rc = data_rc(data_check_labels(train, classes, err, sizeof err), err);
-  if (rc == 0 && test) rc = data_rc(data_check_labels(test, classes, err, sizeof err), err);
-  if (rc) {
-    ms_error_prefix("the model has %d output units", classes);
-    return rc;
-  }
+  if ((rc = check_labels(c, m->n_out, train))) return rc;
+  if (test && (rc = check_labels(c, m->n_out, test))) return rc;
   uint64_t steps = data_count(train) / (uint64_t)c->train.batch_size;
   *total = (int64_t)steps * c->train.epochs;
   if (c->train.max_steps > 0 && c->train.max_steps < *total) *total = c->train.max_steps;
@@ -277,7 +297,11 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
       return 0;
     }
   if ((rc = parse_args(argc, argv, &a))) return rc;
-  if (!(c = malloc(sizeof *c))) return ms_error_set(MS_ENOMEM, "out of memory");
+  ms_model *plan = NULL;
+  if (!(c = malloc(sizeof *c)) || !(plan = malloc(sizeof *plan))) {
+    free(c);
+    return ms_error_set(MS_ENOMEM, "out of memory");
+  }
   if ((rc = config_read_file(a.config_path, &text, &len))) goto out;
   config_defaults(c);
   rc = config_parse(c, text, len, a.config_path);
@@ -294,10 +318,16 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
     if (rc == 0 && c->data.test_x[0])
       rc = data_rc(
           data_open(&test, c->data.path, c->data.test_x, c->data.test_y, 0, err, sizeof err), err);
-    if (rc == 0) rc = check_data(c, train, test, &total);
+    if (rc == 0) rc = check_model_input(c, train);
     if (rc) goto out;
     have_data = 1;
   }
+  /* The model's shapes, from the data or from model.input. */
+  int64_t in[MS_MAX_DIMS];
+  int nd = have_data ? check_input_shape(c, train, in) : c->model.input.ndim;
+  for (int i = 0; !have_data && i < nd; i++) in[i] = c->model.input.dims[i];
+  if (nd > 0 && (rc = model_plan(plan, c, in, nd))) goto out;
+  if (have_data && (rc = check_data(c, plan, train, test, &total))) goto out;
 
   if (!(emitted = config_emit(c))) {
     rc = ms_error_set(MS_ENOMEM, "out of memory emitting the config");
@@ -307,29 +337,25 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
   fprintf(out, "\ncheck: config %s is valid for %d rank%s (per-rank batch %d)\n", a.config_path,
           a.world, a.world > 1 ? "s" : "", c->train.batch_size / a.world);
   fprintf(out, "check: checkpoint directory %s is writable\n", dir);
-  char shape[160] = "(1)";
-  uint64_t in = 0, dims[MS_MAX_DIMS];
   if (have_data) {
-    int nd = data_sample_shape(train, dims, MS_MAX_DIMS);
-    in = data_sample_elems(train);
-    if (nd > 0) shape_text(shape, sizeof shape, dims, nd < MS_MAX_DIMS ? nd : MS_MAX_DIMS);
+    char shape[160] = "(1)";
+    uint64_t dims[MS_MAX_DIMS];
+    int dn = data_sample_shape(train, dims, MS_MAX_DIMS);
+    if (dn > 0) shape_text(shape, sizeof shape, dims, dn < MS_MAX_DIMS ? dn : MS_MAX_DIMS);
     fprintf(out,
-            "check: dataset %s: %llu training samples of shape %s, labels within the %d "
+            "check: dataset %s: %llu training samples of shape %s, %s within the %ld "
             "outputs%s; %lld steps in all (warmup %d)\n",
             c->data.path, (unsigned long long)data_count(train), shape,
-            c->model.layers[c->model.n_layers - 1].units, test ? ", test set consistent" : "",
-            (long long)total, c->schedule.warmup_steps);
+            check_is_classifier(c) ? "labels" : "targets", plan->n_out,
+            test ? ", test set consistent" : "", (long long)total, c->schedule.warmup_steps);
   } else {
     fprintf(out,
             "check: dataset checks skipped: the data file %s is missing (midscale train "
             "would fail)\n",
             c->data.path);
-    in = (uint64_t)config_input_features(c);
-    for (int i = 0; i < c->model.input.ndim; i++) dims[i] = (uint64_t)c->model.input.dims[i];
-    if (in > 0) shape_text(shape, sizeof shape, dims, c->model.input.ndim);
   }
-  if (in > 0)
-    print_summary(out, c, in, shape, a.world);
+  if (nd > 0)
+    print_summary(out, c, plan, a.world);
   else
     fprintf(out,
             "\nmodel summary skipped: the input size is unknown (no data file and no "
@@ -340,6 +366,7 @@ out:
   data_close(train);
   free(emitted);
   free(text);
+  free(plan);
   free(c);
   return rc;
 }

@@ -54,6 +54,21 @@ data_norm check_data_norm(const ms_config *cfg);
 int check_data_sets(const ms_config *cfg, const data_set *train, const data_set *test,
                     const data_norm *norm);
 
+/* The per-sample input shape the model sees: model.input when given, else
+ * the training inputs' per-sample dims, where anything other than 2 (H, W)
+ * or 3 (C, H, W) dims becomes a vector of all the features. Fills in
+ * (MS_MAX_DIMS entries). @return the number of dims (1 to MS_MAX_DIMS). */
+int check_input_shape(const ms_config *cfg, const data_set *train, int64_t *in);
+
+/* Cross-check (b): the labels of ds fit a model with n_out outputs: class
+ * indices in [0, n_out) for softmax_cross_entropy, else float targets (or
+ * class indices used as targets), n_out per sample. MS_EDATA names the
+ * dataset, the sample and the model's outputs. */
+int check_labels(const ms_config *cfg, long n_out, data_set *ds);
+
+/* 1 when model.loss takes class labels (softmax_cross_entropy). */
+int check_is_classifier(const ms_config *cfg);
+
 /* Cross-check (d): the checkpoint directory `dir` exists and is a writable
  * directory, or its nearest existing ancestor is one (so that it can be
  * created). Creates nothing. MS_ECONFIG names the directory. */

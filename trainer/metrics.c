@@ -56,28 +56,42 @@ void metrics_train(ms_metrics *m, int64_t step, int64_t total_steps, int64_t epo
                    double acc, double lr, double samples_per_s) {
   if (!m) return;
   clear_bar(m);
-  fprintf(m->out, "step %7lld/%lld  epoch %3lld  loss %.6f  acc %.4f  lr %.5g  %.0f samples/s\n",
-          (long long)step, (long long)total_steps, (long long)epoch, loss, acc, lr, samples_per_s);
+  char a[32] = "", ja[32] = "";
+  if (acc >= 0) {
+    snprintf(a, sizeof a, "  acc %.4f", acc);
+    snprintf(ja, sizeof ja, ",\"acc\":%.6f", acc);
+  }
+  fprintf(m->out, "step %7lld/%lld  epoch %3lld  loss %.6f%s  lr %.5g  %.0f samples/s\n",
+          (long long)step, (long long)total_steps, (long long)epoch, loss, a, lr, samples_per_s);
   fflush(m->out);
   fprintf(m->jsonl,
-          "{\"kind\":\"train\",\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g,\"acc\":%.6f,"
+          "{\"kind\":\"train\",\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g%s,"
           "\"lr\":%.9g,\"samples_per_s\":%.1f}\n",
-          (long long)step, (long long)epoch, loss, acc, lr, samples_per_s);
+          (long long)step, (long long)epoch, loss, ja, lr, samples_per_s);
   fflush(m->jsonl);
 }
 
-void metrics_eval(ms_metrics *m, int64_t step, int64_t epoch, double loss, double acc,
-                  long n_samples) {
+void metrics_eval(ms_metrics *m, int64_t step, int64_t epoch, const ms_eval *e) {
   if (!m) return;
   clear_bar(m);
-  fprintf(m->out,
-          "eval after epoch %lld (step %lld): test loss %.4f  test accuracy %.4f  (%ld samples)\n",
-          (long long)epoch, (long long)step, loss, acc, n_samples);
+  char text[160], json[200];
+  if (e->classifier && e->top_k > 0) {
+    snprintf(text, sizeof text, "test accuracy %.4f  top-%d %.4f", e->acc, e->top_k, e->topk_acc);
+    snprintf(json, sizeof json, "\"acc\":%.6f,\"top_k\":%d,\"topk_acc\":%.6f", e->acc, e->top_k,
+             e->topk_acc);
+  } else if (e->classifier) {
+    snprintf(text, sizeof text, "test accuracy %.4f", e->acc);
+    snprintf(json, sizeof json, "\"acc\":%.6f", e->acc);
+  } else {
+    snprintf(text, sizeof text, "test mse %.6g  mae %.6g", e->mse, e->mae);
+    snprintf(json, sizeof json, "\"mse\":%.9g,\"mae\":%.9g", e->mse, e->mae);
+  }
+  fprintf(m->out, "eval after epoch %lld (step %lld): test loss %.4f  %s  (%ld samples)\n",
+          (long long)epoch, (long long)step, e->loss, text, e->n_samples);
   fflush(m->out);
   fprintf(m->jsonl,
-          "{\"kind\":\"eval\",\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g,\"acc\":%.6f,"
-          "\"samples\":%ld}\n",
-          (long long)step, (long long)epoch, loss, acc, n_samples);
+          "{\"kind\":\"eval\",\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g,%s,\"samples\":%ld}\n",
+          (long long)step, (long long)epoch, e->loss, json, e->n_samples);
   fflush(m->jsonl);
 }
 

@@ -20,13 +20,24 @@ int metrics_open(ms_metrics **m, const char *jsonl_path, FILE *out, int progress
 /* Flushes and closes; accepts NULL. */
 void metrics_close(ms_metrics *m);
 
-/* A training log record: one line for the user and one JSON line. */
+/* A training log record: one line for the user and one JSON line. acc < 0
+ * (a regression model) leaves the accuracy out. */
 void metrics_train(ms_metrics *m, int64_t step, int64_t total_steps, int64_t epoch,
                    double loss, double acc, double lr, double samples_per_s);
 
+/* What an evaluation measured over the whole test set. */
+typedef struct {
+  double loss;   /* the training loss's mean over the samples */
+  int classifier;
+  double acc;    /* classifiers: top-1 accuracy */
+  int top_k;     /* classifiers: k of topk_acc, 0 = not measured */
+  double topk_acc;
+  double mse, mae; /* regression: mean over all outputs */
+  long n_samples;
+} ms_eval;
+
 /* An evaluation record at the end of an epoch. */
-void metrics_eval(ms_metrics *m, int64_t step, int64_t epoch, double loss, double acc,
-                  long n_samples);
+void metrics_eval(ms_metrics *m, int64_t step, int64_t epoch, const ms_eval *e);
 
 /* Redraws the progress bar (when enabled and on a terminal). */
 void metrics_progress(ms_metrics *m, int64_t step, int64_t total_steps, double loss);

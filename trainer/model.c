@@ -10,49 +10,230 @@
 #include "ms_error.h"
 #include "sampler.h"
 
-int model_create(ms_model **out, const ms_config *cfg, int in_features, int max_batch) {
+static const char *const type_names[] = {"dense",     "conv2d",  "maxpool2d", "avgpool2d",
+                                         "flatten",   "dropout", "layernorm", "activation"};
+static const char *const act_names[] = {"none", "relu", "leaky_relu", "gelu",
+                                        "tanh", "sigmoid", "softmax"};
+
+void model_shape_desc(int c, int h, int w, char *buf, size_t n) {
+  if (h == 1 && w == 1)
+    snprintf(buf, n, "(%d)", c);
+  else
+    snprintf(buf, n, "(%d, %d, %d)", c, h, w);
+}
+
+void model_layer_desc(const ms_layer *l, char *buf, size_t n) {
+  int k = 0;
+  switch (l->type) {
+    case MS_LAYER_CONV2D:
+      k = snprintf(buf, n, "conv2d %dx%d/%d pad %d", l->g.KH, l->g.KW, l->g.SH, l->g.PH);
+      break;
+    case MS_LAYER_MAXPOOL2D:
+    case MS_LAYER_AVGPOOL2D:
+      k = snprintf(buf, n, "%s %dx%d/%d", type_names[l->type], l->g.KH, l->g.KW, l->g.SH);
+      break;
+    case MS_LAYER_DROPOUT: k = snprintf(buf, n, "dropout %g", (double)l->rate); break;
+    case MS_LAYER_ACTIVATION: k = snprintf(buf, n, "%s", act_names[l->act]); break;
+    default: k = snprintf(buf, n, "%s", type_names[l->type]); break;
+  }
+  if (l->act != MS_ACT_NONE && l->type != MS_LAYER_ACTIVATION && k >= 0 && (size_t)k < n)
+    snprintf(buf + k, n - (size_t)k, " +%s", act_names[l->act]);
+}
+
+/* ---- planning -------------------------------------------------------------------- */
+
+static int add_param(ms_model *m, int li, const char *what, size_t *off, int ndim,
+                     const int64_t *shape, int decay) {
+  ms_param *p = &m->p[m->n_p];
+  snprintf(p->name, sizeof p->name, "layers.%d.%s", li, what);
+  p->off = *off;
+  p->len = 1;
+  p->ndim = ndim;
+  for (int d = 0; d < ndim; d++) p->shape[d] = shape[d], p->len *= (size_t)shape[d];
+  p->decay = decay;
+  *off += p->len;
+  return m->n_p++;
+}
+
+/* Fills the geometry of a conv2d or pooling layer from its input shape.
+ * @return 0 or MS_ECONFIG. */
+static int plan_window(ms_layer *l, const ms_layer_cfg *lc, int li) {
+  char in[64];
+  model_shape_desc(l->in_c, l->in_h, l->in_w, in, sizeof in);
+  int conv = l->type == MS_LAYER_CONV2D;
+  int stride = lc->stride > 0 ? lc->stride : conv ? 1 : lc->kernel;
+  l->g = (ms_conv2d){.C = l->in_c,
+                     .H = l->in_h,
+                     .W = l->in_w,
+                     .OC = conv ? lc->filters : l->in_c,
+                     .KH = lc->kernel,
+                     .KW = lc->kernel,
+                     .SH = stride,
+                     .SW = stride,
+                     .PH = conv ? lc->padding : 0,
+                     .PW = conv ? lc->padding : 0};
+  if (conv2d_geometry(&l->g))
+    return ms_error_set(MS_ECONFIG,
+                        "model.layers[%d] (%s): a %dx%d window with stride %d and padding %d "
+                        "does not fit its input of shape %s (images are (C, H, W); set "
+                        "model.input to the image shape, e.g. [1, 28, 28])",
+                        li, type_names[l->type], lc->kernel, lc->kernel, stride, l->g.PH, in);
+  l->out_c = l->g.OC, l->out_h = l->g.OH, l->out_w = l->g.OW;
+  return 0;
+}
+
+int model_plan(ms_model *m, const ms_config *cfg, const int64_t *in, int ndim) {
+  memset(m, 0, sizeof *m);
+  int64_t c = 1, h = 1, w = 1;
+  if (ndim == 1)
+    c = in[0];
+  else if (ndim == 2)
+    h = in[0], w = in[1];
+  else if (ndim == 3)
+    c = in[0], h = in[1], w = in[2];
+  else
+    return ms_error_set(MS_ECONFIG,
+                        "model: inputs of %d dimensions per sample: expected 1 (features), 2 "
+                        "(H, W) or 3 (C, H, W); set model.input",
+                        ndim);
+  if (c < 1 || h < 1 || w < 1 || c * h * w > (1 << 30))
+    return ms_error_set(MS_ECONFIG, "model: input shape (%lld, %lld, %lld) is empty or too large",
+                        (long long)c, (long long)h, (long long)w);
+  if (cfg->model.n_layers < 1 || cfg->model.n_layers > MS_MAX_LAYERS)
+    return ms_error_set(MS_ECONFIG, "model.layers: expected 1 to %d layers, found %d",
+                        MS_MAX_LAYERS, cfg->model.n_layers);
+  m->in_c = (int)c, m->in_h = (int)h, m->in_w = (int)w;
+  m->in_features = (long)(c * h * w);
+  m->n_layers = cfg->model.n_layers;
+  size_t off = 0;
+  int pc = m->in_c, ph = m->in_h, pw = m->in_w;
+  for (int i = 0; i < m->n_layers; i++) {
+    const ms_layer_cfg *lc = &cfg->model.layers[i];
+    ms_layer *l = &m->layers[i];
+    l->type = lc->type;
+    l->act = lc->activation;
+    l->alpha = (float)lc->alpha;
+    l->rate = (float)lc->rate;
+    l->eps = (float)lc->eps;
+    l->init = lc->init;
+    l->in_c = pc, l->in_h = ph, l->in_w = pw;
+    l->in_elems = (long)pc * ph * pw;
+    l->w = l->b = -1;
+    l->out_c = pc, l->out_h = ph, l->out_w = pw;
+    int rc = 0;
+    switch (l->type) {
+      case MS_LAYER_DENSE: {
+        if (lc->units < 1)
+          return ms_error_set(MS_ECONFIG, "model.layers[%d].units: expected >= 1", i);
+        int64_t ws[2] = {lc->units, l->in_elems}, bs[1] = {lc->units};
+        l->out_c = lc->units, l->out_h = l->out_w = 1;
+        l->w = add_param(m, i, "weight", &off, 2, ws, 1);
+        l->b = add_param(m, i, "bias", &off, 1, bs, 0);
+        break;
+      }
+      case MS_LAYER_CONV2D: {
+        if (lc->filters < 1 || lc->kernel < 1)
+          return ms_error_set(MS_ECONFIG, "model.layers[%d] (conv2d): needs filters and kernel",
+                              i);
+        if ((rc = plan_window(l, lc, i))) return rc;
+        int64_t ws[4] = {l->g.OC, l->g.C, l->g.KH, l->g.KW}, bs[1] = {l->g.OC};
+        l->w = add_param(m, i, "weight", &off, 4, ws, 1);
+        l->b = add_param(m, i, "bias", &off, 1, bs, 0);
+        break;
+      }
+      case MS_LAYER_MAXPOOL2D:
+      case MS_LAYER_AVGPOOL2D:
+        if (lc->kernel < 1)
+          return ms_error_set(MS_ECONFIG, "model.layers[%d] (%s): needs a kernel", i,
+                              type_names[l->type]);
+        if ((rc = plan_window(l, lc, i))) return rc;
+        break;
+      case MS_LAYER_FLATTEN: l->out_c = (int)l->in_elems, l->out_h = l->out_w = 1; break;
+      case MS_LAYER_LAYERNORM: {
+        int64_t s[1] = {l->in_elems};
+        l->w = add_param(m, i, "weight", &off, 1, s, 0);
+        l->b = add_param(m, i, "bias", &off, 1, s, 0);
+        break;
+      }
+      case MS_LAYER_DROPOUT:
+      case MS_LAYER_ACTIVATION: break;
+      default: return ms_error_set(MS_ECONFIG, "model.layers[%d]: unknown type %d", i, l->type);
+    }
+    if ((unsigned)l->act > MS_ACT_SOFTMAX)
+      return ms_error_set(MS_ECONFIG, "model.layers[%d]: unknown activation %d", i, l->act);
+    l->out_elems = (long)l->out_c * l->out_h * l->out_w;
+    pc = l->out_c, ph = l->out_h, pw = l->out_w;
+  }
+  m->n_out = m->layers[m->n_layers - 1].out_elems;
+  m->n_params = off;
+  return 0;
+}
+
+/* ---- allocation ------------------------------------------------------------------- */
+
+/* 1 when the activation's backward needs its input (so the forward must
+ * not overwrite it); relu, tanh, sigmoid and softmax need only the output. */
+static int act_needs_input(ms_activation a) { return a == MS_ACT_LEAKY_RELU || a == MS_ACT_GELU; }
+
+/* 1 when the layer computes a result of its own (z) rather than passing its
+ * input through. Dropout computes one, used in training passes only. */
+static int has_own_output(ms_layer_type t) {
+  return t != MS_LAYER_FLATTEN && t != MS_LAYER_ACTIVATION;
+}
+
+static float *falloc(size_t rows, long cols, int *ok) {
+  if (!*ok) return NULL;
+  float *p = malloc(sizeof(float) * rows * (size_t)(cols > 0 ? cols : 1));
+  if (!p) *ok = 0;
+  return p;
+}
+
+int model_create(ms_model **out, const ms_config *cfg, const int64_t *in, int ndim,
+                 int max_batch) {
   *out = NULL;
-  if (in_features < 1)
-    return ms_error_set(MS_ECONFIG, "model: input has %d features", in_features);
-  if (cfg->model.n_layers < 1)
-    return ms_error_set(MS_ECONFIG, "model.layers: the model has no layers");
   ms_model *m = calloc(1, sizeof *m);
   if (!m) return ms_error_set(MS_ENOMEM, "model: out of memory");
-  m->n_layers = cfg->model.n_layers;
-  m->in_features = in_features;
+  int rc = model_plan(m, cfg, in, ndim);
+  if (rc) {
+    free(m);
+    return rc;
+  }
   m->max_batch = max_batch;
-  size_t off = 0;
-  int in = in_features, widest = in_features;
+  size_t B = (size_t)(max_batch > 0 ? max_batch : 1);
+  int ok = 1;
+  m->params = calloc(m->n_params ? m->n_params : 1, sizeof(float));
+  m->grads = calloc(m->n_params ? m->n_params : 1, sizeof(float));
+  ok = m->params && m->grads;
+  long widest = m->in_features, conv = 0;
   for (int i = 0; i < m->n_layers; i++) {
-    ms_dense *l = &m->layers[i];
-    l->in = in;
-    l->out = cfg->model.layers[i].units;
-    l->activation = cfg->model.layers[i].activation;
-    l->w_off = off;
-    off += (size_t)l->in * (size_t)l->out;
-    l->b_off = off;
-    off += (size_t)l->out;
-    snprintf(l->w_name, sizeof l->w_name, "layers.%d.weight", i);
-    snprintf(l->b_name, sizeof l->b_name, "layers.%d.bias", i);
-    if (l->out > widest) widest = l->out;
-    in = l->out;
+    ms_layer *l = &m->layers[i];
+    if (l->out_elems > widest) widest = l->out_elems;
+    if (has_own_output(l->type)) l->z = falloc(B, l->out_elems, &ok);
+    int own = l->z != NULL && l->type != MS_LAYER_DROPOUT;
+    if (l->act != MS_ACT_NONE && (!own || act_needs_input(l->act)))
+      l->a = falloc(B, l->out_elems, &ok);
+    else
+      l->a = l->z;
+    if (l->type == MS_LAYER_MAXPOOL2D && ok) {
+      l->argmax = malloc(sizeof(int32_t) * B * (size_t)l->out_elems);
+      ok = l->argmax != NULL;
+    }
+    if (l->type == MS_LAYER_LAYERNORM) {
+      l->mean = falloc(B, 1, &ok);
+      l->rstd = falloc(B, 1, &ok);
+    }
+    if (l->type == MS_LAYER_CONV2D) {
+      long s = conv2d_scratch_floats(&l->g);
+      if (s > conv) conv = s;
+    }
   }
-  m->n_classes = in;
-  m->n_params = off;
-  m->params = calloc(off, sizeof(float));
-  m->grads = calloc(off, sizeof(float));
-  int ok = m->params && m->grads;
-  for (int i = 0; ok && i < m->n_layers; i++) {
-    m->acts[i] = malloc(sizeof(float) * (size_t)max_batch * (size_t)m->layers[i].out);
-    ok = m->acts[i] != NULL;
-  }
-  for (int i = 0; ok && i < 2; i++) {
-    m->scratch[i] = malloc(sizeof(float) * (size_t)max_batch * (size_t)widest);
-    ok = m->scratch[i] != NULL;
-  }
+  m->scratch[0] = falloc(B, widest, &ok);
+  m->scratch[1] = falloc(B, widest, &ok);
+  if (conv > 0) m->conv_scratch = falloc(1, conv, &ok);
   if (!ok) {
     model_free(m);
-    return ms_error_set(MS_ENOMEM, "model: out of memory for %zu parameters", off);
+    return ms_error_set(MS_ENOMEM, "model: out of memory for %zu parameters and batch %d",
+                        m->n_params, max_batch);
   }
   *out = m;
   return 0;
@@ -62,11 +243,21 @@ void model_free(ms_model *m) {
   if (!m) return;
   free(m->params);
   free(m->grads);
-  for (int i = 0; i < m->n_layers; i++) free(m->acts[i]);
+  for (int i = 0; i < m->n_layers; i++) {
+    ms_layer *l = &m->layers[i];
+    if (l->a != l->z) free(l->a);
+    free(l->z);
+    free(l->argmax);
+    free(l->mean);
+    free(l->rstd);
+  }
   free(m->scratch[0]);
   free(m->scratch[1]);
+  free(m->conv_scratch);
   free(m);
 }
+
+/* ---- initialisation ----------------------------------------------------------------- */
 
 /* Standard normal for element i of stream key: Box-Muller on two uniform
  * draws from the counter-based mixer, so the value depends on (key, i) only. */
@@ -78,54 +269,186 @@ static double normal_at(uint64_t key, uint64_t i) {
   return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
+/* Uniform in [-1, 1) for element i of stream key. */
+static double uniform_at(uint64_t key, uint64_t i) {
+  return (double)(sampler_mix64(key ^ sampler_mix64(2 * i)) >> 11) * 0x1.0p-52 - 1.0;
+}
+
 void model_init(ms_model *m, uint64_t seed) {
   for (int li = 0; li < m->n_layers; li++) {
-    ms_dense *l = &m->layers[li];
-    double std = l->activation == MS_ACT_RELU ? sqrt(2.0 / l->in)
-                                              : sqrt(2.0 / (l->in + l->out));
+    const ms_layer *l = &m->layers[li];
+    if (l->w < 0) continue;
+    const ms_param *w = &m->p[l->w], *b = &m->p[l->b];
+    if (l->type == MS_LAYER_LAYERNORM) {
+      for (size_t i = 0; i < w->len; i++) m->params[w->off + i] = 1.0f;
+      memset(m->params + b->off, 0, sizeof(float) * b->len);
+      continue;
+    }
+    /* fan_in = inputs per output, fan_out = outputs per input (PyTorch's
+     * _calculate_fan_in_and_fan_out): dense (in, out); conv2d C*KH*KW and
+     * OC*KH*KW. */
+    double fan_out = (double)w->shape[0], fan_in = (double)(w->len / (size_t)w->shape[0]);
+    if (l->type == MS_LAYER_CONV2D) fan_out *= (double)(l->g.KH * l->g.KW);
+    ms_init init = l->init;
+    if (init == MS_INIT_AUTO)
+      init = l->act == MS_ACT_RELU || l->act == MS_ACT_LEAKY_RELU ? MS_INIT_HE_NORMAL
+                                                                  : MS_INIT_XAVIER_NORMAL;
+    int uniform = init == MS_INIT_HE_UNIFORM || init == MS_INIT_XAVIER_UNIFORM;
+    int he = init == MS_INIT_HE_NORMAL || init == MS_INIT_HE_UNIFORM;
+    /* std of the distribution; a uniform one on [-a, a] has std a / sqrt(3). */
+    double std = he ? sqrt(2.0 / fan_in) : sqrt(2.0 / (fan_in + fan_out));
     uint64_t key = sampler_mix64(seed ^ sampler_mix64(0x696e6974ULL + (uint64_t)li));
-    float *w = m->params + l->w_off;
-    size_t n = (size_t)l->in * (size_t)l->out;
-    for (size_t i = 0; i < n; i++) w[i] = (float)(std * normal_at(key, i));
-    memset(m->params + l->b_off, 0, sizeof(float) * (size_t)l->out);
+    float *p = m->params + w->off;
+    for (size_t i = 0; i < w->len; i++)
+      p[i] = (float)(uniform ? std * sqrt(3.0) * uniform_at(key, i) : std * normal_at(key, i));
+    memset(m->params + b->off, 0, sizeof(float) * b->len);
   }
 }
 
-const float *model_forward(ms_model *m, const float *x, int B) {
-  m->input = x;
+/* ---- forward and backward ------------------------------------------------------------ */
+
+static void act_forward(const ms_layer *l, float *a, const float *z, int B) {
+  long n = (long)B * l->out_elems;
+  switch (l->act) {
+    case MS_ACT_NONE: break;
+    case MS_ACT_RELU:
+      if (a != z) memcpy(a, z, sizeof(float) * (size_t)n);
+      relu_forward(a, n);
+      break;
+    case MS_ACT_LEAKY_RELU: leaky_relu_forward(a, z, n, l->alpha); break;
+    case MS_ACT_GELU: gelu_forward(a, z, n); break;
+    case MS_ACT_TANH: tanh_forward(a, z, n); break;
+    case MS_ACT_SIGMOID: sigmoid_forward(a, z, n); break;
+    case MS_ACT_SOFTMAX: softmax_forward(a, z, B, (int)l->out_elems); break;
+  }
+}
+
+/* In place: d (gradient of the output) becomes the gradient of z. */
+static void act_backward(const ms_layer *l, float *d, int B) {
+  long n = (long)B * l->out_elems;
+  switch (l->act) {
+    case MS_ACT_NONE: break;
+    case MS_ACT_RELU: relu_backward(d, l->out, n); break;
+    case MS_ACT_LEAKY_RELU: leaky_relu_backward(d, d, l->pre, n, l->alpha); break;
+    case MS_ACT_GELU: gelu_backward(d, d, l->pre, n); break;
+    case MS_ACT_TANH: tanh_backward(d, d, l->out, n); break;
+    case MS_ACT_SIGMOID: sigmoid_backward(d, d, l->out, n); break;
+    case MS_ACT_SOFTMAX: softmax_backward(d, d, l->out, B, (int)l->out_elems); break;
+  }
+}
+
+const float *model_forward(ms_model *m, const float *x, int B, const ms_pass *pass) {
   m->batch = B;
   const float *in = x;
   for (int i = 0; i < m->n_layers; i++) {
-    ms_dense *l = &m->layers[i];
-    dense_forward(m->acts[i], in, m->params + l->w_off, m->params + l->b_off, B, l->in, l->out);
-    if (l->activation == MS_ACT_RELU) relu_forward(m->acts[i], (long)B * l->out);
-    in = m->acts[i];
+    ms_layer *l = &m->layers[i];
+    const float *w = l->w >= 0 ? m->params + m->p[l->w].off : NULL;
+    const float *b = l->b >= 0 ? m->params + m->p[l->b].off : NULL;
+    const float *z = l->z;
+    l->in = in;
+    switch (l->type) {
+      case MS_LAYER_DENSE:
+        dense_forward(l->z, in, w, b, B, (int)l->in_elems, (int)l->out_elems);
+        break;
+      case MS_LAYER_CONV2D: conv2d_forward(l->z, in, w, b, &l->g, B, m->conv_scratch); break;
+      case MS_LAYER_MAXPOOL2D: maxpool2d_forward(l->z, l->argmax, in, &l->g, B); break;
+      case MS_LAYER_AVGPOOL2D: avgpool2d_forward(l->z, in, &l->g, B); break;
+      case MS_LAYER_LAYERNORM:
+        layernorm_forward(l->z, l->mean, l->rstd, in, w, b, B, (int)l->in_elems, l->eps);
+        break;
+      case MS_LAYER_DROPOUT:
+        if (pass && l->rate > 0)
+          dropout_forward(l->z, in, B, (int)l->in_elems, l->rate, pass->seed, pass->step,
+                          pass->rows);
+        else
+          z = in;
+        break;
+      case MS_LAYER_FLATTEN:
+      case MS_LAYER_ACTIVATION: z = in; break;
+    }
+    l->pre = z;
+    if (l->act != MS_ACT_NONE) {
+      act_forward(l, l->a, z, B); /* in place when l->a == l->z (model_create) */
+      z = l->a;
+    }
+    l->out = z;
+    in = z;
   }
   return in;
 }
 
-void model_backward(ms_model *m, float *dlogits) {
+void model_backward(ms_model *m, float *dout, const ms_pass *pass, ms_grad_ready ready,
+                    void *ctx) {
   int B = m->batch;
-  float *dout = dlogits;
+  float *d = dout;
   for (int i = m->n_layers - 1; i >= 0; i--) {
-    ms_dense *l = &m->layers[i];
-    if (l->activation == MS_ACT_RELU) relu_backward(dout, m->acts[i], (long)B * l->out);
-    const float *in = i > 0 ? m->acts[i - 1] : m->input;
-    float *dinp = i > 0 ? m->scratch[i & 1] : NULL;
-    dense_backward(dinp, m->grads + l->w_off, m->grads + l->b_off, dout, in,
-                   m->params + l->w_off, B, l->in, l->out);
-    dout = dinp;
+    ms_layer *l = &m->layers[i];
+    act_backward(l, d, B);
+    float *dw = l->w >= 0 ? m->grads + m->p[l->w].off : NULL;
+    float *db = l->b >= 0 ? m->grads + m->p[l->b].off : NULL;
+    const float *w = l->w >= 0 ? m->params + m->p[l->w].off : NULL;
+    /* The input gradient goes to whichever backward buffer d is not in;
+     * the first layer's is not needed. */
+    float *dinp = i == 0 ? NULL : d == m->scratch[0] ? m->scratch[1] : m->scratch[0];
+    switch (l->type) {
+      case MS_LAYER_DENSE:
+        dense_backward(dinp, dw, db, d, l->in, w, B, (int)l->in_elems, (int)l->out_elems);
+        break;
+      case MS_LAYER_CONV2D:
+        conv2d_backward(dinp, dw, db, d, l->in, w, &l->g, B, m->conv_scratch);
+        break;
+      case MS_LAYER_MAXPOOL2D:
+        if (dinp) maxpool2d_backward(dinp, d, l->argmax, &l->g, B);
+        break;
+      case MS_LAYER_AVGPOOL2D:
+        if (dinp) avgpool2d_backward(dinp, d, &l->g, B);
+        break;
+      case MS_LAYER_LAYERNORM:
+        layernorm_backward(dinp, dw, db, d, l->in, l->mean, l->rstd, w, B, (int)l->in_elems);
+        break;
+      case MS_LAYER_DROPOUT:
+        if (pass && l->rate > 0 && dinp)
+          dropout_backward(d, d, B, (int)l->in_elems, l->rate, pass->seed, pass->step,
+                           pass->rows);
+        dinp = d;
+        break;
+      case MS_LAYER_FLATTEN:
+      case MS_LAYER_ACTIVATION: dinp = d; break;
+    }
+    if (ready && l->w >= 0) {
+      size_t off = m->p[l->w].off, end = m->p[l->b].off + m->p[l->b].len;
+      ready(ctx, off, end - off);
+    }
+    d = dinp;
   }
+}
+
+void model_decay_mask(const ms_model *m, uint8_t *mask) {
+  memset(mask, 0, m->n_params);
+  for (int i = 0; i < m->n_p; i++)
+    if (m->p[i].decay) memset(mask + m->p[i].off, 1, m->p[i].len);
 }
 
 uint64_t model_layout_hash(const ms_model *m) {
   uint64_t h = CKPT_FNV_OFFSET;
   for (int i = 0; i < m->n_layers; i++) {
-    const ms_dense *l = &m->layers[i];
-    int64_t dims[3] = {l->out, l->in, l->activation};
-    h = ckpt_fnv1a(h, l->w_name, strlen(l->w_name));
+    const ms_layer *l = &m->layers[i];
+    if (l->type == MS_LAYER_DENSE) {
+      /* The MLP's hash of the first format: (out, in, activation) per layer. */
+      const ms_param *w = &m->p[l->w], *b = &m->p[l->b];
+      int64_t dims[3] = {l->out_elems, l->in_elems, l->act};
+      h = ckpt_fnv1a(h, w->name, strlen(w->name));
+      h = ckpt_fnv1a(h, dims, sizeof dims);
+      h = ckpt_fnv1a(h, b->name, strlen(b->name));
+      continue;
+    }
+    int64_t dims[10] = {1000 + l->type, l->act, l->in_c, l->in_h, l->in_w,
+                        l->out_c,       l->out_h, l->out_w, l->g.KH, l->g.SH};
     h = ckpt_fnv1a(h, dims, sizeof dims);
-    h = ckpt_fnv1a(h, l->b_name, strlen(l->b_name));
+    for (int k = 0; k < 2; k++) {
+      int pi = k ? l->b : l->w;
+      if (pi >= 0) h = ckpt_fnv1a(h, m->p[pi].name, strlen(m->p[pi].name));
+    }
   }
   return h;
 }
@@ -136,6 +459,27 @@ uint64_t model_params_hash(const ms_model *m) {
 
 double model_flops_per_sample(const ms_model *m) {
   double f = 0.0;
-  for (int i = 0; i < m->n_layers; i++) f += 2.0 * m->layers[i].in * m->layers[i].out;
+  for (int i = 0; i < m->n_layers; i++) {
+    const ms_layer *l = &m->layers[i];
+    if (l->type == MS_LAYER_DENSE) f += 2.0 * (double)l->in_elems * (double)l->out_elems;
+    if (l->type == MS_LAYER_CONV2D)
+      f += 2.0 * (double)l->out_elems * (double)(l->g.C * l->g.KH * l->g.KW);
+  }
   return f;
+}
+
+double model_row_floats(const ms_model *m) {
+  double f = 0.0;
+  long widest = m->in_features;
+  for (int i = 0; i < m->n_layers; i++) {
+    const ms_layer *l = &m->layers[i];
+    if (l->out_elems > widest) widest = l->out_elems;
+    if (has_own_output(l->type)) f += (double)l->out_elems;
+    if (l->act != MS_ACT_NONE &&
+        (!has_own_output(l->type) || l->type == MS_LAYER_DROPOUT || act_needs_input(l->act)))
+      f += (double)l->out_elems;
+    if (l->type == MS_LAYER_MAXPOOL2D) f += (double)l->out_elems;
+    if (l->type == MS_LAYER_LAYERNORM) f += 2.0;
+  }
+  return f + 2.0 * (double)widest;
 }

@@ -1,9 +1,15 @@
-/* model — a stack of dense layers over one parameter arena.
+/* model — a stack of layers (dense, conv2d, pooling, flatten, dropout, layer
+ * norm, activations) over one parameter arena.
  *
  * All parameters live in one contiguous float arena (params), all gradients
  * in another of the same layout (grads); each layer holds offsets into them
- * (DESIGN.md, "Parameters"). Layer i owns a weight (out, in) followed by a
- * bias (out). Activations are preallocated for up to max_batch rows.
+ * (DESIGN.md, "Parameters"). Parameters are laid out in layer order, the
+ * weight (dense (out, in); conv2d (OC, C, KH, KW); layer norm: the gain)
+ * before the bias. Images are NCHW; a vector of F features is (F, 1, 1).
+ * Dense layers flatten what comes in.
+ *
+ * Activations are preallocated for up to max_batch rows. model_plan computes
+ * the shapes and the layout without allocating (for `midscale check`).
  *
  * Ownership: model_create allocates everything; model_free releases it and
  * accepts NULL. Not thread-safe; no MPI.
@@ -15,55 +21,126 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "layers.h"
+
+/* One parameter tensor: a view of the arenas. */
+typedef struct {
+  char name[48];      /* "layers.<i>.weight" / "layers.<i>.bias" */
+  size_t off, len;    /* floats into params / grads */
+  int ndim;
+  int64_t shape[4];
+  int decay;          /* 1: weight decay applies by default (weights of dense and conv2d) */
+} ms_param;
 
 typedef struct {
-  int in, out;
-  ms_activation activation;
-  size_t w_off, b_off;   /* offsets into the arenas */
-  char w_name[48];       /* "layers.<i>.weight" */
-  char b_name[48];       /* "layers.<i>.bias" */
-} ms_dense;
+  ms_layer_type type;
+  ms_activation act;
+  float alpha;        /* leaky_relu */
+  float rate;         /* dropout */
+  float eps;          /* layernorm */
+  ms_init init;
+  int in_c, in_h, in_w;    /* input shape */
+  int out_c, out_h, out_w; /* output shape */
+  long in_elems, out_elems;
+  ms_conv2d g;        /* conv2d and pools */
+  int w, b;           /* indices into ms_model.p of the weight and bias; -1 = none */
+  /* Buffers of max_batch rows, owned unless noted: */
+  float *z;           /* the layer's result before the activation; NULL when the
+                       * layer passes its input through (flatten, activation, and
+                       * dropout outside training) */
+  float *a;           /* after the activation; == z when it runs in place or there is none */
+  int32_t *argmax;    /* maxpool2d */
+  float *mean, *rstd; /* layernorm, (max_batch) */
+  const float *in;    /* the last forward's input (not owned) */
+  const float *pre;   /* the last forward's result before the activation (not owned) */
+  const float *out;   /* the last forward's output (not owned) */
+} ms_layer;
 
 typedef struct {
   int n_layers;
-  ms_dense layers[MS_MAX_LAYERS];
-  int in_features, n_classes;
+  ms_layer layers[MS_MAX_LAYERS];
+  int in_c, in_h, in_w;  /* input shape */
+  long in_features;      /* in_c * in_h * in_w */
+  long n_out;            /* outputs per sample (classes, or regression targets) */
+  int n_p;               /* parameter tensors */
+  ms_param p[2 * MS_MAX_LAYERS];
   size_t n_params;
   float *params;         /* (n_params) */
   float *grads;          /* (n_params) */
   int max_batch;
-  float *acts[MS_MAX_LAYERS];  /* layer outputs, (max_batch, out) each */
-  float *scratch[2];     /* backward ping-pong buffers, (max_batch, widest) */
-  const float *input;    /* the last forward's input, (batch, in_features) */
+  float *scratch[2];     /* backward buffers, (max_batch, widest) */
+  float *conv_scratch;   /* one im2col matrix, the largest conv2d's */
   int batch;             /* rows of the last forward */
 } ms_model;
 
-/* Builds the layer stack of cfg->model for inputs of in_features.
+/* What a forward pass needs beyond its input. Training passes enable
+ * dropout, whose mask is a function of (seed, step, rows[i]), rows[i] the
+ * GLOBAL index of row i's sample, so that it does not depend on the world
+ * size (layers.h). NULL = inference. */
+typedef struct {
+  uint64_t seed;
+  uint64_t step;
+  const uint64_t *rows; /* (B) */
+} ms_pass;
+
+/* Called by model_backward as soon as the gradients [off, off + len) of the
+ * grads arena are final. Layers are visited last to first, so the ranges
+ * come from the end of the arena towards its start, each adjacent to the
+ * previous one. */
+typedef void (*ms_grad_ready)(void *ctx, size_t off, size_t len);
+
+/* Computes the layer shapes and the parameter layout of cfg->model for
+ * inputs of shape `in` (ndim 1: (F) features; 2: (H, W), one channel;
+ * 3: (C, H, W)) into m, which is zeroed first; allocates nothing.
+ * @return 0 or MS_ECONFIG naming the layer and the shape that does not fit. */
+int model_plan(ms_model *m, const ms_config *cfg, const int64_t *in, int ndim);
+
+/* model_plan, then allocates the arenas and the buffers for max_batch rows.
  * @return 0, MS_ECONFIG (bad shapes), or MS_ENOMEM. */
-int model_create(ms_model **out, const ms_config *cfg, int in_features, int max_batch);
+int model_create(ms_model **out, const ms_config *cfg, const int64_t *in, int ndim,
+                 int max_batch);
 
 void model_free(ms_model *m);
 
-/* Deterministic init from seed, identical on every rank and platform:
- * He normal (std sqrt(2/in)) before a ReLU, Glorot normal
- * (std sqrt(2/(in+out))) otherwise; biases zero. */
+/* Deterministic init from seed, identical on every rank and platform: per
+ * layer its `init` (auto: He normal before relu / leaky_relu, Xavier normal
+ * otherwise), fan-in and fan-out as PyTorch counts them (conv2d: C*KH*KW and
+ * OC*KH*KW); biases zero, layer-norm gains one. */
 void model_init(ms_model *m, uint64_t seed);
 
-/* Forward of B <= max_batch rows of x (B, in_features).
- * @return the logits (B, n_classes), owned by the model. */
-const float *model_forward(ms_model *m, const float *x, int B);
+/* Forward of B <= max_batch rows of x (B, in_features); pass as above.
+ * @return the outputs (B, n_out), owned by the model. */
+const float *model_forward(ms_model *m, const float *x, int B, const ms_pass *pass);
 
-/* Backward from dlogits (B, n_classes) of the last forward; overwrites grads.
- * dlogits is used as scratch. */
-void model_backward(ms_model *m, float *dlogits);
+/* Backward from dout (B, n_out), the gradient of the loss with respect to
+ * the last forward's outputs; overwrites grads (every element). dout is
+ * used as scratch. pass must be the forward's. ready (may be NULL) is
+ * called as each layer's gradients are final. */
+void model_backward(ms_model *m, float *dout, const ms_pass *pass, ms_grad_ready ready,
+                    void *ctx);
 
-/* Hash of the layout (names, shapes, order): equal layouts, equal hashes. */
+/* Fills mask (n_params bytes) with 1 where weight decay applies by default
+ * (weights of dense and conv2d layers) and 0 elsewhere (biases, layer-norm
+ * gains and biases). */
+void model_decay_mask(const ms_model *m, uint8_t *mask);
+
+/* Hash of the layout (kinds, names, shapes, order): equal layouts, equal hashes. */
 uint64_t model_layout_hash(const ms_model *m);
 
 /* FNV-1a 64 of the parameter bytes: equal on ranks holding equal params. */
 uint64_t model_params_hash(const ms_model *m);
 
-/* Forward FLOPs per sample (2 * multiply-adds). */
+/* Forward FLOPs per sample (2 * multiply-adds of dense and conv2d layers). */
 double model_flops_per_sample(const ms_model *m);
+
+/* "conv2d 5x5/1 pad 2 +relu", "dense +relu", "maxpool2d 2x2/2"... */
+void model_layer_desc(const ms_layer *l, char *buf, size_t n);
+
+/* "(32, 14, 14)" or "(256)" */
+void model_shape_desc(int c, int h, int w, char *buf, size_t n);
+
+/* Floats of activations one row keeps for the backward (outputs, argmax and
+ * statistics), plus the two backward buffers: the per-row memory estimate. */
+double model_row_floats(const ms_model *m);
 
 #endif

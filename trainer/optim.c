@@ -14,9 +14,13 @@ int optim_create(ms_optim **out, const ms_config *cfg, size_t n_params) {
                        .weight_decay = cfg->optim.weight_decay,
                        .momentum = cfg->optim.momentum,
                        .nesterov = cfg->optim.nesterov,
-                       .beta1 = 0.9,
-                       .beta2 = 0.999,
-                       .eps = 1e-8};
+                       .beta1 = cfg->optim.beta1,
+                       .beta2 = cfg->optim.beta2,
+                       .eps = cfg->optim.eps};
+  if (optim_kind_parse(cfg->optim.name, &p.kind) != 0) {
+    *out = NULL;
+    return ms_error_set(MS_ECONFIG, "optim.name: unknown optimizer '%s'", cfg->optim.name);
+  }
   return optim_create_params(out, &p, n_params);
 }
 
@@ -221,11 +225,11 @@ double schedule_lr(const ms_config *cfg, int64_t step, int64_t total_steps) {
                           .lr = cfg->optim.lr,
                           .warmup_steps = cfg->schedule.warmup_steps,
                           .min_lr_ratio = cfg->schedule.min_lr_ratio,
-                          /* PyTorch's defaults, until the config has keys for them */
-                          .gamma = 0.1,
-                          .div_factor = 25.0,
-                          .final_div_factor = 1e4,
-                          .pct_start = 0.3};
+                          .step_size = cfg->schedule.step_size,
+                          .gamma = cfg->schedule.gamma,
+                          .div_factor = cfg->schedule.div_factor,
+                          .final_div_factor = cfg->schedule.final_div_factor,
+                          .pct_start = cfg->schedule.pct_start};
   if (schedule_kind_parse(cfg->schedule.name, &p.kind) != 0) p.kind = MS_SCHED_CONSTANT;
   return schedule_lr_at(&p, step, total_steps);
 }

@@ -46,8 +46,9 @@ typedef struct {
   uint8_t *decay_mask; /* (n) owned copy, or NULL = decay every element */
 } ms_optim;
 
-/* An SGD optimizer from cfg->optim.
- * @return 0 or MS_ENOMEM. The momentum arena starts at zero. */
+/* The optimizer of cfg->optim (name sgd, adam or adamw, with its keys).
+ * @return 0, MS_ECONFIG (unknown name) or MS_ENOMEM. State arenas start at
+ * zero, t at 0. */
 int optim_create(ms_optim **out, const ms_config *cfg, size_t n_params);
 
 /* Any optimizer from plain parameters. State arenas start at zero, t at 0.
@@ -130,8 +131,8 @@ int schedule_kind_parse(const char *name, ms_schedule_kind *kind);
  *             there after). */
 double schedule_lr_at(const ms_schedule_params *s, int64_t step, int64_t total_steps);
 
-/* schedule_lr_at for cfg->optim.lr and cfg->schedule (name, warmup_steps,
- * min_lr_ratio); an unknown name is constant. */
+/* schedule_lr_at for cfg->optim.lr and the keys of cfg->schedule; an unknown
+ * name is constant. */
 double schedule_lr(const ms_config *cfg, int64_t step, int64_t total_steps);
 
 #endif

@@ -28,8 +28,11 @@
 #define DATA_MEM_BUDGET ((size_t)2 << 30)
 #define ERRLEN 1024
 
-/* Tensors per layer in a checkpoint: weight, bias, and their momentum. */
-#define TENSORS_PER_LAYER 4
+/* Checkpoint tensors: every parameter tensor, and its view in each of the
+ * optimizer's state arenas (at most two: Adam's moments). */
+#define MAX_TENSORS (2 * MS_MAX_LAYERS * 3)
+
+typedef enum { LOSS_XENT = 0, LOSS_BCE, LOSS_MSE, LOSS_MAE } loss_kind;
 
 typedef struct {
   comm_world *w;
@@ -42,8 +45,10 @@ typedef struct {
   ms_model *model;
   ms_optim *opt;
   ms_metrics *metrics; /* rank 0 only */
-  ckpt_tensor tensors[MS_MAX_LAYERS * TENSORS_PER_LAYER];
-  char tensor_names[MS_MAX_LAYERS * TENSORS_PER_LAYER][64];
+  loss_kind loss;
+  int classifier;               /* the loss takes class labels (y), else float targets (t) */
+  ckpt_tensor tensors[MAX_TENSORS];
+  char tensor_names[MAX_TENSORS][80];
   int n_tensors;
   uint64_t layout_hash;
   int64_t global_batch, local_batch, eval_chunk;
@@ -61,7 +66,7 @@ typedef struct {
   uint64_t *perm;
   int64_t perm_epoch;
   uint64_t *idx;
-  float *x, *dlogits;
+  float *x, *dlogits, *t;
   int32_t *y;
   double last_eval_acc, last_eval_loss;
   int64_t last_eval_step;
@@ -153,14 +158,44 @@ static int open_data(run *r) {
   return agree(r, rc);
 }
 
-static int check_labels(run *r) {
-  char err[ERRLEN] = "";
-  int classes = r->model->n_classes;
-  int rc = data_rc(data_check_labels(r->train, classes, err, sizeof err), MS_EDATA, err);
-  if (rc == 0 && r->test)
-    rc = data_rc(data_check_labels(r->test, classes, err, sizeof err), MS_EDATA, err);
-  if (rc) ms_error_prefix("the model has %d output units", classes);
+/* Every rank checks the labels against the model's outputs. */
+static int check_data_labels(run *r) {
+  int rc = check_labels(&r->cfg, r->model->n_out, r->train);
+  if (rc == 0 && r->test) rc = check_labels(&r->cfg, r->model->n_out, r->test);
   return agree(r, rc);
+}
+
+static loss_kind loss_parse(const char *name) {
+  if (!strcmp(name, "bce_with_logits")) return LOSS_BCE;
+  if (!strcmp(name, "mse")) return LOSS_MSE;
+  if (!strcmp(name, "mae")) return LOSS_MAE;
+  return LOSS_XENT;
+}
+
+/* The configured loss of n rows of outputs out (n, n_out) against r->y or
+ * r->t, summed over the rows (each row's loss a mean over its outputs for
+ * the float losses). grad (may be NULL) receives scale * d(sum)/d(out).
+ * *correct counts top-1 hits of a classifier. */
+static double compute_loss(run *r, float *grad, const float *out, int n, float scale,
+                           long *correct) {
+  int K = (int)r->model->n_out;
+  switch (r->loss) {
+    case LOSS_BCE: return bce_logits_loss(grad, out, r->t, n, K, scale);
+    case LOSS_MSE: return mse_loss(grad, out, r->t, n, K, scale);
+    case LOSS_MAE: return mae_loss(grad, out, r->t, n, K, scale);
+    case LOSS_XENT: break;
+  }
+  float eps = (float)r->cfg.model.label_smoothing;
+  if (eps > 0) return softmax_xent_smooth(grad, out, r->y, n, K, eps, scale, correct);
+  return softmax_xent(grad, out, r->y, n, K, scale, correct);
+}
+
+/* Reads samples idx[0..n) of ds into r->x and r->y (classifiers) or r->t. */
+static int read_batch(run *r, data_set *ds, const uint64_t *idx, int n) {
+  char err[ERRLEN] = "";
+  return data_rc(data_read(ds, idx, (size_t)n, &r->norm, r->x, r->classifier ? r->y : NULL,
+                           r->classifier ? NULL : r->t, err, sizeof err),
+                 MS_EDATA, err);
 }
 
 static int blas_threads(const comm_world *w, int configured) {
@@ -170,27 +205,61 @@ static int blas_threads(const comm_world *w, int configured) {
   return per_rank > 0 ? per_rank : 1;
 }
 
+/* Checkpoint tensors: views of every parameter tensor in the parameter
+ * arena and in each optimizer state arena ("optim/<state>/<name>"). */
+static void list_tensors(run *r) {
+  float *arenas[3] = {r->model->params};
+  const char *names[3] = {""};
+  int n_arenas = 1 + optim_state(r->opt, arenas + 1, names + 1, 2);
+  r->n_tensors = 0;
+  for (int a = 0; a < n_arenas; a++)
+    for (int i = 0; i < r->model->n_p; i++) {
+      const ms_param *p = &r->model->p[i];
+      int j = r->n_tensors++;
+      snprintf(r->tensor_names[j], sizeof r->tensor_names[j], "%s%s%s%s", a ? "optim/" : "",
+               names[a], a ? "/" : "", p->name);
+      ckpt_tensor *ct = &r->tensors[j];
+      ct->name = r->tensor_names[j];
+      ct->data = arenas[a] + p->off;
+      ct->ndim = p->ndim;
+      for (int d = 0; d < p->ndim; d++) ct->shape[d] = p->shape[d];
+    }
+}
+
 static int build_model(run *r) {
   const ms_config *c = &r->cfg;
   r->global_batch = c->train.batch_size;
   r->local_batch = r->global_batch / r->w->size;
   r->eval_chunk = c->train.eval_batch_size / r->w->size;
   if (r->eval_chunk < 1) r->eval_chunk = 1;
+  r->loss = loss_parse(c->model.loss);
+  r->classifier = check_is_classifier(c);
   int64_t max_batch = r->local_batch > r->eval_chunk ? r->local_batch : r->eval_chunk;
   size_t in = data_sample_elems(r->train);
-  int rc = model_create(&r->model, c, (int)in, (int)max_batch);
+  int64_t shape[MS_MAX_DIMS];
+  int nd = check_input_shape(c, r->train, shape);
+  int rc = model_create(&r->model, c, shape, nd, (int)max_batch);
   if (rc == 0) rc = optim_create(&r->opt, c, r->model->n_params);
+  if (rc == 0 && !c->optim.decay_all) {
+    uint8_t *mask = malloc(r->model->n_params ? r->model->n_params : 1);
+    if (!mask) rc = ms_error_set(MS_ENOMEM, "out of memory for the weight-decay mask");
+    if (mask) model_decay_mask(r->model, mask);
+    if (rc == 0) rc = optim_set_decay_mask(r->opt, mask);
+    free(mask);
+  }
   if (rc == 0) {
+    size_t outs = (size_t)max_batch * (size_t)r->model->n_out;
     r->perm = malloc(sizeof(uint64_t) * data_count(r->train));
     r->idx = malloc(sizeof(uint64_t) * (size_t)max_batch);
     r->x = malloc(sizeof(float) * (size_t)max_batch * in);
     r->y = malloc(sizeof(int32_t) * (size_t)max_batch);
-    r->dlogits = malloc(sizeof(float) * (size_t)max_batch * (size_t)r->model->n_classes);
-    if (!r->perm || !r->idx || !r->x || !r->y || !r->dlogits)
+    r->t = malloc(sizeof(float) * outs);
+    r->dlogits = malloc(sizeof(float) * outs);
+    if (!r->perm || !r->idx || !r->x || !r->y || !r->t || !r->dlogits)
       rc = ms_error_set(MS_ENOMEM, "out of memory for batch buffers");
   }
   if ((rc = agree(r, rc))) return rc;
-  if ((rc = check_labels(r))) return rc;
+  if ((rc = check_data_labels(r))) return rc;
 
   /* Every rank initialises from the seed; the hash check proves they agree
    * (a different libm could break that, so rank 0's copy then wins). */
@@ -202,32 +271,7 @@ static int build_model(run *r) {
   if (!same)
     metrics_say(r->metrics, "note: initial parameters differed across ranks; using rank 0's");
   r->layout_hash = model_layout_hash(r->model);
-
-  /* Checkpoint tensors: views into the parameter and momentum arenas. */
-  for (int i = 0; i < r->model->n_layers; i++) {
-    const ms_dense *l = &r->model->layers[i];
-    struct {
-      const char *name;
-      float *arena;
-      size_t off;
-      int ndim;
-    } t[TENSORS_PER_LAYER] = {{l->w_name, r->model->params, l->w_off, 2},
-                              {l->b_name, r->model->params, l->b_off, 1},
-                              {l->w_name, r->opt->momentum, l->w_off, 2},
-                              {l->b_name, r->opt->momentum, l->b_off, 1}};
-    for (int k = 0; k < TENSORS_PER_LAYER; k++) {
-      int j = i * TENSORS_PER_LAYER + k;
-      snprintf(r->tensor_names[j], sizeof r->tensor_names[j], "%s%s",
-               t[k].arena == r->opt->momentum ? "optim/momentum/" : "", t[k].name);
-      ckpt_tensor *ct = &r->tensors[j];
-      ct->name = r->tensor_names[j];
-      ct->data = t[k].arena + t[k].off;
-      ct->ndim = t[k].ndim;
-      ct->shape[0] = l->out;
-      ct->shape[1] = l->in;
-    }
-  }
-  r->n_tensors = r->model->n_layers * TENSORS_PER_LAYER;
+  list_tensors(r);
   return 0;
 }
 
@@ -331,8 +375,12 @@ static int resume(run *r, const char *what) {
     goto done;
   }
   if ((rc = comm_rc(r, comm_bcast_f32(r->w, r->model->params, r->model->n_params, 0)))) goto done;
-  if ((rc = comm_rc(r, comm_bcast_f32(r->w, r->opt->momentum, r->opt->n, 0)))) goto done;
+  float *state[2];
+  const char *names[2];
+  for (int a = 0, n = optim_state(r->opt, state, names, 2); a < n; a++)
+    if ((rc = comm_rc(r, comm_bcast_f32(r->w, state[a], r->opt->n, 0)))) goto done;
   r->step = cursor[1], r->epoch = cursor[2], r->step_in_epoch = cursor[3];
+  r->opt->t = r->step; /* one optimizer step per training step (Adam's bias correction) */
   r->last_ckpt_step = r->step;
   metrics_say(r->metrics, "resumed from %s at step %lld (epoch %lld, step %lld of the epoch)",
               path ? path : "checkpoint", (long long)r->step, (long long)r->epoch,
@@ -348,37 +396,48 @@ done:
 static int evaluate(run *r) {
   double t0 = comm_wtime();
   uint64_t begin, count;
-  char err[ERRLEN] = "";
   sampler_eval_range(data_count(r->test), r->w->size, r->w->rank, &begin, &count);
-  double s[4] = {0, 0, 0, 0}; /* failed, loss sum, correct, samples */
+  int K = (int)r->model->n_out, k = r->cfg.train.eval_top_k;
+  if (!r->classifier || k >= K) k = 0;
+  /* failed, loss sum, correct, samples, top-k correct, squared and absolute error sums */
+  double s[7] = {0, 0, 0, 0, 0, 0, 0};
   int rc = 0;
   for (uint64_t off = 0; off < count && rc == 0; off += (uint64_t)r->eval_chunk) {
     int n = (int)(count - off < (uint64_t)r->eval_chunk ? count - off : (uint64_t)r->eval_chunk);
     for (int i = 0; i < n; i++) r->idx[i] = begin + off + (uint64_t)i;
-    rc = data_rc(
-        data_read(r->test, r->idx, (size_t)n, &r->norm, r->x, r->y, NULL, err, sizeof err),
-        MS_EDATA, err);
-    if (rc) break;
-    const float *logits = model_forward(r->model, r->x, n);
+    if ((rc = read_batch(r, r->test, r->idx, n))) break;
+    const float *out = model_forward(r->model, r->x, n, NULL);
     long correct = 0;
-    s[1] += softmax_xent(NULL, logits, r->y, n, r->model->n_classes, 1.0f, &correct);
+    s[1] += compute_loss(r, NULL, out, n, 1.0f, &correct);
     s[2] += (double)correct;
     s[3] += n;
+    if (k > 0) s[4] += (double)topk_correct(out, r->y, n, K, k);
+    if (!r->classifier) {
+      s[5] += mse_loss(NULL, out, r->t, n, K, 1.0f);
+      s[6] += mae_loss(NULL, out, r->t, n, K, 1.0f);
+    }
   }
   if ((rc = agree(r, rc))) return rc;
-  if ((rc = comm_rc(r, comm_allreduce_sum_f64(r->w, s + 1, 3)))) return rc;
-  r->last_eval_loss = s[1] / s[3];
-  r->last_eval_acc = s[2] / s[3];
+  if ((rc = comm_rc(r, comm_allreduce_sum_f64(r->w, s + 1, 6)))) return rc;
+  ms_eval e = {.loss = s[1] / s[3],
+               .classifier = r->classifier,
+               .acc = s[2] / s[3],
+               .top_k = k,
+               .topk_acc = s[4] / s[3],
+               .mse = s[5] / s[3],
+               .mae = s[6] / s[3],
+               .n_samples = (long)s[3]};
+  r->last_eval_loss = e.loss;
+  r->last_eval_acc = r->classifier ? e.acc : -1.0;
   r->last_eval_step = r->step;
   r->t_eval += comm_wtime() - t0;
-  metrics_eval(r->metrics, r->step, r->epoch, r->last_eval_loss, r->last_eval_acc, (long)s[3]);
+  metrics_eval(r->metrics, r->step, r->epoch, &e);
   return 0;
 }
 
 /* One optimizer step on this rank's slice of the next global batch.
  * stats: loss sum, correct and samples of the global batch are added. */
 static int train_step(run *r, double stats[3]) {
-  char err[ERRLEN] = "";
   double t0 = comm_wtime();
   if (r->perm_epoch != r->epoch) {
     sampler_permutation(r->cfg.run.seed, (uint64_t)r->epoch, data_count(r->train), r->perm);
@@ -397,18 +456,17 @@ static int train_step(run *r, double stats[3]) {
   s[4] = r->w->rank == 0 && r->cfg.checkpoint.every_minutes > 0 &&
          comm_wtime() - r->t_last_ckpt >= 60.0 * r->cfg.checkpoint.every_minutes;
   s[5] = r->saver_rc < 0;
-  int rc = data_rc(
-      data_read(r->train, idx, (size_t)n, &r->norm, r->x, r->y, NULL, err, sizeof err), MS_EDATA,
-      err);
+  int rc = read_batch(r, r->train, idx, n);
   double t1 = comm_wtime();
   r->t_data += t1 - t0;
   if (rc == 0) {
-    const float *logits = model_forward(r->model, r->x, n);
+    /* Dropout masks follow the samples' dataset indices: world-size invariant. */
+    ms_pass pass = {.seed = r->cfg.run.seed, .step = (uint64_t)r->step, .rows = idx};
+    const float *out = model_forward(r->model, r->x, n, &pass);
     long correct = 0;
-    s[1] = softmax_xent(r->dlogits, logits, r->y, n, r->model->n_classes,
-                        1.0f / (float)r->global_batch, &correct);
+    s[1] = compute_loss(r, r->dlogits, out, n, 1.0f / (float)r->global_batch, &correct);
     s[2] = (double)correct;
-    model_backward(r->model, r->dlogits);
+    model_backward(r->model, r->dlogits, &pass, NULL, NULL);
   } else {
     s[0] = 1;
   }
@@ -431,8 +489,8 @@ static int train_step(run *r, double stats[3]) {
   if (crc) return comm_rc(r, crc);
   double t3 = comm_wtime();
   r->t_comm += t3 - t2;
-  optim_sgd_step(r->opt, r->model->params, r->model->grads,
-                 schedule_lr(&r->cfg, r->step, r->total_steps));
+  optim_step(r->opt, r->model->params, r->model->grads,
+             schedule_lr(&r->cfg, r->step, r->total_steps));
   r->t_compute += comm_wtime() - t3;
   stats[0] += s[1], stats[1] += s[2], stats[2] += (double)r->global_batch;
   r->step++;
@@ -442,10 +500,16 @@ static int train_step(run *r, double stats[3]) {
 
 static void say_start(run *r) {
   const ms_model *m = r->model;
-  char shape[256];
-  int off = snprintf(shape, sizeof shape, "%d", m->in_features);
-  for (int i = 0; i < m->n_layers && off < (int)sizeof shape; i++)
-    off += snprintf(shape + off, sizeof shape - (size_t)off, "-%d", m->layers[i].out);
+  char shape[1024], part[128];
+  model_shape_desc(m->in_c, m->in_h, m->in_w, shape, sizeof shape);
+  for (int i = 0; i < m->n_layers; i++) {
+    const ms_layer *l = &m->layers[i];
+    char desc[64], out[48];
+    model_layer_desc(l, desc, sizeof desc);
+    model_shape_desc(l->out_c, l->out_h, l->out_w, out, sizeof out);
+    snprintf(part, sizeof part, " -> %s %s", desc, out);
+    if (strlen(shape) + strlen(part) < sizeof shape) strcat(shape, part);
+  }
   unsigned maj, min, rel;
   H5get_libversion(&maj, &min, &rel);
   metrics_say(r->metrics,
@@ -457,8 +521,9 @@ static void say_start(run *r) {
               data_in_memory(r->train) ? " (in memory)" : " (streamed)",
               r->test ? (unsigned long long)data_count(r->test) : 0ULL,
               data_sample_elems(r->train));
-  metrics_say(r->metrics, "model %s: %zu parameters, %.2f MFLOP/sample forward", shape, m->n_params,
-              model_flops_per_sample(m) / 1e6);
+  metrics_say(r->metrics, "model %s: %zu parameters, %.2f MFLOP/sample forward, loss %s, %s",
+              shape, m->n_params, model_flops_per_sample(m) / 1e6, r->cfg.model.loss,
+              r->cfg.optim.name);
   metrics_say(r->metrics,
               "train: %d epochs x %lld steps, global batch %lld (%lld per rank), run dir %s",
               r->cfg.train.epochs, (long long)r->steps_per_epoch, (long long)r->global_batch,
@@ -531,6 +596,7 @@ static void teardown(run *r) {
   free(r->idx);
   free(r->x);
   free(r->y);
+  free(r->t);
   free(r->dlogits);
 }
 
@@ -539,9 +605,11 @@ static void say_summary(run *r, double wall, int64_t steps_run) {
   /* The slowest rank's times are the ones the job waited for. */
   if (comm_allreduce_max_f64(r->w, t, 5) != 0) return;
   double sps = wall > 0 ? (double)steps_run * (double)r->global_batch / wall : 0.0;
-  if (r->last_eval_step >= 0)
+  if (r->last_eval_step >= 0 && r->classifier)
     metrics_say(r->metrics, "final test accuracy %.4f (loss %.4f)", r->last_eval_acc,
                 r->last_eval_loss);
+  else if (r->last_eval_step >= 0)
+    metrics_say(r->metrics, "final test loss %.6g (%s)", r->last_eval_loss, r->cfg.model.loss);
   metrics_say(r->metrics,
               "done: %lld steps in %.2f s, %.0f samples/s; time per part (max over ranks): "
               "compute %.2f s, comm %.2f s, data %.2f s, checkpoint %.2f s, eval %.2f s",
@@ -577,7 +645,7 @@ int train_run(comm_world *w, const train_args *a) {
     if (r.step % c->log.every_steps == 0 || last) {
       double now = comm_wtime();
       metrics_train(r.metrics, r.step, r.total_steps, epoch_before + 1, stats[0] / stats[2],
-                    stats[1] / stats[2], schedule_lr(c, r.step - 1, r.total_steps),
+                    r.classifier ? stats[1] / stats[2] : -1.0, schedule_lr(c, r.step - 1, r.total_steps),
                     (double)(r.step - log_from) * (double)r.global_batch / (now - t_log));
       t_log = now, log_from = r.step;
       stats[0] = stats[1] = stats[2] = 0;
