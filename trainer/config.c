@@ -3,7 +3,15 @@
  * `cfg_keys` of config_schema.c (which also holds defaults and emission).
  * Adding a key is one row there (plus the struct field). `model.layers`, a
  * list of mappings, is the one special case; its items are described by the
- * small table `cfg_layer_keys`. `model.input` is the one list of scalars.
+ * table `cfg_layer_keys`, whose rows also say which layer types each key
+ * belongs to and which types need it. `model.input` is the one list of
+ * scalars.
+ *
+ * Layer items: every item starts from the item defaults (a missing type is
+ * dense). The rules of the layer's type (layer_key_problem) are checked once
+ * a whole item is read, so that the file's messages carry the line of the
+ * key, and again by config_validate() for what `--set` made. A `--set` on a
+ * layer resets the keys it makes inapplicable (reset_dropped_keys).
  *
  * A failed config_parse() or config_override() leaves the caller's struct
  * untouched: parsing works on a copy, an override writes only on success.
@@ -63,6 +71,8 @@ static int err_finish(errlist *e) {
 
 /* ---- scalars, shared by the file and by --set ------------------------------ */
 
+static const char *suggest_value(const key_spec *k, const char *s, size_t n);
+
 __attribute__((format(printf, 2, 3))) static int fail(char *why, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -91,8 +101,9 @@ static void describe(char *out, size_t n, const char *s, size_t len, int plain) 
  * @return 0, or -1 with "expected ..., found ..." in why (WHY_MAX bytes). */
 static int set_scalar(const key_spec *k, void *base, const char *s, size_t n, int plain,
                       char *why) {
-  char found[96], want[96], tmp[64], *end;
+  char found[96], want[160], tmp[64], *end;
   char *field = (char *)base + k->off;
+  const char *hint;
   int iv;
   describe(found, sizeof found, s, n, plain);
   switch (k->type) {
@@ -110,6 +121,8 @@ static int set_scalar(const key_spec *k, void *base, const char *s, size_t n, in
     case K_ENUMI:
       iv = cfg_find_allowed(k, s, n);
       cfg_allowed_list(k, want, sizeof want);
+      if (iv < 0 && (hint = suggest_value(k, s, n)))
+        return fail(why, "expected one of %s, found %s, did you mean '%s'?", want, found, hint);
       if (iv < 0) return fail(why, "expected one of %s, found %s", want, found);
       if (k->type == K_ENUMI) {
         memcpy(field, &iv, sizeof iv);
@@ -223,6 +236,23 @@ static const char *nearest(const char *name, const char *const *names, size_t co
   return best_d <= limit ? best : NULL;
 }
 
+/* The allowed value of k nearest to s (n bytes): one that differs only in
+ * case, else the nearest spelling; NULL when none is close. */
+static const char *suggest_value(const key_spec *k, const char *s, size_t n) {
+  char name[65];
+  size_t count = 0;
+  if (n == 0 || n >= sizeof name || memchr(s, '\0', n)) return NULL;
+  memcpy(name, s, n);
+  name[n] = '\0';
+  for (; k->allowed[count]; count++) {
+    const char *a = k->allowed[count];
+    size_t i = 0;
+    while (i < n && a[i] && tolower((unsigned char)a[i]) == tolower((unsigned char)name[i])) i++;
+    if (i == n && !a[i]) return a;
+  }
+  return nearest(name, k->allowed, count, sizeof(char *));
+}
+
 /* The known key nearest to path. A key whose last part matches exactly
  * (`train.lr`, or `lr` alone → `optim.lr`) wins over spelling. */
 static const char *suggest_key(const char *path) {
@@ -235,6 +265,100 @@ static const key_spec *find_key(const key_spec *table, size_t count, const char 
   for (size_t i = 0; i < count; i++)
     if (!strcmp(table[i].path, path)) return &table[i];
   return NULL;
+}
+
+/* ---- bounds, and the rules of layer items ------------------------------------ */
+
+/* The problem of the numeric, bool or K_ENUMI field of row k inside base, as
+ * "expected ..., found ..." in why (n bytes). @return 1, or 0 when the value
+ * is within bounds (other types always are, here). */
+static int bounds_problem(const key_spec *k, const void *base, char *why, size_t n) {
+  const char *field = (const char *)base + k->off;
+  char want[160], got[40];
+  int iv;
+  double dv;
+  switch (k->type) {
+    case K_INT:
+    case K_BOOL:
+      memcpy(&iv, field, sizeof iv);
+      if (k->type == K_BOOL)
+        snprintf(want, sizeof want, "true or false");
+      else
+        cfg_range_desc(k, want, sizeof want);
+      if (cfg_in_range(k, iv)) return 0;
+      snprintf(why, n, "expected %s, found %d", want, iv);
+      return 1;
+    case K_ENUMI:
+      memcpy(&iv, field, sizeof iv);
+      if (strcmp(cfg_enum_name(k, iv), "invalid")) return 0;
+      cfg_allowed_list(k, want, sizeof want);
+      snprintf(why, n, "expected one of %s, found %d", want, iv);
+      return 1;
+    case K_DBL:
+      memcpy(&dv, field, sizeof dv);
+      if (isfinite(dv) && cfg_in_range(k, dv)) return 0;
+      cfg_range_desc(k, want, sizeof want);
+      cfg_fmt_double(got, sizeof got, dv);
+      snprintf(why, n, "expected %s, found %s", want, got);
+      return 1;
+    default: return 0;
+  }
+}
+
+/* The problem of row `row` of layer l under the rules of its type, in why
+ * (n bytes), without the "model.layers[i].key: " prefix: a key of another
+ * type that does not hold its default, alpha without leaky_relu, a value out
+ * of bounds, a needed key missing (`missing`: the file did not give it, so it
+ * is "found nothing"), an activation layer without an activation. The type
+ * row is checked alone; the others need a valid type.
+ * @return 1, or 0 when there is none. */
+static int layer_key_problem(const ms_layer_cfg *l, size_t row, int missing, char *why, size_t n) {
+  const key_spec *k = &cfg_layer_keys[row];
+  const key_spec *acts = &cfg_layer_keys[LAYER_ACTIVATION];
+  unsigned type = (unsigned)l->type;
+  char want[160];
+  if (row == LAYER_TYPE) return bounds_problem(k, l, why, n);
+  if (type >= CFG_N_LAYER_TYPES) return 0;
+  const char *tname = cfg_enum_name(&cfg_layer_keys[LAYER_TYPE], (int)type);
+  int needed = (k->needs >> type) & 1, is_default = cfg_layer_key_is_default(l, row);
+  if (!cfg_layer_key_applies(l, row)) {
+    if (is_default) return 0;
+    if ((k->uses >> type) & 1) { /* alpha, under another activation */
+      snprintf(why, n,
+               "only used with activation leaky_relu (its slope below 0), found activation %s",
+               cfg_enum_name(acts, (int)l->activation));
+      return 1;
+    }
+    cfg_layer_type_keys((int)type, want, sizeof want);
+    snprintf(why, n, "not a key of a %s layer (%s); %s%s%s", tname, cfg_layer_type_docs[type].note,
+             want[0] ? "its keys: " : "it has no keys besides type", want,
+             row == LAYER_ACTIVATION ? "; add a layer {type: activation, activation: ...} after it"
+                                     : "");
+    return 1;
+  }
+  if (needed && is_default && missing) {
+    cfg_range_desc(k, want, sizeof want);
+    snprintf(why, n, "expected %s, found nothing (every %s layer needs %s)", want, tname, k->path);
+    return 1;
+  }
+  if (bounds_problem(k, l, why, n)) {
+    size_t len = strlen(why);
+    if (needed && is_default)
+      snprintf(why + len, n - len, " (every %s layer needs %s)", tname, k->path);
+    return 1;
+  }
+  if (row == LAYER_ACTIVATION && type == MS_LAYER_ACTIVATION && l->activation == MS_ACT_NONE) {
+    size_t len = 0;
+    for (int a = MS_ACT_NONE + 1; k->allowed[a] && len < sizeof want; a++)
+      len +=
+          (size_t)snprintf(want + len, sizeof want - len, "%s%s", len ? ", " : "", k->allowed[a]);
+    snprintf(why, n,
+             "expected one of %s on an activation layer (it only applies its activation), "
+             "found none",
+             want);
+    return 1;
+  }
+  return 0;
 }
 
 /* ---- parsing a document ------------------------------------------------------- */
@@ -347,30 +471,40 @@ static int set_floats(const key_spec *k, void *base, yaml_document_t *doc, const
   return 0;
 }
 
-static void set_from_node(pctx *c, const key_spec *k, void *base, const char *path,
-                          const yaml_node_t *v) {
+/* @return 0, or -1 after reporting why the value of v does not fit k. */
+static int set_from_node(pctx *c, const key_spec *k, void *base, const char *path,
+                         const yaml_node_t *v) {
   char why[WHY_MAX], found[96];
   if (k->type == K_DIMS && v->type == YAML_SEQUENCE_NODE) {
-    if (!set_dims(k, base, c->doc, v, why)) return;
+    if (!set_dims(k, base, c->doc, v, why)) return 0;
   } else if (k->type == K_FLOATS && v->type == YAML_SEQUENCE_NODE) {
-    if (!set_floats(k, base, c->doc, v, why)) return;
+    if (!set_floats(k, base, c->doc, v, why)) return 0;
   } else if (v->type != YAML_SCALAR_NODE) {
     describe_node(v, found, sizeof found);
     snprintf(why, sizeof why, "expected a single value, found %s", found);
   } else if (!set_scalar(k, base, (const char *)v->data.scalar.value, v->data.scalar.length,
                          v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, why)) {
-    return;
+    return 0;
   }
   perr(c, v->start_mark, "%s: %s", path, why);
+  return -1;
 }
+
+/* What parse_keys saw of one row of its table. */
+typedef struct {
+  size_t line;      /* 1-based line of the key; 0 = not given */
+  yaml_mark_t mark; /* of the key */
+  int bad;          /* the value was refused (and reported) */
+} key_seen;
 
 static void parse_layers(pctx *c, const yaml_node_t *v);
 
 /* Reads the keys of one mapping into base: a section (`table` = keys, looked
  * up as `prefix.key`) or a layer item (`table` = cfg_layer_keys, looked up as
- * `key`). first_line[row] records where each row was set, for duplicates. */
+ * `key`). seen[row] records where each row was set (for duplicates and for
+ * the rules of layer items) and whether its value was refused. */
 static void parse_keys(pctx *c, const yaml_node_t *map, const char *prefix, const key_spec *table,
-                       size_t count, void *base, size_t *first_line) {
+                       size_t count, void *base, key_seen *seen) {
   char name[128], path[256], found[96];
   int is_section = table == cfg_keys;
   for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
@@ -406,15 +540,16 @@ static void parse_keys(pctx *c, const yaml_node_t *map, const char *prefix, cons
       continue;
     }
     size_t row = (size_t)(k - table);
-    if (first_line[row]) {
-      perr(c, kn->start_mark, "%s: duplicate key (first set at line %zu)", path, first_line[row]);
+    if (seen[row].line) {
+      perr(c, kn->start_mark, "%s: duplicate key (first set at line %zu)", path, seen[row].line);
       continue;
     }
-    first_line[row] = kn->start_mark.line + 1;
+    seen[row].line = kn->start_mark.line + 1;
+    seen[row].mark = kn->start_mark;
     if (k->type == K_LAYERS)
       parse_layers(c, vn);
     else
-      set_from_node(c, k, base, path, vn);
+      seen[row].bad = set_from_node(c, k, base, path, vn) != 0;
   }
 }
 
@@ -437,23 +572,36 @@ static void parse_layers(pctx *c, const yaml_node_t *v) {
   }
   for (int i = 0; i < (int)count; i++) {
     yaml_node_t *item = yaml_document_get_node(c->doc, v->data.sequence.items.start[i]);
-    size_t first_line[CFG_N_LAYER_KEYS] = {0};
+    ms_layer_cfg *l = &c->cfg->model.layers[i];
+    key_seen seen[CFG_N_LAYER_KEYS];
+    char why[WHY_MAX];
+    memset(seen, 0, sizeof seen);
+    cfg_layer_defaults(l);
     snprintf(prefix, sizeof prefix, "model.layers[%d]", i);
     if (!want_mapping(c, item, prefix, "a mapping like {type: dense, units: 10, activation: relu}",
                       0))
       continue;
-    parse_keys(c, item, prefix, cfg_layer_keys, cfg_n_layer_keys, &c->cfg->model.layers[i],
-               first_line);
-    if (!first_line[LAYER_UNITS])
-      perr(c, item->start_mark,
-           "%s.units: expected an integer >= 1, found nothing (every layer needs units)", prefix);
+    parse_keys(c, item, prefix, cfg_layer_keys, cfg_n_layer_keys, l, seen);
+    /* The rules of the layer's type, once all its keys are read (type need
+     * not come first). An unknown type leaves nothing to judge by; a refused
+     * value is already reported, and alpha depends on the activation. */
+    if (seen[LAYER_TYPE].bad) continue;
+    for (size_t j = LAYER_TYPE + 1; j < cfg_n_layer_keys; j++) {
+      if (seen[j].bad || (j == LAYER_ALPHA && seen[LAYER_ACTIVATION].bad) ||
+          !layer_key_problem(l, j, !seen[j].line, why, sizeof why))
+        continue;
+      perr(c, seen[j].line ? seen[j].mark : item->start_mark, "%s.%s: %s", prefix,
+           cfg_layer_keys[j].path, why);
+    }
   }
   c->cfg->model.n_layers = (int)count;
 }
 
 static void parse_root(pctx *c, const yaml_node_t *root) {
   char name[128];
-  size_t sec_line[CFG_N_SECTIONS] = {0}, key_line[CFG_MAX_KEYS] = {0};
+  size_t sec_line[CFG_N_SECTIONS] = {0};
+  key_seen key_line[CFG_MAX_KEYS];
+  memset(key_line, 0, sizeof key_line);
   if (!want_mapping(c, root, "",
                     "a mapping of sections (run, data, model, optim, ...) at the top level", 0))
     return;
@@ -588,6 +736,20 @@ static int layer_path(const char *path, int *index, const char **field) {
   return 0;
 }
 
+/* After a --set on a layer: the keys that belonged to `before` but no longer
+ * belong to `after` (another type; an activation other than leaky_relu for
+ * alpha) go back to their defaults, so that `--set model.layers[2].type=
+ * maxpool2d` turns a dense layer into a pool without a units to unset. */
+static void reset_dropped_keys(const ms_layer_cfg *before, ms_layer_cfg *after) {
+  ms_layer_cfg d;
+  cfg_layer_defaults(&d);
+  for (size_t j = LAYER_TYPE + 1; j < cfg_n_layer_keys; j++) {
+    const key_spec *k = &cfg_layer_keys[j];
+    if (cfg_layer_key_applies(before, j) && !cfg_layer_key_applies(after, j))
+      memcpy((char *)after + k->off, (const char *)&d + k->off, k->size);
+  }
+}
+
 int config_override(ms_config *cfg, const char *assignment) {
   char path[256], why[WHY_MAX] = "", found[96];
   const char *eq = strchr(assignment, '='), *field = path, *hint;
@@ -636,8 +798,12 @@ int config_override(ms_config *cfg, const char *assignment) {
     goto out;
   }
   const yaml_node_t *node = yaml_document_get_root_node(&doc);
-  ms_layer_cfg layer = {0};
-  if (index >= 0 && index < n) layer = cfg->model.layers[index];
+  ms_layer_cfg layer, before;
+  if (index >= 0 && index < n)
+    memcpy(&layer, &cfg->model.layers[index], sizeof layer);
+  else
+    cfg_layer_defaults(&layer); /* index == n: a new layer starts from the item defaults */
+  memcpy(&before, &layer, sizeof before);
   if (node && k->type == K_DIMS && node->type == YAML_SEQUENCE_NODE) {
     if (!set_dims(k, cfg, &doc, node, why)) why[0] = '\0';
   } else if (node && k->type == K_FLOATS && node->type == YAML_SEQUENCE_NODE) {
@@ -651,8 +817,9 @@ int config_override(ms_config *cfg, const char *assignment) {
                          !node || node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, why)) {
     why[0] = '\0';
     if (index >= 0) {
-      cfg->model.layers[index] = layer; /* index == n appends a layer */
-      if (index == n) cfg->model.n_layers++;
+      reset_dropped_keys(&before, &layer);
+      memcpy(&cfg->model.layers[index], &layer, sizeof layer);
+      if (index == n) cfg->model.n_layers++; /* index == n appends a layer */
     }
   }
   if (why[0]) rc = ms_error_set(MS_ECONFIG, "--set %s: %s", assignment, why);
@@ -665,9 +832,7 @@ out:
 /* Checks one field against its row; adds a problem when it is out of bounds. */
 static void validate_field(errlist *e, const key_spec *k, const void *base, const char *path) {
   const char *field = (const char *)base + k->off;
-  char want[128], got[40];
-  int iv;
-  double dv;
+  char want[160], why[WHY_MAX], got[40];
   switch (k->type) {
     case K_STR:
     case K_ENUM:
@@ -682,25 +847,9 @@ static void validate_field(errlist *e, const key_spec *k, const void *base, cons
       break;
     case K_INT:
     case K_BOOL:
-      memcpy(&iv, field, sizeof iv);
-      if (k->type == K_BOOL)
-        snprintf(want, sizeof want, "true or false");
-      else
-        cfg_range_desc(k, want, sizeof want);
-      if (!cfg_in_range(k, iv)) err_add(e, NULL, "%s: expected %s, found %d", path, want, iv);
-      break;
     case K_ENUMI:
-      memcpy(&iv, field, sizeof iv);
-      cfg_allowed_list(k, want, sizeof want);
-      if (!strcmp(cfg_enum_name(k, iv), "invalid"))
-        err_add(e, NULL, "%s: expected one of %s, found %d", path, want, iv);
-      break;
     case K_DBL:
-      memcpy(&dv, field, sizeof dv);
-      cfg_range_desc(k, want, sizeof want);
-      cfg_fmt_double(got, sizeof got, dv);
-      if (!isfinite(dv) || !cfg_in_range(k, dv))
-        err_add(e, NULL, "%s: expected %s, found %s", path, want, got);
+      if (bounds_problem(k, base, why, sizeof why)) err_add(e, NULL, "%s: %s", path, why);
       break;
     case K_DIMS: {
       ms_dims d;
@@ -739,25 +888,46 @@ static void validate_field(errlist *e, const key_spec *k, const void *base, cons
 
 int config_validate(const ms_config *cfg, int world_size) {
   errlist e = {0};
-  char path[64];
+  char why[WHY_MAX];
   int n = cfg->model.n_layers;
+  /* The losses that take logits; mse and mae take the last layer as it is. */
+  int logits = !strcmp(cfg->model.loss, "softmax_cross_entropy") ||
+               !strcmp(cfg->model.loss, "bce_with_logits");
+  int classes = !strcmp(cfg->model.loss, "softmax_cross_entropy");
   for (size_t i = 0; i < cfg_n_keys; i++) validate_field(&e, &cfg_keys[i], cfg, cfg_keys[i].path);
   if (n < 1 || n > MS_MAX_LAYERS) {
     err_add(&e, NULL, "model.layers is required: expected 1 to %d layers, found %d", MS_MAX_LAYERS,
             n);
   } else {
+    const ms_layer_cfg *last = &cfg->model.layers[n - 1];
+    const key_spec *acts = &cfg_layer_keys[LAYER_ACTIVATION];
     for (int l = 0; l < n; l++)
-      for (size_t j = 0; j < cfg_n_layer_keys; j++) {
-        snprintf(path, sizeof path, "model.layers[%d].%s", l, cfg_layer_keys[j].path);
-        validate_field(&e, &cfg_layer_keys[j], &cfg->model.layers[l], path);
-      }
-    int act = (int)cfg->model.layers[n - 1].activation;
-    if (act != MS_ACT_NONE && strcmp(cfg_enum_name(&cfg_layer_keys[2], act), "invalid"))
+      for (size_t j = 0; j < cfg_n_layer_keys; j++)
+        if (layer_key_problem(&cfg->model.layers[l], j, 0, why, sizeof why))
+          err_add(&e, NULL, "model.layers[%d].%s: %s", l, cfg_layer_keys[j].path, why);
+    int act = (int)last->activation;
+    if (logits && act != MS_ACT_NONE && strcmp(cfg_enum_name(acts, act), "invalid"))
       err_add(&e, NULL,
               "model.layers[%d].activation: expected none on the last layer (it produces "
               "the logits for %.32s), found %s",
-              n - 1, cfg->model.loss, cfg_enum_name(&cfg_layer_keys[2], act));
+              n - 1, cfg->model.loss, cfg_enum_name(acts, act));
+    if (classes && cfg->train.eval_top_k > 0 && last->type == MS_LAYER_DENSE && last->units > 0 &&
+        cfg->train.eval_top_k > last->units)
+      err_add(&e, NULL,
+              "train.eval_top_k %d is more than the %d classes of the last layer "
+              "(model.layers[%d].units)",
+              cfg->train.eval_top_k, last->units, n - 1);
   }
+  if (cfg->model.label_smoothing != 0 && !classes)
+    err_add(&e, NULL,
+            "model.label_smoothing: only softmax_cross_entropy smooths its labels, found "
+            "model.loss %.32s (set label_smoothing 0)",
+            cfg->model.loss);
+  if (cfg->train.eval_top_k > 0 && !classes)
+    err_add(&e, NULL,
+            "train.eval_top_k: top-k accuracy needs classes (model.loss softmax_cross_entropy), "
+            "found model.loss %.32s (set eval_top_k 0)",
+            cfg->model.loss);
   if (cfg->data.test_x[0] && !cfg->data.test_y[0])
     err_add(&e, NULL, "data.test_y is required when data.test_x is set (\"\" = no evaluation)");
   if (world_size < 1)

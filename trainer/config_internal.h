@@ -6,6 +6,12 @@
  * The schema: one key_spec row per key of ms_config. Defaults, parsing,
  * `--set`, validation, emission, the Markdown reference and the resume diff
  * all walk the same rows, so none of them can drift from the others.
+ *
+ * Items of model.layers have their own rows (cfg_layer_keys) with two more
+ * columns: the layer types a key belongs to (`uses`) and the types that
+ * cannot do without it (`needs`). A key that does not belong to a layer's
+ * type must keep its default; the emitter writes a layer's own keys and
+ * nothing else (see cfg_layer_key_applies).
  */
 #ifndef MS_CONFIG_INTERNAL_H
 #define MS_CONFIG_INTERNAL_H
@@ -47,6 +53,10 @@ typedef struct {
   int resume_safe;
   const char *const *allowed; /* K_ENUM / K_ENUMI values, NULL-terminated */
   const char *doc;
+  /* Layer items only: bit (1u << ms_layer_type) set for the types the key
+   * belongs to (`uses`) and for those where its default, outside the range,
+   * means "missing" (`needs`). */
+  unsigned uses, needs;
 } key_spec;
 
 extern const key_spec cfg_keys[];
@@ -54,17 +64,53 @@ extern const size_t cfg_n_keys;
 extern const key_spec cfg_layer_keys[]; /* items of model.layers */
 extern const size_t cfg_n_layer_keys;
 extern const char *const cfg_layer_key_names[];
+/* Per ms_layer_type: what the layer does, for "not a key of a maxpool2d
+ * layer (it keeps the channels)" (`note`) and for the reference (`doc`). */
+typedef struct {
+  const char *note, *doc;
+} layer_type_doc;
+extern const layer_type_doc cfg_layer_type_docs[];
 extern const char *const cfg_sections[];
 extern const size_t cfg_n_sections;
 
 /* Sizes known at compile time, for arrays indexed by row (checked in
  * config_schema.c). */
-#define CFG_MAX_KEYS 64
-#define CFG_N_LAYER_KEYS 3
+#define CFG_MAX_KEYS 96
+#define CFG_N_LAYER_KEYS 11
+#define CFG_N_LAYER_TYPES 8 /* values of ms_layer_type */
 #define CFG_N_SECTIONS 9
 
-/* Rows of cfg_layer_keys. */
-enum { LAYER_TYPE = 0, LAYER_UNITS = 1, LAYER_ACTIVATION = 2 };
+/* Rows of cfg_layer_keys, in the order the emitter writes them. */
+enum {
+  LAYER_TYPE = 0,
+  LAYER_UNITS,
+  LAYER_FILTERS,
+  LAYER_KERNEL,
+  LAYER_STRIDE,
+  LAYER_PADDING,
+  LAYER_RATE,
+  LAYER_EPS,
+  LAYER_ACTIVATION,
+  LAYER_ALPHA,
+  LAYER_INIT
+};
+
+/* Fills every field of a layer item with its default (type dense,
+ * activation none, alpha 0.01, eps 1e-5, the rest 0 / the first value),
+ * padding bytes zeroed so that layers compare bytewise. */
+void cfg_layer_defaults(ms_layer_cfg *l);
+
+/* @return 1 when row `row` of cfg_layer_keys is a key of l: its type is in
+ * the row's `uses`, and for alpha the activation is leaky_relu. 0 for an
+ * invalid type. */
+int cfg_layer_key_applies(const ms_layer_cfg *l, size_t row);
+
+/* @return 1 when the field of row `row` of l holds its default, bit for bit
+ * (so -0 is not the default 0). */
+int cfg_layer_key_is_default(const ms_layer_cfg *l, size_t row);
+
+/* "kernel, stride" for a valid type: the keys (besides type) of that type. */
+void cfg_layer_type_keys(int type, char *out, size_t n);
 
 #define WHY_MAX 512 /* one "expected ..., found ..." clause */
 

@@ -21,11 +21,24 @@
 _Static_assert(sizeof(ms_activation) == sizeof(int), "enum fields are stored as int");
 _Static_assert(sizeof(ms_layer_type) == sizeof(int), "enum fields are stored as int");
 
-static const char *const loss_names[] = {"softmax_cross_entropy", NULL};
-static const char *const optim_names[] = {"sgd", NULL};
-static const char *const schedule_names[] = {"constant", "cosine", NULL};
-static const char *const layer_types[] = {"dense", NULL};        /* ms_layer_type order */
-static const char *const activations[] = {"none", "relu", NULL}; /* ms_activation order */
+_Static_assert(sizeof(ms_init) == sizeof(int), "enum fields are stored as int");
+
+static const char *const loss_names[] = {"softmax_cross_entropy", "bce_with_logits", "mse", "mae",
+                                         NULL};
+static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
+static const char *const schedule_names[] = {"constant", "cosine", "step", "onecycle", NULL};
+/* The K_ENUMI lists follow the order of their C enums (config.h). */
+static const char *const layer_types[] = {"dense",     "conv2d",     "maxpool2d",
+                                          "avgpool2d", "flatten",    "dropout",
+                                          "layernorm", "activation", NULL};
+static const char *const activations[] = {"none", "relu",    "leaky_relu", "gelu",
+                                          "tanh", "sigmoid", "softmax",    NULL};
+static const char *const inits[] = {"auto",          "he_normal",      "he_uniform",
+                                    "xavier_normal", "xavier_uniform", NULL};
+_Static_assert(sizeof layer_types / sizeof layer_types[0] == CFG_N_LAYER_TYPES + 1, "types");
+_Static_assert(MS_LAYER_ACTIVATION == CFG_N_LAYER_TYPES - 1, "layer_types follows ms_layer_type");
+_Static_assert(sizeof activations / sizeof activations[0] == MS_ACT_SOFTMAX + 2, "activations");
+_Static_assert(sizeof inits / sizeof inits[0] == MS_INIT_XAVIER_UNIFORM + 2, "inits");
 
 /* The resume column: SAFE keys may change between a checkpoint and the run
  * that resumes from it; PINNED keys change the parameter layout, the data or
@@ -98,22 +111,50 @@ const key_spec cfg_keys[] = {
      .type = K_LAYERS,
      .resume_safe = PINNED,
      .doc = "the layer stack, input to logits"},
-    ENUM("model.loss", model.loss, "softmax_cross_entropy", loss_names, PINNED, "loss function"),
-    ENUM("optim.name", optim.name, "sgd", optim_names, PINNED, "optimizer"),
+    ENUM("model.loss", model.loss, "softmax_cross_entropy", loss_names, PINNED,
+         "loss function; softmax_cross_entropy and bce_with_logits take logits (last activation "
+         "none)"),
+    DBL("model.label_smoothing", model.label_smoothing, 0, 0, 1, F_MAX_EXCL, SAFE,
+        "softmax_cross_entropy: share of the target spread over all classes"),
+    ENUM("optim.name", optim.name, "sgd", optim_names, PINNED,
+         "optimizer (its state differs: no change on resume)"),
     DBL("optim.lr", optim.lr, 0.01, 0, 10, F_MIN_EXCL, SAFE, "peak learning rate"),
-    DBL("optim.momentum", optim.momentum, 0.9, 0, 1, F_MAX_EXCL, SAFE, "momentum coefficient"),
-    DBL("optim.weight_decay", optim.weight_decay, 0, 0, 1, 0, SAFE, "L2 weight decay"),
-    BOOL("optim.nesterov", optim.nesterov, 0, SAFE, "Nesterov momentum"),
+    DBL("optim.momentum", optim.momentum, 0.9, 0, 1, F_MAX_EXCL, SAFE, "sgd: momentum coefficient"),
+    DBL("optim.weight_decay", optim.weight_decay, 0, 0, 1, 0, SAFE,
+        "weight decay: L2 for sgd and adam, decoupled for adamw"),
+    BOOL("optim.nesterov", optim.nesterov, 0, SAFE, "sgd: Nesterov momentum"),
+    DBL("optim.beta1", optim.beta1, 0.9, 0, 1, F_MAX_EXCL, SAFE,
+        "adam, adamw: decay of the gradient average"),
+    DBL("optim.beta2", optim.beta2, 0.999, 0, 1, F_MAX_EXCL, SAFE,
+        "adam, adamw: decay of the squared-gradient average"),
+    DBL("optim.eps", optim.eps, 1e-8, 0, HUGE_VAL, F_MIN_EXCL, SAFE,
+        "adam, adamw: added to the root of the squared-gradient average"),
+    BOOL("optim.decay_all", optim.decay_all, 0, SAFE,
+         "also apply weight decay to biases and normalisation parameters; by default they are "
+         "excluded"),
     ENUM("schedule.name", schedule.name, "constant", schedule_names, SAFE,
          "learning-rate schedule"),
     INT("schedule.warmup_steps", schedule.warmup_steps, 0, 0, INT_MAX, SAFE, "linear warmup steps"),
     DBL("schedule.min_lr_ratio", schedule.min_lr_ratio, 0, 0, 1, 0, SAFE, "cosine floor / lr"),
+    INT("schedule.step_size", schedule.step_size, 1000, 1, INT_MAX, SAFE,
+        "step: multiply the lr by gamma every step_size steps (the default suits runs of a few "
+        "thousand steps: set it for yours)"),
+    DBL("schedule.gamma", schedule.gamma, 0.1, 0, 1, F_MIN_EXCL, SAFE,
+        "step: factor applied to the lr every step_size steps"),
+    DBL("schedule.div_factor", schedule.div_factor, 25, 1, HUGE_VAL, 0, SAFE,
+        "onecycle: start at lr / div_factor"),
+    DBL("schedule.final_div_factor", schedule.final_div_factor, 1e4, 1, HUGE_VAL, 0, SAFE,
+        "onecycle: end at the start lr / final_div_factor"),
+    DBL("schedule.pct_start", schedule.pct_start, 0.3, 0, 1, F_MIN_EXCL | F_MAX_EXCL, SAFE,
+        "onecycle: fraction of the steps spent rising to lr"),
     INT("train.epochs", train.epochs, 1, 1, 100000, SAFE, "passes over the training set"),
     INT("train.batch_size", train.batch_size, 64, 1, 1 << 24, PINNED,
         "global batch, split over ranks"),
     INT("train.eval_batch_size", train.eval_batch_size, 1000, 1, 1 << 24, SAFE,
         "global eval batch"),
     INT("train.max_steps", train.max_steps, 0, 0, INT_MAX, SAFE, "stop after N steps; 0 = epochs"),
+    INT("train.eval_top_k", train.eval_top_k, 0, 0, INT_MAX, SAFE,
+        "also report top-k accuracy at evaluation (softmax_cross_entropy); 0 = off"),
     STR("checkpoint.dir", checkpoint.dir, "", 0, SAFE, "\"\" = <run.dir>/checkpoints"),
     INT("checkpoint.every_steps", checkpoint.every_steps, 0, 0, INT_MAX, SAFE,
         "0 = only at the end"),
@@ -133,29 +174,72 @@ const key_spec cfg_keys[] = {
 const size_t cfg_n_keys = sizeof cfg_keys / sizeof cfg_keys[0];
 _Static_assert(sizeof cfg_keys / sizeof cfg_keys[0] <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");
 
-/* Items of model.layers. A missing type is dense, a missing activation none;
- * units has no default (0 fails validation). All change the layout. */
+/* Items of model.layers, in the order the emitter writes a layer. All change
+ * the parameter layout or the computation, so all are pinned. */
+#define LT(t) (1u << MS_LAYER_##t)
+#define POOLS (LT(MAXPOOL2D) | LT(AVGPOOL2D))
+#define WEIGHTED (LT(DENSE) | LT(CONV2D))
+#define ACTIVATED (LT(DENSE) | LT(CONV2D) | LT(LAYERNORM) | LT(ACTIVATION))
+#define ALL_TYPES ((1u << CFG_N_LAYER_TYPES) - 1)
+#define WINDOW_MAX (1 << 16) /* kernel, stride, padding: far beyond any image, no overflow */
+#define LKEY(p, t, f, d, lo, hi, fl, use, need, set, doc_)                                     \
+  {                                                                                            \
+    .path = p, .type = t, FLD(ms_layer_cfg, f), .def_n = d, .min = lo, .max = hi, .flags = fl, \
+    .resume_safe = PINNED, .allowed = set, .doc = doc_, .uses = use, .needs = need             \
+  }
+
 const key_spec cfg_layer_keys[] = {
-    {.path = "type",
-     .type = K_ENUMI,
-     FLD(ms_layer_cfg, type),
-     .allowed = layer_types,
-     .doc = "layer kind"},
-    {.path = "units",
-     .type = K_INT,
-     FLD(ms_layer_cfg, units),
-     .min = 1,
-     .max = INT_MAX,
-     .doc = "output features (required)"},
-    {.path = "activation",
-     .type = K_ENUMI,
-     FLD(ms_layer_cfg, activation),
-     .allowed = activations,
-     .doc = "applied to the output; none on the last layer"},
+    LKEY("type", K_ENUMI, type, MS_LAYER_DENSE, 0, 0, 0, ALL_TYPES, 0, layer_types, "layer kind"),
+    LKEY("units", K_INT, units, 0, 1, INT_MAX, 0, LT(DENSE), LT(DENSE), NULL, "output features"),
+    LKEY("filters", K_INT, filters, 0, 1, INT_MAX, 0, LT(CONV2D), LT(CONV2D), NULL,
+         "output channels"),
+    LKEY("kernel", K_INT, kernel, 0, 1, WINDOW_MAX, 0, LT(CONV2D) | POOLS, LT(CONV2D) | POOLS, NULL,
+         "side of the square window"),
+    LKEY("stride", K_INT, stride, 0, 0, WINDOW_MAX, 0, LT(CONV2D) | POOLS, 0, NULL,
+         "step of the window; 0 = 1 for conv2d, = kernel for pools"),
+    LKEY("padding", K_INT, padding, 0, 0, WINDOW_MAX, 0, LT(CONV2D), 0, NULL,
+         "zeros added on each side of the input"),
+    LKEY("rate", K_DBL, rate, 0, 0, 1, F_MAX_EXCL, LT(DROPOUT), 0, NULL,
+         "probability of zeroing an input while training"),
+    LKEY("eps", K_DBL, eps, 1e-5, 0, HUGE_VAL, F_MIN_EXCL, LT(LAYERNORM), 0, NULL,
+         "added to the variance"),
+    LKEY("activation", K_ENUMI, activation, MS_ACT_NONE, 0, 0, 0, ACTIVATED, 0, activations,
+         "applied to the output; an activation layer needs one; none on the last layer for a "
+         "loss that takes logits"),
+    LKEY("alpha", K_DBL, alpha, 0.01, 0, HUGE_VAL, 0, ACTIVATED, 0, NULL,
+         "slope below 0 of leaky_relu (only with activation leaky_relu)"),
+    LKEY("init", K_ENUMI, init, MS_INIT_AUTO, 0, 0, 0, WEIGHTED, 0, inits,
+         "weight initialisation; auto = he_normal before relu and leaky_relu, xavier_normal "
+         "otherwise"),
 };
 const size_t cfg_n_layer_keys = sizeof cfg_layer_keys / sizeof cfg_layer_keys[0];
 _Static_assert(sizeof cfg_layer_keys / sizeof cfg_layer_keys[0] == CFG_N_LAYER_KEYS, "layer keys");
-const char *const cfg_layer_key_names[] = {"type", "units", "activation"};
+const char *const cfg_layer_key_names[] = {"type",       "units",   "filters", "kernel",
+                                           "stride",     "padding", "rate",    "eps",
+                                           "activation", "alpha",   "init"};
+_Static_assert(sizeof cfg_layer_key_names / sizeof cfg_layer_key_names[0] == CFG_N_LAYER_KEYS,
+               "one name per layer key");
+
+const layer_type_doc cfg_layer_type_docs[] = {
+    {"it is fully connected",
+     "fully connected: flattens its input into `units` outputs, then its activation"},
+    {"it is a 2-D convolution",
+     "2-D convolution of a (C, H, W) input into `filters` channels with a `kernel` x `kernel` "
+     "window, `stride` (0 = 1) and `padding` zeros on each side, then its activation"},
+    {"it keeps the channels",
+     "maximum of each `kernel` x `kernel` window, channel by channel; `stride` 0 = `kernel`"},
+    {"it keeps the channels",
+     "mean of each `kernel` x `kernel` window, channel by channel; `stride` 0 = `kernel`"},
+    {"it only reshapes", "(C, H, W) to (C*H*W); no data movement, no keys besides `type`"},
+    {"it keeps the shape",
+     "zeroes each input with probability `rate` while training; the identity at evaluation"},
+    {"it normalises each sample",
+     "normalises all features of a sample (`eps` added to the variance), then a learned gain "
+     "and bias, then its activation"},
+    {"it only applies its activation", "applies `activation` (not none) and nothing else"},
+};
+_Static_assert(sizeof cfg_layer_type_docs / sizeof cfg_layer_type_docs[0] == CFG_N_LAYER_TYPES,
+               "one doc per layer type");
 
 const char *const cfg_sections[] = {"run",   "data",       "model", "optim", "schedule",
                                     "train", "checkpoint", "comm",  "log"};
@@ -347,34 +431,71 @@ static void emit_value(sbuf *b, const key_spec *k, const void *base) {
   }
 }
 
+/* A layer as a flow mapping: type first, then the keys of its type, then any
+ * other key that does not hold its default (only an invalid layer has one),
+ * so that every layer reads back as itself. */
 static void emit_layer(sbuf *b, const ms_layer_cfg *l) {
-  cfg_sb_printf(b, "{type: %s, units: %d, activation: %s}",
-                cfg_enum_name(&cfg_layer_keys[LAYER_TYPE], (int)l->type), l->units,
-                cfg_enum_name(&cfg_layer_keys[LAYER_ACTIVATION], (int)l->activation));
+  cfg_sb_printf(b, "{type: ");
+  emit_value(b, &cfg_layer_keys[LAYER_TYPE], l);
+  for (size_t j = LAYER_TYPE + 1; j < cfg_n_layer_keys; j++) {
+    if (!cfg_layer_key_applies(l, j) && cfg_layer_key_is_default(l, j)) continue;
+    cfg_sb_printf(b, ", %s: ", cfg_layer_keys[j].path);
+    emit_value(b, &cfg_layer_keys[j], l);
+  }
+  cfg_sb_printf(b, "}");
 }
 
 /* ---- defaults and emission --------------------------------------------------- */
 
+/* Writes the default of row k into base (model.layers and model.input: none). */
+static void set_default(const key_spec *k, void *base) {
+  char *field = (char *)base + k->off;
+  int iv = (int)k->def_n;
+  uint64_t uv = (uint64_t)k->def_n;
+  switch (k->type) {
+    case K_STR:
+    case K_ENUM: memcpy(field, k->def_s, strlen(k->def_s) + 1); break;
+    case K_INT:
+    case K_BOOL:
+    case K_ENUMI: memcpy(field, &iv, sizeof iv); break;
+    case K_U64: memcpy(field, &uv, sizeof uv); break;
+    case K_DBL: memcpy(field, &k->def_n, sizeof k->def_n); break;
+    case K_DIMS: /* empty: the shape comes from the data */
+    case K_FLOATS: /* empty: no mean, no std */
+    case K_LAYERS: /* no layers: the config must give them */ break;
+  }
+}
+
 void config_defaults(ms_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
-  for (size_t i = 0; i < cfg_n_keys; i++) {
-    const key_spec *k = &cfg_keys[i];
-    char *field = (char *)cfg + k->off;
-    int iv = (int)k->def_n;
-    uint64_t uv = (uint64_t)k->def_n;
-    switch (k->type) {
-      case K_STR:
-      case K_ENUM: memcpy(field, k->def_s, strlen(k->def_s) + 1); break;
-      case K_INT:
-      case K_BOOL:
-      case K_ENUMI: memcpy(field, &iv, sizeof iv); break;
-      case K_U64: memcpy(field, &uv, sizeof uv); break;
-      case K_DBL: memcpy(field, &k->def_n, sizeof k->def_n); break;
-      case K_DIMS: /* empty: the shape comes from the data */
-      case K_FLOATS: /* empty: no mean, no std */
-      case K_LAYERS: /* no layers: the config must give them */ break;
-    }
-  }
+  for (size_t i = 0; i < cfg_n_keys; i++) set_default(&cfg_keys[i], cfg);
+}
+
+void cfg_layer_defaults(ms_layer_cfg *l) {
+  memset(l, 0, sizeof *l);
+  for (size_t j = 0; j < cfg_n_layer_keys; j++) set_default(&cfg_layer_keys[j], l);
+}
+
+int cfg_layer_key_applies(const ms_layer_cfg *l, size_t row) {
+  unsigned type = (unsigned)l->type;
+  if (row >= cfg_n_layer_keys || type >= CFG_N_LAYER_TYPES) return 0;
+  if (!(cfg_layer_keys[row].uses & (1u << type))) return 0;
+  return row != LAYER_ALPHA || l->activation == MS_ACT_LEAKY_RELU;
+}
+
+int cfg_layer_key_is_default(const ms_layer_cfg *l, size_t row) {
+  ms_layer_cfg d;
+  const key_spec *k = &cfg_layer_keys[row];
+  cfg_layer_defaults(&d);
+  return !memcmp((const char *)l + k->off, (const char *)&d + k->off, k->size);
+}
+
+void cfg_layer_type_keys(int type, char *out, size_t n) {
+  size_t len = 0;
+  out[0] = '\0';
+  for (size_t j = LAYER_TYPE + 1; j < cfg_n_layer_keys && len < n; j++)
+    if (type >= 0 && type < CFG_N_LAYER_TYPES && cfg_layer_keys[j].uses & (1u << type))
+      len += (size_t)snprintf(out + len, n - len, "%s%s", len ? ", " : "", cfg_layer_keys[j].path);
 }
 
 char *config_emit(const ms_config *cfg) {
@@ -472,14 +593,46 @@ static void reference_row(sbuf *b, const char *path, const key_spec *k, const vo
   /* Markdown: a bar would end the cell, `<run.dir>` would read as a tag. */
   for (const char *s = k->doc; *s; s++)
     cfg_sb_printf(b, "%s", *s == '|' ? "\\|" : *s == '<' ? "&lt;" : (char[2]){*s, '\0'});
+  /* Layer items: the types they belong to. */
+  for (int t = 0, n = 0; k->uses && k->uses != ALL_TYPES && t < CFG_N_LAYER_TYPES; t++)
+    if (k->uses & (1u << t))
+      cfg_sb_printf(b, "%s%s",
+                    n++ ? ", " : "; layer types: ", cfg_enum_name(&cfg_layer_keys[LAYER_TYPE], t));
   cfg_sb_printf(b, " |\n");
+}
+
+/* The table of layer types: their keys (required ones marked) and what they do. */
+static void reference_layer_types(sbuf *b) {
+  cfg_sb_printf(b,
+                "\n### Layer types\n\n"
+                "Each item of `model.layers` is a flow or block mapping, `type` first by\n"
+                "convention (`{type: conv2d, filters: 32, kernel: 3, activation: relu}`); an\n"
+                "omitted key takes its default. A key that does not belong to the layer's type\n"
+                "is an error unless it holds its default, and so is `alpha` with an activation\n"
+                "other than `leaky_relu`. `--set model.layers[i].KEY=value` edits layer i; an\n"
+                "index equal to the number of layers appends a layer that starts from the\n"
+                "defaults (set its `type` first). A `--set` after which a key no longer applies\n"
+                "(another `type`, an activation other than `leaky_relu`) resets that key to its\n"
+                "default. Whether a window fits the input is checked with the model, once the\n"
+                "input shape is known.\n\n"
+                "| type | keys | what it does |\n| --- | --- | --- |\n");
+  for (int t = 0; t < CFG_N_LAYER_TYPES; t++) {
+    int n = 0;
+    cfg_sb_printf(b, "| `%s` | ", cfg_enum_name(&cfg_layer_keys[LAYER_TYPE], t));
+    for (size_t j = LAYER_TYPE + 1; j < cfg_n_layer_keys; j++)
+      if (cfg_layer_keys[j].uses & (1u << t))
+        cfg_sb_printf(b, "%s`%s`%s", n++ ? ", " : "", cfg_layer_keys[j].path,
+                      cfg_layer_keys[j].needs & (1u << t) ? " (required)" : "");
+    cfg_sb_printf(b, "%s | %s |\n", n ? "" : "(none)", cfg_layer_type_docs[t].doc);
+  }
 }
 
 char *config_reference(void) {
   sbuf b = {0};
   ms_config defaults;
-  ms_layer_cfg layer_defaults = {0};
+  ms_layer_cfg layer_defaults;
   config_defaults(&defaults);
+  cfg_layer_defaults(&layer_defaults);
   cfg_sb_printf(&b,
                 "# midscale config reference\n\n"
                 "<!-- Generated by `midscale config-reference` from the schema table in\n"
@@ -490,7 +643,9 @@ char *config_reference(void) {
                 "error. `--set section.key=value` overrides a key from the command line\n"
                 "(`--set model.layers[1].units=512` for list items, `--set "
                 "model.input=[28,28]`\n"
-                "for lists). `midscale check CONFIG` validates a config without training.\n\n"
+                "for lists). `midscale check CONFIG` validates a config without training.\n"
+                "An enum value that is not allowed is an error that names the nearest allowed\n"
+                "value.\n\n"
                 "**Resume-safe** keys may differ between a checkpoint and the run that resumes\n"
                 "from it (`--resume`); a change in any other key (they change the model, the\n"
                 "data or the sample order) makes the resume fail with a message that lists\n"
@@ -511,6 +666,7 @@ char *config_reference(void) {
         reference_row(&b, path, &cfg_layer_keys[j], &layer_defaults);
       }
     }
+    if (!strcmp(cfg_sections[s], "model")) reference_layer_types(&b);
   }
   if (b.oom) free(b.s);
   return b.oom ? NULL : b.s;
@@ -552,6 +708,7 @@ int config_resume_diff(const ms_config *saved, const ms_config *now, char *msg, 
     }
     for (int l = 0; l < ns && l < nn && l < MS_MAX_LAYERS; l++)
       for (size_t j = 0; j < cfg_n_layer_keys; j++) {
+        if (cfg_layer_keys[j].resume_safe) continue;
         snprintf(path, sizeof path, "model.layers[%d].%s", l, cfg_layer_keys[j].path);
         n += diff_value(&d, path, &cfg_layer_keys[j], &saved->model.layers[l],
                         &now->model.layers[l]);
