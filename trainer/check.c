@@ -82,7 +82,7 @@ int check_labels(const ms_config *cfg, long n_out, data_set *ds) {
                                     : data_check_targets(ds, (size_t)n_out, err, sizeof err);
   if (rc == 0) return 0;
   ms_error_set(MS_EDATA, "%s", err);
-  ms_error_prefix("the model has %ld output%s", n_out, n_out == 1 ? "" : "s");
+  ms_error_prefix("the model has %ld output unit%s", n_out, n_out == 1 ? "" : "s");
   return MS_EDATA;
 }
 

@@ -92,12 +92,45 @@ expect_check() { # CODE TEXT ARGS...
   fi
 }
 expect_check 0 "check: dataset data.h5: 1000 training samples of shape (16)" --world 2
-grep -q '^  layers.0   dense+relu   (48) *816$' check.out || { cat check.out; fail "summary row"; }
+grep -E -q '^  layers\.0 +dense \+relu +\(48\) +816$' check.out || { cat check.out; fail "summary row"; }
 grep -q '^  parameters: 2,714$' check.out || { cat check.out; fail "parameter count"; }
 grep -q '^  forward FLOPs per sample: 5,248 ' check.out || { cat check.out; fail "FLOPs"; }
 grep -q 'batch 32 per rank' check.out || { cat check.out; fail "per-rank batch"; }
 grep -q '^  batch_size: 64 ' check.out || fail "the resolved config is not printed"
 expect_check 0 "" --set model.input=[4,4]
+note "the summary covers every layer type (a CNN on the 16 features as a 1x4x4 image)"
+cat >cnn.yaml <<YAML
+run: {name: cnn, dir: run}
+data: {path: data.h5}
+model:
+  input: [1, 4, 4]
+  layers:
+    - {type: conv2d, filters: 3, kernel: 3, padding: 1, activation: gelu}
+    - {type: maxpool2d, kernel: 2}
+    - {type: layernorm}
+    - {type: activation, activation: tanh}
+    - {type: avgpool2d, kernel: 2, stride: 1}
+    - {type: flatten}
+    - {type: dropout, rate: 0.5}
+    - {type: dense, units: 10}
+optim: {name: adam}
+train: {batch_size: 64}
+YAML
+"$MIDSCALE" check cnn.yaml >check.out 2>check.err || { cat check.out check.err; fail "CNN check"; }
+for row in 'layers\.0 +conv2d 3x3/1 pad 1 \+gelu +\(3, 4, 4\) +30$' \
+  'layers\.1 +maxpool2d 2x2/2 +\(3, 2, 2\) +0$' 'layers\.2 +layernorm +\(3, 2, 2\) +24$' \
+  'layers\.3 +tanh +\(3, 2, 2\) +0$' 'layers\.4 +avgpool2d 2x2/1 +\(3\) +0$' \
+  'layers\.5 +flatten +\(3\) +0$' 'layers\.6 +dropout 0\.5 +\(3\) +0$' \
+  'layers\.7 +dense +\(10\) +40$' 'parameters: 94$' 'memory per rank: .*optimizer state \(adam: 2 arenas\)'; do
+  grep -E -q "^  $row" check.out || { cat check.out; fail "CNN summary lacks /$row/"; }
+done
+note "a window that does not fit is a config error naming the layer"
+set +e
+"$MIDSCALE" check cnn.yaml --set model.layers[0].kernel=7 >check.out 2>check.err
+RC=$?
+set -e
+[ "$RC" -eq 2 ] || { cat check.out check.err; fail "kernel 7 on 4x4: exit $RC, expected 2"; }
+grep -q 'model.layers\[0\] (conv2d): a 7x7 window' check.err || { cat check.err; fail "message"; }
 expect_check 2 "model.input [4, 5] (20 features) does not match the samples of 'data.h5' /train/images, of shape [16] (16 features)" --set 'model.input=[4, 5]'
 expect_check 3 "the model has 6 output units: label" --set model.layers[2].units=6
 expect_check 2 "schedule.warmup_steps 30 is not less than the 30 steps of this run" --set schedule.warmup_steps=30
@@ -105,7 +138,8 @@ expect_check 3 "has 1000 samples, fewer than one global batch (train.batch_size 
 expect_check 3 "/train/imagez" --set data.train_x=/train/imagez
 expect_check 0 "dataset checks skipped: the data file missing.h5 is missing" --set data.path=missing.h5
 grep -q 'model summary skipped' check.out || fail "summary without input size"
-expect_check 0 "  input      -            (28x28)" --set data.path=missing.h5 --set 'model.input=[28, 28]'
+expect_check 0 "dataset checks skipped" --set data.path=missing.h5 --set 'model.input=[28, 28]'
+grep -E -q "^  input +- +\(1, 28, 28\) +0$" check.out || { cat check.out; fail "input row from model.input"; }
 set +e
 "$MIDSCALE" check >/dev/null 2>check.err; rc=$?
 set -e
