@@ -120,7 +120,7 @@ static void dump_net(void) {
   float *x = malloc(sizeof(float) * (size_t)nx), *dx = malloc(sizeof(float) * (size_t)nx);
   float wc[OC * C * 9], bc[OC], dwc[OC * C * 9], dbc[OC];
   float *conv = malloc(sizeof(float) * (size_t)nc), *dconv = malloc(sizeof(float) * (size_t)nc);
-  float *scratch = malloc(sizeof(float) * (size_t)conv2d_scratch_floats(&g));
+  float *scratch = malloc(sizeof(float) * (size_t)conv2d_scratch_floats(&g, B));
   float *flat = malloc(sizeof(float) * (size_t)(B * F)),
         *dflat = malloc(sizeof(float) * (size_t)(B * F));
   int32_t *am = malloc(sizeof(int32_t) * (size_t)(B * F));

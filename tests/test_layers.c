@@ -53,7 +53,7 @@ static void conv_setup(int C, int H, int W, int OC, int KH, int KW, int SH, int 
   cg = (ms_conv2d){
       .C = C, .H = H, .W = W, .OC = OC, .KH = KH, .KW = KW, .SH = SH, .SW = SW, .PH = PH, .PW = PW};
   assert_int_equal(conv2d_geometry(&cg), 0);
-  assert_true(conv2d_scratch_floats(&cg) <= MAXF);
+  assert_true(conv2d_scratch_floats(&cg, CB) <= MAXF);
   assert_true((long)CB * C * H * W <= MAXF && (long)CB * OC * cg.OH * cg.OW <= MAXF);
   tu_fill(cx, (long)CB * C * H * W, 21), tu_fill(cw, (long)OC * C * KH * KW, 22);
   tu_fill(cb, OC, 23), tu_fill(cr, (long)CB * OC * cg.OH * cg.OW, 24);
@@ -107,7 +107,9 @@ static void test_layers_conv2d_geometry(void **state) {
   assert_int_equal(conv2d_geometry(&g), 0);
   assert_int_equal(g.OH, 4);
   assert_int_equal(g.OW, 3);
-  assert_int_equal(conv2d_scratch_floats(&g), 3 * 9 * 4 * 3);
+  assert_int_equal(conv2d_scratch_floats(&g, 1), (3 * 9 + 4) * 4 * 3);
+  assert_int_equal(conv2d_group(&g, 5), 5);
+  assert_int_equal(conv2d_scratch_floats(&g, 5), (3 * 9 + 4) * 4 * 3 * 5);
   g.KH = 10; /* larger than the padded input */
   assert_int_equal(conv2d_geometry(&g), -1);
 }
@@ -172,6 +174,41 @@ static double maxpool_loss(void) {
 static double avgpool_loss(void) {
   avgpool2d_forward(py, px, &pg, CB);
   return dot(pr, py, (long)CB * pg.C * pg.OH * pg.OW);
+}
+
+/* A batch larger than one group (conv2d_group) gives what the samples give
+ * one at a time: outputs, input gradients, and dw / db summed. */
+static void test_layers_conv2d_groups_match_single_samples(void **state) {
+  (void)state;
+  ms_conv2d g = {.C = 16, .H = 32, .W = 32, .OC = 16, .KH = 3, .KW = 3, .SH = 1, .SW = 1,
+                 .PH = 1, .PW = 1};
+  assert_int_equal(conv2d_geometry(&g), 0);
+  enum { NB = 13 };
+  int G = conv2d_group(&g, NB);
+  assert_true(G > 1 && G < NB); /* several groups, the last one partial */
+  const long in = 16L * 32 * 32, out = 16L * 32 * 32, nw = 16L * 16 * 9;
+  float *x = malloc(sizeof(float) * NB * in), *dy = malloc(sizeof(float) * NB * out);
+  float *y = malloc(sizeof(float) * NB * out), *y1 = malloc(sizeof(float) * out);
+  float *dx = malloc(sizeof(float) * NB * in), *dx1 = malloc(sizeof(float) * in);
+  float *w = malloc(sizeof(float) * nw), *dw = malloc(sizeof(float) * nw);
+  float *dw1 = malloc(sizeof(float) * nw), *dws = calloc((size_t)nw, sizeof(float));
+  float b[16], db[16], db1[16], dbs[16] = {0};
+  float *scratch = malloc(sizeof(float) * (size_t)conv2d_scratch_floats(&g, NB));
+  tu_fill(x, NB * in, 31), tu_fill(dy, NB * out, 32), tu_fill(w, nw, 33), tu_fill(b, 16, 34);
+  conv2d_forward(y, x, w, b, &g, NB, scratch);
+  conv2d_backward(dx, dw, db, dy, x, w, &g, NB, scratch);
+  for (int i = 0; i < NB; i++) {
+    conv2d_forward(y1, x + i * in, w, b, &g, 1, scratch);
+    for (long k = 0; k < out; k++) tu_assert_close(y[i * out + k], y1[k], 1e-5, 1e-5);
+    conv2d_backward(dx1, dw1, db1, dy + i * out, x + i * in, w, &g, 1, scratch);
+    for (long k = 0; k < in; k++) tu_assert_close(dx[i * in + k], dx1[k], 1e-5, 1e-5);
+    for (long k = 0; k < nw; k++) dws[k] += dw1[k];
+    for (int k = 0; k < 16; k++) dbs[k] += db1[k];
+  }
+  for (long k = 0; k < nw; k++) tu_assert_close(dw[k], dws[k], 1e-4, 1e-3);
+  for (int k = 0; k < 16; k++) tu_assert_close(db[k], dbs[k], 1e-4, 1e-3);
+  free(x), free(dy), free(y), free(y1), free(dx), free(dx1), free(w), free(dw), free(dw1);
+  free(dws), free(scratch);
 }
 
 static void test_layers_maxpool2d_forward_and_argmax(void **state) {
@@ -526,6 +563,7 @@ int main(void) {
       cmocka_unit_test(test_layers_conv2d_backward_gradcheck_stride2_pad1),
       cmocka_unit_test(test_layers_conv2d_backward_gradcheck_per_axis_geometry),
       cmocka_unit_test(test_layers_conv2d_backward_overwrites),
+      cmocka_unit_test(test_layers_conv2d_groups_match_single_samples),
       cmocka_unit_test(test_layers_maxpool2d_forward_and_argmax),
       cmocka_unit_test(test_layers_maxpool2d_gradcheck),
       cmocka_unit_test(test_layers_avgpool2d_gradcheck),

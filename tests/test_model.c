@@ -242,15 +242,24 @@ static void test_model_dropout_independent_of_the_split(void **state) {
   assert_int_equal(model_create(&m, &cfg, in, 3, B), 0);
   model_init(m, 2);
   float x[B * 72], whole[B * 3], parts[B * 3], infer[B * 3];
+  uint8_t kept_whole[B * 16], kept_parts[B * 16];
   uint64_t rows[B] = {5, 1, 99, 12, 40, 7};
   tu_fill(x, B * 72, 8);
   ms_pass p = {.seed = 1, .step = 17, .rows = rows};
   memcpy(whole, model_forward(m, x, B, &p), sizeof whole);
+  for (int k = 0; k < B * 16; k++) kept_whole[k] = m->layers[5].out[k] != 0.0f;
   for (int h = 0; h < 2; h++) {
     ms_pass ph = {.seed = 1, .step = 17, .rows = rows + 3 * h};
     memcpy(parts + 9 * h, model_forward(m, x + 3 * 72 * h, 3, &ph), sizeof(float) * 9);
+    for (int k = 0; k < 3 * 16; k++) kept_parts[48 * h + k] = m->layers[5].out[k] != 0.0f;
   }
-  assert_memory_equal(whole, parts, sizeof whole);
+  /* The same elements dropped; the outputs equal up to the sgemm's rounding,
+   * which may depend on how many samples share a call. */
+  assert_memory_equal(kept_whole, kept_parts, sizeof kept_whole);
+  int dropped = 0;
+  for (int k = 0; k < B * 16; k++) dropped += !kept_whole[k];
+  assert_true(dropped > 20 && dropped < 76); /* about half of 96 */
+  for (int k = 0; k < B * 3; k++) tu_assert_close(whole[k], parts[k], 1e-5, 1e-6);
   memcpy(infer, model_forward(m, x, B, NULL), sizeof infer);
   assert_memory_not_equal(whole, infer, sizeof whole);
   p.step = 18; /* another step, another mask */

@@ -45,24 +45,31 @@ typedef struct {
  * dimension is out of range. */
 int conv2d_geometry(ms_conv2d *g);
 
-/* Floats of scratch that conv2d_forward and conv2d_backward need: one im2col
- * matrix of one sample, (C*KH*KW, OH*OW). */
-long conv2d_scratch_floats(const ms_conv2d *g);
+/* Samples per group: the kernels below take a batch in groups of up to this
+ * many samples (1 to B), whose im2col matrices sit side by side so that one
+ * sgemm serves the group; groups are capped at about 8 MiB of scratch. */
+int conv2d_group(const ms_conv2d *g, int B);
 
-/* out = conv(inp, w) + b, with zero padding, per sample through im2col and
- * one sgemm: out_b (OC, OH*OW) = w (OC, C*KH*KW) @ col_b (C*KH*KW, OH*OW).
+/* Floats of scratch that conv2d_forward and conv2d_backward need for
+ * batches of up to B samples: a group's im2col matrix (C*KH*KW, G*OH*OW)
+ * and its outputs (OC, G*OH*OW), G = conv2d_group(g, B). */
+long conv2d_scratch_floats(const ms_conv2d *g, int B);
+
+/* out = conv(inp, w) + b, with zero padding, through im2col and one sgemm
+ * per group of samples: [out_1 .. out_G] (OC, G*OH*OW) =
+ * w (OC, C*KH*KW) @ [col_1 .. col_G] (C*KH*KW, G*OH*OW).
  * out: (B, OC, OH, OW)   inp: (B, C, H, W)   w: (OC, C, KH, KW)   b: (OC)
- * scratch: conv2d_scratch_floats(g) floats. */
+ * scratch: conv2d_scratch_floats(g, B) floats. */
 void conv2d_forward(float *out, const float *inp, const float *w, const float *b,
                     const ms_conv2d *g, int B, float *scratch);
 
-/* Gradients of conv2d_forward, overwriting dw, db and dinp:
+/* Gradients of conv2d_forward, overwriting dw, db and dinp, per group:
  *   dw = sum_b dout_b @ col_b^T   db = sum of dout over (B, OH, OW)
  *   dinp = col2im(w^T @ dout_b)
  * The im2col matrix is recomputed from inp (scratch), so the forward keeps
  * nothing. dinp may be NULL (first layer).
  * dinp: (B, C, H, W)   dw: (OC, C, KH, KW)   db: (OC)   dout: (B, OC, OH, OW)
- * inp: (B, C, H, W)    w: (OC, C, KH, KW)   scratch: conv2d_scratch_floats(g). */
+ * inp: (B, C, H, W)    w: (OC, C, KH, KW)   scratch: conv2d_scratch_floats(g, B). */
 void conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                      const float *w, const ms_conv2d *g, int B, float *scratch);
 

@@ -15,20 +15,44 @@ int conv2d_geometry(ms_conv2d *g) {
   return 0;
 }
 
-long conv2d_scratch_floats(const ms_conv2d *g) {
-  return (long)g->C * g->KH * g->KW * g->OH * g->OW;
+/* Scratch per group is at most this many floats (8 MiB), so that the
+ * im2col matrix of a group stays near the caches. */
+#define GROUP_FLOATS (1L << 21)
+
+int conv2d_group(const ms_conv2d *g, int B) {
+  long per = ((long)g->C * g->KH * g->KW + g->OC) * g->OH * g->OW;
+  long n = GROUP_FLOATS / (per > 0 ? per : 1);
+  if (n > B) n = B;
+  return n < 1 ? 1 : (int)n;
+}
+
+long conv2d_scratch_floats(const ms_conv2d *g, int B) {
+  return ((long)g->C * g->KH * g->KW + g->OC) * g->OH * g->OW * conv2d_group(g, B);
+}
+
+/* The output columns [*lo, *hi) whose input column ow*SW - PW + kw lies
+ * inside [0, W); the others read the zero padding. */
+static void valid_cols(const ms_conv2d *g, int kw, int *lo, int *hi) {
+  int off = kw - g->PW; /* iw = ow * SW + off */
+  int a = off >= 0 ? 0 : (-off + g->SW - 1) / g->SW;
+  int b = g->W - off <= 0 ? 0 : (g->W - off - 1) / g->SW + 1;
+  *lo = a < g->OW ? a : g->OW;
+  *hi = b < g->OW ? b : g->OW;
+  if (*hi < *lo) *hi = *lo;
 }
 
 /* col (C*KH*KW, OH*OW) from one sample img (C, H, W): row (c, kh, kw), column
  * (oh, ow) holds img[c][oh*SH - PH + kh][ow*SW - PW + kw], or 0 in the
- * padding. */
-static void im2col(float *col, const float *img, const ms_conv2d *g) {
-  const int P = g->OH * g->OW;
+ * padding. ld is the row stride of col (OH*OW for one sample; larger when
+ * several samples' columns sit side by side). */
+static void im2col(float *col, long ld, const float *img, const ms_conv2d *g) {
   for (int c = 0; c < g->C; c++)
     for (int kh = 0; kh < g->KH; kh++)
       for (int kw = 0; kw < g->KW; kw++) {
-        float *row = col + ((long)(c * g->KH + kh) * g->KW + kw) * P;
+        float *row = col + ((long)(c * g->KH + kh) * g->KW + kw) * ld;
         const float *plane = img + (long)c * g->H * g->W;
+        int lo, hi, off = kw - g->PW;
+        valid_cols(g, kw, &lo, &hi);
         for (int oh = 0; oh < g->OH; oh++) {
           int ih = oh * g->SH - g->PH + kh;
           float *dst = row + (long)oh * g->OW;
@@ -36,79 +60,91 @@ static void im2col(float *col, const float *img, const ms_conv2d *g) {
             memset(dst, 0, sizeof(float) * (size_t)g->OW);
             continue;
           }
-          const float *src = plane + (long)ih * g->W;
-          for (int ow = 0; ow < g->OW; ow++) {
-            int iw = ow * g->SW - g->PW + kw;
-            dst[ow] = (iw >= 0 && iw < g->W) ? src[iw] : 0.0f;
-          }
+          const float *src = plane + (long)ih * g->W + off;
+          for (int ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
+          if (g->SW == 1)
+            memcpy(dst + lo, src + lo, sizeof(float) * (size_t)(hi - lo));
+          else
+            for (int ow = lo; ow < hi; ow++) dst[ow] = src[ow * g->SW];
+          for (int ow = hi; ow < g->OW; ow++) dst[ow] = 0.0f;
         }
       }
 }
 
 /* The adjoint of im2col: img (C, H, W) = 0, then every col entry added back
  * to the input pixel it was copied from (padding entries are dropped). */
-static void col2im(float *img, const float *col, const ms_conv2d *g) {
-  const int P = g->OH * g->OW;
+static void col2im(float *img, const float *col, long ld, const ms_conv2d *g) {
   memset(img, 0, sizeof(float) * (size_t)g->C * (size_t)g->H * (size_t)g->W);
   for (int c = 0; c < g->C; c++)
     for (int kh = 0; kh < g->KH; kh++)
       for (int kw = 0; kw < g->KW; kw++) {
-        const float *row = col + ((long)(c * g->KH + kh) * g->KW + kw) * P;
+        const float *row = col + ((long)(c * g->KH + kh) * g->KW + kw) * ld;
         float *plane = img + (long)c * g->H * g->W;
+        int lo, hi, off = kw - g->PW;
+        valid_cols(g, kw, &lo, &hi);
         for (int oh = 0; oh < g->OH; oh++) {
           int ih = oh * g->SH - g->PH + kh;
           if (ih < 0 || ih >= g->H) continue;
           const float *src = row + (long)oh * g->OW;
-          float *dst = plane + (long)ih * g->W;
-          for (int ow = 0; ow < g->OW; ow++) {
-            int iw = ow * g->SW - g->PW + kw;
-            if (iw >= 0 && iw < g->W) dst[iw] += src[ow];
-          }
+          float *dst = plane + (long)ih * g->W + off;
+          for (int ow = lo; ow < hi; ow++) dst[ow * g->SW] += src[ow];
         }
       }
 }
 
 void conv2d_forward(float *out, const float *inp, const float *w, const float *b,
                     const ms_conv2d *g, int B, float *scratch) {
-  const int P = g->OH * g->OW, CKK = g->C * g->KH * g->KW;
+  const int P = g->OH * g->OW, CKK = g->C * g->KH * g->KW, G = conv2d_group(g, B);
   const long in_sz = (long)g->C * g->H * g->W, out_sz = (long)g->OC * P;
-  for (int i = 0; i < B; i++) {
-    const float *x = inp + i * in_sz;
-    float *y = out + i * out_sz;
-    im2col(scratch, x, g);
-    /* Seed each output plane with its bias, then accumulate the product. */
-    for (int o = 0; o < g->OC; o++)
-      for (int p = 0; p < P; p++) y[(long)o * P + p] = b[o];
-    /* y (OC, P) += w (OC, CKK) @ col (CKK, P) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->OC, P, CKK, 1.0f, w, CKK, scratch, P,
-                1.0f, y, P);
+  for (int s0 = 0; s0 < B; s0 += G) {
+    const int n = B - s0 < G ? B - s0 : G;
+    const long ld = (long)n * P;
+    float *col = scratch, *y = scratch + (long)CKK * ld;
+    for (int j = 0; j < n; j++) im2col(col + (long)j * P, ld, inp + (s0 + j) * in_sz, g);
+    /* y (OC, n*P) = w (OC, CKK) @ col (CKK, n*P): one sgemm for the group */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->OC, (int)ld, CKK, 1.0f, w, CKK, col,
+                (int)ld, 0.0f, y, (int)ld);
+    /* Back to (n, OC, P), adding the bias. */
+    for (int j = 0; j < n; j++)
+      for (int o = 0; o < g->OC; o++) {
+        const float *src = y + (long)o * ld + (long)j * P;
+        float *dst = out + (s0 + j) * out_sz + (long)o * P;
+        const float bo = b[o];
+        for (int p = 0; p < P; p++) dst[p] = src[p] + bo;
+      }
   }
 }
 
 void conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                      const float *w, const ms_conv2d *g, int B, float *scratch) {
-  const int P = g->OH * g->OW, CKK = g->C * g->KH * g->KW;
+  const int P = g->OH * g->OW, CKK = g->C * g->KH * g->KW, G = conv2d_group(g, B);
   const long in_sz = (long)g->C * g->H * g->W, out_sz = (long)g->OC * P;
   for (int o = 0; o < g->OC; o++) db[o] = 0.0f;
   if (B == 0) memset(dw, 0, sizeof(float) * (size_t)g->OC * (size_t)CKK);
-  for (int i = 0; i < B; i++) {
-    const float *dy = dout + i * out_sz;
+  for (int s0 = 0; s0 < B; s0 += G) {
+    const int n = B - s0 < G ? B - s0 : G;
+    const long ld = (long)n * P;
+    float *col = scratch, *dy = scratch + (long)CKK * ld;
+    /* dy (OC, n*P) from dout (n, OC, P); db = its row sums. */
     for (int o = 0; o < g->OC; o++) {
-      const float *row = dy + (long)o * P;
       float s = 0.0f;
-      for (int p = 0; p < P; p++) s += row[p];
+      for (int j = 0; j < n; j++) {
+        const float *src = dout + (s0 + j) * out_sz + (long)o * P;
+        float *dst = dy + (long)o * ld + (long)j * P;
+        for (int p = 0; p < P; p++) s += dst[p] = src[p];
+      }
       db[o] += s;
     }
-    im2col(scratch, inp + i * in_sz, g);
-    /* dw (OC, CKK) (+)= dy (OC, P) @ col^T (P, CKK); the first sample
+    for (int j = 0; j < n; j++) im2col(col + (long)j * P, ld, inp + (s0 + j) * in_sz, g);
+    /* dw (OC, CKK) (+)= dy (OC, n*P) @ col^T (n*P, CKK); the first group
      * overwrites, the rest accumulate. */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->OC, CKK, P, 1.0f, dy, P, scratch, P,
-                i == 0 ? 0.0f : 1.0f, dw, CKK);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->OC, CKK, (int)ld, 1.0f, dy, (int)ld, col,
+                (int)ld, s0 == 0 ? 0.0f : 1.0f, dw, CKK);
     if (dinp) {
-      /* dcol (CKK, P) = w^T (CKK, OC) @ dy (OC, P), into the same scratch. */
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, P, g->OC, 1.0f, w, CKK, dy, P, 0.0f,
-                  scratch, P);
-      col2im(dinp + i * in_sz, scratch, g);
+      /* dcol (CKK, n*P) = w^T (CKK, OC) @ dy (OC, n*P), into col. */
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, (int)ld, g->OC, 1.0f, w, CKK, dy,
+                  (int)ld, 0.0f, col, (int)ld);
+      for (int j = 0; j < n; j++) col2im(dinp + (s0 + j) * in_sz, col + (long)j * P, ld, g);
     }
   }
 }

@@ -223,7 +223,7 @@ int model_create(ms_model **out, const ms_config *cfg, const int64_t *in, int nd
       l->rstd = falloc(B, 1, &ok);
     }
     if (l->type == MS_LAYER_CONV2D) {
-      long s = conv2d_scratch_floats(&l->g);
+      long s = conv2d_scratch_floats(&l->g, (int)B);
       if (s > conv) conv = s;
     }
   }
