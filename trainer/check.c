@@ -178,7 +178,7 @@ static const char *mib(char *buf, size_t n, double bytes) {
 
 /* The layer table and totals of the planned model m (model_plan). */
 static void print_summary(FILE *out, const ms_config *c, const ms_model *m, int world) {
-  char a[40], b[40], d[40], shape[48], desc[64];
+  char a[40], b[40], d[40], e[40], shape[48], desc[64];
   int64_t batch = c->train.batch_size / world;
   fprintf(out, "\nmodel summary\n");
   fprintf(out, "  %-10s %-26s %-16s %15s\n", "layer", "type", "output", "parameters");
@@ -206,7 +206,7 @@ static void print_summary(FILE *out, const ms_config *c, const ms_model *m, int 
           "buffers)\n",
           mib(a, sizeof a, (2 + states) * arena + acts), mib(b, sizeof b, arena),
           mib(b, sizeof b, arena), c->optim.name, states, states > 1 ? "s" : "",
-          mib(d, sizeof d, states * arena), mib(d, sizeof d, acts), (long long)batch);
+          mib(d, sizeof d, states * arena), mib(e, sizeof e, acts), (long long)batch);
 }
 
 /* "(28x28)" */
