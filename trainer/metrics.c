@@ -82,6 +82,9 @@ void metrics_eval(ms_metrics *m, int64_t step, int64_t epoch, const ms_eval *e) 
   } else if (e->classifier) {
     snprintf(text, sizeof text, "test accuracy %.4f", e->acc);
     snprintf(json, sizeof json, "\"acc\":%.6f", e->acc);
+  } else if (e->binary) {
+    snprintf(text, sizeof text, "test binary accuracy %.4f", e->acc);
+    snprintf(json, sizeof json, "\"binary_acc\":%.6f", e->acc);
   } else {
     snprintf(text, sizeof text, "test mse %.6g  mae %.6g", e->mse, e->mae);
     snprintf(json, sizeof json, "\"mse\":%.9g,\"mae\":%.9g", e->mse, e->mae);

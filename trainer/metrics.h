@@ -29,7 +29,8 @@ void metrics_train(ms_metrics *m, int64_t step, int64_t total_steps, int64_t epo
 typedef struct {
   double loss;   /* the training loss's mean over the samples */
   int classifier;
-  double acc;    /* classifiers: top-1 accuracy */
+  int binary;    /* bce_with_logits: acc is the fraction of outputs on the target's side of 0.5 */
+  double acc;    /* classifiers: top-1 accuracy; binary: see above */
   int top_k;     /* classifiers: k of topk_acc, 0 = not measured */
   double topk_acc;
   double mse, mae; /* regression: mean over all outputs */

@@ -412,7 +412,11 @@ static int evaluate(run *r) {
     s[2] += (double)correct;
     s[3] += n;
     if (k > 0) s[4] += (double)topk_correct(out, r->y, n, K, k);
-    if (!r->classifier) {
+    if (r->loss == LOSS_BCE) {
+      long hits = 0;
+      for (long j = 0; j < (long)n * K; j++) hits += (out[j] > 0.0f) == (r->t[j] > 0.5f);
+      s[2] += (double)hits / K;
+    } else if (!r->classifier) {
       s[5] += mse_loss(NULL, out, r->t, n, K, 1.0f);
       s[6] += mae_loss(NULL, out, r->t, n, K, 1.0f);
     }
@@ -421,6 +425,7 @@ static int evaluate(run *r) {
   if ((rc = comm_rc(r, comm_allreduce_sum_f64(r->w, s + 1, 6)))) return rc;
   ms_eval e = {.loss = s[1] / s[3],
                .classifier = r->classifier,
+               .binary = r->loss == LOSS_BCE,
                .acc = s[2] / s[3],
                .top_k = k,
                .topk_acc = s[4] / s[3],
@@ -428,7 +433,7 @@ static int evaluate(run *r) {
                .mae = s[6] / s[3],
                .n_samples = (long)s[3]};
   r->last_eval_loss = e.loss;
-  r->last_eval_acc = r->classifier ? e.acc : -1.0;
+  r->last_eval_acc = r->classifier || e.binary ? e.acc : -1.0;
   r->last_eval_step = r->step;
   r->t_eval += comm_wtime() - t0;
   metrics_eval(r->metrics, r->step, r->epoch, &e);
