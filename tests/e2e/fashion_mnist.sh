@@ -3,10 +3,7 @@
 # Fashion-MNIST (Debian package dataset-fashion-mnist) on 2 ranks.
 source "$(dirname "$0")/lib.sh"
 export RUN_TIMEOUT=1000
-src=/usr/share/datasets/fashion-mnist
-[ -f "$src/train-images-idx3-ubyte.gz" ] ||
-  fail "$src is missing: install the Debian package dataset-fashion-mnist (scripts/setup.sh does)"
-"$MIDSCALE" prepare fashion-mnist "$src" fashion_mnist.h5 >/dev/null
+fashion_data fashion_mnist.h5
 run_np 2 train "$MS_SOURCE_DIR/configs/fashion_mnist_mlp.yaml" \
   --set data.path=fashion_mnist.h5 --set run.dir=run --set log.every_steps=500
 expect_ok

@@ -6,10 +6,7 @@
 # AdamW's two moment arenas for every conv and dense tensor.
 source "$(dirname "$0")/lib.sh"
 export RUN_TIMEOUT=1500
-src=/usr/share/datasets/fashion-mnist
-[ -f "$src/train-images-idx3-ubyte.gz" ] ||
-  fail "$src is missing: install the Debian package dataset-fashion-mnist (scripts/setup.sh does)"
-"$MIDSCALE" prepare fashion-mnist "$src" fashion_mnist.h5 >/dev/null
+fashion_data fashion_mnist.h5
 run_np 2 train "$MS_SOURCE_DIR/configs/fashion_mnist_cnn.yaml" \
   --set data.path=fashion_mnist.h5 --set run.dir=run --set log.every_steps=500
 expect_ok

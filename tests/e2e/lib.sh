@@ -78,3 +78,12 @@ YAML
 decompress() {
   zstd -q -d -f "$1" -o "$2"
 }
+
+# fashion_data OUT.h5: Fashion-MNIST from the Debian package
+# dataset-fashion-mnist, converted with midscale prepare.
+fashion_data() {
+  local src=/usr/share/datasets/fashion-mnist
+  [ -f "$src/train-images-idx3-ubyte.gz" ] ||
+    fail "$src is missing: install the Debian package dataset-fashion-mnist (scripts/setup.sh does)"
+  "$MIDSCALE" prepare fashion-mnist "$src" "$1" >/dev/null
+}
