@@ -10,13 +10,11 @@
 #include "dataset_internal.h"
 #include "h5util.h"
 
-#include <errno.h>
 #include <hdf5.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 /* At most this many dataset names are listed when one is not found. */
 #define LIST_CAP 20
@@ -333,31 +331,6 @@ static hid_t streaming_dapl(hid_t xset, size_t mem_budget, size_t row_bytes) {
   return dapl;
 }
 
-/* What is at `path`, before HDF5 looks: missing, a directory, not HDF5. */
-static int probe_file(const char *path, char *err, size_t errlen) {
-  struct stat st;
-  if (stat(path, &st) != 0) {
-    h5util_set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
-    return -1;
-  }
-  if (S_ISDIR(st.st_mode)) {
-    h5util_set_err(err, errlen, "'%s' is a directory, not an HDF5 file", path);
-    return -1;
-  }
-  FILE *probe = fopen(path, "rb");
-  if (!probe) {
-    h5util_set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
-    return -1;
-  }
-  fclose(probe);
-  if (H5Fis_hdf5(path) <= 0) {
-    h5util_set_err(err, errlen, "'%s' is not an HDF5 file (%lld bytes, no HDF5 signature)", path,
-                   (long long)st.st_size);
-    return -1;
-  }
-  return 0;
-}
-
 int data_open(data_set **out, const char *path, const char *x_name, const char *y_name,
               size_t mem_budget, char *err, size_t errlen) {
   h5util_quiet q;
@@ -369,7 +342,7 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
 
   *out = NULL;
   h5util_quiet_begin(&q);
-  if (probe_file(path, err, errlen) < 0) goto done;
+  if (h5util_probe_file(path, err, errlen) < 0) goto done;
 
   ds = calloc(1, sizeof *ds);
   if (!ds) goto oom;
