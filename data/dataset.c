@@ -129,6 +129,33 @@ static int get_shape(hid_t set, hsize_t dims[H5S_MAX_RANK]) {
   return rank;
 }
 
+/* Refuses a dataset compressed with a filter this HDF5 cannot decode (h5py's
+ * LZF, Blosc, Zstandard... without their plugins), which would otherwise
+ * fail only at the first read. */
+static int check_filters(hid_t set, const char *path, const char *name, char *err,
+                         size_t errlen) {
+  hid_t dcpl = H5Dget_create_plist(set);
+  if (dcpl < 0) return 0; /* the read will say what is wrong */
+  int n = H5Pget_nfilters(dcpl), rc = 0;
+  for (int i = 0; i < n && rc == 0; i++) {
+    unsigned flags, cd[8], conf;
+    size_t ncd = 8;
+    char fname[64] = "";
+    H5Z_filter_t id =
+        H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, sizeof fname, fname, &conf);
+    if (id >= 0 && H5Zfilter_avail(id) <= 0) {
+      h5util_set_err(err, errlen,
+                     "dataset '%s' in '%s' is compressed with HDF5 filter %d (%s), which this "
+                     "HDF5 cannot decode; rewrite it with gzip, e.g. h5repack -f GZIP=1 IN OUT "
+                     "(or set HDF5_PLUGIN_PATH to the filter's plugin)",
+                     name, path, (int)id, fname[0] ? fname : "unnamed");
+      rc = -1;
+    }
+  }
+  H5Pclose(dcpl);
+  return rc;
+}
+
 /* The input dtype of a stored type, with its memory type (a new handle the
  * caller closes) and width; -1 when the type is not supported. */
 static int classify_input(hid_t t, data_dtype *dtype, hid_t *mem_type, size_t *dsize) {
@@ -362,6 +389,8 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
   if (xset < 0) goto done;
   yset = open_dataset(file, path, y_name, err, errlen);
   if (yset < 0) goto done;
+  if (check_filters(xset, path, x_name, err, errlen) < 0) goto done;
+  if (check_filters(yset, path, y_name, err, errlen) < 0) goto done;
   if (check_inputs(ds, xset, err, errlen) < 0) goto done;
   if (check_labels_shape(ds, yset, err, errlen) < 0) goto done;
   ds->n = ds->xdims[0];
