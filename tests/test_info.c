@@ -66,19 +66,22 @@ static void test_info_describes_every_dataset(void **state) {
   assert_int_equal(info(p, NULL, 0), 0);
   out_has(": HDF5, ");
   out_has(", 4 datasets\n");
-  out_has("\n/exp/run1/x\n  dtype    float32 BE\n  shape    (100, 4, 5): 100 samples\n"
-          "  layout   chunked (8, 4, 5), 640 B per chunk\n  filters  gzip 1\n"
-          "  storage  ");
+  out_has(
+      "\n/exp/run1/x\n  dtype    float32 BE\n  shape    (100, 4, 5): 100 samples\n"
+      "  layout   chunked (8, 4, 5), 640 B per chunk\n  filters  gzip 1\n"
+      "  storage  ");
   out_has("for 8.0 KB of data (ratio ");
-  out_has("\n/plain\n  dtype    float64\n  shape    (3,): 3 samples\n  layout   contiguous\n"
-          "  filters  none\n  storage  24 B on disk for 24 B of data (ratio 1.00)\n");
+  out_has(
+      "\n/plain\n  dtype    float64\n  shape    (3,): 3 samples\n  layout   contiguous\n"
+      "  filters  none\n  storage  24 B on disk for 24 B of data (ratio 1.00)\n");
   out_has("\n/scalar\n  dtype    uint8\n  shape    () (a scalar: no sample axis)\n");
   /* The labels: automatic histogram, sorted by value, negatives flagged. */
-  out_has("label histogram of /exp/run1/y_labels: 100 values, 3 distinct, min -2, max 1 "
-          "(negative labels: not class indices)\n"
-          "        -2         10  10.00%  ######\n"
-          "         0         70  70.00%  ########################################\n"
-          "         1         20  20.00%  ###########\n");
+  out_has(
+      "label histogram of /exp/run1/y_labels: 100 values, 3 distinct, min -2, max 1 "
+      "(negative labels: not class indices)\n"
+      "        -2         10  10.00%  ######\n"
+      "         0         70  70.00%  ########################################\n"
+      "         1         20  20.00%  ###########\n");
   /* Datasets appear in name order. */
   assert_true(strstr(g_out, "/exp/run1/x\n") < strstr(g_out, "/plain\n"));
 }

@@ -83,7 +83,12 @@ static const char usage_train[] =
     "\n"
     "environment:\n"
     "  MIDSCALE_BLAS_AUTOFIX=0   do not re-run with OPENBLAS_CORETYPE set when\n"
-    "                            OpenBLAS falls back to its generic kernels\n";
+    "                            OpenBLAS falls back to its generic kernels\n"
+    "  MIDSCALE_TRACE_SAMPLES=DIR  debug: each rank R writes DIR/rankR.txt\n"
+    "                            (step epoch sample-indices per step), .sum\n"
+    "                            (FNV-1a of the inputs read) and .f32 (the\n"
+    "                            inputs of the first MIDSCALE_TRACE_FLOAT_STEPS\n"
+    "                            steps, default 8); see trainer/trace.h\n";
 
 static const char usage_check[] =
     "usage: midscale check CONFIG [--set section.key=value]... [--world N]\n"

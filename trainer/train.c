@@ -21,6 +21,7 @@
 #include "optim.h"
 #include "sampler.h"
 #include "saver.h"
+#include "trace.h"
 #include "version.h"
 
 /* Each rank caches its datasets in memory up to this many bytes of inputs;
@@ -400,6 +401,9 @@ static int train_step(run *r, double stats[3]) {
   int rc = data_rc(
       data_read(r->train, idx, (size_t)n, &r->norm, r->x, r->y, NULL, err, sizeof err), MS_EDATA,
       err);
+  if (rc == 0)
+    trace_samples(r->w->rank, r->step, r->epoch, idx, (size_t)n, r->x,
+                  data_sample_elems(r->train));
   double t1 = comm_wtime();
   r->t_data += t1 - t0;
   if (rc == 0) {
