@@ -5,8 +5,9 @@
  */
 #include "convert.h"
 
-#include "sampler.h"
+#include "convert_internal.h"
 #include "h5util.h"
+#include "sampler.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -148,27 +149,29 @@ done:
 
 /* ---- HDF5 output --------------------------------------------------------- */
 
-/* Rows per chunk: about 1 MiB of whole samples, at least one, at most n. */
-static hsize_t chunk_rows(uint64_t n, size_t row_bytes) {
+hsize_t convert_chunk_rows(uint64_t n, size_t row_bytes) {
   size_t rows = CHUNK_TARGET_BYTES / row_bytes;
   if (rows < 1) rows = 1;
   if (rows > n) rows = (size_t)n;
   return (hsize_t)rows;
 }
 
-/* Creates a chunked dataset `name` in `loc` of shape dims (rank), sample axis
- * first; gzip level 1 when `compress` and the filter is available. */
-static hid_t create_chunked(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims,
-                            size_t row_bytes, int compress) {
-  hsize_t chunk[3];
-  chunk[0] = chunk_rows(dims[0], row_bytes);
+hid_t convert_create_chunked(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims,
+                             size_t row_bytes, int filters) {
+  hsize_t chunk[H5S_MAX_RANK];
+  chunk[0] = convert_chunk_rows(dims[0], row_bytes);
+  if (chunk[0] < 1) chunk[0] = 1; /* an empty dataset still needs a chunk shape */
   for (int i = 1; i < rank; i++) chunk[i] = dims[i];
   hid_t space = H5Screate_simple(rank, dims, NULL);
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   hid_t set = H5I_INVALID_HID;
+  int gzip = filters != CONVERT_PLAIN && H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0;
   if (space < 0 || dcpl < 0) goto done;
   if (H5Pset_chunk(dcpl, rank, chunk) < 0) goto done;
-  if (compress && H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0 && H5Pset_deflate(dcpl, 1) < 0) goto done;
+  /* The shuffle filter must come first: it regroups the bytes that deflate
+   * then compresses. */
+  if (gzip && filters == CONVERT_SHUFFLE_GZIP && H5Pset_shuffle(dcpl) < 0) goto done;
+  if (gzip && H5Pset_deflate(dcpl, 1) < 0) goto done;
   set = H5Dcreate2(loc, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
 done:
   if (dcpl >= 0) H5Pclose(dcpl);
@@ -176,8 +179,7 @@ done:
   return set;
 }
 
-/* Creates group `group` in `file`, replacing one that exists. */
-static hid_t replace_group(hid_t file, const char *group) {
+hid_t convert_replace_group(hid_t file, const char *group) {
   if (H5Lexists(file, group, H5P_DEFAULT) > 0 && H5Ldelete(file, group, H5P_DEFAULT) < 0)
     return H5I_INVALID_HID;
   hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
@@ -188,10 +190,10 @@ static hid_t replace_group(hid_t file, const char *group) {
   return g;
 }
 
-/* Writes rows [row, row + rows) of a 2-D or 3-D dataset from buf. */
-static int write_rows(hid_t set, int rank, const hsize_t *dims, uint64_t row, uint64_t rows,
-                      hid_t mem_type, const void *buf) {
-  hsize_t off[3] = {row, 0, 0}, cnt[3];
+int convert_write_rows(hid_t set, int rank, const hsize_t *dims, uint64_t row, uint64_t rows,
+                       hid_t mem_type, const void *buf) {
+  hsize_t off[H5S_MAX_RANK] = {0}, cnt[H5S_MAX_RANK];
+  off[0] = row;
   cnt[0] = rows;
   for (int i = 1; i < rank; i++) cnt[i] = dims[i];
   hid_t fspace = H5Dget_space(set);
@@ -204,6 +206,25 @@ static int write_rows(hid_t set, int rank, const hsize_t *dims, uint64_t row, ui
   if (mspace >= 0) H5Sclose(mspace);
   if (fspace >= 0) H5Sclose(fspace);
   return rc;
+}
+
+hid_t convert_open_output(const char *out_path, char *err, size_t errlen) {
+  hid_t file = H5I_INVALID_HID;
+  FILE *probe = fopen(out_path, "rb");
+  if (probe) {
+    int empty = fgetc(probe) == EOF;
+    fclose(probe);
+    if (H5Fis_hdf5(out_path) > 0) {
+      file = H5Fopen(out_path, H5F_ACC_RDWR, H5P_DEFAULT);
+    } else if (!empty) {
+      h5util_set_err(err, errlen, "'%s' exists and is not an HDF5 file; not overwriting it",
+                     out_path);
+      return H5I_INVALID_HID;
+    }
+  }
+  if (file < 0) file = H5Fcreate(out_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (file < 0) h5util_set_err(err, errlen, "cannot open '%s' for writing", out_path);
+  return file;
 }
 
 int convert_idx(const char *images_path, const char *labels_path, const char *out_path,
@@ -223,24 +244,9 @@ int convert_idx(const char *images_path, const char *labels_path, const char *ou
     goto done;
   }
 
-  FILE *probe = fopen(out_path, "rb");
-  if (probe) {
-    int empty = fgetc(probe) == EOF;
-    fclose(probe);
-    if (H5Fis_hdf5(out_path) > 0) {
-      file = H5Fopen(out_path, H5F_ACC_RDWR, H5P_DEFAULT);
-    } else if (!empty) {
-      h5util_set_err(err, errlen, "'%s' exists and is not an HDF5 file; not overwriting it",
-                     out_path);
-      goto done;
-    }
-  }
-  if (file < 0) file = H5Fcreate(out_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (file < 0) {
-    h5util_set_err(err, errlen, "cannot open '%s' for writing", out_path);
-    goto done;
-  }
-  grp = replace_group(file, group);
+  file = convert_open_output(out_path, err, errlen);
+  if (file < 0) goto done;
+  grp = convert_replace_group(file, group);
   if (grp < 0) {
     h5util_set_err(err, errlen, "cannot create group '%s' in '%s'", group, out_path);
     goto done;
@@ -248,13 +254,13 @@ int convert_idx(const char *images_path, const char *labels_path, const char *ou
 
   hsize_t xdims[3] = {img.dims[0], img.dims[1], img.dims[2]};
   size_t row_bytes = (size_t)img.dims[1] * img.dims[2];
-  xset = create_chunked(grp, "images", H5T_STD_U8LE, 3, xdims, row_bytes, 1);
+  xset = convert_create_chunked(grp, "images", H5T_STD_U8LE, 3, xdims, row_bytes, CONVERT_GZIP);
   if (xset < 0 || H5Dwrite(xset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, img.data) < 0) {
     h5util_set_err(err, errlen, "cannot write '%s/images' in '%s'", group, out_path);
     goto done;
   }
   hsize_t ydims[1] = {lab.dims[0]};
-  yset = create_chunked(grp, "labels", H5T_STD_U8LE, 1, ydims, 1, 0);
+  yset = convert_create_chunked(grp, "labels", H5T_STD_U8LE, 1, ydims, 1, CONVERT_PLAIN);
   if (yset < 0 || H5Dwrite(yset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, lab.data) < 0) {
     h5util_set_err(err, errlen, "cannot write '%s/labels' in '%s'", group, out_path);
     goto done;
@@ -325,7 +331,7 @@ static int write_split(hid_t file, const char *group, uint64_t n, int features, 
   hid_t grp = H5I_INVALID_HID, xset = H5I_INVALID_HID, yset = H5I_INVALID_HID;
   size_t dsize = as_u8 ? 1 : 4;
   size_t row_bytes = (size_t)features * dsize;
-  hsize_t block = chunk_rows(n, row_bytes);
+  hsize_t block = convert_chunk_rows(n, row_bytes);
   unsigned char *xbuf = malloc((size_t)block * row_bytes);
   unsigned char *ybuf = malloc((size_t)block);
   rng r = {stream};
@@ -333,12 +339,14 @@ static int write_split(hid_t file, const char *group, uint64_t n, int features, 
     h5util_set_err(err, errlen, "out of memory writing '%s'", out_path);
     goto done;
   }
-  grp = replace_group(file, group);
+  grp = convert_replace_group(file, group);
   hsize_t xdims[2] = {n, (hsize_t)features}, ydims[1] = {n};
   hid_t ftype = as_u8 ? H5T_STD_U8LE : H5T_IEEE_F32LE;
   hid_t mtype = as_u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
-  if (grp >= 0) xset = create_chunked(grp, "images", ftype, 2, xdims, row_bytes, 1);
-  if (xset >= 0) yset = create_chunked(grp, "labels", H5T_STD_U8LE, 1, ydims, 1, 0);
+  if (grp >= 0)
+    xset = convert_create_chunked(grp, "images", ftype, 2, xdims, row_bytes, CONVERT_GZIP);
+  if (xset >= 0)
+    yset = convert_create_chunked(grp, "labels", H5T_STD_U8LE, 1, ydims, 1, CONVERT_PLAIN);
   if (yset < 0) {
     h5util_set_err(err, errlen, "cannot create '%s/images' and '%s/labels' in '%s'", group, group,
                    out_path);
@@ -362,8 +370,8 @@ static int write_split(hid_t file, const char *group, uint64_t n, int features, 
         }
       }
     }
-    if (write_rows(xset, 2, xdims, row, rows, mtype, xbuf) < 0 ||
-        write_rows(yset, 1, ydims, row, rows, H5T_NATIVE_UINT8, ybuf) < 0) {
+    if (convert_write_rows(xset, 2, xdims, row, rows, mtype, xbuf) < 0 ||
+        convert_write_rows(yset, 1, ydims, row, rows, H5T_NATIVE_UINT8, ybuf) < 0) {
       h5util_set_err(err, errlen, "cannot write '%s' in '%s'", group, out_path);
       goto done;
     }

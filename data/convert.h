@@ -1,10 +1,30 @@
 /* convert — write datasets in the layout midscale reads.
  *
  * Layout: one HDF5 file, a group per split ("/train", "/test"), each with
- * "images" (N, ...) and "labels" (N,) datasets, chunked along the sample axis
- * (about 1 MiB per chunk) with gzip level 1 on the inputs.
+ * "images" (N, ...) and "labels" (N,) datasets -- the names the data.*
+ * config keys default to, whatever the inputs are.
+ *
+ * Storage, and why: every dataset is chunked along the sample axis only
+ * (the other dims whole), about 1 MiB of whole samples per chunk.
+ *  - Whole samples per chunk: one sample is one chunk to read, never two.
+ *  - ~1 MiB: large enough that deflate sees enough data to compress well
+ *    and a sequential pass makes few, large reads; small enough that a
+ *    streamed random read (global shuffle, a file larger than the memory
+ *    budget) decompresses at most 1 MiB per sample before the chunk cache
+ *    keeps it. Files that fit the memory budget are read once whole, and
+ *    then the chunk size does not matter.
+ *  - gzip level 1: decompression costs the same at every level, and level 1
+ *    gets most of the ratio of level 9 at several times the write speed;
+ *    gzip (deflate) is in every HDF5 build, so any reader (h5py, h5dump,
+ *    MATLAB) opens the file without plugins.
+ *  - the shuffle filter before gzip (csv, npy): it regroups the bytes of
+ *    multi-byte values by significance (all exponent bytes together), which
+ *    deflate then compresses far better for float and 16-bit data; it is a
+ *    no-op for uint8, so the idx converter (uint8 pixels) goes without it.
  *
  * Serial HDF5, no MPI: run on one rank. Errors: 0 or -1, message in err.
+ * The inputs are checked completely before the output is touched; an
+ * existing output that is not HDF5 is never overwritten.
  */
 #ifndef MS_CONVERT_H
 #define MS_CONVERT_H
@@ -17,16 +37,50 @@
  * `out_path` (created if missing, the group replaced if present). Images are
  * stored uint8 (N, rows, cols), labels uint8 (N,). The files are checked:
  * magic numbers, dimensions, counts agree, sizes match the header. */
-int convert_idx(const char *images_path, const char *labels_path,
-                const char *out_path, const char *group, char *err, size_t errlen);
+int convert_idx(const char *images_path, const char *labels_path, const char *out_path,
+                const char *group, char *err, size_t errlen);
 
 /* Writes a learnable synthetic classification set to `out_path` (truncated):
  * /train and /test groups; `features` inputs per sample drawn around one
  * random centre per class (Gaussian noise), labels in [0, classes).
  * uint8 inputs when `as_u8` (values 0..255), else float32. Deterministic in
  * `seed`. */
-int convert_synthetic(const char *out_path, uint64_t n_train, uint64_t n_test,
-                      int features, int classes, int as_u8, uint64_t seed,
-                      char *err, size_t errlen);
+int convert_synthetic(const char *out_path, uint64_t n_train, uint64_t n_test, int features,
+                      int classes, int as_u8, uint64_t seed, char *err, size_t errlen);
+
+/* Options of convert_csv. */
+typedef struct {
+  const char *label;      /* name of the label column (required) */
+  const char *group;      /* group of the training rows; NULL or "" = "train" */
+  const char *test_group; /* group of the test rows; NULL or "" = "test" */
+  double test_fraction;   /* in [0, 1): share of rows for test_group; 0 = none */
+  uint64_t seed;          /* picks the test rows */
+} convert_csv_opts;
+
+/* Converts a CSV file (comma-separated, a header row naming the columns,
+ * double-quoted fields allowed, blank lines skipped) into group o->group of
+ * `out_path` (created if missing; the group replaced, other groups kept).
+ * The label column becomes "labels": int64 class indices when every value
+ * is an integer, otherwise float32 regression targets. Every other column
+ * becomes one float32 feature of "images" (N, columns - 1), in file order.
+ * With a test fraction f, round(f * rows) rows picked by a permutation of
+ * `seed` (sampler_permutation) go to o->test_group instead; both groups keep
+ * the file's row order. Errors name the file, the line and the column (an
+ * empty or non-numeric value, a wrong field count, a missing label column
+ * with the list of columns). */
+int convert_csv(const char *csv_path, const char *out_path, const convert_csv_opts *o, char *err,
+                size_t errlen);
+
+/* Converts NumPy .npy files (format 1.0 to 3.0; either byte order; C or
+ * Fortran order; bool, int8..int64, uint8..uint64, float16/32/64) into group
+ * `group` (NULL or "" = "train") of `out_path` (as convert_csv):
+ * x_path -> "images" of x's shape, y_path -> "labels" of y's shape. Input
+ * types midscale reads keep their type; 32- and 64-bit integer inputs are
+ * stored as float32 (exact up to 2^24). Labels keep their type (integers
+ * are class indices, floats regression targets; bool becomes uint8). The
+ * two must agree on shape[0]. C-order files are copied in blocks, so they
+ * may be larger than memory; Fortran-order files are reordered in memory. */
+int convert_npy(const char *x_path, const char *y_path, const char *out_path, const char *group,
+                char *err, size_t errlen);
 
 #endif

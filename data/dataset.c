@@ -10,13 +10,11 @@
 #include "dataset_internal.h"
 #include "h5util.h"
 
-#include <errno.h>
 #include <hdf5.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 /* At most this many dataset names are listed when one is not found. */
 #define LIST_CAP 20
@@ -129,6 +127,33 @@ static int get_shape(hid_t set, hsize_t dims[H5S_MAX_RANK]) {
   if (rank > 0 && H5Sget_simple_extent_dims(space, dims, NULL) < 0) rank = -1;
   H5Sclose(space);
   return rank;
+}
+
+/* Refuses a dataset compressed with a filter this HDF5 cannot decode (h5py's
+ * LZF, Blosc, Zstandard... without their plugins), which would otherwise
+ * fail only at the first read. */
+static int check_filters(hid_t set, const char *path, const char *name, char *err,
+                         size_t errlen) {
+  hid_t dcpl = H5Dget_create_plist(set);
+  if (dcpl < 0) return 0; /* the read will say what is wrong */
+  int n = H5Pget_nfilters(dcpl), rc = 0;
+  for (int i = 0; i < n && rc == 0; i++) {
+    unsigned flags, cd[8], conf;
+    size_t ncd = 8;
+    char fname[64] = "";
+    H5Z_filter_t id =
+        H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, sizeof fname, fname, &conf);
+    if (id >= 0 && H5Zfilter_avail(id) <= 0) {
+      h5util_set_err(err, errlen,
+                     "dataset '%s' in '%s' is compressed with HDF5 filter %d (%s), which this "
+                     "HDF5 cannot decode; rewrite it with gzip, e.g. h5repack -f GZIP=1 IN OUT "
+                     "(or set HDF5_PLUGIN_PATH to the filter's plugin)",
+                     name, path, (int)id, fname[0] ? fname : "unnamed");
+      rc = -1;
+    }
+  }
+  H5Pclose(dcpl);
+  return rc;
 }
 
 /* The input dtype of a stored type, with its memory type (a new handle the
@@ -333,31 +358,6 @@ static hid_t streaming_dapl(hid_t xset, size_t mem_budget, size_t row_bytes) {
   return dapl;
 }
 
-/* What is at `path`, before HDF5 looks: missing, a directory, not HDF5. */
-static int probe_file(const char *path, char *err, size_t errlen) {
-  struct stat st;
-  if (stat(path, &st) != 0) {
-    h5util_set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
-    return -1;
-  }
-  if (S_ISDIR(st.st_mode)) {
-    h5util_set_err(err, errlen, "'%s' is a directory, not an HDF5 file", path);
-    return -1;
-  }
-  FILE *probe = fopen(path, "rb");
-  if (!probe) {
-    h5util_set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
-    return -1;
-  }
-  fclose(probe);
-  if (H5Fis_hdf5(path) <= 0) {
-    h5util_set_err(err, errlen, "'%s' is not an HDF5 file (%lld bytes, no HDF5 signature)", path,
-                   (long long)st.st_size);
-    return -1;
-  }
-  return 0;
-}
-
 int data_open(data_set **out, const char *path, const char *x_name, const char *y_name,
               size_t mem_budget, char *err, size_t errlen) {
   h5util_quiet q;
@@ -369,7 +369,7 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
 
   *out = NULL;
   h5util_quiet_begin(&q);
-  if (probe_file(path, err, errlen) < 0) goto done;
+  if (h5util_probe_file(path, err, errlen) < 0) goto done;
 
   ds = calloc(1, sizeof *ds);
   if (!ds) goto oom;
@@ -389,6 +389,8 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
   if (xset < 0) goto done;
   yset = open_dataset(file, path, y_name, err, errlen);
   if (yset < 0) goto done;
+  if (check_filters(xset, path, x_name, err, errlen) < 0) goto done;
+  if (check_filters(yset, path, y_name, err, errlen) < 0) goto done;
   if (check_inputs(ds, xset, err, errlen) < 0) goto done;
   if (check_labels_shape(ds, yset, err, errlen) < 0) goto done;
   ds->n = ds->xdims[0];

@@ -83,19 +83,19 @@ data_norm data_norm_identity(void);
  * err says why: the file is missing, a directory, not HDF5 or truncated; a
  * dataset is missing (the message lists the datasets that do exist); a dtype
  * or a shape is unsupported; the sample counts differ; there are no samples. */
-int data_open(data_set **out, const char *path, const char *x_name,
-              const char *y_name, size_t mem_budget, char *err, size_t errlen);
+int data_open(data_set **out, const char *path, const char *x_name, const char *y_name,
+              size_t mem_budget, char *err, size_t errlen);
 
 /* Closes the file and frees everything; accepts NULL. */
 void data_close(data_set *ds);
 
-uint64_t data_count(const data_set *ds);          /* samples N */
-size_t data_sample_elems(const data_set *ds);     /* input features per sample */
+uint64_t data_count(const data_set *ds);      /* samples N */
+size_t data_sample_elems(const data_set *ds); /* input features per sample */
 data_dtype data_input_dtype(const data_set *ds);
-int data_in_memory(const data_set *ds);           /* 1 if cached in memory */
-const char *data_path(const data_set *ds);        /* the file, as given */
-const char *data_x_name(const data_set *ds);      /* the inputs' dataset, as given */
-const char *data_y_name(const data_set *ds);      /* the labels' dataset, as given */
+int data_in_memory(const data_set *ds);      /* 1 if cached in memory */
+const char *data_path(const data_set *ds);   /* the file, as given */
+const char *data_x_name(const data_set *ds); /* the inputs' dataset, as given */
+const char *data_y_name(const data_set *ds); /* the labels' dataset, as given */
 
 /* "uint8", "float16", ...; "?" for a value outside the enum. */
 const char *data_dtype_name(data_dtype t);

@@ -16,8 +16,8 @@ struct data_set {
   uint64_t n;
   size_t elems; /* input features per sample */
   data_dtype dtype;
-  size_t dsize;    /* bytes per stored input element: 1, 2, 4 or 8 */
-  hid_t mem_type;  /* the inputs in memory: stored width, native order */
+  size_t dsize;   /* bytes per stored input element: 1, 2, 4 or 8 */
+  hid_t mem_type; /* the inputs in memory: stored width, native order */
   int xrank;
   hsize_t xdims[H5S_MAX_RANK];
   /* Labels. */
@@ -25,9 +25,9 @@ struct data_set {
   size_t lelems; /* values per sample */
   int lrank;
   hsize_t ldims[H5S_MAX_RANK];
-  char ltype[40];  /* the stored label type, for messages */
-  int64_t *labels; /* (n) class labels, or NULL */
-  float *targets;  /* (n, lelems) float labels, or NULL */
+  char ltype[40];     /* the stored label type, for messages */
+  int64_t *labels;    /* (n) class labels, or NULL */
+  float *targets;     /* (n, lelems) float labels, or NULL */
   unsigned char *mem; /* (n, elems) stored inputs; NULL if streaming */
   /* Streaming mode only. */
   hid_t file, xset, xspace;

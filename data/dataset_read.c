@@ -21,8 +21,8 @@
 #define FINITE_BLOCK_BYTES ((size_t)4 << 20)
 
 data_norm data_norm_identity(void) {
-  data_norm n = {.scale = 1.0f, .n_mean = 0, .mean = NULL, .n_std = 0, .std = NULL,
-                 .check_finite = 0};
+  data_norm n = {
+      .scale = 1.0f, .n_mean = 0, .mean = NULL, .n_std = 0, .std = NULL, .check_finite = 0};
   return n;
 }
 
@@ -36,9 +36,7 @@ typedef struct {
 } norm_plan;
 
 /* Channels C: dimension 1 of the inputs, or 1 for inputs of shape (N,). */
-static size_t channels_of(const data_set *ds) {
-  return ds->xrank >= 2 ? (size_t)ds->xdims[1] : 1;
-}
+static size_t channels_of(const data_set *ds) { return ds->xrank >= 2 ? (size_t)ds->xdims[1] : 1; }
 
 static int plan_one(const data_set *ds, const char *what, size_t count, const float *v,
                     int positive, size_t *inner, char *err, size_t errlen) {
@@ -109,8 +107,7 @@ static float half_to_float(uint16_t h) {
 /* One stored row (native order) to floats, times scale. memcpy per value
  * keeps the loads free of alignment and aliasing assumptions; compilers turn
  * it into plain loads. */
-static void convert_row(data_dtype t, const unsigned char *src, size_t e, float scale,
-                        float *dst) {
+static void convert_row(data_dtype t, const unsigned char *src, size_t e, float scale, float *dst) {
   switch (t) {
     case DATA_U8:
       for (size_t k = 0; k < e; k++) dst[k] = (float)src[k] * scale;
@@ -297,8 +294,7 @@ int data_read(data_set *ds, const uint64_t *idx, size_t n, const data_norm *norm
       for (size_t i = 0; i < n; i++) t[i] = (float)ds->labels[idx[i]];
   } else if (t) {
     for (size_t i = 0; i < n; i++)
-      memcpy(t + i * ds->lelems, ds->targets + (size_t)idx[i] * ds->lelems,
-             ds->lelems * sizeof *t);
+      memcpy(t + i * ds->lelems, ds->targets + (size_t)idx[i] * ds->lelems, ds->lelems * sizeof *t);
   }
   return read_inputs(ds, idx, n, nm, &p, x, err, errlen);
 }
@@ -308,9 +304,14 @@ int data_read(data_set *ds, const uint64_t *idx, size_t n, const data_norm *norm
 static int report_nonfinite(const data_set *ds, const char *name, uint64_t sample, size_t elem,
                             float v, char *err, size_t errlen) {
   h5util_set_err(err, errlen,
-                 "sample %" PRIu64 " of '%s' in '%s' has a non-finite value (%s) at element %zu "
+                 "sample %" PRIu64
+                 " of '%s' in '%s' has a non-finite value (%s) at element %zu "
                  "(data.check_finite)",
-                 sample, name, ds->path, isnan(v) ? "nan" : v > 0 ? "inf" : "-inf", elem);
+                 sample, name, ds->path,
+                 isnan(v) ? "nan"
+                 : v > 0  ? "inf"
+                          : "-inf",
+                 elem);
   return -1;
 }
 
@@ -353,8 +354,7 @@ int data_check_finite(data_set *ds, uint64_t begin, uint64_t count, const data_n
     rc = read_inputs(ds, idx, len, nm, &p, x, err, errlen);
     for (size_t k = 0; rc == 0 && k < len * ds->elems; k++)
       if (!isfinite(x[k]))
-        rc = report_nonfinite(ds, ds->x_name, at + k / ds->elems, k % ds->elems, x[k], err,
-                              errlen);
+        rc = report_nonfinite(ds, ds->x_name, at + k / ds->elems, k % ds->elems, x[k], err, errlen);
   }
   free(x);
   free(idx);

@@ -1,7 +1,10 @@
 #include "h5util.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
 
 void h5util_quiet_begin(h5util_quiet *q) {
   H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
@@ -71,4 +74,29 @@ void h5util_shape_str(const hsize_t *dims, int rank, char *buf, size_t len) {
     used += (size_t)snprintf(buf + used, len - used, "%s%llu", i ? ", " : "",
                              (unsigned long long)dims[i]);
   if (used < len) snprintf(buf + used, len - used, rank == 1 ? ",)" : ")");
+}
+
+/* What is at `path`, before HDF5 looks: missing, a directory, not HDF5. */
+int h5util_probe_file(const char *path, char *err, size_t errlen) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    h5util_set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
+    return -1;
+  }
+  if (S_ISDIR(st.st_mode)) {
+    h5util_set_err(err, errlen, "'%s' is a directory, not an HDF5 file", path);
+    return -1;
+  }
+  FILE *probe = fopen(path, "rb");
+  if (!probe) {
+    h5util_set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
+    return -1;
+  }
+  fclose(probe);
+  if (H5Fis_hdf5(path) <= 0) {
+    h5util_set_err(err, errlen, "'%s' is not an HDF5 file (%lld bytes, no HDF5 signature)", path,
+                   (long long)st.st_size);
+    return -1;
+  }
+  return 0;
 }

@@ -28,6 +28,11 @@ void h5util_set_err(char *err, size_t errlen, const char *fmt, ...)
  * message ("" when the stack is empty); buf holds 160 bytes. */
 const char *h5util_reason(char buf[160]);
 
+/* Checks what is at `path` before HDF5 looks: a missing file, a directory
+ * or a file without the HDF5 signature each get their own message.
+ * @return 0 when HDF5 should be able to open it, -1 otherwise. */
+int h5util_probe_file(const char *path, char *err, size_t errlen);
+
 /* A short name for an HDF5 datatype, for messages: "uint8", "int64",
  * "float16", "float32", "string", "compound", ... */
 void h5util_type_name(hid_t t, char *buf, size_t len);

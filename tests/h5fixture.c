@@ -52,8 +52,8 @@ hid_t h5f_create(const char *path) {
   return f;
 }
 
-void h5f_put(hid_t file, const char *name, hid_t ftype, hid_t mtype, int rank,
-             const hsize_t *dims, const void *data, hsize_t chunk_rows) {
+void h5f_put(hid_t file, const char *name, hid_t ftype, hid_t mtype, int rank, const hsize_t *dims,
+             const void *data, hsize_t chunk_rows) {
   hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
   H5Pset_create_intermediate_group(lcpl, 1);
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);

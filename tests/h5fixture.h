@@ -20,8 +20,8 @@ hid_t h5f_create(const char *path);
 
 /* Writes dataset `name` (intermediate groups created) of the given shape;
  * chunk_rows > 0 makes it chunked along dimension 0 and gzip-compressed. */
-void h5f_put(hid_t file, const char *name, hid_t ftype, hid_t mtype, int rank,
-             const hsize_t *dims, const void *data, hsize_t chunk_rows);
+void h5f_put(hid_t file, const char *name, hid_t ftype, hid_t mtype, int rank, const hsize_t *dims,
+             const void *data, hsize_t chunk_rows);
 
 /* numpy's float16 as h5py writes it (little-endian IEEE half); the caller
  * closes it. big_endian: the same layout, big-endian. */

@@ -77,9 +77,9 @@ static void test_dataset_read_every_input_type(void **state) {
     hid_t ftype;
     data_dtype want;
     int is_signed;
-  } cases[] = {{H5T_STD_U8LE, DATA_U8, 0},   {H5T_STD_I8LE, DATA_I8, 1},
-               {H5T_STD_U16BE, DATA_U16, 0}, {H5T_STD_I16LE, DATA_I16, 1},
-               {half_le, DATA_F16, 1},       {half_be, DATA_F16, 1},
+  } cases[] = {{H5T_STD_U8LE, DATA_U8, 0},    {H5T_STD_I8LE, DATA_I8, 1},
+               {H5T_STD_U16BE, DATA_U16, 0},  {H5T_STD_I16LE, DATA_I16, 1},
+               {half_le, DATA_F16, 1},        {half_be, DATA_F16, 1},
                {H5T_IEEE_F32BE, DATA_F32, 1}, {H5T_IEEE_F64LE, DATA_F64, 1}};
   const char *p = h5f_tmp("typed.h5");
   const uint64_t idx[5] = {49, 0, 17, 18, 17};
@@ -101,8 +101,8 @@ static void test_dataset_read_every_input_type(void **state) {
           float want = (float)type_value((int)idx[i], k, cases[c].is_signed) * 0.5f;
           if (x[i * TE + k] != want)
             fail_msg("%s (case %zu, mode %d): sample %d element %d: %g, expected %g",
-                     data_dtype_name(cases[c].want), c, mode, (int)idx[i], k,
-                     (double)x[i * TE + k], (double)want);
+                     data_dtype_name(cases[c].want), c, mode, (int)idx[i], k, (double)x[i * TE + k],
+                     (double)want);
         }
       }
       data_close(ds);
@@ -118,9 +118,8 @@ static void test_dataset_read_half_special_values(void **state) {
   (void)state;
   const uint16_t bits[] = {0x0000, 0x8000, 0x0001, 0x03ff, 0x0400, 0x3c00, 0xc000,
                            0x7bff, 0x7c00, 0xfc00, 0x7e00, 0x3555, 0x8001};
-  const float want[] = {0.0f,        -0.0f,      0x1p-24f,  0x3ffp-24f, 0x1p-14f,
-                        1.0f,        -2.0f,      65504.0f,  INFINITY,   -INFINITY,
-                        NAN,         0x1.554p-2f, -0x1p-24f};
+  const float want[] = {0.0f,     -0.0f,    0x1p-24f,  0x3ffp-24f, 0x1p-14f,    1.0f,     -2.0f,
+                        65504.0f, INFINITY, -INFINITY, NAN,        0x1.554p-2f, -0x1p-24f};
   enum { NB = sizeof bits / sizeof *bits };
   uint8_t y[NB] = {0};
   const char *p = h5f_tmp("half.h5");
@@ -334,8 +333,9 @@ static void test_dataset_norm_rejects_bad_values(void **state) {
   float x[6];
   assert_int_equal(data_norm_check(ds, &nm, g_err, sizeof g_err), -1);
   err_has("data.mean has 4 values; '/x' in '");
-  err_has("has shape (4, 2, 3): expected 1 value, 2 (one per channel, dimension 1) or 6 (one "
-          "per feature)");
+  err_has(
+      "has shape (4, 2, 3): expected 1 value, 2 (one per channel, dimension 1) or 6 (one "
+      "per feature)");
   /* data_read refuses it too, rather than reading past the array. */
   assert_int_equal(data_read(ds, idx, 1, &nm, x, NULL, NULL, g_err, sizeof g_err), -1);
   err_has("data.mean has 4 values");

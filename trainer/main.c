@@ -11,6 +11,7 @@
 #include "check.h"
 #include "ckpt.h"
 #include "convert.h"
+#include "info.h"
 #include "inspect.h"
 #include "ms_error.h"
 #include "train.h"
@@ -49,6 +50,10 @@ static const char usage_main[] =
     "  midscale prepare idx --images FILE --labels FILE [--group NAME] OUT.h5\n"
     "  midscale prepare synthetic OUT.h5 [--train N] [--test N] [--features F]\n"
     "                                   [--classes K] [--u8] [--seed S]\n"
+    "  midscale prepare csv FILE.csv OUT.h5 --label COLUMN [--group NAME]\n"
+    "                                   [--test-fraction F] [--seed S]\n"
+    "  midscale prepare npy --x X.npy --y Y.npy OUT.h5 [--group NAME]\n"
+    "  midscale data-info FILE.h5 [--histogram DATASET]...\n"
     "  midscale check CONFIG [--set section.key=value]... [--world N]\n"
     "  midscale config-reference  (Markdown reference of every config key)\n"
     "  midscale inspect CHECKPOINT [--config]\n"
@@ -78,7 +83,12 @@ static const char usage_train[] =
     "\n"
     "environment:\n"
     "  MIDSCALE_BLAS_AUTOFIX=0   do not re-run with OPENBLAS_CORETYPE set when\n"
-    "                            OpenBLAS falls back to its generic kernels\n";
+    "                            OpenBLAS falls back to its generic kernels\n"
+    "  MIDSCALE_TRACE_SAMPLES=DIR  debug: each rank R writes DIR/rankR.txt\n"
+    "                            (step epoch sample-indices per step), .sum\n"
+    "                            (FNV-1a of the inputs read) and .f32 (the\n"
+    "                            inputs of the first MIDSCALE_TRACE_FLOAT_STEPS\n"
+    "                            steps, default 8); see trainer/trace.h\n";
 
 static const char usage_check[] =
     "usage: midscale check CONFIG [--set section.key=value]... [--world N]\n"
@@ -105,7 +115,37 @@ static const char usage_prepare[] =
     "  midscale prepare synthetic OUT.h5 [--train N] [--test N] [--features F]\n"
     "                                   [--classes K] [--u8] [--seed S]\n"
     "      Writes a learnable synthetic classification set (defaults: 8192\n"
-    "      train, 2048 test, 32 float32 features, 10 classes, seed 1).\n";
+    "      train, 2048 test, 32 float32 features, 10 classes, seed 1).\n"
+    "  midscale prepare csv FILE.csv OUT.h5 --label COLUMN [--group NAME]\n"
+    "                                   [--test-fraction F] [--seed S]\n"
+    "      Converts a CSV file with a header row: column COLUMN becomes the\n"
+    "      labels (int64 class indices if every value is an integer, float32\n"
+    "      regression targets otherwise), the other columns float32 features.\n"
+    "      Rows go to group NAME (default train); with --test-fraction F a\n"
+    "      random share F of them (picked by --seed, default 1) goes to group\n"
+    "      test instead.\n"
+    "  midscale prepare npy --x X.npy --y Y.npy OUT.h5 [--group NAME]\n"
+    "      Converts NumPy arrays: X (N, ...) becomes NAME/images (default\n"
+    "      train), Y (N, ...) NAME/labels. Types are kept, except 32/64-bit\n"
+    "      integer inputs, stored as float32.\n"
+    "\n"
+    "Output: chunks of about 1 MiB of whole samples, gzip level 1 (with the\n"
+    "shuffle filter for csv and npy); an existing OUT.h5 keeps its other\n"
+    "groups. Inspect the result with 'midscale data-info OUT.h5'.\n";
+
+static const char usage_data_info[] =
+    "usage: midscale data-info FILE.h5 [--histogram DATASET]...\n"
+    "\n"
+    "Describes every dataset of an HDF5 file (full path, in name order): dtype,\n"
+    "shape and sample count (dimension 0), layout and chunk shape, filters\n"
+    "(gzip level, shuffle, szip, ...; flagged when this HDF5 cannot decode\n"
+    "them), bytes on disk against bytes of data. Then a histogram of every\n"
+    "integer dataset whose name contains 'label', and of each DATASET given\n"
+    "with --histogram (integer datasets only). No MPI needed.\n"
+    "\n"
+    "exit codes: 0 done, 2 usage error, 3 the file is missing, a directory,\n"
+    "            not HDF5 or damaged, or a --histogram dataset is missing\n"
+    "            or not integer\n";
 
 static int usage_error(const char *fmt, const char *arg) {
   fprintf(stderr, "midscale: ");
@@ -125,7 +165,8 @@ static int cmd_prepare(int argc, char **argv) {
   char err[1024] = "";
   const char *written = NULL;
   int rc;
-  if (argc < 1) return usage_error("prepare needs a kind: %s", "fashion-mnist, idx or synthetic");
+  if (argc < 1)
+    return usage_error("prepare needs a kind: %s", "fashion-mnist, idx, synthetic, csv or npy");
   const char *kind = argv[0];
   if (strcmp(kind, "fashion-mnist") == 0) {
     if (argc != 2 && argc != 3)
@@ -193,14 +234,91 @@ static int cmd_prepare(int argc, char **argv) {
     written = out;
     rc = convert_synthetic(out, n_train, n_test, (int)features, (int)classes, u8, seed, err,
                            sizeof err);
+  } else if (strcmp(kind, "csv") == 0) {
+    convert_csv_opts o = {.label = NULL, .group = "train", .test_group = "test", .seed = 1};
+    const char *in = NULL, *out = NULL;
+    for (int i = 1; i < argc; i++) {
+      const char *opt = argv[i];
+      if (strcmp(opt, "--label") == 0 && i + 1 < argc) {
+        o.label = argv[++i];
+      } else if (strcmp(opt, "--group") == 0 && i + 1 < argc) {
+        o.group = argv[++i];
+      } else if (strcmp(opt, "--test-fraction") == 0) {
+        char *end = NULL;
+        if (i + 1 < argc) o.test_fraction = strtod(argv[++i], &end);
+        if (!end || *end || !(o.test_fraction >= 0 && o.test_fraction < 1))
+          return usage_error("%s", "prepare csv: --test-fraction needs a number in [0, 1)");
+      } else if (strcmp(opt, "--seed") == 0) {
+        unsigned long long v;
+        if (i + 1 >= argc || parse_u64(argv[++i], &v) != 0)
+          return usage_error("%s", "prepare csv: --seed needs a non-negative integer");
+        o.seed = v;
+      } else if (opt[0] != '-' && !in) {
+        in = opt;
+      } else if (opt[0] != '-' && !out) {
+        out = opt;
+      } else {
+        return usage_error("prepare csv: unexpected argument '%s'", opt);
+      }
+    }
+    if (!in || !out || !o.label)
+      return usage_error("%s", "prepare csv needs FILE.csv, OUT.h5 and --label COLUMN");
+    rc = convert_csv(in, out, &o, err, sizeof err);
+    written = out;
+  } else if (strcmp(kind, "npy") == 0) {
+    const char *x = NULL, *y = NULL, *group = "train", *out = NULL;
+    for (int i = 1; i < argc; i++) {
+      if (strcmp(argv[i], "--x") == 0 && i + 1 < argc)
+        x = argv[++i];
+      else if (strcmp(argv[i], "--y") == 0 && i + 1 < argc)
+        y = argv[++i];
+      else if (strcmp(argv[i], "--group") == 0 && i + 1 < argc)
+        group = argv[++i];
+      else if (argv[i][0] != '-' && !out)
+        out = argv[i];
+      else
+        return usage_error("prepare npy: unexpected argument '%s'", argv[i]);
+    }
+    if (!x || !y || !out) return usage_error("%s", "prepare npy needs --x, --y and OUT.h5");
+    rc = convert_npy(x, y, out, group, err, sizeof err);
+    written = out;
   } else {
-    return usage_error("unknown prepare kind '%s' (fashion-mnist, idx or synthetic)", kind);
+    return usage_error("unknown prepare kind '%s' (fashion-mnist, idx, synthetic, csv or npy)",
+                       kind);
   }
   if (rc) {
     fprintf(stderr, "midscale: error: %s\n", err);
     return MS_EXIT_DATA;
   }
   printf("wrote %s\n", written);
+  return 0;
+}
+
+static int cmd_data_info(int argc, char **argv) {
+  const char *path = NULL, *hist[64];
+  int n_hist = 0;
+  char err[1024] = "";
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(usage_data_info, stdout);
+      return 0;
+    } else if (strcmp(argv[i], "--histogram") == 0) {
+      if (i + 1 >= argc) return usage_error("%s", "--histogram needs a DATASET");
+      if (n_hist == (int)(sizeof hist / sizeof *hist))
+        return usage_error("%s", "too many --histogram options");
+      hist[n_hist++] = argv[++i];
+    } else if (argv[i][0] != '-' && !path) {
+      path = argv[i];
+    } else {
+      return usage_error("data-info: unexpected argument '%s'", argv[i]);
+    }
+  }
+  if (!path) return usage_error("%s", "usage: midscale data-info FILE.h5 [--histogram DATASET]...");
+  if (data_info(path, hist, n_hist, stdout, err, sizeof err) != 0) {
+    fflush(stdout);
+    fprintf(stderr, "midscale: error: %s\n", err);
+    return MS_EXIT_DATA;
+  }
   return 0;
 }
 
@@ -328,6 +446,7 @@ int main(int argc, char **argv) {
     fputs(strcmp(topic, "train") == 0     ? usage_train
           : strcmp(topic, "prepare") == 0 ? usage_prepare
           : strcmp(topic, "check") == 0   ? usage_check
+          : strcmp(topic, "data-info") == 0 ? usage_data_info
                                           : usage_main,
           stdout);
     return 0;
@@ -340,6 +459,7 @@ int main(int argc, char **argv) {
     return ms_exit_code(rc);
   }
   if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc - 2, argv + 2);
+  if (strcmp(cmd, "data-info") == 0) return cmd_data_info(argc - 2, argv + 2);
   if (strcmp(cmd, "export") == 0) return cmd_export(argc - 2, argv + 2);
   if (strcmp(cmd, "prepare") == 0) {
     if (argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {

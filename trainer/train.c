@@ -21,6 +21,7 @@
 #include "optim.h"
 #include "sampler.h"
 #include "saver.h"
+#include "trace.h"
 #include "version.h"
 
 /* Each rank caches its datasets in memory up to this many bytes of inputs;
@@ -462,6 +463,9 @@ static int train_step(run *r, double stats[3]) {
          comm_wtime() - r->t_last_ckpt >= 60.0 * r->cfg.checkpoint.every_minutes;
   s[5] = r->saver_rc < 0;
   int rc = read_batch(r, r->train, idx, n);
+  if (rc == 0)
+    trace_samples(r->w->rank, r->step, r->epoch, idx, (size_t)n, r->x,
+                  data_sample_elems(r->train));
   double t1 = comm_wtime();
   r->t_data += t1 - t0;
   if (rc == 0) {

@@ -1,0 +1,26 @@
+/* info — `midscale data-info FILE`: what an HDF5 file holds, for someone
+ * about to point midscale at it.
+ *
+ * For every dataset (full path, in name order): dtype, shape, sample count
+ * (dimension 0), layout and chunk shape, filters (gzip level, shuffle,
+ * szip, fletcher32, ..., and whether this HDF5 can decode them), bytes on
+ * disk against logical bytes. Then a label histogram for each integer
+ * dataset whose name contains "label" (any case) and each one asked for.
+ *
+ * Serial HDF5, no MPI. The report goes to `out`; nothing is printed on
+ * errors. Errors: 0 or -1 with a one-line message in err: the file is
+ * missing, a directory, not HDF5 or damaged; a requested histogram dataset
+ * is missing or not integer.
+ */
+#ifndef MS_INFO_H
+#define MS_INFO_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+/* Writes the report on `path`; hist[0..n_hist) name datasets to histogram
+ * besides the automatic ones. */
+int data_info(const char *path, const char *const *hist, int n_hist, FILE *out, char *err,
+              size_t errlen);
+
+#endif

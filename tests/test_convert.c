@@ -1,0 +1,347 @@
+/* Unit tests for the CSV and .npy converters (data/convert_csv.c,
+ * data/convert_npy.c): fixtures are written by hand in a temporary
+ * directory and the output is read back with data/dataset and the HDF5 C
+ * API. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert.h"
+#include "dataset.h"
+#include "h5fixture.h"
+
+#define BIG_BUDGET ((size_t)1 << 30)
+
+static char g_err[1024];
+
+static void err_has(const char *want) {
+  if (!strstr(g_err, want)) fail_msg("message '%s' lacks '%s'", g_err, want);
+}
+
+static data_set *open_ok(const char *path, const char *x, const char *y) {
+  data_set *ds = NULL;
+  if (data_open(&ds, path, x, y, BIG_BUDGET, g_err, sizeof g_err) != 0) fail_msg("%s", g_err);
+  return ds;
+}
+
+/* Reads every sample of ds: x (n, elems), y (n) or t (n, label elems). */
+static void read_all(data_set *ds, float *x, int32_t *y, float *t) {
+  uint64_t n = data_count(ds);
+  uint64_t *idx = malloc(n * sizeof *idx);
+  for (uint64_t i = 0; i < n; i++) idx[i] = i;
+  assert_int_equal(data_read(ds, idx, n, NULL, x, y, t, g_err, sizeof g_err), 0);
+  free(idx);
+}
+
+/* Layout and filters of a dataset: chunked along dimension 0 only,
+ * shuffle then deflate level 1. */
+static void assert_layout(const char *path, const char *name, int rank) {
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+  assert_true(d >= 0);
+  hid_t dcpl = H5Dget_create_plist(d), space = H5Dget_space(d);
+  hsize_t dims[8], chunk[8];
+  assert_int_equal(H5Sget_simple_extent_dims(space, dims, NULL), rank);
+  assert_int_equal(H5Pget_layout(dcpl), H5D_CHUNKED);
+  assert_int_equal(H5Pget_chunk(dcpl, 8, chunk), rank);
+  for (int i = 1; i < rank; i++) assert_true(chunk[i] == dims[i]);
+  assert_int_equal(H5Pget_nfilters(dcpl), 2);
+  unsigned flags, cd[4];
+  size_t ncd = 4;
+  assert_int_equal(H5Pget_filter2(dcpl, 0, &flags, &ncd, cd, 0, NULL, NULL), H5Z_FILTER_SHUFFLE);
+  ncd = 4;
+  assert_int_equal(H5Pget_filter2(dcpl, 1, &flags, &ncd, cd, 0, NULL, NULL), H5Z_FILTER_DEFLATE);
+  assert_int_equal(cd[0], 1);
+  H5Sclose(space);
+  H5Pclose(dcpl);
+  H5Dclose(d);
+  H5Fclose(f);
+}
+
+/* ---- CSV ---------------------------------------------------------------------- */
+
+static int csv(const char *text, const char *label, double test_fraction, const char **out) {
+  const char *in = h5f_tmp("in.csv");
+  *out = h5f_tmp("csv.h5");
+  remove(*out);
+  h5f_write_text(in, text);
+  convert_csv_opts o = {.label = label, .test_fraction = test_fraction, .seed = 3};
+  g_err[0] = '\0';
+  return convert_csv(in, *out, &o, g_err, sizeof g_err);
+}
+
+static void test_convert_csv_integer_labels_are_classes(void **state) {
+  (void)state;
+  const char *out;
+  assert_int_equal(csv("a, b ,label,c\n1,2,0,3\n\"4\",5e0,2,-6\r\n\n7,8,1,9\n", "label", 0, &out),
+                   0);
+  data_set *ds = open_ok(out, "/train/images", "/train/labels");
+  assert_int_equal(data_count(ds), 3);
+  assert_int_equal(data_sample_elems(ds), 3);
+  assert_int_equal(data_label_kind_of(ds), DATA_LABEL_CLASS);
+  float x[9];
+  int32_t y[3];
+  read_all(ds, x, y, NULL);
+  const float want[9] = {1, 2, 3, 4, 5, -6, 7, 8, 9};
+  assert_memory_equal(x, want, sizeof want);
+  assert_int_equal(y[0], 0);
+  assert_int_equal(y[1], 2);
+  assert_int_equal(y[2], 1);
+  data_close(ds);
+  assert_layout(out, "/train/images", 2);
+  assert_layout(out, "/train/labels", 1);
+}
+
+static void test_convert_csv_float_labels_are_targets(void **state) {
+  (void)state;
+  const char *out;
+  assert_int_equal(csv("y,x\n0.5,1\n2,2\n-1.25,3\n", "y", 0, &out), 0);
+  data_set *ds = open_ok(out, "/train/images", "/train/labels");
+  assert_int_equal(data_label_kind_of(ds), DATA_LABEL_FLOAT);
+  float x[3], t[3];
+  read_all(ds, x, NULL, t);
+  assert_true(t[0] == 0.5f && t[1] == 2.0f && t[2] == -1.25f);
+  assert_true(x[0] == 1 && x[1] == 2 && x[2] == 3);
+  data_close(ds);
+}
+
+static void test_convert_csv_test_fraction_splits_rows(void **state) {
+  (void)state;
+  enum { N = 40 };
+  char text[4096];
+  size_t used = (size_t)snprintf(text, sizeof text, "id,label\n");
+  for (int i = 0; i < N; i++)
+    used += (size_t)snprintf(text + used, sizeof text - used, "%d,%d\n", i, i % 4);
+  const char *out;
+  assert_int_equal(csv(text, "label", 0.25, &out), 0);
+  data_set *tr = open_ok(out, "/train/images", "/train/labels");
+  data_set *te = open_ok(out, "/test/images", "/test/labels");
+  assert_int_equal(data_count(tr), 30);
+  assert_int_equal(data_count(te), 10);
+  float xa[30], xb[10];
+  int32_t ya[30], yb[10];
+  read_all(tr, xa, ya, NULL);
+  read_all(te, xb, yb, NULL);
+  int seen[N] = {0};
+  for (int i = 0; i < 30; i++) {
+    seen[(int)xa[i]]++;
+    assert_int_equal(ya[i], (int)xa[i] % 4);
+    if (i) assert_true(xa[i] > xa[i - 1]); /* the file's order */
+  }
+  for (int i = 0; i < 10; i++) {
+    seen[(int)xb[i]]++;
+    if (i) assert_true(xb[i] > xb[i - 1]);
+  }
+  for (int i = 0; i < N; i++) assert_int_equal(seen[i], 1);
+  data_close(tr);
+  data_close(te);
+  /* Too small a share for the row count. */
+  assert_int_equal(csv("a,l\n1,0\n2,1\n", "l", 0.1, &out), -1);
+  err_has("leaves 0 test and 2 training rows");
+}
+
+static void test_convert_csv_errors_name_line_and_column(void **state) {
+  (void)state;
+  const char *out;
+  assert_int_equal(csv("a,b,c\n1,2,3\n", "label", 0, &out), -1);
+  err_has("in.csv:1: no column named 'label' in the header; columns: 'a', 'b', 'c'");
+  assert_int_equal(csv("a,label\n1,2\n3\n", "label", 0, &out), -1);
+  err_has("in.csv:3: 1 fields, but the header has 2");
+  assert_int_equal(csv("a,label\n1,2\n\n\nx1,0\n", "label", 0, &out), -1);
+  err_has("in.csv:5: column 'a': 'x1' is not a number");
+  assert_int_equal(csv("a,label\n1,\n", "label", 0, &out), -1);
+  err_has("in.csv:2: column 'label' is empty (missing values");
+  assert_int_equal(csv("a,label\n1,nan\n", "label", 0, &out), -1);
+  err_has("in.csv:2: column 'label': 'nan' is not a finite float32");
+  assert_int_equal(csv("a,label\n", "label", 0, &out), -1);
+  err_has("has a header but no data rows");
+  assert_int_equal(csv("a,label\n\"1,0\n", "label", 0, &out), -1);
+  err_has("in.csv:2: a quoted field is not closed");
+  assert_int_equal(csv("label\n1\n", "label", 0, &out), -1);
+  err_has("the header has only the label column 'label'; no features");
+  assert_int_equal(csv("", "label", 0, &out), -1);
+  err_has("is empty: expected a header row");
+}
+
+/* ---- .npy ---------------------------------------------------------------------- */
+
+/* Writes a .npy file: version 1 header for descr/fortran/shape, then
+ * `bytes` bytes of data (which may differ from what the shape needs). */
+static void write_npy(const char *path, int version, const char *descr, int fortran,
+                      const char *shape, const void *data, size_t bytes) {
+  char dict[256];
+  int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }", descr,
+                   fortran ? "True" : "False", shape);
+  size_t pre = version == 1 ? 10 : 12, total = pre + (size_t)n + 1;
+  size_t pad = (64 - total % 64) % 64, hlen = (size_t)n + pad + 1;
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  unsigned char head[12] = {0x93, 'N', 'U', 'M', 'P', 'Y', (unsigned char)version, 0};
+  head[8] = (unsigned char)hlen;
+  head[9] = (unsigned char)(hlen >> 8);
+  fwrite(head, 1, pre, f);
+  fwrite(dict, 1, (size_t)n, f);
+  for (size_t i = 0; i < pad; i++) fputc(' ', f);
+  fputc('\n', f);
+  if (bytes) fwrite(data, 1, bytes, f);
+  fclose(f);
+}
+
+static const int64_t g_y6[6] = {0, 1, 2, 0, 1, 2};
+
+/* "<tmpdir>/x.npy" in a buffer of its own. */
+static const char *xpath(void) {
+  static char b[512];
+  snprintf(b, sizeof b, "%s", h5f_tmp("x.npy"));
+  return b;
+}
+
+/* Converts x_path with six int64 labels into npy.h5. (Own buffers: the
+ * rotating ones of h5f_tmp would overwrite the caller's x_path.) */
+static int npy(const char *x_path, const char **out) {
+  static char y[512], o[512];
+  snprintf(y, sizeof y, "%s", h5f_tmp("y.npy"));
+  snprintf(o, sizeof o, "%s", h5f_tmp("npy.h5"));
+  write_npy(y, 1, "<i8", 0, "(6,)", g_y6, sizeof g_y6);
+  *out = o;
+  g_err[0] = '\0';
+  return convert_npy(x_path, y, *out, "train", g_err, sizeof g_err);
+}
+
+static void test_convert_npy_c_and_fortran_order(void **state) {
+  (void)state;
+  float c[6 * 2 * 3], fo[6 * 2 * 3];
+  for (int i = 0; i < 36; i++) c[i] = (float)i * 0.5f;
+  /* The same array in Fortran order: element (i, j, k) at i + 6 j + 12 k. */
+  for (int i = 0; i < 6; i++)
+    for (int j = 0; j < 2; j++)
+      for (int k = 0; k < 3; k++) fo[i + 6 * j + 12 * k] = c[i * 6 + j * 3 + k];
+  const char *out;
+  for (int fortran = 0; fortran < 2; fortran++) {
+    const char *x = xpath();
+    write_npy(x, fortran ? 2 : 1, "<f4", fortran, "(6, 2, 3)", fortran ? fo : c, sizeof c);
+    assert_int_equal(npy(x, &out), 0);
+    data_set *ds = open_ok(out, "/train/images", "/train/labels");
+    uint64_t shape[4];
+    assert_int_equal(data_sample_shape(ds, shape, 4), 2);
+    assert_true(shape[0] == 2 && shape[1] == 3);
+    assert_int_equal(data_input_dtype(ds), DATA_F32);
+    float got[36];
+    int32_t y[6];
+    read_all(ds, got, y, NULL);
+    assert_memory_equal(got, c, sizeof c);
+    for (int i = 0; i < 6; i++) assert_int_equal(y[i], g_y6[i]);
+    data_close(ds);
+    assert_layout(out, "/train/images", 3);
+  }
+}
+
+static void test_convert_npy_keeps_or_widens_types(void **state) {
+  (void)state;
+  const uint8_t be16[12] = {0xff, 0xfe, 0, 1, 0, 2, 0x01, 0x00, 0, 0, 0x80, 0x00}; /* >i2 */
+  const int16_t be_want[6] = {-2, 1, 2, 256, 0, -32768};
+  const uint16_t half[6] = {0x3c00, 0xc000, 0x3800, 0, 0x7bff, 0x0001}; /* <f2 */
+  const float half_want[6] = {1, -2, 0.5f, 0, 65504, 0x1p-24f};
+  const int64_t big[6] = {1, -2, 3, 16777216, -5, 6}; /* <i8 inputs: float32 */
+  const char *x = xpath(), *out;
+  float got[6];
+  int32_t y[6];
+
+  write_npy(x, 1, ">i2", 0, "(6,)", be16, sizeof be16);
+  assert_int_equal(npy(x, &out), 0);
+  data_set *ds = open_ok(out, "/train/images", "/train/labels");
+  assert_int_equal(data_input_dtype(ds), DATA_I16);
+  read_all(ds, got, y, NULL);
+  for (int i = 0; i < 6; i++) assert_true(got[i] == (float)be_want[i]);
+  data_close(ds);
+
+  write_npy(x, 1, "<f2", 0, "(6, 1)", half, sizeof half);
+  assert_int_equal(npy(x, &out), 0);
+  ds = open_ok(out, "/train/images", "/train/labels");
+  assert_int_equal(data_input_dtype(ds), DATA_F16);
+  read_all(ds, got, y, NULL);
+  assert_memory_equal(got, half_want, sizeof half_want);
+  data_close(ds);
+
+  write_npy(x, 1, "<i8", 0, "(6,)", big, sizeof big);
+  assert_int_equal(npy(x, &out), 0);
+  ds = open_ok(out, "/train/images", "/train/labels");
+  assert_int_equal(data_input_dtype(ds), DATA_F32);
+  read_all(ds, got, y, NULL);
+  for (int i = 0; i < 6; i++) assert_true(got[i] == (float)big[i]);
+  data_close(ds);
+}
+
+static void test_convert_npy_refuses_bad_files(void **state) {
+  (void)state;
+  const float v[6] = {0};
+  const char *x = xpath(), *out;
+  write_npy(x, 1, "<f4", 0, "(6,)", v, sizeof v - 4);
+  assert_int_equal(npy(x, &out), -1);
+  err_has("is truncated: its header promises 24 bytes of data, the file has 20");
+  write_npy(x, 1, "<f4", 0, "(5,)", v, sizeof v);
+  assert_int_equal(npy(x, &out), -1);
+  err_has("has 4 bytes after the data its header promises");
+  write_npy(x, 1, "<c8", 0, "(3,)", v, sizeof v);
+  assert_int_equal(npy(x, &out), -1);
+  err_has("has dtype '<c8'; midscale converts bool");
+  write_npy(x, 1, "<f4", 0, "()", v, 4);
+  assert_int_equal(npy(x, &out), -1);
+  err_has("holds a scalar (shape ())");
+  write_npy(x, 1, "<f4", 0, "(3, 2)", v, sizeof v);
+  assert_int_equal(npy(x, &out), -1);
+  err_has("has 3 samples (shape[0]) but");
+  h5f_write_text(x, "not numpy at all\n");
+  assert_int_equal(npy(x, &out), -1);
+  err_has("is not a .npy file (no \\x93NUMPY magic)");
+  /* Structured dtypes: the descr is a list. */
+  FILE *f = fopen(x, "wb");
+  const char hdr[] =
+      "\x93NUMPY\x01\x00\x36\x00{'descr': [('a', '<i4')], 'fortran_order': False, "
+      "'shape': (6,), }\n";
+  fwrite(hdr, 1, sizeof hdr - 1, f);
+  fclose(f);
+  assert_int_equal(npy(x, &out), -1);
+  err_has("holds a structured dtype");
+}
+
+/* A failed conversion leaves an existing output as it was. */
+static void test_convert_npy_keeps_output_on_error(void **state) {
+  (void)state;
+  const char *out = h5f_tmp("keep.txt");
+  h5f_write_text(out, "my notes\n");
+  const char *x = h5f_tmp("x.npy"), *y = h5f_tmp("y.npy");
+  const float v[6] = {0};
+  write_npy(x, 1, "<f4", 0, "(6,)", v, sizeof v);
+  write_npy(y, 1, "<i8", 0, "(6,)", g_y6, sizeof g_y6);
+  assert_int_equal(convert_npy(x, y, out, "train", g_err, sizeof g_err), -1);
+  err_has("exists and is not an HDF5 file; not overwriting it");
+  FILE *f = fopen(out, "r");
+  char line[32] = "";
+  assert_non_null(fgets(line, sizeof line, f));
+  fclose(f);
+  assert_string_equal(line, "my notes\n");
+  assert_int_equal(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_convert_csv_integer_labels_are_classes),
+      cmocka_unit_test(test_convert_csv_float_labels_are_targets),
+      cmocka_unit_test(test_convert_csv_test_fraction_splits_rows),
+      cmocka_unit_test(test_convert_csv_errors_name_line_and_column),
+      cmocka_unit_test(test_convert_npy_c_and_fortran_order),
+      cmocka_unit_test(test_convert_npy_keeps_or_widens_types),
+      cmocka_unit_test(test_convert_npy_refuses_bad_files),
+      cmocka_unit_test(test_convert_npy_keeps_output_on_error),
+  };
+  return cmocka_run_group_tests(tests, h5f_make_dir, h5f_remove_dir);
+}

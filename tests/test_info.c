@@ -1,0 +1,139 @@
+/* Unit tests for data/info (`midscale data-info`): the report on fixtures
+ * written with the HDF5 C API, captured with open_memstream. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "h5fixture.h"
+#include "info.h"
+
+static char g_err[1024];
+static char *g_out;
+
+/* Runs data_info into g_out (freed by the next call). */
+static int info(const char *path, const char *const *hist, int n_hist) {
+  size_t len;
+  free(g_out);
+  g_out = NULL;
+  FILE *f = open_memstream(&g_out, &len);
+  assert_non_null(f);
+  g_err[0] = '\0';
+  int rc = data_info(path, hist, n_hist, f, g_err, sizeof g_err);
+  fclose(f);
+  return rc;
+}
+
+static void out_has(const char *want) {
+  if (!strstr(g_out, want)) fail_msg("report lacks '%s':\n%s", want, g_out);
+}
+
+static void err_has(const char *want) {
+  if (!strstr(g_err, want)) fail_msg("message '%s' lacks '%s'", g_err, want);
+}
+
+/* /exp/run1/x: float32 BE (100, 4, 5) chunked 8 rows, gzip; /exp/run1/y_labels
+ * int16 with a known histogram; /plain contiguous float64 (3,); /scalar. */
+static const char *write_fixture(void) {
+  const char *p = h5f_tmp("info.h5");
+  float x[100 * 20] = {0};
+  int16_t y[100];
+  double plain[3] = {1, 2, 3};
+  uint8_t scalar = 7;
+  for (int i = 0; i < 100; i++) y[i] = (int16_t)(i < 70 ? 0 : i < 90 ? 1 : -2);
+  hid_t f = h5f_create(p);
+  hsize_t xd[3] = {100, 4, 5}, yd[1] = {100}, pd[1] = {3};
+  h5f_put(f, "/exp/run1/x", H5T_IEEE_F32BE, H5T_NATIVE_FLOAT, 3, xd, x, 8);
+  h5f_put(f, "/exp/run1/y_labels", H5T_STD_I16LE, H5T_NATIVE_INT16, 1, yd, y, 0);
+  h5f_put(f, "/plain", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, pd, plain, 0);
+  h5f_put(f, "/scalar", H5T_STD_U8LE, H5T_NATIVE_UINT8, 0, NULL, &scalar, 0);
+  H5Fclose(f);
+  return p;
+}
+
+static void test_info_describes_every_dataset(void **state) {
+  (void)state;
+  const char *p = write_fixture();
+  assert_int_equal(info(p, NULL, 0), 0);
+  out_has(": HDF5, ");
+  out_has(", 4 datasets\n");
+  out_has(
+      "\n/exp/run1/x\n  dtype    float32 BE\n  shape    (100, 4, 5): 100 samples\n"
+      "  layout   chunked (8, 4, 5), 640 B per chunk\n  filters  gzip 1\n"
+      "  storage  ");
+  out_has("for 8.0 KB of data (ratio ");
+  out_has(
+      "\n/plain\n  dtype    float64\n  shape    (3,): 3 samples\n  layout   contiguous\n"
+      "  filters  none\n  storage  24 B on disk for 24 B of data (ratio 1.00)\n");
+  out_has("\n/scalar\n  dtype    uint8\n  shape    () (a scalar: no sample axis)\n");
+  /* The labels: automatic histogram, sorted by value, negatives flagged. */
+  out_has(
+      "label histogram of /exp/run1/y_labels: 100 values, 3 distinct, min -2, max 1 "
+      "(negative labels: not class indices)\n"
+      "        -2         10  10.00%  ######\n"
+      "         0         70  70.00%  ########################################\n"
+      "         1         20  20.00%  ###########\n");
+  /* Datasets appear in name order. */
+  assert_true(strstr(g_out, "/exp/run1/x\n") < strstr(g_out, "/plain\n"));
+}
+
+static void test_info_histogram_on_request(void **state) {
+  (void)state;
+  const char *p = write_fixture();
+  const char *want[1] = {"scalar"};
+  assert_int_equal(info(p, want, 1), 0);
+  out_has("label histogram of /scalar: 1 values, 1 distinct, min 7, max 7\n");
+  const char *flt[1] = {"/plain"};
+  assert_int_equal(info(p, flt, 1), -1);
+  err_has("--histogram: '/plain' in '");
+  err_has("has type float64; histograms are of integer labels");
+  const char *missing[1] = {"/nope"};
+  assert_int_equal(info(p, missing, 1), -1);
+  err_has("--histogram: dataset '/nope' not found in '");
+  assert_string_equal(g_out, ""); /* refused before printing */
+}
+
+static void test_info_refuses_what_is_not_hdf5(void **state) {
+  (void)state;
+  assert_int_equal(info(h5f_tmp("missing.h5"), NULL, 0), -1);
+  err_has("missing.h5': No such file or directory");
+  const char *d = h5f_tmp("dir.h5");
+  mkdir(d, 0700);
+  assert_int_equal(info(d, NULL, 0), -1);
+  err_has("is a directory, not an HDF5 file");
+  const char *t = h5f_tmp("text.h5");
+  h5f_write_text(t, "hello\n");
+  assert_int_equal(info(t, NULL, 0), -1);
+  err_has("is not an HDF5 file (6 bytes, no HDF5 signature)");
+  const char *p = write_fixture();
+  struct stat st;
+  assert_int_equal(stat(p, &st), 0);
+  assert_int_equal(truncate(p, st.st_size / 2), 0);
+  assert_int_equal(info(p, NULL, 0), -1);
+  err_has("truncated");
+  assert_int_equal(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
+}
+
+static int teardown(void **state) {
+  free(g_out);
+  g_out = NULL;
+  return h5f_remove_dir(state);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_info_describes_every_dataset),
+      cmocka_unit_test(test_info_histogram_on_request),
+      cmocka_unit_test(test_info_refuses_what_is_not_hdf5),
+  };
+  return cmocka_run_group_tests(tests, h5f_make_dir, teardown);
+}
