@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #define COMM_EMPI (-7)
+#define COMM_ENOMEM (-6)
 
 typedef struct {
   MPI_Comm comm;      /* a duplicate of MPI_COMM_WORLD */

@@ -167,7 +167,17 @@ const key_spec cfg_keys[] = {
     BOOL("checkpoint.shuffle", checkpoint.shuffle, 0, SAFE,
          "store tensor bytes byte-shuffled (smaller, faster to read; export gives plain)"),
     DBL("comm.timeout_s", comm.timeout_s, 300, 0, HUGE_VAL, F_MIN_EXCL, SAFE,
-        "hang watchdog, seconds"),
+        "hang watchdog: a rank that waits longer than this in a collective during training "
+        "reports the step and operation and aborts the job (exit 6)"),
+    DBL("comm.bucket_mb", comm.bucket_mb, 25, 0, 4096, F_MIN_EXCL, SAFE,
+        "gradient bucket size in MiB: whole layers, from the last, until the next would exceed it"),
+    DBL("comm.first_bucket_mb", comm.first_bucket_mb, 1, 0, 4096, F_MIN_EXCL, SAFE,
+        "size of the first bucket (the last layers), which starts earliest"),
+    BOOL("comm.overlap", comm.overlap, 1, SAFE,
+         "reduce each bucket while backward computes the layers before it; false = one "
+         "collective after backward (same result, bit for bit)"),
+    BOOL("comm.sync", comm.sync, 1, SAFE,
+         "benchmarks only: false skips the gradient sync, so ranks train different models"),
     INT("log.every_steps", log.every_steps, 50, 1, INT_MAX, SAFE, "log interval in steps"),
     BOOL("log.progress", log.progress, 1, SAFE, "progress bar when stdout is a tty"),
 };

@@ -19,6 +19,7 @@
 #include "model.h"
 #include "ms_error.h"
 #include "optim.h"
+#include "reducer.h"
 #include "sampler.h"
 #include "saver.h"
 #include "version.h"
@@ -72,6 +73,8 @@ typedef struct {
   int64_t last_eval_step;
   /* seconds spent per part of the step, on this rank */
   double t_data, t_compute, t_comm, t_ckpt, t_eval;
+  reducer *red;                 /* the gradient sync; NULL with comm.sync false */
+  double t_hook;                /* seconds inside the backward hook's comm calls */
 } run;
 
 /* The agreement every branch goes through: returns the code of the lowest
@@ -435,8 +438,47 @@ static int evaluate(run *r) {
   return 0;
 }
 
+/* model_backward's hook: a range of gradients is final; hand it to the
+ * reducer, which starts the buckets it completes. */
+static void on_grad_ready(void *ctx, size_t off, size_t len) {
+  run *r = ctx;
+  double t = comm_wtime();
+  reducer_ready(r->red, off, len);
+  r->t_hook += comm_wtime() - t;
+}
+
+/* The gradient sync: its buckets follow the layers (each layer's weight and
+ * bias are one unit, so a bucket ends where a layer begins). Collective. */
+static int create_reducer(run *r) {
+  const ms_config *c = &r->cfg;
+  const ms_model *m = r->model;
+  if (!c->comm.sync) return 0;
+  size_t starts[MS_MAX_LAYERS];
+  int ns = 0;
+  for (int i = 0; i < m->n_layers; i++) {
+    const ms_layer *l = &m->layers[i];
+    if (l->w >= 0 && m->p[l->w].off > 0) starts[ns++] = m->p[l->w].off;
+  }
+  reducer_opts o = {.first_bucket_bytes = (size_t)(c->comm.first_bucket_mb * 1048576.0),
+                    .bucket_bytes = (size_t)(c->comm.bucket_mb * 1048576.0),
+                    .overlap = c->comm.overlap,
+                    .wire = WIRE_F32};
+  int rc = reducer_create(&r->red, r->w, m->grads, m->n_params, starts, ns, &o);
+  if (rc < 0) rc = ms_error_set(rc == COMM_ENOMEM ? MS_ENOMEM : MS_ECOMM, "%s", r->w->err);
+  return agree(r, rc);
+}
+
 /* One optimizer step on this rank's slice of the next global batch.
- * stats: loss sum, correct and samples of the global batch are added. */
+ * stats: loss sum, correct and samples of the global batch are added.
+ *
+ * Order of the collectives. The gradient buckets start during backward, so
+ * they come before the step scalars; every rank issues exactly the same
+ * collectives in the same order whatever happened locally: a rank whose
+ * read failed contributes zero gradients (its buckets all start in
+ * reducer_finish), and the scalars, reduced right after the gradients and
+ * before the optimizer, make every rank abandon the step together. Sending
+ * the scalars first instead would put a blocking collective (and a wait for
+ * the slowest rank's data) in front of every step's compute. */
 static int train_step(run *r, double stats[3]) {
   double t0 = comm_wtime();
   if (r->perm_epoch != r->epoch) {
@@ -447,10 +489,8 @@ static int train_step(run *r, double stats[3]) {
   sampler_rank_slice((uint64_t)r->global_batch, r->w->size, r->w->rank, &begin, &count);
   const uint64_t *idx = r->perm + r->step_in_epoch * r->global_batch + (int64_t)begin;
   int n = (int)count;
-  /* Step scalars, reduced together before the gradients so that a rank
-   * whose read failed, or that got a stop signal, stops every rank at the
-   * same step without a hang: read failed, loss sum, correct, stop signal,
-   * checkpoint time due (rank 0's clock), background save failed. */
+  /* Step scalars: read failed, loss sum, correct, stop signal, checkpoint
+   * time due (rank 0's clock), background save failed. */
   double s[6] = {0, 0, 0, 0, 0, 0};
   s[3] = r->stop_signal && *r->stop_signal ? 1 : 0;
   s[4] = r->w->rank == 0 && r->cfg.checkpoint.every_minutes > 0 &&
@@ -459,6 +499,8 @@ static int train_step(run *r, double stats[3]) {
   int rc = read_batch(r, r->train, idx, n);
   double t1 = comm_wtime();
   r->t_data += t1 - t0;
+  r->t_hook = 0;
+  if (r->red) reducer_begin(r->red);
   if (rc == 0) {
     /* Dropout masks follow the samples' dataset indices: world-size invariant. */
     ms_pass pass = {.seed = r->cfg.run.seed, .step = (uint64_t)r->step, .rows = idx};
@@ -466,13 +508,16 @@ static int train_step(run *r, double stats[3]) {
     long correct = 0;
     s[1] = compute_loss(r, r->dlogits, out, n, 1.0f / (float)r->global_batch, &correct);
     s[2] = (double)correct;
-    model_backward(r->model, r->dlogits, &pass, NULL, NULL);
+    model_backward(r->model, r->dlogits, &pass, r->red ? on_grad_ready : NULL, r);
   } else {
     s[0] = 1;
+    memset(r->model->grads, 0, sizeof(float) * r->model->n_params);
   }
   double t2 = comm_wtime();
-  r->t_compute += t2 - t1;
-  int crc = comm_allreduce_sum_f64(r->w, s, 6);
+  r->t_compute += t2 - t1 - r->t_hook;
+  int crc = r->red ? reducer_finish(r->red) : 0;
+  if (crc) return comm_rc(r, crc);
+  crc = comm_allreduce_sum_f64(r->w, s, 6);
   if (crc == 0 && (s[0] > 0 || s[5] > 0)) {
     if (rc == 0) rc = saver_failure(r);
     return agree(r, rc);
@@ -485,10 +530,9 @@ static int train_step(run *r, double stats[3]) {
     r->stop_signo = (int)sig;
   }
   r->time_ckpt_due = s[4] > 0;
-  if (crc == 0) crc = comm_allreduce_sum_f32(r->w, r->model->grads, r->model->n_params);
   if (crc) return comm_rc(r, crc);
   double t3 = comm_wtime();
-  r->t_comm += t3 - t2;
+  r->t_comm += t3 - t2 + r->t_hook;
   optim_step(r->opt, r->model->params, r->model->grads,
              schedule_lr(&r->cfg, r->step, r->total_steps));
   r->t_compute += comm_wtime() - t3;
@@ -528,6 +572,24 @@ static void say_start(run *r) {
               "train: %d epochs x %lld steps, global batch %lld (%lld per rank), run dir %s",
               r->cfg.train.epochs, (long long)r->steps_per_epoch, (long long)r->global_batch,
               (long long)r->local_batch, r->cfg.run.dir);
+  if (r->red) {
+    char sizes[160] = "";
+    size_t lo = 0, hi = 0;
+    int nb = reducer_buckets(r->red, -1, &lo, &hi);
+    for (int b = 0; b < nb && b < 6; b++) {
+      reducer_buckets(r->red, b, &lo, &hi);
+      snprintf(sizes + strlen(sizes), sizeof sizes - strlen(sizes), "%s%.3g", b ? " + " : "",
+               (double)(hi - lo) * sizeof(float) / 1e6);
+    }
+    if (nb > 6) snprintf(sizes + strlen(sizes), sizeof sizes - strlen(sizes), " + ...");
+    metrics_say(r->metrics, "comm: %s, %d bucket%s (%s MB), overlap %s, %.3g MB sent per rank per step",
+                reducer_method(r->red), nb, nb == 1 ? "" : "s", sizes,
+                r->cfg.comm.overlap ? "on" : "off", reducer_wire_bytes(r->red) / 1e6);
+  } else {
+    metrics_say(r->metrics,
+                "comm: NO gradient sync (comm.sync false, a benchmark setting: every rank trains "
+                "its own model)");
+  }
 }
 
 static int setup(run *r, const train_args *a) {
@@ -560,6 +622,7 @@ static int setup(run *r, const train_args *a) {
   if ((rc = open_data(r))) return rc;
   if ((rc = agree(r, check_model_input(c, r->train)))) return rc;
   if ((rc = build_model(r))) return rc;
+  if ((rc = create_reducer(r))) return rc;
   /* The checkpoint writer and its snapshot exist from the start, so the
    * first checkpoint pays no allocation in the middle of training. */
   if (r->w->rank == 0)
@@ -588,6 +651,7 @@ static void teardown(run *r) {
   saver_free(r->saver);
   metrics_close(r->metrics);
   optim_free(r->opt);
+  reducer_free(r->red);
   model_free(r->model);
   data_close(r->train);
   data_close(r->test);
