@@ -92,20 +92,20 @@ expect_check() { # CODE TEXT ARGS...
   fi
 }
 expect_check 0 "check: dataset data.h5: 1000 training samples of shape (16)" --world 2
-grep -q '^  layers.0   dense+relu   (48) *816$' check.out || { cat check.out; fail "summary row"; }
+grep -Eq '^  layers\.0 +dense \+relu +\(48\) +816$' check.out || { cat check.out; fail "summary row"; }
 grep -q '^  parameters: 2,714$' check.out || { cat check.out; fail "parameter count"; }
 grep -q '^  forward FLOPs per sample: 5,248 ' check.out || { cat check.out; fail "FLOPs"; }
 grep -q 'batch 32 per rank' check.out || { cat check.out; fail "per-rank batch"; }
 grep -q '^  batch_size: 64 ' check.out || fail "the resolved config is not printed"
 expect_check 0 "" --set model.input=[4,4]
 expect_check 2 "model.input [4, 5] (20 features) does not match the samples of 'data.h5' /train/images, of shape [16] (16 features)" --set 'model.input=[4, 5]'
-expect_check 3 "the model has 6 output units: label" --set model.layers[2].units=6
+expect_check 3 "the model has 6 outputs: label" --set model.layers[2].units=6
 expect_check 2 "schedule.warmup_steps 30 is not less than the 30 steps of this run" --set schedule.warmup_steps=30
 expect_check 3 "has 1000 samples, fewer than one global batch (train.batch_size 2048)" --set train.batch_size=2048
 expect_check 3 "/train/imagez" --set data.train_x=/train/imagez
 expect_check 0 "dataset checks skipped: the data file missing.h5 is missing" --set data.path=missing.h5
 grep -q 'model summary skipped' check.out || fail "summary without input size"
-expect_check 0 "  input      -            (28x28)" --set data.path=missing.h5 --set 'model.input=[28, 28]'
+expect_check 0 "  input      -                          (1, 28, 28)" --set data.path=missing.h5 --set 'model.input=[28, 28]'
 set +e
 "$MIDSCALE" check >/dev/null 2>check.err; rc=$?
 set -e
