@@ -26,6 +26,7 @@ _Static_assert(sizeof(ms_init) == sizeof(int), "enum fields are stored as int");
 static const char *const loss_names[] = {"softmax_cross_entropy", "bce_with_logits", "mse", "mae",
                                          NULL};
 static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
+static const char *const compress_names[] = {"none", "fp16", "bf16", NULL};
 static const char *const schedule_names[] = {"constant", "cosine", "step", "onecycle", NULL};
 /* The K_ENUMI lists follow the order of their C enums (config.h). */
 static const char *const layer_types[] = {"dense",     "conv2d",     "maxpool2d",
@@ -176,6 +177,9 @@ const key_spec cfg_keys[] = {
     BOOL("comm.overlap", comm.overlap, 1, SAFE,
          "reduce each bucket while backward computes the layers before it; false = one "
          "collective after backward (same result, bit for bit)"),
+    ENUM("comm.compress", comm.compress, "none", compress_names, SAFE,
+         "gradients on the wire: fp16 or bf16 halve the bytes, with error feedback (each rank "
+         "adds what rounding lost to its next gradient; not kept in checkpoints)"),
     BOOL("comm.sync", comm.sync, 1, SAFE,
          "benchmarks only: false skips the gradient sync, so ranks train different models"),
     INT("log.every_steps", log.every_steps, 50, 1, INT_MAX, SAFE, "log interval in steps"),

@@ -462,7 +462,9 @@ static int create_reducer(run *r) {
   reducer_opts o = {.first_bucket_bytes = (size_t)(c->comm.first_bucket_mb * 1048576.0),
                     .bucket_bytes = (size_t)(c->comm.bucket_mb * 1048576.0),
                     .overlap = c->comm.overlap,
-                    .wire = WIRE_F32};
+                    .wire = !strcmp(c->comm.compress, "fp16")   ? WIRE_FP16
+                            : !strcmp(c->comm.compress, "bf16") ? WIRE_BF16
+                                                                : WIRE_F32};
   int rc = reducer_create(&r->red, r->w, m->grads, m->n_params, starts, ns, &o);
   if (rc < 0) rc = ms_error_set(rc == COMM_ENOMEM ? MS_ENOMEM : MS_ECOMM, "%s", r->w->err);
   return agree(r, rc);
@@ -582,9 +584,14 @@ static void say_start(run *r) {
                (double)(hi - lo) * sizeof(float) / 1e6);
     }
     if (nb > 6) snprintf(sizes + strlen(sizes), sizeof sizes - strlen(sizes), " + ...");
-    metrics_say(r->metrics, "comm: %s, %d bucket%s (%s MB), overlap %s, %.3g MB sent per rank per step",
+    metrics_say(r->metrics,
+                "comm: %s, %d bucket%s (%s MB), overlap %s, %s on the wire%s, %.3g MB sent per "
+                "rank per step",
                 reducer_method(r->red), nb, nb == 1 ? "" : "s", sizes,
-                r->cfg.comm.overlap ? "on" : "off", reducer_wire_bytes(r->red) / 1e6);
+                r->cfg.comm.overlap ? "on" : "off",
+                strcmp(r->cfg.comm.compress, "none") ? r->cfg.comm.compress : "fp32",
+                strcmp(r->cfg.comm.compress, "none") ? " with error feedback" : "",
+                reducer_wire_bytes(r->red) / 1e6);
   } else {
     metrics_say(r->metrics,
                 "comm: NO gradient sync (comm.sync false, a benchmark setting: every rank trains "
