@@ -14,6 +14,7 @@
 #include "ckpt.h"
 #include "config.h"
 #include "dataset.h"
+#include "identity.h"
 #include "kernels.h"
 #include "metrics.h"
 #include "model.h"
@@ -117,13 +118,23 @@ static int mkdir_p(const char *path) {
   return 0;
 }
 
-/* Rank 0 reads the file and broadcasts its bytes; every rank parses the same
- * bytes and applies the same overrides. */
+/* Rank 0 reads the file and broadcasts its bytes. Every other rank parses
+ * its own copy of the file it was given where it can read one (an MPMD
+ * launch may give ranks different files: verify_identity then names the
+ * keys that differ), else rank 0's bytes (a file only rank 0's node has).
+ * Each rank applies its own overrides. */
 static int load_config(run *r, const train_args *a) {
   int rc = 0;
   if (r->w->rank == 0) rc = config_read_file(a->config_path, &r->cfg_text, &r->cfg_len);
   if ((rc = agree(r, rc))) return rc;
   if ((rc = comm_rc(r, comm_bcast_bytes(r->w, &r->cfg_text, &r->cfg_len, 0)))) return rc;
+  char *own = NULL;
+  size_t own_len = 0;
+  if (r->w->rank != 0 && config_read_file(a->config_path, &own, &own_len) == 0) {
+    free(r->cfg_text);
+    r->cfg_text = own, r->cfg_len = own_len;
+  }
+  ms_error_clear();
   config_defaults(&r->cfg);
   rc = config_parse(&r->cfg, r->cfg_text, r->cfg_len, a->config_path);
   for (int i = 0; rc == 0 && i < a->n_overrides; i++)
@@ -229,6 +240,80 @@ static void list_tensors(run *r) {
     }
 }
 
+/* One collective at start-up: every rank's program, config, layout and
+ * initial parameters (identity.h). The first rank that differs from rank 0
+ * is named with the first key that differs: the program (version or
+ * binary), then the config (with the keys and both values), then the
+ * layout: each an exit-2 error on every rank. Initial parameters that
+ * differ when all of those agree come from a different libm or CPU (the
+ * init draws normals through log/cos); rank 0's are broadcast, with a
+ * note naming the rank. Collective. */
+static int verify_identity(run *r) {
+  const int P = r->w->size;
+  ms_identity me, *all = calloc((size_t)P, sizeof *all);
+  memset(&me, 0, sizeof me);
+  snprintf(me.version, sizeof me.version, "%s", MS_VERSION_STRING);
+  me.binary = identity_binary_hash();
+  char *text = config_emit(&r->cfg);
+  if (text) me.config = identity_hash(text, strlen(text), IDENTITY_HASH_INIT);
+  me.layout = model_layout_hash(r->model);
+  me.params = model_params_hash(r->model);
+  int rc = !all || !text ? ms_error_set(MS_ENOMEM, "out of memory checking the ranks agree") : 0;
+  if ((rc = agree(r, rc))) goto done;
+  if ((rc = comm_rc(r, comm_allgather_bytes(r->w, &me, sizeof me, all)))) goto done;
+  const ms_identity *z = &all[0];
+  int k, what = 0; /* 1 program, 2 config, 3 layout, 4 params */
+  for (int key = 1; key <= 4 && !what; key++)
+    for (k = 1; k < P && !what; k++) {
+      const ms_identity *x = &all[k];
+      if (key == 1 && (strcmp(x->version, z->version) ||
+                       (x->binary && z->binary && x->binary != z->binary)))
+        what = key;
+      else if ((key == 2 && x->config != z->config) || (key == 3 && x->layout != z->layout) ||
+               (key == 4 && x->params != z->params))
+        what = key;
+    }
+  k--; /* the loop stepped past the rank that differs */
+  if (what == 1) {
+    rc = ms_error_set(MS_EUSAGE,
+                      "ranks run different programs: rank %d runs midscale %s (binary checksum "
+                      "%016llx), rank 0 midscale %s (%016llx); launch one build on every rank",
+                      k, all[k].version, (unsigned long long)all[k].binary, z->version,
+                      (unsigned long long)z->binary);
+  } else if (what == 2) {
+    /* Both texts to every rank (this path only), so each can name the keys. */
+    char *t0 = r->w->rank == 0 ? text : NULL, *tk = r->w->rank == k ? text : NULL;
+    size_t l0 = strlen(text), lk = l0;
+    rc = comm_rc(r, comm_bcast_bytes(r->w, &t0, &l0, 0));
+    if (rc == 0) rc = comm_rc(r, comm_bcast_bytes(r->w, &tk, &lk, k));
+    if (rc == 0) {
+      char diff[700];
+      int n = identity_config_diff(t0, tk, diff, sizeof diff);
+      rc = ms_error_set(MS_ECONFIG,
+                        "ranks were given different configs: rank %d differs from rank 0 in %d "
+                        "key%s (rank 0's value → rank %d's): %s",
+                        k, n, n == 1 ? "" : "s", k, diff);
+    }
+    if (t0 != text) free(t0);
+    if (tk != text) free(tk);
+  } else if (what == 3) {
+    rc = ms_error_set(MS_ECONFIG,
+                      "rank %d built another parameter layout than rank 0 from the same config: "
+                      "its data ('%s' as that rank sees it) has other sample shapes",
+                      k, r->cfg.data.path);
+  } else if (what == 4) {
+    metrics_say(r->metrics,
+                "note: rank %d's initial parameters differ from rank 0's (same program and "
+                "config: another libm or CPU); using rank 0's",
+                k);
+    rc = comm_rc(r, comm_bcast_f32(r->w, r->model->params, r->model->n_params, 0));
+  }
+done:
+  free(text);
+  free(all);
+  return rc;
+}
+
 static int build_model(run *r) {
   const ms_config *c = &r->cfg;
   r->global_batch = c->train.batch_size;
@@ -264,15 +349,8 @@ static int build_model(run *r) {
   if ((rc = agree(r, rc))) return rc;
   if ((rc = check_data_labels(r))) return rc;
 
-  /* Every rank initialises from the seed; the hash check proves they agree
-   * (a different libm could break that, so rank 0's copy then wins). */
   model_init(r->model, c->run.seed);
-  int same = comm_all_equal_u64(r->w, model_params_hash(r->model));
-  if (same < 0) return comm_rc(r, same);
-  if (!same && (rc = comm_rc(r, comm_bcast_f32(r->w, r->model->params, r->model->n_params, 0))))
-    return rc;
-  if (!same)
-    metrics_say(r->metrics, "note: initial parameters differed across ranks; using rank 0's");
+  if ((rc = verify_identity(r))) return rc;
   r->layout_hash = model_layout_hash(r->model);
   list_tensors(r);
   return 0;
