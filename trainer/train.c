@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blas.h"
@@ -24,6 +25,7 @@
 #include "sampler.h"
 #include "saver.h"
 #include "version.h"
+#include "watchdog.h"
 
 /* Each rank caches its datasets in memory up to this many bytes of inputs;
  * larger files are read on demand. */
@@ -76,12 +78,22 @@ typedef struct {
   double t_data, t_compute, t_comm, t_ckpt, t_eval;
   reducer *red;                 /* the gradient sync; NULL with comm.sync false */
   double t_hook;                /* seconds inside the backward hook's comm calls */
+  watchdog *wd;                 /* during the step loop; NULL before and after */
+  int stall_rank;               /* MIDSCALE_DEBUG_STALL=RANK:STEP:SECONDS, rank -1 = off */
+  int64_t stall_step;
+  double stall_s;
 } run;
+
+/* A wait on the other ranks that the hang watchdog times (no-op outside
+ * the step loop). */
+static void wd_enter(run *r, const char *op, const char *where) {
+  watchdog_enter(r->wd, op, where, r->step);
+}
 
 /* The agreement every branch goes through: returns the code of the lowest
  * failing rank (0 if none) and leaves its message in ms_error_msg() on
  * every rank. */
-static int agree(run *r, int rc) {
+static int agree_at(run *r, int rc, const char *where) {
   char msg[ERRLEN];
   if (rc < 0) {
     if (r->w->size > 1 && r->w->rank != 0)
@@ -92,11 +104,15 @@ static int agree(run *r, int rc) {
     msg[0] = '\0';
   }
   r->w->err[0] = '\0';
+  wd_enter(r, "agreement", where);
   int code = comm_agree_msg(r->w, rc, msg, sizeof msg);
+  watchdog_leave(r->wd);
   if (code == 0) return 0;
   if (code == COMM_EMPI && r->w->err[0]) return ms_error_set(MS_ECOMM, "%s", r->w->err);
   return ms_error_set(code, "%s", msg);
 }
+/* Callers name themselves to the watchdog. */
+#define agree(r, rc) agree_at((r), (rc), __func__)
 
 static int comm_rc(run *r, int rc) {
   return rc < 0 ? ms_error_set(MS_ECOMM, "%s", comm_errmsg(r->w)) : 0;
@@ -499,7 +515,10 @@ static int evaluate(run *r) {
     }
   }
   if ((rc = agree(r, rc))) return rc;
-  if ((rc = comm_rc(r, comm_allreduce_sum_f64(r->w, s + 1, 6)))) return rc;
+  wd_enter(r, "evaluation sums", __func__);
+  rc = comm_rc(r, comm_allreduce_sum_f64(r->w, s + 1, 6));
+  watchdog_leave(r->wd);
+  if (rc) return rc;
   ms_eval e = {.loss = s[1] / s[3],
                .classifier = r->classifier,
                .acc = s[2] / s[3],
@@ -514,6 +533,22 @@ static int evaluate(run *r) {
   r->t_eval += comm_wtime() - t0;
   metrics_eval(r->metrics, r->step, r->epoch, &e);
   return 0;
+}
+
+/* MIDSCALE_DEBUG_STALL: this rank sleeps before a collective, as a rank
+ * stuck on a dead file system would (for the watchdog's test). */
+static void stall(double seconds) {
+  struct timespec t = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+  while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+  }
+}
+
+static void parse_stall(run *r) {
+  const char *v = getenv("MIDSCALE_DEBUG_STALL");
+  long long step = 0;
+  r->stall_rank = -1;
+  if (v && sscanf(v, "%d:%lld:%lf", &r->stall_rank, &step, &r->stall_s) != 3) r->stall_rank = -1;
+  r->stall_step = step;
 }
 
 /* model_backward's hook: a range of gradients is final; hand it to the
@@ -595,9 +630,14 @@ static int train_step(run *r, double stats[3]) {
   }
   double t2 = comm_wtime();
   r->t_compute += t2 - t1 - r->t_hook;
+  if (r->w->rank == r->stall_rank && r->step == r->stall_step) stall(r->stall_s);
+  wd_enter(r, "gradient allreduce", __func__);
   int crc = r->red ? reducer_finish(r->red) : 0;
+  watchdog_leave(r->wd);
   if (crc) return comm_rc(r, crc);
+  wd_enter(r, "step agreement", __func__);
   crc = comm_allreduce_sum_f64(r->w, s, 6);
+  watchdog_leave(r->wd);
   if (crc == 0 && (s[0] > 0 || s[5] > 0)) {
     if (rc == 0) rc = saver_failure(r);
     return agree(r, rc);
@@ -606,7 +646,9 @@ static int train_step(run *r, double stats[3]) {
     /* Which signal: the largest number any rank got (one more collective,
      * on this path only). */
     double sig = r->stop_signal ? (double)*r->stop_signal : 0.0;
+    wd_enter(r, "stop-signal agreement", __func__);
     crc = comm_allreduce_max_f64(r->w, &sig, 1);
+    watchdog_leave(r->wd);
     r->stop_signo = (int)sig;
   }
   r->time_ckpt_due = s[4] > 0;
@@ -678,6 +720,7 @@ static void say_start(run *r) {
 }
 
 static int setup(run *r, const train_args *a) {
+  parse_stall(r);
   int rc = load_config(r, a);
   if (rc) return rc;
   const ms_config *c = &r->cfg;
@@ -733,6 +776,7 @@ static int setup(run *r, const train_args *a) {
 }
 
 static void teardown(run *r) {
+  watchdog_free(r->wd);
   saver_free(r->saver);
   metrics_close(r->metrics);
   optim_free(r->opt);
@@ -752,7 +796,10 @@ static void teardown(run *r) {
 static void say_summary(run *r, double wall, int64_t steps_run) {
   double t[5] = {r->t_compute, r->t_comm, r->t_data, r->t_ckpt, r->t_eval};
   /* The slowest rank's times are the ones the job waited for. */
-  if (comm_allreduce_max_f64(r->w, t, 5) != 0) return;
+  wd_enter(r, "summary", __func__);
+  int crc = comm_allreduce_max_f64(r->w, t, 5);
+  watchdog_leave(r->wd);
+  if (crc != 0) return;
   double sps = wall > 0 ? (double)steps_run * (double)r->global_batch / wall : 0.0;
   if (r->last_eval_step >= 0 && r->classifier)
     metrics_say(r->metrics, "final test accuracy %.4f (loss %.4f)", r->last_eval_acc,
@@ -781,6 +828,13 @@ int train_run(comm_world *w, const train_args *a) {
   ms_error_clear();
   int rc = setup(&r, a);
   if (rc) goto out;
+  /* The watchdog times the step loop's collectives only: at start-up a rank
+   * may rightly spend minutes loading data while the others wait. */
+  if (a->on_hang) {
+    rc = watchdog_create(&r.wd, r.w, r.cfg.comm.timeout_s, a->on_hang, NULL);
+    if (rc < 0) rc = ms_error_set(rc == COMM_ENOMEM ? MS_ENOMEM : MS_ECOMM, "%s", r.w->err);
+    if ((rc = agree(&r, rc))) goto out;
+  }
 
   const ms_config *c = &r.cfg;
   double t_start = comm_wtime(), t_log = t_start, t_bar = 0;
