@@ -133,6 +133,9 @@ const key_spec cfg_keys[] = {
     BOOL("optim.decay_all", optim.decay_all, 0, SAFE,
          "also apply weight decay to biases and normalisation parameters; by default they are "
          "excluded"),
+    DBL("optim.clip_norm", optim.clip_norm, 0, 0, HUGE_VAL, 0, SAFE,
+        "scale the gradients down when their global L2 norm (after the sync) exceeds this; "
+        "0 = off"),
     ENUM("schedule.name", schedule.name, "constant", schedule_names, SAFE,
          "learning-rate schedule"),
     INT("schedule.warmup_steps", schedule.warmup_steps, 0, 0, INT_MAX, SAFE, "linear warmup steps"),
@@ -156,6 +159,9 @@ const key_spec cfg_keys[] = {
     INT("train.max_steps", train.max_steps, 0, 0, INT_MAX, SAFE, "stop after N steps; 0 = epochs"),
     INT("train.eval_top_k", train.eval_top_k, 0, 0, INT_MAX, SAFE,
         "also report top-k accuracy at evaluation (softmax_cross_entropy); 0 = off"),
+    INT("train.accumulate", train.accumulate, 1, 1, 1 << 16, SAFE,
+        "gradient accumulation: each rank's share of the global batch runs as K micro-batches, "
+        "synced once per step (batch_size stays the global batch; it must divide by world x K)"),
     STR("checkpoint.dir", checkpoint.dir, "", 0, SAFE, "\"\" = <run.dir>/checkpoints"),
     INT("checkpoint.every_steps", checkpoint.every_steps, 0, 0, INT_MAX, SAFE,
         "0 = only at the end"),

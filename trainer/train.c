@@ -76,8 +76,12 @@ typedef struct {
   int64_t last_eval_step;
   /* seconds spent per part of the step, on this rank */
   double t_data, t_compute, t_comm, t_ckpt, t_eval;
+  int accumulate;               /* train.accumulate: micro-batches per step */
+  int64_t micro_batch;          /* local_batch / accumulate */
+  float *acc;                   /* (n_params) gradients of the earlier micro-batches, K > 1 */
   reducer *red;                 /* the gradient sync; NULL with comm.sync false */
   double t_hook;                /* seconds inside the backward hook's comm calls */
+  double grad_norm;             /* the last step's, before clipping (optim.clip_norm > 0) */
   watchdog *wd;                 /* during the step loop; NULL before and after */
   int stall_rank;               /* MIDSCALE_DEBUG_STALL=RANK:STEP:SECONDS, rank -1 = off */
   int64_t stall_step;
@@ -334,11 +338,13 @@ static int build_model(run *r) {
   const ms_config *c = &r->cfg;
   r->global_batch = c->train.batch_size;
   r->local_batch = r->global_batch / r->w->size;
+  r->accumulate = c->train.accumulate > 1 ? c->train.accumulate : 1;
+  r->micro_batch = r->local_batch / r->accumulate;
   r->eval_chunk = c->train.eval_batch_size / r->w->size;
   if (r->eval_chunk < 1) r->eval_chunk = 1;
   r->loss = loss_parse(c->model.loss);
   r->classifier = check_is_classifier(c);
-  int64_t max_batch = r->local_batch > r->eval_chunk ? r->local_batch : r->eval_chunk;
+  int64_t max_batch = r->micro_batch > r->eval_chunk ? r->micro_batch : r->eval_chunk;
   size_t in = data_sample_elems(r->train);
   int64_t shape[MS_MAX_DIMS];
   int nd = check_input_shape(c, r->train, shape);
@@ -359,7 +365,9 @@ static int build_model(run *r) {
     r->y = malloc(sizeof(int32_t) * (size_t)max_batch);
     r->t = malloc(sizeof(float) * outs);
     r->dlogits = malloc(sizeof(float) * outs);
-    if (!r->perm || !r->idx || !r->x || !r->y || !r->t || !r->dlogits)
+    if (r->accumulate > 1) r->acc = malloc(sizeof(float) * (r->model->n_params + 1));
+    if (!r->perm || !r->idx || !r->x || !r->y || !r->t || !r->dlogits ||
+        (r->accumulate > 1 && !r->acc))
       rc = ms_error_set(MS_ENOMEM, "out of memory for batch buffers");
   }
   if ((rc = agree(r, rc))) return rc;
@@ -551,10 +559,17 @@ static void parse_stall(run *r) {
   r->stall_step = step;
 }
 
-/* model_backward's hook: a range of gradients is final; hand it to the
- * reducer, which starts the buckets it completes. */
+/* model_backward's hook on a step's last micro-batch: a range of gradients
+ * is final; add the earlier micro-batches' and hand it to the reducer,
+ * which starts the buckets it completes. */
 static void on_grad_ready(void *ctx, size_t off, size_t len) {
   run *r = ctx;
+  if (r->acc) {
+    float *g = r->model->grads + off;
+    const float *a = r->acc + off;
+    for (size_t i = 0; i < len; i++) g[i] += a[i];
+  }
+  if (!r->red) return;
   double t = comm_wtime();
   reducer_ready(r->red, off, len);
   r->t_hook += comm_wtime() - t;
@@ -583,19 +598,22 @@ static int create_reducer(run *r) {
   return agree(r, rc);
 }
 
-/* One optimizer step on this rank's slice of the next global batch.
- * stats: loss sum, correct and samples of the global batch are added.
+/* One optimizer step on this rank's slice of the next global batch, in
+ * train.accumulate micro-batches whose gradients add up (the loss is scaled
+ * by 1 / global batch on each, so the sum is the global-batch mean: K only
+ * trades memory for time). stats: loss sum, correct and samples of the
+ * global batch are added.
  *
- * Order of the collectives. The gradient buckets start during backward, so
- * they come before the step scalars; every rank issues exactly the same
- * collectives in the same order whatever happened locally: a rank whose
- * read failed contributes zero gradients (its buckets all start in
- * reducer_finish), and the scalars, reduced right after the gradients and
- * before the optimizer, make every rank abandon the step together. Sending
- * the scalars first instead would put a blocking collective (and a wait for
- * the slowest rank's data) in front of every step's compute. */
+ * Order of the collectives. The gradient buckets start during the last
+ * micro-batch's backward, so they come before the step scalars; every rank
+ * issues exactly the same collectives in the same order whatever happened
+ * locally: a rank whose read failed contributes zero gradients (its buckets
+ * all start in reducer_finish), and the scalars, reduced right after the
+ * gradients and before the optimizer, make every rank abandon the step
+ * together. Sending the scalars first instead would put a blocking
+ * collective (and a wait for the slowest rank's data) in front of every
+ * step's compute. */
 static int train_step(run *r, double stats[3]) {
-  double t0 = comm_wtime();
   if (r->perm_epoch != r->epoch) {
     sampler_permutation(r->cfg.run.seed, (uint64_t)r->epoch, data_count(r->train), r->perm);
     r->perm_epoch = r->epoch;
@@ -603,7 +621,7 @@ static int train_step(run *r, double stats[3]) {
   uint64_t begin, count;
   sampler_rank_slice((uint64_t)r->global_batch, r->w->size, r->w->rank, &begin, &count);
   const uint64_t *idx = r->perm + r->step_in_epoch * r->global_batch + (int64_t)begin;
-  int n = (int)count;
+  const int K = r->accumulate, n = (int)r->micro_batch;
   /* Step scalars: read failed, loss sum, correct, stop signal, checkpoint
    * time due (rank 0's clock), background save failed. */
   double s[6] = {0, 0, 0, 0, 0, 0};
@@ -611,26 +629,41 @@ static int train_step(run *r, double stats[3]) {
   s[4] = r->w->rank == 0 && r->cfg.checkpoint.every_minutes > 0 &&
          comm_wtime() - r->t_last_ckpt >= 60.0 * r->cfg.checkpoint.every_minutes;
   s[5] = r->saver_rc < 0;
-  int rc = read_batch(r, r->train, idx, n);
-  double t1 = comm_wtime();
-  r->t_data += t1 - t0;
+  int rc = 0;
   r->t_hook = 0;
   if (r->red) reducer_begin(r->red);
-  if (rc == 0) {
+  for (int k = 0; k < K && rc == 0; k++) {
+    const uint64_t *mi = idx + (size_t)k * (size_t)n;
+    double t0 = comm_wtime();
+    rc = read_batch(r, r->train, mi, n);
+    double t1 = comm_wtime();
+    r->t_data += t1 - t0;
+    if (rc) break;
     /* Dropout masks follow the samples' dataset indices: world-size invariant. */
-    ms_pass pass = {.seed = r->cfg.run.seed, .step = (uint64_t)r->step, .rows = idx};
+    ms_pass pass = {.seed = r->cfg.run.seed, .step = (uint64_t)r->step, .rows = mi};
     const float *out = model_forward(r->model, r->x, n, &pass);
     long correct = 0;
-    s[1] = compute_loss(r, r->dlogits, out, n, 1.0f / (float)r->global_batch, &correct);
-    s[2] = (double)correct;
-    model_backward(r->model, r->dlogits, &pass, r->red ? on_grad_ready : NULL, r);
-  } else {
+    s[1] += compute_loss(r, r->dlogits, out, n, 1.0f / (float)r->global_batch, &correct);
+    s[2] += (double)correct;
+    int last = k == K - 1;
+    model_backward(r->model, r->dlogits, &pass, last && (r->red || r->acc) ? on_grad_ready : NULL,
+                   r);
+    if (!last) {
+      float *g = r->model->grads, *a = r->acc;
+      if (k == 0)
+        memcpy(a, g, sizeof(float) * r->model->n_params);
+      else
+        for (size_t i = 0; i < r->model->n_params; i++) a[i] += g[i];
+    }
+    r->t_compute += comm_wtime() - t1;
+  }
+  if (rc) {
     s[0] = 1;
     memset(r->model->grads, 0, sizeof(float) * r->model->n_params);
   }
-  double t2 = comm_wtime();
-  r->t_compute += t2 - t1 - r->t_hook;
+  r->t_compute -= r->t_hook;
   if (r->w->rank == r->stall_rank && r->step == r->stall_step) stall(r->stall_s);
+  double t2 = comm_wtime();
   wd_enter(r, "gradient allreduce", __func__);
   int crc = r->red ? reducer_finish(r->red) : 0;
   watchdog_leave(r->wd);
@@ -655,6 +688,9 @@ static int train_step(run *r, double stats[3]) {
   if (crc) return comm_rc(r, crc);
   double t3 = comm_wtime();
   r->t_comm += t3 - t2 + r->t_hook;
+  /* Clipping sees the synced gradients: the same norm on every rank. */
+  if (r->cfg.optim.clip_norm > 0)
+    r->grad_norm = optim_clip_grad_norm(r->model->grads, r->model->n_params, r->cfg.optim.clip_norm);
   optim_step(r->opt, r->model->params, r->model->grads,
              schedule_lr(&r->cfg, r->step, r->total_steps));
   r->t_compute += comm_wtime() - t3;
@@ -690,10 +726,15 @@ static void say_start(run *r) {
   metrics_say(r->metrics, "model %s: %zu parameters, %.2f MFLOP/sample forward, loss %s, %s",
               shape, m->n_params, model_flops_per_sample(m) / 1e6, r->cfg.model.loss,
               r->cfg.optim.name);
-  metrics_say(r->metrics,
-              "train: %d epochs x %lld steps, global batch %lld (%lld per rank), run dir %s",
+  char per_rank[96];
+  if (r->accumulate > 1)
+    snprintf(per_rank, sizeof per_rank, "%lld per rank in %d micro-batches of %lld",
+             (long long)r->local_batch, r->accumulate, (long long)r->micro_batch);
+  else
+    snprintf(per_rank, sizeof per_rank, "%lld per rank", (long long)r->local_batch);
+  metrics_say(r->metrics, "train: %d epochs x %lld steps, global batch %lld (%s), run dir %s",
               r->cfg.train.epochs, (long long)r->steps_per_epoch, (long long)r->global_batch,
-              (long long)r->local_batch, r->cfg.run.dir);
+              per_rank, r->cfg.run.dir);
   if (r->red) {
     char sizes[160] = "";
     size_t lo = 0, hi = 0;
@@ -747,6 +788,7 @@ static int setup(run *r, const train_args *a) {
     }
   }
   if ((rc = agree(r, rc))) return rc;
+  if ((rc = agree(r, check_accumulate(c, r->w->size)))) return rc;
   if ((rc = open_data(r))) return rc;
   if ((rc = agree(r, check_model_input(c, r->train)))) return rc;
   if ((rc = build_model(r))) return rc;
@@ -791,6 +833,7 @@ static void teardown(run *r) {
   free(r->y);
   free(r->t);
   free(r->dlogits);
+  free(r->acc);
 }
 
 static void say_summary(run *r, double wall, int64_t steps_run) {
