@@ -23,6 +23,7 @@
 #include "optim.h"
 #include "reducer.h"
 #include "sampler.h"
+#include "timing.h"
 #include "saver.h"
 #include "version.h"
 #include "watchdog.h"
@@ -82,6 +83,10 @@ typedef struct {
   reducer *red;                 /* the gradient sync; NULL with comm.sync false */
   double t_hook;                /* seconds inside the backward hook's comm calls */
   double grad_norm;             /* the last step's, before clipping (optim.clip_norm > 0) */
+  double peak;                  /* rank 0: single-core sgemm FLOP/s, measured at start */
+  double mean_t[T_PARTS];       /* the parts' seconds so far, mean over ranks (as of the
+                                 * last step agreement) */
+  double log_t[T_PARTS];        /* mean_t at the last log line */
   watchdog *wd;                 /* during the step loop; NULL before and after */
   int stall_rank;               /* MIDSCALE_DEBUG_STALL=RANK:STEP:SECONDS, rank -1 = off */
   int64_t stall_step;
@@ -623,8 +628,9 @@ static int train_step(run *r, double stats[3]) {
   const uint64_t *idx = r->perm + r->step_in_epoch * r->global_batch + (int64_t)begin;
   const int K = r->accumulate, n = (int)r->micro_batch;
   /* Step scalars: read failed, loss sum, correct, stop signal, checkpoint
-   * time due (rank 0's clock), background save failed. */
-  double s[6] = {0, 0, 0, 0, 0, 0};
+   * time due (rank 0's clock), background save failed; then this rank's
+   * seconds so far per part (timing.h), summed for the log's breakdown. */
+  double s[6 + T_PARTS] = {0};
   s[3] = r->stop_signal && *r->stop_signal ? 1 : 0;
   s[4] = r->w->rank == 0 && r->cfg.checkpoint.every_minutes > 0 &&
          comm_wtime() - r->t_last_ckpt >= 60.0 * r->cfg.checkpoint.every_minutes;
@@ -668,9 +674,13 @@ static int train_step(run *r, double stats[3]) {
   int crc = r->red ? reducer_finish(r->red) : 0;
   watchdog_leave(r->wd);
   if (crc) return comm_rc(r, crc);
+  /* (This step's sync is counted from the next step's agreement on.) */
+  double parts[T_PARTS] = {r->t_compute, r->t_comm, r->t_data, r->t_ckpt, r->t_eval};
+  memcpy(s + 6, parts, sizeof parts);
   wd_enter(r, "step agreement", __func__);
-  crc = comm_allreduce_sum_f64(r->w, s, 6);
+  crc = comm_allreduce_sum_f64(r->w, s, 6 + T_PARTS);
   watchdog_leave(r->wd);
+  for (int i = 0; i < T_PARTS; i++) r->mean_t[i] = s[6 + i] / r->w->size;
   if (crc == 0 && (s[0] > 0 || s[5] > 0)) {
     if (rc == 0) rc = saver_failure(r);
     return agree(r, rc);
@@ -836,13 +846,47 @@ static void teardown(run *r) {
   free(r->acc);
 }
 
+/* The breakdown of an interval: its wall time, the mean seconds per part
+ * over ranks, the samples trained. */
+static void breakdown(const run *r, double wall, const double *t, double samples,
+                      ms_breakdown *b) {
+  ms_interval iv = {.wall = wall,
+                    .samples = samples,
+                    .flops_per_sample = model_flops_per_sample(r->model),
+                    .world = r->w->size,
+                    .threads = blas_threads(r->w, r->cfg.run.threads),
+                    .peak = r->peak};
+  memcpy(iv.t, t, sizeof iv.t);
+  timing_breakdown(&iv, b);
+}
+
+/* Rank 0, at a log line: where the interval's time went. */
+static void say_interval(run *r, double wall, double samples) {
+  if (!r->metrics) return;
+  double t[T_PARTS];
+  for (int i = 0; i < T_PARTS; i++) t[i] = r->mean_t[i] - r->log_t[i];
+  memcpy(r->log_t, r->mean_t, sizeof r->log_t);
+  ms_breakdown b;
+  breakdown(r, wall, t, samples, &b);
+  char text[256], json[512], line[700];
+  timing_format(&b, text, sizeof text, json, sizeof json);
+  metrics_say(r->metrics, "        time: %s | %.3g GFLOP/s per rank, %.0f%% of sgemm peak", text,
+              b.flops_per_rank / 1e9, 100 * b.peak_frac);
+  snprintf(line, sizeof line, "{\"kind\":\"time\",\"step\":%lld,%s}", (long long)r->step, json);
+  metrics_json(r->metrics, line);
+}
+
 static void say_summary(run *r, double wall, int64_t steps_run) {
-  double t[5] = {r->t_compute, r->t_comm, r->t_data, r->t_ckpt, r->t_eval};
-  /* The slowest rank's times are the ones the job waited for. */
+  double t[T_PARTS] = {r->t_compute, r->t_comm, r->t_data, r->t_ckpt, r->t_eval}, mean[T_PARTS];
+  memcpy(mean, t, sizeof mean);
+  /* The slowest rank's times are the ones the job waited for; the mean
+   * gives the fractions. */
   wd_enter(r, "summary", __func__);
-  int crc = comm_allreduce_max_f64(r->w, t, 5);
+  int crc = comm_allreduce_max_f64(r->w, t, T_PARTS);
+  if (crc == 0) crc = comm_allreduce_sum_f64(r->w, mean, T_PARTS);
   watchdog_leave(r->wd);
   if (crc != 0) return;
+  for (int i = 0; i < T_PARTS; i++) mean[i] /= r->w->size;
   double sps = wall > 0 ? (double)steps_run * (double)r->global_batch / wall : 0.0;
   if (r->last_eval_step >= 0 && r->classifier)
     metrics_say(r->metrics, "final test accuracy %.4f (loss %.4f)", r->last_eval_acc,
@@ -853,13 +897,27 @@ static void say_summary(run *r, double wall, int64_t steps_run) {
               "done: %lld steps in %.2f s, %.0f samples/s; time per part (max over ranks): "
               "compute %.2f s, comm %.2f s, data %.2f s, checkpoint %.2f s, eval %.2f s",
               (long long)steps_run, wall, sps, t[0], t[1], t[2], t[3], t[4]);
-  char json[512];
+  ms_breakdown b;
+  breakdown(r, wall, mean, (double)steps_run * (double)r->global_batch, &b);
+  char text[256], bjson[512];
+  timing_format(&b, text, sizeof text, bjson, sizeof bjson);
+  metrics_say(r->metrics, "time (mean over ranks): %s", text);
+  metrics_say(r->metrics,
+              "speed: %.0f samples/s; model %.3g GFLOP/s per rank (3x the %.3g MFLOP/sample "
+              "forward), %.1f%% of %d x %.3g GFLOP/s (single-core sgemm peak measured at "
+              "start-up, %d BLAS thread%s per rank)",
+              b.samples_per_s, b.flops_per_rank / 1e9, model_flops_per_sample(r->model) / 1e6,
+              100 * b.peak_frac, blas_threads(r->w, r->cfg.run.threads), r->peak / 1e9,
+              blas_threads(r->w, r->cfg.run.threads),
+              blas_threads(r->w, r->cfg.run.threads) == 1 ? "" : "s");
+  char json[1200];
   snprintf(json, sizeof json,
            "{\"kind\":\"summary\",\"steps\":%lld,\"seconds\":%.3f,\"samples_per_s\":%.1f,"
            "\"test_acc\":%.6f,\"compute_s\":%.3f,\"comm_s\":%.3f,\"data_s\":%.3f,"
-           "\"checkpoint_s\":%.3f,\"eval_s\":%.3f,\"world\":%d}",
+           "\"checkpoint_s\":%.3f,\"eval_s\":%.3f,\"world\":%d,\"sgemm_peak_gflops\":%.2f,"
+           "\"fractions\":{%s}}",
            (long long)r->step, wall, sps, r->last_eval_step >= 0 ? r->last_eval_acc : -1.0, t[0],
-           t[1], t[2], t[3], t[4], r->w->size);
+           t[1], t[2], t[3], t[4], r->w->size, r->peak / 1e9, bjson);
   metrics_json(r->metrics, json);
 }
 
@@ -879,6 +937,8 @@ int train_run(comm_world *w, const train_args *a) {
     if ((rc = agree(&r, rc))) goto out;
   }
 
+  /* About 2 ms on rank 0 only, while the others wait in the first step. */
+  if (r.w->rank == 0) r.peak = blas_sgemm_peak();
   const ms_config *c = &r.cfg;
   double t_start = comm_wtime(), t_log = t_start, t_bar = 0;
   r.t_last_ckpt = t_start; /* checkpoint.every_minutes counts from here */
@@ -893,6 +953,7 @@ int train_run(comm_world *w, const train_args *a) {
       metrics_train(r.metrics, r.step, r.total_steps, epoch_before + 1, stats[0] / stats[2],
                     r.classifier ? stats[1] / stats[2] : -1.0, schedule_lr(c, r.step - 1, r.total_steps),
                     (double)(r.step - log_from) * (double)r.global_batch / (now - t_log));
+      say_interval(&r, now - t_log, (double)(r.step - log_from) * (double)r.global_batch);
       t_log = now, log_from = r.step;
       stats[0] = stats[1] = stats[2] = 0;
     } else if (r.metrics && comm_wtime() - t_bar > 0.1) {
