@@ -128,6 +128,15 @@ int comm_bcast_bytes(comm_world *w, char **buf, size_t *len, int root) {
   return 0;
 }
 
+int comm_allgather_bytes(comm_world *w, const void *mine, size_t len, void *all) {
+  if (len > INT_MAX) {
+    snprintf(w->err, sizeof w->err, "comm_allgather_bytes: %zu bytes is too many", len);
+    return COMM_EMPI;
+  }
+  int rc = MPI_Allgather(mine, (int)len, MPI_BYTE, all, (int)len, MPI_BYTE, w->comm);
+  return rc == MPI_SUCCESS ? 0 : fail(w, rc, "MPI_Allgather");
+}
+
 int comm_bcast_f32(comm_world *w, float *buf, size_t n, int root) {
   for (size_t off = 0; off < n; off += COMM_CHUNK) {
     size_t c = n - off < COMM_CHUNK ? n - off : COMM_CHUNK;

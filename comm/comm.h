@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #define COMM_EMPI (-7)
+#define COMM_ENOMEM (-6)
 
 typedef struct {
   MPI_Comm comm;      /* a duplicate of MPI_COMM_WORLD */
@@ -58,6 +59,10 @@ int comm_all_equal_u64(comm_world *w, uint64_t value);
 /* Broadcasts a byte buffer from root: on root *buf and *len are inputs; on other
  * ranks *buf is malloc'ed (NUL-terminated) and *len set. Collective. */
 int comm_bcast_bytes(comm_world *w, char **buf, size_t *len, int root);
+
+/* Gathers len bytes (len <= INT_MAX) from every rank into all (size * len
+ * bytes, rank r's at r * len) on every rank. Collective. */
+int comm_allgather_bytes(comm_world *w, const void *mine, size_t len, void *all);
 
 /* Broadcasts n floats (any n, chunked under INT_MAX) from root. Collective. */
 int comm_bcast_f32(comm_world *w, float *buf, size_t n, int root);

@@ -23,6 +23,11 @@ const char *blas_corename(void);
  * the CPU has neither). */
 const char *blas_suggested_coretype(void);
 
+/* The single-core sgemm rate in FLOP/s: the best of a few 256x256x256
+ * products (about 1-2 ms in all), on one BLAS thread (the count is
+ * restored). A noisy machine lowers it. @return 0 when out of memory. */
+double blas_sgemm_peak(void);
+
 /* Sets the BLAS thread count for this process (n >= 1). */
 void blas_set_threads(int n);
 

@@ -72,6 +72,17 @@ int check_input_shape(const ms_config *cfg, const data_set *train, int64_t *in) 
   return nd;
 }
 
+int check_accumulate(const ms_config *cfg, int world) {
+  int k = cfg->train.accumulate, b = cfg->train.batch_size;
+  if (k > 1 && world > 0 && b % world == 0 && (b / world) % k)
+    return ms_error_set(MS_ECONFIG,
+                        "train.accumulate %d does not divide the %d samples per rank of "
+                        "train.batch_size %d on %d rank%s: each rank runs its share as %d "
+                        "micro-batches",
+                        k, b / world, b, world, world == 1 ? "" : "s", k);
+  return 0;
+}
+
 int check_is_classifier(const ms_config *cfg) {
   return strcmp(cfg->model.loss, "softmax_cross_entropy") == 0;
 }
@@ -179,7 +190,7 @@ static const char *mib(char *buf, size_t n, double bytes) {
 /* The layer table and totals of the planned model m (model_plan). */
 static void print_summary(FILE *out, const ms_config *c, const ms_model *m, int world) {
   char a[40], b[40], d[40], e[40], shape[48], desc[64];
-  int64_t batch = c->train.batch_size / world;
+  int64_t batch = c->train.batch_size / world / (c->train.accumulate > 1 ? c->train.accumulate : 1);
   fprintf(out, "\nmodel summary\n");
   fprintf(out, "  %-10s %-26s %-16s %15s\n", "layer", "type", "output", "parameters");
   model_shape_desc(m->in_c, m->in_h, m->in_w, shape, sizeof shape);
@@ -307,6 +318,7 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
   rc = config_parse(c, text, len, a.config_path);
   for (int i = 0; rc == 0 && i < a.n_overrides; i++) rc = config_override(c, a.overrides[i]);
   if (rc == 0) rc = config_validate(c, a.world);
+  if (rc == 0) rc = check_accumulate(c, a.world);
   if (rc) goto out;
   check_ckpt_dir_of(c, dir, sizeof dir);
   if ((rc = check_ckpt_dir(dir))) goto out;

@@ -66,6 +66,11 @@ int check_input_shape(const ms_config *cfg, const data_set *train, int64_t *in);
  * dataset, the sample and the model's outputs. */
 int check_labels(const ms_config *cfg, long n_out, data_set *ds);
 
+/* train.accumulate K runs each rank's batch_size / world samples as K
+ * micro-batches, so batch_size must divide by world * K.
+ * @return 0 or MS_ECONFIG naming the three numbers. */
+int check_accumulate(const ms_config *cfg, int world);
+
 /* 1 when model.loss takes class labels (softmax_cross_entropy). */
 int check_is_classifier(const ms_config *cfg);
 

@@ -125,6 +125,7 @@ typedef struct {
     int nesterov;                  /* bool, sgd */
     double beta1, beta2, eps;      /* adam, adamw */
     int decay_all;                 /* bool: also decay biases and norm parameters */
+    double clip_norm;              /* clip the global gradient norm to this; 0 = off */
   } optim;
   struct {
     char name[32];                 /* constant | cosine | step | onecycle */
@@ -142,6 +143,8 @@ typedef struct {
     int eval_batch_size;           /* global */
     int max_steps;                 /* 0 = epochs decide */
     int eval_top_k;                /* also report top-k accuracy (classifiers); 0 = off */
+    int accumulate;                /* micro-batches per step: each rank's share of the global
+                                      batch in K parts, gradients synced once per step */
   } train;
   struct {
     char dir[MS_PATH_MAX];         /* "" = <run.dir>/checkpoints */
@@ -153,7 +156,12 @@ typedef struct {
     int shuffle;                   /* bool: store tensor bytes byte-shuffled */
   } checkpoint;
   struct {
-    double timeout_s;              /* hang watchdog (later issue) */
+    double timeout_s;              /* hang watchdog: longest wait in a collective, seconds */
+    double bucket_mb;              /* gradient bucket size, MiB */
+    double first_bucket_mb;        /* the first bucket (the last layers), MiB */
+    int overlap;                   /* bool: reduce buckets while backward runs */
+    char compress[8];              /* none | fp16 | bf16: gradients on the wire */
+    int sync;                      /* bool: false skips the gradient sync (benchmarks only) */
   } comm;
   struct {
     int every_steps;               /* log interval in steps, >= 1 */

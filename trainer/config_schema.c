@@ -26,6 +26,7 @@ _Static_assert(sizeof(ms_init) == sizeof(int), "enum fields are stored as int");
 static const char *const loss_names[] = {"softmax_cross_entropy", "bce_with_logits", "mse", "mae",
                                          NULL};
 static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
+static const char *const compress_names[] = {"none", "fp16", "bf16", NULL};
 static const char *const schedule_names[] = {"constant", "cosine", "step", "onecycle", NULL};
 /* The K_ENUMI lists follow the order of their C enums (config.h). */
 static const char *const layer_types[] = {"dense",     "conv2d",     "maxpool2d",
@@ -132,6 +133,9 @@ const key_spec cfg_keys[] = {
     BOOL("optim.decay_all", optim.decay_all, 0, SAFE,
          "also apply weight decay to biases and normalisation parameters; by default they are "
          "excluded"),
+    DBL("optim.clip_norm", optim.clip_norm, 0, 0, HUGE_VAL, 0, SAFE,
+        "scale the gradients down when their global L2 norm (after the sync) exceeds this; "
+        "0 = off"),
     ENUM("schedule.name", schedule.name, "constant", schedule_names, SAFE,
          "learning-rate schedule"),
     INT("schedule.warmup_steps", schedule.warmup_steps, 0, 0, INT_MAX, SAFE, "linear warmup steps"),
@@ -155,6 +159,9 @@ const key_spec cfg_keys[] = {
     INT("train.max_steps", train.max_steps, 0, 0, INT_MAX, SAFE, "stop after N steps; 0 = epochs"),
     INT("train.eval_top_k", train.eval_top_k, 0, 0, INT_MAX, SAFE,
         "also report top-k accuracy at evaluation (softmax_cross_entropy); 0 = off"),
+    INT("train.accumulate", train.accumulate, 1, 1, 1 << 16, SAFE,
+        "gradient accumulation: each rank's share of the global batch runs as K micro-batches, "
+        "synced once per step (batch_size stays the global batch; it must divide by world x K)"),
     STR("checkpoint.dir", checkpoint.dir, "", 0, SAFE, "\"\" = <run.dir>/checkpoints"),
     INT("checkpoint.every_steps", checkpoint.every_steps, 0, 0, INT_MAX, SAFE,
         "0 = only at the end"),
@@ -167,7 +174,20 @@ const key_spec cfg_keys[] = {
     BOOL("checkpoint.shuffle", checkpoint.shuffle, 0, SAFE,
          "store tensor bytes byte-shuffled (smaller, faster to read; export gives plain)"),
     DBL("comm.timeout_s", comm.timeout_s, 300, 0, HUGE_VAL, F_MIN_EXCL, SAFE,
-        "hang watchdog, seconds"),
+        "hang watchdog: a rank that waits longer than this in a collective during training "
+        "reports the step and operation and aborts the job (exit 6)"),
+    DBL("comm.bucket_mb", comm.bucket_mb, 25, 0, 4096, F_MIN_EXCL, SAFE,
+        "gradient bucket size in MiB: whole layers, from the last, until the next would exceed it"),
+    DBL("comm.first_bucket_mb", comm.first_bucket_mb, 1, 0, 4096, F_MIN_EXCL, SAFE,
+        "size of the first bucket (the last layers), which starts earliest"),
+    BOOL("comm.overlap", comm.overlap, 1, SAFE,
+         "reduce each bucket while backward computes the layers before it; false = one "
+         "collective after backward (same result, bit for bit)"),
+    ENUM("comm.compress", comm.compress, "none", compress_names, SAFE,
+         "gradients on the wire: fp16 or bf16 halve the bytes, with error feedback (each rank "
+         "adds what rounding lost to its next gradient; not kept in checkpoints)"),
+    BOOL("comm.sync", comm.sync, 1, SAFE,
+         "benchmarks only: false skips the gradient sync, so ranks train different models"),
     INT("log.every_steps", log.every_steps, 50, 1, INT_MAX, SAFE, "log interval in steps"),
     BOOL("log.progress", log.progress, 1, SAFE, "progress bar when stdout is a tty"),
 };

@@ -40,6 +40,18 @@ static void install_stop_handlers(void) {
   sigaction(SIGUSR1, &sa, NULL);
 }
 
+/* The hang watchdog's end (comm/watchdog.h), on the watchdog's thread
+ * while the training thread is stuck in MPI: one message, then MPI_Abort,
+ * which makes the launcher end every rank with MS_EXIT_HANG. */
+static void on_hang(void *ctx, const char *report) {
+  (void)ctx;
+  fflush(stdout);
+  fprintf(stderr, "midscale: error: %s (exit %d)\n", report, MS_EXIT_HANG);
+  fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, MS_EXIT_HANG);
+  _exit(MS_EXIT_HANG); /* MPI_Abort does not return; if it did, a failed rank ends the job */
+}
+
 static const char usage_main[] =
     "midscale — data-parallel training of small models over MPI\n"
     "\n"
@@ -61,7 +73,8 @@ static const char usage_main[] =
     "  midscale help [COMMAND]    midscale --help    midscale --version\n"
     "\n"
     "exit codes: 0 done, 1 runtime failure, 2 usage or config error, 3 data error,\n"
-    "            4 checkpoint error, 75 stopped by a signal after a good checkpoint\n";
+    "            4 checkpoint error, 6 a collective hung (the watchdog aborted the job),\n"
+    "            75 stopped by a signal after a good checkpoint\n";
 
 static const char usage_train[] =
     "usage: mpirun -np N midscale train CONFIG [options]\n"
@@ -88,7 +101,10 @@ static const char usage_train[] =
     "                            (step epoch sample-indices per step), .sum\n"
     "                            (FNV-1a of the inputs read) and .f32 (the\n"
     "                            inputs of the first MIDSCALE_TRACE_FLOAT_STEPS\n"
-    "                            steps, default 8); see trainer/trace.h\n";
+    "                            steps, default 8); see trainer/trace.h\n"
+    "  MIDSCALE_DEBUG_STALL=RANK:STEP:SECONDS\n"
+    "                            (tests) rank RANK sleeps SECONDS before the gradient\n"
+    "                            allreduce of step STEP, to exercise comm.timeout_s\n";
 
 static const char usage_check[] =
     "usage: midscale check CONFIG [--set section.key=value]... [--world N]\n"
@@ -418,6 +434,7 @@ static int cmd_train(int argc, char **argv, char **full_argv, int *pargc, char *
         getenv("MIDSCALE_BLAS_DETECTED"), getenv("OPENBLAS_CORETYPE"));
   install_stop_handlers();
   a.stop_signal = &stop_signal;
+  a.on_hang = on_hang;
   int rc = train_run(&w, &a);
   if (rc != 0 && w.rank == 0) {
     fflush(stdout);

@@ -43,6 +43,7 @@ enum {
   MS_EXIT_USAGE = 2,
   MS_EXIT_DATA = 3,
   MS_EXIT_CKPT = 4,
+  MS_EXIT_HANG = 6, /* the hang watchdog aborted the job (MPI_Abort) */
   MS_EXIT_STOPPED = 75
 };
 

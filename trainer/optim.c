@@ -233,3 +233,14 @@ double schedule_lr(const ms_config *cfg, int64_t step, int64_t total_steps) {
   if (schedule_kind_parse(cfg->schedule.name, &p.kind) != 0) p.kind = MS_SCHED_CONSTANT;
   return schedule_lr_at(&p, step, total_steps);
 }
+
+double optim_clip_grad_norm(float *grads, size_t n, double max_norm) {
+  double ss = 0.0;
+  for (size_t i = 0; i < n; i++) ss += (double)grads[i] * (double)grads[i];
+  double norm = sqrt(ss);
+  if (max_norm > 0 && norm > max_norm) {
+    float f = (float)(max_norm / (norm + 1e-6));
+    for (size_t i = 0; i < n; i++) grads[i] *= f;
+  }
+  return norm;
+}

@@ -90,6 +90,12 @@ void optim_sgd_step(ms_optim *o, float *params, const float *grads, double lr);
  * params, grads: (n) */
 void optim_step(ms_optim *o, float *params, const float *grads, double lr);
 
+/* Global-norm gradient clipping (torch.nn.utils.clip_grad_norm_): the L2
+ * norm of all n gradients (accumulated in double); when it exceeds
+ * max_norm > 0, every gradient is multiplied by max_norm / (norm + 1e-6).
+ * @return the norm before clipping. */
+double optim_clip_grad_norm(float *grads, size_t n, double max_norm);
+
 /* ---- learning-rate schedules ---------------------------------------------- */
 
 typedef enum {

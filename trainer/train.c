@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blas.h"
@@ -14,15 +15,19 @@
 #include "ckpt.h"
 #include "config.h"
 #include "dataset.h"
+#include "identity.h"
 #include "kernels.h"
 #include "metrics.h"
 #include "model.h"
 #include "ms_error.h"
 #include "optim.h"
+#include "reducer.h"
 #include "sampler.h"
+#include "timing.h"
 #include "saver.h"
 #include "trace.h"
 #include "version.h"
+#include "watchdog.h"
 
 /* Each rank caches its datasets in memory up to this many bytes of inputs;
  * larger files are read on demand. */
@@ -73,12 +78,32 @@ typedef struct {
   int64_t last_eval_step;
   /* seconds spent per part of the step, on this rank */
   double t_data, t_compute, t_comm, t_ckpt, t_eval;
+  int accumulate;               /* train.accumulate: micro-batches per step */
+  int64_t micro_batch;          /* local_batch / accumulate */
+  float *acc;                   /* (n_params) gradients of the earlier micro-batches, K > 1 */
+  reducer *red;                 /* the gradient sync; NULL with comm.sync false */
+  double t_hook;                /* seconds inside the backward hook's comm calls */
+  double grad_norm;             /* the last step's, before clipping (optim.clip_norm > 0) */
+  double peak;                  /* rank 0: single-core sgemm FLOP/s, measured at start */
+  double mean_t[T_PARTS];       /* the parts' seconds so far, mean over ranks (as of the
+                                 * last step agreement) */
+  double log_t[T_PARTS];        /* mean_t at the last log line */
+  watchdog *wd;                 /* during the step loop; NULL before and after */
+  int stall_rank;               /* MIDSCALE_DEBUG_STALL=RANK:STEP:SECONDS, rank -1 = off */
+  int64_t stall_step;
+  double stall_s;
 } run;
+
+/* A wait on the other ranks that the hang watchdog times (no-op outside
+ * the step loop). */
+static void wd_enter(run *r, const char *op, const char *where) {
+  watchdog_enter(r->wd, op, where, r->step);
+}
 
 /* The agreement every branch goes through: returns the code of the lowest
  * failing rank (0 if none) and leaves its message in ms_error_msg() on
  * every rank. */
-static int agree(run *r, int rc) {
+static int agree_at(run *r, int rc, const char *where) {
   char msg[ERRLEN];
   if (rc < 0) {
     if (r->w->size > 1 && r->w->rank != 0)
@@ -89,11 +114,15 @@ static int agree(run *r, int rc) {
     msg[0] = '\0';
   }
   r->w->err[0] = '\0';
+  wd_enter(r, "agreement", where);
   int code = comm_agree_msg(r->w, rc, msg, sizeof msg);
+  watchdog_leave(r->wd);
   if (code == 0) return 0;
   if (code == COMM_EMPI && r->w->err[0]) return ms_error_set(MS_ECOMM, "%s", r->w->err);
   return ms_error_set(code, "%s", msg);
 }
+/* Callers name themselves to the watchdog. */
+#define agree(r, rc) agree_at((r), (rc), __func__)
 
 static int comm_rc(run *r, int rc) {
   return rc < 0 ? ms_error_set(MS_ECOMM, "%s", comm_errmsg(r->w)) : 0;
@@ -115,13 +144,23 @@ static int mkdir_p(const char *path) {
   return 0;
 }
 
-/* Rank 0 reads the file and broadcasts its bytes; every rank parses the same
- * bytes and applies the same overrides. */
+/* Rank 0 reads the file and broadcasts its bytes. Every other rank parses
+ * its own copy of the file it was given where it can read one (an MPMD
+ * launch may give ranks different files: verify_identity then names the
+ * keys that differ), else rank 0's bytes (a file only rank 0's node has).
+ * Each rank applies its own overrides. */
 static int load_config(run *r, const train_args *a) {
   int rc = 0;
   if (r->w->rank == 0) rc = config_read_file(a->config_path, &r->cfg_text, &r->cfg_len);
   if ((rc = agree(r, rc))) return rc;
   if ((rc = comm_rc(r, comm_bcast_bytes(r->w, &r->cfg_text, &r->cfg_len, 0)))) return rc;
+  char *own = NULL;
+  size_t own_len = 0;
+  if (r->w->rank != 0 && config_read_file(a->config_path, &own, &own_len) == 0) {
+    free(r->cfg_text);
+    r->cfg_text = own, r->cfg_len = own_len;
+  }
+  ms_error_clear();
   config_defaults(&r->cfg);
   rc = config_parse(&r->cfg, r->cfg_text, r->cfg_len, a->config_path);
   for (int i = 0; rc == 0 && i < a->n_overrides; i++)
@@ -227,15 +266,91 @@ static void list_tensors(run *r) {
     }
 }
 
+/* One collective at start-up: every rank's program, config, layout and
+ * initial parameters (identity.h). The first rank that differs from rank 0
+ * is named with the first key that differs: the program (version or
+ * binary), then the config (with the keys and both values), then the
+ * layout: each an exit-2 error on every rank. Initial parameters that
+ * differ when all of those agree come from a different libm or CPU (the
+ * init draws normals through log/cos); rank 0's are broadcast, with a
+ * note naming the rank. Collective. */
+static int verify_identity(run *r) {
+  const int P = r->w->size;
+  ms_identity me, *all = calloc((size_t)P, sizeof *all);
+  memset(&me, 0, sizeof me);
+  snprintf(me.version, sizeof me.version, "%s", MS_VERSION_STRING);
+  me.binary = identity_binary_hash();
+  char *text = config_emit(&r->cfg);
+  if (text) me.config = identity_hash(text, strlen(text), IDENTITY_HASH_INIT);
+  me.layout = model_layout_hash(r->model);
+  me.params = model_params_hash(r->model);
+  int rc = !all || !text ? ms_error_set(MS_ENOMEM, "out of memory checking the ranks agree") : 0;
+  if ((rc = agree(r, rc))) goto done;
+  if ((rc = comm_rc(r, comm_allgather_bytes(r->w, &me, sizeof me, all)))) goto done;
+  const ms_identity *z = &all[0];
+  int k, what = 0; /* 1 program, 2 config, 3 layout, 4 params */
+  for (int key = 1; key <= 4 && !what; key++)
+    for (k = 1; k < P && !what; k++) {
+      const ms_identity *x = &all[k];
+      if (key == 1 && (strcmp(x->version, z->version) ||
+                       (x->binary && z->binary && x->binary != z->binary)))
+        what = key;
+      else if ((key == 2 && x->config != z->config) || (key == 3 && x->layout != z->layout) ||
+               (key == 4 && x->params != z->params))
+        what = key;
+    }
+  k--; /* the loop stepped past the rank that differs */
+  if (what == 1) {
+    rc = ms_error_set(MS_EUSAGE,
+                      "ranks run different programs: rank %d runs midscale %s (binary checksum "
+                      "%016llx), rank 0 midscale %s (%016llx); launch one build on every rank",
+                      k, all[k].version, (unsigned long long)all[k].binary, z->version,
+                      (unsigned long long)z->binary);
+  } else if (what == 2) {
+    /* Both texts to every rank (this path only), so each can name the keys. */
+    char *t0 = r->w->rank == 0 ? text : NULL, *tk = r->w->rank == k ? text : NULL;
+    size_t l0 = strlen(text), lk = l0;
+    rc = comm_rc(r, comm_bcast_bytes(r->w, &t0, &l0, 0));
+    if (rc == 0) rc = comm_rc(r, comm_bcast_bytes(r->w, &tk, &lk, k));
+    if (rc == 0) {
+      char diff[700];
+      int n = identity_config_diff(t0, tk, diff, sizeof diff);
+      rc = ms_error_set(MS_ECONFIG,
+                        "ranks were given different configs: rank %d differs from rank 0 in %d "
+                        "key%s (rank 0's value → rank %d's): %s",
+                        k, n, n == 1 ? "" : "s", k, diff);
+    }
+    if (t0 != text) free(t0);
+    if (tk != text) free(tk);
+  } else if (what == 3) {
+    rc = ms_error_set(MS_ECONFIG,
+                      "rank %d built another parameter layout than rank 0 from the same config: "
+                      "its data ('%s' as that rank sees it) has other sample shapes",
+                      k, r->cfg.data.path);
+  } else if (what == 4) {
+    metrics_say(r->metrics,
+                "note: rank %d's initial parameters differ from rank 0's (same program and "
+                "config: another libm or CPU); using rank 0's",
+                k);
+    rc = comm_rc(r, comm_bcast_f32(r->w, r->model->params, r->model->n_params, 0));
+  }
+done:
+  free(text);
+  free(all);
+  return rc;
+}
+
 static int build_model(run *r) {
   const ms_config *c = &r->cfg;
   r->global_batch = c->train.batch_size;
   r->local_batch = r->global_batch / r->w->size;
+  r->accumulate = c->train.accumulate > 1 ? c->train.accumulate : 1;
+  r->micro_batch = r->local_batch / r->accumulate;
   r->eval_chunk = c->train.eval_batch_size / r->w->size;
   if (r->eval_chunk < 1) r->eval_chunk = 1;
   r->loss = loss_parse(c->model.loss);
   r->classifier = check_is_classifier(c);
-  int64_t max_batch = r->local_batch > r->eval_chunk ? r->local_batch : r->eval_chunk;
+  int64_t max_batch = r->micro_batch > r->eval_chunk ? r->micro_batch : r->eval_chunk;
   size_t in = data_sample_elems(r->train);
   int64_t shape[MS_MAX_DIMS];
   int nd = check_input_shape(c, r->train, shape);
@@ -256,21 +371,16 @@ static int build_model(run *r) {
     r->y = malloc(sizeof(int32_t) * (size_t)max_batch);
     r->t = malloc(sizeof(float) * outs);
     r->dlogits = malloc(sizeof(float) * outs);
-    if (!r->perm || !r->idx || !r->x || !r->y || !r->t || !r->dlogits)
+    if (r->accumulate > 1) r->acc = malloc(sizeof(float) * (r->model->n_params + 1));
+    if (!r->perm || !r->idx || !r->x || !r->y || !r->t || !r->dlogits ||
+        (r->accumulate > 1 && !r->acc))
       rc = ms_error_set(MS_ENOMEM, "out of memory for batch buffers");
   }
   if ((rc = agree(r, rc))) return rc;
   if ((rc = check_data_labels(r))) return rc;
 
-  /* Every rank initialises from the seed; the hash check proves they agree
-   * (a different libm could break that, so rank 0's copy then wins). */
   model_init(r->model, c->run.seed);
-  int same = comm_all_equal_u64(r->w, model_params_hash(r->model));
-  if (same < 0) return comm_rc(r, same);
-  if (!same && (rc = comm_rc(r, comm_bcast_f32(r->w, r->model->params, r->model->n_params, 0))))
-    return rc;
-  if (!same)
-    metrics_say(r->metrics, "note: initial parameters differed across ranks; using rank 0's");
+  if ((rc = verify_identity(r))) return rc;
   r->layout_hash = model_layout_hash(r->model);
   list_tensors(r);
   return 0;
@@ -423,7 +533,10 @@ static int evaluate(run *r) {
     }
   }
   if ((rc = agree(r, rc))) return rc;
-  if ((rc = comm_rc(r, comm_allreduce_sum_f64(r->w, s + 1, 6)))) return rc;
+  wd_enter(r, "evaluation sums", __func__);
+  rc = comm_rc(r, comm_allreduce_sum_f64(r->w, s + 1, 6));
+  watchdog_leave(r->wd);
+  if (rc) return rc;
   ms_eval e = {.loss = s[1] / s[3],
                .classifier = r->classifier,
                .binary = r->loss == LOSS_BCE,
@@ -441,10 +554,77 @@ static int evaluate(run *r) {
   return 0;
 }
 
-/* One optimizer step on this rank's slice of the next global batch.
- * stats: loss sum, correct and samples of the global batch are added. */
+/* MIDSCALE_DEBUG_STALL: this rank sleeps before a collective, as a rank
+ * stuck on a dead file system would (for the watchdog's test). */
+static void stall(double seconds) {
+  struct timespec t = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+  while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+  }
+}
+
+static void parse_stall(run *r) {
+  const char *v = getenv("MIDSCALE_DEBUG_STALL");
+  long long step = 0;
+  r->stall_rank = -1;
+  if (v && sscanf(v, "%d:%lld:%lf", &r->stall_rank, &step, &r->stall_s) != 3) r->stall_rank = -1;
+  r->stall_step = step;
+}
+
+/* model_backward's hook on a step's last micro-batch: a range of gradients
+ * is final; add the earlier micro-batches' and hand it to the reducer,
+ * which starts the buckets it completes. */
+static void on_grad_ready(void *ctx, size_t off, size_t len) {
+  run *r = ctx;
+  if (r->acc) {
+    float *g = r->model->grads + off;
+    const float *a = r->acc + off;
+    for (size_t i = 0; i < len; i++) g[i] += a[i];
+  }
+  if (!r->red) return;
+  double t = comm_wtime();
+  reducer_ready(r->red, off, len);
+  r->t_hook += comm_wtime() - t;
+}
+
+/* The gradient sync: its buckets follow the layers (each layer's weight and
+ * bias are one unit, so a bucket ends where a layer begins). Collective. */
+static int create_reducer(run *r) {
+  const ms_config *c = &r->cfg;
+  const ms_model *m = r->model;
+  if (!c->comm.sync) return 0;
+  size_t starts[MS_MAX_LAYERS];
+  int ns = 0;
+  for (int i = 0; i < m->n_layers; i++) {
+    const ms_layer *l = &m->layers[i];
+    if (l->w >= 0 && m->p[l->w].off > 0) starts[ns++] = m->p[l->w].off;
+  }
+  reducer_opts o = {.first_bucket_bytes = (size_t)(c->comm.first_bucket_mb * 1048576.0),
+                    .bucket_bytes = (size_t)(c->comm.bucket_mb * 1048576.0),
+                    .overlap = c->comm.overlap,
+                    .wire = !strcmp(c->comm.compress, "fp16")   ? WIRE_FP16
+                            : !strcmp(c->comm.compress, "bf16") ? WIRE_BF16
+                                                                : WIRE_F32};
+  int rc = reducer_create(&r->red, r->w, m->grads, m->n_params, starts, ns, &o);
+  if (rc < 0) rc = ms_error_set(rc == COMM_ENOMEM ? MS_ENOMEM : MS_ECOMM, "%s", r->w->err);
+  return agree(r, rc);
+}
+
+/* One optimizer step on this rank's slice of the next global batch, in
+ * train.accumulate micro-batches whose gradients add up (the loss is scaled
+ * by 1 / global batch on each, so the sum is the global-batch mean: K only
+ * trades memory for time). stats: loss sum, correct and samples of the
+ * global batch are added.
+ *
+ * Order of the collectives. The gradient buckets start during the last
+ * micro-batch's backward, so they come before the step scalars; every rank
+ * issues exactly the same collectives in the same order whatever happened
+ * locally: a rank whose read failed contributes zero gradients (its buckets
+ * all start in reducer_finish), and the scalars, reduced right after the
+ * gradients and before the optimizer, make every rank abandon the step
+ * together. Sending the scalars first instead would put a blocking
+ * collective (and a wait for the slowest rank's data) in front of every
+ * step's compute. */
 static int train_step(run *r, double stats[3]) {
-  double t0 = comm_wtime();
   if (r->perm_epoch != r->epoch) {
     sampler_permutation(r->cfg.run.seed, (uint64_t)r->epoch, data_count(r->train), r->perm);
     r->perm_epoch = r->epoch;
@@ -452,36 +632,64 @@ static int train_step(run *r, double stats[3]) {
   uint64_t begin, count;
   sampler_rank_slice((uint64_t)r->global_batch, r->w->size, r->w->rank, &begin, &count);
   const uint64_t *idx = r->perm + r->step_in_epoch * r->global_batch + (int64_t)begin;
-  int n = (int)count;
-  /* Step scalars, reduced together before the gradients so that a rank
-   * whose read failed, or that got a stop signal, stops every rank at the
-   * same step without a hang: read failed, loss sum, correct, stop signal,
-   * checkpoint time due (rank 0's clock), background save failed. */
-  double s[6] = {0, 0, 0, 0, 0, 0};
+  const int K = r->accumulate, n = (int)r->micro_batch;
+  /* Step scalars: read failed, loss sum, correct, stop signal, checkpoint
+   * time due (rank 0's clock), background save failed; then this rank's
+   * seconds so far per part (timing.h), summed for the log's breakdown. */
+  double s[6 + T_PARTS] = {0};
   s[3] = r->stop_signal && *r->stop_signal ? 1 : 0;
   s[4] = r->w->rank == 0 && r->cfg.checkpoint.every_minutes > 0 &&
          comm_wtime() - r->t_last_ckpt >= 60.0 * r->cfg.checkpoint.every_minutes;
   s[5] = r->saver_rc < 0;
-  int rc = read_batch(r, r->train, idx, n);
-  if (rc == 0)
-    trace_samples(r->w->rank, r->step, r->epoch, idx, (size_t)n, r->x,
-                  data_sample_elems(r->train));
-  double t1 = comm_wtime();
-  r->t_data += t1 - t0;
-  if (rc == 0) {
+  int rc = 0;
+  r->t_hook = 0;
+  if (r->red) reducer_begin(r->red);
+  for (int k = 0; k < K && rc == 0; k++) {
+    const uint64_t *mi = idx + (size_t)k * (size_t)n;
+    double t0 = comm_wtime();
+    rc = read_batch(r, r->train, mi, n);
+    if (rc == 0)
+      trace_samples(r->w->rank, r->step, r->epoch, mi, (size_t)n, r->x,
+                    data_sample_elems(r->train));
+    double t1 = comm_wtime();
+    r->t_data += t1 - t0;
+    if (rc) break;
     /* Dropout masks follow the samples' dataset indices: world-size invariant. */
-    ms_pass pass = {.seed = r->cfg.run.seed, .step = (uint64_t)r->step, .rows = idx};
+    ms_pass pass = {.seed = r->cfg.run.seed, .step = (uint64_t)r->step, .rows = mi};
     const float *out = model_forward(r->model, r->x, n, &pass);
     long correct = 0;
-    s[1] = compute_loss(r, r->dlogits, out, n, 1.0f / (float)r->global_batch, &correct);
-    s[2] = (double)correct;
-    model_backward(r->model, r->dlogits, &pass, NULL, NULL);
-  } else {
-    s[0] = 1;
+    s[1] += compute_loss(r, r->dlogits, out, n, 1.0f / (float)r->global_batch, &correct);
+    s[2] += (double)correct;
+    int last = k == K - 1;
+    model_backward(r->model, r->dlogits, &pass, last && (r->red || r->acc) ? on_grad_ready : NULL,
+                   r);
+    if (!last) {
+      float *g = r->model->grads, *a = r->acc;
+      if (k == 0)
+        memcpy(a, g, sizeof(float) * r->model->n_params);
+      else
+        for (size_t i = 0; i < r->model->n_params; i++) a[i] += g[i];
+    }
+    r->t_compute += comm_wtime() - t1;
   }
+  if (rc) {
+    s[0] = 1;
+    memset(r->model->grads, 0, sizeof(float) * r->model->n_params);
+  }
+  r->t_compute -= r->t_hook;
+  if (r->w->rank == r->stall_rank && r->step == r->stall_step) stall(r->stall_s);
   double t2 = comm_wtime();
-  r->t_compute += t2 - t1;
-  int crc = comm_allreduce_sum_f64(r->w, s, 6);
+  wd_enter(r, "gradient allreduce", __func__);
+  int crc = r->red ? reducer_finish(r->red) : 0;
+  watchdog_leave(r->wd);
+  if (crc) return comm_rc(r, crc);
+  /* (This step's sync is counted from the next step's agreement on.) */
+  double parts[T_PARTS] = {r->t_compute, r->t_comm, r->t_data, r->t_ckpt, r->t_eval};
+  memcpy(s + 6, parts, sizeof parts);
+  wd_enter(r, "step agreement", __func__);
+  crc = comm_allreduce_sum_f64(r->w, s, 6 + T_PARTS);
+  watchdog_leave(r->wd);
+  for (int i = 0; i < T_PARTS; i++) r->mean_t[i] = s[6 + i] / r->w->size;
   if (crc == 0 && (s[0] > 0 || s[5] > 0)) {
     if (rc == 0) rc = saver_failure(r);
     return agree(r, rc);
@@ -490,14 +698,18 @@ static int train_step(run *r, double stats[3]) {
     /* Which signal: the largest number any rank got (one more collective,
      * on this path only). */
     double sig = r->stop_signal ? (double)*r->stop_signal : 0.0;
+    wd_enter(r, "stop-signal agreement", __func__);
     crc = comm_allreduce_max_f64(r->w, &sig, 1);
+    watchdog_leave(r->wd);
     r->stop_signo = (int)sig;
   }
   r->time_ckpt_due = s[4] > 0;
-  if (crc == 0) crc = comm_allreduce_sum_f32(r->w, r->model->grads, r->model->n_params);
   if (crc) return comm_rc(r, crc);
   double t3 = comm_wtime();
-  r->t_comm += t3 - t2;
+  r->t_comm += t3 - t2 + r->t_hook;
+  /* Clipping sees the synced gradients: the same norm on every rank. */
+  if (r->cfg.optim.clip_norm > 0)
+    r->grad_norm = optim_clip_grad_norm(r->model->grads, r->model->n_params, r->cfg.optim.clip_norm);
   optim_step(r->opt, r->model->params, r->model->grads,
              schedule_lr(&r->cfg, r->step, r->total_steps));
   r->t_compute += comm_wtime() - t3;
@@ -533,13 +745,42 @@ static void say_start(run *r) {
   metrics_say(r->metrics, "model %s: %zu parameters, %.2f MFLOP/sample forward, loss %s, %s",
               shape, m->n_params, model_flops_per_sample(m) / 1e6, r->cfg.model.loss,
               r->cfg.optim.name);
-  metrics_say(r->metrics,
-              "train: %d epochs x %lld steps, global batch %lld (%lld per rank), run dir %s",
+  char per_rank[96];
+  if (r->accumulate > 1)
+    snprintf(per_rank, sizeof per_rank, "%lld per rank in %d micro-batches of %lld",
+             (long long)r->local_batch, r->accumulate, (long long)r->micro_batch);
+  else
+    snprintf(per_rank, sizeof per_rank, "%lld per rank", (long long)r->local_batch);
+  metrics_say(r->metrics, "train: %d epochs x %lld steps, global batch %lld (%s), run dir %s",
               r->cfg.train.epochs, (long long)r->steps_per_epoch, (long long)r->global_batch,
-              (long long)r->local_batch, r->cfg.run.dir);
+              per_rank, r->cfg.run.dir);
+  if (r->red) {
+    char sizes[160] = "";
+    size_t lo = 0, hi = 0;
+    int nb = reducer_buckets(r->red, -1, &lo, &hi);
+    for (int b = 0; b < nb && b < 6; b++) {
+      reducer_buckets(r->red, b, &lo, &hi);
+      snprintf(sizes + strlen(sizes), sizeof sizes - strlen(sizes), "%s%.3g", b ? " + " : "",
+               (double)(hi - lo) * sizeof(float) / 1e6);
+    }
+    if (nb > 6) snprintf(sizes + strlen(sizes), sizeof sizes - strlen(sizes), " + ...");
+    metrics_say(r->metrics,
+                "comm: %s, %d bucket%s (%s MB), overlap %s, %s on the wire%s, %.3g MB sent per "
+                "rank per step",
+                reducer_method(r->red), nb, nb == 1 ? "" : "s", sizes,
+                r->cfg.comm.overlap ? "on" : "off",
+                strcmp(r->cfg.comm.compress, "none") ? r->cfg.comm.compress : "fp32",
+                strcmp(r->cfg.comm.compress, "none") ? " with error feedback" : "",
+                reducer_wire_bytes(r->red) / 1e6);
+  } else {
+    metrics_say(r->metrics,
+                "comm: NO gradient sync (comm.sync false, a benchmark setting: every rank trains "
+                "its own model)");
+  }
 }
 
 static int setup(run *r, const train_args *a) {
+  parse_stall(r);
   int rc = load_config(r, a);
   if (rc) return rc;
   const ms_config *c = &r->cfg;
@@ -566,9 +807,11 @@ static int setup(run *r, const train_args *a) {
     }
   }
   if ((rc = agree(r, rc))) return rc;
+  if ((rc = agree(r, check_accumulate(c, r->w->size)))) return rc;
   if ((rc = open_data(r))) return rc;
   if ((rc = agree(r, check_model_input(c, r->train)))) return rc;
   if ((rc = build_model(r))) return rc;
+  if ((rc = create_reducer(r))) return rc;
   /* The checkpoint writer and its snapshot exist from the start, so the
    * first checkpoint pays no allocation in the middle of training. */
   if (r->w->rank == 0)
@@ -594,9 +837,11 @@ static int setup(run *r, const train_args *a) {
 }
 
 static void teardown(run *r) {
+  watchdog_free(r->wd);
   saver_free(r->saver);
   metrics_close(r->metrics);
   optim_free(r->opt);
+  reducer_free(r->red);
   model_free(r->model);
   data_close(r->train);
   data_close(r->test);
@@ -607,12 +852,50 @@ static void teardown(run *r) {
   free(r->y);
   free(r->t);
   free(r->dlogits);
+  free(r->acc);
+}
+
+/* The breakdown of an interval: its wall time, the mean seconds per part
+ * over ranks, the samples trained. */
+static void breakdown(const run *r, double wall, const double *t, double samples,
+                      ms_breakdown *b) {
+  ms_interval iv = {.wall = wall,
+                    .samples = samples,
+                    .flops_per_sample = model_flops_per_sample(r->model),
+                    .world = r->w->size,
+                    .threads = blas_threads(r->w, r->cfg.run.threads),
+                    .peak = r->peak};
+  memcpy(iv.t, t, sizeof iv.t);
+  timing_breakdown(&iv, b);
+}
+
+/* Rank 0, at a log line: where the interval's time went. */
+static void say_interval(run *r, double wall, double samples) {
+  if (!r->metrics) return;
+  double t[T_PARTS];
+  for (int i = 0; i < T_PARTS; i++) t[i] = r->mean_t[i] - r->log_t[i];
+  memcpy(r->log_t, r->mean_t, sizeof r->log_t);
+  ms_breakdown b;
+  breakdown(r, wall, t, samples, &b);
+  char text[256], json[512], line[700];
+  timing_format(&b, text, sizeof text, json, sizeof json);
+  metrics_say(r->metrics, "        time: %s | %.3g GFLOP/s per rank, %.0f%% of sgemm peak", text,
+              b.flops_per_rank / 1e9, 100 * b.peak_frac);
+  snprintf(line, sizeof line, "{\"kind\":\"time\",\"step\":%lld,%s}", (long long)r->step, json);
+  metrics_json(r->metrics, line);
 }
 
 static void say_summary(run *r, double wall, int64_t steps_run) {
-  double t[5] = {r->t_compute, r->t_comm, r->t_data, r->t_ckpt, r->t_eval};
-  /* The slowest rank's times are the ones the job waited for. */
-  if (comm_allreduce_max_f64(r->w, t, 5) != 0) return;
+  double t[T_PARTS] = {r->t_compute, r->t_comm, r->t_data, r->t_ckpt, r->t_eval}, mean[T_PARTS];
+  memcpy(mean, t, sizeof mean);
+  /* The slowest rank's times are the ones the job waited for; the mean
+   * gives the fractions. */
+  wd_enter(r, "summary", __func__);
+  int crc = comm_allreduce_max_f64(r->w, t, T_PARTS);
+  if (crc == 0) crc = comm_allreduce_sum_f64(r->w, mean, T_PARTS);
+  watchdog_leave(r->wd);
+  if (crc != 0) return;
+  for (int i = 0; i < T_PARTS; i++) mean[i] /= r->w->size;
   double sps = wall > 0 ? (double)steps_run * (double)r->global_batch / wall : 0.0;
   if (r->last_eval_step >= 0 && r->classifier)
     metrics_say(r->metrics, "final test accuracy %.4f (loss %.4f)", r->last_eval_acc,
@@ -623,13 +906,27 @@ static void say_summary(run *r, double wall, int64_t steps_run) {
               "done: %lld steps in %.2f s, %.0f samples/s; time per part (max over ranks): "
               "compute %.2f s, comm %.2f s, data %.2f s, checkpoint %.2f s, eval %.2f s",
               (long long)steps_run, wall, sps, t[0], t[1], t[2], t[3], t[4]);
-  char json[512];
+  ms_breakdown b;
+  breakdown(r, wall, mean, (double)steps_run * (double)r->global_batch, &b);
+  char text[256], bjson[512];
+  timing_format(&b, text, sizeof text, bjson, sizeof bjson);
+  metrics_say(r->metrics, "time (mean over ranks): %s", text);
+  metrics_say(r->metrics,
+              "speed: %.0f samples/s; model %.3g GFLOP/s per rank (3x the %.3g MFLOP/sample "
+              "forward), %.1f%% of %d x %.3g GFLOP/s (single-core sgemm peak measured at "
+              "start-up, %d BLAS thread%s per rank)",
+              b.samples_per_s, b.flops_per_rank / 1e9, model_flops_per_sample(r->model) / 1e6,
+              100 * b.peak_frac, blas_threads(r->w, r->cfg.run.threads), r->peak / 1e9,
+              blas_threads(r->w, r->cfg.run.threads),
+              blas_threads(r->w, r->cfg.run.threads) == 1 ? "" : "s");
+  char json[1200];
   snprintf(json, sizeof json,
            "{\"kind\":\"summary\",\"steps\":%lld,\"seconds\":%.3f,\"samples_per_s\":%.1f,"
            "\"test_acc\":%.6f,\"compute_s\":%.3f,\"comm_s\":%.3f,\"data_s\":%.3f,"
-           "\"checkpoint_s\":%.3f,\"eval_s\":%.3f,\"world\":%d}",
+           "\"checkpoint_s\":%.3f,\"eval_s\":%.3f,\"world\":%d,\"sgemm_peak_gflops\":%.2f,"
+           "\"fractions\":{%s}}",
            (long long)r->step, wall, sps, r->last_eval_step >= 0 ? r->last_eval_acc : -1.0, t[0],
-           t[1], t[2], t[3], t[4], r->w->size);
+           t[1], t[2], t[3], t[4], r->w->size, r->peak / 1e9, bjson);
   metrics_json(r->metrics, json);
 }
 
@@ -641,7 +938,16 @@ int train_run(comm_world *w, const train_args *a) {
   ms_error_clear();
   int rc = setup(&r, a);
   if (rc) goto out;
+  /* The watchdog times the step loop's collectives only: at start-up a rank
+   * may rightly spend minutes loading data while the others wait. */
+  if (a->on_hang) {
+    rc = watchdog_create(&r.wd, r.w, r.cfg.comm.timeout_s, a->on_hang, NULL);
+    if (rc < 0) rc = ms_error_set(rc == COMM_ENOMEM ? MS_ENOMEM : MS_ECOMM, "%s", r.w->err);
+    if ((rc = agree(&r, rc))) goto out;
+  }
 
+  /* About 2 ms on rank 0 only, while the others wait in the first step. */
+  if (r.w->rank == 0) r.peak = blas_sgemm_peak();
   const ms_config *c = &r.cfg;
   double t_start = comm_wtime(), t_log = t_start, t_bar = 0;
   r.t_last_ckpt = t_start; /* checkpoint.every_minutes counts from here */
@@ -656,6 +962,7 @@ int train_run(comm_world *w, const train_args *a) {
       metrics_train(r.metrics, r.step, r.total_steps, epoch_before + 1, stats[0] / stats[2],
                     r.classifier ? stats[1] / stats[2] : -1.0, schedule_lr(c, r.step - 1, r.total_steps),
                     (double)(r.step - log_from) * (double)r.global_batch / (now - t_log));
+      say_interval(&r, now - t_log, (double)(r.step - log_from) * (double)r.global_batch);
       t_log = now, log_from = r.step;
       stats[0] = stats[1] = stats[2] = 0;
     } else if (r.metrics && comm_wtime() - t_bar > 0.1) {

@@ -25,6 +25,11 @@ typedef struct {
   const volatile sig_atomic_t *stop_signal; /* non-zero (the signal number) asks
                                         the run to stop at the next step with a
                                         checkpoint and return MS_ESTOP; NULL = none */
+  void (*on_hang)(void *ctx, const char *report); /* the hang watchdog's end
+                                        (comm/watchdog.h): called on the watchdog's
+                                        thread when a rank has waited comm.timeout_s
+                                        in a collective; must end the process.
+                                        NULL = no watchdog */
 } train_args;
 
 /* @return 0, or a negative MS_E* code (same on every rank). */

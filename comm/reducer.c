@@ -1,0 +1,360 @@
+#include "reducer.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A bucket goes IDLE -> PHASE1 -> (rank-ordered path: REDUCED -> PHASE2 ->)
+ * DONE. PHASE1 is the native allreduce, or the all-to-all of the
+ * rank-ordered path; PHASE2 its allgather. */
+enum { B_IDLE = 0, B_PHASE1, B_REDUCED, B_PHASE2, B_DONE };
+
+typedef struct {
+  size_t lo, hi; /* floats of the arena */
+  int state;
+  MPI_Request req;
+  /* Rank-ordered path, per rank j (in MPI datatype units): all-to-all send
+   * and receive counts and displacements, allgather counts and
+   * displacements. They must stay unchanged while a collective is in flight. */
+  int *sc, *sd, *rc, *rd, *ac, *ad;
+  size_t me_lo, me_n; /* this rank's range of the bucket: the sum it computes */
+  size_t s32;         /* offset of its received fp32 pieces in scratch */
+  size_t w16;         /* offset of its 16-bit words (sent, then gathered) in buf16 */
+  size_t r16;         /* offset of its received 16-bit pieces in recv16 */
+} bucket;
+
+struct reducer {
+  comm_world *w;
+  MPI_Comm c1, c2; /* phase 1 and phase 2: each sees its collectives in bucket order */
+  float *g;
+  size_t n;
+  int P, me;
+  int overlap, ordered;
+  wire_format wire;
+  int nb;
+  bucket *b;
+  int *counts;
+  float *scratch;  /* fp32 pieces received (P * me_n per bucket) */
+  uint16_t *buf16; /* per bucket: every rank's range, WIRE_HEADER words in front */
+  uint16_t *recv16;
+  float *res_send; /* (n) error feedback of this rank's contribution */
+  float *res_own;  /* (n) error feedback of the sums this rank owns */
+  size_t ready_lo; /* [ready_lo, n) is final */
+  int next_start;  /* buckets [0, next_start) have started */
+  int next_phase2; /* buckets [0, next_phase2) have started phase 2 */
+  int failed;      /* an MPI call failed inside reducer_ready/progress */
+  double wire_bytes;
+};
+
+static int fail(reducer *r, int mpi_rc, const char *what) {
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  if (MPI_Error_string(mpi_rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", mpi_rc);
+  if (!r->failed) snprintf(r->w->err, sizeof r->w->err, "reducer: %s failed: %s", what, msg);
+  r->failed = 1;
+  return COMM_EMPI;
+}
+
+static size_t range_start(size_t m, int j, int P) { return (size_t)((uint64_t)m * (uint64_t)j / (uint64_t)P); }
+
+/* Counts, displacements and buffer offsets of the rank-ordered path. */
+static void layout_bucket(reducer *r, bucket *b, size_t *s32, size_t *w16, size_t *r16) {
+  int P = r->P, H = r->wire == WIRE_F32 ? 0 : WIRE_HEADER;
+  size_t m = b->hi - b->lo;
+  b->me_lo = b->lo + range_start(m, r->me, P);
+  b->me_n = range_start(m, r->me + 1, P) - range_start(m, r->me, P);
+  for (int j = 0; j < P; j++) {
+    int cj = (int)(range_start(m, j + 1, P) - range_start(m, j, P));
+    int off = (int)range_start(m, j, P) + j * H;
+    /* Nothing is sent to oneself: the own range is read in place. */
+    b->sc[j] = j == r->me ? 0 : cj + H;
+    b->sd[j] = off;
+    b->rc[j] = j == r->me ? 0 : (int)b->me_n + H;
+    b->rd[j] = j * ((int)b->me_n + H);
+    b->ac[j] = cj + H;
+    b->ad[j] = off;
+  }
+  b->s32 = *s32;
+  b->w16 = *w16;
+  b->r16 = *r16;
+  *s32 += (size_t)P * b->me_n;
+  *w16 += m + (size_t)P * (size_t)H;
+  *r16 += (size_t)P * (b->me_n + (size_t)H);
+  double unit = H ? 2.0 : 4.0;
+  for (int j = 0; j < P; j++) r->wire_bytes += unit * (b->sc[j] + (j == r->me ? 0 : b->ac[r->me]));
+}
+
+int reducer_create(reducer **out, comm_world *w, float *grads, size_t n, const size_t *starts,
+                   int n_starts, const reducer_opts *o) {
+  *out = NULL;
+  reducer *r = calloc(1, sizeof *r);
+  if (!r) goto oom;
+  r->w = w;
+  r->c1 = r->c2 = MPI_COMM_NULL;
+  r->g = grads;
+  r->n = n;
+  r->P = w->size;
+  r->me = w->rank;
+  r->overlap = o->overlap;
+  r->wire = r->P > 1 ? o->wire : WIRE_F32;
+  r->ordered = r->P > 2 || r->wire != WIRE_F32;
+  int rc = MPI_Comm_dup(w->comm, &r->c1);
+  if (rc == MPI_SUCCESS) rc = MPI_Comm_dup(w->comm, &r->c2);
+  if (rc != MPI_SUCCESS) {
+    fail(r, rc, "MPI_Comm_dup");
+    reducer_free(r);
+    return COMM_EMPI;
+  }
+
+  /* Overlap off: one collective over the whole arena (cut only at 2^30). */
+  size_t first = o->overlap ? o->first_bucket_bytes / sizeof(float) : n;
+  size_t cap = o->overlap ? o->bucket_bytes / sizeof(float) : n;
+  int max = 16;
+  size_t *bounds = NULL;
+  for (;;) {
+    size_t *nbounds = realloc(bounds, sizeof *bounds * (size_t)(max + 1));
+    if (!nbounds) {
+      free(bounds);
+      goto oom;
+    }
+    bounds = nbounds;
+    r->nb = wire_plan_buckets(n, o->overlap ? starts : NULL, o->overlap ? n_starts : 0, first, cap,
+                              bounds, max);
+    if (r->nb >= 0) break;
+    max *= 4;
+  }
+  r->b = calloc((size_t)(r->nb ? r->nb : 1), sizeof *r->b);
+  r->counts = calloc((size_t)(r->nb ? r->nb : 1) * 6 * (size_t)r->P, sizeof *r->counts);
+  if (!r->b || !r->counts) {
+    free(bounds);
+    goto oom;
+  }
+  size_t s32 = 0, w16 = 0, r16 = 0;
+  for (int i = 0; i < r->nb; i++) {
+    bucket *b = &r->b[i];
+    b->lo = bounds[i + 1];
+    b->hi = bounds[i];
+    b->req = MPI_REQUEST_NULL;
+    int *c = r->counts + (size_t)i * 6 * (size_t)r->P;
+    b->sc = c, b->sd = c + r->P, b->rc = c + 2 * r->P, b->rd = c + 3 * r->P;
+    b->ac = c + 4 * r->P, b->ad = c + 5 * r->P;
+    if (r->ordered)
+      layout_bucket(r, b, &s32, &w16, &r16);
+    else if (r->P == 2)
+      r->wire_bytes += 4.0 * (double)(b->hi - b->lo); /* half out in each of two phases */
+  }
+  free(bounds);
+  if (r->ordered && r->wire == WIRE_F32) {
+    r->scratch = malloc(sizeof(float) * (s32 ? s32 : 1));
+    if (!r->scratch) goto oom;
+  }
+  if (r->ordered && r->wire != WIRE_F32) {
+    r->buf16 = malloc(sizeof(uint16_t) * (w16 ? w16 : 1));
+    r->recv16 = malloc(sizeof(uint16_t) * (r16 ? r16 : 1));
+    r->res_send = calloc(n ? n : 1, sizeof(float));
+    r->res_own = calloc(n ? n : 1, sizeof(float));
+    if (!r->buf16 || !r->recv16 || !r->res_send || !r->res_own) goto oom;
+  }
+  reducer_begin(r);
+  *out = r;
+  return 0;
+oom:
+  snprintf(w->err, sizeof w->err, "reducer: out of memory for the buckets of %zu floats", n);
+  reducer_free(r);
+  return COMM_ENOMEM;
+}
+
+void reducer_free(reducer *r) {
+  if (!r) return;
+  if (r->c1 != MPI_COMM_NULL) MPI_Comm_free(&r->c1);
+  if (r->c2 != MPI_COMM_NULL) MPI_Comm_free(&r->c2);
+  free(r->b);
+  free(r->counts);
+  free(r->scratch);
+  free(r->buf16);
+  free(r->recv16);
+  free(r->res_send);
+  free(r->res_own);
+  free(r);
+}
+
+void reducer_begin(reducer *r) {
+  for (int i = 0; i < r->nb; i++) r->b[i].state = B_IDLE;
+  r->ready_lo = r->n;
+  r->next_start = r->next_phase2 = 0;
+  r->failed = 0;
+}
+
+/* ---- the two phases ---------------------------------------------------------- */
+
+static int phase1(reducer *r, bucket *b, int blocking) {
+  int rc;
+  b->state = B_PHASE1;
+  if (!r->ordered) {
+    float *p = r->g + b->lo;
+    int m = (int)(b->hi - b->lo);
+    rc = blocking ? MPI_Allreduce(MPI_IN_PLACE, p, m, MPI_FLOAT, MPI_SUM, r->c1)
+                  : MPI_Iallreduce(MPI_IN_PLACE, p, m, MPI_FLOAT, MPI_SUM, r->c1, &b->req);
+    return rc == MPI_SUCCESS ? 0 : fail(r, rc, blocking ? "MPI_Allreduce" : "MPI_Iallreduce");
+  }
+  void *send, *recv;
+  MPI_Datatype t;
+  if (r->wire == WIRE_F32) {
+    send = r->g + b->lo, recv = r->scratch + b->s32, t = MPI_FLOAT;
+  } else {
+    /* Every range in 16 bits, the own one too: its rounding is part of the
+     * sum like everyone else's. */
+    size_t m = b->hi - b->lo;
+    for (int j = 0; j < r->P; j++) {
+      size_t off = range_start(m, j, r->P), len = range_start(m, j + 1, r->P) - off;
+      wire_encode(r->wire, r->g + b->lo + off, r->res_send + b->lo + off, len,
+                  r->buf16 + b->w16 + b->ad[j]);
+    }
+    send = r->buf16 + b->w16, recv = r->recv16 + b->r16, t = MPI_UINT16_T;
+  }
+  rc = blocking ? MPI_Alltoallv(send, b->sc, b->sd, t, recv, b->rc, b->rd, t, r->c1)
+                : MPI_Ialltoallv(send, b->sc, b->sd, t, recv, b->rc, b->rd, t, r->c1, &b->req);
+  return rc == MPI_SUCCESS ? 0 : fail(r, rc, blocking ? "MPI_Alltoallv" : "MPI_Ialltoallv");
+}
+
+/* Phase 1 is complete: the owner sums its range in rank order. */
+static void reduce_own(reducer *r, bucket *b) {
+  if (!r->ordered) {
+    b->state = B_DONE;
+    return;
+  }
+  float *out = r->g + b->me_lo;
+  size_t k = b->me_n;
+  if (r->wire == WIRE_F32) {
+    float *own = r->scratch + b->s32 + (size_t)r->me * k;
+    memcpy(own, out, k * sizeof *out);
+    const float *p0 = r->scratch + b->s32;
+    memcpy(out, p0, k * sizeof *out);
+    for (int j = 1; j < r->P; j++) {
+      const float *pj = r->scratch + b->s32 + (size_t)j * k;
+      for (size_t i = 0; i < k; i++) out[i] += pj[i];
+    }
+  } else {
+    for (int j = 0; j < r->P; j++) {
+      const uint16_t *pj = j == r->me ? r->buf16 + b->w16 + b->ad[j]
+                                      : r->recv16 + b->r16 + (size_t)b->rd[j];
+      if (j == 0)
+        wire_decode(r->wire, pj, k, out);
+      else
+        wire_decode_add(r->wire, pj, k, out);
+    }
+    /* The sum goes back in 16 bits; its rounding is this rank's to feed back. */
+    wire_encode(r->wire, out, r->res_own + b->me_lo, k, r->buf16 + b->w16 + b->ad[r->me]);
+  }
+  b->state = B_REDUCED;
+}
+
+static int phase2(reducer *r, bucket *b, int blocking) {
+  int rc;
+  b->state = B_PHASE2;
+  if (r->wire == WIRE_F32) {
+    float *p = r->g + b->lo;
+    rc = blocking ? MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, p, b->ac, b->ad, MPI_FLOAT, r->c2)
+                  : MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, p, b->ac, b->ad, MPI_FLOAT, r->c2,
+                                    &b->req);
+  } else {
+    uint16_t *p = r->buf16 + b->w16;
+    rc = blocking
+             ? MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_UINT16_T, p, b->ac, b->ad, MPI_UINT16_T, r->c2)
+             : MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_UINT16_T, p, b->ac, b->ad, MPI_UINT16_T,
+                               r->c2, &b->req);
+  }
+  return rc == MPI_SUCCESS ? 0 : fail(r, rc, blocking ? "MPI_Allgatherv" : "MPI_Iallgatherv");
+}
+
+/* Phase 2 is complete: every rank decodes every range. */
+static void gathered(reducer *r, bucket *b) {
+  if (r->wire != WIRE_F32) {
+    size_t m = b->hi - b->lo;
+    for (int j = 0; j < r->P; j++) {
+      size_t off = range_start(m, j, r->P), len = range_start(m, j + 1, r->P) - off;
+      wire_decode(r->wire, r->buf16 + b->w16 + b->ad[j], len, r->g + b->lo + off);
+    }
+  }
+  b->state = B_DONE;
+}
+
+/* Phase 2 starts in bucket order on every rank, whatever order phase 1
+ * completed in: collectives on one communicator must be issued in the same
+ * order everywhere. */
+static int start_phase2_in_order(reducer *r) {
+  while (r->next_phase2 < r->next_start && r->b[r->next_phase2].state == B_REDUCED)
+    if (phase2(r, &r->b[r->next_phase2++], 0)) return COMM_EMPI;
+  return 0;
+}
+
+static int test_one(reducer *r, bucket *b, int wait) {
+  int done = 1, rc;
+  if (b->state != B_PHASE1 && b->state != B_PHASE2) return 0;
+  rc = wait ? MPI_Wait(&b->req, MPI_STATUS_IGNORE) : MPI_Test(&b->req, &done, MPI_STATUS_IGNORE);
+  if (rc != MPI_SUCCESS) return fail(r, rc, wait ? "MPI_Wait" : "MPI_Test");
+  if (!done) return 0;
+  if (b->state == B_PHASE1)
+    reduce_own(r, b);
+  else
+    gathered(r, b);
+  return 0;
+}
+
+void reducer_progress(reducer *r) {
+  if (!r || r->P == 1 || r->failed || !r->overlap) return;
+  for (int i = 0; i < r->next_start; i++)
+    if (test_one(r, &r->b[i], 0)) return;
+  start_phase2_in_order(r);
+}
+
+void reducer_ready(void *ctx, size_t off, size_t len) {
+  reducer *r = ctx;
+  (void)len;
+  if (off < r->ready_lo) r->ready_lo = off;
+  if (r->P == 1 || r->failed || !r->overlap) return;
+  while (r->next_start < r->nb && r->b[r->next_start].lo >= r->ready_lo)
+    if (phase1(r, &r->b[r->next_start++], 0)) return;
+  reducer_progress(r);
+}
+
+int reducer_finish(reducer *r) {
+  if (r->P == 1) return 0;
+  if (r->failed) return COMM_EMPI;
+  if (!r->overlap) {
+    /* One blocking collective (two on the rank-ordered path) per bucket. */
+    for (int i = 0; i < r->nb; i++) {
+      bucket *b = &r->b[i];
+      if (phase1(r, b, 1)) return COMM_EMPI;
+      reduce_own(r, b);
+      if (b->state == B_REDUCED) {
+        if (phase2(r, b, 1)) return COMM_EMPI;
+        gathered(r, b);
+      }
+    }
+    return 0;
+  }
+  r->ready_lo = 0;
+  while (r->next_start < r->nb)
+    if (phase1(r, &r->b[r->next_start++], 0)) return COMM_EMPI;
+  for (int i = 0; i < r->nb; i++) {
+    if (r->b[i].state == B_PHASE1 && test_one(r, &r->b[i], 1)) return COMM_EMPI;
+    if (start_phase2_in_order(r)) return COMM_EMPI;
+  }
+  for (int i = 0; i < r->nb; i++)
+    if (test_one(r, &r->b[i], 1)) return COMM_EMPI;
+  return 0;
+}
+
+int reducer_buckets(const reducer *r, int b, size_t *lo, size_t *hi) {
+  if (b >= 0 && b < r->nb) *lo = r->b[b].lo, *hi = r->b[b].hi;
+  return r->nb;
+}
+
+double reducer_wire_bytes(const reducer *r) { return r->P > 1 ? r->wire_bytes : 0.0; }
+
+const char *reducer_method(const reducer *r) {
+  if (r->P == 1) return "none (one rank)";
+  return r->ordered ? "rank-ordered reduce-scatter + allgather" : "MPI allreduce (2 ranks)";
+}

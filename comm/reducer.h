@@ -1,0 +1,100 @@
+/* reducer — sums a flat float arena (the gradients) over the ranks, in
+ * buckets that start while backward is still running.
+ *
+ * Backward produces gradients from the end of the arena towards its start
+ * (model.h, ms_grad_ready). The arena is cut into buckets (wire.h,
+ * wire_plan_buckets: whole layers from the end, a small first bucket); the
+ * hook calls reducer_ready() with each finished range, which starts every
+ * bucket that is now complete with a non-blocking collective and tests the
+ * ones in flight (Open MPI moves data only inside MPI calls, so this is
+ * where the overlap happens). reducer_finish() starts what is left, waits,
+ * and leaves the sum over ranks in the arena.
+ *
+ * The sum. Every element is summed in rank order, ((g0 + g1) + g2) + ...,
+ * in fp32, whatever the bucket size, the overlap, the MPI library or its
+ * choice of algorithm: so overlap on or off and any bucket size give
+ * bitwise-identical results. MPI_Allreduce does not promise that: with 3 or
+ * more ranks its summation order depends on the algorithm, which Open MPI
+ * picks by message size. So with more than 2 ranks (or a 16-bit wire) a
+ * bucket is reduced in two collectives: an all-to-all sends element range j
+ * of the bucket to rank j (a reduce-scatter whose sum the reducer does
+ * itself, in rank order), then an allgather returns every range to every
+ * rank; each rank sends and receives 2 (P - 1) / P of the bucket, as a ring
+ * allreduce does. With 2 ranks each element is one addition g0 + g1, which
+ * is commutative, so MPI's own (I)allreduce gives the same bits and is used.
+ *
+ * 16-bit wire (WIRE_FP16, WIRE_BF16): each rank sends its ranges as 16-bit
+ * values (wire.h: a power-of-two scale per range for fp16), keeping what
+ * rounding lost in a per-element residual that is added to the next call's
+ * gradient (error feedback); the owner of a range sums the P decoded
+ * contributions in fp32 and sends the sum back in 16 bits, with a residual of
+ * its own for that rounding. All ranks decode the same words, so they hold
+ * identical sums. Half the bytes of fp32 on the wire.
+ *
+ * One world of 1 rank: nothing to send; the arena is left as it is.
+ *
+ * Collective: reducer_create, reducer_finish and the sequence of buckets
+ * started are collective over the world's ranks (every rank must call
+ * reducer_finish once per reducer_begin, with any pattern of
+ * reducer_ready calls in between). The reducer works on two duplicates of
+ * the world's communicator, so collectives on w->comm in between do not
+ * interfere. MPI_THREAD_FUNNELED: the calling thread only.
+ * Errors: COMM_EMPI (MPI failure), COMM_ENOMEM; the message is in w->err.
+ */
+#ifndef MS_REDUCER_H
+#define MS_REDUCER_H
+
+#include <stddef.h>
+
+#include "comm.h"
+#include "wire.h"
+
+typedef struct reducer reducer;
+
+typedef struct {
+  size_t first_bucket_bytes; /* the first bucket (the last layers); DDP's is 1 MiB */
+  size_t bucket_bytes;       /* the others (DDP's 25 MiB) */
+  int overlap;               /* 1: start buckets from reducer_ready; 0: one blocking
+                              * collective over the whole arena in reducer_finish */
+  wire_format wire;          /* WIRE_F32, or a 16-bit format with error feedback */
+} reducer_opts;
+
+/* A reducer for the arena grads (n floats, not owned, must outlive it).
+ * starts: the offsets where parameter units (layers) begin, ascending, so
+ * that buckets end on layer boundaries (NULL: byte-count buckets).
+ * Collective (duplicates the communicator twice). */
+int reducer_create(reducer **out, comm_world *w, float *grads, size_t n, const size_t *starts,
+                   int n_starts, const reducer_opts *opts);
+
+/* Frees the communicators and buffers; accepts NULL. Collective when
+ * non-NULL. Must not be called with collectives in flight. */
+void reducer_free(reducer *r);
+
+/* Starts a new reduction: nothing of the arena is final yet. */
+void reducer_begin(reducer *r);
+
+/* Gradients [off, off + len) are final (ranges arrive from the end of the
+ * arena towards its start). Starts the buckets this completes and tests the
+ * ones in flight. Never blocks; an MPI failure is reported by
+ * reducer_finish. Matches ms_grad_ready (model.h) with ctx = the reducer. */
+void reducer_ready(void *r, size_t off, size_t len);
+
+/* Tests the collectives in flight (between layers with no gradients). */
+void reducer_progress(reducer *r);
+
+/* Treats the whole arena as final, starts what is left, waits for every
+ * bucket. Afterwards the arena holds the sum over ranks (identical bits on
+ * every rank). Collective. @return 0, COMM_EMPI. */
+int reducer_finish(reducer *r);
+
+/* What reducer_create planned: the number of buckets, and bucket b's float
+ * range [lo, hi) when b is in range. */
+int reducer_buckets(const reducer *r, int b, size_t *lo, size_t *hi);
+
+/* Bytes this rank sends per reduction (0 for one rank). */
+double reducer_wire_bytes(const reducer *r);
+
+/* "native allreduce" or "rank-ordered reduce-scatter + allgather". */
+const char *reducer_method(const reducer *r);
+
+#endif
