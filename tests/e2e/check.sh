@@ -132,7 +132,7 @@ set -e
 [ "$RC" -eq 2 ] || { cat check.out check.err; fail "kernel 7 on 4x4: exit $RC, expected 2"; }
 grep -q 'model.layers\[0\] (conv2d): a 7x7 window' check.err || { cat check.err; fail "message"; }
 expect_check 2 "model.input [4, 5] (20 features) does not match the samples of 'data.h5' /train/images, of shape [16] (16 features)" --set 'model.input=[4, 5]'
-expect_check 3 "the model has 6 outputs: label" --set model.layers[2].units=6
+expect_check 3 "the model has 6 output units: label" --set model.layers[2].units=6
 expect_check 2 "schedule.warmup_steps 30 is not less than the 30 steps of this run" --set schedule.warmup_steps=30
 expect_check 3 "has 1000 samples, fewer than one global batch (train.batch_size 2048)" --set train.batch_size=2048
 expect_check 3 "/train/imagez" --set data.train_x=/train/imagez
