@@ -29,8 +29,10 @@ void dense_backward(float *dinp, float *dw, float *db, const float *dout,
   }
 }
 
+/* NaN stays NaN (as in PyTorch), so that a NaN input or weight reaches the
+ * loss, where train.c stops the run, instead of vanishing into zeros. */
 void relu_forward(float *x, long n) {
-  for (long i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  for (long i = 0; i < n; i++) x[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
 void relu_backward(float *dx, const float *out, long n) {

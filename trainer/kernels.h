@@ -22,7 +22,7 @@ void dense_forward(float *out, const float *inp, const float *w, const float *b,
 void dense_backward(float *dinp, float *dw, float *db, const float *dout,
                     const float *inp, const float *w, int B, int C, int OC);
 
-/* In place: x = max(x, 0). x: (n) */
+/* In place: x = max(x, 0); NaN stays NaN. x: (n) */
 void relu_forward(float *x, long n);
 
 /* In place: dx *= (out > 0), where out is relu_forward's result. */

@@ -1,6 +1,7 @@
 #include "train.h"
 
 #include <errno.h>
+#include <math.h>
 #include <hdf5.h>
 #include <signal.h>
 #include <stdio.h>
@@ -705,6 +706,15 @@ static int train_step(run *r, double stats[3]) {
   }
   r->time_ckpt_due = s[4] > 0;
   if (crc) return comm_rc(r, crc);
+  /* The reduced loss is the same number on every rank: no agreement needed. */
+  if (!isfinite(s[1]))
+    return ms_error_set(MS_EDATA,
+                        "the training loss is not finite (%g) at step %lld (epoch %lld, step %lld "
+                        "of the epoch): the inputs may hold NaN or Inf (data.check_finite: true "
+                        "finds the sample) or training diverged (lower optim.lr or set "
+                        "optim.clip_norm); parameters were not updated",
+                        s[1], (long long)r->step + 1, (long long)r->epoch + 1,
+                        (long long)r->step_in_epoch + 1);
   double t3 = comm_wtime();
   r->t_comm += t3 - t2 + r->t_hook;
   /* Clipping sees the synced gradients: the same norm on every rank. */

@@ -142,11 +142,11 @@ for c in "range.h5|outside [0, 4)" "float_labels.h5|regression targets" "small.h
   [ $rc -eq 3 ] && grep -q -F -- "${c#*|}" check.err || { cat check.err; fail "check on $f: exit $rc"; }
 done
 
-# Without data.check_finite a NaN input is not caught: ReLU maps NaN to 0 in
-# the forward pass, so the loss stays finite while the backward pass writes
-# NaN into the first layer's weights. That is why the check is offered at
-# load; a finite check of the gradients in the training step would catch it
-# too (not there yet).
+# Without data.check_finite a NaN input reaches the loss (ReLU keeps NaN, as
+# PyTorch's does) and the step that reads it stops the run: exit 3 on every
+# rank, naming the step, before the parameters are updated.
+run_np 2 train cfg.yaml --set data.path=nan.h5 --set train.epochs=1
+expect_error 3 "the training loss is not finite (nan) at step"
 
 # The good file passes, with the finite check on.
 run_np 2 train cfg.yaml --set data.check_finite=true
