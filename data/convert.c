@@ -179,6 +179,27 @@ done:
   return set;
 }
 
+int convert_pick_filters(const void *sample, size_t bytes, size_t elem_size) {
+  if (elem_size < 2 || bytes < 2 * elem_size) return CONVERT_GZIP; /* shuffle is a no-op */
+  size_t n = bytes / elem_size;
+  bytes = n * elem_size;
+  const unsigned char *in = sample;
+  uLongf bound = compressBound((uLong)bytes), plain_len = bound, shuf_len = bound;
+  unsigned char *shuf = malloc(bytes), *out = malloc(bound);
+  int pick = CONVERT_SHUFFLE_GZIP; /* the usual winner when the trial cannot run */
+  if (shuf && out) {
+    /* HDF5's shuffle: byte b of every element, then byte b + 1, ... */
+    for (size_t b = 0; b < elem_size; b++)
+      for (size_t i = 0; i < n; i++) shuf[b * n + i] = in[i * elem_size + b];
+    if (compress2(out, &plain_len, in, (uLong)bytes, 1) == Z_OK &&
+        compress2(out, &shuf_len, shuf, (uLong)bytes, 1) == Z_OK && plain_len <= shuf_len)
+      pick = CONVERT_GZIP;
+  }
+  free(shuf);
+  free(out);
+  return pick;
+}
+
 hid_t convert_replace_group(hid_t file, const char *group) {
   if (H5Lexists(file, group, H5P_DEFAULT) > 0 && H5Ldelete(file, group, H5P_DEFAULT) < 0)
     return H5I_INVALID_HID;

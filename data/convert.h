@@ -17,10 +17,15 @@
  *    gets most of the ratio of level 9 at several times the write speed;
  *    gzip (deflate) is in every HDF5 build, so any reader (h5py, h5dump,
  *    MATLAB) opens the file without plugins.
- *  - the shuffle filter before gzip (csv, npy): it regroups the bytes of
- *    multi-byte values by significance (all exponent bytes together), which
- *    deflate then compresses far better for float and 16-bit data; it is a
- *    no-op for uint8, so the idx converter (uint8 pixels) goes without it.
+ *  - the shuffle filter before gzip when it pays (csv, npy): shuffle
+ *    regroups the bytes of multi-byte values by significance, which helps
+ *    deflate on continuous data and hurts it on data with few distinct
+ *    values. Measured with gzip 1 (1 MiB chunks): Fashion-MNIST pixels / 255
+ *    as float32 4.36:1 without, 2.25:1 with shuffle (and 2.51 vs 2.37 as
+ *    float16); a smooth float32 field 1.07 vs 1.32; Gaussian float32 1.08 vs
+ *    1.16; int16 sensor-like noise 1.27 vs 1.43. So the converters compress
+ *    the first ~1 MiB both ways and keep the smaller (convert_pick_filters);
+ *    uint8 data (idx) never needs it.
  *
  * Serial HDF5, no MPI: run on one rank. Errors: 0 or -1, message in err.
  * The inputs are checked completely before the output is touched; an

@@ -21,6 +21,8 @@
 
 /* At most this many column names are listed when the label is not found. */
 #define LIST_CAP 20
+/* Bytes of values the filter trial compresses (about one chunk). */
+#define CHUNK_TRIAL ((size_t)1 << 20)
 
 /* A growable array of fields of the current record: offsets into a private
  * copy of the text (quotes removed, NUL-terminated). */
@@ -320,13 +322,15 @@ static int write_group(hid_t file, const char *group, const table *t, const unsi
   hsize_t xd[2] = {count, t->cols}, yd[1] = {count};
   hid_t yft = t->all_int ? H5T_STD_I64LE : H5T_IEEE_F32LE;
   hid_t ymt = t->all_int ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT;
+  /* Filters from a trial on the first ~1 MiB of the values. */
+  size_t xs = count * t->cols * sizeof *x, ys = count * H5Tget_size(yft);
+  int xf = convert_pick_filters(x, xs < CHUNK_TRIAL ? xs : CHUNK_TRIAL, sizeof *x);
+  int yf = convert_pick_filters(y, ys < CHUNK_TRIAL ? ys : CHUNK_TRIAL, H5Tget_size(yft));
   grp = convert_replace_group(file, group);
   if (grp >= 0)
-    xset = convert_create_chunked(grp, "images", H5T_IEEE_F32LE, 2, xd, t->cols * sizeof(float),
-                                  CONVERT_SHUFFLE_GZIP);
-  if (xset >= 0)
-    yset =
-        convert_create_chunked(grp, "labels", yft, 1, yd, H5Tget_size(yft), CONVERT_SHUFFLE_GZIP);
+    xset =
+        convert_create_chunked(grp, "images", H5T_IEEE_F32LE, 2, xd, t->cols * sizeof(float), xf);
+  if (xset >= 0) yset = convert_create_chunked(grp, "labels", yft, 1, yd, H5Tget_size(yft), yf);
   if (yset < 0 || H5Dwrite(xset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0 ||
       H5Dwrite(yset, ymt, H5S_ALL, H5S_ALL, H5P_DEFAULT, y) < 0) {
     h5util_set_err(err, errlen, "cannot write group '%s' of '%s'", group, out);

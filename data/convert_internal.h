@@ -22,6 +22,13 @@ hsize_t convert_chunk_rows(uint64_t n, size_t row_bytes);
 hid_t convert_create_chunked(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *dims,
                              size_t row_bytes, int filters);
 
+/* The filters for data like `sample` (bytes of elements of elem_size
+ * bytes, about one chunk): CONVERT_SHUFFLE_GZIP when byte-shuffling makes
+ * deflate level 1 smaller on it, CONVERT_GZIP otherwise (and for 1-byte
+ * elements). A trial compression of the sample, so it costs about one chunk
+ * compressed twice. See convert.h for why both occur. */
+int convert_pick_filters(const void *sample, size_t bytes, size_t elem_size);
+
 /* Creates group `group` in `file` (intermediate groups too), replacing one
  * that exists. */
 hid_t convert_replace_group(hid_t file, const char *group);

@@ -22,6 +22,8 @@
 #include <sys/stat.h>
 
 #define NPY_MAX_DIMS 32
+/* Bytes of data the filter trial compresses (about one chunk). */
+#define CHUNK_TRIAL ((size_t)1 << 20)
 
 typedef struct {
   char descr[32];
@@ -287,16 +289,27 @@ static int copy_array(hid_t grp, const char *name, const char *path, const npy_h
   /* Stored little-endian, whatever the source: what HDF5 writes natively. */
   if (ftype >= 0 && H5Tget_size(ftype) > 1) H5Tset_order(ftype, H5T_ORDER_LE);
   size_t frow = row_elems * H5Tget_size(ftype >= 0 ? ftype : H5T_NATIVE_UINT8);
-  if (ftype >= 0)
-    set = convert_create_chunked(grp, name, ftype, h->ndim, dims, frow ? frow : 1,
-                                 CONVERT_SHUFFLE_GZIP);
-  if (set < 0) {
-    h5util_set_err(err, errlen, "cannot create '%s/%s' in '%s'", group, name, out);
-    goto done;
-  }
   f = fopen(path, "rb");
   if (!f || fseek(f, h->data_offset, SEEK_SET) != 0) {
     h5util_set_err(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+    goto done;
+  }
+  /* Filters from a trial on the first ~1 MiB of the data as stored in the
+   * .npy file (the element bytes are the same, whatever the order). */
+  uint64_t total_bytes = h->elems * h->size;
+  size_t trial = total_bytes < CHUNK_TRIAL ? (size_t)total_bytes : CHUNK_TRIAL;
+  if (!(buf = malloc(trial ? trial : 1)) || fread(buf, 1, trial, f) != trial ||
+      fseek(f, h->data_offset, SEEK_SET) != 0) {
+    h5util_set_err(err, errlen, "cannot read '%s'", path);
+    goto done;
+  }
+  int filters = convert_pick_filters(buf, trial, h->size);
+  free(buf);
+  buf = NULL;
+  if (ftype >= 0)
+    set = convert_create_chunked(grp, name, ftype, h->ndim, dims, frow ? frow : 1, filters);
+  if (set < 0) {
+    h5util_set_err(err, errlen, "cannot create '%s/%s' in '%s'", group, name, out);
     goto done;
   }
   size_t row_bytes = row_elems * h->size;

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,9 +42,9 @@ static void read_all(data_set *ds, float *x, int32_t *y, float *t) {
   free(idx);
 }
 
-/* Layout and filters of a dataset: chunked along dimension 0 only,
- * shuffle then deflate level 1. */
-static void assert_layout(const char *path, const char *name, int rank) {
+/* Layout and filters of a dataset: chunked along dimension 0 only, deflate
+ * level 1, after shuffle when `shuffle` (-1: with or without). */
+static void assert_filters(const char *path, const char *name, int rank, int shuffle) {
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
   assert_true(d >= 0);
@@ -53,12 +54,16 @@ static void assert_layout(const char *path, const char *name, int rank) {
   assert_int_equal(H5Pget_layout(dcpl), H5D_CHUNKED);
   assert_int_equal(H5Pget_chunk(dcpl, 8, chunk), rank);
   for (int i = 1; i < rank; i++) assert_true(chunk[i] == dims[i]);
-  assert_int_equal(H5Pget_nfilters(dcpl), 2);
+  int nf = H5Pget_nfilters(dcpl);
+  if (shuffle < 0) shuffle = nf == 2;
+  assert_int_equal(nf, shuffle ? 2 : 1);
   unsigned flags, cd[4];
   size_t ncd = 4;
-  assert_int_equal(H5Pget_filter2(dcpl, 0, &flags, &ncd, cd, 0, NULL, NULL), H5Z_FILTER_SHUFFLE);
+  if (shuffle)
+    assert_int_equal(H5Pget_filter2(dcpl, 0, &flags, &ncd, cd, 0, NULL, NULL), H5Z_FILTER_SHUFFLE);
   ncd = 4;
-  assert_int_equal(H5Pget_filter2(dcpl, 1, &flags, &ncd, cd, 0, NULL, NULL), H5Z_FILTER_DEFLATE);
+  assert_int_equal(H5Pget_filter2(dcpl, shuffle ? 1 : 0, &flags, &ncd, cd, 0, NULL, NULL),
+                   H5Z_FILTER_DEFLATE);
   assert_int_equal(cd[0], 1);
   H5Sclose(space);
   H5Pclose(dcpl);
@@ -76,6 +81,10 @@ static int csv(const char *text, const char *label, double test_fraction, const 
   convert_csv_opts o = {.label = label, .test_fraction = test_fraction, .seed = 3};
   g_err[0] = '\0';
   return convert_csv(in, *out, &o, g_err, sizeof g_err);
+}
+
+static void assert_layout(const char *path, const char *name, int rank) {
+  assert_filters(path, name, rank, -1);
 }
 
 static void test_convert_csv_integer_labels_are_classes(void **state) {
@@ -332,6 +341,30 @@ static void test_convert_npy_keeps_output_on_error(void **state) {
   assert_int_equal(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
 }
 
+/* Which filter the trial picks: quantised values with long zero runs (as
+ * pixels / 255) compress better plain, a smooth continuous signal better
+ * shuffled. */
+static void test_convert_npy_picks_shuffle_by_trial(void **state) {
+  (void)state;
+  enum { N = 400, F = 64 };
+  static float quant[N * F], smooth[N * F];
+  for (int i = 0; i < N * F; i++) {
+    int k = (i * 7919) % 97;
+    quant[i] = (i % F) < 24 || k > 80 ? 0.0f : (float)(k % 17) / 255.0f;
+    smooth[i] = 40.0f * sinf(0.05f * (float)(i % F) + 0.37f * (float)(i / F)) + 0.001f * (float)k;
+  }
+  /* x doubles as the labels: only the inputs' filters matter here. */
+  const char *x = xpath();
+  char out[512];
+  snprintf(out, sizeof out, "%s", h5f_tmp("pick.h5"));
+  write_npy(x, 1, "<f4", 0, "(400, 64)", quant, sizeof quant);
+  assert_int_equal(convert_npy(x, x, out, "q", g_err, sizeof g_err), 0);
+  assert_filters(out, "/q/images", 2, 0);
+  write_npy(x, 1, "<f4", 0, "(400, 64)", smooth, sizeof smooth);
+  assert_int_equal(convert_npy(x, x, out, "s", g_err, sizeof g_err), 0);
+  assert_filters(out, "/s/images", 2, 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_convert_csv_integer_labels_are_classes),
@@ -342,6 +375,7 @@ int main(void) {
       cmocka_unit_test(test_convert_npy_keeps_or_widens_types),
       cmocka_unit_test(test_convert_npy_refuses_bad_files),
       cmocka_unit_test(test_convert_npy_keeps_output_on_error),
+      cmocka_unit_test(test_convert_npy_picks_shuffle_by_trial),
   };
   return cmocka_run_group_tests(tests, h5f_make_dir, h5f_remove_dir);
 }

@@ -145,9 +145,10 @@ static const char usage_prepare[] =
     "      train), Y (N, ...) NAME/labels. Types are kept, except 32/64-bit\n"
     "      integer inputs, stored as float32.\n"
     "\n"
-    "Output: chunks of about 1 MiB of whole samples, gzip level 1 (with the\n"
-    "shuffle filter for csv and npy); an existing OUT.h5 keeps its other\n"
-    "groups. Inspect the result with 'midscale data-info OUT.h5'.\n";
+    "Output: chunks of about 1 MiB of whole samples, gzip level 1, and for csv\n"
+    "and npy the shuffle filter when a trial on the first chunk shows that it\n"
+    "compresses better; an existing OUT.h5 keeps its other groups. Inspect\n"
+    "the result with 'midscale data-info OUT.h5'.\n";
 
 static const char usage_data_info[] =
     "usage: midscale data-info FILE.h5 [--histogram DATASET]...\n"

@@ -41,7 +41,7 @@ x = np.load("csv_x.npy"); y = np.load("csv_y.npy")
 with h5py.File("csv.h5") as f:
     tr, te = f["train/images"], f["test/images"]
     assert tr.dtype == np.float32 and tr.shape == (240, 4) and te.shape == (60, 4), (tr.shape, te.shape)
-    assert tr.compression == "gzip" and tr.compression_opts == 1 and tr.shuffle and tr.chunks[1] == 4
+    assert tr.compression == "gzip" and tr.compression_opts == 1 and tr.chunks[1] == 4
     assert f["train/labels"].dtype == np.int64
     allx = np.concatenate([tr[()], te[()]]); ally = np.concatenate([f["train/labels"][()], f["test/labels"][()]])
     order = np.lexsort(allx.T[::-1]); ref = np.lexsort(x.T[::-1])
