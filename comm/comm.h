@@ -59,6 +59,16 @@ int comm_all_equal_u64(comm_world *w, uint64_t value);
  * ranks *buf is malloc'ed (NUL-terminated) and *len set. Collective. */
 int comm_bcast_bytes(comm_world *w, char **buf, size_t *len, int root);
 
+/* Gathers a different number of bytes from every rank onto root, in rank
+ * order. On root, *out gets a malloc'ed buffer holding the concatenation
+ * (*out_len bytes; the caller frees it) and lens, when not NULL, gets each
+ * rank's byte count (w->size entries). On other ranks *out = NULL and
+ * *out_len = 0. Any sizes (sent in pieces under INT_MAX). If root cannot
+ * allocate the buffer, no bytes move and every rank returns COMM_EMPI with
+ * the same message. Collective. */
+int comm_gatherv_bytes(comm_world *w, const void *buf, size_t len, int root, char **out,
+                       size_t *out_len, size_t *lens);
+
 /* Broadcasts n floats (any n, chunked under INT_MAX) from root. Collective. */
 int comm_bcast_f32(comm_world *w, float *buf, size_t n, int root);
 
