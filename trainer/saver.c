@@ -84,7 +84,7 @@ static void *writer(void *arg) {
   double t0 = now_s();
   char *path = NULL;
   ms_error_clear();
-  s->rc = ckpt_write_mt(s->dir, s->snap, s->n, &s->meta, s->level, s->workers, &path);
+  s->rc = ckpt_write_mt(s->dir, s->snap, s->n, &s->meta, s->level, s->workers, 1, &path);
   if (s->rc == 0) s->rc = ckpt_prune(s->dir, s->keep);
   if (s->rc == 0) {
     struct stat st;

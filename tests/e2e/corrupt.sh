@@ -51,7 +51,7 @@ payload() {
 cp plain.safetensors databit.st
 printf '\x01' | dd of=databit.st bs=1 seek=$((psize - 3)) conv=notrunc status=none
 payload databit "data hash"
-sed 's/"format_version":"1"/"format_version":"2"/' plain.safetensors >future.st
+sed 's/"format_version":"2"/"format_version":"3"/' plain.safetensors >future.st
 cmp -s future.st plain.safetensors && fail "could not edit format_version"
 payload future "newer midscale"
 cp plain.safetensors notjson.st
