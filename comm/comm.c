@@ -137,6 +137,91 @@ int comm_allgather_bytes(comm_world *w, const void *mine, size_t len, void *all)
   return rc == MPI_SUCCESS ? 0 : fail(w, rc, "MPI_Allgather");
 }
 
+/* Tag of comm_gatherv_bytes' point-to-point pieces (no other code sends
+ * point-to-point on w->comm). */
+#define COMM_TAG_GATHER 0x6d73
+
+int comm_gatherv_bytes(comm_world *w, const void *buf, size_t len, int root, char **out,
+                       size_t *out_len, size_t *lens) {
+  *out = NULL;
+  *out_len = 0;
+  unsigned long long mine = len, *all = NULL;
+  int ok = 1, rc;
+  if (w->rank == root && !(all = malloc(sizeof *all * (size_t)w->size))) ok = 0;
+  /* A failed allocation on root still takes part in the collectives, so
+   * that the ranks leave this function together. */
+  unsigned long long dummy[1];
+  rc = MPI_Gather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all ? all : dummy, 1, MPI_UNSIGNED_LONG_LONG,
+                  root, w->comm);
+  if (rc != MPI_SUCCESS) {
+    free(all);
+    return fail(w, rc, "MPI_Gather (lengths)");
+  }
+  unsigned long long total = 0;
+  char *dst = NULL;
+  if (w->rank == root && ok) {
+    for (int r = 0; r < w->size; r++) total += all[r];
+    if (!(dst = malloc(total ? (size_t)total : 1))) ok = 0;
+  }
+  rc = MPI_Bcast(&ok, 1, MPI_INT, root, w->comm);
+  if (rc != MPI_SUCCESS) {
+    free(all);
+    free(dst);
+    return fail(w, rc, "MPI_Bcast (gather)");
+  }
+  if (!ok) {
+    free(all);
+    snprintf(w->err, sizeof w->err, "out of memory on rank %d gathering %llu bytes", root, total);
+    return COMM_EMPI;
+  }
+  if (w->rank != root) {
+    const char *p = buf;
+    for (size_t off = 0; off < len; off += COMM_CHUNK) {
+      size_t c = len - off < COMM_CHUNK ? len - off : COMM_CHUNK;
+      rc = MPI_Send(p + off, (int)c, MPI_BYTE, root, COMM_TAG_GATHER, w->comm);
+      if (rc != MPI_SUCCESS) return fail(w, rc, "MPI_Send (gather)");
+    }
+    return 0;
+  }
+  /* Root: every piece of every rank is posted at once, so ranks send in
+   * parallel; its own bytes are copied meanwhile. */
+  size_t n_req = 0, k = 0, at = 0;
+  for (int r = 0; r < w->size; r++)
+    if (r != root) n_req += ((size_t)all[r] + COMM_CHUNK - 1) / COMM_CHUNK;
+  MPI_Request *req = malloc(sizeof *req * (n_req ? n_req : 1));
+  if (!req) {
+    /* The others are already sending: receive piece by piece instead. */
+    n_req = 0;
+  }
+  rc = MPI_SUCCESS;
+  for (int r = 0; r < w->size && rc == MPI_SUCCESS; r++) {
+    if (lens) lens[r] = (size_t)all[r];
+    if (r == root) {
+      if (len) memcpy(dst + at, buf, len);
+    } else {
+      for (size_t off = 0; off < (size_t)all[r] && rc == MPI_SUCCESS; off += COMM_CHUNK) {
+        size_t c = (size_t)all[r] - off < COMM_CHUNK ? (size_t)all[r] - off : COMM_CHUNK;
+        if (req)
+          rc = MPI_Irecv(dst + at + off, (int)c, MPI_BYTE, r, COMM_TAG_GATHER, w->comm, &req[k++]);
+        else
+          rc = MPI_Recv(dst + at + off, (int)c, MPI_BYTE, r, COMM_TAG_GATHER, w->comm,
+                        MPI_STATUS_IGNORE);
+      }
+    }
+    at += (size_t)all[r];
+  }
+  if (rc == MPI_SUCCESS && k) rc = MPI_Waitall((int)k, req, MPI_STATUSES_IGNORE);
+  free(req);
+  free(all);
+  if (rc != MPI_SUCCESS) {
+    free(dst);
+    return fail(w, rc, "MPI_Recv (gather)");
+  }
+  *out = dst;
+  *out_len = (size_t)total;
+  return 0;
+}
+
 int comm_bcast_f32(comm_world *w, float *buf, size_t n, int root) {
   for (size_t off = 0; off < n; off += COMM_CHUNK) {
     size_t c = n - off < COMM_CHUNK ? n - off : COMM_CHUNK;

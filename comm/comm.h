@@ -64,6 +64,16 @@ int comm_bcast_bytes(comm_world *w, char **buf, size_t *len, int root);
  * bytes, rank r's at r * len) on every rank. Collective. */
 int comm_allgather_bytes(comm_world *w, const void *mine, size_t len, void *all);
 
+/* Gathers a different number of bytes from every rank onto root, in rank
+ * order. On root, *out gets a malloc'ed buffer holding the concatenation
+ * (*out_len bytes; the caller frees it) and lens, when not NULL, gets each
+ * rank's byte count (w->size entries). On other ranks *out = NULL and
+ * *out_len = 0. Any sizes (sent in pieces under INT_MAX). If root cannot
+ * allocate the buffer, no bytes move and every rank returns COMM_EMPI with
+ * the same message. Collective. */
+int comm_gatherv_bytes(comm_world *w, const void *buf, size_t len, int root, char **out,
+                       size_t *out_len, size_t *lens);
+
 /* Broadcasts n floats (any n, chunked under INT_MAX) from root. Collective. */
 int comm_bcast_f32(comm_world *w, float *buf, size_t n, int root);
 

@@ -19,8 +19,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_getFrameHeader */
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_getFrameHeader, ZSTD_findDecompressedSize */
 #include <zstd.h>
+#include <xxhash.h>
 
 #include "ckpt.h"
 #include "ms_error.h"
@@ -136,7 +137,7 @@ static void spit(const char *path, const void *buf, size_t n) {
 static unsigned char *decompress_file(const char *path, size_t *n) {
   size_t csize;
   unsigned char *c = slurp(path, &csize);
-  unsigned long long size = ZSTD_getFrameContentSize(c, csize);
+  unsigned long long size = ZSTD_findDecompressedSize(c, csize); /* all frames */
   assert_true(size != ZSTD_CONTENTSIZE_ERROR && size != ZSTD_CONTENTSIZE_UNKNOWN);
   unsigned char *out = malloc(size);
   assert_non_null(out);
@@ -169,6 +170,39 @@ static uint64_t le64(const unsigned char *p) {
   return v;
 }
 
+/* data_hash of format version 2, computed here from its definition in
+ * ckpt.h: XXH3-64 over the XXH3-64 hashes of the 1 MiB chunks. */
+static uint64_t data_hash_v2(const unsigned char *data, size_t n) {
+  size_t chunk = 1 << 20, count = (n + chunk - 1) / chunk;
+  uint64_t *hs = malloc(sizeof *hs * (count ? count : 1));
+  assert_non_null(hs);
+  for (size_t c = 0; c < count; c++)
+    hs[c] = XXH3_64bits(data + c * chunk, n - c * chunk < chunk ? n - c * chunk : chunk);
+  uint64_t h = XXH3_64bits(hs, count * sizeof *hs);
+  free(hs);
+  return h;
+}
+
+/* Writes header JSON root and dlen data bytes as a checkpoint at path, in
+ * one valid zstd frame; flip >= 0 flips one bit of that data byte. */
+static void recompress(const char *path, json_t *root, const unsigned char *data, size_t dlen,
+                       long flip) {
+  char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  assert_non_null(s);
+  size_t slen = strlen(s), pad = (8 - slen % 8) % 8;
+  size_t total = 8 + slen + pad + dlen;
+  unsigned char *q = malloc(total);
+  assert_non_null(q);
+  for (int i = 0; i < 8; i++) q[i] = (unsigned char)((slen + pad) >> (8 * i));
+  memcpy(q + 8, s, slen);
+  memset(q + 8 + slen, ' ', pad);
+  memcpy(q + 8 + slen + pad, data, dlen);
+  if (flip >= 0) q[8 + slen + pad + (size_t)flip] ^= 0x01;
+  compress_to(path, q, total);
+  free(q);
+  free(s);
+}
+
 /* Rebuilds the checkpoint at path with a valid zstd frame: edit() may change
  * the header JSON, and flip >= 0 flips one bit of that data-section byte. */
 static void rewrite(const char *path, void (*edit)(json_t *root), long flip) {
@@ -179,22 +213,43 @@ static void rewrite(const char *path, void (*edit)(json_t *root), long flip) {
   json_t *root = json_loadb((const char *)p + 8, hlen, 0, &err);
   assert_non_null(root);
   if (edit) edit(root);
-  char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  assert_non_null(s);
-  size_t slen = strlen(s), pad = (8 - slen % 8) % 8, dlen = n - 8 - hlen;
-  size_t total = 8 + slen + pad + dlen;
-  unsigned char *q = malloc(total);
-  assert_non_null(q);
-  for (int i = 0; i < 8; i++) q[i] = (unsigned char)((slen + pad) >> (8 * i));
-  memcpy(q + 8, s, slen);
-  memset(q + 8 + slen, ' ', pad);
-  memcpy(q + 8 + slen + pad, p + 8 + hlen, dlen);
-  if (flip >= 0) q[8 + slen + pad + (size_t)flip] ^= 0x01;
-  compress_to(path, q, total);
-  free(q);
-  free(s);
+  recompress(path, root, p + 8 + hlen, n - 8 - hlen, flip);
   json_decref(root);
   free(p);
+}
+
+/* Turns the checkpoint at path into a format-version-1 file, as midscale
+ * 0.1 wrote them: one frame, data_hash the FNV-1a of the tensor bytes (xor
+ * `spoil`). */
+static void make_version1(const char *path, uint64_t spoil) {
+  size_t n;
+  unsigned char *p = decompress_file(path, &n);
+  uint64_t hlen = le64(p);
+  json_error_t err;
+  json_t *root = json_loadb((const char *)p + 8, hlen, 0, &err);
+  assert_non_null(root);
+  json_t *md = json_object_get(root, "__metadata__");
+  char hex[17];
+  snprintf(hex, sizeof hex, "%016" PRIx64,
+           ckpt_fnv1a(CKPT_FNV_OFFSET, p + 8 + hlen, n - 8 - hlen) ^ spoil);
+  json_object_set_new(md, "format_version", json_string("1"));
+  json_object_set_new(md, "data_hash", json_string(hex));
+  recompress(path, root, p + 8 + hlen, n - 8 - hlen, -1);
+  json_decref(root);
+  free(p);
+}
+
+/* The start offsets of the zstd frames of a file: their count. */
+static size_t frame_starts(const unsigned char *c, size_t n, size_t *starts, size_t max) {
+  size_t k = 0, at = 0;
+  while (at < n && k < max) {
+    size_t f = ZSTD_findFrameCompressedSize(c + at, n - at);
+    assert_false(ZSTD_isError(f));
+    starts[k++] = at;
+    at += f;
+  }
+  assert_int_equal(at, n);
+  return k;
 }
 
 static void assert_msg_has(const char *path, const char *needle) {
@@ -348,7 +403,7 @@ static void test_ckpt_payload_is_safetensors(void **state) {
   const char *key;
   json_object_foreach(meta, key, v) assert_true(json_is_string(v));
   assert_string_equal(json_string_value(json_object_get(meta, "format")), "midscale-ckpt");
-  assert_string_equal(json_string_value(json_object_get(meta, "format_version")), "1");
+  assert_string_equal(json_string_value(json_object_get(meta, "format_version")), "2");
   assert_non_null(json_object_get(meta, "midscale_version"));
   assert_string_equal(json_string_value(json_object_get(meta, "step")), "42");
   assert_string_equal(json_string_value(json_object_get(meta, "seed")), "1234567890123");
@@ -356,7 +411,7 @@ static void test_ckpt_payload_is_safetensors(void **state) {
 
   /* Consecutive offsets, exact bytes, and the data hash over them. */
   const unsigned char *data = p + 8 + hlen;
-  uint64_t off = 0, h = CKPT_FNV_OFFSET;
+  uint64_t off = 0;
   for (int i = 0; i < 3; i++) {
     json_t *e = json_object_get(root, md.t[i].name);
     assert_string_equal(json_string_value(json_object_get(e, "dtype")), "F32");
@@ -373,12 +428,11 @@ static void test_ckpt_payload_is_safetensors(void **state) {
     assert_int_equal(b, off);
     assert_int_equal(en - b, count * sizeof(float));
     assert_memory_equal(data + b, md.t[i].data, en - b);
-    h = ckpt_fnv1a(h, data + b, en - b);
     off = en;
   }
   assert_int_equal(8 + hlen + off, n);
   char hex[17];
-  snprintf(hex, sizeof hex, "%016" PRIx64, h);
+  snprintf(hex, sizeof hex, "%016" PRIx64, data_hash_v2(data, off));
   assert_string_equal(json_string_value(json_object_get(meta, "data_hash")), hex);
   json_decref(root);
   free(p);
@@ -504,14 +558,14 @@ static void test_ckpt_data_hash_mismatch_refused(void **state) {
 }
 
 static void set_future_version(json_t *root) {
-  json_object_set_new(json_object_get(root, "__metadata__"), "format_version", json_string("2"));
+  json_object_set_new(json_object_get(root, "__metadata__"), "format_version", json_string("3"));
 }
 
 static void test_ckpt_future_format_version_refused(void **state) {
   fixture *fx = *state;
   char *path = write_step(fx->dir, 1, 1);
   rewrite(path, set_future_version, -1);
-  assert_refused(path, "made by a newer midscale (format version 2; this build reads 1)");
+  assert_refused(path, "made by a newer midscale (format version 3; this build reads 2)");
   free(path);
 }
 
@@ -992,6 +1046,377 @@ static void test_ckpt_shuffle_compresses_better(void **state) {
   free(w);
 }
 
+/* ---- format version 1 ------------------------------------------------------- */
+
+static void test_ckpt_version1_still_verifies(void **state) {
+  fixture *fx = *state;
+  char *path = write_step(fx->dir, 9, 1);
+  make_version1(path, 0);
+  model src, dst;
+  model_init(&src, 1);
+  model_init(&dst, 2);
+  ckpt_meta m;
+  if (ckpt_read(path, dst.t, 3, 0x0123456789abcdefULL, &m)) fail_msg("%s", ms_error_msg());
+  assert_memory_equal(dst.w, src.w, sizeof src.w);
+  assert_memory_equal(dst.m, src.m, sizeof src.m);
+  assert_int_equal(m.step, 9);
+  ckpt_meta_free(&m);
+  /* Version 1's hash is checked as version 1's. */
+  make_version1(path, 1);
+  assert_refused(path, "data hash");
+  free(path);
+}
+
+/* ---- frames ---------------------------------------------------------------- */
+
+/* A model over 1 MiB, so that its data section has several hash chunks:
+ * a 700 x 1000 weight, its bias and its momentum. */
+typedef struct {
+  float *w, *b, *m;
+  ckpt_tensor t[3];
+} big_model;
+
+static void big_init(big_model *bm, unsigned seed) {
+  bm->w = malloc(700 * 1000 * sizeof(float));
+  bm->b = malloc(700 * sizeof(float));
+  bm->m = malloc(700 * 1000 * sizeof(float));
+  assert_true(bm->w && bm->b && bm->m);
+  uint32_t x = seed * 2654435761u + 1;
+  for (int i = 0; i < 700 * 1000; i++) {
+    x = x * 1664525u + 1013904223u;
+    bm->w[i] = (float)((int32_t)x) / 2147483648.0f * 0.05f;
+    bm->m[i] = bm->w[i] * 0.01f;
+  }
+  for (int i = 0; i < 700; i++) bm->b[i] = (float)i;
+  bm->t[0] = (ckpt_tensor){"layers.0.weight", bm->w, 2, {700, 1000}};
+  bm->t[1] = (ckpt_tensor){"layers.0.bias", bm->b, 1, {700}};
+  bm->t[2] = (ckpt_tensor){"optim/momentum/layers.0.weight", bm->m, 2, {700, 1000}};
+}
+
+static void big_free(big_model *bm) {
+  free(bm->w);
+  free(bm->b);
+  free(bm->m);
+}
+
+/* Writes the big model at step in `slices` frames; returns the path. */
+static char *write_big(const char *dir, int64_t step, int slices, int shuffle) {
+  big_model bm;
+  big_init(&bm, 5);
+  ckpt_meta m = test_meta(step);
+  m.byte_shuffle = shuffle;
+  char *path = NULL;
+  if (ckpt_write_mt(dir, bm.t, 3, &m, 3, 0, slices, &path)) fail_msg("%s", ms_error_msg());
+  big_free(&bm);
+  return path;
+}
+
+static void test_ckpt_slices_cover_the_data_once(void **state) {
+  (void)state;
+  const uint64_t sizes[] = {0, 4, 12, 4 * 1000003ULL, 3 * CKPT_HASH_CHUNK + 8, 5 * CKPT_HASH_CHUNK};
+  const int worlds[] = {1, 2, 3, 7, 64};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+    for (size_t k = 0; k < sizeof worlds / sizeof worlds[0]; k++) {
+      uint64_t at = 0, next_chunk = 0, lo = UINT64_MAX, hi = 0;
+      for (int r = 0; r < worlds[k]; r++) {
+        uint64_t b, e, c0, nc;
+        ckpt_slice(sizes[i], worlds[k], r, &b, &e, &c0, &nc);
+        assert_int_equal(b, at);
+        assert_true(e >= b && b % 4 == 0 && e % 4 == 0);
+        assert_int_equal(c0, next_chunk);
+        lo = e - b < lo ? e - b : lo;
+        hi = e - b > hi ? e - b : hi;
+        at = e, next_chunk += nc;
+      }
+      assert_int_equal(at, sizes[i]);
+      assert_int_equal(next_chunk, (sizes[i] + CKPT_HASH_CHUNK - 1) / CKPT_HASH_CHUNK);
+      assert_true(hi - lo <= 4);
+    }
+}
+
+static void test_ckpt_frames_roundtrip(void **state) {
+  fixture *fx = *state;
+  for (int shuffle = 0; shuffle < 2; shuffle++) {
+    char d1[128], d3[128];
+    snprintf(d1, sizeof d1, "%s/one%d", fx->dir, shuffle);
+    snprintf(d3, sizeof d3, "%s/three%d", fx->dir, shuffle);
+    char *one = write_big(d1, 4, 1, shuffle), *three = write_big(d3, 4, 3, shuffle);
+    size_t cn, starts[8];
+    unsigned char *c = slurp(three, &cn);
+    assert_int_equal(frame_starts(c, cn, starts, 8), 3);
+    for (int f = 0; f < 3; f++) {
+      ZSTD_frameHeader zfh;
+      assert_int_equal(ZSTD_getFrameHeader(&zfh, c + starts[f], cn - starts[f]), 0);
+      assert_int_equal(zfh.checksumFlag, 1);
+      assert_true(zfh.frameContentSize != ZSTD_CONTENTSIZE_UNKNOWN);
+    }
+    free(c);
+    /* The same payload however many frames: `zstd -d` gives one file. */
+    size_t n1, n3;
+    unsigned char *p1 = decompress_file(one, &n1), *p3 = decompress_file(three, &n3);
+    assert_int_equal(n1, n3);
+    assert_memory_equal(p1, p3, n1);
+    free(p1);
+    free(p3);
+    big_model src, dst;
+    big_init(&src, 5);
+    big_init(&dst, 6);
+    ckpt_meta m;
+    if (ckpt_read(three, dst.t, 3, 0, &m)) fail_msg("%s", ms_error_msg());
+    assert_memory_equal(dst.w, src.w, 700 * 1000 * sizeof(float));
+    assert_memory_equal(dst.b, src.b, 700 * sizeof(float));
+    assert_memory_equal(dst.m, src.m, 700 * 1000 * sizeof(float));
+    assert_int_equal(m.byte_shuffle, shuffle);
+    ckpt_meta_free(&m);
+    big_free(&src);
+    big_free(&dst);
+    free(one);
+    free(three);
+  }
+}
+
+/* What the ranks of a distributed save do, by hand: the file is the one a
+ * single writer makes of the same slices, and a frame compressed from a
+ * snapshot of the slice is the frame compressed from the tensors. */
+static void test_ckpt_distributed_pieces_make_the_same_file(void **state) {
+  fixture *fx = *state;
+  enum { W = 3 };
+  for (int shuffle = 0; shuffle < 2; shuffle++) {
+    big_model bm;
+    big_init(&bm, 5);
+    ckpt_meta meta = test_meta(4);
+    meta.byte_shuffle = shuffle;
+    uint64_t d, total;
+    assert_int_equal(ckpt_data_size("test", bm.t, 3, &d), 0);
+    ckpt_slice(d, 1, 0, NULL, NULL, NULL, &total);
+    assert_true(total >= W);
+    uint64_t *hashes = malloc(sizeof *hashes * total);
+    for (int r = 0; r < W; r++) {
+      uint64_t c0, nc;
+      ckpt_slice(d, W, r, NULL, NULL, &c0, &nc);
+      ckpt_hash_chunks(bm.t, 3, c0, nc, hashes + c0);
+    }
+    void *hdr;
+    size_t hlen;
+    assert_int_equal(ckpt_header("test", bm.t, 3, &meta, ckpt_data_hash(hashes, total), &hdr, &hlen), 0);
+    unsigned char *file = NULL;
+    size_t flen = 0;
+    for (int r = 0; r < W; r++) {
+      uint64_t b, e;
+      ckpt_slice(d, W, r, &b, &e, NULL, NULL);
+      void *f, *g;
+      size_t fl, gl;
+      assert_int_equal(ckpt_compress(bm.t, 3, shuffle, r ? NULL : hdr, r ? 0 : hlen, b, e, 3, 0, &f, &fl), 0);
+      float *snap = malloc((size_t)(e - b));
+      ckpt_copy_stored(bm.t, 3, shuffle, b, e, snap);
+      ckpt_tensor st = {"slice", snap, 1, {(int64_t)((e - b) / 4)}};
+      assert_int_equal(ckpt_compress(&st, 1, 0, r ? NULL : hdr, r ? 0 : hlen, 0, e - b, 3, 0, &g, &gl), 0);
+      assert_int_equal(fl, gl);
+      assert_memory_equal(f, g, fl);
+      file = realloc(file, flen + fl);
+      memcpy(file + flen, f, fl);
+      flen += fl;
+      free(f);
+      free(g);
+      free(snap);
+    }
+    char dir[128], *path = NULL;
+    snprintf(dir, sizeof dir, "%s/dist%d", fx->dir, shuffle);
+    assert_int_equal(ckpt_write_bytes(dir, 4, file, flen, &path), 0);
+    char *ref = write_big(fx->dir, 4, W, shuffle);
+    size_t rn, pn;
+    unsigned char *rb = slurp(ref, &rn), *pb = slurp(path, &pn);
+    assert_int_equal(rn, pn);
+    assert_memory_equal(rb, pb, rn);
+    ckpt_meta m;
+    assert_int_equal(ckpt_read_meta(path, &m), 0);
+    ckpt_meta_free(&m);
+    free(rb);
+    free(pb);
+    free(ref);
+    free(path);
+    free(file);
+    free(hdr);
+    free(hashes);
+    big_free(&bm);
+  }
+}
+
+static void test_ckpt_missing_frame_refused(void **state) {
+  fixture *fx = *state;
+  char *path = write_big(fx->dir, 4, 3, 0);
+  size_t n, starts[8];
+  unsigned char *c = slurp(path, &n);
+  assert_int_equal(frame_starts(c, n, starts, 8), 3);
+  spit(path, c, starts[2]); /* the last frame is gone */
+  assert_refused(path, "the zstd stream ends after frame 2");
+  spit(path, c, starts[1]); /* two frames gone */
+  assert_refused(path, "the zstd stream ends after frame 1");
+  spit(path, c, starts[1] + (starts[2] - starts[1]) / 2); /* cut inside frame 2 */
+  assert_refused(path, "truncated");
+  spit(path, c, n);
+  ckpt_meta m;
+  assert_int_equal(ckpt_read_meta(path, &m), 0);
+  ckpt_meta_free(&m);
+  free(c);
+  free(path);
+}
+
+static void test_ckpt_flipped_byte_in_second_frame_refused(void **state) {
+  fixture *fx = *state;
+  char *path = write_big(fx->dir, 4, 3, 0);
+  size_t n, starts[8];
+  unsigned char *c = slurp(path, &n);
+  assert_int_equal(frame_starts(c, n, starts, 8), 3);
+  size_t len2 = starts[2] - starts[1];
+  /* Its magic number, its first block, its middle, its checksum. */
+  size_t pos[] = {starts[1], starts[1] + 12, starts[1] + len2 / 2, starts[2] - 1};
+  for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++) {
+    c[pos[i]] ^= 0x10;
+    spit(path, c, n);
+    assert_refused(path, "frame 2");
+    c[pos[i]] ^= 0x10;
+  }
+  free(c);
+  free(path);
+}
+
+/* ---- restore (--resume) ------------------------------------------------------ */
+
+typedef struct {
+  int64_t refuse_step; /* refuse the file of this step */
+  int calls;
+  char config[64];
+} accept_ctx;
+
+static int accept_step(void *ctx, const char *path, const ckpt_meta *meta) {
+  accept_ctx *a = ctx;
+  a->calls++;
+  snprintf(a->config, sizeof a->config, "%s", meta->config ? meta->config : "(none)");
+  if (meta->step == a->refuse_step)
+    return ms_error_set(MS_ECKPT, "%s: made with a different config", path);
+  return 0;
+}
+
+static void test_ckpt_restore_reads_newest_good_file(void **state) {
+  fixture *fx = *state;
+  char *p10 = write_step(fx->dir, 10, 1), *p20 = write_step(fx->dir, 20, 2);
+  model src, dst;
+  model_init(&src, 2);
+  model_init(&dst, 3);
+  accept_ctx a = {-1, 0, ""};
+  ckpt_meta m;
+  char *got = NULL, *skipped = NULL;
+  assert_int_equal(ckpt_restore(fx->dir, NULL, dst.t, 3, 0x0123456789abcdefULL, accept_step, &a,
+                                &m, &got, &skipped), 0);
+  assert_string_equal(got, p20);
+  assert_null(skipped);
+  assert_int_equal(m.step, 20);
+  assert_int_equal(a.calls, 1);
+  assert_string_equal(a.config, "run:\n  seed: 1\n");
+  assert_memory_equal(dst.w, src.w, sizeof src.w);
+  ckpt_meta_free(&m);
+  free(got);
+  /* By path, the same file. */
+  assert_int_equal(ckpt_restore(NULL, p10, dst.t, 3, 0, NULL, NULL, &m, &got, NULL), 0);
+  assert_string_equal(got, p10);
+  assert_int_equal(m.step, 10);
+  ckpt_meta_free(&m);
+  free(got);
+  free(p10);
+  free(p20);
+}
+
+static void test_ckpt_restore_skips_damaged_files(void **state) {
+  fixture *fx = *state;
+  char *p10 = write_step(fx->dir, 10, 1), *p20 = write_step(fx->dir, 20, 2);
+  char *p30 = write_step(fx->dir, 30, 3);
+  size_t n;
+  unsigned char *c = slurp(p30, &n);
+  spit(p30, c, n / 2);
+  free(c);
+  /* Step 20 is damaged and would not fit either: damage is what counts. */
+  rewrite(p20, NULL, 100);
+  model src, dst;
+  model_init(&src, 1);
+  model_init(&dst, 3);
+  accept_ctx a = {20, 0, ""};
+  ckpt_meta m;
+  char *got = NULL, *skipped = NULL;
+  assert_int_equal(ckpt_restore(fx->dir, NULL, dst.t, 3, 0, accept_step, &a, &m, &got, &skipped), 0);
+  assert_string_equal(got, p10);
+  assert_memory_equal(dst.w, src.w, sizeof src.w);
+  assert_non_null(skipped);
+  assert_non_null(strstr(skipped, "step-00000030.safetensors.zst: "));
+  assert_non_null(strstr(skipped, "step-00000020.safetensors.zst: corrupted (data hash"));
+  ckpt_meta_free(&m);
+  free(got);
+  free(skipped);
+  /* By path, a damaged file is an error. */
+  ms_error_clear();
+  assert_int_equal(ckpt_restore(NULL, p30, dst.t, 3, 0, NULL, NULL, &m, &got, NULL), MS_ECKPT);
+  assert_null(got);
+  assert_msg_has(p30, "");
+  free(p10);
+  free(p20);
+  free(p30);
+}
+
+static void test_ckpt_restore_refuses_a_good_file_that_does_not_fit(void **state) {
+  fixture *fx = *state;
+  char *p10 = write_step(fx->dir, 10, 1), *p20 = write_step(fx->dir, 20, 2);
+  model dst;
+  model_init(&dst, 3);
+  accept_ctx a = {20, 0, ""};
+  ckpt_meta m;
+  char *got = NULL, *skipped = NULL;
+  /* Not a skip to step 10: the newest good file belongs to another run. */
+  assert_int_equal(ckpt_restore(fx->dir, NULL, dst.t, 3, 0, accept_step, &a, &m, &got, &skipped),
+                   MS_ECKPT);
+  assert_msg_has(p20, "made with a different config");
+  assert_null(got);
+  assert_null(skipped);
+  assert_null(m.config);
+  /* Another model's shapes, likewise. */
+  dst.t[0].shape[0] = 8, dst.t[0].shape[1] = 16;
+  assert_int_equal(ckpt_restore(fx->dir, NULL, dst.t, 3, 0, NULL, NULL, &m, &got, &skipped),
+                   MS_ECKPT);
+  assert_msg_has(p20, "this checkpoint was made for another model");
+  free(p10);
+  free(p20);
+}
+
+static void test_ckpt_restore_nothing(void **state) {
+  fixture *fx = *state;
+  model dst;
+  model_init(&dst, 3);
+  ckpt_meta m;
+  char *got = (char *)"x", *skipped = (char *)"x";
+  assert_int_equal(ckpt_restore(fx->dir, NULL, dst.t, 3, 0, NULL, NULL, &m, &got, &skipped), 1);
+  assert_null(got);
+  assert_null(skipped);
+  char *p = write_step(fx->dir, 20, 1);
+  spit(p, "junk", 4);
+  assert_int_equal(ckpt_restore(fx->dir, NULL, dst.t, 3, 0, NULL, NULL, &m, &got, &skipped), 1);
+  assert_non_null(skipped);
+  free(skipped);
+  free(p);
+}
+
+/* A damaged file of another model is reported as damaged. */
+static void test_ckpt_damage_reported_before_shape(void **state) {
+  fixture *fx = *state;
+  char *path = write_step(fx->dir, 1, 1);
+  rewrite(path, NULL, 100);
+  model md;
+  model_init(&md, 2);
+  md.t[0].shape[0] = 8, md.t[0].shape[1] = 16;
+  ckpt_meta m;
+  assert_int_equal(ckpt_read(path, md.t, 3, 0, &m), MS_ECKPT);
+  assert_msg_has(path, "data hash");
+  free(path);
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -1034,6 +1459,17 @@ int main(void) {
       T(test_ckpt_shuffle_roundtrip),
       T(test_ckpt_shuffle_stores_bytes_grouped),
       T(test_ckpt_shuffle_compresses_better),
+      T(test_ckpt_version1_still_verifies),
+      T(test_ckpt_slices_cover_the_data_once),
+      T(test_ckpt_frames_roundtrip),
+      T(test_ckpt_distributed_pieces_make_the_same_file),
+      T(test_ckpt_missing_frame_refused),
+      T(test_ckpt_flipped_byte_in_second_frame_refused),
+      T(test_ckpt_restore_reads_newest_good_file),
+      T(test_ckpt_restore_skips_damaged_files),
+      T(test_ckpt_restore_refuses_a_good_file_that_does_not_fit),
+      T(test_ckpt_restore_nothing),
+      T(test_ckpt_damage_reported_before_shape),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);

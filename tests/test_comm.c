@@ -102,6 +102,42 @@ static void test_comm_bcast_bytes_and_floats(void **state) {
   assert_all_true(v[4] == 6.0f && v[1] == 1.5f);
 }
 
+/* Rank r sends 1000*r + 3 bytes (rank 1 sends none), each byte a function
+ * of its rank and position; root gets them in rank order. */
+static void test_comm_gatherv_bytes(void **state) {
+  (void)state;
+  size_t len = W.rank == 1 ? 0 : 1000 * (size_t)W.rank + 3;
+  unsigned char *mine = malloc(len + 1);
+  for (size_t i = 0; i < len; i++) mine[i] = (unsigned char)(W.rank * 31 + i * 7);
+  int root = W.size - 1;
+  size_t *lens = calloc((size_t)W.size, sizeof *lens);
+  char *out = (char *)"untouched";
+  size_t out_len = 99;
+  assert_int_equal(comm_gatherv_bytes(&W, mine, len, root, &out, &out_len, lens), 0);
+  int ok = 1;
+  if (W.rank == root) {
+    size_t at = 0;
+    for (int r = 0; r < W.size; r++) {
+      size_t want = r == 1 ? 0 : 1000 * (size_t)r + 3;
+      ok &= lens[r] == want;
+      for (size_t i = 0; i < want && ok; i++)
+        ok &= (unsigned char)out[at + i] == (unsigned char)(r * 31 + i * 7);
+      at += want;
+    }
+    ok &= out_len == at;
+    free(out);
+  } else {
+    ok &= out == NULL && out_len == 0;
+  }
+  assert_all_true(ok);
+  /* Nothing from anyone: root still gets a buffer (of 0 bytes). */
+  assert_int_equal(comm_gatherv_bytes(&W, NULL, 0, 0, &out, &out_len, NULL), 0);
+  assert_all_true(out_len == 0 && (W.rank == 0) == (out != NULL));
+  free(out);
+  free(lens);
+  free(mine);
+}
+
 int main(int argc, char **argv) {
   if (comm_init(&W, &argc, &argv) != 0) {
     fprintf(stderr, "%s\n", comm_errmsg(&W));
@@ -115,6 +151,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_comm_all_equal),
       cmocka_unit_test(test_comm_allreduce_sum),
       cmocka_unit_test(test_comm_bcast_bytes_and_floats),
+      cmocka_unit_test(test_comm_gatherv_bytes),
   };
   /* Only rank 0 reports, so ctest's log has one copy of the results; every
    * assertion is agreed on, so rank 0 fails whenever any rank does. */

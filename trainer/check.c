@@ -137,28 +137,30 @@ int check_ckpt_dir(const char *dir) {
   return 0;
 }
 
-int check_resume_config(const char *path, const ms_config *now) {
-  ckpt_meta meta = {0};
+int check_resume_meta(const char *path, const ckpt_meta *meta, const ms_config *now) {
   ms_config *saved = NULL;
   char diff[2048];
-  int rc = ckpt_read_meta(path, &meta);
-  if (rc) goto out;
-  if (!(saved = malloc(sizeof *saved))) {
-    rc = ms_error_set(MS_ENOMEM, "out of memory reading the config of %s", path);
-    goto out;
-  }
+  int rc = 0;
+  if (!(saved = malloc(sizeof *saved)))
+    return ms_error_set(MS_ENOMEM, "out of memory reading the config of %s", path);
   config_defaults(saved);
-  if (!meta.config) {
+  if (!meta->config) {
     rc = ms_error_set(MS_ECKPT, "%s: the checkpoint holds no config", path);
-  } else if (config_parse(saved, meta.config, strlen(meta.config), "(saved config)") != 0) {
+  } else if (config_parse(saved, meta->config, strlen(meta->config), "(saved config)") != 0) {
     ms_error_prefix("%s: the config saved in this checkpoint does not parse", path);
     rc = MS_ECKPT;
   } else if (config_resume_diff(saved, now, diff, sizeof diff) != 0) {
     rc = ms_error_set(MS_ECKPT, "%s: this checkpoint was made with a different config: %s", path,
                       diff);
   }
-out:
   free(saved);
+  return rc;
+}
+
+int check_resume_config(const char *path, const ms_config *now) {
+  ckpt_meta meta = {0};
+  int rc = ckpt_read_meta(path, &meta);
+  if (rc == 0) rc = check_resume_meta(path, &meta, now);
   ckpt_meta_free(&meta);
   return rc;
 }

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "ckpt.h"
 #include "config.h"
 #include "dataset.h"
 
@@ -87,5 +88,9 @@ void check_ckpt_dir_of(const ms_config *cfg, char *out, size_t n);
  * @return 0, or MS_ECKPT with "<path>: this checkpoint was made with a
  * different config: key old → new; ..." (or the read error). */
 int check_resume_config(const char *path, const ms_config *now);
+
+/* check_resume_config on metadata already read (and verified) from the
+ * checkpoint `path` (named in messages): `--resume` reads the file once. */
+int check_resume_meta(const char *path, const ckpt_meta *meta, const ms_config *now);
 
 #endif

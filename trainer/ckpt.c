@@ -1,19 +1,15 @@
-/* ckpt — checkpoint files (see ckpt.h for the format and the contract).
+/* ckpt — reading checkpoint files, and the directory scans (see ckpt.h for
+ * the format and the contract; ckpt_write.c writes them).
  *
- * Writing streams the payload (length prefix, JSON header, tensor bytes)
- * through one zstd compression context straight into the temporary file, so
- * no second copy of the parameters is ever held in memory. Reading streams
- * the other way: the header is decompressed into a small buffer, and each
- * tensor's bytes are decompressed directly into its destination.
+ * Reading streams: the header is decompressed into a small buffer, and each
+ * tensor's bytes are decompressed directly into its destination, frame
+ * after frame, hashed as they arrive. A file is decompressed once, whatever
+ * is asked of it.
  */
 #include "ckpt.h"
 
-#include "ms_error.h"
-#include "version.h"
-
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -24,61 +20,17 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "ckpt.c writes float bytes as they are in memory; safetensors is little-endian"
-#endif
+#include "ckpt_internal.h"
+#include "ms_error.h"
 
-#define CKPT_FORMAT_NAME "midscale-ckpt"
-#define CKPT_MAX_STEP    99999999LL
-/* Refuse payloads and headers whose declared sizes no midscale model needs:
- * a corrupted size field must not turn into a huge allocation or a long read. */
-#define CKPT_MAX_PAYLOAD (64ULL << 30)
-#define CKPT_MAX_HEADER  (64ULL << 20)
-#define CKPT_SCRATCH     (1u << 20)
+#define CKPT_SCRATCH (1u << 20)
 /* "step-" + 8 digits + ".safetensors.zst" */
 #define CKPT_NAME_LEN 29
-
-/* Records the message and jumps to the function's cleanup label. */
-#define FAIL(label, ...)            \
-  do {                              \
-    rc = ms_error_set(__VA_ARGS__); \
-    goto label;                     \
-  } while (0)
-
-uint64_t ckpt_fnv1a(uint64_t h, const void *data, size_t n) {
-  const unsigned char *p = data;
-  for (size_t i = 0; i < n; i++) {
-    h ^= p[i];
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
 
 void ckpt_meta_free(ckpt_meta *meta) {
   if (!meta) return;
   free(meta->config);
   meta->config = NULL;
-}
-
-static char *str_printf(const char *fmt, const char *a, const char *b) {
-  int n = snprintf(NULL, 0, fmt, a, b);
-  if (n < 0) return NULL;
-  char *s = malloc((size_t)n + 1);
-  if (s) snprintf(s, (size_t)n + 1, fmt, a, b);
-  return s;
-}
-
-/* Byte size of a tensor of this shape, or -1 when a dimension is negative,
- * ndim is out of range, or the size does not fit the payload cap. */
-static int64_t tensor_bytes(int ndim, const int64_t *shape) {
-  if (ndim < 0 || ndim > CKPT_MAX_DIMS) return -1;
-  uint64_t n = sizeof(float);
-  for (int d = 0; d < ndim; d++) {
-    if (shape[d] < 0) return -1;
-    if (shape[d] != 0 && n > CKPT_MAX_PAYLOAD / (uint64_t)shape[d]) return -1;
-    n *= (uint64_t)shape[d];
-  }
-  return (int64_t)n;
 }
 
 static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
@@ -88,84 +40,7 @@ static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
   if (len < cap) snprintf(buf + len, cap - len, "]");
 }
 
-/* ---- writing ----------------------------------------------------------- */
-
-/* mkdir -p: creates every missing component of path. */
-static int make_dirs(const char *path) {
-  char *p = strdup(path);
-  if (!p) return ms_error_set(MS_ENOMEM, "%s: out of memory", path);
-  for (char *s = p + 1; *s; s++) {
-    if (*s != '/') continue;
-    *s = '\0';
-    if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-      int rc = ms_error_set(MS_EIO, "%s: cannot create directory %s: %s", path, p, strerror(errno));
-      free(p);
-      return rc;
-    }
-    *s = '/';
-  }
-  free(p);
-  if (mkdir(path, 0777) != 0 && errno != EEXIST)
-    return ms_error_set(MS_EIO, "%s: cannot create directory: %s", path, strerror(errno));
-  struct stat st;
-  if (stat(path, &st) != 0)
-    return ms_error_set(MS_EIO, "%s: cannot create directory: %s", path, strerror(errno));
-  if (!S_ISDIR(st.st_mode))
-    return ms_error_set(MS_EIO, "%s: cannot create directory: it exists and is not a directory",
-                        path);
-  return 0;
-}
-
-typedef struct {
-  ZSTD_CCtx *cctx;
-  FILE *f;
-  void *obuf;
-  size_t ocap;
-  const char *path; /* the final path, for messages */
-} zwriter;
-
-/* Compresses n bytes of src (mode ZSTD_e_continue), or ends the frame
- * (ZSTD_e_end), writing whatever zstd produces straight to the file. */
-static int zw_feed(zwriter *w, const void *src, size_t n, ZSTD_EndDirective mode) {
-  if (!w->cctx) { /* an uncompressed file (ckpt_export) */
-    if (n && fwrite(src, 1, n, w->f) != n)
-      return ms_error_set(MS_EIO, "%s: write failed: %s", w->path, strerror(errno));
-    return 0;
-  }
-  ZSTD_inBuffer in = {src, n, 0};
-  for (;;) {
-    ZSTD_outBuffer out = {w->obuf, w->ocap, 0};
-    size_t left = ZSTD_compressStream2(w->cctx, &out, &in, mode);
-    if (ZSTD_isError(left))
-      return ms_error_set(MS_EIO, "%s: zstd compression failed: %s", w->path,
-                          ZSTD_getErrorName(left));
-    if (out.pos && fwrite(w->obuf, 1, out.pos, w->f) != out.pos)
-      return ms_error_set(MS_EIO, "%s: write failed: %s", w->path, strerror(errno));
-    if (mode == ZSTD_e_end ? left == 0 : in.pos == in.size) return 0;
-  }
-}
-
-/* Byte shuffle (checkpoint.shuffle): a tensor of n floats is stored as the
- * n first bytes of its values, then the n second bytes, and so on. Only the
- * sign/exponent byte of trained weights compresses, and grouping those
- * bytes lets zstd find it. Written in 4 passes through a small buffer, so no
- * copy of the tensor is needed. */
-static int feed_shuffled(zwriter *w, const float *x, size_t n) {
-  const unsigned char *b = (const unsigned char *)x;
-  unsigned char buf[1 << 14];
-  for (size_t k = 0; k < sizeof(float); k++) {
-    for (size_t i = 0; i < n;) {
-      size_t c = n - i < sizeof buf ? n - i : sizeof buf;
-      for (size_t j = 0; j < c; j++) buf[j] = b[(i + j) * sizeof(float) + k];
-      int rc = zw_feed(w, buf, c, ZSTD_e_continue);
-      if (rc) return rc;
-      i += c;
-    }
-  }
-  return 0;
-}
-
-/* Undoes feed_shuffled in place, with scratch of n floats. */
+/* Undoes the byte shuffle in place, with scratch of n floats. */
 static void unshuffle(float *x, size_t n, float *scratch) {
   const unsigned char *in = (const unsigned char *)x;
   unsigned char *out = (unsigned char *)scratch;
@@ -175,233 +50,11 @@ static void unshuffle(float *x, size_t n, float *scratch) {
   memcpy(x, scratch, n * sizeof(float));
 }
 
-/* The safetensors JSON header, space-padded so that 8 + its length is a
- * multiple of 8: *out gets a malloc'ed string of *len bytes. */
-static int build_header(const ckpt_tensor *t, int n, const ckpt_meta *meta, uint64_t data_hash,
-                        const char *path, char **out, size_t *len) {
-  int rc = MS_ENOMEM;
-  char num[32];
-  json_t *root = json_object(), *md = json_object();
-  if (!root || !md || json_object_set(root, "__metadata__", md)) goto fail;
+/* ---- the zstd stream ------------------------------------------------------ */
 
-#define PUT(key, value)                                     \
-  do {                                                      \
-    json_t *v_ = json_string(value);                        \
-    if (!v_ || json_object_set_new(md, key, v_)) goto fail; \
-  } while (0)
-#define PUTF(key, fmt, value)              \
-  do {                                     \
-    snprintf(num, sizeof num, fmt, value); \
-    PUT(key, num);                         \
-  } while (0)
-  PUT("format", CKPT_FORMAT_NAME);
-  PUTF("format_version", "%d", CKPT_FORMAT_VERSION);
-  PUT("midscale_version", MS_VERSION_STRING);
-  PUTF("step", "%" PRId64, meta->step);
-  PUTF("epoch", "%" PRId64, meta->epoch);
-  PUTF("step_in_epoch", "%" PRId64, meta->step_in_epoch);
-  PUTF("world_size", "%d", meta->world_size);
-  PUTF("seed", "%" PRIu64, meta->seed);
-  PUTF("rng_state", "%" PRIu64, meta->rng_state);
-  PUTF("layout_hash", "%016" PRIx64, meta->layout_hash);
-  PUTF("data_hash", "%016" PRIx64, data_hash);
-  if (meta->byte_shuffle) PUT("byte_shuffle", "4");
-#undef PUTF
-#undef PUT
-  json_t *cfg = json_string(meta->config ? meta->config : "");
-  if (!cfg) FAIL(fail_rc, MS_ECKPT, "%s: the config text is not valid UTF-8", path);
-  if (json_object_set_new(md, "config", cfg)) goto fail;
-
-  int64_t off = 0;
-  for (int i = 0; i < n; i++) {
-    int64_t end = off + tensor_bytes(t[i].ndim, t[i].shape);
-    json_t *name = json_string(t[i].name);
-    if (!name) FAIL(fail_rc, MS_ECKPT, "%s: tensor name '%s' is not valid UTF-8", path, t[i].name);
-    json_decref(name);
-    if (json_object_get(root, t[i].name))
-      FAIL(fail_rc, MS_ECKPT, "%s: tensor name '%s' is given twice", path, t[i].name);
-    json_t *shape = json_array();
-    for (int d = 0; shape && d < t[i].ndim; d++)
-      if (json_array_append_new(shape, json_integer(t[i].shape[d]))) {
-        json_decref(shape);
-        shape = NULL;
-      }
-    /* json_pack steals the "o" reference, also when it fails. */
-    json_t *e = shape ? json_pack("{s:s, s:o, s:[I, I]}", "dtype", "F32", "shape", shape,
-                                  "data_offsets", (json_int_t)off, (json_int_t)end)
-                      : NULL;
-    if (!e || json_object_set_new(root, t[i].name, e)) goto fail;
-    off = end;
-  }
-
-  char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  if (!s) goto fail;
-  size_t slen = strlen(s);
-  size_t pad = (8 - slen % 8) % 8;
-  char *padded = realloc(s, slen + pad + 1);
-  if (!padded) {
-    free(s);
-    goto fail;
-  }
-  memset(padded + slen, ' ', pad);
-  padded[slen + pad] = '\0';
-  *out = padded;
-  *len = slen + pad;
-  json_decref(md);
-  json_decref(root);
-  return 0;
-
-fail:
-  rc = ms_error_set(MS_ENOMEM, "%s: out of memory building the header", path);
-fail_rc:
-  json_decref(md);
-  json_decref(root);
-  return rc;
-}
-
-static int check_write_args(const char *dir, const ckpt_tensor *t, int n, const ckpt_meta *meta) {
-  if (!dir || !*dir || n < 0 || (n > 0 && !t) || !meta)
-    return ms_error_set(MS_ECKPT, "ckpt_write: invalid arguments");
-  if (meta->step < 0 || meta->step > CKPT_MAX_STEP)
-    return ms_error_set(MS_ECKPT, "%s: step %" PRId64 " cannot be a checkpoint id (0 to %lld)", dir,
-                        meta->step, CKPT_MAX_STEP);
-  /* The reader refuses these, so never write them. */
-  if (meta->epoch < 0 || meta->step_in_epoch < 0 || meta->world_size < 1)
-    return ms_error_set(MS_ECKPT,
-                        "%s: invalid cursor (epoch %" PRId64 ", step_in_epoch %" PRId64
-                        ", world_size %d)",
-                        dir, meta->epoch, meta->step_in_epoch, meta->world_size);
-  uint64_t total = 0;
-  for (int i = 0; i < n; i++) {
-    if (!t[i].name || !*t[i].name || strcmp(t[i].name, "__metadata__") == 0)
-      return ms_error_set(MS_ECKPT, "%s: tensor %d has an invalid name", dir, i);
-    int64_t b = tensor_bytes(t[i].ndim, t[i].shape);
-    if (b < 0)
-      return ms_error_set(MS_ECKPT, "%s: tensor '%s' has an invalid shape", dir, t[i].name);
-    if (b > 0 && !t[i].data)
-      return ms_error_set(MS_ECKPT, "%s: tensor '%s' has no data", dir, t[i].name);
-    total += (uint64_t)b;
-    if (total > CKPT_MAX_PAYLOAD)
-      return ms_error_set(MS_ECKPT, "%s: tensors exceed %llu bytes", dir, CKPT_MAX_PAYLOAD);
-  }
-  return 0;
-}
-
-static int write_file(const char *dir, const char *name, const ckpt_tensor *tensors,
-                      int n_tensors, const ckpt_meta *meta, int level, int workers,
-                      char **out_path);
-
-int ckpt_write(const char *dir, const ckpt_tensor *tensors, int n_tensors, const ckpt_meta *meta,
-               int level, char **out_path) {
-  return ckpt_write_mt(dir, tensors, n_tensors, meta, level, 0, out_path);
-}
-
-int ckpt_write_mt(const char *dir, const ckpt_tensor *tensors, int n_tensors,
-                  const ckpt_meta *meta, int level, int workers, char **out_path) {
-  char name[64];
-  snprintf(name, sizeof name, "step-%08" PRId64 ".safetensors.zst", meta->step);
-  return write_file(dir, name, tensors, n_tensors, meta, level, workers, out_path);
-}
-
-/* Writes dir/name atomically: zstd-compressed at `level`, or a plain
- * safetensors file when level is 0. */
-static int write_file(const char *dir, const char *name, const ckpt_tensor *tensors,
-                      int n_tensors, const ckpt_meta *meta, int level, int workers,
-                      char **out_path) {
-  if (out_path) *out_path = NULL;
-  int rc = check_write_args(dir, tensors, n_tensors, meta);
-  if (rc) return rc;
-
-  char tmpname[320];
-  snprintf(tmpname, sizeof tmpname, ".%s.tmp.%ld", name, (long)getpid());
-  char *path = str_printf("%s/%s", dir, name);
-  char *tmp = str_printf("%s/%s", dir, tmpname);
-  char *hdr = NULL;
-  size_t hdr_len = 0;
-  zwriter w = {NULL, NULL, NULL, 0, path};
-  int dfd = -1;
-  if (!path || !tmp) FAIL(out_free, MS_ENOMEM, "%s: out of memory", dir);
-
-  /* First pass: the hash of the tensor bytes goes into the header. */
-  uint64_t data_hash = CKPT_FNV_OFFSET, payload = 0;
-  for (int i = 0; i < n_tensors; i++) {
-    size_t b = (size_t)tensor_bytes(tensors[i].ndim, tensors[i].shape);
-    if (b) data_hash = ckpt_fnv1a(data_hash, tensors[i].data, b);
-    payload += b;
-  }
-  rc = build_header(tensors, n_tensors, meta, data_hash, path, &hdr, &hdr_len);
-  if (rc) goto out_free;
-  if (hdr_len > CKPT_MAX_HEADER)
-    FAIL(out_free, MS_ECKPT, "%s: the header would be %zu bytes (at most %llu)", path, hdr_len,
-         CKPT_MAX_HEADER);
-  payload += 8 + hdr_len;
-
-  rc = make_dirs(dir);
-  if (rc) goto out_free;
-
-  w.ocap = ZSTD_CStreamOutSize();
-  w.obuf = malloc(w.ocap);
-  w.cctx = level > 0 ? ZSTD_createCCtx() : NULL;
-  if (!w.obuf || (level > 0 && !w.cctx)) FAIL(out_free, MS_ENOMEM, "%s: out of memory", path);
-  size_t zr = level <= 0 ? 0 : ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_compressionLevel, level);
-  if (!ZSTD_isError(zr) && w.cctx) zr = ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_checksumFlag, 1);
-  /* A libzstd built without threads refuses nbWorkers > 0: fall back to
-   * compressing on this thread rather than failing the checkpoint. */
-  if (!ZSTD_isError(zr) && w.cctx && workers > 0)
-    (void)ZSTD_CCtx_setParameter(w.cctx, ZSTD_c_nbWorkers, workers);
-  if (!ZSTD_isError(zr) && w.cctx) zr = ZSTD_CCtx_setPledgedSrcSize(w.cctx, payload);
-  if (ZSTD_isError(zr))
-    FAIL(out_free, MS_ECKPT, "%s: zstd setup failed (level %d): %s", path, level,
-         ZSTD_getErrorName(zr));
-
-  w.f = fopen(tmp, "wb");
-  if (!w.f)
-    FAIL(out_free, MS_EIO, "%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
-  unsigned char len8[8];
-  for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hdr_len >> (8 * i));
-  rc = zw_feed(&w, len8, 8, ZSTD_e_continue);
-  if (!rc) rc = zw_feed(&w, hdr, hdr_len, ZSTD_e_continue);
-  for (int i = 0; !rc && i < n_tensors; i++) {
-    size_t b = (size_t)tensor_bytes(tensors[i].ndim, tensors[i].shape);
-    rc = meta->byte_shuffle ? feed_shuffled(&w, tensors[i].data, b / sizeof(float))
-                            : zw_feed(&w, tensors[i].data, b, ZSTD_e_continue);
-  }
-  if (!rc) rc = zw_feed(&w, NULL, 0, ZSTD_e_end);
-  if (rc) goto out_unlink;
-  if (fflush(w.f) != 0 || fsync(fileno(w.f)) != 0)
-    FAIL(out_unlink, MS_EIO, "%s: write failed: %s", path, strerror(errno));
-  FILE *f = w.f;
-  w.f = NULL;
-  if (fclose(f) != 0) FAIL(out_unlink, MS_EIO, "%s: write failed: %s", path, strerror(errno));
-  if (rename(tmp, path) != 0)
-    FAIL(out_unlink, MS_EIO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-  /* Make the rename itself durable. File systems that cannot sync a
-   * directory say EINVAL; the file is in place either way. */
-  dfd = open(dir, O_RDONLY | O_DIRECTORY);
-  if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL))
-    FAIL(out_free, MS_EIO, "%s: cannot sync directory %s: %s", path, dir, strerror(errno));
-  if (out_path) {
-    *out_path = path;
-    path = NULL;
-  }
-  rc = 0;
-  goto out_free;
-
-out_unlink:
-  if (w.f) fclose(w.f);
-  w.f = NULL;
-  unlink(tmp);
-out_free:
-  if (dfd >= 0) close(dfd);
-  ZSTD_freeCCtx(w.cctx);
-  free(w.obuf);
-  free(hdr);
-  free(tmp);
-  free(path);
-  return rc;
-}
-
-/* ---- reading ----------------------------------------------------------- */
+/* zr_run's answer when the stream ended cleanly between two frames before
+ * the output was full. */
+#define ZR_END 1
 
 typedef struct {
   FILE *f;
@@ -410,7 +63,12 @@ typedef struct {
   unsigned char *ibuf;
   size_t icap;
   ZSTD_inBuffer in;
-  int eof, frame_done;
+  int eof;
+  int in_frame;        /* a frame has begun and has not ended */
+  int frames;          /* frames ended (each one's checksum verified) */
+  uint64_t out_total;  /* payload bytes decompressed so far */
+  uint64_t data_start; /* payload offset of the data section; 0 until known */
+  uint64_t data_size;  /* its size by the header */
 } zreader;
 
 static int zr_fill(zreader *r) {
@@ -424,48 +82,75 @@ static int zr_fill(zreader *r) {
   return 0;
 }
 
-/* Decompresses into out until it is full or the frame ends. */
-static int zr_run(zreader *r, ZSTD_outBuffer *out) {
-  while (out->pos < out->size && !r->frame_done) {
+/* Decompresses into out until it is full, from frame to frame; with
+ * one_frame, only to the end of the current frame (none: ZR_END at once).
+ * @return 0, ZR_END (the stream, or the frame, ended first), or an error. */
+static int zr_run(zreader *r, ZSTD_outBuffer *out, int one_frame) {
+  while (out->pos < out->size) {
     if (r->in.pos == r->in.size && !r->eof) {
       int rc = zr_fill(r);
       if (rc) return rc;
     }
+    if (!r->in_frame) {
+      if (one_frame || r->in.pos == r->in.size) return ZR_END;
+      r->in_frame = 1;
+    }
     size_t in0 = r->in.pos, out0 = out->pos;
     size_t ret = ZSTD_decompressStream(r->dctx, out, &r->in);
-    if (ZSTD_isError(ret))
-      return ms_error_set(MS_ECKPT, "%s: corrupted (zstd: %s)", r->path, ZSTD_getErrorName(ret));
-    if (ret == 0)
-      r->frame_done = 1;
-    else if (r->eof && r->in.pos == in0 && out->pos == out0)
+    if (ZSTD_isError(ret)) {
+      if (r->frames == 0)
+        return ms_error_set(MS_ECKPT, "%s: corrupted (zstd: %s)", r->path, ZSTD_getErrorName(ret));
+      return ms_error_set(MS_ECKPT, "%s: corrupted (zstd, frame %d: %s)", r->path, r->frames + 1,
+                          ZSTD_getErrorName(ret));
+    }
+    r->out_total += out->pos - out0;
+    if (ret == 0) {
+      r->in_frame = 0;
+      r->frames++;
+      if (one_frame) return ZR_END;
+    } else if (r->eof && r->in.pos == in0 && out->pos == out0) {
       return ms_error_set(MS_ECKPT, "%s: truncated (the zstd stream ends early)", r->path);
+    }
   }
   return 0;
 }
 
+/* Reads exactly n payload bytes. A stream that ends between frames before
+ * that is a file cut at a frame boundary, or a payload shorter than its
+ * header says. */
 static int zr_read(zreader *r, void *dst, size_t n) {
   ZSTD_outBuffer out = {dst, n, 0};
-  int rc = zr_run(r, &out);
-  if (rc) return rc;
-  if (out.pos < n)
-    return ms_error_set(MS_ECKPT, "%s: the payload is shorter than its header says", r->path);
-  return 0;
+  int rc = zr_run(r, &out, 0);
+  if (rc < 0) return rc;
+  if (out.pos == n) return 0;
+  if (r->data_start)
+    return ms_error_set(MS_ECKPT,
+                        "%s: the tensors cover %" PRIu64 " bytes but the data section has %" PRIu64
+                        ": the zstd stream ends after frame %d",
+                        r->path, r->data_size, r->out_total - r->data_start, r->frames);
+  return ms_error_set(MS_ECKPT,
+                      "%s: the payload is shorter than its header says: the zstd stream ends "
+                      "after frame %d at byte %" PRIu64,
+                      r->path, r->frames, r->out_total);
 }
 
-/* Reads the end of the frame (where zstd verifies the checksum) and makes
- * sure nothing follows it. */
+/* Reads the end of the last frame (where zstd verifies the checksum) and
+ * makes sure nothing follows it. */
 static int zr_finish(zreader *r) {
   unsigned char extra;
   ZSTD_outBuffer out = {&extra, 1, 0};
-  int rc = zr_run(r, &out);
-  if (rc) return rc;
+  int rc = zr_run(r, &out, 1);
+  if (rc < 0) return rc;
   if (out.pos)
     return ms_error_set(MS_ECKPT, "%s: the payload is longer than its header says", r->path);
   if (r->in.pos == r->in.size && !r->eof && (rc = zr_fill(r)) != 0) return rc;
   if (r->in.pos < r->in.size)
-    return ms_error_set(MS_ECKPT, "%s: unexpected bytes after the zstd frame", r->path);
+    return ms_error_set(MS_ECKPT, "%s: unexpected bytes after the zstd frame%s", r->path,
+                        r->frames > 1 ? "s" : "");
   return 0;
 }
+
+/* ---- the header ---------------------------------------------------------- */
 
 typedef struct {
   const char *name;
@@ -513,8 +198,8 @@ static int meta_field(const char *path, json_t *md, const char *key, int hex, ui
 }
 
 /* Checks __metadata__ and fills m (config borrowed from the JSON). */
-static int parse_meta(const char *path, json_t *root, ckpt_meta *m, uint64_t *data_hash,
-                      const char **config) {
+static int parse_meta(const char *path, json_t *root, ckpt_meta *m, int *version,
+                      uint64_t *data_hash, const char **config) {
   json_t *md = json_object_get(root, "__metadata__"), *v;
   const char *key;
   if (!json_is_object(md))
@@ -539,6 +224,7 @@ static int parse_meta(const char *path, json_t *root, ckpt_meta *m, uint64_t *da
         MS_ECKPT, "%s: made by a newer midscale (format version %" PRIu64 "; this build reads %d)",
         path, u[0], CKPT_FORMAT_VERSION);
   if (u[0] < 1) return ms_error_set(MS_ECKPT, "%s: unknown format version %" PRIu64, path, u[0]);
+  *version = (int)u[0];
   static const char *keys[] = {"step", "epoch",     "step_in_epoch", "world_size",
                                "seed", "rng_state", "layout_hash",   "data_hash"};
   const uint64_t maxes[] = {CKPT_MAX_STEP, INT64_MAX,  INT64_MAX,  INT32_MAX,
@@ -595,7 +281,7 @@ static int parse_entry(const char *path, const char *name, json_t *v, entry *e) 
     return ms_error_set(MS_ECKPT, "%s: tensor '%s' has invalid data_offsets", path, name);
   e->begin = (uint64_t)json_integer_value(b);
   e->end = (uint64_t)json_integer_value(en);
-  int64_t bytes = tensor_bytes(e->ndim, e->shape);
+  int64_t bytes = ckpt_tensor_bytes(e->ndim, e->shape);
   if (bytes < 0 || e->end - e->begin != (uint64_t)bytes)
     return ms_error_set(MS_ECKPT,
                         "%s: tensor '%s' has data_offsets [%" PRIu64 ", %" PRIu64
@@ -608,8 +294,8 @@ static int parse_entry(const char *path, const char *name, json_t *v, entry *e) 
 static int match_tensors(const char *path, entry *es, size_t ne, const ckpt_tensor *t, int n) {
   char fs[128], ms[128];
   for (int i = 0; i < n; i++) {
-    if (!t[i].name || tensor_bytes(t[i].ndim, t[i].shape) < 0 ||
-        (tensor_bytes(t[i].ndim, t[i].shape) > 0 && !t[i].data))
+    if (!t[i].name || ckpt_tensor_bytes(t[i].ndim, t[i].shape) < 0 ||
+        (ckpt_tensor_bytes(t[i].ndim, t[i].shape) > 0 && !t[i].data))
       return ms_error_set(MS_ECKPT, "%s: requested tensor %d is invalid", path, i);
     size_t j = 0;
     while (j < ne && strcmp(es[j].name, t[i].name) != 0) j++;
@@ -662,11 +348,16 @@ static int take_all(const char *path, entry *es, size_t ne, uint64_t data_size,
   return 0;
 }
 
-/* The whole reader: with tensors == NULL it verifies everything but keeps
- * only the metadata; with `all` it loads every tensor the file holds. */
+/* The whole reader. With tensors == NULL it verifies everything but keeps
+ * only the metadata; with `all` it loads every tensor the file holds. A
+ * file that does not fit (accept refuses it, tensors or layout hash differ)
+ * is read on to the end before that is reported, and *verified (if not
+ * NULL) says whether the file itself verified. */
 static int read_ckpt(const char *path, const ckpt_tensor *tensors, int n_tensors,
-                     uint64_t expected_layout_hash, ckpt_meta *meta, ckpt_contents *all) {
-  int rc;
+                     uint64_t expected_layout_hash, ckpt_accept_fn accept, void *ctx,
+                     ckpt_meta *meta, ckpt_contents *all, int *verified) {
+  int rc, version = 0, fit_rc = 0;
+  char *fit_msg = NULL;
   zreader r = {0};
   char *hdr = NULL;
   unsigned char *scratch = NULL;
@@ -675,7 +366,9 @@ static int read_ckpt(const char *path, const ckpt_tensor *tensors, int n_tensors
   ckpt_meta m = {0};
   uint64_t want_hash = 0;
   const char *cfg = NULL;
+  ckpt_hasher h = {0};
   if (meta) memset(meta, 0, sizeof *meta);
+  if (verified) *verified = 0;
   if (!path || n_tensors < 0 || (n_tensors > 0 && !tensors))
     return ms_error_set(MS_ECKPT, "ckpt_read: invalid arguments");
   r.path = path;
@@ -689,6 +382,7 @@ static int read_ckpt(const char *path, const ckpt_tensor *tensors, int n_tensors
   r.dctx = ZSTD_createDCtx();
   if (!r.ibuf || !r.dctx) FAIL(out, MS_ENOMEM, "%s: out of memory", path);
   if ((rc = zr_fill(&r)) != 0) goto out;
+  /* The first frame holds the length and the whole header. */
   unsigned long long csize = ZSTD_getFrameContentSize(r.ibuf, r.in.size);
   if (csize == ZSTD_CONTENTSIZE_ERROR)
     FAIL(out, MS_ECKPT, "%s: not a zstd file, or truncated", path);
@@ -710,7 +404,7 @@ static int read_ckpt(const char *path, const ckpt_tensor *tensors, int n_tensors
   if (!json_is_object(root))
     FAIL(out, MS_ECKPT, "%s: the safetensors header is not a JSON object (%s)", path,
          root ? "other JSON value" : jerr.text);
-  if ((rc = parse_meta(path, root, &m, &want_hash, &cfg)) != 0) goto out;
+  if ((rc = parse_meta(path, root, &m, &version, &want_hash, &cfg)) != 0) goto out;
 
   size_t ne = json_object_size(root) - 1, k = 0;
   es = calloc(ne ? ne : 1, sizeof *es);
@@ -722,28 +416,41 @@ static int read_ckpt(const char *path, const ckpt_tensor *tensors, int n_tensors
     if ((rc = parse_entry(path, key, v, &es[k++])) != 0) goto out;
   }
   qsort(es, ne, sizeof *es, entry_cmp);
-  uint64_t data_size = csize - 8 - hlen, pos = 0;
+  uint64_t pos = 0;
   for (size_t j = 0; j < ne; j++) {
     if (es[j].begin != pos)
       FAIL(out, MS_ECKPT, "%s: tensor '%s' data_offsets leave a gap or overlap at byte %" PRIu64,
            path, es[j].name, pos);
     pos = es[j].end;
+    if (pos > CKPT_MAX_PAYLOAD)
+      FAIL(out, MS_ECKPT, "%s: the tensors cover more than %llu bytes", path, CKPT_MAX_PAYLOAD);
   }
-  if (pos != data_size)
-    FAIL(out, MS_ECKPT, "%s: the tensors cover %" PRIu64 " bytes but the data section has %" PRIu64,
-         path, pos, data_size);
-  if (all && (rc = take_all(path, es, ne, data_size, all)) != 0) goto out;
+  r.data_start = 8 + hlen;
+  r.data_size = pos;
+  if (all && (rc = take_all(path, es, ne, pos, all)) != 0) goto out;
   if (all) tensors = all->tensors;
-  if (tensors && !all && (rc = match_tensors(path, es, ne, tensors, n_tensors)) != 0) goto out;
-  if (tensors && !all && expected_layout_hash != 0 && m.layout_hash != expected_layout_hash)
-    FAIL(out, MS_ECKPT,
-         "%s: layout hash %016" PRIx64 " in the file but the model has %016" PRIx64
-         ": this checkpoint was made for another model",
-         path, m.layout_hash, expected_layout_hash);
+
+  /* Whether the file fits is decided now, but reported only once it has
+   * verified: until then it might just be damaged. */
+  if (accept) {
+    ckpt_meta view = m;
+    view.config = (char *)cfg;
+    fit_rc = accept(ctx, path, &view);
+  }
+  if (!fit_rc && tensors && !all) fit_rc = match_tensors(path, es, ne, tensors, n_tensors);
+  if (!fit_rc && tensors && !all && expected_layout_hash != 0 && m.layout_hash != expected_layout_hash)
+    fit_rc = ms_error_set(MS_ECKPT,
+                          "%s: layout hash %016" PRIx64 " in the file but the model has %016" PRIx64
+                          ": this checkpoint was made for another model",
+                          path, m.layout_hash, expected_layout_hash);
+  if (fit_rc) {
+    if (!(fit_msg = strdup(ms_error_msg()))) FAIL(out, MS_ENOMEM, "%s: out of memory", path);
+    for (size_t j = 0; j < ne; j++) es[j].req = -1; /* read on, into scratch */
+  }
 
   /* Tensor bytes in file order, hashed as they arrive (the hash is of the
    * values, so a byte-shuffled tensor is unshuffled first). */
-  uint64_t h = CKPT_FNV_OFFSET;
+  if ((rc = ckpt_hasher_init(&h, version, path)) != 0) goto out;
   for (size_t j = 0; j < ne; j++) {
     uint64_t left = es[j].end - es[j].begin;
     if (es[j].req >= 0 || (m.byte_shuffle && left)) {
@@ -757,7 +464,7 @@ static int read_ckpt(const char *path, const ckpt_tensor *tensors, int n_tensors
         else unshuffle(dst, (size_t)left / sizeof(float), tmp);
         free(tmp);
       }
-      if (rc == 0 && left) h = ckpt_fnv1a(h, dst, (size_t)left);
+      if (rc == 0 && left) ckpt_hasher_update(&h, dst, (size_t)left);
       free(own);
       if (rc) goto out;
       continue;
@@ -767,21 +474,26 @@ static int read_ckpt(const char *path, const ckpt_tensor *tensors, int n_tensors
     while (left) {
       size_t c = left < CKPT_SCRATCH ? (size_t)left : CKPT_SCRATCH;
       if ((rc = zr_read(&r, scratch, c)) != 0) goto out;
-      h = ckpt_fnv1a(h, scratch, c);
+      ckpt_hasher_update(&h, scratch, c);
       left -= c;
     }
   }
   if ((rc = zr_finish(&r)) != 0) goto out;
-  if (h != want_hash)
+  uint64_t got = ckpt_hasher_final(&h);
+  if (got != want_hash)
     FAIL(out, MS_ECKPT,
          "%s: corrupted (data hash %016" PRIx64 " does not match the header's %016" PRIx64 ")",
-         path, h, want_hash);
+         path, got, want_hash);
+  if (verified) *verified = 1;
+  if (fit_rc) FAIL(out, fit_rc, "%s", fit_msg);
   if (meta) {
     if (!(m.config = strdup(cfg))) FAIL(out, MS_ENOMEM, "%s: out of memory", path);
     *meta = m;
   }
   rc = 0;
 out:
+  ckpt_hasher_free(&h);
+  free(fit_msg);
   free(scratch);
   free(es);
   json_decref(root);
@@ -795,16 +507,17 @@ out:
 int ckpt_read(const char *path, const ckpt_tensor *tensors, int n_tensors,
               uint64_t expected_layout_hash, ckpt_meta *meta) {
   static const ckpt_tensor none = {0};
-  return read_ckpt(path, n_tensors ? tensors : &none, n_tensors, expected_layout_hash, meta, NULL);
+  return read_ckpt(path, n_tensors ? tensors : &none, n_tensors, expected_layout_hash, NULL, NULL,
+                   meta, NULL, NULL);
 }
 
 int ckpt_read_meta(const char *path, ckpt_meta *meta) {
-  return read_ckpt(path, NULL, 0, 0, meta, NULL);
+  return read_ckpt(path, NULL, 0, 0, NULL, NULL, meta, NULL, NULL);
 }
 
 int ckpt_load(const char *path, ckpt_contents *out) {
   memset(out, 0, sizeof *out);
-  int rc = read_ckpt(path, NULL, 0, 0, &out->meta, out);
+  int rc = read_ckpt(path, NULL, 0, 0, NULL, NULL, &out->meta, out, NULL);
   if (rc) ckpt_contents_free(out);
   return rc;
 }
@@ -845,7 +558,7 @@ int ckpt_export(const char *in_path, const char *out_path, const char *skip_pref
     goto out;
   }
   c.meta.byte_shuffle = 0; /* ckpt_load unshuffled the values: write them plain */
-  rc = write_file(dir, name, keep, n, &c.meta, 0, 0, NULL);
+  rc = ckpt_write_plain(dir, name, keep, n, &c.meta, NULL);
 out:
   free(dir);
   free(keep);
@@ -931,7 +644,7 @@ int ckpt_find_latest(const char *dir, char **out_path, char **skipped) {
   rc = 1;
   for (size_t i = 0; i < n && rc == 1; i++) {
     ckpt_meta m;
-    if (!(path = str_printf("%s/%s", dir, fs[i].name)))
+    if (!(path = ckpt_str2("%s/%s", dir, fs[i].name)))
       FAIL(out, MS_ENOMEM, "%s: out of memory", dir);
     int r = ckpt_read_meta(path, &m);
     ckpt_meta_free(&m);
@@ -955,6 +668,56 @@ out:
   return rc;
 }
 
+int ckpt_restore(const char *dir, const char *path, const ckpt_tensor *tensors, int n_tensors,
+                 uint64_t expected_layout_hash, ckpt_accept_fn accept, void *ctx,
+                 ckpt_meta *meta, char **out_path, char **skipped) {
+  static const ckpt_tensor none = {0};
+  const ckpt_tensor *t = n_tensors ? tensors : &none;
+  found *fs = NULL;
+  size_t n = 0;
+  char *list = NULL, *p = NULL;
+  if (out_path) *out_path = NULL;
+  if (skipped) *skipped = NULL;
+  if (meta) memset(meta, 0, sizeof *meta);
+  if (!meta || (!dir && !path)) return ms_error_set(MS_ECKPT, "ckpt_restore: invalid arguments");
+  if (path) {
+    int rc = read_ckpt(path, t, n_tensors, expected_layout_hash, accept, ctx, meta, NULL, NULL);
+    if (rc == 0 && out_path && !(*out_path = strdup(path))) {
+      ckpt_meta_free(meta);
+      rc = ms_error_set(MS_ENOMEM, "%s: out of memory", path);
+    }
+    return rc;
+  }
+  int rc = list_ckpts(dir, &fs, &n);
+  if (rc) goto out;
+  rc = 1;
+  for (size_t i = 0; i < n && rc == 1; i++) {
+    if (!(p = ckpt_str2("%s/%s", dir, fs[i].name))) FAIL(out, MS_ENOMEM, "%s: out of memory", dir);
+    int verified = 0;
+    int r = read_ckpt(p, t, n_tensors, expected_layout_hash, accept, ctx, meta, NULL, &verified);
+    if (r == 0) {
+      if (out_path) *out_path = p;
+      else free(p);
+      p = NULL;
+      rc = 0;
+    } else if (r == MS_ENOMEM || verified) {
+      rc = r; /* a good file that does not fit this run is an error, not a skip */
+    } else if (append_line(&list, ms_error_msg()) != 0) {
+      FAIL(out, MS_ENOMEM, "%s: out of memory", dir);
+    }
+    free(p);
+    p = NULL;
+  }
+out:
+  free(p);
+  free(fs);
+  if (rc >= 0 && skipped)
+    *skipped = list;
+  else
+    free(list);
+  return rc;
+}
+
 /* Deletes temporary files that a writer killed mid-write left behind
  * (".step-XXXXXXXX.safetensors.zst.tmp.PID"); a directory has one writer, so
  * none of them is still being written when this runs. */
@@ -969,7 +732,7 @@ static int clean_temp(const char *dir) {
     if (nm[0] != '.' || name_step(nm + 1) >= 0 || strstr(nm, ".safetensors.zst.tmp.") == NULL ||
         strncmp(nm, ".step-", 6) != 0)
       continue;
-    char *path = str_printf("%s/%s", dir, nm);
+    char *path = ckpt_str2("%s/%s", dir, nm);
     if (!path) rc = ms_error_set(MS_ENOMEM, "%s: out of memory", dir);
     else if (unlink(path) != 0 && errno != ENOENT)
       rc = ms_error_set(MS_EIO, "%s: cannot delete: %s", path, strerror(errno));
@@ -987,7 +750,7 @@ int ckpt_prune(const char *dir, int keep) {
   int rc = clean_temp(dir);
   if (rc == 0) rc = list_ckpts(dir, &fs, &n);
   for (size_t i = keep < 1 ? 1 : (size_t)keep; rc == 0 && i < n; i++) {
-    if (!(path = str_printf("%s/%s", dir, fs[i].name)))
+    if (!(path = ckpt_str2("%s/%s", dir, fs[i].name)))
       FAIL(out, MS_ENOMEM, "%s: out of memory", dir);
     if (unlink(path) != 0 && errno != ENOENT)
       FAIL(out, MS_EIO, "%s: cannot delete: %s", path, strerror(errno));

@@ -1,7 +1,9 @@
-#define _GNU_SOURCE /* syscall(SYS_gettid) */
+#define _GNU_SOURCE /* syscall(SYS_gettid), CPU_SET */
 #include "saver.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,20 +16,40 @@
 
 #include "ms_error.h"
 
+enum { JOB_SAVE = 1, JOB_COMPRESS, JOB_WRITE };
+
 struct ms_saver {
   ckpt_tensor *live;      /* the caller's tensors */
-  ckpt_tensor *snap;      /* the same names and shapes, data in `arena` */
   int n;
-  float *arena;
-  size_t n_floats;
   char *dir;
-  int level, workers, keep;
+  int level, workers, keep, rank, world, can_background;
+  uint64_t data_bytes;
+  uint64_t begin, end;    /* this rank's slice of the data section ... */
+  uint64_t first_chunk, n_chunks; /* ... and the hash chunks it owns */
+
+  ckpt_tensor *snap;      /* alone: the same names and shapes, data in `arena` */
+  float *arena;
+  unsigned char *slice;   /* together, background: the slice as stored */
+  uint64_t *hashes;       /* together: this rank's chunk hashes */
+  int shuffle;
+  int background;         /* this save compresses in the background */
+  void *header;           /* together, rank 0: the payload's start */
+  size_t header_len;
+  void *frame;            /* together: this rank's compressed frame */
+  size_t frame_len;
+  double compress_seconds;
+  int compressing;        /* a frame is being made or waits to be taken */
+  void *bytes;            /* rank 0: the file being written (the thread frees it) */
+  size_t bytes_len;
 
   pthread_t thread;
-  int pending;            /* started and not yet collected */
-  atomic_int done;        /* set by the writer thread as its last act */
-  ckpt_meta meta;         /* the save in flight (config owned) */
-  int rc;                 /* the writer's result ... */
+  int running;            /* started and not yet joined */
+  int job;
+  atomic_int done;        /* set by the thread as its last act */
+  atomic_int tid;         /* the thread's id, for boost() */
+  ckpt_meta meta;         /* alone: the save in flight (config owned) */
+  int pending;            /* a write started and not yet collected */
+  int rc;                 /* the thread's result ... */
   char msg[2048];         /* ... and its message */
   saver_result res;
 };
@@ -45,28 +67,42 @@ static size_t elems(const ckpt_tensor *t) {
 }
 
 int saver_create(ms_saver **out, const ckpt_tensor *tensors, int n_tensors, const char *dir,
-                 int level, int workers, int keep) {
+                 int level, int workers, int keep, int rank, int world, int background) {
   *out = NULL;
   ms_saver *s = calloc(1, sizeof *s);
   if (!s) goto oom;
   s->n = n_tensors;
   s->level = level, s->workers = workers, s->keep = keep;
-  s->live = malloc(sizeof *s->live * (size_t)n_tensors);
-  s->snap = malloc(sizeof *s->snap * (size_t)n_tensors);
+  s->rank = rank, s->world = world < 1 ? 1 : world, s->can_background = world > 1 && background;
+  s->live = malloc(sizeof *s->live * (size_t)(n_tensors ? n_tensors : 1));
   s->dir = strdup(dir);
-  if (!s->live || !s->snap || !s->dir) goto oom;
-  for (int i = 0; i < n_tensors; i++) s->n_floats += elems(&tensors[i]);
-  s->arena = malloc(sizeof(float) * (s->n_floats ? s->n_floats : 1));
-  if (!s->arena) goto oom;
-  /* Touch the snapshot now, so that the page faults of a first copy do not
-   * land in the middle of training. */
-  memset(s->arena, 0, sizeof(float) * s->n_floats);
-  size_t off = 0;
-  for (int i = 0; i < n_tensors; i++) {
-    s->live[i] = tensors[i];
-    s->snap[i] = tensors[i];
-    s->snap[i].data = s->arena + off;
-    off += elems(&tensors[i]);
+  if (!s->live || !s->dir) goto oom;
+  if (n_tensors) memcpy(s->live, tensors, sizeof *s->live * (size_t)n_tensors);
+  int rc = ckpt_data_size(dir, tensors, n_tensors, &s->data_bytes);
+  if (rc) {
+    saver_free(s);
+    return rc;
+  }
+  ckpt_slice(s->data_bytes, s->world, rank, &s->begin, &s->end, &s->first_chunk, &s->n_chunks);
+  s->hashes = malloc(sizeof *s->hashes * (size_t)(s->n_chunks ? s->n_chunks : 1));
+  if (!s->hashes) goto oom;
+  /* Snapshots are touched now, so that the page faults of a first copy do
+   * not land in the middle of training. */
+  if (s->world == 1) {
+    size_t n_floats = (size_t)(s->data_bytes / sizeof(float)), off = 0;
+    s->snap = malloc(sizeof *s->snap * (size_t)(n_tensors ? n_tensors : 1));
+    s->arena = malloc(sizeof(float) * (n_floats ? n_floats : 1));
+    if (!s->snap || !s->arena) goto oom;
+    memset(s->arena, 0, sizeof(float) * n_floats);
+    for (int i = 0; i < n_tensors; i++) {
+      s->snap[i] = tensors[i];
+      s->snap[i].data = s->arena + off;
+      off += elems(&tensors[i]);
+    }
+  } else if (s->can_background) {
+    size_t len = (size_t)(s->end - s->begin);
+    if (!(s->slice = malloc(len ? len : 1))) goto oom;
+    memset(s->slice, 0, len);
   }
   *out = s;
   return 0;
@@ -75,33 +111,104 @@ oom:
   return ms_error_set(MS_ENOMEM, "out of memory for the checkpoint snapshot");
 }
 
-static void *writer(void *arg) {
-  ms_saver *s = arg;
-  /* The lowest priority for this thread only (Linux: nice is per thread):
-   * where the ranks use every core, compression takes the time they leave
-   * idle instead of slowing the steps. Best effort. */
+/* The background thread runs at the lowest priority (Linux: nice is per
+ * thread), so that where the ranks use every core it takes only the time
+ * they leave; and on any core the process may use, because launchers bind
+ * each rank to one core (Open MPI does for 2 ranks or fewer), which would
+ * keep it off an idle core. The kernel keeps the mask within the job's
+ * cpuset. Best effort: a failure changes only the speed. */
+static void background_setup(void) {
   (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+  long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (long c = 0; c < ncpu && c < CPU_SETSIZE; c++) CPU_SET((int)c, &set);
+  (void)sched_setaffinity(0, sizeof set, &set);
+}
+
+/* The job, on the background thread or (sync) on the caller's. */
+static void do_job(ms_saver *s) {
   double t0 = now_s();
   char *path = NULL;
   ms_error_clear();
-  s->rc = ckpt_write_mt(s->dir, s->snap, s->n, &s->meta, s->level, s->workers, &path);
-  if (s->rc == 0) s->rc = ckpt_prune(s->dir, s->keep);
-  if (s->rc == 0) {
+  switch (s->job) {
+  case JOB_SAVE:
+    s->rc = ckpt_write_mt(s->dir, s->snap, s->n, &s->meta, s->level, s->workers, 1, &path);
+    break;
+  case JOB_WRITE:
+    s->rc = ckpt_write_bytes(s->dir, s->res.step, s->bytes, s->bytes_len, &path);
+    free(s->bytes);
+    s->bytes = NULL;
+    break;
+  case JOB_COMPRESS: {
+    ckpt_tensor t = {"slice", (float *)s->slice, 1, {(int64_t)((s->end - s->begin) / sizeof(float))}};
+    s->rc = ckpt_compress(&t, 1, 0, s->header, s->header_len, 0, s->end - s->begin, s->level,
+                          s->workers, &s->frame, &s->frame_len);
+    s->compress_seconds = now_s() - t0;
+    break;
+  }
+  }
+  if (s->rc == 0 && path) s->rc = ckpt_prune(s->dir, s->keep);
+  if (s->rc == 0 && path) {
     struct stat st;
     snprintf(s->res.path, sizeof s->res.path, "%s", path);
     s->res.file_bytes = stat(path, &st) == 0 ? (long long)st.st_size : -1;
-  } else {
+  } else if (s->rc) {
     snprintf(s->msg, sizeof s->msg, "%s", ms_error_msg());
   }
   free(path);
   s->res.write_seconds = now_s() - t0;
   atomic_store(&s->done, 1);
+}
+
+static void *run_job(void *arg) {
+  ms_saver *s = arg;
+  atomic_store(&s->tid, (int)syscall(SYS_gettid));
+  background_setup();
+  do_job(s);
   return NULL;
+}
+
+/* Starts the job on the background thread, or with sync runs it now. */
+static int start_job(ms_saver *s, int job, int sync) {
+  s->job = job;
+  s->rc = 0;
+  s->msg[0] = '\0';
+  atomic_store(&s->done, 0);
+  atomic_store(&s->tid, 0);
+  if (sync) {
+    do_job(s);
+    return 0;
+  }
+  if (pthread_create(&s->thread, NULL, run_job, s) != 0)
+    return ms_error_set(MS_EINTERNAL, "cannot start the checkpoint thread");
+  s->running = 1;
+  return 0;
+}
+
+/* The caller is about to wait for the background thread: it gets the
+ * caller's priority, since training waits anyway (a starved writer on a
+ * busy machine would otherwise hold up a stop signal's checkpoint). Best
+ * effort: an unprivileged process may not raise a thread's priority. */
+static void boost(ms_saver *s) {
+  int tid = atomic_load(&s->tid);
+  if (!s->running || atomic_load(&s->done) || tid <= 0) return;
+  errno = 0;
+  int me = getpriority(PRIO_PROCESS, 0);
+  if (me == -1 && errno) return;
+  (void)setpriority(PRIO_PROCESS, (id_t)tid, me);
+}
+
+static void join(ms_saver *s) {
+  if (!s->running) return;
+  pthread_join(s->thread, NULL);
+  s->running = 0;
 }
 
 int saver_wait(ms_saver *s, saver_result *res) {
   if (!s || !s->pending) return 1;
-  pthread_join(s->thread, NULL);
+  boost(s);
+  join(s);
   s->pending = 0;
   free(s->meta.config);
   s->meta.config = NULL;
@@ -110,10 +217,10 @@ int saver_wait(ms_saver *s, saver_result *res) {
   return 0;
 }
 
-int saver_start(ms_saver *s, const ckpt_meta *meta) {
+int saver_start(ms_saver *s, const ckpt_meta *meta, int sync) {
   int rc = saver_wait(s, NULL);
   if (rc < 0) return rc;
-  double t0 = now_s();
+  if (s->world != 1) return ms_error_set(MS_EINTERNAL, "saver_start: the saver is for %d ranks", s->world);
   for (int i = 0; i < s->n; i++)
     memcpy(s->snap[i].data, s->live[i].data, sizeof(float) * elems(&s->live[i]));
   s->meta = *meta;
@@ -122,15 +229,115 @@ int saver_start(ms_saver *s, const ckpt_meta *meta) {
     return ms_error_set(MS_ENOMEM, "out of memory copying the checkpoint metadata");
   memset(&s->res, 0, sizeof s->res);
   s->res.step = meta->step;
-  s->res.raw_bytes = (long long)(sizeof(float) * s->n_floats);
-  s->res.stall_seconds = now_s() - t0;
-  s->rc = 0;
-  s->msg[0] = '\0';
-  atomic_store(&s->done, 0);
-  if (pthread_create(&s->thread, NULL, writer, s) != 0) {
+  s->res.raw_bytes = (long long)s->data_bytes;
+  if ((rc = start_job(s, JOB_SAVE, sync)) != 0) {
     free(s->meta.config);
     s->meta.config = NULL;
-    return ms_error_set(MS_EINTERNAL, "cannot start the checkpoint writer thread");
+    return rc;
+  }
+  s->pending = 1;
+  return 0;
+}
+
+int saver_hash(ms_saver *s, int shuffle, int background, const uint64_t **hashes,
+               size_t *n_hashes) {
+  if (s->world == 1 || s->compressing)
+    return ms_error_set(MS_EINTERNAL, "saver_hash: %s", s->compressing
+                                                           ? "the last frame was not collected"
+                                                           : "the saver is for one rank");
+  int rc = saver_wait(s, NULL);
+  if (rc < 0) return rc;
+  free(s->frame);
+  free(s->header);
+  s->frame = s->header = NULL;
+  s->frame_len = s->header_len = 0;
+  s->shuffle = shuffle;
+  s->background = background && s->can_background;
+  if (s->background) ckpt_copy_stored(s->live, s->n, shuffle, s->begin, s->end, s->slice);
+  ckpt_hash_chunks(s->live, s->n, s->first_chunk, s->n_chunks, s->hashes);
+  *hashes = s->hashes;
+  *n_hashes = (size_t)s->n_chunks;
+  return 0;
+}
+
+int saver_compress(ms_saver *s, const ckpt_meta *meta, const uint64_t *all_hashes, size_t n_all) {
+  if (s->world == 1 || s->compressing)
+    return ms_error_set(MS_EINTERNAL, "saver_compress: called out of turn");
+  memset(&s->res, 0, sizeof s->res);
+  s->res.raw_bytes = (long long)s->data_bytes;
+  s->compress_seconds = 0;
+  if (s->rank == 0) {
+    uint64_t total;
+    ckpt_slice(s->data_bytes, 1, 0, NULL, NULL, NULL, &total);
+    if (!meta || n_all != total)
+      return ms_error_set(MS_EINTERNAL, "saver_compress: %zu chunk hashes for %llu chunks", n_all,
+                          (unsigned long long)total);
+    s->res.step = meta->step;
+    int rc = ckpt_header(s->dir, s->live, s->n, meta, ckpt_data_hash(all_hashes, total),
+                         &s->header, &s->header_len);
+    if (rc) return rc;
+  }
+  s->rc = 0;
+  if (s->rank > 0 && s->end == s->begin) {
+    s->compressing = 1; /* an empty frame, ready now */
+    return 0;
+  }
+  if (s->background) {
+    int rc = start_job(s, JOB_COMPRESS, 0);
+    if (rc == 0) s->compressing = 1;
+    return rc;
+  }
+  double t0 = now_s();
+  int rc = ckpt_compress(s->live, s->n, s->shuffle, s->header, s->header_len, s->begin, s->end,
+                         s->level, s->workers, &s->frame, &s->frame_len);
+  s->compress_seconds = now_s() - t0;
+  if (rc == 0) s->compressing = 1;
+  return rc;
+}
+
+int saver_compressing(const ms_saver *s) { return s && s->compressing; }
+
+int saver_frame_ready(const ms_saver *s) {
+  return s && s->compressing && (!s->running || atomic_load(&s->done));
+}
+
+int saver_frame(ms_saver *s, const void **frame, size_t *len, double *seconds) {
+  if (!s->compressing) return ms_error_set(MS_EINTERNAL, "saver_frame: no frame in the making");
+  if (s->job == JOB_COMPRESS) {
+    boost(s);
+    join(s);
+  }
+  s->compressing = 0;
+  s->job = 0;
+  free(s->header);
+  s->header = NULL;
+  if (s->rc) return ms_error_set(s->rc, "%s", s->msg);
+  *frame = s->frame;
+  *len = s->frame_len;
+  if (seconds) *seconds = s->compress_seconds;
+  return 0;
+}
+
+void saver_frame_done(ms_saver *s) {
+  free(s->frame);
+  s->frame = NULL;
+  s->frame_len = 0;
+}
+
+int saver_write(ms_saver *s, void *bytes, size_t len, int sync) {
+  int rc = saver_wait(s, NULL);
+  if (rc >= 0 && (s->rank != 0 || s->world == 1 || s->running))
+    rc = ms_error_set(MS_EINTERNAL, "saver_write: called out of turn");
+  if (rc < 0) {
+    free(bytes);
+    return rc;
+  }
+  s->bytes = bytes;
+  s->bytes_len = len;
+  if ((rc = start_job(s, JOB_WRITE, sync)) != 0) {
+    free(s->bytes);
+    s->bytes = NULL;
+    return rc;
   }
   s->pending = 1;
   return 0;
@@ -142,10 +349,17 @@ int saver_pending(const ms_saver *s) { return s && s->pending; }
 
 void saver_free(ms_saver *s) {
   if (!s) return;
+  join(s);
   (void)saver_wait(s, NULL);
   free(s->live);
   free(s->snap);
   free(s->arena);
+  free(s->slice);
+  free(s->hashes);
+  free(s->header);
+  free(s->frame);
+  free(s->bytes);
+  free(s->meta.config);
   free(s->dir);
   free(s);
 }

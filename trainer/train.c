@@ -63,9 +63,12 @@ typedef struct {
   int64_t step, epoch, step_in_epoch; /* the cursor: steps done */
   int64_t last_ckpt_step;
   double t_last_ckpt;
-  ms_saver *saver;              /* rank 0 only: the background writer */
-  int saver_rc;                 /* rank 0: a background save failed ... */
+  ms_saver *saver;              /* this rank's share of checkpoint writing */
+  int save_background;          /* together: compress in the background */
+  int saver_rc;                 /* a save failed outside a save ... */
   char saver_msg[ERRLEN];       /* ... with this message */
+  double save_t0, save_stall_s; /* the save in flight: start, stall so far */
+  double save_compress_s, save_gather_s;
   char last_ckpt_path[1100];    /* rank 0: the newest checkpoint written */
   const volatile sig_atomic_t *stop_signal; /* set by main's signal handler */
   int stop_signo;               /* agreed: the signal that stops the run */
@@ -387,91 +390,209 @@ static int build_model(run *r) {
   return 0;
 }
 
-/* Rank 0: a background save's failure, kept until the ranks agree on it.
- * @return 0, or its code with its message set again on this thread. */
+/* A save's failure found outside a save (rank 0's background write, or a
+ * gather that every rank saw fail), kept until the ranks agree on it at the
+ * next step. @return 0, or its code with its message set again. */
 static int saver_failure(run *r) {
   return r->saver_rc < 0 ? ms_error_set(r->saver_rc, "%s", r->saver_msg) : 0;
 }
 
-/* Rank 0: reports a finished background save, or keeps its failure for the
- * next step's agreement. block: wait for a save in flight.
- * @return saver_failure(r). */
+static int keep_failure(run *r, int rc) {
+  if (rc < 0 && r->saver_rc == 0) {
+    r->saver_rc = rc;
+    snprintf(r->saver_msg, sizeof r->saver_msg, "%s", ms_error_msg());
+  }
+  return rc;
+}
+
+/* Where a save with other ranks compresses. With every core training (the
+ * ranks and their BLAS threads fill the node), compressing in the
+ * background saves nothing: the ranks step in lockstep, so the CPU time the
+ * compressing threads take comes back as stall, plus their cache and memory
+ * traffic, and the frames wait for a later step boundary to be gathered.
+ * So then each rank compresses its slice on the spot, in parallel (stall:
+ * one slice's compression plus the gather). With a core to spare on the
+ * node, the background threads use it and the stall is the snapshot copy.
+ * Alone, a rank always saves in the background (saver_start): there is no
+ * slice to share, and a synchronous write would stall for the whole file.
+ * MIDSCALE_CKPT_COMPRESS=sync|background overrides (for the benchmark and
+ * the tests). */
+static int compress_in_background(const run *r) {
+  const char *force = getenv("MIDSCALE_CKPT_COMPRESS");
+  if (force && strcmp(force, "background") == 0) return 1;
+  if (force && strcmp(force, "sync") == 0) return 0;
+  long online = sysconf(_SC_NPROCESSORS_ONLN);
+  int local = r->w->local_size > 0 ? r->w->local_size : 1;
+  return online > (long)local * blas_threads(r->w, r->cfg.run.threads);
+}
+
+/* Together: every rank's frame is ready; rank 0 gathers them and starts
+ * writing the file in the background (sync: writes it now). Collective. */
+static int gather_frames(run *r, int sync) {
+  double t0 = comm_wtime();
+  const void *frame = NULL;
+  size_t len = 0;
+  double compress_s = 0;
+  int rc = agree(r, saver_frame(r->saver, &frame, &len, &compress_s));
+  if (rc) return rc;
+  char *all = NULL;
+  size_t all_len = 0;
+  rc = comm_rc(r, comm_gatherv_bytes(r->w, frame, len, 0, &all, &all_len, NULL));
+  saver_frame_done(r->saver);
+  if (rc) return rc;
+  if (r->w->rank == 0) rc = saver_write(r->saver, all, all_len, sync);
+  r->save_compress_s = compress_s;
+  r->save_gather_s = comm_wtime() - t0;
+  return agree(r, rc);
+}
+
+/* Completes what a save left in flight, on every rank: frames compressed in
+ * the background are gathered once every rank's is ready (block: wait for
+ * them); rank 0 reports a finished write (block: waits for it). A failure
+ * is kept for the next step's agreement. @return saver_failure(r). */
 static int collect_save(run *r, int block) {
-  if (!r->saver || !saver_pending(r->saver) || (!block && !saver_finished(r->saver)))
+  if (!r->saver) return saver_failure(r);
+  if (saver_compressing(r->saver)) { /* the same on every rank */
+    double t0 = comm_wtime();
+    int ready = block || saver_frame_ready(r->saver);
+    int all = comm_agree(r->w, ready ? 0 : -1);
+    int rc = all == COMM_EMPI ? comm_rc(r, all) : all == 0 ? gather_frames(r, 0) : 0;
+    if (all != -1) r->save_stall_s += comm_wtime() - t0;
+    if (keep_failure(r, rc)) return rc;
+  }
+  if (r->w->rank != 0 || !saver_pending(r->saver) || (!block && !saver_finished(r->saver)))
     return saver_failure(r);
   saver_result res;
   int rc = saver_wait(r->saver, &res);
-  if (rc < 0) {
-    r->saver_rc = rc;
-    snprintf(r->saver_msg, sizeof r->saver_msg, "%s", ms_error_msg());
-    return rc;
-  }
+  if (rc < 0) return keep_failure(r, rc);
   snprintf(r->last_ckpt_path, sizeof r->last_ckpt_path, "%s", res.path);
-  double mb = (double)res.file_bytes / 1e6;
-  metrics_say(r->metrics, "checkpoint %s (%.2f MB, ratio %.3f; written in %.2f s, step stalled %.3f s)",
-              res.path, mb, mb > 0 ? (double)res.raw_bytes / 1e6 / mb : 0.0, res.write_seconds,
-              res.stall_seconds);
+  double mb = (double)res.file_bytes / 1e6, total = comm_wtime() - r->save_t0;
+  metrics_say(r->metrics,
+              "checkpoint %s (%.2f MB, ratio %.3f; in place after %.2f s, step stalled %.3f s)",
+              res.path, mb, mb > 0 ? (double)res.raw_bytes / 1e6 / mb : 0.0, total,
+              r->save_stall_s);
   char json[1400];
   snprintf(json, sizeof json,
            "{\"kind\":\"checkpoint\",\"step\":%lld,\"path\":\"%s\",\"bytes\":%lld,"
-           "\"raw_bytes\":%lld,\"write_s\":%.4f,\"stall_s\":%.5f}",
-           (long long)res.step, res.path, res.file_bytes, res.raw_bytes, res.write_seconds,
-           res.stall_seconds);
+           "\"raw_bytes\":%lld,\"world\":%d,\"background_compress\":%d,\"write_s\":%.4f,"
+           "\"stall_s\":%.5f,\"compress_s\":%.4f,\"gather_s\":%.4f,\"file_s\":%.4f}",
+           (long long)res.step, res.path, res.file_bytes, res.raw_bytes, r->w->size,
+           r->w->size == 1 || r->save_background, total, r->save_stall_s, r->save_compress_s,
+           r->save_gather_s, res.write_seconds);
   metrics_json(r->metrics, json);
   return 0;
 }
 
-/* Saves the arenas at the current step: rank 0 snapshots them and a
- * background thread compresses and writes, while training goes on. sync:
- * wait until the file is in place (the end of a run, a stop signal). */
+/* Together: hash the slices, rank 0 makes the header from the gathered
+ * hashes, every rank compresses its slice (now, or in the background to be
+ * gathered by a later collect_save). sync: everything now, the file in
+ * place on return. Collective. */
+static int save_together(run *r, const ckpt_meta *meta, int sync) {
+  const uint64_t *hashes = NULL;
+  size_t n_hashes = 0;
+  int bg = r->save_background && !sync;
+  int rc = agree(r, saver_hash(r->saver, r->cfg.checkpoint.shuffle, bg, &hashes, &n_hashes));
+  if (rc) return rc;
+  char *all = NULL;
+  size_t all_len = 0;
+  rc = comm_rc(r, comm_gatherv_bytes(r->w, hashes, n_hashes * sizeof *hashes, 0, &all, &all_len,
+                                     NULL));
+  if (rc) return rc;
+  rc = saver_compress(r->saver, r->w->rank == 0 ? meta : NULL, (const uint64_t *)all,
+                      all_len / sizeof(uint64_t));
+  free(all);
+  if ((rc = agree(r, rc))) return rc;
+  return bg ? 0 : gather_frames(r, sync);
+}
+
+/* Saves the arenas at the current step. Alone, rank 0 snapshots them and a
+ * background thread compresses and writes; together, every rank hashes and
+ * compresses its slice and rank 0 gathers and writes in the background
+ * (saver.h). sync (the end of a run, a stop signal): the file is in place
+ * on return, all of the work done on the training threads, at their
+ * priority, since they would only wait. */
 static int save_checkpoint(run *r, int sync) {
   double t0 = comm_wtime();
-  int rc = 0;
-  if (r->w->rank == 0) {
+  int rc = agree(r, collect_save(r, 1)); /* one save at a time */
+  ckpt_meta meta = {0};
+  if (rc == 0 && r->w->rank == 0) {
     const ms_config *c = &r->cfg;
-    rc = collect_save(r, 1);
-    ckpt_meta meta = {.step = r->step,
-                      .epoch = r->epoch,
-                      .step_in_epoch = r->step_in_epoch,
-                      .world_size = r->w->size,
-                      .seed = c->run.seed,
-                      .rng_state = sampler_mix64(c->run.seed),
-                      .layout_hash = r->layout_hash,
-                      .config = NULL,
-                      .byte_shuffle = c->checkpoint.shuffle};
-    if (rc == 0 && !(meta.config = config_emit(c)))
-      rc = ms_error_set(MS_ENOMEM, "out of memory emitting the config");
-    if (rc == 0) rc = saver_start(r->saver, &meta);
-    free(meta.config);
-    if (rc == 0 && sync) rc = collect_save(r, 1);
+    meta = (ckpt_meta){.step = r->step,
+                       .epoch = r->epoch,
+                       .step_in_epoch = r->step_in_epoch,
+                       .world_size = r->w->size,
+                       .seed = c->run.seed,
+                       .rng_state = sampler_mix64(c->run.seed),
+                       .layout_hash = r->layout_hash,
+                       .config = config_emit(c),
+                       .byte_shuffle = c->checkpoint.shuffle};
+    if (!meta.config) rc = ms_error_set(MS_ENOMEM, "out of memory emitting the config");
   }
+  if (rc == 0) {
+    r->save_t0 = t0;
+    r->save_compress_s = r->save_gather_s = 0;
+    if (r->w->size == 1)
+      rc = saver_start(r->saver, &meta, sync);
+    else if ((rc = agree(r, rc)) == 0)
+      rc = save_together(r, &meta, sync);
+    r->save_stall_s = comm_wtime() - t0;
+  }
+  free(meta.config);
+  if (rc == 0 && sync) rc = collect_save(r, 1);
   rc = agree(r, rc);
   r->t_ckpt += comm_wtime() - t0;
   if (rc == 0) r->last_ckpt_step = r->step, r->t_last_ckpt = comm_wtime();
   return rc;
 }
 
-/* --resume: rank 0 finds and reads the checkpoint, then broadcasts the
- * arenas and the cursor. */
+static size_t tensor_elems(const ckpt_tensor *t) {
+  size_t n = 1;
+  for (int d = 0; d < t->ndim; d++) n *= (size_t)t->shape[d];
+  return n;
+}
+
+/* Asks whether a checkpoint's saved config allows resuming this run. */
+static int resume_accept(void *ctx, const char *path, const ckpt_meta *meta) {
+  return check_resume_meta(path, meta, ctx);
+}
+
+/* --resume: rank 0 finds, reads and verifies the checkpoint, decompressing
+ * it once, then broadcasts the arenas and the cursor. The file is read into
+ * scratch first: `--resume auto` may read a damaged newer file before a
+ * good one, and if none is good the run starts from the initial arenas. */
 static int resume(run *r, const char *what) {
   int rc = 0;
   char *path = NULL, *skipped = NULL;
   ckpt_meta meta = {0};
   int64_t cursor[4] = {0, 0, 0, 0}; /* found, step, epoch, step_in_epoch */
+  ckpt_tensor *scratch = NULL;
+  float *arena = NULL;
   if (r->w->rank == 0) {
-    if (strcmp(what, "auto") == 0) {
-      rc = ckpt_find_latest(r->ckpt_dir, &path, &skipped);
-      if (rc == 1) rc = 0; /* nothing to resume: a fresh start */
-    } else {
-      path = strdup(what);
-      if (!path) rc = ms_error_set(MS_ENOMEM, "out of memory");
+    size_t n_floats = 0, off = 0;
+    for (int i = 0; i < r->n_tensors; i++) n_floats += tensor_elems(&r->tensors[i]);
+    scratch = malloc(sizeof *scratch * (r->n_tensors > 0 ? (size_t)r->n_tensors : 1));
+    arena = malloc(sizeof(float) * (n_floats ? n_floats : 1));
+    if (!scratch || !arena) rc = ms_error_set(MS_ENOMEM, "out of memory for resuming");
+    for (int i = 0; rc == 0 && i < r->n_tensors; i++) {
+      scratch[i] = r->tensors[i];
+      scratch[i].data = arena + off;
+      off += tensor_elems(&r->tensors[i]);
     }
-    /* The config diff first, so that a changed model is named by its keys
-     * rather than by the tensor shapes ckpt_read would refuse. */
-    if (rc == 0 && path) rc = check_resume_config(path, &r->cfg);
-    if (rc == 0 && path) rc = ckpt_read(path, r->tensors, r->n_tensors, r->layout_hash, &meta);
-    if (rc == 0 && path)
+    int is_auto = strcmp(what, "auto") == 0;
+    /* The config is compared first (resume_accept), so that a changed model
+     * is named by its keys rather than by the tensor shapes. */
+    if (rc == 0)
+      rc = ckpt_restore(is_auto ? r->ckpt_dir : NULL, is_auto ? NULL : what, scratch,
+                        r->n_tensors, r->layout_hash, resume_accept, &r->cfg, &meta, &path,
+                        &skipped);
+    if (rc == 1) rc = 0; /* nothing to resume: a fresh start */
+    else if (rc == 0) {
+      for (int i = 0; i < r->n_tensors; i++)
+        memcpy(r->tensors[i].data, scratch[i].data, tensor_elems(&r->tensors[i]) * sizeof(float));
       cursor[0] = 1, cursor[1] = meta.step, cursor[2] = meta.epoch, cursor[3] = meta.step_in_epoch;
+    }
+    free(arena);
+    free(scratch);
   }
   if ((rc = agree(r, rc))) goto done;
   if (skipped) metrics_say(r->metrics, "resume: skipped damaged checkpoints:\n%s", skipped);
@@ -824,9 +945,10 @@ static int setup(run *r, const train_args *a) {
   if ((rc = create_reducer(r))) return rc;
   /* The checkpoint writer and its snapshot exist from the start, so the
    * first checkpoint pays no allocation in the middle of training. */
-  if (r->w->rank == 0)
-    rc = saver_create(&r->saver, r->tensors, r->n_tensors, r->ckpt_dir, c->checkpoint.level,
-                      c->checkpoint.workers, c->checkpoint.keep);
+  r->save_background = compress_in_background(r);
+  rc = saver_create(&r->saver, r->tensors, r->n_tensors, r->ckpt_dir, c->checkpoint.level,
+                    c->checkpoint.workers, c->checkpoint.keep, r->w->rank, r->w->size,
+                    r->save_background);
   if ((rc = agree(r, rc))) return rc;
   r->steps_per_epoch =
       (int64_t)sampler_steps_per_epoch(data_count(r->train), (uint64_t)r->global_batch);
@@ -981,7 +1103,7 @@ int train_run(comm_world *w, const train_args *a) {
     }
     if (r.test && (r.epoch != epoch_before || last) && (rc = evaluate(&r))) goto out;
     if (r.stop_signo) break;
-    if (r.w->rank == 0) (void)collect_save(&r, 0); /* a failure stops the next step */
+    (void)collect_save(&r, 0); /* a failure stops the next step */
     if (((c->checkpoint.every_steps > 0 && r.step % c->checkpoint.every_steps == 0) ||
          r.time_ckpt_due) &&
         !last && (rc = save_checkpoint(&r, 0)))
@@ -989,7 +1111,7 @@ int train_run(comm_world *w, const train_args *a) {
   }
   if (r.last_ckpt_step != r.step && (rc = save_checkpoint(&r, 1))) goto out;
   /* A save still in flight must be in place before the run reports. */
-  if ((rc = agree(&r, r.w->rank == 0 ? collect_save(&r, 1) : 0))) goto out;
+  if ((rc = agree(&r, collect_save(&r, 1)))) goto out;
   say_summary(&r, comm_wtime() - t_start, r.step - first_step);
   if (r.stop_signo) {
     rc = ms_error_set(MS_ESTOP,

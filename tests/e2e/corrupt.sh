@@ -31,6 +31,31 @@ for cut in 0 4 16 $((size / 3)) $((size / 2)) $((size - 8)) $((size - 1)); do
   refused "trunc-$cut.zst" "trunc-$cut.zst"
 done
 
+note "a whole zstd frame missing (2 ranks wrote 2 frames)"
+# frame_ends FILE: the byte offset where each zstd frame ends (RFC 8878).
+frame_ends() {
+  "$PYTHON" - "$1" <<'PY'
+import sys
+b, at = open(sys.argv[1], "rb").read(), 0
+while at < len(b):
+    assert b[at:at + 4] == b"\x28\xb5\x2f\xfd", "not a zstd frame"
+    fhd = b[at + 4]
+    single, did, fcs = (fhd >> 5) & 1, fhd & 3, fhd >> 6
+    at += 5 + (0 if single else 1) + [0, 1, 2, 4][did] + [1 if single else 0, 2, 4, 8][fcs]
+    while True:
+        bh = int.from_bytes(b[at:at + 3], "little")
+        at += 3 + (1 if (bh >> 1) & 3 == 1 else bh >> 3)
+        if bh & 1:
+            break
+    at += 4 if (fhd >> 2) & 1 else 0
+    print(at)
+PY
+}
+ends=$(frame_ends "$good")
+[ "$(echo "$ends" | wc -l)" -eq 2 ] || fail "expected 2 frames from 2 ranks, found: $ends"
+head -c "$(echo "$ends" | head -n 1)" "$good" >frame1only.zst
+refused frame1only.zst "the zstd stream ends after frame 1"
+
 note "one bit flipped in the compressed stream"
 for pos in 6 12 40 $((size / 2)) $((size - 20)) $((size - 2)); do
   cp "$good" "flip-$pos.zst"
@@ -51,7 +76,7 @@ payload() {
 cp plain.safetensors databit.st
 printf '\x01' | dd of=databit.st bs=1 seek=$((psize - 3)) conv=notrunc status=none
 payload databit "data hash"
-sed 's/"format_version":"1"/"format_version":"2"/' plain.safetensors >future.st
+sed 's/"format_version":"2"/"format_version":"3"/' plain.safetensors >future.st
 cmp -s future.st plain.safetensors && fail "could not edit format_version"
 payload future "newer midscale"
 cp plain.safetensors notjson.st
@@ -74,7 +99,7 @@ PY
 payload dtype "F16"
 
 note "through train --resume on 2 ranks, for a sample: exit 4, one message"
-for f in trunc-$((size / 2)).zst flip-$((size / 2)).zst databit.zst future.zst; do
+for f in trunc-$((size / 2)).zst flip-$((size / 2)).zst frame1only.zst databit.zst future.zst; do
   run_np 2 train cfg.yaml --resume "$f"
   expect_error 4 "$f"
 done
