@@ -124,8 +124,8 @@ int sampler_epoch_order(const sampler_order *o, uint64_t seed, uint64_t epoch, u
   return -1;
 }
 
-const uint64_t *sampler_rank_batch(const uint64_t *perm, uint64_t global_batch, int world,
-                                   int rank, uint64_t step, uint64_t *count) {
+const uint64_t *sampler_rank_batch(const uint64_t *perm, uint64_t global_batch, int world, int rank,
+                                   uint64_t step, uint64_t *count) {
   uint64_t begin;
   sampler_rank_slice(global_batch, world, rank, &begin, count);
   return perm + step * global_batch + begin;

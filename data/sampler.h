@@ -70,8 +70,8 @@ int sampler_epoch_order(const sampler_order *o, uint64_t seed, uint64_t epoch, u
 /* Rank r's samples of step `step` of an epoch ordered by perm (as written by
  * sampler_epoch_order): *count indices starting at the returned pointer into
  * perm. Requires global_batch % world == 0 and step < the steps per epoch. */
-const uint64_t *sampler_rank_batch(const uint64_t *perm, uint64_t global_batch, int world,
-                                   int rank, uint64_t step, uint64_t *count);
+const uint64_t *sampler_rank_batch(const uint64_t *perm, uint64_t global_batch, int world, int rank,
+                                   uint64_t step, uint64_t *count);
 
 /* Steps per epoch with drop_last: floor(n / global_batch). */
 uint64_t sampler_steps_per_epoch(uint64_t n, uint64_t global_batch);
