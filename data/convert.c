@@ -254,8 +254,8 @@ int convert_idx(const char *images_path, const char *labels_path, const char *ou
   idx_file img = {0}, lab = {0};
   hid_t file = H5I_INVALID_HID, grp = H5I_INVALID_HID;
   hid_t xset = H5I_INVALID_HID, yset = H5I_INVALID_HID;
-  h5util_quiet q;
-  h5util_quiet_begin(&q);
+  h5util_guard q;
+  h5util_enter(&q);
 
   if (idx_read(images_path, IDX_IMAGES_MAGIC, 3, "image", &img, err, errlen) < 0) goto done;
   if (idx_read(labels_path, IDX_LABELS_MAGIC, 1, "label", &lab, err, errlen) < 0) goto done;
@@ -297,7 +297,7 @@ done:
   }
   free(lab.data);
   free(img.data);
-  h5util_quiet_end(&q);
+  h5util_leave(&q);
   return rc;
 }
 
@@ -418,8 +418,8 @@ int convert_synthetic(const char *out_path, uint64_t n_train, uint64_t n_test, i
   }
   int rc = -1;
   hid_t file = H5I_INVALID_HID;
-  h5util_quiet q;
-  h5util_quiet_begin(&q);
+  h5util_guard q;
+  h5util_enter(&q);
 
   /* Centres ~ N(0, s^2) per feature, noise N(0, sigma^2) with s^2 + sigma^2 = 1
    * (values stay within about +-4, which the uint8 mapping covers). Two
@@ -458,6 +458,6 @@ done:
     rc = -1;
   }
   free(centres);
-  h5util_quiet_end(&q);
+  h5util_leave(&q);
   return rc;
 }

@@ -355,8 +355,8 @@ int convert_csv(const char *csv_path, const char *out_path, const convert_csv_op
   hid_t file = H5I_INVALID_HID;
   size_t n_test = 0;
   int rc = -1;
-  h5util_quiet q;
-  h5util_quiet_begin(&q);
+  h5util_guard q;
+  h5util_enter(&q);
   const char *group = o->group && *o->group ? o->group : "train";
   const char *test_group = o->test_group && *o->test_group ? o->test_group : "test";
   if (!o->label || !*o->label) {
@@ -413,6 +413,6 @@ done:
   free(t.yi);
   free(t.yf);
   free(c.text);
-  h5util_quiet_end(&q);
+  h5util_leave(&q);
   return rc;
 }

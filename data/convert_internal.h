@@ -1,6 +1,6 @@
 /* convert_internal — the HDF5 output helpers that convert.c (idx,
  * synthetic), convert_csv.c and convert_npy.c share. Private to data/;
- * callers bracket them with h5util_quiet_begin/end.
+ * callers bracket them with h5util_enter/h5util_leave (the HDF5 lock).
  */
 #ifndef MS_CONVERT_INTERNAL_H
 #define MS_CONVERT_INTERNAL_H

@@ -366,8 +366,8 @@ int convert_npy(const char *x_path, const char *y_path, const char *out_path, co
   npy_header hx, hy;
   hid_t file = H5I_INVALID_HID, grp = H5I_INVALID_HID;
   int rc = -1;
-  h5util_quiet q;
-  h5util_quiet_begin(&q);
+  h5util_guard q;
+  h5util_enter(&q);
   if (!group || !*group) group = "train";
   if (read_header(x_path, &hx, err, errlen) < 0 || read_header(y_path, &hy, err, errlen) < 0)
     goto done;
@@ -396,6 +396,6 @@ done:
     h5util_set_err(err, errlen, "cannot finish writing '%s'", out_path);
     rc = -1;
   }
-  h5util_quiet_end(&q);
+  h5util_leave(&q);
   return rc;
 }

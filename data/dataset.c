@@ -129,6 +129,19 @@ static int get_shape(hid_t set, hsize_t dims[H5S_MAX_RANK]) {
   return rank;
 }
 
+/* Samples per chunk of a chunked dataset (dimension 0 of its chunk
+ * shape); 0 for a contiguous or compact one. */
+static uint64_t chunk_rows_of(hid_t set) {
+  uint64_t rows = 0;
+  hid_t dcpl = H5Dget_create_plist(set);
+  if (dcpl < 0) return 0;
+  hsize_t cdims[H5S_MAX_RANK];
+  if (H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, H5S_MAX_RANK, cdims) > 0)
+    rows = (uint64_t)cdims[0];
+  H5Pclose(dcpl);
+  return rows;
+}
+
 /* Refuses a dataset compressed with a filter this HDF5 cannot decode (h5py's
  * LZF, Blosc, Zstandard... without their plugins), which would otherwise
  * fail only at the first read. */
@@ -358,9 +371,35 @@ static hid_t streaming_dapl(hid_t xset, size_t mem_budget, size_t row_bytes) {
   return dapl;
 }
 
+int data_cache_parse(const char *name, data_cache *out) {
+  static const char *const names[] = {"auto", "memory", "stream"};
+  for (int i = 0; i < 3; i++)
+    if (strcmp(name, names[i]) == 0) {
+      *out = (data_cache)i;
+      return 0;
+    }
+  return -1;
+}
+
+/* "1.50 GiB" */
+static void bytes_str(double b, char *buf, size_t len) {
+  static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) b /= 1024, u++;
+  snprintf(buf, len, u ? "%.2f %s" : "%.0f %s", b, units[u]);
+}
+
+void data_hdf5_lock(void) { h5util_lock(); }
+void data_hdf5_unlock(void) { h5util_unlock(); }
+
 int data_open(data_set **out, const char *path, const char *x_name, const char *y_name,
               size_t mem_budget, char *err, size_t errlen) {
-  h5util_quiet q;
+  return data_open_cached(out, path, x_name, y_name, mem_budget, DATA_CACHE_AUTO, err, errlen);
+}
+
+int data_open_cached(data_set **out, const char *path, const char *x_name, const char *y_name,
+                     size_t mem_budget, data_cache cache, char *err, size_t errlen) {
+  h5util_guard q;
   char why[160];
   int rc = -1;
   data_set *ds = NULL;
@@ -368,7 +407,7 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
   hid_t stream_set = H5I_INVALID_HID, stream_space = H5I_INVALID_HID;
 
   *out = NULL;
-  h5util_quiet_begin(&q);
+  h5util_enter(&q);
   if (h5util_probe_file(path, err, errlen) < 0) goto done;
 
   ds = calloc(1, sizeof *ds);
@@ -392,6 +431,7 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
   if (check_filters(xset, path, x_name, err, errlen) < 0) goto done;
   if (check_filters(yset, path, y_name, err, errlen) < 0) goto done;
   if (check_inputs(ds, xset, err, errlen) < 0) goto done;
+  ds->chunk_rows = chunk_rows_of(xset);
   if (check_labels_shape(ds, yset, err, errlen) < 0) goto done;
   ds->n = ds->xdims[0];
   if (ds->n != ds->ldims[0]) {
@@ -409,7 +449,17 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
 
   size_t row_bytes = ds->elems * ds->dsize;
   int fits = ds->n <= SIZE_MAX / row_bytes && (size_t)ds->n * row_bytes <= mem_budget;
-  if (fits) {
+  if (cache == DATA_CACHE_MEMORY && !fits) {
+    char need[32], have[32];
+    bytes_str((double)ds->n * (double)row_bytes, need, sizeof need);
+    bytes_str((double)mem_budget, have, sizeof have);
+    h5util_set_err(err, errlen,
+                   "data.cache is memory but the inputs '%s' in '%s' take %s, more than the "
+                   "memory budget of %s per rank; use data.cache: auto or stream",
+                   x_name, path, need, have);
+    goto done;
+  }
+  if (fits && cache != DATA_CACHE_STREAM) {
     ds->mem = malloc((size_t)ds->n * row_bytes);
     if (!ds->mem) goto oom;
     if (H5Dread(xset, ds->mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->mem) < 0) {
@@ -455,19 +505,19 @@ done:
   if (xset >= 0) H5Dclose(xset);
   if (file >= 0) H5Fclose(file);
   data_close(ds);
-  h5util_quiet_end(&q);
+  h5util_leave(&q);
   return rc;
 }
 
 void data_close(data_set *ds) {
   if (!ds) return;
-  h5util_quiet q;
-  h5util_quiet_begin(&q);
+  h5util_guard q;
+  h5util_enter(&q);
   if (ds->xspace >= 0) H5Sclose(ds->xspace);
   if (ds->xset >= 0) H5Dclose(ds->xset);
   if (ds->file >= 0) H5Fclose(ds->file);
   if (ds->mem_type >= 0) H5Tclose(ds->mem_type);
-  h5util_quiet_end(&q);
+  h5util_leave(&q);
   free(ds->rows);
   free(ds->order);
   free(ds->mem);
@@ -483,6 +533,7 @@ uint64_t data_count(const data_set *ds) { return ds->n; }
 size_t data_sample_elems(const data_set *ds) { return ds->elems; }
 data_dtype data_input_dtype(const data_set *ds) { return ds->dtype; }
 int data_in_memory(const data_set *ds) { return ds->mem != NULL; }
+uint64_t data_chunk_samples(const data_set *ds) { return ds->chunk_rows; }
 const char *data_path(const data_set *ds) { return ds->path; }
 const char *data_x_name(const data_set *ds) { return ds->x_name; }
 const char *data_y_name(const data_set *ds) { return ds->y_name; }

@@ -12,21 +12,35 @@
  * open (int64 or float32 per value).
  *
  * Every rank opens the file itself (independent, serial HDF5 access: no MPI
- * calls here). When the inputs fit `mem_budget` bytes the whole dataset is
- * read once into memory in its stored width (byte order made native);
- * otherwise samples are read on demand, sorted and merged into runs of
- * consecutive rows (one H5Dread per run), through an HDF5 chunk cache of
- * max(mem_budget, 1 MiB, two chunks) bytes. Random access to gzip-compressed
- * chunks costs about one chunk decompression per sample once the chunks
- * outgrow that cache.
+ * calls here). Where the inputs live (data_cache, the data.cache key):
+ *   auto    in memory when they fit `mem_budget` bytes, else streamed;
+ *   memory  in memory; data_open_cached fails when they do not fit;
+ *   stream  streamed, however small.
+ * In memory, the whole dataset is read once in its stored width (byte
+ * order made native). Streamed, samples are read on demand, sorted and
+ * merged into runs of consecutive rows (one H5Dread hyperslab per run),
+ * through an HDF5 chunk cache of max(mem_budget, 1 MiB, two chunks) bytes.
+ * Random access to gzip-compressed chunks costs about one chunk
+ * decompression per sample once the chunks outgrow that cache (block
+ * shuffle, sampler.h, keeps a batch within a few chunks).
  *
  * Errors: functions return 0 or -1 and write a one-line message naming the
  * file and dataset (and the sample index where there is one) into err
  * (errlen bytes); they never print or exit.
- * Not thread-safe. HDF5 is usually built without thread safety (so is the
- * Debian/Ubuntu parallel build), so all HDF5 calls of the process -- every
- * data_set and the converters -- must come from one thread at a time. A
- * data_read in memory mode makes no HDF5 call.
+ *
+ * Threads. HDF5 is usually built without thread safety (so is the
+ * Debian/Ubuntu parallel build). Every function of data/ that calls HDF5 --
+ * data_open, data_open_cached, data_close, data_read and data_check_finite
+ * on a streamed set, the converters (convert.h) and data_info (info.h) --
+ * holds one process-wide, recursive lock while it does, so HDF5 never runs
+ * on two threads at once: the loader thread (loader.h) may read the
+ * training set while the main thread evaluates on the test set or checks a
+ * file. A data_set itself belongs to one thread at a time (data_read uses
+ * per-set scratch buffers); the getters (data_count, ...) only read fields
+ * fixed at open and may be called from any thread. data_read on an
+ * in-memory set makes no HDF5 call and takes no lock. Code outside data/
+ * that calls HDF5 itself while another thread may be in data/ brackets the
+ * calls with data_hdf5_lock / data_hdf5_unlock.
  */
 #ifndef MS_DATASET_H
 #define MS_DATASET_H
@@ -86,16 +100,34 @@ data_norm data_norm_identity(void);
 int data_open(data_set **out, const char *path, const char *x_name, const char *y_name,
               size_t mem_budget, char *err, size_t errlen);
 
+/* Where the inputs live; see the top of this file. */
+typedef enum { DATA_CACHE_AUTO = 0, DATA_CACHE_MEMORY = 1, DATA_CACHE_STREAM = 2 } data_cache;
+
+/* "auto", "memory", "stream" -> *out. @return 0, or -1 for another name. */
+int data_cache_parse(const char *name, data_cache *out);
+
+/* data_open with a cache mode (data_open is DATA_CACHE_AUTO). With
+ * DATA_CACHE_MEMORY, inputs larger than mem_budget are an error that names
+ * both sizes. */
+int data_open_cached(data_set **out, const char *path, const char *x_name, const char *y_name,
+                     size_t mem_budget, data_cache cache, char *err, size_t errlen);
+
+/* The process-wide HDF5 lock (recursive), for HDF5 calls made outside
+ * data/ while another thread may be inside it. */
+void data_hdf5_lock(void);
+void data_hdf5_unlock(void);
+
 /* Closes the file and frees everything; accepts NULL. */
 void data_close(data_set *ds);
 
 uint64_t data_count(const data_set *ds);      /* samples N */
 size_t data_sample_elems(const data_set *ds); /* input features per sample */
 data_dtype data_input_dtype(const data_set *ds);
-int data_in_memory(const data_set *ds);      /* 1 if cached in memory */
-const char *data_path(const data_set *ds);   /* the file, as given */
-const char *data_x_name(const data_set *ds); /* the inputs' dataset, as given */
-const char *data_y_name(const data_set *ds); /* the labels' dataset, as given */
+int data_in_memory(const data_set *ds);          /* 1 if cached in memory */
+uint64_t data_chunk_samples(const data_set *ds); /* samples per HDF5 chunk; 0 = not chunked */
+const char *data_path(const data_set *ds);       /* the file, as given */
+const char *data_x_name(const data_set *ds);     /* the inputs' dataset, as given */
+const char *data_y_name(const data_set *ds);     /* the labels' dataset, as given */
 
 /* "uint8", "float16", ...; "?" for a value outside the enum. */
 const char *data_dtype_name(data_dtype t);

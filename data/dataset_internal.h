@@ -20,6 +20,7 @@ struct data_set {
   hid_t mem_type; /* the inputs in memory: stored width, native order */
   int xrank;
   hsize_t xdims[H5S_MAX_RANK];
+  uint64_t chunk_rows; /* samples per HDF5 chunk of the inputs; 0 = not chunked */
   /* Labels. */
   data_label_kind lkind;
   size_t lelems; /* values per sample */

@@ -257,10 +257,10 @@ static int read_inputs(data_set *ds, const uint64_t *idx, size_t n, const data_n
       row_to_float(ds, ds->mem + (size_t)idx[i] * row_bytes, nm, p, x + i * ds->elems);
     return 0;
   }
-  h5util_quiet q;
-  h5util_quiet_begin(&q);
+  h5util_guard q;
+  h5util_enter(&q);
   int rc = read_streaming(ds, idx, n, nm, p, x, err, errlen);
-  h5util_quiet_end(&q);
+  h5util_leave(&q);
   return rc;
 }
 

@@ -1,17 +1,40 @@
 #include "h5util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
-void h5util_quiet_begin(h5util_quiet *q) {
-  H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
+static pthread_mutex_t hdf5_lock;
+static pthread_once_t hdf5_lock_once = PTHREAD_ONCE_INIT;
+
+static void hdf5_lock_init(void) {
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+  pthread_mutex_init(&hdf5_lock, &a);
+  pthread_mutexattr_destroy(&a);
+}
+
+void h5util_lock(void) {
+  pthread_once(&hdf5_lock_once, hdf5_lock_init);
+  pthread_mutex_lock(&hdf5_lock);
+}
+
+void h5util_unlock(void) { pthread_mutex_unlock(&hdf5_lock); }
+
+void h5util_enter(h5util_guard *g) {
+  h5util_lock();
+  H5Eget_auto2(H5E_DEFAULT, &g->func, &g->data);
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
-void h5util_quiet_end(const h5util_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
+void h5util_leave(const h5util_guard *g) {
+  H5Eset_auto2(H5E_DEFAULT, g->func, g->data);
+  h5util_unlock();
+}
 
 void h5util_set_err(char *err, size_t errlen, const char *fmt, ...) {
   if (!err || errlen == 0) return;

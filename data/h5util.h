@@ -1,7 +1,6 @@
-/* h5util — what dataset.c, convert.c and info.c share: keeping HDF5 quiet,
- * writing one-line messages into the caller's error buffer, naming types
- * and shapes. Internal to data/; not thread-safe (HDF5's automatic error
- * printing is process-wide).
+/* h5util — what dataset.c, convert.c and info.c share: the process-wide
+ * HDF5 lock, keeping HDF5 quiet, writing one-line messages into the
+ * caller's error buffer, naming types and shapes. Internal to data/.
  */
 #ifndef MS_H5UTIL_H
 #define MS_H5UTIL_H
@@ -9,16 +8,25 @@
 #include <hdf5.h>
 #include <stddef.h>
 
-/* HDF5 prints its error stack to stderr by default; library code never
- * prints, so every public data/ function brackets its HDF5 calls with
- * h5util_quiet_begin / h5util_quiet_end, which restore the caller's handler. */
+/* Every public data/ function brackets its HDF5 calls with h5util_enter /
+ * h5util_leave. enter takes the process-wide HDF5 lock -- HDF5 is usually
+ * built without thread safety, so the loader thread and the main thread
+ * must never be inside it at once -- and switches off HDF5's automatic
+ * error printing (library code never prints; that setting is process-wide
+ * too, hence inside the lock); leave restores the caller's handler and
+ * releases the lock. The lock is recursive: a public function may call
+ * another (data_open calls data_close on failure). */
 typedef struct {
   H5E_auto2_t func;
   void *data;
-} h5util_quiet;
+} h5util_guard;
 
-void h5util_quiet_begin(h5util_quiet *q);
-void h5util_quiet_end(const h5util_quiet *q);
+void h5util_enter(h5util_guard *g);
+void h5util_leave(const h5util_guard *g);
+
+/* The lock alone, for data_hdf5_lock / data_hdf5_unlock (dataset.h). */
+void h5util_lock(void);
+void h5util_unlock(void);
 
 /* printf into err (errlen bytes); accepts err == NULL. */
 void h5util_set_err(char *err, size_t errlen, const char *fmt, ...)

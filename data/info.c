@@ -246,12 +246,12 @@ static int looks_like_labels(const char *name) {
 
 int data_info(const char *path, const char *const *hist, int n_hist, FILE *out, char *err,
               size_t errlen) {
-  h5util_quiet q;
+  h5util_guard q;
   name_list l = {0};
   int rc = -1;
   int *is_int = NULL;
   hid_t file = H5I_INVALID_HID;
-  h5util_quiet_begin(&q);
+  h5util_enter(&q);
   if (h5util_probe_file(path, err, errlen) < 0) goto done;
   file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (file < 0) {
@@ -303,6 +303,6 @@ done:
   free(l.names);
   free(is_int);
   if (file >= 0) H5Fclose(file);
-  h5util_quiet_end(&q);
+  h5util_leave(&q);
   return rc;
 }

@@ -3,12 +3,17 @@
 #include "sampler.h"
 
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* Domain-separation constants, so that the epoch key, the per-position draw
  * and the rejection redraws never feed the mixer the same words. */
 #define SAMPLER_EPOCH_SALT 0xd1b54a32d192ed03ULL
 #define SAMPLER_DRAW_SALT 0x8cb92ba72f3d8dd7ULL
 #define SAMPLER_GOLDEN 0x9e3779b97f4a7c15ULL
+/* Block mode: the block order's key and the windows' keys. */
+#define SAMPLER_BLOCK_SALT 0x5bd1e9955bd1e995ULL
+#define SAMPLER_WINDOW_SALT 0xc2b2ae3d27d4eb4fULL
 
 uint64_t sampler_mix64(uint64_t x) {
   x += SAMPLER_GOLDEN;
@@ -53,16 +58,77 @@ static uint64_t bounded_draw(uint64_t key, uint64_t i, uint64_t range) {
   return hi;
 }
 
-void sampler_permutation(uint64_t seed, uint64_t epoch, uint64_t n, uint64_t *perm) {
-  uint64_t key = sampler_mix64(seed ^ sampler_mix64(epoch ^ SAMPLER_EPOCH_SALT));
-  for (uint64_t i = 0; i < n; i++) perm[i] = i;
+/* Fisher-Yates over a[0..n), position i drawing from the stream of (key, i). */
+static void shuffle_keyed(uint64_t key, uint64_t *a, uint64_t n) {
   for (uint64_t i = n; i > 1; i--) {
     uint64_t top = i - 1;
     uint64_t j = bounded_draw(key, top, i);
-    uint64_t t = perm[top];
-    perm[top] = perm[j];
-    perm[j] = t;
+    uint64_t t = a[top];
+    a[top] = a[j];
+    a[j] = t;
   }
+}
+
+void sampler_permutation(uint64_t seed, uint64_t epoch, uint64_t n, uint64_t *perm) {
+  uint64_t key = sampler_mix64(seed ^ sampler_mix64(epoch ^ SAMPLER_EPOCH_SALT));
+  for (uint64_t i = 0; i < n; i++) perm[i] = i;
+  shuffle_keyed(key, perm, n);
+}
+
+int sampler_shuffle_parse(const char *name, sampler_shuffle *out) {
+  static const char *const names[] = {"global", "block", "none"};
+  for (int i = 0; i < 3; i++)
+    if (strcmp(name, names[i]) == 0) {
+      *out = (sampler_shuffle)i;
+      return 0;
+    }
+  return -1;
+}
+
+/* Block mode: the block order is a keyed shuffle of [0, nb); the windows
+ * are filled in that order, each shuffled under its own key. */
+static int block_order(uint64_t seed, uint64_t epoch, uint64_t n, uint64_t bs, uint64_t window,
+                       uint64_t *perm) {
+  uint64_t nb = n / bs + (n % bs != 0);
+  uint64_t *blocks = malloc((nb ? nb : 1) * sizeof *blocks);
+  if (!blocks) return -1;
+  uint64_t key = sampler_mix64(seed ^ sampler_mix64(epoch ^ SAMPLER_BLOCK_SALT));
+  for (uint64_t b = 0; b < nb; b++) blocks[b] = b;
+  shuffle_keyed(key, blocks, nb);
+  uint64_t pos = 0;
+  for (uint64_t w = 0, first = 0, last; first < nb; w++, first = last) {
+    last = nb - first < window ? nb : first + window;
+    uint64_t start = pos;
+    for (uint64_t k = first; k < last; k++) {
+      uint64_t lo = blocks[k] * bs, hi = n - lo < bs ? n : lo + bs;
+      for (uint64_t i = lo; i < hi; i++) perm[pos++] = i;
+    }
+    shuffle_keyed(sampler_mix64(key ^ sampler_mix64(w ^ SAMPLER_WINDOW_SALT)), perm + start,
+                  pos - start);
+  }
+  free(blocks);
+  return 0;
+}
+
+int sampler_epoch_order(const sampler_order *o, uint64_t seed, uint64_t epoch, uint64_t n,
+                        uint64_t *perm) {
+  switch (o->shuffle) {
+    case SAMPLER_GLOBAL: sampler_permutation(seed, epoch, n, perm); return 0;
+    case SAMPLER_NONE:
+      for (uint64_t i = 0; i < n; i++) perm[i] = i;
+      return 0;
+    case SAMPLER_BLOCK:
+      if (o->block_size == 0 || o->window == 0) return -1;
+      return block_order(seed, epoch, n, o->block_size, o->window, perm);
+  }
+  return -1;
+}
+
+const uint64_t *sampler_rank_batch(const uint64_t *perm, uint64_t global_batch, int world, int rank,
+                                   uint64_t step, uint64_t *count) {
+  uint64_t begin;
+  sampler_rank_slice(global_batch, world, rank, &begin, count);
+  return perm + step * global_batch + begin;
 }
 
 uint64_t sampler_steps_per_epoch(uint64_t n, uint64_t global_batch) {

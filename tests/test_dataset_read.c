@@ -114,6 +114,48 @@ static void test_dataset_read_every_input_type(void **state) {
 
 /* Half floats whose conversion is easy to get wrong, stored bit for bit;
  * data_read must agree with HDF5's own conversion to float. */
+/* data.cache: memory refuses inputs over the budget (naming both sizes),
+ * stream streams however small they are, auto follows the budget; the
+ * values read are the same in every mode. */
+static void test_dataset_open_cached_modes(void **state) {
+  (void)state;
+  const char *p = h5f_tmp("cached.h5");
+  write_typed(p, H5T_STD_U16LE, 0); /* 50 samples x 6 x 2 bytes = 600 bytes, chunks of 8 */
+  data_set *ds = NULL;
+  const uint64_t idx[4] = {3, 49, 3, 20};
+  float x[3][4 * TE];
+  const data_cache modes[3] = {DATA_CACHE_AUTO, DATA_CACHE_MEMORY, DATA_CACHE_STREAM};
+  for (int m = 0; m < 3; m++) {
+    if (data_open_cached(&ds, p, "/x", "/y", 600, modes[m], g_err, sizeof g_err) != 0)
+      fail_msg("open: %s", g_err);
+    assert_int_equal(data_in_memory(ds), modes[m] != DATA_CACHE_STREAM);
+    assert_true(data_chunk_samples(ds) == 8);
+    assert_int_equal(data_read(ds, idx, 4, NULL, x[m], NULL, NULL, g_err, sizeof g_err), 0);
+    data_close(ds);
+  }
+  assert_memory_equal(x[0], x[1], sizeof x[0]);
+  assert_memory_equal(x[0], x[2], sizeof x[0]);
+  /* One byte short of the inputs: auto streams, memory refuses. */
+  assert_int_equal(data_open_cached(&ds, p, "/x", "/y", 599, DATA_CACHE_AUTO, g_err, sizeof g_err),
+                   0);
+  assert_int_equal(data_in_memory(ds), 0);
+  data_close(ds);
+  ds = (data_set *)1;
+  assert_int_equal(
+      data_open_cached(&ds, p, "/x", "/y", 599, DATA_CACHE_MEMORY, g_err, sizeof g_err), -1);
+  assert_null(ds);
+  err_has("data.cache is memory but the inputs '/x'");
+  err_has("take 600 B, more than the memory budget of 599 B per rank");
+  data_cache c;
+  assert_int_equal(data_cache_parse("stream", &c), 0);
+  assert_int_equal(c, DATA_CACHE_STREAM);
+  assert_int_equal(data_cache_parse("memory", &c), 0);
+  assert_int_equal(c, DATA_CACHE_MEMORY);
+  assert_int_equal(data_cache_parse("auto", &c), 0);
+  assert_int_equal(c, DATA_CACHE_AUTO);
+  assert_int_equal(data_cache_parse("disk", &c), -1);
+}
+
 static void test_dataset_read_half_special_values(void **state) {
   (void)state;
   const uint16_t bits[] = {0x0000, 0x8000, 0x0001, 0x03ff, 0x0400, 0x3c00, 0xc000,
@@ -477,6 +519,7 @@ int main(void) {
       cmocka_unit_test(test_dataset_check_finite_names_the_sample),
       cmocka_unit_test(test_dataset_open_directory),
       cmocka_unit_test(test_dataset_open_truncated_file),
+      cmocka_unit_test(test_dataset_open_cached_modes),
       cmocka_unit_test(test_dataset_open_scalar_inputs),
       cmocka_unit_test(test_dataset_open_compound_inputs),
   };

@@ -1,4 +1,5 @@
-/* Unit tests for data/sampler: permutations, rank slices, evaluation ranges. */
+/* Unit tests for data/sampler: permutations, shuffle modes, rank slices,
+ * the cursor, drop_last, evaluation ranges. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -188,6 +189,279 @@ static void test_sampler_rank_slices_concatenate_to_global_batch(void **state) {
   free(perm);
 }
 
+
+/* ---- shuffle modes --------------------------------------------------------- */
+
+static uint64_t *make_order(sampler_shuffle mode, uint64_t bs, uint64_t window, uint64_t seed,
+                            uint64_t epoch, uint64_t n) {
+  sampler_order o = {.shuffle = mode, .block_size = bs, .window = window};
+  uint64_t *p = malloc((n ? n : 1) * sizeof *p);
+  assert_non_null(p);
+  assert_int_equal(sampler_epoch_order(&o, seed, epoch, n, p), 0);
+  return p;
+}
+
+static void test_sampler_shuffle_parse_names(void **state) {
+  (void)state;
+  sampler_shuffle m;
+  assert_int_equal(sampler_shuffle_parse("global", &m), 0);
+  assert_int_equal(m, SAMPLER_GLOBAL);
+  assert_int_equal(sampler_shuffle_parse("block", &m), 0);
+  assert_int_equal(m, SAMPLER_BLOCK);
+  assert_int_equal(sampler_shuffle_parse("none", &m), 0);
+  assert_int_equal(m, SAMPLER_NONE);
+  assert_int_equal(sampler_shuffle_parse("Global", &m), -1);
+  assert_int_equal(sampler_shuffle_parse("", &m), -1);
+}
+
+static void test_sampler_every_mode_is_permutation(void **state) {
+  (void)state;
+  const uint64_t sizes[] = {1, 2, 7, 100, 1000, 1001, 60000};
+  const uint64_t blocks[] = {1, 3, 37, 64, 5000, 100000};
+  const uint64_t windows[] = {1, 2, 5, 1000};
+  for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
+    for (uint64_t epoch = 0; epoch < 2; epoch++) {
+      for (sampler_shuffle m = SAMPLER_GLOBAL; m <= SAMPLER_NONE; m++) {
+        uint64_t *p = make_order(m, 64, 4, 9, epoch, sizes[s]);
+        assert_is_permutation(p, sizes[s]);
+        free(p);
+      }
+      for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++)
+        for (size_t w = 0; w < sizeof windows / sizeof *windows; w++) {
+          uint64_t *p = make_order(SAMPLER_BLOCK, blocks[b], windows[w], 9, epoch, sizes[s]);
+          assert_is_permutation(p, sizes[s]);
+          free(p);
+        }
+    }
+}
+
+static void test_sampler_global_mode_is_the_permutation(void **state) {
+  (void)state;
+  uint64_t *a = make_order(SAMPLER_GLOBAL, 0, 0, 42, 3, 5000);
+  uint64_t *b = make_perm(42, 3, 5000);
+  assert_memory_equal(a, b, 5000 * sizeof *a);
+  free(a);
+  free(b);
+}
+
+static void test_sampler_none_mode_is_sequential(void **state) {
+  (void)state;
+  for (uint64_t epoch = 0; epoch < 3; epoch++) {
+    uint64_t *p = make_order(SAMPLER_NONE, 0, 0, 42, epoch, 1000);
+    for (uint64_t i = 0; i < 1000; i++) assert_true(p[i] == i);
+    free(p);
+  }
+}
+
+static void test_sampler_block_mode_rejects_zero_sizes(void **state) {
+  (void)state;
+  uint64_t p[10];
+  sampler_order o = {.shuffle = SAMPLER_BLOCK, .block_size = 0, .window = 4};
+  assert_int_equal(sampler_epoch_order(&o, 1, 0, 10, p), -1);
+  o.block_size = 4;
+  o.window = 0;
+  assert_int_equal(sampler_epoch_order(&o, 1, 0, 10, p), -1);
+  o.shuffle = (sampler_shuffle)7;
+  assert_int_equal(sampler_epoch_order(&o, 1, 0, 10, p), -1);
+}
+
+/* With window 1 every block of the order is one stored block, whole: its
+ * samples are contiguous in the file and come together. */
+static void test_sampler_block_window_one_keeps_blocks_whole(void **state) {
+  (void)state;
+  const uint64_t n = 1000, bs = 37; /* 27 blocks, the last one of 1 sample */
+  uint64_t *p = make_order(SAMPLER_BLOCK, bs, 1, 5, 2, n);
+  uint64_t pos = 0, identity_blocks = 0;
+  while (pos < n) {
+    uint64_t b = p[pos] / bs, lo = b * bs, len = n - lo < bs ? n - lo : bs;
+    uint64_t min = p[pos], max = p[pos];
+    for (uint64_t i = pos; i < pos + len; i++) {
+      assert_true(p[i] / bs == b);
+      if (p[i] < min) min = p[i];
+      if (p[i] > max) max = p[i];
+    }
+    assert_true(min == lo && max == lo + len - 1);
+    identity_blocks += pos == lo;
+    pos += len;
+  }
+  /* The blocks themselves are shuffled: few stay where they were. */
+  assert_true(identity_blocks < 5);
+  free(p);
+}
+
+/* Window w of the order holds exactly the samples of `window` blocks, and
+ * they are shuffled across those blocks, not block by block. */
+static void test_sampler_block_windows_mix_their_blocks(void **state) {
+  (void)state;
+  const uint64_t n = 6400, bs = 64, window = 10; /* 100 blocks, 10 windows */
+  uint64_t *p = make_order(SAMPLER_BLOCK, bs, window, 5, 0, n);
+  const uint64_t span = bs * window;
+  for (uint64_t w = 0; w < n / span; w++) {
+    unsigned char used[100] = {0};
+    uint64_t distinct = 0, switches = 0;
+    for (uint64_t i = w * span; i < (w + 1) * span; i++) {
+      uint64_t b = p[i] / bs;
+      distinct += !used[b];
+      used[b] = 1;
+      switches += i > w * span && p[i] / bs != p[i - 1] / bs;
+    }
+    assert_true(distinct == window);
+    /* Shuffled across 10 blocks: about 90% of neighbours differ in block. */
+    assert_true(switches > span / 2);
+  }
+  free(p);
+}
+
+/* A global batch of B positions touches at most window + 1 blocks of the
+ * file when B fits a window (it may straddle two windows). */
+static void test_sampler_block_batches_touch_few_blocks(void **state) {
+  (void)state;
+  const uint64_t n = 60000, bs = 1337, window = 4, batch = 128;
+  uint64_t *p = make_order(SAMPLER_BLOCK, bs, window, 11, 1, n);
+  for (uint64_t s = 0; s < n / batch; s++) {
+    unsigned char used[64] = {0};
+    uint64_t distinct = 0;
+    for (uint64_t i = s * batch; i < (s + 1) * batch; i++) {
+      distinct += !used[p[i] / bs];
+      used[p[i] / bs] = 1;
+    }
+    assert_true(distinct <= 2 * window);
+  }
+  free(p);
+}
+
+static void test_sampler_block_mode_is_deterministic_and_varies(void **state) {
+  (void)state;
+  const uint64_t n = 5000;
+  uint64_t *a = make_order(SAMPLER_BLOCK, 50, 4, 42, 1, n);
+  uint64_t *b = make_order(SAMPLER_BLOCK, 50, 4, 42, 1, n);
+  uint64_t *e = make_order(SAMPLER_BLOCK, 50, 4, 42, 2, n);
+  uint64_t *s = make_order(SAMPLER_BLOCK, 50, 4, 43, 1, n);
+  uint64_t *g = make_order(SAMPLER_GLOBAL, 50, 4, 42, 1, n);
+  assert_memory_equal(a, b, n * sizeof *a);
+  assert_true(count_diff(a, e, n) > n * 9 / 10);
+  assert_true(count_diff(a, s, n) > n * 9 / 10);
+  assert_true(count_diff(a, g, n) > n * 9 / 10);
+  free(a);
+  free(b);
+  free(e);
+  free(s);
+  free(g);
+}
+
+/* Part of the resume contract, as the global permutation is. */
+static void test_sampler_block_mode_is_pinned(void **state) {
+  (void)state;
+  /* Blocks {0,1,2} {3,4,5} {6,7,8} {9}; windows of two blocks. */
+  static const uint64_t want[10] = {9, 6, 7, 8, 3, 5, 0, 1, 2, 4};
+  uint64_t *p = make_order(SAMPLER_BLOCK, 3, 2, 42, 0, 10);
+  assert_memory_equal(p, want, sizeof want);
+  free(p);
+}
+
+/* ---- rank slices, the cursor, drop_last ---------------------------------- */
+
+/* In every mode the rank batches of W ranks concatenate, in rank order, to
+ * the global batch of one rank: the stream does not depend on W. */
+static void test_sampler_rank_batches_are_world_invariant(void **state) {
+  (void)state;
+  const uint64_t n = 1003, batch = 24;
+  const int worlds[] = {1, 2, 3, 4, 6, 8, 12, 24};
+  const uint64_t steps = sampler_steps_per_epoch(n, batch);
+  for (sampler_shuffle m = SAMPLER_GLOBAL; m <= SAMPLER_NONE; m++) {
+    uint64_t *p = make_order(m, 10, 3, 77, 4, n);
+    for (size_t w = 0; w < sizeof worlds / sizeof *worlds; w++)
+      for (uint64_t s = 0; s < steps; s++) {
+        uint64_t joined[24], filled = 0;
+        for (int r = 0; r < worlds[w]; r++) {
+          uint64_t count;
+          const uint64_t *b = sampler_rank_batch(p, batch, worlds[w], r, s, &count);
+          assert_true(count == batch / (uint64_t)worlds[w]);
+          memcpy(joined + filled, b, count * sizeof *b);
+          filled += count;
+        }
+        assert_true(filled == batch);
+        assert_memory_equal(joined, p + s * batch, sizeof joined);
+      }
+    free(p);
+  }
+}
+
+/* The batches from cursor (epoch, step) on, computed from scratch, are the
+ * ones an uninterrupted stream reaches there: the order is a function of
+ * (seed, epoch) and nothing that happened before. */
+static void test_sampler_cursor_resumes_the_stream(void **state) {
+  (void)state;
+  const uint64_t n = 500, batch = 20, epochs = 3;
+  const uint64_t steps = sampler_steps_per_epoch(n, batch);
+  for (sampler_shuffle m = SAMPLER_GLOBAL; m <= SAMPLER_NONE; m++) {
+    uint64_t *stream = malloc(epochs * steps * batch * sizeof *stream);
+    assert_non_null(stream);
+    for (uint64_t e = 0; e < epochs; e++) {
+      uint64_t *p = make_order(m, 16, 2, 3, e, n);
+      memcpy(stream + e * steps * batch, p, steps * batch * sizeof *p);
+      free(p);
+    }
+    const uint64_t resume_at[] = {0, 1, steps - 1, steps, steps + 7, 2 * steps + 3};
+    for (size_t k = 0; k < sizeof resume_at / sizeof *resume_at; k++) {
+      uint64_t g = resume_at[k], epoch = g / steps, step = g % steps;
+      uint64_t *p = make_order(m, 16, 2, 3, epoch, n);
+      for (; g < epochs * steps; g++, step++) {
+        if (step == steps) {
+          free(p);
+          p = make_order(m, 16, 2, 3, ++epoch, n);
+          step = 0;
+        }
+        uint64_t count;
+        const uint64_t *b = sampler_rank_batch(p, batch, 1, 0, step, &count);
+        assert_memory_equal(b, stream + g * batch, batch * sizeof *b);
+      }
+      free(p);
+    }
+    free(stream);
+  }
+}
+
+/* drop_last: an epoch trains on floor(N / B) * B positions of its order.
+ * With shuffle none the same last N % B samples are never seen; with global
+ * and block shuffle another tail is dropped each epoch. */
+static void test_sampler_drop_last_per_mode(void **state) {
+  (void)state;
+  const uint64_t n = 1000, batch = 64;
+  const uint64_t steps = sampler_steps_per_epoch(n, batch);
+  assert_true(steps == 15);
+  for (sampler_shuffle m = SAMPLER_GLOBAL; m <= SAMPLER_NONE; m++) {
+    unsigned char ever[1000] = {0};
+    for (uint64_t e = 0; e < 4; e++) {
+      uint64_t *p = make_order(m, 10, 3, 8, e, n);
+      unsigned char seen[1000] = {0};
+      for (uint64_t s = 0; s < steps; s++) {
+        uint64_t count;
+        const uint64_t *b = sampler_rank_batch(p, batch, 2, 1, s, &count);
+        const uint64_t *a = sampler_rank_batch(p, batch, 2, 0, s, &count);
+        for (uint64_t i = 0; i < count; i++) seen[a[i]]++, seen[b[i]]++;
+      }
+      uint64_t covered = 0;
+      for (uint64_t i = 0; i < n; i++) {
+        assert_true(seen[i] <= 1);
+        covered += seen[i];
+        ever[i] |= seen[i];
+        if (m == SAMPLER_NONE) assert_true(seen[i] == (i < steps * batch));
+      }
+      assert_true(covered == steps * batch);
+      /* The dropped samples are the order's tail, in every mode. */
+      for (uint64_t i = steps * batch; i < n; i++) assert_true(seen[p[i]] == 0);
+      free(p);
+    }
+    uint64_t ever_seen = 0;
+    for (uint64_t i = 0; i < n; i++) ever_seen += ever[i];
+    if (m == SAMPLER_NONE)
+      assert_true(ever_seen == steps * batch);
+    else
+      assert_true(ever_seen > steps * batch); /* other tails dropped in other epochs */
+  }
+}
+
 /* Checks that the W ranges tile [0, n) in rank order with sizes within one. */
 static void check_eval_tiling(uint64_t n, int world) {
   uint64_t next = 0, min = UINT64_MAX, max = 0;
@@ -247,6 +521,19 @@ int main(void) {
       cmocka_unit_test(test_sampler_permutation_all_orders_equally_likely),
       cmocka_unit_test(test_sampler_steps_per_epoch_drops_partial_batch),
       cmocka_unit_test(test_sampler_rank_slices_concatenate_to_global_batch),
+      cmocka_unit_test(test_sampler_shuffle_parse_names),
+      cmocka_unit_test(test_sampler_every_mode_is_permutation),
+      cmocka_unit_test(test_sampler_global_mode_is_the_permutation),
+      cmocka_unit_test(test_sampler_none_mode_is_sequential),
+      cmocka_unit_test(test_sampler_block_mode_rejects_zero_sizes),
+      cmocka_unit_test(test_sampler_block_window_one_keeps_blocks_whole),
+      cmocka_unit_test(test_sampler_block_windows_mix_their_blocks),
+      cmocka_unit_test(test_sampler_block_batches_touch_few_blocks),
+      cmocka_unit_test(test_sampler_block_mode_is_deterministic_and_varies),
+      cmocka_unit_test(test_sampler_block_mode_is_pinned),
+      cmocka_unit_test(test_sampler_rank_batches_are_world_invariant),
+      cmocka_unit_test(test_sampler_cursor_resumes_the_stream),
+      cmocka_unit_test(test_sampler_drop_last_per_mode),
       cmocka_unit_test(test_sampler_eval_ranges_cover_every_sample_once),
       cmocka_unit_test(test_sampler_eval_ranges_fewer_samples_than_ranks),
       cmocka_unit_test(test_sampler_eval_ranges_large_n_do_not_overflow),

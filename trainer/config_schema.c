@@ -25,6 +25,8 @@ _Static_assert(sizeof(ms_init) == sizeof(int), "enum fields are stored as int");
 
 static const char *const loss_names[] = {"softmax_cross_entropy", "bce_with_logits", "mse", "mae",
                                          NULL};
+static const char *const shuffle_names[] = {"global", "block", "none", NULL};
+static const char *const cache_names[] = {"auto", "memory", "stream", NULL};
 static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const compress_names[] = {"none", "fp16", "bf16", NULL};
 static const char *const schedule_names[] = {"constant", "cosine", "step", "onecycle", NULL};
@@ -101,6 +103,20 @@ const key_spec cfg_keys[] = {
      .doc = "divides after the mean: 1 value, 1 per channel or 1 per feature; [] = none"},
     BOOL("data.check_finite", data.check_finite, 0, SAFE,
          "before training, read all data once and refuse NaN/Inf (each rank checks 1/world)"),
+    ENUM("data.shuffle", data.shuffle, "global", shuffle_names, PINNED,
+         "sample order per epoch: global (a permutation), block (shuffled blocks of block_size "
+         "samples, mixed shuffle_window blocks at a time; for slow random reads), none "
+         "(sequential)"),
+    INT("data.block_size", data.block_size, 0, 0, INT_MAX, PINNED,
+        "shuffle block: samples per block; 0 = the inputs' HDF5 chunk (about 1 MiB of samples "
+        "if not chunked)"),
+    INT("data.shuffle_window", data.shuffle_window, 16, 1, INT_MAX, PINNED,
+        "shuffle block: blocks whose samples are shuffled together"),
+    INT("data.prefetch", data.prefetch, 2, 0, 64, SAFE,
+        "batches a loader thread reads ahead while the step computes; 0 = read in the step"),
+    ENUM("data.cache", data.cache, "auto", cache_names, SAFE,
+         "inputs in memory (memory: error over the 2 GiB per-rank budget), streamed from the "
+         "file (stream), or in memory when they fit the budget (auto)"),
     {.path = "model.input",
      .type = K_DIMS,
      FLD(ms_config, model.input),

@@ -18,6 +18,7 @@
 #include "dataset.h"
 #include "identity.h"
 #include "kernels.h"
+#include "loader.h"
 #include "metrics.h"
 #include "model.h"
 #include "ms_error.h"
@@ -73,8 +74,7 @@ typedef struct {
   const volatile sig_atomic_t *stop_signal; /* set by main's signal handler */
   int stop_signo;               /* agreed: the signal that stops the run */
   int time_ckpt_due;            /* agreed: checkpoint.every_minutes elapsed */
-  uint64_t *perm;
-  int64_t perm_epoch;
+  data_loader *loader;          /* this rank's training batches (data.prefetch ahead) */
   uint64_t *idx;
   float *x, *dlogits, *t;
   int32_t *y;
@@ -184,12 +184,14 @@ static int open_data(run *r) {
   const ms_config *c = &r->cfg;
   char err[ERRLEN] = "";
   r->norm = check_data_norm(c);
-  int rc = data_rc(data_open(&r->train, c->data.path, c->data.train_x, c->data.train_y,
-                             DATA_MEM_BUDGET, err, sizeof err),
+  data_cache cache = DATA_CACHE_AUTO;
+  (void)data_cache_parse(c->data.cache, &cache); /* the schema allows only the three names */
+  int rc = data_rc(data_open_cached(&r->train, c->data.path, c->data.train_x, c->data.train_y,
+                                    DATA_MEM_BUDGET, cache, err, sizeof err),
                    MS_EDATA, err);
   if (rc == 0 && c->data.test_x[0])
-    rc = data_rc(data_open(&r->test, c->data.path, c->data.test_x, c->data.test_y, DATA_MEM_BUDGET,
-                           err, sizeof err),
+    rc = data_rc(data_open_cached(&r->test, c->data.path, c->data.test_x, c->data.test_y,
+                                  DATA_MEM_BUDGET, cache, err, sizeof err),
                  MS_EDATA, err);
   if (rc == 0) rc = check_data_sets(c, r->train, r->test, &r->norm);
   for (int i = 0; rc == 0 && c->data.check_finite && i < 2; i++) {
@@ -216,22 +218,24 @@ static loss_kind loss_parse(const char *name) {
   return LOSS_XENT;
 }
 
-/* The configured loss of n rows of outputs out (n, n_out) against r->y or
- * r->t, summed over the rows (each row's loss a mean over its outputs for
+/* The configured loss of n rows of outputs out (n, n_out) against rows
+ * row0.. of r->y or r->t, summed over the rows (each row's loss a mean over its outputs for
  * the float losses). grad (may be NULL) receives scale * d(sum)/d(out).
  * *correct counts top-1 hits of a classifier. */
-static double compute_loss(run *r, float *grad, const float *out, int n, float scale,
-                           long *correct) {
+static double compute_loss(run *r, float *grad, const float *out, size_t row0, int n,
+                           float scale, long *correct) {
   int K = (int)r->model->n_out;
+  const int32_t *y = r->y + row0;
+  const float *t = r->t + row0 * (size_t)K;
   switch (r->loss) {
-    case LOSS_BCE: return bce_logits_loss(grad, out, r->t, n, K, scale);
-    case LOSS_MSE: return mse_loss(grad, out, r->t, n, K, scale);
-    case LOSS_MAE: return mae_loss(grad, out, r->t, n, K, scale);
+    case LOSS_BCE: return bce_logits_loss(grad, out, t, n, K, scale);
+    case LOSS_MSE: return mse_loss(grad, out, t, n, K, scale);
+    case LOSS_MAE: return mae_loss(grad, out, t, n, K, scale);
     case LOSS_XENT: break;
   }
   float eps = (float)r->cfg.model.label_smoothing;
-  if (eps > 0) return softmax_xent_smooth(grad, out, r->y, n, K, eps, scale, correct);
-  return softmax_xent(grad, out, r->y, n, K, scale, correct);
+  if (eps > 0) return softmax_xent_smooth(grad, out, y, n, K, eps, scale, correct);
+  return softmax_xent(grad, out, y, n, K, scale, correct);
 }
 
 /* Reads samples idx[0..n) of ds into r->x and r->y (classifiers) or r->t. */
@@ -369,15 +373,13 @@ static int build_model(run *r) {
   }
   if (rc == 0) {
     size_t outs = (size_t)max_batch * (size_t)r->model->n_out;
-    r->perm = malloc(sizeof(uint64_t) * data_count(r->train));
     r->idx = malloc(sizeof(uint64_t) * (size_t)max_batch);
     r->x = malloc(sizeof(float) * (size_t)max_batch * in);
     r->y = malloc(sizeof(int32_t) * (size_t)max_batch);
     r->t = malloc(sizeof(float) * outs);
     r->dlogits = malloc(sizeof(float) * outs);
     if (r->accumulate > 1) r->acc = malloc(sizeof(float) * (r->model->n_params + 1));
-    if (!r->perm || !r->idx || !r->x || !r->y || !r->t || !r->dlogits ||
-        (r->accumulate > 1 && !r->acc))
+    if (!r->idx || !r->x || !r->y || !r->t || !r->dlogits || (r->accumulate > 1 && !r->acc))
       rc = ms_error_set(MS_ENOMEM, "out of memory for batch buffers");
   }
   if ((rc = agree(r, rc))) return rc;
@@ -641,7 +643,7 @@ static int evaluate(run *r) {
     if ((rc = read_batch(r, r->test, r->idx, n))) break;
     const float *out = model_forward(r->model, r->x, n, NULL);
     long correct = 0;
-    s[1] += compute_loss(r, NULL, out, n, 1.0f, &correct);
+    s[1] += compute_loss(r, NULL, out, 0, n, 1.0f, &correct);
     s[2] += (double)correct;
     s[3] += n;
     if (k > 0) s[4] += (double)topk_correct(out, r->y, n, K, k);
@@ -673,6 +675,19 @@ static int evaluate(run *r) {
   r->last_eval_step = r->step;
   r->t_eval += comm_wtime() - t0;
   metrics_eval(r->metrics, r->step, r->epoch, &e);
+  return 0;
+}
+
+/* The batch of the current cursor from the loader; its labels are copied
+ * into r->y (classifiers) or r->t, where compute_loss reads them. */
+static int next_batch(run *r, loader_batch *b) {
+  char err[ERRLEN] = "";
+  if (loader_next(r->loader, (uint64_t)r->epoch, (uint64_t)r->step_in_epoch, b, err,
+                  sizeof err) < 0)
+    return ms_error_set(MS_EDATA, "step %lld (epoch %lld, step %lld of the epoch): %s",
+                        (long long)r->step, (long long)r->epoch, (long long)r->step_in_epoch, err);
+  if (b->y) memcpy(r->y, b->y, b->n * sizeof *r->y);
+  if (b->t) memcpy(r->t, b->t, b->n * data_label_elems(r->train) * sizeof *r->t);
   return 0;
 }
 
@@ -747,13 +762,6 @@ static int create_reducer(run *r) {
  * collective (and a wait for the slowest rank's data) in front of every
  * step's compute. */
 static int train_step(run *r, double stats[3]) {
-  if (r->perm_epoch != r->epoch) {
-    sampler_permutation(r->cfg.run.seed, (uint64_t)r->epoch, data_count(r->train), r->perm);
-    r->perm_epoch = r->epoch;
-  }
-  uint64_t begin, count;
-  sampler_rank_slice((uint64_t)r->global_batch, r->w->size, r->w->rank, &begin, &count);
-  const uint64_t *idx = r->perm + r->step_in_epoch * r->global_batch + (int64_t)begin;
   const int K = r->accumulate, n = (int)r->micro_batch;
   /* Step scalars: read failed, loss sum, correct, stop signal, checkpoint
    * time due (rank 0's clock), background save failed; then this rank's
@@ -763,24 +771,27 @@ static int train_step(run *r, double stats[3]) {
   s[4] = r->w->rank == 0 && r->cfg.checkpoint.every_minutes > 0 &&
          comm_wtime() - r->t_last_ckpt >= 60.0 * r->cfg.checkpoint.every_minutes;
   s[5] = r->saver_rc < 0;
-  int rc = 0;
+  /* The loader thread has usually read this step's slice already: the
+   * wait, or the read itself with data.prefetch 0, is the step's data time;
+   * micro-batches (train.accumulate) are consecutive parts of the slice. */
+  loader_batch b = {0};
+  double t0 = comm_wtime();
+  int rc = next_batch(r, &b);
+  if (rc == 0)
+    trace_samples(r->w->rank, r->step, r->epoch, b.idx, b.n, b.x, data_sample_elems(r->train));
+  r->t_data += comm_wtime() - t0;
   r->t_hook = 0;
   if (r->red) reducer_begin(r->red);
+  const size_t elems = data_sample_elems(r->train);
   for (int k = 0; k < K && rc == 0; k++) {
-    const uint64_t *mi = idx + (size_t)k * (size_t)n;
-    double t0 = comm_wtime();
-    rc = read_batch(r, r->train, mi, n);
-    if (rc == 0)
-      trace_samples(r->w->rank, r->step, r->epoch, mi, (size_t)n, r->x,
-                    data_sample_elems(r->train));
+    const uint64_t *mi = b.idx + (size_t)k * (size_t)n;
     double t1 = comm_wtime();
-    r->t_data += t1 - t0;
-    if (rc) break;
     /* Dropout masks follow the samples' dataset indices: world-size invariant. */
     ms_pass pass = {.seed = r->cfg.run.seed, .step = (uint64_t)r->step, .rows = mi};
-    const float *out = model_forward(r->model, r->x, n, &pass);
+    const float *out = model_forward(r->model, b.x + (size_t)k * (size_t)n * elems, n, &pass);
     long correct = 0;
-    s[1] += compute_loss(r, r->dlogits, out, n, 1.0f / (float)r->global_batch, &correct);
+    s[1] += compute_loss(r, r->dlogits, out, (size_t)k * (size_t)n, n,
+                         1.0f / (float)r->global_batch, &correct);
     s[2] += (double)correct;
     int last = k == K - 1;
     model_backward(r->model, r->dlogits, &pass, last && (r->red || r->acc) ? on_grad_ready : NULL,
@@ -910,6 +921,37 @@ static void say_start(run *r) {
   }
 }
 
+/* The loader thread over the training set: from here on only it reads
+ * r->train. It stops at the run's last step (or --stop-at). */
+static int start_loader(run *r, const train_args *a) {
+  const ms_config *c = &r->cfg;
+  char err[ERRLEN] = "";
+  loader_opts o = {.ds = r->train,
+                   .norm = r->norm,
+                   .order = {.shuffle = SAMPLER_GLOBAL,
+                             .block_size = (uint64_t)c->data.block_size,
+                             .window = (uint64_t)c->data.shuffle_window},
+                   .seed = c->run.seed,
+                   .global_batch = (uint64_t)r->global_batch,
+                   .world = r->w->size,
+                   .rank = r->w->rank,
+                   .prefetch = c->data.prefetch,
+                   .class_labels = r->classifier,
+                   .end_step = (uint64_t)r->total_steps};
+  (void)sampler_shuffle_parse(c->data.shuffle, &o.order.shuffle); /* checked by the schema */
+  if (a->stop_at > 0 && a->stop_at < r->total_steps) o.end_step = (uint64_t)a->stop_at;
+  int rc = data_rc(loader_create(&r->loader, &o, err, sizeof err), MS_EDATA, err);
+  if ((rc = agree(r, rc))) return rc;
+  char order[96] = "";
+  if (o.order.shuffle == SAMPLER_BLOCK)
+    snprintf(order, sizeof order, " (blocks of %llu samples, %llu per window)",
+             (unsigned long long)loader_block_size(r->loader),
+             (unsigned long long)o.order.window);
+  metrics_say(r->metrics, "loader: shuffle %s%s, prefetch %d batch%s, cache %s", c->data.shuffle,
+              order, c->data.prefetch, c->data.prefetch == 1 ? "" : "es", c->data.cache);
+  return 0;
+}
+
 static int setup(run *r, const train_args *a) {
   parse_stall(r);
   int rc = load_config(r, a);
@@ -960,16 +1002,17 @@ static int setup(run *r, const train_args *a) {
   if (c->train.max_steps > 0 && c->train.max_steps < r->total_steps)
     r->total_steps = c->train.max_steps;
   if ((rc = agree(r, config_check_steps(c, r->total_steps)))) return rc;
-  r->perm_epoch = -1;
   r->last_ckpt_step = -1;
   r->last_eval_step = -1;
   say_start(r);
+  if ((rc = start_loader(r, a))) return rc;
   if (a->resume && (rc = resume(r, a->resume))) return rc;
   return 0;
 }
 
 static void teardown(run *r) {
   watchdog_free(r->wd);
+  loader_free(r->loader); /* joins the thread before its data set closes */
   saver_free(r->saver);
   metrics_close(r->metrics);
   optim_free(r->opt);
@@ -978,7 +1021,6 @@ static void teardown(run *r) {
   data_close(r->train);
   data_close(r->test);
   free(r->cfg_text);
-  free(r->perm);
   free(r->idx);
   free(r->x);
   free(r->y);

@@ -2,8 +2,9 @@
 # Independent reader: a file written by h5py (chunked, gzip + shuffle, in a
 # nested group), trained on by midscale with MIDSCALE_TRACE_SAMPLES on 1, 2
 # and 3 ranks; tests/tools/h5py_stream.py checks each rank's samples against
-# the reference permutation (reimplemented in Python), their floats against
-# h5py's values, and that the three runs have the same global stream.
+# the reference permutation (reimplemented in Python; block shuffle too),
+# their floats against h5py's values, and that the runs have the same global
+# stream.
 source "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
 [ -x "$PY" ] && "$PY" -c 'import h5py, numpy' 2>/dev/null || { echo "SKIP: needs /usr/bin/python3 with h5py"; exit 0; }
@@ -66,6 +67,14 @@ trace norm_w2 2 --set 'data.mean=[0.1, -0.2]' --set 'data.std=[0.5, 2]'
 grep -q "input checksum" check.err || { cat check.err; fail "expected a checksum mismatch on the plain run"; }
 "$PY" "$TOOL" check --h5 stream.h5 --x /experiments/run1/x --seed $SEED --batch 24 --steps 60 \
   --scale 0.5 --mean 0.1,-0.2 --std 0.5,2 trace_norm_w2 || fail "normalised stream"
+
+note "block shuffle (the file's chunks of 37 samples, windows of 4), streamed, on 1 and 3 ranks"
+trace blk_w1 1 --set data.shuffle=block --set data.shuffle_window=4 --set data.cache=stream \
+  --set data.prefetch=0
+trace blk_w3 3 --set data.shuffle=block --set data.shuffle_window=4 --set data.cache=stream \
+  --set data.prefetch=3
+"$PY" "$TOOL" check --h5 stream.h5 --x /experiments/run1/x --seed $SEED --batch 24 --steps 60 \
+  --scale 0.5 --shuffle block --window 4 trace_blk_w1 trace_blk_w3 || fail "block-shuffle stream"
 
 note "the checker notices a wrong sample"
 sed -i '1s/^\(0 0 \)\([0-9]*\)/\1999999/' trace_f32_w2/rank1.txt

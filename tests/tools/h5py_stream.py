@@ -8,13 +8,17 @@
       test split under /experiments/run1/test/.
 
   h5py_stream.py check --h5 FILE --x DATASET --seed S --batch B --steps T
-                       [--scale F] [--mean M,...] [--std S,...] TRACE_DIR...
+                       [--scale F] [--mean M,...] [--std S,...]
+                       [--shuffle global|block|none] [--block-size K] [--window W]
+                       TRACE_DIR...
       Each TRACE_DIR holds the rank<R>.txt/.sum/.f32 files that midscale
       writes under MIDSCALE_TRACE_SAMPLES (trainer/trace.h) for one run; the
       world size is the number of rank files. For every run it checks that
       every step's rank slices are disjoint, cover the step's global batch and
-      equal the reference permutation (sampler_permutation of data/sampler.c,
-      reimplemented below), so each epoch's steps cover its global batches;
+      equal the reference order (sampler_epoch_order of data/sampler.c,
+      reimplemented below: the global permutation, block shuffle with
+      --block-size K (the HDF5 chunk's rows when 0) and --window W, or the
+      sequential order), so each epoch's steps cover its global batches;
       that every step's FNV-1a of the inputs and the raw floats dumped equal
       h5py's values through the same scale/mean/std in float32; and that all
       runs give the same global stream.
@@ -34,6 +38,8 @@ M64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
 EPOCH_SALT = 0xD1B54A32D192ED03
 DRAW_SALT = 0x8CB92BA72F3D8DD7
+BLOCK_SALT = 0x5BD1E9955BD1E995
+WINDOW_SALT = 0xC2B2AE3D27D4EB4F
 
 
 def mix64(x):
@@ -62,14 +68,38 @@ def bounded_draw(key, i, rng):
     return hi
 
 
-def permutation(seed, epoch, n):
-    key = mix64(seed ^ mix64(epoch ^ EPOCH_SALT))
-    perm = list(range(n))
-    for i in range(n, 1, -1):
+def shuffle_keyed(key, a):
+    """Fisher-Yates over the list a, position i drawing from (key, i)."""
+    for i in range(len(a), 1, -1):
         top = i - 1
         j = bounded_draw(key, top, i)
-        perm[top], perm[j] = perm[j], perm[top]
-    return perm
+        a[top], a[j] = a[j], a[top]
+    return a
+
+
+def permutation(seed, epoch, n):
+    return shuffle_keyed(mix64(seed ^ mix64(epoch ^ EPOCH_SALT)), list(range(n)))
+
+
+def block_order(seed, epoch, n, bs, window):
+    """Blocks of bs samples in a shuffled order, then the samples of each
+    run of `window` blocks shuffled together (block_order in sampler.c)."""
+    nb = (n + bs - 1) // bs
+    key = mix64(seed ^ mix64(epoch ^ BLOCK_SALT))
+    blocks = shuffle_keyed(key, list(range(nb)))
+    order = []
+    for w, first in enumerate(range(0, nb, window)):
+        seg = [i for b in blocks[first:first + window] for i in range(b * bs, min(n, b * bs + bs))]
+        order += shuffle_keyed(mix64(key ^ mix64(w ^ WINDOW_SALT)), seg)
+    return order
+
+
+def epoch_order(a, epoch, n):
+    if a.shuffle == "block":
+        return block_order(a.seed, epoch, n, a.block_size, a.window)
+    if a.shuffle == "none":
+        return list(range(n))
+    return permutation(a.seed, epoch, n)
 
 
 def fnv1a64(data):
@@ -144,6 +174,8 @@ def check(a):
 
     with h5py.File(a.h5, "r") as f:
         data = f[a.x][()]  # h5py decompresses (gzip + shuffle) on its own
+        if a.shuffle == "block" and a.block_size == 0:
+            a.block_size = f[a.x].chunks[0] if f[a.x].chunks else 1
     n = data.shape[0]
     elems = int(np.prod(data.shape[1:]))
     steps_per_epoch = n // a.batch
@@ -161,7 +193,9 @@ def check(a):
         for step in range(a.steps):
             epoch, s_in = divmod(step, steps_per_epoch)
             if epoch not in perms:
-                perms[epoch] = permutation(a.seed, epoch, n)
+                perms[epoch] = epoch_order(a, epoch, n)
+                if sorted(perms[epoch]) != list(range(n)):
+                    fail(f"the reference order of epoch {epoch} is not a permutation")
             want = perms[epoch][s_in * a.batch:(s_in + 1) * a.batch]
             got = []
             for r in range(world):
@@ -221,6 +255,9 @@ def main():
     c.add_argument("--scale", type=float, default=1.0)
     c.add_argument("--mean", default="")
     c.add_argument("--std", default="")
+    c.add_argument("--shuffle", choices=["global", "block", "none"], default="global")
+    c.add_argument("--block-size", type=int, default=0)
+    c.add_argument("--window", type=int, default=16)
     c.add_argument("trace", nargs="+")
     a = p.parse_args()
     if a.cmd == "make":
