@@ -9,9 +9,11 @@
  * under `mu`; a slot's buffers are written by the thread outside the lock
  * only while that slot is outside [head, head + count).
  */
+#define _GNU_SOURCE /* SCHED_BATCH */
 #include "loader.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -115,6 +117,15 @@ static int past_end(const data_loader *l, uint64_t epoch, uint64_t step) {
 
 static void *run_thread(void *arg) {
   data_loader *l = arg;
+#ifdef SCHED_BATCH
+  /* Throughput work: without wake-up preemption, the loader woken by the
+   * step's loader_next does not push the step off its CPU to read a batch
+   * the step does not need yet (measured on 2 busy cores: the step then
+   * waited about one batch read at every step). It still gets its fair
+   * share of CPU time. */
+  struct sched_param sp = {0};
+  (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+#endif
   pthread_mutex_lock(&l->mu);
   for (;;) {
     while (!l->stop &&

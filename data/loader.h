@@ -20,7 +20,9 @@
  * Threads: one caller thread owns the loader (create, next, free). The
  * loader thread calls data_read on o->ds and nothing else of HDF5, under the
  * process-wide HDF5 lock (dataset.h); it makes no MPI call and runs with
- * every signal blocked, so signal handlers run on the caller's threads.
+ * every signal blocked, so signal handlers run on the caller's threads. On
+ * Linux it runs under SCHED_BATCH: when the caller wakes it, it does not
+ * preempt the caller's CPU, yet gets its fair share of CPU time.
  * While the loader lives, o->ds belongs to it: the caller may use its
  * getters (data_count, ...) but must not data_read or data_close it.
  * loader_free stops and joins the thread (after the read in progress, if
