@@ -16,9 +16,10 @@ slurm_start "$WORK/cluster" || fail "could not start the test cluster"
 
 synth data.h5 --train 8192 --test 512 --features 64
 smoke_config cfg.yaml data.h5 run
-# Long enough (~7 s on an idle 2-core machine; 2 s was too short for the
-# signal to land) that USR1 arrives mid-run.
-common=(--set train.epochs=400 --set log.every_steps=500 --set model.layers[0].units=256)
+# Long enough (~30 s on an idle 2-core machine; 2 s and 7 s were too short:
+# scancel's USR1 reached the batch script ~6 s after it was sent) that
+# USR1 arrives mid-run.
+common=(--set train.epochs=2000 --set log.every_steps=500 --set model.layers[0].units=256)
 
 note "reference: uninterrupted, mpiexec -n 2"
 run_np 2 train cfg.yaml "${common[@]}" --set run.dir="$WORK/ref"
