@@ -51,20 +51,34 @@ int main(int argc, char **argv) {
   for (int i = 2; i < argc; i++) {
     if (i + 1 >= argc) return usage();
     const char *k = argv[i], *v = argv[++i];
-    if (!strcmp(k, "--x")) xn = v;
-    else if (!strcmp(k, "--y")) yn = v;
-    else if (!strcmp(k, "--shuffle")) shuffle = v;
-    else if (!strcmp(k, "--cache")) cache = v;
-    else if (!strcmp(k, "--batch")) batch = atoll(v);
-    else if (!strcmp(k, "--prefetch")) prefetch = atoll(v);
-    else if (!strcmp(k, "--block-size")) block = atoll(v);
-    else if (!strcmp(k, "--window")) window = atoll(v);
-    else if (!strcmp(k, "--budget")) budget = atof(v);
-    else if (!strcmp(k, "--seconds")) seconds = atof(v);
-    else if (!strcmp(k, "--max-steps")) max_steps = atoll(v);
-    else if (!strcmp(k, "--seed")) seed = strtoull(v, NULL, 10);
-    else if (!strcmp(k, "--compute-ms")) compute_ms = atof(v);
-    else return usage();
+    if (!strcmp(k, "--x"))
+      xn = v;
+    else if (!strcmp(k, "--y"))
+      yn = v;
+    else if (!strcmp(k, "--shuffle"))
+      shuffle = v;
+    else if (!strcmp(k, "--cache"))
+      cache = v;
+    else if (!strcmp(k, "--batch"))
+      batch = atoll(v);
+    else if (!strcmp(k, "--prefetch"))
+      prefetch = atoll(v);
+    else if (!strcmp(k, "--block-size"))
+      block = atoll(v);
+    else if (!strcmp(k, "--window"))
+      window = atoll(v);
+    else if (!strcmp(k, "--budget"))
+      budget = atof(v);
+    else if (!strcmp(k, "--seconds"))
+      seconds = atof(v);
+    else if (!strcmp(k, "--max-steps"))
+      max_steps = atoll(v);
+    else if (!strcmp(k, "--seed"))
+      seed = strtoull(v, NULL, 10);
+    else if (!strcmp(k, "--compute-ms"))
+      compute_ms = atof(v);
+    else
+      return usage();
   }
   loader_opts o = {.norm = data_norm_identity(),
                    .order = {.block_size = (uint64_t)block, .window = (uint64_t)window},
@@ -114,12 +128,13 @@ int main(int argc, char **argv) {
     t = now_s();
   }
   double dt = t - t0;
-  printf("shuffle=%s cache=%s in_memory=%d prefetch=%lld batch=%lld block=%llu window=%lld "
-         "open_s=%.3f steps=%lld seconds=%.3f samples_per_s=%.0f wait_s=%.3f first_wait_s=%.3f "
-         "sink=%g\n",
-         shuffle, cache, data_in_memory(o.ds), prefetch, batch,
-         (unsigned long long)loader_block_size(l), window, t_open, steps, dt,
-         dt > 0 ? (double)steps * (double)batch / dt : 0.0, wait, first_wait, sink);
+  printf(
+      "shuffle=%s cache=%s in_memory=%d prefetch=%lld batch=%lld block=%llu window=%lld "
+      "open_s=%.3f steps=%lld seconds=%.3f samples_per_s=%.0f wait_s=%.3f first_wait_s=%.3f "
+      "sink=%g\n",
+      shuffle, cache, data_in_memory(o.ds), prefetch, batch,
+      (unsigned long long)loader_block_size(l), window, t_open, steps, dt,
+      dt > 0 ? (double)steps * (double)batch / dt : 0.0, wait, first_wait, sink);
   loader_free(l);
   data_close(o.ds);
   return 0;
