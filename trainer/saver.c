@@ -111,14 +111,17 @@ oom:
   return ms_error_set(MS_ENOMEM, "out of memory for the checkpoint snapshot");
 }
 
-/* The background thread runs at the lowest priority (Linux: nice is per
- * thread), so that where the ranks use every core it takes only the time
- * they leave; and on any core the process may use, because launchers bind
- * each rank to one core (Open MPI does for 2 ranks or fewer), which would
- * keep it off an idle core. The kernel keeps the mask within the job's
- * cpuset. Best effort: a failure changes only the speed. */
-static void background_setup(void) {
-  (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+/* The background thread runs at a low priority (Linux: nice is per thread),
+ * so that where the ranks use every core it takes mostly the time they
+ * leave: the lowest (19) to compress; 10 to only write the file, which
+ * needs little CPU (copying into the page cache) but should reach the disk
+ * soon, for a busy machine could starve it for minutes at 19. It may run
+ * on any core the process may use, because launchers bind each rank to one
+ * core (Open MPI does for 2 ranks or fewer), which would keep it off an
+ * idle core; the kernel keeps the mask within the job's cpuset. Best
+ * effort: a failure changes only the speed. */
+static void background_setup(int nice) {
+  (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
   long ncpu = sysconf(_SC_NPROCESSORS_CONF);
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -164,7 +167,7 @@ static void do_job(ms_saver *s) {
 static void *run_job(void *arg) {
   ms_saver *s = arg;
   atomic_store(&s->tid, (int)syscall(SYS_gettid));
-  background_setup();
+  background_setup(s->job == JOB_WRITE ? 10 : 19);
   do_job(s);
   return NULL;
 }

@@ -20,7 +20,8 @@
  *
  * Rank-local, no MPI. The background thread touches only the snapshot, the
  * saver's own buffers and the file system (no MPI, no HDF5, no BLAS); it
- * runs at the lowest CPU priority and may use any core the process may
+ * runs at a low CPU priority (nice 19 to compress, 10 to only write a
+ * file) and may use any core the process may
  * (not only the one a launcher bound the rank to), so that an idle core
  * takes the work; when the caller has to wait for it, it gets the caller's
  * priority (best effort). Functions are called from one thread. One save at a
