@@ -31,6 +31,13 @@ struct reducer {
   size_t n;
   int P, me;
   int overlap, ordered;
+  /* 1 on the native path: the last bucket (the first layer, final only when
+   * backward is) goes as one blocking allreduce in reducer_finish, which is
+   * markedly faster than a non-blocking one on shared memory; the buckets in
+   * flight progress inside it. Fixed at creation, so that every rank issues
+   * the same kind of collective for every bucket (a blocking collective
+   * never matches a non-blocking one). */
+  int last_blocking;
   wire_format wire;
   int nb;
   bucket *b;
@@ -99,6 +106,7 @@ int reducer_create(reducer **out, comm_world *w, float *grads, size_t n, const s
   r->overlap = o->overlap;
   r->wire = r->P > 1 ? o->wire : WIRE_F32;
   r->ordered = r->P > 2 || r->wire != WIRE_F32;
+  r->last_blocking = !r->ordered;
   int rc = MPI_Comm_dup(w->comm, &r->c1);
   if (rc == MPI_SUCCESS) rc = MPI_Comm_dup(w->comm, &r->c2);
   if (rc != MPI_SUCCESS) {
@@ -314,7 +322,7 @@ void reducer_ready(void *ctx, size_t off, size_t len) {
   (void)len;
   if (off < r->ready_lo) r->ready_lo = off;
   if (r->P == 1 || r->failed || !r->overlap) return;
-  while (r->next_start < r->nb && r->b[r->next_start].lo >= r->ready_lo)
+  while (r->next_start < r->nb - r->last_blocking && r->b[r->next_start].lo >= r->ready_lo)
     if (phase1(r, &r->b[r->next_start++], 0)) return;
   reducer_progress(r);
 }
@@ -336,8 +344,13 @@ int reducer_finish(reducer *r) {
     return 0;
   }
   r->ready_lo = 0;
-  while (r->next_start < r->nb)
+  while (r->next_start < r->nb - r->last_blocking)
     if (phase1(r, &r->b[r->next_start++], 0)) return COMM_EMPI;
+  if (r->last_blocking) {
+    bucket *b = &r->b[r->next_start++];
+    if (phase1(r, b, 1)) return COMM_EMPI;
+    reduce_own(r, b);
+  }
   for (int i = 0; i < r->nb; i++) {
     if (r->b[i].state == B_PHASE1 && test_one(r, &r->b[i], 1)) return COMM_EMPI;
     if (start_phase2_in_order(r)) return COMM_EMPI;

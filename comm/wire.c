@@ -146,14 +146,14 @@ int wire_plan_buckets(size_t n, const size_t *starts, int n_starts, size_t first
     if (!starts) {
       lo = hi > limit ? hi - limit : 0;
     } else {
-      /* Take whole units while the bucket stays within the limit; at least
-       * one unit (cut at 2^30 floats) always goes in. */
+      /* Take whole units until the bucket reaches the limit (PyTorch DDP's
+       * rule), keeping it within 2^30 floats. */
       while (k >= 0 && starts[k] >= hi) k--;
       lo = k >= 0 ? starts[k] : 0;
       int j = k - 1;
-      while (lo > 0) {
+      while (lo > 0 && hi - lo < limit) {
         size_t next = j >= 0 ? starts[j] : 0;
-        if (hi - next > limit) break;
+        if (hi - next > WIRE_MAX_BUCKET) break;
         lo = next;
         j--;
       }

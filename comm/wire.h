@@ -51,11 +51,11 @@ void wire_decode_add(wire_format fmt, const uint16_t *in, size_t n, float *y);
  * from the end towards the start, in units [starts[k], starts[k+1]) (the
  * parameter tensors of one layer; starts ascending within (0, n), may be
  * NULL for byte-count buckets). Buckets take whole units from the end until
- * the next unit would exceed the cap: first_cap floats for the first bucket
- * (the last layers, so the first collective starts early), cap for the
- * others; a unit larger than the cap is a bucket of its own, and no bucket
- * holds more than 2^30 floats (MPI counts are int). Without units, buckets
- * are first_cap, cap, cap, ... floats from the end.
+ * they reach the cap, as PyTorch DDP's buckets do: first_cap floats for the
+ * first bucket (the last layers, so the first collective starts early), cap
+ * for the others; so a bucket exceeds its cap by less than one unit, and no
+ * bucket holds more than 2^30 floats (MPI counts are int). Without units,
+ * buckets are first_cap, cap, cap, ... floats from the end.
  * Writes bounds[0] = n > bounds[1] > ... > bounds[nb] = 0: bucket b is
  * [bounds[b + 1], bounds[b]). bounds holds max + 1 entries.
  * @return nb (0 when n is 0), or -1 when more than max buckets are needed. */

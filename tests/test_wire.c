@@ -178,11 +178,16 @@ static void test_wire_plan_buckets_on_layers(void **state) {
   /* MLP 784-256-256-10: layer starts 0, 200960, 266752; n = 269322. */
   size_t starts[] = {200960, 266752}, b[17];
   size_t n = 269322;
-  /* First bucket 1 MiB (262144 floats): the last two layers fit, the first
-   * layer would exceed it and starts the second bucket. */
+  /* First bucket 1 MiB (262144 floats): the last two layers stay below it,
+   * the first layer takes the bucket past it (DDP's rule): one bucket. */
   int nb = wire_plan_buckets(n, starts, 2, 262144, 25 * 262144, b, 16);
+  assert_int_equal(nb, 1);
+  assert_true(b[0] == n && b[1] == 0);
+  /* A first bucket of 65536 floats: the last layer (2570) and the second
+   * (65792) reach it; the first layer is the second bucket. */
+  nb = wire_plan_buckets(n, starts, 2, 65536, 25 * 262144, b, 16);
   assert_int_equal(nb, 2);
-  assert_true(b[0] == n && b[1] == 200960 && b[2] == 0);
+  assert_true(b[1] == 200960 && b[2] == 0);
   /* Small caps: one bucket per layer, never a split layer. */
   nb = wire_plan_buckets(n, starts, 2, 1, 1, b, 16);
   assert_int_equal(nb, 3);

@@ -193,7 +193,8 @@ const key_spec cfg_keys[] = {
         "hang watchdog: a rank that waits longer than this in a collective during training "
         "reports the step and operation and aborts the job (exit 6)"),
     DBL("comm.bucket_mb", comm.bucket_mb, 25, 0, 4096, F_MIN_EXCL, SAFE,
-        "gradient bucket size in MiB: whole layers, from the last, until the next would exceed it"),
+        "gradient bucket size in MiB: whole layers, from the last, until the bucket reaches it "
+        "(as PyTorch DDP)"),
     DBL("comm.first_bucket_mb", comm.first_bucket_mb, 1, 0, 4096, F_MIN_EXCL, SAFE,
         "size of the first bucket (the last layers), which starts earliest"),
     BOOL("comm.overlap", comm.overlap, 1, SAFE,

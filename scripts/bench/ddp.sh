@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Gradient-sync benchmark (issue: gradient sync and step speed). Side by
+# side, in one invocation, on the same data, model, per-rank batch and
+# threads (1 BLAS thread per rank, the same OpenBLAS kernel):
+#   (a) midscale                      mpiexec -n W midscale train ...
+#   (b) midscale without gradient sync  ... --set comm.sync=false (the bound)
+#   (c) PyTorch DDP, gloo             scripts/bench/ddp_torch.py (skipped,
+#                                     with a message, without python3-torch)
+#   (d) one MPI_Allreduce of the gradient (scripts/bench/bench_allreduce.c)
+# for the MLP 784-H-H-10 at world 1 and 2, per-rank batch 64 and 256,
+# hidden 256 and 1024; then the CNN of configs/fashion_mnist_cnn.yaml
+# (conv16 3x3 / pool / conv32 3x3 / pool / dense 128 / dropout / dense 10,
+# AdamW) midscale vs PyTorch at per-rank batch 64. Throughput is measured after a
+# warm-up interval (the median of the next 5 intervals); every case runs
+# REPS times, interleaved (a, b, c, then b, c, a, ...), and the table shows
+# medians and the ratios of medians. Writes scripts/bench/results/ddp.md
+# (by scripts/bench/ddp_report.py) and the raw rows in ddp.jsonl beside it.
+#   scripts/bench/ddp.sh [REPS]            (default 3)
+# Timing figures on a shared machine are noisy: run it on a quiet one.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../setup.sh"
+build
+REPS=${1:-3}
+OUT="$ROOT/scripts/bench/results/ddp.md"
+mkdir -p "$(dirname "$OUT")"
+WORK=$(mktemp -d /tmp/midscale-bench-ddp.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+MIDSCALE="$BUILD_DIR/midscale"
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+export MIDSCALE_BLAS_AUTOFIX=0
+if [ "$(id -u)" -eq 0 ]; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+export OMPI_MCA_rmaps_base_oversubscribe=1
+# One explicit kernel for both programs: the one midscale would pick.
+if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+  if grep -q avx512bw /proc/cpuinfo && grep -q avx512vl /proc/cpuinfo; then
+    export OPENBLAS_CORETYPE=SkylakeX
+  elif grep -q avx2 /proc/cpuinfo; then
+    export OPENBLAS_CORETYPE=Haswell
+  fi
+fi
+
+DATA="$ROOT/data-cache/fashion_mnist.h5"
+FMNIST=/usr/share/datasets/fashion-mnist
+DATA_NOTE="Fashion-MNIST (60000 x 28 x 28 uint8)"
+if [ ! -f "$DATA" ] && [ -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
+  mkdir -p "$ROOT/data-cache"
+  "$MIDSCALE" prepare fashion-mnist "$FMNIST" "$DATA" >/dev/null
+elif [ ! -f "$DATA" ]; then
+  DATA="$WORK/synthetic_784.h5"
+  DATA_NOTE="synthetic, the shape of Fashion-MNIST (dataset-fashion-mnist is not installed)"
+  "$MIDSCALE" prepare synthetic "$DATA" --train 60000 --test 100 --features 784 --u8 >/dev/null
+fi
+HAVE_TORCH=1
+if ! OPENBLAS_NUM_THREADS=1 "$PY" -c "import torch, h5py, yaml" 2>/dev/null; then
+  HAVE_TORCH=0
+  echo "bench: PyTorch (python3-torch), h5py or yaml is not importable from $PY:" \
+    "the DDP column is skipped"
+fi
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# The MLP config of every case: configs/fashion_mnist_mlp.yaml with the
+# hidden width, the batch, no evaluation and no warmup (the schedule's
+# shape does not change the step time).
+mlp_args() { # HIDDEN
+  echo "$ROOT/configs/fashion_mnist_mlp.yaml --set data.path=$DATA --set data.test_x=" \
+    "--set model.layers[0].units=$1 --set model.layers[1].units=$1 --set schedule.warmup_steps=0" \
+    "--set run.threads=1 --set log.progress=false --set checkpoint.every_steps=0"
+}
+CNN_CFG="$ROOT/configs/fashion_mnist_cnn.yaml"
+cnn_args() {
+  echo "$CNN_CFG --set data.path=$DATA --set data.test_x= --set schedule.warmup_steps=0" \
+    "--set run.threads=1 --set log.progress=false --set checkpoint.every_steps=0"
+}
+
+# Steps per log interval L: about 30 GFLOP of training per rank and
+# interval (0.2-0.6 s at this machine's rates), at least 10 (4 for the CNN).
+interval() { # FLOP_PER_SAMPLE_FORWARD BATCH MIN
+  awk -v f="$1" -v b="$2" -v m="$3" 'BEGIN { l = int(3e10 / (3 * f * b) + 0.5); print (l < m ? m : l) }'
+}
+
+# run_midscale TAG REP W B L MODEL_ARGS... : 6 intervals of L steps, the
+# first one a warm-up; appends a JSON row with the median interval's rate
+# (a median resists the other processes' bursts on a shared machine).
+run_midscale() {
+  local tag=$1 rep=$2 w=$3 b=$4 l=$5 case=$6
+  shift 6
+  local dir="$WORK/$case-$tag-$rep"
+  # shellcheck disable=SC2046
+  mpiexec -n "$w" "$MIDSCALE" train "$@" --set run.dir="$dir" \
+    --set train.batch_size=$((w * b)) --set train.max_steps=$((6 * l)) \
+    --set log.every_steps="$l" >"$dir.log" 2>&1 || { tail -n 20 "$dir.log"; exit 1; }
+  "$PY" - "$dir" "$case" "$tag" "$rep" "$w" "$b" "$l" >>"$WORK/rows.jsonl" <<'PY'
+import json, re, sys
+d, case, tag, rep, w, b, l = sys.argv[1:]
+rows = [json.loads(x) for x in open(d + "/metrics.jsonl")]
+sps = [r["samples_per_s"] for r in rows if r["kind"] == "train"][1:]   # after the warm-up
+rate = sorted(sps)[len(sps) // 2]
+core = re.search(r"BLAS OpenBLAS ([^,\s]+)", open(d + ".log").read())
+print(json.dumps({"case": case, "tool": tag, "rep": int(rep), "world": int(w), "batch": int(b),
+                  "samples_per_s": rate, "ms_per_step": 1e3 * int(w) * int(b) / rate,
+                  "blas_core": core.group(1) if core else "?"}))
+PY
+}
+
+run_torch() { # REP W B L CASE RESOLVED
+  local rep=$1 w=$2 b=$3 l=$4 case=$5 cfg=$6
+  [ "$HAVE_TORCH" = 1 ] || return 0
+  timeout 1800 "$PY" "$ROOT/scripts/bench/ddp_torch.py" --config "$cfg" --world "$w" --batch "$b" \
+    --warmup "$l" --steps $((5 * l)) 2>"$WORK/torch.err" |
+    "$PY" -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(case='$case', tool='ddp', rep=$rep); print(json.dumps(r))" \
+    >>"$WORK/rows.jsonl" || { echo "bench: PyTorch failed on $case (round $rep):"; cat "$WORK/torch.err"; }
+}
+
+# Forward FLOPs per sample and parameter count, from midscale check.
+model_info() { # ARGS...
+  # shellcheck disable=SC2046
+  "$MIDSCALE" check "$@" --set data.path="$DATA" --set run.dir="$WORK/check" |
+    awk '/forward FLOPs per sample:/ { gsub(",", "", $5); f = $5 } /^  parameters:/ { gsub(",", "", $2); p = $2 } END { print f, p }'
+}
+
+CASES=()
+for w in 1 2; do
+  for h in 256 1024; do
+    for b in 64 256; do CASES+=("mlp $w $b $h"); done
+  done
+done
+CASES+=("cnn 1 64 0" "cnn 2 64 0")
+
+echo "== $REPS interleaved rounds of ${#CASES[@]} cases (load before: $LOAD_BEFORE)"
+for rep in $(seq 1 "$REPS"); do
+  for c in "${CASES[@]}"; do
+    read -r kind w b h <<<"$c"
+    if [ "$kind" = mlp ]; then
+      # shellcheck disable=SC2046
+      set -- $(mlp_args "$h")
+      case="mlp-w$w-b$b-h$h"
+      read -r flops params <<<"$(model_info "$@")"
+      l=$(interval "$flops" "$b" 10)
+    else
+      # shellcheck disable=SC2046
+      set -- $(cnn_args)
+      case="cnn-w$w-b$b"
+      read -r flops params <<<"$(model_info "$@")"
+      l=$(interval "$flops" "$b" 4)
+    fi
+    echo "{\"case\":\"$case\",\"tool\":\"info\",\"flops\":$flops,\"params\":$params,\"interval\":$l}" >>"$WORK/rows.jsonl"
+    echo "-- round $rep: $case ($params parameters, $l steps per interval)"
+    # Rotate the order of the programs from round to round.
+    order=(a b c)
+    for ((k = 0; k < (rep - 1) % 3; k++)); do order=("${order[@]:1}" "${order[0]}"); done
+    for t in "${order[@]}"; do
+      case $t in
+        a) run_midscale midscale "$rep" "$w" "$b" "$l" "$case" "$@" ;;
+        b) [ "$kind" = mlp ] && run_midscale nosync "$rep" "$w" "$b" "$l" "$case" "$@" --set comm.sync=false ;;
+        c) run_torch "$rep" "$w" "$b" "$l" "$case" "$WORK/$case-midscale-1/config.resolved.yaml" ;;
+      esac
+    done
+    if [ "$rep" = 1 ] && [ "$w" = 2 ] && [ "$kind" = mlp ]; then
+      mpiexec -n 2 "$BUILD_DIR/bench_allreduce" "$params" 50 |
+        "$PY" -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(case='$case', tool='allreduce'); print(json.dumps(r))" >>"$WORK/rows.jsonl"
+    fi
+  done
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+cp "$WORK/rows.jsonl" "${OUT%.md}.jsonl"
+"$PY" "$ROOT/scripts/bench/ddp_report.py" "${OUT%.md}.jsonl" "$OUT" "$LOAD_BEFORE" "$LOAD_AFTER" \
+  "$REPS" "$DATA_NOTE" "${OPENBLAS_CORETYPE:-auto}"
+echo "wrote $OUT and ${OUT%.md}.jsonl (the raw rows)"
