@@ -52,6 +52,11 @@ struct reducer {
   int next_phase2; /* buckets [0, next_phase2) have started phase 2 */
   int failed;      /* an MPI call failed inside reducer_ready/progress */
   double wire_bytes;
+  /* Node shared memory: the window, every rank's segment (seg[me] is g),
+   * and the range [own_lo, own_hi) whose sum this rank computes. */
+  MPI_Win win;
+  float **seg;
+  size_t own_lo, own_hi;
 };
 
 static int fail(reducer *r, int mpi_rc, const char *what) {
@@ -64,6 +69,87 @@ static int fail(reducer *r, int mpi_rc, const char *what) {
 }
 
 static size_t range_start(size_t m, int j, int P) { return (size_t)((uint64_t)m * (uint64_t)j / (uint64_t)P); }
+
+/* ---- node shared memory ------------------------------------------------------ */
+
+/* Range boundaries on 64-byte lines: two ranks never write one line. */
+static size_t line_start(size_t n, int j, int P) {
+  return j >= P ? n : range_start(n, j, P) & ~(size_t)15;
+}
+
+/* Puts the arena in a node-shared window when every rank is on this node.
+ * Leaves r->win MPI_WIN_NULL (the MPI path) when they are not, or when
+ * some rank could not allocate its segment (e.g. a small /dev/shm): every
+ * rank decides the same. @return 0, or COMM_EMPI / COMM_ENOMEM. */
+static int shm_create(reducer *r, const float *grads) {
+  MPI_Comm node = MPI_COMM_NULL;
+  int rc = MPI_Comm_split_type(r->c1, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  if (rc != MPI_SUCCESS) return fail(r, rc, "MPI_Comm_split_type");
+  int node_size = 0;
+  MPI_Comm_size(node, &node_size);
+  if (node_size != r->P) { /* the same answer on every rank */
+    MPI_Comm_free(&node);
+    return 0;
+  }
+  MPI_Info info;
+  MPI_Info_create(&info);
+  MPI_Info_set(info, "alloc_shared_noncontig", "true"); /* each segment on its own pages */
+  float *base = NULL;
+  rc = MPI_Win_allocate_shared((MPI_Aint)(sizeof(float) * (r->n ? r->n : 1)), sizeof(float),
+                               info, node, &base, &r->win);
+  MPI_Info_free(&info);
+  MPI_Comm_free(&node);
+  int ok = rc == MPI_SUCCESS, all = 0;
+  r->seg = ok ? calloc((size_t)r->P, sizeof *r->seg) : NULL;
+  ok = ok && r->seg;
+  for (int k = 0; ok && k < r->P; k++) {
+    MPI_Aint size;
+    int disp;
+    ok = MPI_Win_shared_query(r->win, k, &size, &disp, &r->seg[k]) == MPI_SUCCESS;
+  }
+  rc = MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, r->c1);
+  if (rc != MPI_SUCCESS) return fail(r, rc, "MPI_Allreduce");
+  if (!all) {
+    if (r->win != MPI_WIN_NULL) MPI_Win_free(&r->win);
+    free(r->seg);
+    r->seg = NULL;
+    return 0;
+  }
+  /* One passive-target epoch for the window's life: MPI_Win_sync orders
+   * the loads and stores around each barrier. */
+  MPI_Win_lock_all(MPI_MODE_NOCHECK, r->win);
+  memcpy(base, grads, sizeof(float) * r->n);
+  r->g = base;
+  r->own_lo = line_start(r->n, r->me, r->P);
+  r->own_hi = line_start(r->n, r->me + 1, r->P);
+  r->wire_bytes = 2.0 * sizeof(float) * (double)(r->n - (r->own_hi - r->own_lo));
+  return 0;
+}
+
+/* Every rank's own segment is final -> every segment holds the sum. */
+static int shm_reduce(reducer *r) {
+  MPI_Win_sync(r->win);
+  int rc = MPI_Barrier(r->c1);
+  if (rc != MPI_SUCCESS) return fail(r, rc, "MPI_Barrier");
+  MPI_Win_sync(r->win);
+  enum { CHUNK = 1024 };
+  float acc[CHUNK];
+  const int P = r->P;
+  for (size_t i = r->own_lo; i < r->own_hi; i += CHUNK) {
+    size_t m = r->own_hi - i < CHUNK ? r->own_hi - i : CHUNK;
+    memcpy(acc, r->seg[0] + i, m * sizeof *acc);
+    for (int k = 1; k < P; k++) { /* rank order: ((g0 + g1) + g2) + ... */
+      const float *restrict src = r->seg[k] + i;
+      for (size_t j = 0; j < m; j++) acc[j] += src[j];
+    }
+    for (int k = 0; k < P; k++) memcpy(r->seg[k] + i, acc, m * sizeof *acc);
+  }
+  MPI_Win_sync(r->win);
+  rc = MPI_Barrier(r->c1); /* no segment is read or written by another rank after it */
+  if (rc != MPI_SUCCESS) return fail(r, rc, "MPI_Barrier");
+  MPI_Win_sync(r->win);
+  return 0;
+}
 
 /* Counts, displacements and buffer offsets of the rank-ordered path. */
 static void layout_bucket(reducer *r, bucket *b, size_t *s32, size_t *w16, size_t *r16) {
@@ -99,6 +185,7 @@ int reducer_create(reducer **out, comm_world *w, float *grads, size_t n, const s
   if (!r) goto oom;
   r->w = w;
   r->c1 = r->c2 = MPI_COMM_NULL;
+  r->win = MPI_WIN_NULL;
   r->g = grads;
   r->n = n;
   r->P = w->size;
@@ -113,6 +200,23 @@ int reducer_create(reducer **out, comm_world *w, float *grads, size_t n, const s
     fail(r, rc, "MPI_Comm_dup");
     reducer_free(r);
     return COMM_EMPI;
+  }
+  if (o->shared_memory && r->P > 1 && r->wire == WIRE_F32) {
+    if ((rc = shm_create(r, grads)) != 0) {
+      reducer_free(r);
+      return rc;
+    }
+    if (r->win != MPI_WIN_NULL) {
+      r->ordered = r->last_blocking = 0;
+      r->overlap = 0;
+      r->nb = 1;
+      r->b = calloc(1, sizeof *r->b);
+      if (!r->b) goto oom;
+      r->b[0].lo = 0, r->b[0].hi = n;
+      reducer_begin(r);
+      *out = r;
+      return 0;
+    }
   }
 
   /* Overlap off: one collective over the whole arena (cut only at 2^30). */
@@ -175,6 +279,11 @@ oom:
 
 void reducer_free(reducer *r) {
   if (!r) return;
+  if (r->win != MPI_WIN_NULL) {
+    MPI_Win_unlock_all(r->win);
+    MPI_Win_free(&r->win);
+  }
+  free(r->seg);
   if (r->c1 != MPI_COMM_NULL) MPI_Comm_free(&r->c1);
   if (r->c2 != MPI_COMM_NULL) MPI_Comm_free(&r->c2);
   free(r->b);
@@ -330,6 +439,7 @@ void reducer_ready(void *ctx, size_t off, size_t len) {
 int reducer_finish(reducer *r) {
   if (r->P == 1) return 0;
   if (r->failed) return COMM_EMPI;
+  if (r->win != MPI_WIN_NULL) return shm_reduce(r);
   if (!r->overlap) {
     /* One blocking collective (two on the rank-ordered path) per bucket. */
     for (int i = 0; i < r->nb; i++) {
@@ -365,9 +475,14 @@ int reducer_buckets(const reducer *r, int b, size_t *lo, size_t *hi) {
   return r->nb;
 }
 
+float *reducer_arena(const reducer *r) { return r->g; }
+
+int reducer_shared(const reducer *r) { return r->win != MPI_WIN_NULL; }
+
 double reducer_wire_bytes(const reducer *r) { return r->P > 1 ? r->wire_bytes : 0.0; }
 
 const char *reducer_method(const reducer *r) {
   if (r->P == 1) return "none (one rank)";
+  if (r->win != MPI_WIN_NULL) return "node shared memory";
   return r->ordered ? "rank-ordered reduce-scatter + allgather" : "MPI allreduce (2 ranks)";
 }

@@ -36,6 +36,19 @@
  * its own for that rounding. All ranks decode the same words, so they hold
  * identical sums. Half the bytes of fp32 on the wire.
  *
+ * Node shared memory (opts.shared_memory, fp32 wire, every rank on one
+ * node): the reducer allocates the arena itself, one segment per rank of an
+ * MPI-3 shared window (MPI_Win_allocate_shared), and the caller computes
+ * its gradients into it (reducer_arena; the model's grads point there).
+ * reducer_finish then waits for every rank (a barrier), each rank sums its
+ * own 1/P of the arena straight from the P segments, in rank order, and
+ * writes the sum into all P segments, and a second barrier ends the step:
+ * each rank reads the arena once and writes it once, with no message
+ * copies. No overlap on this path: the sum needs the cores that compute
+ * backward, and it is several times faster than MPI's allreduce over
+ * shared memory (scripts/bench/ddp.sh). Same bits as the other paths. Ranks
+ * on more than one node, or a window that cannot be allocated, use MPI.
+ *
  * One world of 1 rank: nothing to send; the arena is left as it is.
  *
  * Collective: reducer_create, reducer_finish and the sequence of buckets
@@ -62,6 +75,8 @@ typedef struct {
   int overlap;               /* 1: start buckets from reducer_ready; 0: one blocking
                               * collective over the whole arena in reducer_finish */
   wire_format wire;          /* WIRE_F32, or a 16-bit format with error feedback */
+  int shared_memory;         /* 1: sum in a node-shared window when all ranks are on
+                              * one node and the wire is WIRE_F32 (see above) */
 } reducer_opts;
 
 /* A reducer for the arena grads (n floats, not owned, must outlive it).
@@ -70,6 +85,11 @@ typedef struct {
  * Collective (duplicates the communicator twice). */
 int reducer_create(reducer **out, comm_world *w, float *grads, size_t n, const size_t *starts,
                    int n_starts, const reducer_opts *opts);
+
+/* The arena the reducer sums: grads, or on the shared-memory path its own
+ * node-shared segment (n floats, a copy of grads at creation), which the
+ * caller must compute into from then on and not use after reducer_free. */
+float *reducer_arena(const reducer *r);
 
 /* Frees the communicators and buffers; accepts NULL. Collective when
  * non-NULL. Must not be called with collectives in flight. */
@@ -99,7 +119,11 @@ int reducer_buckets(const reducer *r, int b, size_t *lo, size_t *hi);
 /* Bytes this rank sends per reduction (0 for one rank). */
 double reducer_wire_bytes(const reducer *r);
 
-/* "native allreduce" or "rank-ordered reduce-scatter + allgather". */
+/* 1 on the node-shared-memory path. */
+int reducer_shared(const reducer *r);
+
+/* "MPI allreduce (2 ranks)", "rank-ordered reduce-scatter + allgather",
+ * "node shared memory" or "none (one rank)". */
 const char *reducer_method(const reducer *r);
 
 #endif

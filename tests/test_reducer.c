@@ -1,6 +1,6 @@
 /* reducer under mpiexec (np 2 and 3): every schedule (overlap on or off,
- * any bucket size, any pattern of ready ranges) gives the same bits as one
- * reduction in rank order; 16-bit wires stay close and feed their rounding
+ * any bucket size, any pattern of ready ranges) and the node-shared-memory
+ * path give the same bits as one reduction in rank order; 16-bit wires stay close and feed their rounding
  * back. Assertions are agreed on by every rank. */
 #include <math.h>
 #include <mpi.h>
@@ -151,6 +151,60 @@ static void test_reducer_rank_without_ready_calls_does_not_hang(void **state) {
   free(want);
 }
 
+/* Node shared memory: the arena is the reducer's window segment; every
+ * arena size (smaller than a cache line per rank, odd, model-like) gives
+ * the rank-ordered sum, step after step, also with a silent rank. */
+static void test_reducer_shared_memory_is_bitwise_equal(void **state) {
+  (void)state;
+  const size_t sizes[] = {5, 37, 1000, N};
+  for (int s = 0; s < 4; s++) {
+    size_t n = sizes[s];
+    float *g = malloc(sizeof(float) * n), *want = malloc(sizeof(float) * n);
+    fill(g, n, W.rank, 9);
+    reducer *r = NULL;
+    reducer_opts o = {.first_bucket_bytes = 1 << 20, .bucket_bytes = 25 << 20, .overlap = 1,
+                      .wire = WIRE_F32, .shared_memory = 1};
+    assert_int_equal(
+        reducer_create(&r, &W, g, n, n == N ? starts : NULL, n == N ? N_STARTS : 0, &o), 0);
+    /* mpiexec on one machine: every rank is on this node. */
+    assert_all_true(reducer_shared(r) == 1);
+    float *a = reducer_arena(r);
+    assert_all_true(a != g && memcmp(a, g, sizeof(float) * n) == 0); /* a copy of grads */
+    for (int round = 0; round < 3; round++) {
+      fill(a, n, W.rank, 10 + round);
+      if (round == 2 && W.rank == 0) memset(a, 0, sizeof(float) * n); /* a silent rank */
+      reference_sum(a, n, want);
+      if (n == N && !(round == 2 && W.rank == 0)) {
+        assert_int_equal(reduce_like_backward(r, a, n), 0);
+      } else {
+        reducer_begin(r);
+        assert_int_equal(reducer_finish(r), 0);
+      }
+      assert_all_true(memcmp(a, want, sizeof(float) * n) == 0);
+    }
+    reducer_free(r);
+    free(g);
+    free(want);
+  }
+}
+
+/* Shared memory off, or a 16-bit wire: the MPI paths, in the caller's arena. */
+static void test_reducer_shared_memory_only_when_asked_and_fp32(void **state) {
+  (void)state;
+  float *g = calloc(N, sizeof(float));
+  reducer *r = NULL;
+  reducer_opts o = {.first_bucket_bytes = 1 << 20, .bucket_bytes = 25 << 20, .overlap = 1,
+                    .wire = WIRE_F32, .shared_memory = 0};
+  assert_int_equal(reducer_create(&r, &W, g, N, NULL, 0, &o), 0);
+  assert_all_true(!reducer_shared(r) && reducer_arena(r) == g);
+  reducer_free(r);
+  o.shared_memory = 1, o.wire = WIRE_BF16;
+  assert_int_equal(reducer_create(&r, &W, g, N, NULL, 0, &o), 0);
+  assert_all_true(!reducer_shared(r) && reducer_arena(r) == g);
+  reducer_free(r);
+  free(g);
+}
+
 static uint64_t fnv(const void *p, size_t n) {
   const unsigned char *b = p;
   uint64_t h = 1469598103934665603ULL;
@@ -225,6 +279,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_reducer_matches_mpi_allreduce_on_two_ranks),
       cmocka_unit_test(test_reducer_rank_without_ready_calls_does_not_hang),
       cmocka_unit_test(test_reducer_16bit_wire_with_error_feedback),
+      cmocka_unit_test(test_reducer_shared_memory_is_bitwise_equal),
+      cmocka_unit_test(test_reducer_shared_memory_only_when_asked_and_fp32),
   };
   if (W.rank != 0 && !freopen("/dev/null", "w", stdout)) return 1;
   int failed = cmocka_run_group_tests_name("reducer", tests, NULL, NULL);

@@ -165,6 +165,7 @@ typedef struct {
     double bucket_mb;              /* gradient bucket size, MiB */
     double first_bucket_mb;        /* the first bucket (the last layers), MiB */
     int overlap;                   /* bool: reduce buckets while backward runs */
+    int shared_memory;             /* bool: sum in a node-shared window on one node */
     char compress[8];              /* none | fp16 | bf16: gradients on the wire */
     int sync;                      /* bool: false skips the gradient sync (benchmarks only) */
   } comm;

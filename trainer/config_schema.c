@@ -113,7 +113,8 @@ const key_spec cfg_keys[] = {
     INT("data.shuffle_window", data.shuffle_window, 16, 1, INT_MAX, PINNED,
         "shuffle block: blocks whose samples are shuffled together"),
     INT("data.prefetch", data.prefetch, 2, 0, 64, SAFE,
-        "batches a loader thread reads ahead while the step computes; 0 = read in the step"),
+        "batches a loader thread reads ahead from the file while the step computes (streamed "
+        "data only: data in memory is copied in the step); 0 = read in the step"),
     ENUM("data.cache", data.cache, "auto", cache_names, SAFE,
          "inputs in memory (memory: error over the 2 GiB per-rank budget), streamed from the "
          "file (stream), or in memory when they fit the budget (auto)"),
@@ -200,6 +201,9 @@ const key_spec cfg_keys[] = {
     BOOL("comm.overlap", comm.overlap, 1, SAFE,
          "reduce each bucket while backward computes the layers before it; false = one "
          "collective after backward (same result, bit for bit)"),
+    BOOL("comm.shared_memory", comm.shared_memory, 1, SAFE,
+         "when every rank is on one node, sum the gradients in a node-shared MPI window (no "
+         "message copies, no overlap; same result, bit for bit); false = MPI collectives"),
     ENUM("comm.compress", comm.compress, "none", compress_names, SAFE,
          "gradients on the wire: fp16 or bf16 halve the bytes, with error feedback (each rank "
          "adds what rounding lost to its next gradient; not kept in checkpoints)"),

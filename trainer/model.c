@@ -239,10 +239,18 @@ int model_create(ms_model **out, const ms_config *cfg, const int64_t *in, int nd
   return 0;
 }
 
+void model_use_grads(ms_model *m, float *g) {
+  if (g == m->grads) return;
+  memcpy(g, m->grads, sizeof(float) * m->n_params);
+  if (!m->grads_borrowed) free(m->grads);
+  m->grads = g;
+  m->grads_borrowed = 1;
+}
+
 void model_free(ms_model *m) {
   if (!m) return;
   free(m->params);
-  free(m->grads);
+  if (!m->grads_borrowed) free(m->grads);
   for (int i = 0; i < m->n_layers; i++) {
     ms_layer *l = &m->layers[i];
     if (l->a != l->z) free(l->a);

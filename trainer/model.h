@@ -66,7 +66,8 @@ typedef struct {
   ms_param p[2 * MS_MAX_LAYERS];
   size_t n_params;
   float *params;         /* (n_params) */
-  float *grads;          /* (n_params) */
+  float *grads;          /* (n_params); model_use_grads may move it */
+  int grads_borrowed;    /* 1: grads is the caller's (model_use_grads) */
   int max_batch;
   float *scratch[2];     /* backward buffers, (max_batch, widest) */
   float *conv_scratch;   /* one im2col matrix, the largest conv2d's */
@@ -101,6 +102,11 @@ int model_create(ms_model **out, const ms_config *cfg, const int64_t *in, int nd
                  int max_batch);
 
 void model_free(ms_model *m);
+
+/* From now on the gradients live in g (n_params floats, the caller's, which
+ * must outlive every later forward and backward): the gradient reducer's
+ * node-shared arena (comm/reducer.h). The current gradients are copied. */
+void model_use_grads(ms_model *m, float *g);
 
 /* Deterministic init from seed, identical on every rank and platform: per
  * layer its `init` (auto: He normal before relu / leaky_relu, Xavier normal

@@ -29,16 +29,20 @@ same() {
 
 note "global shuffle, streamed: prefetch 0, 1, 2, 6"
 train g0 --set data.cache=stream --set data.prefetch=0
-grep -q 'loader: shuffle global, prefetch 0 batches, cache stream' "$LAST_OUT" ||
+grep -q 'loader: shuffle global, streamed: read in the step (data.cache stream)' "$LAST_OUT" ||
   { cat "$LAST_OUT"; fail "no loader line"; }
 grep -q '(streamed)' "$LAST_OUT" || fail "data.cache=stream did not stream"
 for p in 1 2 6; do
   train "g$p" --set data.cache=stream --set data.prefetch=$p
   same g0 "g$p"
 done
+grep -q "loader: shuffle global, streamed: 6 batches read ahead" "$LAST_OUT" ||
+  { cat "$LAST_OUT"; fail "prefetch 6 did not read ahead"; }
 note "in memory (data.cache memory and auto) as streamed"
 train gm --set data.cache=memory
 grep -q '(in memory)' "$LAST_OUT" || fail "data.cache=memory is not in memory"
+grep -q 'in memory: each batch assembled in the step' "$LAST_OUT" ||
+  fail "data in memory should be assembled in the step, without the loader thread"
 same g0 gm
 train ga
 same g0 ga

@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 
 synth data.h5 --train 8192 --test 512 --features 64
 smoke_config cfg.yaml data.h5 run
-# Long enough (~4 s of training) that the signal lands mid-run.
+# Long enough (a few seconds of training) that the signal lands mid-run.
 common=(--set train.epochs=120 --set log.every_steps=1000 --set model.layers[0].units=256)
 
 note "reference: uninterrupted"
@@ -15,15 +15,23 @@ run_np 2 train cfg.yaml "${common[@]}" --set run.dir=ref
 expect_ok
 final=$(ls ref/checkpoints | tail -n 1)
 
-# signal_run NAME HOW: start a run, signal it after 2 s, expect exit 75.
+# signal_run NAME HOW: start a run, signal it once it trains (its first
+# log line is in metrics.jsonl: the handlers are in place and most of the
+# run is ahead, however busy the machine), expect exit 75.
 signal_run() {
   local dir=$1 how=$2
   CALLS=$((CALLS + 1))
   LAST_OUT="$WORK/out.$CALLS.log" LAST_ERR="$WORK/err.$CALLS.log"
-  "$MPIEXEC" -n 2 "$MIDSCALE" train cfg.yaml "${common[@]}" --set run.dir="$dir" \
-    >"$LAST_OUT" 2>"$LAST_ERR" &
+  "$MPIEXEC" -n 2 "$MIDSCALE" train cfg.yaml "${common[@]}" --set log.every_steps=50 \
+    --set run.dir="$dir" >"$LAST_OUT" 2>"$LAST_ERR" &
   local launcher=$!
-  sleep 1.5
+  for _ in $(seq 1 600); do
+    grep -q '"kind":"train"' "$dir/metrics.jsonl" 2>/dev/null && break
+    kill -0 "$launcher" 2>/dev/null || break
+    sleep 0.05
+  done
+  grep -q '"kind":"train"' "$dir/metrics.jsonl" 2>/dev/null ||
+    { cat "$LAST_OUT" "$LAST_ERR"; fail "$how: the run never trained"; }
   case "$how" in
     rank-term)
       # One rank only: the highest-numbered midscale process of this run.

@@ -16,9 +16,10 @@ slurm_start "$WORK/cluster" || fail "could not start the test cluster"
 
 synth data.h5 --train 8192 --test 512 --features 64
 smoke_config cfg.yaml data.h5 run
-# Long enough (~30 s on an idle 2-core machine; 2 s and 7 s were too short:
-# scancel's USR1 reached the batch script ~6 s after it was sent) that
-# USR1 arrives mid-run.
+# Long enough (~25 s on an idle 2-core machine) that USR1 arrives mid-run.
+# The lines with times (submitted, trains, scancel, got USR1) show where a
+# slow run spent its time: a loader thread per rank once starved this
+# script's polling for the whole job, so USR1 came after the end.
 common=(--set train.epochs=2000 --set log.every_steps=500 --set model.layers[0].units=256)
 
 note "reference: uninterrupted, mpiexec -n 2"
@@ -30,14 +31,15 @@ note "sbatch the preemptible template"
 job=$(MIDSCALE="$MIDSCALE" sbatch --parsable --chdir="$WORK" --output="$WORK/job.out" \
   "$MS_SOURCE_DIR/scripts/slurm/preemptible.sbatch" cfg.yaml "${common[@]}" \
   --set run.dir="$WORK/job") || fail "sbatch failed"
-echo "job $job"
+echo "job $job submitted at $(date +%T.%N | cut -c1-12)"
 # Signal once the job trains (its first log line is in metrics.jsonl).
 for _ in $(seq 1 300); do
   [ -s job/metrics.jsonl ] && grep -q '"kind":"train"' job/metrics.jsonl && break
   sleep 0.1
 done
 grep -q '"kind":"train"' job/metrics.jsonl 2>/dev/null || { cat job.out; fail "the job never trained"; }
-scancel --signal=USR1 --batch "$job" || fail "scancel --signal=USR1 failed"
+echo "the job trains at $(date +%T.%N | cut -c1-12)"
+echo "scancel --signal=USR1 at $(date +%T.%N | cut -c1-12)"; scancel --signal=USR1 --batch "$job" || fail "scancel --signal=USR1 failed"
 
 state=
 for _ in $(seq 1 600); do
