@@ -449,6 +449,7 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
 
   size_t row_bytes = ds->elems * ds->dsize;
   int fits = ds->n <= SIZE_MAX / row_bytes && (size_t)ds->n * row_bytes <= mem_budget;
+  ds->fits_budget = fits;
   if (cache == DATA_CACHE_MEMORY && !fits) {
     char need[32], have[32];
     bytes_str((double)ds->n * (double)row_bytes, need, sizeof need);
@@ -534,6 +535,7 @@ size_t data_sample_elems(const data_set *ds) { return ds->elems; }
 data_dtype data_input_dtype(const data_set *ds) { return ds->dtype; }
 int data_in_memory(const data_set *ds) { return ds->mem != NULL; }
 uint64_t data_chunk_samples(const data_set *ds) { return ds->chunk_rows; }
+int data_fits_budget(const data_set *ds) { return ds->fits_budget; }
 const char *data_path(const data_set *ds) { return ds->path; }
 const char *data_x_name(const data_set *ds) { return ds->x_name; }
 const char *data_y_name(const data_set *ds) { return ds->y_name; }

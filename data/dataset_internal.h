@@ -21,6 +21,7 @@ struct data_set {
   int xrank;
   hsize_t xdims[H5S_MAX_RANK];
   uint64_t chunk_rows; /* samples per HDF5 chunk of the inputs; 0 = not chunked */
+  int fits_budget;     /* the inputs fit the memory budget (and a streaming chunk cache) */
   /* Labels. */
   data_label_kind lkind;
   size_t lelems; /* values per sample */

@@ -114,6 +114,7 @@ typedef struct {
     int shuffle_window;            /* block: blocks whose samples are shuffled together */
     int prefetch;                  /* batches the loader thread reads ahead; 0 = no thread */
     char cache[16];                /* auto | memory | stream: where the inputs live */
+    int memory_mb;                 /* per-rank budget: inputs in memory, or the chunk cache */
   } data;
   struct {
     int n_layers;

@@ -116,8 +116,11 @@ const key_spec cfg_keys[] = {
         "batches a loader thread reads ahead from the file while the step computes (streamed "
         "data only: data in memory is copied in the step); 0 = read in the step"),
     ENUM("data.cache", data.cache, "auto", cache_names, SAFE,
-         "inputs in memory (memory: error over the 2 GiB per-rank budget), streamed from the "
-         "file (stream), or in memory when they fit the budget (auto)"),
+         "inputs in memory (memory: error over data.memory_mb), streamed from the file "
+         "(stream), or in memory when they fit data.memory_mb (auto)"),
+    INT("data.memory_mb", data.memory_mb, 2048, 1, 1048576, SAFE,
+        "per-rank memory budget in MiB for the training (and, apart, the test) inputs: held in "
+        "memory when they fit, else the HDF5 chunk cache of the streamed reads"),
     {.path = "model.input",
      .type = K_DIMS,
      FLD(ms_config, model.input),

@@ -64,6 +64,23 @@ if "$PYTHON" "$CHECKER" --compare g0.safetensors n2.safetensors >/dev/null 2>&1;
   fail "shuffle none gave the global-shuffle parameters"
 fi
 
+note "data.memory_mb decides memory or streamed; a global shuffle over it warns"
+synth big.h5 --train 20000 --test 300 --features 20 # 1.6 MB of float32 inputs
+warning="reads a whole HDF5 chunk for each sample; data.shuffle: block reads each chunk once"
+over=(--set data.path=big.h5 --set data.memory_mb=1 --set train.batch_size=2000 --stop-at 3)
+run_np 2 train cfg.yaml --set run.dir=m1 "${over[@]}"
+expect_ok
+grep -q '(streamed)' "$LAST_OUT" || { cat "$LAST_OUT"; fail "1.6 MB over a 1 MiB budget is not streamed"; }
+grep -q -- "loader: warning: a global shuffle of '/train/images' (chunks of [0-9]* samples.*$warning" \
+  "$LAST_OUT" || { cat "$LAST_OUT"; fail "no warning for a global shuffle over the budget"; }
+run_np 2 train cfg.yaml --set run.dir=m2 "${over[@]}" --set data.shuffle=block
+expect_ok
+! grep -q "$warning" "$LAST_OUT" || fail "block shuffle warned"
+run_np 2 train cfg.yaml --set run.dir=m3 "${over[@]}" --set data.memory_mb=2
+expect_ok
+grep -q '(in memory)' "$LAST_OUT" || { cat "$LAST_OUT"; fail "1.6 MB within a 2 MiB budget is not in memory"; }
+! grep -q "$warning" "$LAST_OUT" || fail "data in memory warned"
+
 note "stop mid-epoch (step 40) with the loader ahead, resume: as uninterrupted"
 run_np 2 train cfg.yaml "${block[@]}" --set data.prefetch=4 --set run.dir=r --stop-at 40
 expect_ok
