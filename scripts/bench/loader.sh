@@ -16,7 +16,10 @@
 #
 #   scripts/bench/loader.sh [--dir DIR] [--keep] [--runs N] [--size-gb G]
 #                           [--seconds T] [--epochs E] [--out FILE]
+#                           [--train-only]
 #
+# --train-only runs part 3 alone (it reads the Fashion-MNIST file itself,
+# not the big one, so no big file is written).
 # --dir: where the big file goes (default data-cache/bench-loader, which
 # .gitignore covers); it is deleted at the end unless --keep (an existing
 # file of the right size is reused). Needs /usr/bin/python3 with h5py and
@@ -28,7 +31,7 @@ MIDSCALE=$BUILD/midscale
 BENCH=$BUILD/bench_loader
 PY=/usr/bin/python3
 DIR=$ROOT/data-cache/bench-loader
-KEEP=0 RUNS=3 SIZE_GB=2 SECONDS_PER=10 EPOCHS=15 OUT=
+KEEP=0 RUNS=3 SIZE_GB=2 SECONDS_PER=10 EPOCHS=15 OUT= TRAIN_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --dir) DIR=$2; shift ;;
@@ -38,7 +41,8 @@ while [ $# -gt 0 ]; do
     --seconds) SECONDS_PER=$2; shift ;;
     --epochs) EPOCHS=$2; shift ;;
     --out) OUT=$2; shift ;;
-    *) sed -n '2,24p' "$0" >&2; exit 2 ;;
+    --train-only) TRAIN_ONLY=1 ;;
+    *) sed -n '2,28p' "$0" >&2; exit 2 ;;
   esac
   shift
 done
@@ -64,6 +68,7 @@ drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
 [ -f "$SMALL" ] || "$MIDSCALE" prepare fashion-mnist "$SMALL" >/dev/null
 
+if [ $TRAIN_ONLY = 0 ]; then
 # ---- the big file ---------------------------------------------------------
 # Fashion-MNIST's 60000 training images repeated in order, written in
 # chunk-aligned slices with the layout `midscale prepare` uses (chunks of
@@ -171,6 +176,14 @@ echo "Streamed, the HDF5 chunk cache is 2 GiB (the trainer's per-rank budget) an
   "global shuffle then pays one 1 MiB chunk decompression per sample until the cache holds"\
   "the chunks. \"open s\" in memory mode is the load of the whole file."
 echo
+
+else
+  echo "# Data loader benchmark (--train-only: the data wait in training)"
+  echo
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GB RAM;"\
+    "load before: $(uptime | sed 's/.*load average: //'). Medians of $RUNS runs."
+  echo
+fi
 
 # ---- 3. a training run --------------------------------------------------------
 echo "## Data wait in training (configs/fashion_mnist_mlp.yaml, data.cache: stream, $EPOCHS epochs)"
