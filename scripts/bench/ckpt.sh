@@ -74,9 +74,10 @@ log: {every_steps: 1, progress: false}
 YAML
 # One BLAS thread per rank: world 2 then uses both cores of a 2-core
 # machine (compression competes with training), world 1 leaves one idle.
-# Intervals: a step takes ~1 s on 2 ranks and ~0.2 s on 1 here, a file
-# reaches the disk within a few seconds, so saves are 15 and 40 steps apart;
-# the table flags any save that started before the previous one was in place.
+# Intervals: a step takes ~0.2 s on 1 and on 2 ranks here (2 ranks sum
+# their gradients in node shared memory), and a file is in place within
+# 1-11 s, so saves are 60 steps apart on 2 ranks and 40 on 1; the table
+# flags any save that started before the previous one was in place.
 # stall_run NAME NP EVERY STEPS [ENV=VALUE]
 stall_run() {
   local name=$1 np=$2 every=$3 steps=$4 env=${5:-}
@@ -89,8 +90,8 @@ stall_run() {
     echo "$name $np $k $WORK/$name.$k/metrics.jsonl" >>"$WORK/runs.txt"
   done
 }
-stall_run w2-spot 2 15 60
-stall_run w2-background 2 15 60 MIDSCALE_CKPT_COMPRESS=background
+stall_run w2-spot 2 60 200
+stall_run w2-background 2 60 200 MIDSCALE_CKPT_COMPRESS=background
 stall_run w1 1 40 160
 echo "load_end $(load)" >>"$WORK/load.txt"
 echo "nice $(nice)" >>"$WORK/load.txt"
