@@ -31,8 +31,6 @@
 #include "version.h"
 #include "watchdog.h"
 
-/* Each rank caches its datasets in memory up to this many bytes of inputs;
- * larger files are read on demand. */
 #define ERRLEN 1024
 
 /* Checkpoint tensors: every parameter tensor, and its view in each of the
@@ -185,12 +183,13 @@ static int open_data(run *r) {
   r->norm = check_data_norm(c);
   data_cache cache = DATA_CACHE_AUTO;
   (void)data_cache_parse(c->data.cache, &cache); /* the schema allows only the three names */
+  const size_t budget = (size_t)c->data.memory_mb << 20; /* per set, per rank */
   int rc = data_rc(data_open_cached(&r->train, c->data.path, c->data.train_x, c->data.train_y,
-                                    (size_t)c->data.memory_mb << 20, cache, err, sizeof err),
+                                    budget, cache, err, sizeof err),
                    MS_EDATA, err);
   if (rc == 0 && c->data.test_x[0])
-    rc = data_rc(data_open_cached(&r->test, c->data.path, c->data.test_x, c->data.test_y,
-                                  (size_t)c->data.memory_mb << 20, cache, err, sizeof err),
+    rc = data_rc(data_open_cached(&r->test, c->data.path, c->data.test_x, c->data.test_y, budget,
+                                  cache, err, sizeof err),
                  MS_EDATA, err);
   if (rc == 0) rc = check_data_sets(c, r->train, r->test, &r->norm);
   for (int i = 0; rc == 0 && c->data.check_finite && i < 2; i++) {
@@ -968,13 +967,13 @@ static int start_loader(run *r, const train_args *a) {
     snprintf(ahead, sizeof ahead, "streamed: read in the step");
   metrics_say(r->metrics, "loader: shuffle %s%s, %s (data.cache %s)", c->data.shuffle, order,
               ahead, c->data.cache);
-  /* A global shuffle of a chunked set larger than the chunk cache draws
-   * each sample of a batch from a different chunk, and HDF5 reads (and
-   * decompresses) a whole chunk per sample: about 1000x slower than block
-   * shuffle, which reads each chunk once per epoch (loader.md). */
+  /* A global shuffle of a chunked set over the budget (so streamed, through
+   * a chunk cache of the budget's size) draws each sample of a batch from a
+   * different chunk, and HDF5 reads (and decompresses) a whole chunk per
+   * sample: about 1000x slower than block shuffle, which reads each chunk
+   * once per epoch (loader.md). */
   uint64_t chunk = data_chunk_samples(r->train);
-  if (!data_in_memory(r->train) && !data_fits_budget(r->train) &&
-      o.order.shuffle == SAMPLER_GLOBAL && chunk > 1)
+  if (!data_fits_budget(r->train) && o.order.shuffle == SAMPLER_GLOBAL && chunk > 1)
     metrics_say(r->metrics,
                 "loader: warning: a global shuffle of '%s' (chunks of %llu samples, larger "
                 "than the memory budget) reads a whole HDF5 chunk for each sample; "

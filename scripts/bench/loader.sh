@@ -65,6 +65,14 @@ trap cleanup EXIT
 median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 can_drop() { [ -w /proc/sys/vm/drop_caches ]; }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+# header TITLE TAIL: the report's title and the machine line (TAIL appended).
+header() {
+  echo "$1"
+  echo
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GB RAM;"\
+    "load before: $(uptime | sed 's/.*load average: //').$2"
+  echo
+}
 
 [ -f "$SMALL" ] || "$MIDSCALE" prepare fashion-mnist "$SMALL" >/dev/null
 
@@ -107,11 +115,7 @@ BYTES=$(stat -c %s "$BIG")
 N=$("$PY" -c "import h5py; print(h5py.File('$BIG', 'r')['train/images'].shape[0])")
 RAW=$((N * 784))
 
-echo "# Data loader benchmark"
-echo
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GB RAM;"\
-  "load before: $(uptime | sed 's/.*load average: //')"
-echo
+header "# Data loader benchmark" ""
 echo "File: Fashion-MNIST train images x $((N / 60000)), $N samples, uint8 (28, 28), chunks of"\
   "1337 samples, gzip 1: $(awk "BEGIN {printf \"%.2f\", $BYTES / 1e9}") GB on disk,"\
   "$(awk "BEGIN {printf \"%.2f\", $RAW / 1e9}") GB of pixels. Medians of $RUNS runs."
@@ -178,11 +182,7 @@ echo "Streamed, the HDF5 chunk cache is 2 GiB (the trainer's per-rank budget) an
 echo
 
 else
-  echo "# Data loader benchmark (--train-only: the data wait in training)"
-  echo
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GB RAM;"\
-    "load before: $(uptime | sed 's/.*load average: //'). Medians of $RUNS runs."
-  echo
+  header "# Data loader benchmark (--train-only: the data wait in training)" " Medians of $RUNS runs."
 fi
 
 # ---- 3. a training run --------------------------------------------------------
