@@ -141,6 +141,23 @@ void ckpt_copy_stored(const ckpt_tensor *tensors, int n_tensors, int shuffle, ui
 int ckpt_write_bytes(const char *dir, int64_t step, const void *bytes, size_t len,
                      char **out_path);
 
+/* A checkpoint whose frames are written by several processes of one node,
+ * each its own part at its offset, instead of being gathered:
+ * ckpt_part_create (one process) makes the temporary file of `step` in dir
+ * (creating dir) and gives its malloc'ed path; ckpt_part_write (each
+ * process, given the same dir and step) writes `len` bytes at `offset` and
+ * fsyncs them; once all have,
+ * ckpt_part_commit (the creator) checks that the file has `len` bytes in
+ * all, renames it into place and syncs the directory (*out_path, if not
+ * NULL, gets the malloc'ed final path). A failed commit removes the
+ * temporary file, as does ckpt_part_abort. */
+int ckpt_part_create(const char *dir, int64_t step, char **tmp_path);
+int ckpt_part_write(const char *dir, int64_t step, const char *tmp_path, uint64_t offset,
+                    const void *bytes, size_t len);
+int ckpt_part_commit(const char *dir, int64_t step, const char *tmp_path, uint64_t len,
+                     char **out_path);
+void ckpt_part_abort(const char *tmp_path);
+
 /* ---- reading ----------------------------------------------------------- */
 
 /* Reads and verifies `path`; fills each tensors[i].data (names and shapes

@@ -501,6 +501,17 @@ static int af_open(atomic_file *a, const char *dir, const char *name) {
   return 0;
 }
 
+/* Syncs the directory of a file just renamed into it: that makes the
+ * rename itself durable. File systems that cannot sync a directory say
+ * EINVAL; the file is in place either way. */
+static int sync_dir(const char *dir, const char *path) {
+  int rc = 0, dfd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL))
+    rc = ms_error_set(MS_EIO, "%s: cannot sync directory %s: %s", path, dir, strerror(errno));
+  if (dfd >= 0) close(dfd);
+  return rc;
+}
+
 /* Flushes, syncs and renames the file into place, then syncs the directory. */
 static int af_commit(atomic_file *a) {
   FILE *f = a->f;
@@ -517,14 +528,7 @@ static int af_commit(atomic_file *a) {
                         strerror(errno));
   free(a->tmp);
   a->tmp = NULL; /* in place: nothing to remove any more */
-  /* Make the rename itself durable. File systems that cannot sync a
-   * directory say EINVAL; the file is in place either way. */
-  int dfd = open(a->dir, O_RDONLY | O_DIRECTORY);
-  if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL))
-    rc = ms_error_set(MS_EIO, "%s: cannot sync directory %s: %s", a->path, a->dir,
-                      strerror(errno));
-  if (dfd >= 0) close(dfd);
-  return rc;
+  return sync_dir(a->dir, a->path);
 }
 
 /* Removes what is left of a failed write and frees; on success (rc == 0)
@@ -555,6 +559,92 @@ int ckpt_write_bytes(const char *dir, int64_t step, const void *bytes, size_t le
   if (rc == 0) rc = af_commit(&a);
   af_close(&a, rc, out_path);
   return rc;
+}
+
+/* <dir>/step-<step>.safetensors.zst, or with tmp the temporary name af_open
+ * gives it. */
+static char *step_name(const char *dir, int64_t step, int tmp) {
+  char name[96];
+  if (tmp)
+    snprintf(name, sizeof name, ".step-%08" PRId64 ".safetensors.zst.tmp.%ld", step,
+             (long)getpid());
+  else
+    snprintf(name, sizeof name, "step-%08" PRId64 ".safetensors.zst", step);
+  return ckpt_str2("%s/%s", dir, name);
+}
+
+int ckpt_part_create(const char *dir, int64_t step, char **tmp_path) {
+  *tmp_path = NULL;
+  int rc = check_step(dir, step);
+  if (rc == 0) rc = make_dirs(dir);
+  if (rc) return rc;
+  char *tmp = step_name(dir, step, 1);
+  if (!tmp) return ms_error_set(MS_ENOMEM, "%s: out of memory", dir);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    rc = ms_error_set(MS_EIO, "%s: cannot create temporary file %s: %s", dir, tmp, strerror(errno));
+    free(tmp);
+    return rc;
+  }
+  close(fd);
+  *tmp_path = tmp;
+  return 0;
+}
+
+int ckpt_part_write(const char *dir, int64_t step, const char *tmp_path, uint64_t offset,
+                    const void *bytes, size_t len) {
+  char *path = step_name(dir, step, 0);
+  const char *what = path ? path : tmp_path;
+  int fd = open(tmp_path, O_WRONLY | O_CLOEXEC), rc = 0;
+  if (fd < 0)
+    rc = ms_error_set(MS_EIO, "%s: cannot open the temporary file %s: %s", what, tmp_path,
+                      strerror(errno));
+  const char *p = bytes;
+  while (fd >= 0 && len && rc == 0) {
+    ssize_t w = pwrite(fd, p, len, (off_t)offset);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0)
+      rc = ms_error_set(MS_EIO, "%s: write failed at byte %" PRIu64 ": %s", what, offset,
+                        w < 0 ? strerror(errno) : "no progress");
+    else
+      p += w, offset += (uint64_t)w, len -= (size_t)w;
+  }
+  if (fd >= 0 && rc == 0 && fsync(fd) != 0)
+    rc = ms_error_set(MS_EIO, "%s: write failed: %s", what, strerror(errno));
+  if (fd >= 0 && close(fd) != 0 && rc == 0)
+    rc = ms_error_set(MS_EIO, "%s: write failed: %s", what, strerror(errno));
+  free(path);
+  return rc;
+}
+
+int ckpt_part_commit(const char *dir, int64_t step, const char *tmp_path, uint64_t len,
+                     char **out_path) {
+  if (out_path) *out_path = NULL;
+  char *path = step_name(dir, step, 0);
+  if (!path) return ms_error_set(MS_ENOMEM, "%s: out of memory", dir);
+  struct stat st;
+  int rc = 0;
+  if (stat(tmp_path, &st) != 0)
+    rc = ms_error_set(MS_EIO, "%s: cannot stat %s: %s", path, tmp_path, strerror(errno));
+  else if ((uint64_t)st.st_size != len)
+    rc = ms_error_set(MS_EIO, "%s: %s has %lld bytes after every rank wrote its part, expected %" PRIu64,
+                      path, tmp_path, (long long)st.st_size, len);
+  if (rc == 0 && rename(tmp_path, path) != 0)
+    rc = ms_error_set(MS_EIO, "%s: cannot rename %s into place: %s", path, tmp_path,
+                      strerror(errno));
+  if (rc)
+    unlink(tmp_path);
+  else
+    rc = sync_dir(dir, path);
+  if (rc == 0 && out_path)
+    *out_path = path;
+  else
+    free(path);
+  return rc;
+}
+
+void ckpt_part_abort(const char *tmp_path) {
+  if (tmp_path) unlink(tmp_path);
 }
 
 /* Writes dir/name atomically: `slices` zstd frames at `level`, or a plain

@@ -16,7 +16,7 @@
 
 #include "ms_error.h"
 
-enum { JOB_SAVE = 1, JOB_COMPRESS, JOB_WRITE };
+enum { JOB_SAVE = 1, JOB_COMPRESS, JOB_WRITE, JOB_PART, JOB_COMMIT };
 
 struct ms_saver {
   ckpt_tensor *live;      /* the caller's tensors */
@@ -41,6 +41,11 @@ struct ms_saver {
   int compressing;        /* a frame is being made or waits to be taken */
   void *bytes;            /* rank 0: the file being written (the thread frees it) */
   size_t bytes_len;
+  char *part_tmp;         /* one node: the temporary file each rank writes into */
+  int64_t part_step;      /* the checkpoint's step */
+  uint64_t part_off, part_total; /* this rank's offset; the file's length */
+  int part;               /* a part write started and not yet collected */
+  double part_seconds;
 
   pthread_t thread;
   int running;            /* started and not yet joined */
@@ -143,6 +148,13 @@ static void do_job(ms_saver *s) {
     free(s->bytes);
     s->bytes = NULL;
     break;
+  case JOB_PART:
+    s->rc = ckpt_part_write(s->dir, s->part_step, s->part_tmp, s->part_off, s->frame, s->frame_len);
+    s->part_seconds = now_s() - t0;
+    break;
+  case JOB_COMMIT:
+    s->rc = ckpt_part_commit(s->dir, s->res.step, s->part_tmp, s->part_total, &path);
+    break;
   case JOB_COMPRESS: {
     ckpt_tensor t = {"slice", (float *)s->slice, 1, {(int64_t)((s->end - s->begin) / sizeof(float))}};
     s->rc = ckpt_compress(&t, 1, 0, s->header, s->header_len, 0, s->end - s->begin, s->level,
@@ -160,14 +172,14 @@ static void do_job(ms_saver *s) {
     snprintf(s->msg, sizeof s->msg, "%s", ms_error_msg());
   }
   free(path);
-  s->res.write_seconds = now_s() - t0;
+  s->res.write_seconds = now_s() - t0 + (s->job == JOB_COMMIT ? s->part_seconds : 0);
   atomic_store(&s->done, 1);
 }
 
 static void *run_job(void *arg) {
   ms_saver *s = arg;
   atomic_store(&s->tid, (int)syscall(SYS_gettid));
-  background_setup(s->job == JOB_WRITE ? 10 : 19);
+  background_setup(s->job == JOB_SAVE || s->job == JOB_COMPRESS ? 19 : 10);
   do_job(s);
   return NULL;
 }
@@ -346,6 +358,51 @@ int saver_write(ms_saver *s, void *bytes, size_t len, int sync) {
   return 0;
 }
 
+int saver_write_part(ms_saver *s, int64_t step, const char *tmp_path, uint64_t offset,
+                     int sync) {
+  if (s->world == 1 || s->running || s->part || s->compressing)
+    return ms_error_set(MS_EINTERNAL, "saver_write_part: called out of turn");
+  free(s->part_tmp);
+  if (!(s->part_tmp = strdup(tmp_path)))
+    return ms_error_set(MS_ENOMEM, "out of memory for the checkpoint file name");
+  s->part_step = step;
+  s->part_off = offset;
+  s->part_seconds = 0;
+  int rc = start_job(s, JOB_PART, sync);
+  if (rc == 0) s->part = 1;
+  return rc;
+}
+
+int saver_part_ready(const ms_saver *s) {
+  return s && s->part && (!s->running || atomic_load(&s->done));
+}
+
+int saver_part_wait(ms_saver *s) {
+  if (!s->part) return ms_error_set(MS_EINTERNAL, "saver_part_wait: no part being written");
+  boost(s);
+  join(s);
+  s->part = 0;
+  s->job = 0;
+  saver_frame_done(s);
+  if (s->rc) return ms_error_set(s->rc, "%s", s->msg);
+  return 0;
+}
+
+void saver_part_discard(ms_saver *s) {
+  if (s->rank == 0) ckpt_part_abort(s->part_tmp);
+  free(s->part_tmp);
+  s->part_tmp = NULL;
+}
+
+int saver_commit(ms_saver *s, uint64_t total, int sync) {
+  if (s->rank != 0 || s->running || s->part || !s->part_tmp)
+    return ms_error_set(MS_EINTERNAL, "saver_commit: called out of turn");
+  s->part_total = total;
+  int rc = start_job(s, JOB_COMMIT, sync);
+  if (rc == 0) s->pending = 1;
+  return rc;
+}
+
 int saver_finished(const ms_saver *s) { return s && s->pending && atomic_load(&s->done); }
 
 int saver_pending(const ms_saver *s) { return s && s->pending; }
@@ -362,6 +419,7 @@ void saver_free(ms_saver *s) {
   free(s->header);
   free(s->frame);
   free(s->bytes);
+  free(s->part_tmp);
   free(s->meta.config);
   free(s->dir);
   free(s);

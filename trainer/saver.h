@@ -16,7 +16,11 @@
  *    saver_write, whose background thread writes the file and prunes.
  *    Compression runs on the caller's thread, or (`background` at create)
  *    on the background thread from a snapshot of the slice taken by
- *    saver_hash.
+ *    saver_hash. Ranks of one node skip the gather: rank 0 creates the
+ *    temporary file (ckpt_part_create), each rank's saver_write_part
+ *    writes its frame at its offset from the background thread, and once
+ *    all have, rank 0's saver_commit renames the file into place and
+ *    prunes.
  *
  * Rank-local, no MPI. The background thread touches only the snapshot, the
  * saver's own buffers and the file system (no MPI, no HDF5, no BLAS); it
@@ -108,7 +112,32 @@ void saver_frame_done(ms_saver *s);
  * save's error. */
 int saver_write(ms_saver *s, void *bytes, size_t len, int sync);
 
-/* @return 1 if a write (saver_start or saver_write) was started and has
+/* Together, one node, step 3 (every rank, instead of the gather and
+ * saver_write): writes the frame taken with saver_frame at `offset` of
+ * tmp_path (ckpt_part_create for `step`) and fsyncs it, on the background thread
+ * (sync: now); collect with saver_part_wait. @return 0, MS_ENOMEM or
+ * MS_EINTERNAL. */
+int saver_write_part(ms_saver *s, int64_t step, const char *tmp_path, uint64_t offset,
+                     int sync);
+
+/* @return 1 if a part write was started and has finished; never blocks. */
+int saver_part_ready(const ms_saver *s);
+
+/* Waits for the part write and frees the frame. @return 0 or its error
+ * with its message. */
+int saver_part_wait(ms_saver *s);
+
+/* Rank 0, once every rank's part is written: checks that the file has
+ * `total` bytes, renames it into place, syncs the directory and prunes, on
+ * the background thread (sync: now); collect with saver_wait.
+ * @return 0 or MS_EINTERNAL. */
+int saver_commit(ms_saver *s, uint64_t total, int sync);
+
+/* A part write failed somewhere: forgets the temporary file, and on rank 0
+ * removes it. */
+void saver_part_discard(ms_saver *s);
+
+/* @return 1 if a write (saver_start, saver_write or saver_commit) was started and has
  * finished but was not yet collected with saver_wait, else 0. Never blocks. */
 int saver_finished(const ms_saver *s);
 

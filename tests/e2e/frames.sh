@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # A checkpoint written by N ranks is N zstd frames (each rank compresses its
-# slice), on the spot or in the background (MIDSCALE_CKPT_COMPRESS forces
-# either; a 2-core machine would pick "on the spot"): either way the files
-# verify, `zstd -d` gives the same payload, and a run stopped and resumed
-# from them ends bitwise identical to one that was not.
+# slice), in the background (the default) or on the spot
+# (MIDSCALE_CKPT_COMPRESS=sync), each rank writing its frame into the file
+# (ranks of one node, the default) or rank 0 gathering them
+# (MIDSCALE_CKPT_GATHER=1, what ranks on several nodes do): every way, the
+# files verify, `zstd -d` gives the same payload, and a run stopped and
+# resumed from them ends bitwise identical to one that was not.
 source "$(dirname "$0")/lib.sh"
 
 synth data.h5 --train 1536 --test 128 --features 64
@@ -38,8 +40,11 @@ run_np 3 train cfg.yaml "${common[@]}" --set run.dir=ref
 expect_ok
 decompress ref/checkpoints/step-00000032.safetensors.zst ref.safetensors
 
-for mode in sync background; do
-  export MIDSCALE_CKPT_COMPRESS=$mode
+for mode in sync background gather-sync gather-background; do
+  export MIDSCALE_CKPT_COMPRESS=${mode#gather-}
+  gather=0
+  case $mode in gather-*) gather=1 ;; esac
+  export MIDSCALE_CKPT_GATHER=$gather
   note "$mode: 3 ranks, stop at step 20, resume"
   run_np 3 train cfg.yaml "${common[@]}" --set run.dir="$mode" --stop-at 20
   expect_ok
@@ -49,8 +54,8 @@ for mode in sync background; do
   done
   n=$(ls "$mode"/checkpoints | grep -c '^step-')
   [ "$n" -ge 7 ] || fail "$mode: only $n checkpoints"
-  grep -q "\"background_compress\":$([ $mode = background ] && echo 1 || echo 0)" \
-    "$mode/metrics.jsonl" || fail "$mode: the run did not compress $mode"
+  grep -q "\"background_compress\":$([ "$MIDSCALE_CKPT_COMPRESS" = background ] && echo 1 || echo 0),\"ranks_write\":$((1 - gather))," \
+    "$mode/metrics.jsonl" || fail "$mode: the run did not save as $mode"
   run_np 3 train cfg.yaml "${common[@]}" --set run.dir="$mode" --resume auto
   expect_ok
   grep -q 'resumed from .*step-00000020.safetensors.zst at step 20' "$LAST_OUT" ||
@@ -58,7 +63,7 @@ for mode in sync background; do
   decompress "$mode/checkpoints/step-00000032.safetensors.zst" "$mode.safetensors"
   "$PYTHON" "$CHECKER" --compare ref.safetensors "$mode.safetensors" || fail "$mode: parameters differ"
 done
-unset MIDSCALE_CKPT_COMPRESS
+unset MIDSCALE_CKPT_COMPRESS MIDSCALE_CKPT_GATHER
 
 note "1 rank: one frame"
 run_np 1 train cfg.yaml "${common[@]}" --set run.dir=one --stop-at 3

@@ -64,7 +64,9 @@ for how in rank-term mpirun-usr1; do
   "$PYTHON" "$CHECKER" --compare ref.safetensors "$how.safetensors" || fail "$how: parameters differ"
 done
 note "checkpoint.every_minutes: time-based checkpoints during a run (every 0.6 s here)"
-run_np 2 train cfg.yaml "${common[@]}" --set run.dir=timed \
+# About 5 s of training (four times the runs above): saves land a few steps
+# after they are taken, so the run must outlast several intervals.
+run_np 2 train cfg.yaml "${common[@]}" --set train.epochs=480 --set run.dir=timed \
   --set checkpoint.every_minutes=0.01 --set checkpoint.keep=100 --set checkpoint.workers=2
 expect_ok
 n=$(ls timed/checkpoints | grep -c '^step-')
