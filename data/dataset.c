@@ -337,37 +337,38 @@ static int read_labels(data_set *ds, hid_t yset, char *err, size_t errlen) {
   return 0;
 }
 
-/* A chunk cache big enough for the budget and for at least one chunk, so
- * that a streamed read of a compressed chunk does not bypass the cache. */
-static hid_t streaming_dapl(hid_t xset, size_t mem_budget, size_t row_bytes) {
-  size_t nbytes = 1u << 20, chunk_bytes = 0;
+/* The chunk cache of a streamed, chunked set (dataset_internal.h): as many
+ * chunks as the budget holds, at least 2, at most all of them. Buffers are
+ * allocated as chunks are first read. */
+static int chunk_cache_init(data_set *ds, size_t row_bytes) {
+  if (!ds->chunk_rows) return 0;
+  ds->n_chunks = (ds->n + ds->chunk_rows - 1) / ds->chunk_rows;
+  size_t chunk_bytes = (size_t)ds->chunk_rows * row_bytes;
+  uint64_t slots = ds->mem_budget / (chunk_bytes ? chunk_bytes : 1);
+  if (slots < 2) slots = 2;
+  if (slots > ds->n_chunks) slots = ds->n_chunks;
+  if (slots > INT32_MAX) slots = INT32_MAX;
+  ds->cache_slots = (int)slots;
+  ds->chunk_slot = malloc(sizeof *ds->chunk_slot * (size_t)ds->n_chunks);
+  ds->slot_buf = calloc(slots, sizeof *ds->slot_buf);
+  ds->slot_chunk = malloc(sizeof *ds->slot_chunk * (size_t)slots);
+  ds->slot_used = calloc(slots, sizeof *ds->slot_used);
+  if (!ds->chunk_slot || !ds->slot_buf || !ds->slot_chunk || !ds->slot_used) return -1;
+  for (uint64_t c = 0; c < ds->n_chunks; c++) ds->chunk_slot[c] = -1;
+  for (uint64_t k = 0; k < slots; k++) ds->slot_chunk[k] = UINT64_MAX;
+  return 0;
+}
+
+/* Streamed, a chunked set is read a whole chunk (of samples) at a time
+ * into midscale's own chunk cache (chunk_cache_init), which HDF5's would
+ * only duplicate: it is turned off (a read that covers whole chunks then
+ * goes straight to the caller's buffer). */
+static hid_t streaming_dapl(hid_t xset) {
   hid_t dcpl = H5Dget_create_plist(xset);
-  if (dcpl >= 0) {
-    if (H5Pget_layout(dcpl) == H5D_CHUNKED) {
-      hsize_t cdims[H5S_MAX_RANK];
-      int r = H5Pget_chunk(dcpl, H5S_MAX_RANK, cdims);
-      if (r > 0) chunk_bytes = (size_t)cdims[0] * row_bytes;
-    }
-    H5Pclose(dcpl);
-  }
-  if (mem_budget > nbytes) nbytes = mem_budget;
-  if (chunk_bytes > 0 && nbytes < 2 * chunk_bytes) nbytes = 2 * chunk_bytes;
-  /* HDF5 advises about 100 hash slots per chunk that fits; a prime spreads
-   * chunk indices best. */
-  size_t slots = chunk_bytes ? nbytes / chunk_bytes * 100 : 521;
-  if (slots < 521) slots = 521;
-  if (slots > 1000003) slots = 1000003;
-  for (;; slots++) {
-    int prime = 1;
-    for (size_t d = 2; d * d <= slots; d++)
-      if (slots % d == 0) {
-        prime = 0;
-        break;
-      }
-    if (prime) break;
-  }
+  int chunked = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED;
+  if (dcpl >= 0) H5Pclose(dcpl);
   hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
-  if (dapl >= 0) H5Pset_chunk_cache(dapl, slots, nbytes, 0.75);
+  if (dapl >= 0 && chunked) H5Pset_chunk_cache(dapl, 0, 0, 1.0);
   return dapl;
 }
 
@@ -469,10 +470,10 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
       goto done;
     }
   } else {
-    /* Reopen the inputs with a chunk cache sized for streaming. The first
+    /* Reopen the inputs with the access list for streaming. The first
      * handle must be closed first: while a dataset is open, HDF5 shares its
      * chunk cache with every new handle and ignores the new access list. */
-    hid_t dapl = streaming_dapl(xset, mem_budget, row_bytes);
+    hid_t dapl = streaming_dapl(xset);
     H5Dclose(xset);
     xset = H5I_INVALID_HID;
     stream_set = H5Dopen2(file, x_name, dapl >= 0 ? dapl : H5P_DEFAULT);
@@ -491,6 +492,8 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
     ds->xset = stream_set;
     ds->xspace = stream_space;
     file = stream_set = stream_space = H5I_INVALID_HID;
+    ds->mem_budget = mem_budget;
+    if (chunk_cache_init(ds, row_bytes) < 0) goto oom;
   }
   *out = ds;
   ds = NULL;
@@ -519,6 +522,11 @@ void data_close(data_set *ds) {
   if (ds->file >= 0) H5Fclose(ds->file);
   if (ds->mem_type >= 0) H5Tclose(ds->mem_type);
   h5util_leave(&q);
+  for (int k = 0; ds->slot_buf && k < ds->cache_slots; k++) free(ds->slot_buf[k]);
+  free(ds->slot_buf);
+  free(ds->slot_chunk);
+  free(ds->slot_used);
+  free(ds->chunk_slot);
   free(ds->rows);
   free(ds->order);
   free(ds->mem);

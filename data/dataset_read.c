@@ -179,19 +179,22 @@ static int cmp_item(const void *a, const void *b) {
   return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
-/* Reads rows [start, start + len) of the inputs into ds->rows. */
-static int read_run(data_set *ds, uint64_t start, uint64_t len, char *err, size_t errlen) {
+/* Reads rows [start, start + len) of the inputs into dst (stored width). */
+static int read_run(data_set *ds, uint64_t start, uint64_t len, unsigned char *dst, char *err,
+                    size_t errlen) {
   hsize_t off[H5S_MAX_RANK] = {0}, cnt[H5S_MAX_RANK];
   off[0] = start;
   cnt[0] = len;
   for (int i = 1; i < ds->xrank; i++) cnt[i] = ds->xdims[i];
+  h5util_guard q;
+  h5util_enter(&q);
   /* The memory space has the shape of the file selection: HDF5 then copies
    * straight through instead of iterating element by element. */
   hid_t mem_space = H5Screate_simple(ds->xrank, cnt, NULL);
   int rc = -1;
   if (mem_space >= 0 &&
       H5Sselect_hyperslab(ds->xspace, H5S_SELECT_SET, off, NULL, cnt, NULL) >= 0 &&
-      H5Dread(ds->xset, ds->mem_type, mem_space, ds->xspace, H5P_DEFAULT, ds->rows) >= 0)
+      H5Dread(ds->xset, ds->mem_type, mem_space, ds->xspace, H5P_DEFAULT, dst) >= 0)
     rc = 0;
   if (rc < 0) {
     char why[160];
@@ -201,7 +204,34 @@ static int read_run(data_set *ds, uint64_t start, uint64_t len, char *err, size_
                    start, start + len - 1, ds->x_name, ds->path, h5util_reason(why));
   }
   if (mem_space >= 0) H5Sclose(mem_space);
+  h5util_leave(&q);
   return rc;
+}
+
+/* The stored rows of chunk c, from the cache or read into it (evicting
+ * the least recently used chunk); NULL on a failed read. */
+static const unsigned char *chunk_get(data_set *ds, uint64_t c, char *err, size_t errlen) {
+  int k = ds->chunk_slot[c];
+  if (k < 0) {
+    k = 0;
+    for (int j = 1; j < ds->cache_slots; j++)
+      if (ds->slot_used[j] < ds->slot_used[k]) k = j;
+    size_t row_bytes = ds->elems * ds->dsize;
+    if (!ds->slot_buf[k] && !(ds->slot_buf[k] = malloc((size_t)ds->chunk_rows * row_bytes))) {
+      h5util_set_err(err, errlen, "out of memory caching a chunk of '%s' in '%s'", ds->x_name,
+                     ds->path);
+      return NULL;
+    }
+    if (ds->slot_chunk[k] != UINT64_MAX) ds->chunk_slot[ds->slot_chunk[k]] = -1;
+    ds->slot_chunk[k] = UINT64_MAX;
+    uint64_t start = c * ds->chunk_rows;
+    uint64_t len = ds->n - start < ds->chunk_rows ? ds->n - start : ds->chunk_rows;
+    if (read_run(ds, start, len, ds->slot_buf[k], err, errlen) < 0) return NULL;
+    ds->slot_chunk[k] = c;
+    ds->chunk_slot[c] = k;
+  }
+  ds->slot_used[k] = ++ds->tick;
+  return ds->slot_buf[k];
 }
 
 static int read_streaming(data_set *ds, const uint64_t *idx, size_t n, const data_norm *nm,
@@ -219,6 +249,19 @@ static int read_streaming(data_set *ds, const uint64_t *idx, size_t n, const dat
   qsort(ds->order, n, sizeof *ds->order, cmp_item);
 
   size_t row_bytes = ds->elems * ds->dsize;
+  if (ds->chunk_slot) {
+    /* Sorted, the samples of one chunk come together: one lookup each. */
+    const unsigned char *buf = NULL;
+    uint64_t have = UINT64_MAX;
+    for (size_t i = 0; i < n; i++) {
+      uint64_t c = ds->order[i].idx / ds->chunk_rows;
+      if (c != have && !(buf = chunk_get(ds, c, err, errlen))) return -1;
+      have = c;
+      row_to_float(ds, buf + (size_t)(ds->order[i].idx - c * ds->chunk_rows) * row_bytes, nm, p,
+                   x + ds->order[i].pos * ds->elems);
+    }
+    return 0;
+  }
   size_t i = 0;
   while (i < n) {
     /* A run: consecutive (or repeated) indices starting at order[i]. */
@@ -234,7 +277,7 @@ static int read_streaming(data_set *ds, const uint64_t *idx, size_t n, const dat
       ds->rows = r;
       ds->rows_cap = need;
     }
-    if (read_run(ds, start, len, err, errlen) < 0) return -1;
+    if (read_run(ds, start, len, ds->rows, err, errlen) < 0) return -1;
     for (size_t k = i; k < j; k++) {
       const unsigned char *src = ds->rows + (size_t)(ds->order[k].idx - start) * row_bytes;
       row_to_float(ds, src, nm, p, x + ds->order[k].pos * ds->elems);
@@ -257,11 +300,7 @@ static int read_inputs(data_set *ds, const uint64_t *idx, size_t n, const data_n
       row_to_float(ds, ds->mem + (size_t)idx[i] * row_bytes, nm, p, x + i * ds->elems);
     return 0;
   }
-  h5util_guard q;
-  h5util_enter(&q);
-  int rc = read_streaming(ds, idx, n, nm, p, x, err, errlen);
-  h5util_leave(&q);
-  return rc;
+  return read_streaming(ds, idx, n, nm, p, x, err, errlen);
 }
 
 int data_read(data_set *ds, const uint64_t *idx, size_t n, const data_norm *norm, float *x,

@@ -112,6 +112,43 @@ static void test_dataset_read_every_input_type(void **state) {
   H5Tclose(half_be);
 }
 
+/* Streamed, chunked inputs go through midscale's chunk cache: with room
+ * for 2 of the 7 chunks (chunks of 8 samples, the last one of 2) chunks are
+ * evicted all the time, with room for all none is; random batches (repeats,
+ * the last sample, whole chunks) read the same values as in memory. */
+static void test_dataset_stream_chunk_cache_matches_memory(void **state) {
+  (void)state;
+  const char *p = h5f_tmp("chunkcache.h5");
+  write_typed(p, H5T_STD_I16LE, 1);
+  data_set *mem = NULL, *few = NULL, *all = NULL;
+  if (data_open_cached(&mem, p, "/x", "/y", BIG_BUDGET, DATA_CACHE_MEMORY, g_err, sizeof g_err) ||
+      data_open_cached(&few, p, "/x", "/y", 0, DATA_CACHE_STREAM, g_err, sizeof g_err) ||
+      data_open_cached(&all, p, "/x", "/y", BIG_BUDGET, DATA_CACHE_STREAM, g_err, sizeof g_err))
+    fail_msg("open: %s", g_err);
+  assert_true(data_chunk_samples(few) == 8);
+  uint64_t rng = 12345, idx[17];
+  float want[17 * TE], got[17 * TE];
+  for (int b = 0; b < 300; b++) {
+    size_t n = 1 + (size_t)(b % 17);
+    for (size_t i = 0; i < n; i++) {
+      rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+      idx[i] = b % 5 == 0 ? (uint64_t)(TN - 1 - i) : (rng >> 33) % TN;
+    }
+    assert_int_equal(data_read(mem, idx, n, NULL, want, NULL, NULL, g_err, sizeof g_err), 0);
+    for (int k = 0; k < 2; k++) {
+      memset(got, 0xff, sizeof got);
+      assert_int_equal(data_read(k ? all : few, idx, n, NULL, got, NULL, NULL, g_err, sizeof g_err),
+                       0);
+      if (memcmp(want, got, n * TE * sizeof *got) != 0)
+        fail_msg("batch %d (%s chunk cache): streamed values differ from memory", b,
+                 k ? "whole" : "2-chunk");
+    }
+  }
+  data_close(mem);
+  data_close(few);
+  data_close(all);
+}
+
 /* Half floats whose conversion is easy to get wrong, stored bit for bit;
  * data_read must agree with HDF5's own conversion to float. */
 /* data.cache: memory refuses inputs over the budget (naming both sizes),
@@ -509,6 +546,7 @@ static void test_dataset_open_compound_inputs(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_dataset_read_every_input_type),
+      cmocka_unit_test(test_dataset_stream_chunk_cache_matches_memory),
       cmocka_unit_test(test_dataset_read_half_special_values),
       cmocka_unit_test(test_dataset_read_float_labels_are_targets),
       cmocka_unit_test(test_dataset_read_class_labels_fill_targets),
