@@ -16,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Rows of a contiguous set are cached in blocks of about this many bytes. */
+#define UNCHUNKED_CACHE_BYTES ((size_t)1 << 20)
+
 /* At most this many dataset names are listed when one is not found. */
 #define LIST_CAP 20
 
@@ -337,13 +340,22 @@ static int read_labels(data_set *ds, hid_t yset, char *err, size_t errlen) {
   return 0;
 }
 
-/* The chunk cache of a streamed, chunked set (dataset_internal.h): as many
- * chunks as the budget holds, at least 2, at most all of them. Buffers are
- * allocated as chunks are first read. */
+/* The chunk cache of a streamed set (dataset_internal.h): its HDF5
+ * chunks, or for a contiguous set that fits the budget blocks of about
+ * UNCHUNKED_CACHE_BYTES (over the budget, a global shuffle would read a
+ * whole block per sample: such a set is read a run of samples at a time).
+ * As many chunks as the budget holds, at least 2, at most all of them.
+ * Buffers are allocated as chunks are first read. */
 static int chunk_cache_init(data_set *ds, size_t row_bytes) {
-  if (!ds->chunk_rows) return 0;
-  ds->n_chunks = (ds->n + ds->chunk_rows - 1) / ds->chunk_rows;
-  size_t chunk_bytes = (size_t)ds->chunk_rows * row_bytes;
+  ds->cache_rows = ds->chunk_rows;
+  if (!ds->cache_rows && ds->fits_budget) {
+    ds->cache_rows = UNCHUNKED_CACHE_BYTES / row_bytes;
+    if (ds->cache_rows < 1) ds->cache_rows = 1;
+    if (ds->cache_rows > ds->n) ds->cache_rows = ds->n;
+  }
+  if (!ds->cache_rows) return 0;
+  ds->n_chunks = (ds->n + ds->cache_rows - 1) / ds->cache_rows;
+  size_t chunk_bytes = (size_t)ds->cache_rows * row_bytes;
   uint64_t slots = ds->mem_budget / (chunk_bytes ? chunk_bytes : 1);
   if (slots < 2) slots = 2;
   if (slots > ds->n_chunks) slots = ds->n_chunks;

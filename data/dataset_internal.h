@@ -37,10 +37,12 @@ struct data_set {
   size_t order_cap;
   unsigned char *rows; /* scratch: one run of rows */
   size_t rows_cap;     /* bytes */
-  /* Streaming chunked inputs: whole chunks as stored, decompressed once
-   * and kept (least recently used out) within the memory budget, so that a
-   * sample costs a lookup and a row conversion, not an HDF5 call. */
+  /* Streaming chunked inputs (or contiguous ones that fit the budget, in
+   * blocks of ~1 MiB): whole chunks as stored, decompressed once and kept
+   * (least recently used out) within the memory budget, so that a sample
+   * costs a lookup and a row conversion, not an HDF5 call. */
   size_t mem_budget;
+  uint64_t cache_rows;     /* samples per cached chunk; 0: no cache */
   uint64_t n_chunks;
   int32_t *chunk_slot;     /* (n_chunks) the slot holding each chunk, or -1 */
   unsigned char **slot_buf; /* (cache_slots) allocated on first use */

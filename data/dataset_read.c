@@ -217,15 +217,15 @@ static const unsigned char *chunk_get(data_set *ds, uint64_t c, char *err, size_
     for (int j = 1; j < ds->cache_slots; j++)
       if (ds->slot_used[j] < ds->slot_used[k]) k = j;
     size_t row_bytes = ds->elems * ds->dsize;
-    if (!ds->slot_buf[k] && !(ds->slot_buf[k] = malloc((size_t)ds->chunk_rows * row_bytes))) {
+    if (!ds->slot_buf[k] && !(ds->slot_buf[k] = malloc((size_t)ds->cache_rows * row_bytes))) {
       h5util_set_err(err, errlen, "out of memory caching a chunk of '%s' in '%s'", ds->x_name,
                      ds->path);
       return NULL;
     }
     if (ds->slot_chunk[k] != UINT64_MAX) ds->chunk_slot[ds->slot_chunk[k]] = -1;
     ds->slot_chunk[k] = UINT64_MAX;
-    uint64_t start = c * ds->chunk_rows;
-    uint64_t len = ds->n - start < ds->chunk_rows ? ds->n - start : ds->chunk_rows;
+    uint64_t start = c * ds->cache_rows;
+    uint64_t len = ds->n - start < ds->cache_rows ? ds->n - start : ds->cache_rows;
     if (read_run(ds, start, len, ds->slot_buf[k], err, errlen) < 0) return NULL;
     ds->slot_chunk[k] = c;
     ds->chunk_slot[c] = k;
@@ -254,10 +254,10 @@ static int read_streaming(data_set *ds, const uint64_t *idx, size_t n, const dat
     const unsigned char *buf = NULL;
     uint64_t have = UINT64_MAX;
     for (size_t i = 0; i < n; i++) {
-      uint64_t c = ds->order[i].idx / ds->chunk_rows;
+      uint64_t c = ds->order[i].idx / ds->cache_rows;
       if (c != have && !(buf = chunk_get(ds, c, err, errlen))) return -1;
       have = c;
-      row_to_float(ds, buf + (size_t)(ds->order[i].idx - c * ds->chunk_rows) * row_bytes, nm, p,
+      row_to_float(ds, buf + (size_t)(ds->order[i].idx - c * ds->cache_rows) * row_bytes, nm, p,
                    x + ds->order[i].pos * ds->elems);
     }
     return 0;

@@ -54,7 +54,8 @@ static double type_value(int i, int k, int is_signed) {
   return is_signed ? v - 50 : v;
 }
 
-static void write_typed(const char *path, hid_t ftype, int is_signed) {
+/* chunk: samples per chunk, or 0 for a contiguous set. */
+static void write_typed_chunks(const char *path, hid_t ftype, int is_signed, int chunk) {
   double xs[TN * TE];
   int64_t ys[TN];
   for (int i = 0; i < TN; i++) {
@@ -65,9 +66,13 @@ static void write_typed(const char *path, hid_t ftype, int is_signed) {
   hsize_t xd[3] = {TN, 2, 3}, yd[1] = {TN};
   /* HDF5 converts the doubles to the stored type (chunked: streaming reads
    * go through the chunk cache). */
-  h5f_put(f, "/x", ftype, H5T_NATIVE_DOUBLE, 3, xd, xs, 8);
+  h5f_put(f, "/x", ftype, H5T_NATIVE_DOUBLE, 3, xd, xs, chunk);
   h5f_put(f, "/y", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, yd, ys, 0);
   H5Fclose(f);
+}
+
+static void write_typed(const char *path, hid_t ftype, int is_signed) {
+  write_typed_chunks(path, ftype, is_signed, 8);
 }
 
 static void test_dataset_read_every_input_type(void **state) {
@@ -112,41 +117,46 @@ static void test_dataset_read_every_input_type(void **state) {
   H5Tclose(half_be);
 }
 
-/* Streamed, chunked inputs go through midscale's chunk cache: with room
- * for 2 of the 7 chunks (chunks of 8 samples, the last one of 2) chunks are
- * evicted all the time, with room for all none is; random batches (repeats,
- * the last sample, whole chunks) read the same values as in memory. */
+/* Streamed inputs go through midscale's chunk cache: chunked with room for
+ * 2 of the 7 chunks (chunks of 8 samples, the last one of 2), chunks are
+ * evicted all the time, with room for all none is; contiguous, the set is
+ * cached in one block when it fits the budget and read a run at a time
+ * when it does not. Random batches (repeats, the last sample, whole
+ * chunks) read the same values as in memory every way. */
 static void test_dataset_stream_chunk_cache_matches_memory(void **state) {
   (void)state;
   const char *p = h5f_tmp("chunkcache.h5");
-  write_typed(p, H5T_STD_I16LE, 1);
-  data_set *mem = NULL, *few = NULL, *all = NULL;
-  if (data_open_cached(&mem, p, "/x", "/y", BIG_BUDGET, DATA_CACHE_MEMORY, g_err, sizeof g_err) ||
-      data_open_cached(&few, p, "/x", "/y", 0, DATA_CACHE_STREAM, g_err, sizeof g_err) ||
-      data_open_cached(&all, p, "/x", "/y", BIG_BUDGET, DATA_CACHE_STREAM, g_err, sizeof g_err))
-    fail_msg("open: %s", g_err);
-  assert_true(data_chunk_samples(few) == 8);
-  uint64_t rng = 12345, idx[17];
-  float want[17 * TE], got[17 * TE];
-  for (int b = 0; b < 300; b++) {
-    size_t n = 1 + (size_t)(b % 17);
-    for (size_t i = 0; i < n; i++) {
-      rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
-      idx[i] = b % 5 == 0 ? (uint64_t)(TN - 1 - i) : (rng >> 33) % TN;
+  for (int chunk = 8; chunk >= 0; chunk -= 8) {
+    write_typed_chunks(p, H5T_STD_I16LE, 1, chunk);
+    data_set *mem = NULL, *few = NULL, *all = NULL;
+    if (data_open_cached(&mem, p, "/x", "/y", BIG_BUDGET, DATA_CACHE_MEMORY, g_err,
+                         sizeof g_err) ||
+        data_open_cached(&few, p, "/x", "/y", 0, DATA_CACHE_STREAM, g_err, sizeof g_err) ||
+        data_open_cached(&all, p, "/x", "/y", BIG_BUDGET, DATA_CACHE_STREAM, g_err, sizeof g_err))
+      fail_msg("open: %s", g_err);
+    assert_true(data_chunk_samples(few) == (uint64_t)chunk);
+    uint64_t rng = 12345, idx[17];
+    float want[17 * TE], got[17 * TE];
+    for (int b = 0; b < 300; b++) {
+      size_t n = 1 + (size_t)(b % 17);
+      for (size_t i = 0; i < n; i++) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        idx[i] = b % 5 == 0 ? (uint64_t)(TN - 1 - i) : (rng >> 33) % TN;
+      }
+      assert_int_equal(data_read(mem, idx, n, NULL, want, NULL, NULL, g_err, sizeof g_err), 0);
+      for (int k = 0; k < 2; k++) {
+        memset(got, 0xff, sizeof got);
+        assert_int_equal(
+            data_read(k ? all : few, idx, n, NULL, got, NULL, NULL, g_err, sizeof g_err), 0);
+        if (memcmp(want, got, n * TE * sizeof *got) != 0)
+          fail_msg("chunks of %d, batch %d (%s budget): streamed values differ from memory", chunk,
+                   b, k ? "big" : "zero");
+      }
     }
-    assert_int_equal(data_read(mem, idx, n, NULL, want, NULL, NULL, g_err, sizeof g_err), 0);
-    for (int k = 0; k < 2; k++) {
-      memset(got, 0xff, sizeof got);
-      assert_int_equal(data_read(k ? all : few, idx, n, NULL, got, NULL, NULL, g_err, sizeof g_err),
-                       0);
-      if (memcmp(want, got, n * TE * sizeof *got) != 0)
-        fail_msg("batch %d (%s chunk cache): streamed values differ from memory", b,
-                 k ? "whole" : "2-chunk");
-    }
+    data_close(mem);
+    data_close(few);
+    data_close(all);
   }
-  data_close(mem);
-  data_close(few);
-  data_close(all);
 }
 
 /* Half floats whose conversion is easy to get wrong, stored bit for bit;
