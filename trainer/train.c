@@ -409,18 +409,26 @@ static int keep_failure(run *r, int rc) {
   return rc;
 }
 
-/* Where a save with other ranks compresses: in the background, from a
- * snapshot of each rank's slice, by default. At the lowest priority the
- * compressing threads take what the training threads leave: with every
- * core training (2 ranks on 2 cores, scripts/bench/results/ckpt.md) a save
- * then stalls training about 2 steps instead of about 15 compressing on the
- * spot, but takes 10-15 s to land instead of 1; one save is in flight at a
- * time, so saves closer together than that wait for each other.
- * MIDSCALE_CKPT_COMPRESS=sync compresses on the spot (the benchmark and
- * the tests use it; so can a run that saves every few seconds). */
-static int compress_in_background(void) {
+/* Where a save with other ranks compresses. With every core training (the
+ * ranks and their BLAS threads fill the node), compressing in the
+ * background saves nothing: the ranks step in lockstep, so the CPU time the
+ * compressing threads take comes back as stall, and at the lowest priority
+ * they take 13-30 s for a 185 MB slice instead of 1 s (2 ranks on 2 cores,
+ * scripts/bench/results/ckpt.md: 11-27 steps of stall against 12-19 on the
+ * spot), so the save also lands much later. So then each rank compresses
+ * its slice on the spot, in parallel. With a core to spare on the node,
+ * the background threads use it and the stall is the snapshot copy. Alone,
+ * a rank always saves in the background (saver_start): there is no slice
+ * to share, and a synchronous write would stall for the whole file.
+ * MIDSCALE_CKPT_COMPRESS=sync|background overrides (for the benchmark and
+ * the tests). */
+static int compress_in_background(const run *r) {
   const char *force = getenv("MIDSCALE_CKPT_COMPRESS");
-  return !(force && strcmp(force, "sync") == 0);
+  if (force && strcmp(force, "background") == 0) return 1;
+  if (force && strcmp(force, "sync") == 0) return 0;
+  long online = sysconf(_SC_NPROCESSORS_ONLN);
+  int local = r->w->local_size > 0 ? r->w->local_size : 1;
+  return online > (long)local * blas_threads(r->w, r->cfg.run.threads);
 }
 
 /* Together, one node: every rank's part is written (block: wait for them)
@@ -1081,7 +1089,7 @@ static int setup(run *r, const train_args *a) {
   if ((rc = create_reducer(r))) return rc;
   /* The checkpoint writer and its snapshot exist from the start, so the
    * first checkpoint pays no allocation in the middle of training. */
-  r->save_background = compress_in_background();
+  r->save_background = compress_in_background(r);
   /* Ranks of one node see one file system: each writes its own frame into
    * the file, which spares rank 0 receiving the others' (at ~0.4 GB/s over
    * Open MPI's shared memory here, 2 s of a 370 MB checkpoint's stall).
