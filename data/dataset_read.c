@@ -171,6 +171,14 @@ static void row_to_float(const data_set *ds, const unsigned char *src, const dat
   if (nm->n_mean || nm->n_std) apply_norm(dst, ds->elems, nm, p);
 }
 
+/* The rows of a shuffled batch are scattered over the set: converting one
+ * waited on memory for its first cache lines (perf: 80% of row_to_float's
+ * samples on its first load). The next row's lines are requested while
+ * this one converts. */
+static void prefetch_row(const unsigned char *row, size_t bytes) {
+  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(row + off);
+}
+
 /* ---- reading ------------------------------------------------------------------ */
 
 static int cmp_item(const void *a, const void *b) {
@@ -257,6 +265,12 @@ static int read_streaming(data_set *ds, const uint64_t *idx, size_t n, const dat
       uint64_t c = ds->order[i].idx / ds->cache_rows;
       if (c != have && !(buf = chunk_get(ds, c, err, errlen))) return -1;
       have = c;
+      if (i + 1 < n) {
+        uint64_t next = ds->order[i + 1].idx, c2 = next / ds->cache_rows;
+        int k = ds->chunk_slot[c2];
+        if (k >= 0) prefetch_row(ds->slot_buf[k] + (size_t)(next - c2 * ds->cache_rows) * row_bytes,
+                                 row_bytes);
+      }
       row_to_float(ds, buf + (size_t)(ds->order[i].idx - c * ds->cache_rows) * row_bytes, nm, p,
                    x + ds->order[i].pos * ds->elems);
     }
@@ -296,8 +310,10 @@ static int read_inputs(data_set *ds, const uint64_t *idx, size_t n, const data_n
                        const norm_plan *p, float *x, char *err, size_t errlen) {
   if (ds->mem) {
     size_t row_bytes = ds->elems * ds->dsize;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+      if (i + 1 < n) prefetch_row(ds->mem + (size_t)idx[i + 1] * row_bytes, row_bytes);
       row_to_float(ds, ds->mem + (size_t)idx[i] * row_bytes, nm, p, x + i * ds->elems);
+    }
     return 0;
   }
   return read_streaming(ds, idx, n, nm, p, x, err, errlen);
