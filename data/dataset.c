@@ -12,6 +12,7 @@
 
 #include <hdf5.h>
 #include <inttypes.h>
+#include <libdeflate.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -371,6 +372,41 @@ static int chunk_cache_init(data_set *ds, size_t row_bytes) {
   return 0;
 }
 
+/* Sets ds->direct when the streamed chunks of ds->xset can be read as
+ * stored and decoded by midscale (dataset_internal.h): chunks of whole
+ * samples, the stored type identical to the memory type (native order),
+ * and a pipeline of at most the shuffle filter then deflate. Anything
+ * else (Fletcher32, szip, plugins, big-endian data) stays with HDF5. */
+static int direct_chunks_init(data_set *ds) {
+  ds->shuffle_at = ds->deflate_at = -1;
+  if (!ds->chunk_rows || ds->cache_rows != ds->chunk_rows) return 0;
+  hid_t dcpl = H5Dget_create_plist(ds->xset), ftype = H5Dget_type(ds->xset);
+  hsize_t cdims[H5S_MAX_RANK];
+  int ok = dcpl >= 0 && ftype >= 0 && H5Tequal(ftype, ds->mem_type) > 0 &&
+           H5Pget_chunk(dcpl, H5S_MAX_RANK, cdims) == ds->xrank;
+  for (int i = 1; ok && i < ds->xrank; i++) ok = cdims[i] == ds->xdims[i];
+  int n = ok ? H5Pget_nfilters(dcpl) : -1;
+  ok = ok && n >= 0 && n <= 2;
+  for (int i = 0; ok && i < n; i++) {
+    unsigned flags, cd[8];
+    size_t ncd = 8;
+    H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, 0, NULL, NULL);
+    if (id == H5Z_FILTER_SHUFFLE && i == 0 && ncd >= 1 && cd[0] >= 1) {
+      ds->shuffle_at = i;
+      ds->shuffle_size = cd[0];
+    } else if (id == H5Z_FILTER_DEFLATE && i == n - 1)
+      ds->deflate_at = i;
+    else
+      ok = 0;
+  }
+  if (ftype >= 0) H5Tclose(ftype);
+  if (dcpl >= 0) H5Pclose(dcpl);
+  if (!ok) return 0;
+  if (ds->deflate_at >= 0 && !(ds->inflater = libdeflate_alloc_decompressor())) return -1;
+  ds->direct = 1;
+  return 0;
+}
+
 /* Streamed, a chunked set is read a whole chunk (of samples) at a time
  * into midscale's own chunk cache (chunk_cache_init), which HDF5's would
  * only duplicate: it is turned off (a read that covers whole chunks then
@@ -505,7 +541,7 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
     ds->xspace = stream_space;
     file = stream_set = stream_space = H5I_INVALID_HID;
     ds->mem_budget = mem_budget;
-    if (chunk_cache_init(ds, row_bytes) < 0) goto oom;
+    if (chunk_cache_init(ds, row_bytes) < 0 || direct_chunks_init(ds) < 0) goto oom;
   }
   *out = ds;
   ds = NULL;
@@ -539,6 +575,9 @@ void data_close(data_set *ds) {
   free(ds->slot_chunk);
   free(ds->slot_used);
   free(ds->chunk_slot);
+  free(ds->zbuf);
+  free(ds->unshuf);
+  if (ds->inflater) libdeflate_free_decompressor(ds->inflater);
   free(ds->rows);
   free(ds->order);
   free(ds->mem);
@@ -555,6 +594,7 @@ size_t data_sample_elems(const data_set *ds) { return ds->elems; }
 data_dtype data_input_dtype(const data_set *ds) { return ds->dtype; }
 int data_in_memory(const data_set *ds) { return ds->mem != NULL; }
 uint64_t data_chunk_samples(const data_set *ds) { return ds->chunk_rows; }
+int data_direct_chunks(const data_set *ds) { return ds->direct; }
 int data_fits_budget(const data_set *ds) { return ds->fits_budget; }
 const char *data_path(const data_set *ds) { return ds->path; }
 const char *data_x_name(const data_set *ds) { return ds->x_name; }

@@ -125,6 +125,9 @@ size_t data_sample_elems(const data_set *ds); /* input features per sample */
 data_dtype data_input_dtype(const data_set *ds);
 int data_in_memory(const data_set *ds);          /* 1 if cached in memory */
 uint64_t data_chunk_samples(const data_set *ds); /* samples per HDF5 chunk; 0 = not chunked */
+/* 1 if streamed chunks are read as stored and decoded by midscale
+ * (deflate and the shuffle filter, with libdeflate) rather than by HDF5. */
+int data_direct_chunks(const data_set *ds);
 /* 1 if the inputs fit the memory budget: in memory, or streamed (data.cache
  * stream) through a chunk cache that ends up holding all of them. */
 int data_fits_budget(const data_set *ds);

@@ -50,6 +50,21 @@ struct data_set {
   uint64_t *slot_used;     /* (cache_slots) the tick of its last use */
   uint64_t tick;
   int cache_slots;
+  /* Direct chunk reads (dataset_read.c, chunk_get): when each chunk holds
+   * whole samples, stored in native order and either not filtered or
+   * deflated (after the shuffle filter or not), a chunk is read as stored
+   * (H5Dread_chunk) and decoded here with libdeflate, straight into its
+   * cache slot: HDF5's pipeline inflates with zlib (2x slower here) into a
+   * buffer it grows by realloc, then copies the chunk out. Other pipelines,
+   * unallocated chunks and chunks whose filters were skipped in an unusual
+   * way go through H5Dread. */
+  int direct;
+  int shuffle_at, deflate_at; /* index in the pipeline, or -1 */
+  size_t shuffle_size;        /* bytes per element of the shuffle filter */
+  unsigned char *zbuf;        /* the stored bytes of one chunk */
+  size_t zbuf_cap;
+  unsigned char *unshuf;      /* scratch: a decompressed, still shuffled chunk */
+  struct libdeflate_decompressor *inflater;
 };
 
 struct run_item {

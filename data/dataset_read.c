@@ -12,6 +12,7 @@
 
 #include <hdf5.h>
 #include <inttypes.h>
+#include <libdeflate.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,6 +217,89 @@ static int read_run(data_set *ds, uint64_t start, uint64_t len, unsigned char *d
   return rc;
 }
 
+/* HDF5's shuffle filter undone: the first bytes of every element, then
+ * the second bytes, ... back to whole elements; a tail shorter than an
+ * element is stored as is. */
+static void unshuffle(const unsigned char *src, size_t bytes, size_t size, unsigned char *dst) {
+  size_t n = bytes / size;
+  for (size_t b = 0; b < size; b++)
+    for (size_t i = 0; i < n; i++) dst[i * size + b] = src[b * n + i];
+  memcpy(dst + n * size, src + n * size, bytes - n * size);
+}
+
+static int grow(unsigned char **buf, size_t *cap, size_t want) {
+  if (*cap >= want) return 0;
+  unsigned char *b = realloc(*buf, want);
+  if (!b) return -1;
+  *buf = b;
+  *cap = want;
+  return 0;
+}
+
+/* Chunk c read as stored and decoded into dst (dataset_internal.h, direct
+ * chunk reads). 1: done; 0: the chunk is not allocated or was stored with
+ * a filter skipped other than the two handled here, read it with H5Dread;
+ * -1: error. */
+static int read_chunk_direct(data_set *ds, uint64_t c, uint64_t len, unsigned char *dst,
+                             char *err, size_t errlen) {
+  size_t chunk_bytes = (size_t)ds->cache_rows * ds->elems * ds->dsize;
+  hsize_t off[H5S_MAX_RANK] = {0}, stored = 0;
+  off[0] = c * ds->cache_rows;
+  uint32_t mask = 0;
+  char why[160] = "";
+  int rc = -1;
+  h5util_guard q;
+  h5util_enter(&q);
+  if (H5Dget_chunk_storage_size(ds->xset, off, &stored) < 0)
+    h5util_reason(why);
+  else if (stored == 0)
+    rc = 0;
+  else if (grow(&ds->zbuf, &ds->zbuf_cap, (size_t)stored) < 0)
+    snprintf(why, sizeof why, "out of memory");
+  else if (H5Dread_chunk(ds->xset, H5P_DEFAULT, off, &mask, ds->zbuf) < 0)
+    h5util_reason(why);
+  else
+    rc = 1;
+  h5util_leave(&q);
+  if (rc == 0) return 0;
+
+  uint32_t known = (ds->deflate_at >= 0 ? 1u << ds->deflate_at : 0) |
+                   (ds->shuffle_at >= 0 ? 1u << ds->shuffle_at : 0);
+  if (rc > 0 && (mask & ~known)) return 0;
+  int deflated = ds->deflate_at >= 0 && !(mask & (1u << ds->deflate_at));
+  int shuffled = ds->shuffle_at >= 0 && !(mask & (1u << ds->shuffle_at)) && ds->shuffle_size > 1;
+  if (rc > 0 && shuffled && !ds->unshuf && !(ds->unshuf = malloc(chunk_bytes))) {
+    snprintf(why, sizeof why, "out of memory");
+    rc = -1;
+  }
+  if (rc > 0) {
+    unsigned char *out = shuffled ? ds->unshuf : dst;
+    size_t got = (size_t)stored;
+    if (deflated) {
+      enum libdeflate_result r =
+          libdeflate_zlib_decompress(ds->inflater, ds->zbuf, (size_t)stored, out, chunk_bytes, &got);
+      if (r == LIBDEFLATE_INSUFFICIENT_SPACE)
+        got = chunk_bytes + 1;
+      else if (r != LIBDEFLATE_SUCCESS)
+        got = SIZE_MAX;
+    } else if (got == chunk_bytes)
+      memcpy(out, ds->zbuf, got);
+    if (got == SIZE_MAX)
+      snprintf(why, sizeof why, "its chunk does not inflate (the deflate stream is damaged)");
+    else if (got != chunk_bytes)
+      snprintf(why, sizeof why, "its chunk holds %s %zu bytes", got < chunk_bytes ? "fewer than" : "more than", chunk_bytes);
+    else if (shuffled)
+      unshuffle(out, chunk_bytes, ds->shuffle_size, dst);
+    if (got != chunk_bytes) rc = -1;
+  }
+  if (rc < 0)
+    h5util_set_err(err, errlen,
+                   "cannot read samples %" PRIu64 "..%" PRIu64
+                   " of '%s' in '%s' (truncated or damaged?): %s",
+                   (uint64_t)off[0], (uint64_t)off[0] + len - 1, ds->x_name, ds->path, why);
+  return rc;
+}
+
 /* The stored rows of chunk c, from the cache or read into it (evicting
  * the least recently used chunk); NULL on a failed read. */
 static const unsigned char *chunk_get(data_set *ds, uint64_t c, char *err, size_t errlen) {
@@ -234,7 +318,9 @@ static const unsigned char *chunk_get(data_set *ds, uint64_t c, char *err, size_
     ds->slot_chunk[k] = UINT64_MAX;
     uint64_t start = c * ds->cache_rows;
     uint64_t len = ds->n - start < ds->cache_rows ? ds->n - start : ds->cache_rows;
-    if (read_run(ds, start, len, ds->slot_buf[k], err, errlen) < 0) return NULL;
+    int done = ds->direct ? read_chunk_direct(ds, c, len, ds->slot_buf[k], err, errlen) : 0;
+    if (done < 0 || (!done && read_run(ds, start, len, ds->slot_buf[k], err, errlen) < 0))
+      return NULL;
     ds->slot_chunk[k] = c;
     ds->chunk_slot[c] = k;
   }

@@ -6,7 +6,7 @@
 # On Debian/Ubuntu it uses apt-get (as root, or through sudo). Elsewhere it
 # prints what to install and stops; on a cluster, load the modules instead:
 #   an MPI (Open MPI or MPICH), HDF5 (parallel build preferred), zstd,
-#   xxHash, libyaml, OpenBLAS, jansson, zlib, cmocka, CMake >= 3.20, Python 3.
+#   xxHash, libyaml, OpenBLAS, jansson, zlib, libdeflate, cmocka, CMake >= 3.20, Python 3.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,13 +17,14 @@ BUILD_DIR=${MIDSCALE_BUILD_DIR:-$ROOT/build}
 # munge for the test cluster).
 PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
   libhdf5-openmpi-dev hdf5-tools libzstd-dev zstd libxxhash-dev libyaml-dev libopenblas-dev
-  libjansson-dev zlib1g-dev libcmocka-dev python3 python3-numpy python3-torch dataset-fashion-mnist
+  libjansson-dev zlib1g-dev libdeflate-dev libcmocka-dev python3 python3-numpy python3-torch dataset-fashion-mnist
   procps slurm-wlm munge)
 
 install_packages() {
   if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
     echo "midscale: this is not a Debian/Ubuntu system. Install (or 'module load'):" >&2
     echo "  an MPI-3 library, HDF5 (parallel), zstd, xxHash, libyaml, OpenBLAS, jansson, zlib," >&2
+    echo "  libdeflate," >&2
     echo "  cmocka, CMake >= 3.20, pkg-config and Python 3; then run this script again" >&2
     echo "  with MIDSCALE_SKIP_INSTALL=1." >&2
     exit 1

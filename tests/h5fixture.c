@@ -52,8 +52,8 @@ hid_t h5f_create(const char *path) {
   return f;
 }
 
-void h5f_put(hid_t file, const char *name, hid_t ftype, hid_t mtype, int rank, const hsize_t *dims,
-             const void *data, hsize_t chunk_rows) {
+static void put(hid_t file, const char *name, hid_t ftype, hid_t mtype, int rank,
+                const hsize_t *dims, const void *data, hsize_t chunk_rows, int filters) {
   hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
   H5Pset_create_intermediate_group(lcpl, 1);
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
@@ -62,7 +62,9 @@ void h5f_put(hid_t file, const char *name, hid_t ftype, hid_t mtype, int rank, c
     chunk[0] = chunk_rows;
     for (int i = 1; i < rank; i++) chunk[i] = dims[i];
     assert_true(H5Pset_chunk(dcpl, rank, chunk) >= 0);
-    assert_true(H5Pset_deflate(dcpl, 1) >= 0);
+    if (filters & FX_SHUFFLE) assert_true(H5Pset_shuffle(dcpl) >= 0);
+    if (filters & FX_DEFLATE) assert_true(H5Pset_deflate(dcpl, 1) >= 0);
+    if (filters & FX_FLETCHER32) assert_true(H5Pset_fletcher32(dcpl) >= 0);
   }
   hid_t space = rank ? H5Screate_simple(rank, dims, NULL) : H5Screate(H5S_SCALAR);
   hid_t set = H5Dcreate2(file, name, ftype, space, lcpl, dcpl, H5P_DEFAULT);
@@ -72,6 +74,17 @@ void h5f_put(hid_t file, const char *name, hid_t ftype, hid_t mtype, int rank, c
   H5Sclose(space);
   H5Pclose(dcpl);
   H5Pclose(lcpl);
+}
+
+void h5f_put(hid_t file, const char *name, hid_t ftype, hid_t mtype, int rank, const hsize_t *dims,
+             const void *data, hsize_t chunk_rows) {
+  put(file, name, ftype, mtype, rank, dims, data, chunk_rows, FX_DEFLATE);
+}
+
+void h5f_put_filtered(hid_t file, const char *name, hid_t ftype, hid_t mtype, int rank,
+                      const hsize_t *dims, const void *data, hsize_t chunk_rows, int filters) {
+  assert_true(chunk_rows > 0);
+  put(file, name, ftype, mtype, rank, dims, data, chunk_rows, filters);
 }
 
 hid_t h5f_half_type(int big_endian) {

@@ -23,6 +23,14 @@ hid_t h5f_create(const char *path);
 void h5f_put(hid_t file, const char *name, hid_t ftype, hid_t mtype, int rank, const hsize_t *dims,
              const void *data, hsize_t chunk_rows);
 
+/* The filter pipelines of h5f_put_filtered (in HDF5's order: the shuffle,
+ * then deflate, then Fletcher32 checksums). */
+enum { FX_SHUFFLE = 1, FX_DEFLATE = 2, FX_FLETCHER32 = 4 };
+
+/* h5f_put with chunk_rows > 0 and the filters of `filters`. */
+void h5f_put_filtered(hid_t file, const char *name, hid_t ftype, hid_t mtype, int rank,
+                      const hsize_t *dims, const void *data, hsize_t chunk_rows, int filters);
+
 /* numpy's float16 as h5py writes it (little-endian IEEE half); the caller
  * closes it. big_endian: the same layout, big-endian. */
 hid_t h5f_half_type(int big_endian);

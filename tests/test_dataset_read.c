@@ -117,46 +117,110 @@ static void test_dataset_read_every_input_type(void **state) {
   H5Tclose(half_be);
 }
 
-/* Streamed inputs go through midscale's chunk cache: chunked with room for
- * 2 of the 7 chunks (chunks of 8 samples, the last one of 2), chunks are
- * evicted all the time, with room for all none is; contiguous, the set is
- * cached in one block when it fits the budget and read a run at a time
- * when it does not. Random batches (repeats, the last sample, whole
- * chunks) read the same values as in memory every way. */
+/* Random batches (repeats, the last sample, whole chunks) of the set in
+ * p read the same values streamed, with room for 2 chunks or for all,
+ * as in memory. direct: the streamed sets' data_direct_chunks. */
+static void check_stream_matches_memory(const char *p, int chunk, int direct, const char *what) {
+  data_set *mem = NULL, *few = NULL, *all = NULL;
+  if (data_open_cached(&mem, p, "/x", "/y", BIG_BUDGET, DATA_CACHE_MEMORY, g_err, sizeof g_err) ||
+      data_open_cached(&few, p, "/x", "/y", 0, DATA_CACHE_STREAM, g_err, sizeof g_err) ||
+      data_open_cached(&all, p, "/x", "/y", BIG_BUDGET, DATA_CACHE_STREAM, g_err, sizeof g_err))
+    fail_msg("%s: open: %s", what, g_err);
+  assert_true(data_chunk_samples(few) == (uint64_t)chunk);
+  if (data_direct_chunks(few) != direct || data_direct_chunks(all) != direct)
+    fail_msg("%s: direct chunk reads %d, expected %d", what, data_direct_chunks(few), direct);
+  uint64_t rng = 12345, idx[17];
+  float want[17 * TE], got[17 * TE];
+  for (int b = 0; b < 300; b++) {
+    size_t n = 1 + (size_t)(b % 17);
+    for (size_t i = 0; i < n; i++) {
+      rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+      idx[i] = b % 5 == 0 ? (uint64_t)(TN - 1 - i) : (rng >> 33) % TN;
+    }
+    assert_int_equal(data_read(mem, idx, n, NULL, want, NULL, NULL, g_err, sizeof g_err), 0);
+    for (int k = 0; k < 2; k++) {
+      memset(got, 0xff, sizeof got);
+      if (data_read(k ? all : few, idx, n, NULL, got, NULL, NULL, g_err, sizeof g_err) != 0)
+        fail_msg("%s: read: %s", what, g_err);
+      if (memcmp(want, got, n * TE * sizeof *got) != 0)
+        fail_msg("%s, batch %d (%s budget): streamed values differ from memory", what, b,
+                 k ? "big" : "zero");
+    }
+  }
+  data_close(mem);
+  data_close(few);
+  data_close(all);
+}
+
+/* Streamed, chunks of 8 samples (the last one of 2): with a zero budget
+ * the cache holds 2 of the 7 chunks and evicts all the time, with room for
+ * all none is evicted; contiguous, the set is cached in one block when it
+ * fits the budget and read a run at a time when it does not. Either way
+ * the values are those read in memory. */
 static void test_dataset_stream_chunk_cache_matches_memory(void **state) {
   (void)state;
   const char *p = h5f_tmp("chunkcache.h5");
   for (int chunk = 8; chunk >= 0; chunk -= 8) {
     write_typed_chunks(p, H5T_STD_I16LE, 1, chunk);
-    data_set *mem = NULL, *few = NULL, *all = NULL;
-    if (data_open_cached(&mem, p, "/x", "/y", BIG_BUDGET, DATA_CACHE_MEMORY, g_err,
-                         sizeof g_err) ||
-        data_open_cached(&few, p, "/x", "/y", 0, DATA_CACHE_STREAM, g_err, sizeof g_err) ||
-        data_open_cached(&all, p, "/x", "/y", BIG_BUDGET, DATA_CACHE_STREAM, g_err, sizeof g_err))
-      fail_msg("open: %s", g_err);
-    assert_true(data_chunk_samples(few) == (uint64_t)chunk);
-    uint64_t rng = 12345, idx[17];
-    float want[17 * TE], got[17 * TE];
-    for (int b = 0; b < 300; b++) {
-      size_t n = 1 + (size_t)(b % 17);
-      for (size_t i = 0; i < n; i++) {
-        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
-        idx[i] = b % 5 == 0 ? (uint64_t)(TN - 1 - i) : (rng >> 33) % TN;
-      }
-      assert_int_equal(data_read(mem, idx, n, NULL, want, NULL, NULL, g_err, sizeof g_err), 0);
-      for (int k = 0; k < 2; k++) {
-        memset(got, 0xff, sizeof got);
-        assert_int_equal(
-            data_read(k ? all : few, idx, n, NULL, got, NULL, NULL, g_err, sizeof g_err), 0);
-        if (memcmp(want, got, n * TE * sizeof *got) != 0)
-          fail_msg("chunks of %d, batch %d (%s budget): streamed values differ from memory", chunk,
-                   b, k ? "big" : "zero");
-      }
-    }
-    data_close(mem);
-    data_close(few);
-    data_close(all);
+    check_stream_matches_memory(p, chunk, chunk > 0, chunk ? "chunks of 8" : "contiguous");
   }
+}
+
+/* Direct chunk reads (the stored bytes decoded by midscale) for the
+ * pipelines they handle: deflate, the shuffle filter, both, none, and a
+ * chunk whose deflate was skipped at write time (an optional filter that
+ * did not pay); HDF5 reads the others (Fletcher32, big-endian data). Each
+ * reads what HDF5 reads in memory mode. */
+static void test_dataset_stream_direct_chunks(void **state) {
+  (void)state;
+  const struct {
+    hid_t ftype;
+    int filters, direct;
+    const char *what;
+  } cases[] = {
+      {H5T_STD_I16LE, FX_DEFLATE, 1, "int16, deflate"},
+      {H5T_STD_I16LE, FX_SHUFFLE | FX_DEFLATE, 1, "int16, shuffle + deflate"},
+      {H5T_IEEE_F64LE, FX_SHUFFLE | FX_DEFLATE, 1, "float64, shuffle + deflate"},
+      {H5T_STD_U8LE, FX_SHUFFLE | FX_DEFLATE, 1, "uint8, shuffle + deflate"},
+      {H5T_STD_I16LE, FX_SHUFFLE, 1, "int16, shuffle"},
+      {H5T_STD_I16LE, 0, 1, "int16, no filter"},
+      {H5T_STD_I16LE, FX_DEFLATE | FX_FLETCHER32, 0, "int16, deflate + fletcher32"},
+      {H5T_STD_I16BE, FX_DEFLATE, 0, "big-endian int16, deflate"},
+  };
+  const char *p = h5f_tmp("direct.h5");
+  double xs[TN * TE];
+  int64_t ys[TN];
+  for (int i = 0; i < TN; i++) {
+    ys[i] = i % 3;
+    for (int k = 0; k < TE; k++) xs[i * TE + k] = type_value(i, k, 1);
+  }
+  hsize_t xd[3] = {TN, 2, 3}, yd[1] = {TN};
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+    hid_t f = h5f_create(p);
+    h5f_put_filtered(f, "/x", cases[c].ftype, H5T_NATIVE_DOUBLE, 3, xd, xs, 8, cases[c].filters);
+    h5f_put(f, "/y", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, yd, ys, 0);
+    H5Fclose(f);
+    check_stream_matches_memory(p, 8, cases[c].direct, cases[c].what);
+  }
+  /* Chunk 2 (samples 16..23) rewritten as stored bytes with deflate
+   * skipped (filter mask bit 0), holding other values. */
+  hid_t f = h5f_create(p);
+  h5f_put_filtered(f, "/x", H5T_STD_I16LE, H5T_NATIVE_DOUBLE, 3, xd, xs, 8, FX_DEFLATE);
+  h5f_put(f, "/y", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, yd, ys, 0);
+  hid_t set = H5Dopen2(f, "/x", H5P_DEFAULT);
+  int16_t raw[8 * TE];
+  for (int i = 0; i < 8 * TE; i++) raw[i] = (int16_t)(1000 + i);
+  hsize_t off[3] = {16, 0, 0};
+  assert_true(H5Dwrite_chunk(set, H5P_DEFAULT, 1u, off, sizeof raw, raw) >= 0);
+  H5Dclose(set);
+  H5Fclose(f);
+  check_stream_matches_memory(p, 8, 1, "int16, deflate skipped in chunk 2");
+  data_set *ds = open_ok(p, "/x", "/y", 0);
+  const uint64_t idx[1] = {17};
+  float x[TE];
+  assert_int_equal(data_read(ds, idx, 1, NULL, x, NULL, NULL, g_err, sizeof g_err), 0);
+  assert_true(x[0] == 1000.0f + TE && x[TE - 1] == 1000.0f + 2 * TE - 1);
+  data_close(ds);
 }
 
 /* Half floats whose conversion is easy to get wrong, stored bit for bit;
@@ -557,6 +621,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_dataset_read_every_input_type),
       cmocka_unit_test(test_dataset_stream_chunk_cache_matches_memory),
+      cmocka_unit_test(test_dataset_stream_direct_chunks),
       cmocka_unit_test(test_dataset_read_half_special_values),
       cmocka_unit_test(test_dataset_read_float_labels_are_targets),
       cmocka_unit_test(test_dataset_read_class_labels_fill_targets),
