@@ -328,8 +328,40 @@ static const unsigned char *chunk_get(data_set *ds, uint64_t c, char *err, size_
   return ds->slot_buf[k];
 }
 
+/* The rows of idx converted in the caller's order when every chunk they
+ * lie in is cached (the usual case once a set that fits the budget has
+ * been read once): no sort, and the output is written front to back.
+ * 0 when some chunk is missing (nothing written). */
+static int read_cached(data_set *ds, const uint64_t *idx, size_t n, const data_norm *nm,
+                       const norm_plan *p, float *x) {
+  for (size_t i = 0; i < n; i++)
+    if (ds->chunk_slot[idx[i] / ds->cache_rows] < 0) return 0;
+  size_t row_bytes = ds->elems * ds->dsize;
+  uint64_t tick = ++ds->tick;
+  const unsigned char *next = NULL;
+  for (size_t i = 0; i < n; i++) {
+    const unsigned char *row = next;
+    if (!row) {
+      uint64_t c = idx[i] / ds->cache_rows;
+      row = ds->slot_buf[ds->chunk_slot[c]] + (size_t)(idx[i] - c * ds->cache_rows) * row_bytes;
+    }
+    next = NULL;
+    if (i + 1 < n) {
+      uint64_t c = idx[i + 1] / ds->cache_rows;
+      int k = ds->chunk_slot[c];
+      ds->slot_used[k] = tick;
+      next = ds->slot_buf[k] + (size_t)(idx[i + 1] - c * ds->cache_rows) * row_bytes;
+      prefetch_row(next, row_bytes);
+    }
+    row_to_float(ds, row, nm, p, x + i * ds->elems);
+  }
+  ds->slot_used[ds->chunk_slot[idx[0] / ds->cache_rows]] = tick;
+  return 1;
+}
+
 static int read_streaming(data_set *ds, const uint64_t *idx, size_t n, const data_norm *nm,
                           const norm_plan *p, float *x, char *err, size_t errlen) {
+  if (ds->chunk_slot && n && read_cached(ds, idx, n, nm, p, x)) return 0;
   if (n > ds->order_cap) {
     struct run_item *o = realloc(ds->order, n * sizeof *o);
     if (!o) goto oom;
