@@ -1,3 +1,4 @@
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MAP_NORESERVE, madvise */
 /* dataset — see dataset.h.
  *
  * HDF5's automatic error printing is switched off around every call into the
@@ -16,12 +17,39 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* Rows of a contiguous set are cached in blocks of about this many bytes. */
 #define UNCHUNKED_CACHE_BYTES ((size_t)1 << 20)
 
+/* data_big_alloc aligns to this (the x86-64 and arm64 huge page). */
+#define HUGE_PAGE_BYTES ((size_t)2 << 20)
+
 /* At most this many dataset names are listed when one is not found. */
 #define LIST_CAP 20
+
+void *data_big_alloc(size_t bytes) {
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  size_t keep = (bytes ? bytes : 1) + page - 1;
+  keep -= keep % page;
+  if (keep > SIZE_MAX - HUGE_PAGE_BYTES) return NULL;
+  size_t len = keep + HUGE_PAGE_BYTES;
+  unsigned char *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (m == MAP_FAILED) return NULL;
+  size_t head = (HUGE_PAGE_BYTES - (uintptr_t)m % HUGE_PAGE_BYTES) % HUGE_PAGE_BYTES;
+  if (head) munmap(m, head);
+  if (len - head > keep) munmap(m + head + keep, len - head - keep);
+#ifdef MADV_HUGEPAGE
+  madvise(m + head, keep, MADV_HUGEPAGE); /* advice: without it, 4 KiB pages */
+#endif
+  return m + head;
+}
+
+void data_big_free(void *p, size_t bytes) {
+  if (p) munmap(p, bytes ? bytes : 1);
+}
 
 static char *dup_str(const char *s) {
   size_t len = strlen(s) + 1;
@@ -346,7 +374,8 @@ static int read_labels(data_set *ds, hid_t yset, char *err, size_t errlen) {
  * UNCHUNKED_CACHE_BYTES (over the budget, a global shuffle would read a
  * whole block per sample: such a set is read a run of samples at a time).
  * As many chunks as the budget holds, at least 2, at most all of them.
- * Buffers are allocated as chunks are first read. */
+ * The slots' memory is one mapping whose pages are committed as chunks are
+ * first read. */
 static int chunk_cache_init(data_set *ds, size_t row_bytes) {
   ds->cache_rows = ds->chunk_rows;
   if (!ds->cache_rows && ds->fits_budget) {
@@ -366,9 +395,17 @@ static int chunk_cache_init(data_set *ds, size_t row_bytes) {
   ds->slot_buf = calloc(slots, sizeof *ds->slot_buf);
   ds->slot_chunk = malloc(sizeof *ds->slot_chunk * (size_t)slots);
   ds->slot_used = calloc(slots, sizeof *ds->slot_used);
-  if (!ds->chunk_slot || !ds->slot_buf || !ds->slot_chunk || !ds->slot_used) return -1;
+  if (chunk_bytes && slots <= SIZE_MAX / chunk_bytes) {
+    ds->arena_bytes = (size_t)slots * chunk_bytes;
+    ds->arena = data_big_alloc(ds->arena_bytes);
+  }
+  if (!ds->chunk_slot || !ds->slot_buf || !ds->slot_chunk || !ds->slot_used || !ds->arena)
+    return -1;
   for (uint64_t c = 0; c < ds->n_chunks; c++) ds->chunk_slot[c] = -1;
-  for (uint64_t k = 0; k < slots; k++) ds->slot_chunk[k] = UINT64_MAX;
+  for (uint64_t k = 0; k < slots; k++) {
+    ds->slot_chunk[k] = UINT64_MAX;
+    ds->slot_buf[k] = ds->arena + k * chunk_bytes;
+  }
   return 0;
 }
 
@@ -510,7 +547,7 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
     goto done;
   }
   if (fits && cache != DATA_CACHE_STREAM) {
-    ds->mem = malloc((size_t)ds->n * row_bytes);
+    ds->mem = data_big_alloc((size_t)ds->n * row_bytes);
     if (!ds->mem) goto oom;
     if (H5Dread(xset, ds->mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->mem) < 0) {
       h5util_set_err(err, errlen, "cannot read '%s' in '%s' (truncated or damaged?): %s", x_name,
@@ -570,7 +607,7 @@ void data_close(data_set *ds) {
   if (ds->file >= 0) H5Fclose(ds->file);
   if (ds->mem_type >= 0) H5Tclose(ds->mem_type);
   h5util_leave(&q);
-  for (int k = 0; ds->slot_buf && k < ds->cache_slots; k++) free(ds->slot_buf[k]);
+  data_big_free(ds->arena, ds->arena_bytes);
   free(ds->slot_buf);
   free(ds->slot_chunk);
   free(ds->slot_used);
@@ -580,7 +617,7 @@ void data_close(data_set *ds) {
   if (ds->inflater) libdeflate_free_decompressor(ds->inflater);
   free(ds->rows);
   free(ds->order);
-  free(ds->mem);
+  if (ds->mem) data_big_free(ds->mem, (size_t)ds->n * ds->elems * ds->dsize);
   free(ds->labels);
   free(ds->targets);
   free(ds->y_name);

@@ -308,12 +308,6 @@ static const unsigned char *chunk_get(data_set *ds, uint64_t c, char *err, size_
     k = 0;
     for (int j = 1; j < ds->cache_slots; j++)
       if (ds->slot_used[j] < ds->slot_used[k]) k = j;
-    size_t row_bytes = ds->elems * ds->dsize;
-    if (!ds->slot_buf[k] && !(ds->slot_buf[k] = malloc((size_t)ds->cache_rows * row_bytes))) {
-      h5util_set_err(err, errlen, "out of memory caching a chunk of '%s' in '%s'", ds->x_name,
-                     ds->path);
-      return NULL;
-    }
     if (ds->slot_chunk[k] != UINT64_MAX) ds->chunk_slot[ds->slot_chunk[k]] = -1;
     ds->slot_chunk[k] = UINT64_MAX;
     uint64_t start = c * ds->cache_rows;
