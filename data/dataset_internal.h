@@ -78,6 +78,11 @@ struct data_set {
 void *data_big_alloc(size_t bytes);
 void data_big_free(void *p, size_t bytes);
 
+/* Rows [c * cache_rows, + cache_rows) of the inputs (fewer in the last
+ * chunk) as stored, into dst, which has room for cache_rows rows: a direct
+ * chunk read where it applies, else H5Dread. -1 and err on failure. */
+int data_read_chunk(data_set *ds, uint64_t c, unsigned char *dst, char *err, size_t errlen);
+
 struct run_item {
   uint64_t idx;
   size_t pos;

@@ -300,6 +300,13 @@ static int read_chunk_direct(data_set *ds, uint64_t c, uint64_t len, unsigned ch
   return rc;
 }
 
+int data_read_chunk(data_set *ds, uint64_t c, unsigned char *dst, char *err, size_t errlen) {
+  uint64_t start = c * ds->cache_rows;
+  uint64_t len = ds->n - start < ds->cache_rows ? ds->n - start : ds->cache_rows;
+  int done = ds->direct ? read_chunk_direct(ds, c, len, dst, err, errlen) : 0;
+  return done < 0 || (!done && read_run(ds, start, len, dst, err, errlen) < 0) ? -1 : 0;
+}
+
 /* The stored rows of chunk c, from the cache or read into it (evicting
  * the least recently used chunk); NULL on a failed read. */
 static const unsigned char *chunk_get(data_set *ds, uint64_t c, char *err, size_t errlen) {
@@ -310,11 +317,7 @@ static const unsigned char *chunk_get(data_set *ds, uint64_t c, char *err, size_
       if (ds->slot_used[j] < ds->slot_used[k]) k = j;
     if (ds->slot_chunk[k] != UINT64_MAX) ds->chunk_slot[ds->slot_chunk[k]] = -1;
     ds->slot_chunk[k] = UINT64_MAX;
-    uint64_t start = c * ds->cache_rows;
-    uint64_t len = ds->n - start < ds->cache_rows ? ds->n - start : ds->cache_rows;
-    int done = ds->direct ? read_chunk_direct(ds, c, len, ds->slot_buf[k], err, errlen) : 0;
-    if (done < 0 || (!done && read_run(ds, start, len, ds->slot_buf[k], err, errlen) < 0))
-      return NULL;
+    if (data_read_chunk(ds, c, ds->slot_buf[k], err, errlen) < 0) return NULL;
     ds->slot_chunk[k] = c;
     ds->chunk_slot[c] = k;
   }

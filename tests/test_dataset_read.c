@@ -118,9 +118,15 @@ static void test_dataset_read_every_input_type(void **state) {
 }
 
 /* Random batches (repeats, the last sample, whole chunks) of the set in
- * p read the same values streamed, with room for 2 chunks or for all,
- * as in memory. direct: the streamed sets' data_direct_chunks. */
+ * p read the same values in memory as HDF5's own H5Dread (to float), and
+ * streamed, with room for 2 chunks or for all, as in memory. direct: the
+ * streamed sets' data_direct_chunks. */
 static void check_stream_matches_memory(const char *p, int chunk, int direct, const char *what) {
+  float ref[TN * TE];
+  hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT), set = H5Dopen2(f, "/x", H5P_DEFAULT);
+  assert_true(H5Dread(set, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, ref) >= 0);
+  H5Dclose(set);
+  H5Fclose(f);
   data_set *mem = NULL, *few = NULL, *all = NULL;
   if (data_open_cached(&mem, p, "/x", "/y", BIG_BUDGET, DATA_CACHE_MEMORY, g_err, sizeof g_err) ||
       data_open_cached(&few, p, "/x", "/y", 0, DATA_CACHE_STREAM, g_err, sizeof g_err) ||
@@ -138,6 +144,10 @@ static void check_stream_matches_memory(const char *p, int chunk, int direct, co
       idx[i] = b % 5 == 0 ? (uint64_t)(TN - 1 - i) : (rng >> 33) % TN;
     }
     assert_int_equal(data_read(mem, idx, n, NULL, want, NULL, NULL, g_err, sizeof g_err), 0);
+    for (size_t i = 0; i < n; i++)
+      if (memcmp(want + i * TE, ref + idx[i] * TE, sizeof ref[0] * TE) != 0)
+        fail_msg("%s: sample %llu in memory differs from H5Dread's", what,
+                 (unsigned long long)idx[i]);
     for (int k = 0; k < 2; k++) {
       memset(got, 0xff, sizeof got);
       if (data_read(k ? all : few, idx, n, NULL, got, NULL, NULL, g_err, sizeof g_err) != 0)

@@ -125,7 +125,7 @@ grep -q "test samples (/test/images) have 9 features but training samples (/trai
   || fail "test_features: message"
 bad unknown_filter "dataset '/train/images' in 'lzf.h5' is compressed with HDF5 filter 32000 (lzf), which this HDF5 cannot decode" \
   --set data.path=lzf.h5
-bad corrupt_chunk "cannot read '/train/images' in 'corrupt.h5' (truncated or damaged?)" \
+bad corrupt_chunk "cannot read samples 64..127 of '/train/images' in 'corrupt.h5' (truncated or damaged?): its chunk does not inflate" \
   --set data.path=corrupt.h5
 bad nan_inputs "sample 77 of '/train/images' in 'nan.h5' has a non-finite value (nan) at element 3 (data.check_finite)" \
   --set data.path=nan.h5 --set data.check_finite=true
