@@ -35,8 +35,8 @@ void *data_big_alloc(size_t bytes) {
   keep -= keep % page;
   if (keep > SIZE_MAX - HUGE_PAGE_BYTES) return NULL;
   size_t len = keep + HUGE_PAGE_BYTES;
-  unsigned char *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  unsigned char *m =
+      mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (m == MAP_FAILED) return NULL;
   size_t head = (HUGE_PAGE_BYTES - (uintptr_t)m % HUGE_PAGE_BYTES) % HUGE_PAGE_BYTES;
   if (head) munmap(m, head);
@@ -70,7 +70,6 @@ const char *data_dtype_name(data_dtype t) {
   }
   return "?";
 }
-
 
 /* ---- listing the datasets of a file (for "not found" messages) ---------- */
 
@@ -177,8 +176,7 @@ static uint64_t chunk_rows_of(hid_t set) {
 /* Refuses a dataset compressed with a filter this HDF5 cannot decode (h5py's
  * LZF, Blosc, Zstandard... without their plugins), which would otherwise
  * fail only at the first read. */
-static int check_filters(hid_t set, const char *path, const char *name, char *err,
-                         size_t errlen) {
+static int check_filters(hid_t set, const char *path, const char *name, char *err, size_t errlen) {
   hid_t dcpl = H5Dget_create_plist(set);
   if (dcpl < 0) return 0; /* the read will say what is wrong */
   int n = H5Pget_nfilters(dcpl), rc = 0;
@@ -567,7 +565,8 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
   ds->n = ds->xdims[0];
   if (ds->n != ds->ldims[0]) {
     h5util_set_err(err, errlen,
-                   "'%s' has %" PRIu64 " samples but '%s' has %llu in '%s'; inputs and labels "
+                   "'%s' has %" PRIu64
+                   " samples but '%s' has %llu in '%s'; inputs and labels "
                    "must have the same length",
                    x_name, ds->n, y_name, (unsigned long long)ds->ldims[0], path);
     goto done;
@@ -605,8 +604,7 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
     stream_set = H5Dopen2(file, x_name, dapl >= 0 ? dapl : H5P_DEFAULT);
     if (dapl >= 0) H5Pclose(dapl);
     if (stream_set < 0) {
-      h5util_set_err(err, errlen, "cannot open '%s' in '%s': %s", x_name, path,
-                     h5util_reason(why));
+      h5util_set_err(err, errlen, "cannot open '%s' in '%s': %s", x_name, path, h5util_reason(why));
       goto done;
     }
     stream_space = H5Dget_space(stream_set);
@@ -705,7 +703,8 @@ int data_check_labels(data_set *ds, int n_classes, char *err, size_t errlen) {
     int64_t v = ds->labels[i];
     if (v < 0) {
       h5util_set_err(err, errlen,
-                     "label %" PRId64 " of sample %" PRIu64 " in '%s' of '%s' is negative; "
+                     "label %" PRId64 " of sample %" PRIu64
+                     " in '%s' of '%s' is negative; "
                      "class labels are indices in [0, %d)",
                      v, i, ds->y_name, ds->path, n_classes);
       return -1;
@@ -731,4 +730,3 @@ int data_check_targets(const data_set *ds, size_t n_outputs, char *err, size_t e
                  n_outputs == 1 ? "" : "s");
   return -1;
 }
-

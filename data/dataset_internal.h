@@ -42,14 +42,14 @@ struct data_set {
    * (least recently used out) within the memory budget, so that a sample
    * costs a lookup and a row conversion, not an HDF5 call. */
   size_t mem_budget;
-  uint64_t cache_rows;     /* samples per cached chunk; 0: no cache */
+  uint64_t cache_rows; /* samples per cached chunk; 0: no cache */
   uint64_t n_chunks;
-  int32_t *chunk_slot;     /* (n_chunks) the slot holding each chunk, or -1 */
-  unsigned char *arena;     /* the slots' memory (data_big_alloc), touched as used */
+  int32_t *chunk_slot;  /* (n_chunks) the slot holding each chunk, or -1 */
+  unsigned char *arena; /* the slots' memory (data_big_alloc), touched as used */
   size_t arena_bytes;
   unsigned char **slot_buf; /* (cache_slots) slot k: arena + k chunks */
-  uint64_t *slot_chunk;    /* (cache_slots) the chunk in each slot, or UINT64_MAX */
-  uint64_t *slot_used;     /* (cache_slots) the tick of its last use */
+  uint64_t *slot_chunk;     /* (cache_slots) the chunk in each slot, or UINT64_MAX */
+  uint64_t *slot_used;      /* (cache_slots) the tick of its last use */
   uint64_t tick;
   int cache_slots;
   /* Direct chunk reads (dataset_read.c, chunk_get): when each chunk holds
@@ -65,7 +65,7 @@ struct data_set {
   size_t shuffle_size;        /* bytes per element of the shuffle filter */
   unsigned char *zbuf;        /* the stored bytes of one chunk */
   size_t zbuf_cap;
-  unsigned char *unshuf;      /* scratch: a decompressed, still shuffled chunk */
+  unsigned char *unshuf; /* scratch: a decompressed, still shuffled chunk */
   struct libdeflate_decompressor *inflater;
 };
 

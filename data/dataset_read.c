@@ -105,10 +105,24 @@ static float half_to_float(uint16_t h) {
   return f;
 }
 
+/* The conversion loops run twice as wide with AVX2: x86-64 builds carry
+ * both versions and the loader picks one when the program starts (function
+ * multiversioning), with no -march. bench_loader, Fashion-MNIST in memory,
+ * batch 64: 6.0 M to 7.0 M samples/s (medians of 3). */
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define MS_MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef MS_MULTIVERSION
+#define MS_MULTIVERSION
+#endif
+
 /* One stored row (native order) to floats, times scale. memcpy per value
  * keeps the loads free of alignment and aliasing assumptions; compilers turn
  * it into plain loads. */
-static void convert_row(data_dtype t, const unsigned char *src, size_t e, float scale, float *dst) {
+MS_MULTIVERSION static void convert_row(data_dtype t, const unsigned char *src, size_t e,
+                                        float scale, float *dst) {
   switch (t) {
     case DATA_U8:
       for (size_t k = 0; k < e; k++) dst[k] = (float)src[k] * scale;
@@ -153,7 +167,8 @@ static void convert_row(data_dtype t, const unsigned char *src, size_t e, float 
 }
 
 /* In place: x[k] = (x[k] - mean[k / inner_m]) / std[k / inner_s]. */
-static void apply_norm(float *x, size_t e, const data_norm *nm, const norm_plan *p) {
+MS_MULTIVERSION static void apply_norm(float *x, size_t e, const data_norm *nm,
+                                       const norm_plan *p) {
   if (nm->n_mean)
     for (size_t k0 = 0, c = 0; k0 < e; k0 += p->inner_m, c++) {
       float m = nm->mean[c];
@@ -240,8 +255,8 @@ static int grow(unsigned char **buf, size_t *cap, size_t want) {
  * chunk reads). 1: done; 0: the chunk is not allocated or was stored with
  * a filter skipped other than the two handled here, read it with H5Dread;
  * -1: error. */
-static int read_chunk_direct(data_set *ds, uint64_t c, uint64_t len, unsigned char *dst,
-                             char *err, size_t errlen) {
+static int read_chunk_direct(data_set *ds, uint64_t c, uint64_t len, unsigned char *dst, char *err,
+                             size_t errlen) {
   size_t chunk_bytes = (size_t)ds->cache_rows * ds->elems * ds->dsize;
   hsize_t off[H5S_MAX_RANK] = {0}, stored = 0;
   off[0] = c * ds->cache_rows;
@@ -276,8 +291,8 @@ static int read_chunk_direct(data_set *ds, uint64_t c, uint64_t len, unsigned ch
     unsigned char *out = shuffled ? ds->unshuf : dst;
     size_t got = (size_t)stored;
     if (deflated) {
-      enum libdeflate_result r =
-          libdeflate_zlib_decompress(ds->inflater, ds->zbuf, (size_t)stored, out, chunk_bytes, &got);
+      enum libdeflate_result r = libdeflate_zlib_decompress(ds->inflater, ds->zbuf, (size_t)stored,
+                                                            out, chunk_bytes, &got);
       if (r == LIBDEFLATE_INSUFFICIENT_SPACE)
         got = chunk_bytes + 1;
       else if (r != LIBDEFLATE_SUCCESS)
@@ -287,7 +302,8 @@ static int read_chunk_direct(data_set *ds, uint64_t c, uint64_t len, unsigned ch
     if (got == SIZE_MAX)
       snprintf(why, sizeof why, "its chunk does not inflate (the deflate stream is damaged)");
     else if (got != chunk_bytes)
-      snprintf(why, sizeof why, "its chunk holds %s %zu bytes", got < chunk_bytes ? "fewer than" : "more than", chunk_bytes);
+      snprintf(why, sizeof why, "its chunk holds %s %zu bytes",
+               got < chunk_bytes ? "fewer than" : "more than", chunk_bytes);
     else if (shuffled)
       unshuffle(out, chunk_bytes, ds->shuffle_size, dst);
     if (got != chunk_bytes) rc = -1;
@@ -383,8 +399,9 @@ static int read_streaming(data_set *ds, const uint64_t *idx, size_t n, const dat
       if (i + 1 < n) {
         uint64_t next = ds->order[i + 1].idx, c2 = next / ds->cache_rows;
         int k = ds->chunk_slot[c2];
-        if (k >= 0) prefetch_row(ds->slot_buf[k] + (size_t)(next - c2 * ds->cache_rows) * row_bytes,
-                                 row_bytes);
+        if (k >= 0)
+          prefetch_row(ds->slot_buf[k] + (size_t)(next - c2 * ds->cache_rows) * row_bytes,
+                       row_bytes);
       }
       row_to_float(ds, buf + (size_t)(ds->order[i].idx - c * ds->cache_rows) * row_bytes, nm, p,
                    x + ds->order[i].pos * ds->elems);
