@@ -422,6 +422,12 @@ static int keep_failure(run *r, int rc) {
  * to share, and a synchronous write would stall for the whole file.
  * MIDSCALE_CKPT_COMPRESS=sync|background overrides (for the benchmark and
  * the tests). */
+/* 1 when this node has more cores than ranks of this run. */
+static int rank_cores_spare(const comm_world *w) {
+  long online = sysconf(_SC_NPROCESSORS_ONLN);
+  return online > (long)(w->local_size > 0 ? w->local_size : 1);
+}
+
 static int compress_in_background(const run *r) {
   const char *force = getenv("MIDSCALE_CKPT_COMPRESS");
   if (force && strcmp(force, "background") == 0) return 1;
@@ -1001,12 +1007,15 @@ static void say_start(run *r) {
 }
 
 /* The loader over the training set: from here on only it reads r->train.
- * It stops at the run's last step (or --stop-at). A set held in memory gets
- * no thread: its batch is a copy and a conversion, cheaper on the training
- * thread than a hand-over per step (which, with every core computing, also
- * costs each rank a context switch or two per step and starves other
- * processes: measured on 2 ranks of a tiny MLP, a thread made the run 45%
- * slower). A streamed set is read ahead by data.prefetch batches. */
+ * It stops at the run's last step (or --stop-at). A streamed set is read
+ * ahead by data.prefetch batches (a thread hides reads and decompression).
+ * A set held in memory is read ahead too when the node has more cores than
+ * ranks (BLAS helper threads leave gaps; Fashion-MNIST MLP, 1 rank on 2
+ * cores: data 0.3% of step time against 2.7% in the step); with a rank on
+ * every core its batch, a copy and a conversion, is cheaper on the training
+ * thread than a hand-over per step (2 ranks on 2 cores: 2.5% in the step,
+ * 3.1% with the thread; with several ranks per core, a tiny MLP's run was
+ * 45% slower with it, the wake-ups also starving other processes). */
 static int start_loader(run *r, const train_args *a) {
   const ms_config *c = &r->cfg;
   char err[ERRLEN] = "";
@@ -1019,7 +1028,9 @@ static int start_loader(run *r, const train_args *a) {
                    .global_batch = (uint64_t)r->global_batch,
                    .world = r->w->size,
                    .rank = r->w->rank,
-                   .prefetch = data_in_memory(r->train) ? 0 : c->data.prefetch,
+                   .prefetch = data_in_memory(r->train) && !rank_cores_spare(r->w)
+                                   ? 0
+                                   : c->data.prefetch,
                    .class_labels = r->classifier,
                    .end_step = (uint64_t)r->total_steps};
   (void)sampler_shuffle_parse(c->data.shuffle, &o.order.shuffle); /* checked by the schema */
@@ -1033,7 +1044,8 @@ static int start_loader(run *r, const train_args *a) {
              (unsigned long long)o.order.window);
   char ahead[64] = "in memory: each batch assembled in the step";
   if (o.prefetch > 0)
-    snprintf(ahead, sizeof ahead, "streamed: %d batch%s read ahead", o.prefetch,
+    snprintf(ahead, sizeof ahead, "%s: %d batch%s read ahead",
+             data_in_memory(r->train) ? "in memory" : "streamed", o.prefetch,
              o.prefetch == 1 ? "" : "es");
   else if (!data_in_memory(r->train))
     snprintf(ahead, sizeof ahead, "streamed: read in the step");

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The loader thread (data/loader.h) changes when batches are read, never
 # which: runs with data.prefetch 0 (reads in the step), 1, 2 and 6, streamed
-# or in memory, in global and block shuffle, end with bitwise-identical
+# or in memory (on 2 ranks and on 1), in global and block shuffle, end with bitwise-identical
 # parameters; a stop and resume mid-epoch with the loader ahead matches an
 # uninterrupted run; a chunk that cannot be read fails the step it belongs
 # to with exit 3 on every rank and one message naming the step, without a
@@ -46,6 +46,18 @@ grep -q 'in memory: each batch assembled in the step' "$LAST_OUT" ||
 same g0 gm
 train ga
 same g0 ga
+# One rank with a core to spare: the set in memory is read ahead too, and
+# gives what it gives read in the step.
+for p in 0 2; do
+  run_np 1 train cfg.yaml --set run.dir="m1p$p" --set data.cache=memory --set data.prefetch=$p
+  expect_ok
+  decompress "m1p$p/checkpoints/$final" "m1p$p.safetensors"
+done
+if [ "$(nproc)" -gt 1 ]; then
+  grep -q 'loader: shuffle global, in memory: 2 batches read ahead' "$LAST_OUT" ||
+    { cat "$LAST_OUT"; fail "1 rank on $(nproc) cores: data in memory should be read ahead"; }
+fi
+same m1p0 m1p2
 
 note "block shuffle (blocks of 100, windows of 3), streamed: prefetch 0 and 3"
 block=(--set data.cache=stream --set data.shuffle=block --set data.block_size=100
