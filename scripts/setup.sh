@@ -13,11 +13,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${MIDSCALE_BUILD_DIR:-$ROOT/build}
 
 # Build tools and libraries, then what the tests and the demo use (Python
-# with NumPy and PyTorch for the cross-checks, pgrep/pkill, and Slurm with
-# munge for the test cluster).
+# with NumPy, h5py and PyTorch for the cross-checks and the test files,
+# pgrep/pkill, and Slurm with munge for the test cluster).
 PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
   libhdf5-openmpi-dev hdf5-tools libzstd-dev zstd libxxhash-dev libyaml-dev libopenblas-dev
-  libjansson-dev zlib1g-dev libdeflate-dev libcmocka-dev python3 python3-numpy python3-torch dataset-fashion-mnist
+  libjansson-dev zlib1g-dev libdeflate-dev libcmocka-dev python3 python3-numpy python3-h5py python3-torch dataset-fashion-mnist
   procps slurm-wlm munge)
 
 install_packages() {

@@ -6,7 +6,7 @@
 # here with h5py, and with `midscale prepare` + truncate.
 source "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
-[ -x "$PY" ] && "$PY" -c 'import h5py, numpy' 2>/dev/null || { echo "SKIP: needs /usr/bin/python3 with h5py"; exit 0; }
+need_h5py
 
 "$PY" - <<'PY'
 import h5py, numpy as np

@@ -4,7 +4,7 @@
 # decode, strings, compounds), and its errors: exit 3 with one message.
 source "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
-[ -x "$PY" ] && "$PY" -c 'import h5py, numpy' 2>/dev/null || { echo "SKIP: needs /usr/bin/python3 with h5py"; exit 0; }
+need_h5py
 
 "$PY" - <<'PY'
 import h5py, numpy as np

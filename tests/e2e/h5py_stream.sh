@@ -7,7 +7,7 @@
 # stream.
 source "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
-[ -x "$PY" ] && "$PY" -c 'import h5py, numpy' 2>/dev/null || { echo "SKIP: needs /usr/bin/python3 with h5py"; exit 0; }
+need_h5py
 TOOL="$MS_SOURCE_DIR/tests/tools/h5py_stream.py"
 
 "$PY" "$TOOL" make stream.h5

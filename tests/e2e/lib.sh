@@ -17,6 +17,12 @@ CHECKER="$MS_SOURCE_DIR/tests/tools/safetensors_check.py"
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 note() { echo "--- $*"; }
+# need_h5py: these tests write their files with h5py (Debian's python3-h5py,
+# which scripts/setup.sh installs for /usr/bin/python3); without it they fail.
+need_h5py() {
+  /usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null ||
+    fail "needs /usr/bin/python3 with h5py and numpy (apt-get install python3-h5py; scripts/setup.sh does)"
+}
 
 # run_np N ARGS...: midscale under mpiexec with N ranks, bounded in time so
 # that a hang fails the test instead of blocking it. Sets RC; output goes to

@@ -105,11 +105,7 @@ run_np 2 train cfg.yaml "${block[@]}" --set run.dir=r --set data.shuffle=global 
 expect_error 4 "data.shuffle block → global"
 
 PY=/usr/bin/python3
-if ! [ -x "$PY" ] || ! "$PY" -c 'import h5py, numpy' 2>/dev/null; then
-  echo "SKIP (the damaged-chunk cases): needs /usr/bin/python3 with h5py"
-  echo "loader: ok"
-  exit 0
-fi
+need_h5py
 
 # 640 samples in chunks of 32; chunk 11 (samples 352..383) damaged. In order
 # (shuffle none), batch 64: steps 0..4 read, step 5 (samples 320..383) fails.

@@ -5,7 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 export RUN_TIMEOUT=120
 PY=/usr/bin/python3
-[ -x "$PY" ] && "$PY" -c 'import h5py, numpy' 2>/dev/null || { echo "SKIP: needs /usr/bin/python3 with h5py"; exit 0; }
+need_h5py
 
 "$PY" - <<'PY'
 import numpy as np
