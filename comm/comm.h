@@ -89,6 +89,25 @@ int comm_allreduce_max_f64(comm_world *w, double *buf, size_t n);
 /* Blocks until all ranks arrive. Collective. */
 int comm_barrier(comm_world *w);
 
+/* Memory shared by the ranks of each node (an MPI-3 shared window that the
+ * node's first rank allocates), for data every rank of a node would
+ * otherwise hold and compute a copy of. */
+typedef struct comm_node_mem comm_node_mem;
+
+/* Collective. Every rank passes the same bytes (> 0); on each node the
+ * first `zeroed` bytes are set to zero before any rank returns. When every
+ * node could allocate it, *out is the handle and *base the node's memory
+ * (page aligned, the same bytes on every rank of the node, valid until
+ * comm_node_mem_free). When some node could not (e.g. /dev/shm, where MPI
+ * libraries keep the pages, has less room than bytes), every rank gets
+ * *out = NULL and *base = NULL, and returns 0: the caller goes without.
+ * @return 0, or COMM_EMPI. */
+int comm_node_mem_alloc(comm_world *w, size_t bytes, size_t zeroed, comm_node_mem **out,
+                        void **base);
+
+/* Frees it; collective over the ranks of the node. Accepts NULL. */
+void comm_node_mem_free(comm_node_mem *m);
+
 /* Wall-clock seconds (MPI_Wtime). */
 double comm_wtime(void);
 

@@ -407,6 +407,34 @@ static int chunk_cache_init(data_set *ds, size_t row_bytes) {
   return 0;
 }
 
+/* The shared chunk cache (dataset.h): the state words, then the chunks
+ * from the next page on. */
+static size_t shared_states_bytes(const data_set *ds) {
+  size_t b = (size_t)ds->n_chunks * sizeof(uint32_t);
+  return (b + 4095) / 4096 * 4096;
+}
+
+size_t data_shared_cache_bytes(const data_set *ds) {
+  if (!ds->cache_rows || ds->chunk_state || (uint64_t)ds->cache_slots != ds->n_chunks ||
+      ds->n_chunks == 0)
+    return 0;
+  return shared_states_bytes(ds) + ds->arena_bytes;
+}
+
+size_t data_shared_cache_zeroed(const data_set *ds) { return shared_states_bytes(ds); }
+
+void data_share_cache(data_set *ds, void *mem) {
+  ds->chunk_state = mem;
+  ds->shared_chunks = (unsigned char *)mem + shared_states_bytes(ds);
+  for (uint64_t c = 0; c < ds->n_chunks; c++) {
+    ds->slot_buf[c] = ds->arena + c * ((size_t)ds->cache_rows * ds->elems * ds->dsize);
+    ds->slot_chunk[c] = c;
+    ds->chunk_slot[c] = -1; /* until this process has it */
+  }
+}
+
+uint64_t data_chunks_read(const data_set *ds) { return ds->chunks_read; }
+
 /* Sets ds->direct when the streamed chunks of ds->xset can be read as
  * stored and decoded by midscale (dataset_internal.h): chunks of whole
  * samples, the stored type identical to the memory type (native order),

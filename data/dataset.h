@@ -117,6 +117,27 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
 void data_hdf5_lock(void);
 void data_hdf5_unlock(void);
 
+/* Sharing a streamed set's chunk cache among the processes of a node (the
+ * MPI ranks of one node all open the same file): each chunk is then read
+ * and decoded once per node, by whichever process needs it first, and
+ * the others copy it (waiting while it is decoded).
+ *
+ * data_shared_cache_bytes: the bytes of shared memory that takes (a state
+ * word per chunk, then every chunk), or 0 when ds has no chunk cache or its
+ * cache does not hold every chunk (processes evicting different chunks
+ * cannot share slots). The first data_shared_cache_zeroed bytes of the
+ * memory must be zero before any process uses it.
+ *
+ * data_share_cache: moves ds's (still empty) chunk cache into mem, which
+ * every process of the node passes for the same file and datasets, and
+ * which must stay mapped until data_close. */
+size_t data_shared_cache_bytes(const data_set *ds);
+size_t data_shared_cache_zeroed(const data_set *ds);
+void data_share_cache(data_set *ds, void *mem);
+
+/* Chunks (or blocks) this process has read into its chunk cache. */
+uint64_t data_chunks_read(const data_set *ds);
+
 /* Closes the file and frees everything; accepts NULL. */
 void data_close(data_set *ds);
 

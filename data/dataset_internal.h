@@ -6,6 +6,7 @@
 #define MS_DATASET_INTERNAL_H
 
 #include <hdf5.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,17 @@ struct data_set {
   uint64_t *slot_used;      /* (cache_slots) the tick of its last use */
   uint64_t tick;
   int cache_slots;
+  uint64_t chunks_read; /* by this process */
+  /* A chunk cache shared by the node's processes (data_share_cache): chunk
+   * c is decoded by one of them into its own slot c and copied to
+   * shared_chunks (memory ds does not own), from which the others copy it
+   * into theirs; chunk_state[c] says where it is: CHUNK_EMPTY, CHUNK_BUSY
+   * (a process is reading it), CHUNK_READY (in shared_chunks). The slots
+   * stay private: read at random, rows are found faster in the arena's
+   * huge pages than in the 4 KiB pages of shared memory. NULL when not
+   * shared. */
+  _Atomic uint32_t *chunk_state;
+  unsigned char *shared_chunks;
   /* Direct chunk reads (dataset_read.c, chunk_get): when each chunk holds
    * whole samples, stored in native order and either not filtered or
    * deflated (after the shuffle filter or not), a chunk is read as stored
@@ -68,6 +80,8 @@ struct data_set {
   unsigned char *unshuf; /* scratch: a decompressed, still shuffled chunk */
   struct libdeflate_decompressor *inflater;
 };
+
+enum { CHUNK_EMPTY = 0, CHUNK_BUSY = 1, CHUNK_READY = 2 };
 
 /* Memory for large buffers filled once and then read at random (the
  * inputs in memory, the chunk cache): an anonymous mapping, 2 MiB aligned,

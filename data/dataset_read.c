@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <time.h>
 
 /* data_check_finite reads this many bytes of stored rows at a time. */
 #define FINITE_BLOCK_BYTES ((size_t)4 << 20)
@@ -360,10 +362,49 @@ int data_read_chunk(data_set *ds, uint64_t c, unsigned char *dst, char *err, siz
   return done < 0 || (!done && read_run(ds, start, len, dst, err, errlen) < 0) ? -1 : 0;
 }
 
+/* Chunk c of a cache shared by the node's processes (dataset.h): read
+ * here and published if no process has it, copied from shared memory if
+ * one has, waited for while one reads it. A failed read leaves it empty,
+ * so a waiting process tries it too and reports the same error. */
+static const unsigned char *shared_chunk_get(data_set *ds, uint64_t c, char *err, size_t errlen) {
+  _Atomic uint32_t *st = &ds->chunk_state[c];
+  size_t chunk_bytes = (size_t)ds->cache_rows * ds->elems * ds->dsize;
+  unsigned char *mine = ds->slot_buf[c], *shared = ds->shared_chunks + c * chunk_bytes;
+  for (unsigned waits = 0;; waits++) {
+    uint32_t s = atomic_load_explicit(st, memory_order_acquire);
+    if (s == CHUNK_READY) {
+      memcpy(mine, shared, chunk_bytes);
+      break;
+    }
+    if (s == CHUNK_EMPTY) {
+      if (!atomic_compare_exchange_strong_explicit(st, &s, CHUNK_BUSY, memory_order_acquire,
+                                                   memory_order_acquire))
+        continue;
+      int rc = data_read_chunk(ds, c, mine, err, errlen);
+      if (rc == 0) memcpy(shared, mine, chunk_bytes);
+      atomic_store_explicit(st, rc < 0 ? CHUNK_EMPTY : CHUNK_READY, memory_order_release);
+      if (rc < 0) return NULL;
+      ds->chunks_read++;
+      break;
+    }
+    /* Another process is decoding it (~2 ms for 1 MiB here). */
+    if (waits < 16) {
+      sched_yield();
+    } else {
+      struct timespec t = {0, 50000};
+      nanosleep(&t, NULL);
+    }
+  }
+  ds->chunk_slot[c] = (int32_t)c;
+  ds->slot_used[c] = ++ds->tick;
+  return mine;
+}
+
 /* The stored rows of chunk c, from the cache or read into it (evicting
  * the least recently used chunk); NULL on a failed read. */
 static const unsigned char *chunk_get(data_set *ds, uint64_t c, char *err, size_t errlen) {
   int k = ds->chunk_slot[c];
+  if (k < 0 && ds->chunk_state) return shared_chunk_get(ds, c, err, errlen);
   if (k < 0) {
     k = 0;
     for (int j = 1; j < ds->cache_slots; j++)
@@ -371,6 +412,7 @@ static const unsigned char *chunk_get(data_set *ds, uint64_t c, char *err, size_
     if (ds->slot_chunk[k] != UINT64_MAX) ds->chunk_slot[ds->slot_chunk[k]] = -1;
     ds->slot_chunk[k] = UINT64_MAX;
     if (data_read_chunk(ds, c, ds->slot_buf[k], err, errlen) < 0) return NULL;
+    ds->chunks_read++;
     ds->slot_chunk[k] = c;
     ds->chunk_slot[c] = k;
   }

@@ -206,7 +206,9 @@ const key_spec cfg_keys[] = {
          "collective after backward (same result, bit for bit)"),
     BOOL("comm.shared_memory", comm.shared_memory, 1, SAFE,
          "when every rank is on one node, sum the gradients in a node-shared MPI window (no "
-         "message copies, no overlap; same result, bit for bit); false = MPI collectives"),
+         "message copies, no overlap; same result, bit for bit); and share a streamed set's "
+         "chunk cache among the ranks of a node when it holds the whole set (each chunk "
+         "decoded once per node); false = MPI collectives, each rank decodes its own"),
     ENUM("comm.compress", comm.compress, "none", compress_names, SAFE,
          "gradients on the wire: fp16 or bf16 halve the bytes, with error feedback (each rank "
          "adds what rounding lost to its next gradient; not kept in checkpoints)"),

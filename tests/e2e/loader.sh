@@ -29,8 +29,8 @@ same() {
 
 note "global shuffle, streamed: prefetch 0, 1, 2, 6"
 train g0 --set data.cache=stream --set data.prefetch=0
-grep -q 'loader: shuffle global, streamed: read in the step (data.cache stream)' "$LAST_OUT" ||
-  { cat "$LAST_OUT"; fail "no loader line"; }
+grep -q "loader: shuffle global, streamed: read in the step, chunk cache shared by the node's ranks (data.cache stream)" "$LAST_OUT" ||
+  { cat "$LAST_OUT"; fail "no loader line (a chunk cache shared by the node's 2 ranks)"; }
 grep -q '(streamed)' "$LAST_OUT" || fail "data.cache=stream did not stream"
 for p in 1 2 6; do
   train "g$p" --set data.cache=stream --set data.prefetch=$p
@@ -38,6 +38,11 @@ for p in 1 2 6; do
 done
 grep -q "loader: shuffle global, streamed: 6 batches read ahead" "$LAST_OUT" ||
   { cat "$LAST_OUT"; fail "prefetch 6 did not read ahead"; }
+note "streamed, a chunk cache per rank (comm.shared_memory false) as shared"
+train gp --set data.cache=stream --set comm.shared_memory=false
+grep -q 'loader: shuffle global, streamed: 2 batches read ahead (data.cache stream)' "$LAST_OUT" ||
+  { cat "$LAST_OUT"; fail "comm.shared_memory=false still shares the chunk cache"; }
+same g0 gp
 note "in memory (data.cache memory and auto) as streamed"
 train gm --set data.cache=memory
 grep -q '(in memory)' "$LAST_OUT" || fail "data.cache=memory is not in memory"

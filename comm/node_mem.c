@@ -1,0 +1,89 @@
+/* Node-shared memory (comm.h: comm_node_mem_alloc). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include "comm.h"
+
+struct comm_node_mem {
+  MPI_Comm node;
+  MPI_Win win;
+};
+
+/* MPI libraries back shared windows with files in /dev/shm (Open MPI's
+ * osc_sm_backing_directory, MPICH's shm_open): on a tmpfs smaller than the
+ * window, mapping succeeds and the first touch past its end is a SIGBUS.
+ * Asked before allocating; where /dev/shm does not exist, yes. */
+static int shm_has_room(size_t bytes) {
+  struct statvfs s;
+  if (statvfs("/dev/shm", &s) != 0) return 1;
+  return (double)s.f_bavail * (double)s.f_frsize >= (double)bytes + (64.0 * 1048576.0);
+}
+
+static void release(comm_node_mem *m) {
+  if (!m) return;
+  if (m->win != MPI_WIN_NULL) MPI_Win_free(&m->win);
+  if (m->node != MPI_COMM_NULL) MPI_Comm_free(&m->node);
+  free(m);
+}
+
+int comm_node_mem_alloc(comm_world *w, size_t bytes, size_t zeroed, comm_node_mem **out,
+                        void **base) {
+  *out = NULL;
+  *base = NULL;
+  comm_node_mem *m = calloc(1, sizeof *m);
+  int ok = m != NULL, all = 0, rc;
+  if (m) m->win = MPI_WIN_NULL, m->node = MPI_COMM_NULL;
+  /* Every rank takes part in every collective below, whatever failed. */
+  MPI_Comm node = MPI_COMM_NULL;
+  rc = MPI_Comm_split_type(w->comm, MPI_COMM_TYPE_SHARED, w->rank, MPI_INFO_NULL, &node);
+  if (rc != MPI_SUCCESS) {
+    free(m);
+    snprintf(w->err, sizeof w->err, "MPI_Comm_split_type failed (code %d)", rc);
+    return COMM_EMPI;
+  }
+  MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN);
+  int first = 0;
+  MPI_Comm_rank(node, &first);
+  first = first == 0;
+  /* The node's first rank decides whether there is room, for all of it. */
+  int room = first ? shm_has_room(bytes) : 0;
+  MPI_Bcast(&room, 1, MPI_INT, 0, node);
+  ok = ok && room && bytes > 0;
+  void *mine = NULL, *shared = NULL;
+  MPI_Win win = MPI_WIN_NULL;
+  if (room && bytes > 0) {
+    rc = MPI_Win_allocate_shared(first ? (MPI_Aint)bytes : 0, 1, MPI_INFO_NULL, node, &mine, &win);
+    MPI_Aint size = 0;
+    int disp = 0;
+    ok = ok && rc == MPI_SUCCESS &&
+         MPI_Win_shared_query(win, 0, &size, &disp, &shared) == MPI_SUCCESS &&
+         (size_t)size >= bytes && shared;
+  }
+  rc = MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, w->comm);
+  if (rc != MPI_SUCCESS || !all) {
+    if (win != MPI_WIN_NULL) MPI_Win_free(&win);
+    MPI_Comm_free(&node);
+    free(m);
+    if (rc != MPI_SUCCESS) {
+      snprintf(w->err, sizeof w->err, "MPI_Allreduce (node memory) failed (code %d)", rc);
+      return COMM_EMPI;
+    }
+    return 0;
+  }
+  if (first && zeroed) memset(shared, 0, zeroed < bytes ? zeroed : bytes);
+  rc = MPI_Barrier(node);
+  m->node = node;
+  m->win = win;
+  if (rc != MPI_SUCCESS) {
+    release(m);
+    snprintf(w->err, sizeof w->err, "MPI_Barrier (node memory) failed (code %d)", rc);
+    return COMM_EMPI;
+  }
+  *out = m;
+  *base = shared;
+  return 0;
+}
+
+void comm_node_mem_free(comm_node_mem *m) { release(m); }
