@@ -9,6 +9,7 @@
 struct comm_node_mem {
   MPI_Comm node;
   MPI_Win win;
+  int locked; /* in its MPI_Win_lock_all epoch */
 };
 
 /* MPI libraries back shared windows with files in /dev/shm (Open MPI's
@@ -23,6 +24,7 @@ static int shm_has_room(size_t bytes) {
 
 static void release(comm_node_mem *m) {
   if (!m) return;
+  if (m->locked) MPI_Win_unlock_all(m->win);
   if (m->win != MPI_WIN_NULL) MPI_Win_free(&m->win);
   if (m->node != MPI_COMM_NULL) MPI_Comm_free(&m->node);
   free(m);
@@ -72,10 +74,17 @@ int comm_node_mem_alloc(comm_world *w, size_t bytes, size_t zeroed, comm_node_me
     }
     return 0;
   }
+  /* One passive-target epoch for the window's life (as the reducer's):
+   * MPI_Win_sync orders the zeroing before the barrier and the other
+   * ranks' first loads after it. */
+  MPI_Win_lock_all(MPI_MODE_NOCHECK, win);
   if (first && zeroed) memset(shared, 0, zeroed < bytes ? zeroed : bytes);
+  MPI_Win_sync(win);
   rc = MPI_Barrier(node);
+  MPI_Win_sync(win);
   m->node = node;
   m->win = win;
+  m->locked = 1;
   if (rc != MPI_SUCCESS) {
     release(m);
     snprintf(w->err, sizeof w->err, "MPI_Barrier (node memory) failed (code %d)", rc);

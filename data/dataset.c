@@ -11,6 +11,7 @@
 #include "dataset_internal.h"
 #include "h5util.h"
 
+#include <assert.h>
 #include <hdf5.h>
 #include <inttypes.h>
 #include <libdeflate.h>
@@ -423,7 +424,11 @@ size_t data_shared_cache_bytes(const data_set *ds) {
 
 size_t data_shared_cache_zeroed(const data_set *ds) { return shared_states_bytes(ds); }
 
+/* Processes share the state words: their atomics must not hide a lock. */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
+
 void data_share_cache(data_set *ds, void *mem) {
+  assert((uint64_t)ds->cache_slots == ds->n_chunks); /* data_shared_cache_bytes > 0 */
   ds->chunk_state = mem;
   ds->shared_chunks = (unsigned char *)mem + shared_states_bytes(ds);
   for (uint64_t c = 0; c < ds->n_chunks; c++) {

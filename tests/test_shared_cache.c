@@ -20,7 +20,7 @@
 #include "h5fixture.h"
 
 static comm_world W;
-static char g_path[256];
+static char g_path[256], g_bad[280];
 
 enum { N = 1000, E = 12, CHUNK = 37, N_CHUNKS = (N + CHUNK - 1) / CHUNK };
 
@@ -48,7 +48,21 @@ static int make_file(void **state) {
                      FX_SHUFFLE | FX_DEFLATE);
     h5f_put(f, "/y", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, yd, ys, 0);
     H5Fclose(f);
+    /* The same with chunk 3 (samples 111..147) not a deflate stream. */
+    snprintf(g_bad, sizeof g_bad, "%s.bad.h5", g_path);
+    f = h5f_create(g_bad);
+    h5f_put_filtered(f, "/x", H5T_STD_I16LE, H5T_NATIVE_DOUBLE, 2, xd, xs, CHUNK,
+                     FX_SHUFFLE | FX_DEFLATE);
+    h5f_put(f, "/y", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, yd, ys, 0);
+    hid_t set = H5Dopen2(f, "/x", H5P_DEFAULT);
+    unsigned char junk[64];
+    memset(junk, 0xA5, sizeof junk);
+    hsize_t off[2] = {3 * CHUNK, 0};
+    assert_true(H5Dwrite_chunk(set, H5P_DEFAULT, 0u, off, sizeof junk, junk) >= 0);
+    H5Dclose(set);
+    H5Fclose(f);
   }
+  MPI_Bcast(g_bad, sizeof g_bad, MPI_CHAR, 0, W.comm);
   MPI_Bcast(g_path, sizeof g_path, MPI_CHAR, 0, W.comm);
   return 0;
 }
@@ -56,7 +70,7 @@ static int make_file(void **state) {
 static int remove_file(void **state) {
   (void)state;
   MPI_Barrier(W.comm);
-  if (W.rank == 0) remove(g_path);
+  if (W.rank == 0) remove(g_path), remove(g_bad);
   return 0;
 }
 
@@ -111,6 +125,37 @@ static void test_shared_cache_reads_every_chunk_once_per_node(void **state) {
   comm_node_mem_free(m);
 }
 
+/* A chunk that does not decode fails on every rank that needs it, all at
+ * once (a failed read leaves it for the next rank to try, which fails
+ * too, rather than waiting for it forever); the other chunks still read. */
+static void test_shared_cache_damaged_chunk_fails_on_every_rank(void **state) {
+  (void)state;
+  char err[512] = "";
+  data_set *ds = NULL;
+  assert_int_equal(
+      data_open_cached(&ds, g_bad, "/x", "/y", 1 << 20, DATA_CACHE_STREAM, err, sizeof err), 0);
+  comm_node_mem *m = NULL;
+  void *base = NULL;
+  size_t bytes = data_shared_cache_bytes(ds);
+  assert_int_equal(comm_node_mem_alloc(&W, bytes, data_shared_cache_zeroed(ds), &m, &base), 0);
+  assert_all_true(m != NULL);
+  data_share_cache(ds, base);
+  uint64_t idx[4] = {3 * CHUNK + 1, 3 * CHUNK + 5, 3 * CHUNK + 9, 3 * CHUNK + 30};
+  float got[4 * E];
+  int ok = 1;
+  MPI_Barrier(W.comm);
+  for (int round = 0; round < 3; round++) {
+    err[0] = '\0';
+    ok &= data_read(ds, idx, 4, NULL, got, NULL, NULL, err, sizeof err) < 0;
+    ok &= strstr(err, "cannot read samples 111..147") != NULL;
+  }
+  uint64_t good[2] = {0, N - 1};
+  ok &= data_read(ds, good, 2, NULL, got, NULL, NULL, err, sizeof err) == 0;
+  assert_all_true(ok);
+  data_close(ds);
+  comm_node_mem_free(m);
+}
+
 /* Without sharing, every rank reads every chunk itself: the count above
  * could fail. */
 static void test_private_caches_read_every_chunk_on_every_rank(void **state) {
@@ -138,6 +183,7 @@ int main(int argc, char **argv) {
   }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_shared_cache_reads_every_chunk_once_per_node),
+      cmocka_unit_test(test_shared_cache_damaged_chunk_fails_on_every_rank),
       cmocka_unit_test(test_private_caches_read_every_chunk_on_every_rank),
   };
   if (W.rank != 0 && !freopen("/dev/null", "w", stdout)) return 1;

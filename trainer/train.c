@@ -46,8 +46,8 @@ typedef struct {
   size_t cfg_len;
   char ckpt_dir[MS_PATH_MAX + 32];
   data_set *train, *test;
-  /* The train and test sets' chunk caches in node memory, or NULL. */
-  comm_node_mem *shared_cache[2];
+  /* The training set's chunk cache in node memory, or NULL. */
+  comm_node_mem *shared_cache;
   data_norm norm; /* data.scale/mean/std, views into cfg; set by open_data */
   ms_model *model;
   ms_optim *opt;
@@ -180,28 +180,28 @@ static int data_rc(int rc, int code, const char *err) {
   return rc < 0 ? ms_error_set(code, "%s", err) : 0;
 }
 
-/* A streamed set whose chunk cache holds it whole is shared by the ranks
- * of each node (comm.shared_memory): each chunk is then read and decoded
- * once per node instead of once per rank. On 2 ranks of 2 cores the first
- * batch of Fashion-MNIST, for which every rank decoded nearly the whole
- * file, waited 0.21-0.26 s against 0.10 s for one rank alone; shared, the
- * run's data time fell from 0.208 to 0.192 s (medians of 5 paired 8-epoch
- * runs). Collective; every rank decides the same. */
-static int share_chunk_caches(run *r) {
+/* A streamed training set whose chunk cache holds it whole is shared by
+ * the ranks of each node (comm.shared_memory): each chunk is then read and
+ * decoded once per node instead of once per rank. On 2 ranks of 2 cores
+ * the first batch of Fashion-MNIST, for which every rank decoded nearly
+ * the whole file, waited 0.21-0.26 s against 0.10 s for one rank alone;
+ * shared, the run's data time fell from 0.208 to 0.192 s (medians of 5
+ * paired 8-epoch runs). Not the test set: evaluation gives each rank its
+ * own slice, so ranks seldom need the same chunk. Collective, after
+ * verify_identity (ranks with different configs must reach its message,
+ * not a mismatched collective); every rank decides the same. */
+static int share_chunk_cache(run *r) {
   if (r->w->size < 2 || !r->cfg.comm.shared_memory) return 0;
   double most = r->w->local_size; /* the most ranks on one node */
   int rc = comm_allreduce_max_f64(r->w, &most, 1);
-  for (int i = 0; rc == 0 && most > 1 && i < 2; i++) {
-    data_set *ds = i ? r->test : r->train;
-    uint64_t bytes = ds ? data_shared_cache_bytes(ds) : 0;
-    int same = comm_all_equal_u64(r->w, bytes);
-    if (same < 0) rc = same;
-    if (rc < 0 || !same || bytes == 0) continue;
-    void *base = NULL;
-    rc = comm_node_mem_alloc(r->w, (size_t)bytes, data_shared_cache_zeroed(ds),
-                             &r->shared_cache[i], &base);
-    if (rc == 0 && base) data_share_cache(ds, base);
-  }
+  uint64_t bytes = data_shared_cache_bytes(r->train);
+  int same = rc == 0 && most > 1 ? comm_all_equal_u64(r->w, bytes) : 0;
+  if (same < 0) rc = same;
+  void *base = NULL;
+  if (rc == 0 && same && bytes > 0)
+    rc = comm_node_mem_alloc(r->w, (size_t)bytes, data_shared_cache_zeroed(r->train),
+                             &r->shared_cache, &base);
+  if (rc == 0 && base) data_share_cache(r->train, base);
   return rc < 0 ? ms_error_set(MS_ECOMM, "%s", r->w->err) : 0;
 }
 
@@ -223,8 +223,6 @@ static int open_data(run *r) {
                                   cache, err, sizeof err),
                  MS_EDATA, err);
   if (rc == 0) rc = check_data_sets(c, r->train, r->test, &r->norm);
-  if ((rc = agree(r, rc))) return rc;
-  if ((rc = share_chunk_caches(r))) return rc;
   for (int i = 0; rc == 0 && c->data.check_finite && i < 2; i++) {
     data_set *ds = i ? r->test : r->train;
     uint64_t begin, count;
@@ -1072,7 +1070,7 @@ static int start_loader(run *r, const train_args *a) {
              (unsigned long long)loader_block_size(r->loader),
              (unsigned long long)o.order.window);
   char shared[48] = "";
-  if (r->shared_cache[0])
+  if (r->shared_cache)
     snprintf(shared, sizeof shared, ", chunk cache shared by the node's ranks");
   char ahead[64] = "in memory: each batch assembled in the step";
   if (o.prefetch > 0)
@@ -1131,6 +1129,7 @@ static int setup(run *r, const train_args *a) {
   if ((rc = agree(r, check_model_input(c, r->train)))) return rc;
   if ((rc = build_model(r))) return rc;
   if ((rc = create_reducer(r))) return rc;
+  if ((rc = share_chunk_cache(r))) return rc;
   /* The checkpoint writer and its snapshot exist from the start, so the
    * first checkpoint pays no allocation in the middle of training. */
   r->save_background = compress_in_background(r);
@@ -1173,7 +1172,7 @@ static void teardown(run *r) {
   model_free(r->model);
   data_close(r->train);
   data_close(r->test);
-  for (int i = 0; i < 2; i++) comm_node_mem_free(r->shared_cache[i]);
+  comm_node_mem_free(r->shared_cache);
   free(r->cfg_text);
   free(r->idx);
   free(r->x);

@@ -24,6 +24,12 @@ sed 's/lr: 0.05/lr: 0.2/' a.yaml >b.yaml
 run_mpmd -n 1 "$MIDSCALE" train a.yaml : -n 1 "$MIDSCALE" train b.yaml
 expect_error 2 "ranks were given different configs: rank 1 differs from rank 0 in 1 key (rank 0's value → rank 1's): optim.lr 0.05 → 0.2"
 
+# A key that decides a collective before the configs are compared (the
+# streamed set's shared chunk cache): still the message, not a hang.
+run_mpmd -n 1 "$MIDSCALE" train a.yaml --set data.cache=stream --set comm.shared_memory=false \
+  : -n 1 "$MIDSCALE" train a.yaml --set data.cache=stream
+expect_error 2 "comm.shared_memory false → true"
+
 # Overrides given to one rank only; three ranks, the last one differs.
 run_mpmd -n 2 "$MIDSCALE" train a.yaml --set train.batch_size=96 \
   : -n 1 "$MIDSCALE" train a.yaml --set train.batch_size=96 --set model.layers[1].units=30
