@@ -431,8 +431,10 @@ void data_share_cache(data_set *ds, void *mem) {
   assert((uint64_t)ds->cache_slots == ds->n_chunks); /* data_shared_cache_bytes > 0 */
   ds->chunk_state = mem;
   ds->shared_chunks = (unsigned char *)mem + shared_states_bytes(ds);
+  /* Slot c (already arena + c chunks, chunk_cache_init) holds chunk c; a
+   * chunk read before (data_check_finite) is fetched again through the
+   * shared states. */
   for (uint64_t c = 0; c < ds->n_chunks; c++) {
-    ds->slot_buf[c] = ds->arena + c * ((size_t)ds->cache_rows * ds->elems * ds->dsize);
     ds->slot_chunk[c] = c;
     ds->chunk_slot[c] = -1; /* until this process has it */
   }

@@ -128,9 +128,9 @@ void data_hdf5_unlock(void);
  * cannot share slots). The first data_shared_cache_zeroed bytes of the
  * memory must be zero before any process uses it.
  *
- * data_share_cache: moves ds's (still empty) chunk cache into mem, which
- * every process of the node passes for the same file and datasets, and
- * which must stay mapped until data_close. */
+ * data_share_cache: from then on ds's chunks come through mem (its slots
+ * stay its own), which every process of the node passes for the same file
+ * and datasets, and which must stay mapped until data_close. */
 size_t data_shared_cache_bytes(const data_set *ds);
 size_t data_shared_cache_zeroed(const data_set *ds);
 void data_share_cache(data_set *ds, void *mem);

@@ -74,22 +74,30 @@ static int remove_file(void **state) {
   return 0;
 }
 
+/* Opens path streamed and shares its chunk cache in node memory (*m). */
+static data_set *open_shared(const char *path, comm_node_mem **m) {
+  char err[512] = "";
+  data_set *ds = NULL;
+  assert_int_equal(
+      data_open_cached(&ds, path, "/x", "/y", 1 << 20, DATA_CACHE_STREAM, err, sizeof err), 0);
+  size_t bytes = data_shared_cache_bytes(ds);
+  assert_all_true(bytes >= (size_t)N * E * 2);
+  void *base = NULL;
+  assert_int_equal(comm_node_mem_alloc(&W, bytes, data_shared_cache_zeroed(ds), m, &base), 0);
+  assert_all_true(*m != NULL && base != NULL);
+  data_share_cache(ds, base);
+  return ds;
+}
+
 static void test_shared_cache_reads_every_chunk_once_per_node(void **state) {
   (void)state;
   char err[512] = "";
-  data_set *mem = NULL, *ds = NULL;
+  data_set *mem = NULL;
   assert_int_equal(
       data_open_cached(&mem, g_path, "/x", "/y", 1 << 20, DATA_CACHE_MEMORY, err, sizeof err), 0);
-  assert_int_equal(
-      data_open_cached(&ds, g_path, "/x", "/y", 1 << 20, DATA_CACHE_STREAM, err, sizeof err), 0);
-  assert_all_true(data_direct_chunks(ds));
-  size_t bytes = data_shared_cache_bytes(ds);
-  assert_all_true(bytes >= (size_t)N * E * 2);
   comm_node_mem *m = NULL;
-  void *base = NULL;
-  assert_int_equal(comm_node_mem_alloc(&W, bytes, data_shared_cache_zeroed(ds), &m, &base), 0);
-  assert_all_true(m != NULL && base != NULL);
-  data_share_cache(ds, base);
+  data_set *ds = open_shared(g_path, &m);
+  assert_all_true(data_direct_chunks(ds));
   assert_all_true(data_shared_cache_bytes(ds) == 0); /* shared once */
 
   /* Every rank: all samples, batches of 16 in an order of its own (a
@@ -131,15 +139,8 @@ static void test_shared_cache_reads_every_chunk_once_per_node(void **state) {
 static void test_shared_cache_damaged_chunk_fails_on_every_rank(void **state) {
   (void)state;
   char err[512] = "";
-  data_set *ds = NULL;
-  assert_int_equal(
-      data_open_cached(&ds, g_bad, "/x", "/y", 1 << 20, DATA_CACHE_STREAM, err, sizeof err), 0);
   comm_node_mem *m = NULL;
-  void *base = NULL;
-  size_t bytes = data_shared_cache_bytes(ds);
-  assert_int_equal(comm_node_mem_alloc(&W, bytes, data_shared_cache_zeroed(ds), &m, &base), 0);
-  assert_all_true(m != NULL);
-  data_share_cache(ds, base);
+  data_set *ds = open_shared(g_bad, &m);
   uint64_t idx[4] = {3 * CHUNK + 1, 3 * CHUNK + 5, 3 * CHUNK + 9, 3 * CHUNK + 30};
   float got[4 * E];
   int ok = 1;
