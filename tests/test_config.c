@@ -116,13 +116,13 @@ static void test_config_defaults(void **state) {
   assert_string_equal(c.data.test_y, "/test/labels");
   assert_true(c.data.scale == 1.0);
   assert_int_equal(c.model.n_layers, 0);
-  assert_string_equal(c.model.loss, "softmax_cross_entropy");
-  assert_string_equal(c.optim.name, "sgd");
+  assert_int_equal(c.model.loss, MS_LOSS_XENT);
+  assert_int_equal(c.optim.name, MS_OPTIM_SGD);
   assert_true(c.optim.lr == 0.01);
   assert_true(c.optim.momentum == 0.9);
   assert_true(c.optim.weight_decay == 0.0);
   assert_int_equal(c.optim.nesterov, 0);
-  assert_string_equal(c.schedule.name, "constant");
+  assert_int_equal(c.schedule.name, MS_SCHED_CONSTANT);
   assert_int_equal(c.schedule.warmup_steps, 0);
   assert_true(c.schedule.min_lr_ratio == 0.0);
   assert_int_equal(c.train.epochs, 1);
@@ -206,7 +206,7 @@ static void test_config_parse_good_full(void **state) {
   assert_true(c.optim.lr == 0.05);
   assert_true(c.optim.momentum == 0.9);
   assert_int_equal(c.optim.nesterov, 0);
-  assert_string_equal(c.schedule.name, "cosine");
+  assert_int_equal(c.schedule.name, MS_SCHED_COSINE);
   assert_int_equal(c.schedule.warmup_steps, 100);
   assert_int_equal(c.train.epochs, 15);
   assert_int_equal(c.train.batch_size, 128);
@@ -700,7 +700,7 @@ static void test_config_override_scalar(void **state) {
   assert_int_equal(config_override(&c, "run.seed=18446744073709551615"), 0);
   assert_true(c.run.seed == UINT64_MAX);
   assert_int_equal(config_override(&c, "schedule.name=cosine"), 0);
-  assert_string_equal(c.schedule.name, "cosine");
+  assert_int_equal(c.schedule.name, MS_SCHED_COSINE);
 }
 
 static void test_config_override_quoted_string(void **state) {
@@ -862,14 +862,14 @@ static void test_config_validate_ranges(void **state) {
   c.optim.lr = -1;
   c.checkpoint.level = 30;
   c.comm.timeout_s = 0;
-  snprintf(c.schedule.name, sizeof c.schedule.name, "linear");
+  c.schedule.name = (ms_schedule_kind)7;
   assert_int_equal(config_validate(&c, 1), MS_ECONFIG);
   const char *m = ms_error_msg();
   assert_contains(m, "optim.lr: expected a number in (0, 10], found -1");
   assert_contains(m, "checkpoint.level: expected an integer in [1, 19], found 30");
   assert_contains(m, "comm.timeout_s: expected a number > 0, found 0");
   assert_contains(
-      m, "schedule.name: expected one of constant, cosine, step, onecycle, found 'linear'");
+      m, "schedule.name: expected one of constant, cosine, step, onecycle, found 7");
 }
 
 static void test_config_validate_appended_layer_needs_units(void **state) {
@@ -1013,7 +1013,7 @@ static void test_config_check_steps_warmup_within_run(void **state) {
   assert_int_equal(config_check_steps(&c, 1), 0);
 }
 
-static void test_config_resume_diff_names_every_pinned_key(void **state) {
+static void test_config_diff_pinned_names_every_pinned_key(void **state) {
   (void)state;
   ms_config a, b;
   char msg[512];
@@ -1027,13 +1027,13 @@ static void test_config_resume_diff_names_every_pinned_key(void **state) {
   b.checkpoint.keep = 9;
   b.train.eval_batch_size = 10;
   set_str(b.run.dir, sizeof b.run.dir, "elsewhere");
-  assert_int_equal(config_resume_diff(&a, &b, msg, sizeof msg), 0);
+  assert_int_equal(config_diff(&a, &b, CONFIG_DIFF_PINNED, msg, sizeof msg), 0);
   assert_string_equal(msg, "");
   b.model.layers[0].units = 40;
   b.run.seed = 8;
   b.train.batch_size = 256;
   set_str(b.data.train_x, sizeof b.data.train_x, "/other");
-  assert_int_equal(config_resume_diff(&a, &b, msg, sizeof msg), 4);
+  assert_int_equal(config_diff(&a, &b, CONFIG_DIFF_PINNED, msg, sizeof msg), 4);
   assert_string_equal(msg,
                       "run.seed 42 → 8; data.train_x /train/images → /other; "
                       "model.layers[0].units 256 → 40; train.batch_size 128 → 256");
@@ -1041,12 +1041,12 @@ static void test_config_resume_diff_names_every_pinned_key(void **state) {
   b.model.n_layers = 2;
   b.model.layers[1].activation = MS_ACT_NONE;
   b.data.scale = 1;
-  assert_int_equal(config_resume_diff(&a, &b, msg, sizeof msg), 3);
+  assert_int_equal(config_diff(&a, &b, CONFIG_DIFF_PINNED, msg, sizeof msg), 3);
   assert_contains(msg,
                   "data.scale 0.00392156862745098 → 1; model.layers 3 layers → 2 layers; "
                   "model.layers[1].activation relu → none");
   /* A short buffer is cut, not overrun. */
-  assert_int_equal(config_resume_diff(&a, &b, msg, 20), 3);
+  assert_int_equal(config_diff(&a, &b, CONFIG_DIFF_PINNED, msg, 20), 3);
   assert_true(strlen(msg) < 20);
   assert_contains(msg, "...");
 }
@@ -1126,12 +1126,12 @@ static void test_config_parse_every_layer_type_and_key(void **state) {
   assert_true(l[8].alpha == 0.01);
   assert_true(l[8].eps == 1e-5);
   assert_true(c.model.label_smoothing == 0.1);
-  assert_string_equal(c.optim.name, "adamw");
+  assert_int_equal(c.optim.name, MS_OPTIM_ADAMW);
   assert_true(c.optim.beta1 == 0.8);
   assert_true(c.optim.beta2 == 0.99);
   assert_true(c.optim.eps == 1e-7);
   assert_int_equal(c.optim.decay_all, 1);
-  assert_string_equal(c.schedule.name, "onecycle");
+  assert_int_equal(c.schedule.name, MS_SCHED_ONECYCLE);
   assert_int_equal(c.schedule.step_size, 50);
   assert_true(c.schedule.gamma == 0.5);
   assert_true(c.schedule.div_factor == 10);
@@ -1603,7 +1603,7 @@ static void test_config_override_resets_keys_that_stop_applying(void **state) {
   assert_round_trip(&c);
 }
 
-static void test_config_resume_diff_layer_items(void **state) {
+static void test_config_diff_pinned_layer_items(void **state) {
   (void)state;
   ms_config a, b;
   char msg[512];
@@ -1614,7 +1614,7 @@ static void test_config_resume_diff_layer_items(void **state) {
   b.optim.beta2 = 0.9;
   b.optim.eps = 1e-6;
   b.optim.decay_all = 0;
-  set_str(b.schedule.name, sizeof b.schedule.name, "step");
+  b.schedule.name = MS_SCHED_STEP;
   b.schedule.step_size = 7;
   b.schedule.gamma = 0.9;
   b.schedule.div_factor = 2;
@@ -1622,11 +1622,11 @@ static void test_config_resume_diff_layer_items(void **state) {
   b.schedule.pct_start = 0.5;
   b.model.label_smoothing = 0;
   b.train.eval_top_k = 0;
-  assert_int_equal(config_resume_diff(&a, &b, msg, sizeof msg), 0);
+  assert_int_equal(config_diff(&a, &b, CONFIG_DIFF_PINNED, msg, sizeof msg), 0);
   assert_string_equal(msg, "");
   /* Every layer key is pinned, and so are the loss and the optimizer. */
   assert_int_equal(config_override(&b, "model.layers[0].kernel=3"), 0);
-  assert_int_equal(config_resume_diff(&a, &b, msg, sizeof msg), 1);
+  assert_int_equal(config_diff(&a, &b, CONFIG_DIFF_PINNED, msg, sizeof msg), 1);
   assert_string_equal(msg, "model.layers[0].kernel 5 → 3");
   b.model.layers[0].alpha = 0.3;
   b.model.layers[0].init = MS_INIT_AUTO;
@@ -1634,9 +1634,9 @@ static void test_config_resume_diff_layer_items(void **state) {
   b.model.layers[2].stride = 0;
   b.model.layers[3].eps = 1e-5;
   b.model.layers[5].rate = 0.5;
-  set_str(b.model.loss, sizeof b.model.loss, "mse");
-  set_str(b.optim.name, sizeof b.optim.name, "adam");
-  assert_int_equal(config_resume_diff(&a, &b, msg, sizeof msg), 9);
+  b.model.loss = MS_LOSS_MSE;
+  b.optim.name = MS_OPTIM_ADAM;
+  assert_int_equal(config_diff(&a, &b, CONFIG_DIFF_PINNED, msg, sizeof msg), 9);
   assert_string_equal(msg,
                       "model.layers[0].kernel 5 → 3; model.layers[0].alpha 0.2 → 0.3; "
                       "model.layers[0].init he_uniform → auto; model.layers[1].type maxpool2d → "
@@ -1871,7 +1871,7 @@ int main(void) {
       cmocka_unit_test(test_config_data_mean_std_lists),
       cmocka_unit_test(test_config_check_input_names_both_shapes),
       cmocka_unit_test(test_config_check_steps_warmup_within_run),
-      cmocka_unit_test(test_config_resume_diff_names_every_pinned_key),
+      cmocka_unit_test(test_config_diff_pinned_names_every_pinned_key),
       cmocka_unit_test(test_config_reference_lists_every_key),
       cmocka_unit_test(test_config_defaults_of_layer_items),
       cmocka_unit_test(test_config_parse_every_layer_type_and_key),
@@ -1889,7 +1889,7 @@ int main(void) {
       cmocka_unit_test(test_config_override_layer_item_keys),
       cmocka_unit_test(test_config_override_append_conv_layer),
       cmocka_unit_test(test_config_override_resets_keys_that_stop_applying),
-      cmocka_unit_test(test_config_resume_diff_layer_items),
+      cmocka_unit_test(test_config_diff_pinned_layer_items),
       cmocka_unit_test(test_config_schema_layer_rows),
       cmocka_unit_test(test_config_reference_documents_layer_items),
   };

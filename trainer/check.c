@@ -84,7 +84,7 @@ int check_accumulate(const ms_config *cfg, int world) {
 }
 
 int check_is_classifier(const ms_config *cfg) {
-  return strcmp(cfg->model.loss, "softmax_cross_entropy") == 0;
+  return cfg->model.loss == MS_LOSS_XENT;
 }
 
 int check_labels(const ms_config *cfg, long n_out, data_set *ds) {
@@ -149,7 +149,7 @@ int check_resume_meta(const char *path, const ckpt_meta *meta, const ms_config *
   } else if (config_parse(saved, meta->config, strlen(meta->config), "(saved config)") != 0) {
     ms_error_prefix("%s: the config saved in this checkpoint does not parse", path);
     rc = MS_ECKPT;
-  } else if (config_resume_diff(saved, now, diff, sizeof diff) != 0) {
+  } else if (config_diff(saved, now, CONFIG_DIFF_PINNED, diff, sizeof diff) != 0) {
     rc = ms_error_set(MS_ECKPT, "%s: this checkpoint was made with a different config: %s", path,
                       diff);
   }
@@ -207,7 +207,7 @@ static void print_summary(FILE *out, const ms_config *c, const ms_model *m, int 
     model_shape_desc(l->out_c, l->out_h, l->out_w, shape, sizeof shape);
     fprintf(out, "  %-10s %-26s %-16s %15s\n", name, desc, shape, group(a, sizeof a, p));
   }
-  int states = strcmp(c->optim.name, "sgd") == 0 ? 1 : 2;
+  int states = c->optim.name == MS_OPTIM_SGD ? 1 : 2; /* momentum; or both moments of Adam */
   double f = sizeof(float), arena = (double)m->n_params * f, flops = model_flops_per_sample(m);
   double acts = (double)batch * ((double)m->in_features + model_row_floats(m)) * f;
   fprintf(out, "  parameters: %s\n", group(a, sizeof a, m->n_params));
@@ -218,7 +218,7 @@ static void print_summary(FILE *out, const ms_config *c, const ms_model *m, int 
           "arena%s) %s + activations %s (batch %lld per rank: input, layer outputs, backward "
           "buffers)\n",
           mib(a, sizeof a, (2 + states) * arena + acts), mib(b, sizeof b, arena),
-          mib(b, sizeof b, arena), c->optim.name, states, states > 1 ? "s" : "",
+          mib(b, sizeof b, arena), config_enum_name("optim.name", (int)c->optim.name), states, states > 1 ? "s" : "",
           mib(d, sizeof d, states * arena), mib(e, sizeof e, acts), (long long)batch);
 }
 

@@ -118,18 +118,12 @@ static int set_scalar(const key_spec *k, void *base, const char *s, size_t n, in
       memcpy(field, s, n);
       return 0;
     case K_ENUM:
-    case K_ENUMI:
       iv = cfg_find_allowed(k, s, n);
       cfg_allowed_list(k, want, sizeof want);
       if (iv < 0 && (hint = suggest_value(k, s, n)))
         return fail(why, "expected one of %s, found %s, did you mean '%s'?", want, found, hint);
       if (iv < 0) return fail(why, "expected one of %s, found %s", want, found);
-      if (k->type == K_ENUMI) {
-        memcpy(field, &iv, sizeof iv);
-      } else {
-        memset(field, 0, k->size);
-        memcpy(field, s, n);
-      }
+      memcpy(field, &iv, sizeof iv);
       return 0;
     case K_BOOL:
       iv = !plain                             ? -1
@@ -269,7 +263,7 @@ static const key_spec *find_key(const key_spec *table, size_t count, const char 
 
 /* ---- bounds, and the rules of layer items ------------------------------------ */
 
-/* The problem of the numeric, bool or K_ENUMI field of row k inside base, as
+/* The problem of the numeric, bool or K_ENUM field of row k inside base, as
  * "expected ..., found ..." in why (n bytes). @return 1, or 0 when the value
  * is within bounds (other types always are, here). */
 static int bounds_problem(const key_spec *k, const void *base, char *why, size_t n) {
@@ -288,9 +282,9 @@ static int bounds_problem(const key_spec *k, const void *base, char *why, size_t
       if (cfg_in_range(k, iv)) return 0;
       snprintf(why, n, "expected %s, found %d", want, iv);
       return 1;
-    case K_ENUMI:
+    case K_ENUM:
       memcpy(&iv, field, sizeof iv);
-      if (strcmp(cfg_enum_name(k, iv), "invalid")) return 0;
+      if (cfg_enum_valid(k, iv)) return 0;
       cfg_allowed_list(k, want, sizeof want);
       snprintf(why, n, "expected one of %s, found %d", want, iv);
       return 1;
@@ -835,19 +829,15 @@ static void validate_field(errlist *e, const key_spec *k, const void *base, cons
   char want[160], why[WHY_MAX], got[40];
   switch (k->type) {
     case K_STR:
-    case K_ENUM:
-      cfg_allowed_list(k, want, sizeof want);
       if (!memchr(field, '\0', k->size))
         err_add(e, NULL, "%s: expected a string of at most %zu bytes, found an unterminated one",
                 path, k->size - 1);
-      else if (k->type == K_ENUM && cfg_find_allowed(k, field, strlen(field)) < 0)
-        err_add(e, NULL, "%s: expected one of %s, found '%s'", path, want, field);
       else if ((k->flags & F_REQUIRED) && !field[0])
         err_add(e, NULL, "%s is required (%s)", path, k->doc);
       break;
     case K_INT:
     case K_BOOL:
-    case K_ENUMI:
+    case K_ENUM:
     case K_DBL:
       if (bounds_problem(k, base, why, sizeof why)) err_add(e, NULL, "%s: %s", path, why);
       break;
@@ -891,9 +881,9 @@ int config_validate(const ms_config *cfg, int world_size) {
   char why[WHY_MAX];
   int n = cfg->model.n_layers;
   /* The losses that take logits; mse and mae take the last layer as it is. */
-  int logits = !strcmp(cfg->model.loss, "softmax_cross_entropy") ||
-               !strcmp(cfg->model.loss, "bce_with_logits");
-  int classes = !strcmp(cfg->model.loss, "softmax_cross_entropy");
+  int logits = cfg->model.loss == MS_LOSS_XENT || cfg->model.loss == MS_LOSS_BCE;
+  int classes = cfg->model.loss == MS_LOSS_XENT;
+  const char *loss = config_enum_name("model.loss", (int)cfg->model.loss);
   for (size_t i = 0; i < cfg_n_keys; i++) validate_field(&e, &cfg_keys[i], cfg, cfg_keys[i].path);
   if (n < 1 || n > MS_MAX_LAYERS) {
     err_add(&e, NULL, "model.layers is required: expected 1 to %d layers, found %d", MS_MAX_LAYERS,
@@ -906,11 +896,11 @@ int config_validate(const ms_config *cfg, int world_size) {
         if (layer_key_problem(&cfg->model.layers[l], j, 0, why, sizeof why))
           err_add(&e, NULL, "model.layers[%d].%s: %s", l, cfg_layer_keys[j].path, why);
     int act = (int)last->activation;
-    if (logits && act != MS_ACT_NONE && strcmp(cfg_enum_name(acts, act), "invalid"))
+    if (logits && act != MS_ACT_NONE && cfg_enum_valid(acts, act))
       err_add(&e, NULL,
               "model.layers[%d].activation: expected none on the last layer (it produces "
-              "the logits for %.32s), found %s",
-              n - 1, cfg->model.loss, cfg_enum_name(acts, act));
+              "the logits for %s), found %s",
+              n - 1, loss, cfg_enum_name(acts, act));
     if (classes && cfg->train.eval_top_k > 0 && last->type == MS_LAYER_DENSE && last->units > 0 &&
         cfg->train.eval_top_k > last->units)
       err_add(&e, NULL,
@@ -921,13 +911,13 @@ int config_validate(const ms_config *cfg, int world_size) {
   if (cfg->model.label_smoothing != 0 && !classes)
     err_add(&e, NULL,
             "model.label_smoothing: only softmax_cross_entropy smooths its labels, found "
-            "model.loss %.32s (set label_smoothing 0)",
-            cfg->model.loss);
+            "model.loss %s (set label_smoothing 0)",
+            loss);
   if (cfg->train.eval_top_k > 0 && !classes)
     err_add(&e, NULL,
             "train.eval_top_k: top-k accuracy needs classes (model.loss softmax_cross_entropy), "
-            "found model.loss %.32s (set eval_top_k 0)",
-            cfg->model.loss);
+            "found model.loss %s (set eval_top_k 0)",
+            loss);
   if (cfg->data.test_x[0] && !cfg->data.test_y[0])
     err_add(&e, NULL, "data.test_y is required when data.test_x is set (\"\" = no evaluation)");
   if (world_size < 1)

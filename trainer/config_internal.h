@@ -26,8 +26,7 @@ typedef enum {
   K_U64,    /* uint64_t, full range */
   K_DBL,    /* double, finite, ranged */
   K_BOOL,   /* int 0/1, only `true` / `false` */
-  K_ENUM,   /* char[size] holding one of `allowed` */
-  K_ENUMI,  /* an int-sized enum holding the index into `allowed` */
+  K_ENUM,   /* an int-sized C enum whose value v is named allowed[v] (config.h) */
   K_LAYERS, /* model.layers: items follow cfg_layer_keys */
   K_DIMS,   /* ms_dims: a list of 0..MS_MAX_DIMS integers in [min, max] */
   K_FLOATS  /* ms_floats: a list of 0..MS_NORM_MAX finite numbers in [min, max] */
@@ -43,15 +42,15 @@ typedef struct {
   const char *path; /* "optim.lr"; for layer items just "units" */
   key_type type;
   size_t off, size;
-  const char *def_s; /* default of K_STR / K_ENUM */
+  const char *def_s; /* default of K_STR */
   double def_n;      /* default of the numeric types */
   double min, max;
   unsigned flags;
   /* 1: a run may resume from a checkpoint made with another value (it
    * changes neither the parameter layout nor the data or the sample stream);
-   * 0: config_resume_diff() refuses a change. */
+   * 0: a resume refuses a change (config_diff, CONFIG_DIFF_PINNED). */
   int resume_safe;
-  const char *const *allowed; /* K_ENUM / K_ENUMI values, NULL-terminated */
+  const char *const *allowed; /* K_ENUM: the name of each value, NULL-terminated */
   const char *doc;
   /* Layer items only: bit (1u << ms_layer_type) set for the types the key
    * belongs to (`uses`) and for those where its default, outside the range,
@@ -146,8 +145,11 @@ void cfg_allowed_list(const key_spec *k, char *out, size_t n);
 /* @return the index of s (n bytes) in k->allowed, or -1. */
 int cfg_find_allowed(const key_spec *k, const char *s, size_t n);
 
-/* @return the allowed value with index v, or "invalid". */
+/* @return the name of value v of the K_ENUM row k, or "invalid". */
 const char *cfg_enum_name(const key_spec *k, int v);
+
+/* @return 1 when v is a value of the K_ENUM row k (it has a name). */
+int cfg_enum_valid(const key_spec *k, int v);
 
 /* Appends s (at most size bytes) so that it reads back as itself: plain when
  * that is safe, double-quoted with escapes otherwise. */

@@ -18,34 +18,74 @@
 
 /* ---- the schema ------------------------------------------------------------ */
 
-_Static_assert(sizeof(ms_activation) == sizeof(int), "enum fields are stored as int");
-_Static_assert(sizeof(ms_layer_type) == sizeof(int), "enum fields are stored as int");
+/* The name lists of the enum keys, indexed by their C enums (config.h): the
+ * one place where a value's name is spelled. Every enum key is stored as
+ * its C enum (K_ENUM), so an int-sized field. */
+#define INT_SIZED(type) _Static_assert(sizeof(type) == sizeof(int), #type " is stored as an int")
+INT_SIZED(ms_loss);
+INT_SIZED(ms_shuffle);
+INT_SIZED(ms_cache);
+INT_SIZED(ms_optim_kind);
+INT_SIZED(ms_wire);
+INT_SIZED(ms_schedule_kind);
+INT_SIZED(ms_layer_type);
+INT_SIZED(ms_activation);
+INT_SIZED(ms_init);
 
-_Static_assert(sizeof(ms_init) == sizeof(int), "enum fields are stored as int");
-
-static const char *const loss_names[] = {"softmax_cross_entropy", "bce_with_logits", "mse", "mae",
-                                         NULL};
-static const char *const shuffle_names[] = {"global", "block", "none", NULL};
-static const char *const cache_names[] = {"auto", "memory", "stream", NULL};
-static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
-static const char *const compress_names[] = {"none", "fp16", "bf16", NULL};
-static const char *const schedule_names[] = {"constant", "cosine", "step", "onecycle", NULL};
-/* The K_ENUMI lists follow the order of their C enums (config.h). */
-static const char *const layer_types[] = {"dense",     "conv2d",     "maxpool2d",
-                                          "avgpool2d", "flatten",    "dropout",
-                                          "layernorm", "activation", NULL};
-static const char *const activations[] = {"none", "relu",    "leaky_relu", "gelu",
-                                          "tanh", "sigmoid", "softmax",    NULL};
-static const char *const inits[] = {"auto",          "he_normal",      "he_uniform",
-                                    "xavier_normal", "xavier_uniform", NULL};
-_Static_assert(sizeof layer_types / sizeof layer_types[0] == CFG_N_LAYER_TYPES + 1, "types");
+static const char *const loss_names[] = {[MS_LOSS_XENT] = "softmax_cross_entropy",
+                                         [MS_LOSS_BCE] = "bce_with_logits",
+                                         [MS_LOSS_MSE] = "mse",
+                                         [MS_LOSS_MAE] = "mae",
+                                         [MS_LOSS_MAE + 1] = NULL};
+static const char *const shuffle_names[] = {[MS_SHUFFLE_GLOBAL] = "global",
+                                            [MS_SHUFFLE_BLOCK] = "block",
+                                            [MS_SHUFFLE_NONE] = "none",
+                                            [MS_SHUFFLE_NONE + 1] = NULL};
+static const char *const cache_names[] = {[MS_CACHE_AUTO] = "auto",
+                                          [MS_CACHE_MEMORY] = "memory",
+                                          [MS_CACHE_STREAM] = "stream",
+                                          [MS_CACHE_STREAM + 1] = NULL};
+static const char *const optim_names[] = {[MS_OPTIM_SGD] = "sgd",
+                                          [MS_OPTIM_ADAM] = "adam",
+                                          [MS_OPTIM_ADAMW] = "adamw",
+                                          [MS_OPTIM_ADAMW + 1] = NULL};
+static const char *const wire_names[] = {[MS_WIRE_NONE] = "none",
+                                         [MS_WIRE_FP16] = "fp16",
+                                         [MS_WIRE_BF16] = "bf16",
+                                         [MS_WIRE_BF16 + 1] = NULL};
+static const char *const schedule_names[] = {[MS_SCHED_CONSTANT] = "constant",
+                                             [MS_SCHED_COSINE] = "cosine",
+                                             [MS_SCHED_STEP] = "step",
+                                             [MS_SCHED_ONECYCLE] = "onecycle",
+                                             [MS_SCHED_ONECYCLE + 1] = NULL};
+static const char *const layer_types[] = {[MS_LAYER_DENSE] = "dense",
+                                          [MS_LAYER_CONV2D] = "conv2d",
+                                          [MS_LAYER_MAXPOOL2D] = "maxpool2d",
+                                          [MS_LAYER_AVGPOOL2D] = "avgpool2d",
+                                          [MS_LAYER_FLATTEN] = "flatten",
+                                          [MS_LAYER_DROPOUT] = "dropout",
+                                          [MS_LAYER_LAYERNORM] = "layernorm",
+                                          [MS_LAYER_ACTIVATION] = "activation",
+                                          [MS_LAYER_ACTIVATION + 1] = NULL};
+static const char *const activations[] = {[MS_ACT_NONE] = "none",
+                                          [MS_ACT_RELU] = "relu",
+                                          [MS_ACT_LEAKY_RELU] = "leaky_relu",
+                                          [MS_ACT_GELU] = "gelu",
+                                          [MS_ACT_TANH] = "tanh",
+                                          [MS_ACT_SIGMOID] = "sigmoid",
+                                          [MS_ACT_SOFTMAX] = "softmax",
+                                          [MS_ACT_SOFTMAX + 1] = NULL};
+static const char *const inits[] = {[MS_INIT_AUTO] = "auto",
+                                    [MS_INIT_HE_NORMAL] = "he_normal",
+                                    [MS_INIT_HE_UNIFORM] = "he_uniform",
+                                    [MS_INIT_XAVIER_NORMAL] = "xavier_normal",
+                                    [MS_INIT_XAVIER_UNIFORM] = "xavier_uniform",
+                                    [MS_INIT_XAVIER_UNIFORM + 1] = NULL};
 _Static_assert(MS_LAYER_ACTIVATION == CFG_N_LAYER_TYPES - 1, "layer_types follows ms_layer_type");
-_Static_assert(sizeof activations / sizeof activations[0] == MS_ACT_SOFTMAX + 2, "activations");
-_Static_assert(sizeof inits / sizeof inits[0] == MS_INIT_XAVIER_UNIFORM + 2, "inits");
 
 /* The resume column: SAFE keys may change between a checkpoint and the run
  * that resumes from it; PINNED keys change the parameter layout, the data or
- * the sample stream, and config_resume_diff() refuses a change. */
+ * the sample stream, and a resume refuses a change (config_diff, CONFIG_DIFF_PINNED). */
 #define SAFE 1
 #define PINNED 0
 
@@ -57,7 +97,7 @@ _Static_assert(sizeof inits / sizeof inits[0] == MS_INIT_XAVIER_UNIFORM + 2, "in
   }
 #define ENUM(p, f, d, set, rs, doc_)                                                             \
   {                                                                                              \
-    .path = p, .type = K_ENUM, FLD(ms_config, f), .def_s = d, .allowed = set, .resume_safe = rs, \
+    .path = p, .type = K_ENUM, FLD(ms_config, f), .def_n = d, .allowed = set, .resume_safe = rs, \
     .doc = doc_                                                                                  \
   }
 #define NUM(p, t, f, d, lo, hi, fl, rs, doc_)                                               \
@@ -103,7 +143,7 @@ const key_spec cfg_keys[] = {
      .doc = "divides after the mean: 1 value, 1 per channel or 1 per feature; [] = none"},
     BOOL("data.check_finite", data.check_finite, 0, SAFE,
          "before training, read all data once and refuse NaN/Inf (each rank checks 1/world)"),
-    ENUM("data.shuffle", data.shuffle, "global", shuffle_names, PINNED,
+    ENUM("data.shuffle", data.shuffle, MS_SHUFFLE_GLOBAL, shuffle_names, PINNED,
          "sample order per epoch: global (a permutation), block (shuffled blocks of block_size "
          "samples, mixed shuffle_window blocks at a time; for slow random reads), none "
          "(sequential)"),
@@ -115,7 +155,7 @@ const key_spec cfg_keys[] = {
     INT("data.prefetch", data.prefetch, 2, 0, 64, SAFE,
         "batches a loader thread reads ahead from the file while the step computes (streamed "
         "data only: data in memory is copied in the step); 0 = read in the step"),
-    ENUM("data.cache", data.cache, "auto", cache_names, SAFE,
+    ENUM("data.cache", data.cache, MS_CACHE_AUTO, cache_names, SAFE,
          "inputs in memory (memory: error over data.memory_mb), streamed from the file "
          "(stream), or in memory when they fit data.memory_mb (auto)"),
     INT("data.memory_mb", data.memory_mb, 2048, 1, 1048576, SAFE,
@@ -132,12 +172,12 @@ const key_spec cfg_keys[] = {
      .type = K_LAYERS,
      .resume_safe = PINNED,
      .doc = "the layer stack, input to logits"},
-    ENUM("model.loss", model.loss, "softmax_cross_entropy", loss_names, PINNED,
+    ENUM("model.loss", model.loss, MS_LOSS_XENT, loss_names, PINNED,
          "loss function; softmax_cross_entropy and bce_with_logits take logits (last activation "
          "none)"),
     DBL("model.label_smoothing", model.label_smoothing, 0, 0, 1, F_MAX_EXCL, SAFE,
         "softmax_cross_entropy: share of the target spread over all classes"),
-    ENUM("optim.name", optim.name, "sgd", optim_names, PINNED,
+    ENUM("optim.name", optim.name, MS_OPTIM_SGD, optim_names, PINNED,
          "optimizer (its state differs: no change on resume)"),
     DBL("optim.lr", optim.lr, 0.01, 0, 10, F_MIN_EXCL, SAFE, "peak learning rate"),
     DBL("optim.momentum", optim.momentum, 0.9, 0, 1, F_MAX_EXCL, SAFE, "sgd: momentum coefficient"),
@@ -156,7 +196,7 @@ const key_spec cfg_keys[] = {
     DBL("optim.clip_norm", optim.clip_norm, 0, 0, HUGE_VAL, 0, SAFE,
         "scale the gradients down when their global L2 norm (after the sync) exceeds this; "
         "0 = off"),
-    ENUM("schedule.name", schedule.name, "constant", schedule_names, SAFE,
+    ENUM("schedule.name", schedule.name, MS_SCHED_CONSTANT, schedule_names, SAFE,
          "learning-rate schedule"),
     INT("schedule.warmup_steps", schedule.warmup_steps, 0, 0, INT_MAX, SAFE, "linear warmup steps"),
     DBL("schedule.min_lr_ratio", schedule.min_lr_ratio, 0, 0, 1, 0, SAFE, "cosine floor / lr"),
@@ -209,7 +249,7 @@ const key_spec cfg_keys[] = {
          "message copies, no overlap; same result, bit for bit); and share a streamed set's "
          "chunk cache among the ranks of a node when it holds the whole set (each chunk "
          "decoded once per node); false = MPI collectives, each rank decodes its own"),
-    ENUM("comm.compress", comm.compress, "none", compress_names, SAFE,
+    ENUM("comm.compress", comm.compress, MS_WIRE_NONE, wire_names, SAFE,
          "gradients on the wire: fp16 or bf16 halve the bytes, with error feedback (each rank "
          "adds what rounding lost to its next gradient; not kept in checkpoints)"),
     BOOL("comm.sync", comm.sync, 1, SAFE,
@@ -235,7 +275,7 @@ _Static_assert(sizeof cfg_keys / sizeof cfg_keys[0] <= CFG_MAX_KEYS, "raise CFG_
   }
 
 const key_spec cfg_layer_keys[] = {
-    LKEY("type", K_ENUMI, type, MS_LAYER_DENSE, 0, 0, 0, ALL_TYPES, 0, layer_types, "layer kind"),
+    LKEY("type", K_ENUM, type, MS_LAYER_DENSE, 0, 0, 0, ALL_TYPES, 0, layer_types, "layer kind"),
     LKEY("units", K_INT, units, 0, 1, INT_MAX, 0, LT(DENSE), LT(DENSE), NULL, "output features"),
     LKEY("filters", K_INT, filters, 0, 1, INT_MAX, 0, LT(CONV2D), LT(CONV2D), NULL,
          "output channels"),
@@ -249,12 +289,12 @@ const key_spec cfg_layer_keys[] = {
          "probability of zeroing an input while training"),
     LKEY("eps", K_DBL, eps, 1e-5, 0, HUGE_VAL, F_MIN_EXCL, LT(LAYERNORM), 0, NULL,
          "added to the variance"),
-    LKEY("activation", K_ENUMI, activation, MS_ACT_NONE, 0, 0, 0, ACTIVATED, 0, activations,
+    LKEY("activation", K_ENUM, activation, MS_ACT_NONE, 0, 0, 0, ACTIVATED, 0, activations,
          "applied to the output; an activation layer needs one; none on the last layer for a "
          "loss that takes logits"),
     LKEY("alpha", K_DBL, alpha, 0.01, 0, HUGE_VAL, 0, ACTIVATED, 0, NULL,
          "slope below 0 of leaky_relu (only with activation leaky_relu)"),
-    LKEY("init", K_ENUMI, init, MS_INIT_AUTO, 0, 0, 0, WEIGHTED, 0, inits,
+    LKEY("init", K_ENUM, init, MS_INIT_AUTO, 0, 0, 0, WEIGHTED, 0, inits,
          "weight initialisation; auto = he_normal before relu and leaky_relu, xavier_normal "
          "otherwise"),
 };
@@ -368,9 +408,27 @@ int cfg_find_allowed(const key_spec *k, const char *s, size_t n) {
   return -1;
 }
 
+int cfg_enum_valid(const key_spec *k, int v) {
+  for (int i = 0; k->allowed && k->allowed[i]; i++)
+    if (i == v) return 1;
+  return 0;
+}
+
 const char *cfg_enum_name(const key_spec *k, int v) {
-  for (int i = 0; k->allowed[i]; i++)
-    if (i == v) return k->allowed[i];
+  return cfg_enum_valid(k, v) ? k->allowed[v] : "invalid";
+}
+
+const char *config_enum_name(const char *key, int v) {
+  static const char layer_prefix[] = "model.layers[i].";
+  const key_spec *table = cfg_keys;
+  size_t count = cfg_n_keys;
+  if (!strncmp(key, layer_prefix, sizeof layer_prefix - 1)) {
+    key += sizeof layer_prefix - 1;
+    table = cfg_layer_keys;
+    count = cfg_n_layer_keys;
+  }
+  for (size_t i = 0; i < count; i++)
+    if (table[i].type == K_ENUM && !strcmp(table[i].path, key)) return cfg_enum_name(&table[i], v);
   return "invalid";
 }
 
@@ -450,13 +508,12 @@ static void emit_value(sbuf *b, const key_spec *k, const void *base) {
   int iv = 0;
   uint64_t uv;
   double dv;
-  memcpy(&iv, field, k->type == K_INT || k->type == K_BOOL || k->type == K_ENUMI ? sizeof iv : 0);
+  memcpy(&iv, field, k->type == K_INT || k->type == K_BOOL || k->type == K_ENUM ? sizeof iv : 0);
   switch (k->type) {
-    case K_STR:
-    case K_ENUM: cfg_emit_string(b, field, k->size); break;
+    case K_STR: cfg_emit_string(b, field, k->size); break;
     case K_INT: cfg_sb_printf(b, "%d", iv); break;
     case K_BOOL: cfg_sb_printf(b, "%s", iv == 1 ? "true" : iv ? "invalid" : "false"); break;
-    case K_ENUMI: cfg_sb_printf(b, "%s", cfg_enum_name(k, iv)); break;
+    case K_ENUM: cfg_sb_printf(b, "%s", cfg_enum_name(k, iv)); break;
     case K_U64:
       memcpy(&uv, field, sizeof uv);
       cfg_sb_printf(b, "%" PRIu64, uv);
@@ -499,11 +556,10 @@ static void set_default(const key_spec *k, void *base) {
   int iv = (int)k->def_n;
   uint64_t uv = (uint64_t)k->def_n;
   switch (k->type) {
-    case K_STR:
-    case K_ENUM: memcpy(field, k->def_s, strlen(k->def_s) + 1); break;
+    case K_STR: memcpy(field, k->def_s, strlen(k->def_s) + 1); break;
     case K_INT:
     case K_BOOL:
-    case K_ENUMI: memcpy(field, &iv, sizeof iv); break;
+    case K_ENUM: memcpy(field, &iv, sizeof iv); break;
     case K_U64: memcpy(field, &uv, sizeof uv); break;
     case K_DBL: memcpy(field, &k->def_n, sizeof k->def_n); break;
     case K_DIMS: /* empty: the shape comes from the data */
@@ -583,8 +639,7 @@ static const char *type_name(const key_spec *k) {
     case K_U64: return "unsigned 64-bit integer";
     case K_DBL: return "number";
     case K_BOOL: return "bool";
-    case K_ENUM:
-    case K_ENUMI: return "enum";
+    case K_ENUM: return "enum";
     case K_LAYERS: return "list of layers";
     case K_DIMS: return "list of integers";
     case K_FLOATS: return "list of numbers";
@@ -614,7 +669,6 @@ static void reference_row(sbuf *b, const char *path, const key_spec *k, const vo
                       k->size - 1);
         break;
       case K_ENUM:
-      case K_ENUMI:
         for (const char *const *a = k->allowed; *a; a++)
           cfg_sb_printf(b, "%s`%s`", a == k->allowed ? "" : ", ", *a);
         break;
@@ -718,9 +772,9 @@ char *config_reference(void) {
   return b.oom ? NULL : b.s;
 }
 
-/* ---- the resume diff ----------------------------------------------------------- */
+/* ---- the diff ----------------------------------------------------------------- */
 
-/* Adds "path old → new" to b when the values of k in a and b differ. */
+/* Adds "path old → new" to out when the values of k in a and b differ. */
 static int diff_value(sbuf *out, const char *path, const key_spec *k, const void *a,
                       const void *b) {
   sbuf va = {0}, vb = {0};
@@ -736,29 +790,31 @@ static int diff_value(sbuf *out, const char *path, const key_spec *k, const void
   return differ;
 }
 
-int config_resume_diff(const ms_config *saved, const ms_config *now, char *msg, size_t cap) {
+/* The layer items of a and b key by key, and their count. */
+static int diff_layers(sbuf *d, const ms_config *a, const ms_config *b, config_diff_keys which) {
+  char path[64];
+  int n = 0, na = a->model.n_layers, nb = b->model.n_layers;
+  if (na != nb) {
+    cfg_sb_printf(d, "%smodel.layers %d layers → %d layers", d->len ? "; " : "", na, nb);
+    n++;
+  }
+  for (int l = 0; l < na && l < nb && l < MS_MAX_LAYERS; l++)
+    for (size_t j = 0; j < cfg_n_layer_keys; j++) {
+      if (which == CONFIG_DIFF_PINNED && cfg_layer_keys[j].resume_safe) continue;
+      snprintf(path, sizeof path, "model.layers[%d].%s", l, cfg_layer_keys[j].path);
+      n += diff_value(d, path, &cfg_layer_keys[j], &a->model.layers[l], &b->model.layers[l]);
+    }
+  return n;
+}
+
+int config_diff(const ms_config *a, const ms_config *b, config_diff_keys which, char *msg,
+                size_t cap) {
   sbuf d = {0};
   int n = 0;
-  char path[64];
   for (size_t i = 0; i < cfg_n_keys; i++) {
     const key_spec *k = &cfg_keys[i];
-    if (k->resume_safe) continue;
-    if (k->type != K_LAYERS) {
-      n += diff_value(&d, k->path, k, saved, now);
-      continue;
-    }
-    int ns = saved->model.n_layers, nn = now->model.n_layers;
-    if (ns != nn) {
-      cfg_sb_printf(&d, "%smodel.layers %d layers → %d layers", d.len ? "; " : "", ns, nn);
-      n++;
-    }
-    for (int l = 0; l < ns && l < nn && l < MS_MAX_LAYERS; l++)
-      for (size_t j = 0; j < cfg_n_layer_keys; j++) {
-        if (cfg_layer_keys[j].resume_safe) continue;
-        snprintf(path, sizeof path, "model.layers[%d].%s", l, cfg_layer_keys[j].path);
-        n += diff_value(&d, path, &cfg_layer_keys[j], &saved->model.layers[l],
-                        &now->model.layers[l]);
-      }
+    if (which == CONFIG_DIFF_PINNED && k->resume_safe) continue;
+    n += k->type == K_LAYERS ? diff_layers(&d, a, b, which) : diff_value(&d, k->path, k, a, b);
   }
   if (cap > 0) {
     if (d.oom || !d.s)

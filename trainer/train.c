@@ -37,8 +37,6 @@
  * optimizer's state arenas (at most two: Adam's moments). */
 #define MAX_TENSORS (2 * MS_MAX_LAYERS * 3)
 
-typedef enum { LOSS_XENT = 0, LOSS_BCE, LOSS_MSE, LOSS_MAE } loss_kind;
-
 typedef struct {
   comm_world *w;
   ms_config cfg;
@@ -52,7 +50,7 @@ typedef struct {
   ms_model *model;
   ms_optim *opt;
   ms_metrics *metrics; /* rank 0 only */
-  loss_kind loss;
+  ms_loss loss;
   int classifier;               /* the loss takes class labels (y), else float targets (t) */
   ckpt_tensor tensors[MAX_TENSORS];
   char tensor_names[MAX_TENSORS][80];
@@ -212,8 +210,9 @@ static int open_data(run *r) {
   const ms_config *c = &r->cfg;
   char err[ERRLEN] = "";
   r->norm = check_data_norm(c);
-  data_cache cache = DATA_CACHE_AUTO;
-  (void)data_cache_parse(c->data.cache, &cache); /* the schema allows only the three names */
+  data_cache cache = c->data.cache == MS_CACHE_MEMORY   ? DATA_CACHE_MEMORY
+                     : c->data.cache == MS_CACHE_STREAM ? DATA_CACHE_STREAM
+                                                        : DATA_CACHE_AUTO;
   const size_t budget = (size_t)c->data.memory_mb << 20; /* per set, per rank */
   int rc = data_rc(data_open_cached(&r->train, c->data.path, c->data.train_x, c->data.train_y,
                                     budget, cache, err, sizeof err),
@@ -240,13 +239,6 @@ static int check_data_labels(run *r) {
   return agree(r, rc);
 }
 
-static loss_kind loss_parse(const char *name) {
-  if (!strcmp(name, "bce_with_logits")) return LOSS_BCE;
-  if (!strcmp(name, "mse")) return LOSS_MSE;
-  if (!strcmp(name, "mae")) return LOSS_MAE;
-  return LOSS_XENT;
-}
-
 /* The configured loss of n rows of outputs out (n, n_out) against rows
  * row0.. of r->y or r->t, summed over the rows (each row's loss a mean over its outputs for
  * the float losses). grad (may be NULL) receives scale * d(sum)/d(out).
@@ -257,10 +249,10 @@ static double compute_loss(run *r, float *grad, const float *out, size_t row0, i
   const int32_t *y = r->y + row0;
   const float *t = r->t + row0 * (size_t)K;
   switch (r->loss) {
-    case LOSS_BCE: return bce_logits_loss(grad, out, t, n, K, scale);
-    case LOSS_MSE: return mse_loss(grad, out, t, n, K, scale);
-    case LOSS_MAE: return mae_loss(grad, out, t, n, K, scale);
-    case LOSS_XENT: break;
+    case MS_LOSS_BCE: return bce_logits_loss(grad, out, t, n, K, scale);
+    case MS_LOSS_MSE: return mse_loss(grad, out, t, n, K, scale);
+    case MS_LOSS_MAE: return mae_loss(grad, out, t, n, K, scale);
+    case MS_LOSS_XENT: break;
   }
   float eps = (float)r->cfg.model.label_smoothing;
   if (eps > 0) return softmax_xent_smooth(grad, out, y, n, K, eps, scale, correct);
@@ -385,7 +377,7 @@ static int build_model(run *r) {
   r->micro_batch = r->local_batch / r->accumulate;
   r->eval_chunk = c->train.eval_batch_size / r->w->size;
   if (r->eval_chunk < 1) r->eval_chunk = 1;
-  r->loss = loss_parse(c->model.loss);
+  r->loss = c->model.loss;
   r->classifier = check_is_classifier(c);
   int64_t max_batch = r->micro_batch > r->eval_chunk ? r->micro_batch : r->eval_chunk;
   size_t in = data_sample_elems(r->train);
@@ -750,7 +742,7 @@ static int evaluate(run *r) {
     s[2] += (double)correct;
     s[3] += n;
     if (k > 0) s[4] += (double)topk_correct(out, r->y, n, K, k);
-    if (r->loss == LOSS_BCE) {
+    if (r->loss == MS_LOSS_BCE) {
       long hits = 0;
       for (long j = 0; j < (long)n * K; j++) hits += (out[j] > 0.0f) == (r->t[j] > 0.5f);
       s[2] += (double)hits / K;
@@ -766,7 +758,7 @@ static int evaluate(run *r) {
   if (rc) return rc;
   ms_eval e = {.loss = s[1] / s[3],
                .classifier = r->classifier,
-               .binary = r->loss == LOSS_BCE,
+               .binary = r->loss == MS_LOSS_BCE,
                .acc = s[2] / s[3],
                .top_k = k,
                .topk_acc = s[4] / s[3],
@@ -842,9 +834,9 @@ static int create_reducer(run *r) {
                     .bucket_bytes = (size_t)(c->comm.bucket_mb * 1048576.0),
                     .overlap = c->comm.overlap,
                     .shared_memory = c->comm.shared_memory,
-                    .wire = !strcmp(c->comm.compress, "fp16")   ? WIRE_FP16
-                            : !strcmp(c->comm.compress, "bf16") ? WIRE_BF16
-                                                                : WIRE_F32};
+                    .wire = c->comm.compress == MS_WIRE_FP16   ? WIRE_FP16
+                            : c->comm.compress == MS_WIRE_BF16 ? WIRE_BF16
+                                                               : WIRE_F32};
   int rc = reducer_create(&r->red, r->w, m->grads, m->n_params, starts, ns, &o);
   if (rc < 0) rc = ms_error_set(rc == COMM_ENOMEM ? MS_ENOMEM : MS_ECOMM, "%s", r->w->err);
   /* On the shared-memory path backward computes straight into the window. */
@@ -991,8 +983,9 @@ static void say_start(run *r) {
               r->test ? (unsigned long long)data_count(r->test) : 0ULL,
               data_sample_elems(r->train));
   metrics_say(r->metrics, "model %s: %zu parameters, %.2f MFLOP/sample forward, loss %s, %s",
-              shape, m->n_params, model_flops_per_sample(m) / 1e6, r->cfg.model.loss,
-              r->cfg.optim.name);
+              shape, m->n_params, model_flops_per_sample(m) / 1e6,
+              config_enum_name("model.loss", (int)r->cfg.model.loss),
+              config_enum_name("optim.name", (int)r->cfg.optim.name));
   char per_rank[96];
   if (r->accumulate > 1)
     snprintf(per_rank, sizeof per_rank, "%lld per rank in %d micro-batches of %lld",
@@ -1023,8 +1016,10 @@ static void say_start(run *r) {
                 "rank per step",
                 reducer_method(r->red), nb, nb == 1 ? "" : "s", sizes,
                 r->cfg.comm.overlap ? "on" : "off",
-                strcmp(r->cfg.comm.compress, "none") ? r->cfg.comm.compress : "fp32",
-                strcmp(r->cfg.comm.compress, "none") ? " with error feedback" : "",
+                r->cfg.comm.compress != MS_WIRE_NONE
+                    ? config_enum_name("comm.compress", (int)r->cfg.comm.compress)
+                    : "fp32",
+                r->cfg.comm.compress != MS_WIRE_NONE ? " with error feedback" : "",
                 reducer_wire_bytes(r->red) / 1e6);
   } else {
     metrics_say(r->metrics,
@@ -1048,7 +1043,9 @@ static int start_loader(run *r, const train_args *a) {
   char err[ERRLEN] = "";
   loader_opts o = {.ds = r->train,
                    .norm = r->norm,
-                   .order = {.shuffle = SAMPLER_GLOBAL,
+                   .order = {.shuffle = c->data.shuffle == MS_SHUFFLE_BLOCK  ? SAMPLER_BLOCK
+                                        : c->data.shuffle == MS_SHUFFLE_NONE ? SAMPLER_NONE
+                                                                             : SAMPLER_GLOBAL,
                              .block_size = (uint64_t)c->data.block_size,
                              .window = (uint64_t)c->data.shuffle_window},
                    .seed = c->run.seed,
@@ -1060,7 +1057,6 @@ static int start_loader(run *r, const train_args *a) {
                                    : c->data.prefetch,
                    .class_labels = r->classifier,
                    .end_step = (uint64_t)r->total_steps};
-  (void)sampler_shuffle_parse(c->data.shuffle, &o.order.shuffle); /* checked by the schema */
   if (a->stop_at > 0 && a->stop_at < r->total_steps) o.end_step = (uint64_t)a->stop_at;
   int rc = data_rc(loader_create(&r->loader, &o, err, sizeof err), MS_EDATA, err);
   if ((rc = agree(r, rc))) return rc;
@@ -1079,8 +1075,9 @@ static int start_loader(run *r, const train_args *a) {
              o.prefetch == 1 ? "" : "es");
   else if (!data_in_memory(r->train))
     snprintf(ahead, sizeof ahead, "streamed: read in the step");
-  metrics_say(r->metrics, "loader: shuffle %s%s, %s%s (data.cache %s)", c->data.shuffle, order,
-              ahead, shared, c->data.cache);
+  metrics_say(r->metrics, "loader: shuffle %s%s, %s%s (data.cache %s)",
+              config_enum_name("data.shuffle", (int)c->data.shuffle), order, ahead, shared,
+              config_enum_name("data.cache", (int)c->data.cache));
   /* A global shuffle of a chunked set over the budget (so streamed, through
    * a chunk cache of the budget's size) draws each sample of a batch from a
    * different chunk, and HDF5 reads (and decompresses) a whole chunk per
@@ -1228,7 +1225,8 @@ static void say_summary(run *r, double wall, int64_t steps_run) {
     metrics_say(r->metrics, "final test accuracy %.4f (loss %.4f)", r->last_eval_acc,
                 r->last_eval_loss);
   else if (r->last_eval_step >= 0)
-    metrics_say(r->metrics, "final test loss %.6g (%s)", r->last_eval_loss, r->cfg.model.loss);
+    metrics_say(r->metrics, "final test loss %.6g (%s)", r->last_eval_loss,
+                config_enum_name("model.loss", (int)r->cfg.model.loss));
   metrics_say(r->metrics,
               "done: %lld steps in %.2f s, %.0f samples/s; time per part (max over ranks): "
               "compute %.2f s, comm %.2f s, data %.2f s, checkpoint %.2f s, eval %.2f s",
