@@ -13,7 +13,6 @@
 #include "ms_error.h"
 
 #define MAX_OVERRIDES 256
-#define ERRLEN 1024
 
 /* ---- cross-checks -------------------------------------------------------------- */
 
@@ -39,14 +38,15 @@ data_norm check_data_norm(const ms_config *cfg) {
 
 int check_data_sets(const ms_config *cfg, const data_set *train, const data_set *test,
                     const data_norm *norm) {
-  char err[ERRLEN] = "";
+  char err[MS_MSG_MAX] = "";
   if (test && data_sample_elems(test) != data_sample_elems(train))
     return ms_error_set(MS_EDATA,
                         "'%s': test samples (%s) have %zu features but training samples (%s) "
                         "have %zu",
                         cfg->data.path, data_x_name(test), data_sample_elems(test),
                         data_x_name(train), data_sample_elems(train));
-  if (data_norm_check(train, norm, err, sizeof err) < 0) return ms_error_set(MS_EDATA, "%s", err);
+  int rc = ms_from_data(data_norm_check(train, norm, err, sizeof err), err);
+  if (rc) return rc;
   if (data_count(train) < (uint64_t)cfg->train.batch_size)
     return ms_error_set(MS_EDATA,
                         "'%s' in '%s' has %llu samples, fewer than one global batch "
@@ -88,13 +88,13 @@ int check_is_classifier(const ms_config *cfg) {
 }
 
 int check_labels(const ms_config *cfg, long n_out, data_set *ds) {
-  char err[ERRLEN] = "";
-  int rc = check_is_classifier(cfg) ? data_check_labels(ds, (int)n_out, err, sizeof err)
-                                    : data_check_targets(ds, (size_t)n_out, err, sizeof err);
-  if (rc == 0) return 0;
-  ms_error_set(MS_EDATA, "%s", err);
-  ms_error_prefix("the model has %ld output unit%s", n_out, n_out == 1 ? "" : "s");
-  return MS_EDATA;
+  char err[MS_MSG_MAX] = "";
+  int rc = ms_from_data(check_is_classifier(cfg)
+                            ? data_check_labels(ds, (int)n_out, err, sizeof err)
+                            : data_check_targets(ds, (size_t)n_out, err, sizeof err),
+                        err);
+  if (rc) ms_error_prefix("the model has %ld output unit%s", n_out, n_out == 1 ? "" : "s");
+  return rc;
 }
 
 void check_ckpt_dir_of(const ms_config *cfg, char *out, size_t n) {
@@ -139,7 +139,7 @@ int check_ckpt_dir(const char *dir) {
 
 int check_resume_meta(const char *path, const ckpt_meta *meta, const ms_config *now) {
   ms_config *saved = NULL;
-  char diff[2048];
+  char diff[MS_MSG_MAX / 2]; /* the rest of the message names the checkpoint */
   int rc = 0;
   if (!(saved = malloc(sizeof *saved)))
     return ms_error_set(MS_ENOMEM, "out of memory reading the config of %s", path);
@@ -269,22 +269,19 @@ static int parse_args(int argc, char **argv, check_args *a) {
   return 0;
 }
 
-static int data_rc(int rc, const char *err) {
-  return rc < 0 ? ms_error_set(MS_EDATA, "%s", err) : 0;
-}
-
 /* The dataset cross-checks against the planned model m; *total gets the
  * run's length in steps. */
 static int check_data(const ms_config *c, const ms_model *m, data_set *train, data_set *test,
                       int64_t *total) {
-  char err[ERRLEN] = "";
+  char err[MS_MSG_MAX] = "";
   int rc;
   data_norm norm = check_data_norm(c);
   if ((rc = check_data_sets(c, train, test, &norm))) return rc;
   for (int i = 0; c->data.check_finite && i < 2; i++) {
     data_set *ds = i ? test : train;
-    if (ds && data_check_finite(ds, 0, data_count(ds), &norm, err, sizeof err) < 0)
-      return ms_error_set(MS_EDATA, "%s", err);
+    if (ds && (rc = ms_from_data(data_check_finite(ds, 0, data_count(ds), &norm, err, sizeof err),
+                                 err)))
+      return rc;
   }
   if ((rc = check_labels(c, m->n_out, train))) return rc;
   if (test && (rc = check_labels(c, m->n_out, test))) return rc;
@@ -297,7 +294,7 @@ static int check_data(const ms_config *c, const ms_model *m, data_set *train, da
 int check_main(int argc, char **argv, const char *usage, FILE *out) {
   check_args a = {.world = 1};
   ms_config *c = NULL;
-  char *text = NULL, *emitted = NULL, err[ERRLEN] = "", dir[MS_PATH_MAX + 32];
+  char *text = NULL, *emitted = NULL, err[MS_MSG_MAX] = "", dir[MS_PATH_MAX + 32];
   size_t len = 0;
   data_set *train = NULL, *test = NULL;
   int64_t total = 0;
@@ -327,10 +324,10 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
 
   if (stat(c->data.path, &st) == 0) {
     /* Streaming mode (budget 0): only the labels are read into memory. */
-    rc = data_rc(
+    rc = ms_from_data(
         data_open(&train, c->data.path, c->data.train_x, c->data.train_y, 0, err, sizeof err), err);
     if (rc == 0 && c->data.test_x[0])
-      rc = data_rc(
+      rc = ms_from_data(
           data_open(&test, c->data.path, c->data.test_x, c->data.test_y, 0, err, sizeof err), err);
     if (rc == 0) rc = check_model_input(c, train);
     if (rc) goto out;

@@ -24,17 +24,26 @@
 
 /* ---- the list of problems ----------------------------------------------------- */
 
-#define MAX_SHOWN 20 /* problems listed in one message (MS_MSG_MAX holds them) */
+#define MAX_SHOWN 20 /* problems listed in one message */
+#define PROBLEM_MAX 800 /* bytes of one problem line, its "file:line:col: " included */
+/* The whole report fits this thread's message, so no layer above cuts it. */
+_Static_assert(MAX_SHOWN * (PROBLEM_MAX + 1) + 64 <= MS_MSG_MAX, "a config report fits MS_MSG_MAX");
 
 void cfg_err_add(cfg_errlist *e, const char *where, const char *fmt, ...) {
-  char msg[1024];
+  char msg[PROBLEM_MAX];
   va_list ap;
   if (e->n++ >= MAX_SHOWN) return;
+  int n = where ? snprintf(msg, sizeof msg, "%s: ", where) : 0;
+  size_t at = n < 0 ? 0 : (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  n = vsnprintf(msg + at, sizeof msg - at, fmt, ap);
   va_end(ap);
-  cfg_sb_printf(&e->b, "%s%s%s%s", e->n > 1 ? "\n" : "", where ? where : "", where ? ": " : "",
-                msg);
+  if (n >= 0 && at + (size_t)n >= sizeof msg) { /* cut on a whole UTF-8 character */
+    size_t keep = sizeof msg - 4;
+    while (keep > 0 && ((unsigned char)msg[keep] & 0xC0) == 0x80) keep--;
+    memcpy(msg + keep, "...", 4);
+  }
+  cfg_sb_printf(&e->b, "%s%s", e->n > 1 ? "\n" : "", msg);
 }
 
 int cfg_err_finish(cfg_errlist *e) {
