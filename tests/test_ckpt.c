@@ -24,6 +24,7 @@
 #include <xxhash.h>
 
 #include "ckpt.h"
+#include "testutil.h"
 #include "ms_error.h"
 
 #define CHECKER MS_PYTHON " " MS_SOURCE_DIR "/tests/tools/safetensors_check.py"
@@ -37,8 +38,7 @@ typedef struct {
 static int setup(void **state) {
   fixture *fx = calloc(1, sizeof *fx);
   if (!fx) return -1;
-  snprintf(fx->dir, sizeof fx->dir, "/tmp/ms-ckpt-XXXXXX");
-  if (!mkdtemp(fx->dir)) {
+  if (tu_make_tmpdir(fx->dir, sizeof fx->dir, "ckpt") != 0) {
     free(fx);
     return -1;
   }
@@ -46,26 +46,9 @@ static int setup(void **state) {
   return 0;
 }
 
-static void rm_rf(const char *path) {
-  DIR *d = opendir(path);
-  if (d) {
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-      if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-      char sub[512];
-      snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-      rm_rf(sub);
-    }
-    closedir(d);
-    rmdir(path);
-  } else {
-    unlink(path);
-  }
-}
-
 static int teardown(void **state) {
   fixture *fx = *state;
-  rm_rf(fx->dir);
+  tu_remove_tree(fx->dir);
   free(fx);
   return 0;
 }

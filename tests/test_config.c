@@ -16,6 +16,7 @@
 #include "config.h"
 #include "config_internal.h"
 #include "ms_error.h"
+#include "testutil.h"
 
 #define GOOD_FULL MS_SOURCE_DIR "/tests/configs/good_full.yaml"
 #define BAD_DIR MS_SOURCE_DIR "/tests/configs/bad"
@@ -28,12 +29,6 @@ static const char minimal[] =
     "  layers:\n"
     "    - {type: dense, units: 10}\n";
 
-/* Fails with the whole message when `msg` lacks `sub`. */
-#define assert_contains(msg, sub)                                                    \
-  do {                                                                               \
-    const char *m_ = (msg), *s_ = (sub);                                             \
-    if (!strstr(m_, s_)) fail_msg("message:\n%s\n-- does not contain:\n%s", m_, s_); \
-  } while (0)
 
 static int parse_text(ms_config *cfg, const char *text) {
   config_defaults(cfg);
@@ -46,7 +41,7 @@ static int parse_text(ms_config *cfg, const char *text) {
     ms_config c_;                                          \
     ms_error_clear();                                      \
     assert_int_equal(parse_text(&c_, (text)), MS_ECONFIG); \
-    assert_contains(ms_error_msg(), (sub));                \
+    tu_assert_contains(ms_error_msg(), (sub));                \
   } while (0)
 
 static char *read_all(const char *path, size_t *len) {
@@ -182,8 +177,8 @@ static void test_config_defaults_need_data_path_and_layers(void **state) {
   ms_config c;
   config_defaults(&c);
   assert_int_equal(config_validate(&c, 1), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "data.path is required");
-  assert_contains(ms_error_msg(), "model.layers is required");
+  tu_assert_contains(ms_error_msg(), "data.path is required");
+  tu_assert_contains(ms_error_msg(), "model.layers is required");
 }
 
 static void test_config_parse_good_full(void **state) {
@@ -332,7 +327,7 @@ static void test_config_emit_round_trip_non_printable_code_points(void **state) 
     assert_round_trip(&c);
   }
   char *text = config_emit(&c);
-  assert_contains(text, "name: \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+  tu_assert_contains(text, "name: \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
   free(text);
 }
 
@@ -404,9 +399,9 @@ static void test_config_emit_layers_as_flow_mappings(void **state) {
   load_good_full(&c);
   char *text = config_emit(&c);
   assert_non_null(text);
-  assert_contains(text, "  layers:");
-  assert_contains(text, "\n    - {type: dense, units: 256, activation: relu, init: auto}\n");
-  assert_contains(text, "\n    - {type: dense, units: 10, activation: none, init: auto}\n");
+  tu_assert_contains(text, "  layers:");
+  tu_assert_contains(text, "\n    - {type: dense, units: 256, activation: relu, init: auto}\n");
+  tu_assert_contains(text, "\n    - {type: dense, units: 10, activation: none, init: auto}\n");
   free(text);
 }
 
@@ -455,7 +450,7 @@ static void test_config_error_unknown_key_far_from_all(void **state) {
   (void)state;
   ms_config c;
   assert_int_equal(parse_text(&c, "log:\n  colour_scheme: dark\n"), MS_ECONFIG);
-  assert_contains(ms_error_msg(),
+  tu_assert_contains(ms_error_msg(),
                   "t.yaml:2:3: log.colour_scheme: unknown key (log has: every_steps, progress)");
   assert_null(strstr(ms_error_msg(), "did you mean"));
 }
@@ -651,15 +646,15 @@ static void test_config_error_reports_all_problems(void **state) {
       "logs: {}\n";           /* 14: unknown section */
   assert_int_equal(parse_text(&c, text), MS_ECONFIG);
   const char *m = ms_error_msg();
-  assert_contains(m, "t.yaml:2:3: run.nmae: unknown key, did you mean 'run.name'?\n");
-  assert_contains(m, "t.yaml:4:7: optim.lr: expected a number, found 'abc'\n");
-  assert_contains(m, "t.yaml:5:13: optim.momentum: expected a number in [0, 1), found 2\n");
-  assert_contains(m,
+  tu_assert_contains(m, "t.yaml:2:3: run.nmae: unknown key, did you mean 'run.name'?\n");
+  tu_assert_contains(m, "t.yaml:4:7: optim.lr: expected a number, found 'abc'\n");
+  tu_assert_contains(m, "t.yaml:5:13: optim.momentum: expected a number in [0, 1), found 2\n");
+  tu_assert_contains(m,
                   "t.yaml:7:9: schedule.name: expected one of constant, cosine, step, onecycle, "
                   "found 'linear'\n");
-  assert_contains(m, "t.yaml:10:3: train.epochs: duplicate key (first set at line 9)\n");
-  assert_contains(m, "t.yaml:13:7: model.layers[0].units: expected an integer >= 1");
-  assert_contains(m, "t.yaml:14:1: logs: unknown section, did you mean 'log'?");
+  tu_assert_contains(m, "t.yaml:10:3: train.epochs: duplicate key (first set at line 9)\n");
+  tu_assert_contains(m, "t.yaml:13:7: model.layers[0].units: expected an integer >= 1");
+  tu_assert_contains(m, "t.yaml:14:1: logs: unknown section, did you mean 'log'?");
   /* One problem per line, no trailing newline. */
   int lines = 1;
   for (const char *p = m; *p; p++) lines += *p == '\n';
@@ -745,19 +740,19 @@ static void test_config_override_bad_value(void **state) {
   config_defaults(&c);
   config_defaults(&before);
   assert_int_equal(config_override(&c, "optim.lr=abc"), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "--set optim.lr=abc: expected a number, found 'abc'");
+  tu_assert_contains(ms_error_msg(), "--set optim.lr=abc: expected a number, found 'abc'");
   assert_int_equal(config_override(&c, "optim.lr=20"), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "--set optim.lr=20: expected a number in (0, 10], found 20");
+  tu_assert_contains(ms_error_msg(), "--set optim.lr=20: expected a number in (0, 10], found 20");
   assert_int_equal(config_override(&c, "log.progress=yes"), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "--set log.progress=yes: expected true or false, found 'yes'");
+  tu_assert_contains(ms_error_msg(), "--set log.progress=yes: expected true or false, found 'yes'");
   assert_int_equal(config_override(&c, "train.epochs=[1, 2]"), MS_ECONFIG);
-  assert_contains(ms_error_msg(),
+  tu_assert_contains(ms_error_msg(),
                   "--set train.epochs=[1, 2]: expected a single value, found a list");
   assert_int_equal(config_override(&c, "train.epochs='3"), MS_ECONFIG);
-  assert_contains(ms_error_msg(),
+  tu_assert_contains(ms_error_msg(),
                   "--set train.epochs='3: expected a YAML scalar value, found a syntax error");
   assert_int_equal(config_override(&c, "train.epochs="), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "--set train.epochs=: expected an integer, found nothing");
+  tu_assert_contains(ms_error_msg(), "--set train.epochs=: expected an integer, found nothing");
   assert_memory_equal(&c, &before, sizeof c);
 }
 
@@ -766,13 +761,13 @@ static void test_config_override_unknown_key(void **state) {
   ms_config c;
   config_defaults(&c);
   assert_int_equal(config_override(&c, "optim.momentom=0.5"), MS_ECONFIG);
-  assert_contains(ms_error_msg(),
+  tu_assert_contains(ms_error_msg(),
                   "--set optim.momentom=0.5: unknown key 'optim.momentom', did you mean "
                   "'optim.momentum'?");
   assert_int_equal(config_override(&c, "lr=0.5"), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "did you mean 'optim.lr'?");
+  tu_assert_contains(ms_error_msg(), "did you mean 'optim.lr'?");
   assert_int_equal(config_override(&c, "nothing.like.it=1"), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "--set nothing.like.it=1: unknown key 'nothing.like.it'");
+  tu_assert_contains(ms_error_msg(), "--set nothing.like.it=1: unknown key 'nothing.like.it'");
 }
 
 static void test_config_override_bad_layer_syntax(void **state) {
@@ -780,17 +775,17 @@ static void test_config_override_bad_layer_syntax(void **state) {
   ms_config c;
   load_good_full(&c);
   assert_int_equal(config_override(&c, "model.layers[5].units=3"), MS_ECONFIG);
-  assert_contains(ms_error_msg(),
+  tu_assert_contains(ms_error_msg(),
                   "--set model.layers[5].units=3: expected a layer index in [0, 3] (3 layers; "
                   "index 3 appends one), found 5");
   assert_int_equal(config_override(&c, "model.layers[x].units=3"), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "expected model.layers[INDEX].KEY=value");
+  tu_assert_contains(ms_error_msg(), "expected model.layers[INDEX].KEY=value");
   assert_int_equal(config_override(&c, "model.layers=3"), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "expected model.layers[INDEX].KEY=value");
+  tu_assert_contains(ms_error_msg(), "expected model.layers[INDEX].KEY=value");
   assert_int_equal(config_override(&c, "model.layers[0].unit=3"), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "did you mean 'model.layers[0].units'?");
+  tu_assert_contains(ms_error_msg(), "did you mean 'model.layers[0].units'?");
   assert_int_equal(config_override(&c, "model.layers[0].activation=swish"), MS_ECONFIG);
-  assert_contains(ms_error_msg(),
+  tu_assert_contains(ms_error_msg(),
                   "expected one of none, relu, leaky_relu, gelu, tanh, sigmoid, softmax, found "
                   "'swish'");
   assert_int_equal(c.model.n_layers, 3);
@@ -801,7 +796,7 @@ static void test_config_override_missing_equals(void **state) {
   ms_config c;
   config_defaults(&c);
   assert_int_equal(config_override(&c, "optim.lr"), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "--set optim.lr: expected section.key=value");
+  tu_assert_contains(ms_error_msg(), "--set optim.lr: expected section.key=value");
   assert_int_equal(config_override(&c, "=1"), MS_ECONFIG);
 }
 
@@ -822,7 +817,7 @@ static void test_config_validate_batch_divisible_by_world(void **state) {
   c.train.batch_size = 100;
   assert_int_equal(config_validate(&c, 4), 0);
   assert_int_equal(config_validate(&c, 3), MS_ECONFIG);
-  assert_contains(ms_error_msg(),
+  tu_assert_contains(ms_error_msg(),
                   "train.batch_size 100 is not divisible by the world size 3: the global batch "
                   "is split evenly across ranks");
   assert_int_equal(config_validate(&c, 0), MS_ECONFIG);
@@ -834,7 +829,7 @@ static void test_config_validate_last_layer_activation(void **state) {
   load_good_full(&c);
   c.model.layers[2].activation = MS_ACT_RELU;
   assert_int_equal(config_validate(&c, 1), MS_ECONFIG);
-  assert_contains(ms_error_msg(),
+  tu_assert_contains(ms_error_msg(),
                   "model.layers[2].activation: expected none on the last layer "
                   "(it produces the logits for softmax_cross_entropy), found relu");
 }
@@ -847,12 +842,12 @@ static void test_config_validate_required_keys(void **state) {
   c.data.train_y[0] = '\0';
   c.data.test_y[0] = '\0';
   assert_int_equal(config_validate(&c, 1), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "data.path is required");
-  assert_contains(ms_error_msg(), "data.train_y is required");
-  assert_contains(ms_error_msg(), "data.test_y is required when data.test_x is set");
+  tu_assert_contains(ms_error_msg(), "data.path is required");
+  tu_assert_contains(ms_error_msg(), "data.train_y is required");
+  tu_assert_contains(ms_error_msg(), "data.test_y is required when data.test_x is set");
   c.model.n_layers = 0;
   assert_int_equal(config_validate(&c, 1), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "model.layers is required: expected 1 to 32 layers, found 0");
+  tu_assert_contains(ms_error_msg(), "model.layers is required: expected 1 to 32 layers, found 0");
 }
 
 static void test_config_validate_ranges(void **state) {
@@ -865,10 +860,10 @@ static void test_config_validate_ranges(void **state) {
   c.schedule.name = (ms_schedule_kind)7;
   assert_int_equal(config_validate(&c, 1), MS_ECONFIG);
   const char *m = ms_error_msg();
-  assert_contains(m, "optim.lr: expected a number in (0, 10], found -1");
-  assert_contains(m, "checkpoint.level: expected an integer in [1, 19], found 30");
-  assert_contains(m, "comm.timeout_s: expected a number > 0, found 0");
-  assert_contains(
+  tu_assert_contains(m, "optim.lr: expected a number in (0, 10], found -1");
+  tu_assert_contains(m, "checkpoint.level: expected an integer in [1, 19], found 30");
+  tu_assert_contains(m, "comm.timeout_s: expected a number > 0, found 0");
+  tu_assert_contains(
       m, "schedule.name: expected one of constant, cosine, step, onecycle, found 7");
 }
 
@@ -879,7 +874,7 @@ static void test_config_validate_appended_layer_needs_units(void **state) {
   assert_int_equal(config_override(&c, "model.layers[3].activation=none"), 0);
   assert_int_equal(config_override(&c, "model.layers[2].activation=relu"), 0);
   assert_int_equal(config_validate(&c, 1), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "model.layers[3].units: expected an integer >= 1, found 0");
+  tu_assert_contains(ms_error_msg(), "model.layers[3].units: expected an integer >= 1, found 0");
 }
 
 static void test_config_validate_warmup_within_max_steps(void **state) {
@@ -888,7 +883,7 @@ static void test_config_validate_warmup_within_max_steps(void **state) {
   load_good_full(&c);
   c.train.max_steps = 50;
   assert_int_equal(config_validate(&c, 1), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "schedule.warmup_steps 100 is not less than train.max_steps 50");
+  tu_assert_contains(ms_error_msg(), "schedule.warmup_steps 100 is not less than train.max_steps 50");
   c.train.max_steps = 0;
   assert_int_equal(config_validate(&c, 1), 0);
 }
@@ -901,10 +896,10 @@ static void test_config_validate_reports_all_problems(void **state) {
   c.log.every_steps = 0;
   assert_int_equal(config_validate(&c, 3), MS_ECONFIG);
   const char *m = ms_error_msg();
-  assert_contains(m, "data.path is required");
-  assert_contains(m, "model.layers is required");
-  assert_contains(m, "log.every_steps: expected an integer >= 1, found 0");
-  assert_contains(m, "train.batch_size 10 is not divisible by the world size 3");
+  tu_assert_contains(m, "data.path is required");
+  tu_assert_contains(m, "model.layers is required");
+  tu_assert_contains(m, "log.every_steps: expected an integer >= 1, found 0");
+  tu_assert_contains(m, "train.batch_size 10 is not divisible by the world size 3");
 }
 
 /* ---- schema, model.input, cross-field checks, resume diff, reference -------- */
@@ -931,7 +926,7 @@ static void test_config_input_parse_emit_override(void **state) {
   assert_int_equal(c.model.input.dims[1], 28);
   assert_int_equal(config_input_features(&c), 784);
   text = config_emit(&c);
-  assert_contains(text, "\n  input: [28, 28] ");
+  tu_assert_contains(text, "\n  input: [28, 28] ");
   free(text);
   assert_round_trip(&c);
   assert_int_equal(config_override(&c, "model.input=[784]"), 0);
@@ -944,10 +939,10 @@ static void test_config_input_parse_emit_override(void **state) {
   assert_int_equal(c.model.input.ndim, 0);
   assert_round_trip(&c);
   assert_int_equal(config_override(&c, "model.input=[2, x]"), MS_ECONFIG);
-  assert_contains(ms_error_msg(),
+  tu_assert_contains(ms_error_msg(),
                   "--set model.input=[2, x]: item 1: expected an integer, found 'x'");
   assert_int_equal(config_override(&c, "model.input=[[2]]"), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "item 0: expected an integer, found a list");
+  tu_assert_contains(ms_error_msg(), "item 0: expected an integer, found a list");
 }
 
 static void test_config_data_mean_std_lists(void **state) {
@@ -965,8 +960,8 @@ static void test_config_data_mean_std_lists(void **state) {
   assert_true(c.data.std.v[0] == 0.25f);
   assert_int_equal(c.data.check_finite, 1);
   text = config_emit(&c);
-  assert_contains(text, "\n  mean: [0.1, 0.2, -3] ");
-  assert_contains(text, "\n  std: [0.25] ");
+  tu_assert_contains(text, "\n  mean: [0.1, 0.2, -3] ");
+  tu_assert_contains(text, "\n  std: [0.25] ");
   free(text);
   assert_round_trip(&c);
   assert_int_equal(config_override(&c, "data.std=[0.5, 2]"), 0);
@@ -975,11 +970,11 @@ static void test_config_data_mean_std_lists(void **state) {
   assert_int_equal(c.data.mean.n, 0);
   assert_round_trip(&c);
   assert_int_equal(config_override(&c, "data.std=[1, 0]"), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "--set data.std=[1, 0]: item 1: expected a number > 0, found 0");
+  tu_assert_contains(ms_error_msg(), "--set data.std=[1, 0]: item 1: expected a number > 0, found 0");
   assert_int_equal(config_override(&c, "data.mean=[x]"), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "item 0: expected a number, found 'x'");
+  tu_assert_contains(ms_error_msg(), "item 0: expected a number, found 'x'");
   assert_int_equal(config_override(&c, "data.mean=[1e39]"), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "item 0: 1e+39 does not fit a float");
+  tu_assert_contains(ms_error_msg(), "item 0: 1e+39 does not fit a float");
   assert_parse_error("data: {path: d.h5, mean: 0.5}\n",
                      "data.mean: expected a list of numbers like [0.5] or [0.49, 0.48, 0.45], "
                      "found '0.5'");
@@ -996,7 +991,7 @@ static void test_config_check_input_names_both_shapes(void **state) {
   assert_int_equal(config_check_input(&c, shape, 2, "'d.h5' /x"), 0);
   assert_int_equal(config_check_input(&c, flat, 1, "'d.h5' /x"), 0); /* flattened sizes agree */
   assert_int_equal(config_check_input(&c, other, 1, "'d.h5' /x"), MS_ECONFIG);
-  assert_contains(ms_error_msg(),
+  tu_assert_contains(ms_error_msg(),
                   "model.input [28, 28] (784 features) does not match the samples "
                   "of 'd.h5' /x, of shape [32] (32 features)");
 }
@@ -1008,7 +1003,7 @@ static void test_config_check_steps_warmup_within_run(void **state) {
   c.schedule.warmup_steps = 30;
   assert_int_equal(config_check_steps(&c, 31), 0);
   assert_int_equal(config_check_steps(&c, 30), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "schedule.warmup_steps 30 is not less than the 30 steps");
+  tu_assert_contains(ms_error_msg(), "schedule.warmup_steps 30 is not less than the 30 steps");
   c.schedule.warmup_steps = 0;
   assert_int_equal(config_check_steps(&c, 1), 0);
 }
@@ -1042,13 +1037,13 @@ static void test_config_diff_pinned_names_every_pinned_key(void **state) {
   b.model.layers[1].activation = MS_ACT_NONE;
   b.data.scale = 1;
   assert_int_equal(config_diff(&a, &b, CONFIG_DIFF_PINNED, msg, sizeof msg), 3);
-  assert_contains(msg,
+  tu_assert_contains(msg,
                   "data.scale 0.00392156862745098 → 1; model.layers 3 layers → 2 layers; "
                   "model.layers[1].activation relu → none");
   /* A short buffer is cut, not overrun. */
   assert_int_equal(config_diff(&a, &b, CONFIG_DIFF_PINNED, msg, 20), 3);
   assert_true(strlen(msg) < 20);
-  assert_contains(msg, "...");
+  tu_assert_contains(msg, "...");
 }
 
 static void test_config_reference_lists_every_key(void **state) {
@@ -1057,11 +1052,11 @@ static void test_config_reference_lists_every_key(void **state) {
   assert_non_null(md);
   for (size_t i = 0; i < cfg_n_keys; i++) {
     snprintf(row, sizeof row, "| `%s` | ", cfg_keys[i].path);
-    assert_contains(md, row);
+    tu_assert_contains(md, row);
   }
-  assert_contains(md, "| `model.layers[i].units` | integer | (none) | required, >= 1 | no |");
-  assert_contains(md, "| `optim.lr` | number | `0.01` | (0, 10] | yes | peak learning rate |");
-  assert_contains(md, "| `run.seed` | unsigned 64-bit integer | `0` |");
+  tu_assert_contains(md, "| `model.layers[i].units` | integer | (none) | required, >= 1 | no |");
+  tu_assert_contains(md, "| `optim.lr` | number | `0.01` | (0, 10] | yes | peak learning rate |");
+  tu_assert_contains(md, "| `run.seed` | unsigned 64-bit integer | `0` |");
   free(md);
 }
 
@@ -1150,7 +1145,7 @@ static void test_config_emit_round_trip_every_layer_type(void **state) {
    * leaky_relu. */
   char *text = config_emit(c);
   assert_non_null(text);
-  assert_contains(text,
+  tu_assert_contains(text,
                   "  layers:                             # the layer stack, input to logits\n"
                   "    - {type: conv2d, filters: 8, kernel: 5, stride: 2, padding: 2, activation: "
                   "leaky_relu, alpha: 0.2, init: he_uniform}\n"
@@ -1163,15 +1158,15 @@ static void test_config_emit_round_trip_every_layer_type(void **state) {
                   "    - {type: activation, activation: softmax}\n"
                   "    - {type: dense, units: 10, activation: none, init: he_normal}\n"
                   "  loss: softmax_cross_entropy ");
-  assert_contains(text, "\n  label_smoothing: 0.1 ");
-  assert_contains(text, "\n  name: adamw ");
-  assert_contains(text, "\n  beta2: 0.99 ");
-  assert_contains(text, "\n  eps: 1e-07 ");
-  assert_contains(text, "\n  decay_all: true ");
-  assert_contains(text, "\n  name: onecycle ");
-  assert_contains(text, "\n  final_div_factor: 100 ");
-  assert_contains(text, "\n  pct_start: 0.25 ");
-  assert_contains(text, "\n  eval_top_k: 5 ");
+  tu_assert_contains(text, "\n  label_smoothing: 0.1 ");
+  tu_assert_contains(text, "\n  name: adamw ");
+  tu_assert_contains(text, "\n  beta2: 0.99 ");
+  tu_assert_contains(text, "\n  eps: 1e-07 ");
+  tu_assert_contains(text, "\n  decay_all: true ");
+  tu_assert_contains(text, "\n  name: onecycle ");
+  tu_assert_contains(text, "\n  final_div_factor: 100 ");
+  tu_assert_contains(text, "\n  pct_start: 0.25 ");
+  tu_assert_contains(text, "\n  eval_top_k: 5 ");
   free(text);
   /* Every loss, optimizer and schedule name reads back. */
   static const char *const sets[] = {"model.loss=bce_with_logits",
@@ -1208,18 +1203,18 @@ static void test_config_emit_round_trip_keys_of_another_type(void **state) {
   c.model.layers[2].eps = 1e-5; /* the default: not written */
   char *text = config_emit(&c);
   assert_non_null(text);
-  assert_contains(text,
+  tu_assert_contains(text,
                   "    - {type: dense, units: 4, kernel: 3, activation: relu, alpha: 0.5, "
                   "init: auto}\n");
-  assert_contains(text, "    - {type: maxpool2d, kernel: 2, stride: 0, rate: -0}\n");
-  assert_contains(text, "    - {type: flatten, activation: relu}\n");
+  tu_assert_contains(text, "    - {type: maxpool2d, kernel: 2, stride: 0, rate: -0}\n");
+  tu_assert_contains(text, "    - {type: flatten, activation: relu}\n");
   free(text);
   /* The file says what is wrong, at the key. */
   text = config_emit(&c);
   config_defaults(&c);
   assert_int_equal(config_parse(&c, text, strlen(text), "e.yaml"), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "model.layers[0].kernel: not a key of a dense layer");
-  assert_contains(ms_error_msg(), "model.layers[1].rate: not a key of a maxpool2d layer");
+  tu_assert_contains(ms_error_msg(), "model.layers[0].kernel: not a key of a dense layer");
+  tu_assert_contains(ms_error_msg(), "model.layers[1].rate: not a key of a maxpool2d layer");
   free(text);
 }
 
@@ -1344,7 +1339,7 @@ static void test_config_error_enum_suggests_nearest_value(void **state) {
                      "found 'Relu', did you mean 'relu'?");
   config_defaults(&c);
   assert_int_equal(config_override(&c, "schedule.name=one_cycle"), MS_ECONFIG);
-  assert_contains(ms_error_msg(),
+  tu_assert_contains(ms_error_msg(),
                   "--set schedule.name=one_cycle: expected one of constant, "
                   "cosine, step, onecycle, found 'one_cycle', did you mean "
                   "'onecycle'?");
@@ -1364,9 +1359,9 @@ static void test_config_error_layer_unknown_key_suggests_new_keys(void **state) 
       "kernel, stride, padding, rate, eps, activation, alpha, init)");
   load_good_full(&c);
   assert_int_equal(config_override(&c, "model.layers[0].strides=2"), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "did you mean 'model.layers[0].stride'?");
+  tu_assert_contains(ms_error_msg(), "did you mean 'model.layers[0].stride'?");
   assert_int_equal(config_override(&c, "model.layers[0].initialisation=auto"), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "did you mean 'model.layers[0].init'?");
+  tu_assert_contains(ms_error_msg(), "did you mean 'model.layers[0].init'?");
 }
 
 /* The same rules in config_validate(), for what --set or code made: no
@@ -1394,34 +1389,34 @@ static void test_config_validate_layer_rules(void **state) {
   c.model.layers[7].units = 3;
   assert_int_equal(config_validate(&c, 1), MS_ECONFIG);
   const char *m = ms_error_msg();
-  assert_contains(m,
+  tu_assert_contains(m,
                   "model.layers[0].units: not a key of a conv2d layer (it is a 2-D "
                   "convolution); its keys: filters, kernel, stride, padding, activation, "
                   "alpha, init\n");
-  assert_contains(m,
+  tu_assert_contains(m,
                   "model.layers[0].filters: expected an integer >= 1, found 0 (every conv2d "
                   "layer needs filters)\n");
-  assert_contains(m,
+  tu_assert_contains(m,
                   "model.layers[0].kernel: expected an integer in [1, 65536], found 0 "
                   "(every conv2d layer needs kernel)\n");
-  assert_contains(m,
+  tu_assert_contains(m,
                   "model.layers[1].kernel: expected an integer in [1, 65536], found 0 "
                   "(every maxpool2d layer needs kernel)\n");
-  assert_contains(m, "model.layers[2].rate: expected a number in [0, 1), found 1\n");
-  assert_contains(m, "model.layers[3].eps: expected a number > 0, found 0\n");
-  assert_contains(m,
+  tu_assert_contains(m, "model.layers[2].rate: expected a number in [0, 1), found 1\n");
+  tu_assert_contains(m, "model.layers[3].eps: expected a number > 0, found 0\n");
+  tu_assert_contains(m,
                   "model.layers[4].activation: expected one of relu, leaky_relu, gelu, tanh, "
                   "sigmoid, softmax on an activation layer");
-  assert_contains(m,
+  tu_assert_contains(m,
                   "model.layers[5].units: expected an integer >= 1, found 0 (every dense "
                   "layer needs units)\n");
-  assert_contains(m,
+  tu_assert_contains(m,
                   "model.layers[5].alpha: only used with activation leaky_relu (its slope "
                   "below 0), found activation relu\n");
-  assert_contains(m,
+  tu_assert_contains(m,
                   "model.layers[6].init: expected one of auto, he_normal, he_uniform, "
                   "xavier_normal, xavier_uniform, found 9\n");
-  assert_contains(m,
+  tu_assert_contains(m,
                   "model.layers[7].type: expected one of dense, conv2d, maxpool2d, "
                   "avgpool2d, flatten, dropout, layernorm, activation, found 8");
   assert_null(strstr(m, "model.layers[7].units")); /* an invalid type: nothing more to judge */
@@ -1448,7 +1443,7 @@ static void test_config_validate_last_activation_by_loss(void **state) {
     assert_int_equal(config_validate(&c, 1), cases[i].ok ? 0 : MS_ECONFIG);
     if (!cases[i].ok) {
       snprintf(set, sizeof set, "(it produces the logits for %s), found sigmoid", cases[i].loss);
-      assert_contains(ms_error_msg(), set);
+      tu_assert_contains(ms_error_msg(), set);
     }
   }
   /* The last layer may be of any type. */
@@ -1459,7 +1454,7 @@ static void test_config_validate_last_activation_by_loss(void **state) {
   assert_int_equal(config_validate(&c, 1), 0);
   assert_int_equal(config_override(&c, "model.loss=softmax_cross_entropy"), 0);
   assert_int_equal(config_validate(&c, 1), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "model.layers[4].activation: expected none on the last layer");
+  tu_assert_contains(ms_error_msg(), "model.layers[4].activation: expected none on the last layer");
 }
 
 static void test_config_validate_loss_options(void **state) {
@@ -1471,16 +1466,16 @@ static void test_config_validate_loss_options(void **state) {
   assert_int_equal(config_validate(&c, 1), 0);
   c.train.eval_top_k = 11;
   assert_int_equal(config_validate(&c, 1), MS_ECONFIG);
-  assert_contains(ms_error_msg(),
+  tu_assert_contains(ms_error_msg(),
                   "train.eval_top_k 11 is more than the 10 classes of the last "
                   "layer (model.layers[2].units)");
   c.train.eval_top_k = 3;
   assert_int_equal(config_override(&c, "model.loss=mse"), 0);
   assert_int_equal(config_validate(&c, 1), MS_ECONFIG);
-  assert_contains(ms_error_msg(),
+  tu_assert_contains(ms_error_msg(),
                   "model.label_smoothing: only softmax_cross_entropy smooths its "
                   "labels, found model.loss mse");
-  assert_contains(ms_error_msg(),
+  tu_assert_contains(ms_error_msg(),
                   "train.eval_top_k: top-k accuracy needs classes (model.loss "
                   "softmax_cross_entropy), found model.loss mse");
   c.model.label_smoothing = 0;
@@ -1522,11 +1517,11 @@ static void test_config_override_layer_item_keys(void **state) {
   assert_round_trip(&c);
   /* Values are checked as in the file; a failed --set changes nothing. */
   assert_int_equal(config_override(&c, "model.layers[5].rate=1"), MS_ECONFIG);
-  assert_contains(ms_error_msg(),
+  tu_assert_contains(ms_error_msg(),
                   "--set model.layers[5].rate=1: expected a number in [0, 1), found 1");
   assert_int_equal(config_override(&c, "model.layers[0].kernel=0"), MS_ECONFIG);
   assert_int_equal(config_override(&c, "model.layers[1].type=maxpool"), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "found 'maxpool', did you mean 'maxpool2d'?");
+  tu_assert_contains(ms_error_msg(), "found 'maxpool', did you mean 'maxpool2d'?");
   assert_int_equal(l[0].kernel, 3);
   assert_true(l[5].rate == 0.5);
   assert_int_equal(l[1].type, MS_LAYER_MAXPOOL2D);
@@ -1544,7 +1539,7 @@ static void test_config_override_append_conv_layer(void **state) {
   assert_int_equal(config_override(&c, "model.layers[1].type=conv2d"), 0);
   assert_int_equal(c.model.n_layers, 2);
   assert_int_equal(config_validate(&c, 1), MS_ECONFIG);
-  assert_contains(ms_error_msg(),
+  tu_assert_contains(ms_error_msg(),
                   "model.layers[1].filters: expected an integer >= 1, found 0 "
                   "(every conv2d layer needs filters)");
   assert_int_equal(config_override(&c, "model.layers[1].filters=2"), 0);
@@ -1566,7 +1561,7 @@ static void test_config_override_append_conv_layer(void **state) {
   assert_int_equal(c.model.layers[3].type, MS_LAYER_DENSE);
   assert_round_trip(&c);
   char *text = config_emit(&c);
-  assert_contains(text,
+  tu_assert_contains(text,
                   "    - {type: conv2d, filters: 2, kernel: 5, stride: 0, padding: 2, "
                   "activation: none, init: auto}\n    - {type: flatten}\n");
   free(text);
@@ -1574,7 +1569,7 @@ static void test_config_override_append_conv_layer(void **state) {
    * validation, not silently kept. */
   assert_int_equal(config_override(&c, "model.layers[4].kernel=5"), 0);
   assert_int_equal(config_validate(&c, 1), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "model.layers[4].kernel: not a key of a dense layer");
+  tu_assert_contains(ms_error_msg(), "model.layers[4].kernel: not a key of a dense layer");
 }
 
 /* A --set after which a key no longer belongs to the layer resets it. */
@@ -1675,33 +1670,33 @@ static void test_config_reference_documents_layer_items(void **state) {
   (void)state;
   char *md = config_reference();
   assert_non_null(md);
-  assert_contains(md,
+  tu_assert_contains(md,
                   "| `model.layers[i].kernel` | integer | (none) | required, [1, 65536] | no "
                   "| side of the square window; layer types: conv2d, maxpool2d, avgpool2d |");
-  assert_contains(md, "| `model.layers[i].alpha` | number | `0.01` | >= 0 | no |");
-  assert_contains(md, "| `model.layers[i].eps` | number | `1e-05` | > 0 | no |");
-  assert_contains(md,
+  tu_assert_contains(md, "| `model.layers[i].alpha` | number | `0.01` | >= 0 | no |");
+  tu_assert_contains(md, "| `model.layers[i].eps` | number | `1e-05` | > 0 | no |");
+  tu_assert_contains(md,
                   "| `model.layers[i].init` | enum | `auto` | `auto`, `he_normal`, "
                   "`he_uniform`, `xavier_normal`, `xavier_uniform` | no |");
-  assert_contains(md, "### Layer types");
-  assert_contains(md,
+  tu_assert_contains(md, "### Layer types");
+  tu_assert_contains(md,
                   "| `conv2d` | `filters` (required), `kernel` (required), `stride`, "
                   "`padding`, `activation`, `alpha`, `init` | 2-D convolution");
-  assert_contains(md, "| `maxpool2d` | `kernel` (required), `stride` | maximum of each");
-  assert_contains(md, "| `flatten` | (none) |");
-  assert_contains(md, "| `optim.name` | enum | `sgd` | `sgd`, `adam`, `adamw` | no |");
-  assert_contains(md, "| `optim.beta1` | number | `0.9` | [0, 1) | yes |");
-  assert_contains(md,
+  tu_assert_contains(md, "| `maxpool2d` | `kernel` (required), `stride` | maximum of each");
+  tu_assert_contains(md, "| `flatten` | (none) |");
+  tu_assert_contains(md, "| `optim.name` | enum | `sgd` | `sgd`, `adam`, `adamw` | no |");
+  tu_assert_contains(md, "| `optim.beta1` | number | `0.9` | [0, 1) | yes |");
+  tu_assert_contains(md,
                   "| `optim.decay_all` | bool | `false` | `true`, `false` | yes | also apply "
                   "weight decay to biases and normalisation parameters; by default they are "
                   "excluded |");
-  assert_contains(md, "| `schedule.pct_start` | number | `0.3` | (0, 1) | yes |");
-  assert_contains(md, "| `schedule.gamma` | number | `0.1` | (0, 1] | yes |");
-  assert_contains(md,
+  tu_assert_contains(md, "| `schedule.pct_start` | number | `0.3` | (0, 1) | yes |");
+  tu_assert_contains(md, "| `schedule.gamma` | number | `0.1` | (0, 1] | yes |");
+  tu_assert_contains(md,
                   "| `model.loss` | enum | `softmax_cross_entropy` | `softmax_cross_entropy`, "
                   "`bce_with_logits`, `mse`, `mae` | no |");
-  assert_contains(md, "| `model.label_smoothing` | number | `0` | [0, 1) | yes |");
-  assert_contains(md, "| `train.eval_top_k` | integer | `0` | >= 0 | yes |");
+  tu_assert_contains(md, "| `model.label_smoothing` | number | `0` | [0, 1) | yes |");
+  tu_assert_contains(md, "| `train.eval_top_k` | integer | `0` | >= 0 | yes |");
   free(md);
 }
 
@@ -1722,7 +1717,7 @@ static void test_config_read_file_directory(void **state) {
   char *text;
   size_t len;
   assert_int_equal(config_read_file(BAD_DIR, &text, &len), MS_EUSAGE);
-  assert_contains(ms_error_msg(), "cannot read config '");
+  tu_assert_contains(ms_error_msg(), "cannot read config '");
 }
 
 static void test_config_read_file_whole(void **state) {

@@ -77,7 +77,8 @@ static int set_and_read(const key_spec *k, int is_layer, const char *name) {
   else
     snprintf(set, sizeof set, "%s=%s", k->path, name);
   if (config_override(c, set) != 0) fail_msg("--set %s: %s", set, ms_error_msg());
-  memcpy(&v, (const char *)(is_layer ? (const void *)&c->model.layers[0] : (const void *)c) + k->off,
+  memcpy(&v,
+         (const char *)(is_layer ? (const void *)&c->model.layers[0] : (const void *)c) + k->off,
          sizeof v);
   free(c);
   return v;
@@ -107,7 +108,7 @@ static size_t walk_table(const key_spec *table, size_t count, int is_layer) {
         fail_msg("%s: '%s' is value %d in the schema, the constant is %d", key, name, v,
                  enum_values[r].value);
       assert_int_equal(set_and_read(k, is_layer, name), enum_values[r].value); /* name -> value */
-      assert_string_equal(config_enum_name(key, enum_values[r].value), name); /* value -> name */
+      assert_string_equal(config_enum_name(key, enum_values[r].value), name);  /* value -> name */
       assert_true(cfg_enum_valid(k, v));
       checked++;
     }

@@ -121,9 +121,9 @@ int config_override(ms_config *cfg, const char *assignment) {
     cfg_describe_node(node, found, sizeof found);
     snprintf(why, sizeof why, "expected a single value, found %s", found);
   } else if (!cfg_set_scalar(k, index >= 0 ? (void *)&layer : (void *)cfg,
-                         node ? (const char *)node->data.scalar.value : "",
-                         node ? node->data.scalar.length : 0,
-                         !node || node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, why)) {
+                             node ? (const char *)node->data.scalar.value : "",
+                             node ? node->data.scalar.length : 0,
+                             !node || node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, why)) {
     why[0] = '\0';
     if (index >= 0) {
       reset_dropped_keys(&before, &layer);
@@ -174,4 +174,3 @@ int config_read_file(const char *path, char **out, size_t *len) {
   *len = n;
   return 0;
 }
-

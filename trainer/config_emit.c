@@ -132,7 +132,6 @@ static void emit_layer(sbuf *b, const ms_layer_cfg *l) {
   cfg_sb_printf(b, "}");
 }
 
-
 /* ---- the resolved config --------------------------------------------------------- */
 
 char *config_emit(const ms_config *cfg) {
@@ -365,4 +364,3 @@ int config_diff(const ms_config *a, const ms_config *b, config_diff_keys which, 
   free(d.s);
   return n;
 }
-

@@ -60,7 +60,7 @@ static int set_from_node(pctx *c, const key_spec *k, void *base, const char *pat
     cfg_describe_node(v, found, sizeof found);
     snprintf(why, sizeof why, "expected a single value, found %s", found);
   } else if (!cfg_set_scalar(k, base, (const char *)v->data.scalar.value, v->data.scalar.length,
-                         v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, why)) {
+                             v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, why)) {
     return 0;
   }
   perr(c, v->start_mark, "%s: %s", path, why);
@@ -98,9 +98,9 @@ static void parse_keys(pctx *c, const yaml_node_t *map, const char *prefix, cons
     snprintf(path, sizeof path, "%s.%s", prefix, name);
     const key_spec *k = cfg_find_key(table, count, is_section ? path : name);
     if (!k) {
-      const char *s = is_section
-                          ? cfg_suggest_key(path)
-                          : cfg_nearest(name, cfg_layer_key_names, cfg_n_layer_keys, sizeof(char *));
+      const char *s =
+          is_section ? cfg_suggest_key(path)
+                     : cfg_nearest(name, cfg_layer_key_names, cfg_n_layer_keys, sizeof(char *));
       if (s && is_section) {
         perr(c, kn->start_mark, "%s: unknown key, did you mean '%s'?", path, s);
       } else if (s) {
@@ -296,4 +296,3 @@ out_cfg:
 out:
   return rc == MS_ENOMEM ? ms_error_set(MS_ENOMEM, "out of memory parsing %s", c.file) : rc;
 }
-

@@ -116,8 +116,9 @@ static void validate_field(cfg_errlist *e, const key_spec *k, const void *base, 
   switch (k->type) {
     case K_STR:
       if (!memchr(field, '\0', k->size))
-        cfg_err_add(e, NULL, "%s: expected a string of at most %zu bytes, found an unterminated one",
-                path, k->size - 1);
+        cfg_err_add(e, NULL,
+                    "%s: expected a string of at most %zu bytes, found an unterminated one", path,
+                    k->size - 1);
       else if ((k->flags & F_REQUIRED) && !field[0])
         cfg_err_add(e, NULL, "%s is required (%s)", path, k->doc);
       break;
@@ -131,7 +132,8 @@ static void validate_field(cfg_errlist *e, const key_spec *k, const void *base, 
       ms_dims d;
       memcpy(&d, field, sizeof d);
       if (d.ndim < 0 || d.ndim > MS_MAX_DIMS) {
-        cfg_err_add(e, NULL, "%s: expected 0 to %d dimensions, found %d", path, MS_MAX_DIMS, d.ndim);
+        cfg_err_add(e, NULL, "%s: expected 0 to %d dimensions, found %d", path, MS_MAX_DIMS,
+                    d.ndim);
         break;
       }
       cfg_range_desc(k, want, sizeof want);
@@ -153,7 +155,7 @@ static void validate_field(cfg_errlist *e, const key_spec *k, const void *base, 
         if (!isfinite(v[i]) || !cfg_in_range(k, v[i])) {
           cfg_fmt_double(got, sizeof got, v[i]);
           cfg_err_add(e, NULL, "%s: item %d: expected %s, found %s", path, i,
-                  isfinite(v[i]) ? want : "a finite number", got);
+                      isfinite(v[i]) ? want : "a finite number", got);
         }
       break;
     }
@@ -172,8 +174,8 @@ int config_validate(const ms_config *cfg, int world_size) {
   const char *loss = config_enum_name("model.loss", (int)cfg->model.loss);
   for (size_t i = 0; i < cfg_n_keys; i++) validate_field(&e, &cfg_keys[i], cfg, cfg_keys[i].path);
   if (n < 1 || n > MS_MAX_LAYERS) {
-    cfg_err_add(&e, NULL, "model.layers is required: expected 1 to %d layers, found %d", MS_MAX_LAYERS,
-            n);
+    cfg_err_add(&e, NULL, "model.layers is required: expected 1 to %d layers, found %d",
+                MS_MAX_LAYERS, n);
   } else {
     const ms_layer_cfg *last = &cfg->model.layers[n - 1];
     const key_spec *acts = &cfg_layer_keys[LAYER_ACTIVATION];
@@ -184,44 +186,45 @@ int config_validate(const ms_config *cfg, int world_size) {
     int act = (int)last->activation;
     if (logits && act != MS_ACT_NONE && cfg_enum_valid(acts, act))
       cfg_err_add(&e, NULL,
-              "model.layers[%d].activation: expected none on the last layer (it produces "
-              "the logits for %s), found %s",
-              n - 1, loss, cfg_enum_name(acts, act));
+                  "model.layers[%d].activation: expected none on the last layer (it produces "
+                  "the logits for %s), found %s",
+                  n - 1, loss, cfg_enum_name(acts, act));
     if (classes && cfg->train.eval_top_k > 0 && last->type == MS_LAYER_DENSE && last->units > 0 &&
         cfg->train.eval_top_k > last->units)
       cfg_err_add(&e, NULL,
-              "train.eval_top_k %d is more than the %d classes of the last layer "
-              "(model.layers[%d].units)",
-              cfg->train.eval_top_k, last->units, n - 1);
+                  "train.eval_top_k %d is more than the %d classes of the last layer "
+                  "(model.layers[%d].units)",
+                  cfg->train.eval_top_k, last->units, n - 1);
   }
   if (cfg->model.label_smoothing != 0 && !classes)
     cfg_err_add(&e, NULL,
-            "model.label_smoothing: only softmax_cross_entropy smooths its labels, found "
-            "model.loss %s (set label_smoothing 0)",
-            loss);
+                "model.label_smoothing: only softmax_cross_entropy smooths its labels, found "
+                "model.loss %s (set label_smoothing 0)",
+                loss);
   if (cfg->train.eval_top_k > 0 && !classes)
-    cfg_err_add(&e, NULL,
-            "train.eval_top_k: top-k accuracy needs classes (model.loss softmax_cross_entropy), "
-            "found model.loss %s (set eval_top_k 0)",
-            loss);
+    cfg_err_add(
+        &e, NULL,
+        "train.eval_top_k: top-k accuracy needs classes (model.loss softmax_cross_entropy), "
+        "found model.loss %s (set eval_top_k 0)",
+        loss);
   if (cfg->data.test_x[0] && !cfg->data.test_y[0])
     cfg_err_add(&e, NULL, "data.test_y is required when data.test_x is set (\"\" = no evaluation)");
   if (world_size < 1)
     cfg_err_add(&e, NULL, "world size %d: expected at least 1 rank", world_size);
   else if (cfg->train.batch_size > 0 && cfg->train.batch_size % world_size)
     cfg_err_add(&e, NULL,
-            "train.batch_size %d is not divisible by the world size %d: the global batch "
-            "is split evenly across ranks",
-            cfg->train.batch_size, world_size);
+                "train.batch_size %d is not divisible by the world size %d: the global batch "
+                "is split evenly across ranks",
+                cfg->train.batch_size, world_size);
   if (cfg->train.max_steps > 0 && cfg->schedule.warmup_steps >= cfg->train.max_steps)
     cfg_err_add(&e, NULL,
-            "schedule.warmup_steps %d is not less than train.max_steps %d: the run would end "
-            "before the warmup does",
-            cfg->schedule.warmup_steps, cfg->train.max_steps);
+                "schedule.warmup_steps %d is not less than train.max_steps %d: the run would end "
+                "before the warmup does",
+                cfg->schedule.warmup_steps, cfg->train.max_steps);
   int64_t features = config_input_features(cfg);
   if (features > INT_MAX)
     cfg_err_add(&e, NULL, "model.input: expected at most %d features in all, found %lld", INT_MAX,
-            (long long)features);
+                (long long)features);
   return cfg_err_finish(&e);
 }
 
@@ -275,4 +278,3 @@ int config_check_steps(const ms_config *cfg, int64_t total_steps) {
                         cfg->schedule.warmup_steps, (long long)total_steps);
   return 0;
 }
-

@@ -24,10 +24,10 @@
 
 /* ---- the list of problems ----------------------------------------------------- */
 
-#define MAX_SHOWN 20 /* problems listed in one message */
+#define MAX_SHOWN 20    /* problems listed in one message */
 #define PROBLEM_MAX 800 /* bytes of one problem line, its "file:line:col: " included */
 /* The whole report fits this thread's message, so no layer above cuts it. */
-_Static_assert(MAX_SHOWN * (PROBLEM_MAX + 1) + 64 <= MS_MSG_MAX, "a config report fits MS_MSG_MAX");
+_Static_assert(MAX_SHOWN *(PROBLEM_MAX + 1) + 64 <= MS_MSG_MAX, "a config report fits MS_MSG_MAX");
 
 void cfg_err_add(cfg_errlist *e, const char *where, const char *fmt, ...) {
   char msg[PROBLEM_MAX];
@@ -87,8 +87,7 @@ static void describe(char *out, size_t n, const char *s, size_t len, int plain) 
 /* Stores scalar s (n bytes, plain or quoted) into the field of k inside base;
  * writes nothing on failure.
  * @return 0, or -1 with "expected ..., found ..." in why (WHY_MAX bytes). */
-int cfg_set_scalar(const key_spec *k, void *base, const char *s, size_t n, int plain,
-                      char *why) {
+int cfg_set_scalar(const key_spec *k, void *base, const char *s, size_t n, int plain, char *why) {
   char found[96], want[160], tmp[64], *end;
   char *field = (char *)base + k->off;
   const char *hint;
@@ -200,7 +199,7 @@ int cfg_is_empty_plain(const yaml_node_t *node) {
 /* Stores a list node into the K_DIMS field of k inside base; writes nothing
  * on failure. @return 0, or -1 with the reason in why (WHY_MAX bytes). */
 int cfg_set_dims(const key_spec *k, void *base, yaml_document_t *doc, const yaml_node_t *v,
-                    char *why) {
+                 char *why) {
   ms_dims d = {0};
   key_spec item = {.type = K_INT, .off = 0, .size = sizeof(int), .min = k->min, .max = k->max};
   char inner[WHY_MAX], found[96];
@@ -214,7 +213,7 @@ int cfg_set_dims(const key_spec *k, void *base, yaml_document_t *doc, const yaml
       return fail(why, "item %d: expected an integer, found %s", i, found);
     }
     if (cfg_set_scalar(&item, &d.dims[i], (const char *)n->data.scalar.value, n->data.scalar.length,
-                   n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, inner))
+                       n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, inner))
       return fail(why, "item %d: %s", i, inner);
   }
   d.ndim = (int)count;
@@ -225,10 +224,13 @@ int cfg_set_dims(const key_spec *k, void *base, yaml_document_t *doc, const yaml
 /* Stores a list node into the K_FLOATS field of k inside base (ms_floats);
  * writes nothing on failure. @return 0, or -1 with the reason in why. */
 int cfg_set_floats(const key_spec *k, void *base, yaml_document_t *doc, const yaml_node_t *v,
-                      char *why) {
-  key_spec item = {
-      .type = K_DBL, .off = 0, .size = sizeof(double), .min = k->min, .max = k->max,
-      .flags = k->flags};
+                   char *why) {
+  key_spec item = {.type = K_DBL,
+                   .off = 0,
+                   .size = sizeof(double),
+                   .min = k->min,
+                   .max = k->max,
+                   .flags = k->flags};
   char inner[WHY_MAX], found[96];
   long count = v->data.sequence.items.top - v->data.sequence.items.start;
   if (count > MS_NORM_MAX)
@@ -244,7 +246,7 @@ int cfg_set_floats(const key_spec *k, void *base, yaml_document_t *doc, const ya
       return fail(why, "item %d: expected a number, found %s", i, found);
     }
     if (cfg_set_scalar(&item, &d, (const char *)n->data.scalar.value, n->data.scalar.length,
-                   n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, inner)) {
+                       n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE, inner)) {
       free(f);
       return fail(why, "item %d: %s", i, inner);
     }
@@ -284,8 +286,7 @@ static size_t levenshtein(const char *a, const char *b) {
  * edits. A longer or shorter spelling (`optimizer`, `sched`) counts as one
  * edit. The candidates sit `stride` bytes apart, so the same walk serves a
  * plain array of strings and the `path` members of a key_spec table. */
-const char *cfg_nearest(const char *name, const char *const *names, size_t count,
-                           size_t stride) {
+const char *cfg_nearest(const char *name, const char *const *names, size_t count, size_t stride) {
   const char *best = NULL;
   size_t best_d = SIZE_MAX, len = strlen(name), limit = len / 3 > 2 ? len / 3 : 2;
   for (size_t i = 0; i < count; i++) {
@@ -327,4 +328,3 @@ const key_spec *cfg_find_key(const key_spec *table, size_t count, const char *pa
     if (!strcmp(table[i].path, path)) return &table[i];
   return NULL;
 }
-
