@@ -31,8 +31,6 @@
 #include "version.h"
 #include "watchdog.h"
 
-#define ERRLEN 1024
-
 /* Checkpoint tensors: every parameter tensor, and its view in each of the
  * optimizer's state arenas (at most two: Adam's moments). */
 #define MAX_TENSORS (2 * MS_MAX_LAYERS * 3)
@@ -64,7 +62,7 @@ typedef struct {
   ms_saver *saver;              /* this rank's share of checkpoint writing */
   int save_background;          /* together: compress in the background */
   int saver_rc;                 /* a save failed outside a save ... */
-  char saver_msg[ERRLEN];       /* ... with this message */
+  char saver_msg[MS_MSG_MAX];   /* ... with this message */
   double save_t0, save_stall_s; /* the save in flight: start, stall so far */
   double save_compress_s, save_gather_s;
   int64_t save_step;            /* the save in flight */
@@ -109,7 +107,7 @@ static void wd_enter(run *r, const char *op, const char *where) {
  * failing rank (0 if none) and leaves its message in ms_error_msg() on
  * every rank. */
 static int agree_at(run *r, int rc, const char *where) {
-  char msg[ERRLEN];
+  char msg[MS_MSG_MAX];
   if (rc < 0) {
     if (r->w->size > 1 && r->w->rank != 0)
       snprintf(msg, sizeof msg, "rank %d: %s", r->w->rank, ms_error_msg());
@@ -123,15 +121,11 @@ static int agree_at(run *r, int rc, const char *where) {
   int code = comm_agree_msg(r->w, rc, msg, sizeof msg);
   watchdog_leave(r->wd);
   if (code == 0) return 0;
-  if (code == COMM_EMPI && r->w->err[0]) return ms_error_set(MS_ECOMM, "%s", r->w->err);
+  if (code == COMM_EMPI && r->w->err[0]) return ms_from_comm(code, comm_errmsg(r->w));
   return ms_error_set(code, "%s", msg);
 }
 /* Callers name themselves to the watchdog. */
 #define agree(r, rc) agree_at((r), (rc), __func__)
-
-static int comm_rc(run *r, int rc) {
-  return rc < 0 ? ms_error_set(MS_ECOMM, "%s", comm_errmsg(r->w)) : 0;
-}
 
 static int mkdir_p(const char *path) {
   char buf[MS_PATH_MAX];
@@ -158,7 +152,8 @@ static int load_config(run *r, const train_args *a) {
   int rc = 0;
   if (r->w->rank == 0) rc = config_read_file(a->config_path, &r->cfg_text, &r->cfg_len);
   if ((rc = agree(r, rc))) return rc;
-  if ((rc = comm_rc(r, comm_bcast_bytes(r->w, &r->cfg_text, &r->cfg_len, 0)))) return rc;
+  if ((rc = ms_from_comm(comm_bcast_bytes(r->w, &r->cfg_text, &r->cfg_len, 0), comm_errmsg(r->w))))
+    return rc;
   char *own = NULL;
   size_t own_len = 0;
   if (r->w->rank != 0 && config_read_file(a->config_path, &own, &own_len) == 0) {
@@ -172,10 +167,6 @@ static int load_config(run *r, const train_args *a) {
     rc = config_override(&r->cfg, a->overrides[i]);
   if (rc == 0) rc = config_validate(&r->cfg, r->w->size);
   return agree(r, rc);
-}
-
-static int data_rc(int rc, int code, const char *err) {
-  return rc < 0 ? ms_error_set(code, "%s", err) : 0;
 }
 
 /* A streamed training set whose chunk cache holds it whole is shared by
@@ -200,7 +191,7 @@ static int share_chunk_cache(run *r) {
     rc = comm_node_mem_alloc(r->w, (size_t)bytes, data_shared_cache_zeroed(r->train),
                              &r->shared_cache, &base);
   if (rc == 0 && base) data_share_cache(r->train, base);
-  return rc < 0 ? ms_error_set(MS_ECOMM, "%s", r->w->err) : 0;
+  return ms_from_comm(rc, comm_errmsg(r->w));
 }
 
 /* Opens the datasets and checks what needs no model: the test set against
@@ -208,26 +199,26 @@ static int share_chunk_cache(run *r) {
  * (data.check_finite) the values, each rank a 1/world share of them. */
 static int open_data(run *r) {
   const ms_config *c = &r->cfg;
-  char err[ERRLEN] = "";
+  char err[MS_MSG_MAX] = "";
   r->norm = check_data_norm(c);
   data_cache cache = c->data.cache == MS_CACHE_MEMORY   ? DATA_CACHE_MEMORY
                      : c->data.cache == MS_CACHE_STREAM ? DATA_CACHE_STREAM
                                                         : DATA_CACHE_AUTO;
   const size_t budget = (size_t)c->data.memory_mb << 20; /* per set, per rank */
-  int rc = data_rc(data_open_cached(&r->train, c->data.path, c->data.train_x, c->data.train_y,
-                                    budget, cache, err, sizeof err),
-                   MS_EDATA, err);
+  int rc = ms_from_data(data_open_cached(&r->train, c->data.path, c->data.train_x, c->data.train_y,
+                                         budget, cache, err, sizeof err),
+                        err);
   if (rc == 0 && c->data.test_x[0])
-    rc = data_rc(data_open_cached(&r->test, c->data.path, c->data.test_x, c->data.test_y, budget,
-                                  cache, err, sizeof err),
-                 MS_EDATA, err);
+    rc = ms_from_data(data_open_cached(&r->test, c->data.path, c->data.test_x, c->data.test_y,
+                                       budget, cache, err, sizeof err),
+                      err);
   if (rc == 0) rc = check_data_sets(c, r->train, r->test, &r->norm);
   for (int i = 0; rc == 0 && c->data.check_finite && i < 2; i++) {
     data_set *ds = i ? r->test : r->train;
     uint64_t begin, count;
     if (!ds) continue;
     sampler_eval_range(data_count(ds), r->w->size, r->w->rank, &begin, &count);
-    rc = data_rc(data_check_finite(ds, begin, count, &r->norm, err, sizeof err), MS_EDATA, err);
+    rc = ms_from_data(data_check_finite(ds, begin, count, &r->norm, err, sizeof err), err);
   }
   return agree(r, rc);
 }
@@ -261,10 +252,10 @@ static double compute_loss(run *r, float *grad, const float *out, size_t row0, i
 
 /* Reads samples idx[0..n) of ds into r->x and r->y (classifiers) or r->t. */
 static int read_batch(run *r, data_set *ds, const uint64_t *idx, int n) {
-  char err[ERRLEN] = "";
-  return data_rc(data_read(ds, idx, (size_t)n, &r->norm, r->x, r->classifier ? r->y : NULL,
-                           r->classifier ? NULL : r->t, err, sizeof err),
-                 MS_EDATA, err);
+  char err[MS_MSG_MAX] = "";
+  return ms_from_data(data_read(ds, idx, (size_t)n, &r->norm, r->x, r->classifier ? r->y : NULL,
+                                r->classifier ? NULL : r->t, err, sizeof err),
+                      err);
 }
 
 static int blas_threads(const comm_world *w, int configured) {
@@ -315,7 +306,8 @@ static int verify_identity(run *r) {
   me.params = model_params_hash(r->model);
   int rc = !all || !text ? ms_error_set(MS_ENOMEM, "out of memory checking the ranks agree") : 0;
   if ((rc = agree(r, rc))) goto done;
-  if ((rc = comm_rc(r, comm_allgather_bytes(r->w, &me, sizeof me, all)))) goto done;
+  if ((rc = ms_from_comm(comm_allgather_bytes(r->w, &me, sizeof me, all), comm_errmsg(r->w))))
+    goto done;
   const ms_identity *z = &all[0];
   int k, what = 0; /* 1 program, 2 config, 3 layout, 4 params */
   for (int key = 1; key <= 4 && !what; key++)
@@ -339,8 +331,8 @@ static int verify_identity(run *r) {
     /* Both texts to every rank (this path only), so each can name the keys. */
     char *t0 = r->w->rank == 0 ? text : NULL, *tk = r->w->rank == k ? text : NULL;
     size_t l0 = strlen(text), lk = l0;
-    rc = comm_rc(r, comm_bcast_bytes(r->w, &t0, &l0, 0));
-    if (rc == 0) rc = comm_rc(r, comm_bcast_bytes(r->w, &tk, &lk, k));
+    rc = ms_from_comm(comm_bcast_bytes(r->w, &t0, &l0, 0), comm_errmsg(r->w));
+    if (rc == 0) rc = ms_from_comm(comm_bcast_bytes(r->w, &tk, &lk, k), comm_errmsg(r->w));
     if (rc == 0) {
       char diff[700];
       int n = identity_config_diff(t0, tk, diff, sizeof diff);
@@ -361,7 +353,8 @@ static int verify_identity(run *r) {
                 "note: rank %d's initial parameters differ from rank 0's (same program and "
                 "config: another libm or CPU); using rank 0's",
                 k);
-    rc = comm_rc(r, comm_bcast_f32(r->w, r->model->params, r->model->n_params, 0));
+    rc = ms_from_comm(comm_bcast_f32(r->w, r->model->params, r->model->n_params, 0),
+                      comm_errmsg(r->w));
   }
 done:
   free(text);
@@ -461,9 +454,9 @@ static int compress_in_background(const run *r) {
  * file into place in the background (block: now). Collective. */
 static int finish_parts(run *r, int block) {
   double t0 = comm_wtime();
-  int all = comm_agree(r->w, block || saver_part_ready(r->saver) ? 0 : -1);
-  if (all == -1) return 0;
-  if (all == COMM_EMPI) return comm_rc(r, all);
+  int all = comm_all_ready(r->w, block || saver_part_ready(r->saver));
+  if (all < 0) return ms_from_comm(all, comm_errmsg(r->w));
+  if (!all) return 0;
   r->parts_in_flight = 0;
   int rc = agree(r, saver_part_wait(r->saver));
   if (rc == 0 && r->w->rank == 0) rc = saver_commit(r->saver, r->parts_total, block);
@@ -483,7 +476,7 @@ static int write_parts(run *r, size_t len, int sync) {
     free(lens);
     return rc;
   }
-  rc = comm_rc(r, comm_allgather_bytes(r->w, &mine, sizeof mine, lens));
+  rc = ms_from_comm(comm_allgather_bytes(r->w, &mine, sizeof mine, lens), comm_errmsg(r->w));
   uint64_t offset = 0, total = 0;
   for (int q = 0; rc == 0 && q < r->w->size; q++) {
     if (q < r->w->rank) offset += lens[q];
@@ -498,7 +491,7 @@ static int write_parts(run *r, size_t len, int sync) {
     if (tmp) tmp_len = strlen(tmp) + 1;
   }
   if ((rc = agree(r, rc))) return rc;
-  rc = comm_rc(r, comm_bcast_bytes(r->w, &tmp, &tmp_len, 0));
+  rc = ms_from_comm(comm_bcast_bytes(r->w, &tmp, &tmp_len, 0), comm_errmsg(r->w));
   if (rc == 0) rc = saver_write_part(r->saver, r->save_step, tmp, offset, sync);
   free(tmp);
   if ((rc = agree(r, rc))) {
@@ -529,7 +522,8 @@ static int gather_frames(run *r, int sync) {
   }
   char *all = NULL;
   size_t all_len = 0;
-  rc = comm_rc(r, comm_gatherv_bytes(r->w, frame, len, 0, &all, &all_len, NULL));
+  rc = ms_from_comm(comm_gatherv_bytes(r->w, frame, len, 0, &all, &all_len, NULL),
+                    comm_errmsg(r->w));
   saver_frame_done(r->saver);
   if (rc) return rc;
   if (r->w->rank == 0) rc = saver_write(r->saver, all, all_len, sync);
@@ -546,9 +540,9 @@ static int collect_save(run *r, int block) {
   if (saver_compressing(r->saver)) { /* the same on every rank */
     double t0 = comm_wtime();
     int ready = block || saver_frame_ready(r->saver);
-    int all = comm_agree(r->w, ready ? 0 : -1);
-    int rc = all == COMM_EMPI ? comm_rc(r, all) : all == 0 ? gather_frames(r, 0) : 0;
-    if (all != -1) r->save_stall_s += comm_wtime() - t0;
+    int all = comm_all_ready(r->w, ready);
+    int rc = all < 0 ? ms_from_comm(all, comm_errmsg(r->w)) : all ? gather_frames(r, 0) : 0;
+    if (all != 0) r->save_stall_s += comm_wtime() - t0;
     if (keep_failure(r, rc)) return rc;
   }
   if (r->parts_in_flight) {
@@ -591,8 +585,9 @@ static int save_together(run *r, const ckpt_meta *meta, int sync) {
   if (rc) return rc;
   char *all = NULL;
   size_t all_len = 0;
-  rc = comm_rc(r, comm_gatherv_bytes(r->w, hashes, n_hashes * sizeof *hashes, 0, &all, &all_len,
-                                     NULL));
+  rc = ms_from_comm(
+      comm_gatherv_bytes(r->w, hashes, n_hashes * sizeof *hashes, 0, &all, &all_len, NULL),
+      comm_errmsg(r->w));
   if (rc) return rc;
   rc = saver_compress(r->saver, r->w->rank == 0 ? meta : NULL, (const uint64_t *)all,
                       all_len / sizeof(uint64_t));
@@ -695,7 +690,7 @@ static int resume(run *r, const char *what) {
   if (skipped) metrics_say(r->metrics, "resume: skipped damaged checkpoints:\n%s", skipped);
   char *buf = (char *)cursor;
   size_t len = sizeof cursor;
-  if ((rc = comm_rc(r, comm_bcast_bytes(r->w, &buf, &len, 0)))) goto done;
+  if ((rc = ms_from_comm(comm_bcast_bytes(r->w, &buf, &len, 0), comm_errmsg(r->w)))) goto done;
   if (r->w->rank != 0) {
     memcpy(cursor, buf, sizeof cursor);
     free(buf);
@@ -704,11 +699,14 @@ static int resume(run *r, const char *what) {
     metrics_say(r->metrics, "resume: no checkpoint in %s, starting from step 0", r->ckpt_dir);
     goto done;
   }
-  if ((rc = comm_rc(r, comm_bcast_f32(r->w, r->model->params, r->model->n_params, 0)))) goto done;
+  if ((rc = ms_from_comm(comm_bcast_f32(r->w, r->model->params, r->model->n_params, 0),
+                         comm_errmsg(r->w))))
+    goto done;
   float *state[2];
   const char *names[2];
   for (int a = 0, n = optim_state(r->opt, state, names, 2); a < n; a++)
-    if ((rc = comm_rc(r, comm_bcast_f32(r->w, state[a], r->opt->n, 0)))) goto done;
+    if ((rc = ms_from_comm(comm_bcast_f32(r->w, state[a], r->opt->n, 0), comm_errmsg(r->w))))
+      goto done;
   r->step = cursor[1], r->epoch = cursor[2], r->step_in_epoch = cursor[3];
   r->opt->t = r->step; /* one optimizer step per training step (Adam's bias correction) */
   r->last_ckpt_step = r->step;
@@ -753,7 +751,7 @@ static int evaluate(run *r) {
   }
   if ((rc = agree(r, rc))) return rc;
   wd_enter(r, "evaluation sums", __func__);
-  rc = comm_rc(r, comm_allreduce_sum_f64(r->w, s + 1, 6));
+  rc = ms_from_comm(comm_allreduce_sum_f64(r->w, s + 1, 6), comm_errmsg(r->w));
   watchdog_leave(r->wd);
   if (rc) return rc;
   ms_eval e = {.loss = s[1] / s[3],
@@ -776,11 +774,15 @@ static int evaluate(run *r) {
 /* The batch of the current cursor from the loader; its labels are copied
  * into r->y (classifiers) or r->t, where compute_loss reads them. */
 static int next_batch(run *r, loader_batch *b) {
-  char err[ERRLEN] = "";
-  if (loader_next(r->loader, (uint64_t)r->epoch, (uint64_t)r->step_in_epoch, b, err,
-                  sizeof err) < 0)
-    return ms_error_set(MS_EDATA, "step %lld (epoch %lld, step %lld of the epoch): %s",
-                        (long long)r->step, (long long)r->epoch, (long long)r->step_in_epoch, err);
+  char err[MS_MSG_MAX] = "";
+  int rc = ms_from_data(
+      loader_next(r->loader, (uint64_t)r->epoch, (uint64_t)r->step_in_epoch, b, err, sizeof err),
+      err);
+  if (rc) {
+    ms_error_prefix("step %lld (epoch %lld, step %lld of the epoch)", (long long)r->step,
+                    (long long)r->epoch, (long long)r->step_in_epoch);
+    return rc;
+  }
   if (b->y) memcpy(r->y, b->y, b->n * sizeof *r->y);
   if (b->t) memcpy(r->t, b->t, b->n * data_label_elems(r->train) * sizeof *r->t);
   return 0;
@@ -838,7 +840,7 @@ static int create_reducer(run *r) {
                             : c->comm.compress == MS_WIRE_BF16 ? WIRE_BF16
                                                                : WIRE_F32};
   int rc = reducer_create(&r->red, r->w, m->grads, m->n_params, starts, ns, &o);
-  if (rc < 0) rc = ms_error_set(rc == COMM_ENOMEM ? MS_ENOMEM : MS_ECOMM, "%s", r->w->err);
+  rc = ms_from_comm(rc, comm_errmsg(r->w));
   /* On the shared-memory path backward computes straight into the window. */
   if (rc == 0) model_use_grads(r->model, reducer_arena(r->red));
   return agree(r, rc);
@@ -913,7 +915,7 @@ static int train_step(run *r, double stats[3]) {
   wd_enter(r, "gradient allreduce", __func__);
   int crc = r->red ? reducer_finish(r->red) : 0;
   watchdog_leave(r->wd);
-  if (crc) return comm_rc(r, crc);
+  if (crc) return ms_from_comm(crc, comm_errmsg(r->w));
   /* (This step's sync is counted from the next step's agreement on.) */
   double parts[T_PARTS] = {r->t_compute, r->t_comm, r->t_data, r->t_ckpt, r->t_eval};
   memcpy(s + 6, parts, sizeof parts);
@@ -935,7 +937,7 @@ static int train_step(run *r, double stats[3]) {
     r->stop_signo = (int)sig;
   }
   r->time_ckpt_due = s[4] > 0;
-  if (crc) return comm_rc(r, crc);
+  if (crc) return ms_from_comm(crc, comm_errmsg(r->w));
   /* The reduced loss is the same number on every rank: no agreement needed. */
   if (!isfinite(s[1]))
     return ms_error_set(MS_EDATA,
@@ -1040,7 +1042,7 @@ static void say_start(run *r) {
  * 45% slower with it, the wake-ups also starving other processes). */
 static int start_loader(run *r, const train_args *a) {
   const ms_config *c = &r->cfg;
-  char err[ERRLEN] = "";
+  char err[MS_MSG_MAX] = "";
   loader_opts o = {.ds = r->train,
                    .norm = r->norm,
                    .order = {.shuffle = c->data.shuffle == MS_SHUFFLE_BLOCK  ? SAMPLER_BLOCK
@@ -1058,7 +1060,7 @@ static int start_loader(run *r, const train_args *a) {
                    .class_labels = r->classifier,
                    .end_step = (uint64_t)r->total_steps};
   if (a->stop_at > 0 && a->stop_at < r->total_steps) o.end_step = (uint64_t)a->stop_at;
-  int rc = data_rc(loader_create(&r->loader, &o, err, sizeof err), MS_EDATA, err);
+  int rc = ms_from_data(loader_create(&r->loader, &o, err, sizeof err), err);
   if ((rc = agree(r, rc))) return rc;
   char order[96] = "";
   if (o.order.shuffle == SAMPLER_BLOCK)
@@ -1267,7 +1269,7 @@ int train_run(comm_world *w, const train_args *a) {
    * may rightly spend minutes loading data while the others wait. */
   if (a->on_hang) {
     rc = watchdog_create(&r.wd, r.w, r.cfg.comm.timeout_s, a->on_hang, NULL);
-    if (rc < 0) rc = ms_error_set(rc == COMM_ENOMEM ? MS_ENOMEM : MS_ECOMM, "%s", r.w->err);
+    rc = ms_from_comm(rc, comm_errmsg(r.w));
     if ((rc = agree(&r, rc))) goto out;
   }
 
