@@ -467,10 +467,43 @@ static void test_config_reference_lists_every_key(void **state) {
   free(md);
 }
 
+/* Every key, as the start-up check compares ranks: scalars by value, layer
+ * items key by key, a missing layer by the count; in schema order. */
+static void test_config_diff_all_names_each_key(void **state) {
+  (void)state;
+  ms_config *c = calloc(2, sizeof *c);
+  char msg[512], small[24];
+  assert_non_null(c);
+  cfx_load_good_full(&c[0]);
+  c[1] = c[0];
+  assert_int_equal(config_diff(&c[0], &c[1], CONFIG_DIFF_ALL, msg, sizeof msg), 0);
+  assert_string_equal(msg, "");
+  assert_int_equal(config_override(&c[1], "optim.lr=0.2"), 0);
+  assert_int_equal(config_override(&c[1], "train.batch_size=256"), 0);
+  assert_int_equal(config_override(&c[1], "model.layers[0].units=48"), 0);
+  assert_int_equal(config_override(&c[1], "comm.compress=fp16"), 0);
+  assert_int_equal(config_diff(&c[0], &c[1], CONFIG_DIFF_ALL, msg, sizeof msg), 4);
+  assert_string_equal(msg,
+                      "model.layers[0].units 256 → 48; optim.lr 0.05 → 0.2; train.batch_size "
+                      "128 → 256; comm.compress none → fp16");
+  /* Only the pinned ones for a resume. */
+  assert_int_equal(config_diff(&c[0], &c[1], CONFIG_DIFF_PINNED, msg, sizeof msg), 2);
+  /* A cut message ends in "...". */
+  assert_int_equal(config_diff(&c[0], &c[1], CONFIG_DIFF_ALL, small, sizeof small), 4);
+  assert_int_equal(strlen(small), sizeof small - 1);
+  assert_string_equal(small + sizeof small - 4, "...");
+  c[1] = c[0];
+  assert_int_equal(config_override(&c[1], "model.layers[3].units=10"), 0);
+  assert_int_equal(config_diff(&c[0], &c[1], CONFIG_DIFF_ALL, msg, sizeof msg), 1);
+  assert_string_equal(msg, "model.layers 3 layers → 4 layers");
+  free(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_config_schema_enum_keys_are_c_enums),
       cmocka_unit_test(test_config_schema_enum_emits_names),
+      cmocka_unit_test(test_config_diff_all_names_each_key),
       cmocka_unit_test(test_config_emit_round_trip_good_full),
       cmocka_unit_test(test_config_emit_round_trip_defaults),
       cmocka_unit_test(test_config_emit_round_trip_awkward_values),

@@ -286,6 +286,22 @@ static void list_tensors(run *r) {
     }
 }
 
+/* config_diff of every key between two resolved configs as config_emit
+ * wrote them (rank 0's and another rank's): "key A → B" for each key in
+ * out (cap bytes). @return the number of keys, or MS_ENOMEM / MS_ECONFIG
+ * when a text does not read back. */
+static int diff_resolved(const char *a, const char *b, char *out, size_t cap) {
+  ms_config *c = malloc(2 * sizeof *c);
+  if (!c) return ms_error_set(MS_ENOMEM, "out of memory comparing the ranks' configs");
+  config_defaults(&c[0]);
+  config_defaults(&c[1]);
+  int rc = config_parse(&c[0], a, strlen(a), "(rank 0's resolved config)");
+  if (rc == 0) rc = config_parse(&c[1], b, strlen(b), "(another rank's resolved config)");
+  if (rc == 0) rc = config_diff(&c[0], &c[1], CONFIG_DIFF_ALL, out, cap);
+  free(c);
+  return rc;
+}
+
 /* One collective at start-up: every rank's program, config, layout and
  * initial parameters (identity.h). The first rank that differs from rank 0
  * is named with the first key that differs: the program (version or
@@ -333,14 +349,15 @@ static int verify_identity(run *r) {
     size_t l0 = strlen(text), lk = l0;
     rc = ms_from_comm(comm_bcast_bytes(r->w, &t0, &l0, 0), comm_errmsg(r->w));
     if (rc == 0) rc = ms_from_comm(comm_bcast_bytes(r->w, &tk, &lk, k), comm_errmsg(r->w));
-    if (rc == 0) {
-      char diff[700];
-      int n = identity_config_diff(t0, tk, diff, sizeof diff);
+    char diff[MS_MSG_MAX / 2]; /* the rest of the message names the ranks */
+    int n = rc ? rc : diff_resolved(t0, tk, diff, sizeof diff);
+    if (n >= 0)
       rc = ms_error_set(MS_ECONFIG,
                         "ranks were given different configs: rank %d differs from rank 0 in %d "
                         "key%s (rank 0's value → rank %d's): %s",
                         k, n, n == 1 ? "" : "s", k, diff);
-    }
+    else
+      rc = n;
     if (t0 != text) free(t0);
     if (tk != text) free(tk);
   } else if (what == 3) {
