@@ -1,10 +1,11 @@
 /* config — the YAML run description as a typed struct.
  *
  * One table in config_schema.c (key path, type, default, range, resume-safe,
- * one-line doc) drives defaults, parsing (config.c), `--set` overrides,
- * validation, the resolved-config emitter, the Markdown reference
- * (configs/REFERENCE.md) and the resume diff, so that none of them can drift
- * from the others.
+ * one-line doc) drives defaults, parsing, `--set` overrides, validation, the
+ * resolved-config emitter, the Markdown reference (configs/REFERENCE.md) and
+ * the config diff, so that none of them can drift from the others (the
+ * files of the module: config_internal.h). Enum keys are C enums, parsed
+ * once here; config_enum_name() gives a value's name back.
  *
  * Sections (DESIGN.md, "Config"): run data model optim schedule train
  * checkpoint comm log. Unknown keys are errors that name file:line:col and the
