@@ -23,18 +23,14 @@
 #include <zstd.h>
 
 #include "ckpt_internal.h"
+#include "hash.h"
 #include "ms_error.h"
 #include "version.h"
 
 /* ---- hashes ------------------------------------------------------------ */
 
 uint64_t ckpt_fnv1a(uint64_t h, const void *data, size_t n) {
-  const unsigned char *p = data;
-  for (size_t i = 0; i < n; i++) {
-    h ^= p[i];
-    h *= 0x100000001b3ULL;
-  }
-  return h;
+  return hash_fnv1a(h, data, n);
 }
 
 int ckpt_hasher_init(ckpt_hasher *h, int version, const char *what) {
