@@ -167,7 +167,7 @@ uint64_t ckf_data_hash_v2(const unsigned char *data, size_t n) {
 /* Writes header JSON root and dlen data bytes as a checkpoint at path, in
  * one valid zstd frame; flip >= 0 flips one bit of that data byte. */
 void ckf_recompress(const char *path, json_t *root, const unsigned char *data, size_t dlen,
-                       long flip) {
+                    long flip) {
   char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
   assert_non_null(s);
   size_t slen = strlen(s), pad = (8 - slen % 8) % 8;
@@ -235,7 +235,8 @@ size_t ckf_frame_starts(const unsigned char *c, size_t n, size_t *starts, size_t
 
 void ckf_assert_msg_has(const char *path, const char *needle) {
   const char *msg = ms_error_msg();
-  if (strncmp(msg, path, strlen(path)) != 0) fail_msg("message does not begin with the path: %s", msg);
+  if (strncmp(msg, path, strlen(path)) != 0)
+    fail_msg("message does not begin with the path: %s", msg);
   if (!strstr(msg, needle)) fail_msg("message lacks '%s': %s", needle, msg);
 }
 
@@ -273,7 +274,6 @@ int ckf_run_checker(const char *args) {
   assert_true(st != -1 && WIFEXITED(st));
   return WEXITSTATUS(st);
 }
-
 
 void ckf_big_init(ckf_big_model *bm, unsigned seed) {
   bm->w = malloc(700 * 1000 * sizeof(float));

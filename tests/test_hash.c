@@ -18,8 +18,7 @@ static void test_hash_fnv1a_known_values(void **state) {
   assert_true(hash_fnv1a(HASH_FNV_OFFSET, "a", 1) == 0xaf63dc4c8601ec8cULL);
   assert_true(hash_fnv1a(HASH_FNV_OFFSET, "foobar", 6) == 0x85944171f73967e8ULL);
   /* Continuing from a previous hash equals hashing in one go. */
-  assert_true(hash_fnv1a(hash_fnv1a(HASH_FNV_OFFSET, "foo", 3), "bar", 3) ==
-              0x85944171f73967e8ULL);
+  assert_true(hash_fnv1a(hash_fnv1a(HASH_FNV_OFFSET, "foo", 3), "bar", 3) == 0x85944171f73967e8ULL);
 }
 
 static void test_hash_xxh3_known_value_and_seed(void **state) {

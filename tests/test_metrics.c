@@ -46,12 +46,22 @@ static char *records(void (*fill)(ms_metrics *), char **lines, int cap, int *n) 
   return buf;
 }
 
-static const char *const odd_path = "runs/a \"quoted\" dir\\back\nslash/step-00000007.safetensors.zst";
+static const char *const odd_path =
+    "runs/a \"quoted\" dir\\back\nslash/step-00000007.safetensors.zst";
 
 static void fill_checkpoint(ms_metrics *m) {
-  metrics_ckpt c = {.step = 7, .path = odd_path, .bytes = 1234, .raw_bytes = 5678, .world = 2,
-                    .background_compress = 1, .ranks_write = 0, .write_s = 0.25,
-                    .stall_s = 0.001, .compress_s = 0.1, .gather_s = 0.05, .file_s = 0.02};
+  metrics_ckpt c = {.step = 7,
+                    .path = odd_path,
+                    .bytes = 1234,
+                    .raw_bytes = 5678,
+                    .world = 2,
+                    .background_compress = 1,
+                    .ranks_write = 0,
+                    .write_s = 0.25,
+                    .stall_s = 0.001,
+                    .compress_s = 0.1,
+                    .gather_s = 0.05,
+                    .file_s = 0.02};
   metrics_checkpoint(m, &c);
 }
 
@@ -76,8 +86,8 @@ static void test_metrics_checkpoint_path_round_trips(void **state) {
 static void fill_train(ms_metrics *m) {
   metrics_train(m, 3, 10, 0, 0.6931471805599453, 0.1234567, 0.01, 1234.56);
   metrics_train(m, 4, 10, 0, NAN, -1.0, 0.01, 1000.0);
-  ms_eval e = {.loss = 0.5, .classifier = 1, .acc = 0.875, .top_k = 5, .topk_acc = 1.0,
-               .n_samples = 64};
+  ms_eval e = {
+      .loss = 0.5, .classifier = 1, .acc = 0.875, .top_k = 5, .topk_acc = 1.0, .n_samples = 64};
   metrics_eval(m, 4, 0, &e);
 }
 

@@ -14,9 +14,7 @@ void hash_stream_update(hash_stream *s, const void *data, size_t n) {
   XXH3_64bits_update(&s->st, data, n);
 }
 
-uint64_t hash_stream_digest(const hash_stream *s) {
-  return XXH3_64bits_digest(&s->st);
-}
+uint64_t hash_stream_digest(const hash_stream *s) { return XXH3_64bits_digest(&s->st); }
 
 uint64_t hash_fnv1a(uint64_t h, const void *data, size_t n) {
   const unsigned char *p = data;

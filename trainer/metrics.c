@@ -59,8 +59,8 @@ void metrics_close(ms_metrics *m) {
  * compare equal across runs, short enough to read. A record that cannot
  * be built (out of memory) is left out: metrics never stop a run. */
 static void put_record(ms_metrics *m, json_t *obj) {
-  char *line = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9))
-                   : NULL;
+  char *line =
+      obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) : NULL;
   json_decref(obj);
   if (!line) return;
   fprintf(m->jsonl, "%s\n", line);
@@ -77,15 +77,15 @@ static double fixed(double x, int decimals) {
 
 /* json_real refuses NaN and infinities (JSON has none): a diverged loss is
  * written as null rather than losing the record. */
-static json_t *real_or_null(double x) {
-  return isfinite(x) ? json_real(x) : json_null();
-}
+static json_t *real_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
 /* Adds key: value to obj. Either may be NULL after a failed allocation:
  * then that key is missing and the rest of the record is still written. */
 static void add(json_t *obj, const char *key, json_t *value) {
-  if (obj) json_object_set_new(obj, key, value);
-  else json_decref(value);
+  if (obj)
+    json_object_set_new(obj, key, value);
+  else
+    json_decref(value);
 }
 
 static json_t *record(const char *kind) {

@@ -30,16 +30,16 @@ void metrics_close(ms_metrics *m);
 
 /* A training log record: one line for the user and one JSON line. acc < 0
  * (a regression model) leaves the accuracy out. */
-void metrics_train(ms_metrics *m, int64_t step, int64_t total_steps, int64_t epoch,
-                   double loss, double acc, double lr, double samples_per_s);
+void metrics_train(ms_metrics *m, int64_t step, int64_t total_steps, int64_t epoch, double loss,
+                   double acc, double lr, double samples_per_s);
 
 /* What an evaluation measured over the whole test set. */
 typedef struct {
-  double loss;   /* the training loss's mean over the samples */
+  double loss; /* the training loss's mean over the samples */
   int classifier;
-  int binary;    /* bce_with_logits: acc is the fraction of outputs on the target's side of 0.5 */
-  double acc;    /* classifiers: top-1 accuracy; binary: see above */
-  int top_k;     /* classifiers: k of topk_acc, 0 = not measured */
+  int binary; /* bce_with_logits: acc is the fraction of outputs on the target's side of 0.5 */
+  double acc; /* classifiers: top-1 accuracy; binary: see above */
+  int top_k;  /* classifiers: k of topk_acc, 0 = not measured */
   double topk_acc;
   double mse, mae; /* regression: mean over all outputs */
   long n_samples;

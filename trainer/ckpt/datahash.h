@@ -21,7 +21,7 @@
 /* The data hash of one format version, fed the data section's values in
  * order, in pieces of any size. */
 typedef struct {
-  int version;      /* 1: FNV-1a; 2: XXH3 of chunk hashes */
+  int version; /* 1: FNV-1a; 2: XXH3 of chunk hashes */
   uint64_t fnv;
   hash_stream chunk; /* the chunk being hashed */
   hash_stream top;   /* over the chunk hashes */

@@ -138,7 +138,8 @@ void ckpt_atomic_close(ckpt_atomic *a, int rc, char **out_path) {
 int ckpt_write_bytes(const char *dir, int64_t step, const void *bytes, size_t len,
                      char **out_path) {
   if (out_path) *out_path = NULL;
-  if (!dir || !*dir || (len && !bytes)) return ms_error_set(MS_ECKPT, "ckpt_write: invalid arguments");
+  if (!dir || !*dir || (len && !bytes))
+    return ms_error_set(MS_ECKPT, "ckpt_write: invalid arguments");
   int rc = ckpt_file_check_step(dir, step);
   if (rc) return rc;
   char name[64];
@@ -208,7 +209,8 @@ int ckpt_part_commit(const char *dir, int64_t step, const char *tmp_path, uint64
   if (stat(tmp_path, &st) != 0)
     rc = ms_error_set(MS_EIO, "%s: cannot stat %s: %s", path, tmp_path, strerror(errno));
   else if ((uint64_t)st.st_size != len)
-    rc = ms_error_set(MS_EIO, "%s: %s has %lld bytes after every rank wrote its part, expected %" PRIu64,
+    rc = ms_error_set(MS_EIO,
+                      "%s: %s has %lld bytes after every rank wrote its part, expected %" PRIu64,
                       path, tmp_path, (long long)st.st_size, len);
   if (rc == 0 && rename(tmp_path, path) != 0)
     rc = ms_error_set(MS_EIO, "%s: cannot rename %s into place: %s", path, tmp_path,
@@ -282,8 +284,10 @@ out:
  * none of them is still being written when this runs. */
 static int clean_temp(const char *dir) {
   DIR *d = opendir(dir);
-  if (!d) return errno == ENOENT ? 0 : ms_error_set(MS_EIO, "%s: cannot list directory: %s", dir,
-                                                   strerror(errno));
+  if (!d)
+    return errno == ENOENT
+               ? 0
+               : ms_error_set(MS_EIO, "%s: cannot list directory: %s", dir, strerror(errno));
   int rc = 0;
   struct dirent *de;
   while (rc == 0 && (de = readdir(d)) != NULL) {
@@ -292,7 +296,8 @@ static int clean_temp(const char *dir) {
         strncmp(nm, ".step-", 6) != 0)
       continue;
     char *path = ckpt_file_join(dir, nm);
-    if (!path) rc = ms_error_set(MS_ENOMEM, "%s: out of memory", dir);
+    if (!path)
+      rc = ms_error_set(MS_ENOMEM, "%s: out of memory", dir);
     else if (unlink(path) != 0 && errno != ENOENT)
       rc = ms_error_set(MS_EIO, "%s: cannot delete: %s", path, strerror(errno));
     free(path);
@@ -309,8 +314,7 @@ int ckpt_prune(const char *dir, int keep) {
   int rc = clean_temp(dir);
   if (rc == 0) rc = ckpt_file_list(dir, &fs, &n);
   for (size_t i = keep < 1 ? 1 : (size_t)keep; rc == 0 && i < n; i++) {
-    if (!(path = ckpt_file_join(dir, fs[i].name)))
-      FAIL(out, MS_ENOMEM, "%s: out of memory", dir);
+    if (!(path = ckpt_file_join(dir, fs[i].name))) FAIL(out, MS_ENOMEM, "%s: out of memory", dir);
     if (unlink(path) != 0 && errno != ENOENT)
       FAIL(out, MS_EIO, "%s: cannot delete: %s", path, strerror(errno));
     free(path);

@@ -28,7 +28,7 @@ char *ckpt_file_join(const char *dir, const char *name);
 typedef struct {
   const char *dir; /* borrowed */
   char *path, *tmp;
-  FILE *f;         /* open for writing between open and commit */
+  FILE *f; /* open for writing between open and commit */
 } ckpt_atomic;
 
 /* Creates dir (mkdir -p) and opens the temporary file of dir/name. Call

@@ -212,8 +212,10 @@ int ckpt_compress(const ckpt_tensor *tensors, int n_tensors, int shuffle, const 
   /* zstd's worst case up front: the buffer is not expected to grow, though
    * zw_feed would grow it rather than fail. */
   w.mem_cap = ZSTD_compressBound(prefix_len + (size_t)(end - begin)) + 4096;
-  int rc = (w.mem = malloc(w.mem_cap)) ? 0 : ms_error_set(MS_ENOMEM, "out of memory for a "
-                                                          "compressed checkpoint frame");
+  int rc = (w.mem = malloc(w.mem_cap)) ? 0
+                                       : ms_error_set(MS_ENOMEM,
+                                                      "out of memory for a "
+                                                      "compressed checkpoint frame");
   if (rc == 0) rc = ckpt_zw_setup(&w, level, workers);
   if (rc == 0)
     rc = ckpt_zw_write_frame(&w, tensors, n_tensors, shuffle, prefix, prefix_len, begin, end);

@@ -23,7 +23,7 @@
 
 typedef struct {
   FILE *f;
-  const char *path;    /* borrowed, for messages */
+  const char *path; /* borrowed, for messages */
   ZSTD_DCtx *dctx;
   unsigned char *ibuf;
   size_t icap;
@@ -60,13 +60,13 @@ void ckpt_zr_close(ckpt_zreader *r);
  * caller). Without a zstd context (cctx NULL) bytes go to f as they are:
  * the plain safetensors files of ckpt_export. */
 typedef struct {
-  ZSTD_CCtx *cctx;      /* made by ckpt_zw_setup; ckpt_zw_free frees it */
+  ZSTD_CCtx *cctx; /* made by ckpt_zw_setup; ckpt_zw_free frees it */
   FILE *f;
   void *obuf;
   size_t ocap;
   unsigned char *mem;
   size_t mem_len, mem_cap;
-  const char *what;     /* the destination, for messages */
+  const char *what; /* the destination, for messages */
 } ckpt_zwriter;
 
 /* Makes the compression context: `level`, checksums on, and `workers`

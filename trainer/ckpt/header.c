@@ -31,10 +31,9 @@ static int add_meta(json_t *root, const ckpt_meta *meta, uint64_t data_hash, con
   char num[32];
   json_t *md = json_object();
   if (!md || json_object_set_new(root, "__metadata__", md)) return 1;
-#define PUT(key, value)                                  \
-  do {                                                   \
-    if (json_object_set_new(md, key, json_string(value))) \
-      return 1;                                          \
+#define PUT(key, value)                                             \
+  do {                                                              \
+    if (json_object_set_new(md, key, json_string(value))) return 1; \
   } while (0)
 #define PUTF(key, fmt, value)              \
   do {                                     \
@@ -65,7 +64,8 @@ static int add_meta(json_t *root, const ckpt_meta *meta, uint64_t data_hash, con
 static int add_entry(json_t *root, const ckpt_tensor *t, int64_t off, const char *what) {
   int64_t end = off + ckpt_sec_tensor_bytes(t->ndim, t->shape);
   json_t *name = json_string(t->name);
-  if (!name) return ms_error_set(MS_ECKPT, "%s: tensor name '%s' is not valid UTF-8", what, t->name);
+  if (!name)
+    return ms_error_set(MS_ECKPT, "%s: tensor name '%s' is not valid UTF-8", what, t->name);
   json_decref(name);
   if (json_object_get(root, t->name))
     return ms_error_set(MS_ECKPT, "%s: tensor name '%s' is given twice", what, t->name);
@@ -109,8 +109,8 @@ static int build_json(const ckpt_tensor *t, int n, const ckpt_meta *meta, uint64
   return 0;
 }
 
-int ckpt_header(const char *what, const ckpt_tensor *tensors, int n_tensors,
-                const ckpt_meta *meta, uint64_t data_hash, void **out, size_t *len) {
+int ckpt_header(const char *what, const ckpt_tensor *tensors, int n_tensors, const ckpt_meta *meta,
+                uint64_t data_hash, void **out, size_t *len) {
   *out = NULL;
   *len = 0;
   uint64_t d;
@@ -245,7 +245,8 @@ static int parse_meta(const char *path, json_t *root, ckpt_hdr *h) {
   h->config = json_string_value(v);
   v = json_object_get(md, "byte_shuffle");
   m->byte_shuffle = 0;
-  if (v && strcmp(json_string_value(v), "4") == 0) m->byte_shuffle = 1;
+  if (v && strcmp(json_string_value(v), "4") == 0)
+    m->byte_shuffle = 1;
   else if (v)
     return ms_error_set(MS_ECKPT, "%s: unknown byte_shuffle '%s' (this build reads 4)", path,
                         json_string_value(v));
@@ -323,7 +324,8 @@ static int parse_entries(const char *path, json_t *root, ckpt_hdr *h) {
 int ckpt_hdr_parse(const char *path, const char *text, size_t len, ckpt_hdr *h) {
   memset(h, 0, sizeof *h);
   json_error_t jerr;
-  json_t *root = len && text[0] == '{' ? json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+  json_t *root =
+      len && text[0] == '{' ? json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
   if (!len || text[0] != '{') snprintf(jerr.text, sizeof jerr.text, "it does not start with '{'");
   h->json = root;
   if (!json_is_object(root))

@@ -30,23 +30,23 @@ int ckpt_hdr_check_meta(const char *what, const ckpt_meta *meta);
 
 /* One tensor entry of a parsed header. */
 typedef struct {
-  const char *name;      /* borrowed from the parsed JSON */
-  uint64_t begin, end;   /* data_offsets */
+  const char *name;    /* borrowed from the parsed JSON */
+  uint64_t begin, end; /* data_offsets */
   int ndim;
   int64_t shape[CKPT_MAX_DIMS];
-  int req;               /* the caller's: index of a destination, or -1 */
+  int req; /* the caller's: index of a destination, or -1 */
 } ckpt_entry;
 
 /* A parsed header. */
 typedef struct {
-  void *json;           /* the parsed object (jansson), owning the strings */
-  ckpt_meta meta;       /* meta.config NULL: see config */
-  const char *config;   /* borrowed from json */
-  int version;          /* format_version */
+  void *json;         /* the parsed object (jansson), owning the strings */
+  ckpt_meta meta;     /* meta.config NULL: see config */
+  const char *config; /* borrowed from json */
+  int version;        /* format_version */
   uint64_t data_hash;
-  ckpt_entry *es;       /* sorted by offset, malloc'ed */
+  ckpt_entry *es; /* sorted by offset, malloc'ed */
   size_t ne;
-  uint64_t data_size;   /* bytes the entries cover */
+  uint64_t data_size; /* bytes the entries cover */
 } ckpt_hdr;
 
 /* Decodes the 8-byte length prefix; payload_size is the first frame's

@@ -153,8 +153,10 @@ static int read_whole(const char *path, ckpt_zreader *r, const ckpt_entry *e, fl
   int rc = ckpt_zr_read(r, dst, (size_t)left);
   if (rc == 0 && shuffled && left) {
     float *tmp = malloc((size_t)left);
-    if (!tmp) rc = ms_error_set(MS_ENOMEM, "%s: out of memory", path);
-    else ckpt_sec_unshuffle(dst, (size_t)left / sizeof(float), tmp);
+    if (!tmp)
+      rc = ms_error_set(MS_ENOMEM, "%s: out of memory", path);
+    else
+      ckpt_sec_unshuffle(dst, (size_t)left / sizeof(float), tmp);
     free(tmp);
   }
   if (rc == 0 && left) ckpt_hasher_update(hs, dst, (size_t)left);
@@ -175,8 +177,8 @@ static int read_data(const char *path, ckpt_zreader *r, const ckpt_hdr *h,
     const ckpt_entry *e = &h->es[j];
     uint64_t left = e->end - e->begin;
     if (e->req >= 0 || (h->meta.byte_shuffle && left)) {
-      rc = read_whole(path, r, e, e->req >= 0 ? tensors[e->req].data : NULL,
-                      h->meta.byte_shuffle, &hs);
+      rc = read_whole(path, r, e, e->req >= 0 ? tensors[e->req].data : NULL, h->meta.byte_shuffle,
+                      &hs);
       continue;
     }
     if (!scratch && !(scratch = malloc(CKPT_SCRATCH)))
@@ -191,8 +193,8 @@ static int read_data(const char *path, ckpt_zreader *r, const ckpt_hdr *h,
   uint64_t got = ckpt_hasher_final(&hs);
   if (rc == 0 && got != h->data_hash)
     rc = ms_error_set(MS_ECKPT,
-                      "%s: corrupted (data hash %016" PRIx64 " does not match the header's %016" PRIx64
-                      ")",
+                      "%s: corrupted (data hash %016" PRIx64
+                      " does not match the header's %016" PRIx64 ")",
                       path, got, h->data_hash);
 out:
   free(scratch);
@@ -327,8 +329,8 @@ int ckpt_find_latest(const char *dir, char **out_path, char **skipped) {
 }
 
 int ckpt_restore(const char *dir, const char *path, const ckpt_tensor *tensors, int n_tensors,
-                 uint64_t expected_layout_hash, ckpt_accept_fn accept, void *ctx,
-                 ckpt_meta *meta, char **out_path, char **skipped) {
+                 uint64_t expected_layout_hash, ckpt_accept_fn accept, void *ctx, ckpt_meta *meta,
+                 char **out_path, char **skipped) {
   static const ckpt_tensor none = {0};
   const ckpt_tensor *t = n_tensors ? tensors : &none;
   char *list = NULL, *found = NULL;

@@ -41,8 +41,8 @@ int ckpt_data_size(const char *what, const ckpt_tensor *t, int n, uint64_t *byte
   return 0;
 }
 
-void ckpt_slice(uint64_t bytes, int n, int r, uint64_t *begin, uint64_t *end,
-                uint64_t *first_chunk, uint64_t *n_chunks) {
+void ckpt_slice(uint64_t bytes, int n, int r, uint64_t *begin, uint64_t *end, uint64_t *first_chunk,
+                uint64_t *n_chunks) {
   uint64_t floats = bytes / sizeof(float), q = floats / (uint64_t)n, rem = floats % (uint64_t)n;
   uint64_t ur = (uint64_t)r;
   uint64_t b = q * ur + (ur < rem ? ur : rem);

@@ -42,8 +42,7 @@ static int make_header(const char *dir, const ckpt_tensor *t, int n, const ckpt_
 /* Writes dir/name atomically: `slices` zstd frames at `level`, or a plain
  * safetensors file when level is 0. */
 static int write_file(const char *dir, const char *name, const ckpt_tensor *t, int n,
-                      const ckpt_meta *meta, int level, int workers, int slices,
-                      char **out_path) {
+                      const ckpt_meta *meta, int level, int workers, int slices, char **out_path) {
   if (out_path) *out_path = NULL;
   if (!dir || !*dir || slices < 1) return ms_error_set(MS_ECKPT, "ckpt_write: invalid arguments");
   uint64_t d = 0;
@@ -68,8 +67,8 @@ static int write_file(const char *dir, const char *name, const ckpt_tensor *t, i
     uint64_t b, e;
     ckpt_slice(d, slices, r, &b, &e, NULL, NULL);
     if (r == 0 || e > b)
-      rc = ckpt_zw_write_frame(&w, t, n, meta->byte_shuffle, r == 0 ? hdr : NULL,
-                               r == 0 ? hlen : 0, b, e);
+      rc = ckpt_zw_write_frame(&w, t, n, meta->byte_shuffle, r == 0 ? hdr : NULL, r == 0 ? hlen : 0,
+                               b, e);
   }
   if (rc == 0) rc = ckpt_atomic_commit(&a);
 out:
@@ -85,8 +84,8 @@ int ckpt_write(const char *dir, const ckpt_tensor *tensors, int n_tensors, const
   return ckpt_write_mt(dir, tensors, n_tensors, meta, level, 0, 1, out_path);
 }
 
-int ckpt_write_mt(const char *dir, const ckpt_tensor *tensors, int n_tensors,
-                  const ckpt_meta *meta, int level, int workers, int slices, char **out_path) {
+int ckpt_write_mt(const char *dir, const ckpt_tensor *tensors, int n_tensors, const ckpt_meta *meta,
+                  int level, int workers, int slices, char **out_path) {
   char name[64];
   if (out_path) *out_path = NULL;
   if (!meta) return ms_error_set(MS_ECKPT, "ckpt_write: invalid arguments");
