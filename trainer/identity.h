@@ -21,11 +21,12 @@ typedef struct {
   uint64_t params;  /* model_params_hash after initialisation */
 } ms_identity;
 
-/* FNV-1a 64 of n bytes, continuing from h (start with IDENTITY_HASH_INIT). */
+/* A hash of n bytes continuing from h (start with IDENTITY_HASH_INIT):
+ * hash_xxh3 seeded with h. Only compared between ranks of one run. */
 #define IDENTITY_HASH_INIT 1469598103934665603ULL
 uint64_t identity_hash(const void *p, size_t n, uint64_t h);
 
-/* FNV-1a 64 of this process's executable (/proc/self/exe).
+/* XXH3-64 of this process's executable (/proc/self/exe).
  * @return the hash, or 0 when the file cannot be read (not Linux). */
 uint64_t identity_binary_hash(void);
 
