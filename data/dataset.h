@@ -159,6 +159,9 @@ const char *data_y_name(const data_set *ds);     /* the labels' dataset, as give
 /* "uint8", "float16", ...; "?" for a value outside the enum. */
 const char *data_dtype_name(data_dtype t);
 
+/* Bytes per stored value: 1, 2, 4 or 8 (4 for a value outside the enum). */
+size_t data_dtype_size(data_dtype t);
+
 /* The per-sample shape of the inputs (their dims without the first): fills
  * up to max_dims of dims. @return the number of per-sample dims (0 for
  * inputs of shape (N,), one feature each). */

@@ -69,19 +69,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
   va_end(ap);
 }
 
-static size_t dtype_size(data_dtype t) {
-  switch (t) {
-    case DATA_U8:
-    case DATA_I8: return 1;
-    case DATA_U16:
-    case DATA_I16:
-    case DATA_F16: return 2;
-    case DATA_F32: return 4;
-    case DATA_F64: return 8;
-  }
-  return 4;
-}
-
 /* Reads the batch of (epoch, step) into s (on whichever thread owns perm). */
 static void fill(data_loader *l, slot *s, uint64_t epoch, uint64_t step) {
   s->epoch = epoch;
@@ -250,7 +237,7 @@ int loader_create(data_loader **out, const loader_opts *o, char *err, size_t err
   if (l->o.order.shuffle == SAMPLER_BLOCK && l->o.order.block_size == 0) {
     uint64_t rows = data_chunk_samples(o->ds);
     if (rows == 0) {
-      size_t row_bytes = l->elems * dtype_size(data_input_dtype(o->ds));
+      size_t row_bytes = l->elems * data_dtype_size(data_input_dtype(o->ds));
       rows = UNCHUNKED_BLOCK_BYTES / (row_bytes ? row_bytes : 1);
     }
     l->o.order.block_size = rows ? rows : 1;
