@@ -56,69 +56,31 @@ const char *data_dtype_name(data_dtype t) {
   return "?";
 }
 
-/* ---- listing the datasets of a file (for "not found" messages) ---------- */
-
-typedef struct {
-  char **names;
-  size_t count, cap;
-  int oom;
-} name_list;
-
-static herr_t list_cb(hid_t obj, const char *name, const H5O_info_t *info, void *data) {
-  (void)obj;
-  name_list *l = data;
-  if (info->type != H5O_TYPE_DATASET) return 0;
-  if (l->count == l->cap) {
-    size_t cap = l->cap ? 2 * l->cap : 16;
-    char **grown = realloc(l->names, cap * sizeof *grown);
-    if (!grown) {
-      l->oom = 1;
-      return 1;
-    }
-    l->names = grown;
-    l->cap = cap;
-  }
-  size_t len = strlen(name);
-  char *s = malloc(len + 2);
-  if (!s) {
-    l->oom = 1;
-    return 1;
-  }
-  s[0] = '/';
-  memcpy(s + 1, name, len + 1);
-  l->names[l->count++] = s;
-  return 0;
-}
-
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Writes "dataset 'NAME' not found in 'PATH'; datasets in the file: ..." */
 static void not_found(hid_t file, const char *path, const char *name, char *err, size_t errlen) {
-  name_list l = {0};
-  H5Ovisit2(file, H5_INDEX_NAME, H5_ITER_INC, list_cb, &l, H5O_INFO_BASIC);
-  if (l.count > 1) qsort(l.names, l.count, sizeof *l.names, cmp_str);
+  char **names = NULL;
+  size_t count = 0;
+  /* A failed walk still names the datasets it found before failing. */
+  (void)h5util_list_datasets(file, path, &names, &count, NULL, 0);
 
   char list[2048] = "";
   size_t used = 0;
-  size_t shown = l.count < LIST_CAP ? l.count : LIST_CAP;
+  size_t shown = count < LIST_CAP ? count : LIST_CAP;
   for (size_t i = 0; i < shown && used < sizeof list; i++) {
-    int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", l.names[i]);
+    int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", names[i]);
     if (w < 0) break;
     used += (size_t)w;
   }
-  if (l.count > shown && used < sizeof list)
-    snprintf(list + used, sizeof list - used, ", ... (%zu more)", l.count - shown);
+  if (count > shown && used < sizeof list)
+    snprintf(list + used, sizeof list - used, ", ... (%zu more)", count - shown);
 
-  if (l.count == 0)
+  if (count == 0)
     h5util_set_err(err, errlen, "dataset '%s' not found in '%s'; the file has no datasets", name,
                    path);
   else
     h5util_set_err(err, errlen, "dataset '%s' not found in '%s'; datasets in the file: %s", name,
                    path, list);
-  for (size_t i = 0; i < l.count; i++) free(l.names[i]);
-  free(l.names);
+  h5util_free_names(names, count);
 }
 
 /* Opens dataset `name`, or explains why not (missing, or not a dataset). */
