@@ -24,9 +24,19 @@
  * decompression per sample once the chunks outgrow that cache (block
  * shuffle, sampler.h, keeps a batch within a few chunks).
  *
- * Errors: functions return 0 or -1 and write a one-line message naming the
- * file and dataset (and the sample index where there is one) into err
- * (errlen bytes); they never print or exit.
+ * Errors (all of data/: dataset.h, loader.h, sampler.h, convert.h,
+ * info.h). A function that can fail returns int: 0, or -1 with one line
+ * (no newline) in the caller's buffer err of errlen bytes, its last two
+ * parameters, always NUL-terminated and cut to fit. The line names what
+ * failed and where: the file, the dataset, the sample index, the config
+ * key (data.mean, ...). err may be NULL (or errlen 0) when the caller
+ * needs no message; its content after a 0 is unspecified. Nothing in
+ * data/ prints or exits. DATA_ERRLEN is the buffer size callers should
+ * use: it holds the longest message data/ writes (a missing dataset, with
+ * up to 2 KiB of the datasets that do exist) with room for the file and
+ * dataset names. Two exceptions, name parsers without a
+ * message (data_cache_parse, sampler_shuffle_parse): their one failure is
+ * an unknown name, which the caller holds. Getters cannot fail.
  *
  * Threads. HDF5 is usually built without thread safety (so is the
  * Debian/Ubuntu parallel build). Every function of data/ that calls HDF5 --
@@ -47,6 +57,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* The size of an err buffer for data/ functions (Errors, above). */
+#define DATA_ERRLEN 4096
 
 typedef struct data_set data_set;
 

@@ -14,11 +14,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dataset.h"
 #include "h5fixture.h"
 #include "h5util.h"
 #include "info.h"
 
-static char g_err[1024];
+static char g_err[DATA_ERRLEN];
 static char *g_out;
 
 /* Runs data_info into g_out (freed by the next call). */
