@@ -97,9 +97,10 @@ static void *run_thread(void *arg) {
 #ifdef SCHED_BATCH
   /* Throughput work: without wake-up preemption, the loader woken by the
    * step's loader_next does not push the step off its CPU to read a batch
-   * the step does not need yet (measured on 2 busy cores: the step then
-   * waited about one batch read at every step). It still gets its fair
-   * share of CPU time. */
+   * the step does not need yet (when every core trains, the step would
+   * otherwise wait for a batch read at every step;
+   * scripts/bench/results/loader.md). It still gets its fair share of CPU
+   * time. */
   struct sched_param sp = {0};
   (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 #endif
