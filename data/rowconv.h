@@ -12,7 +12,7 @@
  * multiversioning): one binary, no -march, and both give the same floats
  * (scripts/bench/results/loader.md for the speed).
  *
- * Pure functions on plain memory: no HDF5, no lock, any thread. The
+ * Pure functions on plain memory: no HDF5 call, no lock, any thread. The
  * prefix is rowconv_ because convert_ belongs to the file converters
  * (convert.h).
  */
