@@ -356,7 +356,7 @@ static int load_inputs(data_set *ds, hid_t xset, char *err, size_t errlen) {
 }
 
 /* Streamed, a chunked set is read a whole chunk (of samples) at a time
- * into midscale's own chunk cache (chunk_cache_init), which HDF5's would
+ * into midscale's own chunk cache (chunk_cache.h), which HDF5's would
  * only duplicate: it is turned off (a read that covers whole chunks then
  * goes straight to the caller's buffer). */
 static hid_t streaming_dapl(hid_t xset) {
