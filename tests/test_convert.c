@@ -21,7 +21,7 @@
 
 #define BIG_BUDGET ((size_t)1 << 30)
 
-static char g_err[1024];
+static char g_err[DATA_ERRLEN];
 
 static void err_has(const char *want) {
   if (!strstr(g_err, want)) fail_msg("message '%s' lacks '%s'", g_err, want);
