@@ -197,15 +197,15 @@ static int hier_create(reducer *r, float *grads, const reducer_opts *o, char *wh
   const comm_topo *t = &r->topo;
   if (!t->even)
     snprintf(why, cap, "uneven nodes of %d to %d ranks", t->min_local, t->max_local);
-  else if (r->wire != WIRE_F32)
-    snprintf(why, cap, "16-bit wire; the hierarchical path is fp32 only");
   else if (t->local_size > 1 && !o->shared_memory)
     snprintf(why, cap, "node shared memory off");
   if (why[0]) return 0;
   hier_algorithm a =
       hier_resolve(o->algorithm, t->n_nodes, sizeof(float) * r->n / (size_t)t->local_size);
+  int mpi_fp32 = a == HIER_MPI && r->wire != WIRE_F32; /* MPI sums floats only */
+  if (mpi_fp32) a = HIER_RING;
   float *arena = NULL;
-  int rc = reducer_hier_create(&r->hier, r->w, t, grads, r->n, a, &arena, r->w->err,
+  int rc = reducer_hier_create(&r->hier, r->w, t, grads, r->n, a, r->wire, &arena, r->w->err,
                                sizeof r->w->err);
   if (rc) return rc;
   if (!r->hier) {
@@ -221,11 +221,16 @@ static int hier_create(reducer *r, float *grads, const reducer_opts *o, char *wh
     snprintf(inside, sizeof inside, "one rank per node");
   if (o->algorithm == HIER_AUTO)
     snprintf(note, sizeof note, " (auto)");
+  else if (mpi_fp32)
+    snprintf(note, sizeof note, " (mpi sums fp32 only)");
   else if (a != o->algorithm)
     snprintf(note, sizeof note, " (%s needs %s)", hier_algorithm_name(o->algorithm),
              o->algorithm == HIER_MPI ? "2 nodes to be bitwise fixed" : "a power-of-two node count");
-  snprintf(r->method, sizeof r->method, "hierarchical: %s + %s across %d nodes%s", inside,
-           hier_algorithm_name(a), t->n_nodes, note);
+  snprintf(r->method, sizeof r->method, "hierarchical: %s + %s across %d nodes%s%s", inside,
+           hier_algorithm_name(a), t->n_nodes, note,
+           r->wire == WIRE_FP16   ? ", fp16 between nodes"
+           : r->wire == WIRE_BF16 ? ", bf16 between nodes"
+                                  : "");
   return 0;
 }
 

@@ -49,8 +49,8 @@
  * shared memory (scripts/bench/ddp.sh). Same bits as the other paths. A
  * window that cannot be allocated leaves the MPI paths above.
  *
- * Hierarchical (fp32 wire, ranks on more than one node, the same number L
- * of ranks on every node, consecutive or not; comm.h: comm_topo). Inside a
+ * Hierarchical (ranks on more than one node, the same number L of ranks on
+ * every node, consecutive or not; comm.h: comm_topo). Inside a
  * node, the arena lives in a node-shared window as above, and local rank j
  * sums slice j of it (hier.h: 1/L of the arena on 64-byte lines) over the
  * node's L segments in local-rank order. Across the N nodes, the ranks with
@@ -73,10 +73,16 @@
  * ranks per node, arena size) and the algorithm that runs: identical run to
  * run, on every rank, whatever the bucket sizes or the overlap, but not
  * bitwise equal to a run with another layout. Like the one-node path it
- * reduces the whole arena after backward (no overlap, one bucket). An
- * uneven layout, a 16-bit wire (the inter-node hop is not compressed yet),
- * shared memory off with L > 1, or a window some node cannot allocate take
- * the flat paths across all ranks, and reducer_method says why.
+ * reduces the whole arena after backward (no overlap, one bucket).
+ *   A 16-bit wire compresses only the messages between nodes (the node's
+ * sum stays fp32 in memory): every chunk a rank sends in the
+ * reduce-scatter, and the chunk it owns before the allgather, is rounded
+ * once, with error feedback as above (one residual per element of its
+ * slice); the allgather forwards the owner's words unchanged, so every rank
+ * decodes the same bits. mpi becomes the ring there (MPI sums floats only).
+ *   An uneven layout, shared memory off with L > 1, or a window some node
+ * cannot allocate take the flat paths across all ranks, and reducer_method
+ * says why.
  *
  * One world of 1 rank: nothing to send; the arena is left as it is.
  *

@@ -2,8 +2,9 @@
  * machine (reducer_opts.ranks_per_node): 4 ranks as 2 nodes x 2 and 4 x 1,
  * 3 ranks as 3 x 1. Every algorithm gives, bitwise, the sum computed here
  * in the order the layout fixes (hier.h), whatever the buckets and the
- * overlap; uneven layouts take the flat path and say so; the bytes that
- * leave a node halve at 2 x 2. Assertions are agreed on by every rank. */
+ * overlap; a 16-bit wire between nodes agrees on every rank and feeds its
+ * rounding back; uneven layouts take the flat path and say so; the bytes
+ * that leave a node halve at 2 x 2. Assertions are agreed on by every rank. */
 #include <math.h>
 #include <mpi.h>
 #include <setjmp.h>
@@ -130,6 +131,72 @@ static void test_reducer_hier_every_algorithm_is_bitwise_fixed(void **state) {
   }
 }
 
+static uint64_t fnv(const void *p, size_t n) {
+  const unsigned char *b = p;
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
+  return h;
+}
+
+/* 16-bit wire between nodes: every rank ends with the same bits, within a
+ * few roundings of the exact sum, the same with overlap on and off, and
+ * error feedback makes the mean over many steps exact. */
+static void check_16bit(int L, hier_algorithm asked, wire_format fmt) {
+  const double rel = fmt == WIRE_BF16 ? 0x1p-8 : 0x1p-11; /* half an ulp */
+  float *g = calloc(N, sizeof(float)), *g2 = calloc(N, sizeof(float));
+  float *x = malloc(sizeof(float) * N), *exact = malloc(sizeof(float) * N);
+  double *mean = calloc(N, sizeof(double)), *mag = malloc(sizeof(double) * N);
+  reducer *r = NULL, *r2 = NULL;
+  reducer_opts o = {.first_bucket_bytes = 4096, .bucket_bytes = 100000, .overlap = 1,
+                    .wire = fmt, .shared_memory = 1, .algorithm = asked, .ranks_per_node = L};
+  assert_int_equal(reducer_create(&r, &W, g, N, starts, N_STARTS, &o), 0);
+  o.overlap = 0;
+  assert_int_equal(reducer_create(&r2, &W, g2, N, NULL, 0, &o), 0);
+  const char *m = reducer_method(r);
+  assert_all_true(reducer_hierarchical(r) && strstr(m, fmt == WIRE_BF16 ? "bf16" : "fp16") &&
+                  (asked != HIER_MPI || strstr(m, "ring")));
+  float *a = reducer_arena(r), *a2 = reducer_arena(r2);
+  fill(x, N, W.rank, 11);
+  /* The exact sum (in double), and the largest partial sum an element
+   * can have on its way: the sum of the magnitudes. */
+  for (size_t i = 0; i < N; i++) mag[i] = fabs((double)x[i]), mean[i] = x[i];
+  MPI_Allreduce(MPI_IN_PLACE, mag, N, MPI_DOUBLE, MPI_SUM, W.comm);
+  MPI_Allreduce(MPI_IN_PLACE, mean, N, MPI_DOUBLE, MPI_SUM, W.comm);
+  double big = 0;
+  for (size_t i = 0; i < N; i++) big = fmax(big, mag[i]), exact[i] = (float)mean[i], mean[i] = 0;
+  enum { T = 48 };
+  int close = 1;
+  for (int t = 0; t < T; t++) {
+    memcpy(a, x, sizeof(float) * N);
+    memcpy(a2, x, sizeof(float) * N);
+    assert_int_equal(reduce_like_backward(r, N), 0);
+    assert_int_equal(reducer_finish((reducer_begin(r2), r2)), 0);
+    assert_all_true(memcmp(a, a2, sizeof(float) * N) == 0);
+    assert_all_true(comm_all_equal_u64(&W, fnv(a, sizeof(float) * N)) == 1);
+    for (size_t i = 0; i < N; i++) {
+      if (fabs((double)a[i] - (double)exact[i]) > 2.0 * (W.size + 1) * rel * big) close = 0;
+      mean[i] += a[i];
+    }
+  }
+  for (size_t i = 0; i < N; i++)
+    if (fabs(mean[i] / T - (double)exact[i]) > 4.0 * (W.size + 1) * rel * big / T + 1e-9 * big)
+      close = 0;
+  assert_all_true(close);
+  reducer_free(r);
+  reducer_free(r2);
+  free(g), free(g2), free(x), free(exact), free(mean), free(mag);
+}
+
+static void test_reducer_hier_16bit_between_nodes(void **state) {
+  (void)state;
+  const hier_algorithm algos[] = {HIER_RING, HIER_HALVING_DOUBLING, HIER_MPI};
+  for (int f = 0; f < 2; f++)
+    for (int i = 0; i < 3; i++) {
+      check_16bit(1, algos[i], f ? WIRE_BF16 : WIRE_FP16);
+      if (W.size % 2 == 0) check_16bit(2, algos[i], f ? WIRE_BF16 : WIRE_FP16);
+    }
+}
+
 /* Uneven nodes (2 + 1 ranks of 3, 3 + 1 of 4): the flat rank-ordered path,
  * which says why, with its sum in world-rank order. */
 static void test_reducer_hier_uneven_layout_falls_back_to_flat(void **state) {
@@ -195,6 +262,7 @@ int main(int argc, char **argv) {
   }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reducer_hier_every_algorithm_is_bitwise_fixed),
+      cmocka_unit_test(test_reducer_hier_16bit_between_nodes),
       cmocka_unit_test(test_reducer_hier_uneven_layout_falls_back_to_flat),
       cmocka_unit_test(test_reducer_hier_halves_internode_bytes),
   };
