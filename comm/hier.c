@@ -35,16 +35,13 @@ static int power_of_two(int N) { return N > 0 && (N & (N - 1)) == 0; }
 
 hier_algorithm hier_resolve(hier_algorithm asked, int N, size_t slice_bytes) {
   switch (asked) {
-  case HIER_MPI:
-    return N == 2 ? HIER_MPI : HIER_RING;
-  case HIER_HALVING_DOUBLING:
-    return power_of_two(N) ? HIER_HALVING_DOUBLING : HIER_RING;
-  case HIER_RING:
-    return HIER_RING;
-  default:
-    return power_of_two(N) && N >= 4 && slice_bytes / 2 <= HIER_AUTO_HD_BYTES
-               ? HIER_HALVING_DOUBLING
-               : HIER_RING;
+    case HIER_MPI: return N == 2 ? HIER_MPI : HIER_RING;
+    case HIER_HALVING_DOUBLING: return power_of_two(N) ? HIER_HALVING_DOUBLING : HIER_RING;
+    case HIER_RING: return HIER_RING;
+    default:
+      return power_of_two(N) && N >= 4 && slice_bytes / 2 <= HIER_AUTO_HD_BYTES
+                 ? HIER_HALVING_DOUBLING
+                 : HIER_RING;
   }
 }
 

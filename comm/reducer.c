@@ -225,7 +225,7 @@ static int hier_create(reducer *r, float *grads, const reducer_opts *o, char *wh
     snprintf(note, sizeof note, " (mpi sums fp32 only)");
   else if (a != o->algorithm)
     snprintf(note, sizeof note, " (%s needs %s)", hier_algorithm_name(o->algorithm),
-             o->algorithm == HIER_MPI ? "2 nodes to be bitwise fixed" : "a power-of-two node count");
+             o->algorithm == HIER_MPI ? "2 nodes to be bitwise fixed" : "2^k nodes");
   snprintf(r->method, sizeof r->method, "hierarchical: %s + %s across %d nodes%s%s", inside,
            hier_algorithm_name(a), t->n_nodes, note,
            r->wire == WIRE_FP16   ? ", fp16 between nodes"
@@ -339,7 +339,7 @@ int reducer_create(reducer **out, comm_world *w, float *grads, size_t n, const s
   if (!r->ordered && r->P == 2 && r->topo.node_of && r->topo.node_of[0] != r->topo.node_of[1])
     r->internode_bytes = r->wire_bytes;
   snprintf(r->method, sizeof r->method, "%s%s%s%s",
-           r->P == 1     ? "none (one rank)"
+           r->P == 1    ? "none (one rank)"
            : r->ordered ? "rank-ordered reduce-scatter + allgather"
                         : "MPI allreduce (2 ranks)",
            why[0] ? " (flat: " : "", why, why[0] ? ")" : "");

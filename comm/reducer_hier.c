@@ -14,10 +14,10 @@ struct reducer_hier {
   size_t n;             /* floats per segment */
   size_t lo, hi;        /* this rank's slice of the arena */
   hier_algorithm algo;
-  wire_format wire;     /* of the cross-node messages */
-  MPI_Win win;          /* MPI_WIN_NULL with one rank per node */
-  float **seg;          /* (L) every local rank's segment; seg[me] is the arena */
-  float *scratch;       /* the largest piece received in a reduce-scatter step */
+  wire_format wire; /* of the cross-node messages */
+  MPI_Win win;      /* MPI_WIN_NULL with one rank per node */
+  float **seg;      /* (L) every local rank's segment; seg[me] is the arena */
+  float *scratch;   /* the largest piece received in a reduce-scatter step */
   /* 16-bit wire: chunk c of the slice as words at chunk(c) + c WIRE_HEADER,
    * sent (and gathered) in w16, received in r16; res is the error feedback
    * of the one rounding of each element of the slice this rank makes. */
@@ -39,7 +39,9 @@ static int mpi_fail(int rc, const char *what, char *err, size_t cap) {
   return COMM_EMPI;
 }
 
-static size_t chunk(const reducer_hier *h, int c) { return hier_chunk_start(h->hi - h->lo, c, h->N); }
+static size_t chunk(const reducer_hier *h, int c) {
+  return hier_chunk_start(h->hi - h->lo, c, h->N);
+}
 
 int reducer_hier_create(reducer_hier **out, comm_world *w, const comm_topo *t, float *grads,
                         size_t n, hier_algorithm algo, wire_format wire, float **arena, char *err,
@@ -137,8 +139,8 @@ static int xchg_any(reducer_hier *h, int words, const void *s, size_t ns, int to
     rc = MPI_Irecv((char *)r + off * e, (int)(nr - off < PIECE ? nr - off : PIECE), t, from, 0,
                    h->cross, &req[q++]);
   for (size_t off = 0; off < ns && rc == MPI_SUCCESS; off += PIECE)
-    rc = MPI_Isend((const char *)s + off * e, (int)(ns - off < PIECE ? ns - off : PIECE), t, to,
-                   0, h->cross, &req[q++]);
+    rc = MPI_Isend((const char *)s + off * e, (int)(ns - off < PIECE ? ns - off : PIECE), t, to, 0,
+                   h->cross, &req[q++]);
   if (rc == MPI_SUCCESS && q) rc = MPI_Waitall(q, req, MPI_STATUSES_IGNORE);
   return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "a cross-node exchange", err, cap);
 }
@@ -149,7 +151,9 @@ static int xchg(reducer_hier *h, const float *s, size_t ns, int to, float *r, si
 }
 
 /* 16-bit wire: where chunk c's words start, and how many chunks [a, b) take. */
-static size_t word_at(const reducer_hier *h, int c) { return chunk(h, c) + (size_t)c * WIRE_HEADER; }
+static size_t word_at(const reducer_hier *h, int c) {
+  return chunk(h, c) + (size_t)c * WIRE_HEADER;
+}
 static size_t words(const reducer_hier *h, int a, int b) { return word_at(h, b) - word_at(h, a); }
 
 /* A reduce-scatter step: sends chunks [sa, sb) of x to `to` and receives

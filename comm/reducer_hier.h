@@ -21,8 +21,8 @@ typedef struct reducer_hier reducer_hier;
  * and returns 0 (the caller takes another path). Collective over the
  * world. @return 0, COMM_EMPI or COMM_ENOMEM, with a message in err. */
 int reducer_hier_create(reducer_hier **out, comm_world *w, const comm_topo *t, float *grads,
-                        size_t n, hier_algorithm algo, wire_format wire, float **arena,
-                        char *err, size_t cap);
+                        size_t n, hier_algorithm algo, wire_format wire, float **arena, char *err,
+                        size_t cap);
 
 /* Every local segment is final -> every segment holds the sum over all
  * ranks. Collective over the world. @return 0, or COMM_EMPI with a message. */

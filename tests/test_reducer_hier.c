@@ -99,9 +99,13 @@ static void check_layout(int L, hier_algorithm asked) {
       size_t n = sizes[z];
       float *g = calloc(n, sizeof(float)), *want = malloc(sizeof(float) * n);
       reducer *r = NULL;
-      reducer_opts o = {.first_bucket_bytes = sched[s].first, .bucket_bytes = sched[s].bytes,
-                        .overlap = sched[s].overlap, .wire = WIRE_F32, .shared_memory = 1,
-                        .algorithm = asked, .ranks_per_node = L};
+      reducer_opts o = {.first_bucket_bytes = sched[s].first,
+                        .bucket_bytes = sched[s].bytes,
+                        .overlap = sched[s].overlap,
+                        .wire = WIRE_F32,
+                        .shared_memory = 1,
+                        .algorithm = asked,
+                        .ranks_per_node = L};
       assert_int_equal(reducer_create(&r, &W, g, n, starts, n == N ? N_STARTS : 0, &o), 0);
       hier_algorithm runs = hier_resolve(asked, nodes, sizeof(float) * n / (size_t)L);
       char part[96];
@@ -147,8 +151,13 @@ static void check_16bit(int L, hier_algorithm asked, wire_format fmt) {
   float *x = malloc(sizeof(float) * N), *exact = malloc(sizeof(float) * N);
   double *mean = calloc(N, sizeof(double)), *mag = malloc(sizeof(double) * N);
   reducer *r = NULL, *r2 = NULL;
-  reducer_opts o = {.first_bucket_bytes = 4096, .bucket_bytes = 100000, .overlap = 1,
-                    .wire = fmt, .shared_memory = 1, .algorithm = asked, .ranks_per_node = L};
+  reducer_opts o = {.first_bucket_bytes = 4096,
+                    .bucket_bytes = 100000,
+                    .overlap = 1,
+                    .wire = fmt,
+                    .shared_memory = 1,
+                    .algorithm = asked,
+                    .ranks_per_node = L};
   assert_int_equal(reducer_create(&r, &W, g, N, starts, N_STARTS, &o), 0);
   o.overlap = 0;
   assert_int_equal(reducer_create(&r2, &W, g2, N, NULL, 0, &o), 0);
@@ -204,8 +213,12 @@ static void test_reducer_hier_uneven_layout_falls_back_to_flat(void **state) {
   float *g = malloc(sizeof(float) * N), *want = malloc(sizeof(float) * N);
   float *all = malloc(sizeof(float) * N * (size_t)W.size);
   reducer *r = NULL;
-  reducer_opts o = {.first_bucket_bytes = 4096, .bucket_bytes = 65536, .overlap = 1,
-                    .wire = WIRE_F32, .shared_memory = 1, .algorithm = HIER_RING,
+  reducer_opts o = {.first_bucket_bytes = 4096,
+                    .bucket_bytes = 65536,
+                    .overlap = 1,
+                    .wire = WIRE_F32,
+                    .shared_memory = 1,
+                    .algorithm = HIER_RING,
                     .ranks_per_node = W.size - 1};
   assert_int_equal(reducer_create(&r, &W, g, N, starts, N_STARTS, &o), 0);
   const char *m = reducer_method(r);
