@@ -216,10 +216,10 @@ const key_spec cfg_keys[] = {
          "gradients on the wire: fp16 or bf16 halve the bytes, with error feedback (each rank "
          "adds what rounding lost to its next gradient; not kept in checkpoints)"),
     ENUM("comm.algorithm", comm.algorithm, "auto", algorithm_names, SAFE,
-         "across nodes (ranks on more than one node, the same number on each, fp32 wire): "
+         "across nodes (ranks on more than one node, the same number on each): "
          "each node first sums in shared memory, then each of its ranks reduces its slice with "
          "the same local rank of the other nodes by ring, halving_doubling (power-of-two node "
-         "counts, else ring) or mpi (MPI_Allreduce; only 2 nodes, else ring); the order of "
+         "counts, else ring) or mpi (MPI_Allreduce; only 2 nodes and fp32, else ring); the order of "
          "every addition is fixed by the layout, so results are bitwise reproducible; auto "
          "picks from the node count and gradient size"),
     BOOL("comm.sync", comm.sync, 1, SAFE,
