@@ -160,8 +160,9 @@ int reducer_buckets(const reducer *r, int b, size_t *lo, size_t *hi);
 double reducer_wire_bytes(const reducer *r);
 
 /* Bytes this rank sends to ranks on other nodes per reduction (0 on one
- * node). With the mpi algorithm, the ring's count: a lower bound of what
- * MPI sends. */
+ * node): exact on the hierarchical path (its own messages); with the mpi
+ * algorithm, and on the flat paths, a lower bound (MPI may forward pieces
+ * through other ranks: scripts/bench/results/hier.md). */
 double reducer_internode_bytes(const reducer *r);
 
 /* 1 on the one-node node-shared-memory path. */
