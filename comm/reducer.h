@@ -50,8 +50,8 @@
  * window that cannot be allocated leaves the MPI paths above.
  *
  * Hierarchical (ranks on more than one node, the same number L of ranks on
- * every node, consecutive or not; comm.h: comm_topo). Inside a
- * node, the arena lives in a node-shared window as above, and local rank j
+ * every node, consecutive or not; comm.h: comm_topo). Inside a node, the
+ * arena lives in a node-shared window as above, and local rank j
  * sums slice j of it (hier.h: 1/L of the arena on 64-byte lines) over the
  * node's L segments in local-rank order. Across the N nodes, the ranks with
  * local rank j (one per node) reduce their slices together with an
@@ -64,7 +64,8 @@
  * L segments. So every node sends each byte over its links once, shared by
  * all its ranks, instead of every rank exchanging with every other rank:
  * at 2 nodes x 2 ranks half the bytes of the flat path leave each rank for
- * the other node (reducer_internode_bytes). One rank per node needs no
+ * the other node (reducer_internode_bytes; measured on emulated hosts in
+ * scripts/bench/results/hier.md). One rank per node needs no
  * window: the arena stays grads.
  *   The order of the sum therefore differs from the flat paths': element i
  * is ((node sums in local-rank order) combined in the algorithm's order),
@@ -90,8 +91,9 @@
  * started are collective over the world's ranks (every rank must call
  * reducer_finish once per reducer_begin, with any pattern of
  * reducer_ready calls in between). The reducer works on two duplicates of
- * the world's communicator, so collectives on w->comm in between do not
- * interfere. MPI_THREAD_FUNNELED: the calling thread only.
+ * the world's communicator and, across nodes, on node and cross-node
+ * communicators of its own (comm_topo), so collectives on w->comm in
+ * between do not interfere. MPI_THREAD_FUNNELED: the calling thread only.
  * Errors: COMM_EMPI (MPI failure), COMM_ENOMEM; the message is in w->err.
  */
 #ifndef MS_REDUCER_H
