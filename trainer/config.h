@@ -168,6 +168,7 @@ typedef struct {
     int overlap;                   /* bool: reduce buckets while backward runs */
     int shared_memory;             /* bool: sum in a node-shared window on one node */
     char compress[8];              /* none | fp16 | bf16: gradients on the wire */
+    char algorithm[24];            /* auto | ring | halving_doubling | mpi: across nodes */
     int sync;                      /* bool: false skips the gradient sync (benchmarks only) */
   } comm;
   struct {

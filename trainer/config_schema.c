@@ -29,6 +29,8 @@ static const char *const shuffle_names[] = {"global", "block", "none", NULL};
 static const char *const cache_names[] = {"auto", "memory", "stream", NULL};
 static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const compress_names[] = {"none", "fp16", "bf16", NULL};
+/* The order of hier_algorithm (comm/hier.h). */
+static const char *const algorithm_names[] = {"auto", "ring", "halving_doubling", "mpi", NULL};
 static const char *const schedule_names[] = {"constant", "cosine", "step", "onecycle", NULL};
 /* The K_ENUMI lists follow the order of their C enums (config.h). */
 static const char *const layer_types[] = {"dense",     "conv2d",     "maxpool2d",
@@ -208,10 +210,18 @@ const key_spec cfg_keys[] = {
          "when every rank is on one node, sum the gradients in a node-shared MPI window (no "
          "message copies, no overlap; same result, bit for bit); and share a streamed set's "
          "chunk cache among the ranks of a node when it holds the whole set (each chunk "
-         "decoded once per node); false = MPI collectives, each rank decodes its own"),
+         "decoded once per node); with ranks on several nodes, each node's sum of the hierarchical "
+         "path (comm.algorithm); false = MPI collectives, each rank decodes its own"),
     ENUM("comm.compress", comm.compress, "none", compress_names, SAFE,
          "gradients on the wire: fp16 or bf16 halve the bytes, with error feedback (each rank "
          "adds what rounding lost to its next gradient; not kept in checkpoints)"),
+    ENUM("comm.algorithm", comm.algorithm, "auto", algorithm_names, SAFE,
+         "across nodes (ranks on more than one node, the same number on each): "
+         "each node first sums in shared memory, then each of its ranks reduces its slice with "
+         "the same local rank of the other nodes by ring, halving_doubling (power-of-two node "
+         "counts, else ring) or mpi (MPI_Allreduce; only 2 nodes and fp32, else ring); the order of "
+         "every addition is fixed by the layout, so results are bitwise reproducible; auto "
+         "picks from the node count and gradient size"),
     BOOL("comm.sync", comm.sync, 1, SAFE,
          "benchmarks only: false skips the gradient sync, so ranks train different models"),
     INT("log.every_steps", log.every_steps, 50, 1, INT_MAX, SAFE, "log interval in steps"),

@@ -842,6 +842,7 @@ static int create_reducer(run *r) {
                     .bucket_bytes = (size_t)(c->comm.bucket_mb * 1048576.0),
                     .overlap = c->comm.overlap,
                     .shared_memory = c->comm.shared_memory,
+                    .algorithm = hier_algorithm_parse(c->comm.algorithm),
                     .wire = !strcmp(c->comm.compress, "fp16")   ? WIRE_FP16
                             : !strcmp(c->comm.compress, "bf16") ? WIRE_BF16
                                                                 : WIRE_F32};
