@@ -80,8 +80,29 @@ int check_is_classifier(const ms_config *cfg);
  * created). Creates nothing. MS_ECONFIG names the directory. */
 int check_ckpt_dir(const char *dir);
 
-/* The checkpoint directory of cfg: checkpoint.dir, or <run.dir>/checkpoints. */
+/* The checkpoint directory of cfg: checkpoint.dir, or <run.dir>/checkpoints.
+ * The one rule: `midscale check` and the run both use it. */
 void check_ckpt_dir_of(const ms_config *cfg, char *out, size_t n);
+
+/* The config load pipeline, shared by `midscale check` and the run: fills
+ * cfg with defaults, parses text (len bytes; path names it in messages),
+ * applies the n `section.key=value` overrides in order, validates for
+ * `world` ranks (config_validate) and checks train.accumulate against them
+ * (check_accumulate). @return 0 or MS_ECONFIG. */
+int check_load_config(ms_config *cfg, const char *text, size_t len, const char *path,
+                      const char *const *overrides, int n_overrides, int world);
+
+/* The length of a run, the one rule for `midscale check` and the run. */
+typedef struct {
+  int64_t steps_per_epoch; /* floor(training samples / train.batch_size) */
+  int64_t total_steps;     /* the steps the run trains */
+  int64_t epochs;          /* the epochs those steps touch (the last may be partial) */
+} check_length;
+
+/* The length of a run over n_samples training samples (at least one global
+ * batch: check_data_sets), checked against the schedule
+ * (config_check_steps). @return 0 or MS_ECONFIG. */
+int check_run_length(const ms_config *cfg, uint64_t n_samples, check_length *len);
 
 /* Resume provenance: reads the config saved in the checkpoint `path`
  * (ckpt_read_meta) and compares it with `now` (config_resume_diff).
