@@ -70,22 +70,25 @@ static void list_tensors(ckpt_sync *cs) {
     }
 }
 
-/* Where saves compress and who writes the file (the header says why).
- * MIDSCALE_CKPT_COMPRESS=sync|background and MIDSCALE_CKPT_GATHER=1
- * override (for the benchmark and the tests). */
+/* Where saves compress and who writes the file: checkpoint.compress and
+ * checkpoint.write, `auto` resolved by the rules the header gives. */
 static void resolve_policy(ckpt_sync *cs, int blas_threads) {
   const comm_world *w = cs->w;
+  const ms_config *c = cs->cfg;
   long online = sysconf(_SC_NPROCESSORS_ONLN);
   int local = w->local_size > 0 ? w->local_size : 1;
-  const char *force = getenv("MIDSCALE_CKPT_COMPRESS");
-  cs->background_auto = !(force && (!strcmp(force, "background") || !strcmp(force, "sync")));
+  cs->background_auto = strcmp(c->checkpoint.compress, "auto") == 0;
   if (cs->background_auto)
     cs->background = online > (long)local * blas_threads;
   else
-    cs->background = strcmp(force, "background") == 0;
-  const char *gather = getenv("MIDSCALE_CKPT_GATHER");
-  cs->parts_auto = !(gather && strcmp(gather, "1") == 0);
-  cs->save_parts = w->size > 1 && w->local_size == w->size && cs->parts_auto;
+    cs->background = strcmp(c->checkpoint.compress, "background") == 0;
+  cs->parts_auto = strcmp(c->checkpoint.write, "auto") == 0;
+  if (w->size == 1)
+    cs->save_parts = 0;
+  else if (cs->parts_auto)
+    cs->save_parts = w->local_size == w->size;
+  else
+    cs->save_parts = strcmp(c->checkpoint.write, "ranks") == 0;
 }
 
 int ckpt_sync_create(ckpt_sync **out, const ckpt_sync_opts *o) {
@@ -124,14 +127,22 @@ void ckpt_sync_free(ckpt_sync *cs) {
 }
 
 void ckpt_sync_describe(const ckpt_sync *cs, char *buf, size_t n) {
+  const ms_config *c = cs->cfg;
   if (cs->w->size == 1) {
-    snprintf(buf, n, "compress background (alone), one frame written by this rank");
+    /* A single rank has no slice to share: saver_start always works in the
+     * background, and a synchronous write would stall for the whole file. */
+    int unused = !cs->background_auto || !cs->parts_auto;
+    snprintf(buf, n, "compress background, written by this rank (a single rank)%s%s%s%s%s",
+             unused ? "; not used alone:" : "", cs->background_auto ? "" : " checkpoint.compress ",
+             cs->background_auto ? "" : c->checkpoint.compress,
+             cs->parts_auto ? "" : " checkpoint.write ", cs->parts_auto ? "" : c->checkpoint.write);
     return;
   }
-  snprintf(buf, n, "compress %s%s, %s%s", cs->background ? "background" : "sync",
-           cs->background_auto ? " (auto)" : "",
-           cs->save_parts ? "each rank writes its frame" : "rank 0 gathers the frames and writes",
-           cs->parts_auto ? " (auto)" : "");
+  snprintf(buf, n, "compress %s%s, write %s%s (%s)", cs->background ? "background" : "sync",
+           cs->background_auto ? " (auto)" : "", cs->save_parts ? "ranks" : "gather",
+           cs->parts_auto ? " (auto)" : "",
+           cs->save_parts ? "each rank writes its frame into the file"
+                          : "rank 0 gathers the frames and writes the file");
 }
 
 /* A save's failure found outside a save, kept until the ranks agree on it

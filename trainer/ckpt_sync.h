@@ -10,8 +10,8 @@
  * save in flight and the choice of where ranks compress and who writes
  * the file; nothing outside it calls saver_* or ckpt_* for the run.
  *
- * Where the work happens (resolved once at create, printed by
- * ckpt_sync_describe):
+ * Where the work happens (checkpoint.compress and checkpoint.write,
+ * resolved once at create and printed by ckpt_sync_describe):
  *  - compress: alone, a rank always compresses and writes in the
  *    background (there is no slice to share, and a synchronous write would
  *    stall for the whole file). With other ranks, `auto` compresses in the
@@ -24,6 +24,8 @@
  *  - write: `auto` lets the ranks of one node write their own frames into
  *    the file (one file system, and rank 0 need not receive the others'
  *    frames); across nodes rank 0 gathers the frames and writes the file.
+ *    `ranks` lets every rank write its frame on any number of nodes (the
+ *    directory must then be on a file system every rank sees).
  *
  * Ownership: the coordinator keeps pointers to opts' model, optimizer,
  * config, metrics and ranks, which must outlive it; it copies dir.
@@ -77,8 +79,9 @@ int ckpt_sync_create(ckpt_sync **out, const ckpt_sync_opts *o);
 /* Frees everything, waiting for background work first; accepts NULL. */
 void ckpt_sync_free(ckpt_sync *cs);
 
-/* The resolved policy for the banner, e.g. "compress sync (auto), each rank
- * writes its frame (auto)". Rank-local. */
+/* The resolved policy for the banner, e.g. "compress sync (auto), write
+ * ranks (auto) (each rank writes its frame into the file)"; "(auto)" marks
+ * a value the rule chose. Rank-local. */
 void ckpt_sync_describe(const ckpt_sync *cs, char *buf, size_t n);
 
 /* --resume `what` ("auto": the newest good checkpoint in dir, else a file):

@@ -160,6 +160,8 @@ typedef struct {
     int workers;                   /* zstd compression threads, 0 = none */
     double every_minutes;          /* also checkpoint after this much time, 0 = off */
     int shuffle;                   /* bool: store tensor bytes byte-shuffled */
+    char compress[16];             /* auto | sync | background: where ranks compress */
+    char write[8];                 /* auto | ranks | gather: who writes the file */
   } checkpoint;
   struct {
     double timeout_s;              /* hang watchdog: longest wait in a collective, seconds */

@@ -29,6 +29,8 @@ static const char *const shuffle_names[] = {"global", "block", "none", NULL};
 static const char *const cache_names[] = {"auto", "memory", "stream", NULL};
 static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const compress_names[] = {"none", "fp16", "bf16", NULL};
+static const char *const ckpt_compress_names[] = {"auto", "sync", "background", NULL};
+static const char *const ckpt_write_names[] = {"auto", "ranks", "gather", NULL};
 static const char *const schedule_names[] = {"constant", "cosine", "step", "onecycle", NULL};
 /* The K_ENUMI lists follow the order of their C enums (config.h). */
 static const char *const layer_types[] = {"dense",     "conv2d",     "maxpool2d",
@@ -193,6 +195,17 @@ const key_spec cfg_keys[] = {
         "also checkpoint after this much time; 0 = off"),
     BOOL("checkpoint.shuffle", checkpoint.shuffle, 0, SAFE,
          "store tensor bytes byte-shuffled (smaller, faster to read; export gives plain)"),
+    ENUM("checkpoint.compress", checkpoint.compress, "auto", ckpt_compress_names, SAFE,
+         "where ranks compress their slices of a checkpoint (2 ranks or more; a single rank "
+         "always compresses and writes in the background): sync (on the spot, all ranks in "
+         "parallel, stalling the step), background (low-priority threads, from a snapshot), "
+         "auto (background only when the node has a core to spare beyond the ranks and their "
+         "BLAS threads; see scripts/bench/results/ckpt.md)"),
+    ENUM("checkpoint.write", checkpoint.write, "auto", ckpt_write_names, SAFE,
+         "who writes a checkpoint of 2 ranks or more: ranks (each rank writes its frame into "
+         "the file; the checkpoint directory must be on a file system every rank sees), gather "
+         "(rank 0 gathers the frames and writes the file), auto (ranks when all ranks run on "
+         "one node, else gather)"),
     DBL("comm.timeout_s", comm.timeout_s, 300, 0, HUGE_VAL, F_MIN_EXCL, SAFE,
         "hang watchdog: a rank that waits longer than this in a collective during training "
         "reports the step and operation and aborts the job (exit 6)"),
