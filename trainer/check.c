@@ -122,11 +122,27 @@ int check_run_length(const ms_config *cfg, uint64_t n_samples, check_length *len
     return ms_error_set(MS_ECONFIG, "train.batch_size %d is larger than the %llu samples of '%s'",
                         cfg->train.batch_size, (unsigned long long)n_samples,
                         cfg->data.train_x);
-  len->total_steps = (int64_t)cfg->train.epochs * len->steps_per_epoch;
-  if (cfg->train.max_steps > 0 && cfg->train.max_steps < len->total_steps)
+  /* train.max_steps, when set, is the run's length whatever train.epochs
+   * says, as in Hugging Face's Trainer: training goes on into further
+   * epochs, whose sample order is a function of (run.seed, epoch) alone. */
+  if (cfg->train.max_steps > 0)
     len->total_steps = cfg->train.max_steps;
+  else
+    len->total_steps = (int64_t)cfg->train.epochs * len->steps_per_epoch;
   len->epochs = (len->total_steps + len->steps_per_epoch - 1) / len->steps_per_epoch;
   return config_check_steps(cfg, len->total_steps);
+}
+
+void check_length_desc(const ms_config *cfg, const check_length *len, char *out, size_t n) {
+  const int64_t e = len->epochs, spe = len->steps_per_epoch;
+  const int partial = len->total_steps % spe != 0;
+  if (cfg->train.max_steps > 0)
+    snprintf(out, n, "%lld steps (train.max_steps, overrides train.epochs %d): %lld epoch%s of %lld steps%s",
+             (long long)len->total_steps, cfg->train.epochs, (long long)e, e == 1 ? "" : "s",
+             (long long)spe, partial ? ", the last partial" : "");
+  else
+    snprintf(out, n, "%lld steps (train.epochs): %lld epoch%s of %lld steps",
+             (long long)len->total_steps, (long long)e, e == 1 ? "" : "s", (long long)spe);
 }
 
 int check_ckpt_dir(const char *dir) {
@@ -377,10 +393,13 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
     if (dn > 0) shape_text(shape, sizeof shape, dims, dn < MS_MAX_DIMS ? dn : MS_MAX_DIMS);
     fprintf(out,
             "check: dataset %s: %llu training samples of shape %s, %s within the %ld "
-            "outputs%s; %lld steps in all (warmup %d)\n",
+            "outputs%s\n",
             c->data.path, (unsigned long long)data_count(train), shape,
             check_is_classifier(c) ? "labels" : "targets", plan->n_out,
-            test ? ", test set consistent" : "", (long long)len.total_steps, c->schedule.warmup_steps);
+            test ? ", test set consistent" : "");
+    char length[200];
+    check_length_desc(c, &len, length, sizeof length);
+    fprintf(out, "check: the run trains %s (warmup %d)\n", length, c->schedule.warmup_steps);
   } else {
     fprintf(out,
             "check: dataset checks skipped: the data file %s is missing (midscale train "

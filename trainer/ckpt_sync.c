@@ -404,10 +404,11 @@ static int restore_on_root(ckpt_sync *cs, const char *what, int64_t cursor[4], c
   return rc;
 }
 
-int ckpt_sync_resume(ckpt_sync *cs, const char *what, ckpt_cursor *cur) {
+int ckpt_sync_resume(ckpt_sync *cs, const char *what, ckpt_cursor *cur, char *from, size_t cap) {
   comm_world *w = cs->w;
   char *path = NULL, *skipped = NULL;
   int64_t cursor[4] = {0, 0, 0, 0}; /* found, step, epoch, step_in_epoch */
+  if (cap) from[0] = '\0';
   int rc = w->rank == 0 ? restore_on_root(cs, what, cursor, &path, &skipped) : 0;
   if ((rc = agree(cs, rc))) goto done;
   if (skipped) metrics_say(cs->metrics, "resume: skipped damaged checkpoints:\n%s", skipped);
@@ -429,9 +430,7 @@ int ckpt_sync_resume(ckpt_sync *cs, const char *what, ckpt_cursor *cur) {
     if ((rc = comm_rc(cs, comm_bcast_f32(w, state[a], cs->opt->n, 0)))) goto done;
   cur->step = cursor[1], cur->epoch = cursor[2], cur->step_in_epoch = cursor[3];
   cs->last_step = cur->step;
-  metrics_say(cs->metrics, "resumed from %s at step %lld (epoch %lld, step %lld of the epoch)",
-              path ? path : "checkpoint", (long long)cur->step, (long long)cur->epoch,
-              (long long)cur->step_in_epoch);
+  snprintf(from, cap, "%s", path ? path : "checkpoint");
 done:
   free(path);
   free(skipped);

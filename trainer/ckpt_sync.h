@@ -86,10 +86,12 @@ void ckpt_sync_describe(const ckpt_sync *cs, char *buf, size_t n);
 
 /* --resume `what` ("auto": the newest good checkpoint in dir, else a file):
  * rank 0 finds, reads and verifies it (its config must allow resuming:
- * check_resume_meta), then every rank receives the arenas and *cur. With
- * nothing to resume (auto, empty dir) *cur is left as it is. A damaged
- * newer file is skipped with a note. Collective. */
-int ckpt_sync_resume(ckpt_sync *cs, const char *what, ckpt_cursor *cur);
+ * check_resume_meta), then every rank receives the arenas and *cur, and
+ * rank 0 the file's path in from (cap bytes; other ranks "checkpoint"). With
+ * nothing to resume (auto, empty dir) *cur is left as it is and from is
+ * "" (a note says so). A damaged newer file is skipped with a note.
+ * Collective. */
+int ckpt_sync_resume(ckpt_sync *cs, const char *what, ckpt_cursor *cur, char *from, size_t cap);
 
 /* Saves the arenas at *cur, after completing any save in flight (one at a
  * time). sync (the end of a run, a stop signal): the file is in place on

@@ -178,7 +178,8 @@ const key_spec cfg_keys[] = {
         "global batch, split over ranks"),
     INT("train.eval_batch_size", train.eval_batch_size, 1000, 1, 1 << 24, SAFE,
         "global eval batch"),
-    INT("train.max_steps", train.max_steps, 0, 0, INT_MAX, SAFE, "stop after N steps; 0 = epochs"),
+    INT("train.max_steps", train.max_steps, 0, 0, INT_MAX, SAFE, "the run's length in steps when > 0, overriding train.epochs (training goes on into "
+        "further epochs, the last one partial); 0 = train.epochs decide"),
     INT("train.eval_top_k", train.eval_top_k, 0, 0, INT_MAX, SAFE,
         "also report top-k accuracy at evaluation (softmax_cross_entropy); 0 = off"),
     INT("train.accumulate", train.accumulate, 1, 1, 1 << 16, SAFE,

@@ -106,12 +106,20 @@ void report_banner(report *rp, const char *ckpt_desc) {
              (long long)s->local_batch, s->accumulate, (long long)s->micro_batch);
   else
     snprintf(per_rank, sizeof per_rank, "%lld per rank", (long long)s->local_batch);
-  metrics_say(rp->m, "train: %d epochs x %lld steps, global batch %lld (%s), run dir %s",
-              c->train.epochs, (long long)s->len.steps_per_epoch, (long long)s->global_batch,
-              per_rank, c->run.dir);
+  char length[200];
+  check_length_desc(c, &s->len, length, sizeof length);
+  metrics_say(rp->m, "train: %s, global batch %lld (%s), run dir %s", length,
+              (long long)s->global_batch, per_rank, c->run.dir);
   say_comm(rp);
   metrics_say(rp->m, "%s", s->loader_desc);
   metrics_say(rp->m, "checkpoint: %s, to %s", ckpt_desc, s->ckpt_dir);
+}
+
+void report_resumed(report *rp, const char *from, int64_t step, int64_t epoch,
+                    int64_t step_in_epoch) {
+  metrics_say(rp->m, "resumed from %s at step %lld (epoch %lld, %lld of its %lld steps done)",
+              from, (long long)step, (long long)epoch + 1, (long long)step_in_epoch,
+              (long long)rp->s->len.steps_per_epoch);
 }
 
 void report_begin(report *rp, int64_t step) {

@@ -38,6 +38,11 @@ void report_free(report *rp);
  * policy, ckpt_sync_describe). */
 void report_banner(report *rp, const char *ckpt_desc);
 
+/* The run resumed from the checkpoint `from` at cursor (step, epoch
+ * counted from 0, steps done in it); the line counts epochs from 1. */
+void report_resumed(report *rp, const char *from, int64_t step, int64_t epoch,
+                    int64_t step_in_epoch);
+
 /* The step loop starts at `step`: rank 0 measures the single-core sgemm
  * peak (a few ms, while the others wait in the first step) and the first
  * log interval starts. */

@@ -242,7 +242,11 @@ static int setup(run *r, const train_args *a) {
   char ckpt_desc[256];
   ckpt_sync_describe(r->ck, ckpt_desc, sizeof ckpt_desc);
   report_banner(r->rep, ckpt_desc);
-  if (a->resume && (rc = ckpt_sync_resume(r->ck, a->resume, &r->cur))) return rc;
+  char from[1100] = "";
+  if (a->resume && (rc = ckpt_sync_resume(r->ck, a->resume, &r->cur, from, sizeof from)))
+    return rc;
+  if (from[0])
+    report_resumed(r->rep, from, r->cur.step, r->cur.epoch, r->cur.step_in_epoch);
   /* One optimizer step per training step (Adam's bias correction). */
   s->opt->t = r->cur.step;
   return 0;

@@ -102,7 +102,7 @@ note "stop mid-epoch (step 40) with the loader ahead, resume: as uninterrupted"
 run_np 2 train cfg.yaml "${block[@]}" --set data.prefetch=4 --set run.dir=r --stop-at 40
 expect_ok
 train r "${block[@]}" --set data.prefetch=4 --resume auto
-grep -q 'at step 40 (epoch 1, step 9 ' "$LAST_OUT" || { cat "$LAST_OUT"; fail "mid-epoch cursor"; }
+grep -q 'at step 40 (epoch 2, 9 of its 31 steps done)' "$LAST_OUT" || { cat "$LAST_OUT"; fail "mid-epoch cursor"; }
 same b0 r
 
 note "a shuffle change is refused on resume (it changes the sample stream)"
