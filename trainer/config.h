@@ -147,7 +147,7 @@ typedef struct {
     int epochs;
     int batch_size;                /* global batch: divided across ranks */
     int eval_batch_size;           /* global */
-    int max_steps;                 /* 0 = epochs decide */
+    int max_steps;                 /* > 0: the run's length, overriding epochs; 0 = epochs decide */
     int eval_top_k;                /* also report top-k accuracy (classifiers); 0 = off */
     int accumulate;                /* micro-batches per step: each rank's share of the global
                                       batch in K parts, gradients synced once per step */
@@ -160,6 +160,8 @@ typedef struct {
     int workers;                   /* zstd compression threads, 0 = none */
     double every_minutes;          /* also checkpoint after this much time, 0 = off */
     int shuffle;                   /* bool: store tensor bytes byte-shuffled */
+    char compress[16];             /* auto | sync | background: where ranks compress */
+    char write[8];                 /* auto | ranks | gather: who writes the file */
   } checkpoint;
   struct {
     double timeout_s;              /* hang watchdog: longest wait in a collective, seconds */
@@ -217,7 +219,7 @@ int config_check_input(const ms_config *cfg, const uint64_t *shape, int ndim,
                        const char *source);
 
 /* Cross-check of the schedule against the length of the run, once it is
- * known (total = epochs * floor(N / batch), or max_steps when smaller).
+ * known (check_run_length: max_steps when set, else epochs * floor(N / batch)).
  * @return 0 or MS_ECONFIG when schedule.warmup_steps >= total_steps. */
 int config_check_steps(const ms_config *cfg, int64_t total_steps);
 

@@ -31,6 +31,8 @@ static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const compress_names[] = {"none", "fp16", "bf16", NULL};
 /* The order of hier_algorithm (comm/hier.h). */
 static const char *const algorithm_names[] = {"auto", "ring", "halving_doubling", "mpi", NULL};
+static const char *const ckpt_compress_names[] = {"auto", "sync", "background", NULL};
+static const char *const ckpt_write_names[] = {"auto", "ranks", "gather", NULL};
 static const char *const schedule_names[] = {"constant", "cosine", "step", "onecycle", NULL};
 /* The K_ENUMI lists follow the order of their C enums (config.h). */
 static const char *const layer_types[] = {"dense",     "conv2d",     "maxpool2d",
@@ -178,7 +180,8 @@ const key_spec cfg_keys[] = {
         "global batch, split over ranks"),
     INT("train.eval_batch_size", train.eval_batch_size, 1000, 1, 1 << 24, SAFE,
         "global eval batch"),
-    INT("train.max_steps", train.max_steps, 0, 0, INT_MAX, SAFE, "stop after N steps; 0 = epochs"),
+    INT("train.max_steps", train.max_steps, 0, 0, INT_MAX, SAFE, "the run's length in steps when > 0, overriding train.epochs (training goes on into "
+        "further epochs, the last one partial); 0 = train.epochs decide"),
     INT("train.eval_top_k", train.eval_top_k, 0, 0, INT_MAX, SAFE,
         "also report top-k accuracy at evaluation (softmax_cross_entropy); 0 = off"),
     INT("train.accumulate", train.accumulate, 1, 1, 1 << 16, SAFE,
@@ -195,6 +198,17 @@ const key_spec cfg_keys[] = {
         "also checkpoint after this much time; 0 = off"),
     BOOL("checkpoint.shuffle", checkpoint.shuffle, 0, SAFE,
          "store tensor bytes byte-shuffled (smaller, faster to read; export gives plain)"),
+    ENUM("checkpoint.compress", checkpoint.compress, "auto", ckpt_compress_names, SAFE,
+         "where ranks compress their slices of a checkpoint (2 ranks or more; a single rank "
+         "always compresses and writes in the background): sync (on the spot, all ranks in "
+         "parallel, stalling the step), background (low-priority threads, from a snapshot), "
+         "auto (background only when the node has a core to spare beyond the ranks and their "
+         "BLAS threads; see scripts/bench/results/ckpt.md)"),
+    ENUM("checkpoint.write", checkpoint.write, "auto", ckpt_write_names, SAFE,
+         "who writes a checkpoint of 2 ranks or more: ranks (each rank writes its frame into "
+         "the file; the checkpoint directory must be on a file system every rank sees), gather "
+         "(rank 0 gathers the frames and writes the file), auto (ranks when all ranks run on "
+         "one node, else gather)"),
     DBL("comm.timeout_s", comm.timeout_s, 300, 0, HUGE_VAL, F_MIN_EXCL, SAFE,
         "hang watchdog: a rank that waits longer than this in a collective during training "
         "reports the step and operation and aborts the job (exit 6)"),

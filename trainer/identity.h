@@ -1,6 +1,6 @@
 /* identity — what every rank must share before training starts: the same
  * program, the same resolved config, the same parameter layout and the
- * same initial parameters. train.c gathers one ms_identity from every rank
+ * same initial parameters. startup.c gathers one ms_identity from every rank
  * in one collective and names the first rank and key that differ, so that
  * "ranks silently train different models" and "mismatched collectives
  * hang" become an immediate error at start-up.

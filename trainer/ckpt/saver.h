@@ -1,7 +1,7 @@
 /* saver — one rank's share of writing checkpoints, kept off the training
  * thread where that pays.
  *
- * Two ways to save; the trainer picks (train.c, save_checkpoint):
+ * Two ways to save; the trainer picks (ckpt_sync.c, ckpt_sync_save):
  *
  *  - Alone (a world of one rank): saver_start copies the tensors into a
  *    snapshot (the only stall) and a background thread hashes, compresses
