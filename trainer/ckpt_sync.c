@@ -251,16 +251,19 @@ static void report_saved(ckpt_sync *cs, const saver_result *res) {
               "checkpoint %s (%.2f MB, ratio %.3f; in place after %.2f s, step stalled %.3f s)",
               res->path, mb, mb > 0 ? (double)res->raw_bytes / 1e6 / mb : 0.0, total,
               cs->save_stall_s);
-  char json[1400];
-  snprintf(json, sizeof json,
-           "{\"kind\":\"checkpoint\",\"step\":%lld,\"path\":\"%s\",\"bytes\":%lld,"
-           "\"raw_bytes\":%lld,\"world\":%d,\"background_compress\":%d,\"ranks_write\":%d,"
-           "\"write_s\":%.4f,"
-           "\"stall_s\":%.5f,\"compress_s\":%.4f,\"gather_s\":%.4f,\"file_s\":%.4f}",
-           (long long)res->step, res->path, res->file_bytes, res->raw_bytes, cs->w->size,
-           cs->w->size == 1 || cs->background, cs->save_parts, total, cs->save_stall_s,
-           cs->save_compress_s, cs->save_gather_s, res->write_seconds);
-  metrics_json(cs->metrics, json);
+  const metrics_ckpt rec = {.step = res->step,
+                            .path = res->path,
+                            .bytes = res->file_bytes,
+                            .raw_bytes = res->raw_bytes,
+                            .world = cs->w->size,
+                            .background_compress = cs->w->size == 1 || cs->background,
+                            .ranks_write = cs->save_parts,
+                            .write_s = total,
+                            .stall_s = cs->save_stall_s,
+                            .compress_s = cs->save_compress_s,
+                            .gather_s = cs->save_gather_s,
+                            .file_s = res->write_seconds};
+  metrics_checkpoint(cs->metrics, &rec);
 }
 
 /* Completes what a save left in flight, on every rank: frames compressed in
