@@ -78,7 +78,7 @@ const key_spec cfg_keys[] = {
     STR("run.dir", run.dir, "runs/run", F_REQUIRED, SAFE,
         "run directory: metrics, resolved config"),
     NUM("run.seed", K_U64, run.seed, 0, 0, 0, 0, PINNED, "seeds init and the sample order"),
-    INT("run.threads", run.threads, 0, 0, 1024, SAFE, "BLAS threads per rank; 0 = cores / ranks"),
+    INT("run.threads", run.threads, 0, 0, 1024, SAFE, "BLAS threads per rank; 0 = the CPUs of the rank's affinity mask / ranks sharing it"),
     STR("data.path", data.path, "", F_REQUIRED, PINNED, "HDF5 file with the dataset"),
     STR("data.train_x", data.train_x, "/train/images", F_REQUIRED, PINNED,
         "dataset of training inputs"),

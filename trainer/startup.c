@@ -133,12 +133,16 @@ static int open_data(train_setup *s, const ranks *rk) {
   return agree(rk, rc);
 }
 
-/* run.threads, or the node's cores shared among its ranks. */
-static int blas_threads(const comm_world *w, int configured) {
-  if (configured > 0) return configured;
-  long online = sysconf(_SC_NPROCESSORS_ONLN);
-  int per_rank = (int)(online > 0 ? online : 1) / (w->local_size > 0 ? w->local_size : 1);
-  return per_rank > 0 ? per_rank : 1;
+/* run.threads, or the CPUs this rank may run on (its affinity mask, which
+ * Slurm, cgroups and mpirun --bind-to set) shared among the ranks of its
+ * node that have the same mask: never the machine's whole core count,
+ * which oversubscribes a rank bound to fewer cores. Collective (every rank
+ * calls it, whatever its run.threads, so the ranks' collectives match). */
+static int blas_threads(const ranks *rk, int configured, int *out) {
+  int cpus = comm_cpus_per_rank(rk->w);
+  if (cpus < 0) return comm_rc(rk, cpus);
+  *out = configured > 0 ? configured : cpus;
+  return 0;
 }
 
 /* The config differs between rank 0 and rank k: both texts to every rank
@@ -363,7 +367,7 @@ int startup_open(train_setup *s, const ranks *rk, const train_args *a) {
   int rc = load_config(s, rk, a);
   if (rc) return rc;
   const ms_config *c = &s->cfg;
-  s->blas_threads = blas_threads(rk->w, c->run.threads);
+  if ((rc = agree(rk, blas_threads(rk, c->run.threads, &s->blas_threads)))) return rc;
   blas_set_threads(s->blas_threads);
   check_ckpt_dir_of(c, s->ckpt_dir, sizeof s->ckpt_dir);
   if ((rc = agree(rk, rk->w->rank == 0 ? make_run_dir(s) : 0))) return rc;
