@@ -114,6 +114,49 @@ int comm_node_mem_alloc(comm_world *w, size_t bytes, size_t zeroed, comm_node_me
 /* Frees it; collective over the ranks of the node. Accepts NULL. */
 void comm_node_mem_free(comm_node_mem *m);
 
+/* The nodes of the world, for algorithms that keep traffic inside a node.
+ * Nodes are numbered by their lowest world rank; local ranks follow world
+ * rank order within a node. Any layout is described (MPI may place ranks of
+ * a node consecutively, round robin, or unevenly). */
+typedef struct {
+  MPI_Comm node;    /* the ranks of this node (owned) */
+  MPI_Comm cross;   /* the ranks with this local rank, one per node, ranked by
+                     * node index (owned; on an uneven layout some nodes have
+                     * no rank of a given local rank) */
+  int n_nodes;
+  int node_index;   /* this rank's node, 0 .. n_nodes - 1 (= its rank in cross) */
+  int local_rank, local_size;
+  int even;         /* 1: every node has local_size ranks */
+  int consecutive;  /* 1: even, and node k holds world ranks [k L, (k + 1) L) */
+  int min_local, max_local; /* the fewest and most ranks on a node */
+  int *node_of;     /* (world size) node index of every world rank (owned) */
+} comm_topo;
+
+/* The hardware's nodes (MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)).
+ * Collective. @return 0, COMM_EMPI or COMM_ENOMEM; on failure t holds
+ * nothing to free. */
+int comm_topo_detect(comm_world *w, comm_topo *t);
+
+/* The same description for emulated nodes of ranks_per_node consecutive
+ * world ranks (the last node takes the rest, so a size that does not
+ * divide gives an uneven layout). For tests on one machine: the emulated
+ * node communicator is an ordinary subset of ranks that really share the
+ * machine, so node shared memory works on it. Collective. @return as
+ * comm_topo_detect. */
+int comm_topo_emulate(comm_world *w, int ranks_per_node, comm_topo *t);
+
+/* Frees the communicators and the map; accepts a zeroed or freed t.
+ * Collective over the world (communicator frees). */
+void comm_topo_free(comm_topo *t);
+
+/* CPUs this rank may use for threads: the CPUs of its affinity mask
+ * (sched_getaffinity) divided among the ranks of its node whose mask is
+ * the same one (a launcher that binds each rank to its own cores gives each
+ * rank its whole mask; an unbound launch shares the machine's CPUs among
+ * the node's ranks). At least 1. Collective (the masks are gathered within
+ * the node). @return the count, or COMM_EMPI / COMM_ENOMEM. */
+int comm_cpus_per_rank(comm_world *w);
+
 /* Wall-clock seconds (MPI_Wtime). */
 double comm_wtime(void);
 

@@ -1,5 +1,7 @@
 #include "reducer.h"
 
+#include "reducer_hier.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +59,12 @@ struct reducer {
   MPI_Win win;
   float **seg;
   size_t own_lo, own_hi;
+  /* More than one node: the layout (node_of is NULL on one node), the
+   * hierarchical path when it runs, and what this rank sends off its node. */
+  comm_topo topo;
+  reducer_hier *hier;
+  double internode_bytes;
+  char method[192];
 };
 
 static int fail(reducer *r, int mpi_rc, const char *what) {
@@ -175,7 +183,55 @@ static void layout_bucket(reducer *r, bucket *b, size_t *s32, size_t *w16, size_
   *w16 += m + (size_t)P * (size_t)H;
   *r16 += (size_t)P * (b->me_n + (size_t)H);
   double unit = H ? 2.0 : 4.0;
-  for (int j = 0; j < P; j++) r->wire_bytes += unit * (b->sc[j] + (j == r->me ? 0 : b->ac[r->me]));
+  for (int j = 0; j < P; j++) {
+    double sent = unit * (b->sc[j] + (j == r->me ? 0 : b->ac[r->me]));
+    r->wire_bytes += sent;
+    if (r->topo.node_of && r->topo.node_of[j] != r->topo.node_of[r->me]) r->internode_bytes += sent;
+  }
+}
+
+/* More than one node: the hierarchical path when the layout allows it
+ * (r->hier set, r->g its arena); otherwise the reason for the flat path
+ * goes into why. Every rank decides the same. @return 0, or an error. */
+static int hier_create(reducer *r, float *grads, const reducer_opts *o, char *why, size_t cap) {
+  const comm_topo *t = &r->topo;
+  if (!t->even)
+    snprintf(why, cap, "uneven nodes of %d to %d ranks", t->min_local, t->max_local);
+  else if (t->local_size > 1 && !o->shared_memory)
+    snprintf(why, cap, "node shared memory off");
+  if (why[0]) return 0;
+  hier_algorithm a =
+      hier_resolve(o->algorithm, t->n_nodes, sizeof(float) * r->n / (size_t)t->local_size);
+  int mpi_fp32 = a == HIER_MPI && r->wire != WIRE_F32; /* MPI sums floats only */
+  if (mpi_fp32) a = HIER_RING;
+  float *arena = NULL;
+  int rc = reducer_hier_create(&r->hier, r->w, t, grads, r->n, a, r->wire, &arena, r->w->err,
+                               sizeof r->w->err);
+  if (rc) return rc;
+  if (!r->hier) {
+    snprintf(why, cap, "a node could not allocate its shared window");
+    return 0;
+  }
+  r->g = arena;
+  r->internode_bytes = r->wire_bytes = reducer_hier_internode_bytes(r->hier);
+  char inside[64], note[96] = "";
+  if (t->local_size > 1)
+    snprintf(inside, sizeof inside, "node shared memory (%d ranks)", t->local_size);
+  else
+    snprintf(inside, sizeof inside, "one rank per node");
+  if (o->algorithm == HIER_AUTO)
+    snprintf(note, sizeof note, " (auto)");
+  else if (mpi_fp32)
+    snprintf(note, sizeof note, " (mpi sums fp32 only)");
+  else if (a != o->algorithm)
+    snprintf(note, sizeof note, " (%s needs %s)", hier_algorithm_name(o->algorithm),
+             o->algorithm == HIER_MPI ? "2 nodes to be bitwise fixed" : "2^k nodes");
+  snprintf(r->method, sizeof r->method, "hierarchical: %s + %s across %d nodes%s%s", inside,
+           hier_algorithm_name(a), t->n_nodes, note,
+           r->wire == WIRE_FP16   ? ", fp16 between nodes"
+           : r->wire == WIRE_BF16 ? ", bf16 between nodes"
+                                  : "");
+  return 0;
 }
 
 int reducer_create(reducer **out, comm_world *w, float *grads, size_t n, const size_t *starts,
@@ -186,6 +242,7 @@ int reducer_create(reducer **out, comm_world *w, float *grads, size_t n, const s
   r->w = w;
   r->c1 = r->c2 = MPI_COMM_NULL;
   r->win = MPI_WIN_NULL;
+  r->topo.node = r->topo.cross = MPI_COMM_NULL;
   r->g = grads;
   r->n = n;
   r->P = w->size;
@@ -201,12 +258,34 @@ int reducer_create(reducer **out, comm_world *w, float *grads, size_t n, const s
     reducer_free(r);
     return COMM_EMPI;
   }
-  if (o->shared_memory && r->P > 1 && r->wire == WIRE_F32) {
+  char why[96] = "";
+  if (r->P > 1) {
+    rc = o->ranks_per_node > 0 ? comm_topo_emulate(w, o->ranks_per_node, &r->topo)
+                               : comm_topo_detect(w, &r->topo);
+    if (rc == 0 && r->topo.n_nodes == 1) comm_topo_free(&r->topo); /* node_of NULL: one node */
+    if (rc == 0 && r->topo.n_nodes > 1) rc = hier_create(r, grads, o, why, sizeof why);
+    if (rc) {
+      reducer_free(r);
+      return rc;
+    }
+  }
+  if (r->hier) { /* the whole arena at once, in reducer_finish (reducer.h) */
+    r->ordered = r->last_blocking = r->overlap = 0;
+    r->nb = 1;
+    r->b = calloc(1, sizeof *r->b);
+    if (!r->b) goto oom;
+    r->b[0].lo = 0, r->b[0].hi = n;
+    reducer_begin(r);
+    *out = r;
+    return 0;
+  }
+  if (o->shared_memory && r->P > 1 && r->wire == WIRE_F32 && !r->topo.node_of) {
     if ((rc = shm_create(r, grads)) != 0) {
       reducer_free(r);
       return rc;
     }
     if (r->win != MPI_WIN_NULL) {
+      snprintf(r->method, sizeof r->method, "node shared memory");
       r->ordered = r->last_blocking = 0;
       r->overlap = 0;
       r->nb = 1;
@@ -257,6 +336,13 @@ int reducer_create(reducer **out, comm_world *w, float *grads, size_t n, const s
       r->wire_bytes += 4.0 * (double)(b->hi - b->lo); /* half out in each of two phases */
   }
   free(bounds);
+  if (!r->ordered && r->P == 2 && r->topo.node_of && r->topo.node_of[0] != r->topo.node_of[1])
+    r->internode_bytes = r->wire_bytes;
+  snprintf(r->method, sizeof r->method, "%s%s%s%s",
+           r->P == 1    ? "none (one rank)"
+           : r->ordered ? "rank-ordered reduce-scatter + allgather"
+                        : "MPI allreduce (2 ranks)",
+           why[0] ? " (flat: " : "", why, why[0] ? ")" : "");
   if (r->ordered && r->wire == WIRE_F32) {
     r->scratch = malloc(sizeof(float) * (s32 ? s32 : 1));
     if (!r->scratch) goto oom;
@@ -284,6 +370,8 @@ void reducer_free(reducer *r) {
     MPI_Win_free(&r->win);
   }
   free(r->seg);
+  reducer_hier_free(r->hier);
+  comm_topo_free(&r->topo);
   if (r->c1 != MPI_COMM_NULL) MPI_Comm_free(&r->c1);
   if (r->c2 != MPI_COMM_NULL) MPI_Comm_free(&r->c2);
   free(r->b);
@@ -440,6 +528,7 @@ int reducer_finish(reducer *r) {
   if (r->P == 1) return 0;
   if (r->failed) return COMM_EMPI;
   if (r->win != MPI_WIN_NULL) return shm_reduce(r);
+  if (r->hier) return reducer_hier_reduce(r->hier, r->w->err, sizeof r->w->err);
   if (!r->overlap) {
     /* One blocking collective (two on the rank-ordered path) per bucket. */
     for (int i = 0; i < r->nb; i++) {
@@ -481,8 +570,8 @@ int reducer_shared(const reducer *r) { return r->win != MPI_WIN_NULL; }
 
 double reducer_wire_bytes(const reducer *r) { return r->P > 1 ? r->wire_bytes : 0.0; }
 
-const char *reducer_method(const reducer *r) {
-  if (r->P == 1) return "none (one rank)";
-  if (r->win != MPI_WIN_NULL) return "node shared memory";
-  return r->ordered ? "rank-ordered reduce-scatter + allgather" : "MPI allreduce (2 ranks)";
-}
+double reducer_internode_bytes(const reducer *r) { return r->P > 1 ? r->internode_bytes : 0.0; }
+
+int reducer_hierarchical(const reducer *r) { return r->hier != NULL; }
+
+const char *reducer_method(const reducer *r) { return r->method; }

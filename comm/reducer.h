@@ -46,8 +46,44 @@
  * each rank reads the arena once and writes it once, with no message
  * copies. No overlap on this path: the sum needs the cores that compute
  * backward, and it is several times faster than MPI's allreduce over
- * shared memory (scripts/bench/ddp.sh). Same bits as the other paths. Ranks
- * on more than one node, or a window that cannot be allocated, use MPI.
+ * shared memory (scripts/bench/ddp.sh). Same bits as the other paths. A
+ * window that cannot be allocated leaves the MPI paths above.
+ *
+ * Hierarchical (ranks on more than one node, the same number L of ranks on
+ * every node, consecutive or not; comm.h: comm_topo). Inside a node, the
+ * arena lives in a node-shared window as above, and local rank j
+ * sums slice j of it (hier.h: 1/L of the arena on 64-byte lines) over the
+ * node's L segments in local-rank order. Across the N nodes, the ranks with
+ * local rank j (one per node) reduce their slices together with an
+ * algorithm whose every addition is fixed by the layout (hier.h): a ring
+ * (reduce-scatter then allgather of point-to-point messages, any N),
+ * recursive halving/doubling (N a power of two; otherwise the ring), or
+ * MPI_Allreduce (only N = 2, where one addition commutes; otherwise the
+ * ring); opts.algorithm chooses, HIER_AUTO from the layout and the slice
+ * size (never a timing). Each rank writes the result into its slice of all
+ * L segments. So every node sends each byte over its links once, shared by
+ * all its ranks, instead of every rank exchanging with every other rank:
+ * at 2 nodes x 2 ranks half the bytes of the flat path leave each rank for
+ * the other node (reducer_internode_bytes; measured on emulated hosts in
+ * scripts/bench/results/hier.md). One rank per node needs no
+ * window: the arena stays grads.
+ *   The order of the sum therefore differs from the flat paths': element i
+ * is ((node sums in local-rank order) combined in the algorithm's order),
+ * e.g. for the ring ((x[c+1] + x[c+2]) + ...) + x[c] for the chunk c
+ * holding i, x[k] = node k's sum. It depends only on the layout (nodes,
+ * ranks per node, arena size) and the algorithm that runs: identical run to
+ * run, on every rank, whatever the bucket sizes or the overlap, but not
+ * bitwise equal to a run with another layout. Like the one-node path it
+ * reduces the whole arena after backward (no overlap, one bucket).
+ *   A 16-bit wire compresses only the messages between nodes (the node's
+ * sum stays fp32 in memory): every chunk a rank sends in the
+ * reduce-scatter, and the chunk it owns before the allgather, is rounded
+ * once, with error feedback as above (one residual per element of its
+ * slice); the allgather forwards the owner's words unchanged, so every rank
+ * decodes the same bits. mpi becomes the ring there (MPI sums floats only).
+ *   An uneven layout, shared memory off with L > 1, or a window some node
+ * cannot allocate take the flat paths across all ranks, and reducer_method
+ * says why.
  *
  * One world of 1 rank: nothing to send; the arena is left as it is.
  *
@@ -55,8 +91,9 @@
  * started are collective over the world's ranks (every rank must call
  * reducer_finish once per reducer_begin, with any pattern of
  * reducer_ready calls in between). The reducer works on two duplicates of
- * the world's communicator, so collectives on w->comm in between do not
- * interfere. MPI_THREAD_FUNNELED: the calling thread only.
+ * the world's communicator and, across nodes, on node and cross-node
+ * communicators of its own (comm_topo), so collectives on w->comm in
+ * between do not interfere. MPI_THREAD_FUNNELED: the calling thread only.
  * Errors: COMM_EMPI (MPI failure), COMM_ENOMEM; the message is in w->err.
  */
 #ifndef MS_REDUCER_H
@@ -65,6 +102,7 @@
 #include <stddef.h>
 
 #include "comm.h"
+#include "hier.h"
 #include "wire.h"
 
 typedef struct reducer reducer;
@@ -76,7 +114,11 @@ typedef struct {
                               * collective over the whole arena in reducer_finish */
   wire_format wire;          /* WIRE_F32, or a 16-bit format with error feedback */
   int shared_memory;         /* 1: sum in a node-shared window when all ranks are on
-                              * one node and the wire is WIRE_F32 (see above) */
+                              * one node and the wire is WIRE_F32 (see above); with
+                              * more nodes, the hierarchical path's window */
+  hier_algorithm algorithm;  /* across nodes (hier.h); 0 = HIER_AUTO */
+  int ranks_per_node;        /* tests only: emulate nodes of this many consecutive
+                              * ranks (comm_topo_emulate); 0 = the hardware's nodes */
 } reducer_opts;
 
 /* A reducer for the arena grads (n floats, not owned, must outlive it).
@@ -119,11 +161,23 @@ int reducer_buckets(const reducer *r, int b, size_t *lo, size_t *hi);
 /* Bytes this rank sends per reduction (0 for one rank). */
 double reducer_wire_bytes(const reducer *r);
 
-/* 1 on the node-shared-memory path. */
+/* Bytes this rank sends to ranks on other nodes per reduction (0 on one
+ * node): exact on the hierarchical path (its own messages); with the mpi
+ * algorithm, and on the flat paths, a lower bound (MPI may forward pieces
+ * through other ranks: scripts/bench/results/hier.md). */
+double reducer_internode_bytes(const reducer *r);
+
+/* 1 on the one-node node-shared-memory path. */
 int reducer_shared(const reducer *r);
 
+/* 1 on the hierarchical path. */
+int reducer_hierarchical(const reducer *r);
+
 /* "MPI allreduce (2 ranks)", "rank-ordered reduce-scatter + allgather",
- * "node shared memory" or "none (one rank)". */
+ * "node shared memory", "none (one rank)", or on more than one node
+ * "hierarchical: node shared memory (2 ranks) + ring across 2 nodes (auto)"
+ * or a flat method followed by "(flat: <why not hierarchical>)". Valid
+ * while r lives. */
 const char *reducer_method(const reducer *r);
 
 #endif

@@ -27,7 +27,8 @@
  *    the first ~1 MiB both ways and keep the smaller (convert_pick_filters);
  *    uint8 data (idx) never needs it.
  *
- * Serial HDF5, no MPI: run on one rank. Errors: 0 or -1, message in err.
+ * Serial HDF5, no MPI: run on one rank. Errors: 0 or -1 with a message in
+ * err (dataset.h, "Errors").
  * The inputs are checked completely before the output is touched; an
  * existing output that is not HDF5 is never overwritten.
  */

@@ -1,62 +1,46 @@
-#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MAP_NORESERVE, madvise */
 /* dataset — see dataset.h.
  *
- * HDF5's automatic error printing is switched off around every call into the
- * library (and the caller's handler restored afterwards): a failure becomes
- * one line in the caller's err buffer, never a stack dump on stderr.
- * *
- * This file opens and checks; dataset_read.c reads.
+ * This file opens (checks the types and shapes, reads the labels, places
+ * the inputs in memory or sets up streaming), closes and answers the
+ * getters and the label checks; dataset_read.c reads. The chunk cache is
+ * chunk_cache.c's, the row conversions rowconv.c's.
+ *
+ * HDF5's automatic error printing is switched off around every call into
+ * the library (h5util_enter) and the caller's handler restored afterwards:
+ * a failure becomes one line in the caller's err buffer, never a stack dump
+ * on stderr.
  */
 #include "dataset.h"
 #include "dataset_internal.h"
 #include "h5util.h"
 
-#include <assert.h>
 #include <hdf5.h>
 #include <inttypes.h>
-#include <libdeflate.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-/* Rows of a contiguous set are cached in blocks of about this many bytes. */
-#define UNCHUNKED_CACHE_BYTES ((size_t)1 << 20)
-
-/* data_big_alloc aligns to this (the x86-64 and arm64 huge page). */
-#define HUGE_PAGE_BYTES ((size_t)2 << 20)
 
 /* At most this many dataset names are listed when one is not found. */
 #define LIST_CAP 20
-
-void *data_big_alloc(size_t bytes) {
-  size_t page = (size_t)sysconf(_SC_PAGESIZE);
-  size_t keep = (bytes ? bytes : 1) + page - 1;
-  keep -= keep % page;
-  if (keep > SIZE_MAX - HUGE_PAGE_BYTES) return NULL;
-  size_t len = keep + HUGE_PAGE_BYTES;
-  unsigned char *m =
-      mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (m == MAP_FAILED) return NULL;
-  size_t head = (HUGE_PAGE_BYTES - (uintptr_t)m % HUGE_PAGE_BYTES) % HUGE_PAGE_BYTES;
-  if (head) munmap(m, head);
-  if (len - head > keep) munmap(m + head + keep, len - head - keep);
-#ifdef MADV_HUGEPAGE
-  madvise(m + head, keep, MADV_HUGEPAGE); /* advice: without it, 4 KiB pages */
-#endif
-  return m + head;
-}
-
-void data_big_free(void *p, size_t bytes) {
-  if (p) munmap(p, bytes ? bytes : 1);
-}
 
 static char *dup_str(const char *s) {
   size_t len = strlen(s) + 1;
   char *d = malloc(len);
   if (d) memcpy(d, s, len);
   return d;
+}
+
+size_t data_dtype_size(data_dtype t) {
+  switch (t) {
+    case DATA_U8:
+    case DATA_I8: return 1;
+    case DATA_U16:
+    case DATA_I16:
+    case DATA_F16: return 2;
+    case DATA_F32: return 4;
+    case DATA_F64: return 8;
+  }
+  return 4;
 }
 
 const char *data_dtype_name(data_dtype t) {
@@ -72,69 +56,31 @@ const char *data_dtype_name(data_dtype t) {
   return "?";
 }
 
-/* ---- listing the datasets of a file (for "not found" messages) ---------- */
-
-typedef struct {
-  char **names;
-  size_t count, cap;
-  int oom;
-} name_list;
-
-static herr_t list_cb(hid_t obj, const char *name, const H5O_info_t *info, void *data) {
-  (void)obj;
-  name_list *l = data;
-  if (info->type != H5O_TYPE_DATASET) return 0;
-  if (l->count == l->cap) {
-    size_t cap = l->cap ? 2 * l->cap : 16;
-    char **grown = realloc(l->names, cap * sizeof *grown);
-    if (!grown) {
-      l->oom = 1;
-      return 1;
-    }
-    l->names = grown;
-    l->cap = cap;
-  }
-  size_t len = strlen(name);
-  char *s = malloc(len + 2);
-  if (!s) {
-    l->oom = 1;
-    return 1;
-  }
-  s[0] = '/';
-  memcpy(s + 1, name, len + 1);
-  l->names[l->count++] = s;
-  return 0;
-}
-
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Writes "dataset 'NAME' not found in 'PATH'; datasets in the file: ..." */
 static void not_found(hid_t file, const char *path, const char *name, char *err, size_t errlen) {
-  name_list l = {0};
-  H5Ovisit2(file, H5_INDEX_NAME, H5_ITER_INC, list_cb, &l, H5O_INFO_BASIC);
-  if (l.count > 1) qsort(l.names, l.count, sizeof *l.names, cmp_str);
+  char **names = NULL;
+  size_t count = 0;
+  /* A failed walk still names the datasets it found before failing. */
+  (void)h5util_list_datasets(file, path, &names, &count, NULL, 0);
 
   char list[2048] = "";
   size_t used = 0;
-  size_t shown = l.count < LIST_CAP ? l.count : LIST_CAP;
+  size_t shown = count < LIST_CAP ? count : LIST_CAP;
   for (size_t i = 0; i < shown && used < sizeof list; i++) {
-    int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", l.names[i]);
+    int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", names[i]);
     if (w < 0) break;
     used += (size_t)w;
   }
-  if (l.count > shown && used < sizeof list)
-    snprintf(list + used, sizeof list - used, ", ... (%zu more)", l.count - shown);
+  if (count > shown && used < sizeof list)
+    snprintf(list + used, sizeof list - used, ", ... (%zu more)", count - shown);
 
-  if (l.count == 0)
+  if (count == 0)
     h5util_set_err(err, errlen, "dataset '%s' not found in '%s'; the file has no datasets", name,
                    path);
   else
     h5util_set_err(err, errlen, "dataset '%s' not found in '%s'; datasets in the file: %s", name,
                    path, list);
-  for (size_t i = 0; i < l.count; i++) free(l.names[i]);
-  free(l.names);
+  h5util_free_names(names, count);
 }
 
 /* Opens dataset `name`, or explains why not (missing, or not a dataset). */
@@ -232,15 +178,16 @@ static int classify_input(hid_t t, data_dtype *dtype, hid_t *mem_type, size_t *d
   return 0;
 }
 
-/* Checks the inputs' dtype and shape; fills ds->dtype, dsize, mem_type,
- * elems, xrank, xdims. */
+/* Checks the inputs' dtype and shape; fills ds->dtype, ds->elems and, in
+ * ds->x, mem_type, rank, dims and row_bytes. */
 static int check_inputs(data_set *ds, hid_t xset, char *err, size_t errlen) {
   hid_t t = H5Dget_type(xset);
   if (t < 0) {
     h5util_set_err(err, errlen, "cannot read the type of '%s' in '%s'", ds->x_name, ds->path);
     return -1;
   }
-  int ok = classify_input(t, &ds->dtype, &ds->mem_type, &ds->dsize) == 0;
+  size_t dsize = 0;
+  int ok = classify_input(t, &ds->dtype, &ds->x.mem_type, &dsize) == 0;
   if (!ok) {
     char tn[40];
     h5util_type_name(t, tn, sizeof tn);
@@ -252,12 +199,12 @@ static int check_inputs(data_set *ds, hid_t xset, char *err, size_t errlen) {
   H5Tclose(t);
   if (!ok) return -1;
 
-  ds->xrank = get_shape(xset, ds->xdims);
-  if (ds->xrank < 0) {
+  ds->x.rank = get_shape(xset, ds->x.dims);
+  if (ds->x.rank < 0) {
     h5util_set_err(err, errlen, "cannot read the shape of '%s' in '%s'", ds->x_name, ds->path);
     return -1;
   }
-  if (ds->xrank < 1) {
+  if (ds->x.rank < 1) {
     h5util_set_err(err, errlen,
                    "dataset '%s' in '%s' is a scalar (shape ()); inputs need a sample axis: "
                    "shape (N, ...)",
@@ -265,27 +212,27 @@ static int check_inputs(data_set *ds, hid_t xset, char *err, size_t errlen) {
     return -1;
   }
   size_t elems = 1;
-  for (int i = 1; i < ds->xrank; i++) {
-    if (ds->xdims[i] == 0) {
+  for (int i = 1; i < ds->x.rank; i++) {
+    if (ds->x.dims[i] == 0) {
       char sh[160];
-      h5util_shape_str(ds->xdims, ds->xrank, sh, sizeof sh);
+      h5util_shape_str(ds->x.dims, ds->x.rank, sh, sizeof sh);
       h5util_set_err(err, errlen, "dataset '%s' in '%s' has shape %s: an empty sample shape",
                      ds->x_name, ds->path, sh);
       return -1;
     }
-    if (elems > SIZE_MAX / 8 / ds->xdims[i]) {
+    if (elems > SIZE_MAX / 8 / ds->x.dims[i]) {
       h5util_set_err(err, errlen, "dataset '%s' in '%s': samples are too large", ds->x_name,
                      ds->path);
       return -1;
     }
-    elems *= (size_t)ds->xdims[i];
+    elems *= (size_t)ds->x.dims[i];
   }
   ds->elems = elems;
+  ds->x.row_bytes = elems * dsize;
   return 0;
 }
 
-/* Checks the labels' dtype and shape: fills ds->lkind, lelems, lrank,
- * ldims, ltype. */
+/* Checks the labels' dtype and shape: fills ds->y but for the values. */
 static int check_labels_shape(data_set *ds, hid_t yset, char *err, size_t errlen) {
   hid_t t = H5Dget_type(yset);
   if (t < 0) {
@@ -293,73 +240,73 @@ static int check_labels_shape(data_set *ds, hid_t yset, char *err, size_t errlen
     return -1;
   }
   H5T_class_t cls = H5Tget_class(t);
-  h5util_type_name(t, ds->ltype, sizeof ds->ltype);
+  h5util_type_name(t, ds->y.type, sizeof ds->y.type);
   H5Tclose(t);
   if (cls != H5T_INTEGER && cls != H5T_FLOAT) {
     h5util_set_err(err, errlen,
                    "dataset '%s' in '%s' has type %s; labels must be integers (class indices) "
                    "or floats (regression targets)",
-                   ds->y_name, ds->path, ds->ltype);
+                   ds->y_name, ds->path, ds->y.type);
     return -1;
   }
-  ds->lkind = cls == H5T_INTEGER ? DATA_LABEL_CLASS : DATA_LABEL_FLOAT;
-  ds->lrank = get_shape(yset, ds->ldims);
+  ds->y.kind = cls == H5T_INTEGER ? DATA_LABEL_CLASS : DATA_LABEL_FLOAT;
+  ds->y.rank = get_shape(yset, ds->y.dims);
   char sh[160];
-  if (ds->lrank < 0) {
+  if (ds->y.rank < 0) {
     h5util_set_err(err, errlen, "cannot read the shape of '%s' in '%s'", ds->y_name, ds->path);
     return -1;
   }
-  h5util_shape_str(ds->ldims, ds->lrank, sh, sizeof sh);
-  if (ds->lrank < 1) {
+  h5util_shape_str(ds->y.dims, ds->y.rank, sh, sizeof sh);
+  if (ds->y.rank < 1) {
     h5util_set_err(err, errlen,
                    "labels '%s' in '%s' are a scalar (shape ()); labels need a sample axis: "
                    "shape (N,) or (N, ...)",
                    ds->y_name, ds->path);
     return -1;
   }
-  if (ds->lkind == DATA_LABEL_CLASS) {
-    if (!(ds->lrank == 1 || (ds->lrank == 2 && ds->ldims[1] == 1))) {
+  if (ds->y.kind == DATA_LABEL_CLASS) {
+    if (!(ds->y.rank == 1 || (ds->y.rank == 2 && ds->y.dims[1] == 1))) {
       h5util_set_err(err, errlen,
                      "labels '%s' in '%s' have shape %s; integer labels are class indices of "
                      "shape (N,) or (N, 1) (store regression targets as floats)",
                      ds->y_name, ds->path, sh);
       return -1;
     }
-    ds->lelems = 1;
+    ds->y.elems = 1;
     return 0;
   }
   size_t elems = 1;
-  for (int i = 1; i < ds->lrank; i++) {
-    if (ds->ldims[i] == 0 || elems > SIZE_MAX / 4 / ds->ldims[i]) {
+  for (int i = 1; i < ds->y.rank; i++) {
+    if (ds->y.dims[i] == 0 || elems > SIZE_MAX / 4 / ds->y.dims[i]) {
       h5util_set_err(err, errlen, "labels '%s' in '%s' have shape %s: %s per-sample shape",
-                     ds->y_name, ds->path, sh, ds->ldims[i] == 0 ? "an empty" : "too large a");
+                     ds->y_name, ds->path, sh, ds->y.dims[i] == 0 ? "an empty" : "too large a");
       return -1;
     }
-    elems *= (size_t)ds->ldims[i];
+    elems *= (size_t)ds->y.dims[i];
   }
-  ds->lelems = elems;
+  ds->y.elems = elems;
   return 0;
 }
 
 /* Reads every label into memory: int64 class labels or float32 targets. */
 static int read_labels(data_set *ds, hid_t yset, char *err, size_t errlen) {
   char why[160];
-  size_t width = ds->lkind == DATA_LABEL_CLASS ? sizeof *ds->labels : sizeof *ds->targets;
-  if (ds->n > SIZE_MAX / width / ds->lelems) {
+  size_t width = ds->y.kind == DATA_LABEL_CLASS ? sizeof *ds->y.classes : sizeof *ds->y.targets;
+  if (ds->x.n > SIZE_MAX / width / ds->y.elems) {
     h5util_set_err(err, errlen, "labels '%s' in '%s' are too large for memory", ds->y_name,
                    ds->path);
     return -1;
   }
-  void *buf = malloc((size_t)ds->n * ds->lelems * width);
+  void *buf = malloc((size_t)ds->x.n * ds->y.elems * width);
   if (!buf) {
     h5util_set_err(err, errlen, "out of memory reading '%s' in '%s'", ds->y_name, ds->path);
     return -1;
   }
-  if (ds->lkind == DATA_LABEL_CLASS)
-    ds->labels = buf;
+  if (ds->y.kind == DATA_LABEL_CLASS)
+    ds->y.classes = buf;
   else
-    ds->targets = buf;
-  hid_t mt = ds->lkind == DATA_LABEL_CLASS ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT;
+    ds->y.targets = buf;
+  hid_t mt = ds->y.kind == DATA_LABEL_CLASS ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT;
   if (H5Dread(yset, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
     h5util_set_err(err, errlen, "cannot read '%s' in '%s': %s", ds->y_name, ds->path,
                    h5util_reason(why));
@@ -368,162 +315,48 @@ static int read_labels(data_set *ds, hid_t yset, char *err, size_t errlen) {
   return 0;
 }
 
-/* The chunk cache of a streamed set (dataset_internal.h): its HDF5
- * chunks, or for a contiguous set that fits the budget blocks of about
- * UNCHUNKED_CACHE_BYTES (over the budget, a global shuffle would read a
- * whole block per sample: such a set is read a run of samples at a time).
- * As many chunks as the budget holds, at least 2, at most all of them.
- * The slots' memory is one mapping whose pages are committed as chunks are
- * first read. */
-static int chunk_cache_init(data_set *ds, size_t row_bytes) {
-  ds->cache_rows = ds->chunk_rows;
-  if (!ds->cache_rows && ds->fits_budget) {
-    ds->cache_rows = UNCHUNKED_CACHE_BYTES / row_bytes;
-    if (ds->cache_rows < 1) ds->cache_rows = 1;
-    if (ds->cache_rows > ds->n) ds->cache_rows = ds->n;
-  }
-  if (!ds->cache_rows) return 0;
-  ds->n_chunks = (ds->n + ds->cache_rows - 1) / ds->cache_rows;
-  size_t chunk_bytes = (size_t)ds->cache_rows * row_bytes;
-  uint64_t slots = ds->mem_budget / (chunk_bytes ? chunk_bytes : 1);
-  if (slots < 2) slots = 2;
-  if (slots > ds->n_chunks) slots = ds->n_chunks;
-  if (slots > INT32_MAX) slots = INT32_MAX;
-  ds->cache_slots = (int)slots;
-  ds->chunk_slot = malloc(sizeof *ds->chunk_slot * (size_t)ds->n_chunks);
-  ds->slot_buf = calloc(slots, sizeof *ds->slot_buf);
-  ds->slot_chunk = malloc(sizeof *ds->slot_chunk * (size_t)slots);
-  ds->slot_used = calloc(slots, sizeof *ds->slot_used);
-  if (chunk_bytes && slots <= SIZE_MAX / chunk_bytes) {
-    ds->arena_bytes = (size_t)slots * chunk_bytes;
-    ds->arena = data_big_alloc(ds->arena_bytes);
-  }
-  if (!ds->chunk_slot || !ds->slot_buf || !ds->slot_chunk || !ds->slot_used || !ds->arena)
-    return -1;
-  for (uint64_t c = 0; c < ds->n_chunks; c++) ds->chunk_slot[c] = -1;
-  for (uint64_t k = 0; k < slots; k++) {
-    ds->slot_chunk[k] = UINT64_MAX;
-    ds->slot_buf[k] = ds->arena + k * chunk_bytes;
-  }
-  return 0;
-}
-
-/* The shared chunk cache (dataset.h): the state words, then the chunks
- * from the next page on. */
-static size_t shared_states_bytes(const data_set *ds) {
-  size_t b = (size_t)ds->n_chunks * sizeof(uint32_t);
-  return (b + 4095) / 4096 * 4096;
-}
-
-size_t data_shared_cache_bytes(const data_set *ds) {
-  if (!ds->cache_rows || ds->chunk_state || (uint64_t)ds->cache_slots != ds->n_chunks ||
-      ds->n_chunks == 0)
-    return 0;
-  return shared_states_bytes(ds) + ds->arena_bytes;
-}
-
-size_t data_shared_cache_zeroed(const data_set *ds) { return shared_states_bytes(ds); }
-
-/* Processes share the state words: their atomics must not hide a lock. */
-_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
-
-void data_share_cache(data_set *ds, void *mem) {
-  assert((uint64_t)ds->cache_slots == ds->n_chunks); /* data_shared_cache_bytes > 0 */
-  ds->chunk_state = mem;
-  ds->shared_chunks = (unsigned char *)mem + shared_states_bytes(ds);
-  /* Slot c (already arena + c chunks, chunk_cache_init) holds chunk c; a
-   * chunk read before (data_check_finite) is fetched again through the
-   * shared states. */
-  for (uint64_t c = 0; c < ds->n_chunks; c++) {
-    ds->slot_chunk[c] = c;
-    ds->chunk_slot[c] = -1; /* until this process has it */
-  }
-}
-
-uint64_t data_chunks_read(const data_set *ds) { return ds->chunks_read; }
-
-/* Sets ds->direct when the streamed chunks of ds->xset can be read as
- * stored and decoded by midscale (dataset_internal.h): chunks of whole
- * samples, the stored type identical to the memory type (native order),
- * and a pipeline of at most the shuffle filter then deflate. Anything
- * else (Fletcher32, szip, plugins, big-endian data) stays with HDF5. */
-static int direct_chunks_init(data_set *ds) {
-  ds->shuffle_at = ds->deflate_at = -1;
-  if (!ds->chunk_rows || ds->cache_rows != ds->chunk_rows) return 0;
-  hid_t dcpl = H5Dget_create_plist(ds->xset), ftype = H5Dget_type(ds->xset);
-  hsize_t cdims[H5S_MAX_RANK];
-  int ok = dcpl >= 0 && ftype >= 0 && H5Tequal(ftype, ds->mem_type) > 0 &&
-           H5Pget_chunk(dcpl, H5S_MAX_RANK, cdims) == ds->xrank;
-  for (int i = 1; ok && i < ds->xrank; i++) ok = cdims[i] == ds->xdims[i];
-  int n = ok ? H5Pget_nfilters(dcpl) : -1;
-  ok = ok && n >= 0 && n <= 2;
-  for (int i = 0; ok && i < n; i++) {
-    unsigned flags, cd[8];
-    size_t ncd = 8;
-    H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, 0, NULL, NULL);
-    if (id == H5Z_FILTER_SHUFFLE && i == 0 && ncd >= 1 && cd[0] >= 1) {
-      ds->shuffle_at = i;
-      ds->shuffle_size = cd[0];
-    } else if (id == H5Z_FILTER_DEFLATE && i == n - 1)
-      ds->deflate_at = i;
-    else
-      ok = 0;
-  }
-  if (ftype >= 0) H5Tclose(ftype);
-  if (dcpl >= 0) H5Pclose(dcpl);
-  if (!ok) return 0;
-  if (ds->deflate_at >= 0 && !(ds->inflater = libdeflate_alloc_decompressor())) return -1;
-  ds->direct = 1;
-  return 0;
-}
-
-/* The inputs into ds->mem: chunk by chunk with the direct reads where they
- * apply (dataset_internal.h; Fashion-MNIST's 47 MB in 0.13 s against 0.31 s
- * for one H5Dread here), else in one H5Dread. */
+/* The inputs into ds->mem: chunk by chunk with direct reads where they
+ * apply (chunk_cache.h: they decode faster than HDF5's pipeline), else in
+ * one H5Dread. */
 static int load_inputs(data_set *ds, hid_t xset, char *err, size_t errlen) {
-  size_t row_bytes = ds->elems * ds->dsize;
+  size_t row_bytes = ds->x.row_bytes;
   char why[160];
-  ds->xset = xset;
-  ds->xspace = H5Dget_space(xset);
-  ds->cache_rows = ds->chunk_rows;
-  int rc = ds->xspace >= 0 && direct_chunks_init(ds) == 0 ? 0 : -2;
+  chunk_src src = ds->x;
+  chunk_cache *reader = NULL;
+  src.set = xset;
+  src.space = H5Dget_space(xset);
+  int rc = src.space >= 0 ? 0 : -2;
+  if (rc == 0 && src.chunk_rows && chunk_cache_create(&reader, &src, src.chunk_rows, 0, 0) < 0)
+    rc = -2;
   unsigned char *tail = NULL;
-  if (rc == 0 && ds->direct) {
-    for (uint64_t c = 0, start = 0; rc == 0 && start < ds->n; c++, start += ds->cache_rows) {
+  uint64_t rows = src.chunk_rows;
+  if (rc == 0 && reader && chunk_cache_direct(reader)) {
+    for (uint64_t c = 0, start = 0; rc == 0 && start < ds->x.n; c++, start += rows) {
       unsigned char *dst = ds->mem + (size_t)start * row_bytes;
-      if (ds->n - start < ds->cache_rows) /* the last chunk, partial: through a whole one */
-        dst = tail = malloc((size_t)ds->cache_rows * row_bytes);
+      if (ds->x.n - start < rows) /* the last chunk, partial: through a whole one */
+        dst = tail = malloc((size_t)rows * row_bytes);
       if (!dst)
         rc = -2;
-      else if (data_read_chunk(ds, c, dst, err, errlen) < 0)
+      else if (chunk_cache_read(reader, c, dst, err, errlen) < 0)
         rc = -1;
       else if (dst == tail)
-        memcpy(ds->mem + (size_t)start * row_bytes, tail, (size_t)(ds->n - start) * row_bytes);
+        memcpy(ds->mem + (size_t)start * row_bytes, tail, (size_t)(ds->x.n - start) * row_bytes);
     }
-  } else if (rc == 0 && H5Dread(xset, ds->mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->mem) < 0) {
+  } else if (rc == 0 && H5Dread(xset, ds->x.mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->mem) < 0) {
     h5util_set_err(err, errlen, "cannot read '%s' in '%s' (truncated or damaged?): %s", ds->x_name,
                    ds->path, h5util_reason(why));
     rc = -1;
   }
   if (rc == -2)
     h5util_set_err(err, errlen, "out of memory reading '%s' in '%s'", ds->x_name, ds->path);
-  /* Back to an in-memory set: no stream state. */
   free(tail);
-  if (ds->xspace >= 0) H5Sclose(ds->xspace);
-  ds->xset = ds->xspace = H5I_INVALID_HID;
-  ds->cache_rows = 0;
-  ds->direct = 0;
-  free(ds->zbuf);
-  free(ds->unshuf);
-  if (ds->inflater) libdeflate_free_decompressor(ds->inflater);
-  ds->zbuf = ds->unshuf = NULL;
-  ds->zbuf_cap = 0;
-  ds->inflater = NULL;
+  chunk_cache_free(reader);
+  if (src.space >= 0) H5Sclose(src.space);
   return rc < 0 ? -1 : 0;
 }
 
 /* Streamed, a chunked set is read a whole chunk (of samples) at a time
- * into midscale's own chunk cache (chunk_cache_init), which HDF5's would
+ * into midscale's own chunk cache (chunk_cache.h), which HDF5's would
  * only duplicate: it is turned off (a read that covers whole chunks then
  * goes straight to the caller's buffer). */
 static hid_t streaming_dapl(hid_t xset) {
@@ -561,6 +394,68 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
   return data_open_cached(out, path, x_name, y_name, mem_budget, DATA_CACHE_AUTO, err, errlen);
 }
 
+/* Streams the inputs: reopens them with the streaming access list, keeps
+ * the file open in ds, and sets up the chunk cache when the set is chunked
+ * or fits the budget in blocks (over the budget, a global shuffle would
+ * read a whole block per sample: such a set is read a run at a time).
+ * *xset is closed (and set invalid) first: while a dataset is open, HDF5
+ * shares its chunk cache with every new handle and ignores the new access
+ * list. On success ds owns *file. */
+static int open_streamed(data_set *ds, hid_t *file, hid_t *xset, size_t mem_budget, char *err,
+                         size_t errlen) {
+  char why[160];
+  hid_t dapl = streaming_dapl(*xset);
+  H5Dclose(*xset);
+  *xset = H5I_INVALID_HID;
+  ds->x.set = H5Dopen2(*file, ds->x_name, dapl >= 0 ? dapl : H5P_DEFAULT);
+  if (dapl >= 0) H5Pclose(dapl);
+  if (ds->x.set < 0) {
+    h5util_set_err(err, errlen, "cannot open '%s' in '%s': %s", ds->x_name, ds->path,
+                   h5util_reason(why));
+    return -1;
+  }
+  ds->x.space = H5Dget_space(ds->x.set);
+  if (ds->x.space < 0) {
+    h5util_set_err(err, errlen, "cannot read the shape of '%s' in '%s'", ds->x_name, ds->path);
+    return -1;
+  }
+  ds->file = *file;
+  *file = H5I_INVALID_HID;
+  uint64_t rows = ds->x.chunk_rows;
+  if (!rows && ds->fits_budget) rows = chunk_cache_block_rows(&ds->x);
+  if (rows && chunk_cache_create(&ds->cache, &ds->x, rows, mem_budget, 1) < 0) {
+    h5util_set_err(err, errlen, "out of memory opening '%s' in '%s'", ds->x_name, ds->path);
+    return -1;
+  }
+  return 0;
+}
+
+/* In memory or streamed (dataset.h, "Access modes"). */
+static int place_inputs(data_set *ds, hid_t *file, hid_t *xset, size_t mem_budget,
+                        data_cache cache, char *err, size_t errlen) {
+  size_t row_bytes = ds->x.row_bytes;
+  int fits = ds->x.n <= SIZE_MAX / row_bytes && (size_t)ds->x.n * row_bytes <= mem_budget;
+  ds->fits_budget = fits;
+  if (cache == DATA_CACHE_MEMORY && !fits) {
+    char need[32], have[32];
+    bytes_str((double)ds->x.n * (double)row_bytes, need, sizeof need);
+    bytes_str((double)mem_budget, have, sizeof have);
+    h5util_set_err(err, errlen,
+                   "data.cache is memory but the inputs '%s' in '%s' take %s, more than the "
+                   "memory budget of %s per rank; use data.cache: auto or stream",
+                   ds->x_name, ds->path, need, have);
+    return -1;
+  }
+  if (!fits || cache == DATA_CACHE_STREAM)
+    return open_streamed(ds, file, xset, mem_budget, err, errlen);
+  ds->mem = chunk_big_alloc((size_t)ds->x.n * row_bytes);
+  if (!ds->mem) {
+    h5util_set_err(err, errlen, "out of memory opening '%s' in '%s'", ds->x_name, ds->path);
+    return -1;
+  }
+  return load_inputs(ds, *xset, err, errlen);
+}
+
 int data_open_cached(data_set **out, const char *path, const char *x_name, const char *y_name,
                      size_t mem_budget, data_cache cache, char *err, size_t errlen) {
   h5util_guard q;
@@ -568,7 +463,6 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
   int rc = -1;
   data_set *ds = NULL;
   hid_t file = H5I_INVALID_HID, xset = H5I_INVALID_HID, yset = H5I_INVALID_HID;
-  hid_t stream_set = H5I_INVALID_HID, stream_space = H5I_INVALID_HID;
 
   *out = NULL;
   h5util_enter(&q);
@@ -576,11 +470,13 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
 
   ds = calloc(1, sizeof *ds);
   if (!ds) goto oom;
-  ds->file = ds->xset = ds->xspace = ds->mem_type = H5I_INVALID_HID;
+  ds->file = ds->x.set = ds->x.space = ds->x.mem_type = H5I_INVALID_HID;
   ds->path = dup_str(path);
   ds->x_name = dup_str(x_name);
   ds->y_name = dup_str(y_name);
   if (!ds->path || !ds->x_name || !ds->y_name) goto oom;
+  ds->x.path = ds->path;
+  ds->x.name = ds->x_name;
 
   file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (file < 0) {
@@ -595,65 +491,23 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
   if (check_filters(xset, path, x_name, err, errlen) < 0) goto done;
   if (check_filters(yset, path, y_name, err, errlen) < 0) goto done;
   if (check_inputs(ds, xset, err, errlen) < 0) goto done;
-  ds->chunk_rows = chunk_rows_of(xset);
+  ds->x.chunk_rows = chunk_rows_of(xset);
   if (check_labels_shape(ds, yset, err, errlen) < 0) goto done;
-  ds->n = ds->xdims[0];
-  if (ds->n != ds->ldims[0]) {
+  ds->x.n = ds->x.dims[0];
+  if (ds->x.n != ds->y.dims[0]) {
     h5util_set_err(err, errlen,
                    "'%s' has %" PRIu64
                    " samples but '%s' has %llu in '%s'; inputs and labels "
                    "must have the same length",
-                   x_name, ds->n, y_name, (unsigned long long)ds->ldims[0], path);
+                   x_name, ds->x.n, y_name, (unsigned long long)ds->y.dims[0], path);
     goto done;
   }
-  if (ds->n == 0) {
+  if (ds->x.n == 0) {
     h5util_set_err(err, errlen, "'%s' in '%s' has no samples", x_name, path);
     goto done;
   }
   if (read_labels(ds, yset, err, errlen) < 0) goto done;
-
-  size_t row_bytes = ds->elems * ds->dsize;
-  int fits = ds->n <= SIZE_MAX / row_bytes && (size_t)ds->n * row_bytes <= mem_budget;
-  ds->fits_budget = fits;
-  if (cache == DATA_CACHE_MEMORY && !fits) {
-    char need[32], have[32];
-    bytes_str((double)ds->n * (double)row_bytes, need, sizeof need);
-    bytes_str((double)mem_budget, have, sizeof have);
-    h5util_set_err(err, errlen,
-                   "data.cache is memory but the inputs '%s' in '%s' take %s, more than the "
-                   "memory budget of %s per rank; use data.cache: auto or stream",
-                   x_name, path, need, have);
-    goto done;
-  }
-  if (fits && cache != DATA_CACHE_STREAM) {
-    ds->mem = data_big_alloc((size_t)ds->n * row_bytes);
-    if (!ds->mem) goto oom;
-    if (load_inputs(ds, xset, err, errlen) < 0) goto done;
-  } else {
-    /* Reopen the inputs with the access list for streaming. The first
-     * handle must be closed first: while a dataset is open, HDF5 shares its
-     * chunk cache with every new handle and ignores the new access list. */
-    hid_t dapl = streaming_dapl(xset);
-    H5Dclose(xset);
-    xset = H5I_INVALID_HID;
-    stream_set = H5Dopen2(file, x_name, dapl >= 0 ? dapl : H5P_DEFAULT);
-    if (dapl >= 0) H5Pclose(dapl);
-    if (stream_set < 0) {
-      h5util_set_err(err, errlen, "cannot open '%s' in '%s': %s", x_name, path, h5util_reason(why));
-      goto done;
-    }
-    stream_space = H5Dget_space(stream_set);
-    if (stream_space < 0) {
-      h5util_set_err(err, errlen, "cannot read the shape of '%s' in '%s'", x_name, path);
-      goto done;
-    }
-    ds->file = file;
-    ds->xset = stream_set;
-    ds->xspace = stream_space;
-    file = stream_set = stream_space = H5I_INVALID_HID;
-    ds->mem_budget = mem_budget;
-    if (chunk_cache_init(ds, row_bytes) < 0 || direct_chunks_init(ds) < 0) goto oom;
-  }
+  if (place_inputs(ds, &file, &xset, mem_budget, cache, err, errlen) < 0) goto done;
   *out = ds;
   ds = NULL;
   rc = 0;
@@ -662,8 +516,6 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
 oom:
   h5util_set_err(err, errlen, "out of memory opening '%s' in '%s'", x_name, path);
 done:
-  if (stream_space >= 0) H5Sclose(stream_space);
-  if (stream_set >= 0) H5Dclose(stream_set);
   if (yset >= 0) H5Dclose(yset);
   if (xset >= 0) H5Dclose(xset);
   if (file >= 0) H5Fclose(file);
@@ -674,68 +526,76 @@ done:
 
 void data_close(data_set *ds) {
   if (!ds) return;
+  chunk_cache_free(ds->cache);
   h5util_guard q;
   h5util_enter(&q);
-  if (ds->xspace >= 0) H5Sclose(ds->xspace);
-  if (ds->xset >= 0) H5Dclose(ds->xset);
+  if (ds->x.space >= 0) H5Sclose(ds->x.space);
+  if (ds->x.set >= 0) H5Dclose(ds->x.set);
   if (ds->file >= 0) H5Fclose(ds->file);
-  if (ds->mem_type >= 0) H5Tclose(ds->mem_type);
+  if (ds->x.mem_type >= 0) H5Tclose(ds->x.mem_type);
   h5util_leave(&q);
-  data_big_free(ds->arena, ds->arena_bytes);
-  free(ds->slot_buf);
-  free(ds->slot_chunk);
-  free(ds->slot_used);
-  free(ds->chunk_slot);
-  free(ds->zbuf);
-  free(ds->unshuf);
-  if (ds->inflater) libdeflate_free_decompressor(ds->inflater);
-  free(ds->rows);
-  free(ds->order);
-  if (ds->mem) data_big_free(ds->mem, (size_t)ds->n * ds->elems * ds->dsize);
-  free(ds->labels);
-  free(ds->targets);
+  free(ds->scratch.rows);
+  free(ds->scratch.order);
+  if (ds->mem) chunk_big_free(ds->mem, (size_t)ds->x.n * ds->x.row_bytes);
+  free(ds->y.classes);
+  free(ds->y.targets);
   free(ds->y_name);
   free(ds->x_name);
   free(ds->path);
   free(ds);
 }
 
-uint64_t data_count(const data_set *ds) { return ds->n; }
+/* The node-shared chunk cache (dataset.h) is the chunk cache's. */
+size_t data_shared_cache_bytes(const data_set *ds) {
+  return ds->cache ? chunk_cache_shared_bytes(ds->cache) : 0;
+}
+
+size_t data_shared_cache_zeroed(const data_set *ds) {
+  return ds->cache ? chunk_cache_shared_zeroed(ds->cache) : 0;
+}
+
+void data_share_cache(data_set *ds, void *mem) { chunk_cache_share(ds->cache, mem); }
+
+uint64_t data_chunks_read(const data_set *ds) {
+  return ds->cache ? chunk_cache_chunks_read(ds->cache) : 0;
+}
+
+uint64_t data_count(const data_set *ds) { return ds->x.n; }
 size_t data_sample_elems(const data_set *ds) { return ds->elems; }
 data_dtype data_input_dtype(const data_set *ds) { return ds->dtype; }
 int data_in_memory(const data_set *ds) { return ds->mem != NULL; }
-uint64_t data_chunk_samples(const data_set *ds) { return ds->chunk_rows; }
-int data_direct_chunks(const data_set *ds) { return ds->direct; }
+uint64_t data_chunk_samples(const data_set *ds) { return ds->x.chunk_rows; }
+int data_direct_chunks(const data_set *ds) { return ds->cache ? chunk_cache_direct(ds->cache) : 0; }
 int data_fits_budget(const data_set *ds) { return ds->fits_budget; }
 const char *data_path(const data_set *ds) { return ds->path; }
 const char *data_x_name(const data_set *ds) { return ds->x_name; }
 const char *data_y_name(const data_set *ds) { return ds->y_name; }
-data_label_kind data_label_kind_of(const data_set *ds) { return ds->lkind; }
-size_t data_label_elems(const data_set *ds) { return ds->lelems; }
+data_label_kind data_label_kind_of(const data_set *ds) { return ds->y.kind; }
+size_t data_label_elems(const data_set *ds) { return ds->y.elems; }
 
 int data_sample_shape(const data_set *ds, uint64_t *dims, int max_dims) {
-  int n = ds->xrank - 1;
-  for (int i = 0; i < n && i < max_dims; i++) dims[i] = (uint64_t)ds->xdims[i + 1];
+  int n = ds->x.rank - 1;
+  for (int i = 0; i < n && i < max_dims; i++) dims[i] = (uint64_t)ds->x.dims[i + 1];
   return n;
 }
 
 int data_label_shape(const data_set *ds, uint64_t *dims, int max_dims) {
-  if (ds->lkind == DATA_LABEL_CLASS) return 0;
-  int n = ds->lrank - 1;
-  for (int i = 0; i < n && i < max_dims; i++) dims[i] = (uint64_t)ds->ldims[i + 1];
+  if (ds->y.kind == DATA_LABEL_CLASS) return 0;
+  int n = ds->y.rank - 1;
+  for (int i = 0; i < n && i < max_dims; i++) dims[i] = (uint64_t)ds->y.dims[i + 1];
   return n;
 }
 
 int data_check_labels(data_set *ds, int n_classes, char *err, size_t errlen) {
-  if (ds->lkind != DATA_LABEL_CLASS) {
+  if (ds->y.kind != DATA_LABEL_CLASS) {
     h5util_set_err(err, errlen,
                    "labels '%s' in '%s' are %s regression targets, but the model is a "
                    "classifier (%d classes): classification needs integer class indices",
-                   ds->y_name, ds->path, ds->ltype, n_classes);
+                   ds->y_name, ds->path, ds->y.type, n_classes);
     return -1;
   }
-  for (uint64_t i = 0; i < ds->n; i++) {
-    int64_t v = ds->labels[i];
+  for (uint64_t i = 0; i < ds->x.n; i++) {
+    int64_t v = ds->y.classes[i];
     if (v < 0) {
       h5util_set_err(err, errlen,
                      "label %" PRId64 " of sample %" PRIu64
@@ -755,13 +615,13 @@ int data_check_labels(data_set *ds, int n_classes, char *err, size_t errlen) {
 }
 
 int data_check_targets(const data_set *ds, size_t n_outputs, char *err, size_t errlen) {
-  if (ds->lelems == n_outputs) return 0;
+  if (ds->y.elems == n_outputs) return 0;
   char sh[160];
-  h5util_shape_str(ds->ldims, ds->lrank, sh, sizeof sh);
+  h5util_shape_str(ds->y.dims, ds->y.rank, sh, sizeof sh);
   h5util_set_err(err, errlen,
                  "labels '%s' in '%s' have shape %s: %zu target value%s per sample, but the "
                  "model has %zu output%s",
-                 ds->y_name, ds->path, sh, ds->lelems, ds->lelems == 1 ? "" : "s", n_outputs,
+                 ds->y_name, ds->path, sh, ds->y.elems, ds->y.elems == 1 ? "" : "s", n_outputs,
                  n_outputs == 1 ? "" : "s");
   return -1;
 }

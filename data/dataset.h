@@ -1,4 +1,5 @@
-/* dataset — one (inputs, labels) pair of HDF5 datasets, read by sample index.
+/* dataset — one (inputs, labels) pair of HDF5 datasets, read by sample
+ * index. This header also states the error convention of all of data/.
  *
  * Inputs: uint8, int8, uint16, int16, float16 (IEEE half, as h5py and numpy
  * write it), float32 or float64, any byte order, any per-sample shape
@@ -8,25 +9,57 @@
  *   DATA_LABEL_CLASS  any integer type, shape (N,) or (N, 1): class indices.
  *   DATA_LABEL_FLOAT  any float type (16, 32 or 64 bits), shape (N, ...):
  *                     regression targets, data_label_elems() per sample.
- * The inputs and the labels must agree on N. Labels are read into memory at
- * open (int64 or float32 per value).
+ * The inputs and the labels must agree on N. The labels are always read
+ * into memory at open (int64 or float32 per value).
  *
- * Every rank opens the file itself (independent, serial HDF5 access: no MPI
- * calls here). Where the inputs live (data_cache, the data.cache key):
- *   auto    in memory when they fit `mem_budget` bytes, else streamed;
- *   memory  in memory; data_open_cached fails when they do not fit;
- *   stream  streamed, however small.
- * In memory, the whole dataset is read once in its stored width (byte
- * order made native). Streamed, samples are read on demand, sorted and
- * merged into runs of consecutive rows (one H5Dread hyperslab per run),
- * through an HDF5 chunk cache of max(mem_budget, 1 MiB, two chunks) bytes.
- * Random access to gzip-compressed chunks costs about one chunk
- * decompression per sample once the chunks outgrow that cache (block
- * shuffle, sampler.h, keeps a batch within a few chunks).
+ * Access modes. Every rank opens the file itself (independent, serial HDF5
+ * access: no MPI calls here). The inputs are kept in their stored width
+ * with byte order made native, and become floats (data_norm) only as
+ * data_read copies each row out. data_open_cached picks one mode from the
+ * data.cache key and whether the inputs fit `mem_budget` bytes:
  *
- * Errors: functions return 0 or -1 and write a one-line message naming the
- * file and dataset (and the sample index where there is one) into err
- * (errlen bytes); they never print or exit.
+ *   memory   auto and they fit, or memory (memory and they do not fit is an
+ *            error that names both sizes). Read whole at open into one
+ *            huge-page mapping, with direct chunk reads where they apply
+ *            (below), else one H5Dread; the file is closed before
+ *            data_open returns. data_read makes no HDF5 call and takes no
+ *            lock.
+ *   chunks   stream (however small) or auto over the budget, chunked
+ *            inputs: streamed through midscale's chunk cache
+ *            (chunk_cache.h), which reads whole HDF5 chunks and keeps as
+ *            many as the budget holds (at least 2, at most all), the least
+ *            recently used giving way. HDF5's own chunk cache is switched
+ *            off on that dataset: it would only hold a second copy.
+ *            Random access over more chunks than the cache holds costs
+ *            about one chunk read and decode per sample: block shuffle
+ *            (sampler.h) keeps a batch within a few chunks.
+ *   blocks   stream, contiguous inputs that fit the budget: as chunks, in
+ *            blocks of about 1 MiB of whole samples.
+ *   runs     contiguous inputs over the budget (auto or stream): no cache.
+ *            A data_read sorts its indices and merges them into runs of
+ *            consecutive rows, one H5Dread of a hyperslab per run.
+ * Two refinements:
+ *   direct chunk reads  in memory and chunks modes, when every chunk holds
+ *            whole samples stored in native order, unfiltered or deflated
+ *            (after the shuffle filter or not): chunks are read as stored
+ *            and inflated with libdeflate rather than through HDF5's
+ *            pipeline. Anything else (other filters, big-endian data) is
+ *            read with H5Dread. data_direct_chunks says which, for a
+ *            streamed set.
+ *   node-shared cache   chunks or blocks whose cache holds every chunk
+ *            (data_shared_cache_bytes > 0): the processes of a node may
+ *            share the decoded chunks through memory they map together
+ *            (data_share_cache), so that each chunk is read and decoded
+ *            once per node. Each process keeps its own slots.
+ * The modes change where bytes come from, never the floats data_read
+ * returns. scripts/bench/results/loader.md measures them.
+ *
+ * Ownership. A data_set owns its HDF5 handles (streamed: the file and the
+ * inputs' dataset stay open until data_close), the labels, the inputs in
+ * memory, the chunk cache and its scratch. Strings from the getters are
+ * ds's, valid until data_close. The caller owns the data_norm arrays, the
+ * output buffers of data_read, and the shared memory of data_share_cache
+ * (mapped until data_close).
  *
  * Threads. HDF5 is usually built without thread safety (so is the
  * Debian/Ubuntu parallel build). Every function of data/ that calls HDF5 --
@@ -35,18 +68,37 @@
  * holds one process-wide, recursive lock while it does, so HDF5 never runs
  * on two threads at once: the loader thread (loader.h) may read the
  * training set while the main thread evaluates on the test set or checks a
- * file. A data_set itself belongs to one thread at a time (data_read uses
- * per-set scratch buffers); the getters (data_count, ...) only read fields
- * fixed at open and may be called from any thread. data_read on an
- * in-memory set makes no HDF5 call and takes no lock. Code outside data/
- * that calls HDF5 itself while another thread may be in data/ brackets the
- * calls with data_hdf5_lock / data_hdf5_unlock.
+ * file. A data_set itself belongs to one thread at a time: data_read,
+ * data_check_finite, data_check_labels and data_share_cache use or change
+ * per-set state (scratch buffers, the cache); while a loader reads a set,
+ * the set is the loader's (loader.h). The getters (data_count, ...) only
+ * read fields fixed at open and may be called from any thread.
+ * data_read on an in-memory set makes no HDF5 call and takes no lock. Code
+ * outside data/ that calls HDF5 itself while another thread may be in
+ * data/ brackets the calls with data_hdf5_lock / data_hdf5_unlock.
+ *
+ * Errors (all of data/: dataset.h, loader.h, sampler.h, convert.h,
+ * info.h). A function that can fail returns int: 0, or -1 with one line
+ * (no newline) in the caller's buffer err of errlen bytes, its last two
+ * parameters, always NUL-terminated and cut to fit. The line names what
+ * failed and where: the file, the dataset, the sample index, the config
+ * key (data.mean, ...). err may be NULL (or errlen 0) when the caller
+ * needs no message; its content after a 0 is unspecified. Nothing in
+ * data/ prints or exits. DATA_ERRLEN is the buffer size callers should
+ * use: it holds the longest message data/ writes (a missing dataset, with
+ * up to 2 KiB of the datasets that do exist) with room for the file and
+ * dataset names. Two exceptions, the name parsers data_cache_parse and
+ * sampler_shuffle_parse, return -1 without a message: their one failure is
+ * an unknown name, which the caller holds. Getters cannot fail.
  */
 #ifndef MS_DATASET_H
 #define MS_DATASET_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* The size of an err buffer for data/ functions (Errors, above). */
+#define DATA_ERRLEN 4096
 
 typedef struct data_set data_set;
 
@@ -100,7 +152,7 @@ data_norm data_norm_identity(void);
 int data_open(data_set **out, const char *path, const char *x_name, const char *y_name,
               size_t mem_budget, char *err, size_t errlen);
 
-/* Where the inputs live; see the top of this file. */
+/* Where the inputs live (Access modes, at the top of this file). */
 typedef enum { DATA_CACHE_AUTO = 0, DATA_CACHE_MEMORY = 1, DATA_CACHE_STREAM = 2 } data_cache;
 
 /* "auto", "memory", "stream" -> *out. @return 0, or -1 for another name. */
@@ -117,20 +169,25 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
 void data_hdf5_lock(void);
 void data_hdf5_unlock(void);
 
-/* Sharing a streamed set's chunk cache among the processes of a node (the
- * MPI ranks of one node all open the same file): each chunk is then read
- * and decoded once per node, by whichever process needs it first, and
- * the others copy it (waiting while it is decoded).
+/* The node-shared cache (Access modes): the processes of a node (the MPI
+ * ranks of one node all open the same file) share a streamed set's chunk
+ * cache. Each chunk is then read and decoded once per node, by whichever
+ * process needs it first, and the others copy it (waiting while it is
+ * decoded).
  *
  * data_shared_cache_bytes: the bytes of shared memory that takes (a state
- * word per chunk, then every chunk), or 0 when ds has no chunk cache or its
+ * word per chunk, then every chunk), or 0 when ds has no chunk cache, its
  * cache does not hold every chunk (processes evicting different chunks
- * cannot share slots). The first data_shared_cache_zeroed bytes of the
- * memory must be zero before any process uses it.
+ * cannot share slots) or it is shared already. The first
+ * data_shared_cache_zeroed bytes of the memory must be zero before any
+ * process uses it.
  *
- * data_share_cache: from then on ds's chunks come through mem (its slots
- * stay its own), which every process of the node passes for the same file
- * and datasets, and which must stay mapped until data_close. */
+ * data_share_cache (only when data_shared_cache_bytes > 0; no MPI call, but
+ * every process of the node must pass memory mapped from the same object,
+ * for the same file and datasets): from then on ds's chunks come through
+ * mem (its slots stay its own), which must stay mapped until data_close.
+ * A failed read leaves the chunk to the next process that needs it, which
+ * reads it again and reports the same error. */
 size_t data_shared_cache_bytes(const data_set *ds);
 size_t data_shared_cache_zeroed(const data_set *ds);
 void data_share_cache(data_set *ds, void *mem);
@@ -144,10 +201,10 @@ void data_close(data_set *ds);
 uint64_t data_count(const data_set *ds);      /* samples N */
 size_t data_sample_elems(const data_set *ds); /* input features per sample */
 data_dtype data_input_dtype(const data_set *ds);
-int data_in_memory(const data_set *ds);          /* 1 if cached in memory */
+int data_in_memory(const data_set *ds);          /* 1 in the memory mode */
 uint64_t data_chunk_samples(const data_set *ds); /* samples per HDF5 chunk; 0 = not chunked */
-/* 1 if streamed chunks are read as stored and decoded by midscale
- * (deflate and the shuffle filter, with libdeflate) rather than by HDF5. */
+/* 1 if a streamed set's chunks are read as stored and decoded by midscale
+ * (direct chunk reads); 0 in memory and when HDF5 decodes them. */
 int data_direct_chunks(const data_set *ds);
 /* 1 if the inputs fit the memory budget: in memory, or streamed (data.cache
  * stream) through a chunk cache that ends up holding all of them. */
@@ -158,6 +215,9 @@ const char *data_y_name(const data_set *ds);     /* the labels' dataset, as give
 
 /* "uint8", "float16", ...; "?" for a value outside the enum. */
 const char *data_dtype_name(data_dtype t);
+
+/* Bytes per stored value: 1, 2, 4 or 8 (4 for a value outside the enum). */
+size_t data_dtype_size(data_dtype t);
 
 /* The per-sample shape of the inputs (their dims without the first): fills
  * up to max_dims of dims. @return the number of per-sample dims (0 for

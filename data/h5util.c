@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -122,4 +123,57 @@ int h5util_probe_file(const char *path, char *err, size_t errlen) {
     return -1;
   }
   return 0;
+}
+
+/* ---- the dataset lister -------------------------------------------------- */
+
+typedef struct {
+  char **names;
+  size_t count, cap;
+  int oom;
+} name_list;
+
+static herr_t list_cb(hid_t obj, const char *name, const H5O_info_t *info, void *data) {
+  (void)obj;
+  name_list *l = data;
+  if (info->type != H5O_TYPE_DATASET) return 0;
+  if (l->count == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 16;
+    char **grown = realloc(l->names, cap * sizeof *grown);
+    if (!grown) return l->oom = 1, 1;
+    l->names = grown;
+    l->cap = cap;
+  }
+  size_t len = strlen(name);
+  char *s = malloc(len + 2);
+  if (!s) return l->oom = 1, 1;
+  s[0] = '/';
+  memcpy(s + 1, name, len + 1);
+  l->names[l->count++] = s;
+  return 0;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int h5util_list_datasets(hid_t file, const char *path, char ***names, size_t *count, char *err,
+                         size_t errlen) {
+  name_list l = {0};
+  int rc = 0;
+  if (H5Ovisit2(file, H5_INDEX_NAME, H5_ITER_INC, list_cb, &l, H5O_INFO_BASIC) < 0 || l.oom) {
+    char why[160];
+    h5util_set_err(err, errlen, "cannot list the datasets of '%s': %s", path,
+                   l.oom ? "out of memory" : h5util_reason(why));
+    rc = -1;
+  }
+  if (l.count > 1) qsort(l.names, l.count, sizeof *l.names, cmp_str);
+  *names = l.names;
+  *count = l.count;
+  return rc;
+}
+
+void h5util_free_names(char **names, size_t count) {
+  for (size_t i = 0; i < count; i++) free(names[i]);
+  free(names);
 }

@@ -1,6 +1,7 @@
-/* h5util — what dataset.c, convert.c and info.c share: the process-wide
- * HDF5 lock, keeping HDF5 quiet, writing one-line messages into the
- * caller's error buffer, naming types and shapes. Internal to data/.
+/* h5util — what the HDF5 code of data/ shares: the process-wide HDF5
+ * lock, keeping HDF5 quiet, writing one-line messages into the caller's
+ * error buffer (dataset.h, "Errors"), listing a file's datasets, naming
+ * types and shapes. Private to data/.
  */
 #ifndef MS_H5UTIL_H
 #define MS_H5UTIL_H
@@ -40,6 +41,18 @@ const char *h5util_reason(char buf[160]);
  * or a file without the HDF5 signature each get their own message.
  * @return 0 when HDF5 should be able to open it, -1 otherwise. */
 int h5util_probe_file(const char *path, char *err, size_t errlen);
+
+/* The datasets of `file` (found through every group), as full paths
+ * ("/train/images") in name order: *names holds *count strings, which the
+ * caller frees with h5util_free_names whatever the result. The one lister
+ * of data/: data_info prints them, data_open names them when a dataset is
+ * missing. The caller holds the HDF5 lock (h5util_enter).
+ * @return 0, or -1 when the walk failed or ran out of memory: err says
+ * "cannot list the datasets of 'PATH': ...", and *names holds what was
+ * found before. */
+int h5util_list_datasets(hid_t file, const char *path, char ***names, size_t *count, char *err,
+                         size_t errlen);
+void h5util_free_names(char **names, size_t count);
 
 /* A short name for an HDF5 datatype, for messages: "uint8", "int64",
  * "float16", "float32", "string", "compound", ... */

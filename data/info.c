@@ -14,36 +14,6 @@
 #define HIST_ROWS 50
 #define BAR_WIDTH 40
 
-typedef struct {
-  char **names;
-  size_t n, cap;
-  int oom;
-} name_list;
-
-static herr_t collect_cb(hid_t obj, const char *name, const H5O_info_t *info, void *data) {
-  (void)obj;
-  name_list *l = data;
-  if (info->type != H5O_TYPE_DATASET) return 0;
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? 2 * l->cap : 16;
-    char **g = realloc(l->names, cap * sizeof *g);
-    if (!g) return l->oom = 1, 1;
-    l->names = g;
-    l->cap = cap;
-  }
-  size_t len = strlen(name);
-  char *s = malloc(len + 2);
-  if (!s) return l->oom = 1, 1;
-  s[0] = '/';
-  memcpy(s + 1, name, len + 1);
-  l->names[l->n++] = s;
-  return 0;
-}
-
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* "12.3 MB", "512 B". */
 static void human(double bytes, char *buf, size_t len) {
   const char *unit[] = {"B", "KB", "MB", "GB", "TB"};
@@ -247,7 +217,8 @@ static int looks_like_labels(const char *name) {
 int data_info(const char *path, const char *const *hist, int n_hist, FILE *out, char *err,
               size_t errlen) {
   h5util_guard q;
-  name_list l = {0};
+  char **names = NULL;
+  size_t count = 0;
   int rc = -1;
   int *is_int = NULL;
   hid_t file = H5I_INVALID_HID;
@@ -260,17 +231,11 @@ int data_info(const char *path, const char *const *hist, int n_hist, FILE *out, 
                    h5util_reason(why));
     goto done;
   }
-  if (H5Ovisit2(file, H5_INDEX_NAME, H5_ITER_INC, collect_cb, &l, H5O_INFO_BASIC) < 0 || l.oom) {
-    char why[160];
-    h5util_set_err(err, errlen, "cannot list the datasets of '%s': %s", path,
-                   l.oom ? "out of memory" : h5util_reason(why));
-    goto done;
-  }
-  if (l.n > 1) qsort(l.names, l.n, sizeof *l.names, cmp_str);
+  if (h5util_list_datasets(file, path, &names, &count, err, errlen) < 0) goto done;
   /* A requested dataset that is not in the file: say so before printing. */
   for (int k = 0; k < n_hist; k++) {
     int found = 0;
-    for (size_t i = 0; i < l.n && !found; i++) found = same_dataset(hist[k], l.names[i]);
+    for (size_t i = 0; i < count && !found; i++) found = same_dataset(hist[k], names[i]);
     if (!found) {
       h5util_set_err(err, errlen, "--histogram: dataset '%s' not found in '%s'", hist[k], path);
       goto done;
@@ -280,27 +245,26 @@ int data_info(const char *path, const char *const *hist, int n_hist, FILE *out, 
   H5Fget_filesize(file, &fsize);
   char sz[32];
   human((double)fsize, sz, sizeof sz);
-  fprintf(out, "%s: HDF5, %s, %zu dataset%s\n", path, sz, l.n, l.n == 1 ? "" : "s");
-  is_int = calloc(l.n ? l.n : 1, sizeof *is_int);
+  fprintf(out, "%s: HDF5, %s, %zu dataset%s\n", path, sz, count, count == 1 ? "" : "s");
+  is_int = calloc(count ? count : 1, sizeof *is_int);
   if (!is_int) {
     h5util_set_err(err, errlen, "out of memory describing '%s'", path);
     goto done;
   }
-  for (size_t i = 0; i < l.n; i++) {
+  for (size_t i = 0; i < count; i++) {
     fprintf(out, "\n");
-    describe(file, l.names[i], out, &is_int[i]);
+    describe(file, names[i], out, &is_int[i]);
   }
-  for (size_t i = 0; i < l.n; i++) {
+  for (size_t i = 0; i < count; i++) {
     int asked = 0;
-    for (int k = 0; k < n_hist; k++) asked |= same_dataset(hist[k], l.names[i]);
-    if (((is_int[i] && looks_like_labels(l.names[i])) || asked) &&
-        histogram(file, path, l.names[i], out, err, errlen) < 0)
+    for (int k = 0; k < n_hist; k++) asked |= same_dataset(hist[k], names[i]);
+    if (((is_int[i] && looks_like_labels(names[i])) || asked) &&
+        histogram(file, path, names[i], out, err, errlen) < 0)
       goto done;
   }
   rc = 0;
 done:
-  for (size_t i = 0; i < l.n; i++) free(l.names[i]);
-  free(l.names);
+  h5util_free_names(names, count);
   free(is_int);
   if (file >= 0) H5Fclose(file);
   h5util_leave(&q);

@@ -8,9 +8,9 @@
  * dataset whose name contains "label" (any case) and each one asked for.
  *
  * Serial HDF5, no MPI. The report goes to `out`; nothing is printed on
- * errors. Errors: 0 or -1 with a one-line message in err: the file is
- * missing, a directory, not HDF5 or damaged; a requested histogram dataset
- * is missing or not integer.
+ * errors. Errors (dataset.h, "Errors"): 0 or -1 with a message in err:
+ * the file is missing, a directory, not HDF5 or damaged; a requested
+ * histogram dataset is missing or not integer.
  */
 #ifndef MS_INFO_H
 #define MS_INFO_H

@@ -12,15 +12,14 @@
 #define _GNU_SOURCE /* SCHED_BATCH */
 #include "loader.h"
 
+#include "h5util.h"
+
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define SLOT_ERRLEN 1024
 
 /* Without chunks, block shuffle cuts about this many bytes of stored
  * samples per block. */
@@ -29,7 +28,7 @@
 typedef struct {
   uint64_t epoch, step;
   int rc;
-  char err[SLOT_ERRLEN];
+  char err[DATA_ERRLEN];
   uint64_t *idx; /* (local) */
   float *x;      /* (local, elems) */
   int32_t *y;    /* (local) or NULL */
@@ -59,29 +58,6 @@ struct data_loader {
   pthread_t thread;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || errlen == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
-static size_t dtype_size(data_dtype t) {
-  switch (t) {
-    case DATA_U8:
-    case DATA_I8: return 1;
-    case DATA_U16:
-    case DATA_I16:
-    case DATA_F16: return 2;
-    case DATA_F32: return 4;
-    case DATA_F64: return 8;
-  }
-  return 4;
-}
-
 /* Reads the batch of (epoch, step) into s (on whichever thread owns perm). */
 static void fill(data_loader *l, slot *s, uint64_t epoch, uint64_t step) {
   s->epoch = epoch;
@@ -90,10 +66,11 @@ static void fill(data_loader *l, slot *s, uint64_t epoch, uint64_t step) {
   s->err[0] = '\0';
   if (!l->perm_valid || l->perm_epoch != epoch) {
     l->perm_valid = 0;
-    if (sampler_epoch_order(&l->o.order, l->o.seed, epoch, l->n, l->perm) < 0) {
+    char why[128];
+    if (sampler_epoch_order(&l->o.order, l->o.seed, epoch, l->n, l->perm, why, sizeof why) < 0) {
       s->rc = -1;
-      set_err(s->err, sizeof s->err, "out of memory ordering epoch %llu of '%s' in '%s'",
-              (unsigned long long)epoch, data_x_name(l->o.ds), data_path(l->o.ds));
+      h5util_set_err(s->err, sizeof s->err, "%s (for '%s' in '%s')", why, data_x_name(l->o.ds),
+                     data_path(l->o.ds));
       return;
     }
     l->perm_epoch = epoch;
@@ -120,9 +97,10 @@ static void *run_thread(void *arg) {
 #ifdef SCHED_BATCH
   /* Throughput work: without wake-up preemption, the loader woken by the
    * step's loader_next does not push the step off its CPU to read a batch
-   * the step does not need yet (measured on 2 busy cores: the step then
-   * waited about one batch read at every step). It still gets its fair
-   * share of CPU time. */
+   * the step does not need yet (when every core trains, the step would
+   * otherwise wait for a batch read at every step;
+   * scripts/bench/results/loader.md). It still gets its fair share of CPU
+   * time. */
   struct sched_param sp = {0};
   (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 #endif
@@ -164,7 +142,7 @@ static void batch_of(const data_loader *l, const slot *s, loader_batch *b) {
 int loader_next(data_loader *l, uint64_t epoch, uint64_t step, loader_batch *b, char *err,
                 size_t errlen) {
   if (step >= l->spe || past_end(l, epoch, step)) {
-    set_err(err, errlen,
+    h5util_set_err(err, errlen,
             "loader: cursor (epoch %llu, step %llu) is outside the run (%llu steps per epoch, "
             "%llu steps)",
             (unsigned long long)epoch, (unsigned long long)step, (unsigned long long)l->spe,
@@ -200,7 +178,7 @@ int loader_next(data_loader *l, uint64_t epoch, uint64_t step, loader_batch *b, 
     pthread_mutex_unlock(&l->mu);
   }
   if (s->rc < 0) {
-    set_err(err, errlen, "%s", s->err);
+    h5util_set_err(err, errlen, "%s", s->err);
     return -1;
   }
   batch_of(l, s, b);
@@ -215,22 +193,22 @@ static int check_opts(const loader_opts *o, char *err, size_t errlen) {
   uint64_t n = data_count(o->ds);
   if (o->world < 1 || o->rank < 0 || o->rank >= o->world || o->global_batch == 0 ||
       o->global_batch % (uint64_t)o->world != 0) {
-    set_err(err, errlen, "loader: a global batch of %llu does not split over %d ranks",
+    h5util_set_err(err, errlen, "loader: a global batch of %llu does not split over %d ranks",
             (unsigned long long)o->global_batch, o->world);
     return -1;
   }
   if (o->global_batch > n) {
-    set_err(err, errlen, "loader: a global batch of %llu is larger than the %llu samples of '%s'",
+    h5util_set_err(err, errlen, "loader: a global batch of %llu is larger than the %llu samples of '%s'",
             (unsigned long long)o->global_batch, (unsigned long long)n, data_x_name(o->ds));
     return -1;
   }
   if (o->prefetch < 0 || o->prefetch > LOADER_MAX_PREFETCH) {
-    set_err(err, errlen, "loader: prefetch %d is outside [0, %d]", o->prefetch,
+    h5util_set_err(err, errlen, "loader: prefetch %d is outside [0, %d]", o->prefetch,
             LOADER_MAX_PREFETCH);
     return -1;
   }
   if (o->order.shuffle == SAMPLER_BLOCK && o->order.window == 0) {
-    set_err(err, errlen, "loader: the block shuffle window must be at least 1 block");
+    h5util_set_err(err, errlen, "loader: the block shuffle window must be at least 1 block");
     return -1;
   }
   return 0;
@@ -250,7 +228,7 @@ int loader_create(data_loader **out, const loader_opts *o, char *err, size_t err
   if (l->o.order.shuffle == SAMPLER_BLOCK && l->o.order.block_size == 0) {
     uint64_t rows = data_chunk_samples(o->ds);
     if (rows == 0) {
-      size_t row_bytes = l->elems * dtype_size(data_input_dtype(o->ds));
+      size_t row_bytes = l->elems * data_dtype_size(data_input_dtype(o->ds));
       rows = UNCHUNKED_BLOCK_BYTES / (row_bytes ? row_bytes : 1);
     }
     l->o.order.block_size = rows ? rows : 1;
@@ -294,11 +272,11 @@ int loader_create(data_loader **out, const loader_opts *o, char *err, size_t err
   *out = l;
   return 0;
 no_thread:
-  set_err(err, errlen, "loader: cannot start the data loader thread");
+  h5util_set_err(err, errlen, "loader: cannot start the data loader thread");
   loader_free(l);
   return -1;
 oom:
-  set_err(err, errlen, "loader: out of memory for %d batch buffers of %zu samples", o->prefetch + 1,
+  h5util_set_err(err, errlen, "loader: out of memory for %d batch buffers of %zu samples", o->prefetch + 1,
           (size_t)(o->global_batch / (uint64_t)(o->world > 0 ? o->world : 1)));
   loader_free(l);
   return -1;

@@ -28,8 +28,8 @@
  * loader_free stops and joins the thread (after the read in progress, if
  * any): no thread outlives the loader.
  *
- * Errors: 0 or -1 with a one-line message in err (errlen bytes); nothing is
- * printed, nothing exits.
+ * Errors: 0 or -1 with a one-line message in err (dataset.h, "Errors");
+ * nothing is printed, nothing exits.
  */
 #ifndef MS_LOADER_H
 #define MS_LOADER_H

@@ -2,6 +2,9 @@
  * platform, every compiler and every world size. */
 #include "sampler.h"
 
+#include <inttypes.h>
+#include <stdio.h>
+
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,16 +114,23 @@ static int block_order(uint64_t seed, uint64_t epoch, uint64_t n, uint64_t bs, u
 }
 
 int sampler_epoch_order(const sampler_order *o, uint64_t seed, uint64_t epoch, uint64_t n,
-                        uint64_t *perm) {
+                        uint64_t *perm, char *err, size_t errlen) {
+  const char *why = NULL;
   switch (o->shuffle) {
     case SAMPLER_GLOBAL: sampler_permutation(seed, epoch, n, perm); return 0;
     case SAMPLER_NONE:
       for (uint64_t i = 0; i < n; i++) perm[i] = i;
       return 0;
     case SAMPLER_BLOCK:
-      if (o->block_size == 0 || o->window == 0) return -1;
-      return block_order(seed, epoch, n, o->block_size, o->window, perm);
+      if (o->block_size == 0 || o->window == 0)
+        why = "a block shuffle needs a block size and a window of at least 1";
+      else if (block_order(seed, epoch, n, o->block_size, o->window, perm) < 0)
+        why = "out of memory";
+      break;
+    default: why = "unknown shuffle mode"; break;
   }
+  if (!why) return 0;
+  if (err && errlen) snprintf(err, errlen, "cannot order epoch %" PRIu64 ": %s", epoch, why);
   return -1;
 }
 

@@ -32,6 +32,7 @@
 #ifndef MS_SAMPLER_H
 #define MS_SAMPLER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Counter-based 64-bit mixer (splitmix64 finaliser): the one RNG primitive.
@@ -63,9 +64,10 @@ int sampler_shuffle_parse(const char *name, sampler_shuffle *out);
  * into perm. GLOBAL is sampler_permutation(seed, epoch, ...). BLOCK
  * allocates ceil(n / block_size) words of scratch.
  * @return 0, or -1 when that allocation fails or o is invalid (a BLOCK
- * block_size or window of 0, an unknown mode); perm is then unspecified. */
+ * block_size or window of 0, an unknown mode): err says which ("cannot
+ * order epoch E: ..."), perm is then unspecified. */
 int sampler_epoch_order(const sampler_order *o, uint64_t seed, uint64_t epoch, uint64_t n,
-                        uint64_t *perm);
+                        uint64_t *perm, char *err, size_t errlen);
 
 /* Rank r's samples of step `step` of an epoch ordered by perm (as written by
  * sampler_epoch_order): *count indices starting at the returned pointer into

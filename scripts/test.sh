@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's second command: install what is missing, build, run the
-# whole test suite (unit, MPI and end-to-end tests) under ctest.
+# whole test suite (unit, MPI and end-to-end tests) under ctest. The tests
+# build with -DMIDSCALE_WERROR=ON: a warning fails them.
 #   scripts/test.sh             everything (a few minutes on 2 cores)
 #   scripts/test.sh --fast      without the tests labelled 'slow'
 #   scripts/test.sh --sanitize  the same in an ASan+UBSan build (build-asan/)
@@ -21,7 +22,7 @@ if [ $sanitize = 1 ]; then
 fi
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 if [ $sanitize = 1 ]; then
-  build -DMIDSCALE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  build -DMIDSCALE_WERROR=ON -DMIDSCALE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
   # Open MPI and HDF5 keep allocations alive until exit by design; the
   # suppressions name those libraries only, never midscale's own code. For
   # them to match, the MPI plugins must stay loaded (no dlclose) and stacks
@@ -31,7 +32,7 @@ if [ $sanitize = 1 ]; then
   export ASAN_OPTIONS="abort_on_error=0:detect_odr_violation=0"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 else
-  build
+  build -DMIDSCALE_WERROR=ON
 fi
 [ $fast = 1 ] && ctest_args=(-LE slow "${ctest_args[@]}")
 cd "$BUILD_DIR"

@@ -1,6 +1,9 @@
 /* comm under mpiexec: agreement, collectives and broadcast, asserted on
- * every rank and agreed on (a failure on any rank fails the test). */
+ * every rank and agreed on; the nodes (real: one here; emulated) and the
+ * CPUs per rank (a failure on any rank fails the test). */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <mpi.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -147,6 +150,42 @@ static void test_comm_gatherv_bytes(void **state) {
   free(mine);
 }
 
+static void test_comm_topology(void **state) {
+  (void)state;
+  comm_topo t;
+  /* mpiexec on one machine: one node of every rank. */
+  assert_int_equal(comm_topo_detect(&W, &t), 0);
+  assert_all_true(t.n_nodes == 1 && t.node_index == 0 && t.local_size == W.size &&
+                  t.local_rank == W.rank && t.even && t.consecutive);
+  comm_topo_free(&t);
+  assert_int_equal(comm_topo_emulate(&W, 2, &t), 0);
+  int cross = 0;
+  MPI_Comm_size(t.cross, &cross);
+  int nodes = (W.size + 1) / 2, ok = t.n_nodes == nodes && t.node_index == W.rank / 2 &&
+                                     t.local_rank == W.rank % 2 && cross == (W.rank % 2 ? W.size / 2 : nodes);
+  for (int r = 0; r < W.size; r++) ok = ok && t.node_of[r] == r / 2;
+  assert_all_true(ok && t.even == (W.size % 2 == 0) && t.consecutive == t.even &&
+                  t.min_local == (W.size % 2 ? 1 : 2) && t.max_local == 2);
+  comm_topo_free(&t);
+}
+
+/* The CPUs of this rank's mask, shared among the ranks (all on this
+ * machine) whose mask is the same. */
+static void test_comm_cpus_per_rank(void **state) {
+  (void)state;
+  int per = comm_cpus_per_rank(&W);
+  cpu_set_t mine;
+  CPU_ZERO(&mine);
+  assert_int_equal(sched_getaffinity(0, sizeof mine, &mine), 0);
+  int cpus = CPU_COUNT(&mine), sharing = 0;
+  cpu_set_t *masks = malloc(sizeof mine * (size_t)W.size);
+  MPI_Allgather(&mine, sizeof mine, MPI_BYTE, masks, sizeof mine, MPI_BYTE, W.comm);
+  for (int r = 0; r < W.size; r++) sharing += !memcmp(&masks[r], &mine, sizeof mine);
+  free(masks);
+  int want = cpus / sharing > 0 ? cpus / sharing : 1;
+  assert_all_true(per == want);
+}
+
 int main(int argc, char **argv) {
   if (comm_init(&W, &argc, &argv) != 0) {
     fprintf(stderr, "%s\n", comm_errmsg(&W));
@@ -162,6 +201,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_comm_allreduce_sum),
       cmocka_unit_test(test_comm_bcast_bytes_and_floats),
       cmocka_unit_test(test_comm_gatherv_bytes),
+      cmocka_unit_test(test_comm_topology),
+      cmocka_unit_test(test_comm_cpus_per_rank),
   };
   /* Only rank 0 reports, so ctest's log has one copy of the results; every
    * assertion is agreed on, so rank 0 fails whenever any rank does. */

@@ -22,7 +22,7 @@
 
 #define BIG_BUDGET ((size_t)1 << 30)
 
-static char g_err[1024];
+static char g_err[DATA_ERRLEN];
 
 
 static data_set *open_ok(const char *path, const char *x, const char *y) {

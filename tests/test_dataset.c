@@ -29,7 +29,7 @@
 #define SCALE(s) (&(data_norm){.scale = (s), .n_mean = 0, .mean = NULL, .n_std = 0, .std = NULL})
 
 static char g_dir[256];
-static char g_err[1024];
+static char g_err[DATA_ERRLEN];
 
 /* ---- fixtures -------------------------------------------------------------- */
 

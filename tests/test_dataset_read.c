@@ -22,7 +22,7 @@
 
 #define BIG_BUDGET ((size_t)1 << 30)
 
-static char g_err[1024];
+static char g_err[DATA_ERRLEN];
 
 static data_set *open_ok(const char *path, const char *x, const char *y, size_t budget) {
   data_set *ds = NULL;
@@ -576,6 +576,49 @@ static void test_dataset_open_directory(void **state) {
   assert_string_equal(open_fails(d, "/x", "/y"), want);
 }
 
+/* The chunk cache (chunk_cache.h) keeps as many chunks as the budget
+ * holds and gives way to the least recently used: 4 chunks of 10 samples
+ * (40 bytes each) through a budget of 2. */
+static void test_dataset_read_chunk_cache_evicts_least_recent(void **state) {
+  (void)state;
+  enum { N = 40, E = 4, ROWS = 10 };
+  const char *p = h5f_tmp("lru.h5");
+  uint8_t xs[N * E];
+  int64_t ys[N];
+  for (int i = 0; i < N; i++) {
+    ys[i] = i % 3;
+    for (int k = 0; k < E; k++) xs[i * E + k] = (uint8_t)(i + k);
+  }
+  hid_t f = h5f_create(p);
+  hsize_t xd[2] = {N, E}, yd[1] = {N};
+  h5f_put(f, "/x", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, xd, xs, ROWS);
+  h5f_put(f, "/y", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, yd, ys, 0);
+  H5Fclose(f);
+  data_set *ds = NULL;
+  if (data_open_cached(&ds, p, "/x", "/y", 2 * ROWS * E, DATA_CACHE_STREAM, g_err,
+                       sizeof g_err) != 0)
+    fail_msg("open: %s", g_err);
+  assert_int_equal(data_in_memory(ds), 0);
+  assert_int_equal(data_chunk_samples(ds), ROWS);
+  /* Sample read -> chunks read so far: chunk 0, 1, a hit on 0, 2 (evicts
+   * 1, the least recent), a hit on 0, 1 again (evicts 2). */
+  static const uint64_t order[] = {0, 10, 5, 20, 1, 15};
+  static const uint64_t reads[] = {1, 2, 2, 3, 3, 4};
+  for (size_t j = 0; j < sizeof order / sizeof *order; j++) {
+    float x[E];
+    int32_t y;
+    if (data_read(ds, &order[j], 1, NULL, x, &y, NULL, g_err, sizeof g_err) != 0)
+      fail_msg("read: %s", g_err);
+    for (int k = 0; k < E; k++) assert_true(x[k] == (float)(order[j] + (uint64_t)k));
+    assert_int_equal(y, (int32_t)(order[j] % 3));
+    if (data_chunks_read(ds) != reads[j])
+      fail_msg("after sample %llu: %llu chunks read, expected %llu",
+               (unsigned long long)order[j], (unsigned long long)data_chunks_read(ds),
+               (unsigned long long)reads[j]);
+  }
+  data_close(ds);
+}
+
 static void test_dataset_open_truncated_file(void **state) {
   (void)state;
   const char *p = h5f_tmp("cut.h5");
@@ -640,6 +683,7 @@ int main(void) {
       cmocka_unit_test(test_dataset_open_directory),
       cmocka_unit_test(test_dataset_open_truncated_file),
       cmocka_unit_test(test_dataset_open_cached_modes),
+      cmocka_unit_test(test_dataset_read_chunk_cache_evicts_least_recent),
       cmocka_unit_test(test_dataset_open_scalar_inputs),
       cmocka_unit_test(test_dataset_open_compound_inputs),
   };

@@ -14,11 +14,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dataset.h"
 #include "h5fixture.h"
+#include "h5util.h"
 #include "testutil.h"
 #include "info.h"
 
-static char g_err[1024];
+static char g_err[DATA_ERRLEN];
 static char *g_out;
 
 /* Runs data_info into g_out (freed by the next call). */
@@ -53,6 +55,27 @@ static const char *write_fixture(void) {
   h5f_put(f, "/scalar", H5T_STD_U8LE, H5T_NATIVE_UINT8, 0, NULL, &scalar, 0);
   H5Fclose(f);
   return p;
+}
+
+/* The one lister of data/ (data_info, data_open's "not found"): every
+ * dataset under every group, full paths, in name order. */
+static void test_info_lister_finds_nested_datasets_in_order(void **state) {
+  (void)state;
+  const char *p = write_fixture();
+  static const char *const want[] = {"/exp/run1/x", "/exp/run1/y_labels", "/plain", "/scalar"};
+  hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
+  assert_true(f >= 0);
+  char **names = NULL;
+  size_t count = 0;
+  h5util_guard q;
+  h5util_enter(&q);
+  int rc = h5util_list_datasets(f, p, &names, &count, g_err, sizeof g_err);
+  h5util_leave(&q);
+  H5Fclose(f);
+  assert_int_equal(rc, 0);
+  assert_int_equal(count, 4);
+  for (size_t i = 0; i < count; i++) assert_string_equal(names[i], want[i]);
+  h5util_free_names(names, count);
 }
 
 static void test_info_describes_every_dataset(void **state) {
@@ -126,6 +149,7 @@ static int teardown(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_info_lister_finds_nested_datasets_in_order),
       cmocka_unit_test(test_info_describes_every_dataset),
       cmocka_unit_test(test_info_histogram_on_request),
       cmocka_unit_test(test_info_refuses_what_is_not_hdf5),

@@ -25,7 +25,7 @@
 enum { N = 600, E = 6, CHUNK = 20, BATCH = 24 }; /* 25 steps per epoch */
 #define BUDGET ((size_t)1 << 30)
 
-static char g_err[1024];
+static char g_err[DATA_ERRLEN];
 
 /* Element k of sample i is i * E + k: a row names its sample. Labels i % 7. */
 static const char *write_file(const char *name, hsize_t chunk_rows) {
@@ -82,7 +82,7 @@ static void check_batch(const loader_batch *b, const loader_opts *o, uint64_t bl
   assert_true(b->epoch == epoch && b->step == step);
   sampler_order order = o->order;
   order.block_size = block_size;
-  assert_int_equal(sampler_epoch_order(&order, o->seed, epoch, N, perm), 0);
+  assert_int_equal(sampler_epoch_order(&order, o->seed, epoch, N, perm, NULL, 0), 0);
   uint64_t count;
   const uint64_t *want = sampler_rank_batch(perm, BATCH, o->world, o->rank, step, &count);
   assert_true(b->n == count);

@@ -115,6 +115,28 @@ static double loss_of(ms_model *m, const float *x, int B, const int32_t *y, cons
   return softmax_xent(NULL, model_forward(m, x, B, p), y, B, (int)m->n_out, 1.0f, NULL);
 }
 
+/* model_layout_hash is stored in every checkpoint and compared on resume,
+ * so its value must not change: these are the values main computed before
+ * the hashes were unified (the MLP's is in checkpoints of
+ * configs/fashion_mnist_mlp.yaml). */
+static void test_model_layout_hash_is_stable(void **state) {
+  (void)state;
+  ms_config cfg;
+  small_cnn(&cfg);
+  ms_model m;
+  int64_t in[3] = {2, 6, 6};
+  assert_int_equal(model_plan(&m, &cfg, in, 3), 0);
+  assert_true(model_layout_hash(&m) == 0x45fbe8ba90ba2161ULL);
+  memset(&cfg, 0, sizeof cfg);
+  cfg.model.layers[0] = dense(256, MS_ACT_RELU);
+  cfg.model.layers[1] = dense(256, MS_ACT_RELU);
+  cfg.model.layers[2] = dense(10, MS_ACT_NONE);
+  cfg.model.n_layers = 3;
+  int64_t flat[1] = {784};
+  assert_int_equal(model_plan(&m, &cfg, flat, 1), 0);
+  assert_true(model_layout_hash(&m) == 0x2598c763e8db4b57ULL);
+}
+
 /* d(loss)/d(every parameter) against central differences, in a training
  * pass (dropout active with a fixed mask). Max pooling is piecewise linear:
  * where a +-eps step moves some window's maximum to another element, the
@@ -271,6 +293,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_model_plan_shapes_and_layout),
       cmocka_unit_test(test_model_plan_refuses_a_window_that_does_not_fit),
+      cmocka_unit_test(test_model_layout_hash_is_stable),
       cmocka_unit_test(test_model_cnn_gradcheck),
       cmocka_unit_test(test_model_ready_ranges_cover_the_arena_backwards),
       cmocka_unit_test(test_model_decay_mask_and_init),

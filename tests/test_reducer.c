@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "comm.h"
+#include "hash.h"
 #include "reducer.h"
 
 static comm_world W;
@@ -205,13 +206,6 @@ static void test_reducer_shared_memory_only_when_asked_and_fp32(void **state) {
   free(g);
 }
 
-static uint64_t fnv(const void *p, size_t n) {
-  const unsigned char *b = p;
-  uint64_t h = 1469598103934665603ULL;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
-  return h;
-}
-
 /* 16-bit wires: every rank decodes the same sum; it is within a few
  * roundings of the exact one; overlap and buckets do not change the bits;
  * and over many steps error feedback makes the mean exact. */
@@ -247,7 +241,7 @@ static void test_reducer_16bit_wire_with_error_feedback(void **state) {
        * fp16's scale is per range of a bucket, so its bits depend on the
        * bucket layout (and stay within the bound below). */
       if (fmt == WIRE_BF16) assert_all_true(memcmp(g, g2, sizeof(float) * N) == 0);
-      assert_all_true(comm_all_equal_u64(&W, fnv(g, sizeof(float) * N)) == 1);
+      assert_all_true(comm_all_equal_u64(&W, hash_xxh3(g, sizeof(float) * N, 0)) == 1);
       /* Each contribution and the sum are rounded once, with the last
        * step's residual added: a few roundings of the largest magnitude. */
       for (size_t i = 0; i < N; i++) {

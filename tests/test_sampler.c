@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "dataset.h"
 #include "sampler.h"
 
 /* Asserts that perm holds every value of [0, n) exactly once. */
@@ -197,7 +198,7 @@ static uint64_t *make_order(sampler_shuffle mode, uint64_t bs, uint64_t window, 
   sampler_order o = {.shuffle = mode, .block_size = bs, .window = window};
   uint64_t *p = malloc((n ? n : 1) * sizeof *p);
   assert_non_null(p);
-  assert_int_equal(sampler_epoch_order(&o, seed, epoch, n, p), 0);
+  assert_int_equal(sampler_epoch_order(&o, seed, epoch, n, p, NULL, 0), 0);
   return p;
 }
 
@@ -256,13 +257,18 @@ static void test_sampler_none_mode_is_sequential(void **state) {
 static void test_sampler_block_mode_rejects_zero_sizes(void **state) {
   (void)state;
   uint64_t p[10];
+  char err[DATA_ERRLEN] = "";
   sampler_order o = {.shuffle = SAMPLER_BLOCK, .block_size = 0, .window = 4};
-  assert_int_equal(sampler_epoch_order(&o, 1, 0, 10, p), -1);
+  assert_int_equal(sampler_epoch_order(&o, 1, 3, 10, p, err, sizeof err), -1);
+  assert_string_equal(err,
+                      "cannot order epoch 3: a block shuffle needs a block size and a window of "
+                      "at least 1");
   o.block_size = 4;
   o.window = 0;
-  assert_int_equal(sampler_epoch_order(&o, 1, 0, 10, p), -1);
+  assert_int_equal(sampler_epoch_order(&o, 1, 0, 10, p, err, sizeof err), -1);
   o.shuffle = (sampler_shuffle)7;
-  assert_int_equal(sampler_epoch_order(&o, 1, 0, 10, p), -1);
+  assert_int_equal(sampler_epoch_order(&o, 1, 0, 10, p, err, sizeof err), -1);
+  assert_string_equal(err, "cannot order epoch 0: unknown shuffle mode");
 }
 
 /* With window 1 every block of the order is one stored block, whole: its

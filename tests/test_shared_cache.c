@@ -76,7 +76,7 @@ static int remove_file(void **state) {
 
 /* Opens path streamed and shares its chunk cache in node memory (*m). */
 static data_set *open_shared(const char *path, comm_node_mem **m) {
-  char err[512] = "";
+  char err[DATA_ERRLEN] = "";
   data_set *ds = NULL;
   assert_int_equal(
       data_open_cached(&ds, path, "/x", "/y", 1 << 20, DATA_CACHE_STREAM, err, sizeof err), 0);
@@ -91,7 +91,7 @@ static data_set *open_shared(const char *path, comm_node_mem **m) {
 
 static void test_shared_cache_reads_every_chunk_once_per_node(void **state) {
   (void)state;
-  char err[512] = "";
+  char err[DATA_ERRLEN] = "";
   data_set *mem = NULL;
   assert_int_equal(
       data_open_cached(&mem, g_path, "/x", "/y", 1 << 20, DATA_CACHE_MEMORY, err, sizeof err), 0);
@@ -138,7 +138,7 @@ static void test_shared_cache_reads_every_chunk_once_per_node(void **state) {
  * too, rather than waiting for it forever); the other chunks still read. */
 static void test_shared_cache_damaged_chunk_fails_on_every_rank(void **state) {
   (void)state;
-  char err[512] = "";
+  char err[DATA_ERRLEN] = "";
   comm_node_mem *m = NULL;
   data_set *ds = open_shared(g_bad, &m);
   uint64_t idx[4] = {3 * CHUNK + 1, 3 * CHUNK + 5, 3 * CHUNK + 9, 3 * CHUNK + 30};
@@ -161,7 +161,7 @@ static void test_shared_cache_damaged_chunk_fails_on_every_rank(void **state) {
  * could fail. */
 static void test_private_caches_read_every_chunk_on_every_rank(void **state) {
   (void)state;
-  char err[512] = "";
+  char err[DATA_ERRLEN] = "";
   data_set *ds = NULL;
   assert_int_equal(
       data_open_cached(&ds, g_path, "/x", "/y", 1 << 20, DATA_CACHE_STREAM, err, sizeof err), 0);

@@ -11,6 +11,7 @@
 #include "ckpt.h"
 #include "model.h"
 #include "ms_error.h"
+#include "sampler.h"
 
 #define MAX_OVERRIDES 256
 
@@ -83,9 +84,7 @@ int check_accumulate(const ms_config *cfg, int world) {
   return 0;
 }
 
-int check_is_classifier(const ms_config *cfg) {
-  return cfg->model.loss == MS_LOSS_XENT;
-}
+int check_is_classifier(const ms_config *cfg) { return cfg->model.loss == MS_LOSS_XENT; }
 
 int check_labels(const ms_config *cfg, long n_out, data_set *ds) {
   char err[MS_MSG_MAX] = "";
@@ -102,6 +101,46 @@ void check_ckpt_dir_of(const ms_config *cfg, char *out, size_t n) {
     snprintf(out, n, "%s", cfg->checkpoint.dir);
   else
     snprintf(out, n, "%s/checkpoints", cfg->run.dir);
+}
+
+int check_load_config(ms_config *cfg, const char *text, size_t len, const char *path,
+                      const char *const *overrides, int n_overrides, int world) {
+  config_defaults(cfg);
+  int rc = config_parse(cfg, text, len, path);
+  for (int i = 0; rc == 0 && i < n_overrides; i++) rc = config_override(cfg, overrides[i]);
+  if (rc == 0) rc = config_validate(cfg, world);
+  if (rc == 0) rc = check_accumulate(cfg, world);
+  return rc;
+}
+
+int check_run_length(const ms_config *cfg, uint64_t n_samples, check_length *len) {
+  len->steps_per_epoch =
+      (int64_t)sampler_steps_per_epoch(n_samples, (uint64_t)cfg->train.batch_size);
+  if (len->steps_per_epoch == 0)
+    return ms_error_set(MS_ECONFIG, "train.batch_size %d is larger than the %llu samples of '%s'",
+                        cfg->train.batch_size, (unsigned long long)n_samples,
+                        cfg->data.train_x);
+  /* train.max_steps, when set, is the run's length whatever train.epochs
+   * says, as in Hugging Face's Trainer: training goes on into further
+   * epochs, whose sample order is a function of (run.seed, epoch) alone. */
+  if (cfg->train.max_steps > 0)
+    len->total_steps = cfg->train.max_steps;
+  else
+    len->total_steps = (int64_t)cfg->train.epochs * len->steps_per_epoch;
+  len->epochs = (len->total_steps + len->steps_per_epoch - 1) / len->steps_per_epoch;
+  return config_check_steps(cfg, len->total_steps);
+}
+
+void check_length_desc(const ms_config *cfg, const check_length *len, char *out, size_t n) {
+  const int64_t e = len->epochs, spe = len->steps_per_epoch;
+  const int partial = len->total_steps % spe != 0;
+  if (cfg->train.max_steps > 0)
+    snprintf(out, n, "%lld steps (train.max_steps, overrides train.epochs %d): %lld epoch%s of %lld steps%s",
+             (long long)len->total_steps, cfg->train.epochs, (long long)e, e == 1 ? "" : "s",
+             (long long)spe, partial ? ", the last partial" : "");
+  else
+    snprintf(out, n, "%lld steps (train.epochs): %lld epoch%s of %lld steps",
+             (long long)len->total_steps, (long long)e, e == 1 ? "" : "s", (long long)spe);
 }
 
 int check_ckpt_dir(const char *dir) {
@@ -218,8 +257,9 @@ static void print_summary(FILE *out, const ms_config *c, const ms_model *m, int 
           "arena%s) %s + activations %s (batch %lld per rank: input, layer outputs, backward "
           "buffers)\n",
           mib(a, sizeof a, (2 + states) * arena + acts), mib(b, sizeof b, arena),
-          mib(b, sizeof b, arena), config_enum_name("optim.name", (int)c->optim.name), states, states > 1 ? "s" : "",
-          mib(d, sizeof d, states * arena), mib(e, sizeof e, acts), (long long)batch);
+          mib(b, sizeof b, arena), config_enum_name("optim.name", (int)c->optim.name), states,
+          states > 1 ? "s" : "", mib(d, sizeof d, states * arena), mib(e, sizeof e, acts),
+          (long long)batch);
 }
 
 /* "(28x28)" */
@@ -269,35 +309,32 @@ static int parse_args(int argc, char **argv, check_args *a) {
   return 0;
 }
 
-/* The dataset cross-checks against the planned model m; *total gets the
- * run's length in steps. */
+/* The dataset cross-checks against the planned model m; *len gets the
+ * run's length. */
 static int check_data(const ms_config *c, const ms_model *m, data_set *train, data_set *test,
-                      int64_t *total) {
+                      check_length *len) {
   char err[MS_MSG_MAX] = "";
   int rc;
   data_norm norm = check_data_norm(c);
   if ((rc = check_data_sets(c, train, test, &norm))) return rc;
   for (int i = 0; c->data.check_finite && i < 2; i++) {
     data_set *ds = i ? test : train;
-    if (ds && (rc = ms_from_data(data_check_finite(ds, 0, data_count(ds), &norm, err, sizeof err),
-                                 err)))
+    if (ds &&
+        (rc = ms_from_data(data_check_finite(ds, 0, data_count(ds), &norm, err, sizeof err), err)))
       return rc;
   }
   if ((rc = check_labels(c, m->n_out, train))) return rc;
   if (test && (rc = check_labels(c, m->n_out, test))) return rc;
-  uint64_t steps = data_count(train) / (uint64_t)c->train.batch_size;
-  *total = (int64_t)steps * c->train.epochs;
-  if (c->train.max_steps > 0 && c->train.max_steps < *total) *total = c->train.max_steps;
-  return config_check_steps(c, *total);
+  return check_run_length(c, data_count(train), len);
 }
 
 int check_main(int argc, char **argv, const char *usage, FILE *out) {
   check_args a = {.world = 1};
   ms_config *c = NULL;
   char *text = NULL, *emitted = NULL, err[MS_MSG_MAX] = "", dir[MS_PATH_MAX + 32];
-  size_t len = 0;
+  size_t text_len = 0;
   data_set *train = NULL, *test = NULL;
-  int64_t total = 0;
+  check_length len = {0, 0, 0};
   struct stat st;
   int rc, have_data = 0;
 
@@ -312,13 +349,10 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
     free(c);
     return ms_error_set(MS_ENOMEM, "out of memory");
   }
-  if ((rc = config_read_file(a.config_path, &text, &len))) goto out;
-  config_defaults(c);
-  rc = config_parse(c, text, len, a.config_path);
-  for (int i = 0; rc == 0 && i < a.n_overrides; i++) rc = config_override(c, a.overrides[i]);
-  if (rc == 0) rc = config_validate(c, a.world);
-  if (rc == 0) rc = check_accumulate(c, a.world);
-  if (rc) goto out;
+  if ((rc = config_read_file(a.config_path, &text, &text_len))) goto out;
+  if ((rc = check_load_config(c, text, text_len, a.config_path, a.overrides, a.n_overrides,
+                              a.world)))
+    goto out;
   check_ckpt_dir_of(c, dir, sizeof dir);
   if ((rc = check_ckpt_dir(dir))) goto out;
 
@@ -338,7 +372,7 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
   int nd = have_data ? check_input_shape(c, train, in) : c->model.input.ndim;
   for (int i = 0; !have_data && i < nd; i++) in[i] = c->model.input.dims[i];
   if (nd > 0 && (rc = model_plan(plan, c, in, nd))) goto out;
-  if (have_data && (rc = check_data(c, plan, train, test, &total))) goto out;
+  if (have_data && (rc = check_data(c, plan, train, test, &len))) goto out;
 
   if (!(emitted = config_emit(c))) {
     rc = ms_error_set(MS_ENOMEM, "out of memory emitting the config");
@@ -355,10 +389,13 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
     if (dn > 0) shape_text(shape, sizeof shape, dims, dn < MS_MAX_DIMS ? dn : MS_MAX_DIMS);
     fprintf(out,
             "check: dataset %s: %llu training samples of shape %s, %s within the %ld "
-            "outputs%s; %lld steps in all (warmup %d)\n",
+            "outputs%s\n",
             c->data.path, (unsigned long long)data_count(train), shape,
             check_is_classifier(c) ? "labels" : "targets", plan->n_out,
-            test ? ", test set consistent" : "", (long long)total, c->schedule.warmup_steps);
+            test ? ", test set consistent" : "");
+    char length[200];
+    check_length_desc(c, &len, length, sizeof length);
+    fprintf(out, "check: the run trains %s (warmup %d)\n", length, c->schedule.warmup_steps);
   } else {
     fprintf(out,
             "check: dataset checks skipped: the data file %s is missing (midscale train "

@@ -1,9 +1,12 @@
 /* check — `midscale check`: validates a config without training, and the
  * cross-field checks that need the dataset or the file system, which
- * `midscale train` makes too.
+ * `midscale train` makes too. The rules both commands must apply alike
+ * live here once: the config load pipeline (check_load_config), the run's
+ * length (check_run_length) and the checkpoint directory
+ * (check_ckpt_dir_of).
  *
  * Serial: no MPI anywhere in this module (check_main runs without mpirun and
- * never initialises MPI; train.c calls the cross-checks on the ranks that
+ * never initialises MPI; startup.c calls the cross-checks on the ranks that
  * need them and makes the ranks agree).
  *
  * Errors: functions return 0 or a negative MS_E* code with a message through
@@ -80,8 +83,36 @@ int check_is_classifier(const ms_config *cfg);
  * created). Creates nothing. MS_ECONFIG names the directory. */
 int check_ckpt_dir(const char *dir);
 
-/* The checkpoint directory of cfg: checkpoint.dir, or <run.dir>/checkpoints. */
+/* The checkpoint directory of cfg: checkpoint.dir, or <run.dir>/checkpoints.
+ * The one rule: `midscale check` and the run both use it. */
 void check_ckpt_dir_of(const ms_config *cfg, char *out, size_t n);
+
+/* The config load pipeline, shared by `midscale check` and the run: fills
+ * cfg with defaults, parses text (len bytes; path names it in messages),
+ * applies the n `section.key=value` overrides in order, validates for
+ * `world` ranks (config_validate) and checks train.accumulate against them
+ * (check_accumulate). @return 0 or MS_ECONFIG. */
+int check_load_config(ms_config *cfg, const char *text, size_t len, const char *path,
+                      const char *const *overrides, int n_overrides, int world);
+
+/* The length of a run, the one rule for `midscale check` and the run. */
+typedef struct {
+  int64_t steps_per_epoch; /* floor(training samples / train.batch_size) */
+  int64_t total_steps;     /* the steps the run trains */
+  int64_t epochs;          /* the epochs those steps touch (the last may be partial) */
+} check_length;
+
+/* The length of a run over n_samples training samples (at least one global
+ * batch: check_data_sets): train.max_steps when it is set (> 0), whatever
+ * train.epochs says (training goes on into further epochs), else
+ * train.epochs x steps_per_epoch; checked against the schedule
+ * (config_check_steps). @return 0 or MS_ECONFIG. */
+int check_run_length(const ms_config *cfg, uint64_t n_samples, check_length *len);
+
+/* "40 steps (train.max_steps, overrides train.epochs 2): 3 epochs of 15
+ * steps, the last partial" or "30 steps (train.epochs): 2 epochs of 15
+ * steps": the banner's and `midscale check`'s words for len. */
+void check_length_desc(const ms_config *cfg, const check_length *len, char *out, size_t n);
 
 /* Resume provenance: reads the config saved in the checkpoint `path`
  * (ckpt_read_meta) and compares it with `now` (config_diff of the pinned keys).

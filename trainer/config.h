@@ -108,6 +108,26 @@ typedef enum { MS_SHUFFLE_GLOBAL = 0, MS_SHUFFLE_BLOCK, MS_SHUFFLE_NONE } ms_shu
 /* data.cache: where the inputs live (data/dataset.h) */
 typedef enum { MS_CACHE_AUTO = 0, MS_CACHE_MEMORY, MS_CACHE_STREAM } ms_cache;
 
+/* checkpoint.compress: where ranks compress their slices of a checkpoint
+ * (auto: background only with a core to spare) */
+typedef enum {
+  MS_CKPT_COMPRESS_AUTO = 0,
+  MS_CKPT_COMPRESS_SYNC,
+  MS_CKPT_COMPRESS_BACKGROUND
+} ms_ckpt_compress;
+
+/* checkpoint.write: who writes a checkpoint of several ranks (auto: ranks
+ * on one node, else gather) */
+typedef enum { MS_CKPT_WRITE_AUTO = 0, MS_CKPT_WRITE_RANKS, MS_CKPT_WRITE_GATHER } ms_ckpt_write;
+
+/* comm.algorithm: the sum across nodes (comm/hier.h) */
+typedef enum {
+  MS_ALGO_AUTO = 0,
+  MS_ALGO_RING,
+  MS_ALGO_HALVING_DOUBLING,
+  MS_ALGO_MPI
+} ms_comm_algorithm;
+
 /* comm.compress: gradients on the wire (comm/wire.h) */
 typedef enum { MS_WIRE_NONE = 0, MS_WIRE_FP16, MS_WIRE_BF16 } ms_wire;
 
@@ -152,7 +172,7 @@ typedef struct {
   struct {
     int n_layers;
     ms_layer_cfg layers[MS_MAX_LAYERS];
-    ms_loss loss;
+    ms_loss loss;                  /* the loss function */
     double label_smoothing;        /* softmax_cross_entropy: epsilon in [0, 1) */
     ms_dims input;                 /* per-sample input shape; ndim 0 = from the data */
   } model;
@@ -180,7 +200,7 @@ typedef struct {
     int epochs;
     int batch_size;                /* global batch: divided across ranks */
     int eval_batch_size;           /* global */
-    int max_steps;                 /* 0 = epochs decide */
+    int max_steps;                 /* > 0: the run's length, overriding epochs; 0 = epochs decide */
     int eval_top_k;                /* also report top-k accuracy (classifiers); 0 = off */
     int accumulate;                /* micro-batches per step: each rank's share of the global
                                       batch in K parts, gradients synced once per step */
@@ -193,6 +213,8 @@ typedef struct {
     int workers;                   /* zstd compression threads, 0 = none */
     double every_minutes;          /* also checkpoint after this much time, 0 = off */
     int shuffle;                   /* bool: store tensor bytes byte-shuffled */
+    ms_ckpt_compress compress;     /* where ranks compress their slices */
+    ms_ckpt_write write;           /* who writes the file */
   } checkpoint;
   struct {
     double timeout_s;              /* hang watchdog: longest wait in a collective, seconds */
@@ -201,6 +223,7 @@ typedef struct {
     int overlap;                   /* bool: reduce buckets while backward runs */
     int shared_memory;             /* bool: sum in a node-shared window on one node */
     ms_wire compress;              /* gradients on the wire */
+    ms_comm_algorithm algorithm;   /* the sum across nodes */
     int sync;                      /* bool: false skips the gradient sync (benchmarks only) */
   } comm;
   struct {
@@ -249,7 +272,7 @@ int config_check_input(const ms_config *cfg, const uint64_t *shape, int ndim,
                        const char *source);
 
 /* Cross-check of the schedule against the length of the run, once it is
- * known (total = epochs * floor(N / batch), or max_steps when smaller).
+ * known (check_run_length: max_steps when set, else epochs * floor(N / batch)).
  * @return 0 or MS_ECONFIG when schedule.warmup_steps >= total_steps. */
 int config_check_steps(const ms_config *cfg, int64_t total_steps);
 

@@ -29,6 +29,9 @@ INT_SIZED(ms_cache);
 INT_SIZED(ms_optim_kind);
 INT_SIZED(ms_wire);
 INT_SIZED(ms_schedule_kind);
+INT_SIZED(ms_comm_algorithm);
+INT_SIZED(ms_ckpt_compress);
+INT_SIZED(ms_ckpt_write);
 INT_SIZED(ms_layer_type);
 INT_SIZED(ms_activation);
 INT_SIZED(ms_init);
@@ -54,28 +57,34 @@ static const char *const wire_names[] = {[MS_WIRE_NONE] = "none",
                                          [MS_WIRE_FP16] = "fp16",
                                          [MS_WIRE_BF16] = "bf16",
                                          [MS_WIRE_BF16 + 1] = NULL};
+static const char *const algorithm_names[] = {[MS_ALGO_AUTO] = "auto",
+                                              [MS_ALGO_RING] = "ring",
+                                              [MS_ALGO_HALVING_DOUBLING] = "halving_doubling",
+                                              [MS_ALGO_MPI] = "mpi",
+                                              [MS_ALGO_MPI + 1] = NULL};
+static const char *const ckpt_compress_names[] = {[MS_CKPT_COMPRESS_AUTO] = "auto",
+                                                  [MS_CKPT_COMPRESS_SYNC] = "sync",
+                                                  [MS_CKPT_COMPRESS_BACKGROUND] = "background",
+                                                  [MS_CKPT_COMPRESS_BACKGROUND + 1] = NULL};
+static const char *const ckpt_write_names[] = {[MS_CKPT_WRITE_AUTO] = "auto",
+                                               [MS_CKPT_WRITE_RANKS] = "ranks",
+                                               [MS_CKPT_WRITE_GATHER] = "gather",
+                                               [MS_CKPT_WRITE_GATHER + 1] = NULL};
 static const char *const schedule_names[] = {[MS_SCHED_CONSTANT] = "constant",
                                              [MS_SCHED_COSINE] = "cosine",
                                              [MS_SCHED_STEP] = "step",
                                              [MS_SCHED_ONECYCLE] = "onecycle",
                                              [MS_SCHED_ONECYCLE + 1] = NULL};
-static const char *const layer_types[] = {[MS_LAYER_DENSE] = "dense",
-                                          [MS_LAYER_CONV2D] = "conv2d",
-                                          [MS_LAYER_MAXPOOL2D] = "maxpool2d",
-                                          [MS_LAYER_AVGPOOL2D] = "avgpool2d",
-                                          [MS_LAYER_FLATTEN] = "flatten",
-                                          [MS_LAYER_DROPOUT] = "dropout",
-                                          [MS_LAYER_LAYERNORM] = "layernorm",
-                                          [MS_LAYER_ACTIVATION] = "activation",
-                                          [MS_LAYER_ACTIVATION + 1] = NULL};
-static const char *const activations[] = {[MS_ACT_NONE] = "none",
-                                          [MS_ACT_RELU] = "relu",
-                                          [MS_ACT_LEAKY_RELU] = "leaky_relu",
-                                          [MS_ACT_GELU] = "gelu",
-                                          [MS_ACT_TANH] = "tanh",
-                                          [MS_ACT_SIGMOID] = "sigmoid",
-                                          [MS_ACT_SOFTMAX] = "softmax",
-                                          [MS_ACT_SOFTMAX + 1] = NULL};
+static const char *const layer_types[] = {
+    [MS_LAYER_DENSE] = "dense",         [MS_LAYER_CONV2D] = "conv2d",
+    [MS_LAYER_MAXPOOL2D] = "maxpool2d", [MS_LAYER_AVGPOOL2D] = "avgpool2d",
+    [MS_LAYER_FLATTEN] = "flatten",     [MS_LAYER_DROPOUT] = "dropout",
+    [MS_LAYER_LAYERNORM] = "layernorm", [MS_LAYER_ACTIVATION] = "activation",
+    [MS_LAYER_ACTIVATION + 1] = NULL};
+static const char *const activations[] = {
+    [MS_ACT_NONE] = "none",       [MS_ACT_RELU] = "relu",     [MS_ACT_LEAKY_RELU] = "leaky_relu",
+    [MS_ACT_GELU] = "gelu",       [MS_ACT_TANH] = "tanh",     [MS_ACT_SIGMOID] = "sigmoid",
+    [MS_ACT_SOFTMAX] = "softmax", [MS_ACT_SOFTMAX + 1] = NULL};
 static const char *const inits[] = {[MS_INIT_AUTO] = "auto",
                                     [MS_INIT_HE_NORMAL] = "he_normal",
                                     [MS_INIT_HE_UNIFORM] = "he_uniform",
@@ -115,7 +124,8 @@ const key_spec cfg_keys[] = {
     STR("run.dir", run.dir, "runs/run", F_REQUIRED, SAFE,
         "run directory: metrics, resolved config"),
     NUM("run.seed", K_U64, run.seed, 0, 0, 0, 0, PINNED, "seeds init and the sample order"),
-    INT("run.threads", run.threads, 0, 0, 1024, SAFE, "BLAS threads per rank; 0 = cores / ranks"),
+    INT("run.threads", run.threads, 0, 0, 1024, SAFE,
+        "BLAS threads per rank; 0 = the CPUs of the rank's affinity mask / ranks sharing it"),
     STR("data.path", data.path, "", F_REQUIRED, PINNED, "HDF5 file with the dataset"),
     STR("data.train_x", data.train_x, "/train/images", F_REQUIRED, PINNED,
         "dataset of training inputs"),
@@ -217,7 +227,9 @@ const key_spec cfg_keys[] = {
         "global batch, split over ranks"),
     INT("train.eval_batch_size", train.eval_batch_size, 1000, 1, 1 << 24, SAFE,
         "global eval batch"),
-    INT("train.max_steps", train.max_steps, 0, 0, INT_MAX, SAFE, "stop after N steps; 0 = epochs"),
+    INT("train.max_steps", train.max_steps, 0, 0, INT_MAX, SAFE,
+        "the run's length in steps when > 0, overriding train.epochs (training goes on into "
+        "further epochs, the last one partial); 0 = train.epochs decide"),
     INT("train.eval_top_k", train.eval_top_k, 0, 0, INT_MAX, SAFE,
         "also report top-k accuracy at evaluation (softmax_cross_entropy); 0 = off"),
     INT("train.accumulate", train.accumulate, 1, 1, 1 << 16, SAFE,
@@ -234,6 +246,18 @@ const key_spec cfg_keys[] = {
         "also checkpoint after this much time; 0 = off"),
     BOOL("checkpoint.shuffle", checkpoint.shuffle, 0, SAFE,
          "store tensor bytes byte-shuffled (smaller, faster to read; export gives plain)"),
+    ENUM("checkpoint.compress", checkpoint.compress, MS_CKPT_COMPRESS_AUTO, ckpt_compress_names,
+         SAFE,
+         "where ranks compress their slices of a checkpoint (2 ranks or more; a single rank "
+         "always compresses and writes in the background): sync (on the spot, all ranks in "
+         "parallel, stalling the step), background (low-priority threads, from a snapshot), "
+         "auto (background only when the node has a core to spare beyond the ranks and their "
+         "BLAS threads; see scripts/bench/results/ckpt.md)"),
+    ENUM("checkpoint.write", checkpoint.write, MS_CKPT_WRITE_AUTO, ckpt_write_names, SAFE,
+         "who writes a checkpoint of 2 ranks or more: ranks (each rank writes its frame into "
+         "the file; the checkpoint directory must be on a file system every rank sees), gather "
+         "(rank 0 gathers the frames and writes the file), auto (ranks when all ranks run on "
+         "one node, else gather)"),
     DBL("comm.timeout_s", comm.timeout_s, 300, 0, HUGE_VAL, F_MIN_EXCL, SAFE,
         "hang watchdog: a rank that waits longer than this in a collective during training "
         "reports the step and operation and aborts the job (exit 6)"),
@@ -249,10 +273,19 @@ const key_spec cfg_keys[] = {
          "when every rank is on one node, sum the gradients in a node-shared MPI window (no "
          "message copies, no overlap; same result, bit for bit); and share a streamed set's "
          "chunk cache among the ranks of a node when it holds the whole set (each chunk "
-         "decoded once per node); false = MPI collectives, each rank decodes its own"),
+         "decoded once per node); with ranks on several nodes, each node's sum of the hierarchical "
+         "path (comm.algorithm); false = MPI collectives, each rank decodes its own"),
     ENUM("comm.compress", comm.compress, MS_WIRE_NONE, wire_names, SAFE,
          "gradients on the wire: fp16 or bf16 halve the bytes, with error feedback (each rank "
          "adds what rounding lost to its next gradient; not kept in checkpoints)"),
+    ENUM(
+        "comm.algorithm", comm.algorithm, MS_ALGO_AUTO, algorithm_names, SAFE,
+        "across nodes (ranks on more than one node, the same number on each): "
+        "each node first sums in shared memory, then each of its ranks reduces its slice with "
+        "the same local rank of the other nodes by ring, halving_doubling (power-of-two node "
+        "counts, else ring) or mpi (MPI_Allreduce; only 2 nodes and fp32, else ring); the order of "
+        "every addition is fixed by the layout, so results are bitwise reproducible; auto "
+        "picks from the node count and gradient size"),
     BOOL("comm.sync", comm.sync, 1, SAFE,
          "benchmarks only: false skips the gradient sync, so ranks train different models"),
     INT("log.every_steps", log.every_steps, 50, 1, INT_MAX, SAFE, "log interval in steps"),

@@ -1,6 +1,6 @@
 /* identity — what every rank must share before training starts: the same
  * program, the same resolved config, the same parameter layout and the
- * same initial parameters. train.c gathers one ms_identity from every rank
+ * same initial parameters. startup.c gathers one ms_identity from every rank
  * in one collective and names the first rank and key that differ (the keys
  * of two configs with config_diff, config.h), so that
  * "ranks silently train different models" and "mismatched collectives
@@ -22,11 +22,12 @@ typedef struct {
   uint64_t params;  /* model_params_hash after initialisation */
 } ms_identity;
 
-/* FNV-1a 64 of n bytes, continuing from h (start with IDENTITY_HASH_INIT). */
+/* A hash of n bytes continuing from h (start with IDENTITY_HASH_INIT):
+ * hash_xxh3 seeded with h. Only compared between ranks of one run. */
 #define IDENTITY_HASH_INIT 1469598103934665603ULL
 uint64_t identity_hash(const void *p, size_t n, uint64_t h);
 
-/* FNV-1a 64 of this process's executable (/proc/self/exe).
+/* XXH3-64 of this process's executable (/proc/self/exe).
  * @return the hash, or 0 when the file cannot be read (not Linux). */
 uint64_t identity_binary_hash(void);
 

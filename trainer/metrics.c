@@ -1,6 +1,8 @@
 #include "metrics.h"
 
 #include <errno.h>
+#include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,50 +54,112 @@ void metrics_close(ms_metrics *m) {
   free(m);
 }
 
+/* Writes obj as one compact JSON line, keys in insertion order, and drops
+ * obj. Reals print with 9 significant digits: enough for a float loss to
+ * compare equal across runs, short enough to read. A record that cannot
+ * be built (out of memory) is left out: metrics never stop a run. */
+static void put_record(ms_metrics *m, json_t *obj) {
+  char *line =
+      obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) : NULL;
+  json_decref(obj);
+  if (!line) return;
+  fprintf(m->jsonl, "%s\n", line);
+  fflush(m->jsonl);
+  free(line);
+}
+
+/* x rounded to `decimals` places: the fixed-point fields (accuracies,
+ * seconds, rates) keep the precision they were measured to. */
+static double fixed(double x, int decimals) {
+  double scale = pow(10.0, decimals);
+  return isfinite(x) ? round(x * scale) / scale : x;
+}
+
+/* json_real refuses NaN and infinities (JSON has none): a diverged loss is
+ * written as null rather than losing the record. */
+static json_t *real_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }
+
+/* Adds key: value to obj. Either may be NULL after a failed allocation:
+ * then that key is missing and the rest of the record is still written. */
+static void add(json_t *obj, const char *key, json_t *value) {
+  if (obj)
+    json_object_set_new(obj, key, value);
+  else
+    json_decref(value);
+}
+
+static json_t *record(const char *kind) {
+  json_t *o = json_object();
+  add(o, "kind", json_string(kind));
+  return o;
+}
+
 void metrics_train(ms_metrics *m, int64_t step, int64_t total_steps, int64_t epoch, double loss,
                    double acc, double lr, double samples_per_s) {
   if (!m) return;
   clear_bar(m);
-  char a[32] = "", ja[32] = "";
-  if (acc >= 0) {
-    snprintf(a, sizeof a, "  acc %.4f", acc);
-    snprintf(ja, sizeof ja, ",\"acc\":%.6f", acc);
-  }
+  char a[32] = "";
+  if (acc >= 0) snprintf(a, sizeof a, "  acc %.4f", acc);
   fprintf(m->out, "step %7lld/%lld  epoch %3lld  loss %.6f%s  lr %.5g  %.0f samples/s\n",
           (long long)step, (long long)total_steps, (long long)epoch, loss, a, lr, samples_per_s);
   fflush(m->out);
-  fprintf(m->jsonl,
-          "{\"kind\":\"train\",\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g%s,"
-          "\"lr\":%.9g,\"samples_per_s\":%.1f}\n",
-          (long long)step, (long long)epoch, loss, ja, lr, samples_per_s);
-  fflush(m->jsonl);
+  json_t *o = record("train");
+  add(o, "step", json_integer(step));
+  add(o, "epoch", json_integer(epoch));
+  add(o, "loss", real_or_null(loss));
+  if (acc >= 0) add(o, "acc", real_or_null(fixed(acc, 6)));
+  add(o, "lr", real_or_null(lr));
+  add(o, "samples_per_s", real_or_null(fixed(samples_per_s, 1)));
+  put_record(m, o);
 }
 
 void metrics_eval(ms_metrics *m, int64_t step, int64_t epoch, const ms_eval *e) {
   if (!m) return;
   clear_bar(m);
-  char text[160], json[200];
+  char text[160];
+  json_t *o = record("eval");
+  add(o, "step", json_integer(step));
+  add(o, "epoch", json_integer(epoch));
+  add(o, "loss", real_or_null(e->loss));
   if (e->classifier && e->top_k > 0) {
     snprintf(text, sizeof text, "test accuracy %.4f  top-%d %.4f", e->acc, e->top_k, e->topk_acc);
-    snprintf(json, sizeof json, "\"acc\":%.6f,\"top_k\":%d,\"topk_acc\":%.6f", e->acc, e->top_k,
-             e->topk_acc);
+    add(o, "acc", real_or_null(fixed(e->acc, 6)));
+    add(o, "top_k", json_integer(e->top_k));
+    add(o, "topk_acc", real_or_null(fixed(e->topk_acc, 6)));
   } else if (e->classifier) {
     snprintf(text, sizeof text, "test accuracy %.4f", e->acc);
-    snprintf(json, sizeof json, "\"acc\":%.6f", e->acc);
+    add(o, "acc", real_or_null(fixed(e->acc, 6)));
   } else if (e->binary) {
     snprintf(text, sizeof text, "test binary accuracy %.4f", e->acc);
-    snprintf(json, sizeof json, "\"binary_acc\":%.6f", e->acc);
+    add(o, "binary_acc", real_or_null(fixed(e->acc, 6)));
   } else {
     snprintf(text, sizeof text, "test mse %.6g  mae %.6g", e->mse, e->mae);
-    snprintf(json, sizeof json, "\"mse\":%.9g,\"mae\":%.9g", e->mse, e->mae);
+    add(o, "mse", real_or_null(e->mse));
+    add(o, "mae", real_or_null(e->mae));
   }
+  add(o, "samples", json_integer(e->n_samples));
   fprintf(m->out, "eval after epoch %lld (step %lld): test loss %.4f  %s  (%ld samples)\n",
           (long long)epoch, (long long)step, e->loss, text, e->n_samples);
   fflush(m->out);
-  fprintf(m->jsonl,
-          "{\"kind\":\"eval\",\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g,%s,\"samples\":%ld}\n",
-          (long long)step, (long long)epoch, e->loss, json, e->n_samples);
-  fflush(m->jsonl);
+  put_record(m, o);
+}
+
+void metrics_checkpoint(ms_metrics *m, const metrics_ckpt *c) {
+  if (!m) return;
+  json_t *o = record("checkpoint");
+  add(o, "step", json_integer(c->step));
+  add(o, "path", json_string(c->path ? c->path : ""));
+  add(o, "bytes", json_integer(c->bytes));
+  add(o, "raw_bytes", json_integer(c->raw_bytes));
+  add(o, "world", json_integer(c->world));
+  add(o, "background_compress", json_integer(c->background_compress));
+  add(o, "ranks_write", json_integer(c->ranks_write));
+  add(o, "write_s", real_or_null(fixed(c->write_s, 4)));
+  add(o, "stall_s", real_or_null(fixed(c->stall_s, 5)));
+  add(o, "compress_s", real_or_null(fixed(c->compress_s, 4)));
+  add(o, "gather_s", real_or_null(fixed(c->gather_s, 4)));
+  add(o, "file_s", real_or_null(fixed(c->file_s, 4)));
+  put_record(m, o);
 }
 
 void metrics_progress(ms_metrics *m, int64_t step, int64_t total_steps, double loss) {

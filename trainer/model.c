@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ckpt.h"
+#include "hash.h"
 #include "kernels.h"
 #include "ms_error.h"
 #include "sampler.h"
@@ -441,31 +441,33 @@ void model_decay_mask(const ms_model *m, uint8_t *mask) {
 }
 
 uint64_t model_layout_hash(const ms_model *m) {
-  uint64_t h = CKPT_FNV_OFFSET;
+  /* FNV-1a, not XXH3: every checkpoint stores this value and a resume
+   * compares it (hash.h). */
+  uint64_t h = HASH_FNV_OFFSET;
   for (int i = 0; i < m->n_layers; i++) {
     const ms_layer *l = &m->layers[i];
     if (l->type == MS_LAYER_DENSE) {
       /* The MLP's hash of the first format: (out, in, activation) per layer. */
       const ms_param *w = &m->p[l->w], *b = &m->p[l->b];
       int64_t dims[3] = {l->out_elems, l->in_elems, l->act};
-      h = ckpt_fnv1a(h, w->name, strlen(w->name));
-      h = ckpt_fnv1a(h, dims, sizeof dims);
-      h = ckpt_fnv1a(h, b->name, strlen(b->name));
+      h = hash_fnv1a(h, w->name, strlen(w->name));
+      h = hash_fnv1a(h, dims, sizeof dims);
+      h = hash_fnv1a(h, b->name, strlen(b->name));
       continue;
     }
     int64_t dims[10] = {1000 + l->type, l->act, l->in_c, l->in_h, l->in_w,
                         l->out_c,       l->out_h, l->out_w, l->g.KH, l->g.SH};
-    h = ckpt_fnv1a(h, dims, sizeof dims);
+    h = hash_fnv1a(h, dims, sizeof dims);
     for (int k = 0; k < 2; k++) {
       int pi = k ? l->b : l->w;
-      if (pi >= 0) h = ckpt_fnv1a(h, m->p[pi].name, strlen(m->p[pi].name));
+      if (pi >= 0) h = hash_fnv1a(h, m->p[pi].name, strlen(m->p[pi].name));
     }
   }
   return h;
 }
 
 uint64_t model_params_hash(const ms_model *m) {
-  return ckpt_fnv1a(CKPT_FNV_OFFSET, m->params, sizeof(float) * m->n_params);
+  return hash_xxh3(m->params, sizeof(float) * m->n_params, 0);
 }
 
 double model_flops_per_sample(const ms_model *m) {

@@ -130,10 +130,11 @@ void model_backward(ms_model *m, float *dout, const ms_pass *pass, ms_grad_ready
  * gains and biases). */
 void model_decay_mask(const ms_model *m, uint8_t *mask);
 
-/* Hash of the layout (kinds, names, shapes, order): equal layouts, equal hashes. */
+/* Hash of the layout (kinds, names, shapes, order): equal layouts, equal
+ * hashes. FNV-1a 64: it is stored in every checkpoint (hash.h). */
 uint64_t model_layout_hash(const ms_model *m);
 
-/* FNV-1a 64 of the parameter bytes: equal on ranks holding equal params. */
+/* XXH3-64 of the parameter bytes: equal on ranks holding equal params. */
 uint64_t model_params_hash(const ms_model *m);
 
 /* Forward FLOPs per sample (2 * multiply-adds of dense and conv2d layers). */

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 #define DEFAULT_FLOAT_STEPS 8
 
 static struct {
@@ -13,16 +15,6 @@ static struct {
   FILE *txt, *sum, *f32;
   long float_steps;
 } g;
-
-uint64_t trace_fnv1a64(const void *data, size_t len) {
-  const unsigned char *p = data;
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (size_t i = 0; i < len; i++) {
-    h ^= p[i];
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
 
 static void close_all(void) {
   if (g.txt) fclose(g.txt);
@@ -63,7 +55,8 @@ void trace_samples(int rank, int64_t step, int64_t epoch, const uint64_t *idx, s
   fprintf(g.txt, "%lld %lld", (long long)step, (long long)epoch);
   for (size_t i = 0; i < n; i++) fprintf(g.txt, " %" PRIu64, idx[i]);
   fputc('\n', g.txt);
-  fprintf(g.sum, "%lld %016" PRIx64 "\n", (long long)step, trace_fnv1a64(x, n * elems * sizeof *x));
+  fprintf(g.sum, "%lld %016" PRIx64 "\n", (long long)step,
+          hash_fnv1a(HASH_FNV_OFFSET, x, n * elems * sizeof *x));
   if (step < g.float_steps) fwrite(x, sizeof *x, n * elems, g.f32);
   fflush(g.txt);
   fflush(g.sum);

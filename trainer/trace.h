@@ -8,7 +8,8 @@
  *                     of its slice, in the order they fill the batch;
  *   DIR/rank<R>.sum   "step fnv1a64" -- FNV-1a (64-bit, hex) of the bytes of
  *                     the float inputs it read for the step (after scale,
- *                     mean and std), row after row;
+ *                     mean and std), row after row (FNV-1a because
+ *                     h5py_stream.py recomputes it in Python; hash.h);
  *   DIR/rank<R>.f32   the raw floats themselves (native order) for the first
  *                     MIDSCALE_TRACE_FLOAT_STEPS steps (default 8).
  * Step numbers are global steps from 0. Files are truncated at the first
@@ -28,8 +29,5 @@
  * floats). Does nothing when tracing is off. Closes its files at exit. */
 void trace_samples(int rank, int64_t step, int64_t epoch, const uint64_t *idx, size_t n,
                    const float *x, size_t elems);
-
-/* FNV-1a, 64-bit, of len bytes (exposed for the unit test). */
-uint64_t trace_fnv1a64(const void *data, size_t len);
 
 #endif

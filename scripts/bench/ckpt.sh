@@ -11,7 +11,7 @@
 #     steps from the save until its file is in place, over a median step
 #     without a save in flight, as a fraction of that step. On 2 ranks both
 #     ways of compressing run: on the spot (the default when, as here, every
-#     core trains) and in the background (MIDSCALE_CKPT_COMPRESS=background).
+#     core trains) and in the background (checkpoint.compress=background).
 # Figures are ratios measured in the same run; the machine is shared and
 # noisy, so its load average is recorded with the results.
 #   scripts/bench/ckpt.sh [N_PARAMS] [REPEATS] [STALL_REPEATS]
@@ -82,20 +82,21 @@ YAML
 # the background at the lowest priority on cores that all train take the
 # longest), so saves are 120 steps apart on 2 ranks and 40 on 1; the table
 # flags any save that started before the previous one was in place.
-# stall_run NAME NP EVERY STEPS [ENV=VALUE]
+# stall_run NAME NP EVERY STEPS [COMPRESS]   (checkpoint.compress, default auto)
 stall_run() {
-  local name=$1 np=$2 every=$3 steps=$4 env=${5:-}
+  local name=$1 np=$2 every=$3 steps=$4 compress=${5:-auto}
   for k in $(seq 1 "$STALL_REPEATS"); do
     echo "-- $name, run $k (load $(load))"
-    env $env mpirun -np "$np" ${env:+-x "${env%%=*}"} "$BUILD_DIR/midscale" train "$WORK/big.yaml" \
+    mpirun -np "$np" "$BUILD_DIR/midscale" train "$WORK/big.yaml" \
       --set run.dir="$WORK/$name.$k" --set train.batch_size=$((32 * np)) --set run.threads=1 \
-      --set train.max_steps="$steps" --set checkpoint.every_steps="$every" |
+      --set train.max_steps="$steps" --set checkpoint.every_steps="$every" \
+      --set checkpoint.compress="$compress" |
       grep -E '^(model|checkpoint|done)'
     echo "$name $np $k $WORK/$name.$k/metrics.jsonl" >>"$WORK/runs.txt"
   done
 }
 stall_run w2-spot 2 120 400
-stall_run w2-background 2 120 400 MIDSCALE_CKPT_COMPRESS=background
+stall_run w2-background 2 120 400 background
 stall_run w1 1 40 160
 echo "load_end $(load)" >>"$WORK/load.txt"
 echo "nice $(nice)" >>"$WORK/load.txt"

@@ -135,6 +135,10 @@ expect_check 2 "model.input [4, 5] (20 features) does not match the samples of '
 expect_check 3 "the model has 6 output units: label" --set model.layers[2].units=6
 expect_check 2 "schedule.warmup_steps 30 is not less than the 30 steps of this run" --set schedule.warmup_steps=30
 expect_check 3 "has 1000 samples, fewer than one global batch (train.batch_size 2048)" --set train.batch_size=2048
+expect_check 0 "the run trains 30 steps (train.epochs): 2 epochs of 15 steps"
+# train.max_steps sets the run's length over train.epochs, also past them.
+expect_check 0 "the run trains 40 steps (train.max_steps, overrides train.epochs 2): 3 epochs of 15 steps, the last partial" --set train.max_steps=40
+expect_check 0 "the run trains 10 steps (train.max_steps, overrides train.epochs 2): 1 epoch of 15 steps, the last partial" --set train.max_steps=10
 expect_check 3 "/train/imagez" --set data.train_x=/train/imagez
 expect_check 0 "dataset checks skipped: the data file missing.h5 is missing" --set data.path=missing.h5
 grep -q 'model summary skipped' check.out || fail "summary without input size"
@@ -151,6 +155,14 @@ run_np 2 train cfg.yaml --set 'model.input=[4,5]'
 expect_error 2 "model.input [4, 5] (20 features) does not match"
 run_np 2 train cfg.yaml --set schedule.warmup_steps=30
 expect_error 2 "schedule.warmup_steps 30 is not less than the 30 steps of this run"
+note "train.max_steps past train.epochs: 40 steps into a third epoch"
+run_np 2 train cfg.yaml --set train.max_steps=40 --set run.dir=long
+expect_ok
+grep -q "^train: 40 steps (train.max_steps, overrides train.epochs 2): 3 epochs of 15 steps" "$LAST_OUT" ||
+  { cat "$LAST_OUT"; fail "max_steps banner"; }
+[ -f long/checkpoints/step-00000040.safetensors.zst ] || fail "max_steps: no checkpoint at step 40"
+grep -q '"kind":"train","step":40,"epoch":3,' long/metrics.jsonl || fail "max_steps: step 40 is not in epoch 3"
+[ "$(grep -c '"kind":"eval"' long/metrics.jsonl)" -eq 3 ] || fail "max_steps: expected 3 evaluations"
 echo "not a dir" >afile
 run_np 2 train cfg.yaml --set checkpoint.dir=afile/ckpt
 expect_error 2 "checkpoint directory 'afile/ckpt' cannot be created: 'afile' is not a directory"

@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 
 synth data.h5 --train 2048 --test 256 --features 24
 smoke_config cfg.yaml data.h5 run
-# 2048 / 64 = 32 steps an epoch; stop mid-epoch at step 45 (epoch 1, step 13).
+# 2048 / 64 = 32 steps an epoch; stop mid-epoch at step 45 (epoch 2, 13 of its 32 steps done).
 common=(--set train.epochs=3 --set train.batch_size=64)
 
 elastic() {
@@ -21,7 +21,7 @@ elastic() {
   run_np "$to" train cfg.yaml "${common[@]}" --set run.dir="$dir" --resume auto
   expect_ok
   grep -q "world $to " "$LAST_OUT" || fail "not resumed on $to ranks"
-  grep -q 'at step 45 (epoch 1, step 13 of the epoch)' "$LAST_OUT" || { cat "$LAST_OUT"; fail "cursor"; }
+  grep -q 'at step 45 (epoch 2, 13 of its 32 steps done)' "$LAST_OUT" || { cat "$LAST_OUT"; fail "cursor"; }
   "$PYTHON" - "ref$from/metrics.jsonl" "$dir/metrics.jsonl" <<'PY'
 import json, sys
 def losses(path):

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A checkpoint written by N ranks is N zstd frames (each rank compresses its
-# slice), in the background (the default) or on the spot
-# (MIDSCALE_CKPT_COMPRESS=sync), each rank writing its frame into the file
-# (ranks of one node, the default) or rank 0 gathering them
-# (MIDSCALE_CKPT_GATHER=1, what ranks on several nodes do): every way, the
+# slice), in the background or on the spot (checkpoint.compress
+# background|sync), each rank writing its frame into the file (ranks of one
+# node, the default) or rank 0 gathering them (checkpoint.write gather, what
+# ranks on several nodes do by default): every way, the
 # files verify, `zstd -d` gives the same payload, and a run stopped and
 # resumed from them ends bitwise identical to one that was not.
 source "$(dirname "$0")/lib.sh"
@@ -41,29 +41,32 @@ expect_ok
 decompress ref/checkpoints/step-00000032.safetensors.zst ref.safetensors
 
 for mode in sync background gather-sync gather-background; do
-  export MIDSCALE_CKPT_COMPRESS=${mode#gather-}
-  gather=0
-  case $mode in gather-*) gather=1 ;; esac
-  export MIDSCALE_CKPT_GATHER=$gather
+  compress=${mode#gather-}
+  gather=0 write=auto
+  case $mode in gather-*) gather=1 write=gather ;; esac
+  policy=(--set checkpoint.compress="$compress" --set checkpoint.write="$write")
   note "$mode: 3 ranks, stop at step 20, resume"
-  run_np 3 train cfg.yaml "${common[@]}" --set run.dir="$mode" --stop-at 20
+  run_np 3 train cfg.yaml "${common[@]}" "${policy[@]}" --set run.dir="$mode" --stop-at 20
   expect_ok
+  # The banner names the resolved policy; "(auto)" only for the rule's choice.
+  if [ "$write" = auto ]; then banner="checkpoint: compress $compress, write ranks (auto)"
+  else banner="checkpoint: compress $compress, write gather ("; fi
+  grep -qF "$banner" "$LAST_OUT" || { cat "$LAST_OUT"; fail "$mode: banner"; }
   for f in "$mode"/checkpoints/step-*.safetensors.zst; do
     [ "$(frames "$f")" -eq 3 ] || fail "$f: $(frames "$f") frames, expected 3"
     "$MIDSCALE" inspect "$f" | grep -q 'saved on 3 rank' || fail "$f does not verify"
   done
   n=$(ls "$mode"/checkpoints | grep -c '^step-')
   [ "$n" -ge 7 ] || fail "$mode: only $n checkpoints"
-  grep -q "\"background_compress\":$([ "$MIDSCALE_CKPT_COMPRESS" = background ] && echo 1 || echo 0),\"ranks_write\":$((1 - gather))," \
+  grep -q "\"background_compress\":$([ "$compress" = background ] && echo 1 || echo 0),\"ranks_write\":$((1 - gather))," \
     "$mode/metrics.jsonl" || fail "$mode: the run did not save as $mode"
-  run_np 3 train cfg.yaml "${common[@]}" --set run.dir="$mode" --resume auto
+  run_np 3 train cfg.yaml "${common[@]}" "${policy[@]}" --set run.dir="$mode" --resume auto
   expect_ok
   grep -q 'resumed from .*step-00000020.safetensors.zst at step 20' "$LAST_OUT" ||
     { cat "$LAST_OUT"; fail "$mode: did not resume at step 20"; }
   decompress "$mode/checkpoints/step-00000032.safetensors.zst" "$mode.safetensors"
   "$PYTHON" "$CHECKER" --compare ref.safetensors "$mode.safetensors" || fail "$mode: parameters differ"
 done
-unset MIDSCALE_CKPT_COMPRESS MIDSCALE_CKPT_GATHER
 
 note "1 rank: one frame"
 run_np 1 train cfg.yaml "${common[@]}" --set run.dir=one --stop-at 3

@@ -102,7 +102,7 @@ note "stop mid-epoch (step 40) with the loader ahead, resume: as uninterrupted"
 run_np 2 train cfg.yaml "${block[@]}" --set data.prefetch=4 --set run.dir=r --stop-at 40
 expect_ok
 train r "${block[@]}" --set data.prefetch=4 --resume auto
-grep -q 'at step 40 (epoch 1, step 9 ' "$LAST_OUT" || { cat "$LAST_OUT"; fail "mid-epoch cursor"; }
+grep -q 'at step 40 (epoch 2, 9 of its 31 steps done)' "$LAST_OUT" || { cat "$LAST_OUT"; fail "mid-epoch cursor"; }
 same b0 r
 
 note "a shuffle change is refused on resume (it changes the sample stream)"
@@ -131,8 +131,9 @@ with open("damaged.h5", "r+b") as f:
     f.write(b"\xff" * (info.size - 4))
 PY
 
-# damaged P: both ranks exit 3, one message naming step 5 and rank 1's
-# samples (the lowest failing rank: rank 0's half, 320..351, reads).
+# damaged P: both ranks exit 3, one message naming step 6 (1-based, as
+# every human-readable line) and rank 1's samples (the lowest failing
+# rank: rank 0's half, 320..351, reads).
 damaged() {
   local p=$1
   rm -f rc.*
@@ -150,7 +151,7 @@ damaged() {
     [ "$(cat "rc.$r")" -eq 3 ] || { cat "err.d$p.log"; fail "prefetch $p: rank $r exited $(cat "rc.$r")"; }
   done
   [ "$(grep -c '^midscale: error:' "err.d$p.log")" -eq 1 ] || { cat "err.d$p.log"; fail "error lines"; }
-  grep -F -q "rank 1: step 5 (epoch 0, step 5 of the epoch): cannot read samples 352..383 of '/train/images' in 'damaged.h5'" \
+  grep -F -q "rank 1: step 6 (epoch 1, step 6 of the epoch): cannot read samples 352..383 of '/train/images' in 'damaged.h5'" \
     "err.d$p.log" || { cat "err.d$p.log"; fail "prefetch $p: message"; }
   # Steps 1..5 were logged (log.every_steps 1): the five good steps trained.
   [ "$(grep -c '"kind":"train"' "d$p/metrics.jsonl")" -eq 5 ] ||

@@ -18,7 +18,7 @@ expect_ok
 [ -f B/checkpoints/step-00000031.safetensors.zst ] || fail "no checkpoint at step 31"
 run_np 2 train cfg.yaml "${common[@]}" --set run.dir=B --resume auto
 expect_ok
-grep -q 'resumed from .*step-00000031.safetensors.zst at step 31 (epoch 1, step 0' "$LAST_OUT" ||
+grep -q 'resumed from .*step-00000031.safetensors.zst at step 31 (epoch 2, 0 of its 31 steps done)' "$LAST_OUT" ||
   { cat "$LAST_OUT"; fail "did not resume at step 31"; }
 
 note "C: stop mid-epoch (step 40), resume from that file by path"
@@ -27,7 +27,7 @@ run_np 2 train cfg.yaml "${common[@]}" --set run.dir=C --set checkpoint.every_st
 expect_ok
 run_np 2 train cfg.yaml "${common[@]}" --set run.dir=C --resume C/checkpoints/step-00000040.safetensors.zst
 expect_ok
-grep -q 'at step 40 (epoch 1, step 9 ' "$LAST_OUT" || { cat "$LAST_OUT"; fail "mid-epoch cursor"; }
+grep -q 'at step 40 (epoch 2, 9 of its 31 steps done)' "$LAST_OUT" || { cat "$LAST_OUT"; fail "mid-epoch cursor"; }
 
 note "E: byte-shuffled checkpoints (checkpoint.shuffle), stop at 31 and resume"
 run_np 2 train cfg.yaml "${common[@]}" --set run.dir=E --set checkpoint.shuffle=true --stop-at 31

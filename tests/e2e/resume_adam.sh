@@ -31,12 +31,12 @@ YAML
 note "A: straight"
 run_np 2 train cfg.yaml --set run.dir=A
 expect_ok
-note "B: stopped at step 30 (epoch 1, step 5), resumed"
+note "B: stopped at step 30 (epoch 2, 5 of its steps done), resumed"
 run_np 2 train cfg.yaml --set run.dir=B --stop-at 30
 expect_ok
 run_np 2 train cfg.yaml --set run.dir=B --resume auto
 expect_ok
-grep -q 'at step 30 (epoch 1, step 5 ' "$LAST_OUT" || { cat "$LAST_OUT"; fail "cursor"; }
+grep -q 'at step 30 (epoch 2, 5 of its ' "$LAST_OUT" || { cat "$LAST_OUT"; fail "cursor"; }
 for run in A B; do decompress "$run/checkpoints/step-00000050.safetensors.zst" "$run.safetensors"; done
 "$PYTHON" "$CHECKER" A.safetensors >summary.json || fail "the checker refused A"
 grep -q '"optim/exp_avg_sq/layers.0.weight"' summary.json || fail "no Adam moments in the checkpoint"

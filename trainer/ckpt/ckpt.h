@@ -35,9 +35,22 @@
  * data_hash, layout_hash, format version) and refuses with a message naming
  * the file and the problem.
  *
+ * layout_hash is FNV-1a 64 (hash.h says why it stays so); the reader
+ * only compares it.
+ *
  * Not collective, no MPI: the caller decides which rank does what (the
  * pieces of a distributed write are ckpt_slice, ckpt_hash_chunks,
  * ckpt_header, ckpt_compress and ckpt_write_bytes).
+ *
+ * The code, in trainer/ckpt/, by layer (each includes only those below):
+ *   section  the data section: sizes, slices, byte shuffle;
+ *   datahash data_hash of each format version (on hash.h);
+ *   frames   zstd frames, written and read;
+ *   file     names, the atomic write protocol, listing and pruning;
+ *   header   the safetensors JSON header and __metadata__ (jansson);
+ *   read, write  the calls below, on top of them;
+ *   saver    the background writer (saver.h), on top of this API.
+ * Threads: no shared state; calls on distinct files may run concurrently.
  * Errors: 0, or MS_ECKPT (bad file) / MS_EIO (file system) / MS_ENOMEM, with a
  * message through ms_error_set().
  */
@@ -49,6 +62,8 @@
 
 #define CKPT_FORMAT_VERSION 2
 #define CKPT_MAX_DIMS 4
+/* The largest step a file name (8 digits) can carry. */
+#define CKPT_MAX_STEP 99999999LL
 #define CKPT_HASH_CHUNK ((uint64_t)1 << 20)
 
 /* A named F32 tensor. For writing, data points at the bytes to save; for
@@ -228,10 +243,5 @@ int ckpt_prune(const char *dir, int keep);
 
 /* Frees meta->config; accepts NULL. */
 void ckpt_meta_free(ckpt_meta *meta);
-
-/* FNV-1a 64-bit over bytes, continuing from h (start with CKPT_FNV_OFFSET):
- * the data_hash of format version 1, and a small hash for other uses. */
-#define CKPT_FNV_OFFSET 0xcbf29ce484222325ULL
-uint64_t ckpt_fnv1a(uint64_t h, const void *data, size_t n);
 
 #endif

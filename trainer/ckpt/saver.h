@@ -1,7 +1,7 @@
 /* saver — one rank's share of writing checkpoints, kept off the training
  * thread where that pays.
  *
- * Two ways to save; the trainer picks (train.c, save_checkpoint):
+ * Two ways to save; the trainer picks (ckpt_sync.c, ckpt_sync_save):
  *
  *  - Alone (a world of one rank): saver_start copies the tensors into a
  *    snapshot (the only stall) and a background thread hashes, compresses
@@ -25,11 +25,11 @@
  * Rank-local, no MPI. The background thread touches only the snapshot, the
  * saver's own buffers and the file system (no MPI, no HDF5, no BLAS); it
  * runs at a low CPU priority (nice 19 to compress, 10 to only write a
- * file) and may use any core the process may
- * (not only the one a launcher bound the rank to), so that an idle core
- * takes the work; when the caller has to wait for it, it gets the caller's
- * priority (best effort). Functions are called from one thread. One save at a
- * time: starting one while another is in flight first waits for it.
+ * file) and may use any core the process may (not only the one a launcher
+ * bound the rank to), so that an idle core takes the work; when the caller
+ * has to wait for it, it gets the caller's priority (best effort).
+ * Functions are called from one thread. One save at a time: starting one
+ * while another is in flight first waits for it.
  */
 #ifndef MS_SAVER_H
 #define MS_SAVER_H
@@ -54,8 +54,9 @@ typedef struct {
  * saver; their data must stay valid while the saver exists. dir, level,
  * workers (zstd threads) and keep are those of ckpt_write_mt / ckpt_prune.
  * rank and world place this rank's slice; background (world > 1 only):
- * saves may compress on the background thread (saver_hash). The snapshot, if any, is allocated
- * and touched here, so that no save pays its page faults.
+ * saves may compress on the background thread (saver_hash). The snapshot,
+ * if any, is allocated and touched here, so that no save pays its page
+ * faults.
  * @return 0 or MS_ENOMEM / MS_ECKPT (invalid tensors). */
 int saver_create(ms_saver **out, const ckpt_tensor *tensors, int n_tensors, const char *dir,
                  int level, int workers, int keep, int rank, int world, int background);

@@ -1,0 +1,299 @@
+/* The reducer's hierarchical path (reducer_hier.h; the contract is in
+ * reducer.h, the schedules in hier.h). */
+#include "reducer_hier.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct reducer_hier {
+  MPI_Comm node, cross; /* not owned */
+  int L, me;            /* ranks on this node, this rank among them */
+  int N, k;             /* nodes, this node */
+  size_t n;             /* floats per segment */
+  size_t lo, hi;        /* this rank's slice of the arena */
+  hier_algorithm algo;
+  wire_format wire; /* of the cross-node messages */
+  MPI_Win win;      /* MPI_WIN_NULL with one rank per node */
+  float **seg;      /* (L) every local rank's segment; seg[me] is the arena */
+  float *scratch;   /* the largest piece received in a reduce-scatter step */
+  /* 16-bit wire: chunk c of the slice as words at chunk(c) + c WIRE_HEADER,
+   * sent (and gathered) in w16, received in r16; res is the error feedback
+   * of the one rounding of each element of the slice this rank makes. */
+  uint16_t *w16, *r16;
+  float *res;
+  double bytes;
+};
+
+/* Largest count of one message (counts are int), and most pieces a
+ * message may be cut into. */
+#define PIECE ((size_t)1 << 30)
+#define MAX_PIECES 16
+
+static int mpi_fail(int rc, const char *what, char *err, size_t cap) {
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", rc);
+  snprintf(err, cap, "reducer (hierarchical): %s failed: %s", what, msg);
+  return COMM_EMPI;
+}
+
+static size_t chunk(const reducer_hier *h, int c) {
+  return hier_chunk_start(h->hi - h->lo, c, h->N);
+}
+
+int reducer_hier_create(reducer_hier **out, comm_world *w, const comm_topo *t, float *grads,
+                        size_t n, hier_algorithm algo, wire_format wire, float **arena, char *err,
+                        size_t cap) {
+  *out = NULL;
+  reducer_hier *h = calloc(1, sizeof *h);
+  int ok = h != NULL, all = 0, rc = MPI_SUCCESS;
+  float *base = grads;
+  if (h) {
+    h->node = t->node, h->cross = t->cross;
+    h->L = t->local_size, h->me = t->local_rank;
+    h->N = t->n_nodes, h->k = t->node_index;
+    h->n = n;
+    h->lo = hier_slice_start(n, h->me, h->L);
+    h->hi = hier_slice_start(n, h->me + 1, h->L);
+    h->algo = algo;
+    h->win = MPI_WIN_NULL;
+    size_t m = h->hi - h->lo;
+    h->seg = calloc((size_t)h->L, sizeof *h->seg);
+    h->scratch = malloc(sizeof(float) * (m / 2 + m / (size_t)h->N + 2));
+    ok = h->seg && h->scratch && (n + PIECE - 1) / PIECE <= MAX_PIECES;
+    h->wire = wire;
+    if (wire != WIRE_F32) {
+      size_t words = m + (size_t)h->N * WIRE_HEADER;
+      h->w16 = malloc(sizeof(uint16_t) * words);
+      h->r16 = malloc(sizeof(uint16_t) * words);
+      h->res = calloc(m ? m : 1, sizeof(float));
+      ok = ok && h->w16 && h->r16 && h->res;
+    }
+  }
+  if (h && h->L > 1) { /* every rank of the node takes part, whatever failed */
+    MPI_Info info;
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "alloc_shared_noncontig", "true"); /* each segment on its own pages */
+    rc = MPI_Win_allocate_shared((MPI_Aint)(sizeof(float) * (n ? n : 1)), sizeof(float), info,
+                                 h->node, &base, &h->win);
+    MPI_Info_free(&info);
+    ok = ok && rc == MPI_SUCCESS;
+    for (int j = 0; ok && j < h->L; j++) {
+      MPI_Aint size;
+      int disp;
+      ok = MPI_Win_shared_query(h->win, j, &size, &disp, &h->seg[j]) == MPI_SUCCESS;
+    }
+  } else if (h && h->seg) {
+    h->seg[0] = grads;
+  }
+  rc = MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, w->comm);
+  if (rc != MPI_SUCCESS || !all) {
+    reducer_hier_free(h);
+    return rc != MPI_SUCCESS ? mpi_fail(rc, "MPI_Allreduce", err, cap) : 0;
+  }
+  if (h->win != MPI_WIN_NULL) {
+    /* One passive-target epoch for the window's life, as on the one-node
+     * path: MPI_Win_sync orders the loads and stores around each barrier. */
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, h->win);
+    memcpy(base, grads, sizeof(float) * n);
+  }
+  double floats = (double)hier_sent_floats(algo, h->hi - h->lo, h->k, h->N);
+  /* 16 bits: each of the 2 (N - 1) chunks sent carries its header. */
+  h->bytes = wire == WIRE_F32 ? sizeof(float) * floats
+                              : sizeof(uint16_t) * (floats + 2.0 * (h->N - 1) * WIRE_HEADER);
+  *arena = base;
+  *out = h;
+  return 0;
+}
+
+void reducer_hier_free(reducer_hier *h) {
+  if (!h) return;
+  if (h->win != MPI_WIN_NULL) {
+    MPI_Win_unlock_all(h->win);
+    MPI_Win_free(&h->win);
+  }
+  free(h->seg);
+  free(h->scratch);
+  free(h->w16);
+  free(h->r16);
+  free(h->res);
+  free(h);
+}
+
+hier_algorithm reducer_hier_algorithm(const reducer_hier *h) { return h->algo; }
+
+double reducer_hier_internode_bytes(const reducer_hier *h) { return h->bytes; }
+
+/* Sends ns elements to node `to` and receives nr from node `from` (cross
+ * ranks), in pieces of at most PIECE elements: floats, or 16-bit words
+ * when words is set. */
+static int xchg_any(reducer_hier *h, int words, const void *s, size_t ns, int to, void *r,
+                    size_t nr, int from, char *err, size_t cap) {
+  MPI_Request req[2 * MAX_PIECES];
+  MPI_Datatype t = words ? MPI_UINT16_T : MPI_FLOAT;
+  size_t e = words ? sizeof(uint16_t) : sizeof(float);
+  int q = 0, rc = MPI_SUCCESS;
+  for (size_t off = 0; off < nr && rc == MPI_SUCCESS; off += PIECE)
+    rc = MPI_Irecv((char *)r + off * e, (int)(nr - off < PIECE ? nr - off : PIECE), t, from, 0,
+                   h->cross, &req[q++]);
+  for (size_t off = 0; off < ns && rc == MPI_SUCCESS; off += PIECE)
+    rc = MPI_Isend((const char *)s + off * e, (int)(ns - off < PIECE ? ns - off : PIECE), t, to, 0,
+                   h->cross, &req[q++]);
+  if (rc == MPI_SUCCESS && q) rc = MPI_Waitall(q, req, MPI_STATUSES_IGNORE);
+  return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "a cross-node exchange", err, cap);
+}
+
+static int xchg(reducer_hier *h, const float *s, size_t ns, int to, float *r, size_t nr, int from,
+                char *err, size_t cap) {
+  return xchg_any(h, 0, s, ns, to, r, nr, from, err, cap);
+}
+
+/* 16-bit wire: where chunk c's words start, and how many chunks [a, b) take. */
+static size_t word_at(const reducer_hier *h, int c) {
+  return chunk(h, c) + (size_t)c * WIRE_HEADER;
+}
+static size_t words(const reducer_hier *h, int a, int b) { return word_at(h, b) - word_at(h, a); }
+
+/* A reduce-scatter step: sends chunks [sa, sb) of x to `to` and receives
+ * the partial sum of chunks [ra, rb) from `from`, into scratch as floats.
+ * On a 16-bit wire each chunk sent is rounded once, its loss kept in res. */
+static int rs_step(reducer_hier *h, const float *x, int sa, int sb, int to, int ra, int rb,
+                   int from, char *err, size_t cap) {
+  if (h->wire == WIRE_F32)
+    return xchg(h, x + chunk(h, sa), chunk(h, sb) - chunk(h, sa), to, h->scratch,
+                chunk(h, rb) - chunk(h, ra), from, err, cap);
+  for (int c = sa; c < sb; c++)
+    wire_encode(h->wire, x + chunk(h, c), h->res + chunk(h, c), chunk(h, c + 1) - chunk(h, c),
+                h->w16 + word_at(h, c));
+  if (xchg_any(h, 1, h->w16 + word_at(h, sa), words(h, sa, sb), to, h->r16 + word_at(h, ra),
+               words(h, ra, rb), from, err, cap))
+    return COMM_EMPI;
+  for (int c = ra; c < rb; c++)
+    wire_decode(h->wire, h->r16 + word_at(h, c), chunk(h, c + 1) - chunk(h, c),
+                h->scratch + (chunk(h, c) - chunk(h, ra)));
+  return 0;
+}
+
+/* An allgather step: sends the finished chunks [sa, sb) to `to`, receives
+ * [ra, rb) from `from` into x. On a 16-bit wire the words go on as they
+ * came (no second rounding), and every rank decodes the same words. */
+static int ag_step(reducer_hier *h, float *x, int sa, int sb, int to, int ra, int rb, int from,
+                   char *err, size_t cap) {
+  if (h->wire == WIRE_F32)
+    return xchg(h, x + chunk(h, sa), chunk(h, sb) - chunk(h, sa), to, x + chunk(h, ra),
+                chunk(h, rb) - chunk(h, ra), from, err, cap);
+  if (xchg_any(h, 1, h->w16 + word_at(h, sa), words(h, sa, sb), to, h->w16 + word_at(h, ra),
+               words(h, ra, rb), from, err, cap))
+    return COMM_EMPI;
+  for (int c = ra; c < rb; c++)
+    wire_decode(h->wire, h->w16 + word_at(h, c), chunk(h, c + 1) - chunk(h, c), x + chunk(h, c));
+  return 0;
+}
+
+/* After the reduce-scatter: on a 16-bit wire the owner rounds its chunk
+ * once (the loss into res) and keeps the decoded value, as everyone else
+ * will. */
+static void own_chunk_to_wire(reducer_hier *h, float *x) {
+  if (h->wire == WIRE_F32) return;
+  int c = h->k;
+  size_t len = chunk(h, c + 1) - chunk(h, c);
+  wire_encode(h->wire, x + chunk(h, c), h->res + chunk(h, c), len, h->w16 + word_at(h, c));
+  wire_decode(h->wire, h->w16 + word_at(h, c), len, x + chunk(h, c));
+}
+
+/* Ring (hier.h): chunk c summed from node c + 1 round to node c, then
+ * passed on round the ring. x is this rank's slice. */
+static int ring(reducer_hier *h, float *x, char *err, size_t cap) {
+  const int N = h->N, k = h->k, right = (k + 1) % N, left = (k + N - 1) % N;
+  for (int s = 0; s < N - 1; s++) {
+    int sc = hier_ring_send(k, s, N), rc = hier_ring_send(k - 1, s, N);
+    size_t at = chunk(h, rc), len = chunk(h, rc + 1) - at;
+    if (rs_step(h, x, sc, sc + 1, right, rc, rc + 1, left, err, cap)) return COMM_EMPI;
+    /* The partial from the left holds the nodes before this one. */
+    float *restrict a = x + at;
+    const float *restrict p = h->scratch;
+    for (size_t i = 0; i < len; i++) a[i] = p[i] + a[i];
+  }
+  own_chunk_to_wire(h, x);
+  for (int s = 0; s < N - 1; s++) {
+    int sc = hier_ring_gather(k, s, N), rc = hier_ring_gather(k - 1, s, N);
+    if (ag_step(h, x, sc, sc + 1, right, rc, rc + 1, left, err, cap)) return COMM_EMPI;
+  }
+  return 0;
+}
+
+/* Recursive halving, then doubling (hier.h); N is a power of two. */
+static int halving_doubling(reducer_hier *h, float *x, char *err, size_t cap) {
+  const int N = h->N, k = h->k;
+  int lo = 0, hi = N;
+  for (int d = N / 2; d >= 1; d /= 2) {
+    int p = k ^ d, mid = (lo + hi) / 2, up = (k & d) != 0;
+    int keep_lo = up ? mid : lo, keep_hi = up ? hi : mid;
+    int give_lo = up ? lo : mid, give_hi = up ? mid : hi;
+    size_t at = chunk(h, keep_lo), len = chunk(h, keep_hi) - at;
+    if (rs_step(h, x, give_lo, give_hi, p, keep_lo, keep_hi, p, err, cap)) return COMM_EMPI;
+    float *restrict a = x + at;
+    const float *restrict q = h->scratch;
+    if (k < p) /* the lower node's partial on the left */
+      for (size_t i = 0; i < len; i++) a[i] = a[i] + q[i];
+    else
+      for (size_t i = 0; i < len; i++) a[i] = q[i] + a[i];
+    lo = keep_lo, hi = keep_hi;
+  }
+  own_chunk_to_wire(h, x);
+  for (int d = 1; d < N; d *= 2) {
+    int p = k ^ d, wd = hi - lo, plo = (p / wd) * wd;
+    if (ag_step(h, x, lo, hi, p, plo, plo + wd, p, err, cap)) return COMM_EMPI;
+    lo = lo < plo ? lo : plo;
+    hi = lo + 2 * wd;
+  }
+  return 0;
+}
+
+/* Two nodes: one addition per element, which commutes, so MPI's order is
+ * as fixed as ours. */
+static int mpi_allreduce(reducer_hier *h, float *x, char *err, size_t cap) {
+  size_t m = h->hi - h->lo;
+  for (size_t off = 0; off < m; off += PIECE) {
+    int rc = MPI_Allreduce(MPI_IN_PLACE, x + off, (int)(m - off < PIECE ? m - off : PIECE),
+                           MPI_FLOAT, MPI_SUM, h->cross);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce (cross-node)", err, cap);
+  }
+  return 0;
+}
+
+static int node_barrier(reducer_hier *h, char *err, size_t cap) {
+  if (h->win == MPI_WIN_NULL) return 0;
+  MPI_Win_sync(h->win);
+  int rc = MPI_Barrier(h->node);
+  MPI_Win_sync(h->win);
+  return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "MPI_Barrier (node)", err, cap);
+}
+
+int reducer_hier_reduce(reducer_hier *h, char *err, size_t cap) {
+  if (node_barrier(h, err, cap)) return COMM_EMPI;
+  float *x = h->seg[h->me] + h->lo;
+  const size_t m = h->hi - h->lo;
+  /* The node's sum of this slice in local-rank order, into this rank's own
+   * segment (no other rank reads this slice of it). */
+  enum { CHUNK = 1024 };
+  float acc[CHUNK];
+  for (size_t i = 0; h->L > 1 && i < m; i += CHUNK) {
+    size_t c = m - i < CHUNK ? m - i : CHUNK;
+    memcpy(acc, h->seg[0] + h->lo + i, c * sizeof *acc);
+    for (int j = 1; j < h->L; j++) {
+      const float *restrict src = h->seg[j] + h->lo + i;
+      for (size_t e = 0; e < c; e++) acc[e] += src[e];
+    }
+    memcpy(x + i, acc, c * sizeof *acc);
+  }
+  int rc = h->algo == HIER_HALVING_DOUBLING ? halving_doubling(h, x, err, cap)
+           : h->algo == HIER_MPI            ? mpi_allreduce(h, x, err, cap)
+                                            : ring(h, x, err, cap);
+  if (rc) return rc;
+  for (int j = 0; j < h->L; j++)
+    if (j != h->me) memcpy(h->seg[j] + h->lo, x, m * sizeof *x);
+  return node_barrier(h, err, cap); /* no segment is touched by another rank after it */
+}

@@ -1,0 +1,60 @@
+/* evaluate — the run's loss (model.loss, model.label_smoothing) and the
+ * evaluation of the model on the test set.
+ *
+ * Ownership: loss_fn is plain data. An evaluator owns its batch buffers
+ * and keeps pointers to the ranks, model, test set and norm it was given,
+ * which must outlive it; it reads the test set only inside eval_run.
+ *
+ * Threads: the training thread.
+ *
+ * Collectives: eval_create and eval_run are collective over the run's
+ * ranks (every rank evaluates its own slice of the test set, then the sums
+ * are reduced). loss_* are rank-local.
+ *
+ * Errors: 0 or a negative MS_E* code, the same on every rank (ranks.h):
+ * MS_ENOMEM, MS_EDATA (a test sample could not be read), MS_ECOMM.
+ */
+#ifndef MS_EVALUATE_H
+#define MS_EVALUATE_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "dataset.h"
+#include "metrics.h"
+#include "model.h"
+#include "ranks.h"
+
+typedef struct {
+  ms_loss kind;    /* model.loss */
+  int classifier;  /* takes class labels (y), else float targets (t) */
+  int n_out;       /* outputs per sample */
+  float smoothing; /* model.label_smoothing (softmax cross-entropy only) */
+} loss_fn;
+
+/* The loss cfg asks for, on a model with n_out outputs. */
+void loss_init(loss_fn *l, const ms_config *cfg, int n_out);
+
+/* The loss of n rows of outputs out (n, n_out) against the labels y (n)
+ * of a classifier or the targets t (n, n_out), summed over the rows (each
+ * row's loss a mean over its outputs for the float losses). grad (may be
+ * NULL) receives scale * d(sum)/d(out); *correct counts top-1 hits of a
+ * classifier. */
+double loss_compute(const loss_fn *l, float *grad, const float *out, const int32_t *y,
+                    const float *t, int n, float scale, long *correct);
+
+typedef struct evaluator evaluator;
+
+/* chunk: test samples per forward pass on each rank; top_k: also count
+ * top-k hits (classifiers, k < outputs; 0 = off). Collective. */
+int eval_create(evaluator **out, const ranks *rk, ms_model *model, const loss_fn *loss,
+                data_set *test, const data_norm *norm, int64_t chunk, int top_k);
+
+/* Evaluates every test sample exactly once across ranks; *res gets the
+ * means over the whole test set, the same on every rank. Collective. */
+int eval_run(evaluator *e, ms_eval *res);
+
+/* Accepts NULL. */
+void eval_free(evaluator *e);
+
+#endif

@@ -1,0 +1,253 @@
+#include "report.h"
+
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas.h"
+#include "ms_error.h"
+#include "version.h"
+
+struct report {
+  const ranks *rk;
+  const train_setup *s;
+  ms_metrics *m;
+  double peak;             /* rank 0: single-core sgemm FLOP/s */
+  double log_t[T_PARTS];   /* the parts' mean seconds at the last log line */
+  double t_log, t_bar;     /* the last log line, the last progress bar */
+  int64_t log_from;        /* the step of the last log line */
+  double stats[3];         /* loss sum, correct, samples since the last log line */
+  ms_eval last_eval;
+  int64_t last_eval_step, last_eval_epoch; /* -1: none yet */
+};
+
+int report_create(report **out, const ranks *rk, const train_setup *s) {
+  report *rp = calloc(1, sizeof *rp);
+  *out = rp;
+  if (!rp) return ms_error_set(MS_ENOMEM, "out of memory for the report");
+  rp->rk = rk, rp->s = s, rp->m = s->metrics;
+  rp->last_eval_step = rp->last_eval_epoch = -1;
+  return 0;
+}
+
+void report_free(report *rp) { free(rp); }
+
+/* "(1x28x28) -> dense(128) (128) -> ..." */
+static void model_desc(const ms_model *m, char *shape, size_t n) {
+  char part[128];
+  model_shape_desc(m->in_c, m->in_h, m->in_w, shape, n);
+  for (int i = 0; i < m->n_layers; i++) {
+    const ms_layer *l = &m->layers[i];
+    char desc[64], out[48];
+    model_layer_desc(l, desc, sizeof desc);
+    model_shape_desc(l->out_c, l->out_h, l->out_w, out, sizeof out);
+    snprintf(part, sizeof part, " -> %s %s", desc, out);
+    if (strlen(shape) + strlen(part) < n) strcat(shape, part);
+  }
+}
+
+static void say_comm(const report *rp) {
+  const train_setup *s = rp->s;
+  const reducer *red = s->red;
+  if (red && reducer_shared(red)) {
+    metrics_say(rp->m,
+                "comm: node shared memory (every rank on this node): each rank sums its part of "
+                "the %.3g MB of gradients from all ranks' segments after backward (no overlap), "
+                "%.3g MB of other ranks' memory read and written per rank per step",
+                (double)s->model->n_params * sizeof(float) / 1e6, reducer_wire_bytes(red) / 1e6);
+  } else if (red) {
+    char sizes[160] = "";
+    size_t lo = 0, hi = 0;
+    int nb = reducer_buckets(red, -1, &lo, &hi);
+    for (int b = 0; b < nb && b < 6; b++) {
+      reducer_buckets(red, b, &lo, &hi);
+      snprintf(sizes + strlen(sizes), sizeof sizes - strlen(sizes), "%s%.3g", b ? " + " : "",
+               (double)(hi - lo) * sizeof(float) / 1e6);
+    }
+    if (nb > 6) snprintf(sizes + strlen(sizes), sizeof sizes - strlen(sizes), " + ...");
+    const char *wire = config_enum_name("comm.compress", (int)s->cfg.comm.compress);
+    int raw = s->cfg.comm.compress == MS_WIRE_NONE;
+    metrics_say(rp->m,
+                "comm: %s, %d bucket%s (%s MB), overlap %s, %s on the wire%s, %.3g MB sent per "
+                "rank per step",
+                reducer_method(red), nb, nb == 1 ? "" : "s", sizes,
+                s->cfg.comm.overlap ? "on" : "off", raw ? "fp32" : wire,
+                raw ? "" : " with error feedback", reducer_wire_bytes(red) / 1e6);
+  } else {
+    metrics_say(rp->m,
+                "comm: NO gradient sync (comm.sync false, a benchmark setting: every rank trains "
+                "its own model)");
+  }
+}
+
+void report_banner(report *rp, const char *ckpt_desc) {
+  if (!rp->m) return;
+  const train_setup *s = rp->s;
+  const ms_config *c = &s->cfg;
+  const ms_model *m = s->model;
+  char shape[1024];
+  model_desc(m, shape, sizeof shape);
+  unsigned maj, min, rel;
+  H5get_libversion(&maj, &min, &rel);
+  metrics_say(rp->m,
+              "midscale %s | world %d (%s) | BLAS OpenBLAS %s, %d thread(s)/rank | HDF5 %u.%u.%u",
+              MS_VERSION_STRING, rp->rk->w->size, rp->rk->w->launcher, blas_corename(),
+              s->blas_threads, maj, min, rel);
+  metrics_say(rp->m, "data %s: %llu train%s, %llu test samples, %zu features", c->data.path,
+              (unsigned long long)data_count(s->train),
+              data_in_memory(s->train) ? " (in memory)" : " (streamed)",
+              s->test ? (unsigned long long)data_count(s->test) : 0ULL,
+              data_sample_elems(s->train));
+  metrics_say(rp->m, "model %s: %zu parameters, %.2f MFLOP/sample forward, loss %s, %s", shape,
+              m->n_params, model_flops_per_sample(m) / 1e6,
+              config_enum_name("model.loss", (int)c->model.loss),
+              config_enum_name("optim.name", (int)c->optim.name));
+  char per_rank[96];
+  if (s->accumulate > 1)
+    snprintf(per_rank, sizeof per_rank, "%lld per rank in %d micro-batches of %lld",
+             (long long)s->local_batch, s->accumulate, (long long)s->micro_batch);
+  else
+    snprintf(per_rank, sizeof per_rank, "%lld per rank", (long long)s->local_batch);
+  char length[200];
+  check_length_desc(c, &s->len, length, sizeof length);
+  metrics_say(rp->m, "train: %s, global batch %lld (%s), run dir %s", length,
+              (long long)s->global_batch, per_rank, c->run.dir);
+  say_comm(rp);
+  metrics_say(rp->m, "%s", s->loader_desc);
+  metrics_say(rp->m, "checkpoint: %s, to %s", ckpt_desc, s->ckpt_dir);
+}
+
+void report_resumed(report *rp, const char *from, int64_t step, int64_t epoch,
+                    int64_t step_in_epoch) {
+  metrics_say(rp->m, "resumed from %s at step %lld (epoch %lld, %lld of its %lld steps done)",
+              from, (long long)step, (long long)epoch + 1, (long long)step_in_epoch,
+              (long long)rp->s->len.steps_per_epoch);
+}
+
+void report_begin(report *rp, int64_t step) {
+  if (rp->rk->w->rank == 0) rp->peak = blas_sgemm_peak();
+  rp->t_log = comm_wtime();
+  rp->log_from = step;
+}
+
+/* The breakdown of an interval: its wall time, the mean seconds per part
+ * over ranks, the samples trained. */
+static void breakdown(const report *rp, double wall, const double *t, double samples,
+                      ms_breakdown *b) {
+  ms_interval iv = {.wall = wall,
+                    .samples = samples,
+                    .flops_per_sample = model_flops_per_sample(rp->s->model),
+                    .world = rp->rk->w->size,
+                    .threads = rp->s->blas_threads,
+                    .peak = rp->peak};
+  memcpy(iv.t, t, sizeof iv.t);
+  timing_breakdown(&iv, b);
+}
+
+/* Rank 0, at a log line: where the interval's time went. */
+static void say_interval(report *rp, int64_t step, double wall, double samples,
+                         const double mean_t[T_PARTS]) {
+  double t[T_PARTS];
+  for (int i = 0; i < T_PARTS; i++) t[i] = mean_t[i] - rp->log_t[i];
+  memcpy(rp->log_t, mean_t, sizeof rp->log_t);
+  ms_breakdown b;
+  breakdown(rp, wall, t, samples, &b);
+  char text[256], json[512], line[700];
+  timing_format(&b, text, sizeof text, json, sizeof json);
+  metrics_say(rp->m, "        time: %s | %.3g GFLOP/s per rank, %.0f%% of sgemm peak", text,
+              b.flops_per_rank / 1e9, 100 * b.peak_frac);
+  snprintf(line, sizeof line, "{\"kind\":\"time\",\"step\":%lld,%s}", (long long)step, json);
+  metrics_json(rp->m, line);
+}
+
+void report_step(report *rp, int64_t step, int64_t epoch, double loss_sum, double correct,
+                 const double mean_t[T_PARTS], int last) {
+  const train_setup *s = rp->s;
+  double *st = rp->stats;
+  if (!rp->m) return;
+  st[0] += loss_sum, st[1] += correct, st[2] += (double)s->global_batch;
+  const int64_t total = s->len.total_steps;
+  if (step % s->cfg.log.every_steps == 0 || last) {
+    double now = comm_wtime(), samples = (double)(step - rp->log_from) * (double)s->global_batch;
+    metrics_train(rp->m, step, total, epoch, st[0] / st[2],
+                  check_is_classifier(&s->cfg) ? st[1] / st[2] : -1.0,
+                  schedule_lr(&s->cfg, step - 1, total), samples / (now - rp->t_log));
+    say_interval(rp, step, now - rp->t_log, samples, mean_t);
+    rp->t_log = now, rp->log_from = step;
+    st[0] = st[1] = st[2] = 0;
+  } else if (comm_wtime() - rp->t_bar > 0.1) {
+    metrics_progress(rp->m, step, total, st[0] / st[2]);
+    rp->t_bar = comm_wtime();
+  }
+}
+
+void report_eval(report *rp, int64_t step, int64_t epoch, const ms_eval *e) {
+  rp->last_eval = *e;
+  rp->last_eval_step = step;
+  rp->last_eval_epoch = epoch;
+  metrics_eval(rp->m, step, epoch, e);
+}
+
+/* The last evaluation's line: the final one, or (stopped) the last before
+ * the stop. */
+static void say_last_eval(const report *rp, int stopped) {
+  const ms_eval *e = &rp->last_eval;
+  char what[96];
+  if (stopped)
+    snprintf(what, sizeof what, "last evaluation (epoch %lld, step %lld):",
+             (long long)rp->last_eval_epoch, (long long)rp->last_eval_step);
+  else
+    snprintf(what, sizeof what, "final test");
+  if (e->classifier)
+    metrics_say(rp->m, "%s accuracy %.4f (loss %.4f)", what, e->acc, e->loss);
+  else
+    metrics_say(rp->m, "%s loss %.6g (%s)", what, e->loss,
+                config_enum_name("model.loss", (int)rp->s->cfg.model.loss));
+}
+
+void report_summary(report *rp, double wall, int64_t steps_run, int64_t step,
+                    const double t_rank[T_PARTS], int stopped) {
+  const train_setup *s = rp->s;
+  double t[T_PARTS], mean[T_PARTS];
+  memcpy(t, t_rank, sizeof t);
+  memcpy(mean, t_rank, sizeof mean);
+  /* The slowest rank's times are the ones the job waited for; the mean
+   * gives the fractions. */
+  ranks_enter(rp->rk, "summary", __func__);
+  int crc = comm_allreduce_max_f64(rp->rk->w, t, T_PARTS);
+  if (crc == 0) crc = comm_allreduce_sum_f64(rp->rk->w, mean, T_PARTS);
+  ranks_leave(rp->rk);
+  if (crc != 0 || !rp->m) return;
+  const int world = rp->rk->w->size, threads = s->blas_threads;
+  for (int i = 0; i < T_PARTS; i++) mean[i] /= world;
+  double sps = wall > 0 ? (double)steps_run * (double)s->global_batch / wall : 0.0;
+  if (rp->last_eval_step >= 0) say_last_eval(rp, stopped);
+  metrics_say(rp->m,
+              "done: %lld steps in %.2f s, %.0f samples/s; time per part (max over ranks): "
+              "compute %.2f s, comm %.2f s, data %.2f s, checkpoint %.2f s, eval %.2f s",
+              (long long)steps_run, wall, sps, t[0], t[1], t[2], t[3], t[4]);
+  ms_breakdown b;
+  breakdown(rp, wall, mean, (double)steps_run * (double)s->global_batch, &b);
+  char text[256], bjson[512];
+  timing_format(&b, text, sizeof text, bjson, sizeof bjson);
+  metrics_say(rp->m, "time (mean over ranks): %s", text);
+  metrics_say(rp->m,
+              "speed: %.0f samples/s; model %.3g GFLOP/s per rank (3x the %.3g MFLOP/sample "
+              "forward), %.1f%% of %d x %.3g GFLOP/s (single-core sgemm peak measured at "
+              "start-up, %d BLAS thread%s per rank)",
+              b.samples_per_s, b.flops_per_rank / 1e9, model_flops_per_sample(s->model) / 1e6,
+              100 * b.peak_frac, threads, rp->peak / 1e9, threads, threads == 1 ? "" : "s");
+  double acc = -1.0;
+  if (rp->last_eval_step >= 0 && (rp->last_eval.classifier || rp->last_eval.binary))
+    acc = rp->last_eval.acc;
+  char json[1200];
+  snprintf(json, sizeof json,
+           "{\"kind\":\"summary\",\"steps\":%lld,\"seconds\":%.3f,\"samples_per_s\":%.1f,"
+           "\"test_acc\":%.6f,\"compute_s\":%.3f,\"comm_s\":%.3f,\"data_s\":%.3f,"
+           "\"checkpoint_s\":%.3f,\"eval_s\":%.3f,\"world\":%d,\"sgemm_peak_gflops\":%.2f,"
+           "\"fractions\":{%s}}",
+           (long long)step, wall, sps, acc, t[0], t[1], t[2], t[3], t[4], world, rp->peak / 1e9,
+           bjson);
+  metrics_json(rp->m, json);
+}
