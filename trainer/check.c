@@ -15,6 +15,10 @@
 
 #define MAX_OVERRIDES 256
 
+/* The trainer's buffers for data/'s messages are MS_MSG_MAX bytes: never
+ * smaller than what data/ writes, so no message of it is cut. */
+_Static_assert(MS_MSG_MAX >= DATA_ERRLEN, "a data/ message fits the trainer's buffers");
+
 /* ---- cross-checks -------------------------------------------------------------- */
 
 int check_model_input(const ms_config *cfg, const data_set *train) {

@@ -59,14 +59,15 @@ typedef struct {
 
 /* The batch of the current cursor from the loader. */
 static int next_batch(run *r, loader_batch *b) {
-  char err[1024] = "";
+  char err[MS_MSG_MAX] = "";
   const ckpt_cursor *c = &r->cur;
-  if (loader_next(r->s.loader, (uint64_t)c->epoch, (uint64_t)c->step_in_epoch, b, err,
-                  sizeof err) < 0)
-    return ms_error_set(MS_EDATA, "step %lld (epoch %lld, step %lld of the epoch): %s",
-                        (long long)c->step + 1, (long long)c->epoch + 1,
-                        (long long)c->step_in_epoch + 1, err);
-  return 0;
+  int rc = ms_from_data(
+      loader_next(r->s.loader, (uint64_t)c->epoch, (uint64_t)c->step_in_epoch, b, err, sizeof err),
+      err);
+  if (rc)
+    ms_error_prefix("step %lld (epoch %lld, step %lld of the epoch)", (long long)c->step + 1,
+                    (long long)c->epoch + 1, (long long)c->step_in_epoch + 1);
+  return rc;
 }
 
 /* model_backward's hook on a step's last micro-batch: a range of gradients
