@@ -78,6 +78,13 @@ int comm_agree(comm_world *w, int local_code) {
   return worst < 0 ? worst : 0;
 }
 
+int comm_all_ready(comm_world *w, int ready) {
+  int mine = ready != 0, all = 0;
+  int rc = MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, w->comm);
+  if (rc != MPI_SUCCESS) return fail(w, rc, "MPI_Allreduce (readiness vote)");
+  return all;
+}
+
 int comm_agree_msg(comm_world *w, int local_code, char *msg, size_t cap) {
   int me = local_code < 0 ? w->rank : w->size, who = w->size;
   int rc = MPI_Allreduce(&me, &who, 1, MPI_INT, MPI_MIN, w->comm);

@@ -45,6 +45,12 @@ const char *comm_errmsg(const comm_world *w);
  * failure of the agreement itself returns COMM_EMPI. */
 int comm_agree(comm_world *w, int local_code);
 
+/* A readiness vote (not an error agreement: nothing failed when a rank is
+ * not ready). Collective.
+ * @return 1 when every rank passed ready != 0, 0 when some rank passed 0,
+ * or COMM_EMPI when the vote itself failed. */
+int comm_all_ready(comm_world *w, int ready);
+
 /* Agreement that also carries the reason: like comm_agree, but the code and
  * message are those of the lowest-numbered failing rank, copied into code
  * and msg (cap bytes) on every rank, so rank 0 can report a failure that

@@ -20,12 +20,12 @@
 
 #include "hash.h"
 #include "ms_error.h"
+#include "testutil.h"
 
 int ckf_setup(void **state) {
   ckf_fixture *fx = calloc(1, sizeof *fx);
   if (!fx) return -1;
-  snprintf(fx->dir, sizeof fx->dir, "/tmp/ms-ckpt-XXXXXX");
-  if (!mkdtemp(fx->dir)) {
+  if (tu_make_tmpdir(fx->dir, sizeof fx->dir, "ckpt") != 0) {
     free(fx);
     return -1;
   }
@@ -33,26 +33,9 @@ int ckf_setup(void **state) {
   return 0;
 }
 
-static void rm_rf(const char *path) {
-  DIR *d = opendir(path);
-  if (d) {
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-      if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-      char sub[512];
-      snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-      rm_rf(sub);
-    }
-    closedir(d);
-    rmdir(path);
-  } else {
-    unlink(path);
-  }
-}
-
 int ckf_teardown(void **state) {
   ckf_fixture *fx = *state;
-  rm_rf(fx->dir);
+  tu_remove_tree(fx->dir);
   free(fx);
   return 0;
 }

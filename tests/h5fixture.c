@@ -14,28 +14,18 @@
 
 #include "h5fixture.h"
 
+#include "testutil.h"
+
 static char g_dir[256];
 
 int h5f_make_dir(void **state) {
   (void)state;
-  const char *base = getenv("TMPDIR");
-  snprintf(g_dir, sizeof g_dir, "%s/ms_test_h5_XXXXXX", base && *base ? base : "/tmp");
-  return mkdtemp(g_dir) ? 0 : -1;
+  return tu_make_tmpdir(g_dir, sizeof g_dir, "h5");
 }
 
 int h5f_remove_dir(void **state) {
   (void)state;
-  DIR *d = opendir(g_dir);
-  if (!d) return -1;
-  struct dirent *e;
-  char p[512];
-  while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
-    if (unlink(p) != 0) rmdir(p);
-  }
-  closedir(d);
-  return rmdir(g_dir);
+  return tu_remove_tree(g_dir);
 }
 
 const char *h5f_tmp(const char *name) {

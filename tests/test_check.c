@@ -16,14 +16,10 @@
 #include "ckpt.h"
 #include "config.h"
 #include "ms_error.h"
+#include "testutil.h"
 
 #define TMP MS_BINARY_DIR "/tests/tmp/test_check"
 
-#define assert_contains(msg, sub)                                                    \
-  do {                                                                               \
-    const char *m_ = (msg), *s_ = (sub);                                             \
-    if (!strstr(m_, s_)) fail_msg("message:\n%s\n-- does not contain:\n%s", m_, s_); \
-  } while (0)
 
 static void make_tmp(void) {
   mkdir(MS_BINARY_DIR "/tests/tmp", 0777);
@@ -46,11 +42,11 @@ static void test_check_ckpt_dir_under_a_file(void **state) {
   assert_non_null(f);
   fclose(f);
   assert_int_equal(check_ckpt_dir(TMP "/afile/ckpt"), MS_ECONFIG);
-  assert_contains(ms_error_msg(),
+  tu_assert_contains(ms_error_msg(),
                   "checkpoint directory '" TMP "/afile/ckpt' cannot be created: '" TMP
                   "/afile' is not a directory");
   assert_int_equal(check_ckpt_dir(TMP "/afile"), MS_ECONFIG);
-  assert_contains(ms_error_msg(), "cannot be written: '" TMP "/afile' is not a directory");
+  tu_assert_contains(ms_error_msg(), "cannot be written: '" TMP "/afile' is not a directory");
 }
 
 static void test_check_ckpt_dir_of(void **state) {
@@ -122,7 +118,7 @@ static void test_check_resume_config_missing_file(void **state) {
   ms_config now;
   minimal_config(&now);
   assert_true(check_resume_config(TMP "/no-such.safetensors.zst", &now) < 0);
-  assert_contains(ms_error_msg(), "no-such.safetensors.zst");
+  tu_assert_contains(ms_error_msg(), "no-such.safetensors.zst");
 }
 
 int main(void) {

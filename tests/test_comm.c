@@ -50,6 +50,15 @@ static void test_comm_agree_one_rank_fails(void **state) {
   assert_all_true(code == (W.size > 1 ? -4 : -2));
 }
 
+/* The readiness vote: 1 only when every rank is ready. */
+static void test_comm_all_ready(void **state) {
+  (void)state;
+  assert_all_true(comm_all_ready(&W, 1) == 1);
+  assert_all_true(comm_all_ready(&W, 7) == 1); /* any nonzero is ready */
+  assert_all_true(comm_all_ready(&W, W.rank != W.size - 1) == 0);
+  assert_all_true(comm_all_ready(&W, 0) == 0);
+}
+
 static void test_comm_agree_msg_carries_lowest_failing_rank(void **state) {
   (void)state;
   char msg[128];
@@ -186,6 +195,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_comm_world_is_sane),
       cmocka_unit_test(test_comm_agree_all_ok),
       cmocka_unit_test(test_comm_agree_one_rank_fails),
+      cmocka_unit_test(test_comm_all_ready),
       cmocka_unit_test(test_comm_agree_msg_carries_lowest_failing_rank),
       cmocka_unit_test(test_comm_all_equal),
       cmocka_unit_test(test_comm_allreduce_sum),

@@ -18,14 +18,12 @@
 #include "convert.h"
 #include "dataset.h"
 #include "h5fixture.h"
+#include "testutil.h"
 
 #define BIG_BUDGET ((size_t)1 << 30)
 
 static char g_err[DATA_ERRLEN];
 
-static void err_has(const char *want) {
-  if (!strstr(g_err, want)) fail_msg("message '%s' lacks '%s'", g_err, want);
-}
 
 static data_set *open_ok(const char *path, const char *x, const char *y) {
   data_set *ds = NULL;
@@ -154,30 +152,30 @@ static void test_convert_csv_test_fraction_splits_rows(void **state) {
   data_close(te);
   /* Too small a share for the row count. */
   assert_int_equal(csv("a,l\n1,0\n2,1\n", "l", 0.1, &out), -1);
-  err_has("leaves 0 test and 2 training rows");
+  tu_assert_contains(g_err, "leaves 0 test and 2 training rows");
 }
 
 static void test_convert_csv_errors_name_line_and_column(void **state) {
   (void)state;
   const char *out;
   assert_int_equal(csv("a,b,c\n1,2,3\n", "label", 0, &out), -1);
-  err_has("in.csv:1: no column named 'label' in the header; columns: 'a', 'b', 'c'");
+  tu_assert_contains(g_err, "in.csv:1: no column named 'label' in the header; columns: 'a', 'b', 'c'");
   assert_int_equal(csv("a,label\n1,2\n3\n", "label", 0, &out), -1);
-  err_has("in.csv:3: 1 fields, but the header has 2");
+  tu_assert_contains(g_err, "in.csv:3: 1 fields, but the header has 2");
   assert_int_equal(csv("a,label\n1,2\n\n\nx1,0\n", "label", 0, &out), -1);
-  err_has("in.csv:5: column 'a': 'x1' is not a number");
+  tu_assert_contains(g_err, "in.csv:5: column 'a': 'x1' is not a number");
   assert_int_equal(csv("a,label\n1,\n", "label", 0, &out), -1);
-  err_has("in.csv:2: column 'label' is empty (missing values");
+  tu_assert_contains(g_err, "in.csv:2: column 'label' is empty (missing values");
   assert_int_equal(csv("a,label\n1,nan\n", "label", 0, &out), -1);
-  err_has("in.csv:2: column 'label': 'nan' is not a finite float32");
+  tu_assert_contains(g_err, "in.csv:2: column 'label': 'nan' is not a finite float32");
   assert_int_equal(csv("a,label\n", "label", 0, &out), -1);
-  err_has("has a header but no data rows");
+  tu_assert_contains(g_err, "has a header but no data rows");
   assert_int_equal(csv("a,label\n\"1,0\n", "label", 0, &out), -1);
-  err_has("in.csv:2: a quoted field is not closed");
+  tu_assert_contains(g_err, "in.csv:2: a quoted field is not closed");
   assert_int_equal(csv("label\n1\n", "label", 0, &out), -1);
-  err_has("the header has only the label column 'label'; no features");
+  tu_assert_contains(g_err, "the header has only the label column 'label'; no features");
   assert_int_equal(csv("", "label", 0, &out), -1);
-  err_has("is empty: expected a header row");
+  tu_assert_contains(g_err, "is empty: expected a header row");
 }
 
 /* ---- .npy ---------------------------------------------------------------------- */
@@ -295,22 +293,22 @@ static void test_convert_npy_refuses_bad_files(void **state) {
   const char *x = xpath(), *out;
   write_npy(x, 1, "<f4", 0, "(6,)", v, sizeof v - 4);
   assert_int_equal(npy(x, &out), -1);
-  err_has("is truncated: its header promises 24 bytes of data, the file has 20");
+  tu_assert_contains(g_err, "is truncated: its header promises 24 bytes of data, the file has 20");
   write_npy(x, 1, "<f4", 0, "(5,)", v, sizeof v);
   assert_int_equal(npy(x, &out), -1);
-  err_has("has 4 bytes after the data its header promises");
+  tu_assert_contains(g_err, "has 4 bytes after the data its header promises");
   write_npy(x, 1, "<c8", 0, "(3,)", v, sizeof v);
   assert_int_equal(npy(x, &out), -1);
-  err_has("has dtype '<c8'; midscale converts bool");
+  tu_assert_contains(g_err, "has dtype '<c8'; midscale converts bool");
   write_npy(x, 1, "<f4", 0, "()", v, 4);
   assert_int_equal(npy(x, &out), -1);
-  err_has("holds a scalar (shape ())");
+  tu_assert_contains(g_err, "holds a scalar (shape ())");
   write_npy(x, 1, "<f4", 0, "(3, 2)", v, sizeof v);
   assert_int_equal(npy(x, &out), -1);
-  err_has("has 3 samples (shape[0]) but");
+  tu_assert_contains(g_err, "has 3 samples (shape[0]) but");
   h5f_write_text(x, "not numpy at all\n");
   assert_int_equal(npy(x, &out), -1);
-  err_has("is not a .npy file (no \\x93NUMPY magic)");
+  tu_assert_contains(g_err, "is not a .npy file (no \\x93NUMPY magic)");
   /* Structured dtypes: the descr is a list. */
   FILE *f = fopen(x, "wb");
   const char hdr[] =
@@ -319,7 +317,7 @@ static void test_convert_npy_refuses_bad_files(void **state) {
   fwrite(hdr, 1, sizeof hdr - 1, f);
   fclose(f);
   assert_int_equal(npy(x, &out), -1);
-  err_has("holds a structured dtype");
+  tu_assert_contains(g_err, "holds a structured dtype");
 }
 
 /* A failed conversion leaves an existing output as it was. */
@@ -332,7 +330,7 @@ static void test_convert_npy_keeps_output_on_error(void **state) {
   write_npy(x, 1, "<f4", 0, "(6,)", v, sizeof v);
   write_npy(y, 1, "<i8", 0, "(6,)", g_y6, sizeof g_y6);
   assert_int_equal(convert_npy(x, y, out, "train", g_err, sizeof g_err), -1);
-  err_has("exists and is not an HDF5 file; not overwriting it");
+  tu_assert_contains(g_err, "exists and is not an HDF5 file; not overwriting it");
   FILE *f = fopen(out, "r");
   char line[32] = "";
   assert_non_null(fgets(line, sizeof line, f));

@@ -20,6 +20,7 @@
 
 #include "convert.h"
 #include "dataset.h"
+#include "testutil.h"
 #include "sampler.h"
 
 #define BIG_BUDGET ((size_t)1 << 30)
@@ -34,24 +35,12 @@ static char g_err[DATA_ERRLEN];
 
 static int make_dir(void **state) {
   (void)state;
-  const char *base = getenv("TMPDIR");
-  snprintf(g_dir, sizeof g_dir, "%s/ms_test_dataset_XXXXXX", base && *base ? base : "/tmp");
-  return mkdtemp(g_dir) ? 0 : -1;
+  return tu_make_tmpdir(g_dir, sizeof g_dir, "dataset");
 }
 
 static int remove_dir(void **state) {
   (void)state;
-  DIR *d = opendir(g_dir);
-  if (!d) return -1;
-  struct dirent *e;
-  char p[512];
-  while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
-    unlink(p);
-  }
-  closedir(d);
-  return rmdir(g_dir);
+  return tu_remove_tree(g_dir);
 }
 
 /* "<tmpdir>/name", in one of eight rotating buffers (a test needs fewer). */

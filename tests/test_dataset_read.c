@@ -18,6 +18,7 @@
 
 #include "dataset.h"
 #include "h5fixture.h"
+#include "testutil.h"
 
 #define BIG_BUDGET ((size_t)1 << 30)
 
@@ -38,10 +39,6 @@ static const char *open_fails(const char *path, const char *x, const char *y) {
   return g_err;
 }
 
-/* Fails unless g_err contains want. */
-static void err_has(const char *want) {
-  if (!strstr(g_err, want)) fail_msg("message '%s' lacks '%s'", g_err, want);
-}
 
 /* ---- input types ---------------------------------------------------------------- */
 
@@ -265,8 +262,8 @@ static void test_dataset_open_cached_modes(void **state) {
   assert_int_equal(
       data_open_cached(&ds, p, "/x", "/y", 599, DATA_CACHE_MEMORY, g_err, sizeof g_err), -1);
   assert_null(ds);
-  err_has("data.cache is memory but the inputs '/x'");
-  err_has("take 600 B, more than the memory budget of 599 B per rank");
+  tu_assert_contains(g_err, "data.cache is memory but the inputs '/x'");
+  tu_assert_contains(g_err, "take 600 B, more than the memory budget of 599 B per rank");
   data_cache c;
   assert_int_equal(data_cache_parse("stream", &c), 0);
   assert_int_equal(c, DATA_CACHE_STREAM);
@@ -357,7 +354,7 @@ static void test_dataset_read_float_labels_are_targets(void **state) {
   assert_int_equal(data_read(ds, idx, 3, NULL, x, NULL, NULL, g_err, sizeof g_err), 0);
   assert_int_equal(data_check_targets(ds, 6, g_err, sizeof g_err), 0);
   assert_int_equal(data_check_targets(ds, 5, g_err, sizeof g_err), -1);
-  err_has("have shape (7, 2, 3): 6 target values per sample, but the model has 5 outputs");
+  tu_assert_contains(g_err, "have shape (7, 2, 3): 6 target values per sample, but the model has 5 outputs");
   data_close(ds);
 
   /* float16 targets of shape (N,): HDF5 converts them to float. */
@@ -495,16 +492,16 @@ static void test_dataset_norm_rejects_bad_values(void **state) {
   const uint64_t idx[1] = {0};
   float x[6];
   assert_int_equal(data_norm_check(ds, &nm, g_err, sizeof g_err), -1);
-  err_has("data.mean has 4 values; '/x' in '");
-  err_has(
+  tu_assert_contains(g_err, "data.mean has 4 values; '/x' in '");
+  tu_assert_contains(g_err, 
       "has shape (4, 2, 3): expected 1 value, 2 (one per channel, dimension 1) or 6 (one "
       "per feature)");
   /* data_read refuses it too, rather than reading past the array. */
   assert_int_equal(data_read(ds, idx, 1, &nm, x, NULL, NULL, g_err, sizeof g_err), -1);
-  err_has("data.mean has 4 values");
+  tu_assert_contains(g_err, "data.mean has 4 values");
   nm.n_mean = 0, nm.mean = NULL, nm.n_std = 2, nm.std = zero_std;
   assert_int_equal(data_norm_check(ds, &nm, g_err, sizeof g_err), -1);
-  err_has("data.std[1] is 0; expected a finite number > 0");
+  tu_assert_contains(g_err, "data.std[1] is 0; expected a finite number > 0");
   data_close(ds);
 }
 
@@ -542,19 +539,19 @@ static void test_dataset_check_finite_names_the_sample(void **state) {
     /* Each rank checks its share: samples 8.. are clean. */
     assert_int_equal(data_check_finite(ds, 8, N - 8, NULL, g_err, sizeof g_err), 0);
     assert_int_equal(data_check_finite(ds, 8, N, NULL, g_err, sizeof g_err), -1);
-    err_has("out of range");
+    tu_assert_contains(g_err, "out of range");
     data_close(ds);
 
     ds = open_ok(p, "/big", "/y", budget);
     assert_int_equal(data_check_finite(ds, 0, N, NULL, g_err, sizeof g_err), -1);
-    err_has("sample 30 of '/big'");
-    err_has("(inf) at element 1");
+    tu_assert_contains(g_err, "sample 30 of '/big'");
+    tu_assert_contains(g_err, "(inf) at element 1");
     data_close(ds);
 
     ds = open_ok(p, "/big", "/t", budget);
     assert_int_equal(data_check_finite(ds, 0, 20, NULL, g_err, sizeof g_err), -1);
-    err_has("sample 12 of '/t'");
-    err_has("(-inf) at element 0");
+    tu_assert_contains(g_err, "sample 12 of '/t'");
+    tu_assert_contains(g_err, "(-inf) at element 0");
     data_close(ds);
   }
 }
@@ -630,8 +627,8 @@ static void test_dataset_open_truncated_file(void **state) {
   assert_int_equal(stat(p, &st), 0);
   assert_int_equal(truncate(p, st.st_size / 2), 0);
   open_fails(p, "/x", "/y");
-  err_has("truncated");
-  err_has(p);
+  tu_assert_contains(g_err, "truncated");
+  tu_assert_contains(g_err, p);
 }
 
 static void test_dataset_open_scalar_inputs(void **state) {
@@ -644,8 +641,8 @@ static void test_dataset_open_scalar_inputs(void **state) {
   h5f_put(f, "/y", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, yd, y, 0);
   H5Fclose(f);
   open_fails(p, "/x", "/y");
-  err_has("dataset '/x' in '");
-  err_has("is a scalar (shape ()); inputs need a sample axis");
+  tu_assert_contains(g_err, "dataset '/x' in '");
+  tu_assert_contains(g_err, "is a scalar (shape ()); inputs need a sample axis");
 }
 
 static void test_dataset_open_compound_inputs(void **state) {
@@ -667,7 +664,7 @@ static void test_dataset_open_compound_inputs(void **state) {
   H5Fclose(f);
   H5Tclose(ct);
   open_fails(p, "/x", "/y");
-  err_has("has type compound; supported input types are uint8");
+  tu_assert_contains(g_err, "has type compound; supported input types are uint8");
 }
 
 int main(void) {

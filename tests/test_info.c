@@ -17,6 +17,7 @@
 #include "dataset.h"
 #include "h5fixture.h"
 #include "h5util.h"
+#include "testutil.h"
 #include "info.h"
 
 static char g_err[DATA_ERRLEN];
@@ -35,13 +36,7 @@ static int info(const char *path, const char *const *hist, int n_hist) {
   return rc;
 }
 
-static void out_has(const char *want) {
-  if (!strstr(g_out, want)) fail_msg("report lacks '%s':\n%s", want, g_out);
-}
 
-static void err_has(const char *want) {
-  if (!strstr(g_err, want)) fail_msg("message '%s' lacks '%s'", g_err, want);
-}
 
 /* /exp/run1/x: float32 BE (100, 4, 5) chunked 8 rows, gzip; /exp/run1/y_labels
  * int16 with a known histogram; /plain contiguous float64 (3,); /scalar. */
@@ -87,19 +82,19 @@ static void test_info_describes_every_dataset(void **state) {
   (void)state;
   const char *p = write_fixture();
   assert_int_equal(info(p, NULL, 0), 0);
-  out_has(": HDF5, ");
-  out_has(", 4 datasets\n");
-  out_has(
+  tu_assert_contains(g_out, ": HDF5, ");
+  tu_assert_contains(g_out, ", 4 datasets\n");
+  tu_assert_contains(g_out, 
       "\n/exp/run1/x\n  dtype    float32 BE\n  shape    (100, 4, 5): 100 samples\n"
       "  layout   chunked (8, 4, 5), 640 B per chunk\n  filters  gzip 1\n"
       "  storage  ");
-  out_has("for 8.0 KB of data (ratio ");
-  out_has(
+  tu_assert_contains(g_out, "for 8.0 KB of data (ratio ");
+  tu_assert_contains(g_out, 
       "\n/plain\n  dtype    float64\n  shape    (3,): 3 samples\n  layout   contiguous\n"
       "  filters  none\n  storage  24 B on disk for 24 B of data (ratio 1.00)\n");
-  out_has("\n/scalar\n  dtype    uint8\n  shape    () (a scalar: no sample axis)\n");
+  tu_assert_contains(g_out, "\n/scalar\n  dtype    uint8\n  shape    () (a scalar: no sample axis)\n");
   /* The labels: automatic histogram, sorted by value, negatives flagged. */
-  out_has(
+  tu_assert_contains(g_out, 
       "label histogram of /exp/run1/y_labels: 100 values, 3 distinct, min -2, max 1 "
       "(negative labels: not class indices)\n"
       "        -2         10  10.00%  ######\n"
@@ -114,35 +109,35 @@ static void test_info_histogram_on_request(void **state) {
   const char *p = write_fixture();
   const char *want[1] = {"scalar"};
   assert_int_equal(info(p, want, 1), 0);
-  out_has("label histogram of /scalar: 1 values, 1 distinct, min 7, max 7\n");
+  tu_assert_contains(g_out, "label histogram of /scalar: 1 values, 1 distinct, min 7, max 7\n");
   const char *flt[1] = {"/plain"};
   assert_int_equal(info(p, flt, 1), -1);
-  err_has("--histogram: '/plain' in '");
-  err_has("has type float64; histograms are of integer labels");
+  tu_assert_contains(g_err, "--histogram: '/plain' in '");
+  tu_assert_contains(g_err, "has type float64; histograms are of integer labels");
   const char *missing[1] = {"/nope"};
   assert_int_equal(info(p, missing, 1), -1);
-  err_has("--histogram: dataset '/nope' not found in '");
+  tu_assert_contains(g_err, "--histogram: dataset '/nope' not found in '");
   assert_string_equal(g_out, ""); /* refused before printing */
 }
 
 static void test_info_refuses_what_is_not_hdf5(void **state) {
   (void)state;
   assert_int_equal(info(h5f_tmp("missing.h5"), NULL, 0), -1);
-  err_has("missing.h5': No such file or directory");
+  tu_assert_contains(g_err, "missing.h5': No such file or directory");
   const char *d = h5f_tmp("dir.h5");
   mkdir(d, 0700);
   assert_int_equal(info(d, NULL, 0), -1);
-  err_has("is a directory, not an HDF5 file");
+  tu_assert_contains(g_err, "is a directory, not an HDF5 file");
   const char *t = h5f_tmp("text.h5");
   h5f_write_text(t, "hello\n");
   assert_int_equal(info(t, NULL, 0), -1);
-  err_has("is not an HDF5 file (6 bytes, no HDF5 signature)");
+  tu_assert_contains(g_err, "is not an HDF5 file (6 bytes, no HDF5 signature)");
   const char *p = write_fixture();
   struct stat st;
   assert_int_equal(stat(p, &st), 0);
   assert_int_equal(truncate(p, st.st_size / 2), 0);
   assert_int_equal(info(p, NULL, 0), -1);
-  err_has("truncated");
+  tu_assert_contains(g_err, "truncated");
   assert_int_equal(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
 }
 

@@ -198,7 +198,7 @@ static void test_kernels_sgd_momentum_matches_formula(void **state) {
   (void)state;
   ms_config cfg;
   memset(&cfg, 0, sizeof cfg);
-  strcpy(cfg.optim.name, "sgd");
+  cfg.optim.name = MS_OPTIM_SGD;
   cfg.optim.lr = 0.1, cfg.optim.momentum = 0.9, cfg.optim.weight_decay = 0.01;
   ms_optim *o = NULL;
   assert_int_equal(optim_create(&o, &cfg, 1), 0);
@@ -219,7 +219,7 @@ static void test_kernels_schedule_warmup_and_cosine(void **state) {
   ms_config cfg;
   memset(&cfg, 0, sizeof cfg);
   cfg.optim.lr = 1.0;
-  strcpy(cfg.schedule.name, "cosine");
+  cfg.schedule.name = MS_SCHED_COSINE;
   cfg.schedule.warmup_steps = 10;
   cfg.schedule.min_lr_ratio = 0.1;
   tu_assert_close(schedule_lr(&cfg, 0, 110), 0.1, 1e-12, 0);
@@ -227,7 +227,7 @@ static void test_kernels_schedule_warmup_and_cosine(void **state) {
   tu_assert_close(schedule_lr(&cfg, 10, 110), 1.0, 1e-12, 0);
   tu_assert_close(schedule_lr(&cfg, 60, 110), 0.55, 1e-12, 0);
   tu_assert_close(schedule_lr(&cfg, 110, 110), 0.1, 1e-12, 0);
-  strcpy(cfg.schedule.name, "constant");
+  cfg.schedule.name = MS_SCHED_CONSTANT;
   tu_assert_close(schedule_lr(&cfg, 60, 110), 1.0, 1e-12, 0);
 }
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "testutil.h"
 #include "ms_error.h"
 #include "saver.h"
 
@@ -27,8 +28,7 @@ typedef struct {
 static int setup(void **state) {
   fixture *fx = calloc(1, sizeof *fx);
   if (!fx) return -1;
-  snprintf(fx->dir, sizeof fx->dir, "/tmp/ms-saver-XXXXXX");
-  if (!mkdtemp(fx->dir)) return -1;
+  if (tu_make_tmpdir(fx->dir, sizeof fx->dir, "saver") != 0) return -1;
   fx->w = malloc(sizeof(float) * ROWS * COLS);
   fx->b = malloc(sizeof(float) * ROWS);
   if (!fx->w || !fx->b) return -1;
@@ -46,15 +46,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   fixture *fx = *state;
-  DIR *d = opendir(fx->dir);
-  struct dirent *de;
-  while (d && (de = readdir(d)) != NULL) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", fx->dir, de->d_name);
-    if (de->d_name[0] != '.') unlink(p);
-  }
-  if (d) closedir(d);
-  rmdir(fx->dir);
+  tu_remove_tree(fx->dir);
   free(fx->w);
   free(fx->b);
   free(fx);

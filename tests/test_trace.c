@@ -13,12 +13,13 @@
 #include <unistd.h>
 
 #include "hash.h"
+#include "testutil.h"
 #include "trace.h"
 
 static void test_trace_writes_indices_sums_and_floats(void **state) {
   (void)state;
-  char dir[] = "/tmp/ms_test_trace_XXXXXX", path[128], line[256];
-  assert_non_null(mkdtemp(dir));
+  char dir[96], path[160], line[256];
+  assert_int_equal(tu_make_tmpdir(dir, sizeof dir, "trace"), 0);
   setenv("MIDSCALE_TRACE_SAMPLES", dir, 1);
   setenv("MIDSCALE_TRACE_FLOAT_STEPS", "1", 1);
   const uint64_t idx[2] = {7, 3};
@@ -46,12 +47,7 @@ static void test_trace_writes_indices_sums_and_floats(void **state) {
   assert_int_equal(fread(got, sizeof *got, 8, f), 4); /* the first step only */
   assert_memory_equal(got, x, sizeof x);
   fclose(f);
-  const char *ext[3] = {"txt", "sum", "f32"};
-  for (int i = 0; i < 3; i++) {
-    snprintf(path, sizeof path, "%s/rank2.%s", dir, ext[i]);
-    unlink(path);
-  }
-  rmdir(dir);
+  assert_int_equal(tu_remove_tree(dir), 0);
 }
 
 int main(void) {

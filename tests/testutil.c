@@ -1,9 +1,15 @@
 #include "testutil.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -19,4 +25,39 @@ void tu_assert_close(double analytic, double numeric, double rtol, double atol) 
   double scale = fmax(fabs(analytic), fabs(numeric));
   if (diff > atol && diff > rtol * scale)
     fail_msg("analytic %.7g vs numeric %.7g (diff %.3g)", analytic, numeric, diff);
+}
+
+void tu_assert_contains(const char *msg, const char *sub) {
+  if (!msg || !strstr(msg, sub))
+    fail_msg("message:\n%s\n-- does not contain:\n%s", msg ? msg : "(null)", sub);
+}
+
+int tu_make_tmpdir(char *dir, size_t cap, const char *name) {
+  const char *base = getenv("TMPDIR");
+  int n = snprintf(dir, cap, "%s/ms_test_%s_XXXXXX", base && *base ? base : "/tmp", name);
+  if (n < 0 || (size_t)n >= cap) return -1;
+  return mkdtemp(dir) ? 0 : -1;
+}
+
+int tu_remove_tree(const char *path) {
+  struct stat st;
+  if (lstat(path, &st) != 0) return 0; /* nothing there */
+  if (!S_ISDIR(st.st_mode)) return unlink(path);
+  DIR *d = opendir(path);
+  int rc = d ? 0 : -1;
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    size_t len = strlen(path) + strlen(e->d_name) + 2;
+    char *sub = malloc(len);
+    if (!sub) {
+      rc = -1;
+      break;
+    }
+    snprintf(sub, len, "%s/%s", path, e->d_name);
+    if (tu_remove_tree(sub) != 0) rc = -1;
+    free(sub);
+  }
+  if (d) closedir(d);
+  return rmdir(path) != 0 ? -1 : rc;
 }

@@ -14,7 +14,10 @@
 #include "sampler.h"
 
 #define MAX_OVERRIDES 256
-#define ERRLEN 1024
+
+/* The trainer's buffers for data/'s messages are MS_MSG_MAX bytes: never
+ * smaller than what data/ writes, so no message of it is cut. */
+_Static_assert(MS_MSG_MAX >= DATA_ERRLEN, "a data/ message fits the trainer's buffers");
 
 /* ---- cross-checks -------------------------------------------------------------- */
 
@@ -40,14 +43,15 @@ data_norm check_data_norm(const ms_config *cfg) {
 
 int check_data_sets(const ms_config *cfg, const data_set *train, const data_set *test,
                     const data_norm *norm) {
-  char err[ERRLEN] = "";
+  char err[MS_MSG_MAX] = "";
   if (test && data_sample_elems(test) != data_sample_elems(train))
     return ms_error_set(MS_EDATA,
                         "'%s': test samples (%s) have %zu features but training samples (%s) "
                         "have %zu",
                         cfg->data.path, data_x_name(test), data_sample_elems(test),
                         data_x_name(train), data_sample_elems(train));
-  if (data_norm_check(train, norm, err, sizeof err) < 0) return ms_error_set(MS_EDATA, "%s", err);
+  int rc = ms_from_data(data_norm_check(train, norm, err, sizeof err), err);
+  if (rc) return rc;
   if (data_count(train) < (uint64_t)cfg->train.batch_size)
     return ms_error_set(MS_EDATA,
                         "'%s' in '%s' has %llu samples, fewer than one global batch "
@@ -84,18 +88,16 @@ int check_accumulate(const ms_config *cfg, int world) {
   return 0;
 }
 
-int check_is_classifier(const ms_config *cfg) {
-  return strcmp(cfg->model.loss, "softmax_cross_entropy") == 0;
-}
+int check_is_classifier(const ms_config *cfg) { return cfg->model.loss == MS_LOSS_XENT; }
 
 int check_labels(const ms_config *cfg, long n_out, data_set *ds) {
-  char err[ERRLEN] = "";
-  int rc = check_is_classifier(cfg) ? data_check_labels(ds, (int)n_out, err, sizeof err)
-                                    : data_check_targets(ds, (size_t)n_out, err, sizeof err);
-  if (rc == 0) return 0;
-  ms_error_set(MS_EDATA, "%s", err);
-  ms_error_prefix("the model has %ld output unit%s", n_out, n_out == 1 ? "" : "s");
-  return MS_EDATA;
+  char err[MS_MSG_MAX] = "";
+  int rc = ms_from_data(check_is_classifier(cfg)
+                            ? data_check_labels(ds, (int)n_out, err, sizeof err)
+                            : data_check_targets(ds, (size_t)n_out, err, sizeof err),
+                        err);
+  if (rc) ms_error_prefix("the model has %ld output unit%s", n_out, n_out == 1 ? "" : "s");
+  return rc;
 }
 
 void check_ckpt_dir_of(const ms_config *cfg, char *out, size_t n) {
@@ -180,7 +182,7 @@ int check_ckpt_dir(const char *dir) {
 
 int check_resume_meta(const char *path, const ckpt_meta *meta, const ms_config *now) {
   ms_config *saved = NULL;
-  char diff[2048];
+  char diff[MS_MSG_MAX / 2]; /* the rest of the message names the checkpoint */
   int rc = 0;
   if (!(saved = malloc(sizeof *saved)))
     return ms_error_set(MS_ENOMEM, "out of memory reading the config of %s", path);
@@ -190,7 +192,7 @@ int check_resume_meta(const char *path, const ckpt_meta *meta, const ms_config *
   } else if (config_parse(saved, meta->config, strlen(meta->config), "(saved config)") != 0) {
     ms_error_prefix("%s: the config saved in this checkpoint does not parse", path);
     rc = MS_ECKPT;
-  } else if (config_resume_diff(saved, now, diff, sizeof diff) != 0) {
+  } else if (config_diff(saved, now, CONFIG_DIFF_PINNED, diff, sizeof diff) != 0) {
     rc = ms_error_set(MS_ECKPT, "%s: this checkpoint was made with a different config: %s", path,
                       diff);
   }
@@ -248,7 +250,7 @@ static void print_summary(FILE *out, const ms_config *c, const ms_model *m, int 
     model_shape_desc(l->out_c, l->out_h, l->out_w, shape, sizeof shape);
     fprintf(out, "  %-10s %-26s %-16s %15s\n", name, desc, shape, group(a, sizeof a, p));
   }
-  int states = strcmp(c->optim.name, "sgd") == 0 ? 1 : 2;
+  int states = c->optim.name == MS_OPTIM_SGD ? 1 : 2; /* momentum; or both moments of Adam */
   double f = sizeof(float), arena = (double)m->n_params * f, flops = model_flops_per_sample(m);
   double acts = (double)batch * ((double)m->in_features + model_row_floats(m)) * f;
   fprintf(out, "  parameters: %s\n", group(a, sizeof a, m->n_params));
@@ -259,8 +261,9 @@ static void print_summary(FILE *out, const ms_config *c, const ms_model *m, int 
           "arena%s) %s + activations %s (batch %lld per rank: input, layer outputs, backward "
           "buffers)\n",
           mib(a, sizeof a, (2 + states) * arena + acts), mib(b, sizeof b, arena),
-          mib(b, sizeof b, arena), c->optim.name, states, states > 1 ? "s" : "",
-          mib(d, sizeof d, states * arena), mib(e, sizeof e, acts), (long long)batch);
+          mib(b, sizeof b, arena), config_enum_name("optim.name", (int)c->optim.name), states,
+          states > 1 ? "s" : "", mib(d, sizeof d, states * arena), mib(e, sizeof e, acts),
+          (long long)batch);
 }
 
 /* "(28x28)" */
@@ -310,22 +313,19 @@ static int parse_args(int argc, char **argv, check_args *a) {
   return 0;
 }
 
-static int data_rc(int rc, const char *err) {
-  return rc < 0 ? ms_error_set(MS_EDATA, "%s", err) : 0;
-}
-
 /* The dataset cross-checks against the planned model m; *len gets the
  * run's length. */
 static int check_data(const ms_config *c, const ms_model *m, data_set *train, data_set *test,
                       check_length *len) {
-  char err[ERRLEN] = "";
+  char err[MS_MSG_MAX] = "";
   int rc;
   data_norm norm = check_data_norm(c);
   if ((rc = check_data_sets(c, train, test, &norm))) return rc;
   for (int i = 0; c->data.check_finite && i < 2; i++) {
     data_set *ds = i ? test : train;
-    if (ds && data_check_finite(ds, 0, data_count(ds), &norm, err, sizeof err) < 0)
-      return ms_error_set(MS_EDATA, "%s", err);
+    if (ds &&
+        (rc = ms_from_data(data_check_finite(ds, 0, data_count(ds), &norm, err, sizeof err), err)))
+      return rc;
   }
   if ((rc = check_labels(c, m->n_out, train))) return rc;
   if (test && (rc = check_labels(c, m->n_out, test))) return rc;
@@ -335,7 +335,7 @@ static int check_data(const ms_config *c, const ms_model *m, data_set *train, da
 int check_main(int argc, char **argv, const char *usage, FILE *out) {
   check_args a = {.world = 1};
   ms_config *c = NULL;
-  char *text = NULL, *emitted = NULL, err[ERRLEN] = "", dir[MS_PATH_MAX + 32];
+  char *text = NULL, *emitted = NULL, err[MS_MSG_MAX] = "", dir[MS_PATH_MAX + 32];
   size_t text_len = 0;
   data_set *train = NULL, *test = NULL;
   check_length len = {0, 0, 0};
@@ -362,10 +362,10 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
 
   if (stat(c->data.path, &st) == 0) {
     /* Streaming mode (budget 0): only the labels are read into memory. */
-    rc = data_rc(
+    rc = ms_from_data(
         data_open(&train, c->data.path, c->data.train_x, c->data.train_y, 0, err, sizeof err), err);
     if (rc == 0 && c->data.test_x[0])
-      rc = data_rc(
+      rc = ms_from_data(
           data_open(&test, c->data.path, c->data.test_x, c->data.test_y, 0, err, sizeof err), err);
     if (rc == 0) rc = check_model_input(c, train);
     if (rc) goto out;

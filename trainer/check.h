@@ -115,7 +115,7 @@ int check_run_length(const ms_config *cfg, uint64_t n_samples, check_length *len
 void check_length_desc(const ms_config *cfg, const check_length *len, char *out, size_t n);
 
 /* Resume provenance: reads the config saved in the checkpoint `path`
- * (ckpt_read_meta) and compares it with `now` (config_resume_diff).
+ * (ckpt_read_meta) and compares it with `now` (config_diff of the pinned keys).
  * @return 0, or MS_ECKPT with "<path>: this checkpoint was made with a
  * different config: key old → new; ..." (or the read error). */
 int check_resume_config(const char *path, const ms_config *now);

@@ -11,8 +11,6 @@
 #include "sampler.h"
 #include "saver.h"
 
-#define ERRLEN 1024
-
 /* Checkpoint tensors: every parameter tensor, and its view in each of the
  * optimizer's state arenas (at most two: Adam's moments). */
 #define MAX_TENSORS (2 * MS_MAX_LAYERS * 3)
@@ -33,7 +31,7 @@ struct ckpt_sync {
   int background, background_auto; /* together: compress in the background */
   int save_parts, parts_auto;   /* ranks of one node write their own frames */
   int saver_rc;                 /* a save failed outside a save ... */
-  char saver_msg[ERRLEN];       /* ... with this message */
+  char saver_msg[MS_MSG_MAX];   /* ... with this message */
   double save_t0, save_stall_s; /* the save in flight: start, stall so far */
   double save_compress_s, save_gather_s;
   int64_t save_step;            /* the save in flight */
@@ -46,8 +44,6 @@ struct ckpt_sync {
 };
 
 #define agree(cs, rc) ranks_agree_at((cs)->rk, (rc), __func__)
-
-static int comm_rc(const ckpt_sync *cs, int rc) { return ranks_comm_rc(cs->w, rc); }
 
 /* Checkpoint tensors: views of every parameter tensor in the parameter
  * arena and in each optimizer state arena ("optim/<state>/<name>"). */
@@ -77,18 +73,18 @@ static void resolve_policy(ckpt_sync *cs, int blas_threads) {
   const ms_config *c = cs->cfg;
   long online = sysconf(_SC_NPROCESSORS_ONLN);
   int local = w->local_size > 0 ? w->local_size : 1;
-  cs->background_auto = strcmp(c->checkpoint.compress, "auto") == 0;
+  cs->background_auto = c->checkpoint.compress == MS_CKPT_COMPRESS_AUTO;
   if (cs->background_auto)
     cs->background = online > (long)local * blas_threads;
   else
-    cs->background = strcmp(c->checkpoint.compress, "background") == 0;
-  cs->parts_auto = strcmp(c->checkpoint.write, "auto") == 0;
+    cs->background = c->checkpoint.compress == MS_CKPT_COMPRESS_BACKGROUND;
+  cs->parts_auto = c->checkpoint.write == MS_CKPT_WRITE_AUTO;
   if (w->size == 1)
     cs->save_parts = 0;
   else if (cs->parts_auto)
     cs->save_parts = w->local_size == w->size;
   else
-    cs->save_parts = strcmp(c->checkpoint.write, "ranks") == 0;
+    cs->save_parts = c->checkpoint.write == MS_CKPT_WRITE_RANKS;
 }
 
 int ckpt_sync_create(ckpt_sync **out, const ckpt_sync_opts *o) {
@@ -134,13 +130,19 @@ void ckpt_sync_describe(const ckpt_sync *cs, char *buf, size_t n) {
     int unused = !cs->background_auto || !cs->parts_auto;
     snprintf(buf, n, "compress background, written by this rank (a single rank)%s%s%s%s%s",
              unused ? "; not used alone:" : "", cs->background_auto ? "" : " checkpoint.compress ",
-             cs->background_auto ? "" : c->checkpoint.compress,
-             cs->parts_auto ? "" : " checkpoint.write ", cs->parts_auto ? "" : c->checkpoint.write);
+             cs->background_auto
+                 ? ""
+                 : config_enum_name("checkpoint.compress", (int)c->checkpoint.compress),
+             cs->parts_auto ? "" : " checkpoint.write ",
+             cs->parts_auto ? "" : config_enum_name("checkpoint.write", (int)c->checkpoint.write));
     return;
   }
-  snprintf(buf, n, "compress %s%s, write %s%s (%s)", cs->background ? "background" : "sync",
-           cs->background_auto ? " (auto)" : "", cs->save_parts ? "ranks" : "gather",
-           cs->parts_auto ? " (auto)" : "",
+  /* The resolved choices, by the names the config gives them. */
+  int compress = cs->background ? MS_CKPT_COMPRESS_BACKGROUND : MS_CKPT_COMPRESS_SYNC;
+  int write = cs->save_parts ? MS_CKPT_WRITE_RANKS : MS_CKPT_WRITE_GATHER;
+  snprintf(buf, n, "compress %s%s, write %s%s (%s)",
+           config_enum_name("checkpoint.compress", compress), cs->background_auto ? " (auto)" : "",
+           config_enum_name("checkpoint.write", write), cs->parts_auto ? " (auto)" : "",
            cs->save_parts ? "each rank writes its frame into the file"
                           : "rank 0 gathers the frames and writes the file");
 }
@@ -166,9 +168,9 @@ static int keep_failure(ckpt_sync *cs, int rc) {
  * file into place in the background (block: now). Collective. */
 static int finish_parts(ckpt_sync *cs, int block) {
   double t0 = comm_wtime();
-  int all = comm_agree(cs->w, block || saver_part_ready(cs->saver) ? 0 : -1);
-  if (all == -1) return 0;
-  if (all == COMM_EMPI) return comm_rc(cs, all);
+  int all = comm_all_ready(cs->w, block || saver_part_ready(cs->saver));
+  if (all < 0) return ms_from_comm(all, comm_errmsg(cs->w));
+  if (!all) return 0;
   cs->parts_in_flight = 0;
   int rc = agree(cs, saver_part_wait(cs->saver));
   if (rc == 0 && cs->w->rank == 0) rc = saver_commit(cs->saver, cs->parts_total, block);
@@ -189,7 +191,7 @@ static int write_parts(ckpt_sync *cs, size_t len, int sync) {
     free(lens);
     return rc;
   }
-  rc = comm_rc(cs, comm_allgather_bytes(w, &mine, sizeof mine, lens));
+  rc = ms_from_comm(comm_allgather_bytes(w, &mine, sizeof mine, lens), comm_errmsg(cs->w));
   uint64_t offset = 0, total = 0;
   for (int q = 0; rc == 0 && q < w->size; q++) {
     if (q < w->rank) offset += lens[q];
@@ -204,7 +206,7 @@ static int write_parts(ckpt_sync *cs, size_t len, int sync) {
     if (tmp) tmp_len = strlen(tmp) + 1;
   }
   if ((rc = agree(cs, rc))) return rc;
-  rc = comm_rc(cs, comm_bcast_bytes(w, &tmp, &tmp_len, 0));
+  rc = ms_from_comm(comm_bcast_bytes(w, &tmp, &tmp_len, 0), comm_errmsg(cs->w));
   if (rc == 0) rc = saver_write_part(cs->saver, cs->save_step, tmp, offset, sync);
   free(tmp);
   if ((rc = agree(cs, rc))) {
@@ -235,7 +237,8 @@ static int gather_frames(ckpt_sync *cs, int sync) {
   }
   char *all = NULL;
   size_t all_len = 0;
-  rc = comm_rc(cs, comm_gatherv_bytes(cs->w, frame, len, 0, &all, &all_len, NULL));
+  rc = ms_from_comm(comm_gatherv_bytes(cs->w, frame, len, 0, &all, &all_len, NULL),
+                    comm_errmsg(cs->w));
   saver_frame_done(cs->saver);
   if (rc) return rc;
   if (cs->w->rank == 0) rc = saver_write(cs->saver, all, all_len, sync);
@@ -274,9 +277,9 @@ static int collect_save(ckpt_sync *cs, int block) {
   if (saver_compressing(cs->saver)) { /* the same on every rank */
     double t0 = comm_wtime();
     int ready = block || saver_frame_ready(cs->saver);
-    int all = comm_agree(cs->w, ready ? 0 : -1);
-    int rc = all == COMM_EMPI ? comm_rc(cs, all) : all == 0 ? gather_frames(cs, 0) : 0;
-    if (all != -1) cs->save_stall_s += comm_wtime() - t0;
+    int all = comm_all_ready(cs->w, ready);
+    int rc = all < 0 ? ms_from_comm(all, comm_errmsg(cs->w)) : all ? gather_frames(cs, 0) : 0;
+    if (all != 0) cs->save_stall_s += comm_wtime() - t0;
     if (keep_failure(cs, rc)) return rc;
   }
   if (cs->parts_in_flight) {
@@ -308,8 +311,9 @@ static int save_together(ckpt_sync *cs, const ckpt_meta *meta, int sync) {
   if (rc) return rc;
   char *all = NULL;
   size_t all_len = 0;
-  rc = comm_rc(cs, comm_gatherv_bytes(cs->w, hashes, n_hashes * sizeof *hashes, 0, &all,
-                                      &all_len, NULL));
+  rc = ms_from_comm(
+      comm_gatherv_bytes(cs->w, hashes, n_hashes * sizeof *hashes, 0, &all, &all_len, NULL),
+      comm_errmsg(cs->w));
   if (rc) return rc;
   rc = saver_compress(cs->saver, cs->w->rank == 0 ? meta : NULL, (const uint64_t *)all,
                       all_len / sizeof(uint64_t));
@@ -417,7 +421,7 @@ int ckpt_sync_resume(ckpt_sync *cs, const char *what, ckpt_cursor *cur, char *fr
   if (skipped) metrics_say(cs->metrics, "resume: skipped damaged checkpoints:\n%s", skipped);
   char *buf = (char *)cursor;
   size_t len = sizeof cursor;
-  if ((rc = comm_rc(cs, comm_bcast_bytes(w, &buf, &len, 0)))) goto done;
+  if ((rc = ms_from_comm(comm_bcast_bytes(w, &buf, &len, 0), comm_errmsg(cs->w)))) goto done;
   if (w->rank != 0) {
     memcpy(cursor, buf, sizeof cursor);
     free(buf);
@@ -426,11 +430,14 @@ int ckpt_sync_resume(ckpt_sync *cs, const char *what, ckpt_cursor *cur, char *fr
     metrics_say(cs->metrics, "resume: no checkpoint in %s, starting from step 0", cs->dir);
     goto done;
   }
-  if ((rc = comm_rc(cs, comm_bcast_f32(w, cs->model->params, cs->model->n_params, 0)))) goto done;
+  if ((rc = ms_from_comm(comm_bcast_f32(w, cs->model->params, cs->model->n_params, 0),
+                         comm_errmsg(cs->w))))
+    goto done;
   float *state[2];
   const char *names[2];
   for (int a = 0, n = optim_state(cs->opt, state, names, 2); a < n; a++)
-    if ((rc = comm_rc(cs, comm_bcast_f32(w, state[a], cs->opt->n, 0)))) goto done;
+    if ((rc = ms_from_comm(comm_bcast_f32(w, state[a], cs->opt->n, 0), comm_errmsg(cs->w))))
+      goto done;
   cur->step = cursor[1], cur->epoch = cursor[2], cur->step_in_epoch = cursor[3];
   cs->last_step = cur->step;
   snprintf(from, cap, "%s", path ? path : "checkpoint");

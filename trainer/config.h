@@ -1,10 +1,11 @@
 /* config — the YAML run description as a typed struct.
  *
  * One table in config_schema.c (key path, type, default, range, resume-safe,
- * one-line doc) drives defaults, parsing (config.c), `--set` overrides,
- * validation, the resolved-config emitter, the Markdown reference
- * (configs/REFERENCE.md) and the resume diff, so that none of them can drift
- * from the others.
+ * one-line doc) drives defaults, parsing, `--set` overrides, validation, the
+ * resolved-config emitter, the Markdown reference (configs/REFERENCE.md) and
+ * the config diff, so that none of them can drift from the others (the
+ * files of the module: config_internal.h). Enum keys are C enums, parsed
+ * once here; config_enum_name() gives a value's name back.
  *
  * Sections (DESIGN.md, "Config"): run data model optim schedule train
  * checkpoint comm log. Unknown keys are errors that name file:line:col and the
@@ -78,6 +79,58 @@ typedef enum {
   MS_INIT_XAVIER_UNIFORM
 } ms_init;
 
+/* The enum keys of the sections, each parsed once by the config module into
+ * one of these (the names are those of the schema table, config_schema.c;
+ * config_enum_name() gives them back). Consumers switch on the value. */
+
+/* model.loss */
+typedef enum {
+  MS_LOSS_XENT = 0, /* softmax_cross_entropy: class labels, takes logits */
+  MS_LOSS_BCE,      /* bce_with_logits: 0/1 targets, takes logits */
+  MS_LOSS_MSE,      /* mse: real targets */
+  MS_LOSS_MAE       /* mae: real targets */
+} ms_loss;
+
+/* optim.name */
+typedef enum { MS_OPTIM_SGD = 0, MS_OPTIM_ADAM, MS_OPTIM_ADAMW } ms_optim_kind;
+
+/* schedule.name */
+typedef enum {
+  MS_SCHED_CONSTANT = 0,
+  MS_SCHED_COSINE,
+  MS_SCHED_STEP,
+  MS_SCHED_ONECYCLE
+} ms_schedule_kind;
+
+/* data.shuffle: the sample order (data/sampler.h) */
+typedef enum { MS_SHUFFLE_GLOBAL = 0, MS_SHUFFLE_BLOCK, MS_SHUFFLE_NONE } ms_shuffle;
+
+/* data.cache: where the inputs live (data/dataset.h) */
+typedef enum { MS_CACHE_AUTO = 0, MS_CACHE_MEMORY, MS_CACHE_STREAM } ms_cache;
+
+/* checkpoint.compress: where ranks compress their slices of a checkpoint
+ * (auto: background only with a core to spare) */
+typedef enum {
+  MS_CKPT_COMPRESS_AUTO = 0,
+  MS_CKPT_COMPRESS_SYNC,
+  MS_CKPT_COMPRESS_BACKGROUND
+} ms_ckpt_compress;
+
+/* checkpoint.write: who writes a checkpoint of several ranks (auto: ranks
+ * on one node, else gather) */
+typedef enum { MS_CKPT_WRITE_AUTO = 0, MS_CKPT_WRITE_RANKS, MS_CKPT_WRITE_GATHER } ms_ckpt_write;
+
+/* comm.algorithm: the sum across nodes (comm/hier.h) */
+typedef enum {
+  MS_ALGO_AUTO = 0,
+  MS_ALGO_RING,
+  MS_ALGO_HALVING_DOUBLING,
+  MS_ALGO_MPI
+} ms_comm_algorithm;
+
+/* comm.compress: gradients on the wire (comm/wire.h) */
+typedef enum { MS_WIRE_NONE = 0, MS_WIRE_FP16, MS_WIRE_BF16 } ms_wire;
+
 typedef struct {
   ms_layer_type type;
   int units;                /* dense: output features, >= 1 */
@@ -109,22 +162,22 @@ typedef struct {
     ms_floats mean;                /* subtracted after scale: 1, per channel or per feature */
     ms_floats std;                 /* divides after the mean: 1, per channel or per feature */
     int check_finite;              /* bool: refuse NaN/Inf in the data before training */
-    char shuffle[16];              /* global | block | none: the sample order (data/sampler.h) */
+    ms_shuffle shuffle;            /* the sample order (data/sampler.h) */
     int block_size;                /* block: samples per block; 0 = the inputs' HDF5 chunk */
     int shuffle_window;            /* block: blocks whose samples are shuffled together */
     int prefetch;                  /* batches the loader thread reads ahead; 0 = no thread */
-    char cache[16];                /* auto | memory | stream: where the inputs live */
+    ms_cache cache;                /* where the inputs live */
     int memory_mb;                 /* per-rank budget: inputs in memory, or the chunk cache */
   } data;
   struct {
     int n_layers;
     ms_layer_cfg layers[MS_MAX_LAYERS];
-    char loss[32];                 /* softmax_cross_entropy | bce_with_logits | mse | mae */
+    ms_loss loss;                  /* the loss function */
     double label_smoothing;        /* softmax_cross_entropy: epsilon in [0, 1) */
     ms_dims input;                 /* per-sample input shape; ndim 0 = from the data */
   } model;
   struct {
-    char name[32];                 /* sgd | adam | adamw */
+    ms_optim_kind name;            /* the optimizer */
     double lr;
     double momentum;               /* sgd */
     double weight_decay;           /* sgd, adam: L2; adamw: decoupled */
@@ -134,7 +187,7 @@ typedef struct {
     double clip_norm;              /* clip the global gradient norm to this; 0 = off */
   } optim;
   struct {
-    char name[32];                 /* constant | cosine | step | onecycle */
+    ms_schedule_kind name;         /* the schedule */
     int warmup_steps;
     double min_lr_ratio;           /* cosine floor as a fraction of lr */
     int step_size;                 /* step: multiply the lr by gamma every step_size steps */
@@ -160,8 +213,8 @@ typedef struct {
     int workers;                   /* zstd compression threads, 0 = none */
     double every_minutes;          /* also checkpoint after this much time, 0 = off */
     int shuffle;                   /* bool: store tensor bytes byte-shuffled */
-    char compress[16];             /* auto | sync | background: where ranks compress */
-    char write[8];                 /* auto | ranks | gather: who writes the file */
+    ms_ckpt_compress compress;     /* where ranks compress their slices */
+    ms_ckpt_write write;           /* who writes the file */
   } checkpoint;
   struct {
     double timeout_s;              /* hang watchdog: longest wait in a collective, seconds */
@@ -169,8 +222,8 @@ typedef struct {
     double first_bucket_mb;        /* the first bucket (the last layers), MiB */
     int overlap;                   /* bool: reduce buckets while backward runs */
     int shared_memory;             /* bool: sum in a node-shared window on one node */
-    char compress[8];              /* none | fp16 | bf16: gradients on the wire */
-    char algorithm[24];            /* auto | ring | halving_doubling | mpi: across nodes */
+    ms_wire compress;              /* gradients on the wire */
+    ms_comm_algorithm algorithm;   /* the sum across nodes */
     int sync;                      /* bool: false skips the gradient sync (benchmarks only) */
   } comm;
   struct {
@@ -223,14 +276,28 @@ int config_check_input(const ms_config *cfg, const uint64_t *shape, int ndim,
  * @return 0 or MS_ECONFIG when schedule.warmup_steps >= total_steps. */
 int config_check_steps(const ms_config *cfg, int64_t total_steps);
 
-/* Compares the config saved in a checkpoint with the one of this run, in
- * the keys whose schema row is not resume-safe (those that change the model,
- * the data or the sample stream: model.*, data.path/train_x/train_y/scale,
- * run.seed, train.batch_size, optim.name).
+/* Which keys config_diff() compares. */
+typedef enum {
+  CONFIG_DIFF_ALL = 0, /* every key: ranks must run the same config */
+  CONFIG_DIFF_PINNED   /* the keys whose schema row is not resume-safe (those that change
+                        * the model, the data or the sample stream: model.*,
+                        * data.path/train_x/train_y/scale, run.seed, train.batch_size,
+                        * optim.name): a resume refuses a change in them */
+} config_diff_keys;
+
+/* Compares two configs key by key (a layer item key by key,
+ * "model.layers[1].units"; a different number of layers as "model.layers
+ * 2 layers → 3 layers"), in schema order.
  * @return 0 when none differs; otherwise the number of differing keys, with
- * "key old → new" for each, separated by "; ", in msg (cap bytes; cut with
- * "..." when longer). */
-int config_resume_diff(const ms_config *saved, const ms_config *now, char *msg, size_t cap);
+ * "key A_VALUE → B_VALUE" for each, separated by "; ", in msg (cap bytes;
+ * cut with "..." on a whole UTF-8 character when longer). */
+int config_diff(const ms_config *a, const ms_config *b, config_diff_keys which, char *msg,
+                size_t cap);
+
+/* @return the name of value v of the enum key `key` ("model.loss",
+ * "model.layers[i].activation"), as the config spells it, from the schema
+ * table; "invalid" for a value out of range or a key that is no enum. */
+const char *config_enum_name(const char *key, int v);
 
 /* @return the schema as Markdown (configs/REFERENCE.md): a table per section
  * with key, type, default, allowed values, resume-safe and description.

@@ -1,6 +1,7 @@
-/* config_schema — the schema table of ms_config and what only walks it:
- * defaults, the resolved-config emitter, the Markdown reference and the
- * resume diff. Parsing, overrides and validation are in config.c.
+/* config_schema — the schema table of ms_config, the defaults it gives, and
+ * the small text helpers every file of the module uses. The writers that walk
+ * the table (resolved config, reference, diff) are in config_emit.c; the
+ * readers in config_value.c, config_parse.c and config.c.
  */
 #include "config.h"
 
@@ -18,38 +19,83 @@
 
 /* ---- the schema ------------------------------------------------------------ */
 
-_Static_assert(sizeof(ms_activation) == sizeof(int), "enum fields are stored as int");
-_Static_assert(sizeof(ms_layer_type) == sizeof(int), "enum fields are stored as int");
+/* The name lists of the enum keys, indexed by their C enums (config.h): the
+ * one place where a value's name is spelled. Every enum key is stored as
+ * its C enum (K_ENUM), so an int-sized field. */
+#define INT_SIZED(type) _Static_assert(sizeof(type) == sizeof(int), #type " is stored as an int")
+INT_SIZED(ms_loss);
+INT_SIZED(ms_shuffle);
+INT_SIZED(ms_cache);
+INT_SIZED(ms_optim_kind);
+INT_SIZED(ms_wire);
+INT_SIZED(ms_schedule_kind);
+INT_SIZED(ms_comm_algorithm);
+INT_SIZED(ms_ckpt_compress);
+INT_SIZED(ms_ckpt_write);
+INT_SIZED(ms_layer_type);
+INT_SIZED(ms_activation);
+INT_SIZED(ms_init);
 
-_Static_assert(sizeof(ms_init) == sizeof(int), "enum fields are stored as int");
-
-static const char *const loss_names[] = {"softmax_cross_entropy", "bce_with_logits", "mse", "mae",
-                                         NULL};
-static const char *const shuffle_names[] = {"global", "block", "none", NULL};
-static const char *const cache_names[] = {"auto", "memory", "stream", NULL};
-static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
-static const char *const compress_names[] = {"none", "fp16", "bf16", NULL};
-/* The order of hier_algorithm (comm/hier.h). */
-static const char *const algorithm_names[] = {"auto", "ring", "halving_doubling", "mpi", NULL};
-static const char *const ckpt_compress_names[] = {"auto", "sync", "background", NULL};
-static const char *const ckpt_write_names[] = {"auto", "ranks", "gather", NULL};
-static const char *const schedule_names[] = {"constant", "cosine", "step", "onecycle", NULL};
-/* The K_ENUMI lists follow the order of their C enums (config.h). */
-static const char *const layer_types[] = {"dense",     "conv2d",     "maxpool2d",
-                                          "avgpool2d", "flatten",    "dropout",
-                                          "layernorm", "activation", NULL};
-static const char *const activations[] = {"none", "relu",    "leaky_relu", "gelu",
-                                          "tanh", "sigmoid", "softmax",    NULL};
-static const char *const inits[] = {"auto",          "he_normal",      "he_uniform",
-                                    "xavier_normal", "xavier_uniform", NULL};
-_Static_assert(sizeof layer_types / sizeof layer_types[0] == CFG_N_LAYER_TYPES + 1, "types");
+static const char *const loss_names[] = {[MS_LOSS_XENT] = "softmax_cross_entropy",
+                                         [MS_LOSS_BCE] = "bce_with_logits",
+                                         [MS_LOSS_MSE] = "mse",
+                                         [MS_LOSS_MAE] = "mae",
+                                         [MS_LOSS_MAE + 1] = NULL};
+static const char *const shuffle_names[] = {[MS_SHUFFLE_GLOBAL] = "global",
+                                            [MS_SHUFFLE_BLOCK] = "block",
+                                            [MS_SHUFFLE_NONE] = "none",
+                                            [MS_SHUFFLE_NONE + 1] = NULL};
+static const char *const cache_names[] = {[MS_CACHE_AUTO] = "auto",
+                                          [MS_CACHE_MEMORY] = "memory",
+                                          [MS_CACHE_STREAM] = "stream",
+                                          [MS_CACHE_STREAM + 1] = NULL};
+static const char *const optim_names[] = {[MS_OPTIM_SGD] = "sgd",
+                                          [MS_OPTIM_ADAM] = "adam",
+                                          [MS_OPTIM_ADAMW] = "adamw",
+                                          [MS_OPTIM_ADAMW + 1] = NULL};
+static const char *const wire_names[] = {[MS_WIRE_NONE] = "none",
+                                         [MS_WIRE_FP16] = "fp16",
+                                         [MS_WIRE_BF16] = "bf16",
+                                         [MS_WIRE_BF16 + 1] = NULL};
+static const char *const algorithm_names[] = {[MS_ALGO_AUTO] = "auto",
+                                              [MS_ALGO_RING] = "ring",
+                                              [MS_ALGO_HALVING_DOUBLING] = "halving_doubling",
+                                              [MS_ALGO_MPI] = "mpi",
+                                              [MS_ALGO_MPI + 1] = NULL};
+static const char *const ckpt_compress_names[] = {[MS_CKPT_COMPRESS_AUTO] = "auto",
+                                                  [MS_CKPT_COMPRESS_SYNC] = "sync",
+                                                  [MS_CKPT_COMPRESS_BACKGROUND] = "background",
+                                                  [MS_CKPT_COMPRESS_BACKGROUND + 1] = NULL};
+static const char *const ckpt_write_names[] = {[MS_CKPT_WRITE_AUTO] = "auto",
+                                               [MS_CKPT_WRITE_RANKS] = "ranks",
+                                               [MS_CKPT_WRITE_GATHER] = "gather",
+                                               [MS_CKPT_WRITE_GATHER + 1] = NULL};
+static const char *const schedule_names[] = {[MS_SCHED_CONSTANT] = "constant",
+                                             [MS_SCHED_COSINE] = "cosine",
+                                             [MS_SCHED_STEP] = "step",
+                                             [MS_SCHED_ONECYCLE] = "onecycle",
+                                             [MS_SCHED_ONECYCLE + 1] = NULL};
+static const char *const layer_types[] = {
+    [MS_LAYER_DENSE] = "dense",         [MS_LAYER_CONV2D] = "conv2d",
+    [MS_LAYER_MAXPOOL2D] = "maxpool2d", [MS_LAYER_AVGPOOL2D] = "avgpool2d",
+    [MS_LAYER_FLATTEN] = "flatten",     [MS_LAYER_DROPOUT] = "dropout",
+    [MS_LAYER_LAYERNORM] = "layernorm", [MS_LAYER_ACTIVATION] = "activation",
+    [MS_LAYER_ACTIVATION + 1] = NULL};
+static const char *const activations[] = {
+    [MS_ACT_NONE] = "none",       [MS_ACT_RELU] = "relu",     [MS_ACT_LEAKY_RELU] = "leaky_relu",
+    [MS_ACT_GELU] = "gelu",       [MS_ACT_TANH] = "tanh",     [MS_ACT_SIGMOID] = "sigmoid",
+    [MS_ACT_SOFTMAX] = "softmax", [MS_ACT_SOFTMAX + 1] = NULL};
+static const char *const inits[] = {[MS_INIT_AUTO] = "auto",
+                                    [MS_INIT_HE_NORMAL] = "he_normal",
+                                    [MS_INIT_HE_UNIFORM] = "he_uniform",
+                                    [MS_INIT_XAVIER_NORMAL] = "xavier_normal",
+                                    [MS_INIT_XAVIER_UNIFORM] = "xavier_uniform",
+                                    [MS_INIT_XAVIER_UNIFORM + 1] = NULL};
 _Static_assert(MS_LAYER_ACTIVATION == CFG_N_LAYER_TYPES - 1, "layer_types follows ms_layer_type");
-_Static_assert(sizeof activations / sizeof activations[0] == MS_ACT_SOFTMAX + 2, "activations");
-_Static_assert(sizeof inits / sizeof inits[0] == MS_INIT_XAVIER_UNIFORM + 2, "inits");
 
 /* The resume column: SAFE keys may change between a checkpoint and the run
  * that resumes from it; PINNED keys change the parameter layout, the data or
- * the sample stream, and config_resume_diff() refuses a change. */
+ * the sample stream, and a resume refuses a change (config_diff, CONFIG_DIFF_PINNED). */
 #define SAFE 1
 #define PINNED 0
 
@@ -61,7 +107,7 @@ _Static_assert(sizeof inits / sizeof inits[0] == MS_INIT_XAVIER_UNIFORM + 2, "in
   }
 #define ENUM(p, f, d, set, rs, doc_)                                                             \
   {                                                                                              \
-    .path = p, .type = K_ENUM, FLD(ms_config, f), .def_s = d, .allowed = set, .resume_safe = rs, \
+    .path = p, .type = K_ENUM, FLD(ms_config, f), .def_n = d, .allowed = set, .resume_safe = rs, \
     .doc = doc_                                                                                  \
   }
 #define NUM(p, t, f, d, lo, hi, fl, rs, doc_)                                               \
@@ -78,7 +124,8 @@ const key_spec cfg_keys[] = {
     STR("run.dir", run.dir, "runs/run", F_REQUIRED, SAFE,
         "run directory: metrics, resolved config"),
     NUM("run.seed", K_U64, run.seed, 0, 0, 0, 0, PINNED, "seeds init and the sample order"),
-    INT("run.threads", run.threads, 0, 0, 1024, SAFE, "BLAS threads per rank; 0 = the CPUs of the rank's affinity mask / ranks sharing it"),
+    INT("run.threads", run.threads, 0, 0, 1024, SAFE,
+        "BLAS threads per rank; 0 = the CPUs of the rank's affinity mask / ranks sharing it"),
     STR("data.path", data.path, "", F_REQUIRED, PINNED, "HDF5 file with the dataset"),
     STR("data.train_x", data.train_x, "/train/images", F_REQUIRED, PINNED,
         "dataset of training inputs"),
@@ -107,7 +154,7 @@ const key_spec cfg_keys[] = {
      .doc = "divides after the mean: 1 value, 1 per channel or 1 per feature; [] = none"},
     BOOL("data.check_finite", data.check_finite, 0, SAFE,
          "before training, read all data once and refuse NaN/Inf (each rank checks 1/world)"),
-    ENUM("data.shuffle", data.shuffle, "global", shuffle_names, PINNED,
+    ENUM("data.shuffle", data.shuffle, MS_SHUFFLE_GLOBAL, shuffle_names, PINNED,
          "sample order per epoch: global (a permutation), block (shuffled blocks of block_size "
          "samples, mixed shuffle_window blocks at a time; for slow random reads), none "
          "(sequential)"),
@@ -119,7 +166,7 @@ const key_spec cfg_keys[] = {
     INT("data.prefetch", data.prefetch, 2, 0, 64, SAFE,
         "batches a loader thread reads ahead from the file while the step computes (streamed "
         "data only: data in memory is copied in the step); 0 = read in the step"),
-    ENUM("data.cache", data.cache, "auto", cache_names, SAFE,
+    ENUM("data.cache", data.cache, MS_CACHE_AUTO, cache_names, SAFE,
          "inputs in memory (memory: error over data.memory_mb), streamed from the file "
          "(stream), or in memory when they fit data.memory_mb (auto)"),
     INT("data.memory_mb", data.memory_mb, 2048, 1, 1048576, SAFE,
@@ -136,12 +183,12 @@ const key_spec cfg_keys[] = {
      .type = K_LAYERS,
      .resume_safe = PINNED,
      .doc = "the layer stack, input to logits"},
-    ENUM("model.loss", model.loss, "softmax_cross_entropy", loss_names, PINNED,
+    ENUM("model.loss", model.loss, MS_LOSS_XENT, loss_names, PINNED,
          "loss function; softmax_cross_entropy and bce_with_logits take logits (last activation "
          "none)"),
     DBL("model.label_smoothing", model.label_smoothing, 0, 0, 1, F_MAX_EXCL, SAFE,
         "softmax_cross_entropy: share of the target spread over all classes"),
-    ENUM("optim.name", optim.name, "sgd", optim_names, PINNED,
+    ENUM("optim.name", optim.name, MS_OPTIM_SGD, optim_names, PINNED,
          "optimizer (its state differs: no change on resume)"),
     DBL("optim.lr", optim.lr, 0.01, 0, 10, F_MIN_EXCL, SAFE, "peak learning rate"),
     DBL("optim.momentum", optim.momentum, 0.9, 0, 1, F_MAX_EXCL, SAFE, "sgd: momentum coefficient"),
@@ -160,7 +207,7 @@ const key_spec cfg_keys[] = {
     DBL("optim.clip_norm", optim.clip_norm, 0, 0, HUGE_VAL, 0, SAFE,
         "scale the gradients down when their global L2 norm (after the sync) exceeds this; "
         "0 = off"),
-    ENUM("schedule.name", schedule.name, "constant", schedule_names, SAFE,
+    ENUM("schedule.name", schedule.name, MS_SCHED_CONSTANT, schedule_names, SAFE,
          "learning-rate schedule"),
     INT("schedule.warmup_steps", schedule.warmup_steps, 0, 0, INT_MAX, SAFE, "linear warmup steps"),
     DBL("schedule.min_lr_ratio", schedule.min_lr_ratio, 0, 0, 1, 0, SAFE, "cosine floor / lr"),
@@ -180,7 +227,8 @@ const key_spec cfg_keys[] = {
         "global batch, split over ranks"),
     INT("train.eval_batch_size", train.eval_batch_size, 1000, 1, 1 << 24, SAFE,
         "global eval batch"),
-    INT("train.max_steps", train.max_steps, 0, 0, INT_MAX, SAFE, "the run's length in steps when > 0, overriding train.epochs (training goes on into "
+    INT("train.max_steps", train.max_steps, 0, 0, INT_MAX, SAFE,
+        "the run's length in steps when > 0, overriding train.epochs (training goes on into "
         "further epochs, the last one partial); 0 = train.epochs decide"),
     INT("train.eval_top_k", train.eval_top_k, 0, 0, INT_MAX, SAFE,
         "also report top-k accuracy at evaluation (softmax_cross_entropy); 0 = off"),
@@ -198,13 +246,14 @@ const key_spec cfg_keys[] = {
         "also checkpoint after this much time; 0 = off"),
     BOOL("checkpoint.shuffle", checkpoint.shuffle, 0, SAFE,
          "store tensor bytes byte-shuffled (smaller, faster to read; export gives plain)"),
-    ENUM("checkpoint.compress", checkpoint.compress, "auto", ckpt_compress_names, SAFE,
+    ENUM("checkpoint.compress", checkpoint.compress, MS_CKPT_COMPRESS_AUTO, ckpt_compress_names,
+         SAFE,
          "where ranks compress their slices of a checkpoint (2 ranks or more; a single rank "
          "always compresses and writes in the background): sync (on the spot, all ranks in "
          "parallel, stalling the step), background (low-priority threads, from a snapshot), "
          "auto (background only when the node has a core to spare beyond the ranks and their "
          "BLAS threads; see scripts/bench/results/ckpt.md)"),
-    ENUM("checkpoint.write", checkpoint.write, "auto", ckpt_write_names, SAFE,
+    ENUM("checkpoint.write", checkpoint.write, MS_CKPT_WRITE_AUTO, ckpt_write_names, SAFE,
          "who writes a checkpoint of 2 ranks or more: ranks (each rank writes its frame into "
          "the file; the checkpoint directory must be on a file system every rank sees), gather "
          "(rank 0 gathers the frames and writes the file), auto (ranks when all ranks run on "
@@ -226,16 +275,17 @@ const key_spec cfg_keys[] = {
          "chunk cache among the ranks of a node when it holds the whole set (each chunk "
          "decoded once per node); with ranks on several nodes, each node's sum of the hierarchical "
          "path (comm.algorithm); false = MPI collectives, each rank decodes its own"),
-    ENUM("comm.compress", comm.compress, "none", compress_names, SAFE,
+    ENUM("comm.compress", comm.compress, MS_WIRE_NONE, wire_names, SAFE,
          "gradients on the wire: fp16 or bf16 halve the bytes, with error feedback (each rank "
          "adds what rounding lost to its next gradient; not kept in checkpoints)"),
-    ENUM("comm.algorithm", comm.algorithm, "auto", algorithm_names, SAFE,
-         "across nodes (ranks on more than one node, the same number on each): "
-         "each node first sums in shared memory, then each of its ranks reduces its slice with "
-         "the same local rank of the other nodes by ring, halving_doubling (power-of-two node "
-         "counts, else ring) or mpi (MPI_Allreduce; only 2 nodes and fp32, else ring); the order of "
-         "every addition is fixed by the layout, so results are bitwise reproducible; auto "
-         "picks from the node count and gradient size"),
+    ENUM(
+        "comm.algorithm", comm.algorithm, MS_ALGO_AUTO, algorithm_names, SAFE,
+        "across nodes (ranks on more than one node, the same number on each): "
+        "each node first sums in shared memory, then each of its ranks reduces its slice with "
+        "the same local rank of the other nodes by ring, halving_doubling (power-of-two node "
+        "counts, else ring) or mpi (MPI_Allreduce; only 2 nodes and fp32, else ring); the order of "
+        "every addition is fixed by the layout, so results are bitwise reproducible; auto "
+        "picks from the node count and gradient size"),
     BOOL("comm.sync", comm.sync, 1, SAFE,
          "benchmarks only: false skips the gradient sync, so ranks train different models"),
     INT("log.every_steps", log.every_steps, 50, 1, INT_MAX, SAFE, "log interval in steps"),
@@ -250,7 +300,7 @@ _Static_assert(sizeof cfg_keys / sizeof cfg_keys[0] <= CFG_MAX_KEYS, "raise CFG_
 #define POOLS (LT(MAXPOOL2D) | LT(AVGPOOL2D))
 #define WEIGHTED (LT(DENSE) | LT(CONV2D))
 #define ACTIVATED (LT(DENSE) | LT(CONV2D) | LT(LAYERNORM) | LT(ACTIVATION))
-#define ALL_TYPES ((1u << CFG_N_LAYER_TYPES) - 1)
+#define ALL_TYPES CFG_ALL_LAYER_TYPES
 #define WINDOW_MAX (1 << 16) /* kernel, stride, padding: far beyond any image, no overflow */
 #define LKEY(p, t, f, d, lo, hi, fl, use, need, set, doc_)                                     \
   {                                                                                            \
@@ -259,7 +309,7 @@ _Static_assert(sizeof cfg_keys / sizeof cfg_keys[0] <= CFG_MAX_KEYS, "raise CFG_
   }
 
 const key_spec cfg_layer_keys[] = {
-    LKEY("type", K_ENUMI, type, MS_LAYER_DENSE, 0, 0, 0, ALL_TYPES, 0, layer_types, "layer kind"),
+    LKEY("type", K_ENUM, type, MS_LAYER_DENSE, 0, 0, 0, ALL_TYPES, 0, layer_types, "layer kind"),
     LKEY("units", K_INT, units, 0, 1, INT_MAX, 0, LT(DENSE), LT(DENSE), NULL, "output features"),
     LKEY("filters", K_INT, filters, 0, 1, INT_MAX, 0, LT(CONV2D), LT(CONV2D), NULL,
          "output channels"),
@@ -273,12 +323,12 @@ const key_spec cfg_layer_keys[] = {
          "probability of zeroing an input while training"),
     LKEY("eps", K_DBL, eps, 1e-5, 0, HUGE_VAL, F_MIN_EXCL, LT(LAYERNORM), 0, NULL,
          "added to the variance"),
-    LKEY("activation", K_ENUMI, activation, MS_ACT_NONE, 0, 0, 0, ACTIVATED, 0, activations,
+    LKEY("activation", K_ENUM, activation, MS_ACT_NONE, 0, 0, 0, ACTIVATED, 0, activations,
          "applied to the output; an activation layer needs one; none on the last layer for a "
          "loss that takes logits"),
     LKEY("alpha", K_DBL, alpha, 0.01, 0, HUGE_VAL, 0, ACTIVATED, 0, NULL,
          "slope below 0 of leaky_relu (only with activation leaky_relu)"),
-    LKEY("init", K_ENUMI, init, MS_INIT_AUTO, 0, 0, 0, WEIGHTED, 0, inits,
+    LKEY("init", K_ENUM, init, MS_INIT_AUTO, 0, 0, 0, WEIGHTED, 0, inits,
          "weight initialisation; auto = he_normal before relu and leaky_relu, xavier_normal "
          "otherwise"),
 };
@@ -358,8 +408,7 @@ void cfg_fmt_double(char *out, size_t n, double v) {
   }
 }
 
-/* "[1, 100000]", "> 0", "(0, 1)": the bounds of k without the noun. */
-static void range_bounds(const key_spec *k, char *out, size_t n) {
+void cfg_range_bounds(const key_spec *k, char *out, size_t n) {
   if (k->max >= (k->type == K_DBL ? HUGE_VAL : INT_MAX))
     snprintf(out, n, "%s %.15g", k->flags & F_MIN_EXCL ? ">" : ">=", k->min);
   else
@@ -369,7 +418,7 @@ static void range_bounds(const key_spec *k, char *out, size_t n) {
 
 void cfg_range_desc(const key_spec *k, char *out, size_t n) {
   char bounds[96];
-  range_bounds(k, bounds, sizeof bounds);
+  cfg_range_bounds(k, bounds, sizeof bounds);
   snprintf(out, n, "%s %s%s", k->type == K_DBL ? "a number" : "an integer",
            bounds[0] == '[' || bounds[0] == '(' ? "in " : "", bounds);
 }
@@ -392,130 +441,31 @@ int cfg_find_allowed(const key_spec *k, const char *s, size_t n) {
   return -1;
 }
 
+int cfg_enum_valid(const key_spec *k, int v) {
+  for (int i = 0; k->allowed && k->allowed[i]; i++)
+    if (i == v) return 1;
+  return 0;
+}
+
 const char *cfg_enum_name(const key_spec *k, int v) {
-  for (int i = 0; k->allowed[i]; i++)
-    if (i == v) return k->allowed[i];
+  return cfg_enum_valid(k, v) ? k->allowed[v] : "invalid";
+}
+
+const char *config_enum_name(const char *key, int v) {
+  static const char layer_prefix[] = "model.layers[i].";
+  const key_spec *table = cfg_keys;
+  size_t count = cfg_n_keys;
+  if (!strncmp(key, layer_prefix, sizeof layer_prefix - 1)) {
+    key += sizeof layer_prefix - 1;
+    table = cfg_layer_keys;
+    count = cfg_n_layer_keys;
+  }
+  for (size_t i = 0; i < count; i++)
+    if (table[i].type == K_ENUM && !strcmp(table[i].path, key)) return cfg_enum_name(&table[i], v);
   return "invalid";
 }
 
-/* The code point of the UTF-8 sequence at s (n bytes left) and its length
- * in *len; a byte that starts no valid sequence is returned as itself. */
-static unsigned utf8_at(const unsigned char *s, size_t n, size_t *len) {
-  unsigned cp = s[0];
-  size_t k = cp >= 0xF0 ? 4 : cp >= 0xE0 ? 3 : cp >= 0xC0 ? 2 : 1;
-  *len = 1;
-  if (k == 1 || k > n) return cp;
-  cp &= 0x3F >> (k - 1);
-  for (size_t i = 1; i < k; i++) {
-    if ((s[i] & 0xC0) != 0x80) return s[0];
-    cp = cp << 6 | (s[i] & 0x3F);
-  }
-  *len = k;
-  return cp;
-}
-
-void cfg_emit_string(sbuf *b, const char *s, size_t size) {
-  size_t n = strnlen(s, size), i = 0, len;
-  int plain = n > 0 && s[0] != '-' && !cfg_is_null_word(s, n);
-  for (; plain && i < n; i++) plain = isalnum((unsigned char)s[i]) || strchr("_./-", s[i]);
-  if (plain) {
-    cfg_sb_printf(b, "%.*s", (int)n, s);
-    return;
-  }
-  cfg_sb_printf(b, "\"");
-  for (i = 0; i < n; i += len) {
-    unsigned cp = utf8_at((const unsigned char *)s + i, n - i, &len);
-    if (cp == '"' || cp == '\\')
-      cfg_sb_printf(b, "\\%c", (char)cp);
-    else if (cp == '\n')
-      cfg_sb_printf(b, "\\n");
-    else if (cp == '\t')
-      cfg_sb_printf(b, "\\t");
-    else if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
-      /* C0 and C1 controls: YAML does not allow them raw (U+0085 would even
-       * read as a line break). */
-      cfg_sb_printf(b, "\\x%02X", cp);
-    else if (cp == 0x2028 || cp == 0x2029 || cp == 0xFEFF || cp == 0xFFFE || cp == 0xFFFF)
-      /* Line and paragraph separators fold like line breaks; the BOM and the
-       * non-characters are not printable YAML. */
-      cfg_sb_printf(b, "\\u%04X", cp);
-    else
-      cfg_sb_printf(b, "%.*s", (int)len, s + i);
-  }
-  cfg_sb_printf(b, "\"");
-}
-
-void cfg_emit_dims(sbuf *b, const ms_dims *d) {
-  cfg_sb_printf(b, "[");
-  for (int i = 0; i < d->ndim && i < MS_MAX_DIMS; i++)
-    cfg_sb_printf(b, "%s%d", i ? ", " : "", d->dims[i]);
-  cfg_sb_printf(b, "]");
-}
-
-void cfg_emit_floats(sbuf *b, const ms_floats *f) {
-  char num[40];
-  cfg_sb_printf(b, "[");
-  for (int i = 0; i < f->n && i < MS_NORM_MAX; i++) {
-    /* The shortest form that reads back as the same float. */
-    for (int prec = 6; prec <= 9; prec++) {
-      snprintf(num, sizeof num, "%.*g", prec, (double)f->v[i]);
-      if (strtof(num, NULL) == f->v[i]) break;
-    }
-    cfg_sb_printf(b, "%s%s", i ? ", " : "", num);
-  }
-  cfg_sb_printf(b, "]");
-}
-
-/* Appends the value of row k inside base as the emitter writes it (model.layers
- * excepted: its items are written apart). */
-static void emit_value(sbuf *b, const key_spec *k, const void *base) {
-  const char *field = (const char *)base + k->off;
-  char num[40];
-  int iv = 0;
-  uint64_t uv;
-  double dv;
-  memcpy(&iv, field, k->type == K_INT || k->type == K_BOOL || k->type == K_ENUMI ? sizeof iv : 0);
-  switch (k->type) {
-    case K_STR:
-    case K_ENUM: cfg_emit_string(b, field, k->size); break;
-    case K_INT: cfg_sb_printf(b, "%d", iv); break;
-    case K_BOOL: cfg_sb_printf(b, "%s", iv == 1 ? "true" : iv ? "invalid" : "false"); break;
-    case K_ENUMI: cfg_sb_printf(b, "%s", cfg_enum_name(k, iv)); break;
-    case K_U64:
-      memcpy(&uv, field, sizeof uv);
-      cfg_sb_printf(b, "%" PRIu64, uv);
-      break;
-    case K_DBL:
-      memcpy(&dv, field, sizeof dv);
-      cfg_fmt_double(num, sizeof num, dv);
-      cfg_sb_printf(b, "%s", num);
-      break;
-    case K_DIMS: {
-      ms_dims d;
-      memcpy(&d, field, sizeof d);
-      cfg_emit_dims(b, &d);
-      break;
-    }
-    case K_FLOATS: cfg_emit_floats(b, (const ms_floats *)(const void *)field); break;
-    case K_LAYERS: break;
-  }
-}
-
-/* A layer as a flow mapping: type first, then the keys of its type, then any
- * other key that does not hold its default (only an invalid layer has one),
- * so that every layer reads back as itself. */
-static void emit_layer(sbuf *b, const ms_layer_cfg *l) {
-  cfg_sb_printf(b, "{type: ");
-  emit_value(b, &cfg_layer_keys[LAYER_TYPE], l);
-  for (size_t j = LAYER_TYPE + 1; j < cfg_n_layer_keys; j++) {
-    if (!cfg_layer_key_applies(l, j) && cfg_layer_key_is_default(l, j)) continue;
-    cfg_sb_printf(b, ", %s: ", cfg_layer_keys[j].path);
-    emit_value(b, &cfg_layer_keys[j], l);
-  }
-  cfg_sb_printf(b, "}");
-}
-
-/* ---- defaults and emission --------------------------------------------------- */
+/* ---- defaults ----------------------------------------------------------------------- */
 
 /* Writes the default of row k into base (model.layers and model.input: none). */
 static void set_default(const key_spec *k, void *base) {
@@ -523,11 +473,10 @@ static void set_default(const key_spec *k, void *base) {
   int iv = (int)k->def_n;
   uint64_t uv = (uint64_t)k->def_n;
   switch (k->type) {
-    case K_STR:
-    case K_ENUM: memcpy(field, k->def_s, strlen(k->def_s) + 1); break;
+    case K_STR: memcpy(field, k->def_s, strlen(k->def_s) + 1); break;
     case K_INT:
     case K_BOOL:
-    case K_ENUMI: memcpy(field, &iv, sizeof iv); break;
+    case K_ENUM: memcpy(field, &iv, sizeof iv); break;
     case K_U64: memcpy(field, &uv, sizeof uv); break;
     case K_DBL: memcpy(field, &k->def_n, sizeof k->def_n); break;
     case K_DIMS: /* empty: the shape comes from the data */
@@ -568,233 +517,3 @@ void cfg_layer_type_keys(int type, char *out, size_t n) {
       len += (size_t)snprintf(out + len, n - len, "%s%s", len ? ", " : "", cfg_layer_keys[j].path);
 }
 
-char *config_emit(const ms_config *cfg) {
-  sbuf b = {0};
-  size_t section_len = 0;
-  cfg_sb_printf(&b, "# midscale resolved config: every key, defaults filled in\n");
-  for (size_t i = 0; i < cfg_n_keys; i++) {
-    const key_spec *k = &cfg_keys[i];
-    const char *name = cfg_leaf(k->path);
-    size_t sec_len = (size_t)(name - 1 - k->path), start;
-    if (i == 0 || sec_len != section_len || strncmp(cfg_keys[i - 1].path, k->path, sec_len + 1))
-      cfg_sb_printf(&b, "%.*s:\n", (int)sec_len, k->path);
-    section_len = sec_len;
-    start = b.len;
-    cfg_sb_printf(&b, "  %s: ", name);
-    if (k->type == K_LAYERS)
-      cfg_sb_printf(&b, "%s", cfg->model.n_layers > 0 ? "" : "[]");
-    else
-      emit_value(&b, k, cfg);
-    /* Comments line up at column 40 when the value leaves room. */
-    size_t w = b.oom ? 0 : b.len - start;
-    cfg_sb_printf(&b, "%*s# %s\n", w < 38 ? (int)(38 - w) : 2, "", k->doc);
-    for (int l = 0; k->type == K_LAYERS && l < cfg->model.n_layers && l < MS_MAX_LAYERS; l++) {
-      cfg_sb_printf(&b, "    - ");
-      emit_layer(&b, &cfg->model.layers[l]);
-      cfg_sb_printf(&b, "\n");
-    }
-  }
-  if (b.oom) free(b.s);
-  return b.oom ? NULL : b.s;
-}
-
-/* ---- the reference ------------------------------------------------------------- */
-
-static const char *type_name(const key_spec *k) {
-  switch (k->type) {
-    case K_STR: return "string";
-    case K_INT: return "integer";
-    case K_U64: return "unsigned 64-bit integer";
-    case K_DBL: return "number";
-    case K_BOOL: return "bool";
-    case K_ENUM:
-    case K_ENUMI: return "enum";
-    case K_LAYERS: return "list of layers";
-    case K_DIMS: return "list of integers";
-    case K_FLOATS: return "list of numbers";
-  }
-  return "?";
-}
-
-/* Appends one table row: key, type, default, allowed values, resume, doc. */
-static void reference_row(sbuf *b, const char *path, const key_spec *k, const void *defaults) {
-  char want[160];
-  cfg_sb_printf(b, "| `%s` | %s | ", path, type_name(k));
-  if (k->type == K_LAYERS) {
-    cfg_sb_printf(b, "(none) | 1 to %d layers, each a mapping of the `model.layers[i].*` keys",
-                  MS_MAX_LAYERS);
-  } else if (k->type == K_INT &&
-             !cfg_in_range(k, *(const int *)((const char *)defaults + k->off))) {
-    /* A default outside the range means the key is required. */
-    range_bounds(k, want, sizeof want);
-    cfg_sb_printf(b, "(none) | required, %s", want);
-  } else {
-    cfg_sb_printf(b, "`");
-    emit_value(b, k, defaults);
-    cfg_sb_printf(b, "` | ");
-    switch (k->type) {
-      case K_STR:
-        cfg_sb_printf(b, "%sat most %zu bytes", k->flags & F_REQUIRED ? "required, " : "",
-                      k->size - 1);
-        break;
-      case K_ENUM:
-      case K_ENUMI:
-        for (const char *const *a = k->allowed; *a; a++)
-          cfg_sb_printf(b, "%s`%s`", a == k->allowed ? "" : ", ", *a);
-        break;
-      case K_BOOL: cfg_sb_printf(b, "`true`, `false`"); break;
-      case K_U64: cfg_sb_printf(b, "[0, %" PRIu64 "]", UINT64_MAX); break;
-      case K_INT:
-      case K_DBL:
-        range_bounds(k, want, sizeof want);
-        cfg_sb_printf(b, "%s", want);
-        break;
-      case K_DIMS: cfg_sb_printf(b, "0 to %d integers >= 1, e.g. `[28, 28]`", MS_MAX_DIMS); break;
-      case K_FLOATS:
-        range_bounds(k, want, sizeof want);
-        cfg_sb_printf(b, "0 to %d %snumbers%s%s, e.g. `[0.5]`", MS_NORM_MAX,
-                      k->min <= -HUGE_VAL ? "finite " : "", k->min <= -HUGE_VAL ? "" : " ",
-                      k->min <= -HUGE_VAL ? "" : want);
-        break;
-      case K_LAYERS: break;
-    }
-  }
-  cfg_sb_printf(b, " | %s | ", k->resume_safe ? "yes" : "no");
-  /* Markdown: a bar would end the cell, `<run.dir>` would read as a tag. */
-  for (const char *s = k->doc; *s; s++)
-    cfg_sb_printf(b, "%s", *s == '|' ? "\\|" : *s == '<' ? "&lt;" : (char[2]){*s, '\0'});
-  /* Layer items: the types they belong to. */
-  for (int t = 0, n = 0; k->uses && k->uses != ALL_TYPES && t < CFG_N_LAYER_TYPES; t++)
-    if (k->uses & (1u << t))
-      cfg_sb_printf(b, "%s%s",
-                    n++ ? ", " : "; layer types: ", cfg_enum_name(&cfg_layer_keys[LAYER_TYPE], t));
-  cfg_sb_printf(b, " |\n");
-}
-
-/* The table of layer types: their keys (required ones marked) and what they do. */
-static void reference_layer_types(sbuf *b) {
-  cfg_sb_printf(b,
-                "\n### Layer types\n\n"
-                "Each item of `model.layers` is a flow or block mapping, `type` first by\n"
-                "convention (`{type: conv2d, filters: 32, kernel: 3, activation: relu}`); an\n"
-                "omitted key takes its default. A key that does not belong to the layer's type\n"
-                "is an error unless it holds its default, and so is `alpha` with an activation\n"
-                "other than `leaky_relu`. `--set model.layers[i].KEY=value` edits layer i; an\n"
-                "index equal to the number of layers appends a layer that starts from the\n"
-                "defaults (set its `type` first). A `--set` after which a key no longer applies\n"
-                "(another `type`, an activation other than `leaky_relu`) resets that key to its\n"
-                "default. Whether a window fits the input is checked with the model, once the\n"
-                "input shape is known.\n\n"
-                "| type | keys | what it does |\n| --- | --- | --- |\n");
-  for (int t = 0; t < CFG_N_LAYER_TYPES; t++) {
-    int n = 0;
-    cfg_sb_printf(b, "| `%s` | ", cfg_enum_name(&cfg_layer_keys[LAYER_TYPE], t));
-    for (size_t j = LAYER_TYPE + 1; j < cfg_n_layer_keys; j++)
-      if (cfg_layer_keys[j].uses & (1u << t))
-        cfg_sb_printf(b, "%s`%s`%s", n++ ? ", " : "", cfg_layer_keys[j].path,
-                      cfg_layer_keys[j].needs & (1u << t) ? " (required)" : "");
-    cfg_sb_printf(b, "%s | %s |\n", n ? "" : "(none)", cfg_layer_type_docs[t].doc);
-  }
-}
-
-char *config_reference(void) {
-  sbuf b = {0};
-  ms_config defaults;
-  ms_layer_cfg layer_defaults;
-  config_defaults(&defaults);
-  cfg_layer_defaults(&layer_defaults);
-  cfg_sb_printf(&b,
-                "# midscale config reference\n\n"
-                "<!-- Generated by `midscale config-reference` from the schema table in\n"
-                "     trainer/config_schema.c. Do not edit: the test e2e_config_reference\n"
-                "     fails when this file and the table disagree. -->\n\n"
-                "A config is YAML with one mapping per section. Every key has a type, a\n"
-                "default and a range; an omitted key takes its default, an unknown key is an\n"
-                "error. `--set section.key=value` overrides a key from the command line\n"
-                "(`--set model.layers[1].units=512` for list items, `--set "
-                "model.input=[28,28]`\n"
-                "for lists). `midscale check CONFIG` validates a config without training.\n"
-                "An enum value that is not allowed is an error that names the nearest allowed\n"
-                "value.\n\n"
-                "**Resume-safe** keys may differ between a checkpoint and the run that resumes\n"
-                "from it (`--resume`); a change in any other key (they change the model, the\n"
-                "data or the sample order) makes the resume fail with a message that lists\n"
-                "every differing key with both values.\n");
-  for (size_t s = 0; s < cfg_n_sections; s++) {
-    size_t sl = strlen(cfg_sections[s]);
-    cfg_sb_printf(&b,
-                  "\n## %s\n\n| key | type | default | allowed values | resume-safe | "
-                  "description |\n| --- | --- | --- | --- | --- | --- |\n",
-                  cfg_sections[s]);
-    for (size_t i = 0; i < cfg_n_keys; i++) {
-      const key_spec *k = &cfg_keys[i];
-      if (strncmp(k->path, cfg_sections[s], sl) || k->path[sl] != '.') continue;
-      reference_row(&b, k->path, k, &defaults);
-      for (size_t j = 0; k->type == K_LAYERS && j < cfg_n_layer_keys; j++) {
-        char path[64];
-        snprintf(path, sizeof path, "model.layers[i].%s", cfg_layer_keys[j].path);
-        reference_row(&b, path, &cfg_layer_keys[j], &layer_defaults);
-      }
-    }
-    if (!strcmp(cfg_sections[s], "model")) reference_layer_types(&b);
-  }
-  if (b.oom) free(b.s);
-  return b.oom ? NULL : b.s;
-}
-
-/* ---- the resume diff ----------------------------------------------------------- */
-
-/* Adds "path old → new" to b when the values of k in a and b differ. */
-static int diff_value(sbuf *out, const char *path, const key_spec *k, const void *a,
-                      const void *b) {
-  sbuf va = {0}, vb = {0};
-  int differ;
-  emit_value(&va, k, a);
-  emit_value(&vb, k, b);
-  differ = va.oom || vb.oom || strcmp(va.s, vb.s) != 0;
-  if (differ)
-    cfg_sb_printf(out, "%s%s %s → %s", out->len ? "; " : "", path, va.s ? va.s : "?",
-                  vb.s ? vb.s : "?");
-  free(va.s);
-  free(vb.s);
-  return differ;
-}
-
-int config_resume_diff(const ms_config *saved, const ms_config *now, char *msg, size_t cap) {
-  sbuf d = {0};
-  int n = 0;
-  char path[64];
-  for (size_t i = 0; i < cfg_n_keys; i++) {
-    const key_spec *k = &cfg_keys[i];
-    if (k->resume_safe) continue;
-    if (k->type != K_LAYERS) {
-      n += diff_value(&d, k->path, k, saved, now);
-      continue;
-    }
-    int ns = saved->model.n_layers, nn = now->model.n_layers;
-    if (ns != nn) {
-      cfg_sb_printf(&d, "%smodel.layers %d layers → %d layers", d.len ? "; " : "", ns, nn);
-      n++;
-    }
-    for (int l = 0; l < ns && l < nn && l < MS_MAX_LAYERS; l++)
-      for (size_t j = 0; j < cfg_n_layer_keys; j++) {
-        if (cfg_layer_keys[j].resume_safe) continue;
-        snprintf(path, sizeof path, "model.layers[%d].%s", l, cfg_layer_keys[j].path);
-        n += diff_value(&d, path, &cfg_layer_keys[j], &saved->model.layers[l],
-                        &now->model.layers[l]);
-      }
-  }
-  if (cap > 0) {
-    if (d.oom || !d.s)
-      snprintf(msg, cap, "%s", n ? "(out of memory listing the keys)" : "");
-    else if (d.len < cap)
-      memcpy(msg, d.s, d.len + 1);
-    else {
-      size_t keep = cap > 4 ? cap - 4 : 0;
-      while (keep > 0 && ((unsigned char)d.s[keep] & 0xC0) == 0x80) keep--; /* whole UTF-8 */
-      snprintf(msg, cap, "%.*s...", (int)keep, d.s);
-    }
-  }
-  free(d.s);
-  return n;
-}

@@ -8,8 +8,6 @@
 #include "ms_error.h"
 #include "sampler.h"
 
-#define ERRLEN 1024
-
 struct evaluator {
   const ranks *rk;
   ms_model *model;
@@ -25,12 +23,8 @@ struct evaluator {
 };
 
 void loss_init(loss_fn *l, const ms_config *cfg, int n_out) {
-  const char *name = cfg->model.loss;
-  l->kind = !strcmp(name, "bce_with_logits") ? LOSS_BCE
-            : !strcmp(name, "mse")           ? LOSS_MSE
-            : !strcmp(name, "mae")           ? LOSS_MAE
-                                             : LOSS_XENT;
-  l->classifier = l->kind == LOSS_XENT;
+  l->kind = cfg->model.loss;
+  l->classifier = l->kind == MS_LOSS_XENT;
   l->n_out = n_out;
   l->smoothing = (float)cfg->model.label_smoothing;
 }
@@ -39,10 +33,10 @@ double loss_compute(const loss_fn *l, float *grad, const float *out, const int32
                     const float *t, int n, float scale, long *correct) {
   int K = l->n_out;
   switch (l->kind) {
-    case LOSS_BCE: return bce_logits_loss(grad, out, t, n, K, scale);
-    case LOSS_MSE: return mse_loss(grad, out, t, n, K, scale);
-    case LOSS_MAE: return mae_loss(grad, out, t, n, K, scale);
-    case LOSS_XENT: break;
+    case MS_LOSS_BCE: return bce_logits_loss(grad, out, t, n, K, scale);
+    case MS_LOSS_MSE: return mse_loss(grad, out, t, n, K, scale);
+    case MS_LOSS_MAE: return mae_loss(grad, out, t, n, K, scale);
+    case MS_LOSS_XENT: break;
   }
   if (l->smoothing > 0) return softmax_xent_smooth(grad, out, y, n, K, l->smoothing, scale, correct);
   return softmax_xent(grad, out, y, n, K, scale, correct);
@@ -91,12 +85,12 @@ static int eval_slice(evaluator *e, double s[6]) {
   sampler_eval_range(data_count(e->test), w->size, w->rank, &begin, &count);
   for (uint64_t off = 0; off < count; off += (uint64_t)e->chunk) {
     int n = (int)(count - off < (uint64_t)e->chunk ? count - off : (uint64_t)e->chunk);
-    char err[ERRLEN] = "";
+    char err[MS_MSG_MAX] = "";
     for (int i = 0; i < n; i++) e->idx[i] = begin + off + (uint64_t)i;
-    int rc = ranks_data_rc(data_read(e->test, e->idx, (size_t)n, e->norm, e->x,
-                                     l->classifier ? e->y : NULL, l->classifier ? NULL : e->t,
-                                     err, sizeof err),
-                           MS_EDATA, err);
+    int rc = ms_from_data(
+        data_read(e->test, e->idx, (size_t)n, e->norm, e->x, l->classifier ? e->y : NULL,
+                  l->classifier ? NULL : e->t, err, sizeof err),
+        err);
     if (rc) return rc;
     const float *out = model_forward(e->model, e->x, n, NULL);
     long correct = 0;
@@ -104,7 +98,7 @@ static int eval_slice(evaluator *e, double s[6]) {
     s[1] += (double)correct;
     s[2] += n;
     if (e->top_k > 0) s[3] += (double)topk_correct(out, e->y, n, K, e->top_k);
-    if (l->kind == LOSS_BCE) {
+    if (l->kind == MS_LOSS_BCE) {
       long hits = 0;
       for (long j = 0; j < (long)n * K; j++) hits += (out[j] > 0.0f) == (e->t[j] > 0.5f);
       s[1] += (double)hits / K;
@@ -121,12 +115,12 @@ int eval_run(evaluator *e, ms_eval *res) {
   int rc = ranks_agree(e->rk, eval_slice(e, s));
   if (rc) return rc;
   ranks_enter(e->rk, "evaluation sums", __func__);
-  rc = ranks_comm_rc(e->rk->w, comm_allreduce_sum_f64(e->rk->w, s, 6));
+  rc = ms_from_comm(comm_allreduce_sum_f64(e->rk->w, s, 6), comm_errmsg(e->rk->w));
   ranks_leave(e->rk);
   if (rc) return rc;
   *res = (ms_eval){.loss = s[0] / s[2],
                    .classifier = e->loss.classifier,
-                   .binary = e->loss.kind == LOSS_BCE,
+                   .binary = e->loss.kind == MS_LOSS_BCE,
                    .acc = s[1] / s[2],
                    .top_k = e->top_k,
                    .topk_acc = s[3] / s[2],

@@ -25,10 +25,8 @@
 #include "model.h"
 #include "ranks.h"
 
-typedef enum { LOSS_XENT = 0, LOSS_BCE, LOSS_MSE, LOSS_MAE } loss_kind;
-
 typedef struct {
-  loss_kind kind;
+  ms_loss kind;    /* model.loss */
   int classifier;  /* takes class labels (y), else float targets (t) */
   int n_out;       /* outputs per sample */
   float smoothing; /* model.label_smoothing (softmax cross-entropy only) */

@@ -1,7 +1,8 @@
 /* identity — what every rank must share before training starts: the same
  * program, the same resolved config, the same parameter layout and the
  * same initial parameters. startup.c gathers one ms_identity from every rank
- * in one collective and names the first rank and key that differ, so that
+ * in one collective and names the first rank and key that differ (the keys
+ * of two configs with config_diff, config.h), so that
  * "ranks silently train different models" and "mismatched collectives
  * hang" become an immediate error at start-up.
  *
@@ -29,13 +30,5 @@ uint64_t identity_hash(const void *p, size_t n, uint64_t h);
 /* XXH3-64 of this process's executable (/proc/self/exe).
  * @return the hash, or 0 when the file cannot be read (not Linux). */
 uint64_t identity_binary_hash(void);
-
-/* Compares two resolved configs as config_emit writes them ("section:"
- * lines, "  key: value  # doc" lines, "    - {layer}" items) and writes
- * "key A_VALUE → B_VALUE" for each differing key ("model.layers[1]" for a
- * layer item), separated by "; ", into out (cap bytes, cut with "..."),
- * in file order.
- * @return the number of differing keys (0: same values). */
-int identity_config_diff(const char *a, const char *b, char *out, size_t cap);
 
 #endif

@@ -178,143 +178,184 @@ static int parse_u64(const char *s, unsigned long long *out) {
   return *end ? -1 : 0;
 }
 
+/* The Fashion-MNIST idx files of DIR, both splits. *written: the
+ * file it writes.
+ * @return 0, MS_EXIT_USAGE (message printed) or an MS_E* code. */
+static int prepare_fashion_mnist(int argc, char **argv, const char **written) {
+  char err[MS_MSG_MAX] = "";
+  if (argc != 2 && argc != 3)
+    return usage_error("%s", "usage: midscale prepare fashion-mnist [DIR] OUT.h5");
+  const char *dir = argc == 3 ? argv[1] : "/usr/share/datasets/fashion-mnist";
+  const char *out = *written = argv[argc - 1];
+  const char *split[2][3] = {
+      {"train", "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"},
+      {"test", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}};
+  unlink(out);
+  for (int i = 0; i < 2; i++) {
+    char img[2048], lab[2048];
+    snprintf(img, sizeof img, "%s/%s", dir, split[i][1]);
+    snprintf(lab, sizeof lab, "%s/%s", dir, split[i][2]);
+    int rc = ms_from_data(convert_idx(img, lab, out, split[i][0], err, sizeof err), err);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* One split from a pair of idx files. *written: the
+ * file it writes.
+ * @return 0, MS_EXIT_USAGE (message printed) or an MS_E* code. */
+static int prepare_idx(int argc, char **argv, const char **written) {
+  char err[MS_MSG_MAX] = "";
+  const char *images = NULL, *labels = NULL, *group = "train", *out = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--images") == 0 && i + 1 < argc)
+      images = argv[++i];
+    else if (strcmp(argv[i], "--labels") == 0 && i + 1 < argc)
+      labels = argv[++i];
+    else if (strcmp(argv[i], "--group") == 0 && i + 1 < argc)
+      group = argv[++i];
+    else if (argv[i][0] != '-' && !out)
+      out = argv[i];
+    else
+      return usage_error("prepare idx: unexpected argument '%s'", argv[i]);
+  }
+  if (!images || !labels || !out)
+    return usage_error("%s", "prepare idx needs --images, --labels and OUT.h5");
+  *written = out;
+  return ms_from_data(convert_idx(images, labels, out, group, err, sizeof err), err);
+}
+
+/* A synthetic classification set. *written: the
+ * file it writes.
+ * @return 0, MS_EXIT_USAGE (message printed) or an MS_E* code. */
+static int prepare_synthetic(int argc, char **argv, const char **written) {
+  char err[MS_MSG_MAX] = "";
+  unsigned long long n_train = 8192, n_test = 2048, features = 32, classes = 10, seed = 1;
+  int u8 = 0;
+  const char *out = NULL;
+  for (int i = 1; i < argc; i++) {
+    unsigned long long *dst = NULL;
+    const char *opt = argv[i];
+    if (strcmp(argv[i], "--train") == 0)
+      dst = &n_train;
+    else if (strcmp(argv[i], "--test") == 0)
+      dst = &n_test;
+    else if (strcmp(argv[i], "--features") == 0)
+      dst = &features;
+    else if (strcmp(argv[i], "--classes") == 0)
+      dst = &classes;
+    else if (strcmp(argv[i], "--seed") == 0)
+      dst = &seed;
+    else if (strcmp(argv[i], "--u8") == 0)
+      u8 = 1;
+    else if (argv[i][0] != '-' && !out)
+      out = argv[i];
+    else
+      return usage_error("prepare synthetic: unexpected argument '%s'", argv[i]);
+    if (dst && (i + 1 >= argc || parse_u64(argv[++i], dst) != 0))
+      return usage_error("prepare synthetic: %s needs a non-negative integer", opt);
+  }
+  if (!out) return usage_error("%s", "prepare synthetic needs OUT.h5");
+  if (features < 1 || features > (1u << 24) || classes < 2 || classes > 256)
+    return usage_error("%s",
+                       "prepare synthetic: --features must be 1..16777216 and --classes 2..256");
+  *written = out;
+  return ms_from_data(convert_synthetic(out, n_train, n_test, (int)features, (int)classes, u8,
+                                        seed, err, sizeof err),
+                      err);
+}
+
+/* A CSV file with one label column. *written: the
+ * file it writes.
+ * @return 0, MS_EXIT_USAGE (message printed) or an MS_E* code. */
+static int prepare_csv(int argc, char **argv, const char **written) {
+  char err[MS_MSG_MAX] = "";
+  convert_csv_opts o = {.label = NULL, .group = "train", .test_group = "test", .seed = 1};
+  const char *in = NULL, *out = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char *opt = argv[i];
+    if (strcmp(opt, "--label") == 0 && i + 1 < argc) {
+      o.label = argv[++i];
+    } else if (strcmp(opt, "--group") == 0 && i + 1 < argc) {
+      o.group = argv[++i];
+    } else if (strcmp(opt, "--test-fraction") == 0) {
+      char *end = NULL;
+      if (i + 1 < argc) o.test_fraction = strtod(argv[++i], &end);
+      if (!end || *end || !(o.test_fraction >= 0 && o.test_fraction < 1))
+        return usage_error("%s", "prepare csv: --test-fraction needs a number in [0, 1)");
+    } else if (strcmp(opt, "--seed") == 0) {
+      unsigned long long v;
+      if (i + 1 >= argc || parse_u64(argv[++i], &v) != 0)
+        return usage_error("%s", "prepare csv: --seed needs a non-negative integer");
+      o.seed = v;
+    } else if (opt[0] != '-' && !in) {
+      in = opt;
+    } else if (opt[0] != '-' && !out) {
+      out = opt;
+    } else {
+      return usage_error("prepare csv: unexpected argument '%s'", opt);
+    }
+  }
+  if (!in || !out || !o.label)
+    return usage_error("%s", "prepare csv needs FILE.csv, OUT.h5 and --label COLUMN");
+  *written = out;
+  return ms_from_data(convert_csv(in, out, &o, err, sizeof err), err);
+}
+
+/* A pair of .npy files. *written: the
+ * file it writes.
+ * @return 0, MS_EXIT_USAGE (message printed) or an MS_E* code. */
+static int prepare_npy(int argc, char **argv, const char **written) {
+  char err[MS_MSG_MAX] = "";
+  const char *x = NULL, *y = NULL, *group = "train", *out = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--x") == 0 && i + 1 < argc)
+      x = argv[++i];
+    else if (strcmp(argv[i], "--y") == 0 && i + 1 < argc)
+      y = argv[++i];
+    else if (strcmp(argv[i], "--group") == 0 && i + 1 < argc)
+      group = argv[++i];
+    else if (argv[i][0] != '-' && !out)
+      out = argv[i];
+    else
+      return usage_error("prepare npy: unexpected argument '%s'", argv[i]);
+  }
+  if (!x || !y || !out) return usage_error("%s", "prepare npy needs --x, --y and OUT.h5");
+  *written = out;
+  return ms_from_data(convert_npy(x, y, out, group, err, sizeof err), err);
+}
+
 static int cmd_prepare(int argc, char **argv) {
-  char err[1024] = "";
+  static const struct {
+    const char *kind;
+    int (*run)(int argc, char **argv, const char **written);
+  } kinds[] = {{"fashion-mnist", prepare_fashion_mnist},
+               {"idx", prepare_idx},
+               {"synthetic", prepare_synthetic},
+               {"csv", prepare_csv},
+               {"npy", prepare_npy}};
   const char *written = NULL;
-  int rc;
   if (argc < 1)
     return usage_error("prepare needs a kind: %s", "fashion-mnist, idx, synthetic, csv or npy");
-  const char *kind = argv[0];
-  if (strcmp(kind, "fashion-mnist") == 0) {
-    if (argc != 2 && argc != 3)
-      return usage_error("%s", "usage: midscale prepare fashion-mnist [DIR] OUT.h5");
-    const char *dir = argc == 3 ? argv[1] : "/usr/share/datasets/fashion-mnist";
-    const char *out = written = argv[argc - 1];
-    const char *split[2][3] = {
-        {"train", "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"},
-        {"test", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}};
-    unlink(out);
-    for (int i = 0; i < 2; i++) {
-      char img[2048], lab[2048];
-      snprintf(img, sizeof img, "%s/%s", dir, split[i][1]);
-      snprintf(lab, sizeof lab, "%s/%s", dir, split[i][2]);
-      if ((rc = convert_idx(img, lab, out, split[i][0], err, sizeof err))) break;
+  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+    if (strcmp(argv[0], kinds[i].kind) != 0) continue;
+    int rc = kinds[i].run(argc, argv, &written);
+    if (rc > 0) return rc; /* a usage error, already printed */
+    if (rc < 0) {
+      fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
+      return ms_exit_code(rc);
     }
-  } else if (strcmp(kind, "idx") == 0) {
-    const char *images = NULL, *labels = NULL, *group = "train", *out = NULL;
-    for (int i = 1; i < argc; i++) {
-      if (strcmp(argv[i], "--images") == 0 && i + 1 < argc)
-        images = argv[++i];
-      else if (strcmp(argv[i], "--labels") == 0 && i + 1 < argc)
-        labels = argv[++i];
-      else if (strcmp(argv[i], "--group") == 0 && i + 1 < argc)
-        group = argv[++i];
-      else if (argv[i][0] != '-' && !out)
-        out = argv[i];
-      else
-        return usage_error("prepare idx: unexpected argument '%s'", argv[i]);
-    }
-    if (!images || !labels || !out)
-      return usage_error("%s", "prepare idx needs --images, --labels and OUT.h5");
-    rc = convert_idx(images, labels, out, group, err, sizeof err);
-    written = out;
-  } else if (strcmp(kind, "synthetic") == 0) {
-    unsigned long long n_train = 8192, n_test = 2048, features = 32, classes = 10, seed = 1;
-    int u8 = 0;
-    const char *out = NULL;
-    for (int i = 1; i < argc; i++) {
-      unsigned long long *dst = NULL;
-      const char *opt = argv[i];
-      if (strcmp(argv[i], "--train") == 0)
-        dst = &n_train;
-      else if (strcmp(argv[i], "--test") == 0)
-        dst = &n_test;
-      else if (strcmp(argv[i], "--features") == 0)
-        dst = &features;
-      else if (strcmp(argv[i], "--classes") == 0)
-        dst = &classes;
-      else if (strcmp(argv[i], "--seed") == 0)
-        dst = &seed;
-      else if (strcmp(argv[i], "--u8") == 0)
-        u8 = 1;
-      else if (argv[i][0] != '-' && !out)
-        out = argv[i];
-      else
-        return usage_error("prepare synthetic: unexpected argument '%s'", argv[i]);
-      if (dst && (i + 1 >= argc || parse_u64(argv[++i], dst) != 0))
-        return usage_error("prepare synthetic: %s needs a non-negative integer", opt);
-    }
-    if (!out) return usage_error("%s", "prepare synthetic needs OUT.h5");
-    if (features < 1 || features > (1u << 24) || classes < 2 || classes > 256)
-      return usage_error("%s",
-                         "prepare synthetic: --features must be 1..16777216 and --classes 2..256");
-    written = out;
-    rc = convert_synthetic(out, n_train, n_test, (int)features, (int)classes, u8, seed, err,
-                           sizeof err);
-  } else if (strcmp(kind, "csv") == 0) {
-    convert_csv_opts o = {.label = NULL, .group = "train", .test_group = "test", .seed = 1};
-    const char *in = NULL, *out = NULL;
-    for (int i = 1; i < argc; i++) {
-      const char *opt = argv[i];
-      if (strcmp(opt, "--label") == 0 && i + 1 < argc) {
-        o.label = argv[++i];
-      } else if (strcmp(opt, "--group") == 0 && i + 1 < argc) {
-        o.group = argv[++i];
-      } else if (strcmp(opt, "--test-fraction") == 0) {
-        char *end = NULL;
-        if (i + 1 < argc) o.test_fraction = strtod(argv[++i], &end);
-        if (!end || *end || !(o.test_fraction >= 0 && o.test_fraction < 1))
-          return usage_error("%s", "prepare csv: --test-fraction needs a number in [0, 1)");
-      } else if (strcmp(opt, "--seed") == 0) {
-        unsigned long long v;
-        if (i + 1 >= argc || parse_u64(argv[++i], &v) != 0)
-          return usage_error("%s", "prepare csv: --seed needs a non-negative integer");
-        o.seed = v;
-      } else if (opt[0] != '-' && !in) {
-        in = opt;
-      } else if (opt[0] != '-' && !out) {
-        out = opt;
-      } else {
-        return usage_error("prepare csv: unexpected argument '%s'", opt);
-      }
-    }
-    if (!in || !out || !o.label)
-      return usage_error("%s", "prepare csv needs FILE.csv, OUT.h5 and --label COLUMN");
-    rc = convert_csv(in, out, &o, err, sizeof err);
-    written = out;
-  } else if (strcmp(kind, "npy") == 0) {
-    const char *x = NULL, *y = NULL, *group = "train", *out = NULL;
-    for (int i = 1; i < argc; i++) {
-      if (strcmp(argv[i], "--x") == 0 && i + 1 < argc)
-        x = argv[++i];
-      else if (strcmp(argv[i], "--y") == 0 && i + 1 < argc)
-        y = argv[++i];
-      else if (strcmp(argv[i], "--group") == 0 && i + 1 < argc)
-        group = argv[++i];
-      else if (argv[i][0] != '-' && !out)
-        out = argv[i];
-      else
-        return usage_error("prepare npy: unexpected argument '%s'", argv[i]);
-    }
-    if (!x || !y || !out) return usage_error("%s", "prepare npy needs --x, --y and OUT.h5");
-    rc = convert_npy(x, y, out, group, err, sizeof err);
-    written = out;
-  } else {
-    return usage_error("unknown prepare kind '%s' (fashion-mnist, idx, synthetic, csv or npy)",
-                       kind);
+    printf("wrote %s\n", written);
+    return 0;
   }
-  if (rc) {
-    fprintf(stderr, "midscale: error: %s\n", err);
-    return MS_EXIT_DATA;
-  }
-  printf("wrote %s\n", written);
-  return 0;
+  return usage_error("unknown prepare kind '%s' (fashion-mnist, idx, synthetic, csv or npy)",
+                     argv[0]);
 }
 
 static int cmd_data_info(int argc, char **argv) {
   const char *path = NULL, *hist[64];
   int n_hist = 0;
-  char err[1024] = "";
+  char err[MS_MSG_MAX] = "";
   for (int i = 0; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       fputs(usage_data_info, stdout);
@@ -331,12 +372,12 @@ static int cmd_data_info(int argc, char **argv) {
     }
   }
   if (!path) return usage_error("%s", "usage: midscale data-info FILE.h5 [--histogram DATASET]...");
-  if (data_info(path, hist, n_hist, stdout, err, sizeof err) != 0) {
+  int rc = ms_from_data(data_info(path, hist, n_hist, stdout, err, sizeof err), err);
+  if (rc) {
     fflush(stdout);
-    fprintf(stderr, "midscale: error: %s\n", err);
-    return MS_EXIT_DATA;
+    fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
   }
-  return 0;
+  return ms_exit_code(rc);
 }
 
 static int cmd_inspect(int argc, char **argv) {
@@ -424,9 +465,10 @@ static int cmd_train(int argc, char **argv, char **full_argv, int *pargc, char *
 
   fix_blas_core(full_argv);
   comm_world w;
-  if (comm_init(&w, pargc, pargv) != 0) {
-    fprintf(stderr, "midscale: error: %s\n", comm_errmsg(&w));
-    return MS_EXIT_RUNTIME;
+  int rc = ms_from_comm(comm_init(&w, pargc, pargv), comm_errmsg(&w));
+  if (rc) {
+    fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
+    return ms_exit_code(rc);
   }
   if (w.rank == 0 && getenv("MIDSCALE_BLAS_DETECTED"))
     printf(
@@ -436,7 +478,7 @@ static int cmd_train(int argc, char **argv, char **full_argv, int *pargc, char *
   install_stop_handlers();
   a.stop_signal = &stop_signal;
   a.on_hang = on_hang;
-  int rc = train_run(&w, &a);
+  rc = train_run(&w, &a);
   if (rc != 0 && w.rank == 0) {
     fflush(stdout);
     fprintf(stderr, "midscale: %s: %s\n", rc == MS_ESTOP ? "stopped" : "error", ms_error_msg());

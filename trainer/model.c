@@ -10,10 +10,13 @@
 #include "ms_error.h"
 #include "sampler.h"
 
-static const char *const type_names[] = {"dense",     "conv2d",  "maxpool2d", "avgpool2d",
-                                         "flatten",   "dropout", "layernorm", "activation"};
-static const char *const act_names[] = {"none", "relu", "leaky_relu", "gelu",
-                                        "tanh", "sigmoid", "softmax"};
+/* Layer and activation names, as the config spells them. */
+static const char *type_name(ms_layer_type t) {
+  return config_enum_name("model.layers[i].type", (int)t);
+}
+static const char *act_name(ms_activation a) {
+  return config_enum_name("model.layers[i].activation", (int)a);
+}
 
 void model_shape_desc(int c, int h, int w, char *buf, size_t n) {
   if (h == 1 && w == 1)
@@ -30,14 +33,14 @@ void model_layer_desc(const ms_layer *l, char *buf, size_t n) {
       break;
     case MS_LAYER_MAXPOOL2D:
     case MS_LAYER_AVGPOOL2D:
-      k = snprintf(buf, n, "%s %dx%d/%d", type_names[l->type], l->g.KH, l->g.KW, l->g.SH);
+      k = snprintf(buf, n, "%s %dx%d/%d", type_name(l->type), l->g.KH, l->g.KW, l->g.SH);
       break;
     case MS_LAYER_DROPOUT: k = snprintf(buf, n, "dropout %g", (double)l->rate); break;
-    case MS_LAYER_ACTIVATION: k = snprintf(buf, n, "%s", act_names[l->act]); break;
-    default: k = snprintf(buf, n, "%s", type_names[l->type]); break;
+    case MS_LAYER_ACTIVATION: k = snprintf(buf, n, "%s", act_name(l->act)); break;
+    default: k = snprintf(buf, n, "%s", type_name(l->type)); break;
   }
   if (l->act != MS_ACT_NONE && l->type != MS_LAYER_ACTIVATION && k >= 0 && (size_t)k < n)
-    snprintf(buf + k, n - (size_t)k, " +%s", act_names[l->act]);
+    snprintf(buf + k, n - (size_t)k, " +%s", act_name(l->act));
 }
 
 /* ---- planning -------------------------------------------------------------------- */
@@ -77,7 +80,7 @@ static int plan_window(ms_layer *l, const ms_layer_cfg *lc, int li) {
                         "model.layers[%d] (%s): a %dx%d window with stride %d and padding %d "
                         "does not fit its input of shape %s (images are (C, H, W); set "
                         "model.input to the image shape, e.g. [1, 28, 28])",
-                        li, type_names[l->type], lc->kernel, lc->kernel, stride, l->g.PH, in);
+                        li, type_name(l->type), lc->kernel, lc->kernel, stride, l->g.PH, in);
   l->out_c = l->g.OC, l->out_h = l->g.OH, l->out_w = l->g.OW;
   return 0;
 }
@@ -145,7 +148,7 @@ int model_plan(ms_model *m, const ms_config *cfg, const int64_t *in, int ndim) {
       case MS_LAYER_AVGPOOL2D:
         if (lc->kernel < 1)
           return ms_error_set(MS_ECONFIG, "model.layers[%d] (%s): needs a kernel", i,
-                              type_names[l->type]);
+                              type_name(l->type));
         if ((rc = plan_window(l, lc, i))) return rc;
         break;
       case MS_LAYER_FLATTEN: l->out_c = (int)l->in_elems, l->out_h = l->out_w = 1; break;

@@ -6,8 +6,10 @@
  * the user sees and maps the code to an exit status with ms_exit_code().
  *
  * data/ and comm/ sit below trainer/ and do not include this header; they
- * report failures through their own error buffers, which the trainer turns
- * into MS_E* codes at the call site.
+ * report failures their own way (data: -1 and a message in a caller's
+ * buffer; comm: COMM_E* and the world's err buffer). The trainer turns them
+ * into MS_E* codes through the bridges below, ms_from_data and
+ * ms_from_comm, and nowhere else.
  *
  * The message buffer is thread-local: a message set on the loader thread is
  * read on the loader thread.
@@ -16,6 +18,13 @@
 #define MS_ERROR_H
 
 #include <stddef.h>
+
+/* The size of every message buffer of the trainer: this thread's message,
+ * the buffers it hands to data/ (which writes at most cap bytes), the
+ * agreement that carries a rank's message to the others. It holds the
+ * longest report, a config report of 20 problems (config_value.c checks it),
+ * so the trainer never cuts a lower layer's message. */
+#define MS_MSG_MAX 16384
 
 /* X(name, value, exit status, description) */
 #define MS_ERROR_TABLE(X)                                                  \
@@ -67,5 +76,19 @@ const char *ms_error_msg(void);
 
 /* Clears this thread's message. */
 void ms_error_clear(void);
+
+/* ---- bridges from the layers below ----------------------------------------- */
+
+/* A data/ result: rc < 0 (data's failure) becomes MS_EDATA with err (the
+ * message data wrote into the caller's buffer) as this thread's message;
+ * rc >= 0 is returned as it is.
+ * @return 0 (or rc >= 0), or MS_EDATA. */
+int ms_from_data(int rc, const char *err);
+
+/* A comm/ result: COMM_ENOMEM becomes MS_ENOMEM, any other rc < 0 (COMM_EMPI)
+ * MS_ECOMM, with err (comm_errmsg of the world) as this thread's message;
+ * rc >= 0 is returned as it is (comm_all_ready's 1 and 0).
+ * @return rc >= 0, MS_ENOMEM or MS_ECOMM. */
+int ms_from_comm(int rc, const char *err);
 
 #endif

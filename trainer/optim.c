@@ -9,7 +9,7 @@
 #define PI 3.141592653589793
 
 int optim_create(ms_optim **out, const ms_config *cfg, size_t n_params) {
-  ms_optim_params p = {.kind = MS_OPTIM_SGD,
+  ms_optim_params p = {.kind = cfg->optim.name,
                        .lr = cfg->optim.lr,
                        .weight_decay = cfg->optim.weight_decay,
                        .momentum = cfg->optim.momentum,
@@ -17,10 +17,6 @@ int optim_create(ms_optim **out, const ms_config *cfg, size_t n_params) {
                        .beta1 = cfg->optim.beta1,
                        .beta2 = cfg->optim.beta2,
                        .eps = cfg->optim.eps};
-  if (optim_kind_parse(cfg->optim.name, &p.kind) != 0) {
-    *out = NULL;
-    return ms_error_set(MS_ECONFIG, "optim.name: unknown optimizer '%s'", cfg->optim.name);
-  }
   return optim_create_params(out, &p, n_params);
 }
 
@@ -64,19 +60,6 @@ void optim_free(ms_optim *o) {
   free(o->exp_avg_sq);
   free(o->decay_mask);
   free(o);
-}
-
-int optim_kind_parse(const char *name, ms_optim_kind *kind) {
-  static const struct {
-    const char *name;
-    ms_optim_kind kind;
-  } table[] = {{"sgd", MS_OPTIM_SGD}, {"adam", MS_OPTIM_ADAM}, {"adamw", MS_OPTIM_ADAMW}};
-  for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
-    if (strcmp(name, table[i].name) == 0) {
-      *kind = table[i].kind;
-      return 0;
-    }
-  return -1;
 }
 
 int optim_set_decay_mask(ms_optim *o, const uint8_t *mask) {
@@ -160,22 +143,6 @@ void optim_step(ms_optim *o, float *params, const float *grads, double lr) {
 
 /* ---- schedules --------------------------------------------------------------- */
 
-int schedule_kind_parse(const char *name, ms_schedule_kind *kind) {
-  static const struct {
-    const char *name;
-    ms_schedule_kind kind;
-  } table[] = {{"constant", MS_SCHED_CONSTANT},
-               {"cosine", MS_SCHED_COSINE},
-               {"step", MS_SCHED_STEP},
-               {"onecycle", MS_SCHED_ONECYCLE}};
-  for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
-    if (strcmp(name, table[i].name) == 0) {
-      *kind = table[i].kind;
-      return 0;
-    }
-  return -1;
-}
-
 /* PyTorch's _annealing_cos: from start at pct = 0 to end at pct = 1. */
 static double anneal_cos(double start, double end, double pct) {
   return end + (start - end) / 2.0 * (cos(PI * pct) + 1.0);
@@ -221,7 +188,7 @@ double schedule_lr_at(const ms_schedule_params *p, int64_t step, int64_t total_s
 }
 
 double schedule_lr(const ms_config *cfg, int64_t step, int64_t total_steps) {
-  ms_schedule_params p = {.kind = MS_SCHED_CONSTANT,
+  ms_schedule_params p = {.kind = cfg->schedule.name,
                           .lr = cfg->optim.lr,
                           .warmup_steps = cfg->schedule.warmup_steps,
                           .min_lr_ratio = cfg->schedule.min_lr_ratio,
@@ -230,7 +197,6 @@ double schedule_lr(const ms_config *cfg, int64_t step, int64_t total_steps) {
                           .div_factor = cfg->schedule.div_factor,
                           .final_div_factor = cfg->schedule.final_div_factor,
                           .pct_start = cfg->schedule.pct_start};
-  if (schedule_kind_parse(cfg->schedule.name, &p.kind) != 0) p.kind = MS_SCHED_CONSTANT;
   return schedule_lr_at(&p, step, total_steps);
 }
 

@@ -17,7 +17,8 @@
 
 #include "config.h"
 
-typedef enum { MS_OPTIM_SGD = 0, MS_OPTIM_ADAM, MS_OPTIM_ADAMW } ms_optim_kind;
+/* ms_optim_kind and ms_schedule_kind are the values of the config keys
+ * optim.name and schedule.name (config.h). */
 
 /* Everything an optimizer needs, as plain data (the config-free way to make
  * one; optim_create fills it from the config's optim section). */
@@ -46,8 +47,8 @@ typedef struct {
   uint8_t *decay_mask; /* (n) owned copy, or NULL = decay every element */
 } ms_optim;
 
-/* The optimizer of cfg->optim (name sgd, adam or adamw, with its keys).
- * @return 0, MS_ECONFIG (unknown name) or MS_ENOMEM. State arenas start at
+/* The optimizer of cfg->optim (its kind optim.name, with its keys).
+ * @return 0, MS_ECONFIG (a kind out of range) or MS_ENOMEM. State arenas start at
  * zero, t at 0. */
 int optim_create(ms_optim **out, const ms_config *cfg, size_t n_params);
 
@@ -57,9 +58,6 @@ int optim_create_params(ms_optim **out, const ms_optim_params *p, size_t n_param
 
 /* Frees o and its arenas; accepts NULL. */
 void optim_free(ms_optim *o);
-
-/* @return 0 and sets *kind for "sgd", "adam", "adamw"; -1 otherwise. */
-int optim_kind_parse(const char *name, ms_optim_kind *kind);
 
 /* Restricts weight decay to the elements i with mask[i] != 0 (e.g. weights
  * but not biases or norm gains), for every kind, optim_sgd_step included.
@@ -98,13 +96,6 @@ double optim_clip_grad_norm(float *grads, size_t n, double max_norm);
 
 /* ---- learning-rate schedules ---------------------------------------------- */
 
-typedef enum {
-  MS_SCHED_CONSTANT = 0,
-  MS_SCHED_COSINE,
-  MS_SCHED_STEP,
-  MS_SCHED_ONECYCLE
-} ms_schedule_kind;
-
 /* A schedule as plain data (no config). */
 typedef struct {
   ms_schedule_kind kind;
@@ -117,10 +108,6 @@ typedef struct {
   double final_div_factor; /* onecycle: end at start / final_div_factor (1e4) */
   double pct_start;        /* onecycle: fraction of the steps rising (0.3) */
 } ms_schedule_params;
-
-/* @return 0 and sets *kind for "constant", "cosine", "step", "onecycle";
- * -1 otherwise. */
-int schedule_kind_parse(const char *name, ms_schedule_kind *kind);
 
 /* Learning rate at step (0-based) of total_steps. The first warmup_steps
  * steps rise linearly, target * (step + 1) / warmup_steps, to the value
@@ -137,8 +124,7 @@ int schedule_kind_parse(const char *name, ms_schedule_kind *kind);
  *             there after). */
 double schedule_lr_at(const ms_schedule_params *s, int64_t step, int64_t total_steps);
 
-/* schedule_lr_at for cfg->optim.lr and the keys of cfg->schedule; an unknown
- * name is constant. */
+/* schedule_lr_at for cfg->optim.lr and the keys of cfg->schedule. */
 double schedule_lr(const ms_config *cfg, int64_t step, int64_t total_steps);
 
 #endif

@@ -4,8 +4,6 @@
 
 #include "ms_error.h"
 
-#define ERRLEN 1024
-
 void ranks_enter(const ranks *r, const char *op, const char *where) {
   watchdog_enter(r->wd, op, where, r->step ? *r->step : 0);
 }
@@ -13,7 +11,7 @@ void ranks_enter(const ranks *r, const char *op, const char *where) {
 void ranks_leave(const ranks *r) { watchdog_leave(r->wd); }
 
 int ranks_agree_at(const ranks *r, int rc, const char *where) {
-  char msg[ERRLEN];
+  char msg[MS_MSG_MAX];
   if (rc < 0) {
     if (r->w->size > 1 && r->w->rank != 0)
       snprintf(msg, sizeof msg, "rank %d: %s", r->w->rank, ms_error_msg());
@@ -27,14 +25,6 @@ int ranks_agree_at(const ranks *r, int rc, const char *where) {
   int code = comm_agree_msg(r->w, rc, msg, sizeof msg);
   ranks_leave(r);
   if (code == 0) return 0;
-  if (code == COMM_EMPI && r->w->err[0]) return ms_error_set(MS_ECOMM, "%s", r->w->err);
+  if (code == COMM_EMPI && r->w->err[0]) return ms_from_comm(code, comm_errmsg(r->w));
   return ms_error_set(code, "%s", msg);
-}
-
-int ranks_comm_rc(const comm_world *w, int rc) {
-  return rc < 0 ? ms_error_set(MS_ECOMM, "%s", comm_errmsg(w)) : 0;
-}
-
-int ranks_data_rc(int rc, int code, const char *err) {
-  return rc < 0 ? ms_error_set(code, "%s", err) : 0;
 }

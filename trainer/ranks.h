@@ -1,14 +1,14 @@
 /* ranks — what every part of a training run shares to keep its ranks on
- * one path: the agreement before a branch, and the bridges that turn a
- * comm or data error code into an MS_E* code with its message.
+ * one path: the agreement before a branch. (The bridges that turn a comm
+ * or data error code into an MS_E* code with its message are ms_from_comm
+ * and ms_from_data, ms_error.h.)
  *
  * Ownership: train.c owns the one ranks value of a run (rank, world, the
  * hang watchdog once the step loop starts, the step it reports); the other
  * trainer files (startup, ckpt_sync, evaluate, report) keep a pointer to
  * it and never change it.
  *
- * Collectives: ranks_agree_at is collective over r->w. The bridges are
- * rank-local.
+ * Collectives: ranks_agree_at is collective over r->w.
  *
  * Errors: ranks_agree_at returns the code of the lowest failing rank (0 if
  * none) with its message in ms_error_msg() on every rank; a failure of the
@@ -37,11 +37,5 @@ void ranks_leave(const ranks *r);
  * names the caller to the watchdog. Collective. */
 int ranks_agree_at(const ranks *r, int rc, const char *where);
 #define ranks_agree(r, rc) ranks_agree_at((r), (rc), __func__)
-
-/* Error bridges, one place for the run: a negative comm code becomes
- * MS_ECOMM with comm_errmsg(w); a negative data code becomes `code` with
- * err. @return 0 or that MS_E* code. */
-int ranks_comm_rc(const comm_world *w, int rc);
-int ranks_data_rc(int rc, int code, const char *err);
 
 #endif

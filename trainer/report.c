@@ -66,13 +66,14 @@ static void say_comm(const report *rp) {
                (double)(hi - lo) * sizeof(float) / 1e6);
     }
     if (nb > 6) snprintf(sizes + strlen(sizes), sizeof sizes - strlen(sizes), " + ...");
-    const char *wire = s->cfg.comm.compress;
+    const char *wire = config_enum_name("comm.compress", (int)s->cfg.comm.compress);
+    int raw = s->cfg.comm.compress == MS_WIRE_NONE;
     metrics_say(rp->m,
                 "comm: %s, %d bucket%s (%s MB), overlap %s, %s on the wire%s, %.3g MB sent per "
                 "rank per step",
                 reducer_method(red), nb, nb == 1 ? "" : "s", sizes,
-                s->cfg.comm.overlap ? "on" : "off", strcmp(wire, "none") ? wire : "fp32",
-                strcmp(wire, "none") ? " with error feedback" : "", reducer_wire_bytes(red) / 1e6);
+                s->cfg.comm.overlap ? "on" : "off", raw ? "fp32" : wire,
+                raw ? "" : " with error feedback", reducer_wire_bytes(red) / 1e6);
   } else {
     metrics_say(rp->m,
                 "comm: NO gradient sync (comm.sync false, a benchmark setting: every rank trains "
@@ -99,7 +100,9 @@ void report_banner(report *rp, const char *ckpt_desc) {
               s->test ? (unsigned long long)data_count(s->test) : 0ULL,
               data_sample_elems(s->train));
   metrics_say(rp->m, "model %s: %zu parameters, %.2f MFLOP/sample forward, loss %s, %s", shape,
-              m->n_params, model_flops_per_sample(m) / 1e6, c->model.loss, c->optim.name);
+              m->n_params, model_flops_per_sample(m) / 1e6,
+              config_enum_name("model.loss", (int)c->model.loss),
+              config_enum_name("optim.name", (int)c->optim.name));
   char per_rank[96];
   if (s->accumulate > 1)
     snprintf(per_rank, sizeof per_rank, "%lld per rank in %d micro-batches of %lld",
@@ -199,7 +202,8 @@ static void say_last_eval(const report *rp, int stopped) {
   if (e->classifier)
     metrics_say(rp->m, "%s accuracy %.4f (loss %.4f)", what, e->acc, e->loss);
   else
-    metrics_say(rp->m, "%s loss %.6g (%s)", what, e->loss, rp->s->cfg.model.loss);
+    metrics_say(rp->m, "%s loss %.6g (%s)", what, e->loss,
+                config_enum_name("model.loss", (int)rp->s->cfg.model.loss));
 }
 
 void report_summary(report *rp, double wall, int64_t steps_run, int64_t step,

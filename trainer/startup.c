@@ -13,11 +13,7 @@
 #include "sampler.h"
 #include "version.h"
 
-#define ERRLEN 1024
-
 #define agree(rk, rc) ranks_agree_at((rk), (rc), __func__)
-
-static int comm_rc(const ranks *rk, int rc) { return ranks_comm_rc(rk->w, rc); }
 
 static int mkdir_p(const char *path) {
   char buf[MS_PATH_MAX];
@@ -45,7 +41,8 @@ static int load_config(train_setup *s, const ranks *rk, const train_args *a) {
   int rc = 0;
   if (rk->w->rank == 0) rc = config_read_file(a->config_path, &s->cfg_text, &s->cfg_len);
   if ((rc = agree(rk, rc))) return rc;
-  if ((rc = comm_rc(rk, comm_bcast_bytes(rk->w, &s->cfg_text, &s->cfg_len, 0)))) return rc;
+  rc = ms_from_comm(comm_bcast_bytes(rk->w, &s->cfg_text, &s->cfg_len, 0), comm_errmsg(rk->w));
+  if (rc) return rc;
   char *own = NULL;
   size_t own_len = 0;
   if (rk->w->rank != 0 && config_read_file(a->config_path, &own, &own_len) == 0) {
@@ -101,7 +98,7 @@ static int share_chunk_cache(train_setup *s, const ranks *rk) {
     rc = comm_node_mem_alloc(w, (size_t)bytes, data_shared_cache_zeroed(s->train),
                              &s->shared_cache, &base);
   if (rc == 0 && base) data_share_cache(s->train, base);
-  return rc < 0 ? ms_error_set(MS_ECOMM, "%s", w->err) : 0;
+  return ms_from_comm(rc, comm_errmsg(w));
 }
 
 /* Opens the datasets and checks what needs no model: the test set against
@@ -109,26 +106,26 @@ static int share_chunk_cache(train_setup *s, const ranks *rk) {
  * (data.check_finite) the values, each rank a 1/world share of them. */
 static int open_data(train_setup *s, const ranks *rk) {
   const ms_config *c = &s->cfg;
-  char err[ERRLEN] = "";
+  char err[MS_MSG_MAX] = "";
   s->norm = check_data_norm(c);
-  data_cache cache = DATA_CACHE_AUTO;
-  (void)data_cache_parse(c->data.cache, &cache); /* the schema allows only the three names */
+  data_cache cache = c->data.cache == MS_CACHE_MEMORY   ? DATA_CACHE_MEMORY
+                     : c->data.cache == MS_CACHE_STREAM ? DATA_CACHE_STREAM
+                                                        : DATA_CACHE_AUTO;
   const size_t budget = (size_t)c->data.memory_mb << 20; /* per set, per rank */
-  int rc = ranks_data_rc(data_open_cached(&s->train, c->data.path, c->data.train_x,
-                                          c->data.train_y, budget, cache, err, sizeof err),
-                         MS_EDATA, err);
+  int rc = ms_from_data(data_open_cached(&s->train, c->data.path, c->data.train_x, c->data.train_y,
+                                         budget, cache, err, sizeof err),
+                        err);
   if (rc == 0 && c->data.test_x[0])
-    rc = ranks_data_rc(data_open_cached(&s->test, c->data.path, c->data.test_x, c->data.test_y,
-                                        budget, cache, err, sizeof err),
-                       MS_EDATA, err);
+    rc = ms_from_data(data_open_cached(&s->test, c->data.path, c->data.test_x, c->data.test_y,
+                                       budget, cache, err, sizeof err),
+                      err);
   if (rc == 0) rc = check_data_sets(c, s->train, s->test, &s->norm);
   for (int i = 0; rc == 0 && c->data.check_finite && i < 2; i++) {
     data_set *ds = i ? s->test : s->train;
     uint64_t begin, count;
     if (!ds) continue;
     sampler_eval_range(data_count(ds), rk->w->size, rk->w->rank, &begin, &count);
-    rc = ranks_data_rc(data_check_finite(ds, begin, count, &s->norm, err, sizeof err), MS_EDATA,
-                       err);
+    rc = ms_from_data(data_check_finite(ds, begin, count, &s->norm, err, sizeof err), err);
   }
   return agree(rk, rc);
 }
@@ -140,9 +137,25 @@ static int open_data(train_setup *s, const ranks *rk) {
  * calls it, whatever its run.threads, so the ranks' collectives match). */
 static int blas_threads(const ranks *rk, int configured, int *out) {
   int cpus = comm_cpus_per_rank(rk->w);
-  if (cpus < 0) return comm_rc(rk, cpus);
+  if (cpus < 0) return ms_from_comm(cpus, comm_errmsg(rk->w));
   *out = configured > 0 ? configured : cpus;
   return 0;
+}
+
+/* config_diff of every key between two resolved configs as config_emit
+ * wrote them (rank 0's and another rank's): "key A → B" for each key in
+ * out (cap bytes). @return the number of keys, or MS_ENOMEM / MS_ECONFIG
+ * when a text does not read back. */
+static int diff_resolved(const char *a, const char *b, char *out, size_t cap) {
+  ms_config *c = malloc(2 * sizeof *c);
+  if (!c) return ms_error_set(MS_ENOMEM, "out of memory comparing the ranks' configs");
+  config_defaults(&c[0]);
+  config_defaults(&c[1]);
+  int rc = config_parse(&c[0], a, strlen(a), "(rank 0's resolved config)");
+  if (rc == 0) rc = config_parse(&c[1], b, strlen(b), "(another rank's resolved config)");
+  if (rc == 0) rc = config_diff(&c[0], &c[1], CONFIG_DIFF_ALL, out, cap);
+  free(c);
+  return rc;
 }
 
 /* The config differs between rank 0 and rank k: both texts to every rank
@@ -150,16 +163,17 @@ static int blas_threads(const ranks *rk, int configured, int *out) {
 static int config_mismatch(const ranks *rk, char *text, int k) {
   char *t0 = rk->w->rank == 0 ? text : NULL, *tk = rk->w->rank == k ? text : NULL;
   size_t l0 = strlen(text), lk = l0;
-  int rc = comm_rc(rk, comm_bcast_bytes(rk->w, &t0, &l0, 0));
-  if (rc == 0) rc = comm_rc(rk, comm_bcast_bytes(rk->w, &tk, &lk, k));
-  if (rc == 0) {
-    char diff[700];
-    int n = identity_config_diff(t0, tk, diff, sizeof diff);
+  int rc = ms_from_comm(comm_bcast_bytes(rk->w, &t0, &l0, 0), comm_errmsg(rk->w));
+  if (rc == 0) rc = ms_from_comm(comm_bcast_bytes(rk->w, &tk, &lk, k), comm_errmsg(rk->w));
+  char diff[MS_MSG_MAX / 2]; /* the rest of the message names the ranks */
+  int n = rc ? rc : diff_resolved(t0, tk, diff, sizeof diff);
+  if (n >= 0)
     rc = ms_error_set(MS_ECONFIG,
                       "ranks were given different configs: rank %d differs from rank 0 in %d "
                       "key%s (rank 0's value → rank %d's): %s",
                       k, n, n == 1 ? "" : "s", k, diff);
-  }
+  else
+    rc = n;
   if (t0 != text) free(t0);
   if (tk != text) free(tk);
   return rc;
@@ -185,7 +199,8 @@ static int verify_identity(train_setup *s, const ranks *rk) {
   me.params = model_params_hash(s->model);
   int rc = !all || !text ? ms_error_set(MS_ENOMEM, "out of memory checking the ranks agree") : 0;
   if ((rc = agree(rk, rc))) goto done;
-  if ((rc = comm_rc(rk, comm_allgather_bytes(rk->w, &me, sizeof me, all)))) goto done;
+  if ((rc = ms_from_comm(comm_allgather_bytes(rk->w, &me, sizeof me, all), comm_errmsg(rk->w))))
+    goto done;
   const ms_identity *z = &all[0];
   int k, what = 0; /* 1 program, 2 config, 3 layout, 4 params */
   for (int key = 1; key <= 4 && !what; key++)
@@ -217,7 +232,8 @@ static int verify_identity(train_setup *s, const ranks *rk) {
                 "note: rank %d's initial parameters differ from rank 0's (same program and "
                 "config: another libm or CPU); using rank 0's",
                 k);
-    rc = comm_rc(rk, comm_bcast_f32(rk->w, s->model->params, s->model->n_params, 0));
+    rc = ms_from_comm(comm_bcast_f32(rk->w, s->model->params, s->model->n_params, 0),
+                      comm_errmsg(rk->w));
   }
 done:
   free(text);
@@ -256,6 +272,17 @@ static int build_model(train_setup *s, const ranks *rk) {
   return verify_identity(s, rk);
 }
 
+/* The across-nodes algorithm comm.algorithm names. */
+static hier_algorithm hier_algorithm_of(ms_comm_algorithm a) {
+  switch (a) {
+    case MS_ALGO_RING: return HIER_RING;
+    case MS_ALGO_HALVING_DOUBLING: return HIER_HALVING_DOUBLING;
+    case MS_ALGO_MPI: return HIER_MPI;
+    case MS_ALGO_AUTO: break;
+  }
+  return HIER_AUTO;
+}
+
 /* The gradient sync: its buckets follow the layers (each layer's weight and
  * bias are one unit, so a bucket ends where a layer begins). Collective. */
 static int create_reducer(train_setup *s, const ranks *rk) {
@@ -272,12 +299,12 @@ static int create_reducer(train_setup *s, const ranks *rk) {
                     .bucket_bytes = (size_t)(c->comm.bucket_mb * 1048576.0),
                     .overlap = c->comm.overlap,
                     .shared_memory = c->comm.shared_memory,
-                    .algorithm = hier_algorithm_parse(c->comm.algorithm),
-                    .wire = !strcmp(c->comm.compress, "fp16")   ? WIRE_FP16
-                            : !strcmp(c->comm.compress, "bf16") ? WIRE_BF16
-                                                                : WIRE_F32};
+                    .algorithm = hier_algorithm_of(c->comm.algorithm),
+                    .wire = c->comm.compress == MS_WIRE_FP16   ? WIRE_FP16
+                            : c->comm.compress == MS_WIRE_BF16 ? WIRE_BF16
+                                                               : WIRE_F32};
   int rc = reducer_create(&s->red, rk->w, m->grads, m->n_params, starts, ns, &o);
-  if (rc < 0) rc = ms_error_set(rc == COMM_ENOMEM ? MS_ENOMEM : MS_ECOMM, "%s", rk->w->err);
+  rc = ms_from_comm(rc, comm_errmsg(rk->w));
   /* On the shared-memory path backward computes straight into the window. */
   if (rc == 0) model_use_grads(s->model, reducer_arena(s->red));
   return agree(rk, rc);
@@ -309,10 +336,11 @@ static void describe_loader(train_setup *s, const loader_opts *o) {
              "in memory: each batch assembled in the step (data.prefetch %d not used: no core "
              "to spare for a loader thread)",
              c->data.prefetch);
-  int n = snprintf(s->loader_desc, sizeof s->loader_desc, "loader: shuffle %s%s, %s%s (data.cache %s)",
-                   c->data.shuffle, order, ahead,
-                   s->shared_cache ? ", chunk cache shared by the node's ranks" : "",
-                   c->data.cache);
+  int n =
+      snprintf(s->loader_desc, sizeof s->loader_desc, "loader: shuffle %s%s, %s%s (data.cache %s)",
+               config_enum_name("data.shuffle", (int)c->data.shuffle), order, ahead,
+               s->shared_cache ? ", chunk cache shared by the node's ranks" : "",
+               config_enum_name("data.cache", (int)c->data.cache));
   /* A global shuffle of a chunked set over the budget (so streamed, through
    * a chunk cache of the budget's size) draws each sample of a batch from a
    * different chunk, and HDF5 reads (and decompresses) a whole chunk per
@@ -340,24 +368,24 @@ static void describe_loader(train_setup *s, const loader_opts *o) {
  * is not used for this reason. */
 static int start_loader(train_setup *s, const ranks *rk, const train_args *a) {
   const ms_config *c = &s->cfg;
-  char err[ERRLEN] = "";
-  loader_opts o = {.ds = s->train,
-                   .norm = s->norm,
-                   .order = {.shuffle = SAMPLER_GLOBAL,
-                             .block_size = (uint64_t)c->data.block_size,
-                             .window = (uint64_t)c->data.shuffle_window},
-                   .seed = c->run.seed,
-                   .global_batch = (uint64_t)s->global_batch,
-                   .world = rk->w->size,
-                   .rank = rk->w->rank,
-                   .prefetch = data_in_memory(s->train) && !rank_cores_spare(rk->w)
-                                   ? 0
-                                   : c->data.prefetch,
-                   .class_labels = check_is_classifier(c),
-                   .end_step = (uint64_t)s->len.total_steps};
-  (void)sampler_shuffle_parse(c->data.shuffle, &o.order.shuffle); /* checked by the schema */
+  char err[MS_MSG_MAX] = "";
+  loader_opts o = {
+      .ds = s->train,
+      .norm = s->norm,
+      .order = {.shuffle = c->data.shuffle == MS_SHUFFLE_BLOCK  ? SAMPLER_BLOCK
+                           : c->data.shuffle == MS_SHUFFLE_NONE ? SAMPLER_NONE
+                                                                : SAMPLER_GLOBAL,
+                .block_size = (uint64_t)c->data.block_size,
+                .window = (uint64_t)c->data.shuffle_window},
+      .seed = c->run.seed,
+      .global_batch = (uint64_t)s->global_batch,
+      .world = rk->w->size,
+      .rank = rk->w->rank,
+      .prefetch = data_in_memory(s->train) && !rank_cores_spare(rk->w) ? 0 : c->data.prefetch,
+      .class_labels = check_is_classifier(c),
+      .end_step = (uint64_t)s->len.total_steps};
   if (a->stop_at > 0 && a->stop_at < s->len.total_steps) o.end_step = (uint64_t)a->stop_at;
-  int rc = ranks_data_rc(loader_create(&s->loader, &o, err, sizeof err), MS_EDATA, err);
+  int rc = ms_from_data(loader_create(&s->loader, &o, err, sizeof err), err);
   if ((rc = agree(rk, rc))) return rc;
   describe_loader(s, &o);
   return 0;

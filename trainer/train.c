@@ -59,14 +59,15 @@ typedef struct {
 
 /* The batch of the current cursor from the loader. */
 static int next_batch(run *r, loader_batch *b) {
-  char err[1024] = "";
+  char err[MS_MSG_MAX] = "";
   const ckpt_cursor *c = &r->cur;
-  if (loader_next(r->s.loader, (uint64_t)c->epoch, (uint64_t)c->step_in_epoch, b, err,
-                  sizeof err) < 0)
-    return ms_error_set(MS_EDATA, "step %lld (epoch %lld, step %lld of the epoch): %s",
-                        (long long)c->step + 1, (long long)c->epoch + 1,
-                        (long long)c->step_in_epoch + 1, err);
-  return 0;
+  int rc = ms_from_data(
+      loader_next(r->s.loader, (uint64_t)c->epoch, (uint64_t)c->step_in_epoch, b, err, sizeof err),
+      err);
+  if (rc)
+    ms_error_prefix("step %lld (epoch %lld, step %lld of the epoch)", (long long)c->step + 1,
+                    (long long)c->epoch + 1, (long long)c->step_in_epoch + 1);
+  return rc;
 }
 
 /* model_backward's hook on a step's last micro-batch: a range of gradients
@@ -126,7 +127,7 @@ static int agree_step(run *r, step_agreement *sa, int rc) {
   ranks_enter(&r->rk, "gradient allreduce", "train_step");
   int crc = r->s.red ? reducer_finish(r->s.red) : 0;
   ranks_leave(&r->rk);
-  if (crc) return ranks_comm_rc(r->rk.w, crc);
+  if (crc) return ms_from_comm(crc, comm_errmsg(r->rk.w));
   /* (This step's sync is counted from the next step's agreement on.) */
   double parts[T_PARTS] = {r->t_compute, r->t_comm, r->t_data, ckpt_sync_seconds(r->ck),
                            r->t_eval};
@@ -149,7 +150,7 @@ static int agree_step(run *r, step_agreement *sa, int rc) {
     r->stop_signo = (int)sig;
   }
   r->ckpt_due = sa->ckpt_due > 0;
-  return crc ? ranks_comm_rc(r->rk.w, crc) : 0;
+  return crc ? ms_from_comm(crc, comm_errmsg(r->rk.w)) : 0;
 }
 
 /* One optimizer step on this rank's slice of the next global batch. sa
@@ -315,7 +316,7 @@ int train_run(comm_world *w, const train_args *a) {
    * may rightly spend minutes loading data while the others wait. */
   if (a->on_hang) {
     rc = watchdog_create(&r.rk.wd, w, r.s.cfg.comm.timeout_s, a->on_hang, NULL);
-    if (rc < 0) rc = ms_error_set(rc == COMM_ENOMEM ? MS_ENOMEM : MS_ECOMM, "%s", w->err);
+    rc = ms_from_comm(rc, comm_errmsg(w));
     if ((rc = agree(&r, rc))) goto out;
   }
   report_begin(r.rep, r.cur.step);

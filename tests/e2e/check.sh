@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `midscale check` (serial, no mpiexec) on every bad config of
 # tests/configs/bad: the exit code and the message each file's header names
-# (`# expect:`, `# set:`, `# world:`, `# exit:`, see tests/test_config.c);
+# (`# expect:`, `# set:`, `# world:`, `# exit:`, see tests/test_config_errors.c);
 # a sample of them under `mpiexec -n 2 midscale train`: exit 2 and exactly
 # one error line. Every file of configs/ passes the check, and the dataset
 # cross-checks work on generated data. Each case has 5 s (a hang or a slow

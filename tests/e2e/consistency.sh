@@ -34,8 +34,8 @@ expect_error 2 "comm.shared_memory false → true"
 run_mpmd -n 2 "$MIDSCALE" train a.yaml --set train.batch_size=96 \
   : -n 1 "$MIDSCALE" train a.yaml --set train.batch_size=96 --set model.layers[1].units=30
 expect_error 2 "rank 2 differs from rank 0 in 1 key"
-grep -q "model.layers\[1\] {type: dense, units: 32, .* → {type: dense, units: 30, " "$LAST_ERR" ||
-  { cat "$LAST_ERR"; fail "the layer that differs is not named"; }
+grep -q "model.layers\[1\].units 32 → 30" "$LAST_ERR" ||
+  { cat "$LAST_ERR"; fail "the layer key that differs is not named"; }
 
 # Another build: the same program with one byte appended still runs.
 cp "$MIDSCALE" ./midscale-other

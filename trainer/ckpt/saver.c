@@ -55,7 +55,7 @@ struct ms_saver {
   ckpt_meta meta;         /* alone: the save in flight (config owned) */
   int pending;            /* a write started and not yet collected */
   int rc;                 /* the thread's result ... */
-  char msg[2048];         /* ... and its message */
+  char msg[MS_MSG_MAX];   /* ... and its message */
   saver_result res;
 };
 
