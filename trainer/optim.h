@@ -2,8 +2,9 @@
  *
  * Optimizer state lives in arenas of the parameter layout (DESIGN.md,
  * "Parameters"), so checkpoints and later sharding see flat arrays.
- * Kinds: SGD with momentum (optim_create, the config path), Adam and AdamW
- * (optim_create_params); weight decay can be restricted to a per-element
+ * Kinds: SGD with momentum, Adam and AdamW. optim_create builds the one the
+ * config names; optim_create_params builds any of them from plain values
+ * (tests, benchmarks). Weight decay can be restricted to a per-element
  * mask. Schedules: constant, cosine, step, onecycle, each with an optional
  * linear warm-up in front.
  * Pure arithmetic: no MPI, no allocation beyond optim_create* and
@@ -37,13 +38,13 @@ typedef struct {
   float *momentum; /* (n), the velocity buffer of SGD with momentum; NULL for Adam */
   double lr, mu, weight_decay;
   int nesterov;
-  /* Fields added for Adam/AdamW; optim_create sets kind = SGD. */
-  ms_optim_kind kind;
+  ms_optim_kind kind; /* which update optim_step applies */
   float *exp_avg;    /* (n), Adam's first moment m; NULL for SGD */
   float *exp_avg_sq; /* (n), Adam's second moment v; NULL for SGD */
   double beta1, beta2, eps;
-  int64_t t;           /* steps taken (Adam's bias correction uses it): a
-                        * checkpoint must save and restore it with the arenas */
+  int64_t t;           /* steps taken (Adam's bias correction uses it); not in
+                        * checkpoints: one optimizer step is taken per training
+                        * step, so a resumed run sets it to the cursor's step */
   uint8_t *decay_mask; /* (n) owned copy, or NULL = decay every element */
 } ms_optim;
 
