@@ -68,12 +68,19 @@ grace=${MIDSCALE_ABORT_GRACE:-8}
 
 fifo_dir=$(mktemp -d "${TMPDIR:-/tmp}/midscale-mpirun.XXXXXX") || exit 1
 mkfifo "$fifo_dir/err" || exit 1
+# mpirun in a process group of its own (job control on), so that a Ctrl-C
+# at a terminal reaches it once, through the trap below, not twice (mpirun
+# takes a second INT as "terminate now", skipping midscale's checkpoint).
+# Its stdin is /dev/null: midscale reads none, and a background group
+# reading the terminal would be stopped.
+set -m
 "${MIDSCALE_MPIRUN:-mpirun}" \
   --mca oob_tcp_keepalive_time "$ka_time" \
   --mca oob_tcp_keepalive_intvl "$intvl" \
   --mca oob_tcp_keepalive_probes "$probes" \
-  "$@" <&0 2>"$fifo_dir/err" &
+  "$@" </dev/null 2>"$fifo_dir/err" &
 launcher=$!
+set +m
 for s in HUP INT TERM USR1 USR2; do
   trap "kill -$s $launcher 2>/dev/null" "$s"
 done
@@ -108,9 +115,11 @@ while :; do
         reported=1 ;;
     esac
   else
-    # A timeout, a trapped signal or the end of the file: no line.
+    # A timeout, a trapped signal (status > 128) or the end of the file.
+    st=$?
     [ -z "$line" ] || printf '%s' "$line" >&2
     kill -0 "$launcher" 2>/dev/null || break
+    [ "$st" -gt 128 ] || sleep 0.2 # stderr closed, mpirun still running
   fi
 done
 # What mpirun wrote just before it ended, without waiting on daemons.

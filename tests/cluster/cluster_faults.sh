@@ -14,9 +14,10 @@
 # - SIGUSR1 to the launcher: a checkpoint across hosts, exit 75, and
 #   --resume auto goes on from it to the end.
 # Needs root and ip netns, else SKIPPED.
-source "$(dirname "$0")/../e2e/lib.sh"
-source "$MS_SOURCE_DIR/tests/cluster/cluster.sh"
+# The skip first: lib.sh already writes to the build tree.
+source "$(dirname "$0")/cluster.sh"
 cluster_need
+source "$(dirname "$0")/../e2e/lib.sh"
 cluster_up 3
 
 T=5

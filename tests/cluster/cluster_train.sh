@@ -7,9 +7,10 @@
 # (relative) of a single-node run of the same world size over 100 steps;
 # --resume auto across a change of layout (2 hosts x 2 -> 1 host x 2)
 # continues at the right step. Needs root and ip netns, else SKIPPED.
-source "$(dirname "$0")/../e2e/lib.sh"
-source "$MS_SOURCE_DIR/tests/cluster/cluster.sh"
+# The skip first: lib.sh already writes to the build tree.
+source "$(dirname "$0")/cluster.sh"
 cluster_need
+source "$(dirname "$0")/../e2e/lib.sh"
 cluster_up 3
 
 # The sync method line of the banner for ranks on more than one host. Today
