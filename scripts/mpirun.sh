@@ -25,7 +25,7 @@
 #   later). Daemons on the hosts that are still connected see mpirun's
 #   sockets close and end their ranks.
 # Together: the launcher and every surviving rank are gone within
-# comm.timeout_s + 15 s (measured: see the README).
+# comm.timeout_s + 15 s (measured: scripts/bench/results/cluster_faults.md).
 #
 # comm.timeout_s is taken from, in order: MIDSCALE_TIMEOUT_S, a
 # "--set comm.timeout_s=X" argument, a "timeout_s: X" line in the config
