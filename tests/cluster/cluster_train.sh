@@ -13,11 +13,9 @@ cluster_need
 source "$(dirname "$0")/../e2e/lib.sh"
 cluster_up 3
 
-# The sync method line of the banner for ranks on more than one host. Today
-# a flat method (comm/reducer.c: "MPI allreduce" on 2 ranks, "rank-ordered
-# reduce-scatter + allgather" on more), never the node shared memory; once
-# the hierarchical reducer is in, switch to '^comm: .*hierarchical' (one line).
-SYNC_METHOD_ACROSS_HOSTS='^comm: (MPI allreduce|rank-ordered reduce-scatter|.*hierarchical)'
+# The sync method line of the banner for ranks on more than one host: the
+# hierarchical path (comm/reducer.h), never a silent fallback to the flat one.
+SYNC_METHOD_ACROSS_HOSTS='^comm: .*hierarchical'
 expect_cross_host_sync_method() {
   grep -E -q "$SYNC_METHOD_ACROSS_HOSTS" "$1" ||
     { grep '^comm:' "$1"; fail "the banner's sync method is not /$SYNC_METHOD_ACROSS_HOSTS/ ($1)"; }
