@@ -164,6 +164,15 @@ int data_cache_parse(const char *name, data_cache *out);
 int data_open_cached(data_set **out, const char *path, const char *x_name, const char *y_name,
                      size_t mem_budget, data_cache cache, char *err, size_t errlen);
 
+/* Links (the data.allow_links key), process-wide, off by default: HDF5
+ * external links, virtual datasets and external raw storage make a file
+ * read other files, which may be missing (a virtual dataset then reads as
+ * zeros) or block (a FIFO). Off, data_open and data_info refuse them with
+ * a message that names the dataset; on, they are followed only to regular
+ * files in the data file's own directory, and a virtual dataset's sources
+ * must all exist. Call before opening; any thread. */
+void data_allow_links(int on);
+
 /* The process-wide HDF5 lock (recursive), for HDF5 calls made outside
  * data/ while another thread may be inside it. */
 void data_hdf5_lock(void);

@@ -215,6 +215,7 @@ static int open_data(run *r) {
   data_cache cache = DATA_CACHE_AUTO;
   (void)data_cache_parse(c->data.cache, &cache); /* the schema allows only the three names */
   const size_t budget = (size_t)c->data.memory_mb << 20; /* per set, per rank */
+  data_allow_links(c->data.allow_links);
   int rc = data_rc(data_open_cached(&r->train, c->data.path, c->data.train_x, c->data.train_y,
                                     budget, cache, err, sizeof err),
                    MS_EDATA, err);
