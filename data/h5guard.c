@@ -18,7 +18,8 @@ static atomic_int allow_links;
 void h5guard_set_allow_links(int on) { atomic_store(&allow_links, on != 0); }
 int h5guard_allow_links(void) { return atomic_load(&allow_links); }
 
-int h5guard_regular_file(const char *path, uint64_t *size, char *err, size_t errlen) {
+int h5guard_regular_file(const char *path, const char *want, uint64_t *size, char *err,
+                         size_t errlen) {
   struct stat st;
   if (stat(path, &st) != 0) {
     h5util_set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
@@ -32,7 +33,7 @@ int h5guard_regular_file(const char *path, uint64_t *size, char *err, size_t err
                      : S_ISREG(st.st_mode)  ? NULL
                                             : "not a regular file";
   if (what) {
-    h5util_set_err(err, errlen, "'%s' is %s, not an HDF5 file", path, what);
+    h5util_set_err(err, errlen, "'%s' is %s, not %s", path, what, want);
     return -1;
   }
   if (size) *size = (uint64_t)st.st_size;
@@ -62,7 +63,7 @@ static const char *confined_file(const char *parent, const char *child, char *wh
   dir_of(parent, dir, sizeof dir);
   snprintf(full, sizeof full, "%s/%s", dir, child);
   char e[160];
-  if (h5guard_regular_file(full, NULL, e, sizeof e) < 0) {
+  if (h5guard_regular_file(full, "a data file", NULL, e, sizeof e) < 0) {
     snprintf(why, 160, "its file %.150s", e);
     return why;
   }

@@ -40,9 +40,11 @@ void h5guard_set_allow_links(int on);
 int h5guard_allow_links(void);
 
 /* `path` exists and is a regular file (symbolic links followed); else a
- * message: missing, a loop of symbolic links, a directory, a FIFO, a
- * device. Opens nothing. Also fills *size (bytes) when size != NULL. */
-int h5guard_regular_file(const char *path, uint64_t *size, char *err, size_t errlen);
+ * message: missing, a loop of symbolic links, or "'PATH' is a FIFO (named
+ * pipe), not <want>" ("an HDF5 file", ...). Opens nothing. Also fills
+ * *size (bytes) when size != NULL. */
+int h5guard_regular_file(const char *path, const char *want, uint64_t *size, char *err,
+                         size_t errlen);
 
 /* The access property list to open datasets of the file at `path` with
  * (links refused or confined, above); the caller closes it. `why` (160

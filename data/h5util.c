@@ -106,7 +106,7 @@ void h5util_shape_str(const hsize_t *dims, int rank, char *buf, size_t len) {
  * FIFO would block the open), not HDF5. */
 int h5util_probe_file(const char *path, uint64_t *size, char *err, size_t errlen) {
   uint64_t bytes = 0;
-  if (h5guard_regular_file(path, &bytes, err, errlen) < 0) return -1;
+  if (h5guard_regular_file(path, "an HDF5 file", &bytes, err, errlen) < 0) return -1;
   FILE *probe = fopen(path, "rb");
   if (!probe) {
     h5util_set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
