@@ -61,13 +61,17 @@ static const char *confined_file(const char *parent, const char *child, char *wh
     return why;
   }
   dir_of(parent, dir, sizeof dir);
-  snprintf(full, sizeof full, "%s/%s", dir, child);
-  char e[160];
-  if (h5guard_regular_file(full, "a data file", NULL, e, sizeof e) < 0) {
-    snprintf(why, 160, "its file %.150s", e);
-    return why;
-  }
-  return NULL;
+  int w = snprintf(full, sizeof full, "%s/%s", dir, child);
+  (void)w;
+  struct stat st;
+  if (stat(full, &st) != 0)
+    snprintf(why, 160, "its file '%.80s': %s", child, strerror(errno));
+  else if (!S_ISREG(st.st_mode))
+    snprintf(why, 160, "its file '%.80s' is not a regular file (a FIFO, device or directory)",
+             child);
+  else
+    return NULL;
+  return why;
 }
 
 static herr_t elink_cb(const char *parent_file, const char *parent_group, const char *child_file,
@@ -226,10 +230,21 @@ static int check_chunked(hid_t set, hid_t space, hid_t dcpl, int rank, const hsi
   return 0;
 }
 
+/* The size of the file `obj` lives in: an object reached through an
+ * external link lives in another file than the one opened. */
+static uint64_t object_file_size(hid_t obj, uint64_t opened_size) {
+  char name[PATH_MAX];
+  struct stat st;
+  ssize_t len = H5Fget_name(obj, name, sizeof name);
+  if (len <= 0 || (size_t)len >= sizeof name || stat(name, &st) != 0) return opened_size;
+  return (uint64_t)st.st_size;
+}
+
 int h5guard_storage(hid_t set, const char *path, const char *name, uint64_t file_size, char *err,
                     size_t errlen) {
   h5util_guard q;
   h5util_enter(&q);
+  file_size = object_file_size(set, file_size);
   int rc = -1;
   hid_t dcpl = H5Dget_create_plist(set), type = H5Dget_type(set), space = H5Dget_space(set);
   hsize_t dims[H5S_MAX_RANK];
@@ -331,6 +346,11 @@ static int scan_chunk(bomb_scan *b, const hsize_t *off, char *why) {
              (unsigned long long)stored, b->chunk_bytes);
     return -1;
   }
+  if (r == LIBDEFLATE_SUCCESS && got != b->chunk_bytes) {
+    snprintf(why, 160, "a chunk of %llu stored bytes inflates to %zu bytes, not its %zu",
+             (unsigned long long)stored, got, b->chunk_bytes);
+    return -1;
+  }
   return 0; /* a damaged stream: HDF5's read reports it */
 }
 
@@ -359,7 +379,7 @@ int h5guard_inflate(hid_t set, uint64_t begin, uint64_t end, const char *path, c
                     uint64_t file_size, char *err, size_t errlen) {
   h5util_guard q;
   h5util_enter(&q);
-  bomb_scan b = {.set = set, .file_size = file_size};
+  bomb_scan b = {.set = set, .file_size = object_file_size(set, file_size)};
   int rc = 0;
   char why[160] = "";
   hid_t dcpl = H5Dget_create_plist(set), type = H5Dget_type(set), space = H5Dget_space(set);
