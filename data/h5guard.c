@@ -262,12 +262,25 @@ int h5guard_storage(hid_t set, const char *path, const char *name, uint64_t file
     rc = check_virtual(dcpl, path, name, err, errlen);
     goto done;
   }
-  if (H5Pget_external_count(dcpl) > 0 && !h5guard_allow_links()) {
+  int n_ext = H5Pget_external_count(dcpl);
+  if (n_ext > 0 && !h5guard_allow_links()) {
     h5util_set_err(err, errlen,
                    "dataset '%s' in '%s' keeps its data in external raw files, refused; set "
                    "data.allow_links: true to read it",
                    name, path);
     goto done;
+  }
+  for (int i = 0; i < n_ext; i++) { /* allowed: confined, regular files only */
+    char ext[PATH_MAX] = "", why[160];
+    off_t off;
+    hsize_t bytes;
+    const char *bad = H5Pget_external(dcpl, (unsigned)i, sizeof ext, ext, &off, &bytes) < 0
+                          ? "its list of external files cannot be read"
+                          : confined_file(path, ext, why);
+    if (bad) {
+      h5util_set_err(err, errlen, "dataset '%s' in '%s' is refused: %s", name, path, bad);
+      goto done;
+    }
   }
   if (need == 0) {
     rc = 0;

@@ -202,6 +202,8 @@ with h5py.File("external_fifo.h5", "w") as f:
     f.create_dataset("train/labels", data=Y)
 all_three("external_fifo", 3, "'/train/images' in 'external_fifo.h5' keeps its data in external raw "
           "files, refused", info_rc=0, info_text="-")
+case("external_fifo_allowed", "check", 3, "is refused: its file 'fifo.raw' is not a regular file",
+     "external_fifo.h5", "--set", "data.allow_links=true")
 os.symlink("loop_b.h5", "loop_a.h5")
 os.symlink("loop_a.h5", "loop_b.h5")
 os.symlink("nowhere.h5", "dangling.h5")
