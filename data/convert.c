@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #define IDX_IMAGES_MAGIC 0x00000803u
@@ -257,6 +258,13 @@ int convert_write_rows(hid_t set, int rank, const hsize_t *dims, uint64_t row, u
 
 hid_t convert_open_output(const char *out_path, char *err, size_t errlen) {
   hid_t file = H5I_INVALID_HID;
+  struct stat st;
+  /* Only a regular file is probed: opening a FIFO would block. */
+  if (stat(out_path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    h5util_set_err(err, errlen, "'%s' exists and is not a regular file; not writing to it",
+                   out_path);
+    return H5I_INVALID_HID;
+  }
   FILE *probe = fopen(out_path, "rb");
   if (probe) {
     int empty = fgetc(probe) == EOF;

@@ -309,6 +309,8 @@ case("idx_wrap", "prepare", 3, "'wrap_images.idx': the header claims an impossib
 case("idx_fifo", "prepare", 3, "'fifo.raw' is a FIFO (named pipe), not an idx file",
      "prepare", "idx", "--images", "fifo.raw", "--labels", "wrap_labels.idx", "out.h5")
 
+case("prepare_into_fifo", "prepare", 3, "'fifo.h5' exists and is not a regular file; not writing",
+     "prepare", "npy", "--x", "x10.npy", "--y", "y10.npy", "fifo.h5")
 with open("bom.csv", "w", encoding="utf-8-sig") as f:
     f.write("label,a,b\n" + "".join("%d,%d,%d\n" % (i % 3, i, 2 * i) for i in range(20)))
 case("csv_bom", "prepare", 0, "-", "prepare", "csv", "bom.csv", "out.h5", "--label", "label")
