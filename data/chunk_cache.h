@@ -41,14 +41,15 @@
 
 /* The stored inputs a cache reads from (handles owned by the data_set). */
 typedef struct {
-  hid_t set, space;    /* the inputs' dataset and its file space */
-  hid_t mem_type;      /* stored width, native order */
-  int rank;            /* of the dataset */
+  hid_t set, space; /* the inputs' dataset and its file space */
+  hid_t mem_type;   /* stored width, native order */
+  int rank;         /* of the dataset */
   hsize_t dims[H5S_MAX_RANK];
-  uint64_t n;          /* samples (dims[0]) */
-  size_t row_bytes;    /* stored bytes per sample */
-  uint64_t chunk_rows; /* samples per HDF5 chunk; 0 = not chunked */
+  uint64_t n;              /* samples (dims[0]) */
+  size_t row_bytes;        /* stored bytes per sample */
+  uint64_t chunk_rows;     /* samples per HDF5 chunk; 0 = not chunked */
   const char *path, *name; /* for messages; must outlive the cache */
+  uint64_t file_size;      /* bytes of the file, for h5guard_inflate */
 } chunk_src;
 
 /* Rows [start, start + len) of src as stored into dst, with one H5Dread

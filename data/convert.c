@@ -6,6 +6,7 @@
 #include "convert.h"
 
 #include "convert_internal.h"
+#include "h5guard.h"
 #include "h5util.h"
 #include "sampler.h"
 
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #define IDX_IMAGES_MAGIC 0x00000803u
@@ -64,6 +66,8 @@ static int idx_read(const char *path, uint32_t magic, int ndims, const char *wha
   unsigned char hdr[16];
   size_t got;
   memset(f, 0, sizeof *f);
+  if (h5guard_regular_file(path, "an idx file", NULL, err, errlen) < 0)
+    return -1; /* a FIFO would block */
   errno = 0;
   gzFile gz = gzopen(path, "rb");
   if (!gz) {
@@ -98,11 +102,12 @@ static int idx_read(const char *path, uint32_t magic, int ndims, const char *wha
       h5util_set_err(err, errlen, "'%s': dimension %d is zero", path, i);
       goto done;
     }
-    total *= f->dims[i]; /* at most 2^96 in theory; idx files are far smaller */
-    if (total > (uint64_t)SIZE_MAX / 2) {
+    /* Checked before multiplying: three 32-bit dims could wrap to 0. */
+    if (total > (uint64_t)SIZE_MAX / 2 / f->dims[i]) {
       h5util_set_err(err, errlen, "'%s': the header claims an impossibly large payload", path);
       goto done;
     }
+    total *= f->dims[i];
   }
   f->bytes = (size_t)total;
 
@@ -211,6 +216,28 @@ hid_t convert_replace_group(hid_t file, const char *group) {
   return g;
 }
 
+#define STAGE_SUFFIX ".midscale-partial"
+
+/* 1 when `name` is a link in file (0 also when a parent is missing). */
+static int link_exists(hid_t file, const char *name) {
+  return H5Lexists(file, name, H5P_DEFAULT) > 0;
+}
+
+hid_t convert_stage_group(hid_t file, const char *group, char *tmp, size_t tmplen) {
+  int w = snprintf(tmp, tmplen, "%s" STAGE_SUFFIX, group);
+  if (w < 0 || (size_t)w >= tmplen) return H5I_INVALID_HID;
+  return convert_replace_group(file, tmp);
+}
+
+int convert_commit_group(hid_t file, const char *group, const char *tmp) {
+  if (link_exists(file, group) && H5Ldelete(file, group, H5P_DEFAULT) < 0) return -1;
+  return H5Lmove(file, tmp, file, group, H5P_DEFAULT, H5P_DEFAULT) < 0 ? -1 : 0;
+}
+
+void convert_drop_group(hid_t file, const char *tmp) {
+  if (tmp[0] && link_exists(file, tmp)) H5Ldelete(file, tmp, H5P_DEFAULT);
+}
+
 int convert_write_rows(hid_t set, int rank, const hsize_t *dims, uint64_t row, uint64_t rows,
                        hid_t mem_type, const void *buf) {
   hsize_t off[H5S_MAX_RANK] = {0}, cnt[H5S_MAX_RANK];
@@ -231,6 +258,13 @@ int convert_write_rows(hid_t set, int rank, const hsize_t *dims, uint64_t row, u
 
 hid_t convert_open_output(const char *out_path, char *err, size_t errlen) {
   hid_t file = H5I_INVALID_HID;
+  struct stat st;
+  /* Only a regular file is probed: opening a FIFO would block. */
+  if (stat(out_path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    h5util_set_err(err, errlen, "'%s' exists and is not a regular file; not writing to it",
+                   out_path);
+    return H5I_INVALID_HID;
+  }
   FILE *probe = fopen(out_path, "rb");
   if (probe) {
     int empty = fgetc(probe) == EOF;
@@ -254,6 +288,7 @@ int convert_idx(const char *images_path, const char *labels_path, const char *ou
   idx_file img = {0}, lab = {0};
   hid_t file = H5I_INVALID_HID, grp = H5I_INVALID_HID;
   hid_t xset = H5I_INVALID_HID, yset = H5I_INVALID_HID;
+  char tmp[1024] = "";
   h5util_guard q;
   h5util_enter(&q);
 
@@ -267,7 +302,7 @@ int convert_idx(const char *images_path, const char *labels_path, const char *ou
 
   file = convert_open_output(out_path, err, errlen);
   if (file < 0) goto done;
-  grp = convert_replace_group(file, group);
+  grp = convert_stage_group(file, group, tmp, sizeof tmp);
   if (grp < 0) {
     h5util_set_err(err, errlen, "cannot create group '%s' in '%s'", group, out_path);
     goto done;
@@ -291,6 +326,11 @@ done:
   if (yset >= 0) H5Dclose(yset);
   if (xset >= 0) H5Dclose(xset);
   if (grp >= 0) H5Gclose(grp);
+  if (rc == 0 && convert_commit_group(file, group, tmp) < 0) {
+    h5util_set_err(err, errlen, "cannot replace group '%s' in '%s'", group, out_path);
+    rc = -1;
+  }
+  if (rc < 0 && file >= 0) convert_drop_group(file, tmp);
   if (file >= 0 && H5Fclose(file) < 0 && rc == 0) {
     h5util_set_err(err, errlen, "cannot finish writing '%s'", out_path);
     rc = -1;

@@ -29,8 +29,12 @@
  *
  * Serial HDF5, no MPI: run on one rank. Errors: 0 or -1 with a message in
  * err (dataset.h, "Errors").
- * The inputs are checked completely before the output is touched; an
- * existing output that is not HDF5 is never overwritten.
+ * The inputs are checked completely before the output is touched; the
+ * new group is then written under a temporary name and replaces the old
+ * one only when every write succeeded (convert_internal.h), so a failed
+ * conversion leaves an existing group as it was. An existing output that is
+ * not HDF5 is never overwritten. Input files must be regular files (a FIFO
+ * is refused, not waited on).
  */
 #ifndef MS_CONVERT_H
 #define MS_CONVERT_H

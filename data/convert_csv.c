@@ -7,6 +7,7 @@
 #include "convert.h"
 
 #include "convert_internal.h"
+#include "h5guard.h"
 #include "h5util.h"
 #include "sampler.h"
 
@@ -141,18 +142,23 @@ static int parse_float(const char *s, const csv_reader *c, long line, const char
   return 0;
 }
 
-/* 1 when s is a whole integer in int64 range ("3", "-1", "+7"). */
+/* 1 when s is a whole integer in int64 range ("3", "-1", "+7"); 0 when it
+ * is not an integer; -1 when it is one outside int64 (a uint64 label, say),
+ * which a float would round: refused rather than silently changed. */
 static int parse_int(const char *s, int64_t *v) {
   char *end;
   if (!*s) return 0;
   errno = 0;
   long long x = strtoll(s, &end, 10);
-  if (*end || errno == ERANGE) return 0;
+  if (*end) return 0;
+  if (errno == ERANGE) return -1;
   *v = (int64_t)x;
   return 1;
 }
 
 static int read_file(const char *path, char **text, size_t *len, char *err, size_t errlen) {
+  if (h5guard_regular_file(path, "a CSV file", NULL, err, errlen) < 0)
+    return -1; /* a FIFO would block */
   FILE *f = fopen(path, "rb");
   if (!f) {
     h5util_set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
@@ -200,8 +206,13 @@ typedef struct {
   int all_int;
 } table;
 
+/* Room for more rows: doubling, from as many rows as about 1 MiB of
+ * features holds (at most 1024), so that a file of one very wide row does
+ * not reserve 1024 of them up front. */
 static int grow(table *t) {
-  size_t cap = t->cap ? 2 * t->cap : 1024;
+  size_t first = ((size_t)1 << 20) / (t->cols * sizeof *t->x + 1);
+  size_t cap = t->cap ? 2 * t->cap : first < 1 ? 1 : first > 1024 ? 1024 : first;
+  if (cap > SIZE_MAX / sizeof *t->x / t->cols) return -1;
   float *x = realloc(t->x, cap * t->cols * sizeof *x);
   if (x) t->x = x;
   int64_t *yi = realloc(t->yi, cap * sizeof *yi);
@@ -279,7 +290,15 @@ static int parse_csv(csv_reader *c, const char *label, table *t, char *err, size
       if (parse_float(rec.f[i], c, line, head.f[i], &v, err, errlen) < 0) goto done;
       if (i == lab) {
         t->yf[t->rows] = (float)v;
-        if (t->all_int && !parse_int(rec.f[i], &t->yi[t->rows])) t->all_int = 0;
+        int is_int = t->all_int ? parse_int(rec.f[i], &t->yi[t->rows]) : 0;
+        if (is_int < 0) {
+          h5util_set_err(err, errlen,
+                         "%s:%ld: label %s in column '%s' is an integer outside the int64 range; "
+                         "class labels are small integers",
+                         c->path, line, rec.f[i], head.f[i]);
+          goto done;
+        }
+        if (!is_int) t->all_int = 0;
       } else {
         row[k++] = (float)v;
       }
@@ -299,9 +318,9 @@ done:
 }
 
 /* Writes rows with keep[i] == want of t into group `group`. */
-static int write_group(hid_t file, const char *group, const table *t, const unsigned char *keep,
-                       unsigned char want, size_t count, const char *out, char *err,
-                       size_t errlen) {
+static int write_group(hid_t file, const char *group, char *tmp, const table *t,
+                       const unsigned char *keep, unsigned char want, size_t count, const char *out,
+                       char *err, size_t errlen) {
   int rc = -1;
   hid_t grp = H5I_INVALID_HID, xset = H5I_INVALID_HID, yset = H5I_INVALID_HID;
   float *x = malloc(count * t->cols * sizeof *x);
@@ -326,7 +345,7 @@ static int write_group(hid_t file, const char *group, const table *t, const unsi
   size_t xs = count * t->cols * sizeof *x, ys = count * H5Tget_size(yft);
   int xf = convert_pick_filters(x, xs < CHUNK_TRIAL ? xs : CHUNK_TRIAL, sizeof *x);
   int yf = convert_pick_filters(y, ys < CHUNK_TRIAL ? ys : CHUNK_TRIAL, H5Tget_size(yft));
-  grp = convert_replace_group(file, group);
+  grp = convert_stage_group(file, group, tmp, 1024);
   if (grp >= 0)
     xset =
         convert_create_chunked(grp, "images", H5T_IEEE_F32LE, 2, xd, t->cols * sizeof(float), xf);
@@ -353,6 +372,7 @@ int convert_csv(const char *csv_path, const char *out_path, const convert_csv_op
   unsigned char *is_test = NULL;
   uint64_t *perm = NULL;
   hid_t file = H5I_INVALID_HID;
+  char tmp[2][1024] = {"", ""};
   size_t n_test = 0;
   int rc = -1;
   h5util_guard q;
@@ -372,6 +392,9 @@ int convert_csv(const char *csv_path, const char *out_path, const convert_csv_op
     goto done;
   }
   if (read_file(csv_path, &c.text, &c.len, err, errlen) < 0) goto done;
+  /* A UTF-8 byte order mark (Excel writes one) is not part of the first
+   * column's name. */
+  if (c.len >= 3 && memcmp(c.text, "\xEF\xBB\xBF", 3) == 0) c.at = 3;
   if (parse_csv(&c, o->label, &t, err, errlen) < 0) goto done;
 
   if (o->test_fraction > 0) {
@@ -397,12 +420,20 @@ int convert_csv(const char *csv_path, const char *out_path, const convert_csv_op
   }
   file = convert_open_output(out_path, err, errlen);
   if (file < 0) goto done;
-  if (write_group(file, group, &t, is_test, 0, t.rows - n_test, out_path, err, errlen) < 0)
+  if (write_group(file, group, tmp[0], &t, is_test, 0, t.rows - n_test, out_path, err, errlen) < 0)
     goto done;
-  if (n_test && write_group(file, test_group, &t, is_test, 1, n_test, out_path, err, errlen) < 0)
+  if (n_test &&
+      write_group(file, test_group, tmp[1], &t, is_test, 1, n_test, out_path, err, errlen) < 0)
     goto done;
+  /* Both groups written: only now replace what was there. */
+  if (convert_commit_group(file, group, tmp[0]) < 0 ||
+      (n_test && convert_commit_group(file, test_group, tmp[1]) < 0)) {
+    h5util_set_err(err, errlen, "cannot replace the groups of '%s'", out_path);
+    goto done;
+  }
   rc = 0;
 done:
+  if (rc < 0 && file >= 0) convert_drop_group(file, tmp[0]), convert_drop_group(file, tmp[1]);
   if (file >= 0 && H5Fclose(file) < 0 && rc == 0) {
     h5util_set_err(err, errlen, "cannot finish writing '%s'", out_path);
     rc = -1;

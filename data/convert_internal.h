@@ -33,6 +33,17 @@ int convert_pick_filters(const void *sample, size_t bytes, size_t elem_size);
  * that exists. */
 hid_t convert_replace_group(hid_t file, const char *group);
 
+/* A converter's output group is written as a temporary sibling and
+ * replaces the group only when every write succeeded, so a failure leaves
+ * an existing group as it was (the file may keep the space the attempt
+ * used). convert_stage_group creates "<group>.midscale-partial" (deleting
+ * a stale one) and writes its name into tmp (tmplen bytes);
+ * convert_commit_group deletes `group` if it exists and moves tmp there;
+ * convert_drop_group deletes tmp (a failed conversion). */
+hid_t convert_stage_group(hid_t file, const char *group, char *tmp, size_t tmplen);
+int convert_commit_group(hid_t file, const char *group, const char *tmp);
+void convert_drop_group(hid_t file, const char *tmp);
+
 /* Writes rows [row, row + rows) of a dataset of shape dims from buf. */
 int convert_write_rows(hid_t set, int rank, const hsize_t *dims, uint64_t row, uint64_t rows,
                        hid_t mem_type, const void *buf);
@@ -41,5 +52,25 @@ int convert_write_rows(hid_t set, int rank, const hsize_t *dims, uint64_t row, u
  * groups survive), a missing or empty file is created, anything else is
  * refused so that a typo never overwrites a file that is not HDF5. */
 hid_t convert_open_output(const char *out_path, char *err, size_t errlen);
+
+/* A .npy header (convert_npy.c). */
+#define NPY_MAX_DIMS 32
+typedef struct {
+  char descr[32];
+  char kind;      /* 'u', 'i', 'f', 'b' */
+  size_t size;    /* bytes per element */
+  int big_endian; /* byte order of the data */
+  int fortran;
+  int ndim;
+  uint64_t dims[NPY_MAX_DIMS];
+  long data_offset; /* where the data starts */
+  uint64_t elems;   /* product of dims */
+} npy_header;
+
+/* Parses the header dict of a .npy file (the len bytes after the
+ * preamble) into h's descr, fortran and shape (ndim, dims, elems), the way
+ * NumPy reads it (convert_npy.c); err names `path`. 0 or -1. */
+int convert_npy_parse_dict(const char *path, const char *d, size_t len, npy_header *h, char *err,
+                           size_t errlen);
 
 #endif

@@ -10,6 +10,7 @@
 #include "convert.h"
 
 #include "convert_internal.h"
+#include "h5guard.h"
 #include "h5util.h"
 
 #include <ctype.h>
@@ -21,101 +22,151 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define NPY_MAX_DIMS 32
+/* The longest .npy header read (NumPy's own limit, max_header_size). */
+#define NPY_MAX_HEADER 10000
 /* Bytes of data the filter trial compresses (about one chunk). */
 #define CHUNK_TRIAL ((size_t)1 << 20)
 
-typedef struct {
-  char descr[32];
-  char kind;      /* 'u', 'i', 'f', 'b' */
-  size_t size;    /* bytes per element */
-  int big_endian; /* byte order of the data */
-  int fortran;
-  int ndim;
-  uint64_t dims[NPY_MAX_DIMS];
-  long data_offset; /* where the data starts */
-  uint64_t elems;   /* product of dims */
-} npy_header;
+/* ---- the header dict ------------------------------------------------------
+ * The header is a Python literal, {'descr': '<f4', 'fortran_order': False,
+ * 'shape': (3, 4), }, which NumPy reads with ast.literal_eval and then
+ * checks: exactly these three keys, descr a string (or a list: a structured
+ * dtype), fortran_order a bool, shape a tuple of ints. This is a parser of
+ * that grammar, not a search for substrings: anything else (another key, a
+ * key twice, an expression, text after the closing brace) is refused. */
 
-/* The value text after 'key': in the header dict, or NULL. */
-static const char *dict_value(const char *h, const char *key) {
-  char pat[40];
-  for (int q = 0; q < 2; q++) {
-    snprintf(pat, sizeof pat, q ? "\"%s\"" : "'%s'", key);
-    const char *p = strstr(h, pat);
-    if (!p) continue;
-    p += strlen(pat);
-    while (*p == ' ') p++;
-    if (*p != ':') continue;
-    p++;
-    while (*p == ' ') p++;
-    return p;
+typedef struct {
+  const char *p, *end;
+} npy_cursor;
+
+static void skip_ws(npy_cursor *c) {
+  while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) c->p++;
+}
+
+/* 1 when the next character (after blanks) is ch, consumed. */
+static int eat(npy_cursor *c, char ch) {
+  skip_ws(c);
+  if (c->p < c->end && *c->p == ch) return c->p++, 1;
+  return 0;
+}
+
+/* A quoted string without escapes into buf (cap bytes); -1 if not one. */
+static int read_str(npy_cursor *c, char *buf, size_t cap) {
+  skip_ws(c);
+  if (c->p >= c->end || (*c->p != '\'' && *c->p != '"')) return -1;
+  char q = *c->p++;
+  const char *s = c->p;
+  while (c->p < c->end && *c->p != q) {
+    if (*c->p == '\\' || *c->p == '\n' || *c->p == '\0') return -1;
+    c->p++;
   }
-  return NULL;
+  if (c->p >= c->end || (size_t)(c->p - s) >= cap) return -1;
+  memcpy(buf, s, (size_t)(c->p - s));
+  buf[c->p - s] = '\0';
+  c->p++;
+  return 0;
+}
+
+/* The literal True or False; -1 for anything else. */
+static int read_bool(npy_cursor *c, int *v) {
+  skip_ws(c);
+  size_t left = (size_t)(c->end - c->p);
+  if (left >= 4 && memcmp(c->p, "True", 4) == 0)
+    *v = 1, c->p += 4;
+  else if (left >= 5 && memcmp(c->p, "False", 5) == 0)
+    *v = 0, c->p += 5;
+  else
+    return -1;
+  /* "Trueish" is a name, not the literal. */
+  if (c->p < c->end && (isalnum((unsigned char)*c->p) || *c->p == '_')) return -1;
+  return 0;
+}
+
+/* A tuple of non-negative decimal ints: (), (5,), (5, 6), (5, 6,). (5) is
+ * an int in Python, not a tuple: refused. */
+static int read_shape(npy_cursor *c, npy_header *h, const char **why) {
+  *why = "'shape' is not a tuple of non-negative integers";
+  if (!eat(c, '(')) return -1;
+  h->ndim = 0;
+  h->elems = 1;
+  int comma = 1; /* an item may follow */
+  while (!eat(c, ')')) {
+    skip_ws(c);
+    if (!comma || c->p >= c->end || !isdigit((unsigned char)*c->p)) return -1;
+    if (h->ndim == NPY_MAX_DIMS) return *why = "'shape' has more than 32 dimensions", -1;
+    uint64_t x = 0;
+    while (c->p < c->end && isdigit((unsigned char)*c->p)) {
+      unsigned d = (unsigned)(*c->p++ - '0');
+      if (x > (UINT64_MAX - d) / 10) return *why = "a dimension in 'shape' is too large", -1;
+      x = x * 10 + d;
+    }
+    if (c->p < c->end && *c->p == 'L') c->p++; /* written by Python 2 */
+    h->dims[h->ndim++] = x;
+    if (x && h->elems > UINT64_MAX / x) return *why = "the shape is impossibly large", -1;
+    h->elems *= x;
+    comma = eat(c, ',');
+  }
+  if (h->ndim == 1 && !comma) return -1; /* (5): an int in parentheses */
+  return 0;
+}
+
+/* One key's value into h; `seen` marks the keys read. */
+static int read_entry(npy_cursor *c, npy_header *h, unsigned *seen, const char **why) {
+  char key[32];
+  if (read_str(c, key, sizeof key) < 0 || !eat(c, ':'))
+    return *why = "the header is not a dict of quoted keys", -1;
+  unsigned bit = strcmp(key, "descr") == 0           ? 1u
+                 : strcmp(key, "fortran_order") == 0 ? 2u
+                 : strcmp(key, "shape") == 0         ? 4u
+                                                     : 0u;
+  if (!bit) return *why = "the header has a key other than 'descr', 'fortran_order', 'shape'", -1;
+  if (*seen & bit) return *why = "the header names a key twice", -1;
+  *seen |= bit;
+  if (bit == 1) {
+    skip_ws(c);
+    if (c->p < c->end && *c->p == '[') return *why = "structured", -1;
+    if (read_str(c, h->descr, sizeof h->descr) < 0) return *why = "'descr' is not a string", -1;
+  } else if (bit == 2) {
+    if (read_bool(c, &h->fortran) < 0) return *why = "'fortran_order' is not True or False", -1;
+  } else if (read_shape(c, h, why) < 0) {
+    return -1;
+  }
+  return 0;
+}
+
+int convert_npy_parse_dict(const char *path, const char *d, size_t len, npy_header *h, char *err,
+                           size_t errlen) {
+  npy_cursor c = {d, d + len};
+  unsigned seen = 0;
+  const char *why = "the header is not a dict";
+  int ok = eat(&c, '{');
+  while (ok && !eat(&c, '}')) {
+    ok = read_entry(&c, h, &seen, &why) == 0;
+    if (ok && !eat(&c, ',')) {
+      ok = eat(&c, '}');
+      if (!ok) why = "the header dict is not closed";
+      break;
+    }
+  }
+  skip_ws(&c);
+  if (ok && c.p != c.end) ok = 0, why = "the header has text after its dict";
+  if (ok && seen != 7) ok = 0, why = "the header lacks 'descr', 'fortran_order' or 'shape'";
+  if (!ok && strcmp(why, "structured") == 0) {
+    h5util_set_err(err, errlen,
+                   "'%s' holds a structured dtype; midscale converts plain numeric arrays", path);
+    return -1;
+  }
+  if (!ok) {
+    h5util_set_err(err, errlen, "'%s': bad .npy header: %s", path, why);
+    return -1;
+  }
+  return 0;
 }
 
 /* Parses the header dict text into h. */
-static int parse_dict(const char *path, const char *d, npy_header *h, char *err, size_t errlen) {
-  const char *v = dict_value(d, "descr");
-  if (!v) {
-    h5util_set_err(err, errlen, "'%s': the .npy header has no 'descr'", path);
-    return -1;
-  }
-  if (*v == '[') {
-    h5util_set_err(err, errlen,
-                   "'%s' holds a structured dtype (descr %.60s...); midscale converts plain "
-                   "numeric arrays",
-                   path, v);
-    return -1;
-  }
-  char quote = *v;
-  const char *end = quote == '\'' || quote == '"' ? strchr(v + 1, quote) : NULL;
-  if (!end || (size_t)(end - v - 1) >= sizeof h->descr) {
-    h5util_set_err(err, errlen, "'%s': cannot read 'descr' in the .npy header", path);
-    return -1;
-  }
-  memcpy(h->descr, v + 1, (size_t)(end - v - 1));
-  h->descr[end - v - 1] = '\0';
-
-  v = dict_value(d, "fortran_order");
-  if (!v || (strncmp(v, "True", 4) && strncmp(v, "False", 5))) {
-    h5util_set_err(err, errlen, "'%s': cannot read 'fortran_order' in the .npy header", path);
-    return -1;
-  }
-  h->fortran = strncmp(v, "True", 4) == 0;
-
-  v = dict_value(d, "shape");
-  if (!v || *v != '(') {
-    h5util_set_err(err, errlen, "'%s': cannot read 'shape' in the .npy header", path);
-    return -1;
-  }
-  v++;
-  h->ndim = 0;
-  h->elems = 1;
-  for (;;) {
-    while (*v == ' ' || *v == ',') v++;
-    if (*v == ')') break;
-    if (!isdigit((unsigned char)*v) || h->ndim == NPY_MAX_DIMS) {
-      h5util_set_err(err, errlen, "'%s': cannot read 'shape' in the .npy header", path);
-      return -1;
-    }
-    char *e;
-    errno = 0;
-    unsigned long long x = strtoull(v, &e, 10);
-    if (errno == ERANGE) {
-      h5util_set_err(err, errlen, "'%s': a dimension in 'shape' is too large", path);
-      return -1;
-    }
-    if (*e == 'L') e++; /* written by Python 2 */
-    h->dims[h->ndim++] = x;
-    if (x && h->elems > UINT64_MAX / x) {
-      h5util_set_err(err, errlen, "'%s': the shape is impossibly large", path);
-      return -1;
-    }
-    h->elems *= x;
-    v = e;
-  }
-
+static int parse_dict(const char *path, const char *d, size_t len, npy_header *h, char *err,
+                      size_t errlen) {
+  if (convert_npy_parse_dict(path, d, len, h, err, errlen) < 0) return -1;
   /* descr: byte order, kind, size; e.g. "<f4", "|u1", ">i8". */
   const char *s = h->descr;
   char order = *s;
@@ -146,14 +197,16 @@ static int read_header(const char *path, npy_header *h, char *err, size_t errlen
   char *dict = NULL;
   int rc = -1;
   memset(h, 0, sizeof *h);
+  /* A regular file only: opening a FIFO would block. */
+  if (h5guard_regular_file(path, "a .npy file", NULL, err, errlen) < 0) return -1;
   FILE *f = fopen(path, "rb");
   if (!f) {
     h5util_set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
     return -1;
   }
   struct stat st;
-  if (fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
-    h5util_set_err(err, errlen, "'%s' is not a .npy file (a directory?)", path);
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    h5util_set_err(err, errlen, "'%s' is not a .npy file (not a regular file)", path);
     goto done;
   }
   size_t got = fread(pre, 1, 10, f);
@@ -162,6 +215,11 @@ static int read_header(const char *path, npy_header *h, char *err, size_t errlen
     goto done;
   }
   unsigned major = pre[6];
+  if (pre[7] != 0) {
+    h5util_set_err(err, errlen, "'%s' has .npy format version %u.%u; midscale reads 1.0, 2.0, 3.0",
+                   path, major, pre[7]);
+    goto done;
+  }
   size_t hlen, pre_len = 10;
   if (major == 1) {
     hlen = (size_t)pre[8] | (size_t)pre[9] << 8;
@@ -177,8 +235,21 @@ static int read_header(const char *path, npy_header *h, char *err, size_t errlen
                    major);
     goto done;
   }
-  if (hlen > (1u << 24) || !(dict = malloc(hlen + 1))) {
-    h5util_set_err(err, errlen, "'%s': the .npy header is too large", path);
+  /* NumPy refuses headers over 10000 bytes (max_header_size); a numeric
+   * array's is under 1000. */
+  if (pre_len + hlen > (uint64_t)st.st_size) {
+    h5util_set_err(err, errlen,
+                   "'%s' is truncated: its .npy header of %zu bytes ends past the file", path,
+                   hlen);
+    goto done;
+  }
+  if (hlen > NPY_MAX_HEADER) {
+    h5util_set_err(err, errlen, "'%s': the .npy header has %zu bytes, more than %d", path, hlen,
+                   NPY_MAX_HEADER);
+    goto done;
+  }
+  if (!(dict = malloc(hlen + 1))) {
+    h5util_set_err(err, errlen, "out of memory reading '%s'", path);
     goto done;
   }
   if (fread(dict, 1, hlen, f) != hlen) {
@@ -186,12 +257,19 @@ static int read_header(const char *path, npy_header *h, char *err, size_t errlen
     goto done;
   }
   dict[hlen] = '\0';
-  if (parse_dict(path, dict, h, err, errlen) < 0) goto done;
+  if (parse_dict(path, dict, hlen, h, err, errlen) < 0) goto done;
   h->data_offset = (long)(pre_len + hlen);
   if (h->ndim < 1) {
     h5util_set_err(err, errlen, "'%s' holds a scalar (shape ()); expected (N, ...)", path);
     goto done;
   }
+  for (int i = 1; i < h->ndim; i++)
+    if (h->dims[i] == 0) {
+      h5util_set_err(err, errlen,
+                     "'%s' has a zero-size dimension %d in its shape; samples would be empty", path,
+                     i);
+      goto done;
+    }
   if (h->elems > UINT64_MAX / h->size) {
     h5util_set_err(err, errlen, "'%s': the shape is impossibly large", path);
     goto done;
@@ -365,6 +443,7 @@ int convert_npy(const char *x_path, const char *y_path, const char *out_path, co
                 char *err, size_t errlen) {
   npy_header hx, hy;
   hid_t file = H5I_INVALID_HID, grp = H5I_INVALID_HID;
+  char tmp[1024] = "";
   int rc = -1;
   h5util_guard q;
   h5util_enter(&q);
@@ -382,7 +461,7 @@ int convert_npy(const char *x_path, const char *y_path, const char *out_path, co
   }
   file = convert_open_output(out_path, err, errlen);
   if (file < 0) goto done;
-  grp = convert_replace_group(file, group);
+  grp = convert_stage_group(file, group, tmp, sizeof tmp);
   if (grp < 0) {
     h5util_set_err(err, errlen, "cannot create group '%s' in '%s'", group, out_path);
     goto done;
@@ -392,6 +471,11 @@ int convert_npy(const char *x_path, const char *y_path, const char *out_path, co
   rc = 0;
 done:
   if (grp >= 0) H5Gclose(grp);
+  if (rc == 0 && convert_commit_group(file, group, tmp) < 0) {
+    h5util_set_err(err, errlen, "cannot replace group '%s' in '%s'", group, out_path);
+    rc = -1;
+  }
+  if (rc < 0 && file >= 0) convert_drop_group(file, tmp);
   if (file >= 0 && H5Fclose(file) < 0 && rc == 0) {
     h5util_set_err(err, errlen, "cannot finish writing '%s'", out_path);
     rc = -1;

@@ -12,6 +12,7 @@
  */
 #include "dataset.h"
 #include "dataset_internal.h"
+#include "h5guard.h"
 #include "h5util.h"
 
 #include <hdf5.h>
@@ -83,17 +84,31 @@ static void not_found(hid_t file, const char *path, const char *name, char *err,
   h5util_free_names(names, count);
 }
 
-/* Opens dataset `name`, or explains why not (missing, or not a dataset). */
-static hid_t open_dataset(hid_t file, const char *path, const char *name, char *err,
-                          size_t errlen) {
-  hid_t id = H5Dopen2(file, name, H5P_DEFAULT);
-  if (id >= 0) return id;
+/* Opens dataset `name`, or explains why not (missing, not a dataset, a
+ * link refused), through the guarded access list (h5guard_dapl), and
+ * checks its storage against its shape (h5guard_storage). */
+static hid_t open_dataset(hid_t file, const char *path, const char *name, uint64_t file_size,
+                          char *err, size_t errlen) {
+  char why[160];
+  hid_t dapl = h5guard_dapl(path, why);
+  hid_t id = dapl >= 0 ? H5Dopen2(file, name, dapl) : H5I_INVALID_HID;
   H5O_info_t info;
-  if (H5Oget_info_by_name2(file, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) >= 0 &&
-      info.type != H5O_TYPE_DATASET)
+  if (id >= 0) {
+    if (dapl >= 0) H5Pclose(dapl);
+    if (h5guard_storage(id, path, name, file_size, err, errlen) == 0) return id;
+    H5Dclose(id);
+    return H5I_INVALID_HID;
+  }
+  if (why[0])
+    h5util_set_err(err, errlen, "cannot open '%s' in '%s': %s", name, path, why);
+  else if (dapl >= 0 && H5Oget_info_by_name2(file, name, &info, H5O_INFO_BASIC, dapl) >= 0 &&
+           info.type != H5O_TYPE_DATASET)
     h5util_set_err(err, errlen, "'%s' in '%s' is not a dataset", name, path);
+  else if (why[0])
+    h5util_set_err(err, errlen, "cannot open '%s' in '%s': %s", name, path, why);
   else
     not_found(file, path, name, err, errlen);
+  if (dapl >= 0) H5Pclose(dapl);
   return H5I_INVALID_HID;
 }
 
@@ -306,6 +321,10 @@ static int read_labels(data_set *ds, hid_t yset, char *err, size_t errlen) {
     ds->y.classes = buf;
   else
     ds->y.targets = buf;
+  /* HDF5's deflate filter inflates without a limit: check the chunks it
+   * will decode first (h5guard.h). */
+  if (h5guard_inflate(yset, 0, ds->x.n, ds->path, ds->y_name, ds->x.file_size, err, errlen) < 0)
+    return -1;
   hid_t mt = ds->y.kind == DATA_LABEL_CLASS ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT;
   if (H5Dread(yset, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
     h5util_set_err(err, errlen, "cannot read '%s' in '%s': %s", ds->y_name, ds->path,
@@ -342,6 +361,9 @@ static int load_inputs(data_set *ds, hid_t xset, char *err, size_t errlen) {
       else if (dst == tail)
         memcpy(ds->mem + (size_t)start * row_bytes, tail, (size_t)(ds->x.n - start) * row_bytes);
     }
+  } else if (rc == 0 && h5guard_inflate(xset, 0, ds->x.n, ds->path, ds->x_name, ds->x.file_size,
+                                        err, errlen) < 0) {
+    rc = -1;
   } else if (rc == 0 && H5Dread(xset, ds->x.mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->mem) < 0) {
     h5util_set_err(err, errlen, "cannot read '%s' in '%s' (truncated or damaged?): %s", ds->x_name,
                    ds->path, h5util_reason(why));
@@ -359,11 +381,11 @@ static int load_inputs(data_set *ds, hid_t xset, char *err, size_t errlen) {
  * into midscale's own chunk cache (chunk_cache.h), which HDF5's would
  * only duplicate: it is turned off (a read that covers whole chunks then
  * goes straight to the caller's buffer). */
-static hid_t streaming_dapl(hid_t xset) {
+static hid_t streaming_dapl(hid_t xset, const char *path, char *why) {
   hid_t dcpl = H5Dget_create_plist(xset);
   int chunked = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED;
   if (dcpl >= 0) H5Pclose(dcpl);
-  hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+  hid_t dapl = h5guard_dapl(path, why);
   if (dapl >= 0 && chunked) H5Pset_chunk_cache(dapl, 0, 0, 1.0);
   return dapl;
 }
@@ -387,6 +409,7 @@ static void bytes_str(double b, char *buf, size_t len) {
 }
 
 void data_hdf5_lock(void) { h5util_lock(); }
+void data_allow_links(int on) { h5guard_set_allow_links(on); }
 void data_hdf5_unlock(void) { h5util_unlock(); }
 
 int data_open(data_set **out, const char *path, const char *x_name, const char *y_name,
@@ -403,8 +426,8 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
  * list. On success ds owns *file. */
 static int open_streamed(data_set *ds, hid_t *file, hid_t *xset, size_t mem_budget, char *err,
                          size_t errlen) {
-  char why[160];
-  hid_t dapl = streaming_dapl(*xset);
+  char why[160], link_why[160];
+  hid_t dapl = streaming_dapl(*xset, ds->path, link_why);
   H5Dclose(*xset);
   *xset = H5I_INVALID_HID;
   ds->x.set = H5Dopen2(*file, ds->x_name, dapl >= 0 ? dapl : H5P_DEFAULT);
@@ -431,8 +454,8 @@ static int open_streamed(data_set *ds, hid_t *file, hid_t *xset, size_t mem_budg
 }
 
 /* In memory or streamed (dataset.h, "Access modes"). */
-static int place_inputs(data_set *ds, hid_t *file, hid_t *xset, size_t mem_budget,
-                        data_cache cache, char *err, size_t errlen) {
+static int place_inputs(data_set *ds, hid_t *file, hid_t *xset, size_t mem_budget, data_cache cache,
+                        char *err, size_t errlen) {
   size_t row_bytes = ds->x.row_bytes;
   int fits = ds->x.n <= SIZE_MAX / row_bytes && (size_t)ds->x.n * row_bytes <= mem_budget;
   ds->fits_budget = fits;
@@ -466,7 +489,8 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
 
   *out = NULL;
   h5util_enter(&q);
-  if (h5util_probe_file(path, err, errlen) < 0) goto done;
+  uint64_t file_size = 0;
+  if (h5util_probe_file(path, &file_size, err, errlen) < 0) goto done;
 
   ds = calloc(1, sizeof *ds);
   if (!ds) goto oom;
@@ -477,6 +501,7 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
   if (!ds->path || !ds->x_name || !ds->y_name) goto oom;
   ds->x.path = ds->path;
   ds->x.name = ds->x_name;
+  ds->x.file_size = file_size;
 
   file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (file < 0) {
@@ -484,9 +509,9 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
                    h5util_reason(why));
     goto done;
   }
-  xset = open_dataset(file, path, x_name, err, errlen);
+  xset = open_dataset(file, path, x_name, file_size, err, errlen);
   if (xset < 0) goto done;
-  yset = open_dataset(file, path, y_name, err, errlen);
+  yset = open_dataset(file, path, y_name, file_size, err, errlen);
   if (yset < 0) goto done;
   if (check_filters(xset, path, x_name, err, errlen) < 0) goto done;
   if (check_filters(yset, path, y_name, err, errlen) < 0) goto done;

@@ -54,6 +54,36 @@
  * The modes change where bytes come from, never the floats data_read
  * returns. scripts/bench/results/loader.md measures them.
  *
+ * Hostile input (h5guard.h). A data file may come from anyone: before it
+ * spends memory or time on a file, data/ checks what the file can justify,
+ * and refuses the rest as damaged (an err that names the file and the
+ * dataset; exit 3 in the trainer), never "out of memory" and never a hang:
+ *   - only regular files are opened: a FIFO, a device, a directory or a
+ *     loop of symbolic links is named as such;
+ *   - every dataset's storage holds what its shape declares: contiguous
+ *     and compact data lie inside the file; a chunked set has every chunk
+ *     allocated, stores no more than the file's size and no less than
+ *     1/1100 of its declared bytes (deflate's ratio limit, when its filters
+ *     are deflate, shuffle, Fletcher32), and has no chunk over 64 MiB that
+ *     is larger than the whole set. So N, and with it the labels (8 B per
+ *     sample and value) and the loader's order (8 B per sample, loader.h),
+ *     are bounded by the file's size;
+ *   - a deflated chunk that HDF5's own filter would decode (the labels
+ *     always; inputs off the direct path) is first inflated here into a
+ *     buffer of its declared size: one that inflates to more or fewer bytes
+ *     is refused before HDF5 grows a buffer for it;
+ *   - links (data_allow_links, below) are refused unless allowed.
+ *
+ * Memory. mem_budget (data.memory_mb) bounds the inputs kept in memory,
+ * and in the streamed modes the chunk cache's slots, with one exception:
+ * the cache holds at least 2 chunks, so a set whose chunks are larger than
+ * half the budget takes 2 chunks. It does not bound the labels (N x
+ * data_label_elems values of 8 B for class labels, 4 B for float labels),
+ * the loader's order (8 B per sample) or data_info's histogram (8 B per
+ * value), which the storage checks above bound by the file instead, nor
+ * HDF5's own metadata cache. data_open with budget 0 (midscale check)
+ * reads the labels only.
+ *
  * Ownership. A data_set owns its HDF5 handles (streamed: the file and the
  * inputs' dataset stay open until data_close), the labels, the inputs in
  * memory, the chunk cache and its scratch. Strings from the getters are
@@ -146,9 +176,11 @@ data_norm data_norm_identity(void);
 
 /* Opens `path` and the datasets `x_name`, `y_name` (absolute or relative
  * paths inside the file, e.g. "/train/images"). On failure *out is NULL and
- * err says why: the file is missing, a directory, not HDF5 or truncated; a
- * dataset is missing (the message lists the datasets that do exist); a dtype
- * or a shape is unsupported; the sample counts differ; there are no samples. */
+ * err says why: the file is missing, not a regular file, not HDF5 or
+ * truncated; a dataset is missing (the message lists the datasets that do
+ * exist), reached through a refused link, or stored in less than its shape
+ * declares (Hostile input, above); a dtype or a shape is unsupported; the
+ * sample counts differ; there are no samples. */
 int data_open(data_set **out, const char *path, const char *x_name, const char *y_name,
               size_t mem_budget, char *err, size_t errlen);
 
@@ -163,6 +195,15 @@ int data_cache_parse(const char *name, data_cache *out);
  * both sizes. */
 int data_open_cached(data_set **out, const char *path, const char *x_name, const char *y_name,
                      size_t mem_budget, data_cache cache, char *err, size_t errlen);
+
+/* Links (the data.allow_links key), process-wide, off by default: HDF5
+ * external links, virtual datasets and external raw storage make a file
+ * read other files, which may be missing (a virtual dataset then reads as
+ * zeros) or block (a FIFO). Off, data_open and data_info refuse them with
+ * a message that names the dataset; on, they are followed only to regular
+ * files in the data file's own directory, and a virtual dataset's sources
+ * must all exist. Call before opening; any thread. */
+void data_allow_links(int on);
 
 /* The process-wide HDF5 lock (recursive), for HDF5 calls made outside
  * data/ while another thread may be inside it. */

@@ -1,5 +1,7 @@
 #include "h5util.h"
 
+#include "h5guard.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -100,17 +102,11 @@ void h5util_shape_str(const hsize_t *dims, int rank, char *buf, size_t len) {
   if (used < len) snprintf(buf + used, len - used, rank == 1 ? ",)" : ")");
 }
 
-/* What is at `path`, before HDF5 looks: missing, a directory, not HDF5. */
-int h5util_probe_file(const char *path, char *err, size_t errlen) {
-  struct stat st;
-  if (stat(path, &st) != 0) {
-    h5util_set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
-    return -1;
-  }
-  if (S_ISDIR(st.st_mode)) {
-    h5util_set_err(err, errlen, "'%s' is a directory, not an HDF5 file", path);
-    return -1;
-  }
+/* What is at `path`, before HDF5 looks: missing, not a regular file (a
+ * FIFO would block the open), not HDF5. */
+int h5util_probe_file(const char *path, uint64_t *size, char *err, size_t errlen) {
+  uint64_t bytes = 0;
+  if (h5guard_regular_file(path, "an HDF5 file", &bytes, err, errlen) < 0) return -1;
   FILE *probe = fopen(path, "rb");
   if (!probe) {
     h5util_set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
@@ -118,10 +114,11 @@ int h5util_probe_file(const char *path, char *err, size_t errlen) {
   }
   fclose(probe);
   if (H5Fis_hdf5(path) <= 0) {
-    h5util_set_err(err, errlen, "'%s' is not an HDF5 file (%lld bytes, no HDF5 signature)", path,
-                   (long long)st.st_size);
+    h5util_set_err(err, errlen, "'%s' is not an HDF5 file (%llu bytes, no HDF5 signature)", path,
+                   (unsigned long long)bytes);
     return -1;
   }
+  if (size) *size = bytes;
   return 0;
 }
 

@@ -8,6 +8,7 @@
 
 #include <hdf5.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Every public data/ function brackets its HDF5 calls with h5util_enter /
  * h5util_leave. enter takes the process-wide HDF5 lock -- HDF5 is usually
@@ -37,10 +38,12 @@ void h5util_set_err(char *err, size_t errlen, const char *fmt, ...)
  * message ("" when the stack is empty); buf holds 160 bytes. */
 const char *h5util_reason(char buf[160]);
 
-/* Checks what is at `path` before HDF5 looks: a missing file, a directory
- * or a file without the HDF5 signature each get their own message.
+/* Checks what is at `path` before HDF5 looks: a missing file, anything
+ * but a regular file (h5guard_regular_file: a directory, a FIFO, ...) or a
+ * file without the HDF5 signature each get their own message; *size (may
+ * be NULL) gets its size in bytes.
  * @return 0 when HDF5 should be able to open it, -1 otherwise. */
-int h5util_probe_file(const char *path, char *err, size_t errlen);
+int h5util_probe_file(const char *path, uint64_t *size, char *err, size_t errlen);
 
 /* The datasets of `file` (found through every group), as full paths
  * ("/train/images") in name order: *names holds *count strings, which the

@@ -1,6 +1,7 @@
 /* info — see info.h. */
 #include "info.h"
 
+#include "h5guard.h"
 #include "h5util.h"
 
 #include <hdf5.h>
@@ -77,8 +78,11 @@ static void filters_str(hid_t dcpl, char *buf, size_t len) {
 }
 
 /* One dataset's lines. *is_int: integer class, for the histograms. */
-static void describe(hid_t file, const char *name, FILE *out, int *is_int) {
-  hid_t set = H5Dopen2(file, name, H5P_DEFAULT);
+static void describe(hid_t file, const char *path, const char *name, FILE *out, int *is_int) {
+  char link_why[160];
+  hid_t dapl = h5guard_dapl(path, link_why);
+  hid_t set = dapl >= 0 ? H5Dopen2(file, name, dapl) : H5I_INVALID_HID;
+  if (dapl >= 0) H5Pclose(dapl);
   *is_int = 0;
   if (set < 0) {
     char why[160];
@@ -138,9 +142,12 @@ static int cmp_i64(const void *a, const void *b) {
 }
 
 /* The histogram of an integer dataset (every value, whatever the shape). */
-static int histogram(hid_t file, const char *path, const char *name, FILE *out, char *err,
-                     size_t errlen) {
-  hid_t set = H5Dopen2(file, name, H5P_DEFAULT);
+static int histogram(hid_t file, const char *path, const char *name, uint64_t file_size, FILE *out,
+                     char *err, size_t errlen) {
+  char link_why[160];
+  hid_t dapl = h5guard_dapl(path, link_why);
+  hid_t set = dapl >= 0 ? H5Dopen2(file, name, dapl) : H5I_INVALID_HID;
+  if (dapl >= 0) H5Pclose(dapl);
   if (set < 0) {
     h5util_set_err(err, errlen, "--histogram: dataset '%s' not found in '%s'", name, path);
     return -1;
@@ -158,6 +165,11 @@ static int histogram(hid_t file, const char *path, const char *name, FILE *out, 
                    name, path, tn);
     goto done;
   }
+  /* The values are read whole: first check that the file holds them and
+   * that HDF5 will not inflate a chunk past its size (h5guard.h). */
+  if (h5guard_storage(set, path, name, file_size, err, errlen) < 0 ||
+      h5guard_inflate(set, 0, UINT64_MAX, path, name, file_size, err, errlen) < 0)
+    goto done;
   if (n < 0 || (uint64_t)n > SIZE_MAX / sizeof *v ||
       !(v = malloc((size_t)(n ? n : 1) * sizeof *v))) {
     h5util_set_err(err, errlen, "out of memory reading '%s' in '%s'", name, path);
@@ -223,7 +235,8 @@ int data_info(const char *path, const char *const *hist, int n_hist, FILE *out, 
   int *is_int = NULL;
   hid_t file = H5I_INVALID_HID;
   h5util_enter(&q);
-  if (h5util_probe_file(path, err, errlen) < 0) goto done;
+  uint64_t file_size = 0;
+  if (h5util_probe_file(path, &file_size, err, errlen) < 0) goto done;
   file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (file < 0) {
     char why[160];
@@ -253,13 +266,13 @@ int data_info(const char *path, const char *const *hist, int n_hist, FILE *out, 
   }
   for (size_t i = 0; i < count; i++) {
     fprintf(out, "\n");
-    describe(file, names[i], out, &is_int[i]);
+    describe(file, path, names[i], out, &is_int[i]);
   }
   for (size_t i = 0; i < count; i++) {
     int asked = 0;
     for (int k = 0; k < n_hist; k++) asked |= same_dataset(hist[k], names[i]);
     if (((is_int[i] && looks_like_labels(names[i])) || asked) &&
-        histogram(file, path, names[i], out, err, errlen) < 0)
+        histogram(file, path, names[i], file_size, out, err, errlen) < 0)
       goto done;
   }
   rc = 0;

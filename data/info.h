@@ -9,8 +9,11 @@
  *
  * Serial HDF5, no MPI. The report goes to `out`; nothing is printed on
  * errors. Errors (dataset.h, "Errors"): 0 or -1 with a message in err:
- * the file is missing, a directory, not HDF5 or damaged; a requested
- * histogram dataset is missing or not integer.
+ * the file is missing, not a regular file, not HDF5 or damaged; a requested
+ * histogram dataset is missing or not integer; a histogram dataset's
+ * storage cannot hold what its shape declares, or a chunk of it inflates
+ * past its size (dataset.h, "Hostile input"). Datasets are listed through
+ * hard links only, and opened with links refused unless data_allow_links.
  */
 #ifndef MS_INFO_H
 #define MS_INFO_H

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "convert.h"
+#include "convert_internal.h"
 #include "dataset.h"
 #include "h5fixture.h"
 #include "testutil.h"
@@ -178,6 +179,36 @@ static void test_convert_csv_errors_name_line_and_column(void **state) {
   tu_assert_contains(g_err, "is empty: expected a header row");
 }
 
+/* A UTF-8 byte order mark (as Excel writes) is not part of the first
+ * column's name. */
+static void test_convert_csv_strips_bom(void **state) {
+  (void)state;
+  const char *out;
+  assert_int_equal(csv("\xEF\xBB\xBFlabel,a\n1,2\n0,3\n", "label", 0, &out), 0);
+  data_set *ds = open_ok(out, "/train/images", "/train/labels");
+  float x[2];
+  int32_t y[2];
+  read_all(ds, x, y, NULL);
+  assert_true(y[0] == 1 && y[1] == 0 && x[0] == 2 && x[1] == 3);
+  data_close(ds);
+  /* Only at the very start: a BOM elsewhere is part of the text. */
+  assert_int_equal(csv("a,label\n1,\xEF\xBB\xBF" "2\n", "label", 0, &out), -1);
+  tu_assert_contains(g_err, "in.csv:2: column 'label'");
+}
+
+/* An integer label outside int64 would be rounded as a float: refused. */
+static void test_convert_csv_refuses_int64_overflow(void **state) {
+  (void)state;
+  const char *out;
+  assert_int_equal(csv("label,a\n1,2\n18446744073709551615,3\n", "label", 0, &out), -1);
+  tu_assert_contains(
+      g_err, "in.csv:3: label 18446744073709551615 in column 'label' is an integer outside the int64 "
+      "range");
+  assert_int_equal(csv("label,a\n-9223372036854775809,2\n", "label", 0, &out), -1);
+  tu_assert_contains(g_err, "is an integer outside the int64 range");
+  assert_int_equal(csv("label,a\n9223372036854775807,2\n", "label", 0, &out), 0);
+}
+
 /* ---- .npy ---------------------------------------------------------------------- */
 
 /* Writes a .npy file: version 1 header for descr/fortran/shape, then
@@ -320,6 +351,123 @@ static void test_convert_npy_refuses_bad_files(void **state) {
   tu_assert_contains(g_err, "holds a structured dtype");
 }
 
+/* The header dict parser: what NumPy writes (and reads) is accepted, in any
+ * key order, either quote, with or without a trailing comma; anything that
+ * is not exactly the three keys with literal values is refused. */
+static void test_convert_npy_header_parser(void **state) {
+  (void)state;
+  static const struct {
+    const char *dict;
+    int ndim;
+    uint64_t d0;
+  } good[] = {
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': (10, 2), }          \n", 2, 10},
+      {"{\"shape\": (7,), \"descr\": \"|u1\", \"fortran_order\": True}", 1, 7},
+      {"{'descr':'<i8','fortran_order':False,'shape':()}", 0, 0},
+      {"{'descr': '<f8', 'fortran_order': False, 'shape': (3L, 4L), }", 2, 3},
+      {"{'descr': '<f2', 'fortran_order': False, 'shape': (0, 5,), }", 2, 0},
+  };
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+    npy_header h;
+    memset(&h, 0, sizeof h);
+    if (convert_npy_parse_dict("t.npy", good[i].dict, strlen(good[i].dict), &h, g_err,
+                               sizeof g_err) != 0)
+      fail_msg("refused %s: %s", good[i].dict, g_err);
+    assert_int_equal(h.ndim, good[i].ndim);
+    if (h.ndim) assert_true(h.dims[0] == good[i].d0);
+  }
+  static const struct {
+    const char *dict, *why;
+  } bad[] = {
+      {"{'descr': '<f4', 'fortran_order': False}", "lacks 'descr', 'fortran_order' or 'shape'"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 1}", "a key other than"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shpe': (1,), 'y': \"'shape': (9,)\"}",
+       "a key other than"},
+      {"{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (1,)}", "a key twice"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': (2*3,)}", "'shape' is not a tuple"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': (6)}", "'shape' is not a tuple"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': (,)}", "'shape' is not a tuple"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': (-1,)}", "'shape' is not a tuple"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': [1]}", "'shape' is not a tuple"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}",
+       "a dimension in 'shape' is too large"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 2)}",
+       "the shape is impossibly large"},
+      {"{'descr': '<f4', 'fortran_order': 0, 'shape': (1,)}", "'fortran_order' is not True"},
+      {"{'descr': '<f4', 'fortran_order': Trueish, 'shape': (1,)}", "'fortran_order' is not"},
+      {"{'descr': '<f4', 'fortran_order': 'False', 'shape': (1,)}", "'fortran_order' is not"},
+      {"{'descr': <f4, 'fortran_order': False, 'shape': (1,)}", "'descr' is not a string"},
+      {"{'descr': '<f\\x34', 'fortran_order': False, 'shape': (1,)}", "'descr' is not a string"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': (1,)} junk", "text after its dict"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': (1,)", "not closed"},
+      {"{'descr': '<f4' 'fortran_order': False, 'shape': (1,)}", "not closed"},
+      {"{descr: '<f4', 'fortran_order': False, 'shape': (1,)}", "not a dict of quoted keys"},
+      {"'descr': '<f4', 'fortran_order': False, 'shape': (1,)", "not a dict"},
+      {"", "not a dict"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    npy_header h;
+    memset(&h, 0, sizeof h);
+    g_err[0] = '\0';
+    if (convert_npy_parse_dict("t.npy", bad[i].dict, strlen(bad[i].dict), &h, g_err,
+                               sizeof g_err) == 0)
+      fail_msg("accepted %s", bad[i].dict);
+    tu_assert_contains(g_err, "'t.npy': bad .npy header: ");
+    tu_assert_contains(g_err, bad[i].why);
+  }
+  /* A NUL byte inside the header is not the end of it. */
+  const char nul[] = "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)}\0junk";
+  npy_header h;
+  assert_int_equal(convert_npy_parse_dict("t.npy", nul, sizeof nul - 1, &h, g_err, sizeof g_err),
+                   -1);
+  tu_assert_contains(g_err, "text after its dict");
+}
+
+/* The preamble: version x.0 only, a header length inside the file; and
+ * no zero-size dimension in a sample. */
+static void test_convert_npy_refuses_bad_preamble(void **state) {
+  (void)state;
+  const float v[6] = {0};
+  const char *x = xpath(), *out;
+  write_npy(x, 1, "<f4", 0, "(6, 0)", v, 0);
+  assert_int_equal(npy(x, &out), -1);
+  tu_assert_contains(g_err, "has a zero-size dimension 1 in its shape");
+  FILE *f = fopen(x, "wb");
+  fwrite("\x93NUMPY\x01\x05\x10\x00{}              \n", 1, 26, f);
+  fclose(f);
+  assert_int_equal(npy(x, &out), -1);
+  tu_assert_contains(g_err, "has .npy format version 1.5");
+  f = fopen(x, "wb");
+  fwrite("\x93NUMPY\x02\x00\xf0\xff\xff\xff{}", 1, 14, f);
+  fclose(f);
+  assert_int_equal(npy(x, &out), -1);
+  tu_assert_contains(g_err, "its .npy header of 4294967280 bytes ends past the file");
+}
+
+/* Conversions write a staged group and leave none behind; other groups of
+ * the output survive a replacement. */
+static void test_convert_replaces_group_last(void **state) {
+  (void)state;
+  const float v[6] = {1, 2, 3, 4, 5, 6};
+  const char *x = xpath(), *out;
+  write_npy(x, 1, "<f4", 0, "(6,)", v, sizeof v);
+  assert_int_equal(npy(x, &out), 0);
+  assert_int_equal(convert_npy(x, x, out, "other", g_err, sizeof g_err), 0);
+  assert_int_equal(npy(x, &out), 0);
+  hid_t f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT);
+  assert_true(f >= 0);
+  assert_true(H5Lexists(f, "train", H5P_DEFAULT) > 0);
+  assert_true(H5Lexists(f, "other", H5P_DEFAULT) > 0);
+  assert_int_equal(H5Lexists(f, "train.midscale-partial", H5P_DEFAULT), 0);
+  H5Fclose(f);
+  /* A refused input leaves the group. */
+  write_npy(x, 1, "<f4", 0, "(6, 0)", v, 0);
+  assert_int_equal(npy(x, &out), -1);
+  data_set *ds = open_ok(out, "/train/images", "/train/labels");
+  assert_int_equal(data_count(ds), 6);
+  data_close(ds);
+}
+
 /* A failed conversion leaves an existing output as it was. */
 static void test_convert_npy_keeps_output_on_error(void **state) {
   (void)state;
@@ -374,6 +522,11 @@ int main(void) {
       cmocka_unit_test(test_convert_npy_refuses_bad_files),
       cmocka_unit_test(test_convert_npy_keeps_output_on_error),
       cmocka_unit_test(test_convert_npy_picks_shuffle_by_trial),
+      cmocka_unit_test(test_convert_csv_strips_bom),
+      cmocka_unit_test(test_convert_csv_refuses_int64_overflow),
+      cmocka_unit_test(test_convert_npy_header_parser),
+      cmocka_unit_test(test_convert_npy_refuses_bad_preamble),
+      cmocka_unit_test(test_convert_replaces_group_last),
   };
   return cmocka_run_group_tests(tests, h5f_make_dir, h5f_remove_dir);
 }

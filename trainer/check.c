@@ -362,6 +362,7 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
 
   if (stat(c->data.path, &st) == 0) {
     /* Streaming mode (budget 0): only the labels are read into memory. */
+    data_allow_links(c->data.allow_links);
     rc = ms_from_data(
         data_open(&train, c->data.path, c->data.train_x, c->data.train_y, 0, err, sizeof err), err);
     if (rc == 0 && c->data.test_x[0])

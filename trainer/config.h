@@ -162,6 +162,7 @@ typedef struct {
     ms_floats mean;                /* subtracted after scale: 1, per channel or per feature */
     ms_floats std;                 /* divides after the mean: 1, per channel or per feature */
     int check_finite;              /* bool: refuse NaN/Inf in the data before training */
+    int allow_links;               /* bool: follow HDF5 external/virtual links (data_allow_links) */
     ms_shuffle shuffle;            /* the sample order (data/sampler.h) */
     int block_size;                /* block: samples per block; 0 = the inputs' HDF5 chunk */
     int shuffle_window;            /* block: blocks whose samples are shuffled together */

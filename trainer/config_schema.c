@@ -154,6 +154,9 @@ const key_spec cfg_keys[] = {
      .doc = "divides after the mean: 1 value, 1 per channel or 1 per feature; [] = none"},
     BOOL("data.check_finite", data.check_finite, 0, SAFE,
          "before training, read all data once and refuse NaN/Inf (each rank checks 1/world)"),
+    BOOL("data.allow_links", data.allow_links, 0, SAFE,
+         "follow HDF5 external links, virtual datasets and external storage, only to files in the "
+         "data file's directory; false = refuse them"),
     ENUM("data.shuffle", data.shuffle, MS_SHUFFLE_GLOBAL, shuffle_names, PINNED,
          "sample order per epoch: global (a permutation), block (shuffled blocks of block_size "
          "samples, mixed shuffle_window blocks at a time; for slow random reads), none "
@@ -171,7 +174,8 @@ const key_spec cfg_keys[] = {
          "(stream), or in memory when they fit data.memory_mb (auto)"),
     INT("data.memory_mb", data.memory_mb, 2048, 1, 1048576, SAFE,
         "per-rank memory budget in MiB for the training (and, apart, the test) inputs: held in "
-        "memory when they fit, else the HDF5 chunk cache of the streamed reads"),
+        "memory when they fit, else the HDF5 chunk cache of the streamed reads (at least 2 "
+        "chunks); labels and the sample order (8 B/sample each) come on top (data/dataset.h)"),
     {.path = "model.input",
      .type = K_DIMS,
      FLD(ms_config, model.input),

@@ -112,6 +112,7 @@ static int open_data(train_setup *s, const ranks *rk) {
                      : c->data.cache == MS_CACHE_STREAM ? DATA_CACHE_STREAM
                                                         : DATA_CACHE_AUTO;
   const size_t budget = (size_t)c->data.memory_mb << 20; /* per set, per rank */
+  data_allow_links(c->data.allow_links);
   int rc = ms_from_data(data_open_cached(&s->train, c->data.path, c->data.train_x, c->data.train_y,
                                          budget, cache, err, sizeof err),
                         err);
