@@ -1,0 +1,254 @@
+/* The oneDNN dense layer (trainer/dnn.h): fp32 against the OpenBLAS kernels
+ * of kernels.h within 1e-5, finite-difference gradient checks, bf16 against
+ * an exact product of bf16-rounded operands, determinism, and the precision
+ * choice. ctest runs it twice: as is, and with ONEDNN_MAX_CPU_ISA=AVX2 (no
+ * native bf16: the emulated path). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "dnn.h"
+#include "kernels.h"
+#include "ms_error.h"
+#include "testutil.h"
+
+/* Round to nearest even bf16, returned as the float it represents. */
+static float bf16_round(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+typedef struct {
+  int B, C, OC;
+  float *x, *w, *b, *out, *dout, *dinp, *dw, *db;
+} dense_case;
+
+static void case_init(dense_case *t, int B, int C, int OC, uint64_t seed) {
+  t->B = B, t->C = C, t->OC = OC;
+  t->x = malloc(sizeof(float) * (size_t)B * C);
+  t->w = malloc(sizeof(float) * (size_t)OC * C);
+  t->b = malloc(sizeof(float) * (size_t)OC);
+  t->out = malloc(sizeof(float) * (size_t)B * OC);
+  t->dout = malloc(sizeof(float) * (size_t)B * OC);
+  t->dinp = malloc(sizeof(float) * (size_t)B * C);
+  t->dw = malloc(sizeof(float) * (size_t)OC * C);
+  t->db = malloc(sizeof(float) * (size_t)OC);
+  assert_non_null(t->db);
+  tu_fill(t->x, (long)B * C, seed), tu_fill(t->w, (long)OC * C, seed + 1);
+  tu_fill(t->b, OC, seed + 2), tu_fill(t->dout, (long)B * OC, seed + 3);
+}
+
+static void case_free(dense_case *t) {
+  free(t->x), free(t->w), free(t->b), free(t->out), free(t->dout), free(t->dinp), free(t->dw),
+      free(t->db);
+}
+
+/* Runs forward and backward through d. */
+static void case_run(dense_case *t, dnn_dense *d) {
+  assert_int_equal(dnn_dense_forward(d, t->out, t->x, t->w, t->b, t->B), 0);
+  assert_int_equal(dnn_dense_backward(d, t->dinp, t->dw, t->db, t->dout, t->x, t->w, t->B), 0);
+}
+
+/* Elementwise within rtol of the larger magnitude, or rtol * the largest
+ * magnitude of want (sums of mixed signs cancel). */
+static void assert_near(const float *got, const float *want, long n, double rtol) {
+  double scale = 0;
+  for (long i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
+  for (long i = 0; i < n; i++) tu_assert_close(got[i], want[i], rtol, rtol * scale);
+}
+
+static void test_dnn_fp32_matches_openblas(void **state) {
+  (void)state;
+  static const int shapes[][3] = {{3, 5, 4}, {64, 784, 256}, {64, 256, 10}, {17, 33, 65}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    int B = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
+    dense_case t, r;
+    case_init(&t, B, C, OC, 10 + s), case_init(&r, B, C, OC, 10 + s);
+    dnn_dense *d;
+    assert_int_equal(dnn_dense_create(&d, C, OC, B, DNN_FP32), 0);
+    case_run(&t, d);
+    dense_forward(r.out, r.x, r.w, r.b, B, C, OC);
+    dense_backward(r.dinp, r.dw, r.db, r.dout, r.x, r.w, B, C, OC);
+    assert_near(t.out, r.out, (long)B * OC, 1e-5);
+    assert_near(t.dinp, r.dinp, (long)B * C, 1e-5);
+    assert_near(t.dw, r.dw, (long)OC * C, 1e-5);
+    assert_near(t.db, r.db, OC, 1e-5);
+    dnn_dense_free(d);
+    case_free(&t), case_free(&r);
+  }
+}
+
+/* L = sum(r * out) is linear in each parameter: central differences are exact
+ * up to fp32 rounding. */
+static double dnn_loss(dnn_dense *d, dense_case *t) {
+  assert_int_equal(dnn_dense_forward(d, t->out, t->x, t->w, t->b, t->B), 0);
+  double l = 0;
+  for (long i = 0; i < (long)t->B * t->OC; i++) l += (double)t->dout[i] * t->out[i];
+  return l;
+}
+
+static void gradcheck(dnn_dense *d, dense_case *t, float *p, long n, const float *grad) {
+  const float eps = 1e-2f;
+  for (long i = 0; i < n; i++) {
+    float keep = p[i];
+    p[i] = keep + eps;
+    double lp = dnn_loss(d, t);
+    p[i] = keep - eps;
+    double lm = dnn_loss(d, t);
+    p[i] = keep;
+    tu_assert_close(grad[i], (lp - lm) / (2.0 * eps), 1e-3, 1e-4);
+  }
+}
+
+static void test_dnn_fp32_gradcheck(void **state) {
+  (void)state;
+  dense_case t;
+  case_init(&t, 3, 5, 4, 20);
+  dnn_dense *d;
+  assert_int_equal(dnn_dense_create(&d, 5, 4, 3, DNN_FP32), 0);
+  case_run(&t, d);
+  float dinp[15], dw[20], db[4];
+  memcpy(dinp, t.dinp, sizeof dinp), memcpy(dw, t.dw, sizeof dw), memcpy(db, t.db, sizeof db);
+  gradcheck(d, &t, t.x, 15, dinp);
+  gradcheck(d, &t, t.w, 20, dw);
+  gradcheck(d, &t, t.b, 4, db);
+  dnn_dense_free(d);
+  case_free(&t);
+}
+
+/* bf16: every product is that of the rounded operands, accumulated in fp32;
+ * the reference accumulates the same products in double. */
+static void test_dnn_bf16_is_rounded_operands_fp32_sums(void **state) {
+  (void)state;
+  int B = 32, C = 300, OC = 70;
+  dense_case t, r;
+  case_init(&t, B, C, OC, 30), case_init(&r, B, C, OC, 30);
+  dnn_dense *d;
+  assert_int_equal(dnn_dense_create(&d, C, OC, B, DNN_BF16), 0);
+  case_run(&t, d);
+  for (long i = 0; i < (long)B * C; i++) r.x[i] = bf16_round(r.x[i]);
+  for (long i = 0; i < (long)OC * C; i++) r.w[i] = bf16_round(r.w[i]);
+  float *dq = malloc(sizeof(float) * (size_t)B * OC);
+  for (long i = 0; i < (long)B * OC; i++) dq[i] = bf16_round(r.dout[i]);
+  for (int i = 0; i < B; i++)
+    for (int o = 0; o < OC; o++) {
+      double s = r.b[o];
+      for (int k = 0; k < C; k++) s += (double)r.x[i * C + k] * r.w[o * C + k];
+      tu_assert_close(t.out[i * OC + o], s, 1e-5, 1e-5);
+    }
+  for (int o = 0; o < OC; o++)
+    for (int k = 0; k < C; k++) {
+      double s = 0;
+      for (int i = 0; i < B; i++) s += (double)dq[i * OC + o] * r.x[i * C + k];
+      tu_assert_close(t.dw[o * C + k], s, 1e-5, 1e-5);
+    }
+  for (int i = 0; i < B; i++)
+    for (int k = 0; k < C; k++) {
+      double s = 0;
+      for (int o = 0; o < OC; o++) s += (double)dq[i * OC + o] * r.w[o * C + k];
+      tu_assert_close(t.dinp[i * C + k], s, 1e-5, 1e-5);
+    }
+  for (int o = 0; o < OC; o++) {
+    double s = 0;
+    for (int i = 0; i < B; i++) s += r.dout[i * OC + o]; /* the bias gradient stays fp32 */
+    tu_assert_close(t.db[o], s, 1e-5, 1e-6);
+  }
+  free(dq);
+  dnn_dense_free(d);
+  case_free(&t), case_free(&r);
+}
+
+/* bf16 against fp32 (the OpenBLAS kernels): within bf16's 8 bits. */
+static void test_dnn_bf16_near_fp32(void **state) {
+  (void)state;
+  int B = 64, C = 784, OC = 256;
+  dense_case t, r;
+  case_init(&t, B, C, OC, 40), case_init(&r, B, C, OC, 40);
+  dnn_dense *d;
+  assert_int_equal(dnn_dense_create(&d, C, OC, B, DNN_BF16), 0);
+  case_run(&t, d);
+  dense_forward(r.out, r.x, r.w, r.b, B, C, OC);
+  dense_backward(r.dinp, r.dw, r.db, r.dout, r.x, r.w, B, C, OC);
+  assert_near(t.out, r.out, (long)B * OC, 2e-2);
+  assert_near(t.dinp, r.dinp, (long)B * C, 2e-2);
+  assert_near(t.dw, r.dw, (long)OC * C, 2e-2);
+  dnn_dense_free(d);
+  case_free(&t), case_free(&r);
+}
+
+/* The same inputs give the same bits, also after other batch sizes have
+ * filled (and cycled) the primitive cache. */
+static void test_dnn_deterministic_across_cache(void **state) {
+  (void)state;
+  for (int prec = DNN_FP32; prec <= DNN_BF16; prec++) {
+    int C = 100, OC = 30;
+    dense_case a, b;
+    case_init(&a, 16, C, OC, 50), case_init(&b, 16, C, OC, 50);
+    dnn_dense *d;
+    assert_int_equal(dnn_dense_create(&d, C, OC, 16, (dnn_precision)prec), 0);
+    case_run(&a, d);
+    for (int B = 1; B <= DNN_CACHE + 2; B++) {
+      b.B = B;
+      case_run(&b, d);
+    }
+    b.B = 16;
+    case_run(&b, d);
+    assert_memory_equal(a.out, b.out, sizeof(float) * 16 * OC);
+    assert_memory_equal(a.dinp, b.dinp, sizeof(float) * 16 * C);
+    assert_memory_equal(a.dw, b.dw, sizeof(float) * OC * C);
+    dnn_dense_free(d);
+    case_free(&a), case_free(&b);
+  }
+}
+
+static void test_dnn_precision_choice(void **state) {
+  (void)state;
+  char why[128];
+  dnn_precision p;
+  assert_int_equal(dnn_resolve_precision("fp32", &p, why, sizeof why), 0);
+  assert_int_equal(p, DNN_FP32);
+  assert_int_equal(dnn_resolve_precision("", &p, why, sizeof why), 0);
+  assert_int_equal(p, DNN_FP32);
+  assert_int_equal(dnn_resolve_precision("auto", &p, why, sizeof why), 0);
+  assert_int_equal(p, dnn_bf16_native() ? DNN_BF16 : DNN_FP32);
+  assert_non_null(strstr(why, dnn_isa_name()));
+  assert_int_equal(dnn_resolve_precision("bf16", &p, why, sizeof why), 0);
+  assert_int_equal(p, DNN_BF16);
+  assert_int_equal(strncmp(why, "emulated", 8) == 0, !dnn_bf16_native());
+  assert_int_equal(dnn_resolve_precision("fp16", &p, why, sizeof why), MS_ECONFIG);
+  /* Under ONEDNN_MAX_CPU_ISA=AVX2 nothing is native, and a bf16 layer says
+   * that it is emulated. */
+  const char *cap = getenv("ONEDNN_MAX_CPU_ISA");
+  if (cap && strcmp(cap, "AVX2") == 0) assert_int_equal(dnn_bf16_native(), 0);
+  dnn_dense *d;
+  assert_int_equal(dnn_dense_create(&d, 8, 8, 4, DNN_BF16), 0);
+  dense_case t;
+  case_init(&t, 4, 8, 8, 60);
+  case_run(&t, d);
+  assert_int_equal(dnn_dense_emulated(d), !dnn_bf16_native());
+  assert_true(strlen(dnn_dense_impl(d)) > 0);
+  dnn_dense_free(d);
+  case_free(&t);
+}
+
+int main(void) {
+  dnn_set_threads(1);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_dnn_fp32_matches_openblas),
+      cmocka_unit_test(test_dnn_fp32_gradcheck),
+      cmocka_unit_test(test_dnn_bf16_is_rounded_operands_fp32_sums),
+      cmocka_unit_test(test_dnn_bf16_near_fp32),
+      cmocka_unit_test(test_dnn_deterministic_across_cache),
+      cmocka_unit_test(test_dnn_precision_choice),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,366 @@
+#include "dnn.h"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ms_error.h"
+
+/* One engine and one stream for the process: oneDNN's CPU engine is a
+ * process-wide resource, and every dnn_dense runs on the compute thread. */
+static dnnl_engine_t g_engine;
+static dnnl_stream_t g_stream;
+
+static int dnn_start(void) {
+  if (g_stream) return 0;
+  dnnl_status_t st = dnnl_engine_create(&g_engine, dnnl_cpu, 0);
+  if (st == dnnl_success) st = dnnl_stream_create(&g_stream, g_engine, dnnl_stream_default_flags);
+  if (st != dnnl_success)
+    return ms_error_set(MS_EINTERNAL, "oneDNN: cannot create the CPU engine (status %d)", st);
+  return 0;
+}
+
+void dnn_set_threads(int n) { omp_set_num_threads(n < 1 ? 1 : n); }
+
+int dnn_bf16_native(void) {
+  unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+  return (isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) == (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+}
+
+const char *dnn_isa_name(void) {
+  switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
+    case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "unknown";
+  }
+}
+
+int dnn_resolve_precision(const char *want, dnn_precision *prec, char *why, size_t n) {
+  int native = dnn_bf16_native();
+  if (!want || !*want || strcmp(want, "fp32") == 0) {
+    *prec = DNN_FP32;
+    snprintf(why, n, "fp32 as configured");
+  } else if (strcmp(want, "bf16") == 0) {
+    *prec = DNN_BF16;
+    if (native)
+      snprintf(why, n, "bf16 as configured, native on %s", dnn_isa_name());
+    else
+      snprintf(why, n, "emulated: bf16 as configured, but %s has no native bf16 (slower than fp32)",
+               dnn_isa_name());
+  } else if (strcmp(want, "auto") == 0) {
+    *prec = native ? DNN_BF16 : DNN_FP32;
+    snprintf(why, n, native ? "auto: bf16, %s executes bf16 natively"
+                            : "auto: fp32, %s has no native bf16",
+             dnn_isa_name());
+  } else {
+    return ms_error_set(MS_ECONFIG, "model.precision: '%s' is not fp32, bf16 or auto", want);
+  }
+  return 0;
+}
+
+/* ---- primitives with their memory objects -------------------------------------- */
+
+enum { MAX_ARGS = 4 };
+
+/* A primitive and the memory objects of its arguments, whose data handles
+ * are set before each execution. */
+typedef struct {
+  dnnl_primitive_t prim;
+  int nargs;
+  dnnl_exec_arg_t args[MAX_ARGS];
+} op;
+
+static void op_free(op *o) {
+  for (int i = 0; i < o->nargs; i++) dnnl_memory_destroy(o->args[i].memory);
+  if (o->prim) dnnl_primitive_destroy(o->prim);
+  memset(o, 0, sizeof *o);
+}
+
+/* Creates the primitive of pd (which it destroys) and one memory object per
+ * argument, described by mds[i]. */
+static dnnl_status_t op_make(op *o, dnnl_primitive_desc_t pd, int nargs, const int *arg,
+                             const dnnl_memory_desc_t *const *mds) {
+  memset(o, 0, sizeof *o);
+  dnnl_status_t st = dnnl_primitive_create(&o->prim, pd);
+  for (int i = 0; i < nargs && st == dnnl_success; i++) {
+    o->args[i].arg = arg[i];
+    st = dnnl_memory_create(&o->args[i].memory, mds[i], g_engine, DNNL_MEMORY_NONE);
+    if (st == dnnl_success) o->nargs = i + 1;
+  }
+  dnnl_primitive_desc_destroy(pd);
+  if (st != dnnl_success) op_free(o);
+  return st;
+}
+
+/* Runs o on the handles h (in argument order) and waits. */
+static dnnl_status_t op_run(const op *o, void *const *h) {
+  dnnl_status_t st = dnnl_success;
+  for (int i = 0; i < o->nargs && st == dnnl_success; i++)
+    st = dnnl_memory_set_data_handle(o->args[i].memory, h[i]);
+  if (st == dnnl_success) st = dnnl_primitive_execute(o->prim, g_stream, o->nargs, o->args);
+  if (st == dnnl_success) st = dnnl_stream_wait(g_stream);
+  return st;
+}
+
+/* A reorder from memory described by s to memory described by d. */
+static dnnl_status_t make_reorder(op *o, const dnnl_memory_desc_t *s, const dnnl_memory_desc_t *d) {
+  dnnl_primitive_desc_t pd;
+  dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, s, g_engine, d, g_engine, NULL);
+  if (st != dnnl_success) return st;
+  const int arg[] = {DNNL_ARG_FROM, DNNL_ARG_TO};
+  const dnnl_memory_desc_t *mds[] = {s, d};
+  return op_make(o, pd, 2, arg, mds);
+}
+
+/* One bf16 operand of a matmul, made from the caller's f32 array: a
+ * conversion (rounding to nearest even) straight into the layout the matmul
+ * wants, which for weights is oneDNN's packed (VNNI) layout, so that the
+ * matmul does not repack them on every call. Emulated, the operand is the
+ * rounded array widened back to f32, in the caller's layout. */
+typedef struct {
+  op cvt;         /* f32 (caller's layout) -> bf16 (the operand's) */
+  op wid;         /* emulated: bf16 -> f32 (the caller's layout) */
+  void *b16;
+  float *f32;     /* emulated only */
+} prep;
+
+static void prep_free(prep *p) {
+  op_free(&p->cvt), op_free(&p->wid);
+  free(p->b16), free(p->f32);
+  memset(p, 0, sizeof *p);
+}
+
+/* user: the caller's f32 layout; target: the bf16 operand's layout. */
+static dnnl_status_t prep_make(prep *p, const dnnl_memory_desc_t *user,
+                               const dnnl_memory_desc_t *target, int emulated) {
+  memset(p, 0, sizeof *p);
+  p->b16 = malloc(dnnl_memory_desc_get_size(target));
+  if (emulated) p->f32 = malloc(dnnl_memory_desc_get_size(user));
+  if (!p->b16 || (emulated && !p->f32)) return dnnl_out_of_memory;
+  dnnl_status_t st = make_reorder(&p->cvt, user, target);
+  if (st == dnnl_success && emulated) st = make_reorder(&p->wid, target, user);
+  return st;
+}
+
+/* @return the operand made from src, or NULL on a oneDNN failure. */
+static void *prep_run(prep *p, const float *src) {
+  void *h[] = {(void *)src, p->b16};
+  if (op_run(&p->cvt, h) != dnnl_success) return NULL;
+  if (!p->f32) return p->b16;
+  void *hw[] = {p->b16, p->f32};
+  return op_run(&p->wid, hw) == dnnl_success ? p->f32 : NULL;
+}
+
+static void md2(dnnl_memory_desc_t *md, dnnl_dim_t r, dnnl_dim_t c, dnnl_data_type_t dt,
+                dnnl_format_tag_t tag) {
+  dnnl_dims_t dims = {r, c};
+  dnnl_memory_desc_init_by_tag(md, 2, dims, dt, tag);
+}
+
+/* One product dst (M, N) = src (M, K) @ wei (K, N) [+ bias (1, N)] of a
+ * dense layer, with src and wei in the caller's f32 layouts given by their
+ * tags (ab: row-major; ba: the transpose of a row-major array). */
+typedef struct {
+  op mm;
+  prep src, wei;    /* bf16 only */
+} product;
+
+static void product_free(product *p) {
+  op_free(&p->mm), prep_free(&p->src), prep_free(&p->wei);
+}
+
+/* mode 0: f32; 1: bf16 (the weights in the layout oneDNN picks); 2: bf16
+ * emulated through f32. impl (may be NULL) receives the implementation. */
+static dnnl_status_t product_make(product *p, dnnl_dim_t M, dnnl_dim_t N, dnnl_dim_t K,
+                                  dnnl_format_tag_t src_tag, dnnl_format_tag_t wei_tag, int bias,
+                                  int mode, char *impl, size_t n) {
+  memset(p, 0, sizeof *p);
+  dnnl_data_type_t in = mode == 1 ? dnnl_bf16 : dnnl_f32;
+  dnnl_memory_desc_t src, wei, b, dst, src_user, wei_user, src16, wei16;
+  md2(&src, M, K, in, src_tag);
+  md2(&wei, K, N, in, mode == 1 ? dnnl_format_tag_any : wei_tag);
+  md2(&b, 1, N, dnnl_f32, dnnl_ab);
+  md2(&dst, M, N, dnnl_f32, dnnl_ab);
+  dnnl_matmul_desc_t desc;
+  dnnl_status_t st = dnnl_matmul_desc_init(&desc, &src, &wei, bias ? &b : NULL, &dst);
+  dnnl_primitive_desc_t pd;
+  if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &desc, NULL, g_engine, NULL);
+  if (st != dnnl_success) return st;
+  if (impl) {
+    const char *s = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &s) == dnnl_success && s)
+      snprintf(impl, n, "%s", s);
+  }
+  wei = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+  const int arg3[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST};
+  const int arg4[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS, DNNL_ARG_DST};
+  const dnnl_memory_desc_t *mds3[] = {&src, &wei, &dst};
+  const dnnl_memory_desc_t *mds4[] = {&src, &wei, &b, &dst};
+  st = bias ? op_make(&p->mm, pd, 4, arg4, mds4) : op_make(&p->mm, pd, 3, arg3, mds3);
+  if (st != dnnl_success || mode == 0) return st;
+  md2(&src_user, M, K, dnnl_f32, src_tag);
+  md2(&wei_user, K, N, dnnl_f32, wei_tag);
+  md2(&src16, M, K, dnnl_bf16, src_tag);
+  md2(&wei16, K, N, dnnl_bf16, wei_tag);
+  st = prep_make(&p->src, &src_user, mode == 1 ? &src : &src16, mode == 2);
+  if (st == dnnl_success) st = prep_make(&p->wei, &wei_user, mode == 1 ? &wei : &wei16, mode == 2);
+  return st;
+}
+
+/* dst = src @ wei [+ bias] from the caller's f32 arrays. */
+static dnnl_status_t product_run(product *p, const float *src, const float *wei, const float *bias,
+                                 float *dst) {
+  const void *s = src, *w = wei;
+  if (p->src.cvt.prim) {
+    s = prep_run(&p->src, src);
+    w = prep_run(&p->wei, wei);
+    if (!s || !w) return dnnl_runtime_error;
+  }
+  void *h3[] = {(void *)s, (void *)w, dst};
+  void *h4[] = {(void *)s, (void *)w, (void *)bias, dst};
+  return op_run(&p->mm, bias ? h4 : h3);
+}
+
+/* ---- dense layers ------------------------------------------------------------- */
+
+/* The products of one batch size. */
+typedef struct {
+  int B;            /* 0 = empty slot */
+  unsigned long used;
+  product fwd, bwd_data, bwd_w;
+} shape_ops;
+
+struct dnn_dense {
+  int C, OC, max_batch;
+  dnn_precision prec;
+  int emulated;       /* bf16 through rounded f32 */
+  int native;         /* bf16 executed natively */
+  unsigned long clock;
+  shape_ops cache[DNN_CACHE];
+  char impl[64];
+};
+
+static void shape_free(shape_ops *s) {
+  product_free(&s->fwd), product_free(&s->bwd_data), product_free(&s->bwd_w);
+  memset(s, 0, sizeof *s);
+}
+
+void dnn_dense_free(dnn_dense *d) {
+  if (!d) return;
+  for (int i = 0; i < DNN_CACHE; i++) shape_free(&d->cache[i]);
+  free(d);
+}
+
+/* The products of batch size B. */
+static dnnl_status_t shape_make(dnn_dense *d, shape_ops *s, int B) {
+  dnnl_dim_t C = d->C, OC = d->OC;
+  int mode = d->prec == DNN_FP32 ? 0 : d->emulated ? 2 : 1;
+  /* out (B, OC) = inp (B, C) @ w^T, w (OC, C) row-major read as (C, OC) ba. */
+  dnnl_status_t st =
+      product_make(&s->fwd, B, OC, C, dnnl_ab, dnnl_ba, 1, mode, d->impl, sizeof d->impl);
+  /* dinp (B, C) = dout (B, OC) @ w (OC, C). */
+  if (st == dnnl_success)
+    st = product_make(&s->bwd_data, B, C, OC, dnnl_ab, dnnl_ab, 0, mode, NULL, 0);
+  /* dw (OC, C) = dout^T (OC, B) @ inp (B, C), dout (B, OC) read as ba. */
+  if (st == dnnl_success)
+    st = product_make(&s->bwd_w, OC, C, B, dnnl_ba, dnnl_ab, 0, mode, NULL, 0);
+  if (st == dnnl_success) s->B = B;
+  else shape_free(s);
+  return st;
+}
+
+/* *out = the cached products of batch size B, made on a miss in the least
+ * recently used slot. @return 0, MS_ENOMEM or MS_EINTERNAL. */
+static int shape_get(dnn_dense *d, int B, shape_ops **out) {
+  shape_ops *victim = &d->cache[0];
+  for (int i = 0; i < DNN_CACHE; i++) {
+    shape_ops *s = &d->cache[i];
+    if (s->B == B) {
+      s->used = ++d->clock;
+      *out = s;
+      return 0;
+    }
+    if (s->used < victim->used) victim = s;
+  }
+  shape_free(victim);
+  dnnl_status_t st = shape_make(d, victim, B);
+  if (st == dnnl_unimplemented && d->prec == DNN_BF16 && !d->emulated) {
+    /* No bf16 matmul for this ISA: round to bf16, multiply in f32. */
+    d->emulated = 1;
+    st = shape_make(d, victim, B);
+  }
+  if (st != dnnl_success)
+    return ms_error_set(st == dnnl_out_of_memory ? MS_ENOMEM : MS_EINTERNAL,
+                        "oneDNN: cannot create the products of a (%d, %d) -> %d dense layer "
+                        "(status %d)", B, d->C, d->OC, st);
+  victim->used = ++d->clock;
+  *out = victim;
+  return 0;
+}
+
+int dnn_dense_create(dnn_dense **out, int C, int OC, int max_batch, dnn_precision prec) {
+  *out = NULL;
+  int rc = dnn_start();
+  if (rc) return rc;
+  dnn_dense *d = calloc(1, sizeof *d);
+  if (!d) return ms_error_set(MS_ENOMEM, "oneDNN: out of memory for a dense layer");
+  d->C = C, d->OC = OC, d->max_batch = max_batch < 1 ? 1 : max_batch, d->prec = prec;
+  d->native = prec == DNN_BF16 && dnn_bf16_native();
+  /* The products of the largest batch now, so that a failure shows here
+   * and the implementation's name is known before the first step. */
+  shape_ops *s = NULL;
+  rc = shape_get(d, d->max_batch, &s);
+  if (rc) {
+    dnn_dense_free(d);
+    return rc;
+  }
+  *out = d;
+  return 0;
+}
+
+static int fail(dnnl_status_t st, const char *what) {
+  return ms_error_set(MS_EINTERNAL, "oneDNN: %s failed (status %d)", what, st);
+}
+
+int dnn_dense_forward(dnn_dense *d, float *out, const float *inp, const float *w, const float *b,
+                      int B) {
+  shape_ops *s = NULL;
+  int rc = shape_get(d, B, &s);
+  if (rc) return rc;
+  dnnl_status_t st = product_run(&s->fwd, inp, w, b, out);
+  return st == dnnl_success ? 0 : fail(st, "dense forward");
+}
+
+int dnn_dense_backward(dnn_dense *d, float *dinp, float *dw, float *db, const float *dout,
+                       const float *inp, const float *w, int B) {
+  shape_ops *s = NULL;
+  int rc = shape_get(d, B, &s);
+  if (rc) return rc;
+  int OC = d->OC;
+  /* The bias gradient stays an fp32 sum in row order, as in dense_backward. */
+  for (int o = 0; o < OC; o++) db[o] = 0.0f;
+  for (int i = 0; i < B; i++) {
+    const float *row = dout + (long)i * OC;
+    for (int o = 0; o < OC; o++) db[o] += row[o];
+  }
+  dnnl_status_t st = product_run(&s->bwd_w, dout, inp, NULL, dw);
+  if (st == dnnl_success && dinp) st = product_run(&s->bwd_data, dout, w, NULL, dinp);
+  return st == dnnl_success ? 0 : fail(st, "dense backward");
+}
+
+const char *dnn_dense_impl(const dnn_dense *d) { return d->impl; }
+
+int dnn_dense_emulated(const dnn_dense *d) {
+  return d->prec == DNN_BF16 && (d->emulated || !d->native);
+}
