@@ -8,13 +8,16 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "dnn.h"
+#include "config.h"
 #include "kernels.h"
+#include "model.h"
 #include "ms_error.h"
 #include "testutil.h"
 
@@ -64,6 +67,19 @@ static void assert_near(const float *got, const float *want, long n, double rtol
   double scale = 0;
   for (long i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
   for (long i = 0; i < n; i++) tu_assert_close(got[i], want[i], rtol, rtol * scale);
+}
+
+/* ||got - want|| / ||want|| <= rtol: the relative error of a whole tensor,
+ * which tolerates the single elements that bf16 rounding moves more (sums
+ * that cancel, ReLU masks that flip near zero). */
+static void assert_rel_norm(const float *got, const float *want, long n, double rtol) {
+  double e = 0, w = 0;
+  for (long i = 0; i < n; i++) {
+    e += ((double)got[i] - want[i]) * ((double)got[i] - want[i]);
+    w += (double)want[i] * want[i];
+  }
+  if (sqrt(e) > rtol * sqrt(w))
+    fail_msg("relative error %.3g over %ld elements > %.3g", sqrt(e / (w > 0 ? w : 1)), n, rtol);
 }
 
 static void test_dnn_fp32_matches_openblas(void **state) {
@@ -240,6 +256,73 @@ static void test_dnn_precision_choice(void **state) {
   case_free(&t);
 }
 
+/* An MLP 20-32-16-5 with ReLU in the given precision, initialised alike. */
+static ms_model *mlp(const char *precision, int B) {
+  ms_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  snprintf(cfg.model.precision, sizeof cfg.model.precision, "%s", precision);
+  cfg.model.n_layers = 3;
+  cfg.model.layers[0] = (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 32, .activation = MS_ACT_RELU};
+  cfg.model.layers[1] = (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 16, .activation = MS_ACT_RELU};
+  cfg.model.layers[2] = (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 5, .activation = MS_ACT_NONE};
+  ms_model *m = NULL;
+  int64_t in[1] = {20};
+  assert_int_equal(model_create(&m, &cfg, in, 1, B), 0);
+  model_init(m, 7);
+  return m;
+}
+
+/* One forward and backward of the softmax cross-entropy; returns the loss. */
+static double mlp_step(ms_model *m, const float *x, const int32_t *y, int B) {
+  float dl[64 * 5];
+  double loss = softmax_xent(dl, model_forward(m, x, B, NULL), y, B, 5, 1.0f / (float)B, NULL);
+  model_backward(m, dl, NULL, NULL, NULL);
+  assert_int_equal(model_kernel_status(m), 0);
+  return loss;
+}
+
+/* bf16 through the model: the loss and each gradient tensor within a
+ * relative error of 2e-2 of the fp32 model's, and the
+ * same bits on a second model and a second step. */
+static void test_dnn_model_bf16_near_fp32_and_deterministic(void **state) {
+  (void)state;
+  enum { B = 64 };
+  float x[B * 20];
+  int32_t y[B];
+  tu_fill(x, B * 20, 70);
+  for (int i = 0; i < B; i++) y[i] = i % 5;
+  ms_model *f = mlp("fp32", B), *h = mlp("bf16", B), *h2 = mlp("bf16", B);
+  assert_int_equal(h->precision, DNN_BF16);
+  double lf = mlp_step(f, x, y, B), lh = mlp_step(h, x, y, B);
+  tu_assert_close(lh, lf, 2e-2, 0);
+  for (int t = 0; t < f->n_p; t++) {
+    const ms_param *p = &f->p[t];
+    assert_rel_norm(h->grads + p->off, f->grads + p->off, (long)p->len, 2e-2);
+  }
+  mlp_step(h2, x, y, B);
+  assert_memory_equal(h->grads, h2->grads, sizeof(float) * h->n_params);
+  mlp_step(h2, x, y, B);
+  assert_memory_equal(h->grads, h2->grads, sizeof(float) * h->n_params);
+  model_free(f), model_free(h), model_free(h2);
+}
+
+/* The banner line names the precision, its reason and the libraries. */
+static void test_dnn_model_kernels_desc(void **state) {
+  (void)state;
+  char buf[512];
+  ms_model *f = mlp("fp32", 4), *h = mlp("bf16", 4), *a = mlp("auto", 4);
+  model_kernels_desc(f, buf, sizeof buf);
+  assert_non_null(strstr(buf, "precision fp32 (fp32 as configured)"));
+  assert_non_null(strstr(buf, "dense: OpenBLAS sgemm fp32"));
+  model_kernels_desc(h, buf, sizeof buf);
+  assert_non_null(strstr(buf, "precision bf16"));
+  assert_non_null(strstr(buf, "dense: oneDNN matmul bf16 ["));
+  assert_int_equal(strstr(buf, "emulated") != NULL, !dnn_bf16_native());
+  model_kernels_desc(a, buf, sizeof buf);
+  assert_non_null(strstr(buf, dnn_bf16_native() ? "precision bf16 (auto" : "precision fp32 (auto"));
+  model_free(f), model_free(h), model_free(a);
+}
+
 int main(void) {
   dnn_set_threads(1);
   const struct CMUnitTest tests[] = {
@@ -249,6 +332,8 @@ int main(void) {
       cmocka_unit_test(test_dnn_bf16_near_fp32),
       cmocka_unit_test(test_dnn_deterministic_across_cache),
       cmocka_unit_test(test_dnn_precision_choice),
+      cmocka_unit_test(test_dnn_model_bf16_near_fp32_and_deterministic),
+      cmocka_unit_test(test_dnn_model_kernels_desc),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -122,6 +122,7 @@ typedef struct {
     char loss[32];                 /* softmax_cross_entropy | bce_with_logits | mse | mae */
     double label_smoothing;        /* softmax_cross_entropy: epsilon in [0, 1) */
     ms_dims input;                 /* per-sample input shape; ndim 0 = from the data */
+    char precision[8];             /* fp32 | bf16 | auto: the dense layers' products (dnn.h) */
   } model;
   struct {
     char name[32];                 /* sgd | adam | adamw */

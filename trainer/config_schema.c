@@ -28,6 +28,7 @@ static const char *const loss_names[] = {"softmax_cross_entropy", "bce_with_logi
 static const char *const shuffle_names[] = {"global", "block", "none", NULL};
 static const char *const cache_names[] = {"auto", "memory", "stream", NULL};
 static const char *const optim_names[] = {"sgd", "adam", "adamw", NULL};
+static const char *const precision_names[] = {"fp32", "bf16", "auto", NULL};
 static const char *const compress_names[] = {"none", "fp16", "bf16", NULL};
 static const char *const schedule_names[] = {"constant", "cosine", "step", "onecycle", NULL};
 /* The K_ENUMI lists follow the order of their C enums (config.h). */
@@ -137,6 +138,10 @@ const key_spec cfg_keys[] = {
          "none)"),
     DBL("model.label_smoothing", model.label_smoothing, 0, 0, 1, F_MAX_EXCL, SAFE,
         "softmax_cross_entropy: share of the target spread over all classes"),
+    ENUM("model.precision", model.precision, "fp32", precision_names, SAFE,
+         "dense layers' products: fp32 (OpenBLAS), bf16 (oneDNN: bf16 inputs and weights, fp32 "
+         "sums, fp32 master weights and optimizer), or auto (bf16 where the CPU executes it "
+         "natively, else fp32; the choice and its reason are printed)"),
     ENUM("optim.name", optim.name, "sgd", optim_names, PINNED,
          "optimizer (its state differs: no change on resume)"),
     DBL("optim.lr", optim.lr, 0.01, 0, 10, F_MIN_EXCL, SAFE, "peak learning rate"),
