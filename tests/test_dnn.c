@@ -235,7 +235,8 @@ static void test_dnn_precision_choice(void **state) {
   assert_int_equal(dnn_resolve_precision("", &p, why, sizeof why), 0);
   assert_int_equal(p, DNN_FP32);
   assert_int_equal(dnn_resolve_precision("auto", &p, why, sizeof why), 0);
-  assert_int_equal(p, dnn_bf16_native() ? DNN_BF16 : DNN_FP32);
+  assert_int_equal(p, dnn_bf16_fast() ? DNN_BF16 : DNN_FP32);
+  assert_true(!dnn_bf16_fast() || dnn_bf16_native());
   assert_non_null(strstr(why, dnn_isa_name()));
   assert_int_equal(dnn_resolve_precision("bf16", &p, why, sizeof why), 0);
   assert_int_equal(p, DNN_BF16);
@@ -244,7 +245,7 @@ static void test_dnn_precision_choice(void **state) {
   /* Under ONEDNN_MAX_CPU_ISA=AVX2 nothing is native, and a bf16 layer says
    * that it is emulated. */
   const char *cap = getenv("ONEDNN_MAX_CPU_ISA");
-  if (cap && strcmp(cap, "AVX2") == 0) assert_int_equal(dnn_bf16_native(), 0);
+  if (cap && strcmp(cap, "AVX2") == 0) assert_int_equal(dnn_bf16_native() + dnn_bf16_fast(), 0);
   dnn_dense *d;
   assert_int_equal(dnn_dense_create(&d, 8, 8, 4, DNN_BF16), 0);
   dense_case t;
@@ -319,7 +320,7 @@ static void test_dnn_model_kernels_desc(void **state) {
   assert_non_null(strstr(buf, "dense: oneDNN matmul bf16 ["));
   assert_int_equal(strstr(buf, "emulated") != NULL, !dnn_bf16_native());
   model_kernels_desc(a, buf, sizeof buf);
-  assert_non_null(strstr(buf, dnn_bf16_native() ? "precision bf16 (auto" : "precision fp32 (auto"));
+  assert_non_null(strstr(buf, dnn_bf16_fast() ? "precision bf16 (auto" : "precision fp32 (auto"));
   model_free(f), model_free(h), model_free(a);
 }
 

@@ -141,7 +141,8 @@ const key_spec cfg_keys[] = {
     ENUM("model.precision", model.precision, "fp32", precision_names, SAFE,
          "dense layers' products: fp32 (OpenBLAS), bf16 (oneDNN: bf16 inputs and weights, fp32 "
          "sums, fp32 master weights and optimizer), or auto (bf16 where the CPU executes it "
-         "natively, else fp32; the choice and its reason are printed)"),
+         "natively and faster than fp32: AMX, or AVX512_BF16 on AMD; else fp32; the choice "
+         "and its reason are printed)"),
     ENUM("optim.name", optim.name, "sgd", optim_names, PINNED,
          "optimizer (its state differs: no change on resume)"),
     DBL("optim.lr", optim.lr, 0.01, 0, 10, F_MIN_EXCL, SAFE, "peak learning rate"),

@@ -46,23 +46,43 @@ const char *dnn_isa_name(void) {
   }
 }
 
+int dnn_bf16_fast(void) {
+  unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+  unsigned amx = (unsigned)dnnl_cpu_isa_avx512_core_amx;
+  if ((isa & amx) == amx) return 1;
+#if defined(__x86_64__) && defined(__GNUC__)
+  /* AMD's AVX512_BF16 (Zen 4 on) does twice the multiply-adds of an fp32
+   * FMA per cycle; Intel's, without AMX, the same number, so that the
+   * conversions make bf16 slower there (scripts/bench/results/kernels.md). */
+  __builtin_cpu_init();
+  if (dnn_bf16_native() && __builtin_cpu_is("amd")) return 1;
+#endif
+  return 0;
+}
+
 int dnn_resolve_precision(const char *want, dnn_precision *prec, char *why, size_t n) {
-  int native = dnn_bf16_native();
+  int native = dnn_bf16_native(), fast = dnn_bf16_fast();
+  const char *isa = dnn_isa_name();
   if (!want || !*want || strcmp(want, "fp32") == 0) {
     *prec = DNN_FP32;
     snprintf(why, n, "fp32 as configured");
   } else if (strcmp(want, "bf16") == 0) {
     *prec = DNN_BF16;
-    if (native)
-      snprintf(why, n, "bf16 as configured, native on %s", dnn_isa_name());
-    else
+    if (!native)
       snprintf(why, n, "emulated: bf16 as configured, but %s has no native bf16 (slower than fp32)",
-               dnn_isa_name());
+               isa);
+    else
+      snprintf(why, n, "bf16 as configured, native on %s%s", isa,
+               fast ? "" : ", but not faster than fp32 on this CPU (no AMX)");
   } else if (strcmp(want, "auto") == 0) {
-    *prec = native ? DNN_BF16 : DNN_FP32;
-    snprintf(why, n, native ? "auto: bf16, %s executes bf16 natively"
-                            : "auto: fp32, %s has no native bf16",
-             dnn_isa_name());
+    *prec = fast ? DNN_BF16 : DNN_FP32;
+    if (fast)
+      snprintf(why, n, "auto: bf16, %s executes bf16 natively and faster than fp32", isa);
+    else if (native)
+      snprintf(why, n, "auto: fp32, %s executes bf16 natively but, without AMX on this CPU, "
+               "no faster than fp32", isa);
+    else
+      snprintf(why, n, "auto: fp32, %s has no native bf16", isa);
   } else {
     return ms_error_set(MS_ECONFIG, "model.precision: '%s' is not fp32, bf16 or auto", want);
   }

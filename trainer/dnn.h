@@ -45,13 +45,20 @@ void dnn_set_threads(int n);
  * (AVX512_BF16 or AMX), 0 otherwise; honours ONEDNN_MAX_CPU_ISA. */
 int dnn_bf16_native(void);
 
+/* @return 1 when bf16 products are faster than fp32 ones on this CPU:
+ * AMX, or AVX512_BF16 on an AMD CPU (twice the multiply-adds of an fp32
+ * FMA per instruction). Intel's AVX512_BF16 without AMX does as many as
+ * fp32 FMAs, and the conversions make bf16 slower there. */
+int dnn_bf16_fast(void);
+
 /* @return oneDNN's effective ISA as a short name ("avx512_core_bf16", "avx2"). */
 const char *dnn_isa_name(void);
 
 /* Resolves model.precision ("fp32", "bf16", "auto"; "" counts as "fp32")
  * to *prec, and writes why into why (n bytes): auto picks bf16 only when
- * dnn_bf16_native(); an explicit bf16 on a CPU without it gets a reason
- * that starts with "emulated". @return 0, or MS_ECONFIG for another value. */
+ * dnn_bf16_fast() (native and faster than fp32); an explicit bf16 on a CPU
+ * without native bf16 gets a reason that starts with "emulated".
+ * @return 0, or MS_ECONFIG for another value. */
 int dnn_resolve_precision(const char *want, dnn_precision *prec, char *why, size_t n);
 
 typedef struct dnn_dense dnn_dense;
