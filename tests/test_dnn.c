@@ -263,9 +263,12 @@ static ms_model *mlp(const char *precision, int B) {
   memset(&cfg, 0, sizeof cfg);
   snprintf(cfg.model.precision, sizeof cfg.model.precision, "%s", precision);
   cfg.model.n_layers = 3;
-  cfg.model.layers[0] = (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 32, .activation = MS_ACT_RELU};
-  cfg.model.layers[1] = (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 16, .activation = MS_ACT_RELU};
-  cfg.model.layers[2] = (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 5, .activation = MS_ACT_NONE};
+  cfg.model.layers[0] =
+      (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 32, .activation = MS_ACT_RELU};
+  cfg.model.layers[1] =
+      (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 16, .activation = MS_ACT_RELU};
+  cfg.model.layers[2] =
+      (ms_layer_cfg){.type = MS_LAYER_DENSE, .units = 5, .activation = MS_ACT_NONE};
   ms_model *m = NULL;
   int64_t in[1] = {20};
   assert_int_equal(model_create(&m, &cfg, in, 1, B), 0);

@@ -7,21 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dnn_util.h"
 #include "ms_error.h"
-
-/* One engine and one stream for the process: oneDNN's CPU engine is a
- * process-wide resource, and every dnn_dense runs on the compute thread. */
-static dnnl_engine_t g_engine;
-static dnnl_stream_t g_stream;
-
-static int dnn_start(void) {
-  if (g_stream) return 0;
-  dnnl_status_t st = dnnl_engine_create(&g_engine, dnnl_cpu, 0);
-  if (st == dnnl_success) st = dnnl_stream_create(&g_stream, g_engine, dnnl_stream_default_flags);
-  if (st != dnnl_success)
-    return ms_error_set(MS_EINTERNAL, "oneDNN: cannot create the CPU engine (status %d)", st);
-  return 0;
-}
 
 void dnn_set_threads(int n) { omp_set_num_threads(n < 1 ? 1 : n); }
 
@@ -79,107 +66,16 @@ int dnn_resolve_precision(const char *want, dnn_precision *prec, char *why, size
     if (fast)
       snprintf(why, n, "auto: bf16, %s executes bf16 natively and faster than fp32", isa);
     else if (native)
-      snprintf(why, n, "auto: fp32, %s executes bf16 natively but, without AMX on this CPU, "
-               "no faster than fp32", isa);
+      snprintf(why, n,
+               "auto: fp32, %s executes bf16 natively but, without AMX on this CPU, "
+               "no faster than fp32",
+               isa);
     else
       snprintf(why, n, "auto: fp32, %s has no native bf16", isa);
   } else {
     return ms_error_set(MS_ECONFIG, "model.precision: '%s' is not fp32, bf16 or auto", want);
   }
   return 0;
-}
-
-/* ---- primitives with their memory objects -------------------------------------- */
-
-enum { MAX_ARGS = 4 };
-
-/* A primitive and the memory objects of its arguments, whose data handles
- * are set before each execution. */
-typedef struct {
-  dnnl_primitive_t prim;
-  int nargs;
-  dnnl_exec_arg_t args[MAX_ARGS];
-} op;
-
-static void op_free(op *o) {
-  for (int i = 0; i < o->nargs; i++) dnnl_memory_destroy(o->args[i].memory);
-  if (o->prim) dnnl_primitive_destroy(o->prim);
-  memset(o, 0, sizeof *o);
-}
-
-/* Creates the primitive of pd (which it destroys) and one memory object per
- * argument, described by mds[i]. */
-static dnnl_status_t op_make(op *o, dnnl_primitive_desc_t pd, int nargs, const int *arg,
-                             const dnnl_memory_desc_t *const *mds) {
-  memset(o, 0, sizeof *o);
-  dnnl_status_t st = dnnl_primitive_create(&o->prim, pd);
-  for (int i = 0; i < nargs && st == dnnl_success; i++) {
-    o->args[i].arg = arg[i];
-    st = dnnl_memory_create(&o->args[i].memory, mds[i], g_engine, DNNL_MEMORY_NONE);
-    if (st == dnnl_success) o->nargs = i + 1;
-  }
-  dnnl_primitive_desc_destroy(pd);
-  if (st != dnnl_success) op_free(o);
-  return st;
-}
-
-/* Runs o on the handles h (in argument order) and waits. */
-static dnnl_status_t op_run(const op *o, void *const *h) {
-  dnnl_status_t st = dnnl_success;
-  for (int i = 0; i < o->nargs && st == dnnl_success; i++)
-    st = dnnl_memory_set_data_handle(o->args[i].memory, h[i]);
-  if (st == dnnl_success) st = dnnl_primitive_execute(o->prim, g_stream, o->nargs, o->args);
-  if (st == dnnl_success) st = dnnl_stream_wait(g_stream);
-  return st;
-}
-
-/* A reorder from memory described by s to memory described by d. */
-static dnnl_status_t make_reorder(op *o, const dnnl_memory_desc_t *s, const dnnl_memory_desc_t *d) {
-  dnnl_primitive_desc_t pd;
-  dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, s, g_engine, d, g_engine, NULL);
-  if (st != dnnl_success) return st;
-  const int arg[] = {DNNL_ARG_FROM, DNNL_ARG_TO};
-  const dnnl_memory_desc_t *mds[] = {s, d};
-  return op_make(o, pd, 2, arg, mds);
-}
-
-/* One bf16 operand of a matmul, made from the caller's f32 array: a
- * conversion (rounding to nearest even) straight into the layout the matmul
- * wants, which for weights is oneDNN's packed (VNNI) layout, so that the
- * matmul does not repack them on every call. Emulated, the operand is the
- * rounded array widened back to f32, in the caller's layout. */
-typedef struct {
-  op cvt;         /* f32 (caller's layout) -> bf16 (the operand's) */
-  op wid;         /* emulated: bf16 -> f32 (the caller's layout) */
-  void *b16;
-  float *f32;     /* emulated only */
-} prep;
-
-static void prep_free(prep *p) {
-  op_free(&p->cvt), op_free(&p->wid);
-  free(p->b16), free(p->f32);
-  memset(p, 0, sizeof *p);
-}
-
-/* user: the caller's f32 layout; target: the bf16 operand's layout. */
-static dnnl_status_t prep_make(prep *p, const dnnl_memory_desc_t *user,
-                               const dnnl_memory_desc_t *target, int emulated) {
-  memset(p, 0, sizeof *p);
-  p->b16 = malloc(dnnl_memory_desc_get_size(target));
-  if (emulated) p->f32 = malloc(dnnl_memory_desc_get_size(user));
-  if (!p->b16 || (emulated && !p->f32)) return dnnl_out_of_memory;
-  dnnl_status_t st = make_reorder(&p->cvt, user, target);
-  if (st == dnnl_success && emulated) st = make_reorder(&p->wid, target, user);
-  return st;
-}
-
-/* @return the operand made from src, or NULL on a oneDNN failure. */
-static void *prep_run(prep *p, const float *src) {
-  void *h[] = {(void *)src, p->b16};
-  if (op_run(&p->cvt, h) != dnnl_success) return NULL;
-  if (!p->f32) return p->b16;
-  void *hw[] = {p->b16, p->f32};
-  return op_run(&p->wid, hw) == dnnl_success ? p->f32 : NULL;
 }
 
 static void md2(dnnl_memory_desc_t *md, dnnl_dim_t r, dnnl_dim_t c, dnnl_data_type_t dt,
@@ -192,12 +88,12 @@ static void md2(dnnl_memory_desc_t *md, dnnl_dim_t r, dnnl_dim_t c, dnnl_data_ty
  * dense layer, with src and wei in the caller's f32 layouts given by their
  * tags (ab: row-major; ba: the transpose of a row-major array). */
 typedef struct {
-  op mm;
-  prep src, wei;    /* bf16 only */
+  dnn_op mm;
+  dnn_prep src, wei; /* bf16 only */
 } product;
 
 static void product_free(product *p) {
-  op_free(&p->mm), prep_free(&p->src), prep_free(&p->wei);
+  dnn_op_free(&p->mm), dnn_prep_free(&p->src), dnn_prep_free(&p->wei);
 }
 
 /* mode 0: f32; 1: bf16 (the weights in the layout oneDNN picks); 2: bf16
@@ -215,7 +111,7 @@ static dnnl_status_t product_make(product *p, dnnl_dim_t M, dnnl_dim_t N, dnnl_d
   dnnl_matmul_desc_t desc;
   dnnl_status_t st = dnnl_matmul_desc_init(&desc, &src, &wei, bias ? &b : NULL, &dst);
   dnnl_primitive_desc_t pd;
-  if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &desc, NULL, g_engine, NULL);
+  if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &desc, NULL, dnn_engine(), NULL);
   if (st != dnnl_success) return st;
   if (impl) {
     const char *s = NULL;
@@ -227,14 +123,15 @@ static dnnl_status_t product_make(product *p, dnnl_dim_t M, dnnl_dim_t N, dnnl_d
   const int arg4[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS, DNNL_ARG_DST};
   const dnnl_memory_desc_t *mds3[] = {&src, &wei, &dst};
   const dnnl_memory_desc_t *mds4[] = {&src, &wei, &b, &dst};
-  st = bias ? op_make(&p->mm, pd, 4, arg4, mds4) : op_make(&p->mm, pd, 3, arg3, mds3);
+  st = bias ? dnn_op_make(&p->mm, pd, 4, arg4, mds4) : dnn_op_make(&p->mm, pd, 3, arg3, mds3);
   if (st != dnnl_success || mode == 0) return st;
   md2(&src_user, M, K, dnnl_f32, src_tag);
   md2(&wei_user, K, N, dnnl_f32, wei_tag);
   md2(&src16, M, K, dnnl_bf16, src_tag);
   md2(&wei16, K, N, dnnl_bf16, wei_tag);
-  st = prep_make(&p->src, &src_user, mode == 1 ? &src : &src16, mode == 2);
-  if (st == dnnl_success) st = prep_make(&p->wei, &wei_user, mode == 1 ? &wei : &wei16, mode == 2);
+  st = dnn_prep_make(&p->src, &src_user, mode == 1 ? &src : &src16, mode == 2);
+  if (st == dnnl_success)
+    st = dnn_prep_make(&p->wei, &wei_user, mode == 1 ? &wei : &wei16, mode == 2);
   return st;
 }
 
@@ -243,20 +140,20 @@ static dnnl_status_t product_run(product *p, const float *src, const float *wei,
                                  float *dst) {
   const void *s = src, *w = wei;
   if (p->src.cvt.prim) {
-    s = prep_run(&p->src, src);
-    w = prep_run(&p->wei, wei);
+    s = dnn_prep_run(&p->src, src);
+    w = dnn_prep_run(&p->wei, wei);
     if (!s || !w) return dnnl_runtime_error;
   }
   void *h3[] = {(void *)s, (void *)w, dst};
   void *h4[] = {(void *)s, (void *)w, (void *)bias, dst};
-  return op_run(&p->mm, bias ? h4 : h3);
+  return dnn_op_run(&p->mm, bias ? h4 : h3);
 }
 
 /* ---- dense layers ------------------------------------------------------------- */
 
 /* The products of one batch size. */
 typedef struct {
-  int B;            /* 0 = empty slot */
+  int B; /* 0 = empty slot */
   unsigned long used;
   product fwd, bwd_data, bwd_w;
 } shape_ops;
@@ -264,8 +161,8 @@ typedef struct {
 struct dnn_dense {
   int C, OC, max_batch;
   dnn_precision prec;
-  int emulated;       /* bf16 through rounded f32 */
-  int native;         /* bf16 executed natively */
+  int emulated; /* bf16 through rounded f32 */
+  int native;   /* bf16 executed natively */
   unsigned long clock;
   shape_ops cache[DNN_CACHE];
   char impl[64];
@@ -295,8 +192,10 @@ static dnnl_status_t shape_make(dnn_dense *d, shape_ops *s, int B) {
   /* dw (OC, C) = dout^T (OC, B) @ inp (B, C), dout (B, OC) read as ba. */
   if (st == dnnl_success)
     st = product_make(&s->bwd_w, OC, C, B, dnnl_ba, dnnl_ab, 0, mode, NULL, 0);
-  if (st == dnnl_success) s->B = B;
-  else shape_free(s);
+  if (st == dnnl_success)
+    s->B = B;
+  else
+    shape_free(s);
   return st;
 }
 
@@ -323,7 +222,8 @@ static int shape_get(dnn_dense *d, int B, shape_ops **out) {
   if (st != dnnl_success)
     return ms_error_set(st == dnnl_out_of_memory ? MS_ENOMEM : MS_EINTERNAL,
                         "oneDNN: cannot create the products of a (%d, %d) -> %d dense layer "
-                        "(status %d)", B, d->C, d->OC, st);
+                        "(status %d)",
+                        B, d->C, d->OC, st);
   victim->used = ++d->clock;
   *out = victim;
   return 0;

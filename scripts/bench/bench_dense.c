@@ -53,7 +53,8 @@ static double step(int k, bufs *u, dnn_dense *f32, dnn_dense *b16) {
 
 static void bench(int B, int C, int OC, int reps) {
   bufs u = {.B = B, .C = C, .OC = OC};
-  size_t n = (size_t)B * C + (size_t)OC * C * 2 + (size_t)OC * 2 + (size_t)B * OC * 2 + (size_t)B * C;
+  size_t n =
+      (size_t)B * C + (size_t)OC * C * 2 + (size_t)OC * 2 + (size_t)B * OC * 2 + (size_t)B * C;
   float *mem = malloc(sizeof(float) * n);
   if (!mem) exit(1);
   for (size_t i = 0; i < n; i++) mem[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
@@ -80,10 +81,11 @@ static void bench(int B, int C, int OC, int reps) {
     qsort(t[k], (size_t)reps, sizeof(double), cmp);
     med[k] = t[k][reps / 2];
   }
-  printf("B=%d C=%d OC=%d openblas_gflops=%.1f onednn_fp32_gflops=%.1f onednn_bf16_gflops=%.1f "
-         "fp32_vs_openblas=%.2f bf16_vs_openblas=%.2f impl_fp32=%s impl_bf16=%s\n",
-         B, C, OC, flops / med[0] / 1e9, flops / med[1] / 1e9, flops / med[2] / 1e9,
-         med[0] / med[1], med[0] / med[2], dnn_dense_impl(f32), dnn_dense_impl(b16));
+  printf(
+      "B=%d C=%d OC=%d openblas_gflops=%.1f onednn_fp32_gflops=%.1f onednn_bf16_gflops=%.1f "
+      "fp32_vs_openblas=%.2f bf16_vs_openblas=%.2f impl_fp32=%s impl_bf16=%s\n",
+      B, C, OC, flops / med[0] / 1e9, flops / med[1] / 1e9, flops / med[2] / 1e9, med[0] / med[1],
+      med[0] / med[2], dnn_dense_impl(f32), dnn_dense_impl(b16));
   fflush(stdout);
   dnn_dense_free(f32), dnn_dense_free(b16);
   free(mem);
@@ -92,8 +94,10 @@ static void bench(int B, int C, int OC, int reps) {
 int main(int argc, char **argv) {
   int reps = 21, threads = 1, a = 1;
   for (; a + 1 < argc && strncmp(argv[a], "--", 2) == 0; a += 2) {
-    if (strcmp(argv[a], "--reps") == 0) reps = atoi(argv[a + 1]);
-    else if (strcmp(argv[a], "--threads") == 0) threads = atoi(argv[a + 1]);
+    if (strcmp(argv[a], "--reps") == 0)
+      reps = atoi(argv[a + 1]);
+    else if (strcmp(argv[a], "--threads") == 0)
+      threads = atoi(argv[a + 1]);
   }
   if (reps < 1 || reps > MAX_REPS || threads < 1) {
     fprintf(stderr, "usage: bench_dense [--reps R<=%d] [--threads T] [B C OC]...\n", MAX_REPS);
@@ -104,7 +108,7 @@ int main(int argc, char **argv) {
   printf("# blas core %s, oneDNN ISA %s, bf16 native %d, threads %d, reps %d\n", blas_corename(),
          dnn_isa_name(), dnn_bf16_native(), threads, reps);
   if (a >= argc) {
-    static const int shapes[][3] = {{64, 784, 256}, {64, 256, 256}, {64, 256, 10},
+    static const int shapes[][3] = {{64, 784, 256},   {64, 256, 256},    {64, 256, 10},
                                     {256, 784, 1024}, {256, 1024, 1024}, {256, 1024, 10}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
       bench(shapes[s][0], shapes[s][1], shapes[s][2], reps);
