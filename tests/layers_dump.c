@@ -17,7 +17,8 @@
  *              params after each step
  *   bf16.*     dense -> relu -> dense through oneDNN in bf16 mixed precision
  *              (dnn.h): input, weights, upstream gradient, outputs, and the
- *              gradients of the input and every weight
+ *              gradients of the input and every weight; bf16.conv.* the same
+ *              for one strided, padded convolution
  * Exit status 0, or 1 with a message on stderr. */
 #include <stdint.h>
 #include <stdio.h>
@@ -343,6 +344,26 @@ static void dump_bf16(void) {
   putf("bf16.db1", db1, 1, Hd, 0, 0, 0), putf("bf16.dw2", dw2, 2, O, Hd, 0, 0);
   putf("bf16.db2", db2, 1, O, 0, 0, 0);
   dnn_dense_free(l1), dnn_dense_free(l2);
+
+  ms_conv2d g = {
+      .C = C, .H = H, .W = W, .OC = OC, .KH = 3, .KW = 3, .SH = 2, .SW = 2, .PH = 1, .PW = 1};
+  if (conv2d_geometry(&g) != 0) die("bad conv geometry");
+  enum { NX = B * C * H * W, NW = OC * C * 9 };
+  long ny = (long)B * OC * g.OH * g.OW;
+  float cx[NX], cdx[NX], cw[NW], cdw[NW], cb[OC], cdb[OC];
+  float *cy = malloc(sizeof(float) * (size_t)ny), *cdy = malloc(sizeof(float) * (size_t)ny);
+  if (!cy || !cdy) die("out of memory");
+  fill(cx, NX, 40), fill(cw, NW, 41), fill(cb, OC, 42), fill(cdy, ny, 43);
+  dnn_conv *cv;
+  if (dnn_conv_create(&cv, &g, B, DNN_BF16) || dnn_conv_forward(cv, cy, cx, cw, cb, B) ||
+      dnn_conv_backward(cv, cdx, cdw, cdb, cdy, cx, cw, B))
+    die("oneDNN: bf16 convolution failed");
+  putf("bf16.conv.x", cx, 4, B, C, H, W), putf("bf16.conv.w", cw, 4, OC, C, 3, 3);
+  putf("bf16.conv.b", cb, 1, OC, 0, 0, 0), putf("bf16.conv.dy", cdy, 4, B, OC, g.OH, g.OW);
+  putf("bf16.conv.y", cy, 4, B, OC, g.OH, g.OW), putf("bf16.conv.dx", cdx, 4, B, C, H, W);
+  putf("bf16.conv.dw", cdw, 4, OC, C, 3, 3), putf("bf16.conv.db", cdb, 1, OC, 0, 0, 0);
+  dnn_conv_free(cv);
+  free(cy), free(cdy);
 }
 
 int main(int argc, char **argv) {

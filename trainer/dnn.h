@@ -1,5 +1,8 @@
-/* dnn — dense layers through oneDNN matmul primitives, in fp32 or in bf16
- * mixed precision, and the process-wide oneDNN settings (threads, ISA).
+/* dnn — dense and conv2d layers through oneDNN primitives (matmul,
+ * convolution), in fp32 or in bf16 mixed precision, and the process-wide
+ * oneDNN settings (threads, ISA). dnn.c holds the dense layer, dnn_conv.c
+ * the convolution; conv2d follows the same rules as dense below, with
+ * NCHW / OIHW arrays (layers.h) converted into the layouts oneDNN picks.
  *
  * A dnn_dense serves one dense layer: out (B, OC) = inp (B, C) @ w^T + b
  * with w (OC, C) row-major, the arena's PyTorch layout, so parameters and
@@ -32,6 +35,8 @@
 #define MS_DNN_H
 
 #include <stddef.h>
+
+#include "layers.h"
 
 typedef enum { DNN_FP32 = 0, DNN_BF16 = 1 } dnn_precision;
 
@@ -91,5 +96,31 @@ const char *dnn_dense_impl(const dnn_dense *d);
 /* 1 when bf16 runs as rounded inputs through fp32 primitives (no bf16
  * matmul for this ISA) or through oneDNN's own emulation (no native bf16). */
 int dnn_dense_emulated(const dnn_dense *d);
+
+typedef struct dnn_conv dnn_conv;
+
+/* A conv2d layer of geometry g (conv2d_geometry done) for batches of up to
+ * max_batch samples. @return 0, MS_ENOMEM or MS_EINTERNAL. */
+int dnn_conv_create(dnn_conv **out, const ms_conv2d *g, int max_batch, dnn_precision prec);
+
+/* Accepts NULL. */
+void dnn_conv_free(dnn_conv *c);
+
+/* As conv2d_forward (layers.h): out = conv(inp, w) + b, zero padding.
+ * out: (B, OC, OH, OW)   inp: (B, C, H, W)   w: (OC, C, KH, KW)   b: (OC)
+ * @return 0 or MS_EINTERNAL. */
+int dnn_conv_forward(dnn_conv *c, float *out, const float *inp, const float *w, const float *b,
+                     int B);
+
+/* As conv2d_backward, overwriting dw, db and dinp (may be NULL); db is an
+ * fp32 sum of dout. @return 0 or MS_EINTERNAL. */
+int dnn_conv_backward(dnn_conv *c, float *dinp, float *dw, float *db, const float *dout,
+                      const float *inp, const float *w, int B);
+
+/* oneDNN's name of the forward implementation ("brg:avx512_core"). */
+const char *dnn_conv_impl(const dnn_conv *c);
+
+/* As dnn_dense_emulated. */
+int dnn_conv_emulated(const dnn_conv *c);
 
 #endif

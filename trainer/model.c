@@ -188,8 +188,8 @@ static float *falloc(size_t rows, long cols, int *ok) {
   return p;
 }
 
-/* Resolves the precision and, in bf16, gives each dense layer its oneDNN
- * products. */
+/* Resolves the precision and, in bf16, gives each dense and conv2d layer
+ * its oneDNN primitives. */
 static int model_kernels_create(ms_model *m, const char *precision) {
   int rc = dnn_resolve_precision(precision, &m->precision, m->precision_why,
                                  sizeof m->precision_why);
@@ -198,6 +198,8 @@ static int model_kernels_create(ms_model *m, const char *precision) {
     if (l->type == MS_LAYER_DENSE)
       rc = dnn_dense_create(&l->dnn, (int)l->in_elems, (int)l->out_elems, m->max_batch,
                             DNN_BF16);
+    else if (l->type == MS_LAYER_CONV2D)
+      rc = dnn_conv_create(&l->dconv, &l->g, m->max_batch, DNN_BF16);
   }
   return rc;
 }
@@ -278,6 +280,7 @@ void model_free(ms_model *m) {
     free(l->mean);
     free(l->rstd);
     dnn_dense_free(l->dnn);
+    dnn_conv_free(l->dconv);
   }
   free(m->scratch[0]);
   free(m->scratch[1]);
@@ -370,7 +373,9 @@ static void act_backward(const ms_layer *l, float *d, int B) {
 static void dnn_failed(ms_model *m, ms_layer *l, int rc) {
   if (!m->kernel_rc) m->kernel_rc = rc;
   dnn_dense_free(l->dnn);
+  dnn_conv_free(l->dconv);
   l->dnn = NULL;
+  l->dconv = NULL;
 }
 
 static void dense_fwd(ms_model *m, ms_layer *l, const float *in, const float *w, const float *b,
@@ -393,6 +398,26 @@ static void dense_bwd(ms_model *m, ms_layer *l, float *dinp, float *dw, float *d
   dense_backward(dinp, dw, db, d, l->in, w, B, (int)l->in_elems, (int)l->out_elems);
 }
 
+static void conv_fwd(ms_model *m, ms_layer *l, const float *in, const float *w, const float *b,
+                     int B) {
+  if (l->dconv) {
+    int rc = dnn_conv_forward(l->dconv, l->z, in, w, b, B);
+    if (!rc) return;
+    dnn_failed(m, l, rc);
+  }
+  conv2d_forward(l->z, in, w, b, &l->g, B, m->conv_scratch);
+}
+
+static void conv_bwd(ms_model *m, ms_layer *l, float *dinp, float *dw, float *db, const float *d,
+                     const float *w, int B) {
+  if (l->dconv) {
+    int rc = dnn_conv_backward(l->dconv, dinp, dw, db, d, l->in, w, B);
+    if (!rc) return;
+    dnn_failed(m, l, rc);
+  }
+  conv2d_backward(dinp, dw, db, d, l->in, w, &l->g, B, m->conv_scratch);
+}
+
 const float *model_forward(ms_model *m, const float *x, int B, const ms_pass *pass) {
   m->batch = B;
   const float *in = x;
@@ -404,7 +429,7 @@ const float *model_forward(ms_model *m, const float *x, int B, const ms_pass *pa
     l->in = in;
     switch (l->type) {
       case MS_LAYER_DENSE: dense_fwd(m, l, in, w, b, B); break;
-      case MS_LAYER_CONV2D: conv2d_forward(l->z, in, w, b, &l->g, B, m->conv_scratch); break;
+      case MS_LAYER_CONV2D: conv_fwd(m, l, in, w, b, B); break;
       case MS_LAYER_MAXPOOL2D: maxpool2d_forward(l->z, l->argmax, in, &l->g, B); break;
       case MS_LAYER_AVGPOOL2D: avgpool2d_forward(l->z, in, &l->g, B); break;
       case MS_LAYER_LAYERNORM:
@@ -446,9 +471,7 @@ void model_backward(ms_model *m, float *dout, const ms_pass *pass, ms_grad_ready
     float *dinp = i == 0 ? NULL : d == m->scratch[0] ? m->scratch[1] : m->scratch[0];
     switch (l->type) {
       case MS_LAYER_DENSE: dense_bwd(m, l, dinp, dw, db, d, w, B); break;
-      case MS_LAYER_CONV2D:
-        conv2d_backward(dinp, dw, db, d, l->in, w, &l->g, B, m->conv_scratch);
-        break;
+      case MS_LAYER_CONV2D: conv_bwd(m, l, dinp, dw, db, d, w, B); break;
       case MS_LAYER_MAXPOOL2D:
         if (dinp) maxpool2d_backward(dinp, d, l->argmax, &l->g, B);
         break;
@@ -477,22 +500,26 @@ void model_backward(ms_model *m, float *dout, const ms_pass *pass, ms_grad_ready
 
 void model_kernels_desc(const ms_model *m, char *buf, size_t n) {
   int has[MS_LAYER_ACTIVATION + 1] = {0};
-  const char *impl = "";
+  const char *impl = "", *cimpl = "";
   for (int i = 0; i < m->n_layers; i++) {
     has[m->layers[i].type] = 1;
     if (m->layers[i].dnn && !*impl) impl = dnn_dense_impl(m->layers[i].dnn);
+    if (m->layers[i].dconv && !*cimpl) cimpl = dnn_conv_impl(m->layers[i].dconv);
   }
   size_t k = (size_t)snprintf(buf, n, "precision %s (%s)",
                               m->precision == DNN_BF16 ? "bf16" : "fp32", m->precision_why);
   /* fp32 stays on OpenBLAS: oneDNN's fp32 matmul is not faster on every
    * shape (scripts/bench/results/kernels.md), and OpenBLAS keeps fp32 runs
-   * bit for bit what they were. */
+   * bit for bit what they were; oneDNN's fp32 convolution is faster on
+   * most conv2d layers there, a switch that awaits the accuracy tests. */
   if (has[MS_LAYER_DENSE] && k < n)
     k += (size_t)(m->precision == DNN_BF16
                       ? snprintf(buf + k, n - k, "; dense: oneDNN matmul bf16 [%s]", impl)
                       : snprintf(buf + k, n - k, "; dense: OpenBLAS sgemm fp32"));
   if (has[MS_LAYER_CONV2D] && k < n)
-    k += (size_t)snprintf(buf + k, n - k, "; conv2d: im2col + OpenBLAS sgemm fp32");
+    k += (size_t)(m->precision == DNN_BF16
+                      ? snprintf(buf + k, n - k, "; conv2d: oneDNN convolution bf16 [%s]", cimpl)
+                      : snprintf(buf + k, n - k, "; conv2d: im2col + OpenBLAS sgemm fp32"));
   if (k < n) snprintf(buf + k, n - k, "; other layers, loss, optimizer: C loops fp32");
 }
 

@@ -12,10 +12,11 @@
  * the shapes and the layout without allocating (for `midscale check`).
  *
  * Kernels (model_kernels_desc names them): model.precision fp32 runs dense
- * layers on OpenBLAS sgemm, bit for bit as before oneDNN came in; bf16 runs
- * them on oneDNN matmul primitives (dnn.h: bf16 inputs and weights, fp32
- * sums and results). Master weights, gradients, the optimizer, the loss and
- * every other layer stay fp32 either way; conv2d is im2col + OpenBLAS sgemm.
+ * and conv2d layers on OpenBLAS sgemm (conv2d through im2col), bit for bit
+ * as before oneDNN came in; bf16 runs them on oneDNN matmul and convolution
+ * primitives (dnn.h: bf16 inputs and weights, fp32 sums and results).
+ * Master weights, gradients, the optimizer, the loss and every other layer
+ * stay fp32 either way.
  *
  * Ownership: model_create allocates everything; model_free releases it and
  * accepts NULL. Not thread-safe; no MPI.
@@ -51,6 +52,7 @@ typedef struct {
   long in_elems, out_elems;
   ms_conv2d g;        /* conv2d and pools */
   dnn_dense *dnn;     /* dense in bf16: its oneDNN products (owned); NULL = OpenBLAS */
+  dnn_conv *dconv;    /* conv2d in bf16: its oneDNN convolutions (owned); NULL = im2col */
   int w, b;           /* indices into ms_model.p of the weight and bias; -1 = none */
   /* Buffers of max_batch rows, owned unless noted: */
   float *z;           /* the layer's result before the activation; NULL when the
@@ -144,7 +146,7 @@ void model_backward(ms_model *m, float *dout, const ms_pass *pass, ms_grad_ready
  * Mentions only the layer kinds the model has. */
 void model_kernels_desc(const ms_model *m, char *buf, size_t n);
 
-/* 0, or the error of the first oneDNN product that failed in a forward or
+/* 0, or the error of the first oneDNN primitive that failed in a forward or
  * backward (a batch size not seen before needs new primitives, which can
  * fail for memory). That layer then ran, and keeps running, on OpenBLAS
  * fp32; the message is in ms_error. The trainer checks it after a step. */

@@ -10,8 +10,8 @@ the same inputs and asserts that the C results match:
   kernels, losses and gradients   relative error <= 1e-4 (torch in float64)
   optimizer trajectories, lrs     relative error <= 1e-5 (torch in float32,
                                   CROSSCHECK_OPT_DTYPE=float64 to change)
-  bf16 mixed precision (oneDNN)   relative error <= 2e-2 against
-                                  torch.autocast("cpu", dtype=torch.bfloat16),
+  bf16 mixed precision (oneDNN    relative error <= 2e-2 against
+  dense and conv2d)               torch.autocast("cpu", dtype=torch.bfloat16),
                                   measured over each tensor:
                                   ||c - t|| / ||t|| (bf16 keeps 8 bits)
 
@@ -253,6 +253,16 @@ check_norm("bf16.h", D["bf16.h"], bh, BF16_RTOL)
 check_norm("bf16.out", D["bf16.out"], bout, BF16_RTOL)
 for key, leaf in [("dx", bx), ("dw1", bw1), ("db1", bb1), ("dw2", bw2), ("db2", bb2)]:
     check_norm(f"bf16.{key}", D[f"bf16.{key}"], leaf.grad, BF16_RTOL)
+
+cx, cw, cb = B16("bf16.conv.x", True), B16("bf16.conv.w", True), B16("bf16.conv.b", True)
+with torch.autocast("cpu", dtype=torch.bfloat16):
+    cy = F.conv2d(cx, cw, cb, stride=2, padding=1)
+if cy.dtype != torch.bfloat16:
+    sys.exit(f"FAIL: torch.autocast did not run conv2d in bf16 ({cy.dtype})")
+cy.float().backward(B16("bf16.conv.dy"))
+check_norm("bf16.conv.y", D["bf16.conv.y"], cy, BF16_RTOL)
+for key, leaf in [("dx", cx), ("dw", cw), ("db", cb)]:
+    check_norm(f"bf16.conv.{key}", D[f"bf16.conv.{key}"], leaf.grad, BF16_RTOL)
 
 import warnings  # noqa: E402  (SequentialLR warns about step(epoch) internally)
 
