@@ -243,6 +243,7 @@ static void test_dnn_precision_choice(void **state) {
   assert_int_equal(p, DNN_BF16);
   assert_int_equal(strncmp(why, "emulated", 8) == 0, !dnn_bf16_native());
   assert_int_equal(dnn_resolve_precision("fp16", &p, why, sizeof why), MS_ECONFIG);
+  assert_true(dnn_matmul_peak(DNN_FP32) > 0 && dnn_matmul_peak(DNN_BF16) > 0);
   /* Under ONEDNN_MAX_CPU_ISA=AVX2 nothing is native, and a bf16 layer says
    * that it is emulated. */
   const char *cap = getenv("ONEDNN_MAX_CPU_ISA");

@@ -66,6 +66,12 @@ const char *dnn_isa_name(void);
  * @return 0, or MS_ECONFIG for another value. */
 int dnn_resolve_precision(const char *want, dnn_precision *prec, char *why, size_t n);
 
+/* The single-thread rate in FLOP/s of oneDNN's dense forward at precision
+ * prec on 256x256x256 (bf16: conversions included), the best of a few
+ * products (a few ms), as blas_sgemm_peak measures OpenBLAS: for the
+ * "fraction of peak" of the precision that runs. @return 0 on a failure. */
+double dnn_matmul_peak(dnn_precision prec);
+
 typedef struct dnn_dense dnn_dense;
 
 /* A dense layer of C inputs and OC outputs for batches of up to max_batch
