@@ -15,12 +15,17 @@
  *   opt.<run>.* 20 steps of an optimizer on a fixed gradient sequence: the
  *              initial params, the gradients, the lr of each step and the
  *              params after each step
+ *   bf16.*     dense -> relu -> dense through oneDNN in bf16 mixed precision
+ *              (dnn.h): input, weights, upstream gradient, outputs, and the
+ *              gradients of the input and every weight; bf16.conv.* the same
+ *              for one strided, padded convolution
  * Exit status 0, or 1 with a message on stderr. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dnn.h"
 #include "kernels.h"
 #include "layers.h"
 #include "optim.h"
@@ -311,11 +316,62 @@ static void dump_optims(void) {
   dump_optim("adamw_warmup_cosine", &adamw, &cosine, NULL);
 }
 
+/* ---- bf16 mixed precision ---------------------------------------------------------- */
+
+static void dump_bf16(void) {
+  enum { NB = 16, I = 40, Hd = 24, O = 6 };
+  float x[NB * I], w1[Hd * I], b1[Hd], w2[O * Hd], b2[O], dout[NB * O];
+  float h[NB * Hd], a[NB * Hd], out[NB * O], da[NB * Hd], dx[NB * I];
+  float dw1[Hd * I], db1[Hd], dw2[O * Hd], db2[O];
+  fill(x, NB * I, 30), fill(w1, Hd * I, 31), fill(b1, Hd, 32), fill(w2, O * Hd, 33);
+  fill(b2, O, 34), fill(dout, NB * O, 35);
+  dnn_dense *l1, *l2;
+  if (dnn_dense_create(&l1, I, Hd, NB, DNN_BF16) || dnn_dense_create(&l2, Hd, O, NB, DNN_BF16))
+    die("oneDNN: cannot create the bf16 layers");
+  if (dnn_dense_forward(l1, h, x, w1, b1, NB)) die("oneDNN: bf16 forward failed");
+  memcpy(a, h, sizeof a);
+  relu_forward(a, NB * Hd);
+  if (dnn_dense_forward(l2, out, a, w2, b2, NB) ||
+      dnn_dense_backward(l2, da, dw2, db2, dout, a, w2, NB))
+    die("oneDNN: bf16 forward or backward failed");
+  relu_backward(da, a, NB * Hd);
+  if (dnn_dense_backward(l1, dx, dw1, db1, da, x, w1, NB)) die("oneDNN: bf16 backward failed");
+  putf("bf16.x", x, 2, NB, I, 0, 0), putf("bf16.w1", w1, 2, Hd, I, 0, 0);
+  putf("bf16.b1", b1, 1, Hd, 0, 0, 0), putf("bf16.w2", w2, 2, O, Hd, 0, 0);
+  putf("bf16.b2", b2, 1, O, 0, 0, 0), putf("bf16.dout", dout, 2, NB, O, 0, 0);
+  putf("bf16.h", h, 2, NB, Hd, 0, 0), putf("bf16.out", out, 2, NB, O, 0, 0);
+  putf("bf16.dx", dx, 2, NB, I, 0, 0), putf("bf16.dw1", dw1, 2, Hd, I, 0, 0);
+  putf("bf16.db1", db1, 1, Hd, 0, 0, 0), putf("bf16.dw2", dw2, 2, O, Hd, 0, 0);
+  putf("bf16.db2", db2, 1, O, 0, 0, 0);
+  dnn_dense_free(l1), dnn_dense_free(l2);
+
+  ms_conv2d g = {
+      .C = C, .H = H, .W = W, .OC = OC, .KH = 3, .KW = 3, .SH = 2, .SW = 2, .PH = 1, .PW = 1};
+  if (conv2d_geometry(&g) != 0) die("bad conv geometry");
+  enum { NX = B * C * H * W, NW = OC * C * 9 };
+  long ny = (long)B * OC * g.OH * g.OW;
+  float cx[NX], cdx[NX], cw[NW], cdw[NW], cb[OC], cdb[OC];
+  float *cy = malloc(sizeof(float) * (size_t)ny), *cdy = malloc(sizeof(float) * (size_t)ny);
+  if (!cy || !cdy) die("out of memory");
+  fill(cx, NX, 40), fill(cw, NW, 41), fill(cb, OC, 42), fill(cdy, ny, 43);
+  dnn_conv *cv;
+  if (dnn_conv_create(&cv, &g, B, DNN_BF16) || dnn_conv_forward(cv, cy, cx, cw, cb, B) ||
+      dnn_conv_backward(cv, cdx, cdw, cdb, cdy, cx, cw, B))
+    die("oneDNN: bf16 convolution failed");
+  putf("bf16.conv.x", cx, 4, B, C, H, W), putf("bf16.conv.w", cw, 4, OC, C, 3, 3);
+  putf("bf16.conv.b", cb, 1, OC, 0, 0, 0), putf("bf16.conv.dy", cdy, 4, B, OC, g.OH, g.OW);
+  putf("bf16.conv.y", cy, 4, B, OC, g.OH, g.OW), putf("bf16.conv.dx", cdx, 4, B, C, H, W);
+  putf("bf16.conv.dw", cdw, 4, OC, C, 3, 3), putf("bf16.conv.db", cdb, 1, OC, 0, 0, 0);
+  dnn_conv_free(cv);
+  free(cy), free(cdy);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) die("usage: layers_dump OUT.safetensors");
   dump_net();
   dump_units();
   dump_optims();
+  dump_bf16();
   write_file(argv[1]);
   return 0;
 }

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "dnn.h"
+
 const char *blas_corename(void) {
   const char *name = openblas_get_corename();
   return name ? name : "unknown";
@@ -32,7 +34,10 @@ const char *blas_suggested_coretype(void) {
   return NULL;
 }
 
-void blas_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+void blas_set_threads(int n) {
+  openblas_set_num_threads(n < 1 ? 1 : n);
+  dnn_set_threads(n);
+}
 
 static double seconds(void) {
   struct timespec t;

@@ -28,7 +28,11 @@ const char *blas_suggested_coretype(void);
  * restored). A noisy machine lowers it. @return 0 when out of memory. */
 double blas_sgemm_peak(void);
 
-/* Sets the BLAS thread count for this process (n >= 1). */
+/* Sets the thread count of both kernel libraries for this process (n >= 1):
+ * OpenBLAS's, and oneDNN's OpenMP threads for the calling thread's parallel
+ * regions (dnn_set_threads). Call it from the thread that runs the model,
+ * with the per-rank share of the node's cores, so that ranks sharing a node
+ * do not oversubscribe it. */
 void blas_set_threads(int n);
 
 #endif

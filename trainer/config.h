@@ -128,6 +128,9 @@ typedef enum {
   MS_ALGO_MPI
 } ms_comm_algorithm;
 
+/* model.precision: what the dense and conv layers multiply in (dnn.h) */
+typedef enum { MS_PRECISION_FP32 = 0, MS_PRECISION_BF16, MS_PRECISION_AUTO } ms_precision;
+
 /* comm.compress: gradients on the wire (comm/wire.h) */
 typedef enum { MS_WIRE_NONE = 0, MS_WIRE_FP16, MS_WIRE_BF16 } ms_wire;
 
@@ -176,6 +179,7 @@ typedef struct {
     ms_loss loss;                  /* the loss function */
     double label_smoothing;        /* softmax_cross_entropy: epsilon in [0, 1) */
     ms_dims input;                 /* per-sample input shape; ndim 0 = from the data */
+    ms_precision precision;        /* the dense and conv layers' products (dnn.h) */
   } model;
   struct {
     ms_optim_kind name;            /* the optimizer */

@@ -70,6 +70,10 @@ static const char *const ckpt_write_names[] = {[MS_CKPT_WRITE_AUTO] = "auto",
                                                [MS_CKPT_WRITE_RANKS] = "ranks",
                                                [MS_CKPT_WRITE_GATHER] = "gather",
                                                [MS_CKPT_WRITE_GATHER + 1] = NULL};
+static const char *const precision_names[] = {[MS_PRECISION_FP32] = "fp32",
+                                              [MS_PRECISION_BF16] = "bf16",
+                                              [MS_PRECISION_AUTO] = "auto",
+                                              [MS_PRECISION_AUTO + 1] = NULL};
 static const char *const schedule_names[] = {[MS_SCHED_CONSTANT] = "constant",
                                              [MS_SCHED_COSINE] = "cosine",
                                              [MS_SCHED_STEP] = "step",
@@ -192,6 +196,11 @@ const key_spec cfg_keys[] = {
          "none)"),
     DBL("model.label_smoothing", model.label_smoothing, 0, 0, 1, F_MAX_EXCL, SAFE,
         "softmax_cross_entropy: share of the target spread over all classes"),
+    ENUM("model.precision", model.precision, MS_PRECISION_FP32, precision_names, SAFE,
+         "dense and conv layers' products: fp32 (OpenBLAS), bf16 (oneDNN: bf16 inputs and weights, "
+         "fp32 sums, fp32 master weights and optimizer), or auto (bf16 where the CPU executes it "
+         "natively and faster than fp32: AMX, or AVX512_BF16 on AMD; else fp32; the choice "
+         "and its reason are printed)"),
     ENUM("optim.name", optim.name, MS_OPTIM_SGD, optim_names, PINNED,
          "optimizer (its state differs: no change on resume)"),
     DBL("optim.lr", optim.lr, 0.01, 0, 10, F_MIN_EXCL, SAFE, "peak learning rate"),

@@ -191,6 +191,22 @@ static float *falloc(size_t rows, long cols, int *ok) {
   return p;
 }
 
+/* Resolves the precision and, in bf16, gives each dense and conv2d layer
+ * its oneDNN primitives. */
+static int model_kernels_create(ms_model *m, ms_precision precision) {
+  int rc = dnn_resolve_precision(precision, &m->precision, m->precision_why,
+                                 sizeof m->precision_why);
+  for (int i = 0; i < m->n_layers && !rc && m->precision == DNN_BF16; i++) {
+    ms_layer *l = &m->layers[i];
+    if (l->type == MS_LAYER_DENSE)
+      rc = dnn_dense_create(&l->dnn, (int)l->in_elems, (int)l->out_elems, m->max_batch,
+                            DNN_BF16);
+    else if (l->type == MS_LAYER_CONV2D)
+      rc = dnn_conv_create(&l->dconv, &l->g, m->max_batch, DNN_BF16);
+  }
+  return rc;
+}
+
 int model_create(ms_model **out, const ms_config *cfg, const int64_t *in, int ndim,
                  int max_batch) {
   *out = NULL;
@@ -238,6 +254,11 @@ int model_create(ms_model **out, const ms_config *cfg, const int64_t *in, int nd
     return ms_error_set(MS_ENOMEM, "model: out of memory for %zu parameters and batch %d",
                         m->n_params, max_batch);
   }
+  rc = model_kernels_create(m, cfg->model.precision);
+  if (rc) {
+    model_free(m);
+    return rc;
+  }
   *out = m;
   return 0;
 }
@@ -261,6 +282,8 @@ void model_free(ms_model *m) {
     free(l->argmax);
     free(l->mean);
     free(l->rstd);
+    dnn_dense_free(l->dnn);
+    dnn_conv_free(l->dconv);
   }
   free(m->scratch[0]);
   free(m->scratch[1]);
@@ -348,6 +371,56 @@ static void act_backward(const ms_layer *l, float *d, int B) {
   }
 }
 
+/* A oneDNN failure moves the layer to OpenBLAS for good and is kept for
+ * model_kernel_status. */
+static void dnn_failed(ms_model *m, ms_layer *l, int rc) {
+  if (!m->kernel_rc) m->kernel_rc = rc;
+  dnn_dense_free(l->dnn);
+  dnn_conv_free(l->dconv);
+  l->dnn = NULL;
+  l->dconv = NULL;
+}
+
+static void dense_fwd(ms_model *m, ms_layer *l, const float *in, const float *w, const float *b,
+                      int B) {
+  if (l->dnn) {
+    int rc = dnn_dense_forward(l->dnn, l->z, in, w, b, B);
+    if (!rc) return;
+    dnn_failed(m, l, rc);
+  }
+  dense_forward(l->z, in, w, b, B, (int)l->in_elems, (int)l->out_elems);
+}
+
+static void dense_bwd(ms_model *m, ms_layer *l, float *dinp, float *dw, float *db, const float *d,
+                      const float *w, int B) {
+  if (l->dnn) {
+    int rc = dnn_dense_backward(l->dnn, dinp, dw, db, d, l->in, w, B);
+    if (!rc) return;
+    dnn_failed(m, l, rc);
+  }
+  dense_backward(dinp, dw, db, d, l->in, w, B, (int)l->in_elems, (int)l->out_elems);
+}
+
+static void conv_fwd(ms_model *m, ms_layer *l, const float *in, const float *w, const float *b,
+                     int B) {
+  if (l->dconv) {
+    int rc = dnn_conv_forward(l->dconv, l->z, in, w, b, B);
+    if (!rc) return;
+    dnn_failed(m, l, rc);
+  }
+  conv2d_forward(l->z, in, w, b, &l->g, B, m->conv_scratch);
+}
+
+static void conv_bwd(ms_model *m, ms_layer *l, float *dinp, float *dw, float *db, const float *d,
+                     const float *w, int B) {
+  if (l->dconv) {
+    int rc = dnn_conv_backward(l->dconv, dinp, dw, db, d, l->in, w, B);
+    if (!rc) return;
+    dnn_failed(m, l, rc);
+  }
+  conv2d_backward(dinp, dw, db, d, l->in, w, &l->g, B, m->conv_scratch);
+}
+
 const float *model_forward(ms_model *m, const float *x, int B, const ms_pass *pass) {
   m->batch = B;
   const float *in = x;
@@ -358,10 +431,8 @@ const float *model_forward(ms_model *m, const float *x, int B, const ms_pass *pa
     const float *z = l->z;
     l->in = in;
     switch (l->type) {
-      case MS_LAYER_DENSE:
-        dense_forward(l->z, in, w, b, B, (int)l->in_elems, (int)l->out_elems);
-        break;
-      case MS_LAYER_CONV2D: conv2d_forward(l->z, in, w, b, &l->g, B, m->conv_scratch); break;
+      case MS_LAYER_DENSE: dense_fwd(m, l, in, w, b, B); break;
+      case MS_LAYER_CONV2D: conv_fwd(m, l, in, w, b, B); break;
       case MS_LAYER_MAXPOOL2D: maxpool2d_forward(l->z, l->argmax, in, &l->g, B); break;
       case MS_LAYER_AVGPOOL2D: avgpool2d_forward(l->z, in, &l->g, B); break;
       case MS_LAYER_LAYERNORM:
@@ -402,12 +473,8 @@ void model_backward(ms_model *m, float *dout, const ms_pass *pass, ms_grad_ready
      * the first layer's is not needed. */
     float *dinp = i == 0 ? NULL : d == m->scratch[0] ? m->scratch[1] : m->scratch[0];
     switch (l->type) {
-      case MS_LAYER_DENSE:
-        dense_backward(dinp, dw, db, d, l->in, w, B, (int)l->in_elems, (int)l->out_elems);
-        break;
-      case MS_LAYER_CONV2D:
-        conv2d_backward(dinp, dw, db, d, l->in, w, &l->g, B, m->conv_scratch);
-        break;
+      case MS_LAYER_DENSE: dense_bwd(m, l, dinp, dw, db, d, w, B); break;
+      case MS_LAYER_CONV2D: conv_bwd(m, l, dinp, dw, db, d, w, B); break;
       case MS_LAYER_MAXPOOL2D:
         if (dinp) maxpool2d_backward(dinp, d, l->argmax, &l->g, B);
         break;
@@ -433,6 +500,33 @@ void model_backward(ms_model *m, float *dout, const ms_pass *pass, ms_grad_ready
     d = dinp;
   }
 }
+
+void model_kernels_desc(const ms_model *m, char *buf, size_t n) {
+  int has[MS_LAYER_ACTIVATION + 1] = {0};
+  const char *impl = "", *cimpl = "";
+  for (int i = 0; i < m->n_layers; i++) {
+    has[m->layers[i].type] = 1;
+    if (m->layers[i].dnn && !*impl) impl = dnn_dense_impl(m->layers[i].dnn);
+    if (m->layers[i].dconv && !*cimpl) cimpl = dnn_conv_impl(m->layers[i].dconv);
+  }
+  size_t k = (size_t)snprintf(buf, n, "precision %s (%s)",
+                              m->precision == DNN_BF16 ? "bf16" : "fp32", m->precision_why);
+  /* fp32 stays on OpenBLAS: oneDNN's fp32 matmul is not faster on every
+   * shape (scripts/bench/results/kernels.md), and OpenBLAS keeps fp32 runs
+   * bit for bit what they were; oneDNN's fp32 convolution is faster on
+   * most conv2d layers there, a switch that awaits the accuracy tests. */
+  if (has[MS_LAYER_DENSE] && k < n)
+    k += (size_t)(m->precision == DNN_BF16
+                      ? snprintf(buf + k, n - k, "; dense: oneDNN matmul bf16 [%s]", impl)
+                      : snprintf(buf + k, n - k, "; dense: OpenBLAS sgemm fp32"));
+  if (has[MS_LAYER_CONV2D] && k < n)
+    k += (size_t)(m->precision == DNN_BF16
+                      ? snprintf(buf + k, n - k, "; conv2d: oneDNN convolution bf16 [%s]", cimpl)
+                      : snprintf(buf + k, n - k, "; conv2d: im2col + OpenBLAS sgemm fp32"));
+  if (k < n) snprintf(buf + k, n - k, "; other layers, loss, optimizer: C loops fp32");
+}
+
+int model_kernel_status(const ms_model *m) { return m->kernel_rc; }
 
 void model_decay_mask(const ms_model *m, uint8_t *mask) {
   memset(mask, 0, m->n_params);

@@ -11,6 +11,13 @@
  * Activations are preallocated for up to max_batch rows. model_plan computes
  * the shapes and the layout without allocating (for `midscale check`).
  *
+ * Kernels (model_kernels_desc names them): model.precision fp32 runs dense
+ * and conv2d layers on OpenBLAS sgemm (conv2d through im2col), bit for bit
+ * as before oneDNN came in; bf16 runs them on oneDNN matmul and convolution
+ * primitives (dnn.h: bf16 inputs and weights, fp32 sums and results).
+ * Master weights, gradients, the optimizer, the loss and every other layer
+ * stay fp32 either way.
+ *
  * Ownership: model_create allocates everything; model_free releases it and
  * accepts NULL. Not thread-safe; no MPI.
  */
@@ -21,6 +28,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "dnn.h"
 #include "layers.h"
 
 /* One parameter tensor: a view of the arenas. */
@@ -43,6 +51,8 @@ typedef struct {
   int out_c, out_h, out_w; /* output shape */
   long in_elems, out_elems;
   ms_conv2d g;        /* conv2d and pools */
+  dnn_dense *dnn;     /* dense in bf16: its oneDNN products (owned); NULL = OpenBLAS */
+  dnn_conv *dconv;    /* conv2d in bf16: its oneDNN convolutions (owned); NULL = im2col */
   int w, b;           /* indices into ms_model.p of the weight and bias; -1 = none */
   /* Buffers of max_batch rows, owned unless noted: */
   float *z;           /* the layer's result before the activation; NULL when the
@@ -72,6 +82,9 @@ typedef struct {
   float *scratch[2];     /* backward buffers, (max_batch, widest) */
   float *conv_scratch;   /* one im2col matrix, the largest conv2d's */
   int batch;             /* rows of the last forward */
+  dnn_precision precision;  /* model.precision, resolved (auto -> fp32 or bf16) */
+  char precision_why[160];  /* the choice and its reason (dnn_resolve_precision) */
+  int kernel_rc;         /* first oneDNN failure in a forward or backward, else 0 */
 } ms_model;
 
 /* What a forward pass needs beyond its input. Training passes enable
@@ -96,8 +109,10 @@ typedef void (*ms_grad_ready)(void *ctx, size_t off, size_t len);
  * @return 0 or MS_ECONFIG naming the layer and the shape that does not fit. */
 int model_plan(ms_model *m, const ms_config *cfg, const int64_t *in, int ndim);
 
-/* model_plan, then allocates the arenas and the buffers for max_batch rows.
- * @return 0, MS_ECONFIG (bad shapes), or MS_ENOMEM. */
+/* model_plan, then allocates the arenas and the buffers for max_batch rows,
+ * and resolves cfg->model.precision (bf16: creates the oneDNN products for
+ * max_batch rows). @return 0, MS_ECONFIG (bad shapes or precision),
+ * MS_ENOMEM, or MS_EINTERNAL (oneDNN could not make a product). */
 int model_create(ms_model **out, const ms_config *cfg, const int64_t *in, int ndim,
                  int max_batch);
 
@@ -124,6 +139,18 @@ const float *model_forward(ms_model *m, const float *x, int B, const ms_pass *pa
  * called as each layer's gradients are final. */
 void model_backward(ms_model *m, float *dout, const ms_pass *pass, ms_grad_ready ready,
                     void *ctx);
+
+/* One line for the start-up banner: the precision and why, and which library
+ * runs which layer kind ("precision bf16 (auto: ...); dense: oneDNN matmul
+ * bf16 [brg:avx512_core_bf16]; conv2d: im2col + OpenBLAS sgemm fp32; ...").
+ * Mentions only the layer kinds the model has. */
+void model_kernels_desc(const ms_model *m, char *buf, size_t n);
+
+/* 0, or the error of the first oneDNN primitive that failed in a forward or
+ * backward (a batch size not seen before needs new primitives, which can
+ * fail for memory). That layer then ran, and keeps running, on OpenBLAS
+ * fp32; the message is in ms_error. The trainer checks it after a step. */
+int model_kernel_status(const ms_model *m);
 
 /* Fills mask (n_params bytes) with 1 where weight decay applies by default
  * (weights of dense and conv2d layers) and 0 elsewhere (biases, layer-norm

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "blas.h"
+#include "dnn.h"
 #include "ms_error.h"
 #include "version.h"
 
@@ -13,7 +14,8 @@ struct report {
   const ranks *rk;
   const train_setup *s;
   ms_metrics *m;
-  double peak;             /* rank 0: single-core sgemm FLOP/s */
+  double peak;             /* rank 0: single-core FLOP/s of the precision that runs */
+  const char *peak_name;   /* "sgemm" (fp32) or "bf16 matmul" */
   double log_t[T_PARTS];   /* the parts' mean seconds at the last log line */
   double t_log, t_bar;     /* the last log line, the last progress bar */
   int64_t log_from;        /* the step of the last log line */
@@ -103,6 +105,11 @@ void report_banner(report *rp, const char *ckpt_desc) {
               m->n_params, model_flops_per_sample(m) / 1e6,
               config_enum_name("model.loss", (int)c->model.loss),
               config_enum_name("optim.name", (int)c->optim.name));
+  char kernels[512];
+  model_kernels_desc(m, kernels, sizeof kernels);
+  metrics_say(rp->m, "kernels: %s", kernels);
+  if (m->precision == DNN_BF16 && strncmp(m->precision_why, "emulated", 8) == 0)
+    metrics_say(rp->m, "warning: model.precision: %s", m->precision_why);
   char per_rank[96];
   if (s->accumulate > 1)
     snprintf(per_rank, sizeof per_rank, "%lld per rank in %d micro-batches of %lld",
@@ -126,7 +133,11 @@ void report_resumed(report *rp, const char *from, int64_t step, int64_t epoch,
 }
 
 void report_begin(report *rp, int64_t step) {
-  if (rp->rk->w->rank == 0) rp->peak = blas_sgemm_peak();
+  /* The peak of the precision the layers run in, so the fraction of peak
+   * compares like with like. */
+  int bf16 = rp->s->model->precision == DNN_BF16;
+  rp->peak_name = bf16 ? "bf16 matmul" : "sgemm";
+  if (rp->rk->w->rank == 0) rp->peak = bf16 ? dnn_matmul_peak(DNN_BF16) : blas_sgemm_peak();
   rp->t_log = comm_wtime();
   rp->log_from = step;
 }
@@ -155,8 +166,8 @@ static void say_interval(report *rp, int64_t step, double wall, double samples,
   breakdown(rp, wall, t, samples, &b);
   char text[256], json[512], line[700];
   timing_format(&b, text, sizeof text, json, sizeof json);
-  metrics_say(rp->m, "        time: %s | %.3g GFLOP/s per rank, %.0f%% of sgemm peak", text,
-              b.flops_per_rank / 1e9, 100 * b.peak_frac);
+  metrics_say(rp->m, "        time: %s | %.3g GFLOP/s per rank, %.0f%% of %s peak", text,
+              b.flops_per_rank / 1e9, 100 * b.peak_frac, rp->peak_name);
   snprintf(line, sizeof line, "{\"kind\":\"time\",\"step\":%lld,%s}", (long long)step, json);
   metrics_json(rp->m, line);
 }
@@ -234,10 +245,11 @@ void report_summary(report *rp, double wall, int64_t steps_run, int64_t step,
   metrics_say(rp->m, "time (mean over ranks): %s", text);
   metrics_say(rp->m,
               "speed: %.0f samples/s; model %.3g GFLOP/s per rank (3x the %.3g MFLOP/sample "
-              "forward), %.1f%% of %d x %.3g GFLOP/s (single-core sgemm peak measured at "
+              "forward), %.1f%% of %d x %.3g GFLOP/s (single-core %s peak measured at "
               "start-up, %d BLAS thread%s per rank)",
               b.samples_per_s, b.flops_per_rank / 1e9, model_flops_per_sample(s->model) / 1e6,
-              100 * b.peak_frac, threads, rp->peak / 1e9, threads, threads == 1 ? "" : "s");
+              100 * b.peak_frac, threads, rp->peak / 1e9, rp->peak_name, threads,
+              threads == 1 ? "" : "s");
   double acc = -1.0;
   if (rp->last_eval_step >= 0 && (rp->last_eval.classifier || rp->last_eval.binary))
     acc = rp->last_eval.acc;

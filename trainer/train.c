@@ -21,7 +21,7 @@
  * field is this rank's contribution. The stop and failure fields are
  * non-zero on any rank that asks to stop or failed. */
 typedef struct {
-  double read_failed;    /* this rank's batch could not be read */
+  double step_failed;    /* this rank could not read or compute its batch */
   double loss_sum;       /* the loss summed over this rank's samples */
   double correct;        /* top-1 hits (classifiers) */
   double stop_requested; /* a stop signal arrived */
@@ -136,7 +136,7 @@ static int agree_step(run *r, step_agreement *sa, int rc) {
   crc = comm_allreduce_sum_f64(r->rk.w, (double *)sa, STEP_AGREEMENT_N);
   ranks_leave(&r->rk);
   for (int i = 0; i < T_PARTS; i++) r->mean_t[i] = sa->seconds[i] / r->rk.w->size;
-  if (crc == 0 && (sa->read_failed > 0 || sa->save_failed > 0)) {
+  if (crc == 0 && (sa->step_failed > 0 || sa->save_failed > 0)) {
     if (rc == 0) rc = ckpt_sync_failure(r->ck);
     return agree(r, rc);
   }
@@ -185,8 +185,11 @@ static int train_step(run *r, step_agreement *sa) {
   r->t_hook = 0;
   if (s->red) reducer_begin(s->red);
   if (rc == 0) forward_backward(r, &b, sa);
+  /* A oneDNN primitive that could not be made (a new batch size, no
+   * memory) fails the step on every rank, with its message. */
+  if (rc == 0) rc = model_kernel_status(m);
   if (rc) {
-    sa->read_failed = 1;
+    sa->step_failed = 1;
     memset(m->grads, 0, sizeof(float) * m->n_params);
   }
   r->t_compute -= r->t_hook;

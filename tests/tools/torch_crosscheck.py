@@ -10,6 +10,10 @@ the same inputs and asserts that the C results match:
   kernels, losses and gradients   relative error <= 1e-4 (torch in float64)
   optimizer trajectories, lrs     relative error <= 1e-5 (torch in float32,
                                   CROSSCHECK_OPT_DTYPE=float64 to change)
+  bf16 mixed precision (oneDNN    relative error <= 2e-2 against
+  dense and conv2d)               torch.autocast("cpu", dtype=torch.bfloat16),
+                                  measured over each tensor:
+                                  ||c - t|| / ||t|| (bf16 keeps 8 bits)
 
 The relative error of an element is |c - t| / max(|t|, 1e-3 * max|t|), t the
 torch value: near-zero elements are measured against a thousandth of the
@@ -47,7 +51,8 @@ OPTIM_RTOL = 1e-5
 # alike: against float64, elements near zero drift by float32's rounding
 # (1e-7 absolute), which is more than 1e-5 of their own size.
 OPT_DTYPE = getattr(torch, os.environ.get("CROSSCHECK_OPT_DTYPE", "float32"))
-worst = {"kernels": (0.0, ""), "optim": (0.0, "")}
+BF16_RTOL = 2e-2
+worst = {"kernels": (0.0, ""), "optim": (0.0, ""), "bf16": (0.0, "")}
 
 
 def load(path):
@@ -220,6 +225,45 @@ def adamw_warmup_cosine(p0):
     return ps, opt, sched
 
 
+# ---- bf16 mixed precision: dense -> relu -> dense under autocast ----
+def B16(name, grad=False):
+    return torch.tensor(D[name], dtype=torch.float32, requires_grad=grad)
+
+
+def check_norm(what, c, t, rtol):
+    c = np.asarray(c, dtype=np.float64)
+    t = t.detach().double().numpy()
+    if c.shape != t.shape:
+        sys.exit(f"FAIL: {what}: shape {c.shape} vs torch {t.shape}")
+    err = float(np.linalg.norm(c - t) / max(np.linalg.norm(t), 1e-30))
+    worst["bf16"] = max(worst["bf16"], (err, what))
+    if not err <= rtol:
+        sys.exit(f"FAIL: {what}: relative error {err:.3g} > {rtol:g} against torch.autocast bf16")
+
+
+bx, bw1, bb1 = B16("bf16.x", True), B16("bf16.w1", True), B16("bf16.b1", True)
+bw2, bb2 = B16("bf16.w2", True), B16("bf16.b2", True)
+with torch.autocast("cpu", dtype=torch.bfloat16):
+    bh = F.linear(bx, bw1, bb1)
+    bout = F.linear(F.relu(bh), bw2, bb2)
+if bout.dtype != torch.bfloat16:
+    sys.exit(f"FAIL: torch.autocast did not run the linear layers in bf16 ({bout.dtype})")
+bout.float().backward(B16("bf16.dout"))
+check_norm("bf16.h", D["bf16.h"], bh, BF16_RTOL)
+check_norm("bf16.out", D["bf16.out"], bout, BF16_RTOL)
+for key, leaf in [("dx", bx), ("dw1", bw1), ("db1", bb1), ("dw2", bw2), ("db2", bb2)]:
+    check_norm(f"bf16.{key}", D[f"bf16.{key}"], leaf.grad, BF16_RTOL)
+
+cx, cw, cb = B16("bf16.conv.x", True), B16("bf16.conv.w", True), B16("bf16.conv.b", True)
+with torch.autocast("cpu", dtype=torch.bfloat16):
+    cy = F.conv2d(cx, cw, cb, stride=2, padding=1)
+if cy.dtype != torch.bfloat16:
+    sys.exit(f"FAIL: torch.autocast did not run conv2d in bf16 ({cy.dtype})")
+cy.float().backward(B16("bf16.conv.dy"))
+check_norm("bf16.conv.y", D["bf16.conv.y"], cy, BF16_RTOL)
+for key, leaf in [("dx", cx), ("dw", cw), ("db", cb)]:
+    check_norm(f"bf16.conv.{key}", D[f"bf16.conv.{key}"], leaf.grad, BF16_RTOL)
+
 import warnings  # noqa: E402  (SequentialLR warns about step(epoch) internally)
 
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -232,4 +276,5 @@ run_torch("adamw_warmup_cosine", adamw_warmup_cosine)
 print(f"torch {torch.__version__}: kernels and gradients match, max relative error "
       f"{worst['kernels'][0]:.3g} in {worst['kernels'][1]} (limit {KERNEL_RTOL:g}); "
       f"optimizers and schedules match, max relative error {worst['optim'][0]:.3g} in "
-      f"{worst['optim'][1]} (limit {OPTIM_RTOL:g})")
+      f"{worst['optim'][1]} (limit {OPTIM_RTOL:g}); bf16 matches torch.autocast, relative "
+      f"error {worst['bf16'][0]:.3g} in {worst['bf16'][1]} (limit {BF16_RTOL:g})")
