@@ -1,4 +1,4 @@
-/* Unit tests of the schema table (trainer/config_schema.c) and the writers
+/* Unit tests of the schema table (trainer/config/config_schema.c) and the writers
  * that walk it: every enum key is a C enum whose names map to the constants
  * of config.h and back, and no enum key is kept as a string; the resolved
  * config, the reference, the diff, model.input and the cross-field checks.

@@ -1,4 +1,4 @@
-/* The oneDNN dense layer (trainer/dnn.h): fp32 against the OpenBLAS kernels
+/* The oneDNN dense layer (trainer/nn/dnn.h): fp32 against the OpenBLAS kernels
  * of kernels.h within 1e-5, finite-difference gradient checks, bf16 against
  * an exact product of bf16-rounded operands, determinism, and the precision
  * choice. ctest runs it twice: as is, and with ONEDNN_MAX_CPU_ISA=AVX2 (no

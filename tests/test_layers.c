@@ -1,4 +1,4 @@
-/* The kernels of trainer/layers.h: every backward against central finite
+/* The kernels of trainer/nn/layers.h: every backward against central finite
  * differences of a scalar function of its forward (summed in double), the
  * convolution against a naive loop, and dropout's world-size invariance. */
 #include <math.h>

@@ -1,4 +1,4 @@
-/* test_model — the layer stack of trainer/model.c: shapes and layout of
+/* test_model — the layer stack of trainer/nn/model.c: shapes and layout of
  * every layer type, a finite-difference check of the whole model's
  * gradients through conv2d, pooling, layer norm, dropout and dense layers,
  * initialisation, the weight-decay mask, the gradient-ready hook, and

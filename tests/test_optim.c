@@ -1,4 +1,4 @@
-/* Optimizers and schedules (trainer/optim.h) against values derived by hand
+/* Optimizers and schedules (trainer/nn/optim.h) against values derived by hand
  * from PyTorch's documented update rules (torch.optim.Adam, AdamW, SGD and
  * the lr_scheduler classes), evaluated in double. */
 #include <math.h>
