@@ -9,12 +9,6 @@ const char *hier_algorithm_name(hier_algorithm a) {
   return a >= HIER_AUTO && a <= HIER_MPI ? names[a] : "?";
 }
 
-hier_algorithm hier_algorithm_parse(const char *name) {
-  for (int a = HIER_AUTO; a <= HIER_MPI; a++)
-    if (name && !strcmp(name, names[a])) return (hier_algorithm)a;
-  return HIER_AUTO;
-}
-
 size_t hier_slice_start(size_t n, int j, int L) {
   if (j >= L) return n;
   return (size_t)((uint64_t)n * (uint64_t)j / (uint64_t)L) & ~(size_t)15;

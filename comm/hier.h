@@ -33,10 +33,6 @@ typedef enum { HIER_AUTO = 0, HIER_RING, HIER_HALVING_DOUBLING, HIER_MPI } hier_
 /* "auto", "ring", "halving_doubling", "mpi". */
 const char *hier_algorithm_name(hier_algorithm a);
 
-/* The algorithm named so; HIER_AUTO for NULL or an unknown name (the
- * config schema rejects those before they get here). */
-hier_algorithm hier_algorithm_parse(const char *name);
-
 /* Slice j (of L) of n floats starts here; on 64-byte lines (16 floats), so
  * two ranks never write one line; j >= L gives n. */
 size_t hier_slice_start(size_t n, int j, int L);

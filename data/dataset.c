@@ -390,16 +390,6 @@ static hid_t streaming_dapl(hid_t xset, const char *path, char *why) {
   return dapl;
 }
 
-int data_cache_parse(const char *name, data_cache *out) {
-  static const char *const names[] = {"auto", "memory", "stream"};
-  for (int i = 0; i < 3; i++)
-    if (strcmp(name, names[i]) == 0) {
-      *out = (data_cache)i;
-      return 0;
-    }
-  return -1;
-}
-
 /* "1.50 GiB" */
 static void bytes_str(double b, char *buf, size_t len) {
   static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};

@@ -117,9 +117,8 @@
  * data/ prints or exits. DATA_ERRLEN is the buffer size callers should
  * use: it holds the longest message data/ writes (a missing dataset, with
  * up to 2 KiB of the datasets that do exist) with room for the file and
- * dataset names. Two exceptions, the name parsers data_cache_parse and
- * sampler_shuffle_parse, return -1 without a message: their one failure is
- * an unknown name, which the caller holds. Getters cannot fail.
+ * dataset names. Getters cannot fail. (The names of data_cache and
+ * sampler_shuffle values are the config's: trainer/config/ parses them.)
  */
 #ifndef MS_DATASET_H
 #define MS_DATASET_H
@@ -186,9 +185,6 @@ int data_open(data_set **out, const char *path, const char *x_name, const char *
 
 /* Where the inputs live (Access modes, at the top of this file). */
 typedef enum { DATA_CACHE_AUTO = 0, DATA_CACHE_MEMORY = 1, DATA_CACHE_STREAM = 2 } data_cache;
-
-/* "auto", "memory", "stream" -> *out. @return 0, or -1 for another name. */
-int data_cache_parse(const char *name, data_cache *out);
 
 /* data_open with a cache mode (data_open is DATA_CACHE_AUTO). With
  * DATA_CACHE_MEMORY, inputs larger than mem_budget are an error that names

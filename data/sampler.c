@@ -78,16 +78,6 @@ void sampler_permutation(uint64_t seed, uint64_t epoch, uint64_t n, uint64_t *pe
   shuffle_keyed(key, perm, n);
 }
 
-int sampler_shuffle_parse(const char *name, sampler_shuffle *out) {
-  static const char *const names[] = {"global", "block", "none"};
-  for (int i = 0; i < 3; i++)
-    if (strcmp(name, names[i]) == 0) {
-      *out = (sampler_shuffle)i;
-      return 0;
-    }
-  return -1;
-}
-
 /* Block mode: the block order is a keyed shuffle of [0, nb); the windows
  * are filled in that order, each shuffled under its own key. */
 static int block_order(uint64_t seed, uint64_t epoch, uint64_t n, uint64_t bs, uint64_t window,

@@ -57,9 +57,6 @@ typedef struct {
   uint64_t window;     /* blocks shuffled together */
 } sampler_order;
 
-/* "global", "block", "none" -> *out. @return 0, or -1 for another name. */
-int sampler_shuffle_parse(const char *name, sampler_shuffle *out);
-
 /* Writes the order of epoch `epoch` (n entries, a permutation of [0, n))
  * into perm. GLOBAL is sampler_permutation(seed, epoch, ...). BLOCK
  * allocates ceil(n / block_size) words of scratch.

@@ -264,14 +264,6 @@ static void test_dataset_open_cached_modes(void **state) {
   assert_null(ds);
   tu_assert_contains(g_err, "data.cache is memory but the inputs '/x'");
   tu_assert_contains(g_err, "take 600 B, more than the memory budget of 599 B per rank");
-  data_cache c;
-  assert_int_equal(data_cache_parse("stream", &c), 0);
-  assert_int_equal(c, DATA_CACHE_STREAM);
-  assert_int_equal(data_cache_parse("memory", &c), 0);
-  assert_int_equal(c, DATA_CACHE_MEMORY);
-  assert_int_equal(data_cache_parse("auto", &c), 0);
-  assert_int_equal(c, DATA_CACHE_AUTO);
-  assert_int_equal(data_cache_parse("disk", &c), -1);
 }
 
 static void test_dataset_read_half_special_values(void **state) {

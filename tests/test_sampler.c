@@ -202,19 +202,6 @@ static uint64_t *make_order(sampler_shuffle mode, uint64_t bs, uint64_t window, 
   return p;
 }
 
-static void test_sampler_shuffle_parse_names(void **state) {
-  (void)state;
-  sampler_shuffle m;
-  assert_int_equal(sampler_shuffle_parse("global", &m), 0);
-  assert_int_equal(m, SAMPLER_GLOBAL);
-  assert_int_equal(sampler_shuffle_parse("block", &m), 0);
-  assert_int_equal(m, SAMPLER_BLOCK);
-  assert_int_equal(sampler_shuffle_parse("none", &m), 0);
-  assert_int_equal(m, SAMPLER_NONE);
-  assert_int_equal(sampler_shuffle_parse("Global", &m), -1);
-  assert_int_equal(sampler_shuffle_parse("", &m), -1);
-}
-
 static void test_sampler_every_mode_is_permutation(void **state) {
   (void)state;
   const uint64_t sizes[] = {1, 2, 7, 100, 1000, 1001, 60000};
@@ -527,7 +514,6 @@ int main(void) {
       cmocka_unit_test(test_sampler_permutation_all_orders_equally_likely),
       cmocka_unit_test(test_sampler_steps_per_epoch_drops_partial_batch),
       cmocka_unit_test(test_sampler_rank_slices_concatenate_to_global_batch),
-      cmocka_unit_test(test_sampler_shuffle_parse_names),
       cmocka_unit_test(test_sampler_every_mode_is_permutation),
       cmocka_unit_test(test_sampler_global_mode_is_the_permutation),
       cmocka_unit_test(test_sampler_none_mode_is_sequential),

@@ -32,6 +32,17 @@ static double now_s(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The benchmark's own option names (the trainer reads them from the config:
+ * data.shuffle, data.cache), in the order of sampler_shuffle and data_cache. */
+static const char *const shuffle_names[] = {"global", "block", "none", NULL};
+static const char *const cache_names[] = {"auto", "memory", "stream", NULL};
+
+static int name_index(const char *name, const char *const *names, int *out) {
+  for (int i = 0; names[i]; i++)
+    if (strcmp(name, names[i]) == 0) return *out = i, 0;
+  return -1;
+}
+
 static int usage(void) {
   fprintf(stderr,
           "usage: bench_loader FILE [--x DATASET] [--y DATASET] [--shuffle global|block|none]\n"
@@ -89,8 +100,12 @@ int main(int argc, char **argv) {
                    .prefetch = (int)prefetch,
                    .class_labels = 1};
   data_cache mode;
-  if (sampler_shuffle_parse(shuffle, &o.order.shuffle) < 0 || data_cache_parse(cache, &mode) < 0)
+  int i_shuffle = 0, i_cache = 0;
+  if (name_index(shuffle, shuffle_names, &i_shuffle) < 0 ||
+      name_index(cache, cache_names, &i_cache) < 0)
     return usage();
+  o.order.shuffle = (sampler_shuffle)i_shuffle;
+  mode = (data_cache)i_cache;
   o.norm.scale = 1.0f / 255.0f;
   char err[1024];
   double t0 = now_s();
