@@ -6,16 +6,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm_internal.h"
+
 /* Largest count passed to one MPI call: counts are int. */
 #define COMM_CHUNK ((size_t)1 << 30)
 
-static int fail(comm_world *w, int mpi_rc, const char *what) {
+int comm_mpi_fail(int mpi_rc, const char *who, const char *what, char *err, size_t cap) {
   char msg[MPI_MAX_ERROR_STRING];
   int len = 0;
   if (MPI_Error_string(mpi_rc, msg, &len) != MPI_SUCCESS)
     snprintf(msg, sizeof msg, "code %d", mpi_rc);
-  snprintf(w->err, sizeof w->err, "%s failed: %s", what, msg);
+  snprintf(err, cap, "%s%s%s failed: %s", who, *who ? ": " : "", what, msg);
   return COMM_EMPI;
+}
+
+static int fail(comm_world *w, int mpi_rc, const char *what) {
+  return comm_mpi_fail(mpi_rc, "", what, w->err, sizeof w->err);
 }
 
 static void detect_launcher(comm_world *w) {

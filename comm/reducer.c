@@ -1,11 +1,12 @@
 #include "reducer.h"
 
-#include "reducer_hier.h"
-
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "comm_internal.h"
+#include "reducer_hier.h"
 
 /* A bucket goes IDLE -> PHASE1 -> (rank-ordered path: REDUCED -> PHASE2 ->)
  * DONE. PHASE1 is the native allreduce, or the all-to-all of the
@@ -68,10 +69,7 @@ struct reducer {
 };
 
 static int fail(reducer *r, int mpi_rc, const char *what) {
-  char msg[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  if (MPI_Error_string(mpi_rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", mpi_rc);
-  if (!r->failed) snprintf(r->w->err, sizeof r->w->err, "reducer: %s failed: %s", what, msg);
+  if (!r->failed) comm_mpi_fail(mpi_rc, "reducer", what, r->w->err, sizeof r->w->err);
   r->failed = 1;
   return COMM_EMPI;
 }

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm_internal.h"
+
 struct reducer_hier {
   MPI_Comm node, cross; /* not owned */
   int L, me;            /* ranks on this node, this rank among them */
@@ -32,11 +34,7 @@ struct reducer_hier {
 #define MAX_PIECES 16
 
 static int mpi_fail(int rc, const char *what, char *err, size_t cap) {
-  char msg[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", rc);
-  snprintf(err, cap, "reducer (hierarchical): %s failed: %s", what, msg);
-  return COMM_EMPI;
+  return comm_mpi_fail(rc, "reducer (hierarchical)", what, err, cap);
 }
 
 static size_t chunk(const reducer_hier *h, int c) {

@@ -8,14 +8,10 @@
 #include <unistd.h>
 
 #include "comm.h"
+#include "comm_internal.h"
 
 static int fail(comm_world *w, int mpi_rc, const char *what) {
-  char msg[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  if (MPI_Error_string(mpi_rc, msg, &len) != MPI_SUCCESS)
-    snprintf(msg, sizeof msg, "code %d", mpi_rc);
-  snprintf(w->err, sizeof w->err, "topology: %s failed: %s", what, msg);
-  return COMM_EMPI;
+  return comm_mpi_fail(mpi_rc, "topology", what, w->err, sizeof w->err);
 }
 
 /* Fills t from this rank's node communicator (taken over by t). Every rank

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "comm_internal.h"
+
 /* One rank's position, in the node-shared window. Lock-free atomics of
  * this size are address-free, so they work across processes. */
 typedef struct {
@@ -109,11 +111,7 @@ static void *run(void *arg) {
 }
 
 static int fail(watchdog *wd, int mpi_rc, const char *what) {
-  char msg[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  if (MPI_Error_string(mpi_rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", mpi_rc);
-  snprintf(wd->w->err, sizeof wd->w->err, "watchdog: %s failed: %s", what, msg);
-  return COMM_EMPI;
+  return comm_mpi_fail(mpi_rc, "watchdog", what, wd->w->err, sizeof wd->w->err);
 }
 
 int watchdog_create(watchdog **out, comm_world *w, double timeout_s, watchdog_fn on_timeout,
