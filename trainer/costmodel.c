@@ -192,3 +192,52 @@ void costmodel_path_desc(const costmodel_out *o, int nodes, int world, char *buf
       break;
   }
 }
+
+void costmodel_from_config(costmodel_in *in, const ms_config *c) {
+  in->shared_memory = c->comm.shared_memory;
+  in->overlap = c->comm.overlap;
+  in->algorithm = hier_algorithm_parse(c->comm.algorithm);
+  in->wire = !strcmp(c->comm.compress, "fp16")   ? WIRE_FP16
+             : !strcmp(c->comm.compress, "bf16") ? WIRE_BF16
+                                                 : WIRE_F32;
+  in->first_bucket_bytes = (size_t)(c->comm.first_bucket_mb * 1048576.0);
+  in->bucket_bytes = (size_t)(c->comm.bucket_mb * 1048576.0);
+}
+
+void costmodel_print(FILE *out, const costmodel_in *in, const costmodel_out *o,
+                     const char *rate_what) {
+  char path[160];
+  costmodel_path_desc(o, in->nodes, in->world, path, sizeof path);
+  double flops = 0.0;
+  for (int i = 0; i < in->n_layers; i++) flops += in->layer_flops[i];
+  fprintf(out,
+          "  compute: %.3f ms/step (forward %.3f + backward %.3f: %.3g MFLOP/sample forward x %g "
+          "samples per rank, backward 2x, at %.3g GFLOP/s = %s)\n",
+          1e3 * o->compute_s, 1e3 * o->forward_s, 1e3 * o->backward_s, flops / 1e6, in->batch,
+          in->rate / 1e9, rate_what);
+  if (o->path == COSTMODEL_NONE) {
+    fprintf(out, "  sync: none (one rank)\n  step: %.3f ms predicted\n", 1e3 * o->step_s);
+    return;
+  }
+  fprintf(out,
+          "  sync: %s, %s wire, %d bucket%s, %.3f ms per step back to back, %.3g MB per node "
+          "on the inter-node link\n",
+          path, in->wire == WIRE_F32 ? "fp32" : in->wire == WIRE_FP16 ? "fp16" : "bf16",
+          o->n_buckets, o->n_buckets == 1 ? "" : "s", 1e3 * o->sync_s, o->link_bytes / 1e6);
+  fprintf(out, "  exposed comm: %.3f ms/step (%s)\n", 1e3 * o->exposed_s,
+          in->overlap ? "ideal overlap schedule: each bucket sent when backward has produced "
+                        "it, one at a time on the link"
+                      : "overlap off: one reduction after backward");
+  fprintf(out,
+          "  step: %.3f ms predicted, %.0f samples/s over %d ranks; weak-scaling efficiency "
+          "%.0f%% vs one rank alone\n",
+          1e3 * o->step_s, o->step_s > 0 ? in->batch * in->world / o->step_s : 0.0, in->world,
+          100 * o->efficiency);
+  costmodel_in other = *in;
+  costmodel_out oo;
+  other.overlap = !in->overlap;
+  if (costmodel_predict(&other, &oo) == 0)
+    fprintf(out, "  with comm.overlap %s: exposed comm %.3f ms, step %.3f ms, efficiency %.0f%%\n",
+            other.overlap ? "true (ideal schedule)" : "false", 1e3 * oo.exposed_s,
+            1e3 * oo.step_s, 100 * oo.efficiency);
+}

@@ -40,6 +40,7 @@
 #define MS_COSTMODEL_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "hier.h"
 #include "model.h"
@@ -96,6 +97,11 @@ typedef struct {
   double link_bytes;        /* bytes per node per step on the inter-node link */
 } costmodel_out;
 
+/* Fills the sync part of in from the config's comm section (shared_memory,
+ * overlap, algorithm, wire, bucket sizes); the layout and link are the
+ * caller's. */
+void costmodel_from_config(costmodel_in *in, const ms_config *c);
+
 /* Fills the model part of in (n_layers, layer_flops, layer_lo, n_params)
  * from m. */
 void costmodel_from_model(costmodel_in *in, const ms_model *m);
@@ -108,7 +114,15 @@ double costmodel_sync_s(const costmodel_in *in, size_t floats, double *link_byte
  * COSTMODEL_MAX_BUCKETS buckets or in is not a valid layout. */
 int costmodel_predict(const costmodel_in *in, costmodel_out *out);
 
-/* "hierarchical, ring across 2 nodes", "flat across 4 ranks", ... */
+/* "hierarchical: 1 rank per node, ring across 2 nodes", "flat: 4 ranks on
+ * 2 nodes", ... */
 void costmodel_path_desc(const costmodel_out *o, int nodes, int world, char *buf, size_t n);
+
+/* Writes the prediction as indented lines ("  compute: ...", "  sync: ...",
+ * "  exposed comm: ...", "  step: ...") to out; `rate_what` says where
+ * in->rate comes from. The prediction with the other overlap setting is
+ * added on its own line. */
+void costmodel_print(FILE *out, const costmodel_in *in, const costmodel_out *o,
+                     const char *rate_what);
 
 #endif
