@@ -283,6 +283,18 @@ static int create_reducer(train_setup *s, const ranks *rk) {
   return agree(rk, rc);
 }
 
+/* Across nodes, a short alpha-beta probe of the link for the cost model
+ * (report.c prints its prediction next to the measured step); it never
+ * changes the sync. Collective. */
+static int probe_link(train_setup *s, const ranks *rk) {
+  s->link.nodes = 1;
+  if (!s->cfg.comm.sync || rk->w->size < 2) return 0;
+  ranks_enter(rk, "link probe", __func__);
+  int rc = comm_probe_link(rk->w, &s->link);
+  ranks_leave(rk);
+  return agree(rk, comm_rc(rk, rc));
+}
+
 /* 1 when this node has more cores than ranks of this run. */
 static int rank_cores_spare(const comm_world *w) {
   long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -375,6 +387,7 @@ int startup_open(train_setup *s, const ranks *rk, const train_args *a) {
   if ((rc = agree(rk, check_model_input(c, s->train)))) return rc;
   if ((rc = build_model(s, rk))) return rc;
   if ((rc = create_reducer(s, rk))) return rc;
+  if ((rc = probe_link(s, rk))) return rc;
   if ((rc = share_chunk_cache(s, rk))) return rc;
   if ((rc = agree(rk, check_run_length(c, data_count(s->train), &s->len)))) return rc;
   return start_loader(s, rk, a);
