@@ -165,11 +165,12 @@ typedef struct {
 #define COMM_PROBE_SMALL ((size_t)512 << 10)
 #define COMM_PROBE_LARGE ((size_t)2 << 20)
 
-/* A short alpha-beta probe (a few ring exchanges of 8 bytes, 512 KiB and
- * 2 MiB between the ranks of local rank 0, one per node: each sends to the
- * next node and receives from the previous, as a ring step does; 1 Gbit
- * takes about 0.1 s). Each time is the best of a few and the slowest over
- * nodes; the result is broadcast to every rank. One node: nodes = 1, alpha
+/* A short alpha-beta probe (ring exchanges of 8 bytes, 512 KiB and 2 MiB,
+ * 11, 5 and 5 times, between the ranks of local rank 0, one per node: each
+ * sends to the next node and receives from the previous, as a ring step
+ * does; 1 Gbit takes about 0.2 s). Each time is the median of its
+ * repetitions and the slowest over nodes; the result is broadcast to every
+ * rank. One node: nodes = 1, alpha
  * = beta = 0, nothing sent. Collective. @return 0, COMM_EMPI or
  * COMM_ENOMEM. */
 int comm_probe_link(comm_world *w, comm_link_probe *p);

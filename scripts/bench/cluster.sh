@@ -117,10 +117,13 @@ bench_hier() {
           --set train.batch_size=256 --set train.max_steps=$n --set run.dir="$WORK/hier-$mode-$r-$n"
         t1=$(veth_tx)
         s=$(grep '"kind":"summary"' "$WORK/hier-$mode-$r-$n/metrics.jsonl" 2>/dev/null | tail -1 || true)
-        local method
+        # The banner: the method, and what the reducer counts as sent per rank
+        # (reducer_wire_bytes; on the hierarchical path its inter-node bytes).
+        local method sent
         method=$(sed -n 's/^comm: \([^,]*\).*/\1/p' "$LAST_OUT" | head -1)
-        printf '{"run":"%s","commit":"%s","rate":"%s","case":"hier_vs_flat_2x2","mode":"%s","rep":%d,"steps":%d,"veth_tx_bytes":%d,"method":"%s","load_before":%s,"load_after":%s,"summary":%s}\n' \
-          "$RUN_ID" "$COMMIT" "$rate" "$mode" "$r" "$n" $((t1 - t0)) "$method" "$l0" "$(load)" "${s:-null}" >>"$OUT"
+        sent=$(sed -n 's/^comm: .*, \([0-9.e+-]*\) MB sent per rank per step.*/\1/p' "$LAST_OUT" | head -1)
+        printf '{"run":"%s","commit":"%s","rate":"%s","case":"hier_vs_flat_2x2","mode":"%s","rep":%d,"steps":%d,"veth_tx_bytes":%d,"method":"%s","banner_mb_sent_per_rank":%s,"load_before":%s,"load_after":%s,"summary":%s}\n' \
+          "$RUN_ID" "$COMMIT" "$rate" "$mode" "$r" "$n" $((t1 - t0)) "$method" "${sent:-null}" "$l0" "$(load)" "${s:-null}" >>"$OUT"
       done
       echo "  $mode rep $r done"
     done

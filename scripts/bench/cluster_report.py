@@ -97,8 +97,8 @@ def main():
         p("Bytes host 0 sent on its veth per step: (tx bytes of a 60-step run - those of a "
           "20-step run) / 40, so start-up traffic cancels. Sync = the run's exposed comm "
           "per step (slowest rank).\n")
-        p("| mode | method (banner) | bytes per step on the link | sync ms/step | predicted sync ms |")
-        p("|---|---|---|---|---|")
+        p("| mode | method (banner) | bytes per step on the link | banner: MB sent per rank per step (x 2 ranks) | sync ms/step | predicted sync ms |")
+        p("|---|---|---|---|---|---|")
         for mode in ("hierarchical", "flat"):
             hs = [r for r in hier if r["mode"] == mode]
             per = []
@@ -111,8 +111,10 @@ def main():
             sync = med([s.get("predicted", {}).get("measured_comm_ms") for s in sums])
             psync = med([s.get("predicted", {}).get("sync_ms") for s in sums])
             method = hs[0]["method"] if hs else "?"
-            p("| %s | %s | %s | %s | %s |" % (mode, method, fmt(med(per), ".0f"), fmt(sync, ".2f"),
-                                             fmt(psync, ".2f")))
+            sent = med([r.get("banner_mb_sent_per_rank") for r in hs])
+            p("| %s | %s | %s | %s (%s) | %s | %s |" % (
+                mode, method, fmt(med(per), ".0f"), fmt(sent, ".3g"),
+                fmt(2e6 * sent if sent else None, ".0f"), fmt(sync, ".2f"), fmt(psync, ".2f")))
         p("")
     print("\n".join(out))
 
