@@ -53,8 +53,9 @@ def main():
       "`midscale check`.\n")
     p("| link | case | samples/s | efficiency (measured / predicted at peak) | step ms measured | "
       "predicted at peak (ratio) | predicted at run rate (ratio) | exposed comm ms/step | "
-      "predicted exposed | raw MPI_Allreduce ms (same bytes) | exposed / raw |")
-    p("|---|---|---|---|---|---|---|---|---|---|---|")
+      "predicted exposed | raw MPI_Allreduce ms (same bytes) | exposed / raw | "
+      "compute ms/step: predicted at peak / 1 rank alone / 2 hosts |")
+    p("|---|---|---|---|---|---|---|---|---|---|---|---|")
     keys = []
     for r in cases:
         k = (r["rate"], r["case"])
@@ -64,7 +65,7 @@ def main():
     for rate, case in keys:
         rs = [r for r in cases if (r["rate"], r["case"]) == (rate, case) and r["two_hosts"]]
         if not rs:
-            p("| %s | %s | failed |  |  |  |  |  |  |  |  |" % (rate, case))
+            p("| %s | %s | failed |  |  |  |  |  |  |  |  |  |" % (rate, case))
             continue
         pr = [r["two_hosts"].get("predicted", {}) for r in rs]
         sps = med([r["two_hosts"]["samples_per_s"] for r in rs])
@@ -78,15 +79,21 @@ def main():
         peff = med([x.get("efficiency") for x in pr])
         raw = med([r["raw_allreduce"]["allreduce_ms"] for r in rs if r["raw_allreduce"]])
         gbit = med([x.get("link_gbit_s") for x in pr])
+        pc = med([x.get("compute_ms") for x in pr])
+        c1 = med([1e3 * r["one_rank"]["compute_s"] / r["one_rank"]["steps"] for r in rs
+                  if r["one_rank"]])
+        c2 = med([1e3 * r["two_hosts"]["compute_s"] / r["two_hosts"]["steps"] for r in rs])
         ratio = ps / step if ps and step else None
         ratio_r = psr / step if psr and step else None
         if ratio and abs(ratio - 1) > 0.25:
             outside.append((rate, case, ratio, ratio_r))
-        p("| %s (probe %s Gbit/s) | %s | %s | %s / %s | %s | %s (%s) | %s (%s) | %s | %s | %s | %s |"
+        p("| %s (probe %s Gbit/s) | %s | %s | %s / %s | %s | %s (%s) | %s (%s) | %s | %s | %s | %s "
+          "| %s / %s / %s |"
           % (rate, fmt(gbit, ".2f"), case, fmt(sps, ".0f"), pct(eff), pct(peff), fmt(step, ".2f"),
              fmt(ps, ".2f"), fmt(ratio, ".2f"), fmt(psr, ".2f"), fmt(ratio_r, ".2f"),
              fmt(comm, ".2f"), fmt(pe, ".2f"), fmt(raw, ".2f"),
-             fmt(comm / raw if comm and raw else None, ".2f")))
+             fmt(comm / raw if comm and raw else None, ".2f"), fmt(pc, ".2f"), fmt(c1, ".2f"),
+             fmt(c2, ".2f")))
     p("")
     if outside:
         p("Cases outside +-25%% of the measured step (predicted at peak): %s.\n" % ", ".join(
