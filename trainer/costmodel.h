@@ -34,6 +34,14 @@
  * after backward is exposed. Without overlap the whole arena goes as one
  * reduction after backward.
  *
+ * What it leaves out (scripts/bench/results/cluster.md): kernels slower
+ * than the 256^3 sgemm (small products, im2col and pooling: the CNN
+ * computes at about a tenth of the peak), the optimizer and the loss,
+ * other processes on the cores, the 16-bit wire's conversions, waits for
+ * a slower rank, and a TCP exchange that overlaps its two directions only
+ * some of the time. A run's summary therefore also predicts at the
+ * compute rate the run reached, which isolates the communication part.
+ *
  * Pure arithmetic: no MPI, no allocation, any thread.
  */
 #ifndef MS_COSTMODEL_H
@@ -77,7 +85,9 @@ typedef struct {
   wire_format wire;
   size_t first_bucket_bytes, bucket_bytes;
   costmodel_link link;   /* between nodes */
-  double mem_bw;         /* bytes/s for the node's shared-memory sum; 0: free */
+  double mem_bw;         /* bytes/s for the node's shared-memory sum; 0: free
+                          * (`midscale check` measures a memcpy; a run's
+                          * summary passes 0) */
 } costmodel_in;
 
 #define COSTMODEL_MAX_BUCKETS 64
