@@ -272,3 +272,77 @@ int comm_barrier(comm_world *w) {
 }
 
 double comm_wtime(void) { return MPI_Wtime(); }
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The slowest node's median time of `reps` (<= 16) ring exchanges of
+ * `bytes` on cross: the median, not the best, because an exchange over TCP
+ * sometimes overlaps both directions and sometimes not (about 2x apart on
+ * the emulated hosts: scripts/bench/results/cluster.md), and the gradient
+ * sync meets both. */
+static int probe_exchange(MPI_Comm cross, int k, int N, char *buf, size_t bytes, int reps,
+                          double *out) {
+  double t[16];
+  int rc = MPI_SUCCESS, n = 0;
+  for (; n < reps && n < 16 && rc == MPI_SUCCESS; n++) {
+    rc = MPI_Barrier(cross);
+    double t0 = MPI_Wtime();
+    if (rc == MPI_SUCCESS)
+      rc = MPI_Sendrecv(buf, (int)bytes, MPI_BYTE, (k + 1) % N, 77, buf + bytes, (int)bytes,
+                        MPI_BYTE, (k + N - 1) % N, 77, cross, MPI_STATUS_IGNORE);
+    t[n] = MPI_Wtime() - t0;
+  }
+  qsort(t, (size_t)n, sizeof t[0], cmp_double);
+  double median = n ? t[n / 2] : 0.0;
+  if (rc == MPI_SUCCESS) rc = MPI_Allreduce(&median, out, 1, MPI_DOUBLE, MPI_MAX, cross);
+  return rc;
+}
+
+int comm_probe_link(comm_world *w, comm_link_probe *p) {
+  comm_topo t;
+  double v[3] = {0, 0, 0}, start = MPI_Wtime();
+  memset(p, 0, sizeof *p);
+  p->nodes = 1;
+  int rc = comm_topo_detect(w, &t), mrc = MPI_SUCCESS, lrc = 0;
+  if (rc) return rc;
+  p->nodes = t.n_nodes;
+  if (t.n_nodes > 1 && t.local_rank == 0) {
+    char *buf = malloc(2 * COMM_PROBE_LARGE);
+    if (!buf) lrc = COMM_ENOMEM;
+    if (buf) memset(buf, 0, 2 * COMM_PROBE_LARGE);
+    const int k = t.node_index, N = t.n_nodes;
+    /* Every rank of `cross` allocated or none goes on. */
+    int ok = buf != NULL, all = 0;
+    mrc = MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, t.cross);
+    if (mrc == MPI_SUCCESS && all) {
+      mrc = probe_exchange(t.cross, k, N, buf, 8, 11, &v[0]);
+      if (mrc == MPI_SUCCESS) mrc = probe_exchange(t.cross, k, N, buf, COMM_PROBE_SMALL, 5, &v[1]);
+      if (mrc == MPI_SUCCESS) mrc = probe_exchange(t.cross, k, N, buf, COMM_PROBE_LARGE, 5, &v[2]);
+    } else if (mrc == MPI_SUCCESS) {
+      lrc = COMM_ENOMEM;
+    }
+    free(buf);
+  }
+  comm_topo_free(&t);
+  if (mrc != MPI_SUCCESS) lrc = fail(w, mrc, "the link probe");
+  /* Rank 0 is local rank 0 of node 0: its numbers go to every rank. */
+  if ((rc = comm_agree(w, lrc))) {
+    if (rc == COMM_ENOMEM)
+      snprintf(w->err, sizeof w->err, "out of memory for the link probe");
+    else if (lrc == 0)
+      snprintf(w->err, sizeof w->err, "the link probe failed on another rank");
+    return rc;
+  }
+  mrc = MPI_Bcast(v, 3, MPI_DOUBLE, 0, w->comm);
+  if (mrc != MPI_SUCCESS) return fail(w, mrc, "the link probe's broadcast");
+  if (p->nodes > 1) {
+    p->alpha = v[0];
+    p->beta = (v[2] - v[1]) / (double)(COMM_PROBE_LARGE - COMM_PROBE_SMALL);
+    if (!(p->beta > 0)) p->beta = v[2] / (double)COMM_PROBE_LARGE; /* noise: the mean rate */
+  }
+  p->seconds = MPI_Wtime() - start;
+  return 0;
+}

@@ -157,6 +157,30 @@ void comm_topo_free(comm_topo *t);
  * the node). @return the count, or COMM_EMPI / COMM_ENOMEM. */
 int comm_cpus_per_rank(comm_world *w);
 
+/* The link between nodes, measured: what the cost model (trainer/
+ * costmodel.h) needs, never a choice of algorithm. */
+typedef struct {
+  int nodes;       /* the hardware's nodes (comm_topo_detect) */
+  double alpha;    /* seconds of a tiny exchange with the ring neighbours */
+  double beta;     /* seconds per byte of a large one (the slope between
+                    * COMM_PROBE_SMALL and COMM_PROBE_LARGE bytes, so a
+                    * shaper's burst and alpha cancel) */
+  double seconds;  /* the probe's own wall time */
+} comm_link_probe;
+
+#define COMM_PROBE_SMALL ((size_t)512 << 10)
+#define COMM_PROBE_LARGE ((size_t)2 << 20)
+
+/* A short alpha-beta probe (ring exchanges of 8 bytes, 512 KiB and 2 MiB,
+ * 11, 5 and 5 times, between the ranks of local rank 0, one per node: each
+ * sends to the next node and receives from the previous, as a ring step
+ * does; 1 Gbit takes about 0.2 s). Each time is the median of its
+ * repetitions and the slowest over nodes; the result is broadcast to every
+ * rank. One node: nodes = 1, alpha
+ * = beta = 0, nothing sent. Collective. @return 0, COMM_EMPI or
+ * COMM_ENOMEM. */
+int comm_probe_link(comm_world *w, comm_link_probe *p);
+
 /* Wall-clock seconds (MPI_Wtime). */
 double comm_wtime(void);
 

@@ -6,9 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "blas.h"
 #include "ckpt.h"
+#include "costmodel.h"
 #include "model.h"
 #include "ms_error.h"
 #include "sampler.h"
@@ -282,6 +285,8 @@ typedef struct {
   const char *overrides[MAX_OVERRIDES];
   int n_overrides;
   int world;
+  int nodes;        /* --nodes, 0 = not given */
+  const char *link; /* --link, NULL = not given */
 } check_args;
 
 static int parse_args(int argc, char **argv, check_args *a) {
@@ -299,6 +304,21 @@ static int parse_args(int argc, char **argv, check_args *a) {
       if (!v || !*v || *end || n < 1 || n > 1 << 20)
         return ms_error_set(MS_EUSAGE, "check: --world needs a number of ranks in [1, 1048576]");
       a->world = (int)n;
+    } else if (strcmp(argv[i], "--nodes") == 0 || strncmp(argv[i], "--nodes=", 8) == 0) {
+      const char *v = argv[i][7] == '=' ? argv[i] + 8 : (i + 1 < argc ? argv[++i] : NULL);
+      char *end = NULL;
+      long n = v ? strtol(v, &end, 10) : 0;
+      if (!v || !*v || *end || n < 1 || n > 1 << 20)
+        return ms_error_set(MS_EUSAGE, "check: --nodes needs a number of nodes in [1, 1048576]");
+      a->nodes = (int)n;
+    } else if (strcmp(argv[i], "--link") == 0 || strncmp(argv[i], "--link=", 7) == 0) {
+      const char *v = argv[i][6] == '=' ? argv[i] + 7 : (i + 1 < argc ? argv[++i] : NULL);
+      costmodel_link l;
+      if (!v || costmodel_parse_link(v, &l))
+        return ms_error_set(MS_EUSAGE,
+                            "check: --link needs 1gbit, 10gbit, 100gbit or RATE,LATENCY "
+                            "(e.g. 2.5gbit,20us)");
+      a->link = v;
     } else if (argv[i][0] == '-' && argv[i][1]) {
       return ms_error_set(MS_EUSAGE, "check: unknown option '%s' (see 'midscale help check')",
                           argv[i]);
@@ -310,7 +330,71 @@ static int parse_args(int argc, char **argv, check_args *a) {
   }
   if (!a->config_path)
     return ms_error_set(MS_EUSAGE, "check needs a CONFIG file (see 'midscale help check')");
+  if (a->nodes > 0 && (a->nodes > a->world || a->world % a->nodes))
+    return ms_error_set(MS_EUSAGE, "check: --nodes %d does not divide --world %d into equal nodes",
+                        a->nodes, a->world);
   return 0;
+}
+
+/* Bytes/s of a large memcpy (the node's shared-memory sum reads and writes
+ * at about this rate); 0 when out of memory. */
+static double memory_bandwidth(void) {
+  enum { BYTES = 16 << 20 };
+  char *a = malloc(2 * (size_t)BYTES);
+  if (!a) return 0.0;
+  memset(a, 1, 2 * (size_t)BYTES);
+  double best = 0.0;
+  volatile char sink = 0;
+  for (int rep = 0; rep < 3; rep++) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    memcpy(a + BYTES, a, BYTES);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    sink += a[BYTES + rep]; /* the copy is used: the compiler keeps it */
+    double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    if (s > 0 && 2.0 * BYTES / s > best) best = 2.0 * BYTES / s; /* read + write */
+  }
+  free(a);
+  return best;
+}
+
+/* The cost model's prediction (costmodel.h) for --world ranks on --nodes
+ * nodes over --link: compute from the model's FLOPs at the sgemm peak
+ * measured here, communication from the link's alpha-beta. */
+static void print_prediction(FILE *out, const ms_config *c, const ms_model *m, const check_args *a) {
+  const int nodes = a->nodes > 0 ? a->nodes : 1, L = a->world / nodes;
+  const char *link = a->link ? a->link : "10gbit";
+  costmodel_in in;
+  costmodel_out o;
+  memset(&in, 0, sizeof in);
+  costmodel_from_model(&in, m);
+  costmodel_from_config(&in, c);
+  costmodel_parse_link(link, &in.link);
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  int threads = c->run.threads > 0 ? c->run.threads : (int)(cores / L > 1 ? cores / L : 1);
+  double peak = blas_sgemm_peak();
+  in.world = a->world, in.nodes = nodes;
+  in.batch = (double)c->train.batch_size / a->world;
+  in.rate = peak * threads;
+  in.mem_bw = L > 1 ? memory_bandwidth() : 0.0;
+  if (nodes == 1)
+    fprintf(out, "\nprediction for %d rank%s on one node (no inter-node link; --nodes K for "
+            "more):\n", a->world, a->world == 1 ? "" : "s");
+  else
+    fprintf(out, "\nprediction for %d ranks on %d nodes (%d per node), link %s: alpha %.3g us, "
+            "%.3g Gbit/s%s:\n", a->world, nodes, L, link, 1e6 * in.link.alpha,
+            8e-9 / in.link.beta,
+            a->link ? "" : " (no --link given: the default; pass --link for yours)");
+  if (!(peak > 0) || costmodel_predict(&in, &o)) {
+    fprintf(out, "  (no prediction: the sgemm peak could not be measured or the layout is "
+                 "invalid)\n");
+    return;
+  }
+  char what[160];
+  snprintf(what, sizeof what, "%.3g GFLOP/s single-core sgemm peak measured here x %d BLAS "
+           "thread%s%s", peak / 1e9, threads, threads == 1 ? "" : "s",
+           c->run.threads > 0 ? "" : " (this machine's cores / ranks per node)");
+  costmodel_print(out, &in, &o, what);
 }
 
 /* The dataset cross-checks against the planned model m; *len gets the
@@ -407,9 +491,10 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
             "would fail)\n",
             c->data.path);
   }
-  if (nd > 0)
+  if (nd > 0) {
     print_summary(out, c, plan, a.world);
-  else
+    print_prediction(out, c, plan, &a);
+  } else
     fprintf(out,
             "\nmodel summary skipped: the input size is unknown (no data file and no "
             "model.input)\n");

@@ -67,6 +67,7 @@ static const char usage_main[] =
     "  midscale prepare npy --x X.npy --y Y.npy OUT.h5 [--group NAME]\n"
     "  midscale data-info FILE.h5 [--histogram DATASET]...\n"
     "  midscale check CONFIG [--set section.key=value]... [--world N]\n"
+    "                 [--nodes K] [--link 1gbit|10gbit|100gbit|RATE,LATENCY]\n"
     "  midscale config-reference  (Markdown reference of every config key)\n"
     "  midscale inspect CHECKPOINT [--config]\n"
     "  midscale export CHECKPOINT OUT.safetensors [--with-optimizer]\n"
@@ -108,6 +109,7 @@ static const char usage_train[] =
 
 static const char usage_check[] =
     "usage: midscale check CONFIG [--set section.key=value]... [--world N]\n"
+    "                      [--nodes K] [--link 1gbit|10gbit|100gbit|RATE,LATENCY]\n"
     "\n"
     "Validates CONFIG without training and without mpirun: parses it, applies\n"
     "the overrides, checks every key for N ranks (default 1: train.batch_size must\n"
@@ -116,6 +118,16 @@ static const char usage_check[] =
     "the output units and the warmup against the length of the run. Prints the\n"
     "resolved config and a model summary (layers, parameters, FLOPs, memory per\n"
     "rank). A missing data file is reported, not an error.\n"
+    "\n"
+    "Then predicts a step on N ranks spread over K nodes (default 1), linked by\n"
+    "--link (default 10gbit; 1gbit, 10gbit and 100gbit assume 50 us per message,\n"
+    "RATE,LATENCY gives both, e.g. 2.5gbit,20us): compute from the model's FLOPs\n"
+    "at the single-core sgemm peak measured here times the BLAS threads,\n"
+    "communication from the alpha-beta model of the gradient sync that would run\n"
+    "(trainer/costmodel.h): the step time, the exposed communication (the ideal\n"
+    "overlap schedule when comm.overlap is on) and the weak-scaling efficiency.\n"
+    "A run across nodes measures its link at start-up and prints the prediction\n"
+    "next to what it measured.\n"
     "\n"
     "exit codes: 0 valid, 2 usage or config error, 3 data error\n";
 
@@ -513,6 +525,7 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2, argv, &argc, &argv);
   if (strcmp(cmd, "check") == 0 || strcmp(cmd, "config-reference") == 0) {
+    if (strcmp(cmd, "check") == 0) fix_blas_core(argv); /* the prediction's sgemm peak */
     int rc = strcmp(cmd, "check") == 0 ? check_main(argc - 2, argv + 2, usage_check, stdout)
                                        : check_reference(stdout);
     if (rc) fflush(stdout), fprintf(stderr, "midscale: error: %s\n", ms_error_msg());

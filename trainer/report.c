@@ -7,6 +7,7 @@
 
 #include "blas.h"
 #include "dnn.h"
+#include "costmodel.h"
 #include "ms_error.h"
 #include "version.h"
 
@@ -121,6 +122,11 @@ void report_banner(report *rp, const char *ckpt_desc) {
   metrics_say(rp->m, "train: %s, global batch %lld (%s), run dir %s", length,
               (long long)s->global_batch, per_rank, c->run.dir);
   say_comm(rp);
+  if (s->link.nodes > 1)
+    metrics_say(rp->m,
+                "link probe: %d nodes, alpha %.3g us, %.3g Gbit/s (%.0f ms; feeds the cost "
+                "model in the summary, never the choice of algorithm)",
+                s->link.nodes, 1e6 * s->link.alpha, 8e-9 / s->link.beta, 1e3 * s->link.seconds);
   metrics_say(rp->m, "%s", s->loader_desc);
   metrics_say(rp->m, "checkpoint: %s, to %s", ckpt_desc, s->ckpt_dir);
 }
@@ -217,6 +223,64 @@ static void say_last_eval(const report *rp, int stopped) {
                 config_enum_name("model.loss", (int)rp->s->cfg.model.loss));
 }
 
+/* The cost model's input for this run: the model, the config's sync, the
+ * layout and the probed link, at `rate` FLOP/s per rank. The reducer's own
+ * plan decides the overlap: one bucket is one reduction after backward. */
+static void model_input(const report *rp, double rate, costmodel_in *in) {
+  const train_setup *s = rp->s;
+  memset(in, 0, sizeof *in);
+  costmodel_from_model(in, s->model);
+  costmodel_from_config(in, &s->cfg);
+  in->world = rp->rk->w->size;
+  in->nodes = s->link.nodes > 0 && in->world % s->link.nodes == 0 ? s->link.nodes : 1;
+  in->link.alpha = s->link.alpha, in->link.beta = s->link.beta;
+  in->batch = (double)s->local_batch;
+  in->rate = rate;
+  size_t lo, hi;
+  if (s->red && reducer_buckets(s->red, -1, &lo, &hi) == 1) in->overlap = 0;
+}
+
+/* Rank 0: the cost model's step next to the measured one (step_s, comm_s:
+ * seconds per step, the slowest rank's comm), at the sgemm peak and at the
+ * compute rate this run reached (compute_s per step); into json (members,
+ * no braces). */
+static void say_prediction(const report *rp, double step_s, double comm_s, double compute_s,
+                           char *json, size_t jn) {
+  const train_setup *s = rp->s;
+  const double flops = 3.0 * model_flops_per_sample(s->model) * (double)s->local_batch;
+  costmodel_in in;
+  costmodel_out at_peak, at_run;
+  json[0] = '\0';
+  if (!s->red || !(rp->peak > 0) || !(compute_s > 0) || s->link.nodes < 2) return;
+  model_input(rp, rp->peak * s->blas_threads, &in);
+  if (costmodel_predict(&in, &at_peak)) return;
+  model_input(rp, flops / compute_s, &in);
+  if (costmodel_predict(&in, &at_run)) return;
+  metrics_say(rp->m,
+              "cost model (%s, %s): measured step %.3f ms, exposed comm %.3f ms | predicted at "
+              "the sgemm peak: step %.3f ms, exposed comm %.3f ms (compute %.3f ms) | at this "
+              "run's compute rate (%.3g GFLOP/s): step %.3f ms, exposed comm %.3f ms",
+              in.overlap ? "ideal overlap schedule" : "one reduction after backward",
+              "link from the start-up probe", 1e3 * step_s, 1e3 * comm_s, 1e3 * at_peak.step_s,
+              1e3 * at_peak.exposed_s, 1e3 * at_peak.compute_s, flops / compute_s / 1e9,
+              1e3 * at_run.step_s, 1e3 * at_run.exposed_s);
+  if (at_run.exposed_s > at_run.compute_s && in.wire == WIRE_F32)
+    metrics_say(rp->m,
+                "hint: the link is the limit (predicted exposed comm %.0f%% of the step); "
+                "comm.compress bf16 halves the bytes on it",
+                100 * at_run.exposed_s / at_run.step_s);
+  snprintf(json, jn,
+           ",\"predicted\":{\"link_alpha_us\":%.2f,\"link_gbit_s\":%.4g,\"nodes\":%d,"
+           "\"overlap\":%d,\"measured_step_ms\":%.4f,\"measured_comm_ms\":%.4f,"
+           "\"step_ms\":%.4f,\"exposed_ms\":%.4f,\"compute_ms\":%.4f,\"sync_ms\":%.4f,"
+           "\"step_ms_run_rate\":%.4f,\"exposed_ms_run_rate\":%.4f,\"efficiency\":%.4f,"
+           "\"efficiency_run_rate\":%.4f}",
+           1e6 * in.link.alpha, 8e-9 / in.link.beta, in.nodes, in.overlap, 1e3 * step_s,
+           1e3 * comm_s, 1e3 * at_peak.step_s, 1e3 * at_peak.exposed_s, 1e3 * at_peak.compute_s,
+           1e3 * at_peak.sync_s, 1e3 * at_run.step_s, 1e3 * at_run.exposed_s, at_peak.efficiency,
+           at_run.efficiency);
+}
+
 void report_summary(report *rp, double wall, int64_t steps_run, int64_t step,
                     const double t_rank[T_PARTS], int stopped) {
   const train_setup *s = rp->s;
@@ -250,16 +314,20 @@ void report_summary(report *rp, double wall, int64_t steps_run, int64_t step,
               b.samples_per_s, b.flops_per_rank / 1e9, model_flops_per_sample(s->model) / 1e6,
               100 * b.peak_frac, threads, rp->peak / 1e9, rp->peak_name, threads,
               threads == 1 ? "" : "s");
+  char pjson[600] = "";
+  if (steps_run > 0)
+    say_prediction(rp, wall / (double)steps_run, t[T_COMM] / (double)steps_run,
+                   t[T_COMPUTE] / (double)steps_run, pjson, sizeof pjson);
   double acc = -1.0;
   if (rp->last_eval_step >= 0 && (rp->last_eval.classifier || rp->last_eval.binary))
     acc = rp->last_eval.acc;
-  char json[1200];
+  char json[1800];
   snprintf(json, sizeof json,
            "{\"kind\":\"summary\",\"steps\":%lld,\"seconds\":%.3f,\"samples_per_s\":%.1f,"
            "\"test_acc\":%.6f,\"compute_s\":%.3f,\"comm_s\":%.3f,\"data_s\":%.3f,"
            "\"checkpoint_s\":%.3f,\"eval_s\":%.3f,\"world\":%d,\"sgemm_peak_gflops\":%.2f,"
-           "\"fractions\":{%s}}",
+           "\"fractions\":{%s}%s}",
            (long long)step, wall, sps, acc, t[0], t[1], t[2], t[3], t[4], world, rp->peak / 1e9,
-           bjson);
+           bjson, pjson);
   metrics_json(rp->m, json);
 }

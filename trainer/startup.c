@@ -11,6 +11,7 @@
 #include "identity.h"
 #include "ms_error.h"
 #include "sampler.h"
+#include "sync_opts.h"
 #include "version.h"
 
 #define agree(rk, rc) ranks_agree_at((rk), (rc), __func__)
@@ -273,17 +274,6 @@ static int build_model(train_setup *s, const ranks *rk) {
   return verify_identity(s, rk);
 }
 
-/* The across-nodes algorithm comm.algorithm names. */
-static hier_algorithm hier_algorithm_of(ms_comm_algorithm a) {
-  switch (a) {
-    case MS_ALGO_RING: return HIER_RING;
-    case MS_ALGO_HALVING_DOUBLING: return HIER_HALVING_DOUBLING;
-    case MS_ALGO_MPI: return HIER_MPI;
-    case MS_ALGO_AUTO: break;
-  }
-  return HIER_AUTO;
-}
-
 /* The gradient sync: its buckets follow the layers (each layer's weight and
  * bias are one unit, so a bucket ends where a layer begins). Collective. */
 static int create_reducer(train_setup *s, const ranks *rk) {
@@ -296,19 +286,24 @@ static int create_reducer(train_setup *s, const ranks *rk) {
     const ms_layer *l = &m->layers[i];
     if (l->w >= 0 && m->p[l->w].off > 0) starts[ns++] = m->p[l->w].off;
   }
-  reducer_opts o = {.first_bucket_bytes = (size_t)(c->comm.first_bucket_mb * 1048576.0),
-                    .bucket_bytes = (size_t)(c->comm.bucket_mb * 1048576.0),
-                    .overlap = c->comm.overlap,
-                    .shared_memory = c->comm.shared_memory,
-                    .algorithm = hier_algorithm_of(c->comm.algorithm),
-                    .wire = c->comm.compress == MS_WIRE_FP16   ? WIRE_FP16
-                            : c->comm.compress == MS_WIRE_BF16 ? WIRE_BF16
-                                                               : WIRE_F32};
+  reducer_opts o = sync_opts_of(c);
   int rc = reducer_create(&s->red, rk->w, m->grads, m->n_params, starts, ns, &o);
   rc = ms_from_comm(rc, comm_errmsg(rk->w));
   /* On the shared-memory path backward computes straight into the window. */
   if (rc == 0) model_use_grads(s->model, reducer_arena(s->red));
   return agree(rk, rc);
+}
+
+/* Across nodes, a short alpha-beta probe of the link for the cost model
+ * (report.c prints its prediction next to the measured step); it never
+ * changes the sync. Collective. */
+static int probe_link(train_setup *s, const ranks *rk) {
+  s->link.nodes = 1;
+  if (!s->cfg.comm.sync || rk->w->size < 2) return 0;
+  ranks_enter(rk, "link probe", __func__);
+  int rc = comm_probe_link(rk->w, &s->link);
+  ranks_leave(rk);
+  return agree(rk, ms_from_comm(rc, comm_errmsg(rk->w)));
 }
 
 /* 1 when this node has more cores than ranks of this run. */
@@ -404,6 +399,7 @@ int startup_open(train_setup *s, const ranks *rk, const train_args *a) {
   if ((rc = agree(rk, check_model_input(c, s->train)))) return rc;
   if ((rc = build_model(s, rk))) return rc;
   if ((rc = create_reducer(s, rk))) return rc;
+  if ((rc = probe_link(s, rk))) return rc;
   if ((rc = share_chunk_cache(s, rk))) return rc;
   if ((rc = agree(rk, check_run_length(c, data_count(s->train), &s->len)))) return rc;
   return start_loader(s, rk, a);

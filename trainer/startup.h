@@ -43,6 +43,8 @@ typedef struct {
   ms_model *model;
   ms_optim *opt;
   reducer *red;                 /* the gradient sync; NULL with comm.sync false */
+  comm_link_probe link;         /* the inter-node link measured at start-up (nodes 1:
+                                 * one node, or no sync: not probed) */
   data_loader *loader;          /* this rank's training batches; only it reads train */
   ms_metrics *metrics;          /* rank 0 only */
   int64_t global_batch, local_batch, micro_batch, eval_chunk;

@@ -150,6 +150,19 @@ set -e
 [ $rc -eq 2 ] && grep -q 'check needs a CONFIG' check.err || fail "check without a config: exit $rc"
 "$MIDSCALE" check --help | grep -q -- '--world' || fail "check --help"
 
+note "the cost model: a prediction for 2 ranks on 2 nodes over 1 Gbit"
+expect_check 0 "prediction for 2 ranks on 2 nodes (1 per node), link 1gbit: alpha 50 us, 1 Gbit/s:" \
+  --world 2 --nodes 2 --link 1gbit
+grep -q "^  sync: hierarchical: 1 rank per node, ring across 2 nodes, fp32 wire" check.out ||
+  { cat check.out; fail "prediction: sync"; }
+grep -E -q "^  exposed comm: [0-9.]+ ms/step \(" check.out || { cat check.out; fail "prediction: exposed comm"; }
+grep -E -q "^  step: [0-9.]+ ms predicted, [0-9]+ samples/s over 2 ranks; weak-scaling efficiency [0-9]+% vs one rank alone$" \
+  check.out || { cat check.out; fail "prediction: step"; }
+expect_check 0 "(no --link given: the default; pass --link for yours)" --world 4 --nodes 2
+expect_check 0 "link 2.5gbit,20us: alpha 20 us, 2.5 Gbit/s" --world 2 --nodes 2 --link 2.5gbit,20us
+expect_check 2 "--link needs 1gbit, 10gbit, 100gbit or RATE,LATENCY" --world 2 --nodes 2 --link 3gbit
+expect_check 2 "--nodes 3 does not divide --world 2" --world 2 --nodes 3
+
 note "the same cross-checks in midscale train (2 ranks)"
 run_np 2 train cfg.yaml --set 'model.input=[4,5]'
 expect_error 2 "model.input [4, 5] (20 features) does not match"

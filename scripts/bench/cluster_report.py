@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Markdown tables of one scripts/bench/cluster.sh invocation.
+
+    cluster_report.py RESULTS.jsonl RUN_ID > cluster.md
+
+Medians over the repetitions; every ratio is taken within one repetition
+(two hosts vs one rank alone, run back to back) before the median.
+"""
+import json
+import statistics
+import sys
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, spec=".1f"):
+    return "n/a" if x is None else format(x, spec)
+
+
+def pct(x):
+    return "n/a" if x is None else "%.0f%%" % (100 * x)
+
+
+def main():
+    path, run = sys.argv[1], sys.argv[2]
+    rows = [json.loads(l) for l in open(path) if l.strip()]
+    rows = [r for r in rows if r.get("run") == run]
+    cases = [r for r in rows if r["case"] != "hier_vs_flat_2x2"]
+    hier = [r for r in rows if r["case"] == "hier_vs_flat_2x2"]
+    commit = rows[0]["commit"] if rows else "?"
+    loads = [r["load_before"] for r in rows] + [r["load_after"] for r in rows]
+    out = []
+    p = out.append
+    p("# Across hosts: 2 emulated hosts x 1 rank (`scripts/bench/cluster.sh`)\n")
+    p("Run `%s`, commit `%s`. Two network namespaces joined by a bridge, veth links "
+      "shaped with TBF (tests/cluster/cluster.sh), Open MPI over TCP, 1 rank per host, "
+      "1 BLAS thread per rank, on a 2-core machine shared with other jobs: load average "
+      "(1 min) %s to %s during the run. Medians of %d repetitions; efficiency = two "
+      "hosts' samples/s / (2 x one rank alone), both measured back to back in the same "
+      "repetition. The link rate is what the start-up probe measured (2 MiB vs 512 KiB "
+      "exchanges), not the nominal TBF rate.\n" % (
+          run, commit, fmt(min(loads) if loads else None), fmt(max(loads) if loads else None),
+          1 + max([r["rep"] for r in rows] or [0])))
+    p("Predicted = the cost model (trainer/costmodel.h) with the link from the run's own "
+      "start-up probe: *at peak* computes at the single-core sgemm peak measured at "
+      "start-up (FLOPs only); *at run rate* uses the FLOP rate the run's compute reached "
+      "(so it isolates the communication model). The sync that runs today across hosts "
+      "is one reduction after backward (the hierarchical path has one bucket), which is "
+      "what the prediction models; `exposed (ideal)` is the ideal overlap schedule of "
+      "`midscale check`.\n")
+    p("| link | case | samples/s | efficiency (measured / predicted at peak) | step ms measured | "
+      "predicted at peak (ratio) | predicted at run rate (ratio) | exposed comm ms/step | "
+      "predicted exposed | raw MPI_Allreduce ms (same bytes) | exposed / raw | "
+      "compute ms/step: predicted at peak / 1 rank alone / 2 hosts |")
+    p("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    keys = []
+    for r in cases:
+        k = (r["rate"], r["case"])
+        if k not in keys:
+            keys.append(k)
+    outside = []
+    for rate, case in keys:
+        rs = [r for r in cases if (r["rate"], r["case"]) == (rate, case) and r["two_hosts"]]
+        if not rs:
+            p("| %s | %s | failed |  |  |  |  |  |  |  |  |  |" % (rate, case))
+            continue
+        pr = [r["two_hosts"].get("predicted", {}) for r in rs]
+        sps = med([r["two_hosts"]["samples_per_s"] for r in rs])
+        eff = med([r["two_hosts"]["samples_per_s"] / (2 * r["one_rank"]["samples_per_s"])
+                   for r in rs if r["one_rank"]])
+        step = med([x.get("measured_step_ms") for x in pr])
+        comm = med([x.get("measured_comm_ms") for x in pr])
+        ps = med([x.get("step_ms") for x in pr])
+        psr = med([x.get("step_ms_run_rate") for x in pr])
+        pe = med([x.get("exposed_ms") for x in pr])
+        peff = med([x.get("efficiency") for x in pr])
+        raw = med([r["raw_allreduce"]["allreduce_ms"] for r in rs if r["raw_allreduce"]])
+        gbit = med([x.get("link_gbit_s") for x in pr])
+        pc = med([x.get("compute_ms") for x in pr])
+        c1 = med([1e3 * r["one_rank"]["compute_s"] / r["one_rank"]["steps"] for r in rs
+                  if r["one_rank"]])
+        c2 = med([1e3 * r["two_hosts"]["compute_s"] / r["two_hosts"]["steps"] for r in rs])
+        ratio = ps / step if ps and step else None
+        ratio_r = psr / step if psr and step else None
+        if ratio and abs(ratio - 1) > 0.25:
+            outside.append((rate, case, ratio, ratio_r))
+        p("| %s (probe %s Gbit/s) | %s | %s | %s / %s | %s | %s (%s) | %s (%s) | %s | %s | %s | %s "
+          "| %s / %s / %s |"
+          % (rate, fmt(gbit, ".2f"), case, fmt(sps, ".0f"), pct(eff), pct(peff), fmt(step, ".2f"),
+             fmt(ps, ".2f"), fmt(ratio, ".2f"), fmt(psr, ".2f"), fmt(ratio_r, ".2f"),
+             fmt(comm, ".2f"), fmt(pe, ".2f"), fmt(raw, ".2f"),
+             fmt(comm / raw if comm and raw else None, ".2f"), fmt(pc, ".2f"), fmt(c1, ".2f"),
+             fmt(c2, ".2f")))
+    p("")
+    if outside:
+        p("Cases outside +-25%% of the measured step (predicted at peak): %s.\n" % ", ".join(
+            "%s %s (%.2f; at run rate %s)" % (a, b, c, fmt(d, ".2f")) for a, b, c, d in outside))
+    if hier:
+        p("## Hierarchical vs flat, 2 hosts x 2 ranks (MLP 784-256-256-10, 64 per rank, %s)\n"
+          % hier[0]["rate"])
+        p("Bytes host 0 sent on its veth per step: (tx bytes of a 60-step run - those of a "
+          "20-step run) / 40, so start-up traffic cancels. Sync = the run's exposed comm "
+          "per step (slowest rank).\n")
+        p("| mode | method (banner) | bytes per step on the link | banner: MB sent per rank per step (x 2 ranks) | sync ms/step | predicted sync ms |")
+        p("|---|---|---|---|---|---|")
+        for mode in ("hierarchical", "flat"):
+            hs = [r for r in hier if r["mode"] == mode]
+            per = []
+            for rep in sorted({r["rep"] for r in hs}):
+                a = [r for r in hs if r["rep"] == rep and r["steps"] == 20]
+                b = [r for r in hs if r["rep"] == rep and r["steps"] == 60]
+                if a and b:
+                    per.append((b[0]["veth_tx_bytes"] - a[0]["veth_tx_bytes"]) / 40.0)
+            sums = [r["summary"] for r in hs if r["summary"] and r["steps"] == 60]
+            sync = med([s.get("predicted", {}).get("measured_comm_ms") for s in sums])
+            psync = med([s.get("predicted", {}).get("sync_ms") for s in sums])
+            method = hs[0]["method"] if hs else "?"
+            sent = med([r.get("banner_mb_sent_per_rank") for r in hs])
+            p("| %s | %s | %s | %s (%s) | %s | %s |" % (
+                mode, method, fmt(med(per), ".0f"), fmt(sent, ".3g"),
+                fmt(2e6 * sent if sent else None, ".0f"), fmt(sync, ".2f"), fmt(psync, ".2f")))
+        p("")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
