@@ -27,6 +27,7 @@ struct watchdog {
   slot **peers; /* (local_size) */
   int local_size;
   double timeout, grace;
+  char host[MPI_MAX_PROCESSOR_NAME]; /* this rank's node, for the report */
   watchdog_fn fn;
   void *ctx;
   /* The training thread's current wait, read by the watchdog thread. */
@@ -47,7 +48,7 @@ static int64_t now_ns(void) {
   return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/* The report: this rank's wait, then the node's ranks behind it. */
+/* The report: this rank's wait and host, then the node's ranks behind it. */
 static void report(watchdog *wd, double waited, char *out, size_t cap) {
   int64_t my_seq = atomic_load(&wd->mine->seq);
   size_t n = (size_t)snprintf(
@@ -75,8 +76,9 @@ static void report(watchdog *wd, double waited, char *out, size_t cap) {
   if (n < cap && !behind)
     n += (size_t)snprintf(out + n, cap - n, "every rank of this node has arrived");
   if (n < cap)
-    snprintf(out + n, cap - n, "%s; aborting the job",
-             wd->local_size < wd->w->size ? "; ranks on other nodes: unknown" : "");
+    snprintf(out + n, cap - n, "%s; rank %d runs on host %s; aborting the job",
+             wd->local_size < wd->w->size ? "; ranks on other nodes: unknown" : "", wd->w->rank,
+             wd->host);
 }
 
 static void *run(void *arg) {
@@ -131,6 +133,11 @@ int watchdog_create(watchdog **out, comm_world *w, double timeout_s, watchdog_fn
   wd->grace = w->rank == 0 ? 0.0 : 1.0 + (w->rank < 4 ? w->rank : 4);
   wd->fn = on_timeout;
   wd->ctx = ctx;
+  /* Across nodes the report must say where the waiting rank runs; the
+   * name is fetched now, since the watchdog thread makes no MPI call. */
+  int host_len = 0;
+  if (MPI_Get_processor_name(wd->host, &host_len) != MPI_SUCCESS || host_len <= 0)
+    snprintf(wd->host, sizeof wd->host, "unknown");
   pthread_mutex_init(&wd->mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);

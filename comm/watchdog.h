@@ -8,8 +8,8 @@
  * ranks other than 0, so that one rank, normally rank 0, reports before the
  * job ends), it writes a report and calls
  * on_timeout, which must end the process (trainer/main.c prints it and
- * calls MPI_Abort). The report names this rank, the operation, the step and
- * the time waited, and the ranks of this node that have not arrived: each
+ * calls MPI_Abort). The report names this rank and its host, the
+ * operation, the step and the time waited, and the ranks of this node that have not arrived: each
  * rank publishes its position (how many watched collectives it has
  * entered, the last one's name and step, whether it is inside one) in a
  * node-shared MPI window, which the thread reads with plain atomic loads.

@@ -14,11 +14,12 @@ BUILD_DIR=${MIDSCALE_BUILD_DIR:-$ROOT/build}
 
 # Build tools and libraries, then what the tests and the demo use (Python
 # with NumPy, h5py and PyTorch for the cross-checks and the test files,
-# pgrep/pkill, and Slurm with munge for the test cluster).
+# pgrep/pkill, Slurm with munge for the test cluster, iproute2 for the
+# emulated cluster of tests/cluster/ (ip netns, tc) and bc for test timings).
 PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
   libhdf5-openmpi-dev hdf5-tools libzstd-dev zstd libxxhash-dev libyaml-dev libopenblas-dev
   libjansson-dev zlib1g-dev libdeflate-dev libcmocka-dev python3 python3-numpy python3-h5py python3-torch dataset-fashion-mnist
-  procps slurm-wlm munge)
+  procps slurm-wlm munge iproute2 bc)
 
 install_packages() {
   if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
