@@ -73,8 +73,25 @@
  * holding i, x[k] = node k's sum. It depends only on the layout (nodes,
  * ranks per node, arena size) and the algorithm that runs: identical run to
  * run, on every rank, whatever the bucket sizes or the overlap, but not
- * bitwise equal to a run with another layout. Like the one-node path it
- * reduces the whole arena after backward (no overlap, one bucket).
+ * bitwise equal to a run with another layout.
+ *   Overlap (opts.overlap, fp32 wire, more than one bucket, and MPI gives
+ * MPI_THREAD_SERIALIZED): a comm thread per rank runs the path bucket by
+ * bucket while backward computes, as Horovod's background thread does.
+ * reducer_ready posts the buckets it completes (with L > 1, by counting
+ * itself in the bucket's counter in a node-shared window: no MPI call);
+ * the thread takes them in order, waits until every local rank has posted
+ * one, sums the bucket's part of this rank's slice over the node, runs the
+ * cross-node algorithm on it with blocking point-to-point messages on the
+ * cross-node communicator, and writes it back to the node's segments.
+ * Slices and chunks stay those of the whole arena: a bucket reduces its
+ * intersection with each chunk in that chunk's order, so every element is
+ * summed exactly as without buckets (overlap on/off and any bucket sizes:
+ * the same bits). reducer_finish waits for the last bucket and every local
+ * rank's write-back. Measured across emulated hosts, a blocking exchange
+ * on a thread hides behind compute where MPI's non-blocking collectives
+ * over TCP are slower than not overlapping at all
+ * (scripts/bench/results/overlap.md): so the flat paths across nodes run
+ * blocking after backward, and reducer_overlap_desc says what overlaps.
  *   A 16-bit wire compresses only the messages between nodes (the node's
  * sum stays fp32 in memory): every chunk a rank sends in the
  * reduce-scatter, and the chunk it owns before the allgather, is rounded
@@ -93,7 +110,10 @@
  * reducer_ready calls in between). The reducer works on two duplicates of
  * the world's communicator and, across nodes, on node and cross-node
  * communicators of its own (comm_topo), so collectives on w->comm in
- * between do not interfere. MPI_THREAD_FUNNELED: the calling thread only.
+ * between do not interfere. Threads: the calling thread only, plus the
+ * comm thread above, which makes MPI calls between reducer_begin and the
+ * return of reducer_finish: the caller makes none in between
+ * (MPI_THREAD_SERIALIZED; comm_init asks for it).
  * Errors: COMM_EMPI (MPI failure), COMM_ENOMEM; the message is in w->err.
  */
 #ifndef MS_REDUCER_H
@@ -110,8 +130,9 @@ typedef struct reducer reducer;
 typedef struct {
   size_t first_bucket_bytes; /* the first bucket (the last layers); DDP's is 1 MiB */
   size_t bucket_bytes;       /* the others (DDP's 25 MiB) */
-  int overlap;               /* 1: start buckets from reducer_ready; 0: one blocking
-                              * collective over the whole arena in reducer_finish */
+  int overlap;               /* 1: start buckets from reducer_ready (where that wins,
+                              * see above); 0: one blocking collective over the
+                              * whole arena in reducer_finish */
   wire_format wire;          /* WIRE_F32, or a 16-bit format with error feedback */
   int shared_memory;         /* 1: sum in a node-shared window when all ranks are on
                               * one node and the wire is WIRE_F32 (see above); with
@@ -179,5 +200,11 @@ int reducer_hierarchical(const reducer *r);
  * or a flat method followed by "(flat: <why not hierarchical>)". Valid
  * while r lives. */
 const char *reducer_method(const reducer *r);
+
+/* What overlaps backward, for the banner: "overlap: the inter-node ring in
+ * a comm thread during backward (3 buckets)", "overlap: non-blocking
+ * collectives per bucket during backward", or "overlap off: ... (why)".
+ * Valid while r lives. */
+const char *reducer_overlap_desc(const reducer *r);
 
 #endif

@@ -68,10 +68,10 @@ static void say_comm(const report *rp) {
     if (nb > 6) snprintf(sizes + strlen(sizes), sizeof sizes - strlen(sizes), " + ...");
     const char *wire = s->cfg.comm.compress;
     metrics_say(rp->m,
-                "comm: %s, %d bucket%s (%s MB), overlap %s, %s on the wire%s, %.3g MB sent per "
+                "comm: %s, %d bucket%s (%s MB), %s, %s on the wire%s, %.3g MB sent per "
                 "rank per step",
-                reducer_method(red), nb, nb == 1 ? "" : "s", sizes,
-                s->cfg.comm.overlap ? "on" : "off", strcmp(wire, "none") ? wire : "fp32",
+                reducer_method(red), nb, nb == 1 ? "" : "s", sizes, reducer_overlap_desc(red),
+                strcmp(wire, "none") ? wire : "fp32",
                 strcmp(wire, "none") ? " with error feedback" : "", reducer_wire_bytes(red) / 1e6);
   } else {
     metrics_say(rp->m,
