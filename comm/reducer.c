@@ -267,8 +267,13 @@ static int plan(reducer *r, const size_t *starts, int n_starts, size_t first, si
 static int hier_buckets(reducer *r, const size_t *starts, int n_starts, const reducer_opts *o) {
   size_t *bounds = NULL;
   char why[96] = "";
-  int rc = o->overlap ? plan(r, starts, n_starts, o->first_bucket_bytes / sizeof(float),
-                             o->bucket_bytes / sizeof(float), &bounds)
+  /* The first bucket at most half the arena: a model smaller than
+   * first_bucket_bytes still sends its last layers (often the largest, a
+   * dense head) while the first layers' backward runs. Bits do not depend
+   * on the buckets. */
+  size_t first = o->first_bucket_bytes / sizeof(float);
+  if (first > r->n / 2) first = r->n / 2;
+  int rc = o->overlap ? plan(r, starts, n_starts, first, o->bucket_bytes / sizeof(float), &bounds)
                       : plan(r, NULL, 0, r->n, r->n, &bounds);
   if (rc) goto out;
   if (!o->overlap)
