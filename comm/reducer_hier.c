@@ -56,6 +56,11 @@ struct reducer_hier {
 #define PIECE ((size_t)1 << 30)
 #define MAX_PIECES 16
 
+/* The comm thread's nap between tests of its messages, ns (see wait_napping). */
+#ifndef NAP_NS
+#define NAP_NS 100000
+#endif
+
 static int mpi_fail(int rc, const char *what, char *err, size_t cap) {
   char msg[MPI_MAX_ERROR_STRING];
   int len = 0;
@@ -221,6 +226,22 @@ hier_algorithm reducer_hier_algorithm(const reducer_hier *h) { return h->algo; }
 
 double reducer_hier_internode_bytes(const reducer_hier *h) { return h->bytes; }
 
+/* On the comm thread: MPI_Waitall would poll (Open MPI's TCP progress
+ * spins) on the cores backward is computing on; testing with short naps in
+ * between keeps the socket buffers fed at a fraction of the CPU
+ * (scripts/bench/results/overlap.md). */
+static int wait_napping(int q, MPI_Request *req) {
+  for (int spin = 0;; spin++) {
+    int done = 0, rc = MPI_Testall(q, req, &done, MPI_STATUSES_IGNORE);
+    if (rc != MPI_SUCCESS || done) return rc;
+    struct timespec nap = {0, spin < 4 ? 0 : NAP_NS};
+    if (spin < 4)
+      sched_yield();
+    else
+      nanosleep(&nap, NULL);
+  }
+}
+
 /* Sends ns elements to node `to` and receives nr from node `from` (cross
  * ranks), in pieces of at most PIECE elements: floats, or 16-bit words
  * when words is set. */
@@ -236,7 +257,7 @@ static int xchg_any(reducer_hier *h, int words, const void *s, size_t ns, int to
   for (size_t off = 0; off < ns && rc == MPI_SUCCESS; off += PIECE)
     rc = MPI_Isend((const char *)s + off * e, (int)(ns - off < PIECE ? ns - off : PIECE), t, to, 0,
                    h->cross, &req[q++]);
-  if (rc == MPI_SUCCESS && q) rc = MPI_Waitall(q, req, MPI_STATUSES_IGNORE);
+  if (rc == MPI_SUCCESS && q) rc = h->thread_on ? wait_napping(q, req) : MPI_Waitall(q, req, MPI_STATUSES_IGNORE);
   return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "a cross-node exchange", err, cap);
 }
 
