@@ -306,6 +306,24 @@ out:
   return rc;
 }
 
+/* The flat paths' method and overlap, for the banner. */
+static void describe_flat(reducer *r, const reducer_opts *o, const char *why) {
+  snprintf(r->method, sizeof r->method, "%s%s%s%s",
+           r->P == 1    ? "none (one rank)"
+           : r->ordered ? "rank-ordered reduce-scatter + allgather"
+                        : "MPI allreduce (2 ranks)",
+           why[0] ? " (flat: " : "", why, why[0] ? ")" : "");
+  if (!r->overlap_desc[0])
+    snprintf(r->overlap_desc, sizeof r->overlap_desc, "%s",
+             r->P == 1       ? "overlap off: one rank"
+             : !o->overlap   ? "overlap off: comm.overlap false"
+             : r->nb < 2     ? "overlap off: the gradients fit one bucket"
+             : r->last_blocking
+                 ? "overlap: non-blocking collectives per bucket during backward, the last "
+                   "bucket blocking after it"
+                 : "overlap: non-blocking collectives per bucket during backward");
+}
+
 int reducer_create(reducer **out, comm_world *w, float *grads, size_t n, const size_t *starts,
                    int n_starts, const reducer_opts *o) {
   *out = NULL;
@@ -410,20 +428,7 @@ int reducer_create(reducer **out, comm_world *w, float *grads, size_t n, const s
   }
   if (!r->ordered && r->P == 2 && r->topo.node_of && r->topo.node_of[0] != r->topo.node_of[1])
     r->internode_bytes = r->wire_bytes;
-  snprintf(r->method, sizeof r->method, "%s%s%s%s",
-           r->P == 1    ? "none (one rank)"
-           : r->ordered ? "rank-ordered reduce-scatter + allgather"
-                        : "MPI allreduce (2 ranks)",
-           why[0] ? " (flat: " : "", why, why[0] ? ")" : "");
-  if (!r->overlap_desc[0])
-    snprintf(r->overlap_desc, sizeof r->overlap_desc, "%s",
-             r->P == 1       ? "overlap off: one rank"
-             : !o->overlap   ? "overlap off: comm.overlap false"
-             : r->nb < 2     ? "overlap off: the gradients fit one bucket"
-             : r->last_blocking
-                 ? "overlap: non-blocking collectives per bucket during backward, the last "
-                   "bucket blocking after it"
-                 : "overlap: non-blocking collectives per bucket during backward");
+  describe_flat(r, o, why);
   if (r->ordered && r->wire == WIRE_F32) {
     r->scratch = malloc(sizeof(float) * (s32 ? s32 : 1));
     if (!r->scratch) goto oom;

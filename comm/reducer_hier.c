@@ -45,6 +45,7 @@ struct reducer_hier {
   int posted, done, quit; /* under mu: buckets final here, buckets reduced */
   int thread_rc;
   char thread_err[256];
+  atomic_int finishing; /* 1 while the caller waits in reducer_hier_reduce */
   size_t ready_lo;
   uint64_t step; /* reductions finished */
   MPI_Win cwin;
@@ -226,12 +227,16 @@ hier_algorithm reducer_hier_algorithm(const reducer_hier *h) { return h->algo; }
 
 double reducer_hier_internode_bytes(const reducer_hier *h) { return h->bytes; }
 
-/* On the comm thread: MPI_Waitall would poll (Open MPI's TCP progress
- * spins) on the cores backward is computing on; testing with short naps in
- * between keeps the socket buffers fed at a fraction of the CPU
+/* On the comm thread: while backward computes, MPI_Waitall would poll
+ * (Open MPI's TCP progress spins) on the cores backward needs; testing with
+ * short naps in between keeps the socket buffers fed at a fraction of the
+ * CPU. Once the caller waits in reducer_finish there is nothing left to
+ * protect, and a nap only delays the wire: wait in MPI
  * (scripts/bench/results/overlap.md). */
-static int wait_napping(int q, MPI_Request *req) {
+static int wait_napping(reducer_hier *h, int q, MPI_Request *req) {
   for (int spin = 0;; spin++) {
+    if (atomic_load_explicit(&h->finishing, memory_order_relaxed))
+      return MPI_Waitall(q, req, MPI_STATUSES_IGNORE);
     int done = 0, rc = MPI_Testall(q, req, &done, MPI_STATUSES_IGNORE);
     if (rc != MPI_SUCCESS || done) return rc;
     struct timespec nap = {0, spin < 4 ? 0 : NAP_NS};
@@ -257,7 +262,7 @@ static int xchg_any(reducer_hier *h, int words, const void *s, size_t ns, int to
   for (size_t off = 0; off < ns && rc == MPI_SUCCESS; off += PIECE)
     rc = MPI_Isend((const char *)s + off * e, (int)(ns - off < PIECE ? ns - off : PIECE), t, to, 0,
                    h->cross, &req[q++]);
-  if (rc == MPI_SUCCESS && q) rc = h->thread_on ? wait_napping(q, req) : MPI_Waitall(q, req, MPI_STATUSES_IGNORE);
+  if (rc == MPI_SUCCESS && q) rc = h->thread_on ? wait_napping(h, q, req) : MPI_Waitall(q, req, MPI_STATUSES_IGNORE);
   return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "a cross-node exchange", err, cap);
 }
 
@@ -497,11 +502,13 @@ void reducer_hier_ready(reducer_hier *h, size_t off) {
 }
 
 static int overlapped_finish(reducer_hier *h, char *err, size_t cap) {
+  atomic_store_explicit(&h->finishing, 1, memory_order_relaxed);
   reducer_hier_ready(h, 0);
   pthread_mutex_lock(&h->mu);
   while (h->done < h->nb) pthread_cond_wait(&h->cv, &h->mu);
   int rc = h->thread_rc;
   pthread_mutex_unlock(&h->mu);
+  atomic_store_explicit(&h->finishing, 0, memory_order_relaxed);
   /* No other local rank touches this rank's segment after its comm thread
    * has counted itself done. */
   if (h->ctr) wait_counter(&h->ctr[h->nb], (h->step + 1) * (uint64_t)h->L);
