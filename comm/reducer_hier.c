@@ -70,7 +70,13 @@ static int mpi_fail(int rc, const char *what, char *err, size_t cap) {
   return COMM_EMPI;
 }
 
+/* Chunk c of the window. Across more than 2 nodes the whole slice's chunk
+ * clamped to the window, which keeps each element's order (hier.h). With 2
+ * nodes an element's sum is one addition, which commutes: the window's own
+ * halves give the same bits and keep both directions of the link equally
+ * busy for every bucket (equal to the slice's chunks for the whole slice). */
 static size_t chunk(const reducer_hier *h, int c) {
+  if (h->N == 2) return h->wlo + hier_chunk_start(h->whi - h->wlo, c, 2);
   size_t at = hier_chunk_start(h->hi - h->lo, c, h->N);
   return at < h->wlo ? h->wlo : at > h->whi ? h->whi : at;
 }
