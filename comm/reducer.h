@@ -86,7 +86,10 @@
  * Slices and chunks stay those of the whole arena: a bucket reduces its
  * intersection with each chunk in that chunk's order, so every element is
  * summed exactly as without buckets (overlap on/off and any bucket sizes:
- * the same bits). reducer_finish waits for the last bucket and every local
+ * the same bits). With 2 nodes, where each element's sum is one addition
+ * (commutative), a bucket is cut in its own halves instead, so that both
+ * directions of the link carry half of every bucket; with more nodes a
+ * bucket's parts of the chunks may be uneven (it lies in few chunks). reducer_finish waits for the last bucket and every local
  * rank's write-back. Measured across emulated hosts, a blocking exchange
  * on a thread hides behind compute where MPI's non-blocking collectives
  * over TCP are slower than not overlapping at all
