@@ -72,13 +72,16 @@ struct reducer {
 static int fail(reducer *r, int mpi_rc, const char *what) {
   char msg[MPI_MAX_ERROR_STRING];
   int len = 0;
-  if (MPI_Error_string(mpi_rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", mpi_rc);
+  if (MPI_Error_string(mpi_rc, msg, &len) != MPI_SUCCESS)
+    snprintf(msg, sizeof msg, "code %d", mpi_rc);
   if (!r->failed) snprintf(r->w->err, sizeof r->w->err, "reducer: %s failed: %s", what, msg);
   r->failed = 1;
   return COMM_EMPI;
 }
 
-static size_t range_start(size_t m, int j, int P) { return (size_t)((uint64_t)m * (uint64_t)j / (uint64_t)P); }
+static size_t range_start(size_t m, int j, int P) {
+  return (size_t)((uint64_t)m * (uint64_t)j / (uint64_t)P);
+}
 
 /* ---- node shared memory ------------------------------------------------------ */
 
@@ -105,8 +108,8 @@ static int shm_create(reducer *r, const float *grads) {
   MPI_Info_create(&info);
   MPI_Info_set(info, "alloc_shared_noncontig", "true"); /* each segment on its own pages */
   float *base = NULL;
-  rc = MPI_Win_allocate_shared((MPI_Aint)(sizeof(float) * (r->n ? r->n : 1)), sizeof(float),
-                               info, node, &base, &r->win);
+  rc = MPI_Win_allocate_shared((MPI_Aint)(sizeof(float) * (r->n ? r->n : 1)), sizeof(float), info,
+                               node, &base, &r->win);
   MPI_Info_free(&info);
   MPI_Comm_free(&node);
   int ok = rc == MPI_SUCCESS, all = 0;
@@ -284,6 +287,8 @@ static int hier_buckets(reducer *r, const size_t *starts, int n_starts, const re
     snprintf(why, sizeof why, "MPI does not provide MPI_THREAD_SERIALIZED");
   else if (r->nb < 2)
     snprintf(why, sizeof why, "the gradients fit one bucket");
+  else if (r->topo.n_nodes > 2 && !o->overlap_any_nodes) /* reducer.h */
+    snprintf(why, sizeof why, "buckets would cross more than 2 nodes unevenly");
   else
     rc = reducer_hier_overlap(r->hier, r->w, bounds, r->nb, why, sizeof why, r->w->err,
                               sizeof r->w->err);
@@ -315,9 +320,9 @@ static void describe_flat(reducer *r, const reducer_opts *o, const char *why) {
            why[0] ? " (flat: " : "", why, why[0] ? ")" : "");
   if (!r->overlap_desc[0])
     snprintf(r->overlap_desc, sizeof r->overlap_desc, "%s",
-             r->P == 1       ? "overlap off: one rank"
-             : !o->overlap   ? "overlap off: comm.overlap false"
-             : r->nb < 2     ? "overlap off: the gradients fit one bucket"
+             r->P == 1     ? "overlap off: one rank"
+             : !o->overlap ? "overlap off: comm.overlap false"
+             : r->nb < 2   ? "overlap off: the gradients fit one bucket"
              : r->last_blocking
                  ? "overlap: non-blocking collectives per bucket during backward, the last "
                    "bucket blocking after it"
@@ -529,8 +534,8 @@ static void reduce_own(reducer *r, bucket *b) {
     }
   } else {
     for (int j = 0; j < r->P; j++) {
-      const uint16_t *pj = j == r->me ? r->buf16 + b->w16 + b->ad[j]
-                                      : r->recv16 + b->r16 + (size_t)b->rd[j];
+      const uint16_t *pj =
+          j == r->me ? r->buf16 + b->w16 + b->ad[j] : r->recv16 + b->r16 + (size_t)b->rd[j];
       if (j == 0)
         wire_decode(r->wire, pj, k, out);
       else
@@ -554,8 +559,8 @@ static int phase2(reducer *r, bucket *b, int blocking) {
     uint16_t *p = r->buf16 + b->w16;
     rc = blocking
              ? MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_UINT16_T, p, b->ac, b->ad, MPI_UINT16_T, r->c2)
-             : MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_UINT16_T, p, b->ac, b->ad, MPI_UINT16_T,
-                               r->c2, &b->req);
+             : MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_UINT16_T, p, b->ac, b->ad, MPI_UINT16_T, r->c2,
+                               &b->req);
   }
   return rc == MPI_SUCCESS ? 0 : fail(r, rc, blocking ? "MPI_Allgatherv" : "MPI_Iallgatherv");
 }

@@ -88,12 +88,14 @@
  * summed exactly as without buckets (overlap on/off and any bucket sizes:
  * the same bits). With 2 nodes, where each element's sum is one addition
  * (commutative), a bucket is cut in its own halves instead, so that both
- * directions of the link carry half of every bucket; with more nodes a
- * bucket's parts of the chunks may be uneven (it lies in few chunks). reducer_finish waits for the last bucket and every local
- * rank's write-back. Measured across emulated hosts, a blocking exchange
- * on a thread hides behind compute where MPI's non-blocking collectives
- * over TCP are slower than not overlapping at all
- * (scripts/bench/results/overlap.md): so the flat paths across nodes run
+ * directions of the link carry half of every bucket. With more nodes a
+ * bucket's parts of the fixed chunks are uneven (a bucket inside one chunk
+ * goes round the ring whole, N - 1 times each way: up to N times the time
+ * of its share of a whole-arena ring), so across more than 2 nodes the
+ * path runs the whole arena after backward and says so. reducer_finish waits for the last bucket
+ * and every local rank's write-back. Measured across emulated hosts, a blocking exchange on a
+ * thread hides behind compute where MPI's non-blocking collectives over TCP are slower than not
+ * overlapping at all (scripts/bench/results/overlap.md): so the flat paths across nodes run
  * blocking after backward, and reducer_overlap_desc says what overlaps.
  *   A 16-bit wire compresses only the messages between nodes (the node's
  * sum stays fp32 in memory): every chunk a rank sends in the
@@ -143,6 +145,8 @@ typedef struct {
   hier_algorithm algorithm;  /* across nodes (hier.h); 0 = HIER_AUTO */
   int ranks_per_node;        /* tests only: emulate nodes of this many consecutive
                               * ranks (comm_topo_emulate); 0 = the hardware's nodes */
+  int overlap_any_nodes;     /* tests only: the hierarchical comm thread also across
+                              * more than 2 nodes, where it does not pay (above) */
 } reducer_opts;
 
 /* A reducer for the arena grads (n floats, not owned, must outlive it).

@@ -268,7 +268,8 @@ static int xchg_any(reducer_hier *h, int words, const void *s, size_t ns, int to
   for (size_t off = 0; off < ns && rc == MPI_SUCCESS; off += PIECE)
     rc = MPI_Isend((const char *)s + off * e, (int)(ns - off < PIECE ? ns - off : PIECE), t, to, 0,
                    h->cross, &req[q++]);
-  if (rc == MPI_SUCCESS && q) rc = h->thread_on ? wait_napping(h, q, req) : MPI_Waitall(q, req, MPI_STATUSES_IGNORE);
+  if (rc == MPI_SUCCESS && q)
+    rc = h->thread_on ? wait_napping(h, q, req) : MPI_Waitall(q, req, MPI_STATUSES_IGNORE);
   return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "a cross-node exchange", err, cap);
 }
 
@@ -383,8 +384,9 @@ static int halving_doubling(reducer_hier *h, float *x, char *err, size_t cap) {
  * as fixed as ours. */
 static int mpi_allreduce(reducer_hier *h, float *x, char *err, size_t cap) {
   for (size_t off = h->wlo; off < h->whi; off += PIECE) {
-    int rc = MPI_Allreduce(MPI_IN_PLACE, x + off, (int)(h->whi - off < PIECE ? h->whi - off : PIECE),
-                           MPI_FLOAT, MPI_SUM, h->cross);
+    int rc =
+        MPI_Allreduce(MPI_IN_PLACE, x + off, (int)(h->whi - off < PIECE ? h->whi - off : PIECE),
+                      MPI_FLOAT, MPI_SUM, h->cross);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce (cross-node)", err, cap);
   }
   return 0;

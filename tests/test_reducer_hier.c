@@ -97,14 +97,16 @@ static int reduce_like_backward(reducer *r, size_t n, float *a, const float *src
   return reducer_finish(r);
 }
 
-/* One layout, one algorithm: every schedule and arena size, two steps. */
-static void check_layout(int L, hier_algorithm asked) {
+/* One layout, one algorithm: every schedule and arena size, two steps;
+ * any: the comm thread across more than 2 nodes too (tests only). */
+static void check_layout(int L, hier_algorithm asked, int any) {
   const int nodes = W.size / L;
   const struct {
     size_t first, bytes;
     int overlap;
-  } sched[] = {{0, 0, 0},       {4, 4, 1},       {4096, 12345 * 4, 1}, {1 << 20, 25 << 20, 1},
-               {4096, 4096, 1}, {400, 40000, 1}, {4, 4, 0}};
+  } sched[] = {
+      {0, 0, 0},       {4, 4, 1}, {4096, 12345 * 4, 1}, {1 << 20, 25 << 20, 1}, {4096, 4096, 1},
+      {400, 40000, 1}, {4, 4, 0}};
   const size_t sizes[] = {5, 37, 1000, N};
   for (int z = 0; z < 4; z++)
     for (int s = 0; s < 7; s++) {
@@ -118,7 +120,8 @@ static void check_layout(int L, hier_algorithm asked) {
                         .wire = WIRE_F32,
                         .shared_memory = 1,
                         .algorithm = asked,
-                        .ranks_per_node = L};
+                        .ranks_per_node = L,
+                        .overlap_any_nodes = any};
       assert_int_equal(reducer_create(&r, &W, g, n, starts, n == N ? N_STARTS : 0, &o), 0);
       hier_algorithm runs = hier_resolve(asked, nodes, sizeof(float) * n / (size_t)L);
       char part[96];
@@ -129,7 +132,8 @@ static void check_layout(int L, hier_algorithm asked) {
       assert_all_true(L > 1 ? a != g : a == g);
       /* The comm thread runs the buckets when there are several. */
       size_t lo, hi;
-      int threaded = sched[s].overlap && reducer_buckets(r, -1, &lo, &hi) > 1;
+      int threaded =
+          sched[s].overlap && reducer_buckets(r, -1, &lo, &hi) > 1 && (nodes == 2 || any);
       const char *od = reducer_overlap_desc(r);
       assert_all_true(threaded ? strstr(od, "comm thread") != NULL
                                : strncmp(od, "overlap off", 11) == 0);
@@ -150,8 +154,10 @@ static void test_reducer_hier_every_algorithm_is_bitwise_fixed(void **state) {
   (void)state;
   const hier_algorithm algos[] = {HIER_RING, HIER_HALVING_DOUBLING, HIER_MPI, HIER_AUTO};
   for (int i = 0; i < 4; i++) {
-    check_layout(1, algos[i]); /* W.size nodes x 1 */
-    if (W.size % 2 == 0) check_layout(2, algos[i]);
+    for (int any = 0; any < 2; any++) {
+      check_layout(1, algos[i], any); /* W.size nodes x 1 */
+      if (W.size % 2 == 0) check_layout(2, algos[i], any);
+    }
   }
 }
 

@@ -68,8 +68,8 @@ static double median(double *v, int n) {
 int main(int argc, char **argv) {
   const char *list = argc > 1 ? argv[1] : "1,2,4,8";
   int reps = argc > 2 ? atoi(argv[2]) : 7;
-  int want = argc > 3 && strcmp(argv[3], "multiple") == 0 ? MPI_THREAD_MULTIPLE
-                                                          : MPI_THREAD_SERIALIZED;
+  int want =
+      argc > 3 && strcmp(argv[3], "multiple") == 0 ? MPI_THREAD_MULTIPLE : MPI_THREAD_SERIALIZED;
   int provided = 0, me, P;
   MPI_Init_thread(&argc, &argv, want, &provided);
   MPI_Comm_rank(MPI_COMM_WORLD, &me);
@@ -124,11 +124,12 @@ int main(int argc, char **argv) {
       t[3 * reps + r] = now() - t0;
     }
     if (me == 0)
-      printf("{\"bench\":\"overlap\",\"mb\":%.2f,\"reps\":%d,\"thread_level\":\"%s\","
-             "\"block_ms\":%.2f,\"seq_ms\":%.2f,\"nb_ms\":%.2f,\"thread_ms\":%.2f}\n",
-             mb, reps, provided == MPI_THREAD_MULTIPLE ? "multiple" : "serialized", block * 1e3,
-             median(t + reps, reps) * 1e3, median(t + 2 * reps, reps) * 1e3,
-             median(t + 3 * reps, reps) * 1e3);
+      printf(
+          "{\"bench\":\"overlap\",\"mb\":%.2f,\"reps\":%d,\"thread_level\":\"%s\","
+          "\"block_ms\":%.2f,\"seq_ms\":%.2f,\"nb_ms\":%.2f,\"thread_ms\":%.2f}\n",
+          mb, reps, provided == MPI_THREAD_MULTIPLE ? "multiple" : "serialized", block * 1e3,
+          median(t + reps, reps) * 1e3, median(t + 2 * reps, reps) * 1e3,
+          median(t + 3 * reps, reps) * 1e3);
     fflush(stdout);
     free(x), free(tmp), free(t);
   }
