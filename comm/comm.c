@@ -42,13 +42,17 @@ int comm_init(comm_world *w, int *argc, char ***argv) {
   MPI_Initialized(&inited);
   if (!inited) {
     int provided = 0;
-    rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    /* Serialized: the reducer's comm thread (reducer.h) drives the
+     * cross-node exchange during backward. A library that gives less
+     * leaves it off (the reducer says so); funnelled is what the rest needs. */
+    rc = MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided);
     if (rc != MPI_SUCCESS) {
       snprintf(w->err, sizeof w->err, "MPI_Init_thread failed (code %d)", rc);
       return COMM_EMPI;
     }
     w->owns_mpi = 1;
   }
+  MPI_Query_thread(&w->thread_level);
   rc = MPI_Comm_dup(MPI_COMM_WORLD, &w->comm);
   if (rc != MPI_SUCCESS) return fail(w, rc, "MPI_Comm_dup");
   MPI_Comm_set_errhandler(w->comm, MPI_ERRORS_RETURN);

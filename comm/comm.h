@@ -7,8 +7,10 @@
  * (comm_errmsg); they never print and never exit. The world's communicator
  * is set to MPI_ERRORS_RETURN so a failed call comes back here.
  *
- * Threading: MPI is initialised with MPI_THREAD_FUNNELED; only the thread
- * that called comm_init may call these functions.
+ * Threading: MPI is initialised with MPI_THREAD_SERIALIZED when the
+ * library gives it (thread_level says what it gave): only the thread that
+ * called comm_init may call these functions; the reducer's comm thread
+ * (reducer.h) makes its MPI calls only while that thread makes none.
  */
 #ifndef MS_COMM_H
 #define MS_COMM_H
@@ -26,6 +28,7 @@ typedef struct {
   int local_rank;     /* among ranks on the same node */
   int local_size;
   int owns_mpi;       /* 1 if comm_init called MPI_Init_thread */
+  int thread_level;   /* MPI_THREAD_* the library provides */
   char launcher[32];  /* "slurm", "mpirun", "singleton" */
   char err[512];
 } comm_world;

@@ -20,6 +20,10 @@
  * as the same tree: fold the upper half of the nodes onto the lower half,
  * x[i] + x[i + h] for h = N/2, ..., 1 (lower node's partial on the left).
  *
+ * The reducer's overlapped schedule reduces a bucket at a time: with
+ * N > 2 each bucket's part of each chunk, in the chunk's order; with N = 2
+ * (one commutative addition per element) the bucket's own halves.
+ *
  * MPI: MPI_Allreduce over the N nodes; its order is MPI's, so only N = 2
  * (one commutative addition) is bitwise fixed; other N take the ring.
  */

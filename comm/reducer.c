@@ -65,7 +65,9 @@ struct reducer {
   comm_topo topo;
   reducer_hier *hier;
   double internode_bytes;
+  int hier_overlap; /* the hierarchical path's comm thread runs the buckets */
   char method[192];
+  char overlap_desc[192];
 };
 
 static int fail(reducer *r, int mpi_rc, const char *what) {
@@ -74,7 +76,9 @@ static int fail(reducer *r, int mpi_rc, const char *what) {
   return COMM_EMPI;
 }
 
-static size_t range_start(size_t m, int j, int P) { return (size_t)((uint64_t)m * (uint64_t)j / (uint64_t)P); }
+static size_t range_start(size_t m, int j, int P) {
+  return (size_t)((uint64_t)m * (uint64_t)j / (uint64_t)P);
+}
 
 /* ---- node shared memory ------------------------------------------------------ */
 
@@ -101,8 +105,8 @@ static int shm_create(reducer *r, const float *grads) {
   MPI_Info_create(&info);
   MPI_Info_set(info, "alloc_shared_noncontig", "true"); /* each segment on its own pages */
   float *base = NULL;
-  rc = MPI_Win_allocate_shared((MPI_Aint)(sizeof(float) * (r->n ? r->n : 1)), sizeof(float),
-                               info, node, &base, &r->win);
+  rc = MPI_Win_allocate_shared((MPI_Aint)(sizeof(float) * (r->n ? r->n : 1)), sizeof(float), info,
+                               node, &base, &r->win);
   MPI_Info_free(&info);
   MPI_Comm_free(&node);
   int ok = rc == MPI_SUCCESS, all = 0;
@@ -232,9 +236,100 @@ static int hier_create(reducer *r, float *grads, const reducer_opts *o, char *wh
   return 0;
 }
 
+/* The bucket boundaries (wire_plan_buckets) into *bounds (nb + 1 entries,
+ * malloc'd), and r->b with nb buckets. @return 0 or COMM_ENOMEM. */
+static int plan(reducer *r, const size_t *starts, int n_starts, size_t first, size_t cap,
+                size_t **bounds) {
+  int max = 16;
+  *bounds = NULL;
+  for (;;) {
+    size_t *nbounds = realloc(*bounds, sizeof **bounds * (size_t)(max + 1));
+    if (!nbounds) return COMM_ENOMEM;
+    *bounds = nbounds;
+    r->nb = wire_plan_buckets(r->n, starts, n_starts, first, cap, *bounds, max);
+    if (r->nb >= 0) break;
+    max *= 4;
+  }
+  r->b = calloc((size_t)(r->nb ? r->nb : 1), sizeof *r->b);
+  if (!r->b) return COMM_ENOMEM;
+  for (int i = 0; i < r->nb; i++) {
+    r->b[i].lo = (*bounds)[i + 1];
+    r->b[i].hi = (*bounds)[i];
+    r->b[i].req = MPI_REQUEST_NULL;
+  }
+  return 0;
+}
+
+/* The hierarchical path's buckets: with comm.overlap, the comm thread's
+ * (reducer_hier_overlap) when it can run and there is more than one
+ * bucket; otherwise the whole arena in reducer_finish, and overlap_desc
+ * says why. Every rank decides the same. */
+static int hier_buckets(reducer *r, const size_t *starts, int n_starts, const reducer_opts *o) {
+  size_t *bounds = NULL;
+  char why[96] = "";
+  /* The first bucket at most half the arena: a model smaller than
+   * first_bucket_bytes still sends its last layers (often the largest, a
+   * dense head) while the first layers' backward runs. Bits do not depend
+   * on the buckets. */
+  size_t first = o->first_bucket_bytes / sizeof(float);
+  if (first > r->n / 2) first = r->n / 2;
+  int rc = o->overlap ? plan(r, starts, n_starts, first, o->bucket_bytes / sizeof(float), &bounds)
+                      : plan(r, NULL, 0, r->n, r->n, &bounds);
+  if (rc) goto out;
+  if (!o->overlap)
+    snprintf(why, sizeof why, "comm.overlap false");
+  else if (r->wire != WIRE_F32) /* a range's scale would depend on the buckets */
+    snprintf(why, sizeof why, "a 16-bit wire between nodes is encoded per whole slice");
+  else if (r->w->thread_level < MPI_THREAD_SERIALIZED)
+    snprintf(why, sizeof why, "MPI does not provide MPI_THREAD_SERIALIZED");
+  else if (r->nb < 2)
+    snprintf(why, sizeof why, "the gradients fit one bucket");
+  else if (r->topo.n_nodes > 2 && !o->overlap_any_nodes) /* reducer.h */
+    snprintf(why, sizeof why, "buckets would cross more than 2 nodes unevenly");
+  else
+    rc = reducer_hier_overlap(r->hier, r->w, bounds, r->nb, why, sizeof why, r->w->err,
+                              sizeof r->w->err);
+  if (rc) goto out;
+  r->hier_overlap = why[0] == 0;
+  if (r->hier_overlap) {
+    snprintf(r->overlap_desc, sizeof r->overlap_desc,
+             "overlap: the inter-node %s in a comm thread during backward (%d buckets)",
+             hier_algorithm_name(reducer_hier_algorithm(r->hier)), r->nb);
+  } else {
+    snprintf(r->overlap_desc, sizeof r->overlap_desc,
+             "overlap off: the whole arena after backward (%s)", why);
+    free(r->b);
+    r->b = NULL;
+    free(bounds);
+    rc = plan(r, NULL, 0, r->n, r->n, &bounds);
+  }
+out:
+  free(bounds);
+  return rc;
+}
+
+/* The flat paths' method and overlap, for the banner. */
+static void describe_flat(reducer *r, const reducer_opts *o, const char *why) {
+  snprintf(r->method, sizeof r->method, "%s%s%s%s",
+           r->P == 1    ? "none (one rank)"
+           : r->ordered ? "rank-ordered reduce-scatter + allgather"
+                        : "MPI allreduce (2 ranks)",
+           why[0] ? " (flat: " : "", why, why[0] ? ")" : "");
+  if (!r->overlap_desc[0])
+    snprintf(r->overlap_desc, sizeof r->overlap_desc, "%s",
+             r->P == 1     ? "overlap off: one rank"
+             : !o->overlap ? "overlap off: comm.overlap false"
+             : r->nb < 2   ? "overlap off: the gradients fit one bucket"
+             : r->last_blocking
+                 ? "overlap: non-blocking collectives per bucket during backward, the last "
+                   "bucket blocking after it"
+                 : "overlap: non-blocking collectives per bucket during backward");
+}
+
 int reducer_create(reducer **out, comm_world *w, float *grads, size_t n, const size_t *starts,
                    int n_starts, const reducer_opts *o) {
   *out = NULL;
+  reducer_opts o_flat;
   reducer *r = calloc(1, sizeof *r);
   if (!r) goto oom;
   r->w = w;
@@ -267,12 +362,13 @@ int reducer_create(reducer **out, comm_world *w, float *grads, size_t n, const s
       return rc;
     }
   }
-  if (r->hier) { /* the whole arena at once, in reducer_finish (reducer.h) */
+  if (r->hier) { /* by the comm thread or in reducer_finish (reducer.h) */
     r->ordered = r->last_blocking = r->overlap = 0;
-    r->nb = 1;
-    r->b = calloc(1, sizeof *r->b);
-    if (!r->b) goto oom;
-    r->b[0].lo = 0, r->b[0].hi = n;
+    if ((rc = hier_buckets(r, starts, n_starts, o)) != 0) {
+      if (rc == COMM_ENOMEM) goto oom;
+      reducer_free(r);
+      return rc;
+    }
     reducer_begin(r);
     *out = r;
     return 0;
@@ -284,6 +380,9 @@ int reducer_create(reducer **out, comm_world *w, float *grads, size_t n, const s
     }
     if (r->win != MPI_WIN_NULL) {
       snprintf(r->method, sizeof r->method, "node shared memory");
+      snprintf(r->overlap_desc, sizeof r->overlap_desc,
+               "overlap off: the node's shared-memory sum after backward (it needs the cores "
+               "backward uses)");
       r->ordered = r->last_blocking = 0;
       r->overlap = 0;
       r->nb = 1;
@@ -296,35 +395,31 @@ int reducer_create(reducer **out, comm_world *w, float *grads, size_t n, const s
     }
   }
 
+  /* Across nodes, a non-blocking collective over TCP is much slower than
+   * a blocking one and moves data only inside MPI calls
+   * (scripts/bench/results/overlap.md): the flat path there goes blocking
+   * after backward. */
+  if (o->overlap && r->topo.node_of) {
+    o_flat = *o;
+    o_flat.overlap = 0;
+    o = &o_flat;
+    r->overlap = 0;
+    snprintf(r->overlap_desc, sizeof r->overlap_desc,
+             "overlap off: blocking collectives after backward (non-blocking ones across "
+             "nodes are slower)");
+  }
   /* Overlap off: one collective over the whole arena (cut only at 2^30). */
-  size_t first = o->overlap ? o->first_bucket_bytes / sizeof(float) : n;
-  size_t cap = o->overlap ? o->bucket_bytes / sizeof(float) : n;
-  int max = 16;
   size_t *bounds = NULL;
-  for (;;) {
-    size_t *nbounds = realloc(bounds, sizeof *bounds * (size_t)(max + 1));
-    if (!nbounds) {
-      free(bounds);
-      goto oom;
-    }
-    bounds = nbounds;
-    r->nb = wire_plan_buckets(n, o->overlap ? starts : NULL, o->overlap ? n_starts : 0, first, cap,
-                              bounds, max);
-    if (r->nb >= 0) break;
-    max *= 4;
-  }
-  r->b = calloc((size_t)(r->nb ? r->nb : 1), sizeof *r->b);
+  rc = o->overlap ? plan(r, starts, n_starts, o->first_bucket_bytes / sizeof(float),
+                         o->bucket_bytes / sizeof(float), &bounds)
+                  : plan(r, NULL, 0, n, n, &bounds);
+  free(bounds);
+  if (rc) goto oom;
   r->counts = calloc((size_t)(r->nb ? r->nb : 1) * 6 * (size_t)r->P, sizeof *r->counts);
-  if (!r->b || !r->counts) {
-    free(bounds);
-    goto oom;
-  }
+  if (!r->counts) goto oom;
   size_t s32 = 0, w16 = 0, r16 = 0;
   for (int i = 0; i < r->nb; i++) {
     bucket *b = &r->b[i];
-    b->lo = bounds[i + 1];
-    b->hi = bounds[i];
-    b->req = MPI_REQUEST_NULL;
     int *c = r->counts + (size_t)i * 6 * (size_t)r->P;
     b->sc = c, b->sd = c + r->P, b->rc = c + 2 * r->P, b->rd = c + 3 * r->P;
     b->ac = c + 4 * r->P, b->ad = c + 5 * r->P;
@@ -333,14 +428,9 @@ int reducer_create(reducer **out, comm_world *w, float *grads, size_t n, const s
     else if (r->P == 2)
       r->wire_bytes += 4.0 * (double)(b->hi - b->lo); /* half out in each of two phases */
   }
-  free(bounds);
   if (!r->ordered && r->P == 2 && r->topo.node_of && r->topo.node_of[0] != r->topo.node_of[1])
     r->internode_bytes = r->wire_bytes;
-  snprintf(r->method, sizeof r->method, "%s%s%s%s",
-           r->P == 1    ? "none (one rank)"
-           : r->ordered ? "rank-ordered reduce-scatter + allgather"
-                        : "MPI allreduce (2 ranks)",
-           why[0] ? " (flat: " : "", why, why[0] ? ")" : "");
+  describe_flat(r, o, why);
   if (r->ordered && r->wire == WIRE_F32) {
     r->scratch = malloc(sizeof(float) * (s32 ? s32 : 1));
     if (!r->scratch) goto oom;
@@ -383,6 +473,7 @@ void reducer_free(reducer *r) {
 }
 
 void reducer_begin(reducer *r) {
+  if (r->hier_overlap) reducer_hier_begin(r->hier);
   for (int i = 0; i < r->nb; i++) r->b[i].state = B_IDLE;
   r->ready_lo = r->n;
   r->next_start = r->next_phase2 = 0;
@@ -440,8 +531,8 @@ static void reduce_own(reducer *r, bucket *b) {
     }
   } else {
     for (int j = 0; j < r->P; j++) {
-      const uint16_t *pj = j == r->me ? r->buf16 + b->w16 + b->ad[j]
-                                      : r->recv16 + b->r16 + (size_t)b->rd[j];
+      const uint16_t *pj =
+          j == r->me ? r->buf16 + b->w16 + b->ad[j] : r->recv16 + b->r16 + (size_t)b->rd[j];
       if (j == 0)
         wire_decode(r->wire, pj, k, out);
       else
@@ -465,8 +556,8 @@ static int phase2(reducer *r, bucket *b, int blocking) {
     uint16_t *p = r->buf16 + b->w16;
     rc = blocking
              ? MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_UINT16_T, p, b->ac, b->ad, MPI_UINT16_T, r->c2)
-             : MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_UINT16_T, p, b->ac, b->ad, MPI_UINT16_T,
-                               r->c2, &b->req);
+             : MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_UINT16_T, p, b->ac, b->ad, MPI_UINT16_T, r->c2,
+                               &b->req);
   }
   return rc == MPI_SUCCESS ? 0 : fail(r, rc, blocking ? "MPI_Allgatherv" : "MPI_Iallgatherv");
 }
@@ -516,6 +607,10 @@ void reducer_ready(void *ctx, size_t off, size_t len) {
   reducer *r = ctx;
   (void)len;
   if (off < r->ready_lo) r->ready_lo = off;
+  if (r->hier_overlap) {
+    reducer_hier_ready(r->hier, r->ready_lo);
+    return;
+  }
   if (r->P == 1 || r->failed || !r->overlap) return;
   while (r->next_start < r->nb - r->last_blocking && r->b[r->next_start].lo >= r->ready_lo)
     if (phase1(r, &r->b[r->next_start++], 0)) return;
@@ -573,3 +668,5 @@ double reducer_internode_bytes(const reducer *r) { return r->P > 1 ? r->internod
 int reducer_hierarchical(const reducer *r) { return r->hier != NULL; }
 
 const char *reducer_method(const reducer *r) { return r->method; }
+
+const char *reducer_overlap_desc(const reducer *r) { return r->overlap_desc; }

@@ -73,8 +73,30 @@
  * holding i, x[k] = node k's sum. It depends only on the layout (nodes,
  * ranks per node, arena size) and the algorithm that runs: identical run to
  * run, on every rank, whatever the bucket sizes or the overlap, but not
- * bitwise equal to a run with another layout. Like the one-node path it
- * reduces the whole arena after backward (no overlap, one bucket).
+ * bitwise equal to a run with another layout.
+ *   Overlap (opts.overlap, fp32 wire, more than one bucket, and MPI gives
+ * MPI_THREAD_SERIALIZED): a comm thread per rank runs the path bucket by
+ * bucket while backward computes, as Horovod's background thread does.
+ * reducer_ready posts the buckets it completes (with L > 1, by counting
+ * itself in the bucket's counter in a node-shared window: no MPI call);
+ * the thread takes them in order, waits until every local rank has posted
+ * one, sums the bucket's part of this rank's slice over the node, runs the
+ * cross-node algorithm on it with blocking point-to-point messages on the
+ * cross-node communicator, and writes it back to the node's segments.
+ * Slices and chunks stay those of the whole arena: a bucket reduces its
+ * intersection with each chunk in that chunk's order, so every element is
+ * summed exactly as without buckets (overlap on/off and any bucket sizes:
+ * the same bits). With 2 nodes, where each element's sum is one addition
+ * (commutative), a bucket is cut in its own halves instead, so that both
+ * directions of the link carry half of every bucket. With more nodes a
+ * bucket's parts of the fixed chunks are uneven (a bucket inside one chunk
+ * goes round the ring whole, N - 1 times each way: up to N times the time
+ * of its share of a whole-arena ring), so across more than 2 nodes the
+ * path runs the whole arena after backward and says so. reducer_finish waits for the last bucket
+ * and every local rank's write-back. Measured across emulated hosts, a blocking exchange on a
+ * thread hides behind compute where MPI's non-blocking collectives over TCP are slower than not
+ * overlapping at all (scripts/bench/results/overlap.md): so the flat paths across nodes run
+ * blocking after backward, and reducer_overlap_desc says what overlaps.
  *   A 16-bit wire compresses only the messages between nodes (the node's
  * sum stays fp32 in memory): every chunk a rank sends in the
  * reduce-scatter, and the chunk it owns before the allgather, is rounded
@@ -93,7 +115,10 @@
  * reducer_ready calls in between). The reducer works on two duplicates of
  * the world's communicator and, across nodes, on node and cross-node
  * communicators of its own (comm_topo), so collectives on w->comm in
- * between do not interfere. MPI_THREAD_FUNNELED: the calling thread only.
+ * between do not interfere. Threads: the calling thread only, plus the
+ * comm thread above, which makes MPI calls between reducer_begin and the
+ * return of reducer_finish: the caller makes none in between
+ * (MPI_THREAD_SERIALIZED; comm_init asks for it).
  * Errors: COMM_EMPI (MPI failure), COMM_ENOMEM; the message is in w->err.
  */
 #ifndef MS_REDUCER_H
@@ -110,8 +135,9 @@ typedef struct reducer reducer;
 typedef struct {
   size_t first_bucket_bytes; /* the first bucket (the last layers); DDP's is 1 MiB */
   size_t bucket_bytes;       /* the others (DDP's 25 MiB) */
-  int overlap;               /* 1: start buckets from reducer_ready; 0: one blocking
-                              * collective over the whole arena in reducer_finish */
+  int overlap;               /* 1: start buckets from reducer_ready (where that wins,
+                              * see above); 0: one blocking collective over the
+                              * whole arena in reducer_finish */
   wire_format wire;          /* WIRE_F32, or a 16-bit format with error feedback */
   int shared_memory;         /* 1: sum in a node-shared window when all ranks are on
                               * one node and the wire is WIRE_F32 (see above); with
@@ -119,6 +145,8 @@ typedef struct {
   hier_algorithm algorithm;  /* across nodes (hier.h); 0 = HIER_AUTO */
   int ranks_per_node;        /* tests only: emulate nodes of this many consecutive
                               * ranks (comm_topo_emulate); 0 = the hardware's nodes */
+  int overlap_any_nodes;     /* tests only: the hierarchical comm thread also across
+                              * more than 2 nodes, where it does not pay (above) */
 } reducer_opts;
 
 /* A reducer for the arena grads (n floats, not owned, must outlive it).
@@ -146,7 +174,10 @@ void reducer_begin(reducer *r);
  * reducer_finish. Matches ms_grad_ready (model.h) with ctx = the reducer. */
 void reducer_ready(void *r, size_t off, size_t len);
 
-/* Tests the collectives in flight (between layers with no gradients). */
+/* Tests the non-blocking collectives in flight on the flat path and starts
+ * the second phase of those that finished. reducer_ready calls it after
+ * every range, so a caller needs it only to make progress where backward
+ * produces no gradients for a long time; a no-op on the other paths. */
 void reducer_progress(reducer *r);
 
 /* Treats the whole arena as final, starts what is left, waits for every
@@ -179,5 +210,11 @@ int reducer_hierarchical(const reducer *r);
  * or a flat method followed by "(flat: <why not hierarchical>)". Valid
  * while r lives. */
 const char *reducer_method(const reducer *r);
+
+/* What overlaps backward, for the banner: "overlap: the inter-node ring in
+ * a comm thread during backward (3 buckets)", "overlap: non-blocking
+ * collectives per bucket during backward", or "overlap off: ... (why)".
+ * Valid while r lives. */
+const char *reducer_overlap_desc(const reducer *r);
 
 #endif

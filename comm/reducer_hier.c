@@ -2,10 +2,14 @@
  * reducer.h, the schedules in hier.h). */
 #include "reducer_hier.h"
 
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "comm_internal.h"
 
@@ -26,6 +30,28 @@ struct reducer_hier {
   uint16_t *w16, *r16;
   float *res;
   double bytes;
+  /* The window of the slice being reduced, [wlo, whi) in slice floats:
+   * the whole slice, or its part in one bucket. Chunks are clamped to it,
+   * so a bucket reduces exactly its elements of the whole-slice chunks. */
+  size_t wlo, whi;
+  /* Overlapped schedule (reducer_hier_overlap): the buckets, the comm
+   * thread and, with L > 1, the node's counters: ctr[b] counts the local
+   * ranks whose bucket b is final, ctr[nb] those whose comm thread has
+   * written back every bucket; both grow by L per step. */
+  int nb;
+  size_t *bounds;
+  int thread_on;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int posted, done, quit; /* under mu: buckets final here, buckets reduced */
+  int thread_rc;
+  char thread_err[256];
+  atomic_int finishing; /* 1 while the caller waits in reducer_hier_reduce */
+  size_t ready_lo;
+  uint64_t step; /* reductions finished */
+  MPI_Win cwin;
+  _Atomic uint64_t *ctr;
 };
 
 /* Largest count of one message (counts are int), and most pieces a
@@ -33,12 +59,24 @@ struct reducer_hier {
 #define PIECE ((size_t)1 << 30)
 #define MAX_PIECES 16
 
+/* The comm thread's nap between tests of its messages, ns (see wait_napping). */
+#ifndef NAP_NS
+#define NAP_NS 100000
+#endif
+
 static int mpi_fail(int rc, const char *what, char *err, size_t cap) {
   return comm_mpi_fail(rc, "reducer (hierarchical)", what, err, cap);
 }
 
+/* Chunk c of the window. Across more than 2 nodes the whole slice's chunk
+ * clamped to the window, which keeps each element's order (hier.h). With 2
+ * nodes an element's sum is one addition, which commutes: the window's own
+ * halves give the same bits and keep both directions of the link equally
+ * busy for every bucket (equal to the slice's chunks for the whole slice). */
 static size_t chunk(const reducer_hier *h, int c) {
-  return hier_chunk_start(h->hi - h->lo, c, h->N);
+  if (h->N == 2) return h->wlo + hier_chunk_start(h->whi - h->wlo, c, 2);
+  size_t at = hier_chunk_start(h->hi - h->lo, c, h->N);
+  return at < h->wlo ? h->wlo : at > h->whi ? h->whi : at;
 }
 
 int reducer_hier_create(reducer_hier **out, comm_world *w, const comm_topo *t, float *grads,
@@ -56,8 +94,9 @@ int reducer_hier_create(reducer_hier **out, comm_world *w, const comm_topo *t, f
     h->lo = hier_slice_start(n, h->me, h->L);
     h->hi = hier_slice_start(n, h->me + 1, h->L);
     h->algo = algo;
-    h->win = MPI_WIN_NULL;
+    h->win = h->cwin = MPI_WIN_NULL;
     size_t m = h->hi - h->lo;
+    h->wlo = 0, h->whi = m;
     h->seg = calloc((size_t)h->L, sizeof *h->seg);
     h->scratch = malloc(sizeof(float) * (m / 2 + m / (size_t)h->N + 2));
     ok = h->seg && h->scratch && (n + PIECE - 1) / PIECE <= MAX_PIECES;
@@ -106,8 +145,76 @@ int reducer_hier_create(reducer_hier **out, comm_world *w, const comm_topo *t, f
   return 0;
 }
 
+static void *comm_thread(void *arg);
+
+static void stop_thread(reducer_hier *h) {
+  if (!h->thread_on) return;
+  pthread_mutex_lock(&h->mu);
+  h->quit = 1;
+  pthread_cond_broadcast(&h->cv);
+  pthread_mutex_unlock(&h->mu);
+  pthread_join(h->thread, NULL);
+  pthread_cond_destroy(&h->cv);
+  pthread_mutex_destroy(&h->mu);
+  h->thread_on = 0;
+}
+
+/* Frees what reducer_hier_overlap made (collective over the node). */
+static void overlap_free(reducer_hier *h) {
+  stop_thread(h);
+  if (h->cwin != MPI_WIN_NULL) MPI_Win_free(&h->cwin);
+  h->ctr = NULL;
+  free(h->bounds);
+  h->bounds = NULL;
+  h->nb = 0;
+}
+
+int reducer_hier_overlap(reducer_hier *h, comm_world *w, const size_t *bounds, int nb, char *why,
+                         size_t why_cap, char *err, size_t cap) {
+  int ok = 1, all = 0, rc = MPI_SUCCESS;
+  h->bounds = malloc(sizeof *h->bounds * (size_t)(nb + 1));
+  ok = h->bounds != NULL;
+  if (ok) memcpy(h->bounds, bounds, sizeof *h->bounds * (size_t)(nb + 1));
+  h->nb = nb;
+  if (h->L > 1) { /* every local rank takes part, whatever failed */
+    void *base = NULL;
+    MPI_Aint bytes = h->me == 0 ? (MPI_Aint)(sizeof(uint64_t) * (size_t)(nb + 1)) : 0;
+    rc = MPI_Win_allocate_shared(bytes, sizeof(uint64_t), MPI_INFO_NULL, h->node, &base, &h->cwin);
+    MPI_Aint size;
+    int disp;
+    void *c0 = NULL;
+    if (rc == MPI_SUCCESS) rc = MPI_Win_shared_query(h->cwin, 0, &size, &disp, &c0);
+    ok = ok && rc == MPI_SUCCESS;
+    h->ctr = ok ? c0 : NULL;
+    if (ok && h->me == 0)
+      for (int b = 0; b <= nb; b++) atomic_init(&h->ctr[b], 0);
+  }
+  if (ok) {
+    ok = pthread_mutex_init(&h->mu, NULL) == 0;
+    if (ok && pthread_cond_init(&h->cv, NULL) != 0) {
+      pthread_mutex_destroy(&h->mu);
+      ok = 0;
+    }
+    if (ok && pthread_create(&h->thread, NULL, comm_thread, h) != 0) {
+      pthread_cond_destroy(&h->cv);
+      pthread_mutex_destroy(&h->mu);
+      ok = 0;
+    }
+    h->thread_on = ok;
+  }
+  h->ready_lo = h->n;
+  rc = MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, w->comm);
+  /* The counters are zero before any rank counts (the allreduce orders it). */
+  if (rc == MPI_SUCCESS && all) return 0;
+  overlap_free(h);
+  if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce", err, cap);
+  snprintf(why, why_cap, "a rank could not start its comm thread");
+  return 0;
+}
+
 void reducer_hier_free(reducer_hier *h) {
   if (!h) return;
+  overlap_free(h);
   if (h->win != MPI_WIN_NULL) {
     MPI_Win_unlock_all(h->win);
     MPI_Win_free(&h->win);
@@ -124,6 +231,26 @@ hier_algorithm reducer_hier_algorithm(const reducer_hier *h) { return h->algo; }
 
 double reducer_hier_internode_bytes(const reducer_hier *h) { return h->bytes; }
 
+/* On the comm thread: while backward computes, MPI_Waitall would poll
+ * (Open MPI's TCP progress spins) on the cores backward needs; testing with
+ * short naps in between keeps the socket buffers fed at a fraction of the
+ * CPU. Once the caller waits in reducer_finish there is nothing left to
+ * protect, and a nap only delays the wire: wait in MPI
+ * (scripts/bench/results/overlap.md). */
+static int wait_napping(reducer_hier *h, int q, MPI_Request *req) {
+  for (int spin = 0;; spin++) {
+    if (atomic_load_explicit(&h->finishing, memory_order_relaxed))
+      return MPI_Waitall(q, req, MPI_STATUSES_IGNORE);
+    int done = 0, rc = MPI_Testall(q, req, &done, MPI_STATUSES_IGNORE);
+    if (rc != MPI_SUCCESS || done) return rc;
+    struct timespec nap = {0, spin < 4 ? 0 : NAP_NS};
+    if (spin < 4)
+      sched_yield();
+    else
+      nanosleep(&nap, NULL);
+  }
+}
+
 /* Sends ns elements to node `to` and receives nr from node `from` (cross
  * ranks), in pieces of at most PIECE elements: floats, or 16-bit words
  * when words is set. */
@@ -139,7 +266,8 @@ static int xchg_any(reducer_hier *h, int words, const void *s, size_t ns, int to
   for (size_t off = 0; off < ns && rc == MPI_SUCCESS; off += PIECE)
     rc = MPI_Isend((const char *)s + off * e, (int)(ns - off < PIECE ? ns - off : PIECE), t, to, 0,
                    h->cross, &req[q++]);
-  if (rc == MPI_SUCCESS && q) rc = MPI_Waitall(q, req, MPI_STATUSES_IGNORE);
+  if (rc == MPI_SUCCESS && q)
+    rc = h->thread_on ? wait_napping(h, q, req) : MPI_Waitall(q, req, MPI_STATUSES_IGNORE);
   return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "a cross-node exchange", err, cap);
 }
 
@@ -253,10 +381,10 @@ static int halving_doubling(reducer_hier *h, float *x, char *err, size_t cap) {
 /* Two nodes: one addition per element, which commutes, so MPI's order is
  * as fixed as ours. */
 static int mpi_allreduce(reducer_hier *h, float *x, char *err, size_t cap) {
-  size_t m = h->hi - h->lo;
-  for (size_t off = 0; off < m; off += PIECE) {
-    int rc = MPI_Allreduce(MPI_IN_PLACE, x + off, (int)(m - off < PIECE ? m - off : PIECE),
-                           MPI_FLOAT, MPI_SUM, h->cross);
+  for (size_t off = h->wlo; off < h->whi; off += PIECE) {
+    int rc =
+        MPI_Allreduce(MPI_IN_PLACE, x + off, (int)(h->whi - off < PIECE ? h->whi - off : PIECE),
+                      MPI_FLOAT, MPI_SUM, h->cross);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce (cross-node)", err, cap);
   }
   return 0;
@@ -270,16 +398,16 @@ static int node_barrier(reducer_hier *h, char *err, size_t cap) {
   return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "MPI_Barrier (node)", err, cap);
 }
 
-int reducer_hier_reduce(reducer_hier *h, char *err, size_t cap) {
-  if (node_barrier(h, err, cap)) return COMM_EMPI;
+/* The window [wlo, whi) of this rank's slice, every local segment final
+ * there -> every segment holds the sum over all ranks there. */
+static int reduce_window(reducer_hier *h, char *err, size_t cap) {
   float *x = h->seg[h->me] + h->lo;
-  const size_t m = h->hi - h->lo;
-  /* The node's sum of this slice in local-rank order, into this rank's own
-   * segment (no other rank reads this slice of it). */
+  /* The node's sum in local-rank order, into this rank's own segment (no
+   * other rank reads this slice of it). */
   enum { CHUNK = 1024 };
   float acc[CHUNK];
-  for (size_t i = 0; h->L > 1 && i < m; i += CHUNK) {
-    size_t c = m - i < CHUNK ? m - i : CHUNK;
+  for (size_t i = h->wlo; h->L > 1 && i < h->whi; i += CHUNK) {
+    size_t c = h->whi - i < CHUNK ? h->whi - i : CHUNK;
     memcpy(acc, h->seg[0] + h->lo + i, c * sizeof *acc);
     for (int j = 1; j < h->L; j++) {
       const float *restrict src = h->seg[j] + h->lo + i;
@@ -292,6 +420,109 @@ int reducer_hier_reduce(reducer_hier *h, char *err, size_t cap) {
                                             : ring(h, x, err, cap);
   if (rc) return rc;
   for (int j = 0; j < h->L; j++)
-    if (j != h->me) memcpy(h->seg[j] + h->lo, x, m * sizeof *x);
+    if (j != h->me) memcpy(h->seg[j] + h->lo + h->wlo, x + h->wlo, (h->whi - h->wlo) * sizeof *x);
+  return 0;
+}
+
+static int overlapped_finish(reducer_hier *h, char *err, size_t cap);
+
+int reducer_hier_reduce(reducer_hier *h, char *err, size_t cap) {
+  if (h->thread_on) return overlapped_finish(h, err, cap);
+  if (node_barrier(h, err, cap)) return COMM_EMPI;
+  h->wlo = 0, h->whi = h->hi - h->lo;
+  if (reduce_window(h, err, cap)) return COMM_EMPI;
   return node_barrier(h, err, cap); /* no segment is touched by another rank after it */
+}
+
+/* ---- the overlapped schedule: a comm thread, bucket by bucket ---------------- */
+
+/* Until the node counter c reaches want: yields the core first (ranks and
+ * their threads share cores), then sleeps in short naps. No MPI call. */
+static void wait_counter(_Atomic uint64_t *c, uint64_t want) {
+  for (int spin = 0; atomic_load_explicit(c, memory_order_acquire) < want; spin++) {
+    if (spin < 64) {
+      sched_yield();
+    } else {
+      struct timespec nap = {0, 20000};
+      nanosleep(&nap, NULL);
+    }
+  }
+}
+
+/* Bucket b on the comm thread: once every local rank has finished it, this
+ * rank's part of it (the bucket's elements of this rank's slice) is summed
+ * over the node and across nodes, as the whole-arena reduction would. */
+static int reduce_bucket(reducer_hier *h, int b) {
+  size_t m = h->hi - h->lo, a = h->bounds[b + 1], e = h->bounds[b];
+  h->wlo = a <= h->lo ? 0 : a - h->lo < m ? a - h->lo : m;
+  h->whi = e <= h->lo ? 0 : e - h->lo < m ? e - h->lo : m;
+  if (h->ctr) wait_counter(&h->ctr[b], (h->step + 1) * (uint64_t)h->L);
+  /* Every rank with this local rank has the same slice, so an empty
+   * window is empty on all of them: nothing to exchange. */
+  if (h->wlo == h->whi) return 0;
+  return reduce_window(h, h->thread_err, sizeof h->thread_err);
+}
+
+static void *comm_thread(void *arg) {
+  reducer_hier *h = arg;
+  pthread_mutex_lock(&h->mu);
+  for (;;) {
+    while (!h->quit && h->done >= h->posted) pthread_cond_wait(&h->cv, &h->mu);
+    if (h->quit) break;
+    int b = h->done;
+    pthread_mutex_unlock(&h->mu);
+    int rc = h->thread_rc ? h->thread_rc : reduce_bucket(h, b);
+    if (b == h->nb - 1 && h->ctr) /* this rank's write-backs are done */
+      atomic_fetch_add_explicit(&h->ctr[h->nb], 1, memory_order_release);
+    pthread_mutex_lock(&h->mu);
+    h->thread_rc = rc;
+    h->done = b + 1;
+    pthread_cond_broadcast(&h->cv);
+  }
+  pthread_mutex_unlock(&h->mu);
+  return NULL;
+}
+
+void reducer_hier_begin(reducer_hier *h) {
+  if (!h || !h->thread_on) return;
+  pthread_mutex_lock(&h->mu);
+  h->posted = h->done = 0;
+  h->thread_rc = 0;
+  pthread_mutex_unlock(&h->mu);
+  h->ready_lo = h->n;
+}
+
+void reducer_hier_ready(reducer_hier *h, size_t off) {
+  if (!h->thread_on || off >= h->ready_lo) return;
+  h->ready_lo = off;
+  int posted = h->posted; /* only this thread writes it */
+  int p = posted;
+  while (p < h->nb && h->bounds[p + 1] >= off) p++;
+  if (p == posted) return;
+  for (int b = posted; h->ctr && b < p; b++) /* after this rank's stores to bucket b */
+    atomic_fetch_add_explicit(&h->ctr[b], 1, memory_order_release);
+  pthread_mutex_lock(&h->mu);
+  h->posted = p;
+  pthread_cond_broadcast(&h->cv);
+  pthread_mutex_unlock(&h->mu);
+}
+
+static int overlapped_finish(reducer_hier *h, char *err, size_t cap) {
+  atomic_store_explicit(&h->finishing, 1, memory_order_relaxed);
+  reducer_hier_ready(h, 0);
+  pthread_mutex_lock(&h->mu);
+  while (h->done < h->nb) pthread_cond_wait(&h->cv, &h->mu);
+  int rc = h->thread_rc;
+  pthread_mutex_unlock(&h->mu);
+  atomic_store_explicit(&h->finishing, 0, memory_order_relaxed);
+  /* No other local rank touches this rank's segment after its comm thread
+   * has counted itself done. */
+  if (h->ctr) wait_counter(&h->ctr[h->nb], (h->step + 1) * (uint64_t)h->L);
+  h->step++;
+  pthread_mutex_lock(&h->mu);
+  h->posted = h->done = 0;
+  pthread_mutex_unlock(&h->mu);
+  h->ready_lo = h->n;
+  if (rc) snprintf(err, cap, "%s", h->thread_err);
+  return rc;
 }

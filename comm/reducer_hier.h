@@ -1,6 +1,10 @@
 /* The reducer's hierarchical path (reducer.h), internal to the reducer:
  * node shared memory inside a node, a fixed-order algorithm (hier.h)
- * across nodes. MPI_THREAD_FUNNELED: the calling thread only. */
+ * across nodes. The calling thread only, except that with the overlapped
+ * schedule a comm thread of the reducer's own makes MPI calls on the node
+ * and cross-node communicators between reducer_hier_begin's first ready
+ * bucket and reducer_hier_reduce's return: the caller must make no MPI call
+ * then (MPI_THREAD_SERIALIZED). */
 #ifndef MS_REDUCER_HIER_H
 #define MS_REDUCER_HIER_H
 
@@ -24,8 +28,28 @@ int reducer_hier_create(reducer_hier **out, comm_world *w, const comm_topo *t, f
                         size_t n, hier_algorithm algo, wire_format wire, float **arena, char *err,
                         size_t cap);
 
+/* The overlapped schedule (reducer.h): bucket b is the arena's floats
+ * [bounds[b + 1], bounds[b]) (bounds: nb + 1 entries, copied), reduced on a
+ * comm thread as soon as every rank of the node has posted it
+ * (reducer_hier_ready), in bucket order, each element summed exactly as
+ * the whole-arena reduction sums it. Needs MPI_THREAD_SERIALIZED and a
+ * WIRE_F32 wire (checked by the caller). When some rank cannot start it,
+ * every rank stays on the whole-arena schedule and gets the reason in why.
+ * Collective over the world. @return 0, or COMM_EMPI with a message. */
+int reducer_hier_overlap(reducer_hier *h, comm_world *w, const size_t *bounds, int nb, char *why,
+                         size_t why_cap, char *err, size_t cap);
+
+/* A new reduction (overlapped schedule; nothing otherwise). */
+void reducer_hier_begin(reducer_hier *h);
+
+/* Overlapped schedule: the arena from off to its end is final here; posts
+ * the buckets that completes. Never blocks, no MPI call. */
+void reducer_hier_ready(reducer_hier *h, size_t off);
+
 /* Every local segment is final -> every segment holds the sum over all
- * ranks. Collective over the world. @return 0, or COMM_EMPI with a message. */
+ * ranks (overlapped: waits for the comm thread's last bucket and for every
+ * local rank's write-back). Collective over the world. @return 0, or
+ * COMM_EMPI with a message. */
 int reducer_hier_reduce(reducer_hier *h, char *err, size_t cap);
 
 /* The algorithm that runs across nodes. */

@@ -17,7 +17,7 @@
  * so.
  *
  * Threads and MPI: the watchdog thread makes no MPI call. on_timeout runs
- * on it; MPI_Abort there is outside the letter of MPI_THREAD_FUNNELED, but
+ * on it; MPI_Abort there is outside the letter of MPI_THREAD_SERIALIZED, but
  * Open MPI (4.x and later, also MPICH) implements it through its runtime
  * (PMIx), safe from any thread: it was tested to end the job with the given
  * code. Should it return, on_timeout falls back to _exit, which mpirun and

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -73,12 +74,22 @@ static void reference(const float *g, size_t n, int L, hier_algorithm a, float *
 static const size_t starts[] = {1000, 1100, 50000, 50010, 90000};
 enum { N_STARTS = 5, N = 90130 };
 
-static int reduce_like_backward(reducer *r, size_t n) {
+/* Backward as the trainer runs it: the arena a starts as garbage and
+ * each layer's gradients (from src) are written just before they are
+ * posted, at rank-dependent moments, while the comm thread (overlapped
+ * schedule) reduces the buckets already posted. */
+static int reduce_like_backward(reducer *r, size_t n, float *a, const float *src) {
   reducer_begin(r);
+  for (size_t i = 0; i < n; i++) a[i] = -1e30f;
   size_t hi = n;
   for (int k = N_STARTS - 1; k >= -1; k--) {
     size_t lo = k >= 0 && starts[k] < n ? starts[k] : 0;
     if (lo > hi) continue;
+    memcpy(a + lo, src + lo, sizeof(float) * (hi - lo));
+    if ((W.rank + k) % 3 == 0) {
+      struct timespec nap = {0, 200000};
+      nanosleep(&nap, NULL);
+    }
     reducer_ready(r, lo, hi - lo);
     reducer_progress(r);
     hi = lo;
@@ -86,18 +97,22 @@ static int reduce_like_backward(reducer *r, size_t n) {
   return reducer_finish(r);
 }
 
-/* One layout, one algorithm: every schedule and arena size, two steps. */
-static void check_layout(int L, hier_algorithm asked) {
+/* One layout, one algorithm: every schedule and arena size, two steps;
+ * any: the comm thread across more than 2 nodes too (tests only). */
+static void check_layout(int L, hier_algorithm asked, int any) {
   const int nodes = W.size / L;
   const struct {
     size_t first, bytes;
     int overlap;
-  } sched[] = {{0, 0, 0}, {4, 4, 1}, {4096, 12345 * 4, 1}, {1 << 20, 25 << 20, 1}};
+  } sched[] = {
+      {0, 0, 0},       {4, 4, 1}, {4096, 12345 * 4, 1}, {1 << 20, 25 << 20, 1}, {4096, 4096, 1},
+      {400, 40000, 1}, {4, 4, 0}};
   const size_t sizes[] = {5, 37, 1000, N};
   for (int z = 0; z < 4; z++)
-    for (int s = 0; s < 4; s++) {
+    for (int s = 0; s < 7; s++) {
       size_t n = sizes[z];
       float *g = calloc(n, sizeof(float)), *want = malloc(sizeof(float) * n);
+      float *src = malloc(sizeof(float) * n);
       reducer *r = NULL;
       reducer_opts o = {.first_bucket_bytes = sched[s].first,
                         .bucket_bytes = sched[s].bytes,
@@ -105,7 +120,8 @@ static void check_layout(int L, hier_algorithm asked) {
                         .wire = WIRE_F32,
                         .shared_memory = 1,
                         .algorithm = asked,
-                        .ranks_per_node = L};
+                        .ranks_per_node = L,
+                        .overlap_any_nodes = any};
       assert_int_equal(reducer_create(&r, &W, g, n, starts, n == N ? N_STARTS : 0, &o), 0);
       hier_algorithm runs = hier_resolve(asked, nodes, sizeof(float) * n / (size_t)L);
       char part[96];
@@ -114,14 +130,22 @@ static void check_layout(int L, hier_algorithm asked) {
       assert_all_true(reducer_hierarchical(r) && strstr(m, "hierarchical") && strstr(m, part));
       float *a = reducer_arena(r);
       assert_all_true(L > 1 ? a != g : a == g);
+      /* The comm thread runs the buckets when there are several. */
+      size_t lo, hi;
+      int threaded =
+          sched[s].overlap && reducer_buckets(r, -1, &lo, &hi) > 1 && (nodes == 2 || any);
+      const char *od = reducer_overlap_desc(r);
+      assert_all_true(threaded ? strstr(od, "comm thread") != NULL
+                               : strncmp(od, "overlap off", 11) == 0);
       for (int round = 0; round < 2; round++) {
-        fill(a, n, W.rank, round + s);
-        reference(a, n, L, runs, want);
-        assert_int_equal(reduce_like_backward(r, n), 0);
+        fill(src, n, W.rank, round + s);
+        reference(src, n, L, runs, want);
+        assert_int_equal(reduce_like_backward(r, n, a, src), 0);
         assert_all_true(memcmp(a, want, sizeof(float) * n) == 0);
       }
       reducer_free(r);
       free(g);
+      free(src);
       free(want);
     }
 }
@@ -130,8 +154,10 @@ static void test_reducer_hier_every_algorithm_is_bitwise_fixed(void **state) {
   (void)state;
   const hier_algorithm algos[] = {HIER_RING, HIER_HALVING_DOUBLING, HIER_MPI, HIER_AUTO};
   for (int i = 0; i < 4; i++) {
-    check_layout(1, algos[i]); /* W.size nodes x 1 */
-    if (W.size % 2 == 0) check_layout(2, algos[i]);
+    for (int any = 0; any < 2; any++) {
+      check_layout(1, algos[i], any); /* W.size nodes x 1 */
+      if (W.size % 2 == 0) check_layout(2, algos[i], any);
+    }
   }
 }
 
@@ -176,9 +202,8 @@ static void check_16bit(int L, hier_algorithm asked, wire_format fmt) {
   enum { T = 24 };
   int close = 1;
   for (int t = 0; t < T; t++) {
-    memcpy(a, x, sizeof(float) * N);
     memcpy(a2, x, sizeof(float) * N);
-    assert_int_equal(reduce_like_backward(r, N), 0);
+    assert_int_equal(reduce_like_backward(r, N, a, x), 0);
     assert_int_equal(reducer_finish((reducer_begin(r2), r2)), 0);
     assert_all_true(memcmp(a, a2, sizeof(float) * N) == 0);
     assert_all_true(comm_all_equal_u64(&W, fnv(a, sizeof(float) * N)) == 1);
@@ -231,10 +256,12 @@ static void test_reducer_hier_uneven_layout_falls_back_to_flat(void **state) {
     for (int j = 1; j < W.size; j++) s += all[(size_t)j * N + i];
     want[i] = s;
   }
-  assert_int_equal(reduce_like_backward(r, N), 0);
+  float *src = malloc(sizeof(float) * N);
+  memcpy(src, g, sizeof(float) * N);
+  assert_int_equal(reduce_like_backward(r, N, g, src), 0);
   assert_all_true(memcmp(g, want, sizeof(float) * N) == 0);
   reducer_free(r);
-  free(g), free(want), free(all);
+  free(g), free(want), free(all), free(src);
 }
 
 /* 2 nodes x 2: each rank's share of the node's traffic is half of what it

@@ -72,11 +72,10 @@ static void say_comm(const report *rp) {
     const char *wire = config_enum_name("comm.compress", (int)s->cfg.comm.compress);
     int raw = s->cfg.comm.compress == MS_WIRE_NONE;
     metrics_say(rp->m,
-                "comm: %s, %d bucket%s (%s MB), overlap %s, %s on the wire%s, %.3g MB sent per "
+                "comm: %s, %d bucket%s (%s MB), %s, %s on the wire%s, %.3g MB sent per "
                 "rank per step",
-                reducer_method(red), nb, nb == 1 ? "" : "s", sizes,
-                s->cfg.comm.overlap ? "on" : "off", raw ? "fp32" : wire,
-                raw ? "" : " with error feedback", reducer_wire_bytes(red) / 1e6);
+                reducer_method(red), nb, nb == 1 ? "" : "s", sizes, reducer_overlap_desc(red),
+                raw ? "fp32" : wire, raw ? "" : " with error feedback", reducer_wire_bytes(red) / 1e6);
   } else {
     metrics_say(rp->m,
                 "comm: NO gradient sync (comm.sync false, a benchmark setting: every rank trains "

@@ -22,9 +22,9 @@ for np in 2 3; do
       --set train.max_steps=40 --set log.every_steps=10 "${set[@]}"
     expect_ok
     case $mode in
-      off) want="1 bucket .*overlap off" ;;
-      layers) want="3 buckets .*overlap on" ;;
-      default) want="1 bucket .*overlap on" ;;
+      off) want="1 bucket .*overlap off: comm.overlap false" ;;
+      layers) want="3 buckets .*overlap: non-blocking collectives per bucket during backward" ;;
+      default) want="1 bucket .*overlap off: the gradients fit one bucket" ;;
       shm) want="node shared memory" ;;
     esac
     grep -q "^comm: .*$want" "$LAST_OUT" || { grep '^comm:' "$LAST_OUT"; fail "np $np $mode: no '$want'"; }
