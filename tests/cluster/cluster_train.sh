@@ -24,9 +24,14 @@ expect_cross_host_sync_method() {
 synth data.h5 --train 2048 --test 256 --features 784
 MLP=$MS_SOURCE_DIR/configs/fashion_mnist_mlp.yaml
 CNN=$MS_SOURCE_DIR/configs/fashion_mnist_cnn.yaml
-# 96 divides by 3 and 4 ranks; 2048 / 96 = 21 steps an epoch.
+# 96 divides by 3 and 4 ranks; 2048 / 96 = 21 steps an epoch. optim.lr 0.01
+# keeps the loss near 0.4 over the 100 compared steps: with the demo's 0.05
+# this synthetic set is learned to a loss of ~0.01, where a relative
+# comparison measures the rounding of a number near zero. (The hierarchical
+# sum adds in another order than one node does, README "Gradient sync", so
+# the runs differ in the last bits from step 2 on; measured 1.1e-7 at most.)
 common=(--set data.path="$WORK/data.h5" --set data.scale=1 --set train.batch_size=96
-  --set schedule.warmup_steps=10 --set log.every_steps=1 --set log.progress=false
+  --set schedule.warmup_steps=10 --set optim.lr=0.01 --set log.every_steps=1 --set log.progress=false
   --set run.threads=1 --set comm.timeout_s=60)
 
 # cl_ok: the last cluster run exited 0.
