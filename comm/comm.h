@@ -184,7 +184,8 @@ typedef struct {
  * COMM_ENOMEM. */
 int comm_probe_link(comm_world *w, comm_link_probe *p);
 
-/* Wall-clock seconds (MPI_Wtime). */
+/* Seconds on a monotonic clock (for intervals on one rank; makes no MPI
+ * call, so any thread may use it while another is inside MPI). */
 double comm_wtime(void);
 
 #endif
