@@ -175,7 +175,10 @@ void ckpt_part_abort(const char *tmp_path);
 
 /* ---- reading ----------------------------------------------------------- */
 
-/* Reads and verifies `path`; fills each tensors[i].data (names and shapes
+/* Reads and verifies `path`: only a regular file (never blocking on a
+ * FIFO), every declared size checked against what the file's zstd frames
+ * can hold before it is allocated (ckpt/frames.h), the header within
+ * ckpt/header.h's limits. Fills each tensors[i].data (names and shapes
  * must match the file exactly, and the file must hold no other tensors) and
  * *meta (meta->config malloc'ed). If expected_layout_hash != 0 it must
  * equal the file's. The file is decompressed once; a file that does not
@@ -189,15 +192,17 @@ int ckpt_read(const char *path, const ckpt_tensor *tensors, int n_tensors,
  * header (for inspect and for `--resume auto` probing). */
 int ckpt_read_meta(const char *path, ckpt_meta *meta);
 
-/* Called by ckpt_restore when a file's header has been read, with its
- * metadata (meta->config borrowed for the call): returns 0 to go on, or an
- * error code with its message to refuse the file as not fitting the run. */
+/* Called by ckpt_restore once a file verified (size, every checksum, data
+ * hash: a damaged file never gets here, so the saved config it parses is
+ * the one the writer stored), with its metadata (meta->config borrowed for
+ * the call): returns 0 to go on, or an error code with its message to
+ * refuse the file as not fitting the run. */
 typedef int (*ckpt_accept_fn)(void *ctx, const char *path, const ckpt_meta *meta);
 
 /* What `--resume` needs, each file decompressed and verified once: reads
  * `path`, or when path is NULL the newest checkpoint of `dir` that
  * verifies, into tensors (as ckpt_read), asking accept (if not NULL) about
- * its metadata first. A file that does not verify is an error for `path`
+ * its metadata once it verified. A file that does not verify is an error for `path`
  * and is passed over in `dir` (listed in *skipped, as ckpt_find_latest
  * does); a file that verifies but does not fit (accept refuses it, tensors
  * or layout hash differ) is an error either way. The destinations may hold

@@ -233,6 +233,11 @@ static int parse_meta(const char *path, json_t *root, ckpt_hdr *h) {
   if (u[3] < 1) return ms_error_set(MS_ECKPT, "%s: metadata 'world_size' is 0", path);
   v = json_object_get(md, "config");
   if (!v) return ms_error_set(MS_ECKPT, "%s: metadata key 'config' is missing", path);
+  if (json_string_length(v) > CKPT_MAX_CONFIG)
+    return ms_error_set(MS_ECKPT, "%s: damaged: the saved config has %zu bytes (at most %u)", path,
+                        json_string_length(v), CKPT_MAX_CONFIG);
+  if (strlen(json_string_value(v)) != json_string_length(v))
+    return ms_error_set(MS_ECKPT, "%s: damaged: the saved config holds a NUL character", path);
   ckpt_meta *m = &h->meta;
   m->step = (int64_t)u[0];
   m->epoch = (int64_t)u[1];
@@ -321,8 +326,58 @@ static int parse_entries(const char *path, json_t *root, ckpt_hdr *h) {
   return 0;
 }
 
+/* JSON values a header may hold per tensor entry ("name": {"dtype": "F32",
+ * "shape": [4 dims], "data_offsets": [b, e]} counts 14 separators and
+ * openings), and for the metadata map. */
+#define HDR_VALUES_PER_TENSOR 16
+#define HDR_VALUES_META 64
+
+/* Counts the header's structure without parsing it: openings and
+ * separators outside strings (about one per JSON value), tensor entries
+ * (objects opened at depth 1, less __metadata__), the depth. Refuses a
+ * header that no count of tensors within the limit can justify, before
+ * jansson spends ~50 bytes of memory per value. */
+static int hdr_prescan(const char *path, const char *text, size_t len) {
+  uint64_t values = 0, objects = 0;
+  int depth = 0, in_str = 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = text[i];
+    if (in_str) {
+      if (ch == '\\')
+        i++;
+      else if (ch == '"')
+        in_str = 0;
+      continue;
+    }
+    if (ch == '"') {
+      in_str = 1;
+    } else if (ch == '{' || ch == '[') {
+      values++;
+      if (ch == '{' && depth == 1) objects++;
+      if (++depth > 3)
+        return ms_error_set(MS_ECKPT, "%s: damaged header: JSON nested deeper than 3 levels", path);
+    } else if (ch == '}' || ch == ']') {
+      depth--;
+    } else if (ch == ',' || ch == ':') {
+      values++;
+    }
+  }
+  uint64_t tensors = objects ? objects - 1 : 0;
+  if (tensors > CKPT_MAX_TENSORS)
+    return ms_error_set(MS_ECKPT, "%s: damaged header: %" PRIu64 " tensor entries (at most %d)",
+                        path, tensors, CKPT_MAX_TENSORS);
+  if (values > HDR_VALUES_PER_TENSOR * tensors + HDR_VALUES_META)
+    return ms_error_set(MS_ECKPT,
+                        "%s: damaged header: %" PRIu64 " JSON values for %" PRIu64
+                        " tensor entries (at most %" PRIu64 ")",
+                        path, values, tensors, HDR_VALUES_PER_TENSOR * tensors + HDR_VALUES_META);
+  return 0;
+}
+
 int ckpt_hdr_parse(const char *path, const char *text, size_t len, ckpt_hdr *h) {
   memset(h, 0, sizeof *h);
+  int prc = hdr_prescan(path, text, len);
+  if (prc) return prc;
   json_error_t jerr;
   json_t *root =
       len && text[0] == '{' ? json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
