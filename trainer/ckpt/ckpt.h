@@ -51,8 +51,10 @@
  *   read, write  the calls below, on top of them;
  *   saver    the background writer (saver.h), on top of this API.
  * Threads: no shared state; calls on distinct files may run concurrently.
- * Errors: 0, or MS_ECKPT (bad file) / MS_EIO (file system) / MS_ENOMEM, with a
- * message through ms_error_set().
+ * Errors: 0, or MS_ECKPT (bad file) / MS_EIO (file system) / MS_ENOMEM /
+ * MS_EUSAGE (export onto its input), with a message through ms_error_set().
+ * A damaged file is MS_ECKPT, never MS_ENOMEM: no size is allocated before
+ * it is checked against what the file's frames can hold.
  */
 #ifndef MS_CKPT_H
 #define MS_CKPT_H
@@ -229,21 +231,26 @@ void ckpt_contents_free(ckpt_contents *c);
 
 /* Writes the tensors of checkpoint in_path whose names do not start with
  * skip_prefix (NULL keeps all) to out_path as a plain, uncompressed
- * safetensors file with the same metadata, atomically. */
+ * safetensors file with the same metadata, atomically. An out_path that is
+ * in_path's file (same device and inode: also through a symlink or a hard
+ * link) is refused with MS_EUSAGE. */
 int ckpt_export(const char *in_path, const char *out_path, const char *skip_prefix);
 
 /* ---- directories ------------------------------------------------------- */
 
 /* Finds the newest checkpoint in dir that verifies (by step number in the
- * name; temporary and damaged files are skipped). *out_path malloc'ed.
+ * name; temporary and damaged files, and anything not a regular file, are
+ * skipped). *out_path malloc'ed.
  * skipped (if not NULL) gets a malloc'ed, newline-separated list of "path:
  * reason" for files passed over, or NULL.
  * @return 0 found, 1 none found (not an error), <0 error. */
 int ckpt_find_latest(const char *dir, char **out_path, char **skipped);
 
 /* Deletes all but the newest `keep` step-*.safetensors.zst files in dir
- * (never the newest), and temporary files that a killed writer left. The
- * caller must be the directory's only writer. */
+ * (never the newest), and temporary files that a killed writer left. Only
+ * regular files count and are deleted: a directory or FIFO named like a
+ * checkpoint is left alone (readers skip it with a note). The caller must
+ * be the directory's only writer. */
 int ckpt_prune(const char *dir, int keep);
 
 /* Frees meta->config; accepts NULL. */

@@ -77,7 +77,7 @@ static int match_tensors(const char *path, ckpt_entry *es, size_t ne, const ckpt
       return ms_error_set(MS_ECKPT,
                           "%s: the file holds tensor '%s' that the model does not have: this "
                           "checkpoint was made for another model",
-                          path, es[j].name);
+                          path, ms_escape(es[j].name, 0, fs, sizeof fs));
   return 0;
 }
 
@@ -90,8 +90,10 @@ static int take_all(const char *path, ckpt_hdr *h, ckpt_contents *all) {
   for (size_t j = 0; j < h->ne; j++) {
     ckpt_entry *e = &h->es[j];
     ckpt_tensor *t = &all->tensors[j];
+    char q[128];
     if (e->begin % sizeof(float))
-      return ms_error_set(MS_ECKPT, "%s: tensor '%s' is not 4-byte aligned", path, e->name);
+      return ms_error_set(MS_ECKPT, "%s: tensor '%s' is not 4-byte aligned", path,
+                          ms_escape(e->name, 0, q, sizeof q));
     if (!(t->name = strdup(e->name))) return ms_error_set(MS_ENOMEM, "%s: out of memory", path);
     all->n_tensors = (int)j + 1;
     t->ndim = e->ndim;
@@ -332,6 +334,13 @@ static int scan_dir(const char *dir, const ckpt_tensor *t, int n_tensors,
   for (size_t i = 0; i < n && rc == 1; i++) {
     if (!(p = ckpt_file_join(dir, fs[i].name))) FAIL(out, MS_ENOMEM, "%s: out of memory", dir);
     int verified = 0;
+    if (!fs[i].regular) {
+      ms_error_set(MS_ECKPT, "%s: not a regular file, skipped", p);
+      if (append_line(list, ms_error_msg()) != 0) FAIL(out, MS_ENOMEM, "%s: out of memory", dir);
+      free(p);
+      p = NULL;
+      continue;
+    }
     int r = read_ckpt(p, t, n_tensors, expected_layout_hash, accept, ctx, meta, NULL, &verified);
     if (r == 0) {
       *out_path = p;
