@@ -197,8 +197,12 @@ int ckpt_read_meta(const char *path, ckpt_meta *meta);
 /* Called by ckpt_restore once a file verified (size, every checksum, data
  * hash: a damaged file never gets here, so the saved config it parses is
  * the one the writer stored), with its metadata (meta->config borrowed for
- * the call): returns 0 to go on, or an error code with its message to
- * refuse the file as not fitting the run. */
+ * the call): returns 0 to go on, an error code with its message to refuse
+ * the file as not fitting the run, or CKPT_DAMAGED (with a message) when
+ * the metadata cannot be any run's (a saved config that does not parse, an
+ * impossible cursor): the file is then treated as damaged (MS_ECKPT,
+ * passed over by `--resume auto`). */
+#define CKPT_DAMAGED 1
 typedef int (*ckpt_accept_fn)(void *ctx, const char *path, const ckpt_meta *meta);
 
 /* What `--resume` needs, each file decompressed and verified once: reads

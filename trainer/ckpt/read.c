@@ -266,7 +266,11 @@ static int read_ckpt(const char *path, const ckpt_tensor *tensors, int n_tensors
   if (verified) *verified = 1;
   /* The config is asked about first, so that a changed model is named by
    * its keys rather than by the tensor shapes. */
-  if ((rc = ask_accept(path, &h, accept, ctx)) != 0) goto out;
+  if ((rc = ask_accept(path, &h, accept, ctx)) == CKPT_DAMAGED) {
+    if (verified) *verified = 0; /* passed over like a file that does not verify */
+    rc = MS_ECKPT;
+  }
+  if (rc) goto out;
   if (fit_rc) FAIL(out, fit_rc, "%s", fit_msg);
   if (meta) {
     if (!(h.meta.config = strdup(h.config))) FAIL(out, MS_ENOMEM, "%s: out of memory", path);
