@@ -122,8 +122,9 @@ int config_override(ms_config *cfg, const char *assignment) {
   const yaml_node_t *node = yaml_document_get_root_node(&doc);
   /* A second document ("1\n---\n2") would be ignored: refuse it. */
   if (node && more_documents(&parser)) {
+    char q[512];
     rc = ms_error_set(MS_ECONFIG, "--set %s: expected one YAML value, found more than one document",
-                      assignment);
+                      ms_escape(assignment, 0, q, sizeof q));
     yaml_document_delete(&doc);
     goto out;
   }
