@@ -83,7 +83,7 @@ ln -s keep.zst link.safetensors
 try bounded 2 "is the checkpoint being read" "$MIDSCALE" export keep.zst link.safetensors
 ln keep.zst hard.safetensors
 try bounded 2 "is the checkpoint being read" "$MIDSCALE" export keep.zst hard.safetensors
-cmp -s keep.zst "$good" || fail "export changed its input"
+try cmp -s keep.zst "$good"
 try bounded 0 - "$MIDSCALE" inspect keep.zst
 
 note "configs and --set"
@@ -125,7 +125,7 @@ fallback() {
 }
 
 note "--resume auto on 2 ranks: each damaged newest file is passed over"
-for bad in fifo directory big_decl big_decl_shuffled lying_frame json_amplification deep_config \
+for bad in fifo directory huge_decl big_decl big_decl_shuffled lying_frame json_amplification deep_config \
   cursor_epoch world_size_7 truncated_half data_bit header_9mib; do
   try fallback "$bad"
   runs=$((runs + 1))

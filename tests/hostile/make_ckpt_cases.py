@@ -92,6 +92,11 @@ h[last]["shape"] = [1 << 28]
 h[last]["data_offsets"] = [b, b + (4 << 28)]
 zst("big_decl", payload(h))
 everywhere("big_decl", 4, "the tensors cover")
+h2 = json.loads(json.dumps(h))
+h2[last]["shape"] = [12 << 30]  # 48 GiB: more than this machine can allocate
+h2[last]["data_offsets"] = [b, b + (48 << 30)]
+zst("huge_decl", payload(h2))
+everywhere("huge_decl", 4, "the tensors cover")
 h["__metadata__"]["byte_shuffle"] = "4"
 zst("big_decl_shuffled", payload(h))
 everywhere("big_decl_shuffled", 4, "the tensors cover")
