@@ -19,6 +19,7 @@ try() {
   else
     "$@"
   fi
+  runs=$((runs + 1))
 }
 
 synth data.h5 --train 512 --test 128 --features 16
@@ -58,7 +59,6 @@ bounded() {
     fail "$*: took $wall (bound ${MAX_S} s)"
   [ "${MS_HOSTILE_NO_RSS:-0}" = 1 ] || [ "$kb" -lt "$MAX_KB" ] ||
     fail "$*: peak RSS $kb kB (bound $MAX_KB kB)"
-  runs=$((runs + 1))
   printf '    %-34s exit %s %6s kB %8s  %s\n' "${LABEL:-$2}" "$rc" "$kb" "$wall" \
     "$(grep -m1 '^midscale: error:' case.err | cut -c17-130)"
 }
@@ -125,10 +125,9 @@ fallback() {
 }
 
 note "--resume auto on 2 ranks: each damaged newest file is passed over"
-for bad in fifo directory huge_decl big_decl big_decl_shuffled lying_frame json_amplification deep_config \
+for bad in fifo directory huge_decl huge_shuffled_extra big_decl big_decl_shuffled lying_frame json_amplification deep_config \
   cursor_epoch world_size_7 truncated_half data_bit header_9mib; do
   try fallback "$bad"
-  runs=$((runs + 1))
 done
 
 prune_case() {
@@ -144,7 +143,6 @@ prune_case() {
 }
 note "pruning passes over a directory and a FIFO named like checkpoints"
 try prune_case
-runs=$((runs + 1))
 if [ "${MS_HOSTILE_KEEP_GOING:-0}" = 1 ]; then
   note "$failed of $runs hostile runs failed"
   exit 0

@@ -97,6 +97,12 @@ h2[last]["shape"] = [12 << 30]  # 48 GiB: more than this machine can allocate
 h2[last]["data_offsets"] = [b, b + (48 << 30)]
 zst("huge_decl", payload(h2))
 everywhere("huge_decl", 4, "the tensors cover")
+# An extra 48 GiB shuffled tensor: skipping it used to allocate it (twice).
+h3 = edited(byte_shuffle="4")
+end = h3[last]["data_offsets"][1]
+h3["zz_extra"] = {"dtype": "F32", "shape": [12 << 30], "data_offsets": [end, end + (48 << 30)]}
+zst("huge_shuffled_extra", payload(h3))
+everywhere("huge_shuffled_extra", 4, "the tensors cover")
 h["__metadata__"]["byte_shuffle"] = "4"
 zst("big_decl_shuffled", payload(h))
 everywhere("big_decl_shuffled", 4, "the tensors cover")
