@@ -21,6 +21,37 @@
 
 /* ---- errors: one kind per test ---------------------------------------------- */
 
+/* Deep flow nesting is stopped at CONFIG_MAX_DEPTH while parsing: libyaml
+ * would take minutes on the whole text. */
+static void test_config_error_too_deep(void **state) {
+  (void)state;
+  size_t n = 2000000;
+  char *t = malloc(n + 8);
+  assert_non_null(t);
+  memcpy(t, "run: ", 5);
+  memset(t + 5, '[', n - 5);
+  t[n] = '\0';
+  cfx_assert_parse_error(t, "t.yaml:1:1: expected a config of at most 1048576 bytes");
+  t[1000000] = '\0';
+  cfx_assert_parse_error(t, "t.yaml:1:37: expected lists and mappings nested at most 32 deep");
+  free(t);
+  cfx_assert_parse_error("run: {a: {b: {c: 1}}}\n", "run.a: unknown key");
+}
+
+static void test_config_error_nul_in_section(void **state) {
+  (void)state;
+  cfx_assert_parse_error("\"run\\0x\": {seed: 1}\n", "found a key with a NUL character");
+}
+
+static void test_config_override_second_document(void **state) {
+  (void)state;
+  ms_config c;
+  config_defaults(&c);
+  assert_int_equal(config_override(&c, "optim.lr=0.1\n---\n0.2"), MS_ECONFIG);
+  tu_assert_contains(ms_error_msg(), "found more than one document");
+  assert_int_equal(config_override(&c, "optim.lr=0.1\n"), 0);
+}
+
 static void test_config_error_syntax(void **state) {
   (void)state;
   cfx_assert_parse_error("data:\n  path: d.h5\n  scale: [1.0\nmodel:\n",
@@ -371,6 +402,9 @@ static void test_config_bad_corpus(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_config_error_syntax),
+      cmocka_unit_test(test_config_error_too_deep),
+      cmocka_unit_test(test_config_error_nul_in_section),
+      cmocka_unit_test(test_config_override_second_document),
       cmocka_unit_test(test_config_error_empty_file),
       cmocka_unit_test(test_config_error_top_level_not_mapping),
       cmocka_unit_test(test_config_error_section_not_mapping),

@@ -193,8 +193,8 @@ int check_resume_meta(const char *path, const ckpt_meta *meta, const ms_config *
   if (!meta->config) {
     rc = ms_error_set(MS_ECKPT, "%s: the checkpoint holds no config", path);
   } else if (config_parse(saved, meta->config, strlen(meta->config), "(saved config)") != 0) {
-    ms_error_prefix("%s: the config saved in this checkpoint does not parse", path);
-    rc = MS_ECKPT;
+    ms_error_prefix("%s: damaged: the config saved in this checkpoint does not parse", path);
+    rc = CKPT_DAMAGED;
   } else if (config_diff(saved, now, CONFIG_DIFF_PINNED, diff, sizeof diff) != 0) {
     rc = ms_error_set(MS_ECKPT, "%s: this checkpoint was made with a different config: %s", path,
                       diff);
@@ -203,10 +203,28 @@ int check_resume_meta(const char *path, const ckpt_meta *meta, const ms_config *
   return rc;
 }
 
+int check_resume_cursor(const char *path, const ckpt_meta *meta, const ms_config *cfg,
+                        int64_t spe) {
+  if (meta->world_size < 1 || cfg->train.batch_size % meta->world_size != 0)
+    return ms_error_set(CKPT_DAMAGED,
+                        "%s: damaged cursor: world_size %d does not divide train.batch_size %d",
+                        path, meta->world_size, cfg->train.batch_size);
+  if (spe <= 0) return 0;
+  if (meta->step_in_epoch >= spe || meta->epoch > meta->step / spe ||
+      meta->epoch * spe + meta->step_in_epoch != meta->step)
+    return ms_error_set(CKPT_DAMAGED,
+                        "%s: damaged cursor: step %" PRId64 ", epoch %" PRId64
+                        ", step_in_epoch %" PRId64 " cannot be a position in this run of %" PRId64
+                        " steps per epoch",
+                        path, meta->step, meta->epoch, meta->step_in_epoch, spe);
+  return 0;
+}
+
 int check_resume_config(const char *path, const ms_config *now) {
   ckpt_meta meta = {0};
   int rc = ckpt_read_meta(path, &meta);
   if (rc == 0) rc = check_resume_meta(path, &meta, now);
+  if (rc == CKPT_DAMAGED) rc = MS_ECKPT;
   ckpt_meta_free(&meta);
   return rc;
 }

@@ -120,8 +120,21 @@ void check_length_desc(const ms_config *cfg, const check_length *len, char *out,
  * different config: key old → new; ..." (or the read error). */
 int check_resume_config(const char *path, const ms_config *now);
 
+/* Whether a verified checkpoint's cursor can be this run's: world_size
+ * divides train.batch_size (as the saving run's did), step_in_epoch <
+ * steps_per_epoch and step == epoch * steps_per_epoch + step_in_epoch
+ * (batch size and data are pinned, so steps per epoch cannot have changed);
+ * steps_per_epoch 0 skips the last two.
+ * @return 0, or CKPT_DAMAGED (ckpt.h) with a message naming path and the
+ * values. */
+int check_resume_cursor(const char *path, const ckpt_meta *meta, const ms_config *cfg,
+                        int64_t steps_per_epoch);
+
 /* check_resume_config on metadata already read (and verified) from the
- * checkpoint `path` (named in messages): `--resume` reads the file once. */
+ * checkpoint `path` (named in messages): `--resume` reads the file once.
+ * A saved config that does not parse (CONFIG_MAX_BYTES and
+ * CONFIG_MAX_DEPTH hold for it too) gives CKPT_DAMAGED (ckpt.h), a
+ * different one MS_ECKPT. */
 int check_resume_meta(const char *path, const ckpt_meta *meta, const ms_config *now);
 
 #endif

@@ -20,6 +20,7 @@ struct ckpt_sync {
   comm_world *w;
   ms_metrics *metrics;
   const ms_config *cfg;
+  int64_t steps_per_epoch;
   ms_model *model;
   ms_optim *opt;
   char dir[MS_PATH_MAX + 32];
@@ -96,6 +97,7 @@ int ckpt_sync_create(ckpt_sync **out, const ckpt_sync_opts *o) {
     cs->w = o->rk->w;
     cs->metrics = o->metrics;
     cs->cfg = o->cfg;
+    cs->steps_per_epoch = o->steps_per_epoch;
     cs->model = o->model;
     cs->opt = o->opt;
     snprintf(cs->dir, sizeof cs->dir, "%s", o->dir);
@@ -370,7 +372,10 @@ static size_t tensor_elems(const ckpt_tensor *t) {
 
 /* Asks whether a checkpoint's saved config allows resuming this run. */
 static int resume_accept(void *ctx, const char *path, const ckpt_meta *meta) {
-  return check_resume_meta(path, meta, ctx);
+  const ckpt_sync *cs = ctx;
+  int rc = check_resume_meta(path, meta, cs->cfg);
+  if (rc == 0) rc = check_resume_cursor(path, meta, cs->cfg, cs->steps_per_epoch);
+  return rc;
 }
 
 /* Rank 0: finds, reads and verifies the checkpoint into scratch first
@@ -397,7 +402,7 @@ static int restore_on_root(ckpt_sync *cs, const char *what, int64_t cursor[4], c
    * is named by its keys rather than by the tensor shapes. */
   if (rc == 0)
     rc = ckpt_restore(is_auto ? cs->dir : NULL, is_auto ? NULL : what, scratch, cs->n_tensors,
-                      cs->layout_hash, resume_accept, (void *)cs->cfg, &meta, path, skipped);
+                      cs->layout_hash, resume_accept, (void *)cs, &meta, path, skipped);
   if (rc == 1) {
     rc = 0; /* nothing to resume: a fresh start */
   } else if (rc == 0) {

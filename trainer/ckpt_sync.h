@@ -69,6 +69,8 @@ typedef struct {
   ms_model *model;       /* its parameter arena is saved and restored */
   ms_optim *opt;         /* and each of its state arenas */
   int blas_threads;      /* per rank, for compress auto */
+  int64_t steps_per_epoch; /* the run's (check_run_length): a resumed cursor
+                              must fit it (check_resume_cursor); 0 = unchecked */
 } ckpt_sync_opts;
 
 /* Lists the tensors, resolves where saves compress and write, and creates
@@ -86,7 +88,7 @@ void ckpt_sync_describe(const ckpt_sync *cs, char *buf, size_t n);
 
 /* --resume `what` ("auto": the newest good checkpoint in dir, else a file):
  * rank 0 finds, reads and verifies it (its config must allow resuming:
- * check_resume_meta), then every rank receives the arenas and *cur, and
+ * check_resume_meta; its cursor must fit the run: check_resume_cursor), then every rank receives the arenas and *cur, and
  * rank 0 the file's path in from (cap bytes; other ranks "checkpoint"). With
  * nothing to resume (auto, empty dir) *cur is left as it is and from is
  * "" (a note says so). A damaged newer file is skipped with a note.

@@ -4,7 +4,11 @@
 #include <math.h>
 #include <sys/stat.h>
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "ckpt.h"
+#include "ms_error.h"
 
 static void shape_str(char *buf, size_t cap, const ckpt_tensor *t) {
   int off = snprintf(buf, cap, "[");
@@ -47,12 +51,25 @@ int inspect_checkpoint(const char *path, int show_config, FILE *out) {
       hi = v > hi ? v : hi;
       abs_sum += fabs(v);
     }
-    char shape[64];
+    char shape[64], name[256];
     shape_str(shape, sizeof shape, t);
-    fprintf(out, "  %-36s %-7s %-16s %12lld %12.5g %12.5g %12.5g\n", t->name, "F32", shape, n,
+    fprintf(out, "  %-36s %-7s %-16s %12lld %12.5g %12.5g %12.5g\n",
+            ms_escape(t->name, 0, name, sizeof name), "F32", shape, n,
             n ? lo : 0.0, n ? hi : 0.0, n ? abs_sum / (double)n : 0.0);
   }
-  if (show_config) fprintf(out, "\nconfig:\n%s", m->config ? m->config : "");
+  if (show_config && m->config) {
+    /* The config as stored, printable: no terminal escape from the file. */
+    size_t cap = 4 * strlen(m->config) + 8;
+    char *safe = malloc(cap);
+    if (!safe) {
+      ckpt_contents_free(&c);
+      return ms_error_set(MS_ENOMEM, "%s: out of memory", path);
+    }
+    fprintf(out, "\nconfig:\n%s", ms_escape(m->config, 1, safe, cap));
+    free(safe);
+  } else if (show_config) {
+    fprintf(out, "\nconfig:\n");
+  }
   ckpt_contents_free(&c);
   return 0;
 }

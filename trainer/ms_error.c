@@ -42,11 +42,59 @@ int ms_exit_code(int code) {
   return MS_EXIT_RUNTIME;
 }
 
+/* Length of the valid UTF-8 sequence at s (n bytes left) and its code
+ * point, or 0 when the bytes are not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n, unsigned *cp) {
+  size_t len = s[0] < 0x80 ? 1 : s[0] >= 0xC2 && s[0] < 0xE0 ? 2 : s[0] >= 0xE0 && s[0] < 0xF0 ? 3
+               : s[0] >= 0xF0 && s[0] < 0xF5 ? 4 : 0;
+  if (len == 0 || len > n) return 0;
+  unsigned v = len == 1 ? s[0] : s[0] & (0x7F >> len);
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xC0) != 0x80) return 0;
+    v = v << 6 | (s[i] & 0x3F);
+  }
+  static const unsigned least[5] = {0, 0, 0x80, 0x800, 0x10000};
+  if (v < least[len] || v > 0x10FFFF || (v >= 0xD800 && v < 0xE000)) return 0;
+  *cp = v;
+  return len;
+}
+
+const char *ms_escape(const char *s, int keep_newlines, char *buf, size_t cap) {
+  const unsigned char *p = (const unsigned char *)(s ? s : "");
+  size_t n = strlen((const char *)p), o = 0;
+  if (cap == 0) return buf;
+  for (size_t i = 0; i < n;) {
+    unsigned cp = 0;
+    size_t len = utf8_seq(p + i, n - i, &cp);
+    char esc[8] = "";
+    if (len == 0)
+      snprintf(esc, sizeof esc, "\\x%02X", p[i]), len = 1;
+    else if ((cp < 0x20 && !(keep_newlines && (cp == '\n' || cp == '\t'))) || cp == 0x7F)
+      snprintf(esc, sizeof esc, "\\x%02X", cp);
+    else if (cp >= 0x80 && cp < 0xA0) /* C1 controls: CSI is 0x9B */
+      snprintf(esc, sizeof esc, "\\u%04X", cp);
+    size_t add = esc[0] ? strlen(esc) : len;
+    if (o + add + 4 > cap) {
+      if (o + 4 <= cap) memcpy(buf + o, "...", 3), o += 3;
+      break;
+    }
+    memcpy(buf + o, esc[0] ? esc : (const char *)p + i, add);
+    o += add;
+    i += len;
+  }
+  buf[o < cap ? o : cap - 1] = '\0';
+  return buf;
+}
+
 int ms_error_set(int code, const char *fmt, ...) {
+  static _Thread_local char raw[MS_ERRMSG_MAX]; /* off the stack, as in ms_error_prefix */
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+  vsnprintf(raw, sizeof raw, fmt, ap);
   va_end(ap);
+  /* A message may quote bytes from a file: no terminal escape reaches the
+   * user through it (lines stay lines). */
+  ms_escape(raw, 1, errmsg, sizeof errmsg);
   return code;
 }
 

@@ -62,8 +62,16 @@ const char *ms_strerror(int code);
 /* @return the process exit status for code (0 for 0, 1 for unknown codes). */
 int ms_exit_code(int code);
 
-/* Records a printf-style message for this thread and returns code, so that a
- * failing function can `return ms_error_set(MS_EDATA, "…", …);`. */
+/* Copies s into buf (cap bytes, always NUL-terminated, cut with "..."),
+ * printable: control characters (all but newline and tab when
+ * keep_newlines) and DEL as \xNN, C1 controls as \uNNNN, bytes that are
+ * not UTF-8 as \xNN. Every string from a file that midscale prints goes
+ * through it (names and values in messages, `inspect`). @return buf. */
+const char *ms_escape(const char *s, int keep_newlines, char *buf, size_t cap);
+
+/* Records a printf-style message for this thread (through ms_escape, newlines
+ * kept) and returns code, so that a failing function can
+ * `return ms_error_set(MS_EDATA, "…", …);`. */
 int ms_error_set(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -238,7 +238,8 @@ static int setup(run *r, const train_args *a) {
                        .dir = s->ckpt_dir,
                        .model = m,
                        .opt = s->opt,
-                       .blas_threads = s->blas_threads};
+                       .blas_threads = s->blas_threads,
+                       .steps_per_epoch = s->len.steps_per_epoch};
   if ((rc = ckpt_sync_create(&r->ck, &co))) return rc;
   if (s->test && (rc = eval_create(&r->ev, &r->rk, m, &r->loss, s->test, &s->norm, s->eval_chunk,
                                    s->cfg.train.eval_top_k)))

@@ -51,8 +51,10 @@
  *   read, write  the calls below, on top of them;
  *   saver    the background writer (saver.h), on top of this API.
  * Threads: no shared state; calls on distinct files may run concurrently.
- * Errors: 0, or MS_ECKPT (bad file) / MS_EIO (file system) / MS_ENOMEM, with a
- * message through ms_error_set().
+ * Errors: 0, or MS_ECKPT (bad file) / MS_EIO (file system) / MS_ENOMEM /
+ * MS_EUSAGE (export onto its input), with a message through ms_error_set().
+ * A damaged file is MS_ECKPT, never MS_ENOMEM: no size is allocated before
+ * it is checked against what the file's frames can hold.
  */
 #ifndef MS_CKPT_H
 #define MS_CKPT_H
@@ -175,7 +177,10 @@ void ckpt_part_abort(const char *tmp_path);
 
 /* ---- reading ----------------------------------------------------------- */
 
-/* Reads and verifies `path`; fills each tensors[i].data (names and shapes
+/* Reads and verifies `path`: only a regular file (never blocking on a
+ * FIFO), every declared size checked against what the file's zstd frames
+ * can hold before it is allocated (ckpt/frames.h), the header within
+ * ckpt/header.h's limits. Fills each tensors[i].data (names and shapes
  * must match the file exactly, and the file must hold no other tensors) and
  * *meta (meta->config malloc'ed). If expected_layout_hash != 0 it must
  * equal the file's. The file is decompressed once; a file that does not
@@ -189,15 +194,21 @@ int ckpt_read(const char *path, const ckpt_tensor *tensors, int n_tensors,
  * header (for inspect and for `--resume auto` probing). */
 int ckpt_read_meta(const char *path, ckpt_meta *meta);
 
-/* Called by ckpt_restore when a file's header has been read, with its
- * metadata (meta->config borrowed for the call): returns 0 to go on, or an
- * error code with its message to refuse the file as not fitting the run. */
+/* Called by ckpt_restore once a file verified (size, every checksum, data
+ * hash: a damaged file never gets here, so the saved config it parses is
+ * the one the writer stored), with its metadata (meta->config borrowed for
+ * the call): returns 0 to go on, an error code with its message to refuse
+ * the file as not fitting the run, or CKPT_DAMAGED (with a message) when
+ * the metadata cannot be any run's (a saved config that does not parse, an
+ * impossible cursor): the file is then treated as damaged (MS_ECKPT,
+ * passed over by `--resume auto`). */
+#define CKPT_DAMAGED 1
 typedef int (*ckpt_accept_fn)(void *ctx, const char *path, const ckpt_meta *meta);
 
 /* What `--resume` needs, each file decompressed and verified once: reads
  * `path`, or when path is NULL the newest checkpoint of `dir` that
  * verifies, into tensors (as ckpt_read), asking accept (if not NULL) about
- * its metadata first. A file that does not verify is an error for `path`
+ * its metadata once it verified. A file that does not verify is an error for `path`
  * and is passed over in `dir` (listed in *skipped, as ckpt_find_latest
  * does); a file that verifies but does not fit (accept refuses it, tensors
  * or layout hash differ) is an error either way. The destinations may hold
@@ -224,21 +235,26 @@ void ckpt_contents_free(ckpt_contents *c);
 
 /* Writes the tensors of checkpoint in_path whose names do not start with
  * skip_prefix (NULL keeps all) to out_path as a plain, uncompressed
- * safetensors file with the same metadata, atomically. */
+ * safetensors file with the same metadata, atomically. An out_path that is
+ * in_path's file (same device and inode: also through a symlink or a hard
+ * link) is refused with MS_EUSAGE. */
 int ckpt_export(const char *in_path, const char *out_path, const char *skip_prefix);
 
 /* ---- directories ------------------------------------------------------- */
 
 /* Finds the newest checkpoint in dir that verifies (by step number in the
- * name; temporary and damaged files are skipped). *out_path malloc'ed.
+ * name; temporary and damaged files, and anything not a regular file, are
+ * skipped). *out_path malloc'ed.
  * skipped (if not NULL) gets a malloc'ed, newline-separated list of "path:
  * reason" for files passed over, or NULL.
  * @return 0 found, 1 none found (not an error), <0 error. */
 int ckpt_find_latest(const char *dir, char **out_path, char **skipped);
 
 /* Deletes all but the newest `keep` step-*.safetensors.zst files in dir
- * (never the newest), and temporary files that a killed writer left. The
- * caller must be the directory's only writer. */
+ * (never the newest), and temporary files that a killed writer left. Only
+ * regular files count and are deleted: a directory or FIFO named like a
+ * checkpoint is left alone (readers skip it with a note). The caller must
+ * be the directory's only writer. */
 int ckpt_prune(const char *dir, int keep);
 
 /* Frees meta->config; accepts NULL. */

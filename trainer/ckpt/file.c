@@ -268,7 +268,9 @@ int ckpt_file_list(const char *dir, ckpt_found **out, size_t *n) {
       if (!g) FAIL(out, MS_ENOMEM, "%s: out of memory", dir);
       *out = g;
     }
+    struct stat st;
     (*out)[*n].step = s;
+    (*out)[*n].regular = fstatat(dirfd(d), de->d_name, &st, 0) == 0 && S_ISREG(st.st_mode);
     memcpy((*out)[(*n)++].name, de->d_name, CKPT_NAME_LEN + 1);
     errno = 0;
   }
@@ -295,6 +297,9 @@ static int clean_temp(const char *dir) {
     if (nm[0] != '.' || name_step(nm + 1) >= 0 || strstr(nm, ".safetensors.zst.tmp.") == NULL ||
         strncmp(nm, ".step-", 6) != 0)
       continue;
+    struct stat st;
+    if (fstatat(dirfd(d), nm, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
+      continue; /* not a file a writer left */
     char *path = ckpt_file_join(dir, nm);
     if (!path)
       rc = ms_error_set(MS_ENOMEM, "%s: out of memory", dir);
@@ -313,7 +318,10 @@ int ckpt_prune(const char *dir, int keep) {
   if (!dir) return ms_error_set(MS_ECKPT, "ckpt_prune: invalid arguments");
   int rc = clean_temp(dir);
   if (rc == 0) rc = ckpt_file_list(dir, &fs, &n);
-  for (size_t i = keep < 1 ? 1 : (size_t)keep; rc == 0 && i < n; i++) {
+  /* Only regular files count and are deleted: a directory or FIFO named
+   * like a checkpoint is not one (readers skip it with a note). */
+  for (size_t i = 0, kept = 0; rc == 0 && i < n; i++) {
+    if (!fs[i].regular || kept++ < (keep < 1 ? 1u : (size_t)keep)) continue;
     if (!(path = ckpt_file_join(dir, fs[i].name))) FAIL(out, MS_ENOMEM, "%s: out of memory", dir);
     if (unlink(path) != 0 && errno != ENOENT)
       FAIL(out, MS_EIO, "%s: cannot delete: %s", path, strerror(errno));

@@ -48,11 +48,13 @@ void ckpt_atomic_close(ckpt_atomic *a, int rc, char **out_path);
 typedef struct {
   int64_t step;
   char name[CKPT_NAME_LEN + 1];
+  int regular; /* 0: a directory, FIFO, device... named like a checkpoint */
 } ckpt_found;
 
-/* Lists the checkpoint files of dir, newest (highest step) first, into
- * *out (malloc'ed; the caller frees it, also on error). A missing dir
- * gives 0 files. */
+/* Lists the checkpoint names of dir, newest (highest step) first, into
+ * *out (malloc'ed; the caller frees it, also on error), each with whether
+ * it is a regular file (stat, following symlinks; never opened). A missing
+ * dir gives 0 files. */
 int ckpt_file_list(const char *dir, ckpt_found **out, size_t *n);
 
 #endif

@@ -8,9 +8,12 @@
 #include "frames.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ms_error.h"
 #include "section.h"
@@ -30,12 +33,122 @@ static int zr_fill(ckpt_zreader *r) {
   return 0;
 }
 
+/* pread of exactly n bytes at off. @return 0, 1 (the file ends first) or
+ * an error. */
+static int read_at(ckpt_zreader *r, void *dst, size_t n, uint64_t off) {
+  if (off > r->file_size || n > r->file_size - off) return 1;
+  for (size_t got = 0; got < n;) {
+    ssize_t k = pread(fileno(r->f), (char *)dst + got, n - got, (off_t)(off + got));
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) return ms_error_set(MS_EIO, "%s: read failed: %s", r->path, strerror(errno));
+    if (k == 0) return 1;
+    got += (size_t)k;
+  }
+  return 0;
+}
+
+/* Walks the blocks of the frame whose header starts at *at (RFC 8878: a
+ * 3-byte header per block; raw and RLE blocks state their content size,
+ * a compressed one holds at most ZSTD_BLOCKSIZE_MAX bytes). *content gets
+ * the frame's declared content size, which must be present and no more
+ * than its blocks can hold; *at moves past the frame.
+ * @return 0, or MS_ECKPT / MS_EIO. */
+static int walk_frame(ckpt_zreader *r, uint64_t *at, int index, uint64_t *content) {
+  static const int did_len[4] = {0, 1, 2, 4}, fcs_len[4] = {0, 2, 4, 8};
+  unsigned char h[18];
+  int rc = read_at(r, h, 5, *at);
+  if (rc < 0) return rc;
+  if (rc == 0 && (h[0] & 0xF0) == 0x50 && h[1] == 0x2A && h[2] == 0x4D && h[3] == 0x18)
+    return ms_error_set(MS_ECKPT, "%s: unexpected skippable zstd frame %d", r->path, index);
+  if ((rc > 0 || memcmp(h, "\x28\xb5\x2f\xfd", 4) != 0) && index == 1)
+    return ms_error_set(MS_ECKPT, "%s: not a zstd file, or truncated", r->path);
+  if (rc > 0 || memcmp(h, "\x28\xb5\x2f\xfd", 4) != 0)
+    return ms_error_set(MS_ECKPT,
+                        "%s: corrupted (unexpected bytes after the zstd frame %d, at byte %" PRIu64
+                        " where frame %d would begin)",
+                        r->path, index - 1, *at, index);
+  unsigned fhd = h[4], single = (fhd >> 5) & 1, fcs = fhd >> 6;
+  size_t hlen = 5 + !single + (size_t)did_len[fhd & 3] + (size_t)(single && !fcs ? 1 : fcs_len[fcs]);
+  if (!single && !fcs)
+    return ms_error_set(MS_ECKPT, "%s: zstd frame %d does not declare its content size", r->path,
+                        index);
+  if ((rc = read_at(r, h, hlen, *at)) != 0)
+    return rc < 0 ? rc : ms_error_set(MS_ECKPT, "%s: truncated (in zstd frame %d's header)", r->path, index);
+  uint64_t declared = 0;
+  size_t fcs_bytes = single && !fcs ? 1 : (size_t)fcs_len[fcs];
+  for (size_t i = fcs_bytes; i > 0; i--) declared = declared << 8 | h[hlen - fcs_bytes + i - 1];
+  if (fcs_bytes == 2) declared += 256;
+  uint64_t can = 0, pos = *at + hlen;
+  for (int last = 0; !last;) {
+    unsigned char b[3];
+    if ((rc = read_at(r, b, 3, pos)) != 0)
+      return rc < 0 ? rc
+                    : ms_error_set(MS_ECKPT, "%s: truncated (the zstd stream ends early, in frame %d)",
+                                   r->path, index);
+    uint32_t bh = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16;
+    uint32_t type = (bh >> 1) & 3, size = bh >> 3;
+    last = bh & 1;
+    if (type == 3 || size > ZSTD_BLOCKSIZE_MAX)
+      return ms_error_set(MS_ECKPT, "%s: corrupted (zstd, frame %d: a bad block header)", r->path,
+                          index);
+    can += type == 2 ? ZSTD_BLOCKSIZE_MAX : size;
+    pos += 3 + (type == 1 ? 1 : size);
+  }
+  pos += (fhd >> 2) & 1 ? 4 : 0; /* the content checksum */
+  if (pos > r->file_size)
+    return ms_error_set(MS_ECKPT, "%s: truncated (the zstd stream ends early, in frame %d)",
+                        r->path, index);
+  if (declared > can)
+    return ms_error_set(MS_ECKPT,
+                        "%s: damaged: zstd frame %d declares %" PRIu64
+                        " bytes but its blocks can hold at most %" PRIu64,
+                        r->path, index, declared, can);
+  *content = declared;
+  *at = pos;
+  return 0;
+}
+
+/* Sums the content sizes the frames declare, each checked against what
+ * its blocks can hold, into r->payload_size: the payload's size, known
+ * before anything is decompressed or allocated. */
+static int walk_frames(ckpt_zreader *r) {
+  uint64_t at = 0, total = 0, content = 0;
+  int n = 0;
+  for (int i = 1; at < r->file_size; i++, n++) {
+    int rc = walk_frame(r, &at, i, &content);
+    if (rc) return rc;
+    if (content > CKPT_MAX_PAYLOAD - total)
+      return ms_error_set(MS_ECKPT, "%s: damaged: the zstd frames declare more than %llu GiB",
+                          r->path, (unsigned long long)(CKPT_MAX_PAYLOAD >> 30));
+    total += content;
+  }
+  r->payload_size = total;
+  r->n_frames = n;
+  return 0;
+}
+
 int ckpt_zr_open(ckpt_zreader *r, const char *path, uint64_t max_size, uint64_t *first_size) {
   r->path = path;
-  r->f = fopen(path, "rb");
-  if (!r->f)
+  /* O_NONBLOCK: a FIFO named like a checkpoint must not block the open;
+   * anything but a regular file is refused before a byte is read. */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0)
     return ms_error_set(errno == ENOENT ? MS_ECKPT : MS_EIO, "%s: cannot open: %s", path,
                         strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    int dir = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
+    close(fd);
+    return ms_error_set(MS_ECKPT, "%s: not a regular file (%s)", path,
+                        dir ? "a directory" : "a FIFO, device or socket");
+  }
+  r->file_size = (uint64_t)st.st_size;
+  if (!(r->f = fdopen(fd, "rb"))) {
+    close(fd);
+    return ms_error_set(MS_ENOMEM, "%s: out of memory", path);
+  }
+  int wrc = walk_frames(r);
+  if (wrc) return wrc;
   r->icap = ZSTD_DStreamInSize();
   r->ibuf = malloc(r->icap);
   r->dctx = ZSTD_createDCtx();

@@ -35,12 +35,20 @@ typedef struct {
   uint64_t data_start; /* payload offset of the data section; 0 until known
                           (set by the caller: it only words messages) */
   uint64_t data_size;  /* its size by the header (likewise) */
+  uint64_t file_size;    /* the compressed file's size */
+  uint64_t payload_size; /* the sum of the frames' declared content sizes,
+                            each no more than its blocks can hold */
+  int n_frames;          /* how many frames the file holds */
 } ckpt_zreader;
 
-/* Opens path and reads its first block; *first_size gets the content size
- * the first frame declares, which must lie in [8, max_size] (the first
- * frame holds the header length and the header). Call ckpt_zr_close
- * whatever this returns; r must be zeroed first. */
+/* Opens path, a regular file only (never blocking on a FIFO), walks the
+ * frame and block headers to set payload_size (each frame must declare
+ * its content size, no more than its blocks can hold: so no size a reader
+ * allocates can exceed what the file's bytes can decompress to), and reads
+ * its first block; *first_size gets the content size the first frame
+ * declares, which must lie in [8, max_size] (the first frame holds the
+ * header length and the header). Call ckpt_zr_close whatever this
+ * returns; r must be zeroed first. */
 int ckpt_zr_open(ckpt_zreader *r, const char *path, uint64_t max_size, uint64_t *first_size);
 
 /* Reads exactly n payload bytes, crossing frames as needed. A stream that

@@ -183,19 +183,23 @@ static int meta_field(const char *path, json_t *md, const char *key, int hex, ui
                       uint64_t *out) {
   json_t *v = json_object_get(md, key);
   if (!v) return ms_error_set(MS_ECKPT, "%s: metadata key '%s' is missing", path, key);
+  char q[128];
   if (parse_u64(json_string_value(v), hex, max, out))
     return ms_error_set(MS_ECKPT, "%s: metadata '%s' = '%s' is not a valid %s", path, key,
-                        json_string_value(v), hex ? "16-digit hex hash" : "number");
+                        ms_escape(json_string_value(v), 0, q, sizeof q),
+                        hex ? "16-digit hex hash" : "number");
   return 0;
 }
 
 /* Checks the format name and version of __metadata__ md. */
 static int parse_format(const char *path, json_t *md, int *version) {
   json_t *v = json_object_get(md, "format");
+  char q[128];
   if (!v || strcmp(json_string_value(v), CKPT_FORMAT_NAME) != 0)
     return ms_error_set(
         MS_ECKPT, "%s: not a midscale checkpoint (metadata 'format' is %s%s%s, expected '%s')",
-        path, v ? "'" : "", v ? json_string_value(v) : "missing", v ? "'" : "", CKPT_FORMAT_NAME);
+        path, v ? "'" : "", v ? ms_escape(json_string_value(v), 0, q, sizeof q) : "missing",
+        v ? "'" : "", CKPT_FORMAT_NAME);
   uint64_t fv;
   int rc = meta_field(path, md, "format_version", 0, INT32_MAX, &fv);
   if (rc) return rc;
@@ -210,6 +214,7 @@ static int parse_format(const char *path, json_t *md, int *version) {
 
 /* Checks __metadata__ and fills h's meta, version, data_hash and config. */
 static int parse_meta(const char *path, json_t *root, ckpt_hdr *h) {
+  char q[256];
   json_t *md = json_object_get(root, "__metadata__"), *v;
   const char *key;
   if (!json_is_object(md))
@@ -219,7 +224,7 @@ static int parse_meta(const char *path, json_t *root, ckpt_hdr *h) {
     if (!json_is_string(v))
       return ms_error_set(MS_ECKPT,
                           "%s: metadata '%s' is not a string (safetensors requires string values)",
-                          path, key);
+                          path, ms_escape(key, 0, q, sizeof q));
   }
   int rc = parse_format(path, md, &h->version);
   if (rc) return rc;
@@ -233,6 +238,11 @@ static int parse_meta(const char *path, json_t *root, ckpt_hdr *h) {
   if (u[3] < 1) return ms_error_set(MS_ECKPT, "%s: metadata 'world_size' is 0", path);
   v = json_object_get(md, "config");
   if (!v) return ms_error_set(MS_ECKPT, "%s: metadata key 'config' is missing", path);
+  if (json_string_length(v) > CKPT_MAX_CONFIG)
+    return ms_error_set(MS_ECKPT, "%s: damaged: the saved config has %zu bytes (at most %u)", path,
+                        json_string_length(v), CKPT_MAX_CONFIG);
+  if (strlen(json_string_value(v)) != json_string_length(v))
+    return ms_error_set(MS_ECKPT, "%s: damaged: the saved config holds a NUL character", path);
   ckpt_meta *m = &h->meta;
   m->step = (int64_t)u[0];
   m->epoch = (int64_t)u[1];
@@ -249,7 +259,7 @@ static int parse_meta(const char *path, json_t *root, ckpt_hdr *h) {
     m->byte_shuffle = 1;
   else if (v)
     return ms_error_set(MS_ECKPT, "%s: unknown byte_shuffle '%s' (this build reads 4)", path,
-                        json_string_value(v));
+                        ms_escape(json_string_value(v), 0, q, sizeof q));
   return 0;
 }
 
@@ -257,29 +267,31 @@ static int parse_meta(const char *path, json_t *root, ckpt_hdr *h) {
 static int parse_entry(const char *path, const char *name, json_t *v, ckpt_entry *e) {
   json_t *dtype = json_object_get(v, "dtype"), *shape = json_object_get(v, "shape");
   json_t *offs = json_object_get(v, "data_offsets");
+  char qn[256], qd[64];
+  const char *q = ms_escape(name, 0, qn, sizeof qn);
   e->name = name;
   e->req = -1;
   if (!json_is_object(v) || !json_is_string(dtype) || !json_is_array(shape) || !json_is_array(offs))
-    return ms_error_set(MS_ECKPT, "%s: tensor '%s' lacks dtype, shape or data_offsets", path, name);
+    return ms_error_set(MS_ECKPT, "%s: tensor '%s' lacks dtype, shape or data_offsets", path, q);
   if (strcmp(json_string_value(dtype), "F32") != 0)
     return ms_error_set(MS_ECKPT,
                         "%s: tensor '%s' has dtype %s; midscale checkpoints hold F32 only", path,
-                        name, json_string_value(dtype));
+                        q, ms_escape(json_string_value(dtype), 0, qd, sizeof qd));
   size_t nd = json_array_size(shape);
   if (nd > CKPT_MAX_DIMS)
-    return ms_error_set(MS_ECKPT, "%s: tensor '%s' has %zu dimensions (at most %d)", path, name, nd,
+    return ms_error_set(MS_ECKPT, "%s: tensor '%s' has %zu dimensions (at most %d)", path, q, nd,
                         CKPT_MAX_DIMS);
   e->ndim = (int)nd;
   for (size_t d = 0; d < nd; d++) {
     json_t *x = json_array_get(shape, d);
     if (!json_is_integer(x) || json_integer_value(x) < 0)
-      return ms_error_set(MS_ECKPT, "%s: tensor '%s' has an invalid shape", path, name);
+      return ms_error_set(MS_ECKPT, "%s: tensor '%s' has an invalid shape", path, q);
     e->shape[d] = json_integer_value(x);
   }
   json_t *b = json_array_get(offs, 0), *en = json_array_get(offs, 1);
   if (json_array_size(offs) != 2 || !json_is_integer(b) || !json_is_integer(en) ||
       json_integer_value(b) < 0 || json_integer_value(en) < json_integer_value(b))
-    return ms_error_set(MS_ECKPT, "%s: tensor '%s' has invalid data_offsets", path, name);
+    return ms_error_set(MS_ECKPT, "%s: tensor '%s' has invalid data_offsets", path, q);
   e->begin = (uint64_t)json_integer_value(b);
   e->end = (uint64_t)json_integer_value(en);
   int64_t bytes = ckpt_sec_tensor_bytes(e->ndim, e->shape);
@@ -287,13 +299,14 @@ static int parse_entry(const char *path, const char *name, json_t *v, ckpt_entry
     return ms_error_set(MS_ECKPT,
                         "%s: tensor '%s' has data_offsets [%" PRIu64 ", %" PRIu64
                         "] that do not match its shape",
-                        path, name, e->begin, e->end);
+                        path, q, e->begin, e->end);
   return 0;
 }
 
 /* Parses the tensor entries, sorts them by offset and checks that they
  * tile the data section. */
 static int parse_entries(const char *path, json_t *root, ckpt_hdr *h) {
+  char qn[256];
   h->ne = json_object_size(root) - 1;
   h->es = calloc(h->ne ? h->ne : 1, sizeof *h->es);
   if (!h->es) return ms_error_set(MS_ENOMEM, "%s: out of memory", path);
@@ -311,7 +324,7 @@ static int parse_entries(const char *path, json_t *root, ckpt_hdr *h) {
     if (h->es[j].begin != pos)
       return ms_error_set(MS_ECKPT,
                           "%s: tensor '%s' data_offsets leave a gap or overlap at byte %" PRIu64,
-                          path, h->es[j].name, pos);
+                          path, ms_escape(h->es[j].name, 0, qn, sizeof qn), pos);
     pos = h->es[j].end;
     if (pos > CKPT_MAX_PAYLOAD)
       return ms_error_set(MS_ECKPT, "%s: the tensors cover more than %llu bytes", path,
@@ -321,8 +334,58 @@ static int parse_entries(const char *path, json_t *root, ckpt_hdr *h) {
   return 0;
 }
 
+/* JSON values a header may hold per tensor entry ("name": {"dtype": "F32",
+ * "shape": [4 dims], "data_offsets": [b, e]} counts 14 separators and
+ * openings), and for the metadata map. */
+#define HDR_VALUES_PER_TENSOR 16
+#define HDR_VALUES_META 64
+
+/* Counts the header's structure without parsing it: openings and
+ * separators outside strings (about one per JSON value), tensor entries
+ * (objects opened at depth 1, less __metadata__), the depth. Refuses a
+ * header that no count of tensors within the limit can justify, before
+ * jansson spends ~50 bytes of memory per value. */
+static int hdr_prescan(const char *path, const char *text, size_t len) {
+  uint64_t values = 0, objects = 0;
+  int depth = 0, in_str = 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = text[i];
+    if (in_str) {
+      if (ch == '\\')
+        i++;
+      else if (ch == '"')
+        in_str = 0;
+      continue;
+    }
+    if (ch == '"') {
+      in_str = 1;
+    } else if (ch == '{' || ch == '[') {
+      values++;
+      if (ch == '{' && depth == 1) objects++;
+      if (++depth > 3)
+        return ms_error_set(MS_ECKPT, "%s: damaged header: JSON nested deeper than 3 levels", path);
+    } else if (ch == '}' || ch == ']') {
+      depth--;
+    } else if (ch == ',' || ch == ':') {
+      values++;
+    }
+  }
+  uint64_t tensors = objects ? objects - 1 : 0;
+  if (tensors > CKPT_MAX_TENSORS)
+    return ms_error_set(MS_ECKPT, "%s: damaged header: %" PRIu64 " tensor entries (at most %d)",
+                        path, tensors, CKPT_MAX_TENSORS);
+  if (values > HDR_VALUES_PER_TENSOR * tensors + HDR_VALUES_META)
+    return ms_error_set(MS_ECKPT,
+                        "%s: damaged header: %" PRIu64 " JSON values for %" PRIu64
+                        " tensor entries (at most %" PRIu64 ")",
+                        path, values, tensors, HDR_VALUES_PER_TENSOR * tensors + HDR_VALUES_META);
+  return 0;
+}
+
 int ckpt_hdr_parse(const char *path, const char *text, size_t len, ckpt_hdr *h) {
   memset(h, 0, sizeof *h);
+  int prc = hdr_prescan(path, text, len);
+  if (prc) return prc;
   json_error_t jerr;
   json_t *root =
       len && text[0] == '{' ? json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;

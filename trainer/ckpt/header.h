@@ -21,8 +21,16 @@
 #include "ckpt.h"
 
 #define CKPT_FORMAT_NAME "midscale-ckpt"
-/* Refuse headers whose declared size no midscale model needs. */
-#define CKPT_MAX_HEADER (64ULL << 20)
+/* Limits on a header (README "Checkpoints"), checked before the JSON is
+ * parsed, since a JSON parser's memory grows with the number of values far
+ * faster than with the text: at most CKPT_MAX_HEADER bytes, CKPT_MAX_TENSORS
+ * tensor entries, nesting 3 deep (header, entry, shape), and no more JSON
+ * values than that many entries and the metadata hold. The saved config is
+ * at most CKPT_MAX_CONFIG bytes, config.h's CONFIG_MAX_BYTES (JSON escaping
+ * may make it up to 6 times longer in the header). */
+#define CKPT_MAX_HEADER (8ULL << 20)
+#define CKPT_MAX_TENSORS 4096
+#define CKPT_MAX_CONFIG (1u << 20)
 
 /* Checks the metadata a writer is given: the reader would refuse a step
  * without a file name, a negative cursor or world_size < 1. */

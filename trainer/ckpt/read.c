@@ -77,7 +77,7 @@ static int match_tensors(const char *path, ckpt_entry *es, size_t ne, const ckpt
       return ms_error_set(MS_ECKPT,
                           "%s: the file holds tensor '%s' that the model does not have: this "
                           "checkpoint was made for another model",
-                          path, es[j].name);
+                          path, ms_escape(es[j].name, 0, fs, sizeof fs));
   return 0;
 }
 
@@ -90,8 +90,10 @@ static int take_all(const char *path, ckpt_hdr *h, ckpt_contents *all) {
   for (size_t j = 0; j < h->ne; j++) {
     ckpt_entry *e = &h->es[j];
     ckpt_tensor *t = &all->tensors[j];
+    char q[128];
     if (e->begin % sizeof(float))
-      return ms_error_set(MS_ECKPT, "%s: tensor '%s' is not 4-byte aligned", path, e->name);
+      return ms_error_set(MS_ECKPT, "%s: tensor '%s' is not 4-byte aligned", path,
+                          ms_escape(e->name, 0, q, sizeof q));
     if (!(t->name = strdup(e->name))) return ms_error_set(MS_ENOMEM, "%s: out of memory", path);
     all->n_tensors = (int)j + 1;
     t->ndim = e->ndim;
@@ -117,20 +119,26 @@ static int read_header(const char *path, ckpt_zreader *r, ckpt_hdr *h) {
   free(text);
   r->data_start = 8 + hlen;
   r->data_size = h->data_size;
+  /* Before anything is sized by the header: the tensors must cover exactly
+   * what the frames declare, which their blocks can hold (frames.h). */
+  if (rc == 0 && r->data_size > r->payload_size - r->data_start)
+    rc = ms_error_set(MS_ECKPT,
+                      "%s: the tensors cover %" PRIu64 " bytes but the data section has %" PRIu64
+                      ": the zstd stream ends after frame %d",
+                      path, r->data_size, r->payload_size - r->data_start, r->n_frames);
+  else if (rc == 0 && r->data_size < r->payload_size - r->data_start)
+    rc = ms_error_set(MS_ECKPT,
+                      "%s: the payload is longer than its header says (the tensors cover %" PRIu64
+                      " bytes, the zstd frames hold %" PRIu64
+                      "): unexpected bytes after the zstd frames",
+                      path, r->data_size, r->payload_size - r->data_start);
   return rc;
 }
 
-/* Whether the file, by its header, fits what the caller asked: accept's
- * word, the requested tensors, the layout hash. @return 0 or the error
- * (its message recorded). */
+/* Whether the file, by its header, fits the requested tensors and layout
+ * hash. @return 0 or the error (its message recorded). */
 static int check_fit(const char *path, ckpt_hdr *h, const ckpt_tensor *tensors, int n_tensors,
-                     uint64_t expected_layout_hash, ckpt_accept_fn accept, void *ctx) {
-  if (accept) {
-    ckpt_meta view = h->meta;
-    view.config = (char *)h->config;
-    int rc = accept(ctx, path, &view);
-    if (rc) return rc;
-  }
+                     uint64_t expected_layout_hash) {
   if (!tensors) return 0;
   int rc = match_tensors(path, h->es, h->ne, tensors, n_tensors);
   if (rc) return rc;
@@ -142,6 +150,29 @@ static int check_fit(const char *path, ckpt_hdr *h, const ckpt_tensor *tensors, 
   return 0;
 }
 
+/* Asks accept (if any) about a verified file's metadata: only then is the
+ * saved config parsed, so a damaged file never reaches the YAML parser. */
+static int ask_accept(const char *path, const ckpt_hdr *h, ckpt_accept_fn accept, void *ctx) {
+  if (!accept) return 0;
+  ckpt_meta view = h->meta;
+  view.config = (char *)h->config;
+  return accept(ctx, path, &view);
+}
+
+/* Hashes the values of n byte-shuffled floats (plane b of x holds byte b
+ * of every float) through a small buffer: a tensor only being verified
+ * costs its stored size once, not twice. */
+static void hash_shuffled(const unsigned char *x, size_t n, ckpt_hasher *hs) {
+  unsigned char buf[4096];
+  for (size_t i = 0; i < n;) {
+    size_t k = n - i < sizeof buf / 4 ? n - i : sizeof buf / 4;
+    for (size_t j = 0; j < k; j++)
+      for (size_t b = 0; b < 4; b++) buf[4 * j + b] = x[b * n + i + j];
+    ckpt_hasher_update(hs, buf, 4 * k);
+    i += k;
+  }
+}
+
 /* Reads one entry's bytes into its destination (or a buffer of its own
  * when it has none but is byte-shuffled), unshuffled, and hashes them. */
 static int read_whole(const char *path, ckpt_zreader *r, const ckpt_entry *e, float *dst,
@@ -151,6 +182,11 @@ static int read_whole(const char *path, ckpt_zreader *r, const ckpt_entry *e, fl
   if (!dst && !(dst = own = malloc((size_t)left)))
     return ms_error_set(MS_ENOMEM, "%s: out of memory", path);
   int rc = ckpt_zr_read(r, dst, (size_t)left);
+  if (rc == 0 && own && shuffled) {
+    hash_shuffled((const unsigned char *)own, (size_t)left / sizeof(float), hs);
+    free(own);
+    return 0;
+  }
   if (rc == 0 && shuffled && left) {
     float *tmp = malloc((size_t)left);
     if (!tmp)
@@ -203,9 +239,10 @@ out:
 
 /* The whole reader. With tensors == NULL it verifies everything but keeps
  * only the metadata; with `all` it loads every tensor the file holds. A
- * file that does not fit (accept refuses it, tensors or layout hash differ)
- * is read on to the end before that is reported, and *verified (if not
- * NULL) says whether the file itself verified. */
+ * file that does not fit (tensors or layout hash differ) is read on to the
+ * end before that is reported; accept is asked only once the file
+ * verified; *verified (if not NULL) says whether the file itself
+ * verified. */
 static int read_ckpt(const char *path, const ckpt_tensor *tensors, int n_tensors,
                      uint64_t expected_layout_hash, ckpt_accept_fn accept, void *ctx,
                      ckpt_meta *meta, ckpt_contents *all, int *verified) {
@@ -220,13 +257,20 @@ static int read_ckpt(const char *path, const ckpt_tensor *tensors, int n_tensors
   if ((rc = read_header(path, &r, &h)) != 0) goto out;
   if (all && (rc = take_all(path, &h, all)) != 0) goto out;
   if (all) tensors = NULL; /* take_all set the destinations: nothing to match */
-  fit_rc = check_fit(path, &h, tensors, n_tensors, expected_layout_hash, accept, ctx);
+  fit_rc = check_fit(path, &h, tensors, n_tensors, expected_layout_hash);
   if (fit_rc) {
     if (!(fit_msg = strdup(ms_error_msg()))) FAIL(out, MS_ENOMEM, "%s: out of memory", path);
     for (size_t j = 0; j < h.ne; j++) h.es[j].req = -1; /* read on, into scratch */
   }
   if ((rc = read_data(path, &r, &h, all ? all->tensors : tensors)) != 0) goto out;
   if (verified) *verified = 1;
+  /* The config is asked about first, so that a changed model is named by
+   * its keys rather than by the tensor shapes. */
+  if ((rc = ask_accept(path, &h, accept, ctx)) == CKPT_DAMAGED) {
+    if (verified) *verified = 0; /* passed over like a file that does not verify */
+    rc = MS_ECKPT;
+  }
+  if (rc) goto out;
   if (fit_rc) FAIL(out, fit_rc, "%s", fit_msg);
   if (meta) {
     if (!(h.meta.config = strdup(h.config))) FAIL(out, MS_ENOMEM, "%s: out of memory", path);
@@ -294,6 +338,13 @@ static int scan_dir(const char *dir, const ckpt_tensor *t, int n_tensors,
   for (size_t i = 0; i < n && rc == 1; i++) {
     if (!(p = ckpt_file_join(dir, fs[i].name))) FAIL(out, MS_ENOMEM, "%s: out of memory", dir);
     int verified = 0;
+    if (!fs[i].regular) {
+      ms_error_set(MS_ECKPT, "%s: not a regular file, skipped", p);
+      if (append_line(list, ms_error_msg()) != 0) FAIL(out, MS_ENOMEM, "%s: out of memory", dir);
+      free(p);
+      p = NULL;
+      continue;
+    }
     int r = read_ckpt(p, t, n_tensors, expected_layout_hash, accept, ctx, meta, NULL, &verified);
     if (r == 0) {
       *out_path = p;

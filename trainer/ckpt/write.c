@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ckpt.h"
 #include "datahash.h"
@@ -96,6 +97,13 @@ int ckpt_write_mt(const char *dir, const ckpt_tensor *tensors, int n_tensors, co
 
 int ckpt_export(const char *in_path, const char *out_path, const char *skip_prefix) {
   ckpt_contents c;
+  struct stat si, so;
+  /* The output replaces its path by rename: never onto the input, whatever
+   * the spelling (a symlink, a hard link, "./x"). */
+  if (stat(in_path, &si) == 0 && stat(out_path, &so) == 0 && si.st_dev == so.st_dev &&
+      si.st_ino == so.st_ino)
+    return ms_error_set(MS_EUSAGE, "export: %s is the checkpoint being read (%s): choose another output",
+                        out_path, in_path);
   int rc = ckpt_load(in_path, &c);
   if (rc) return rc;
   ckpt_tensor *keep = malloc(sizeof *keep * (size_t)(c.n_tensors ? c.n_tensors : 1));

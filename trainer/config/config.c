@@ -23,10 +23,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 /* ---- overrides ------------------------------------------------------------------ */
@@ -57,6 +60,16 @@ static void reset_dropped_keys(const ms_layer_cfg *before, ms_layer_cfg *after) 
     if (cfg_layer_key_applies(before, j) && !cfg_layer_key_applies(after, j))
       memcpy((char *)after + k->off, (const char *)&d + k->off, k->size);
   }
+}
+
+/* @return 1 when the parser holds another document (or a syntax error
+ * after the first), 0 at the end of the stream. */
+static int more_documents(yaml_parser_t *parser) {
+  yaml_document_t extra;
+  if (!yaml_parser_load(parser, &extra)) return 1;
+  int more = yaml_document_get_root_node(&extra) != NULL;
+  yaml_document_delete(&extra);
+  return more;
 }
 
 int config_override(ms_config *cfg, const char *assignment) {
@@ -107,6 +120,14 @@ int config_override(ms_config *cfg, const char *assignment) {
     goto out;
   }
   const yaml_node_t *node = yaml_document_get_root_node(&doc);
+  /* A second document ("1\n---\n2") would be ignored: refuse it. */
+  if (node && more_documents(&parser)) {
+    char q[512];
+    rc = ms_error_set(MS_ECONFIG, "--set %s: expected one YAML value, found more than one document",
+                      ms_escape(assignment, 0, q, sizeof q));
+    yaml_document_delete(&doc);
+    goto out;
+  }
   ms_layer_cfg layer, before;
   if (index >= 0 && index < n)
     memcpy(&layer, &cfg->model.layers[index], sizeof layer);
@@ -143,13 +164,31 @@ out:
 /* ---- reading the file ------------------------------------------------------------ */
 
 int config_read_file(const char *path, char **out, size_t *len) {
-  FILE *f = fopen(path, "rb");
   char *buf = NULL, *nb;
   size_t n = 0, cap = 0, got;
   int err;
   *out = NULL;
   *len = 0;
-  if (!f) return ms_error_set(MS_EUSAGE, "cannot read config '%s': %s", path, strerror(errno));
+  /* O_NONBLOCK: a FIFO must not block the open; only a regular file is read. */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0) return ms_error_set(MS_EUSAGE, "cannot read config '%s': %s", path, strerror(errno));
+  if (fstat(fd, &st) != 0) st.st_mode = 0;
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return ms_error_set(MS_EUSAGE, "cannot read config '%s': %s", path,
+                        S_ISDIR(st.st_mode) ? "it is a directory" : "not a regular file");
+  }
+  if ((uint64_t)st.st_size > CONFIG_MAX_BYTES) {
+    close(fd);
+    return ms_error_set(MS_ECONFIG, "%s:1:1: expected a config of at most %u bytes, found %lld bytes",
+                        path, CONFIG_MAX_BYTES, (long long)st.st_size);
+  }
+  FILE *f = fdopen(fd, "rb");
+  if (!f) {
+    close(fd);
+    return ms_error_set(MS_ENOMEM, "out of memory reading config '%s'", path);
+  }
   do {
     if (cap - n < 4096 + 1) {
       cap = cap ? cap * 2 : 8192;
@@ -162,7 +201,7 @@ int config_read_file(const char *path, char **out, size_t *len) {
     }
     got = fread(buf + n, 1, cap - n - 1, f);
     n += got;
-  } while (got > 0);
+  } while (got > 0 && n <= CONFIG_MAX_BYTES);
   err = ferror(f) ? errno : 0;
   fclose(f);
   if (err) {

@@ -240,13 +240,23 @@ typedef struct {
 /* Fills every key with its default. */
 void config_defaults(ms_config *cfg);
 
+/* Limits on a config text, a file's or the one saved in a checkpoint
+ * (README "Checkpoints"): libyaml's time grows with the square of the
+ * nesting depth of flow collections, so depth is counted while parsing and
+ * a text nested deeper stops there, before the costly part. A real config
+ * is a few KiB, nested 4 levels deep. */
+#define CONFIG_MAX_BYTES (1u << 20)
+#define CONFIG_MAX_DEPTH 32
+
 /* Parses YAML text (len bytes, need not be NUL-terminated) into cfg, which
- * should hold defaults. `filename` is only used in messages.
+ * should hold defaults. `filename` is only used in messages. A text over
+ * CONFIG_MAX_BYTES or nested deeper than CONFIG_MAX_DEPTH is refused.
  * @return 0, or MS_ECONFIG with every problem of the text in the message. */
 int config_parse(ms_config *cfg, const char *text, size_t len, const char *filename);
 
 /* Applies one `section.key=value` override (the value is parsed as YAML
- * scalar and type-checked like the file); list items as
+ * scalar and type-checked like the file; a second YAML document in the
+ * value is refused); list items as
  * `model.layers[1].units=512`.
  * @return 0 or MS_ECONFIG. */
 int config_override(ms_config *cfg, const char *assignment);
@@ -309,8 +319,10 @@ const char *config_enum_name(const char *key, int v);
  * Caller frees. NULL on OOM. */
 char *config_reference(void);
 
-/* Reads a whole file. @return 0, MS_EUSAGE (missing/unreadable, message names
- * the path and strerror). *out is NUL-terminated; caller frees. */
+/* Reads a whole file, a regular one of at most CONFIG_MAX_BYTES.
+ * @return 0, MS_EUSAGE (missing/unreadable, message names the path and
+ * strerror), MS_ECONFIG (not a regular file, or too long). *out is
+ * NUL-terminated; caller frees. */
 int config_read_file(const char *path, char **out, size_t *len);
 
 #endif

@@ -187,6 +187,11 @@ static void parse_root(pctx *c, const yaml_node_t *root) {
     yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
     yaml_node_t *vn = yaml_document_get_node(c->doc, p->value);
     size_t s = 0;
+    if (kn->type == YAML_SCALAR_NODE &&
+        memchr(kn->data.scalar.value, '\0', kn->data.scalar.length)) {
+      perr(c, kn->start_mark, "expected a section name, found a key with a NUL character");
+      continue;
+    }
     if (kn->type == YAML_SCALAR_NODE)
       snprintf(name, sizeof name, "%.*s", (int)kn->data.scalar.length,
                (const char *)kn->data.scalar.value);
@@ -250,6 +255,47 @@ static void yaml_problem(pctx *c, const yaml_parser_t *p, const char *text, size
   }
 }
 
+/* Checks the size, then the nesting depth event by event, stopping at the
+ * first collection too deep: libyaml's scanner slows down with the square
+ * of the flow depth, so a deep text must never be loaded whole. A syntax
+ * error ends the walk quietly: yaml_parser_load reports it.
+ * @return 1 within the limits (or a syntax error), 0 refused, -1 OOM. */
+static int within_limits(pctx *c, const char *text, size_t len) {
+  if (len > CONFIG_MAX_BYTES) {
+    perr(c, (yaml_mark_t){0}, "expected a config of at most %u bytes, found %zu bytes",
+         CONFIG_MAX_BYTES, len);
+    return 0;
+  }
+  yaml_parser_t p;
+  yaml_event_t ev;
+  int depth = 0, ok = 1;
+  if (!yaml_parser_initialize(&p)) return -1;
+  yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+  for (;;) {
+    if (!yaml_parser_parse(&p, &ev)) {
+      ok = p.error == YAML_MEMORY_ERROR ? -1 : 1;
+      break;
+    }
+    yaml_event_type_t t = ev.type;
+    yaml_mark_t m = ev.start_mark;
+    yaml_event_delete(&ev);
+    if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
+      if (++depth > CONFIG_MAX_DEPTH) {
+        perr(c, m, "expected lists and mappings nested at most %d deep, found deeper nesting",
+             CONFIG_MAX_DEPTH);
+        ok = 0;
+        break;
+      }
+    } else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
+      depth--;
+    } else if (t == YAML_STREAM_END_EVENT) {
+      break;
+    }
+  }
+  yaml_parser_delete(&p);
+  return ok;
+}
+
 int config_parse(ms_config *cfg, const char *text, size_t len, const char *filename) {
   yaml_parser_t parser;
   yaml_document_t doc, extra;
@@ -262,7 +308,11 @@ int config_parse(ms_config *cfg, const char *text, size_t len, const char *filen
   memcpy(c.cfg, cfg, sizeof *cfg);
   if (!yaml_parser_initialize(&parser)) goto out_cfg;
   yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-  if (!yaml_parser_load(&parser, &doc)) {
+  int lim = within_limits(&c, text, len);
+  if (lim < 0) goto out_parser;
+  if (lim == 0) {
+    /* refused: reported by within_limits */
+  } else if (!yaml_parser_load(&parser, &doc)) {
     if (parser.error == YAML_MEMORY_ERROR) goto out_parser;
     yaml_problem(&c, &parser, text, len);
   } else {
