@@ -190,6 +190,31 @@ static int fetch_stored(chunk_cache *cc, hsize_t *off, hsize_t *stored, uint32_t
   return rc;
 }
 
+int chunk_decode(struct libdeflate_decompressor *inflater, const unsigned char *stored,
+                 size_t stored_bytes, int deflated, size_t shuffle_size, unsigned char *scratch,
+                 unsigned char *dst, size_t chunk_bytes, char why[160]) {
+  int shuffled = shuffle_size > 1;
+  unsigned char *out = shuffled ? scratch : dst;
+  size_t got = stored_bytes;
+  if (deflated) {
+    enum libdeflate_result r =
+        libdeflate_zlib_decompress(inflater, stored, stored_bytes, out, chunk_bytes, &got);
+    if (r == LIBDEFLATE_INSUFFICIENT_SPACE)
+      got = chunk_bytes + 1;
+    else if (r != LIBDEFLATE_SUCCESS)
+      got = SIZE_MAX;
+  } else if (got == chunk_bytes)
+    memcpy(out, stored, got);
+  if (got == SIZE_MAX)
+    snprintf(why, 160, "its chunk does not inflate (the deflate stream is damaged)");
+  else if (got != chunk_bytes)
+    snprintf(why, 160, "its chunk holds %s %zu bytes",
+             got < chunk_bytes ? "fewer than" : "more than", chunk_bytes);
+  else if (shuffled)
+    unshuffle(out, chunk_bytes, shuffle_size, dst);
+  return got == chunk_bytes ? 0 : -1;
+}
+
 /* Chunk c read as stored and decoded into dst. 1: done; 0: the chunk is
  * not allocated or was stored with a filter skipped other than the two
  * handled here, read it with H5Dread; -1: error. */
@@ -213,27 +238,9 @@ static int read_direct(chunk_cache *cc, uint64_t c, uint64_t len, unsigned char 
     snprintf(why, sizeof why, "out of memory");
     rc = -1;
   }
-  if (rc > 0) {
-    unsigned char *out = shuffled ? d->unshuf : dst;
-    size_t got = (size_t)stored;
-    if (deflated) {
-      enum libdeflate_result r =
-          libdeflate_zlib_decompress(d->inflater, d->zbuf, (size_t)stored, out, chunk_bytes, &got);
-      if (r == LIBDEFLATE_INSUFFICIENT_SPACE)
-        got = chunk_bytes + 1;
-      else if (r != LIBDEFLATE_SUCCESS)
-        got = SIZE_MAX;
-    } else if (got == chunk_bytes)
-      memcpy(out, d->zbuf, got);
-    if (got == SIZE_MAX)
-      snprintf(why, sizeof why, "its chunk does not inflate (the deflate stream is damaged)");
-    else if (got != chunk_bytes)
-      snprintf(why, sizeof why, "its chunk holds %s %zu bytes",
-               got < chunk_bytes ? "fewer than" : "more than", chunk_bytes);
-    else if (shuffled)
-      unshuffle(out, chunk_bytes, d->shuffle_size, dst);
-    if (got != chunk_bytes) rc = -1;
-  }
+  if (rc > 0 && chunk_decode(d->inflater, d->zbuf, (size_t)stored, deflated,
+                             shuffled ? d->shuffle_size : 1, d->unshuf, dst, chunk_bytes, why) < 0)
+    rc = -1;
   if (rc < 0)
     h5util_set_err(err, errlen,
                    "cannot read samples %" PRIu64 "..%" PRIu64

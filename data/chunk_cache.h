@@ -117,6 +117,20 @@ size_t chunk_cache_shared_zeroed(const chunk_cache *cc);
  * and mapped until chunk_cache_free). */
 void chunk_cache_share(chunk_cache *cc, void *mem);
 
+/* The pure decode step of a direct chunk read (no HDF5): `stored` (the
+ * chunk's stored_bytes as H5Dread_chunk gives them) inflated with
+ * `inflater` when deflated (a zlib stream), then unshuffled when
+ * shuffle_size > 1 (HDF5's shuffle filter with elements of that many
+ * bytes, through scratch, chunk_bytes of room), into dst (chunk_bytes).
+ * The result must be exactly chunk_bytes long: a stream that inflates to
+ * more or fewer bytes, or does not inflate, is refused.
+ * @return 0, or -1 with the reason in why (the tail of the caller's
+ * message). Exposed for tests/fuzz/fuzz_chunk.c. */
+struct libdeflate_decompressor;
+int chunk_decode(struct libdeflate_decompressor *inflater, const unsigned char *stored,
+                 size_t stored_bytes, int deflated, size_t shuffle_size, unsigned char *scratch,
+                 unsigned char *dst, size_t chunk_bytes, char why[160]);
+
 /* Memory for large buffers filled once and then read at random (the inputs
  * in memory, the slots): an anonymous mapping, 2 MiB aligned, with
  * transparent huge pages requested where Linux has them, because first
