@@ -307,30 +307,41 @@ typedef struct {
   const char *link; /* --link, NULL = not given */
 } check_args;
 
+/* Option `name` at argv[*i], as "--name VALUE" or "--name=VALUE": 1 with
+ * *value set (NULL when the value is missing; *i then points past what
+ * was used), 0 when argv[*i] is another argument. */
+static int option(int argc, char **argv, int *i, const char *name, const char **value) {
+  size_t n = strlen(name);
+  if (strncmp(argv[*i], name, n) != 0 || (argv[*i][n] != '\0' && argv[*i][n] != '='))
+    return 0;
+  *value = argv[*i][n] == '=' ? argv[*i] + n + 1 : (*i + 1 < argc ? argv[++*i] : NULL);
+  return 1;
+}
+
+/* A count in [1, 2^20] for --world and --nodes. @return 0, or -1. */
+static int parse_count(const char *v, int *out) {
+  char *end = NULL;
+  long n = v ? strtol(v, &end, 10) : 0;
+  if (!v || !*v || *end || n < 1 || n > 1 << 20) return -1;
+  *out = (int)n;
+  return 0;
+}
+
 static int parse_args(int argc, char **argv, check_args *a) {
   for (int i = 0; i < argc; i++) {
-    if (strcmp(argv[i], "--set") == 0 || strncmp(argv[i], "--set=", 6) == 0) {
-      const char *v = argv[i][5] == '=' ? argv[i] + 6 : (i + 1 < argc ? argv[++i] : NULL);
+    const char *v = NULL;
+    if (option(argc, argv, &i, "--set", &v)) {
       if (!v) return ms_error_set(MS_EUSAGE, "check: --set needs section.key=value");
       if (a->n_overrides == MAX_OVERRIDES)
         return ms_error_set(MS_EUSAGE, "check: too many --set options");
       a->overrides[a->n_overrides++] = v;
-    } else if (strcmp(argv[i], "--world") == 0 || strncmp(argv[i], "--world=", 8) == 0) {
-      const char *v = argv[i][7] == '=' ? argv[i] + 8 : (i + 1 < argc ? argv[++i] : NULL);
-      char *end = NULL;
-      long n = v ? strtol(v, &end, 10) : 0;
-      if (!v || !*v || *end || n < 1 || n > 1 << 20)
+    } else if (option(argc, argv, &i, "--world", &v)) {
+      if (parse_count(v, &a->world))
         return ms_error_set(MS_EUSAGE, "check: --world needs a number of ranks in [1, 1048576]");
-      a->world = (int)n;
-    } else if (strcmp(argv[i], "--nodes") == 0 || strncmp(argv[i], "--nodes=", 8) == 0) {
-      const char *v = argv[i][7] == '=' ? argv[i] + 8 : (i + 1 < argc ? argv[++i] : NULL);
-      char *end = NULL;
-      long n = v ? strtol(v, &end, 10) : 0;
-      if (!v || !*v || *end || n < 1 || n > 1 << 20)
+    } else if (option(argc, argv, &i, "--nodes", &v)) {
+      if (parse_count(v, &a->nodes))
         return ms_error_set(MS_EUSAGE, "check: --nodes needs a number of nodes in [1, 1048576]");
-      a->nodes = (int)n;
-    } else if (strcmp(argv[i], "--link") == 0 || strncmp(argv[i], "--link=", 7) == 0) {
-      const char *v = argv[i][6] == '=' ? argv[i] + 7 : (i + 1 < argc ? argv[++i] : NULL);
+    } else if (option(argc, argv, &i, "--link", &v)) {
       costmodel_link l;
       if (!v || costmodel_parse_link(v, &l))
         return ms_error_set(MS_EUSAGE,
