@@ -17,29 +17,17 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "convert.h"
+#include "fuzz_file.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int fd = -1;
-static char path[64], out[96];
-
-static void put_file(const void *bytes, size_t n) {
-  if (fd < 0) {
-    fd = memfd_create("fuzz_csv", 0);
-    if (fd < 0) abort();
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    snprintf(out, sizeof out, "/dev/shm/midscale_fuzz_csv_%ld.h5", (long)getpid());
-  }
-  if (ftruncate(fd, 0) != 0 || (n && pwrite(fd, bytes, n, 0) != (ssize_t)n)) abort();
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
-  put_file(data + 1, size - 1);
+  fuzz_file_put("fuzz_csv", data + 1, size - 1);
+  const char *path = fuzz_file_in(), *out = fuzz_file_out();
   convert_csv_opts o = {0};
   o.label = (data[0] & 1) ? "y" : "label";
   o.test_fraction = (data[0] & 2) ? 0.25 : 0;

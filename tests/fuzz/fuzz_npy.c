@@ -20,26 +20,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "convert.h"
+#include "fuzz_file.h"
 #include "convert_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static int fd = -1;
-static char path[64], out[96];
-
-static void put_file(const void *bytes, size_t n) {
-  if (fd < 0) {
-    fd = memfd_create("fuzz_npy", 0);
-    if (fd < 0) abort();
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    snprintf(out, sizeof out, "/dev/shm/midscale_fuzz_npy_%ld.h5", (long)getpid());
-  }
-  if (ftruncate(fd, 0) != 0 || (n && pwrite(fd, bytes, n, 0) != (ssize_t)n)) abort();
-}
 
 static void check_dict(const uint8_t *d, size_t n) {
   npy_header h;
@@ -74,7 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     check_dict(data + 1, size - 1);
     return 0;
   }
-  put_file(data + 1, size - 1);
+  fuzz_file_put("fuzz_npy", data + 1, size - 1);
+  const char *path = fuzz_file_in(), *out = fuzz_file_out();
   char err[1024] = "";
   int rc = convert_npy(path, path, out, (data[0] & 2) ? "g/train" : NULL, err, sizeof err);
   if (rc != 0 && (rc != -1 || !err[0])) {
