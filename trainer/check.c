@@ -445,6 +445,22 @@ static int check_data(const ms_config *c, const ms_model *m, data_set *train, da
   return check_run_length(c, data_count(train), len);
 }
 
+/* A data file that is simply not there yet skips the data checks (a config
+ * can be checked before the data is copied to the cluster). Anything else
+ * that stat refuses - a symbolic link whose target is gone, a link loop, a
+ * directory we may not search - is a data error now, as `train` would report
+ * it, not a silent pass. */
+static int check_data_path(const char *path) {
+  struct stat st, lst;
+  if (stat(path, &st) == 0) return 0;
+  int e = errno;
+  if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode))
+    return ms_error_set(MS_EDATA, "data.path %s is a symbolic link that does not resolve (%s)",
+                        path, strerror(e));
+  if (e == ENOENT || e == ENOTDIR) return 0;
+  return ms_error_set(MS_EDATA, "data.path %s: %s", path, strerror(e));
+}
+
 int check_main(int argc, char **argv, const char *usage, FILE *out) {
   check_args a = {.world = 1};
   ms_config *c = NULL;
@@ -473,6 +489,7 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
   check_ckpt_dir_of(c, dir, sizeof dir);
   if ((rc = check_ckpt_dir(dir))) goto out;
 
+  if ((rc = check_data_path(c->data.path))) goto out;
   if (stat(c->data.path, &st) == 0) {
     /* Streaming mode (budget 0): only the labels are read into memory. */
     data_allow_links(c->data.allow_links);

@@ -142,6 +142,12 @@ expect_check 0 "the run trains 10 steps (train.max_steps, overrides train.epochs
 expect_check 3 "/train/imagez" --set data.train_x=/train/imagez
 expect_check 0 "dataset checks skipped: the data file missing.h5 is missing" --set data.path=missing.h5
 grep -q 'model summary skipped' check.out || fail "summary without input size"
+# A link that does not resolve is not "missing": train would refuse it, so check does too.
+ln -sfn gone.h5 dangling.h5
+expect_check 3 "data.path dangling.h5 is a symbolic link that does not resolve" --set data.path=dangling.h5
+ln -sfn loop.h5 loop.h5
+expect_check 3 "data.path loop.h5 is a symbolic link that does not resolve (Too many levels of symbolic links)" --set data.path=loop.h5
+rm -f dangling.h5 loop.h5
 expect_check 0 "dataset checks skipped" --set data.path=missing.h5 --set 'model.input=[28, 28]'
 grep -E -q "^  input +- +\(1, 28, 28\) +0$" check.out || { cat check.out; fail "input row from model.input"; }
 set +e
