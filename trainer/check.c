@@ -1,8 +1,10 @@
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "check.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -399,7 +401,11 @@ static void print_prediction(FILE *out, const ms_config *c, const ms_model *m, c
   costmodel_from_model(&in, m);
   costmodel_from_config(&in, c);
   costmodel_parse_link(link, &in.link);
-  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  /* As the run counts them (startup.c, comm_cpus_per_rank): the CPUs this
+   * process may run on, shared by the node's L ranks. */
+  cpu_set_t mask;
+  long cores = sched_getaffinity(0, sizeof mask, &mask) == 0 ? CPU_COUNT(&mask)
+                                                             : sysconf(_SC_NPROCESSORS_ONLN);
   int threads = c->run.threads > 0 ? c->run.threads : (int)(cores / L > 1 ? cores / L : 1);
   double peak = blas_sgemm_peak();
   in.world = a->world, in.nodes = nodes;

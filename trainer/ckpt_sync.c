@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "check.h"
 #include "ckpt.h"
@@ -69,14 +68,12 @@ static void list_tensors(ckpt_sync *cs) {
 
 /* Where saves compress and who writes the file: checkpoint.compress and
  * checkpoint.write, `auto` resolved by the rules the header gives. */
-static void resolve_policy(ckpt_sync *cs, int blas_threads) {
+static void resolve_policy(ckpt_sync *cs, int blas_threads, int cpus_per_rank) {
   const comm_world *w = cs->w;
   const ms_config *c = cs->cfg;
-  long online = sysconf(_SC_NPROCESSORS_ONLN);
-  int local = w->local_size > 0 ? w->local_size : 1;
   cs->background_auto = c->checkpoint.compress == MS_CKPT_COMPRESS_AUTO;
   if (cs->background_auto)
-    cs->background = online > (long)local * blas_threads;
+    cs->background = cpus_per_rank > blas_threads;
   else
     cs->background = c->checkpoint.compress == MS_CKPT_COMPRESS_BACKGROUND;
   cs->parts_auto = c->checkpoint.write == MS_CKPT_WRITE_AUTO;
@@ -104,7 +101,7 @@ int ckpt_sync_create(ckpt_sync **out, const ckpt_sync_opts *o) {
     cs->layout_hash = model_layout_hash(o->model);
     cs->last_step = -1;
     list_tensors(cs);
-    resolve_policy(cs, o->blas_threads);
+    resolve_policy(cs, o->blas_threads, o->cpus_per_rank);
     const ms_config *c = o->cfg;
     rc = saver_create(&cs->saver, cs->tensors, cs->n_tensors, cs->dir, c->checkpoint.level,
                       c->checkpoint.workers, c->checkpoint.keep, cs->w->rank, cs->w->size,

@@ -15,8 +15,8 @@
  *  - compress: alone, a rank always compresses and writes in the
  *    background (there is no slice to share, and a synchronous write would
  *    stall for the whole file). With other ranks, `auto` compresses in the
- *    background only with a core to spare on the node beyond the ranks and
- *    their BLAS threads: with every core training, the ranks step in
+ *    background only when the rank may run on more CPUs (its share of its
+ *    affinity mask, comm_cpus_per_rank) than its BLAS threads use: with every core training, the ranks step in
  *    lockstep, so the CPU time low-priority compressing threads take comes
  *    back as stall, and the save lands much later
  *    (scripts/bench/results/ckpt.md); then each rank compresses its slice on
@@ -69,6 +69,7 @@ typedef struct {
   ms_model *model;       /* its parameter arena is saved and restored */
   ms_optim *opt;         /* and each of its state arenas */
   int blas_threads;      /* per rank, for compress auto */
+  int cpus_per_rank;     /* CPUs this rank may use (comm_cpus_per_rank), for compress auto */
   int64_t steps_per_epoch; /* the run's (check_run_length): a resumed cursor
                               must fit it (check_resume_cursor); 0 = unchecked */
 } ckpt_sync_opts;

@@ -137,10 +137,11 @@ static int open_data(train_setup *s, const ranks *rk) {
  * node that have the same mask: never the machine's whole core count,
  * which oversubscribes a rank bound to fewer cores. Collective (every rank
  * calls it, whatever its run.threads, so the ranks' collectives match). */
-static int blas_threads(const ranks *rk, int configured, int *out) {
+static int blas_threads(train_setup *s, const ranks *rk, int configured) {
   int cpus = comm_cpus_per_rank(rk->w);
   if (cpus < 0) return ms_from_comm(cpus, comm_errmsg(rk->w));
-  *out = configured > 0 ? configured : cpus;
+  s->cpus_per_rank = cpus;
+  s->blas_threads = configured > 0 ? configured : cpus;
   return 0;
 }
 
@@ -306,11 +307,9 @@ static int probe_link(train_setup *s, const ranks *rk) {
   return agree(rk, ms_from_comm(rc, comm_errmsg(rk->w)));
 }
 
-/* 1 when this node has more cores than ranks of this run. */
-static int rank_cores_spare(const comm_world *w) {
-  long online = sysconf(_SC_NPROCESSORS_ONLN);
-  return online > (long)(w->local_size > 0 ? w->local_size : 1);
-}
+/* 1 when this rank may run on more than one CPU (its share of its affinity
+ * mask, as blas_threads counts it), so a loader thread has a core. */
+static int rank_cores_spare(const train_setup *s) { return s->cpus_per_rank > 1; }
 
 /* The banner's loader line(s) for the loader start_loader made. */
 static void describe_loader(train_setup *s, const loader_opts *o) {
@@ -377,7 +376,7 @@ static int start_loader(train_setup *s, const ranks *rk, const train_args *a) {
       .global_batch = (uint64_t)s->global_batch,
       .world = rk->w->size,
       .rank = rk->w->rank,
-      .prefetch = data_in_memory(s->train) && !rank_cores_spare(rk->w) ? 0 : c->data.prefetch,
+      .prefetch = data_in_memory(s->train) && !rank_cores_spare(s) ? 0 : c->data.prefetch,
       .class_labels = check_is_classifier(c),
       .end_step = (uint64_t)s->len.total_steps};
   if (a->stop_at > 0 && a->stop_at < s->len.total_steps) o.end_step = (uint64_t)a->stop_at;
@@ -391,7 +390,7 @@ int startup_open(train_setup *s, const ranks *rk, const train_args *a) {
   int rc = load_config(s, rk, a);
   if (rc) return rc;
   const ms_config *c = &s->cfg;
-  if ((rc = agree(rk, blas_threads(rk, c->run.threads, &s->blas_threads)))) return rc;
+  if ((rc = agree(rk, blas_threads(s, rk, c->run.threads)))) return rc;
   blas_set_threads(s->blas_threads);
   check_ckpt_dir_of(c, s->ckpt_dir, sizeof s->ckpt_dir);
   if ((rc = agree(rk, rk->w->rank == 0 ? make_run_dir(s) : 0))) return rc;

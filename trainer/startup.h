@@ -50,6 +50,7 @@ typedef struct {
   int64_t global_batch, local_batch, micro_batch, eval_chunk;
   int accumulate;               /* train.accumulate, at least 1 */
   int blas_threads;             /* per rank */
+  int cpus_per_rank;            /* CPUs this rank may use (comm_cpus_per_rank) */
   check_length len;             /* the run's length (check_run_length) */
   char loader_desc[512];        /* the banner's loader line(s) */
 } train_setup;

@@ -239,6 +239,7 @@ static int setup(run *r, const train_args *a) {
                        .model = m,
                        .opt = s->opt,
                        .blas_threads = s->blas_threads,
+                       .cpus_per_rank = s->cpus_per_rank,
                        .steps_per_epoch = s->len.steps_per_epoch};
   if ((rc = ckpt_sync_create(&r->ck, &co))) return rc;
   if (s->test && (rc = eval_create(&r->ev, &r->rk, m, &r->loss, s->test, &s->norm, s->eval_chunk,

@@ -27,6 +27,7 @@ need_h5py() {
 # run_np N ARGS...: midscale under mpiexec with N ranks, bounded in time so
 # that a hang fails the test instead of blocking it. Sets RC; output goes to
 # out.N.log / err.N.log (N = the call number) and LAST_OUT / LAST_ERR.
+# MPIEXEC_FLAGS (word-split) go to mpiexec before -n, e.g. "--bind-to none".
 CALLS=0
 run_np() {
   local np=$1
@@ -36,7 +37,7 @@ run_np() {
   LAST_ERR="$WORK/err.$CALLS.log"
   set +e
   timeout --kill-after=10 "${RUN_TIMEOUT:-240}" \
-    "$MPIEXEC" -n "$np" "$MIDSCALE" "$@" >"$LAST_OUT" 2>"$LAST_ERR"
+    "$MPIEXEC" ${MPIEXEC_FLAGS:-} -n "$np" "$MIDSCALE" "$@" >"$LAST_OUT" 2>"$LAST_ERR"
   RC=$?
   set -e
   [ "$RC" -ne 124 ] && [ "$RC" -ne 137 ] || { cat "$LAST_OUT" "$LAST_ERR"; fail "timed out (a hang): $*"; }

@@ -264,8 +264,8 @@ const key_spec cfg_keys[] = {
          "where ranks compress their slices of a checkpoint (2 ranks or more; a single rank "
          "always compresses and writes in the background): sync (on the spot, all ranks in "
          "parallel, stalling the step), background (low-priority threads, from a snapshot), "
-         "auto (background only when the node has a core to spare beyond the ranks and their "
-         "BLAS threads; see scripts/bench/results/ckpt.md)"),
+         "auto (background only when the rank may run on more CPUs - its share of its affinity "
+         "mask - than its BLAS threads use; see scripts/bench/results/ckpt.md)"),
     ENUM("checkpoint.write", checkpoint.write, MS_CKPT_WRITE_AUTO, ckpt_write_names, SAFE,
          "who writes a checkpoint of 2 ranks or more: ranks (each rank writes its frame into "
          "the file; the checkpoint directory must be on a file system every rank sees), gather "
