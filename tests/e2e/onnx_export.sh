@@ -116,6 +116,29 @@ for net in mlp cnn; do
     /test/images /test/labels
 done
 
+note "model.input (H, W), an activation first, softmax over an image, conv after a flattening layer, bf16"
+cat >hw.yaml <<'YAML'
+run: {name: onnx_hw, dir: run_hw, seed: 1}
+data: {path: fm.h5, scale: 0.00392156862745098}
+model:
+  input: [28, 28]
+  precision: bf16
+  layers:
+    - {type: activation, activation: tanh}
+    - {type: avgpool2d, kernel: 4}
+    - {type: conv2d, filters: 3, kernel: 3, activation: softmax}
+    - {type: conv2d, filters: 2, kernel: 3, padding: 2}
+    - {type: layernorm}
+    - {type: dense, units: 10}
+optim: {lr: 0.05}
+train: {max_steps: 2, batch_size: 64, eval_batch_size: 128}
+log: {every_steps: 100, progress: false}
+YAML
+run_np 1 train hw.yaml
+expect_ok
+# The graph is the fp32 forward of the master weights (onnx_forward runs fp32 too).
+export_and_check hw run_hw/checkpoints/step-00000002.safetensors.zst fm.h5 /test/images /test/labels
+
 note "bad inputs"
 run_np 1 export mlp.yaml x.onnx
 expect_error 4 "mlp.yaml"
