@@ -26,16 +26,20 @@
  *
  * Input shape: model.input of the saved config, (C, H, W), (H, W) or (F); a
  * config without it (the shape came from the dataset) gives (F) when the
- * first layer with weights is a dense layer (F = its inputs), and otherwise
- * needs opts->input (the exit-2 message says so).
+ * first layer with weights is a dense layer or a layer norm (F = its
+ * inputs) and only activations, dropout and flatten come before it, and
+ * otherwise needs opts->input (the exit-2 message says so). opts->input,
+ * when given, is used instead of model.input and must fit the weights.
  *
  * The graph computes what midscale's fp32 forward computes; a model trained
  * with model.precision bf16 is exported with its fp32 master weights.
  *
  * Serial, no MPI. Errors: 0, or MS_ECKPT (not a checkpoint, damaged, its
  * saved config does not parse, or its tensors do not fit that config),
- * MS_ECONFIG (the model cannot be exported, or no input shape), MS_EUSAGE
- * (output is the input file), MS_EIO, MS_ENOMEM; message via ms_error. The
+ * MS_ECONFIG (the model cannot be exported: no input shape, a layer or
+ * activation without an ONNX form, over 2 GiB), MS_EUSAGE (output is the
+ * input file; opts->input does not fit the weights), MS_EIO, MS_ENOMEM;
+ * message via ms_error. The
  * output is written atomically (temporary file, rename).
  */
 #ifndef MS_ONNX_EXPORT_H

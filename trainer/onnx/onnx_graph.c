@@ -331,6 +331,13 @@ int og_pack(og *g, int opset, const char *version, const char *name, const char 
   model.n_metadata_props = g->meta.n;
   model.metadata_props = (Onnx__StringStringEntryProto **)g->meta.v;
   size_t n = onnx__model_proto__get_packed_size(&model);
+  /* Protobuf messages are limited to 2 GiB; larger weights would need ONNX's
+   * external data files, which this exporter does not write. */
+  if (n > 0x7fffffffu)
+    return g->rc = ms_error_set(MS_ECONFIG,
+                                "onnx export: the model needs %zu bytes, over the 2 GiB that one "
+                                "ONNX file can hold",
+                                n);
   uint8_t *buf = malloc(n ? n : 1);
   if (!buf) return fail_oom(g);
   *len = onnx__model_proto__pack(&model, buf);

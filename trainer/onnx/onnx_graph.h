@@ -80,7 +80,8 @@ void og_meta(og *g, const char *key, const char *value);
 /* Serialises the model: ir_version 7, the default domain at `opset`,
  * producer "midscale" version `version`, the graph named `name`, the doc
  * string `doc`. @return 0 with *out malloc'ed (*len bytes), or the sticky
- * error (MS_ENOMEM) with its message. */
+ * error (MS_ENOMEM, MS_EINTERNAL for a node given a missing input) with its
+ * message, or MS_ECONFIG when the model is over protobuf's 2 GiB. */
 int og_pack(og *g, int opset, const char *version, const char *name, const char *doc,
             uint8_t **out, size_t *len);
 
