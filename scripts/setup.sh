@@ -6,26 +6,29 @@
 # On Debian/Ubuntu it uses apt-get (as root, or through sudo). Elsewhere it
 # prints what to install and stops; on a cluster, load the modules instead:
 #   an MPI (Open MPI or MPICH), HDF5 (parallel build preferred), zstd,
-#   xxHash, libyaml, OpenBLAS, jansson, zlib, libdeflate, cmocka, CMake >= 3.20, Python 3.
+#   xxHash, libyaml, OpenBLAS, jansson, zlib, libdeflate, protobuf-c (with protoc-c),
+#   cmocka, CMake >= 3.20, Python 3 (python3-onnx for the ONNX export's test).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${MIDSCALE_BUILD_DIR:-$ROOT/build}
 
 # Build tools and libraries, then what the tests and the demo use (Python
-# with NumPy, h5py and PyTorch for the cross-checks and the test files,
+# with NumPy, h5py and PyTorch for the cross-checks and the test files, onnx
+# for the checker of the ONNX export's test,
 # pgrep/pkill, Slurm with munge for the test cluster, iproute2 for the
 # emulated cluster of tests/cluster/ (ip netns, tc) and bc for test timings).
 PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
   libhdf5-openmpi-dev hdf5-tools libzstd-dev zstd libxxhash-dev libyaml-dev libopenblas-dev
   libjansson-dev zlib1g-dev libdeflate-dev libdnnl-dev libcmocka-dev python3 python3-numpy python3-h5py python3-torch dataset-fashion-mnist
-  procps time slurm-wlm munge iproute2 bc)
+  procps time slurm-wlm munge iproute2 bc
+  libprotobuf-c-dev protobuf-c-compiler python3-onnx)
 
 install_packages() {
   if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
     echo "midscale: this is not a Debian/Ubuntu system. Install (or 'module load'):" >&2
     echo "  an MPI-3 library, HDF5 (parallel), zstd, xxHash, libyaml, OpenBLAS, jansson, zlib," >&2
-    echo "  libdeflate," >&2
+    echo "  libdeflate, protobuf-c (libprotobuf-c and protoc-c)," >&2
     echo "  cmocka, CMake >= 3.20, pkg-config and Python 3; then run this script again" >&2
     echo "  with MIDSCALE_SKIP_INSTALL=1." >&2
     exit 1

@@ -10,6 +10,7 @@
 #include "comm.h"
 #include "check.h"
 #include "ckpt.h"
+#include "cmd_export.h"
 #include "convert.h"
 #include "info.h"
 #include "inspect.h"
@@ -71,6 +72,7 @@ static const char usage_main[] =
     "  midscale config-reference  (Markdown reference of every config key)\n"
     "  midscale inspect CHECKPOINT [--config]\n"
     "  midscale export CHECKPOINT OUT.safetensors [--with-optimizer]\n"
+    "  midscale export CHECKPOINT OUT.onnx [--normalised-input] [--input C,H,W]\n"
     "  midscale help [COMMAND]    midscale --help    midscale --version\n"
     "\n"
     "exit codes: 0 done, 1 runtime failure, 2 usage or config error, 3 data error,\n"
@@ -406,26 +408,6 @@ static int cmd_inspect(int argc, char **argv) {
   return ms_exit_code(rc);
 }
 
-static int cmd_export(int argc, char **argv) {
-  const char *in = NULL, *out = NULL;
-  int with_optim = 0;
-  for (int i = 0; i < argc; i++) {
-    if (strcmp(argv[i], "--with-optimizer") == 0) with_optim = 1;
-    else if (argv[i][0] != '-' && !in) in = argv[i];
-    else if (argv[i][0] != '-' && !out) out = argv[i];
-    else return usage_error("export: unexpected argument '%s'", argv[i]);
-  }
-  if (!in || !out)
-    return usage_error("%s", "usage: midscale export CHECKPOINT OUT.safetensors [--with-optimizer]");
-  int rc = ckpt_export(in, out, with_optim ? NULL : "optim/");
-  if (rc) {
-    fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
-    return ms_exit_code(rc);
-  }
-  printf("wrote %s\n", out);
-  return 0;
-}
-
 /* OpenBLAS chooses its kernels when it loads; the variable that corrects a
  * wrong choice must be in the environment before that, so the process runs
  * itself again (before MPI starts) with it set. */
@@ -533,7 +515,11 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc - 2, argv + 2);
   if (strcmp(cmd, "data-info") == 0) return cmd_data_info(argc - 2, argv + 2);
-  if (strcmp(cmd, "export") == 0) return cmd_export(argc - 2, argv + 2);
+  if (strcmp(cmd, "export") == 0) {
+    int rc = export_main(argc - 2, argv + 2, stdout);
+    if (rc) fflush(stdout), fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
+    return ms_exit_code(rc);
+  }
   if (strcmp(cmd, "prepare") == 0) {
     if (argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
       fputs(usage_prepare, stdout);

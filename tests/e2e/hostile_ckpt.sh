@@ -63,13 +63,14 @@ bounded() {
     "$(grep -m1 '^midscale: error:' case.err | cut -c17-130)"
 }
 
-note "checkpoint cases: inspect, export, train --resume"
+note "checkpoint cases: inspect, export (safetensors, onnx), train --resume"
 while IFS=$'\t' read -r name tool code text; do
   f=cases/$name.zst
   LABEL="$tool $name"
   case $tool in
     inspect) try bounded "$code" "$text" "$MIDSCALE" inspect "$f" --config ;;
     export) try bounded "$code" "$text" "$MIDSCALE" export "$f" "exported-$name.safetensors" ;;
+    onnx) try bounded "$code" "$text" "$MIDSCALE" export "$f" "exported-$name.onnx" ;;
     resume) try bounded "$code" "$text" "$MIDSCALE" train cfg.yaml --resume "$f" ;;
   esac
 done <cases/cases.tsv

@@ -8,7 +8,8 @@ OUTDIR/cases.tsv, one line per case and tool:
 
     case <TAB> tool <TAB> exit code <TAB> text the one error line holds
 
-tool is inspect, export or resume (`train --resume FILE`); text "-" means
+tool is inspect, export (to safetensors), onnx (`export FILE X.onnx`) or
+resume (`train --resume FILE`); text "-" means
 exit 0 and no error line. Header edits keep the data section, so the data
 hash still verifies and the file reaches the checks after it. Needs only the
 standard library and the zstd command (the frames midscale reads are built
@@ -80,7 +81,7 @@ def tensors(h):
 
 
 def everywhere(name, code, text):
-    for tool in ("inspect", "export", "resume"):
+    for tool in ("inspect", "export", "onnx", "resume"):
         expect(name, tool, code, text)
 
 
@@ -158,7 +159,7 @@ def past_end(h):
 
 
 entry_case("overlap", overlap, "leave a gap or overlap")
-entry_case("past_end", past_end, "the tensors cover", ("inspect", "export"))
+entry_case("past_end", past_end, "the tensors cover", ("inspect", "export", "onnx"))
 entry_case("dtype_f16", lambda h: h[tensors(h)[0]].update(dtype="F16"), "has dtype F16")
 entry_case("five_dims", lambda h: h[tensors(h)[0]].update(shape=[1, 1, 1, 1, 1]),
            "dimensions (at most 4)")
@@ -185,15 +186,19 @@ def renamed(new):
 zst("escape_name", payload(renamed("\x1b[31mEVIL\x07\x9b2J")))
 expect("escape_name", "inspect", 0, "-")
 expect("escape_name", "resume", 4, "missing from the file")
+expect("escape_name", "onnx", 4, "holds no tensor")
 zst("newline_name", payload(renamed("x\nmidscale: error: forged")))
 expect("newline_name", "inspect", 0, "-")
 expect("newline_name", "resume", 4, "missing from the file")
+expect("newline_name", "onnx", 4, "holds no tensor")
 zst("escape_config", payload(edited(config=HEADER["__metadata__"]["config"] + "# \x1b]0;pwned\x07\n")))
 expect("escape_config", "inspect", 0, "-")
+expect("escape_config", "onnx", 4, "control characters are not allowed")
 
 # ---- metadata that verifies but cannot be this run's (items 1 and 7) -------------------
 zst("deep_config", payload(edited(config="run: " + "[" * 200000)))
 expect("deep_config", "resume", 4, "nested at most 32 deep")
+expect("deep_config", "onnx", 4, "nested at most 32 deep")
 zst("big_config", payload(edited(config="#" * (1536 << 10))))
 expect("big_config", "inspect", 4, "the saved config has")
 zst("cursor_step_in_epoch", payload(edited(step_in_epoch="9223372036854775806")))
@@ -205,6 +210,8 @@ expect("world_size_7", "resume", 4, "does not divide train.batch_size")
 zst("layout_other_model", payload(edited(layout_hash="0123456789abcdef")))
 expect("layout_other_model", "inspect", 0, "-")
 expect("layout_other_model", "resume", 4, "made for another model")
+# The tensors fit the saved config, which is all an export needs.
+expect("layout_other_model", "onnx", 0, "-")
 
 # ---- the data and the stream -----------------------------------------------------
 flip = bytearray(DATA)
