@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "convert.h"
 #include "dataset.h"
 #include "h5fixture.h"
 #include "loader.h"
@@ -340,11 +341,98 @@ static void test_tokens_loader(void **state) {
   }
 }
 
+/* The ids of /train/tokens or /test/tokens of path, and their count. */
+static size_t read_split(const char *path, const char *name, int32_t *out, size_t cap) {
+  data_set *ds = NULL;
+  data_token_opts o = {.seq_len = 1};
+  if (data_open_tokens(&ds, path, name, &o, BUDGET, g_err, sizeof g_err) != 0)
+    fail_msg("open %s: %s", name, g_err);
+  size_t n = (size_t)data_token_count(ds);
+  assert_true(n <= cap);
+  /* seq_len 1, stride 1: window w is ids w (input) and w + 1 (label). */
+  for (uint64_t w = 0; w + 1 < n; w++) {
+    float x;
+    int32_t y;
+    assert_int_equal(data_read(ds, &w, 1, NULL, &x, &y, NULL, g_err, sizeof g_err), 0);
+    out[w] = (int32_t)x;
+    out[w + 1] = y;
+  }
+  data_close(ds);
+  return n;
+}
+
+/* prepare text, bytes: the files one after the other, each file's last
+ * lines held out from a line start; vocab_size 256. */
+static void test_tokens_convert_bytes(void **state) {
+  (void)state;
+  const char *a = h5f_tmp("a.txt"), *b = h5f_tmp("b.txt"), *out = h5f_tmp("text.h5");
+  h5f_write_text(a, "first line\nsecond line\nthird\n");
+  h5f_write_text(b, "x\ny\n");
+  const char *files[2] = {a, b};
+  convert_text_opts o = {.vocab = NULL, .test_fraction = 0.2};
+  convert_text_stats st;
+  assert_int_equal(convert_text(files, 2, out, &o, &st, g_err, sizeof g_err), 0);
+  /* a: 29 bytes, 20% = 6 from the end: byte 23, then the next line start
+   * (after "second line\n", 23) -> "third\n" held out. b: 4 bytes, 1 held
+   * out from byte 3, the next line start is the end: nothing. */
+  const char *train = "first line\nsecond line\nx\ny\n", *test = "third\n";
+  int32_t ids[64];
+  assert_int_equal(st.train_tokens, strlen(train));
+  assert_int_equal(st.test_tokens, strlen(test));
+  assert_int_equal(st.vocab_size, 256);
+  assert_int_equal(read_split(out, "/train/tokens", ids, 64), strlen(train));
+  for (size_t i = 0; i < strlen(train); i++) assert_int_equal(ids[i], (unsigned char)train[i]);
+  assert_int_equal(read_split(out, "/test/tokens", ids, 64), strlen(test));
+  for (size_t i = 0; i < strlen(test); i++) assert_int_equal(ids[i], (unsigned char)test[i]);
+  data_set *ds = NULL;
+  data_token_opts to = {.seq_len = 2};
+  assert_int_equal(data_open_tokens(&ds, out, "/train/tokens", &to, BUDGET, g_err, sizeof g_err), 0);
+  assert_int_equal(data_vocab_size(ds), 256);
+  assert_int_equal(data_input_dtype(ds), DATA_I32);
+  data_close(ds);
+}
+
+/* prepare text with a vocabulary file: ids in line order, escapes, <unk>;
+ * a character outside a vocabulary without <unk> is refused with its line. */
+static void test_tokens_convert_vocab(void **state) {
+  (void)state;
+  const char *v = h5f_tmp("vocab.txt"), *t = h5f_tmp("t.txt"), *out = h5f_tmp("v.h5");
+  h5f_write_text(v, "a\nb\n\\n\n\\s\n\xc3\xa9\n<unk>\n");
+  h5f_write_text(t, "ab a\n\xc3\xa9z\n");
+  const char *files[1] = {t};
+  convert_text_opts o = {.vocab = v, .test_fraction = 0};
+  convert_text_stats st;
+  assert_int_equal(convert_text(files, 1, out, &o, &st, g_err, sizeof g_err), 0);
+  assert_int_equal(st.vocab_size, 6);
+  assert_int_equal(st.test_tokens, 0);
+  /* a b ' ' a '\n' e-acute z '\n' -> 0 1 3 0 2 4 5 2 */
+  const int32_t want[8] = {0, 1, 3, 0, 2, 4, 5, 2};
+  int32_t ids[16];
+  assert_int_equal(read_split(out, "/train/tokens", ids, 16), 8);
+  for (int i = 0; i < 8; i++) assert_int_equal(ids[i], want[i]);
+
+  h5f_write_text(v, "a\nb\n\\n\n");
+  assert_int_equal(convert_text(files, 1, out, &o, &st, g_err, sizeof g_err), -1);
+  if (!strstr(g_err, "line 1: character U+0020 (' ') is not in the vocabulary"))
+    fail_msg("%s", g_err);
+  h5f_write_text(v, "ab\n");
+  assert_int_equal(convert_text(files, 1, out, &o, &st, g_err, sizeof g_err), -1);
+  if (!strstr(g_err, "line 1 of the vocabulary")) fail_msg("%s", g_err);
+  h5f_write_text(v, "a\na\n");
+  assert_int_equal(convert_text(files, 1, out, &o, &st, g_err, sizeof g_err), -1);
+  if (!strstr(g_err, "lists U+0061 twice")) fail_msg("%s", g_err);
+  h5f_write_text(t, "a");
+  o.vocab = "bytes";
+  assert_int_equal(convert_text(files, 1, out, &o, &st, g_err, sizeof g_err), -1);
+  if (!strstr(g_err, "each split needs at least 2")) fail_msg("%s", g_err);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tokens_stream_windows), cmocka_unit_test(test_tokens_stride),
       cmocka_unit_test(test_tokens_sequences),      cmocka_unit_test(test_tokens_refused),
       cmocka_unit_test(test_tokens_norm_and_model), cmocka_unit_test(test_tokens_loader),
+      cmocka_unit_test(test_tokens_convert_bytes),  cmocka_unit_test(test_tokens_convert_vocab),
   };
   return cmocka_run_group_tests(tests, h5f_make_dir, h5f_remove_dir);
 }
