@@ -39,9 +39,13 @@ int check_open_data(const ms_config *cfg, int test, size_t budget, data_cache ca
   const char *x = test ? cfg->data.test_x : cfg->data.train_x;
   const char *y = test ? cfg->data.test_y : cfg->data.train_y;
   if (cfg->data.tokens) {
+    /* Every id is read even for `midscale check` (budget 0): they are the
+     * labels too. So the budget always applies: a file cannot make check
+     * hold more than train would. */
     data_token_opts o = {.seq_len = (uint64_t)cfg->data.seq_len,
                          .stride = (uint64_t)cfg->data.stride};
-    return ms_from_data(data_open_tokens(out, cfg->data.path, x, &o, budget, err, sizeof err),
+    size_t tok_budget = (size_t)cfg->data.memory_mb << 20;
+    return ms_from_data(data_open_tokens(out, cfg->data.path, x, &o, tok_budget, err, sizeof err),
                         err);
   }
   return ms_from_data(data_open_cached(out, cfg->data.path, x, y, budget, cache, err, sizeof err),
