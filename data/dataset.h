@@ -257,7 +257,8 @@ uint64_t data_chunks_read(const data_set *ds);
  * `midscale prepare text` writes it), else the largest id + 1. All ids are
  * read into memory at open (4 B each, within mem_budget unless it is 0)
  * and checked there: an id that is negative, at or over vocab_size, or
- * over int32 is refused with its position, as are a float or non-integer
+ * over 2^24 - 1 (the largest integer a float input holds exactly) is
+ * refused with its position, as are a float or non-integer
  * type, a shape other than (T,) or (N, L) and data shorter than one window.
  * data_read refuses a norm other than the identity (token ids are not
  * scaled). data_check_labels(ds, V) checks that every id, and vocab_size

@@ -22,6 +22,9 @@
 
 /* Ids are read and checked this many at a time (as int64: 8 MiB). */
 #define READ_BLOCK_IDS ((uint64_t)1 << 20)
+/* The inputs carry ids as floats, which hold integers exactly up to 2^24:
+ * a larger id would reach the model as its neighbour. */
+#define MAX_VOCAB ((int64_t)1 << 24)
 
 static char *dup_str(const char *s) {
   size_t len = strlen(s) + 1;
@@ -94,10 +97,10 @@ static int read_vocab_attr(data_set *ds, hid_t set, char *err, size_t errlen) {
   if (sp >= 0) H5Sclose(sp);
   if (t >= 0) H5Tclose(t);
   if (a >= 0) H5Aclose(a);
-  if (!ok || v < 1 || v > (int64_t)INT32_MAX + 1) {
+  if (!ok || v < 1 || v > MAX_VOCAB) {
     h5util_set_err(err, errlen,
                    "the vocab_size attribute of '%s' in '%s' is %s; expected one integer in "
-                   "[1, 2^31]",
+                   "[1, 2^24] (ids reach the model as floats, exact up to 2^24)",
                    ds->x_name, ds->path, ok ? "out of range" : "not one integer");
     return -1;
   }
@@ -109,7 +112,7 @@ static int read_vocab_attr(data_set *ds, hid_t set, char *err, size_t errlen) {
 /* Checks ids buf[0..n) (flat positions from first) and stores them. */
 static int take_ids(data_set *ds, const int64_t *buf, uint64_t n, uint64_t first, int64_t *max,
                     char *err, size_t errlen) {
-  int64_t limit = ds->tok.vocab_stated ? (int64_t)ds->tok.vocab : (int64_t)INT32_MAX + 1;
+  int64_t limit = ds->tok.vocab_stated ? (int64_t)ds->tok.vocab : MAX_VOCAB;
   for (uint64_t i = 0; i < n; i++) {
     int64_t v = buf[i];
     if (v < 0 || v >= limit) {
@@ -124,7 +127,9 @@ static int take_ids(data_set *ds, const int64_t *buf, uint64_t n, uint64_t first
                        "[0, %" PRIu64 ") (its vocab_size attribute)",
                        v, at, ds->x_name, ds->path, ds->tok.vocab);
       else
-        h5util_set_err(err, errlen, "token id %" PRId64 " at %s of '%s' in '%s' does not fit int32",
+        h5util_set_err(err, errlen,
+                       "token id %" PRId64 " at %s of '%s' in '%s' is over 2^24 - 1, the "
+                       "largest id a float input holds exactly",
                        v, at, ds->x_name, ds->path);
       return -1;
     }

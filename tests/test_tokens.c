@@ -200,7 +200,7 @@ static void test_tokens_refused(void **state) {
   p = write_tokens("neg.h5", H5T_STD_I32LE, 2, d2, neg, 0, 0);
   expect_refused(p, 4, 0, BUDGET, "token id -2 at sequence 1, token 7 of '/t'");
 
-  /* Over int32. */
+  /* Over 2^24 - 1: not exact as a float input. */
   p = h5f_tmp("big.h5");
   f = h5f_create(p);
   int64_t big[T] = {0};
@@ -208,6 +208,19 @@ static void test_tokens_refused(void **state) {
   h5f_put(f, "/t", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d, big, 0);
   H5Fclose(f);
   expect_refused(p, 4, 0, BUDGET, "token id 8589934592 at token 3 of '/t' in");
+  big[3] = 1 << 24;
+  f = h5f_create(p);
+  h5f_put(f, "/t", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d, big, 0);
+  H5Fclose(f);
+  expect_refused(p, 4, 0, BUDGET, "token id 16777216 at token 3 of '/t'");
+  expect_refused(p, 4, 0, BUDGET, "is over 2^24 - 1, the largest id a float input holds exactly");
+  big[3] = (1 << 24) - 1;
+  f = h5f_create(p);
+  h5f_put(f, "/t", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d, big, 0);
+  H5Fclose(f);
+  data_set *ok = open_tok(p, 4, 0);
+  assert_int_equal(data_vocab_size(ok), 1 << 24);
+  data_close(ok);
 
   /* Shorter than one window. */
   p = write_tokens("short.h5", H5T_STD_U8LE, 1, d, ids, 0, 0);
