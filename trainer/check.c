@@ -529,6 +529,13 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
             c->data.path, (unsigned long long)data_count(train), shape,
             check_is_classifier(c) ? "labels" : "targets", plan->n_out,
             test ? ", test set consistent" : "");
+    if (data_is_tokens(train))
+      fprintf(out,
+              "check: token windows of %llu inputs every %llu tokens, from %llu tokens; "
+              "vocab_size %llu\n",
+              (unsigned long long)data_seq_len(train), (unsigned long long)data_stride(train),
+              (unsigned long long)data_token_count(train),
+              (unsigned long long)data_vocab_size(train));
     char length[200];
     check_length_desc(c, &len, length, sizeof length);
     fprintf(out, "check: the run trains %s (warmup %d)\n", length, c->schedule.warmup_steps);

@@ -116,6 +116,8 @@ train: {epochs: 1, batch_size: 16}
 YAML
 "$MIDSCALE" check cfg.yaml >check.out 2>check.err || { cat check.err; fail "check of a token config"; }
 grep -q '249 training samples of shape (24)' check.out || { cat check.out; fail "check: 249 windows of 24"; }
+grep -q 'token windows of 24 inputs every 12 tokens, from 3001 tokens; vocab_size 256' check.out ||
+  { cat check.out; fail "check: the token line"; }
 rc=0
 "$MIDSCALE" check cfg.yaml --set model.layers[0].units=256 >check.out 2>check.err || rc=$?
 [ $rc -eq 3 ] || fail "a model of 256 classes on ids up to 999 must exit 3"
