@@ -255,8 +255,8 @@ uint64_t data_chunks_read(const data_set *ds);
  *
  * The vocabulary: the integer attribute `vocab_size` on the dataset (as
  * `midscale prepare text` writes it), else the largest id + 1. All ids are
- * read into memory at open (4 B each, within mem_budget unless it is 0)
- * and checked there: an id that is negative, at or over vocab_size, or
+ * read into memory at open, in their stored width (1, 2 or 4 B; within
+ * mem_budget unless it is 0), and checked there: an id that is negative, at or over vocab_size, or
  * over 2^24 - 1 (the largest integer a float input holds exactly) is
  * refused with its position, as are a float or non-integer
  * type, a shape other than (T,) or (N, L) and data shorter than one window.

@@ -34,7 +34,8 @@ typedef struct {
 
 /* A token set's ids (dataset.h, "Token sets"); ids NULL for other sets. */
 typedef struct {
-  int32_t *ids;               /* (rows, row_len) every token id */
+  unsigned char *ids;         /* (rows, row_len) every token id, `width` bytes each */
+  size_t width;               /* 1, 2 or 4: the stored width (uint8, uint16, uint32) */
   uint64_t rows, row_len;     /* a stream is 1 row */
   uint64_t seq_len, stride;   /* stride resolved */
   uint64_t per_row;           /* windows per row */

@@ -1,11 +1,13 @@
 /* tokens — token sets (dataset.h, "Token sets"): opening, checking and
  * reading windows of token ids.
  *
- * Every id is read into memory at open as int32. Windows overlap when the
+ * Every id is read into memory at open, checked, and kept in the stored
+ * width (1, 2 or 4 bytes: a byte-level corpus costs a byte a token, as an
+ * image set in memory costs its stored bytes). Windows overlap when the
  * stride is shorter than seq_len + 1 (always, by one token, at the default
  * stride), so a window is not a stored row: data_read copies seq_len ids
  * for the inputs and the seq_len ids one further on for the labels. A
- * stream of about 500 million ids fits the default budget; a larger one
+ * stream of about 2 billion uint8 ids fits the default budget; a larger one
  * is refused with both sizes rather than streamed (small sequence models
  * train on small corpora; streaming windows is left for when one does not
  * fit).
@@ -51,7 +53,9 @@ static int check_type_shape(data_set *ds, hid_t set, char *err, size_t errlen) {
     return -1;
   }
   h5util_type_name(t, ds->y.type, sizeof ds->y.type);
-  int is_int = H5Tget_class(t) == H5T_INTEGER && H5Tget_size(t) <= 8;
+  size_t size = H5Tget_size(t);
+  int is_int = H5Tget_class(t) == H5T_INTEGER && size <= 8;
+  ds->tok.width = size <= 2 ? size : 4;
   H5Tclose(t);
   if (!is_int) {
     h5util_set_err(err, errlen,
@@ -134,7 +138,18 @@ static int take_ids(data_set *ds, const int64_t *buf, uint64_t n, uint64_t first
       return -1;
     }
     if (v > *max) *max = v;
-    ds->tok.ids[first + i] = (int32_t)v;
+    /* Checked: 0 <= v < 2^24, and below 2^(8 * width) for the narrow
+     * widths, whose stored types cannot hold more. */
+    unsigned char *dst = ds->tok.ids + (first + i) * ds->tok.width;
+    if (ds->tok.width == 1) {
+      *dst = (unsigned char)v;
+    } else if (ds->tok.width == 2) {
+      uint16_t u = (uint16_t)v;
+      memcpy(dst, &u, 2);
+    } else {
+      uint32_t u = (uint32_t)v;
+      memcpy(dst, &u, 4);
+    }
   }
   return 0;
 }
@@ -214,16 +229,16 @@ static int plan_windows(data_set *ds, const data_token_opts *o, char *err, size_
   return 0;
 }
 
-/* The budget: every id as int32 (dataset.h). */
+/* The budget: every id in its stored width (dataset.h). */
 static int check_budget(const data_set *ds, size_t mem_budget, char *err, size_t errlen) {
   uint64_t total = ds->tok.rows * ds->tok.row_len;
-  if (total > SIZE_MAX / sizeof(int32_t) ||
-      (mem_budget > 0 && total * sizeof(int32_t) > mem_budget)) {
+  size_t w = ds->tok.width;
+  if (total > SIZE_MAX / w || (mem_budget > 0 && total * w > mem_budget)) {
     h5util_set_err(err, errlen,
                    "token dataset '%s' in '%s' holds %" PRIu64
-                   " tokens (%.1f MiB as int32), more than the memory budget of %.1f MiB per "
-                   "rank (data.memory_mb); token sets are held in memory",
-                   ds->x_name, ds->path, total, (double)total * 4 / 1048576.0,
+                   " tokens (%.1f MiB), more than the memory budget of %.1f MiB per rank "
+                   "(data.memory_mb); token sets are held in memory",
+                   ds->x_name, ds->path, total, (double)total * (double)w / 1048576.0,
                    (double)mem_budget / 1048576.0);
     return -1;
   }
@@ -266,7 +281,7 @@ int data_open_tokens(data_set **out, const char *path, const char *name,
   if (plan_windows(ds, o, err, errlen) < 0) goto done;
   if (check_budget(ds, mem_budget, err, errlen) < 0) goto done;
   if (read_vocab_attr(ds, set, err, errlen) < 0) goto done;
-  ds->tok.ids = malloc((size_t)(ds->tok.rows * ds->tok.row_len) * sizeof *ds->tok.ids);
+  ds->tok.ids = malloc((size_t)(ds->tok.rows * ds->tok.row_len) * ds->tok.width);
   if (!ds->tok.ids) goto oom;
   if (read_ids(ds, set, err, errlen) < 0) goto done;
   /* The getters describe windows, not the stored shape. */
@@ -286,6 +301,20 @@ done:
   data_close(ds);
   h5util_leave(&q);
   return rc;
+}
+
+/* Id i (flat) of a token set. */
+static int32_t id_at(const data_tokens *tk, uint64_t i) {
+  const unsigned char *p = tk->ids + i * tk->width;
+  if (tk->width == 1) return *p;
+  if (tk->width == 2) {
+    uint16_t u;
+    memcpy(&u, p, 2);
+    return u;
+  }
+  uint32_t u;
+  memcpy(&u, p, 4);
+  return (int32_t)u;
 }
 
 /* The first id of window w. */
@@ -314,11 +343,13 @@ int data_tokens_read(data_set *ds, const uint64_t *idx, size_t n, const data_nor
     }
   }
   for (size_t i = 0; i < n; i++) {
-    const int32_t *src = tk->ids + window_start(tk, idx[i]);
-    for (size_t k = 0; k < L; k++) x[i * L + k] = (float)src[k];
-    if (y) memcpy(y + i * L, src + 1, L * sizeof *y);
-    if (t)
-      for (size_t k = 0; k < L; k++) t[i * L + k] = (float)src[k + 1];
+    uint64_t s = window_start(tk, idx[i]);
+    for (size_t k = 0; k < L; k++) {
+      int32_t in = id_at(tk, s + k), next = id_at(tk, s + k + 1);
+      x[i * L + k] = (float)in;
+      if (y) y[i * L + k] = next;
+      if (t) t[i * L + k] = (float)next;
+    }
   }
   return 0;
 }
@@ -335,13 +366,13 @@ int data_tokens_check_vocab(const data_set *ds, int n_classes, char *err, size_t
     }
     uint64_t total = tk->rows * tk->row_len;
     for (uint64_t i = 0; i < total; i++)
-      if (tk->ids[i] >= n_classes || tk->ids[i] < 0) {
+      if (id_at(tk, i) >= n_classes) {
         char at[80];
         where_str(ds, i, at, sizeof at);
         h5util_set_err(err, errlen,
                        "token id %" PRId32 " at %s of '%s' in '%s' is outside the model's "
                        "vocabulary [0, %d)",
-                       tk->ids[i], at, ds->x_name, ds->path, n_classes);
+                       id_at(tk, i), at, ds->x_name, ds->path, n_classes);
         return -1;
       }
   }

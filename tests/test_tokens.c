@@ -240,7 +240,7 @@ static void test_tokens_refused(void **state) {
   p = write_tokens("3d.h5", H5T_STD_U8LE, 3, d3, ids, 0, 0);
   expect_refused(p, 2, 0, BUDGET, "has shape (2, 3, 5); expected one stream (T,)");
   p = write_tokens("ok.h5", H5T_STD_U8LE, 1, d, ids, 0, 0);
-  expect_refused(p, 4, 0, 100, "more than the memory budget");
+  expect_refused(p, 4, 0, 20, "holds 30 tokens (0.0 MiB), more than the memory budget");
   data_set *ds = NULL;
   data_token_opts o = {.seq_len = 4};
   assert_int_equal(data_open_tokens(&ds, p, "/nope", &o, BUDGET, g_err, sizeof g_err), -1);

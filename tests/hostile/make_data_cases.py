@@ -380,7 +380,7 @@ with h5py.File("tok_bomb.h5", "w") as f:  # 400 MiB of ids in a 400 KB file
     d = f.create_dataset("train/tokens", shape=(400 << 20,), dtype="u1", chunks=(400 << 20,),
                          compression="gzip")
     d.id.write_direct_chunk((0,), BOMB)
-check_train("tok_bomb", 3, "holds 419430400 tokens (1600.0 MiB as int32), more than the memory "
+check_train("tok_bomb", 3, "holds 419430400 tokens (400.0 MiB), more than the memory "
             "budget of 100.0 MiB per rank", *TOK, "--set", "data.memory_mb=100")
 
 print("\n".join(CASES))
