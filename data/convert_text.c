@@ -199,7 +199,8 @@ static int tokenise(const vocab *v, const char *path, const char *text, size_t l
       id = e ? e->id : v->unk;
       if (id < 0) {
         h5util_set_err(err, errlen,
-                       "'%s' line %ld: character U+%04" PRIX32 " ('%.*s') is not in the "
+                       "'%s' line %ld: character U+%04" PRIX32
+                       " ('%.*s') is not in the "
                        "vocabulary (add it, or a line <unk>)",
                        path, *line, cp, (int)n, text + at);
         return -1;
@@ -294,8 +295,7 @@ static int write_split(hid_t file, const char *group, const ids *s, const vocab 
 }
 
 int convert_text(const char *const *files, size_t n_files, const char *out_path,
-                 const convert_text_opts *o, convert_text_stats *stats, char *err,
-                 size_t errlen) {
+                 const convert_text_opts *o, convert_text_stats *stats, char *err, size_t errlen) {
   vocab v = {0};
   ids split[2] = {{0}, {0}}; /* train, test */
   char *text = NULL;

@@ -123,16 +123,18 @@ static int take_ids(data_set *ds, const int64_t *buf, uint64_t n, uint64_t first
       char at[80];
       where_str(ds, first + i, at, sizeof at);
       if (v < 0)
-        h5util_set_err(err, errlen, "token id %" PRId64 " at %s of '%s' in '%s' is negative", v,
-                       at, ds->x_name, ds->path);
+        h5util_set_err(err, errlen, "token id %" PRId64 " at %s of '%s' in '%s' is negative", v, at,
+                       ds->x_name, ds->path);
       else if (ds->tok.vocab_stated)
         h5util_set_err(err, errlen,
-                       "token id %" PRId64 " at %s of '%s' in '%s' is outside the vocabulary "
+                       "token id %" PRId64
+                       " at %s of '%s' in '%s' is outside the vocabulary "
                        "[0, %" PRIu64 ") (its vocab_size attribute)",
                        v, at, ds->x_name, ds->path, ds->tok.vocab);
       else
         h5util_set_err(err, errlen,
-                       "token id %" PRId64 " at %s of '%s' in '%s' is over 2^24 - 1, the "
+                       "token id %" PRId64
+                       " at %s of '%s' in '%s' is over 2^24 - 1, the "
                        "largest id a float input holds exactly",
                        v, at, ds->x_name, ds->path);
       return -1;
@@ -179,8 +181,7 @@ static int read_ids(data_set *ds, hid_t set, char *err, size_t errlen) {
     hsize_t start[2] = {(hsize_t)r, 0}, count[2] = {(hsize_t)k, (hsize_t)ds->tok.row_len};
     hsize_t mdims[1] = {(hsize_t)(k * ids_per_row)};
     hid_t mspace = H5Screate_simple(1, mdims, NULL);
-    if (mspace < 0 ||
-        H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+    if (mspace < 0 || H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
         H5Dread(set, H5T_NATIVE_INT64, mspace, fspace, H5P_DEFAULT, buf) < 0) {
       h5util_set_err(err, errlen, "cannot read '%s' in '%s' (truncated or damaged?): %s",
                      ds->x_name, ds->path, h5util_reason(why));
@@ -209,8 +210,8 @@ static int plan_windows(data_set *ds, const data_token_opts *o, char *err, size_
     h5util_set_err(err, errlen,
                    "token dataset '%s' in '%s' has %s of %" PRIu64
                    " tokens, shorter than one window of data.seq_len + 1 = %" PRIu64 " tokens",
-                   ds->x_name, ds->path, tk->stream ? "a stream" : "sequences",
-                   tk->row_len, tk->seq_len + 1);
+                   ds->x_name, ds->path, tk->stream ? "a stream" : "sequences", tk->row_len,
+                   tk->seq_len + 1);
     return -1;
   }
   tk->per_row = (tk->row_len - tk->seq_len - 1) / tk->stride + 1;
@@ -245,8 +246,8 @@ static int check_budget(const data_set *ds, size_t mem_budget, char *err, size_t
   return 0;
 }
 
-int data_open_tokens(data_set **out, const char *path, const char *name,
-                     const data_token_opts *o, size_t mem_budget, char *err, size_t errlen) {
+int data_open_tokens(data_set **out, const char *path, const char *name, const data_token_opts *o,
+                     size_t mem_budget, char *err, size_t errlen) {
   h5util_guard q;
   char why[160];
   int rc = -1;
@@ -370,7 +371,8 @@ int data_tokens_check_vocab(const data_set *ds, int n_classes, char *err, size_t
         char at[80];
         where_str(ds, i, at, sizeof at);
         h5util_set_err(err, errlen,
-                       "token id %" PRId32 " at %s of '%s' in '%s' is outside the model's "
+                       "token id %" PRId32
+                       " at %s of '%s' in '%s' is outside the model's "
                        "vocabulary [0, %d)",
                        id_at(tk, i), at, ds->x_name, ds->path, n_classes);
         return -1;

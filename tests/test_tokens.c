@@ -224,8 +224,9 @@ static void test_tokens_refused(void **state) {
 
   /* Shorter than one window. */
   p = write_tokens("short.h5", H5T_STD_U8LE, 1, d, ids, 0, 0);
-  expect_refused(p, 30, 0, BUDGET, "a stream of 30 tokens, shorter than one window of "
-                                   "data.seq_len + 1 = 31 tokens");
+  expect_refused(p, 30, 0, BUDGET,
+                 "a stream of 30 tokens, shorter than one window of "
+                 "data.seq_len + 1 = 31 tokens");
   p = write_tokens("shortseq.h5", H5T_STD_U8LE, 2, d2, ids, 0, 0);
   expect_refused(p, 10, 0, BUDGET, "sequences of 10 tokens, shorter than one window");
   expect_refused(p, 0, 0, BUDGET, "data.seq_len is 0");
@@ -399,7 +400,8 @@ static void test_tokens_convert_bytes(void **state) {
   for (size_t i = 0; i < strlen(test); i++) assert_int_equal(ids[i], (unsigned char)test[i]);
   data_set *ds = NULL;
   data_token_opts to = {.seq_len = 2};
-  assert_int_equal(data_open_tokens(&ds, out, "/train/tokens", &to, BUDGET, g_err, sizeof g_err), 0);
+  assert_int_equal(data_open_tokens(&ds, out, "/train/tokens", &to, BUDGET, g_err, sizeof g_err),
+                   0);
   assert_int_equal(data_vocab_size(ds), 256);
   assert_int_equal(data_input_dtype(ds), DATA_I32);
   data_close(ds);

@@ -52,10 +52,11 @@ int cmd_prepare_text(int argc, char **argv, const char **written) {
   int rc = ms_from_data(convert_text(plain, n - 1, out, &o, &st, err, sizeof err), err);
   free(plain);
   if (rc == 0)
-    printf("%zu file%s: %llu training tokens (/train/tokens), %llu test tokens%s, vocab_size "
-           "%llu\n",
-           n - 1, n == 2 ? "" : "s", (unsigned long long)st.train_tokens,
-           (unsigned long long)st.test_tokens, st.test_tokens ? " (/test/tokens)" : "",
-           (unsigned long long)st.vocab_size);
+    printf(
+        "%zu file%s: %llu training tokens (/train/tokens), %llu test tokens%s, vocab_size "
+        "%llu\n",
+        n - 1, n == 2 ? "" : "s", (unsigned long long)st.train_tokens,
+        (unsigned long long)st.test_tokens, st.test_tokens ? " (/test/tokens)" : "",
+        (unsigned long long)st.vocab_size);
   return rc;
 }

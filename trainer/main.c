@@ -358,7 +358,8 @@ static int cmd_prepare(int argc, char **argv) {
                {"text", cmd_prepare_text}};
   const char *written = NULL;
   if (argc < 1)
-    return usage_error("prepare needs a kind: %s", "fashion-mnist, idx, synthetic, csv, npy or text");
+    return usage_error("prepare needs a kind: %s",
+                       "fashion-mnist, idx, synthetic, csv, npy or text");
   for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
     if (strcmp(argv[0], kinds[i].kind) != 0) continue;
     int rc = kinds[i].run(argc, argv, &written);
