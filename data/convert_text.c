@@ -13,6 +13,7 @@
 #include "convert_internal.h"
 #include "h5guard.h"
 #include "h5util.h"
+#include "tokenizer.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -22,39 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The vocabulary: a sorted table of code points and their ids. */
-typedef struct {
-  uint32_t cp;
-  int32_t id;
-} vocab_entry;
-
-typedef struct {
-  int bytes;          /* byte-level: id = byte, 256 ids */
-  vocab_entry *table; /* sorted by cp (chars) */
-  size_t n;           /* entries in table */
-  uint32_t *cps;      /* (size) code point of each id; UNK_CP for <unk> */
-  int32_t size, unk;  /* ids; unk -1 = none */
-} vocab;
-
-#define UNK_CP 0xFFFFFFFFu
-
 /* A growable id stream. */
 typedef struct {
   int32_t *v;
   size_t n, cap;
 } ids;
-
-static int push_id(ids *s, int32_t id) {
-  if (s->n == s->cap) {
-    size_t cap = s->cap ? 2 * s->cap : 1 << 16;
-    int32_t *g = realloc(s->v, cap * sizeof *g);
-    if (!g) return -1;
-    s->v = g;
-    s->cap = cap;
-  }
-  s->v[s->n++] = id;
-  return 0;
-}
 
 /* The whole of a regular file, NUL-terminated. */
 static int slurp(const char *path, const char *what, char **text, size_t *len, char *err,
@@ -78,141 +51,6 @@ static int slurp(const char *path, const char *what, char **text, size_t *len, c
   buf[n] = '\0';
   *text = buf;
   *len = n;
-  return 0;
-}
-
-/* Decodes one UTF-8 character of s[0..len) into *cp; returns its length,
- * or 0 for a malformed sequence (overlong forms and surrogates included). */
-static size_t utf8_next(const unsigned char *s, size_t len, uint32_t *cp) {
-  unsigned c = s[0];
-  size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-  if (n == 0 || n > len) return 0;
-  uint32_t v = n == 1 ? c : c & (0x7Fu >> n);
-  for (size_t i = 1; i < n; i++) {
-    if ((s[i] & 0xC0) != 0x80) return 0;
-    v = (v << 6) | (s[i] & 0x3Fu);
-  }
-  static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
-  if (v < min[n] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
-  *cp = v;
-  return n;
-}
-
-static int cmp_entry(const void *a, const void *b) {
-  const vocab_entry *x = a, *y = b;
-  return x->cp < y->cp ? -1 : x->cp > y->cp;
-}
-
-/* One line of a vocabulary file: its code point (UNK_CP for <unk>), or -1. */
-static int vocab_line(char *line, uint32_t *cp) {
-  size_t len = strlen(line);
-  if (len && line[len - 1] == '\r') line[--len] = '\0';
-  if (strcmp(line, "<unk>") == 0) return *cp = UNK_CP, 0;
-  static const char esc[][2] = {{'n', '\n'}, {'t', '\t'}, {'r', '\r'}, {'s', ' '}, {'\\', '\\'}};
-  if (len == 2 && line[0] == '\\')
-    for (size_t i = 0; i < sizeof esc / sizeof esc[0]; i++)
-      if (line[1] == esc[i][0]) return *cp = (unsigned char)esc[i][1], 0;
-  return len && utf8_next((const unsigned char *)line, len, cp) == len ? 0 : -1;
-}
-
-/* Reads a vocabulary file (convert.h): one character per line. */
-static int vocab_load(vocab *v, const char *path, char *err, size_t errlen) {
-  char *text = NULL;
-  size_t len = 0;
-  if (slurp(path, "a vocabulary file", &text, &len, err, errlen) < 0) return -1;
-  int rc = 0;
-  long line_no = 0;
-  v->unk = -1;
-  for (char *line = text, *next; rc == 0 && line < text + len; line = next) {
-    char *nl = memchr(line, '\n', (size_t)(text + len - line));
-    next = nl ? nl + 1 : text + len;
-    if (nl) *nl = '\0';
-    line_no++;
-    if (!*line || (line[0] == '\r' && !line[1])) continue; /* blank lines separate nothing */
-    uint32_t cp;
-    if (vocab_line(line, &cp) < 0) {
-      h5util_set_err(err, errlen,
-                     "line %ld of the vocabulary '%s' is not one character (write a newline as "
-                     "\\n, a tab as \\t, a space as \\s, a backslash as \\\\; <unk> for unknown "
-                     "characters)",
-                     line_no, path);
-      rc = -1;
-      break;
-    }
-    uint32_t *g = realloc(v->cps, ((size_t)v->size + 1) * sizeof *g);
-    vocab_entry *t = realloc(v->table, (v->n + 1) * sizeof *t);
-    if (g) v->cps = g;
-    if (t) v->table = t;
-    if (!g || !t) {
-      h5util_set_err(err, errlen, "out of memory reading '%s'", path);
-      rc = -1;
-      break;
-    }
-    if (cp == UNK_CP && v->unk < 0) {
-      v->unk = v->size;
-    } else if (cp == UNK_CP) {
-      h5util_set_err(err, errlen, "line %ld of the vocabulary '%s' repeats <unk>", line_no, path);
-      rc = -1;
-      break;
-    } else {
-      v->table[v->n++] = (vocab_entry){cp, v->size};
-    }
-    v->cps[v->size++] = cp;
-  }
-  if (rc == 0 && v->size == 0) {
-    h5util_set_err(err, errlen, "the vocabulary '%s' has no entries", path);
-    rc = -1;
-  }
-  if (rc == 0) {
-    qsort(v->table, v->n, sizeof *v->table, cmp_entry);
-    for (size_t i = 1; i < v->n; i++)
-      if (v->table[i].cp == v->table[i - 1].cp) {
-        h5util_set_err(err, errlen, "the vocabulary '%s' lists U+%04" PRIX32 " twice", path,
-                       v->table[i].cp);
-        rc = -1;
-        break;
-      }
-  }
-  free(text);
-  return rc;
-}
-
-/* Tokenises text[0..len) (of `path`, starting at line *line) onto out. */
-static int tokenise(const vocab *v, const char *path, const char *text, size_t len, long *line,
-                    ids *out, char *err, size_t errlen) {
-  const unsigned char *s = (const unsigned char *)text;
-  for (size_t at = 0; at < len;) {
-    uint32_t cp = s[at];
-    size_t n = 1;
-    int32_t id = (int32_t)cp;
-    if (!v->bytes) {
-      n = utf8_next(s + at, len - at, &cp);
-      if (n == 0) {
-        h5util_set_err(err, errlen,
-                       "'%s' line %ld: byte 0x%02X at offset %zu is not valid UTF-8 (a "
-                       "vocabulary of characters needs UTF-8 text; --vocab bytes takes any)",
-                       path, *line, s[at], at);
-        return -1;
-      }
-      vocab_entry key = {cp, 0};
-      const vocab_entry *e = bsearch(&key, v->table, v->n, sizeof key, cmp_entry);
-      id = e ? e->id : v->unk;
-      if (id < 0) {
-        h5util_set_err(err, errlen,
-                       "'%s' line %ld: character U+%04" PRIX32
-                       " ('%.*s') is not in the "
-                       "vocabulary (add it, or a line <unk>)",
-                       path, *line, cp, (int)n, text + at);
-        return -1;
-      }
-    }
-    if (push_id(out, id) < 0) {
-      h5util_set_err(err, errlen, "out of memory tokenising '%s'", path);
-      return -1;
-    }
-    if (cp == '\n') (*line)++;
-    at += n;
-  }
   return 0;
 }
 
@@ -260,26 +98,30 @@ static int put_attr_str(hid_t loc, const char *name, const char *value) {
 /* Group `group` of file: "tokens" (s's ids) with the vocabulary's
  * attributes, and for a vocabulary of characters "vocab" (the code point
  * of each id, -1 for <unk>), staged and committed (convert_internal.h). */
-static int write_split(hid_t file, const char *group, const ids *s, const vocab *v) {
+static int write_split(hid_t file, const char *group, const ids *s, const data_tokenizer *v) {
   char tmp[1024] = "";
   hid_t g = convert_stage_group(file, group, tmp, sizeof tmp);
   hsize_t d[1] = {(hsize_t)s->n};
-  hid_t set = g >= 0 ? convert_create_chunked(g, "tokens", id_type(v->size), 1, d,
-                                              H5Tget_size(id_type(v->size)), CONVERT_GZIP)
+  int32_t size = data_tokenizer_size(v);
+  int bytes = data_tokenizer_is_bytes(v);
+  hid_t set = g >= 0 ? convert_create_chunked(g, "tokens", id_type(size), 1, d,
+                                              H5Tget_size(id_type(size)), CONVERT_GZIP)
                      : H5I_INVALID_HID;
   int rc = set >= 0 && convert_write_rows(set, 1, d, 0, s->n, H5T_NATIVE_INT32, s->v) == 0 &&
-                   put_attr_i64(set, "vocab_size", v->size) == 0 &&
-                   put_attr_str(set, "tokenizer", v->bytes ? "bytes" : "chars") == 0
+                   put_attr_i64(set, "vocab_size", size) == 0 &&
+                   put_attr_str(set, "tokenizer", bytes ? "bytes" : "chars") == 0
                ? 0
                : -1;
-  if (rc == 0 && !v->bytes) {
-    int32_t *cp = malloc((size_t)v->size * sizeof *cp);
-    hsize_t vd[1] = {(hsize_t)v->size};
+  if (rc == 0 && !bytes) {
+    int32_t *cp = malloc((size_t)size * sizeof *cp);
+    hsize_t vd[1] = {(hsize_t)size};
     hid_t vs = cp ? convert_create_chunked(g, "vocab", H5T_STD_I32LE, 1, vd, 4, CONVERT_GZIP)
                   : H5I_INVALID_HID;
-    for (int32_t i = 0; cp && i < v->size; i++)
-      cp[i] = v->cps[i] == UNK_CP ? -1 : (int32_t)v->cps[i];
-    if (vs < 0 || convert_write_rows(vs, 1, vd, 0, (uint64_t)v->size, H5T_NATIVE_INT32, cp) < 0)
+    for (int32_t i = 0; cp && i < size; i++) {
+      uint32_t c = data_tokenizer_codepoint(v, i);
+      cp[i] = c == UINT32_MAX ? -1 : (int32_t)c;
+    }
+    if (vs < 0 || convert_write_rows(vs, 1, vd, 0, (uint64_t)size, H5T_NATIVE_INT32, cp) < 0)
       rc = -1;
     if (vs >= 0) H5Dclose(vs);
     free(cp);
@@ -296,7 +138,7 @@ static int write_split(hid_t file, const char *group, const ids *s, const vocab 
 
 int convert_text(const char *const *files, size_t n_files, const char *out_path,
                  const convert_text_opts *o, convert_text_stats *stats, char *err, size_t errlen) {
-  vocab v = {0};
+  data_tokenizer *v = NULL;
   ids split[2] = {{0}, {0}}; /* train, test */
   char *text = NULL;
   hid_t file = H5I_INVALID_HID;
@@ -309,20 +151,23 @@ int convert_text(const char *const *files, size_t n_files, const char *out_path,
     goto done;
   }
   if (!o->vocab || strcmp(o->vocab, "bytes") == 0) {
-    v.bytes = 1;
-    v.size = 256;
-    v.unk = -1;
-  } else if (vocab_load(&v, o->vocab, err, errlen) < 0) {
-    goto done;
+    if (data_tokenizer_bytes(&v, err, errlen) < 0) goto done;
+  } else {
+    size_t len = 0;
+    if (slurp(o->vocab, "a vocabulary file", &text, &len, err, errlen) < 0) goto done;
+    if (data_tokenizer_parse(&v, text, len, o->vocab, err, errlen) < 0) goto done;
+    free(text);
+    text = NULL;
   }
   for (size_t i = 0; i < n_files; i++) {
     size_t len = 0;
     long line = 1;
     if (slurp(files[i], "a text file", &text, &len, err, errlen) < 0) goto done;
     size_t b = split_at(text, len, o->test_fraction);
-    if (tokenise(&v, files[i], text, b, &line, &split[0], err, errlen) < 0 ||
-        tokenise(&v, files[i], text + b, len - b, &line, &split[1], err, errlen) < 0)
-      goto done;
+    for (int k = 0; k < 2; k++)
+      if (data_tokenizer_encode(v, k ? text + b : text, k ? len - b : b, files[i], &line,
+                                &split[k].v, &split[k].n, &split[k].cap, err, errlen) < 0)
+        goto done;
     free(text);
     text = NULL;
   }
@@ -336,12 +181,13 @@ int convert_text(const char *const *files, size_t n_files, const char *out_path,
   file = convert_open_output(out_path, err, errlen);
   if (file < 0) goto done;
   for (int s = 0; s < (o->test_fraction > 0 ? 2 : 1); s++)
-    if (write_split(file, s ? "test" : "train", &split[s], &v) < 0) {
+    if (write_split(file, s ? "test" : "train", &split[s], v) < 0) {
       h5util_set_err(err, errlen, "cannot write group '%s' of '%s'", s ? "test" : "train",
                      out_path);
       goto done;
     }
-  if (stats) *stats = (convert_text_stats){split[0].n, split[1].n, (uint64_t)v.size};
+  if (stats)
+    *stats = (convert_text_stats){split[0].n, split[1].n, (uint64_t)data_tokenizer_size(v)};
   rc = 0;
 done:
   if (file >= 0 && H5Fclose(file) < 0 && rc == 0) {
@@ -351,8 +197,7 @@ done:
   free(text);
   free(split[0].v);
   free(split[1].v);
-  free(v.table);
-  free(v.cps);
+  data_tokenizer_free(v);
   h5util_leave(&q);
   return rc;
 }

@@ -5,7 +5,8 @@
  * window, a bad attribute, a shape, the budget, a norm), the model check,
  * and the loader over windows: (n, seq_len) labels, rank slices that make
  * up the global batch, and a restart at any cursor equal to the run that
- * got there. Fixtures are written with the HDF5 C API. */
+ * got there; convert_text and the tokenizer it records (tokenizer.h). Fixtures are written with the
+ * HDF5 C API. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +24,7 @@
 #include "h5fixture.h"
 #include "loader.h"
 #include "sampler.h"
+#include "tokenizer.h"
 
 #define BUDGET ((size_t)1 << 30)
 
@@ -405,6 +407,15 @@ static void test_tokens_convert_bytes(void **state) {
   assert_int_equal(data_vocab_size(ds), 256);
   assert_int_equal(data_input_dtype(ds), DATA_I32);
   data_close(ds);
+  data_tokenizer *tk = NULL;
+  assert_int_equal(data_tokenizer_load(&tk, out, "/test/tokens", g_err, sizeof g_err), 0);
+  assert_int_equal(data_tokenizer_is_bytes(tk), 1);
+  assert_int_equal(data_tokenizer_size(tk), 256);
+  char c[4];
+  assert_int_equal(data_tokenizer_decode(tk, 0xE9, c), 1);
+  assert_int_equal((unsigned char)c[0], 0xE9);
+  assert_int_equal(data_tokenizer_decode(tk, 256, c), 0);
+  data_tokenizer_free(tk);
 }
 
 /* prepare text with a vocabulary file: ids in line order, escapes, <unk>;
@@ -425,6 +436,38 @@ static void test_tokens_convert_vocab(void **state) {
   int32_t ids[16];
   assert_int_equal(read_split(out, "/train/tokens", ids, 16), 8);
   for (int i = 0; i < 8; i++) assert_int_equal(ids[i], want[i]);
+
+  /* The file's tokenizer: decode the ids back (z went to <unk>, which
+   * decodes to nothing), encode a prompt. */
+  data_tokenizer *tk = NULL;
+  assert_int_equal(data_tokenizer_load(&tk, out, "/train/tokens", g_err, sizeof g_err), 0);
+  assert_int_equal(data_tokenizer_size(tk), 6);
+  assert_int_equal(data_tokenizer_is_bytes(tk), 0);
+  char text[64];
+  size_t len = 0;
+  for (int i = 0; i < 8; i++) len += data_tokenizer_decode(tk, want[i], text + len);
+  assert_int_equal(len, 8);
+  assert_memory_equal(text, "ab a\n\xc3\xa9\n", 8);
+  int32_t *enc = NULL;
+  size_t n = 0, cap = 0;
+  long line = 1;
+  assert_int_equal(data_tokenizer_encode(tk, "\xc3\xa9q b", 5, "prompt", &line, &enc, &n, &cap,
+                                         g_err, sizeof g_err),
+                   0);
+  const int32_t want_enc[4] = {4, 5, 3, 1};
+  assert_int_equal(n, 4);
+  assert_memory_equal(enc, want_enc, sizeof want_enc);
+  free(enc);
+  data_tokenizer_free(tk);
+  /* A token set without the attribute. */
+  enum { T = 8 };
+  int32_t few[T] = {0};
+  hsize_t d[1] = {T};
+  const char *plain = write_tokens("plain.h5", H5T_STD_U8LE, 1, d, few, 0, 0);
+  assert_int_equal(data_tokenizer_load(&tk, plain, "/t", g_err, sizeof g_err), -1);
+  assert_null(tk);
+  if (!strstr(g_err, "'/t' in '")) fail_msg("%s", g_err);
+  if (!strstr(g_err, "has no tokenizer attribute")) fail_msg("%s", g_err);
 
   h5f_write_text(v, "a\nb\n\\n\n");
   assert_int_equal(convert_text(files, 1, out, &o, &st, g_err, sizeof g_err), -1);
