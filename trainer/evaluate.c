@@ -5,6 +5,7 @@
 
 #include "kernels.h"
 #include "layers.h"
+#include "layers_seq.h"
 #include "ms_error.h"
 #include "sampler.h"
 
@@ -27,6 +28,12 @@ void loss_init(loss_fn *l, const ms_config *cfg, int n_out) {
   l->classifier = l->kind == MS_LOSS_XENT;
   l->n_out = n_out;
   l->smoothing = (float)cfg->model.label_smoothing;
+  l->positions = 0;
+}
+
+void loss_init_model(loss_fn *l, const ms_config *cfg, const ms_model *m) {
+  loss_init(l, cfg, (int)m->n_out);
+  if (m->seq_T > 0 && l->kind == MS_LOSS_XENT) l->positions = m->seq_T;
 }
 
 double loss_compute(const loss_fn *l, float *grad, const float *out, const int32_t *y,
@@ -37,6 +44,14 @@ double loss_compute(const loss_fn *l, float *grad, const float *out, const int32
     case MS_LOSS_MSE: return mse_loss(grad, out, t, n, K, scale);
     case MS_LOSS_MAE: return mae_loss(grad, out, t, n, K, scale);
     case MS_LOSS_XENT: break;
+  }
+  if (l->positions > 0) {
+    const int P = l->positions, V = K / P;
+    if (l->smoothing > 0)
+      return softmax_xent_smooth(grad, out, y, n * P, V, l->smoothing, scale / (float)P,
+                                 correct) /
+             P;
+    return seq_xent(grad, out, y, n, P, V, scale, correct);
   }
   if (l->smoothing > 0) return softmax_xent_smooth(grad, out, y, n, K, l->smoothing, scale, correct);
   return softmax_xent(grad, out, y, n, K, scale, correct);
@@ -53,7 +68,7 @@ int eval_create(evaluator **out, const ranks *rk, ms_model *model, const loss_fn
     size_t n = (size_t)chunk;
     e->idx = malloc(sizeof *e->idx * n);
     e->x = malloc(sizeof *e->x * n * data_sample_elems(test));
-    e->y = malloc(sizeof *e->y * n);
+    e->y = malloc(sizeof *e->y * n * (size_t)(loss->positions > 0 ? loss->positions : 1));
     e->t = malloc(sizeof *e->t * n * (size_t)loss->n_out);
   }
   if (!e || !e->idx || !e->x || !e->y || !e->t)
@@ -95,9 +110,9 @@ static int eval_slice(evaluator *e, double s[6]) {
     const float *out = model_forward(e->model, e->x, n, NULL);
     long correct = 0;
     s[0] += loss_compute(l, NULL, out, e->y, e->t, n, 1.0f, &correct);
-    s[1] += (double)correct;
+    s[1] += (double)correct / (l->positions > 0 ? l->positions : 1);
     s[2] += n;
-    if (e->top_k > 0) s[3] += (double)topk_correct(out, e->y, n, K, e->top_k);
+    if (e->top_k > 0 && !l->positions) s[3] += (double)topk_correct(out, e->y, n, K, e->top_k);
     if (l->kind == MS_LOSS_BCE) {
       long hits = 0;
       for (long j = 0; j < (long)n * K; j++) hits += (out[j] > 0.0f) == (e->t[j] > 0.5f);
