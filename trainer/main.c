@@ -12,6 +12,7 @@
 #include "ckpt.h"
 #include "convert.h"
 #include "info.h"
+#include "generate.h"
 #include "inspect.h"
 #include "ms_error.h"
 #include "train.h"
@@ -71,6 +72,8 @@ static const char usage_main[] =
     "  midscale config-reference  (Markdown reference of every config key)\n"
     "  midscale inspect CHECKPOINT [--config]\n"
     "  midscale export CHECKPOINT OUT.safetensors [--with-optimizer]\n"
+    "  midscale generate CONFIG CHECKPOINT --prompt TEXT [--tokens N] [--temperature T]\n"
+    "                    [--top-k K] [--seed S]  (text from a byte-level language model)\n"
     "  midscale help [COMMAND]    midscale --help    midscale --version\n"
     "\n"
     "exit codes: 0 done, 1 runtime failure, 2 usage or config error, 3 data error,\n"
@@ -534,6 +537,11 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc - 2, argv + 2);
   if (strcmp(cmd, "data-info") == 0) return cmd_data_info(argc - 2, argv + 2);
   if (strcmp(cmd, "export") == 0) return cmd_export(argc - 2, argv + 2);
+  if (strcmp(cmd, "generate") == 0) {
+    int rc = generate_main(argc - 2, argv + 2, stdout);
+    if (rc) fflush(stdout), fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
+    return ms_exit_code(rc);
+  }
   if (strcmp(cmd, "prepare") == 0) {
     if (argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
       fputs(usage_prepare, stdout);
