@@ -554,6 +554,8 @@ void model_kernels_desc(const ms_model *m, char *buf, size_t n) {
 
 int model_kernel_status(const ms_model *m) { return m->kernel_rc; }
 
+long model_classes(const ms_model *m) { return m->seq_T > 0 ? m->vocab : m->n_out; }
+
 int model_layer_params(const ms_model *m, const ms_layer *l, size_t *off, size_t *len) {
   int first = l->w >= 0 ? l->w : l->b, last = l->b >= 0 ? l->b : l->w;
   if (first < 0) return 0;

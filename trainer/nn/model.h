@@ -199,6 +199,10 @@ void model_layer_desc(const ms_layer *l, char *buf, size_t n);
 /* "(32, 14, 14)" or "(256)" */
 void model_shape_desc(int c, int h, int w, char *buf, size_t n);
 
+/* The classes a label picks from: the vocabulary (outputs per position) of
+ * a sequence model, else n_out. */
+long model_classes(const ms_model *m);
+
 /* The layer's own parameters as one range of the arenas: [*off, *off + *len)
  * (a tied head's table is the embedding's, not its own).
  * @return 0 when the layer has none, else 1. */
