@@ -83,6 +83,14 @@ static void test_model_seq_names_and_shapes(void **state) {
   assert_int_equal(m.n_p, 2 + 24 + 3);
   assert_string_equal(m.p[28].name, "head.bias");
   assert_true(model_layout_hash(&m) != h);
+  /* The kernel line names them (its layer table once overran with them). */
+  char desc[512];
+  model_kernels_desc(&m, desc, sizeof desc);
+  tu_assert_contains(desc, "sequence layers (attention, blocks, per-position dense): OpenBLAS");
+  assert_null(strstr(desc, "; dense:"));
+  /* Per-position products: the head's (D -> V) once per position. */
+  double f = model_layer_flops(&m, 5);
+  assert_true(f == 2.0 * T * D * V);
 }
 
 /* Random parameters (so that layer norms and biases are not at their

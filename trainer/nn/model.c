@@ -528,10 +528,13 @@ void model_backward(ms_model *m, float *dout, const ms_pass *pass, ms_grad_ready
 }
 
 void model_kernels_desc(const ms_model *m, char *buf, size_t n) {
-  int has[MS_LAYER_ACTIVATION + 1] = {0};
+  int has[MS_LAYER_TRANSFORMER_BLOCK + 1] = {0}, seq = 0;
   const char *impl = "", *cimpl = "";
   for (int i = 0; i < m->n_layers; i++) {
-    has[m->layers[i].type] = 1;
+    if (model_seq_layer(&m->layers[i]))
+      seq = 1;
+    else
+      has[m->layers[i].type] = 1;
     if (m->layers[i].dnn && !*impl) impl = dnn_dense_impl(m->layers[i].dnn);
     if (m->layers[i].dconv && !*cimpl) cimpl = dnn_conv_impl(m->layers[i].dconv);
   }
@@ -541,6 +544,10 @@ void model_kernels_desc(const ms_model *m, char *buf, size_t n) {
    * shape (scripts/bench/results/kernels.md), and OpenBLAS keeps fp32 runs
    * bit for bit what they were; oneDNN's fp32 convolution is faster on
    * most conv2d layers there, a switch that awaits the accuracy tests. */
+  if (seq && k < n) /* always OpenBLAS fp32: model.h */
+    k += (size_t)snprintf(buf + k, n - k,
+                          "; sequence layers (attention, blocks, per-position dense): OpenBLAS "
+                          "sgemm fp32");
   if (has[MS_LAYER_DENSE] && k < n)
     k += (size_t)(m->precision == DNN_BF16
                       ? snprintf(buf + k, n - k, "; dense: oneDNN matmul bf16 [%s]", impl)
@@ -604,18 +611,18 @@ uint64_t model_params_hash(const ms_model *m) {
   return hash_xxh3(m->params, sizeof(float) * m->n_params, 0);
 }
 
+double model_layer_flops(const ms_model *m, int i) {
+  const ms_layer *l = &m->layers[i];
+  if (model_seq_layer(l)) return model_seq_flops(l);
+  if (l->type == MS_LAYER_DENSE) return 2.0 * (double)l->in_elems * (double)l->out_elems;
+  if (l->type == MS_LAYER_CONV2D)
+    return 2.0 * (double)l->out_elems * (double)(l->g.C * l->g.KH * l->g.KW);
+  return 0.0;
+}
+
 double model_flops_per_sample(const ms_model *m) {
   double f = 0.0;
-  for (int i = 0; i < m->n_layers; i++) {
-    const ms_layer *l = &m->layers[i];
-    if (model_seq_layer(l)) {
-      f += model_seq_flops(l);
-      continue;
-    }
-    if (l->type == MS_LAYER_DENSE) f += 2.0 * (double)l->in_elems * (double)l->out_elems;
-    if (l->type == MS_LAYER_CONV2D)
-      f += 2.0 * (double)l->out_elems * (double)(l->g.C * l->g.KH * l->g.KW);
-  }
+  for (int i = 0; i < m->n_layers; i++) f += model_layer_flops(m, i);
   return f;
 }
 

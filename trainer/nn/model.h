@@ -190,8 +190,12 @@ uint64_t model_layout_hash(const ms_model *m);
 /* XXH3-64 of the parameter bytes: equal on ranks holding equal params. */
 uint64_t model_params_hash(const ms_model *m);
 
-/* Forward FLOPs per sample (2 * multiply-adds of dense and conv2d layers). */
+/* Forward FLOPs per sample (2 * multiply-adds of dense and conv2d layers,
+ * and of the products of the sequence layers). */
 double model_flops_per_sample(const ms_model *m);
+
+/* Layer i's share of model_flops_per_sample. */
+double model_layer_flops(const ms_model *m, int i);
 
 /* "conv2d 5x5/1 pad 2 +relu", "dense +relu", "maxpool2d 2x2/2"... */
 void model_layer_desc(const ms_layer *l, char *buf, size_t n);
