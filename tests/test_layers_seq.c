@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "kernels.h"
+#include "layers.h"
 #include "layers_seq.h"
 #include "testutil.h"
 
@@ -161,6 +162,41 @@ static void test_layers_seq_attention_gradcheck(void **state) {
   }
 }
 
+/* ---- GELU ------------------------------------------------------------------------------ */
+
+static void test_layers_seq_gelu_fast_matches_libm(void **state) {
+  (void)state;
+  enum { N = 20001 };
+  static float x[N], a[N], b[N], d[N], da[N], db[N];
+  for (int i = 0; i < N; i++) x[i] = -12.0f + 24.0f * (float)i / (N - 1), d[i] = 1.0f;
+  x[N / 2] = 0.0f;
+  gelu_forward(a, x, N), gelu_fast_forward(b, x, N);
+  gelu_backward(da, d, x, N), gelu_fast_backward(db, d, x, N);
+  double worst = 0, worst_d = 0;
+  for (int i = 0; i < N; i++) {
+    worst = fmax(worst, fabs((double)a[i] - b[i]) / (1.0 + fabs((double)x[i])));
+    worst_d = fmax(worst_d, fabs((double)da[i] - db[i]) / (1.0 + fabs((double)x[i])));
+  }
+  assert_true(worst < 5e-7);
+  assert_true(worst_d < 5e-7);
+  assert_true(b[N / 2] == 0.0f);
+}
+
+static float gx[64], gr[64], gy[64];
+static double gelu_loss(void) {
+  gelu_fast_forward(gy, gx, 64);
+  return dot(gr, gy, 64);
+}
+
+static void test_layers_seq_gelu_fast_gradcheck(void **state) {
+  (void)state;
+  tu_fill(gx, 64, 31), tu_fill(gr, 64, 32);
+  for (int i = 0; i < 64; i++) gx[i] *= 4.0f;
+  float dx[64];
+  gelu_fast_backward(dx, gr, gx, 64);
+  gradcheck(gx, 64, dx, gelu_loss, 1e-3f, 1e-2, 3e-4);
+}
+
 /* ---- loss ------------------------------------------------------------------------------- */
 
 enum { SB = 2, ST = 3, SV = 5 };
@@ -194,6 +230,8 @@ int main(void) {
       cmocka_unit_test(test_layers_seq_attention_matches_naive),
       cmocka_unit_test(test_layers_seq_attention_causal_ignores_the_future),
       cmocka_unit_test(test_layers_seq_attention_gradcheck),
+      cmocka_unit_test(test_layers_seq_gelu_fast_matches_libm),
+      cmocka_unit_test(test_layers_seq_gelu_fast_gradcheck),
       cmocka_unit_test(test_layers_seq_xent_is_mean_over_positions),
       cmocka_unit_test(test_layers_seq_xent_gradcheck),
   };

@@ -72,6 +72,20 @@ void attention_forward(float *y, float *att, const float *qkv, int B, int T, int
 void attention_backward(float *dqkv, const float *dy, const float *qkv, const float *att, int B,
                         int T, int D, int H, float *scratch);
 
+/* ---- GELU of the transformer blocks --------------------------------------------- */
+
+/* gelu_forward / gelu_backward of layers.h (the tanh form, PyTorch's
+ * gelu(approximate='tanh')) with tanh computed from an inline exp
+ * (a degree-6 polynomial after range reduction, no libm call) that the
+ * compiler vectorises: libm's tanhf was a third of a transformer step
+ * (scripts/bench/results/seq.md). Within 5e-7 * (1 + |x|) of the libm
+ * versions (tests/test_layers_seq.c), well inside the 1e-4 of the PyTorch
+ * cross-check. The activation layers of layers.h keep libm's tanhf, so
+ * their results stay bit for bit what they were.
+ * out, inp, dinp, dout: (n); out may equal inp, dinp may equal dout. */
+void gelu_fast_forward(float *out, const float *inp, long n);
+void gelu_fast_backward(float *dinp, const float *dout, const float *inp, long n);
+
 /* ---- loss ------------------------------------------------------------------------ */
 
 /* Softmax cross-entropy at every position of a sequence: logits (B, T, V)
