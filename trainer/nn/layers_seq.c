@@ -47,6 +47,32 @@ void posemb_backward(float *dp, const float *dout, int B, int T, int D) {
   }
 }
 
+/* ---- an inline exp ---------------------------------------------------------------- */
+
+/* e^x for x <= 0 (clamped at -87): x = k ln2 + r, |r| <= ln2 / 2, e^r by
+ * its Taylor polynomial of degree 6 (relative error below 2e-7), 2^k
+ * through the exponent bits. Branch-free, so loops over it vectorise (this
+ * file is compiled with -fno-trapping-math, which lets GCC turn the clamp's
+ * comparison into a select: CMakeLists.txt). */
+static inline float exp_nonpos(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  int k = (int)(x * 1.44269504f - 0.5f); /* round to nearest: x <= 0 */
+  float r = x - (float)k * 0.693145752f - (float)k * 1.42860677e-6f;
+  float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
+                                                                                 r / 720)))));
+  union {
+    uint32_t u;
+    float f;
+  } two_k = {.u = (uint32_t)(k + 127) << 23};
+  return p * two_k.f;
+}
+
+/* tanh(u) = sign(u) (1 - e^{-2|u|}) / (1 + e^{-2|u|}) */
+static inline float tanh_fast(float u) {
+  float t = exp_nonpos(-2.0f * fabsf(u));
+  return copysignf((1.0f - t) / (1.0f + t), u);
+}
+
 /* ---- attention ------------------------------------------------------------------ */
 
 /* In place over one (T, T) score matrix: the causal mask and the row
@@ -59,10 +85,9 @@ static void masked_softmax(float *s, int T, int causal) {
     float mx = row[0];
     for (int j = 1; j < n; j++) mx = row[j] > mx ? row[j] : mx;
     float sum = 0.0f;
-    for (int j = 0; j < n; j++) {
-      row[j] = expf(row[j] - mx);
-      sum += row[j];
-    }
+    /* Two loops: the first vectorises (exp_nonpos), the sum keeps its order. */
+    for (int j = 0; j < n; j++) row[j] = exp_nonpos(row[j] - mx);
+    for (int j = 0; j < n; j++) sum += row[j];
     float inv = 1.0f / sum;
     for (int j = 0; j < n; j++) row[j] *= inv;
     for (int j = n; j < T; j++) row[j] = 0.0f;
@@ -126,30 +151,6 @@ void attention_backward(float *dqkv, const float *dy, const float *qkv, const fl
 
 #define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
 #define GELU_C 0.044715f
-
-/* e^x for x <= 0 (clamped at -87): x = k ln2 + r, |r| <= ln2 / 2, e^r by
- * its Taylor polynomial of degree 6 (relative error below 2e-7), 2^k
- * through the exponent bits. Branch-free, so loops over it vectorise (this
- * file is compiled with -fno-trapping-math, which lets GCC turn the clamp's
- * comparison into a select: CMakeLists.txt). */
-static inline float exp_nonpos(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  int k = (int)(x * 1.44269504f - 0.5f); /* round to nearest: x <= 0 */
-  float r = x - (float)k * 0.693145752f - (float)k * 1.42860677e-6f;
-  float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
-                                                                                 r / 720)))));
-  union {
-    uint32_t u;
-    float f;
-  } two_k = {.u = (uint32_t)(k + 127) << 23};
-  return p * two_k.f;
-}
-
-/* tanh(u) = sign(u) (1 - e^{-2|u|}) / (1 + e^{-2|u|}) */
-static inline float tanh_fast(float u) {
-  float t = exp_nonpos(-2.0f * fabsf(u));
-  return copysignf((1.0f - t) / (1.0f + t), u);
-}
 
 void gelu_fast_forward(float *out, const float *inp, long n) {
   for (long i = 0; i < n; i++) {
