@@ -151,6 +151,28 @@ static void test_layers_seq_attention_causal_ignores_the_future(void **state) {
     for (int j = t + 1; j < AT; j++) assert_true(aatt[t * AT + j] == 0.0f);
 }
 
+/* Probabilities below e^-30 of the row's largest become exactly 0 (no
+ * denormal products later); the others still sum to 1. */
+static void test_layers_seq_attention_peaked_scores(void **state) {
+  (void)state;
+  tu_fill(aqkv, AB * AT * 3 * AD, 15);
+  for (int i = 0; i < AB * AT * 3 * AD; i++) aqkv[i] *= 40.0f;
+  acausal = 0;
+  attn_loss();
+  int zeros = 0;
+  for (int r = 0; r < AB * AH * AT; r++) {
+    double sum = 0;
+    for (int j = 0; j < AT; j++) {
+      float p = aatt[r * AT + j];
+      assert_true(p == 0.0f || p > 9e-14f);
+      zeros += p == 0.0f;
+      sum += p;
+    }
+    tu_assert_close(sum, 1.0, 1e-6, 0);
+  }
+  assert_true(zeros > 0);
+}
+
 static void test_layers_seq_attention_gradcheck(void **state) {
   (void)state;
   float dqkv[AB * AT * 3 * AD], scratch[AT * AT];
@@ -229,6 +251,7 @@ int main(void) {
       cmocka_unit_test(test_layers_seq_posemb_gradcheck),
       cmocka_unit_test(test_layers_seq_attention_matches_naive),
       cmocka_unit_test(test_layers_seq_attention_causal_ignores_the_future),
+      cmocka_unit_test(test_layers_seq_attention_peaked_scores),
       cmocka_unit_test(test_layers_seq_attention_gradcheck),
       cmocka_unit_test(test_layers_seq_gelu_fast_matches_libm),
       cmocka_unit_test(test_layers_seq_gelu_fast_gradcheck),

@@ -85,8 +85,15 @@ static void masked_softmax(float *s, int T, int causal) {
     float mx = row[0];
     for (int j = 1; j < n; j++) mx = row[j] > mx ? row[j] : mx;
     float sum = 0.0f;
-    /* Two loops: the first vectorises (exp_nonpos), the sum keeps its order. */
-    for (int j = 0; j < n; j++) row[j] = exp_nonpos(row[j] - mx);
+    /* Two loops: the first vectorises (exp_nonpos), the sum keeps its order.
+     * A score more than 30 below the row's maximum weighs less than e^-30 =
+     * 9e-14 of it, below float's resolution of the sum: it becomes 0, so
+     * that the products with P never run into denormal floats, which cost
+     * the sgemm calls several times their time (seq.md). */
+    for (int j = 0; j < n; j++) {
+      float d = row[j] - mx;
+      row[j] = d < -30.0f ? 0.0f : exp_nonpos(d);
+    }
     for (int j = 0; j < n; j++) sum += row[j];
     float inv = 1.0f / sum;
     for (int j = 0; j < n; j++) row[j] *= inv;
