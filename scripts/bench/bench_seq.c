@@ -119,6 +119,11 @@ static void bench_kernels(int B, int reps) {
        attention_forward(ay, att, aq, B, T, D, H, 1));
   TIME("attention backward", 8.0 * B * T * T * D,
        attention_backward(dq, ay, aq, att, B, T, D, H, tt));
+  for (long i = 0; i < BT * 3 * D; i++) aq[i] *= 40.0f; /* peaked: scores far apart */
+  TIME("attention forward (causal), peaked scores", 4.0 * B * T * T * D,
+       attention_forward(ay, att, aq, B, T, D, H, 1));
+  TIME("attention backward, peaked scores", 8.0 * B * T * T * D,
+       attention_backward(dq, ay, aq, att, B, T, D, H, tt));
   free(aq), free(ay);
   TIME("mlp fc dense forward", 2.0 * BT * D * Hd, dense_forward(f, h, wf, bf, (int)BT, D, (int)Hd));
   TIME("mlp fc dense backward", 4.0 * BT * D * Hd,
