@@ -288,8 +288,9 @@ static void test_config_error_unknown_layer_type(void **state) {
                    MS_ECONFIG);
   assert_string_equal(ms_error_msg(),
                       "t.yaml:2:19: model.layers[0].type: expected one of dense, conv2d, "
-                      "maxpool2d, avgpool2d, flatten, dropout, layernorm, activation, found "
-                      "'maxpoll2d', did you mean 'maxpool2d'?");
+                      "maxpool2d, avgpool2d, flatten, dropout, layernorm, activation, embedding, "
+                      "pos_embedding, attention, transformer_block, found 'maxpoll2d', did you "
+                      "mean 'maxpool2d'?");
 }
 
 static void test_config_error_enum_suggests_nearest_value(void **state) {
@@ -321,7 +322,8 @@ static void test_config_error_layer_unknown_key_suggests_new_keys(void **state) 
   cfx_assert_parse_error(
       "model:\n  layers: [{type: dropout, probability: 0.5}]\n",
       "model.layers[0].probability: unknown key (model.layers[0] has: type, units, filters, "
-      "kernel, stride, padding, rate, eps, activation, alpha, init)");
+      "kernel, stride, padding, rate, eps, activation, alpha, init, vocab, dim, heads, causal, "
+      "hidden)");
   cfx_load_good_full(&c);
   assert_int_equal(config_override(&c, "model.layers[0].strides=2"), MS_ECONFIG);
   tu_assert_contains(ms_error_msg(), "did you mean 'model.layers[0].stride'?");
@@ -350,7 +352,7 @@ static void test_config_validate_layer_rules(void **state) {
   c.model.layers[5].alpha = 0.2;
   cfx_dense_layer(&c.model.layers[6], 3, MS_ACT_NONE);
   c.model.layers[6].init = (ms_init)9;
-  cfx_make_layer(&c.model.layers[7], (ms_layer_type)8);
+  cfx_make_layer(&c.model.layers[7], (ms_layer_type)12);
   c.model.layers[7].units = 3;
   assert_int_equal(config_validate(&c, 1), MS_ECONFIG);
   const char *m = ms_error_msg();
@@ -383,7 +385,8 @@ static void test_config_validate_layer_rules(void **state) {
                      "xavier_normal, xavier_uniform, found 9\n");
   tu_assert_contains(m,
                      "model.layers[7].type: expected one of dense, conv2d, maxpool2d, "
-                     "avgpool2d, flatten, dropout, layernorm, activation, found 8");
+                     "avgpool2d, flatten, dropout, layernorm, activation, embedding, "
+                     "pos_embedding, attention, transformer_block, found 12");
   assert_null(strstr(m, "model.layers[7].units")); /* an invalid type: nothing more to judge */
   int lines = 1;
   for (const char *p = m; *p; p++) lines += *p == '\n';

@@ -287,7 +287,8 @@ static void print_summary(FILE *out, const ms_config *c, const ms_model *m, int 
   for (int i = 0; i < m->n_layers; i++) {
     const ms_layer *l = &m->layers[i];
     uint64_t p = 0;
-    if (l->w >= 0) p += m->p[l->w].len + m->p[l->b].len;
+    size_t off, len;
+    if (model_layer_params(m, l, &off, &len)) p = len;
     char name[32];
     snprintf(name, sizeof name, "layers.%d", i);
     model_layer_desc(l, desc, sizeof desc);

@@ -12,7 +12,7 @@
 
 /* Checkpoint tensors: every parameter tensor, and its view in each of the
  * optimizer's state arenas (at most two: Adam's moments). */
-#define MAX_TENSORS (2 * MS_MAX_LAYERS * 3)
+#define MAX_TENSORS (MS_MAX_PARAMS * 3)
 
 struct ckpt_sync {
   const ranks *rk;

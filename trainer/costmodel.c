@@ -55,11 +55,7 @@ void costmodel_from_model(costmodel_in *in, const ms_model *m) {
   in->n_params = m->n_params;
   for (int i = 0; i < m->n_layers; i++) {
     const ms_layer *l = &m->layers[i];
-    double f = 0.0;
-    if (l->type == MS_LAYER_DENSE) f = 2.0 * (double)l->in_elems * (double)l->out_elems;
-    if (l->type == MS_LAYER_CONV2D)
-      f = 2.0 * (double)l->out_elems * (double)(l->g.C * l->g.KH * l->g.KW);
-    in->layer_flops[i] = f;
+    in->layer_flops[i] = model_layer_flops(m, i);
     int p = l->w >= 0 ? l->w : l->b;
     in->layer_lo[i] = p >= 0 ? m->p[p].off : (size_t)-1;
   }

@@ -5,6 +5,7 @@
 
 #include "kernels.h"
 #include "layers.h"
+#include "layers_seq.h"
 #include "ms_error.h"
 #include "sampler.h"
 
@@ -27,6 +28,12 @@ void loss_init(loss_fn *l, const ms_config *cfg, int n_out) {
   l->classifier = l->kind == MS_LOSS_XENT;
   l->n_out = n_out;
   l->smoothing = (float)cfg->model.label_smoothing;
+  l->positions = 0;
+}
+
+void loss_init_model(loss_fn *l, const ms_config *cfg, const ms_model *m) {
+  loss_init(l, cfg, (int)m->n_out);
+  if (m->seq_T > 0 && l->kind == MS_LOSS_XENT) l->positions = m->seq_T;
 }
 
 double loss_compute(const loss_fn *l, float *grad, const float *out, const int32_t *y,
@@ -37,6 +44,14 @@ double loss_compute(const loss_fn *l, float *grad, const float *out, const int32
     case MS_LOSS_MSE: return mse_loss(grad, out, t, n, K, scale);
     case MS_LOSS_MAE: return mae_loss(grad, out, t, n, K, scale);
     case MS_LOSS_XENT: break;
+  }
+  if (l->positions > 0) {
+    const int P = l->positions, V = K / P;
+    if (l->smoothing > 0)
+      return softmax_xent_smooth(grad, out, y, n * P, V, l->smoothing, scale / (float)P,
+                                 correct) /
+             P;
+    return seq_xent(grad, out, y, n, P, V, scale, correct);
   }
   if (l->smoothing > 0) return softmax_xent_smooth(grad, out, y, n, K, l->smoothing, scale, correct);
   return softmax_xent(grad, out, y, n, K, scale, correct);
@@ -49,7 +64,9 @@ int eval_create(evaluator **out, const ranks *rk, ms_model *model, const loss_fn
   int rc = 0;
   if (e) {
     *e = (evaluator){.rk = rk, .model = model, .loss = *loss, .test = test, .norm = norm,
-                     .chunk = chunk, .top_k = loss->classifier && top_k < loss->n_out ? top_k : 0};
+                     .chunk = chunk,
+                     .top_k = loss->classifier && !loss->positions && top_k < loss->n_out ? top_k
+                                                                                           : 0};
     size_t n = (size_t)chunk;
     e->idx = malloc(sizeof *e->idx * n);
     e->x = malloc(sizeof *e->x * n * data_sample_elems(test));
@@ -95,7 +112,7 @@ static int eval_slice(evaluator *e, double s[6]) {
     const float *out = model_forward(e->model, e->x, n, NULL);
     long correct = 0;
     s[0] += loss_compute(l, NULL, out, e->y, e->t, n, 1.0f, &correct);
-    s[1] += (double)correct;
+    s[1] += (double)correct / (l->positions > 0 ? l->positions : 1);
     s[2] += n;
     if (e->top_k > 0) s[3] += (double)topk_correct(out, e->y, n, K, e->top_k);
     if (l->kind == MS_LOSS_BCE) {
@@ -126,6 +143,7 @@ int eval_run(evaluator *e, ms_eval *res) {
                    .topk_acc = s[3] / s[2],
                    .mse = s[4] / s[2],
                    .mae = s[5] / s[2],
-                   .n_samples = (long)s[2]};
+                   .n_samples = (long)s[2],
+                   .sequence = e->loss.positions > 0};
   return 0;
 }

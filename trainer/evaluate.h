@@ -30,16 +30,24 @@ typedef struct {
   int classifier;  /* takes class labels (y), else float targets (t) */
   int n_out;       /* outputs per sample */
   float smoothing; /* model.label_smoothing (softmax cross-entropy only) */
+  int positions;   /* sequence loss: labels per sample, n_out / positions logits each; 0 = none */
 } loss_fn;
 
 /* The loss cfg asks for, on a model with n_out outputs. */
 void loss_init(loss_fn *l, const ms_config *cfg, int n_out);
 
+/* loss_init for model m: a model whose output is a sequence (m->seq_T > 0)
+ * gets the sequence loss, softmax cross-entropy at each of its positions
+ * (layers_seq.h seq_xent; labels (n, positions), next-token ids). */
+void loss_init_model(loss_fn *l, const ms_config *cfg, const ms_model *m);
+
 /* The loss of n rows of outputs out (n, n_out) against the labels y (n)
  * of a classifier or the targets t (n, n_out), summed over the rows (each
  * row's loss a mean over its outputs for the float losses). grad (may be
  * NULL) receives scale * d(sum)/d(out); *correct counts top-1 hits of a
- * classifier. */
+ * classifier. With the sequence loss, y is (n, positions), a row's loss is
+ * the mean over its positions, and *correct counts POSITIONS (divide by
+ * positions for a per-sample figure). */
 double loss_compute(const loss_fn *l, float *grad, const float *out, const int32_t *y,
                     const float *t, int n, float scale, long *correct);
 

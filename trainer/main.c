@@ -14,6 +14,7 @@
 #include "cmd_export.h"
 #include "convert.h"
 #include "info.h"
+#include "generate.h"
 #include "inspect.h"
 #include "ms_error.h"
 #include "train.h"
@@ -75,6 +76,8 @@ static const char usage_main[] =
     "  midscale inspect CHECKPOINT [--config]\n"
     "  midscale export CHECKPOINT OUT.safetensors [--with-optimizer]\n"
     "  midscale export CHECKPOINT OUT.onnx [--normalised-input] [--input C,H,W]\n"
+    "  midscale generate CONFIG CHECKPOINT --prompt TEXT [--tokens N] [--temperature T]\n"
+    "                    [--top-k K] [--seed S]  (text from a byte-level language model)\n"
     "  midscale help [COMMAND]    midscale --help    midscale --version\n"
     "\n"
     "exit codes: 0 done, 1 runtime failure, 2 usage or config error, 3 data error,\n"
@@ -528,6 +531,11 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "data-info") == 0) return cmd_data_info(argc - 2, argv + 2);
   if (strcmp(cmd, "export") == 0) {
     int rc = export_main(argc - 2, argv + 2, stdout);
+    if (rc) fflush(stdout), fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
+    return ms_exit_code(rc);
+  }
+  if (strcmp(cmd, "generate") == 0) {
+    int rc = generate_main(argc - 2, argv + 2, stdout);
     if (rc) fflush(stdout), fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
     return ms_exit_code(rc);
   }

@@ -102,10 +102,12 @@ static void forward_backward(run *r, const loader_batch *b, step_agreement *sa) 
     ms_pass pass = {.seed = s->cfg.run.seed, .step = (uint64_t)r->cur.step, .rows = b->idx + row0};
     const float *out = model_forward(m, b->x + row0 * elems, n, &pass);
     long correct = 0;
-    sa->loss_sum += loss_compute(&r->loss, r->dlogits, out, b->y ? b->y + row0 : NULL,
+    /* A sequence loss has one label per position (evaluate.h). */
+    const size_t labels = r->loss.positions > 0 ? (size_t)r->loss.positions : 1;
+    sa->loss_sum += loss_compute(&r->loss, r->dlogits, out, b->y ? b->y + row0 * labels : NULL,
                                  b->t ? b->t + row0 * n_out : NULL, n,
                                  1.0f / (float)s->global_batch, &correct);
-    sa->correct += (double)correct;
+    sa->correct += (double)correct / (double)labels;
     int last = k == K - 1;
     model_backward(m, r->dlogits, &pass, last && (s->red || r->acc) ? on_grad_ready : NULL, r);
     if (!last) {
@@ -225,7 +227,7 @@ static int setup(run *r, const train_args *a) {
   if (rc) return rc;
   train_setup *s = &r->s;
   ms_model *m = s->model;
-  loss_init(&r->loss, &s->cfg, (int)m->n_out);
+  loss_init_model(&r->loss, &s->cfg, m);
   r->dlogits = malloc(sizeof(float) * (size_t)s->micro_batch * (size_t)m->n_out);
   if (s->accumulate > 1) r->acc = malloc(sizeof(float) * (m->n_params + 1));
   rc = !r->dlogits || (s->accumulate > 1 && !r->acc)

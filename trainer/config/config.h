@@ -66,7 +66,12 @@ typedef enum {
   MS_LAYER_FLATTEN,   /* (C, H, W) -> (C*H*W): no data movement */
   MS_LAYER_DROPOUT,   /* rate; deterministic from seed, step, global sample index */
   MS_LAYER_LAYERNORM, /* over all features of a sample; eps; gain and bias */
-  MS_LAYER_ACTIVATION /* only its activation */
+  MS_LAYER_ACTIVATION, /* only its activation */
+  /* Sequence layers (a sequence is (T, D), layers_seq.h): */
+  MS_LAYER_EMBEDDING,        /* token ids (T) -> (T, dim); vocab, dim */
+  MS_LAYER_POS_EMBEDDING,    /* adds a learned (T, D) table */
+  MS_LAYER_ATTENTION,        /* multi-head self-attention with its projections; heads, causal */
+  MS_LAYER_TRANSFORMER_BLOCK /* pre-norm block: x + attn(ln1(x)), then + mlp(ln2(.)) */
 } ms_layer_type;
 
 /* Weight initialisation; biases start at zero, layer-norm gains at one.
@@ -146,6 +151,11 @@ typedef struct {
   double rate;              /* dropout probability in [0, 1) */
   double eps;               /* layernorm epsilon (1e-5) */
   ms_init init;             /* dense, conv2d weights */
+  int vocab;                /* embedding: token ids 0..vocab-1 */
+  int dim;                  /* embedding: features per position */
+  int heads;                /* attention, transformer_block: heads, dividing the width */
+  int causal;               /* bool, attention, transformer_block: see only earlier positions */
+  int hidden;               /* transformer_block: MLP width; 0 = 4 * width */
 } ms_layer_cfg;
 
 typedef struct {
@@ -183,6 +193,7 @@ typedef struct {
     double label_smoothing;        /* softmax_cross_entropy: epsilon in [0, 1) */
     ms_dims input;                 /* per-sample input shape; ndim 0 = from the data */
     ms_precision precision;        /* the dense and conv layers' products (dnn.h) */
+    int tie_embeddings;            /* bool: the output head uses the embedding's table */
   } model;
   struct {
     ms_optim_kind name;            /* the optimizer */

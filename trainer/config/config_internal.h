@@ -82,8 +82,8 @@ extern const size_t cfg_n_sections;
 /* Sizes known at compile time, for arrays indexed by row (checked in
  * config_schema.c). */
 #define CFG_MAX_KEYS 96
-#define CFG_N_LAYER_KEYS 11
-#define CFG_N_LAYER_TYPES 8 /* values of ms_layer_type */
+#define CFG_N_LAYER_KEYS 16
+#define CFG_N_LAYER_TYPES 12 /* values of ms_layer_type */
 #define CFG_ALL_LAYER_TYPES ((1u << CFG_N_LAYER_TYPES) - 1)
 #define CFG_N_SECTIONS 9
 
@@ -99,7 +99,12 @@ enum {
   LAYER_EPS,
   LAYER_ACTIVATION,
   LAYER_ALPHA,
-  LAYER_INIT
+  LAYER_INIT,
+  LAYER_VOCAB,
+  LAYER_DIM,
+  LAYER_HEADS,
+  LAYER_CAUSAL,
+  LAYER_HIDDEN
 };
 
 /* Fills every field of a layer item with its default (type dense,

@@ -84,7 +84,9 @@ static const char *const layer_types[] = {
     [MS_LAYER_MAXPOOL2D] = "maxpool2d", [MS_LAYER_AVGPOOL2D] = "avgpool2d",
     [MS_LAYER_FLATTEN] = "flatten",     [MS_LAYER_DROPOUT] = "dropout",
     [MS_LAYER_LAYERNORM] = "layernorm", [MS_LAYER_ACTIVATION] = "activation",
-    [MS_LAYER_ACTIVATION + 1] = NULL};
+    [MS_LAYER_EMBEDDING] = "embedding", [MS_LAYER_POS_EMBEDDING] = "pos_embedding",
+    [MS_LAYER_ATTENTION] = "attention", [MS_LAYER_TRANSFORMER_BLOCK] = "transformer_block",
+    [MS_LAYER_TRANSFORMER_BLOCK + 1] = NULL};
 static const char *const activations[] = {
     [MS_ACT_NONE] = "none",       [MS_ACT_RELU] = "relu",     [MS_ACT_LEAKY_RELU] = "leaky_relu",
     [MS_ACT_GELU] = "gelu",       [MS_ACT_TANH] = "tanh",     [MS_ACT_SIGMOID] = "sigmoid",
@@ -95,7 +97,8 @@ static const char *const inits[] = {[MS_INIT_AUTO] = "auto",
                                     [MS_INIT_XAVIER_NORMAL] = "xavier_normal",
                                     [MS_INIT_XAVIER_UNIFORM] = "xavier_uniform",
                                     [MS_INIT_XAVIER_UNIFORM + 1] = NULL};
-_Static_assert(MS_LAYER_ACTIVATION == CFG_N_LAYER_TYPES - 1, "layer_types follows ms_layer_type");
+_Static_assert(MS_LAYER_TRANSFORMER_BLOCK == CFG_N_LAYER_TYPES - 1,
+               "layer_types follows ms_layer_type");
 
 /* The resume column: SAFE keys may change between a checkpoint and the run
  * that resumes from it; PINNED keys change the parameter layout, the data or
@@ -210,6 +213,9 @@ const key_spec cfg_keys[] = {
          "fp32 sums, fp32 master weights and optimizer), or auto (bf16 where the CPU executes it "
          "natively and faster than fp32: AMX, or AVX512_BF16 on AMD; else fp32; the choice "
          "and its reason are printed)"),
+    BOOL("model.tie_embeddings", model.tie_embeddings, 0, PINNED,
+         "sequence models: the last dense layer (the output head, units = the embedding's vocab) "
+         "multiplies by the embedding's table (vocab, dim) instead of a weight of its own"),
     ENUM("optim.name", optim.name, MS_OPTIM_SGD, optim_names, PINNED,
          "optimizer (its state differs: no change on resume)"),
     DBL("optim.lr", optim.lr, 0.01, 0, 10, F_MIN_EXCL, SAFE, "peak learning rate"),
@@ -322,6 +328,7 @@ _Static_assert(sizeof cfg_keys / sizeof cfg_keys[0] <= CFG_MAX_KEYS, "raise CFG_
 #define POOLS (LT(MAXPOOL2D) | LT(AVGPOOL2D))
 #define WEIGHTED (LT(DENSE) | LT(CONV2D))
 #define ACTIVATED (LT(DENSE) | LT(CONV2D) | LT(LAYERNORM) | LT(ACTIVATION))
+#define HEADED (LT(ATTENTION) | LT(TRANSFORMER_BLOCK))
 #define ALL_TYPES CFG_ALL_LAYER_TYPES
 #define WINDOW_MAX (1 << 16) /* kernel, stride, padding: far beyond any image, no overflow */
 #define LKEY(p, t, f, d, lo, hi, fl, use, need, set, doc_)                                     \
@@ -343,8 +350,8 @@ const key_spec cfg_layer_keys[] = {
          "zeros added on each side of the input"),
     LKEY("rate", K_DBL, rate, 0, 0, 1, F_MAX_EXCL, LT(DROPOUT), 0, NULL,
          "probability of zeroing an input while training"),
-    LKEY("eps", K_DBL, eps, 1e-5, 0, HUGE_VAL, F_MIN_EXCL, LT(LAYERNORM), 0, NULL,
-         "added to the variance"),
+    LKEY("eps", K_DBL, eps, 1e-5, 0, HUGE_VAL, F_MIN_EXCL, LT(LAYERNORM) | LT(TRANSFORMER_BLOCK),
+         0, NULL, "added to the variance (of both layer norms of a transformer_block)"),
     LKEY("activation", K_ENUM, activation, MS_ACT_NONE, 0, 0, 0, ACTIVATED, 0, activations,
          "applied to the output; an activation layer needs one; none on the last layer for a "
          "loss that takes logits"),
@@ -353,12 +360,22 @@ const key_spec cfg_layer_keys[] = {
     LKEY("init", K_ENUM, init, MS_INIT_AUTO, 0, 0, 0, WEIGHTED, 0, inits,
          "weight initialisation; auto = he_normal before relu and leaky_relu, xavier_normal "
          "otherwise"),
+    LKEY("vocab", K_INT, vocab, 0, 1, 1 << 24, 0, LT(EMBEDDING), LT(EMBEDDING), NULL,
+         "token ids 0 .. vocab - 1 (byte-level text: 256)"),
+    LKEY("dim", K_INT, dim, 0, 1, 1 << 16, 0, LT(EMBEDDING), LT(EMBEDDING), NULL,
+         "features per position (the model's width)"),
+    LKEY("heads", K_INT, heads, 0, 1, 1 << 12, 0, HEADED, HEADED, NULL,
+         "attention heads; must divide the width"),
+    LKEY("causal", K_BOOL, causal, 1, 0, 1, 0, HEADED, 0, NULL,
+         "a position attends to itself and earlier positions only (language models)"),
+    LKEY("hidden", K_INT, hidden, 0, 0, 1 << 20, 0, LT(TRANSFORMER_BLOCK), 0, NULL,
+         "width of the block's MLP; 0 = 4 * the width"),
 };
 const size_t cfg_n_layer_keys = sizeof cfg_layer_keys / sizeof cfg_layer_keys[0];
 _Static_assert(sizeof cfg_layer_keys / sizeof cfg_layer_keys[0] == CFG_N_LAYER_KEYS, "layer keys");
-const char *const cfg_layer_key_names[] = {"type",       "units",   "filters", "kernel",
-                                           "stride",     "padding", "rate",    "eps",
-                                           "activation", "alpha",   "init"};
+const char *const cfg_layer_key_names[] = {
+    "type", "units", "filters", "kernel", "stride", "padding", "rate", "eps",
+    "activation", "alpha", "init", "vocab", "dim", "heads", "causal", "hidden"};
 _Static_assert(sizeof cfg_layer_key_names / sizeof cfg_layer_key_names[0] == CFG_N_LAYER_KEYS,
                "one name per layer key");
 
@@ -379,6 +396,18 @@ const layer_type_doc cfg_layer_type_docs[] = {
      "normalises all features of a sample (`eps` added to the variance), then a learned gain "
      "and bias, then its activation"},
     {"it only applies its activation", "applies `activation` (not none) and nothing else"},
+    {"it looks up token vectors",
+     "token ids (the input's T values, floats holding integers) to a (T, `dim`) sequence: row "
+     "id of a (`vocab`, `dim`) table (tensor tok_emb.weight); must be the first layer"},
+    {"it adds a learned table",
+     "adds a learned (T, D) table to a (T, D) sequence (tensor pos_emb.weight)"},
+    {"it keeps the shape",
+     "multi-head scaled dot-product self-attention over a (T, D) sequence: a (3D, D) qkv "
+     "projection, `heads` heads (`causal`: each position sees itself and earlier ones), a "
+     "(D, D) output projection"},
+    {"it keeps the shape",
+     "pre-norm transformer block on a (T, D) sequence: x + attention(layernorm(x)), then "
+     "+ MLP(layernorm(.)) with a `hidden`-wide GELU (tanh) layer; tensors blocks.<k>.*"},
 };
 _Static_assert(sizeof cfg_layer_type_docs / sizeof cfg_layer_type_docs[0] == CFG_N_LAYER_TYPES,
                "one doc per layer type");

@@ -7,6 +7,7 @@
 
 #include "hash.h"
 #include "kernels.h"
+#include "model_internal.h"
 #include "ms_error.h"
 #include "sampler.h"
 
@@ -45,10 +46,11 @@ void model_layer_desc(const ms_layer *l, char *buf, size_t n) {
 
 /* ---- planning -------------------------------------------------------------------- */
 
-static int add_param(ms_model *m, int li, const char *what, size_t *off, int ndim,
-                     const int64_t *shape, int decay) {
+int model_add_param(ms_model *m, const char *name, size_t *off, int ndim, const int64_t *shape,
+                    int decay) {
+  if (m->n_p >= MS_MAX_PARAMS) return -1;
   ms_param *p = &m->p[m->n_p];
-  snprintf(p->name, sizeof p->name, "layers.%d.%s", li, what);
+  snprintf(p->name, sizeof p->name, "%s", name);
   p->off = *off;
   p->len = 1;
   p->ndim = ndim;
@@ -56,6 +58,13 @@ static int add_param(ms_model *m, int li, const char *what, size_t *off, int ndi
   p->decay = decay;
   *off += p->len;
   return m->n_p++;
+}
+
+static int add_param(ms_model *m, int li, const char *what, size_t *off, int ndim,
+                     const int64_t *shape, int decay) {
+  char name[48];
+  snprintf(name, sizeof name, "layers.%d.%s", li, what);
+  return model_add_param(m, name, off, ndim, shape, decay);
 }
 
 /* Fills the geometry of a conv2d or pooling layer from its input shape.
@@ -109,7 +118,7 @@ int model_plan(ms_model *m, const ms_config *cfg, const int64_t *in, int ndim) {
   m->in_features = (long)(c * h * w);
   m->n_layers = cfg->model.n_layers;
   size_t off = 0;
-  int pc = m->in_c, ph = m->in_h, pw = m->in_w;
+  int pc = m->in_c, ph = m->in_h, pw = m->in_w, seq = 0;
   for (int i = 0; i < m->n_layers; i++) {
     const ms_layer_cfg *lc = &cfg->model.layers[i];
     ms_layer *l = &m->layers[i];
@@ -123,7 +132,12 @@ int model_plan(ms_model *m, const ms_config *cfg, const int64_t *in, int ndim) {
     l->in_elems = (long)pc * ph * pw;
     l->w = l->b = -1;
     l->out_c = pc, l->out_h = ph, l->out_w = pw;
+    l->seq = seq;
+    l->tie = -1;
     int rc = 0;
+    if (seq || l->type >= MS_LAYER_EMBEDDING) {
+      if ((rc = model_seq_plan(m, i, lc, cfg, &off))) return rc;
+    } else
     switch (l->type) {
       case MS_LAYER_DENSE: {
         if (lc->units < 1)
@@ -166,8 +180,14 @@ int model_plan(ms_model *m, const ms_config *cfg, const int64_t *in, int ndim) {
       return ms_error_set(MS_ECONFIG, "model.layers[%d]: unknown activation %d", i, l->act);
     l->out_elems = (long)l->out_c * l->out_h * l->out_w;
     pc = l->out_c, ph = l->out_h, pw = l->out_w;
+    seq = (seq || l->type == MS_LAYER_EMBEDDING) && l->type != MS_LAYER_FLATTEN;
   }
   m->n_out = m->layers[m->n_layers - 1].out_elems;
+  if (seq) m->seq_T = ph, m->vocab = pw;
+  if (cfg->model.tie_embeddings && m->layers[m->n_layers - 1].tie < 0)
+    return ms_error_set(MS_ECONFIG,
+                        "model.tie_embeddings: needs an embedding first layer and a dense output "
+                        "head on the sequence last");
   m->n_params = off;
   return 0;
 }
@@ -198,7 +218,7 @@ static int model_kernels_create(ms_model *m, ms_precision precision) {
                                  sizeof m->precision_why);
   for (int i = 0; i < m->n_layers && !rc && m->precision == DNN_BF16; i++) {
     ms_layer *l = &m->layers[i];
-    if (l->type == MS_LAYER_DENSE)
+    if (l->type == MS_LAYER_DENSE && !l->seq)
       rc = dnn_dense_create(&l->dnn, (int)l->in_elems, (int)l->out_elems, m->max_batch,
                             DNN_BF16);
     else if (l->type == MS_LAYER_CONV2D)
@@ -223,7 +243,7 @@ int model_create(ms_model **out, const ms_config *cfg, const int64_t *in, int nd
   m->params = calloc(m->n_params ? m->n_params : 1, sizeof(float));
   m->grads = calloc(m->n_params ? m->n_params : 1, sizeof(float));
   ok = m->params && m->grads;
-  long widest = m->in_features, conv = 0;
+  long widest = m->in_features, conv = 0, seqs = 0;
   for (int i = 0; i < m->n_layers; i++) {
     ms_layer *l = &m->layers[i];
     if (l->out_elems > widest) widest = l->out_elems;
@@ -237,10 +257,11 @@ int model_create(ms_model **out, const ms_config *cfg, const int64_t *in, int nd
       l->argmax = malloc(sizeof(int32_t) * B * (size_t)l->out_elems);
       ok = l->argmax != NULL;
     }
-    if (l->type == MS_LAYER_LAYERNORM) {
-      l->mean = falloc(B, 1, &ok);
-      l->rstd = falloc(B, 1, &ok);
+    if (l->type == MS_LAYER_LAYERNORM) { /* per position on a sequence */
+      l->mean = falloc(B, l->seq ? l->in_h : 1, &ok);
+      l->rstd = falloc(B, l->seq ? l->in_h : 1, &ok);
     }
+    if (ok && model_seq_alloc(l, B, &seqs)) ok = 0;
     if (l->type == MS_LAYER_CONV2D) {
       long s = conv2d_scratch_floats(&l->g, (int)B);
       if (s > conv) conv = s;
@@ -249,6 +270,7 @@ int model_create(ms_model **out, const ms_config *cfg, const int64_t *in, int nd
   m->scratch[0] = falloc(B, widest, &ok);
   m->scratch[1] = falloc(B, widest, &ok);
   if (conv > 0) m->conv_scratch = falloc(1, conv, &ok);
+  if (seqs > 0) m->seq_scratch = falloc(1, seqs, &ok);
   if (!ok) {
     model_free(m);
     return ms_error_set(MS_ENOMEM, "model: out of memory for %zu parameters and batch %d",
@@ -284,8 +306,10 @@ void model_free(ms_model *m) {
     free(l->rstd);
     dnn_dense_free(l->dnn);
     dnn_conv_free(l->dconv);
+    free(l->sv);
   }
   free(m->scratch[0]);
+  free(m->seq_scratch);
   free(m->scratch[1]);
   free(m->conv_scratch);
   free(m);
@@ -295,7 +319,7 @@ void model_free(ms_model *m) {
 
 /* Standard normal for element i of stream key: Box-Muller on two uniform
  * draws from the counter-based mixer, so the value depends on (key, i) only. */
-static double normal_at(uint64_t key, uint64_t i) {
+double model_normal_at(uint64_t key, uint64_t i) {
   uint64_t a = sampler_mix64(key ^ sampler_mix64(2 * i));
   uint64_t b = sampler_mix64(key ^ sampler_mix64(2 * i + 1));
   double u1 = ((a >> 11) + 1.0) * 0x1.0p-53; /* (0, 1] */
@@ -311,7 +335,7 @@ static double uniform_at(uint64_t key, uint64_t i) {
 void model_init(ms_model *m, uint64_t seed) {
   for (int li = 0; li < m->n_layers; li++) {
     const ms_layer *l = &m->layers[li];
-    if (l->w < 0) continue;
+    if (model_seq_init(m, li, seed) || l->w < 0) continue;
     const ms_param *w = &m->p[l->w], *b = &m->p[l->b];
     if (l->type == MS_LAYER_LAYERNORM) {
       for (size_t i = 0; i < w->len; i++) m->params[w->off + i] = 1.0f;
@@ -334,7 +358,7 @@ void model_init(ms_model *m, uint64_t seed) {
     uint64_t key = sampler_mix64(seed ^ sampler_mix64(0x696e6974ULL + (uint64_t)li));
     float *p = m->params + w->off;
     for (size_t i = 0; i < w->len; i++)
-      p[i] = (float)(uniform ? std * sqrt(3.0) * uniform_at(key, i) : std * normal_at(key, i));
+      p[i] = (float)(uniform ? std * sqrt(3.0) * uniform_at(key, i) : std * model_normal_at(key, i));
     memset(m->params + b->off, 0, sizeof(float) * b->len);
   }
 }
@@ -430,6 +454,9 @@ const float *model_forward(ms_model *m, const float *x, int B, const ms_pass *pa
     const float *b = l->b >= 0 ? m->params + m->p[l->b].off : NULL;
     const float *z = l->z;
     l->in = in;
+    if (model_seq_layer(l))
+      model_seq_forward(m, l, in, B);
+    else
     switch (l->type) {
       case MS_LAYER_DENSE: dense_fwd(m, l, in, w, b, B); break;
       case MS_LAYER_CONV2D: conv_fwd(m, l, in, w, b, B); break;
@@ -447,6 +474,7 @@ const float *model_forward(ms_model *m, const float *x, int B, const ms_pass *pa
         break;
       case MS_LAYER_FLATTEN:
       case MS_LAYER_ACTIVATION: z = in; break;
+      default: break; /* the sequence layers: model_seq_forward */
     }
     l->pre = z;
     if (l->act != MS_ACT_NONE) {
@@ -472,6 +500,9 @@ void model_backward(ms_model *m, float *dout, const ms_pass *pass, ms_grad_ready
     /* The input gradient goes to whichever backward buffer d is not in;
      * the first layer's is not needed. */
     float *dinp = i == 0 ? NULL : d == m->scratch[0] ? m->scratch[1] : m->scratch[0];
+    if (model_seq_layer(l))
+      model_seq_backward(m, l, dinp, d, B);
+    else
     switch (l->type) {
       case MS_LAYER_DENSE: dense_bwd(m, l, dinp, dw, db, d, w, B); break;
       case MS_LAYER_CONV2D: conv_bwd(m, l, dinp, dw, db, d, w, B); break;
@@ -492,20 +523,22 @@ void model_backward(ms_model *m, float *dout, const ms_pass *pass, ms_grad_ready
         break;
       case MS_LAYER_FLATTEN:
       case MS_LAYER_ACTIVATION: dinp = d; break;
+      default: break; /* the sequence layers: model_seq_backward */
     }
-    if (ready && l->w >= 0) {
-      size_t off = m->p[l->w].off, end = m->p[l->b].off + m->p[l->b].len;
-      ready(ctx, off, end - off);
-    }
+    size_t off, len;
+    if (ready && model_layer_params(m, l, &off, &len)) ready(ctx, off, len);
     d = dinp;
   }
 }
 
 void model_kernels_desc(const ms_model *m, char *buf, size_t n) {
-  int has[MS_LAYER_ACTIVATION + 1] = {0};
+  int has[MS_LAYER_TRANSFORMER_BLOCK + 1] = {0}, seq = 0;
   const char *impl = "", *cimpl = "";
   for (int i = 0; i < m->n_layers; i++) {
-    has[m->layers[i].type] = 1;
+    if (model_seq_layer(&m->layers[i]))
+      seq = 1;
+    else
+      has[m->layers[i].type] = 1;
     if (m->layers[i].dnn && !*impl) impl = dnn_dense_impl(m->layers[i].dnn);
     if (m->layers[i].dconv && !*cimpl) cimpl = dnn_conv_impl(m->layers[i].dconv);
   }
@@ -515,6 +548,10 @@ void model_kernels_desc(const ms_model *m, char *buf, size_t n) {
    * shape (scripts/bench/results/kernels.md), and OpenBLAS keeps fp32 runs
    * bit for bit what they were; oneDNN's fp32 convolution is faster on
    * most conv2d layers there, a switch that awaits the accuracy tests. */
+  if (seq && k < n) /* always OpenBLAS fp32: model.h */
+    k += (size_t)snprintf(buf + k, n - k,
+                          "; sequence layers (attention, blocks, per-position dense): OpenBLAS "
+                          "sgemm fp32");
   if (has[MS_LAYER_DENSE] && k < n)
     k += (size_t)(m->precision == DNN_BF16
                       ? snprintf(buf + k, n - k, "; dense: oneDNN matmul bf16 [%s]", impl)
@@ -528,6 +565,16 @@ void model_kernels_desc(const ms_model *m, char *buf, size_t n) {
 
 int model_kernel_status(const ms_model *m) { return m->kernel_rc; }
 
+long model_classes(const ms_model *m) { return m->seq_T > 0 ? m->vocab : m->n_out; }
+
+int model_layer_params(const ms_model *m, const ms_layer *l, size_t *off, size_t *len) {
+  int first = l->w >= 0 ? l->w : l->b, last = l->b >= 0 ? l->b : l->w;
+  if (first < 0) return 0;
+  *off = m->p[first].off;
+  *len = m->p[last].off + m->p[last].len - *off;
+  return 1;
+}
+
 void model_decay_mask(const ms_model *m, uint8_t *mask) {
   memset(mask, 0, m->n_params);
   for (int i = 0; i < m->n_p; i++)
@@ -540,6 +587,10 @@ uint64_t model_layout_hash(const ms_model *m) {
   uint64_t h = HASH_FNV_OFFSET;
   for (int i = 0; i < m->n_layers; i++) {
     const ms_layer *l = &m->layers[i];
+    if (model_seq_layer(l)) {
+      h = model_seq_hash(m, l, h);
+      continue;
+    }
     if (l->type == MS_LAYER_DENSE) {
       /* The MLP's hash of the first format: (out, in, activation) per layer. */
       const ms_param *w = &m->p[l->w], *b = &m->p[l->b];
@@ -564,14 +615,18 @@ uint64_t model_params_hash(const ms_model *m) {
   return hash_xxh3(m->params, sizeof(float) * m->n_params, 0);
 }
 
+double model_layer_flops(const ms_model *m, int i) {
+  const ms_layer *l = &m->layers[i];
+  if (model_seq_layer(l)) return model_seq_flops(l);
+  if (l->type == MS_LAYER_DENSE) return 2.0 * (double)l->in_elems * (double)l->out_elems;
+  if (l->type == MS_LAYER_CONV2D)
+    return 2.0 * (double)l->out_elems * (double)(l->g.C * l->g.KH * l->g.KW);
+  return 0.0;
+}
+
 double model_flops_per_sample(const ms_model *m) {
   double f = 0.0;
-  for (int i = 0; i < m->n_layers; i++) {
-    const ms_layer *l = &m->layers[i];
-    if (l->type == MS_LAYER_DENSE) f += 2.0 * (double)l->in_elems * (double)l->out_elems;
-    if (l->type == MS_LAYER_CONV2D)
-      f += 2.0 * (double)l->out_elems * (double)(l->g.C * l->g.KH * l->g.KW);
-  }
+  for (int i = 0; i < m->n_layers; i++) f += model_layer_flops(m, i);
   return f;
 }
 
@@ -586,7 +641,8 @@ double model_row_floats(const ms_model *m) {
         (!has_own_output(l->type) || l->type == MS_LAYER_DROPOUT || act_needs_input(l->act)))
       f += (double)l->out_elems;
     if (l->type == MS_LAYER_MAXPOOL2D) f += (double)l->out_elems;
-    if (l->type == MS_LAYER_LAYERNORM) f += 2.0;
+    if (l->type == MS_LAYER_LAYERNORM && !l->seq) f += 2.0;
+    f += model_seq_layer(l) ? model_seq_row_floats(l) : 0.0;
   }
   return f + 2.0 * (double)widest;
 }

@@ -1,5 +1,6 @@
 /* model — a stack of layers (dense, conv2d, pooling, flatten, dropout, layer
- * norm, activations) over one parameter arena.
+ * norm, activations; embeddings, attention and transformer blocks for
+ * sequences) over one parameter arena.
  *
  * All parameters live in one contiguous float arena (params), all gradients
  * in another of the same layout (grads); each layer holds offsets into them
@@ -7,6 +8,20 @@
  * weight (dense (out, in); conv2d (OC, C, KH, KW); layer norm: the gain)
  * before the bias. Images are NCHW; a vector of F features is (F, 1, 1).
  * Dense layers flatten what comes in.
+ *
+ * Sequences (model_seq.c, layers_seq.h): an `embedding` first layer turns
+ * the input's T token ids into a (T, D) sequence, shape (1, T, D) here
+ * (in_h = T, in_w = D). Layers after it work per position: layer norm over
+ * the D features of each position, dense on each position's features (a
+ * shared (units, D) weight; the output head of a language model), dropout,
+ * activations (not softmax); attention and transformer blocks mix the
+ * positions of one sample. flatten ends the sequence ((T*D) features). A
+ * model whose last layer outputs a sequence has a sequence loss: seq_T
+ * positions of `vocab` logits each (n_out = seq_T * vocab). Tensor names
+ * are PyTorch's (tok_emb.weight, pos_emb.weight, blocks.<k>.ln1.weight,
+ * blocks.<k>.attn.qkv.weight, ..., ln_f.*, head.*: README "Sequence
+ * models"); layouts too (Linear weights (out, in)). Sequence layers always
+ * run fp32 on OpenBLAS.
  *
  * Activations are preallocated for up to max_batch rows. model_plan computes
  * the shapes and the layout without allocating (for `midscale check`).
@@ -33,7 +48,7 @@
 
 /* One parameter tensor: a view of the arenas. */
 typedef struct {
-  char name[48];      /* "layers.<i>.weight" / "layers.<i>.bias" */
+  char name[48];      /* "layers.<i>.weight" / "layers.<i>.bias"; sequence models above */
   size_t off, len;    /* floats into params / grads */
   int ndim;
   int64_t shape[4];
@@ -64,7 +79,16 @@ typedef struct {
   const float *in;    /* the last forward's input (not owned) */
   const float *pre;   /* the last forward's result before the activation (not owned) */
   const float *out;   /* the last forward's output (not owned) */
+  /* Sequences (model_seq.c): */
+  int seq;            /* 1: the input is a sequence of in_h positions of in_w features */
+  int heads, causal, hidden; /* attention, transformer_block */
+  int tie;            /* a dense head tied to the embedding: its table's index in p, else -1 */
+  float *sv;          /* attention, transformer_block: the saved activations below (owned) */
+  float *h1, *qkv, *att, *atty, *x2, *h2, *fc, *ge, *m1, *r1, *m2, *r2; /* views of sv */
 } ms_layer;
+
+/* Parameter tensors a model can have: a transformer block has 12. */
+#define MS_MAX_PARAMS (12 * MS_MAX_LAYERS)
 
 typedef struct {
   int n_layers;
@@ -73,7 +97,7 @@ typedef struct {
   long in_features;      /* in_c * in_h * in_w */
   long n_out;            /* outputs per sample (classes, or regression targets) */
   int n_p;               /* parameter tensors */
-  ms_param p[2 * MS_MAX_LAYERS];
+  ms_param p[MS_MAX_PARAMS];
   size_t n_params;
   float *params;         /* (n_params) */
   float *grads;          /* (n_params); model_use_grads may move it */
@@ -81,6 +105,8 @@ typedef struct {
   int max_batch;
   float *scratch[2];     /* backward buffers, (max_batch, widest) */
   float *conv_scratch;   /* one im2col matrix, the largest conv2d's */
+  float *seq_scratch;    /* the largest attention or block backward's working memory */
+  int seq_T, vocab;      /* sequence output: seq_T positions of vocab logits; 0 = none */
   int batch;             /* rows of the last forward */
   dnn_precision precision;  /* model.precision, resolved (auto -> fp32 or bf16) */
   char precision_why[160];  /* the choice and its reason (dnn_resolve_precision) */
@@ -164,14 +190,27 @@ uint64_t model_layout_hash(const ms_model *m);
 /* XXH3-64 of the parameter bytes: equal on ranks holding equal params. */
 uint64_t model_params_hash(const ms_model *m);
 
-/* Forward FLOPs per sample (2 * multiply-adds of dense and conv2d layers). */
+/* Forward FLOPs per sample (2 * multiply-adds of dense and conv2d layers,
+ * and of the products of the sequence layers). */
 double model_flops_per_sample(const ms_model *m);
+
+/* Layer i's share of model_flops_per_sample. */
+double model_layer_flops(const ms_model *m, int i);
 
 /* "conv2d 5x5/1 pad 2 +relu", "dense +relu", "maxpool2d 2x2/2"... */
 void model_layer_desc(const ms_layer *l, char *buf, size_t n);
 
 /* "(32, 14, 14)" or "(256)" */
 void model_shape_desc(int c, int h, int w, char *buf, size_t n);
+
+/* The classes a label picks from: the vocabulary (outputs per position) of
+ * a sequence model, else n_out. */
+long model_classes(const ms_model *m);
+
+/* The layer's own parameters as one range of the arenas: [*off, *off + *len)
+ * (a tied head's table is the embedding's, not its own).
+ * @return 0 when the layer has none, else 1. */
+int model_layer_params(const ms_model *m, const ms_layer *l, size_t *off, size_t *len);
 
 /* Floats of activations one row keeps for the backward (outputs, argmax and
  * statistics), plus the two backward buffers: the per-row memory estimate. */
