@@ -34,12 +34,20 @@ int cmd_wants_help(int argc, char **argv);
  * @return 0 or MS_EUSAGE. Rank-local. */
 int cmd_split_target(const char *arg, char *path, size_t path_cap, char *name, size_t name_cap);
 
+/* Options both commands take: --set KEY=VALUE (repeatable), as train's. */
+#define CMD_MAX_OVERRIDES 256
+
+/* If argv[*i] is --set (or --set=KEY=VALUE), records its value in
+ * overrides (*n of them so far) and steps *i past it: 1; else 0; or
+ * MS_EUSAGE (no value, too many). Rank-local. */
+int cmd_take_set(int argc, char **argv, int *i, const char **overrides, int *n);
+
 /* `midscale eval CONFIG CHECKPOINT [--split test|train|PATH:DATASET]
- * [--labels DATASET] [--json]`. Collective. */
+ * [--labels DATASET] [--json] [--set KEY=VALUE]...`. Collective. */
 int cmd_eval(comm_world *w, int argc, char **argv, FILE *out);
 
 /* `midscale predict CONFIG CHECKPOINT INPUT.h5:DATASET OUT.h5 [--force]
- * [--probs]`. Collective. */
+ * [--probs] [--set KEY=VALUE]...`. Collective. */
 int cmd_predict(comm_world *w, int argc, char **argv, FILE *out);
 
 #endif

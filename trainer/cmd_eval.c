@@ -19,7 +19,7 @@
 
 const char cmd_eval_usage[] =
     "usage: [mpirun -np N] midscale eval CONFIG CHECKPOINT [--split test|train|PATH:DATASET]\n"
-    "                                   [--labels DATASET] [--json]\n"
+    "                                   [--labels DATASET] [--json] [--set KEY=VALUE]...\n"
     "\n"
     "Scores the model CONFIG describes, with the parameters of CHECKPOINT, on\n"
     "every sample of a set, each counted exactly once across the ranks (a\n"
@@ -33,6 +33,7 @@ const char cmd_eval_usage[] =
     "                     /eval/labels), or --labels DATASET\n"
     "  --labels DATASET   the labels' dataset in the same file (any split)\n"
     "  --json             one JSON object on stdout instead of the text report\n"
+    "  --set KEY=VALUE    override a config key, as for train (repeatable)\n"
     "\n"
     "Classifiers: loss, accuracy, top-k accuracy (train.eval_top_k), a per-class\n"
     "table (samples, recall, precision, F1) and the confusion matrix (rows: true\n"
@@ -50,7 +51,19 @@ const char cmd_eval_usage[] =
 typedef struct {
   const char *config, *ckpt, *split, *labels;
   int json;
+  const char *overrides[CMD_MAX_OVERRIDES];
+  int n_overrides;
 } eval_args;
+
+int cmd_take_set(int argc, char **argv, int *i, const char **overrides, int *n) {
+  const char *s = argv[*i];
+  if (strcmp(s, "--set") != 0 && strncmp(s, "--set=", 6) != 0) return 0;
+  const char *v = s[5] == '=' ? s + 6 : (*i + 1 < argc ? argv[++*i] : NULL);
+  if (!v || !*v) return ms_error_set(MS_EUSAGE, "--set needs section.key=value");
+  if (*n == CMD_MAX_OVERRIDES) return ms_error_set(MS_EUSAGE, "too many --set options");
+  overrides[(*n)++] = v;
+  return 1;
+}
 
 int cmd_wants_help(int argc, char **argv) {
   for (int i = 0; i < argc; i++)
@@ -59,9 +72,13 @@ int cmd_wants_help(int argc, char **argv) {
 }
 
 static int parse_args(int argc, char **argv, eval_args *a) {
-  *a = (eval_args){.split = "test"};
+  memset(a, 0, sizeof *a);
+  a->split = "test";
   for (int i = 0; i < argc; i++) {
     const char *s = argv[i];
+    int set = cmd_take_set(argc, argv, &i, a->overrides, &a->n_overrides);
+    if (set < 0) return set;
+    if (set) continue;
     if ((strcmp(s, "--split") == 0 || strcmp(s, "--labels") == 0) && i + 1 < argc)
       *(s[2] == 's' ? &a->split : &a->labels) = argv[++i];
     else if (strcmp(s, "--json") == 0)
@@ -270,7 +287,7 @@ int cmd_eval(comm_world *w, int argc, char **argv, FILE *out) {
   char path[MS_PATH_MAX], x[MS_NAME_MAX], y[MS_NAME_MAX], err[DATA_ERRLEN] = "";
   memset(&im, 0, sizeof im);
   int rc = ranks_agree(&rk, parse_args(argc, argv, &a));
-  if (rc == 0) rc = infer_config(&im, &rk, a.config);
+  if (rc == 0) rc = infer_config(&im, &rk, a.config, a.overrides, a.n_overrides);
   if (rc == 0) rc = ranks_agree(&rk, resolve_split(&im.cfg, &a, path, x, y));
   if (rc) goto done;
   const ms_config *c = &im.cfg;

@@ -22,7 +22,7 @@
 
 const char cmd_predict_usage[] =
     "usage: [mpirun -np N] midscale predict CONFIG CHECKPOINT INPUT.h5:DATASET OUT.h5\n"
-    "                                      [--force] [--probs]\n"
+    "                                      [--force] [--probs] [--set KEY=VALUE]...\n"
     "\n"
     "Runs the model CONFIG describes, with the parameters of CHECKPOINT, on every\n"
     "sample of DATASET (inputs only: no labels needed; normalised by data.scale,\n"
@@ -39,6 +39,7 @@ const char cmd_predict_usage[] =
     "'midscale --version'), write them into one file through MPI-IO; with a\n"
     "serial HDF5 rank 0 writes them all. The file is written as OUT.h5.tmp and\n"
     "renamed when complete; an existing OUT.h5 is refused unless --force.\n"
+    "--set KEY=VALUE overrides a config key, as for train (repeatable).\n"
     "\n"
     "exit codes: 0 done, 2 usage or config error (OUT.h5 exists, OUT.h5 is the\n"
     "            input), 3 data error (a missing dataset, a feature count that\n"
@@ -48,6 +49,8 @@ const char cmd_predict_usage[] =
 typedef struct {
   const char *config, *ckpt, *input, *out;
   int force, probs;
+  const char *overrides[CMD_MAX_OVERRIDES];
+  int n_overrides;
 } predict_args;
 
 /* What the file holds for this model. */
@@ -60,9 +63,12 @@ typedef struct {
 } out_plan;
 
 static int parse_args(int argc, char **argv, predict_args *a) {
-  *a = (predict_args){0};
+  memset(a, 0, sizeof *a);
   for (int i = 0; i < argc; i++) {
     const char *s = argv[i];
+    int set = cmd_take_set(argc, argv, &i, a->overrides, &a->n_overrides);
+    if (set < 0) return set;
+    if (set) continue;
     if (strcmp(s, "--force") == 0)
       a->force = 1;
     else if (strcmp(s, "--probs") == 0)
@@ -255,7 +261,7 @@ int cmd_predict(comm_world *w, int argc, char **argv, FILE *out) {
     rc = ms_error_set(MS_EUSAGE, "'%s' is too long", a.out);
   if (rc == 0 && w->rank == 0) rc = check_out(&a, path);
   if ((rc = ranks_agree(&rk, rc))) goto done;
-  if ((rc = infer_config(&im, &rk, a.config))) goto done;
+  if ((rc = infer_config(&im, &rk, a.config, a.overrides, a.n_overrides))) goto done;
   if ((rc = ranks_agree(&rk, open_input(&im.cfg, path, name, &ds)))) goto done;
   if ((rc = infer_load(&im, &rk, a.ckpt, ds))) goto done;
   if ((rc = ranks_agree(&rk, plan_output(&im.cfg, im.model, a.probs, &p)))) goto done;

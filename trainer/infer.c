@@ -9,14 +9,15 @@
 
 /* Rank 0 reads the file and broadcasts its bytes, so a config that only
  * rank 0's node holds still works; each rank parses them. Collective. */
-static int load_config(infer_model *im, const ranks *rk, const char *path) {
+static int load_config(infer_model *im, const ranks *rk, const char *path,
+                       const char *const *overrides, int n_overrides) {
   char *text = NULL;
   size_t len = 0;
   int rc = rk->w->rank == 0 ? config_read_file(path, &text, &len) : 0;
   if ((rc = ranks_agree(rk, rc))) goto done;
   rc = ms_from_comm(comm_bcast_bytes(rk->w, &text, &len, 0), comm_errmsg(rk->w));
   if (rc) goto done;
-  rc = check_load_config(&im->cfg, text, len, path, NULL, 0, 1);
+  rc = check_load_config(&im->cfg, text, len, path, overrides, n_overrides, 1);
   rc = ranks_agree(rk, rc);
 done:
   free(text);
@@ -95,9 +96,10 @@ static int check_input(const infer_model *im, const data_set *input) {
   return ms_from_data(data_norm_check(input, &im->norm, err, sizeof err), err);
 }
 
-int infer_config(infer_model *im, const ranks *rk, const char *config_path) {
+int infer_config(infer_model *im, const ranks *rk, const char *config_path,
+                 const char *const *overrides, int n_overrides) {
   memset(im, 0, sizeof *im);
-  int rc = load_config(im, rk, config_path);
+  int rc = load_config(im, rk, config_path, overrides, n_overrides);
   if (rc) return rc;
   im->norm = check_data_norm(&im->cfg);
   data_allow_links(im->cfg.data.allow_links);

@@ -42,10 +42,12 @@ typedef struct {
   int64_t step;    /* the checkpoint's training step */
 } infer_model;
 
-/* Loads config_path (without overrides, validated as for one rank: any
- * world evaluates) into im->cfg and sets data.allow_links from it, before
- * the caller opens its input set. Collective. */
-int infer_config(infer_model *im, const ranks *rk, const char *config_path);
+/* Loads config_path with the n `section.key=value` overrides (validated as
+ * for one rank: any world evaluates) into im->cfg and sets
+ * data.allow_links from it, before the caller opens its input set.
+ * Collective. */
+int infer_config(infer_model *im, const ranks *rk, const char *config_path,
+                 const char *const *overrides, int n_overrides);
 
 /* After infer_config: builds the config's model for input, fills it from
  * the checkpoint ckpt_path, then checks input against the model (features
