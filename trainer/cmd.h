@@ -1,5 +1,6 @@
 /* cmd — the subcommands that score and apply a trained model:
- * `midscale eval` (cmd_eval.c) and `midscale predict` (cmd_predict.c).
+ * `midscale eval` (cmd_eval.c) and `midscale predict` (cmd_predict.c),
+ * and the argument helpers they share (cmd.c).
  *
  * Each runs under mpirun or alone (one rank) on a world main.c made,
  * parses its own arguments (argv without the command name) and writes its

@@ -126,6 +126,10 @@ static int plan_output(const ms_config *c, const ms_model *m, int probs, out_pla
   return 0;
 }
 
+/* An h5write failure: the output could not be written (MS_EIO, exit 1),
+ * not a data error. */
+static int out_error(int rc, const char *err) { return rc ? ms_error_set(MS_EIO, "%s", err) : 0; }
+
 /* Rows of outputs as the file stores them: probabilities in place, and
  * each row's first largest output (as evaluation counts a hit). */
 static void finish_rows(const out_plan *p, float *z, int n, int32_t *argmax) {
@@ -169,7 +173,7 @@ static int compute_rows(infer_model *im, data_set *ds, const out_plan *p, h5writ
     if (h) {
       rc = h5write_rows(h, 0, begin + off, n, z, err, sizeof err);
       if (rc == 0 && p->n_sets > 1) rc = h5write_rows(h, 1, begin + off, n, am, err, sizeof err);
-      rc = ms_from_data(rc, err);
+      rc = out_error(rc, err);
     } else {
       memcpy(buf + off * (size_t)K * sizeof *z, z, n * (size_t)K * sizeof *z);
       memcpy(buf + count * (size_t)K * sizeof *z + off * sizeof *am, am, n * sizeof *am);
@@ -204,7 +208,7 @@ static int gather_and_write(const ranks *rk, const out_plan *p, uint64_t rows, c
   }
   if (h5write_close(h, rc ? NULL : err, sizeof err) != 0) rc = -1;
   free(all);
-  return ms_from_data(rc, err);
+  return out_error(rc, err);
 }
 
 /* Computes and writes every row into tmp. Collective. */
@@ -227,12 +231,12 @@ static int write_predictions(const ranks *rk, infer_model *im, data_set *ds, con
     return ranks_agree(rk, rc);
   }
   h5write *h = NULL;
-  int rc = ms_from_data(
+  int rc = out_error(
       h5write_create(&h, w->comm, tmp, rows, p->sets, p->n_sets, source, err, sizeof err), err);
   if ((rc = ranks_agree(rk, rc))) return rc;
   rc = compute_rows(im, ds, p, h, begin, count, NULL);
   /* Every rank closes (collective) whatever happened to its rows. */
-  int closed = ms_from_data(h5write_close(h, err, sizeof err), err);
+  int closed = out_error(h5write_close(h, err, sizeof err), err);
   return ranks_agree(rk, rc ? rc : closed);
 }
 

@@ -25,11 +25,12 @@ done:
 }
 
 /* The input shape training gave the model (the header's order of
- * sources). Rank-local. */
+ * sources); the training inputs are opened without their labels and
+ * without a memory budget, so only their shape is read. Rank-local. */
 static int input_shape(const ms_config *c, const data_set *input, int64_t *shape) {
   if (c->model.input.ndim > 0) return check_input_shape(c, input, shape);
   data_set *train = NULL;
-  if (data_open(&train, c->data.path, c->data.train_x, c->data.train_y, 0, NULL, 0) != 0)
+  if (data_open(&train, c->data.path, c->data.train_x, NULL, 0, NULL, 0) != 0)
     return check_input_shape(c, input, shape);
   int nd = check_input_shape(c, train, shape);
   data_close(train);

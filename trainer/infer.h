@@ -4,8 +4,8 @@
  *
  * The model's input shape is the one training gave it: model.input when
  * the config sets it, else the per-sample shape of the training inputs
- * (data.path, data.train_x; the file is opened for its shape and labels
- * only), else, when that file cannot be opened here, the input set's. The
+ * (data.path, data.train_x; opened for that shape only, without labels),
+ * else, when that file cannot be opened here, the input set's. The
  * checkpoint must hold this model's parameters (its layout hash and every
  * tensor's name and shape); other tensors (optimizer state) are ignored.
  *
@@ -18,10 +18,10 @@
  * ranks agree before every branch); infer_close is rank-local.
  *
  * Errors: 0 or a negative MS_E* code, the same on every rank: MS_EUSAGE
- * (the config file cannot be read), MS_ECONFIG (infer_config), MS_EDATA (the input set
- * does not fit the model: its features per sample, the normalisation),
- * MS_ECKPT (a damaged checkpoint, or one of another model), MS_ENOMEM,
- * MS_ECOMM.
+ * (the config file cannot be read), MS_ECONFIG (infer_config), MS_EDATA
+ * (the input set does not fit the model: its features per sample, the
+ * normalisation), MS_ECKPT (a damaged checkpoint, or one of another
+ * model), MS_ENOMEM, MS_ECOMM.
  */
 #ifndef MS_INFER_H
 #define MS_INFER_H
