@@ -1,7 +1,10 @@
 #include "h5write.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "h5util.h"
 
@@ -23,6 +26,19 @@ int h5write_parallel(void) {
 #else
   return 0;
 #endif
+}
+
+/* Why path cannot be created, when HDF5 does not say (MPI-IO errors leave
+ * its stack empty): its directory is missing or not writable. */
+static const char *create_reason(const char *path, char why[160]) {
+  if (h5util_reason(why)[0]) return why;
+  char dir[4096];
+  const char *slash = strrchr(path, '/');
+  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + (slash == path) : 1,
+           slash ? path : ".");
+  if (access(dir, W_OK) != 0)
+    snprintf(why, 160, "its directory: %s", strerror(errno));
+  return why;
 }
 
 /* The file access list: MPI-IO on comm with a parallel HDF5. */
@@ -95,7 +111,7 @@ int h5write_create(h5write **out, MPI_Comm comm, const char *path, uint64_t rows
   if (fapl >= 0) H5Pclose(fapl);
   int rc = 0;
   if (h->file < 0) {
-    h5util_set_err(err, errlen, "cannot create '%s': %s", path, h5util_reason(why));
+    h5util_set_err(err, errlen, "cannot create '%s': %s", path, create_reason(path, why));
     rc = -1;
   }
   for (int i = 0; rc == 0 && i < n_sets; i++) rc = add_set(h, &sets[i], err, errlen);

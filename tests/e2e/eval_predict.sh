@@ -142,7 +142,7 @@ expect_error 2 "exists: pass --force"
 run_np 1 predict cfg.yaml "$ck" data.h5:/test/images data.h5 --force
 expect_error 2 "is the input file"
 run_np 3 predict cfg.yaml "$ck" data.h5:/test/images no/such/dir/out.h5
-expect_error 1 "cannot create 'no/such/dir/out.h5.tmp'"
+expect_error 1 "cannot create 'no/such/dir/out.h5.tmp': its directory: No such file"
 run_np 2 predict reg.yaml "$rck" reg.h5:/test/x out.h5 --probs
 expect_error 2 "--probs needs a classifier"
 run_np 2 eval cfg.yaml "$ck" --split data.h5:/test/images --labels /test/nolabels
