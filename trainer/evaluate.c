@@ -87,7 +87,7 @@ static int top1(const float *z, int K) {
 
 /* The detail sums of n rows (eval_detail): a classifier's confusion counts
  * (K, K), or a regression's per-output sums of the target, its square and
- * the squared error, (3, K). */
+ * the squared error, (3, K). Not for bce_with_logits, which has neither. */
 static void add_detail(const evaluator *e, const float *out, int n, double *d) {
   const int K = e->loss.n_out;
   if (e->loss.classifier) {
@@ -192,7 +192,7 @@ int eval_run_detail(evaluator *e, ms_eval *res, eval_detail *d) {
   if (regression) d->r2 = calloc((size_t)K, sizeof *d->r2);
   if (!s || (classifier && !d->confusion) || (regression && !d->r2))
     rc = ms_error_set(MS_ENOMEM, "out of memory for the evaluation's tables");
-  if (rc == 0) rc = eval_slice(e, s, s + 6);
+  if (rc == 0) rc = eval_slice(e, s, extra ? s + 6 : NULL); /* bce: no detail */
   if ((rc = ranks_agree(e->rk, rc))) goto fail;
   ranks_enter(e->rk, "evaluation sums", __func__);
   rc = ms_from_comm(comm_allreduce_sum_f64(e->rk->w, s, 6 + extra), comm_errmsg(e->rk->w));

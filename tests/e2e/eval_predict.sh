@@ -125,6 +125,33 @@ assert abs(e["mse"] - mse) <= 1e-5 * max(1, mse) and abs(e["mae"] - mae) <= 1e-5
 assert np.allclose(e["r2_per_output"], r2, atol=1e-5) and abs(e["r2"] - r2.mean()) < 1e-5
 PY
 
+note "bce_with_logits: eval's accuracy, predict's sigmoid against NumPy"
+"$MIDSCALE" prepare synthetic two.h5 --train 1024 --test 300 --features 12 --classes 2 >/dev/null
+cat >bce.yaml <<YAML
+run: {name: bce, dir: bcerun}
+data: {path: two.h5}
+model:
+  layers:
+    - {type: dense, units: 16, activation: tanh}
+    - {type: dense, units: 1}
+  loss: bce_with_logits
+optim: {name: adam, lr: 0.01}
+train: {epochs: 1, batch_size: 32, eval_batch_size: 100}
+log: {every_steps: 100, progress: false}
+YAML
+run_np 2 train bce.yaml
+expect_ok
+bck=$(ls bcerun/checkpoints/step-*.safetensors.zst | tail -n 1)
+for np in 1 3; do
+  run_np $np eval bce.yaml "$bck" --json
+  expect_ok
+  grep -q '"accuracy"' "$LAST_OUT" || { cat "$LAST_OUT"; fail "bce: no accuracy"; }
+done
+run_np 3 predict bce.yaml "$bck" two.h5:/test/images bpred.h5 --probs
+expect_ok
+"$MIDSCALE" export "$bck" bce.safetensors >/dev/null
+/usr/bin/python3 "$NPF" bce.safetensors two.h5 /test/images bpred.h5 --probs || fail "bce predict differs"
+
 note "bad inputs: one message and the documented exit code"
 run_np 3 predict cfg.yaml "$ck" data.h5:/test/nope out.h5
 expect_error 3 "/test/nope"
