@@ -121,12 +121,10 @@ int h5write_create(h5write **out, MPI_Comm comm, const char *path, uint64_t rows
     rc = -1;
   }
   h5util_leave(&q);
-  if (rc) {
-    h5write_close(h, NULL, 0);
-    return -1;
-  }
+  /* Even on failure: closing is collective when parallel, so the caller
+   * closes on every process once they agreed (h5write.h). */
   *out = h;
-  return 0;
+  return rc;
 }
 
 int h5write_rows(h5write *h, int set, uint64_t row0, uint64_t n, const void *data, char *err,

@@ -37,7 +37,9 @@ int h5write_parallel(void);
 
 /* Creates `path` (truncating a file there) with n_sets datasets of `rows`
  * rows, and a string attribute "source" on the root group (may be NULL).
- * Collective over comm when parallel. */
+ * Collective over comm when parallel. Whatever it returns, *out (when not
+ * NULL) must be closed with h5write_close: a process whose create failed
+ * still holds the file, which every process of comm closes together. */
 int h5write_create(h5write **out, MPI_Comm comm, const char *path, uint64_t rows,
                    const h5write_set *sets, int n_sets, const char *source, char *err,
                    size_t errlen);

@@ -197,6 +197,7 @@ static int gather_and_write(const ranks *rk, const out_plan *p, uint64_t rows, c
   if (rc || w->rank != 0) return rc;
   h5write *h = NULL;
   rc = h5write_create(&h, MPI_COMM_SELF, tmp, rows, p->sets, p->n_sets, source, err, sizeof err);
+  /* h5write_close below closes h whether or not it was created whole. */
   size_t at = 0;
   for (int r = 0; rc == 0 && r < w->size; r++) {
     uint64_t begin, count;
@@ -233,7 +234,10 @@ static int write_predictions(const ranks *rk, infer_model *im, data_set *ds, con
   h5write *h = NULL;
   int rc = out_error(
       h5write_create(&h, w->comm, tmp, rows, p->sets, p->n_sets, source, err, sizeof err), err);
-  if ((rc = ranks_agree(rk, rc))) return rc;
+  if ((rc = ranks_agree(rk, rc))) {
+    h5write_close(h, NULL, 0); /* on every rank, failed or not (h5write.h) */
+    return rc;
+  }
   rc = compute_rows(im, ds, p, h, begin, count, NULL);
   /* Every rank closes (collective) whatever happened to its rows. */
   int closed = out_error(h5write_close(h, err, sizeof err), err);
