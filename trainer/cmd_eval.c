@@ -255,19 +255,14 @@ int cmd_eval(comm_world *w, int argc, char **argv, FILE *out) {
   evaluator *ev = NULL;
   ms_eval e;
   eval_detail d = {0};
-  char path[MS_PATH_MAX], x[MS_NAME_MAX], y[MS_NAME_MAX], err[DATA_ERRLEN] = "";
+  char path[MS_PATH_MAX], x[MS_NAME_MAX], y[MS_NAME_MAX];
   memset(&im, 0, sizeof im);
   int rc = ranks_agree(&rk, parse_args(argc, argv, &a));
   if (rc == 0) rc = infer_config(&im, &rk, a.config, a.overrides, a.n_overrides);
   if (rc == 0) rc = ranks_agree(&rk, resolve_split(&im.cfg, &a, path, x, y));
   if (rc) goto done;
   const ms_config *c = &im.cfg;
-  rc = ms_from_data(data_open_cached(&ds, path, x, y, (size_t)c->data.memory_mb << 20,
-                                     c->data.cache == MS_CACHE_MEMORY   ? DATA_CACHE_MEMORY
-                                     : c->data.cache == MS_CACHE_STREAM ? DATA_CACHE_STREAM
-                                                                        : DATA_CACHE_AUTO,
-                                     err, sizeof err),
-                    err);
+  rc = infer_open_set(&im, path, x, y, &ds);
   if ((rc = ranks_agree(&rk, rc))) goto done;
   if ((rc = infer_load(&im, &rk, a.ckpt, ds))) goto done;
   if ((rc = ranks_agree(&rk, check_labels(c, im.model->n_out, ds)))) goto done;

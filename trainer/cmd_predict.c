@@ -244,17 +244,6 @@ static int write_predictions(const ranks *rk, infer_model *im, data_set *ds, con
   return ranks_agree(rk, rc ? rc : closed);
 }
 
-/* Opens the input (no labels) as the config's data options say. Rank-local. */
-static int open_input(const ms_config *c, const char *path, const char *name, data_set **ds) {
-  char err[DATA_ERRLEN] = "";
-  data_cache cache = c->data.cache == MS_CACHE_MEMORY   ? DATA_CACHE_MEMORY
-                     : c->data.cache == MS_CACHE_STREAM ? DATA_CACHE_STREAM
-                                                        : DATA_CACHE_AUTO;
-  return ms_from_data(data_open_cached(ds, path, name, NULL, (size_t)c->data.memory_mb << 20, cache,
-                                       err, sizeof err),
-                      err);
-}
-
 int cmd_predict(comm_world *w, int argc, char **argv, FILE *out) {
   ranks rk = {.w = w, .wd = NULL, .step = NULL};
   predict_args a;
@@ -270,7 +259,7 @@ int cmd_predict(comm_world *w, int argc, char **argv, FILE *out) {
   if (rc == 0 && w->rank == 0) rc = check_out(&a, path);
   if ((rc = ranks_agree(&rk, rc))) goto done;
   if ((rc = infer_config(&im, &rk, a.config, a.overrides, a.n_overrides))) goto done;
-  if ((rc = ranks_agree(&rk, open_input(&im.cfg, path, name, &ds)))) goto done;
+  if ((rc = ranks_agree(&rk, infer_open_set(&im, path, name, NULL, &ds)))) goto done;
   if ((rc = infer_load(&im, &rk, a.ckpt, ds))) goto done;
   if ((rc = ranks_agree(&rk, plan_output(&im.cfg, im.model, a.probs, &p)))) goto done;
   snprintf(source, sizeof source, "midscale predict: checkpoint %s (step %lld), input %s:%s",

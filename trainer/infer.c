@@ -107,6 +107,18 @@ int infer_config(infer_model *im, const ranks *rk, const char *config_path,
   return 0;
 }
 
+int infer_open_set(const infer_model *im, const char *path, const char *x_name, const char *y_name,
+                   data_set **out) {
+  const ms_config *c = &im->cfg;
+  char err[DATA_ERRLEN] = "";
+  data_cache cache = c->data.cache == MS_CACHE_MEMORY   ? DATA_CACHE_MEMORY
+                     : c->data.cache == MS_CACHE_STREAM ? DATA_CACHE_STREAM
+                                                        : DATA_CACHE_AUTO;
+  return ms_from_data(data_open_cached(out, path, x_name, y_name, (size_t)c->data.memory_mb << 20,
+                                       cache, err, sizeof err),
+                      err);
+}
+
 int infer_load(infer_model *im, const ranks *rk, const char *ckpt_path, const data_set *input) {
   const ms_config *c = &im->cfg;
   int rc;

@@ -49,6 +49,13 @@ typedef struct {
 int infer_config(infer_model *im, const ranks *rk, const char *config_path,
                  const char *const *overrides, int n_overrides);
 
+/* After infer_config: opens the set an eval or predict reads, (x_name,
+ * y_name) of path (y_name NULL: the inputs alone), with the config's
+ * data.cache and data.memory_mb as training opens its sets. Rank-local:
+ * the caller agrees. MS_EDATA. */
+int infer_open_set(const infer_model *im, const char *path, const char *x_name, const char *y_name,
+                   data_set **out);
+
 /* After infer_config: builds the config's model for input, fills it from
  * the checkpoint ckpt_path, then checks input against the model (features
  * per sample, normalisation). Collective. */
