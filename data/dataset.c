@@ -489,8 +489,8 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
   ds->file = ds->x.set = ds->x.space = ds->x.mem_type = H5I_INVALID_HID;
   ds->path = dup_str(path);
   ds->x_name = dup_str(x_name);
-  ds->y_name = dup_str(y_name);
-  if (!ds->path || !ds->x_name || !ds->y_name) goto oom;
+  ds->y_name = y_name ? dup_str(y_name) : NULL;
+  if (!ds->path || !ds->x_name || (y_name && !ds->y_name)) goto oom;
   ds->x.path = ds->path;
   ds->x.name = ds->x_name;
   ds->x.file_size = file_size;
@@ -503,15 +503,14 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
   }
   xset = data_open_dataset(file, path, x_name, file_size, err, errlen);
   if (xset < 0) goto done;
-  yset = data_open_dataset(file, path, y_name, file_size, err, errlen);
-  if (yset < 0) goto done;
+  if (y_name && (yset = data_open_dataset(file, path, y_name, file_size, err, errlen)) < 0) goto done;
   if (data_check_filters(xset, path, x_name, err, errlen) < 0) goto done;
-  if (data_check_filters(yset, path, y_name, err, errlen) < 0) goto done;
+  if (y_name && data_check_filters(yset, path, y_name, err, errlen) < 0) goto done;
   if (check_inputs(ds, xset, err, errlen) < 0) goto done;
   ds->x.chunk_rows = chunk_rows_of(xset);
-  if (check_labels_shape(ds, yset, err, errlen) < 0) goto done;
+  if (y_name && check_labels_shape(ds, yset, err, errlen) < 0) goto done;
   ds->x.n = ds->x.dims[0];
-  if (ds->x.n != ds->y.dims[0]) {
+  if (y_name && ds->x.n != ds->y.dims[0]) {
     h5util_set_err(err, errlen,
                    "'%s' has %" PRIu64
                    " samples but '%s' has %llu in '%s'; inputs and labels "
@@ -523,7 +522,7 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
     h5util_set_err(err, errlen, "'%s' in '%s' has no samples", x_name, path);
     goto done;
   }
-  if (read_labels(ds, yset, err, errlen) < 0) goto done;
+  if (y_name && read_labels(ds, yset, err, errlen) < 0) goto done;
   if (place_inputs(ds, &file, &xset, mem_budget, cache, err, errlen) < 0) goto done;
   *out = ds;
   ds = NULL;

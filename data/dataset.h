@@ -175,7 +175,10 @@ typedef struct {
 data_norm data_norm_identity(void);
 
 /* Opens `path` and the datasets `x_name`, `y_name` (absolute or relative
- * paths inside the file, e.g. "/train/images"). On failure *out is NULL and
+ * paths inside the file, e.g. "/train/images"). y_name NULL opens the
+ * inputs alone (`midscale predict`): the set then has no labels,
+ * data_y_name returns NULL, and data_read leaves y and t untouched and
+ * the label getters and checks must not be called. On failure *out is NULL and
  * err says why: the file is missing, not a regular file, not HDF5 or
  * truncated; a dataset is missing (the message lists the datasets that do
  * exist), reached through a refused link, or stored in less than its shape

@@ -141,7 +141,7 @@ int data_read(data_set *ds, const uint64_t *idx, size_t n, const data_norm *norm
                      idx[i], ds->x_name, ds->path, ds->x.n);
       return -1;
     }
-    if (ds->y.kind != DATA_LABEL_CLASS) continue;
+    if (!ds->y_name || ds->y.kind != DATA_LABEL_CLASS) continue;
     int64_t v = ds->y.classes[idx[i]];
     if (v < INT32_MIN || v > INT32_MAX) {
       h5util_set_err(err, errlen,
@@ -150,12 +150,12 @@ int data_read(data_set *ds, const uint64_t *idx, size_t n, const data_norm *norm
       return -1;
     }
   }
-  if (ds->y.kind == DATA_LABEL_CLASS) {
+  if (ds->y_name && ds->y.kind == DATA_LABEL_CLASS) {
     if (y)
       for (size_t i = 0; i < n; i++) y[i] = (int32_t)ds->y.classes[idx[i]];
     if (t)
       for (size_t i = 0; i < n; i++) t[i] = (float)ds->y.classes[idx[i]];
-  } else if (t) {
+  } else if (ds->y_name && t) {
     for (size_t i = 0; i < n; i++)
       memcpy(t + i * ds->y.elems, ds->y.targets + (size_t)idx[i] * ds->y.elems,
              ds->y.elems * sizeof *t);

@@ -387,6 +387,29 @@ static void test_dataset_read_class_labels_fill_targets(void **state) {
   data_close(ds);
 }
 
+/* y_name NULL (predict): the inputs alone, in a file that has no labels;
+ * data_read fills x and leaves y and t as they were. */
+static void test_dataset_open_inputs_alone(void **state) {
+  (void)state;
+  const char *p = h5f_tmp("inputs_only.h5");
+  const uint8_t xs[3] = {7, 8, 9};
+  hsize_t n = 3;
+  hid_t f = h5f_create(p);
+  h5f_put(f, "/x", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, &n, xs, 0);
+  H5Fclose(f);
+  open_fails(p, "/x", "/y");
+  data_set *ds = open_ok(p, "/x", NULL, BIG_BUDGET);
+  assert_null(data_y_name(ds));
+  assert_int_equal(data_count(ds), 3);
+  const uint64_t idx[2] = {2, 0};
+  float x[2], t[2] = {-1, -1};
+  int32_t y[2] = {-1, -1};
+  assert_int_equal(data_read(ds, idx, 2, NULL, x, y, t, g_err, sizeof g_err), 0);
+  assert_true(x[0] == 9.0f && x[1] == 7.0f);
+  assert_true(y[0] == -1 && y[1] == -1 && t[0] == -1.0f && t[1] == -1.0f);
+  data_close(ds);
+}
+
 static void test_dataset_check_labels_refuses_float_labels(void **state) {
   (void)state;
   const char *p = h5f_tmp("reg.h5");
@@ -667,6 +690,7 @@ int main(void) {
       cmocka_unit_test(test_dataset_read_half_special_values),
       cmocka_unit_test(test_dataset_read_float_labels_are_targets),
       cmocka_unit_test(test_dataset_read_class_labels_fill_targets),
+      cmocka_unit_test(test_dataset_open_inputs_alone),
       cmocka_unit_test(test_dataset_check_labels_refuses_float_labels),
       cmocka_unit_test(test_dataset_check_labels_names_negative_label),
       cmocka_unit_test(test_dataset_norm_one_channel_feature),

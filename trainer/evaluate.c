@@ -1,5 +1,6 @@
 #include "evaluate.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,9 +93,37 @@ void eval_free(evaluator *e) {
   free(e);
 }
 
+/* The row's top-1 class: the first largest output, as softmax_xent counts
+ * a hit, so the confusion matrix's diagonal sums to the accuracy's hits. */
+static int top1(const float *z, int K) {
+  int best = 0;
+  for (int k = 1; k < K; k++)
+    if (z[k] > z[best]) best = k;
+  return best;
+}
+
+/* The detail sums of n rows (eval_detail): a classifier's confusion counts
+ * (K, K), or a regression's per-output sums of the target, its square and
+ * the squared error, (3, K). Not for bce_with_logits, which has neither. */
+static void add_detail(const evaluator *e, const float *out, int n, double *d) {
+  const int K = e->loss.n_out;
+  if (e->loss.classifier) {
+    for (int i = 0; i < n; i++) d[(size_t)e->y[i] * K + top1(out + (size_t)i * K, K)] += 1;
+    return;
+  }
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < K; k++) {
+      double t = e->t[(size_t)i * K + k], r = out[(size_t)i * K + k] - t;
+      d[k] += t;
+      d[K + k] += t * t;
+      d[2 * K + k] += r * r;
+    }
+}
+
 /* Sums of this rank's share: loss, correct, samples, top-k correct,
- * squared and absolute error. */
-static int eval_slice(evaluator *e, double s[6]) {
+ * squared and absolute error; then, when detail is not NULL, add_detail's
+ * sums. */
+static int eval_slice(evaluator *e, double *s, double *detail) {
   const loss_fn *l = &e->loss;
   const int K = l->n_out;
   uint64_t begin, count;
@@ -123,19 +152,14 @@ static int eval_slice(evaluator *e, double s[6]) {
       s[4] += mse_loss(NULL, out, e->t, n, K, 1.0f);
       s[5] += mae_loss(NULL, out, e->t, n, K, 1.0f);
     }
+    if (detail) add_detail(e, out, n, detail);
   }
   return 0;
 }
 
-int eval_run(evaluator *e, ms_eval *res) {
-  double s[6] = {0, 0, 0, 0, 0, 0};
-  int rc = ranks_agree(e->rk, eval_slice(e, s));
-  if (rc) return rc;
-  ranks_enter(e->rk, "evaluation sums", __func__);
-  rc = ms_from_comm(comm_allreduce_sum_f64(e->rk->w, s, 6), comm_errmsg(e->rk->w));
-  ranks_leave(e->rk);
-  if (rc) return rc;
-  *res = (ms_eval){.loss = s[0] / s[2],
+/* The means of the summed s (eval_slice) over the whole set. */
+static ms_eval eval_means(const evaluator *e, const double *s) {
+  return (ms_eval){.loss = s[0] / s[2],
                    .classifier = e->loss.classifier,
                    .binary = e->loss.kind == MS_LOSS_BCE,
                    .acc = s[1] / s[2],
@@ -145,5 +169,69 @@ int eval_run(evaluator *e, ms_eval *res) {
                    .mae = s[5] / s[2],
                    .n_samples = (long)s[2],
                    .sequence = e->loss.positions > 0};
+}
+
+int eval_run(evaluator *e, ms_eval *res) {
+  double s[6] = {0, 0, 0, 0, 0, 0};
+  int rc = ranks_agree(e->rk, eval_slice(e, s, NULL));
+  if (rc) return rc;
+  ranks_enter(e->rk, "evaluation sums", __func__);
+  rc = ms_from_comm(comm_allreduce_sum_f64(e->rk->w, s, 6), comm_errmsg(e->rk->w));
+  ranks_leave(e->rk);
+  if (rc) return rc;
+  *res = eval_means(e, s);
   return 0;
+}
+
+/* R^2 of each output from the (3, K) sums: 1 - SS_res / SS_tot, SS_tot the
+ * targets' spread about their mean; an output whose targets do not vary
+ * gets NaN (R^2 is undefined there), and the mean leaves it out. */
+static void r2_of(eval_detail *d, const double *sums, double n) {
+  const int K = d->n_out;
+  double total = 0;
+  int counted = 0;
+  for (int k = 0; k < K; k++) {
+    double mean = sums[k] / n, ss_tot = sums[K + k] - n * mean * mean;
+    d->r2[k] = ss_tot > 0 ? 1.0 - sums[2 * K + k] / ss_tot : NAN;
+    if (ss_tot > 0) total += d->r2[k], counted++;
+  }
+  d->r2_mean = counted ? total / counted : NAN;
+}
+
+int eval_run_detail(evaluator *e, ms_eval *res, eval_detail *d) {
+  const int K = e->loss.n_out;
+  /* A sequence model's confusion table would be (T x V) squared: its detail
+   * is the per-position loss and accuracy of eval_means alone. */
+  const int classifier = e->loss.classifier && e->loss.positions == 0;
+  const int regression = !classifier && e->loss.kind != MS_LOSS_BCE;
+  *d = (eval_detail){.n_classes = classifier ? K : 0, .n_out = regression ? K : 0};
+  size_t extra = classifier ? (size_t)K * K : regression ? 3 * (size_t)K : 0;
+  double *s = calloc(6 + extra, sizeof *s);
+  int rc = 0;
+  if (classifier) d->confusion = calloc((size_t)K * K, sizeof *d->confusion);
+  if (regression) d->r2 = calloc((size_t)K, sizeof *d->r2);
+  if (!s || (classifier && !d->confusion) || (regression && !d->r2))
+    rc = ms_error_set(MS_ENOMEM, "out of memory for the evaluation's tables");
+  if (rc == 0) rc = eval_slice(e, s, extra ? s + 6 : NULL); /* bce: no detail */
+  if ((rc = ranks_agree(e->rk, rc))) goto fail;
+  ranks_enter(e->rk, "evaluation sums", __func__);
+  rc = ms_from_comm(comm_allreduce_sum_f64(e->rk->w, s, 6 + extra), comm_errmsg(e->rk->w));
+  ranks_leave(e->rk);
+  if (rc) goto fail;
+  *res = eval_means(e, s);
+  if (classifier) memcpy(d->confusion, s + 6, extra * sizeof *s);
+  if (regression) r2_of(d, s + 6, s[2]);
+  free(s);
+  return 0;
+fail:
+  free(s);
+  eval_detail_free(d);
+  return rc;
+}
+
+void eval_detail_free(eval_detail *d) {
+  if (!d) return;
+  free(d->confusion);
+  free(d->r2);
+  d->confusion = d->r2 = NULL;
 }

@@ -62,6 +62,25 @@ int eval_create(evaluator **out, const ranks *rk, ms_model *model, const loss_fn
  * means over the whole test set, the same on every rank. Collective. */
 int eval_run(evaluator *e, ms_eval *res);
 
+/* What `midscale eval` prints beyond ms_eval, over the whole set. */
+typedef struct {
+  int n_classes;     /* classifiers (softmax cross-entropy): K; else 0 */
+  double *confusion; /* (K, K) counts: row = true class, column = the top-1
+                      * prediction (first largest output); NULL unless K */
+  int n_out;         /* regression (mse, mae): outputs; else 0 (bce: neither) */
+  double *r2;        /* (n_out) R^2 per output (NaN: constant targets); NULL unless n_out */
+  double r2_mean;    /* their mean over the outputs where defined (NaN: none) */
+} eval_detail;
+
+/* eval_run, and fills *d (its arrays malloc'ed: eval_detail_free) with
+ * the confusion matrix of a classifier or the R^2 of a regression. The
+ * same sums as eval_run, reduced in the same call. Collective. On an
+ * error *d holds nothing to free. */
+int eval_run_detail(evaluator *e, ms_eval *res, eval_detail *d);
+
+/* Frees d's arrays (not d); accepts NULL. */
+void eval_detail_free(eval_detail *d);
+
 /* Accepts NULL. */
 void eval_free(evaluator *e);
 

@@ -12,6 +12,7 @@
 #include "cmd_prepare_text.h"
 #include "ckpt.h"
 #include "cmd_export.h"
+#include "cmd.h"
 #include "convert.h"
 #include "info.h"
 #include "generate.h"
@@ -78,6 +79,10 @@ static const char usage_main[] =
     "  midscale export CHECKPOINT OUT.onnx [--normalised-input] [--input C,H,W]\n"
     "  midscale generate CONFIG CHECKPOINT --prompt TEXT [--tokens N] [--temperature T]\n"
     "                    [--top-k K] [--seed S]  (text from a byte-level language model)\n"
+    "  [mpirun -np N] midscale eval CONFIG CHECKPOINT [--split test|train|PATH:DATASET]\n"
+    "                               [--labels DATASET] [--json] [--set KEY=VALUE]...\n"
+    "  [mpirun -np N] midscale predict CONFIG CHECKPOINT INPUT.h5:DATASET OUT.h5\n"
+    "                                  [--force] [--probs] [--set KEY=VALUE]...\n"
     "  midscale help [COMMAND]    midscale --help    midscale --version\n"
     "\n"
     "exit codes: 0 done, 1 runtime failure, 2 usage or config error, 3 data error,\n"
@@ -495,6 +500,28 @@ static int cmd_train(int argc, char **argv, char **full_argv, int *pargc, char *
   return ms_exit_code(rc);
 }
 
+/* eval and predict (cmd.h): under mpirun or alone; rank 0 prints the
+ * error every rank agreed on. */
+static int cmd_on_ranks(int (*run)(comm_world *, int, char **, FILE *), const char *usage,
+                        char **full_argv, int *pargc, char ***pargv) {
+  if (cmd_wants_help(*pargc - 2, *pargv + 2)) {
+    fputs(usage, stdout);
+    return 0;
+  }
+  fix_blas_core(full_argv); /* the forward passes run the kernels training ran */
+  comm_world w;
+  int rc = ms_from_comm(comm_init(&w, pargc, pargv), comm_errmsg(&w));
+  if (rc == 0) {
+    rc = run(&w, *pargc - 2, *pargv + 2, stdout);
+    fflush(stdout);
+    if (rc && w.rank == 0) fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
+    comm_finalize(&w);
+  } else {
+    fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
+  }
+  return ms_exit_code(rc);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fputs(usage_main, stderr);
@@ -515,6 +542,8 @@ int main(int argc, char **argv) {
           : strcmp(topic, "prepare") == 0 ? usage_prepare
           : strcmp(topic, "check") == 0   ? usage_check
           : strcmp(topic, "data-info") == 0 ? usage_data_info
+          : strcmp(topic, "eval") == 0      ? cmd_eval_usage
+          : strcmp(topic, "predict") == 0   ? cmd_predict_usage
                                           : usage_main,
           stdout);
     return 0;
@@ -539,6 +568,9 @@ int main(int argc, char **argv) {
     if (rc) fflush(stdout), fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
     return ms_exit_code(rc);
   }
+  if (strcmp(cmd, "eval") == 0) return cmd_on_ranks(cmd_eval, cmd_eval_usage, argv, &argc, &argv);
+  if (strcmp(cmd, "predict") == 0)
+    return cmd_on_ranks(cmd_predict, cmd_predict_usage, argv, &argc, &argv);
   if (strcmp(cmd, "prepare") == 0) {
     if (argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
       fputs(usage_prepare, stdout);

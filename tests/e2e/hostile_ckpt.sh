@@ -68,7 +68,15 @@ while IFS=$'\t' read -r name tool code text; do
   f=cases/$name.zst
   LABEL="$tool $name"
   case $tool in
-    inspect) try bounded "$code" "$text" "$MIDSCALE" inspect "$f" --config ;;
+    inspect)
+      try bounded "$code" "$text" "$MIDSCALE" inspect "$f" --config
+      # eval reads a checkpoint as inspect does (issue 19): a damaged file
+      # is refused the same way; a sound one is evaluated or, when made
+      # for another model, refused with exit 4.
+      LABEL="eval $name"
+      if [ "$code" -ne 0 ]; then
+        try bounded "$code" "$text" "$MIDSCALE" eval cfg.yaml "$f"
+      fi ;;
     export) try bounded "$code" "$text" "$MIDSCALE" export "$f" "exported-$name.safetensors" ;;
     onnx) try bounded "$code" "$text" "$MIDSCALE" export "$f" "exported-$name.onnx" ;;
     resume) try bounded "$code" "$text" "$MIDSCALE" train cfg.yaml --resume "$f" ;;

@@ -3,8 +3,8 @@
 # sizes the file cannot hold, links to FIFOs and missing files, special
 # files, damaged .npy/idx/CSV inputs. tests/hostile/make_data_cases.py
 # writes the files here and lists the cases; each runs through `midscale
-# data-info`, `midscale check`, `mpiexec -n 2 midscale train` or `midscale
-# prepare`, and must end with its exit code, exactly one "midscale: error:"
+# data-info`, `midscale check`, `mpiexec -n 2 midscale train`, `midscale
+# prepare`, or (issue 19) `mpiexec -n 2 midscale predict` / `eval`, and must end with its exit code, exactly one "midscale: error:"
 # line holding the expected text (none on success), within 10 s and (in a
 # build without sanitizers) 200 MiB of peak memory, or the case's own bound
 # (name@MB). A failed prepare must leave its output file byte-identical.
@@ -41,6 +41,11 @@ train: {epochs: 1, batch_size: 32, eval_batch_size: 64}
 log: {every_steps: 100, progress: false}
 YAML
 
+# A checkpoint of cfg.yaml for predict and eval.
+"$MPIEXEC" -n 2 "$MIDSCALE" train cfg.yaml --set data.path=good.h5 --set run.dir=model \
+  >model.log 2>&1 || { cat model.log; fail "training the model for predict and eval failed"; }
+MODEL_CKPT=$(ls model/checkpoints/step-*.safetensors.zst | tail -n 1)
+
 # run_case NAME CMD RC TEXT ARGS...
 FAILED=0
 N_CASES=0
@@ -58,6 +63,9 @@ run_case() {
     check) argv=("$MIDSCALE" check cfg.yaml --set "data.path=$1" "${@:2}") ;;
     train) argv=("$MPIEXEC" -n 2 "$MIDSCALE" train cfg.yaml --set "data.path=$1" "${@:2}") ;;
     prepare) argv=("$MIDSCALE" "$@") ;;
+    predict) argv=("$MPIEXEC" -n 2 "$MIDSCALE" predict cfg.yaml "$MODEL_CKPT" "$1:/train/images"
+                   pred.h5 --force) ;;
+    eval) argv=("$MPIEXEC" -n 2 "$MIDSCALE" eval cfg.yaml "$MODEL_CKPT" --split "$1:/train/images") ;;
     *) fail "unknown command '$cmd' in cases.tsv" ;;
   esac
   local before="" after=""
@@ -69,7 +77,7 @@ run_case() {
   t0=$(date +%s%N)
   set +e
   local vm=$VM_LIMIT_KB
-  [ "$cmd" != train ] || vm=unlimited # Open MPI maps large shared segments
+  case $cmd in train | predict | eval) vm=unlimited ;; esac # Open MPI maps large shared segments
   (
     ulimit -v "$vm"
     exec /usr/bin/time -v -o "$log.time" timeout -k 2 "$WALL_LIMIT" "${argv[@]}"

@@ -10,9 +10,11 @@ cases to stdout, one per line, tab-separated:
     name  command  exit_code  message_fragment  [argument ...]
 
 command is info (midscale data-info FILE), check (midscale check cfg.yaml
---set data.path=FILE ...), train (the same under mpiexec -n 2), or prepare
+--set data.path=FILE ...), train (the same under mpiexec -n 2), prepare
 (midscale prepare ARGS..., whose output out.h5 must be byte-identical after
-a failure). The first argument of info/check/train is the data file; more
+a failure), predict (mpiexec -n 2 midscale predict on FILE:/train/images,
+with a checkpoint of cfg.yaml trained on good.h5) or eval (mpiexec -n 2
+midscale eval --split FILE:/train/images, labels /train/labels beside). The first argument of info/check/train is the data file; more
 arguments are --set overrides. A fragment "-" means success (exit 0 and no
 error line). A case name ending in @MB has a peak-memory bound of MB MiB
 instead of the default.
@@ -64,9 +66,19 @@ def all_three(name, rc, text, *sets, info_rc=None, info_text=None):
     case(name, "train", rc, text, name + ".h5", *sets)
 
 
+def infer(name, rc, text, eval_rc=None, eval_text=None):
+    """predict and eval (issue 19) on one file's /train/images."""
+    case(name, "predict", rc, text, name + ".h5")
+    case(name, "eval", rc if eval_rc is None else eval_rc,
+         text if eval_text is None else eval_text, name + ".h5")
+
+
 # ---- positive controls: the guards must not refuse honest files ----------
 write("good.h5")
 all_three("good", 0, "-")
+infer("good", 0, "-")
+write("wide.h5", x=np.random.default_rng(19).normal(0, 1, (N, 12)).astype(np.float32))
+infer("wide", 3, "'/train/images' in 'wide.h5' has 12 features per sample, but the model takes 8")
 write("good_gzip.h5", xkw=dict(chunks=(64, F), compression="gzip", shuffle=True),
       ykw=dict(chunks=(100,), compression="gzip"))
 case("good_gzip_stream", "train", 0, "-", "good_gzip.h5", "--set", "data.cache=stream")
@@ -97,6 +109,8 @@ def bomb_file(name, x, chunks, target, dtype=None):
 
 bomb_file("bomb_labels.h5", X, (N,), "y")
 all_three("bomb_labels", 3, "'/train/labels' in 'bomb_labels.h5' (damaged?): a chunk of ")
+# predict reads no labels: the bomb is never touched.
+infer("bomb_labels", 0, "-", 3, "'/train/labels' in 'bomb_labels.h5' (damaged?): a chunk of ")
 bomb_file("bomb_inputs_be.h5", X, (N, F), "x", dtype=">f4")  # big-endian: H5Dread
 all_three("bomb_inputs_be", 3, "'/train/images' in 'bomb_inputs_be.h5' (damaged?): a chunk of ",
           "--set", "data.check_finite=true", info_rc=0, info_text="-")
@@ -113,6 +127,7 @@ with h5py.File("short_inputs.h5", "w") as f:
     d.id.write_direct_chunk((64, 0), zlib.compress(bytes(100)))
     f.create_dataset("train/labels", data=Y)
 case("short_inputs", "train", 3, "of '/train/images' in 'short_inputs.h5'", "short_inputs.h5")
+infer("short_inputs", 3, "of '/train/images' in 'short_inputs.h5'")
 # Chunks far larger than the dataset: one 256 MiB chunk for 8 KiB of data.
 with h5py.File("huge_chunk.h5", "w") as f:
     d = f.create_dataset("train/images", shape=(N, F), maxshape=(None, F), dtype="f4",
@@ -121,6 +136,7 @@ with h5py.File("huge_chunk.h5", "w") as f:
     f.create_dataset("train/labels", data=Y)
 all_three("huge_chunk", 3, "'/train/images' in 'huge_chunk.h5' has chunks of 268435456 bytes",
           info_rc=0, info_text="-")
+infer("huge_chunk", 3, "'/train/images' in 'huge_chunk.h5' has chunks of 268435456 bytes")
 
 # ---- 5: memory follows the declared count, not the data -------------------
 BIG = 10**8
@@ -129,6 +145,8 @@ with h5py.File("declared_1e8.h5", "w") as f:  # never written: 2.7 KB
     f.create_dataset("train/labels", shape=(BIG,), dtype="i8")
 all_three("declared_1e8", 3, "'/train/images' in 'declared_1e8.h5' declares 3200000000 bytes but "
           "stores fewer", info_text="'/train/labels' in 'declared_1e8.h5' declares 800000000 bytes")
+infer("declared_1e8", 3, "'/train/images' in 'declared_1e8.h5' declares 3200000000 bytes but "
+      "stores fewer")
 with h5py.File("declared_chunks.h5", "w") as f:  # one chunk of 100 written
     x = f.create_dataset("train/images", shape=(BIG, F), dtype="u1", chunks=(10**6, F),
                          compression="gzip")
@@ -212,12 +230,16 @@ open("empty.h5", "wb").close()
 with open("text.h5", "w") as f:
     f.write("label,a\n1,2\n")
 all_three("fifo", 3, "'fifo.h5' is a FIFO (named pipe), not an HDF5 file")
+infer("fifo", 3, "'fifo.h5' is a FIFO (named pipe), not an HDF5 file")
 # (check skips the data checks when data.path does not exist yet.)
 for name, text in [("loop_a", "cannot open 'loop_a.h5': Too many levels of symbolic links"),
                    ("dangling", "cannot open 'dangling.h5': No such file or directory")]:
     case(name, "info", 3, text, name + ".h5")
     case(name, "train", 3, text, name + ".h5")
 all_three("a_directory", 3, "'a_directory.h5' is a directory, not an HDF5 file")
+infer("a_directory", 3, "'a_directory.h5' is a directory, not an HDF5 file")
+infer("dangling", 3, "cannot open 'dangling.h5': No such file or directory")
+infer("empty", 3, "'empty.h5' is not an HDF5 file (0 bytes")
 case("char_device", "check", 3, "'/dev/null' is a character device, not an HDF5 file", "/dev/null")
 case("empty", "info", 3, "'empty.h5' is not an HDF5 file (0 bytes", "empty.h5")
 case("text", "check", 3, "'text.h5' is not an HDF5 file (12 bytes", "text.h5")
@@ -227,6 +249,7 @@ with open("good_for_trunc.h5", "rb") as f:
 with open("truncated.h5", "wb") as f:
     f.write(head)
 all_three("truncated", 3, "cannot open 'truncated.h5' as HDF5 (truncated or damaged?)")
+infer("truncated", 3, "cannot open 'truncated.h5' as HDF5 (truncated or damaged?)")
 
 # ---- types and shapes -----------------------------------------------------
 with h5py.File("rank0_labels.h5", "w") as f:
