@@ -29,6 +29,11 @@ float wire_f16_to_f32(uint16_t h);
 uint16_t wire_f32_to_bf16(float f);
 float wire_bf16_to_f32(uint16_t h);
 
+/* The kernels wire_encode and wire_decode use for bf16 blocks on this CPU:
+ * "avx512" (AVX-512F/BW, 16 elements at a time) or "scalar"; both give the
+ * bits of wire_f32_to_bf16 and wire_bf16_to_f32 element by element. */
+const char *wire_kernels(void);
+
 /* The scale exponent for a block whose largest finite magnitude is maxabs
  * (0 for bf16, for 0, NaN and Inf). */
 int wire_scale_exponent(wire_format fmt, float maxabs);
