@@ -183,21 +183,27 @@ static void bf16_decode(const uint16_t *in, size_t n, float *y, int add) {
   bf16_decode_scalar(in, n, y, add);
 }
 
-void wire_encode(wire_format fmt, const float *x, float *residual, size_t n, uint16_t *out) {
-  if (fmt == WIRE_BF16) { /* no scale: e = 0, and no pass for the largest magnitude */
-    put_header(out, 0);
-    bf16_encode(x, residual, n, out + WIRE_HEADER);
-    return;
-  }
+int wire_block_exponent(wire_format fmt, const float *x, const float *residual, size_t n) {
+  if (fmt != WIRE_FP16) return 0; /* bf16 has fp32's range: no pass needed */
   float maxabs = 0.0f;
   for (size_t i = 0; i < n; i++) {
     float v = residual ? x[i] + residual[i] : x[i];
     float a = fabsf(v);
     if (a > maxabs && isfinite(a)) maxabs = a;
   }
-  int e = wire_scale_exponent(fmt, maxabs);
-  put_header(out, e);
-  out += WIRE_HEADER;
+  return wire_scale_exponent(fmt, maxabs);
+}
+
+void wire_put_exponent(uint16_t *out, int e) { put_header(out, e); }
+
+int wire_get_exponent(const uint16_t *in) { return get_header(in); }
+
+void wire_encode_words(wire_format fmt, int e, const float *x, float *residual, size_t n,
+                       uint16_t *out) {
+  if (fmt == WIRE_BF16) {
+    bf16_encode(x, residual, n, out);
+    return;
+  }
   float up = ldexpf(1.0f, e), down = ldexpf(1.0f, -e);
   for (size_t i = 0; i < n; i++) {
     float v = residual ? x[i] + residual[i] : x[i];
@@ -210,24 +216,30 @@ void wire_encode(wire_format fmt, const float *x, float *residual, size_t n, uin
     if (!isfinite(residual[i])) residual[i] = 0.0f;
 }
 
-void wire_decode(wire_format fmt, const uint16_t *in, size_t n, float *y) {
+void wire_decode_words(wire_format fmt, int e, const uint16_t *in, size_t n, float *y, int add) {
   if (fmt == WIRE_BF16) {
-    bf16_decode(in + WIRE_HEADER, n, y, 0);
+    bf16_decode(in, n, y, add);
     return;
   }
-  float down = ldexpf(1.0f, -get_header(in));
-  in += WIRE_HEADER;
-  for (size_t i = 0; i < n; i++) y[i] = wire_f16_to_f32(in[i]) * down;
+  float down = ldexpf(1.0f, -e);
+  if (add)
+    for (size_t i = 0; i < n; i++) y[i] += wire_f16_to_f32(in[i]) * down;
+  else
+    for (size_t i = 0; i < n; i++) y[i] = wire_f16_to_f32(in[i]) * down;
+}
+
+void wire_encode(wire_format fmt, const float *x, float *residual, size_t n, uint16_t *out) {
+  int e = wire_block_exponent(fmt, x, residual, n);
+  put_header(out, e);
+  wire_encode_words(fmt, e, x, residual, n, out + WIRE_HEADER);
+}
+
+void wire_decode(wire_format fmt, const uint16_t *in, size_t n, float *y) {
+  wire_decode_words(fmt, get_header(in), in + WIRE_HEADER, n, y, 0);
 }
 
 void wire_decode_add(wire_format fmt, const uint16_t *in, size_t n, float *y) {
-  if (fmt == WIRE_BF16) {
-    bf16_decode(in + WIRE_HEADER, n, y, 1);
-    return;
-  }
-  float down = ldexpf(1.0f, -get_header(in));
-  in += WIRE_HEADER;
-  for (size_t i = 0; i < n; i++) y[i] += wire_f16_to_f32(in[i]) * down;
+  wire_decode_words(fmt, get_header(in), in + WIRE_HEADER, n, y, 1);
 }
 
 #define WIRE_MAX_BUCKET ((size_t)1 << 30)

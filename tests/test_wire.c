@@ -180,6 +180,37 @@ static void test_wire_bf16_blocks_match_scalar_rule(void **state) {
   free(x), free(res), free(want_res), free(y), free(w);
 }
 
+/* A block encoded in parts with one exponent (as the reducer pipelines a
+ * chunk) gives wire_encode's words and residuals, and decodes in parts to
+ * wire_decode's values. */
+static void test_wire_parts_match_whole_block(void **state) {
+  (void)state;
+  enum { N = 1000 };
+  for (int f = 0; f < 2; f++) {
+    wire_format fmt = f ? WIRE_BF16 : WIRE_FP16;
+    float x[N], r1[N], r2[N], y1[N], y2[N];
+    uint16_t w1[N + WIRE_HEADER], w2[N + WIRE_HEADER];
+    for (int i = 0; i < N; i++) {
+      x[i] = (float)(sin(0.1 * i) * 3e-4);
+      r1[i] = r2[i] = (float)(cos(0.3 * i) * 1e-7);
+    }
+    wire_encode(fmt, x, r1, N, w1);
+    int e = wire_block_exponent(fmt, x, r2, N);
+    wire_put_exponent(w2, e);
+    static const size_t cut[] = {0, 1, 17, 500, 999, N};
+    for (int p = 0; p < 5; p++)
+      wire_encode_words(fmt, e, x + cut[p], r2 + cut[p], cut[p + 1] - cut[p],
+                        w2 + WIRE_HEADER + cut[p]);
+    assert_memory_equal(w1, w2, sizeof w1);
+    assert_memory_equal(r1, r2, sizeof r1);
+    wire_decode(fmt, w1, N, y1);
+    for (int p = 0; p < 5; p++)
+      wire_decode_words(fmt, wire_get_exponent(w2), w2 + WIRE_HEADER + cut[p], cut[p + 1] - cut[p],
+                        y2 + cut[p], 0);
+    assert_memory_equal(y1, y2, sizeof y1);
+  }
+}
+
 /* Gradients of 1e-7 would mostly underflow plain fp16; the block scale
  * keeps 11 significant bits. */
 static void test_wire_fp16_scale_keeps_small_gradients(void **state) {
@@ -257,6 +288,7 @@ int main(void) {
       cmocka_unit_test(test_wire_f16_encode_matches_reference),
       cmocka_unit_test(test_wire_bf16_matches_reference),
       cmocka_unit_test(test_wire_bf16_blocks_match_scalar_rule),
+      cmocka_unit_test(test_wire_parts_match_whole_block),
       cmocka_unit_test(test_wire_fp16_scale_keeps_small_gradients),
       cmocka_unit_test(test_wire_error_feedback_loses_nothing),
       cmocka_unit_test(test_wire_plan_buckets_on_layers),
