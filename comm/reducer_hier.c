@@ -29,6 +29,7 @@ struct reducer_hier {
    * of the one rounding of each element of the slice this rank makes. */
   uint16_t *w16, *r16;
   float *res;
+  MPI_Request *req; /* a pipelined step's messages (16-bit wire) */
   double bytes;
   /* The window of the slice being reduced, [wlo, whi) in slice floats:
    * the whole slice, or its part in one bucket. Chunks are clamped to it,
@@ -58,6 +59,14 @@ struct reducer_hier {
  * message may be cut into. */
 #define PIECE ((size_t)1 << 30)
 #define MAX_PIECES 16
+
+/* 16-bit wire: a chunk goes as up to PIPE_MAX messages of at least
+ * PIPE_MIN words (and at most PIECE), so the first are on the wire while
+ * the next are encoded and the received ones decode while the last are
+ * still coming; at 32 KiB a piece stays under Open MPI's TCP eager limit
+ * (64 KiB), which spares the rendezvous round trip of larger messages. */
+#define PIPE_MIN ((size_t)16384)
+#define PIPE_MAX 64
 
 /* The comm thread's nap between tests of its messages, ns (see wait_napping). */
 #ifndef NAP_NS
@@ -106,7 +115,8 @@ int reducer_hier_create(reducer_hier **out, comm_world *w, const comm_topo *t, f
       h->w16 = malloc(sizeof(uint16_t) * words);
       h->r16 = malloc(sizeof(uint16_t) * words);
       h->res = calloc(m ? m : 1, sizeof(float));
-      ok = ok && h->w16 && h->r16 && h->res;
+      h->req = malloc(sizeof(MPI_Request) * 2 * (size_t)h->N * PIPE_MAX);
+      ok = ok && h->w16 && h->r16 && h->res && h->req;
     }
   }
   if (h && h->L > 1) { /* every rank of the node takes part, whatever failed */
@@ -224,6 +234,7 @@ void reducer_hier_free(reducer_hier *h) {
   free(h->w16);
   free(h->r16);
   free(h->res);
+  free(h->req);
   free(h);
 }
 
@@ -280,7 +291,80 @@ static int xchg(reducer_hier *h, const float *s, size_t ns, int to, float *r, si
 static size_t word_at(const reducer_hier *h, int c) {
   return chunk(h, c) + (size_t)c * WIRE_HEADER;
 }
-static size_t words(const reducer_hier *h, int a, int b) { return word_at(h, b) - word_at(h, a); }
+
+/* Chunk c's words as pieces: how many, and where piece i starts (piece 0
+ * holds the header; i == pieces gives the chunk's end). Sender and
+ * receiver cut alike, from the layout only. */
+static int pieces(const reducer_hier *h, int c) {
+  size_t w = word_at(h, c + 1) - word_at(h, c), p = w / PIPE_MIN;
+  size_t least = (w + PIECE - 1) / PIECE;
+  p = p > PIPE_MAX ? PIPE_MAX : p;
+  return (int)(p > least ? p : least ? least : 1);
+}
+static size_t piece_at(const reducer_hier *h, int c, int i, int np) {
+  size_t w0 = word_at(h, c), w = word_at(h, c + 1) - w0;
+  return w0 + (size_t)((uint64_t)w * (uint64_t)i / (uint64_t)np);
+}
+
+/* Waits for one message (napping on the comm thread, as wait_napping). */
+static int wait_one(reducer_hier *h, MPI_Request *r) {
+  return h->thread_on ? wait_napping(h, 1, r) : MPI_Wait(r, MPI_STATUS_IGNORE);
+}
+
+/* Chunk c's elements in words [p0, p1) of its encoding: where they start
+ * in the chunk and how many. */
+static size_t piece_elems(const reducer_hier *h, int c, size_t p0, size_t p1, size_t *first) {
+  size_t e0 = word_at(h, c) + WIRE_HEADER;
+  size_t a = p0 > e0 ? p0 : e0;
+  *first = a - e0;
+  return p1 > a ? p1 - a : 0;
+}
+
+/* A pipelined step on a 16-bit wire: chunks [sa, sb) go to `to` as words
+ * of w16 (encoded from x here piece by piece, the loss into res, when x is
+ * set; already encoded otherwise), chunks [ra, rb) come from `from` into
+ * rbuf and each piece is decoded as it arrives, into y at the chunk's
+ * offset from chunk(ra) (y_rel) or from 0 of the slice. The words and the
+ * residuals are wire_encode's of whole chunks. */
+static int xchg_pipe(reducer_hier *h, const float *x, int sa, int sb, int to, uint16_t *rbuf,
+                     int ra, int rb, int from, float *y, int y_rel, char *err, size_t cap) {
+  MPI_Request *req = h->req;
+  int q = 0, rc = MPI_SUCCESS;
+  for (int c = ra; c < rb && rc == MPI_SUCCESS; c++)
+    for (int i = 0, np = pieces(h, c); i < np && rc == MPI_SUCCESS; i++) {
+      size_t p0 = piece_at(h, c, i, np), p1 = piece_at(h, c, i + 1, np);
+      rc = MPI_Irecv(rbuf + p0, (int)(p1 - p0), MPI_UINT16_T, from, 0, h->cross, &req[q++]);
+    }
+  int nr = q;
+  for (int c = sa; c < sb && rc == MPI_SUCCESS; c++) {
+    size_t at = chunk(h, c), len = chunk(h, c + 1) - at;
+    int e = x ? wire_block_exponent(h->wire, x + at, h->res + at, len) : 0;
+    if (x) wire_put_exponent(h->w16 + word_at(h, c), e);
+    for (int i = 0, np = pieces(h, c); i < np && rc == MPI_SUCCESS; i++) {
+      size_t p0 = piece_at(h, c, i, np), p1 = piece_at(h, c, i + 1, np), f;
+      size_t ne = piece_elems(h, c, p0, p1, &f);
+      if (x)
+        wire_encode_words(h->wire, e, x + at + f, h->res + at + f, ne,
+                          h->w16 + word_at(h, c) + WIRE_HEADER + f);
+      rc = MPI_Isend(h->w16 + p0, (int)(p1 - p0), MPI_UINT16_T, to, 0, h->cross, &req[q++]);
+    }
+  }
+  for (int c = ra, j = 0; c < rb && rc == MPI_SUCCESS; c++) {
+    int e = 0;
+    float *yc = y + (chunk(h, c) - (y_rel ? chunk(h, ra) : 0));
+    for (int i = 0, np = pieces(h, c); i < np && rc == MPI_SUCCESS; i++, j++) {
+      size_t p0 = piece_at(h, c, i, np), p1 = piece_at(h, c, i + 1, np), f;
+      if ((rc = wait_one(h, &req[j])) != MPI_SUCCESS) break;
+      if (i == 0) e = wire_get_exponent(rbuf + word_at(h, c));
+      size_t ne = piece_elems(h, c, p0, p1, &f);
+      wire_decode_words(h->wire, e, rbuf + word_at(h, c) + WIRE_HEADER + f, ne, yc + f, 0);
+    }
+  }
+  if (rc == MPI_SUCCESS && q > nr)
+    rc = h->thread_on ? wait_napping(h, q - nr, req + nr)
+                      : MPI_Waitall(q - nr, req + nr, MPI_STATUSES_IGNORE);
+  return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "a cross-node exchange", err, cap);
+}
 
 /* A reduce-scatter step: sends chunks [sa, sb) of x to `to` and receives
  * the partial sum of chunks [ra, rb) from `from`, into scratch as floats.
@@ -290,16 +374,7 @@ static int rs_step(reducer_hier *h, const float *x, int sa, int sb, int to, int 
   if (h->wire == WIRE_F32)
     return xchg(h, x + chunk(h, sa), chunk(h, sb) - chunk(h, sa), to, h->scratch,
                 chunk(h, rb) - chunk(h, ra), from, err, cap);
-  for (int c = sa; c < sb; c++)
-    wire_encode(h->wire, x + chunk(h, c), h->res + chunk(h, c), chunk(h, c + 1) - chunk(h, c),
-                h->w16 + word_at(h, c));
-  if (xchg_any(h, 1, h->w16 + word_at(h, sa), words(h, sa, sb), to, h->r16 + word_at(h, ra),
-               words(h, ra, rb), from, err, cap))
-    return COMM_EMPI;
-  for (int c = ra; c < rb; c++)
-    wire_decode(h->wire, h->r16 + word_at(h, c), chunk(h, c + 1) - chunk(h, c),
-                h->scratch + (chunk(h, c) - chunk(h, ra)));
-  return 0;
+  return xchg_pipe(h, x, sa, sb, to, h->r16, ra, rb, from, h->scratch, 1, err, cap);
 }
 
 /* An allgather step: sends the finished chunks [sa, sb) to `to`, receives
@@ -310,12 +385,7 @@ static int ag_step(reducer_hier *h, float *x, int sa, int sb, int to, int ra, in
   if (h->wire == WIRE_F32)
     return xchg(h, x + chunk(h, sa), chunk(h, sb) - chunk(h, sa), to, x + chunk(h, ra),
                 chunk(h, rb) - chunk(h, ra), from, err, cap);
-  if (xchg_any(h, 1, h->w16 + word_at(h, sa), words(h, sa, sb), to, h->w16 + word_at(h, ra),
-               words(h, ra, rb), from, err, cap))
-    return COMM_EMPI;
-  for (int c = ra; c < rb; c++)
-    wire_decode(h->wire, h->w16 + word_at(h, c), chunk(h, c + 1) - chunk(h, c), x + chunk(h, c));
-  return 0;
+  return xchg_pipe(h, NULL, sa, sb, to, h->w16, ra, rb, from, x, 0, err, cap);
 }
 
 /* After the reduce-scatter: on a 16-bit wire the owner rounds its chunk
