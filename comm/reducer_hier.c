@@ -323,12 +323,12 @@ static void add_piece(float *restrict a, const float *restrict p, size_t n, int 
  * as whole chunks: only when they happen changes. */
 typedef struct {
   int sa, sb, to, ra, rb, from;
-  int encode;      /* 16-bit: encode chunks [sa, sb) from x first */
-  uint16_t *rbuf;  /* 16-bit: where the words received land */
-  float *y;        /* the values received, at chunk offset - y_base */
+  int encode;     /* 16-bit: encode chunks [sa, sb) from x first */
+  uint16_t *rbuf; /* 16-bit: where the words received land */
+  float *y;       /* the values received, at chunk offset - y_base */
   size_t y_base;
-  float *acc;      /* reduce-scatter: the slice the partial sums add into */
-  int p_left;      /* acc = received + acc (1) or acc + received (0) */
+  float *acc; /* reduce-scatter: the slice the partial sums add into */
+  int p_left; /* acc = received + acc (1) or acc + received (0) */
 } step;
 
 static int xchg_pipe(reducer_hier *h, const float *x, const step *st, char *err, size_t cap) {
@@ -436,8 +436,7 @@ static int halving_doubling(reducer_hier *h, float *x, char *err, size_t cap) {
     int keep_lo = up ? mid : lo, keep_hi = up ? hi : mid;
     int give_lo = up ? lo : mid, give_hi = up ? mid : hi;
     /* The lower node's partial on the left. */
-    if (rs_step(h, x, give_lo, give_hi, p, keep_lo, keep_hi, p, k > p, err, cap))
-      return COMM_EMPI;
+    if (rs_step(h, x, give_lo, give_hi, p, keep_lo, keep_hi, p, k > p, err, cap)) return COMM_EMPI;
     lo = keep_lo, hi = keep_hi;
   }
   own_chunk_to_wire(h, x);
