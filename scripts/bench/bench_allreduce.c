@@ -74,7 +74,9 @@ int main(int argc, char **argv) {
   int reps = argc > 2 ? atoi(argv[2]) : 50;
   if (reps < 1) reps = 1;
   const char *wname = argc > 3 ? argv[3] : "f32";
-  wire_format wire = !strcmp(wname, "bf16") ? WIRE_BF16 : !strcmp(wname, "fp16") ? WIRE_FP16 : WIRE_F32;
+  wire_format wire = !strcmp(wname, "bf16")   ? WIRE_BF16
+                     : !strcmp(wname, "fp16") ? WIRE_FP16
+                                              : WIRE_F32;
   double gap_ms = argc > 4 ? atof(argv[4]) : 0.0;
   size_t n_raw = wire == WIRE_F32 ? n : n / 2; /* the same bytes */
   float *g = malloc(sizeof(float) * (n ? n : 1));
@@ -88,11 +90,12 @@ int main(int argc, char **argv) {
   time_op(&w, reps, g, n_raw, NULL, gap_ms, &ar, &ar_min);
   time_op(&w, reps, reducer_arena(r), n, r, gap_ms, &red, &red_min);
   if (w.rank == 0)
-    printf("{\"floats\": %zu, \"ranks\": %d, \"allreduce_ms\": %.4f, \"allreduce_min_ms\": %.4f, "
-           "\"reducer_ms\": %.4f, \"reducer_min_ms\": %.4f, \"reducer\": \"%s\", "
-           "\"gbytes_per_s\": %.3f, \"wire\": \"%s\", \"raw_floats\": %zu}\n",
-           n, w.size, ar * 1e3, ar_min * 1e3, red * 1e3, red_min * 1e3, reducer_method(r),
-           ar > 0 ? 4.0 * (double)n_raw / ar / 1e9 : 0.0, wname, n_raw);
+    printf(
+        "{\"floats\": %zu, \"ranks\": %d, \"allreduce_ms\": %.4f, \"allreduce_min_ms\": %.4f, "
+        "\"reducer_ms\": %.4f, \"reducer_min_ms\": %.4f, \"reducer\": \"%s\", "
+        "\"gbytes_per_s\": %.3f, \"wire\": \"%s\", \"raw_floats\": %zu}\n",
+        n, w.size, ar * 1e3, ar_min * 1e3, red * 1e3, red_min * 1e3, reducer_method(r),
+        ar > 0 ? 4.0 * (double)n_raw / ar / 1e9 : 0.0, wname, n_raw);
   reducer_free(r);
   free(g);
   comm_finalize(&w);
