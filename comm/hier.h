@@ -63,6 +63,19 @@ int hier_ring_gather(int k, int s, int N);
  * every rank decides the same. */
 hier_algorithm hier_resolve(hier_algorithm asked, int N, size_t slice_bytes);
 
+/* The first bucket of the hierarchical path's overlapped schedule, floats,
+ * for an arena of n and a first_bucket_bytes of `first` floats: at most half
+ * the arena, so a model smaller than the cap still sends its last layers
+ * (often the largest, a dense head) while the first layers' backward runs.
+ * Bits do not depend on the buckets. */
+size_t hier_first_bucket(size_t n, size_t first);
+
+/* Whether the hierarchical path can reduce bucket by bucket during
+ * backward (reducer.h): only on an fp32 wire (a 16-bit chunk is encoded
+ * whole) and across 2 nodes (buckets meet the fixed chunks of more nodes
+ * unevenly). */
+int hier_can_overlap(int wire_16bit, int n_nodes);
+
 /* auto's threshold on half a slice, bytes. */
 #define HIER_AUTO_HD_BYTES ((size_t)1 << 20)
 

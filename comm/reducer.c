@@ -267,24 +267,19 @@ static int plan(reducer *r, const size_t *starts, int n_starts, size_t first, si
 static int hier_buckets(reducer *r, const size_t *starts, int n_starts, const reducer_opts *o) {
   size_t *bounds = NULL;
   char why[96] = "";
-  /* The first bucket at most half the arena: a model smaller than
-   * first_bucket_bytes still sends its last layers (often the largest, a
-   * dense head) while the first layers' backward runs. Bits do not depend
-   * on the buckets. */
-  size_t first = o->first_bucket_bytes / sizeof(float);
-  if (first > r->n / 2) first = r->n / 2;
+  size_t first = hier_first_bucket(r->n, o->first_bucket_bytes / sizeof(float));
   int rc = o->overlap ? plan(r, starts, n_starts, first, o->bucket_bytes / sizeof(float), &bounds)
                       : plan(r, NULL, 0, r->n, r->n, &bounds);
   if (rc) goto out;
   if (!o->overlap)
     snprintf(why, sizeof why, "comm.overlap false");
-  else if (r->wire != WIRE_F32) /* a range's scale would depend on the buckets */
+  else if (!hier_can_overlap(r->wire != WIRE_F32, 2)) /* a chunk is encoded whole */
     snprintf(why, sizeof why, "a 16-bit wire between nodes is encoded per whole slice");
   else if (r->w->thread_level < MPI_THREAD_SERIALIZED)
     snprintf(why, sizeof why, "MPI does not provide MPI_THREAD_SERIALIZED");
   else if (r->nb < 2)
     snprintf(why, sizeof why, "the gradients fit one bucket");
-  else if (r->topo.n_nodes > 2 && !o->overlap_any_nodes) /* reducer.h */
+  else if (!hier_can_overlap(0, r->topo.n_nodes) && !o->overlap_any_nodes) /* reducer.h */
     snprintf(why, sizeof why, "buckets would cross more than 2 nodes unevenly");
   else
     rc = reducer_hier_overlap(r->hier, r->w, bounds, r->nb, why, sizeof why, r->w->err,

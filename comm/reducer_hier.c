@@ -29,6 +29,7 @@ struct reducer_hier {
    * of the one rounding of each element of the slice this rank makes. */
   uint16_t *w16, *r16;
   float *res;
+  MPI_Request *req; /* a pipelined step's messages */
   double bytes;
   /* The window of the slice being reduced, [wlo, whi) in slice floats:
    * the whole slice, or its part in one bucket. Chunks are clamped to it,
@@ -58,6 +59,15 @@ struct reducer_hier {
  * message may be cut into. */
 #define PIECE ((size_t)1 << 30)
 #define MAX_PIECES 16
+
+/* A chunk goes as up to PIPE_MAX messages of at least PIPE_MIN_BYTES
+ * (and at most PIECE elements), so the first are on the wire while the
+ * next are encoded (16-bit wire), and the received ones are decoded and
+ * added while the last are still coming; at 32 KiB a piece stays under
+ * Open MPI's TCP eager limit (64 KiB), which spares the rendezvous round
+ * trip of larger messages and lets the data go without progress calls. */
+#define PIPE_MIN_BYTES ((size_t)32768)
+#define PIPE_MAX 64
 
 /* The comm thread's nap between tests of its messages, ns (see wait_napping). */
 #ifndef NAP_NS
@@ -101,6 +111,8 @@ int reducer_hier_create(reducer_hier **out, comm_world *w, const comm_topo *t, f
     h->scratch = malloc(sizeof(float) * (m / 2 + m / (size_t)h->N + 2));
     ok = h->seg && h->scratch && (n + PIECE - 1) / PIECE <= MAX_PIECES;
     h->wire = wire;
+    h->req = malloc(sizeof(MPI_Request) * 2 * (size_t)h->N * PIPE_MAX);
+    ok = ok && h->req;
     if (wire != WIRE_F32) {
       size_t words = m + (size_t)h->N * WIRE_HEADER;
       h->w16 = malloc(sizeof(uint16_t) * words);
@@ -224,6 +236,7 @@ void reducer_hier_free(reducer_hier *h) {
   free(h->w16);
   free(h->r16);
   free(h->res);
+  free(h->req);
   free(h);
 }
 
@@ -251,55 +264,130 @@ static int wait_napping(reducer_hier *h, int q, MPI_Request *req) {
   }
 }
 
-/* Sends ns elements to node `to` and receives nr from node `from` (cross
- * ranks), in pieces of at most PIECE elements: floats, or 16-bit words
- * when words is set. */
-static int xchg_any(reducer_hier *h, int words, const void *s, size_t ns, int to, void *r,
-                    size_t nr, int from, char *err, size_t cap) {
-  MPI_Request req[2 * MAX_PIECES];
-  MPI_Datatype t = words ? MPI_UINT16_T : MPI_FLOAT;
-  size_t e = words ? sizeof(uint16_t) : sizeof(float);
-  int q = 0, rc = MPI_SUCCESS;
-  for (size_t off = 0; off < nr && rc == MPI_SUCCESS; off += PIECE)
-    rc = MPI_Irecv((char *)r + off * e, (int)(nr - off < PIECE ? nr - off : PIECE), t, from, 0,
-                   h->cross, &req[q++]);
-  for (size_t off = 0; off < ns && rc == MPI_SUCCESS; off += PIECE)
-    rc = MPI_Isend((const char *)s + off * e, (int)(ns - off < PIECE ? ns - off : PIECE), t, to, 0,
-                   h->cross, &req[q++]);
-  if (rc == MPI_SUCCESS && q)
-    rc = h->thread_on ? wait_napping(h, q, req) : MPI_Waitall(q, req, MPI_STATUSES_IGNORE);
-  return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "a cross-node exchange", err, cap);
-}
-
-static int xchg(reducer_hier *h, const float *s, size_t ns, int to, float *r, size_t nr, int from,
-                char *err, size_t cap) {
-  return xchg_any(h, 0, s, ns, to, r, nr, from, err, cap);
-}
-
-/* 16-bit wire: where chunk c's words start, and how many chunks [a, b) take. */
+/* 16-bit wire: where chunk c's words start (each chunk has its header). */
 static size_t word_at(const reducer_hier *h, int c) {
   return chunk(h, c) + (size_t)c * WIRE_HEADER;
 }
-static size_t words(const reducer_hier *h, int a, int b) { return word_at(h, b) - word_at(h, a); }
 
-/* A reduce-scatter step: sends chunks [sa, sb) of x to `to` and receives
- * the partial sum of chunks [ra, rb) from `from`, into scratch as floats.
- * On a 16-bit wire each chunk sent is rounded once, its loss kept in res. */
-static int rs_step(reducer_hier *h, const float *x, int sa, int sb, int to, int ra, int rb,
-                   int from, char *err, size_t cap) {
-  if (h->wire == WIRE_F32)
-    return xchg(h, x + chunk(h, sa), chunk(h, sb) - chunk(h, sa), to, h->scratch,
-                chunk(h, rb) - chunk(h, ra), from, err, cap);
-  for (int c = sa; c < sb; c++)
-    wire_encode(h->wire, x + chunk(h, c), h->res + chunk(h, c), chunk(h, c + 1) - chunk(h, c),
-                h->w16 + word_at(h, c));
-  if (xchg_any(h, 1, h->w16 + word_at(h, sa), words(h, sa, sb), to, h->r16 + word_at(h, ra),
-               words(h, ra, rb), from, err, cap))
-    return COMM_EMPI;
-  for (int c = ra; c < rb; c++)
-    wire_decode(h->wire, h->r16 + word_at(h, c), chunk(h, c + 1) - chunk(h, c),
-                h->scratch + (chunk(h, c) - chunk(h, ra)));
-  return 0;
+/* Where chunk c starts in what goes on the wire: floats of the slice, or
+ * 16-bit words with a header in front of each chunk. */
+static size_t unit_at(const reducer_hier *h, int c) {
+  return h->wire == WIRE_F32 ? chunk(h, c) : word_at(h, c);
+}
+
+/* Chunk c as pieces on the wire: how many, and where piece i starts (i ==
+ * pieces: the chunk's end). Sender and receiver cut alike, from the
+ * layout only. */
+static int pieces(const reducer_hier *h, int c) {
+  size_t w = unit_at(h, c + 1) - unit_at(h, c);
+  size_t p = w / (PIPE_MIN_BYTES / (h->wire == WIRE_F32 ? sizeof(float) : sizeof(uint16_t)));
+  size_t least = (w + PIECE - 1) / PIECE;
+  p = p > PIPE_MAX ? PIPE_MAX : p;
+  return (int)(p > least ? p : least ? least : 1);
+}
+static size_t piece_at(const reducer_hier *h, int c, int i, int np) {
+  size_t w0 = unit_at(h, c), w = unit_at(h, c + 1) - w0;
+  return w0 + (size_t)((uint64_t)w * (uint64_t)i / (uint64_t)np);
+}
+
+/* Chunk c's elements in units [p0, p1) of a piece: the first one's index
+ * in the chunk, and how many (a 16-bit header is not an element). */
+static size_t piece_elems(const reducer_hier *h, int c, size_t p0, size_t p1, size_t *first) {
+  size_t e0 = unit_at(h, c) + (h->wire == WIRE_F32 ? 0 : WIRE_HEADER);
+  size_t a = p0 > e0 ? p0 : e0;
+  *first = a - e0;
+  return p1 > a ? p1 - a : 0;
+}
+
+/* Waits for one message (napping on the comm thread, as wait_napping). */
+static int wait_one(reducer_hier *h, MPI_Request *r) {
+  return h->thread_on ? wait_napping(h, 1, r) : MPI_Wait(r, MPI_STATUS_IGNORE);
+}
+
+/* Adds a received partial sum p into a: p + a (p_left) or a + p. */
+static void add_piece(float *restrict a, const float *restrict p, size_t n, int p_left) {
+  if (p_left)
+    for (size_t i = 0; i < n; i++) a[i] = p[i] + a[i];
+  else
+    for (size_t i = 0; i < n; i++) a[i] = a[i] + p[i];
+}
+
+/* One step of a cross-node algorithm, pipelined: chunks [sa, sb) of the
+ * slice x go to `to` and chunks [ra, rb) come from `from`, each chunk as
+ * pieces, every receive posted first. On a 16-bit wire the chunks sent are
+ * the words of w16, encoded here from x piece by piece (the loss into res)
+ * when `encode` is set, and the pieces received land in rbuf. Each piece
+ * received (decoded, on a 16-bit wire) goes to y at its chunk's offset
+ * less y_base, and, when acc is set, is added into acc (the slice) in the
+ * order p_left says as soon as it has arrived. Same words, same additions
+ * as whole chunks: only when they happen changes. */
+typedef struct {
+  int sa, sb, to, ra, rb, from;
+  int encode;     /* 16-bit: encode chunks [sa, sb) from x first */
+  uint16_t *rbuf; /* 16-bit: where the words received land */
+  float *y;       /* the values received, at chunk offset - y_base */
+  size_t y_base;
+  float *acc; /* reduce-scatter: the slice the partial sums add into */
+  int p_left; /* acc = received + acc (1) or acc + received (0) */
+} step;
+
+static int xchg_pipe(reducer_hier *h, const float *x, const step *st, char *err, size_t cap) {
+  const int f32 = h->wire == WIRE_F32;
+  const MPI_Datatype t = f32 ? MPI_FLOAT : MPI_UINT16_T;
+  MPI_Request *req = h->req;
+  int q = 0, rc = MPI_SUCCESS;
+  for (int c = st->ra; c < st->rb && rc == MPI_SUCCESS; c++)
+    for (int i = 0, np = pieces(h, c); i < np && rc == MPI_SUCCESS; i++) {
+      size_t p0 = piece_at(h, c, i, np), p1 = piece_at(h, c, i + 1, np);
+      void *into = f32 ? (void *)(st->y + (p0 - st->y_base)) : (void *)(st->rbuf + p0);
+      rc = MPI_Irecv(into, (int)(p1 - p0), t, st->from, 0, h->cross, &req[q++]);
+    }
+  int nr = q;
+  for (int c = st->sa; c < st->sb && rc == MPI_SUCCESS; c++) {
+    size_t at = chunk(h, c), len = chunk(h, c + 1) - at;
+    int e = 0;
+    if (!f32 && st->encode) {
+      e = wire_block_exponent(h->wire, x + at, h->res + at, len);
+      wire_put_exponent(h->w16 + word_at(h, c), e);
+    }
+    for (int i = 0, np = pieces(h, c); i < np && rc == MPI_SUCCESS; i++) {
+      size_t p0 = piece_at(h, c, i, np), p1 = piece_at(h, c, i + 1, np), f;
+      size_t ne = piece_elems(h, c, p0, p1, &f);
+      if (!f32 && st->encode)
+        wire_encode_words(h->wire, e, x + at + f, h->res + at + f, ne,
+                          h->w16 + word_at(h, c) + WIRE_HEADER + f);
+      const void *src = f32 ? (const void *)(x + p0) : (const void *)(h->w16 + p0);
+      rc = MPI_Isend(src, (int)(p1 - p0), t, st->to, 0, h->cross, &req[q++]);
+    }
+  }
+  for (int c = st->ra, j = 0; c < st->rb && rc == MPI_SUCCESS; c++) {
+    int e = 0;
+    float *yc = st->y + (chunk(h, c) - st->y_base);
+    for (int i = 0, np = pieces(h, c); i < np && rc == MPI_SUCCESS; i++, j++) {
+      size_t p0 = piece_at(h, c, i, np), p1 = piece_at(h, c, i + 1, np), f;
+      if ((rc = wait_one(h, &req[j])) != MPI_SUCCESS) break;
+      size_t ne = piece_elems(h, c, p0, p1, &f);
+      if (!f32) {
+        if (i == 0) e = wire_get_exponent(st->rbuf + word_at(h, c));
+        wire_decode_words(h->wire, e, st->rbuf + word_at(h, c) + WIRE_HEADER + f, ne, yc + f, 0);
+      }
+      if (st->acc) add_piece(st->acc + chunk(h, c) + f, yc + f, ne, st->p_left);
+    }
+  }
+  if (rc == MPI_SUCCESS && q > nr)
+    rc = h->thread_on ? wait_napping(h, q - nr, req + nr)
+                      : MPI_Waitall(q - nr, req + nr, MPI_STATUSES_IGNORE);
+  return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "a cross-node exchange", err, cap);
+}
+
+/* A reduce-scatter step: sends chunks [sa, sb) of x to `to`, receives the
+ * partial sum of chunks [ra, rb) from `from` (into scratch) and adds it
+ * into x, received + x (p_left) or x + received. On a 16-bit wire each
+ * chunk sent is rounded once, its loss kept in res. */
+static int rs_step(reducer_hier *h, float *x, int sa, int sb, int to, int ra, int rb, int from,
+                   int p_left, char *err, size_t cap) {
+  step st = {sa, sb, to, ra, rb, from, 1, h->r16, h->scratch, chunk(h, ra), x, p_left};
+  return xchg_pipe(h, x, &st, err, cap);
 }
 
 /* An allgather step: sends the finished chunks [sa, sb) to `to`, receives
@@ -307,15 +395,8 @@ static int rs_step(reducer_hier *h, const float *x, int sa, int sb, int to, int 
  * came (no second rounding), and every rank decodes the same words. */
 static int ag_step(reducer_hier *h, float *x, int sa, int sb, int to, int ra, int rb, int from,
                    char *err, size_t cap) {
-  if (h->wire == WIRE_F32)
-    return xchg(h, x + chunk(h, sa), chunk(h, sb) - chunk(h, sa), to, x + chunk(h, ra),
-                chunk(h, rb) - chunk(h, ra), from, err, cap);
-  if (xchg_any(h, 1, h->w16 + word_at(h, sa), words(h, sa, sb), to, h->w16 + word_at(h, ra),
-               words(h, ra, rb), from, err, cap))
-    return COMM_EMPI;
-  for (int c = ra; c < rb; c++)
-    wire_decode(h->wire, h->w16 + word_at(h, c), chunk(h, c + 1) - chunk(h, c), x + chunk(h, c));
-  return 0;
+  step st = {sa, sb, to, ra, rb, from, 0, h->w16, x, 0, NULL, 0};
+  return xchg_pipe(h, x, &st, err, cap);
 }
 
 /* After the reduce-scatter: on a 16-bit wire the owner rounds its chunk
@@ -335,12 +416,8 @@ static int ring(reducer_hier *h, float *x, char *err, size_t cap) {
   const int N = h->N, k = h->k, right = (k + 1) % N, left = (k + N - 1) % N;
   for (int s = 0; s < N - 1; s++) {
     int sc = hier_ring_send(k, s, N), rc = hier_ring_send(k - 1, s, N);
-    size_t at = chunk(h, rc), len = chunk(h, rc + 1) - at;
-    if (rs_step(h, x, sc, sc + 1, right, rc, rc + 1, left, err, cap)) return COMM_EMPI;
     /* The partial from the left holds the nodes before this one. */
-    float *restrict a = x + at;
-    const float *restrict p = h->scratch;
-    for (size_t i = 0; i < len; i++) a[i] = p[i] + a[i];
+    if (rs_step(h, x, sc, sc + 1, right, rc, rc + 1, left, 1, err, cap)) return COMM_EMPI;
   }
   own_chunk_to_wire(h, x);
   for (int s = 0; s < N - 1; s++) {
@@ -358,14 +435,8 @@ static int halving_doubling(reducer_hier *h, float *x, char *err, size_t cap) {
     int p = k ^ d, mid = (lo + hi) / 2, up = (k & d) != 0;
     int keep_lo = up ? mid : lo, keep_hi = up ? hi : mid;
     int give_lo = up ? lo : mid, give_hi = up ? mid : hi;
-    size_t at = chunk(h, keep_lo), len = chunk(h, keep_hi) - at;
-    if (rs_step(h, x, give_lo, give_hi, p, keep_lo, keep_hi, p, err, cap)) return COMM_EMPI;
-    float *restrict a = x + at;
-    const float *restrict q = h->scratch;
-    if (k < p) /* the lower node's partial on the left */
-      for (size_t i = 0; i < len; i++) a[i] = a[i] + q[i];
-    else
-      for (size_t i = 0; i < len; i++) a[i] = q[i] + a[i];
+    /* The lower node's partial on the left. */
+    if (rs_step(h, x, give_lo, give_hi, p, keep_lo, keep_hi, p, k > p, err, cap)) return COMM_EMPI;
     lo = keep_lo, hi = keep_hi;
   }
   own_chunk_to_wire(h, x);

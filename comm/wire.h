@@ -29,6 +29,11 @@ float wire_f16_to_f32(uint16_t h);
 uint16_t wire_f32_to_bf16(float f);
 float wire_bf16_to_f32(uint16_t h);
 
+/* The kernels wire_encode and wire_decode use for bf16 blocks on this CPU:
+ * "avx512" (AVX-512F/BW, 16 elements at a time) or "scalar"; both give the
+ * bits of wire_f32_to_bf16 and wire_bf16_to_f32 element by element. */
+const char *wire_kernels(void);
+
 /* The scale exponent for a block whose largest finite magnitude is maxabs
  * (0 for bf16, for 0, NaN and Inf). */
 int wire_scale_exponent(wire_format fmt, float maxabs);
@@ -46,6 +51,19 @@ void wire_decode(wire_format fmt, const uint16_t *in, size_t n, float *y);
 /* y[i] += value of word i: the accumulation step of a reduction (exact
  * scaling, one fp32 addition per element). */
 void wire_decode_add(wire_format fmt, const uint16_t *in, size_t n, float *y);
+
+/* wire_encode and wire_decode in parts, so a block can go on the wire piece
+ * by piece with one header: the block's exponent e (a pass over x +
+ * residual for fp16; 0 for bf16), the header that carries it, and any run
+ * of the block's elements encoded or decoded with that e. Encoding a block
+ * in parts gives exactly wire_encode's words and residuals. add: y += value
+ * instead of y = value. */
+int wire_block_exponent(wire_format fmt, const float *x, const float *residual, size_t n);
+void wire_put_exponent(uint16_t *out, int e); /* writes WIRE_HEADER words */
+int wire_get_exponent(const uint16_t *in);
+void wire_encode_words(wire_format fmt, int e, const float *x, float *residual, size_t n,
+                       uint16_t *out);
+void wire_decode_words(wire_format fmt, int e, const uint16_t *in, size_t n, float *y, int add);
 
 /* Plans the buckets of an arena of n floats whose gradients become final
  * from the end towards the start, in units [starts[k], starts[k+1]) (the

@@ -102,6 +102,27 @@ static void test_costmodel_overlap_hides_all(void **state) {
   NEAR(o.efficiency, 1.0);
 }
 
+/* The hierarchical path cuts as its reducer does (hier.h): a first bucket
+ * cap larger than the arena still leaves the last layer its own bucket
+ * (at most half the arena), and a 16-bit wire reduces after backward. */
+static void test_costmodel_hier_buckets_as_reducer(void **state) {
+  (void)state;
+  costmodel_in in = three_layers(500e3, 50e3, 50e3);
+  in.world = in.nodes = 2; /* 2 nodes x 1 rank */
+  in.first_bucket_bytes = 1 << 20, in.bucket_bytes = 25 << 20;
+  costmodel_out o;
+  assert_int_equal(costmodel_predict(&in, &o), 0);
+  assert_int_equal(o.path, COSTMODEL_HIER);
+  assert_int_equal(o.n_buckets, 2);
+  assert_true(o.overlap);
+  NEAR(o.bucket_ready_s[0], 100e-6);
+  in.wire = WIRE_BF16;
+  assert_int_equal(costmodel_predict(&in, &o), 0);
+  assert_int_equal(o.n_buckets, 1);
+  assert_false(o.overlap);
+  NEAR(o.bucket_ready_s[0], o.backward_s);
+}
+
 static void test_costmodel_overlap_hides_none(void **state) {
   (void)state;
   /* No backward after the last bucket is ready and a tiny compute: the
@@ -155,6 +176,7 @@ int main(void) {
       cmocka_unit_test(test_costmodel_hierarchical_halves_link_bytes),
       cmocka_unit_test(test_costmodel_overlap_hides_all),
       cmocka_unit_test(test_costmodel_overlap_hides_none),
+      cmocka_unit_test(test_costmodel_hier_buckets_as_reducer),
       cmocka_unit_test(test_costmodel_parse_link),
   };
   return cmocka_run_group_tests_name("costmodel", tests, NULL, NULL);

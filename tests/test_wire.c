@@ -42,8 +42,10 @@ static uint16_t ref_f16(float f) {
   uint16_t lo = 0, hi = 0x7bff;
   while (lo < hi) {
     uint16_t mid = (uint16_t)((lo + hi + 1) / 2);
-    if ((double)wire_f16_to_f32(mid) <= a) lo = mid;
-    else hi = (uint16_t)(mid - 1);
+    if ((double)wire_f16_to_f32(mid) <= a)
+      lo = mid;
+    else
+      hi = (uint16_t)(mid - 1);
   }
   double below = wire_f16_to_f32(lo);
   if (below == a) return sign | lo;
@@ -85,9 +87,9 @@ static void test_wire_f16_encode_matches_reference(void **state) {
   assert_int_equal(wire_f32_to_f16(65519.99f), 0x7bff);
   assert_int_equal(wire_f32_to_f16(65520.0f), 0x7c00);
   assert_int_equal(wire_f32_to_f16(0x1p-24f), 0x0001);
-  assert_int_equal(wire_f32_to_f16(0x1p-25f), 0x0000);        /* tie: to even zero */
-  assert_int_equal(wire_f32_to_f16(0x1.8p-24f), 0x0002);      /* tie: to even 2 */
-  assert_int_equal(wire_f32_to_f16(-0x1.ffcp-15f), 0x8400);   /* rounds up to the smallest normal */
+  assert_int_equal(wire_f32_to_f16(0x1p-25f), 0x0000);      /* tie: to even zero */
+  assert_int_equal(wire_f32_to_f16(0x1.8p-24f), 0x0002);    /* tie: to even 2 */
+  assert_int_equal(wire_f32_to_f16(-0x1.ffcp-15f), 0x8400); /* rounds up to the smallest normal */
   assert_int_equal(wire_f32_to_f16(-0.0f), 0x8000);
   assert_int_equal(wire_f32_to_f16(INFINITY), 0x7c00);
   assert_true(isnan(wire_f16_to_f32(wire_f32_to_f16(NAN))));
@@ -127,6 +129,86 @@ static void test_wire_bf16_matches_reference(void **state) {
   assert_int_equal(wire_f32_to_bf16(1.0f), 0x3f80);
   assert_int_equal(wire_f32_to_bf16(from_bits(0x3f808000u)), 0x3f80); /* tie to even */
   assert_int_equal(wire_f32_to_bf16(from_bits(0x3f818000u)), 0x3f82); /* tie to even */
+}
+
+/* The block kernels (AVX-512 where the CPU has it) give wire_f32_to_bf16's
+ * bits and its residual, element by element: every top half of a float
+ * (sign, exponent, 7 mantissa bits: subnormals, Inf, NaN, the largest
+ * finite) with low halves around the tie, plus random floats and
+ * residuals; lengths that leave a scalar tail. */
+static void test_wire_bf16_blocks_match_scalar_rule(void **state) {
+  (void)state;
+  static const uint32_t lows[] = {0x0000u, 0x0001u, 0x7fffu, 0x8000u, 0x8001u, 0xffffu};
+  enum { NL = sizeof lows / sizeof lows[0], N = 65536 * NL + 1003 };
+  float *x = malloc(sizeof(float) * N), *res = malloc(sizeof(float) * N);
+  float *want_res = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N);
+  uint16_t *w = malloc(sizeof(uint16_t) * (N + WIRE_HEADER));
+  assert_non_null(x && res && want_res && y && w);
+  for (uint32_t hi = 0; hi < 65536; hi++)
+    for (int l = 0; l < NL; l++) x[hi * NL + (uint32_t)l] = from_bits(hi << 16 | lows[l]);
+  for (size_t i = 65536 * NL; i < N; i++) x[i] = from_bits(next_u32());
+  for (int pass = 0; pass < 2; pass++) { /* without, then with residuals */
+    for (size_t i = 0; i < N; i++) {
+      res[i] = pass ? from_bits(next_u32()) * 0x1p-40f : 0.0f;
+      if (!isfinite(res[i])) res[i] = 0.0f;
+    }
+    for (size_t n = N - 7; n <= N; n += 7) { /* two lengths, two scalar tails */
+      memcpy(want_res, res, sizeof(float) * n);
+      wire_encode(WIRE_BF16, x, pass ? want_res : NULL, n, w);
+      for (size_t i = 0; i < n; i++) {
+        float v = pass ? x[i] + res[i] : x[i];
+        uint16_t want = wire_f32_to_bf16(v);
+        if (w[WIRE_HEADER + i] != want)
+          fail_msg("x %08x: %04x, want %04x", bits(x[i]), w[WIRE_HEADER + i], want);
+        if (pass) {
+          float r = v - wire_bf16_to_f32(want);
+          if (!isfinite(r)) r = 0.0f;
+          assert_int_equal(bits(want_res[i]), bits(r));
+        }
+      }
+      wire_decode(WIRE_BF16, w, n, y);
+      for (size_t i = 0; i < n; i++)
+        assert_int_equal(bits(y[i]), bits(wire_bf16_to_f32(w[WIRE_HEADER + i])));
+      for (size_t i = 0; i < n; i++) y[i] = 1.0f;
+      wire_decode_add(WIRE_BF16, w, n, y);
+      for (size_t i = 0; i < n; i++)
+        if (!isnan(y[i]))
+          assert_int_equal(bits(y[i]), bits(1.0f + wire_bf16_to_f32(w[WIRE_HEADER + i])));
+    }
+  }
+  print_message("bf16 kernels: %s\n", wire_kernels());
+  free(x), free(res), free(want_res), free(y), free(w);
+}
+
+/* A block encoded in parts with one exponent (as the reducer pipelines a
+ * chunk) gives wire_encode's words and residuals, and decodes in parts to
+ * wire_decode's values. */
+static void test_wire_parts_match_whole_block(void **state) {
+  (void)state;
+  enum { N = 1000 };
+  for (int f = 0; f < 2; f++) {
+    wire_format fmt = f ? WIRE_BF16 : WIRE_FP16;
+    float x[N], r1[N], r2[N], y1[N], y2[N];
+    uint16_t w1[N + WIRE_HEADER], w2[N + WIRE_HEADER];
+    for (int i = 0; i < N; i++) {
+      x[i] = (float)(sin(0.1 * i) * 3e-4);
+      r1[i] = r2[i] = (float)(cos(0.3 * i) * 1e-7);
+    }
+    wire_encode(fmt, x, r1, N, w1);
+    int e = wire_block_exponent(fmt, x, r2, N);
+    wire_put_exponent(w2, e);
+    static const size_t cut[] = {0, 1, 17, 500, 999, N};
+    for (int p = 0; p < 5; p++)
+      wire_encode_words(fmt, e, x + cut[p], r2 + cut[p], cut[p + 1] - cut[p],
+                        w2 + WIRE_HEADER + cut[p]);
+    assert_memory_equal(w1, w2, sizeof w1);
+    assert_memory_equal(r1, r2, sizeof r1);
+    wire_decode(fmt, w1, N, y1);
+    for (int p = 0; p < 5; p++)
+      wire_decode_words(fmt, wire_get_exponent(w2), w2 + WIRE_HEADER + cut[p], cut[p + 1] - cut[p],
+                        y2 + cut[p], 0);
+    assert_memory_equal(y1, y2, sizeof y1);
+  }
 }
 
 /* Gradients of 1e-7 would mostly underflow plain fp16; the block scale
@@ -205,6 +287,8 @@ int main(void) {
       cmocka_unit_test(test_wire_f16_decode_every_code),
       cmocka_unit_test(test_wire_f16_encode_matches_reference),
       cmocka_unit_test(test_wire_bf16_matches_reference),
+      cmocka_unit_test(test_wire_bf16_blocks_match_scalar_rule),
+      cmocka_unit_test(test_wire_parts_match_whole_block),
       cmocka_unit_test(test_wire_fp16_scale_keeps_small_gradients),
       cmocka_unit_test(test_wire_error_feedback_loses_nothing),
       cmocka_unit_test(test_wire_plan_buckets_on_layers),

@@ -152,8 +152,16 @@ int costmodel_predict(const costmodel_in *in, costmodel_out *o) {
   for (int i = 0; i < in->n_layers; i++)
     if (in->layer_lo[i] != (size_t)-1 && in->layer_lo[i] > 0) starts[ns++] = in->layer_lo[i];
   size_t first = in->first_bucket_bytes / sizeof(float), cap = in->bucket_bytes / sizeof(float);
-  if (!in->overlap) first = cap = in->n_params;
-  int nb = wire_plan_buckets(in->n_params, in->overlap ? starts : NULL, in->overlap ? ns : 0,
+  /* The hierarchical path overlaps only where it can, with its own cap on
+   * the first bucket (hier.h). */
+  int overlap = in->overlap;
+  if (o->path == COSTMODEL_HIER) {
+    overlap = overlap && hier_can_overlap(in->wire != WIRE_F32, in->nodes);
+    first = hier_first_bucket(in->n_params, first);
+  }
+  if (!overlap) first = cap = in->n_params;
+  o->overlap = overlap;
+  int nb = wire_plan_buckets(in->n_params, overlap ? starts : NULL, overlap ? ns : 0,
                              first ? first : 1, cap ? cap : 1, bounds, COSTMODEL_MAX_BUCKETS);
   if (nb < 1) return -1;
   o->n_buckets = nb;
@@ -162,7 +170,7 @@ int costmodel_predict(const costmodel_in *in, costmodel_out *o) {
     /* Ready when backward has produced its lowest float: the end of the
      * layer whose parameters begin there (no overlap: after backward). */
     double ready = o->backward_s;
-    for (int i = 0; in->overlap && i < in->n_layers; i++)
+    for (int i = 0; overlap && i < in->n_layers; i++)
       if (in->layer_lo[i] != (size_t)-1 && in->layer_lo[i] <= bounds[b + 1]) ready = done_at[i];
     double bytes = 0.0;
     o->bucket_ready_s[b] = ready;
@@ -222,9 +230,10 @@ void costmodel_print(FILE *out, const costmodel_in *in, const costmodel_out *o,
           path, in->wire == WIRE_F32 ? "fp32" : in->wire == WIRE_FP16 ? "fp16" : "bf16",
           o->n_buckets, o->n_buckets == 1 ? "" : "s", 1e3 * o->sync_s, o->link_bytes / 1e6);
   fprintf(out, "  exposed comm: %.3f ms/step (%s)\n", 1e3 * o->exposed_s,
-          in->overlap ? "ideal overlap schedule: each bucket sent when backward has produced "
-                        "it, one at a time on the link"
-                      : "overlap off: one reduction after backward");
+          o->overlap    ? "ideal overlap schedule: each bucket sent when backward has produced "
+                          "it, one at a time on the link"
+          : in->overlap ? "overlap on, but this path reduces after backward (hier.h)"
+                        : "overlap off: one reduction after backward");
   fprintf(out,
           "  step: %.3f ms predicted, %.0f samples/s over %d ranks; weak-scaling efficiency "
           "%.0f%% vs one rank alone\n",
@@ -235,6 +244,6 @@ void costmodel_print(FILE *out, const costmodel_in *in, const costmodel_out *o,
   other.overlap = !in->overlap;
   if (costmodel_predict(&other, &oo) == 0)
     fprintf(out, "  with comm.overlap %s: exposed comm %.3f ms, step %.3f ms, efficiency %.0f%%\n",
-            other.overlap ? "true (ideal schedule)" : "false", 1e3 * oo.exposed_s,
-            1e3 * oo.step_s, 100 * oo.efficiency);
+            other.overlap ? "true (ideal schedule)" : "false", 1e3 * oo.exposed_s, 1e3 * oo.step_s,
+            100 * oo.efficiency);
 }

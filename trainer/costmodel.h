@@ -97,6 +97,7 @@ typedef struct {
   hier_algorithm algorithm; /* across nodes (resolved), on the hierarchical path */
   double forward_s, backward_s; /* per step */
   double compute_s;         /* forward + backward */
+  int overlap;              /* the schedule the path runs: in->overlap where it can (hier.h) */
   int n_buckets;
   double bucket_ready_s[COSTMODEL_MAX_BUCKETS]; /* from the start of backward */
   double bucket_sync_s[COSTMODEL_MAX_BUCKETS];
