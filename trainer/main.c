@@ -15,6 +15,7 @@
 #include "info.h"
 #include "inspect.h"
 #include "ms_error.h"
+#include "plot.h"
 #include "train.h"
 #include "version.h"
 
@@ -74,6 +75,7 @@ static const char usage_main[] =
     "  midscale export CHECKPOINT OUT.safetensors [--with-optimizer]\n"
     "  midscale sweep SWEEP.yaml [--local] [--out DIR]\n"
     "  midscale sweep-report DIR [--metric NAME] [--mode min|max]\n"
+    "  midscale plot RUN_DIR... -o curves.png|curves.svg [--size WxH]\n"
     "  midscale help [COMMAND]    midscale --help    midscale --version\n"
     "\n"
     "exit codes: 0 done, 1 runtime failure, 2 usage or config error, 3 data error,\n"
@@ -199,6 +201,17 @@ static const char usage_sweep[] =
     "exit codes: 0 done, 1 a local trial failed or a file cannot be written,\n"
     "            2 usage or sweep/config error, 75 a local trial was stopped by a\n"
     "            signal (run the command again to continue)\n";
+
+static const char usage_plot[] =
+    "usage: midscale plot RUN_DIR... -o curves.png|curves.svg [--size WxH]\n"
+    "\n"
+    "Draws the training and evaluation loss, the accuracy and the learning rate\n"
+    "against the step from each RUN_DIR's metrics.jsonl, several runs overlaid\n"
+    "(one colour each; a sweep's DIR stands for its trials): a PNG of WxH pixels\n"
+    "or an SVG of WxH points (default 1200x800), drawn with cairo.\n"
+    "\n"
+    "exit codes: 0 done, 1 the file cannot be written, 2 usage error or a run\n"
+    "            without metrics.jsonl or training records\n";
 
 static int usage_error(const char *fmt, const char *arg) {
   fprintf(stderr, "midscale: ");
@@ -544,6 +557,7 @@ int main(int argc, char **argv) {
           : strcmp(topic, "check") == 0   ? usage_check
           : strcmp(topic, "data-info") == 0 ? usage_data_info
           : strncmp(topic, "sweep", 5) == 0 ? usage_sweep
+          : strcmp(topic, "plot") == 0      ? usage_plot
                                           : usage_main,
           stdout);
     return 0;
@@ -559,6 +573,11 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "sweep") == 0 || strcmp(cmd, "sweep-report") == 0) {
     int rc = strcmp(cmd, "sweep") == 0 ? sweep_main(argc - 2, argv + 2, usage_sweep, stdout)
                                        : sweep_report_main(argc - 2, argv + 2, usage_sweep, stdout);
+    if (rc) fflush(stdout), fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
+    return ms_exit_code(rc);
+  }
+  if (strcmp(cmd, "plot") == 0) {
+    int rc = plot_main(argc - 2, argv + 2, usage_plot, stdout);
     if (rc) fflush(stdout), fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
     return ms_exit_code(rc);
   }
