@@ -19,7 +19,7 @@ BUILD_DIR=${MIDSCALE_BUILD_DIR:-$ROOT/build}
 PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
   libhdf5-openmpi-dev hdf5-tools libzstd-dev zstd libxxhash-dev libyaml-dev libopenblas-dev
   libjansson-dev zlib1g-dev libdeflate-dev libdnnl-dev libcmocka-dev python3 python3-numpy python3-h5py python3-torch dataset-fashion-mnist
-  procps time slurm-wlm munge iproute2 bc)
+  procps time slurm-wlm munge iproute2 bc libcairo2-dev)
 
 install_packages() {
   if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

@@ -126,4 +126,9 @@ note "another sweep into the same folder is refused"
 sed 's/0.002, 0.2/0.3, 0.4/' ok.yaml >other.yaml
 run1 sweep other.yaml --out out
 expect_error 2 "belongs to another sweep"
+note "the README's example sweep writes its 12 trials"
+run1 sweep "$MS_SOURCE_DIR/configs/sweeps/fashion_mnist_lr.yaml" --out example
+expect_ok
+[ "$(ls -d example/trial-0* | wc -l)" -eq 12 ] || fail "the example sweep's trials"
+grep -q -- '--array=0-11%4' example/sweep.sbatch || fail "the example's job array"
 echo "sweep: ok"
