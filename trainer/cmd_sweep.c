@@ -244,18 +244,20 @@ static char *slurm_script(const sweep_job *j) {
   return t;
 }
 
-/* An existing DIR must hold this very sweep (the same trials.tsv), so that
- * two sweeps never mix their trials. */
-static int same_sweep(const char *tsv_path, const char *tsv) {
+/* An existing file must hold what this sweep would write there (the same
+ * trials, the same resolved configs), so that two sweeps never mix their
+ * trials and a trial recorded as done is never skipped under a changed
+ * config. @return 0 (also when the file does not exist) or MS_EUSAGE. */
+static int same_as(const char *path, const char *text) {
   char *old = NULL;
   size_t len = 0;
-  if (access(tsv_path, F_OK) != 0) return 0;
-  int rc = config_read_file(tsv_path, &old, &len);
-  if (rc == 0 && (len != strlen(tsv) || memcmp(old, tsv, len) != 0))
+  if (access(path, F_OK) != 0) return 0;
+  int rc = config_read_file(path, &old, &len);
+  if (rc == 0 && (len != strlen(text) || memcmp(old, text, len) != 0))
     rc = ms_error_set(MS_EUSAGE,
-                      "'%s' belongs to another sweep (its trials differ): choose another --out "
-                      "or remove it",
-                      tsv_path);
+                      "'%s' belongs to another sweep (it differs from what this one would "
+                      "write): choose another --out or remove it",
+                      path);
   free(old);
   return rc;
 }
@@ -263,7 +265,9 @@ static int same_sweep(const char *tsv_path, const char *tsv) {
 static int write_all(const sweep_job *j, char **texts, const char *tsv, const char *script) {
   char p[PATH_MAX + 64], *sweep_text = NULL;
   size_t sweep_len = 0;
-  int rc = same_sweep((snprintf(p, sizeof p, "%s/trials.tsv", j->out), p), tsv);
+  int rc = same_as((snprintf(p, sizeof p, "%s/trials.tsv", j->out), p), tsv);
+  for (int i = 0; rc == 0 && i < j->n_trials; i++)
+    rc = same_as((snprintf(p, sizeof p, "%s/trial-%03d/config.yaml", j->out, i), p), texts[i]);
   if (!rc) rc = config_read_file(j->spec->path, &sweep_text, &sweep_len);
   if (!rc) rc = make_dirs((snprintf(p, sizeof p, "%s/logs", j->out), p));
   for (int i = 0; rc == 0 && i < j->n_trials; i++) {

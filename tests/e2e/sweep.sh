@@ -125,7 +125,10 @@ expect_error 2 "cannot read config 'nowhere/trials.tsv'"
 note "another sweep into the same folder is refused"
 sed 's/0.002, 0.2/0.3, 0.4/' ok.yaml >other.yaml
 run1 sweep other.yaml --out out
-expect_error 2 "belongs to another sweep"
+expect_error 2 "out/trials.tsv' belongs to another sweep"
+sed 's/train.epochs: 1,/train.epochs: 2,/' ok.yaml >changed.yaml
+run1 sweep changed.yaml --out out
+expect_error 2 "out/trial-000/config.yaml' belongs to another sweep"
 note "the README's example sweep writes its 12 trials"
 run1 sweep "$MS_SOURCE_DIR/configs/sweeps/fashion_mnist_lr.yaml" --out example
 expect_ok
