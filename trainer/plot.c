@@ -136,8 +136,13 @@ static void draw_axes(cairo_t *cr, const axes *a, const char *title) {
   cairo_rectangle(cr, a->fx0, a->fy0, a->fx1 - a->fx0, a->fy1 - a->fy0);
   cairo_stroke(cr);
   text_at(cr, (a->fx0 + a->fx1) / 2, a->fy1 + 22, "step", 0.5, 0);
+  /* The title on a baseline, so that titles with and without descenders
+   * line up. */
+  cairo_text_extents_t e;
   cairo_set_font_size(cr, 14);
-  text_at(cr, (a->fx0 + a->fx1) / 2, a->fy0 - 10, title, 0.5, 1);
+  cairo_text_extents(cr, title, &e);
+  cairo_move_to(cr, (a->fx0 + a->fx1) / 2 - e.width / 2 - e.x_bearing, a->fy0 - 12);
+  cairo_show_text(cr, title);
 }
 
 /* One series as a polyline (a gap at each NaN); eval ones dashed, with a
