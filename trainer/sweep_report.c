@@ -65,8 +65,11 @@ static int read_trials(report *r, const char *dir) {
     }
     trial_row *t = &r->rows[r->n];
     memset(t, 0, sizeof *t);
-    if (split(line, t->cell) != r->n_cols || strchr(t->cell[0], '/') || strstr(t->cell[0], ".."))
+    if (split(line, t->cell) != r->n_cols)
       return ms_error_set(MS_EUSAGE, "'%s': row %d does not match the header", p, r->n + 2);
+    if (strncmp(t->cell[0], "trial-", 6) || strchr(t->cell[0], '/'))
+      return ms_error_set(MS_EUSAGE, "'%s': row %d names '%s', not a trial-NNN of this folder", p,
+                          r->n + 2, t->cell[0]);
     r->n++;
   }
   if (r->n == 0) return ms_error_set(MS_EUSAGE, "'%s' lists no trials", p);

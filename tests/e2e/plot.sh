@@ -112,4 +112,21 @@ mkdir -p empty && : >empty/metrics.jsonl
 run1 plot empty -o x.png
 expect_error 2 "holds no training records"
 [ ! -e x.png ] || fail "a failed plot wrote x.png"
+
+note "hostile logs: a directory, a FIFO, a huge line, a deep and a broken line"
+mkdir -p dirlog/metrics.jsonl fifolog
+mkfifo fifolog/metrics.jsonl
+run1 plot dirlog -o x.png
+expect_error 2 "not a regular file"
+run1 plot fifolog -o x.png
+expect_error 2 "not a regular file"
+mkdir -p odd
+{
+  head -c 300000 /dev/zero | tr '\0' 'x'; echo
+  "$PYTHON" -c 'print("[" * 100000 + "]" * 100000)'
+  echo '{"kind":"train","step":'
+  grep '"kind":"train"' lr0.1/metrics.jsonl
+} >odd/metrics.jsonl
+"$MIDSCALE" plot odd -o odd.svg >odd.out || fail "plot of a log with odd lines failed"
+grep -q '^wrote odd.svg' odd.out || fail "odd.svg"
 echo "plot: ok"

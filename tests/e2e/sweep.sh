@@ -84,6 +84,11 @@ expect_ok
 grep -q '| trial-000 | running |' "$LAST_OUT" || { cat "$LAST_OUT"; fail "unfinished trial"; }
 grep -q '| trial-001 | not started |' "$LAST_OUT" || { cat "$LAST_OUT"; fail "trial not started"; }
 
+note "a trials.tsv naming a path outside its sweep is refused"
+mkdir -p evil && printf 'trial\toptim.lr\n../out\t0.1\n' >evil/trials.tsv
+run1 sweep-report evil
+expect_error 2 "row 2 names '../out', not a trial-NNN of this folder"
+
 note "bad sweep files: exit 2, one message, nothing written"
 bad_sweep() { # TEXT YAML
   local text=$1
