@@ -71,6 +71,10 @@ expect_ok
 run1 sweep-report out --metric nope
 expect_error 2 "unknown metric 'nope'"
 
+note "plot of the sweep's directory: one curve per trial"
+"$MIDSCALE" plot out -o sweep.png >plot.out || fail "plot of the sweep failed"
+grep -q '^wrote sweep.png (2 runs, 1200x800)' plot.out || { cat plot.out; fail "plot of the sweep"; }
+
 note "a second --local skips the trials done"
 run1 sweep ok.yaml --local --out out
 expect_ok
