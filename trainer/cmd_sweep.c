@@ -184,8 +184,12 @@ static char *trials_table(const sweep_job *j) {
 static char *slurm_script(const sweep_job *j) {
   const sweep_spec *s = j->spec;
   size_t cap = 8192 + 4 * PATH_MAX;
-  char *t = malloc(cap), part[96] = "";
+  char *t = malloc(cap), part[96] = "", from[MS_PATH_MAX];
   if (!t) return NULL;
+  /* The sweep file's name goes into a comment line: nothing may end it. */
+  snprintf(from, sizeof from, "%s", s->path);
+  for (char *c = from; *c; c++)
+    if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
   if (s->partition[0]) snprintf(part, sizeof part, "#SBATCH --partition=%s\n", s->partition);
   snprintf(t, cap,
       "#!/bin/bash\n"
@@ -239,7 +243,7 @@ static char *slurm_script(const sweep_job *j) {
       "  exit 0\n"
       "fi\n"
       "exit \"$rc\"\n",
-      s->path, j->out, s->signal_s, j->out, j->out, s->name, j->n_trials - 1, s->max_parallel,
+      from, j->out, s->signal_s, j->out, j->out, s->name, j->n_trials - 1, s->max_parallel,
       s->ranks, s->cpus_per_task, s->time, s->signal_s, j->out, part, j->cwd, j->exe, j->out);
   return t;
 }
