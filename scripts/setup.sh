@@ -23,7 +23,7 @@ PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
   libhdf5-openmpi-dev hdf5-tools libzstd-dev zstd libxxhash-dev libyaml-dev libopenblas-dev
   libjansson-dev zlib1g-dev libdeflate-dev libdnnl-dev libcmocka-dev python3 python3-numpy python3-h5py python3-torch dataset-fashion-mnist
   procps time slurm-wlm munge iproute2 bc fortunes
-  libprotobuf-c-dev protobuf-c-compiler python3-onnx
+  libprotobuf-c-dev protobuf-c-compiler python3-onnx libcairo2-dev
   python3-yaml)  # tests/tools/np_forward.py reads the config a checkpoint carries
 
 install_packages() {

@@ -13,11 +13,13 @@
 #include "ckpt.h"
 #include "cmd_export.h"
 #include "cmd.h"
+#include "cmd_sweep.h"
 #include "convert.h"
 #include "info.h"
 #include "generate.h"
 #include "inspect.h"
 #include "ms_error.h"
+#include "plot.h"
 #include "train.h"
 #include "version.h"
 
@@ -83,6 +85,9 @@ static const char usage_main[] =
     "                               [--labels DATASET] [--json] [--set KEY=VALUE]...\n"
     "  [mpirun -np N] midscale predict CONFIG CHECKPOINT INPUT.h5:DATASET OUT.h5\n"
     "                                  [--force] [--probs] [--set KEY=VALUE]...\n"
+    "  midscale sweep SWEEP.yaml [--local] [--out DIR]\n"
+    "  midscale sweep-report DIR [--metric NAME] [--mode min|max]\n"
+    "  midscale plot RUN_DIR... -o curves.png|curves.svg [--size WxH]\n"
     "  midscale help [COMMAND]    midscale --help    midscale --version\n"
     "\n"
     "exit codes: 0 done, 1 runtime failure, 2 usage or config error, 3 data error,\n"
@@ -194,6 +199,38 @@ static const char usage_data_info[] =
     "exit codes: 0 done, 2 usage error, 3 the file is missing, a directory,\n"
     "            not HDF5 or damaged, or a --histogram dataset is missing\n"
     "            or not integer\n";
+
+static const char usage_sweep[] =
+    "usage: midscale sweep SWEEP.yaml [--local] [--out DIR]\n"
+    "       midscale sweep-report DIR [--metric NAME] [--mode min|max]\n"
+    "\n"
+    "sweep: a base config, fixed overrides (set), a grid and/or random draws over\n"
+    "config keys (README, \"Sweeps\"; example: configs/sweep_example.yaml). Every\n"
+    "trial is validated like 'midscale check' before anything is written; then\n"
+    "DIR (--out, or the file's out:, or sweeps/NAME) gets trial-NNN/config.yaml per\n"
+    "trial, trials.tsv and sweep.sbatch, a Slurm job array (one preemptible,\n"
+    "requeueable task per trial; submit it with sbatch). --local runs the trials\n"
+    "one after another with local.mpirun (default mpirun), skipping those done.\n"
+    "\n"
+    "sweep-report: every trial's status and last metrics in one table, best first\n"
+    "by --metric (default eval_loss; train_loss, train_acc, lr, eval_acc,\n"
+    "eval_topk_acc, eval_mse, eval_mae, step), --mode max for names with 'acc',\n"
+    "else min; printed as Markdown and written to DIR/report.md and report.csv.\n"
+    "\n"
+    "exit codes: 0 done, 1 a local trial failed or a file cannot be written,\n"
+    "            2 usage or sweep/config error, 75 a local trial was stopped by a\n"
+    "            signal (run the command again to continue)\n";
+
+static const char usage_plot[] =
+    "usage: midscale plot RUN_DIR... -o curves.png|curves.svg [--size WxH]\n"
+    "\n"
+    "Draws the training and evaluation loss, the accuracy and the learning rate\n"
+    "against the step from each RUN_DIR's metrics.jsonl, several runs overlaid\n"
+    "(one colour each; a sweep's DIR stands for its trials): a PNG of WxH pixels\n"
+    "or an SVG of WxH points (default 1200x800), drawn with cairo.\n"
+    "\n"
+    "exit codes: 0 done, 1 the file cannot be written, 2 usage error or a run\n"
+    "            without metrics.jsonl or training records\n";
 
 static int usage_error(const char *fmt, const char *arg) {
   fprintf(stderr, "midscale: ");
@@ -544,6 +581,8 @@ int main(int argc, char **argv) {
           : strcmp(topic, "data-info") == 0 ? usage_data_info
           : strcmp(topic, "eval") == 0      ? cmd_eval_usage
           : strcmp(topic, "predict") == 0   ? cmd_predict_usage
+          : strncmp(topic, "sweep", 5) == 0 ? usage_sweep
+          : strcmp(topic, "plot") == 0      ? usage_plot
                                           : usage_main,
           stdout);
     return 0;
@@ -553,6 +592,17 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "check") == 0) fix_blas_core(argv); /* the prediction's sgemm peak */
     int rc = strcmp(cmd, "check") == 0 ? check_main(argc - 2, argv + 2, usage_check, stdout)
                                        : check_reference(stdout);
+    if (rc) fflush(stdout), fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
+    return ms_exit_code(rc);
+  }
+  if (strcmp(cmd, "sweep") == 0 || strcmp(cmd, "sweep-report") == 0) {
+    int rc = strcmp(cmd, "sweep") == 0 ? sweep_main(argc - 2, argv + 2, usage_sweep, stdout)
+                                       : sweep_report_main(argc - 2, argv + 2, usage_sweep, stdout);
+    if (rc) fflush(stdout), fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
+    return ms_exit_code(rc);
+  }
+  if (strcmp(cmd, "plot") == 0) {
+    int rc = plot_main(argc - 2, argv + 2, usage_plot, stdout);
     if (rc) fflush(stdout), fprintf(stderr, "midscale: error: %s\n", ms_error_msg());
     return ms_exit_code(rc);
   }
