@@ -42,6 +42,7 @@ struct ckpt_sync {
   double t_last;                /* when it was made (checkpoint.every_minutes) */
   double seconds;               /* in ckpt_sync_save */
   char last_path[1100];         /* rank 0: the newest checkpoint written */
+  char train_state[CKPT_MAX_TRAIN_STATE]; /* saved with every checkpoint; resumed */
 };
 
 #define agree(cs, rc) ranks_agree_at((cs)->rk, (rc), __func__)
@@ -344,6 +345,7 @@ int ckpt_sync_save(ckpt_sync *cs, const ckpt_cursor *cur, int sync) {
                        .layout_hash = cs->layout_hash,
                        .config = config_emit(c),
                        .byte_shuffle = c->checkpoint.shuffle};
+    memcpy(meta.train_state, cs->train_state, sizeof meta.train_state);
     if (!meta.config) rc = ms_error_set(MS_ENOMEM, "out of memory emitting the config");
   }
   if (rc == 0) {
@@ -409,6 +411,7 @@ static int restore_on_root(ckpt_sync *cs, const char *what, int64_t cursor[4], c
     for (int i = 0; i < cs->n_tensors; i++)
       memcpy(cs->tensors[i].data, scratch[i].data, tensor_elems(&cs->tensors[i]) * sizeof(float));
     cursor[0] = 1, cursor[1] = meta.step, cursor[2] = meta.epoch, cursor[3] = meta.step_in_epoch;
+    memcpy(cs->train_state, meta.train_state, sizeof cs->train_state);
   }
   ckpt_meta_free(&meta);
   free(arena);
@@ -443,6 +446,14 @@ int ckpt_sync_resume(ckpt_sync *cs, const char *what, ckpt_cursor *cur, char *fr
   for (int a = 0, n = optim_state(cs->opt, state, names, 2); a < n; a++)
     if ((rc = ms_from_comm(comm_bcast_f32(w, state[a], cs->opt->n, 0), comm_errmsg(cs->w))))
       goto done;
+  /* The loop's own state (early stopping) as the file kept it. */
+  buf = cs->train_state;
+  len = sizeof cs->train_state;
+  if ((rc = ms_from_comm(comm_bcast_bytes(w, &buf, &len, 0), comm_errmsg(cs->w)))) goto done;
+  if (w->rank != 0) {
+    snprintf(cs->train_state, sizeof cs->train_state, "%.*s", (int)len, buf);
+    free(buf);
+  }
   cur->step = cursor[1], cur->epoch = cursor[2], cur->step_in_epoch = cursor[3];
   cs->last_step = cur->step;
   snprintf(from, cap, "%s", path ? path : "checkpoint");
@@ -464,3 +475,41 @@ int64_t ckpt_sync_last_step(const ckpt_sync *cs) { return cs->last_step; }
 const char *ckpt_sync_last_path(const ckpt_sync *cs) { return cs->last_path; }
 
 double ckpt_sync_seconds(const ckpt_sync *cs) { return cs->seconds; }
+
+void ckpt_sync_set_state(ckpt_sync *cs, const char *state) {
+  snprintf(cs->train_state, sizeof cs->train_state, "%s", state ? state : "");
+}
+
+const char *ckpt_sync_state(const ckpt_sync *cs) { return cs->train_state; }
+
+int ckpt_sync_save_best(ckpt_sync *cs, const ckpt_cursor *cur, const char *why) {
+  double t0 = comm_wtime();
+  int rc = 0;
+  if (cs->w->rank == 0) {
+    /* The parameters and optimizer state are the same on every rank: rank 0
+     * writes the whole file, on the spot, while the others wait in the
+     * agreement. A rolling save in flight works from its own snapshot. */
+    const ms_config *c = cs->cfg;
+    ckpt_meta meta = {.step = cur->step,
+                      .epoch = cur->epoch,
+                      .step_in_epoch = cur->step_in_epoch,
+                      .world_size = cs->w->size,
+                      .seed = c->run.seed,
+                      .rng_state = sampler_mix64(c->run.seed),
+                      .layout_hash = cs->layout_hash,
+                      .config = config_emit(c),
+                      .byte_shuffle = c->checkpoint.shuffle};
+    memcpy(meta.train_state, cs->train_state, sizeof meta.train_state);
+    char *path = NULL;
+    rc = meta.config ? ckpt_write_named(cs->dir, CKPT_BEST_NAME, cs->tensors, cs->n_tensors, &meta,
+                                        c->checkpoint.level, c->checkpoint.workers, &path)
+                     : ms_error_set(MS_ENOMEM, "out of memory emitting the config");
+    if (rc == 0)
+      metrics_say(cs->metrics, "best so far (%s): %s (%.2f s)", why, path, comm_wtime() - t0);
+    free(path);
+    free(meta.config);
+  }
+  rc = agree(cs, rc);
+  cs->seconds += comm_wtime() - t0;
+  return rc;
+}

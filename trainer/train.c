@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ckpt.h"
 #include "ckpt_sync.h"
+#include "earlystop.h"
 #include "evaluate.h"
 #include "fault.h"
 #include "ms_error.h"
@@ -53,6 +55,7 @@ typedef struct {
   const volatile sig_atomic_t *stop_signal; /* set by main's signal handler */
   int stop_signo;              /* agreed: the signal that stops the run */
   int ckpt_due;                /* agreed: checkpoint.every_minutes elapsed */
+  earlystop es;                /* train.early_stop; the same on every rank */
 } run;
 
 #define agree(r, rc) ranks_agree_at(&(r)->rk, (rc), __func__)
@@ -217,6 +220,23 @@ static int train_step(run *r, step_agreement *sa) {
   return 0;
 }
 
+/* train.early_stop, with the state the resumed checkpoint kept (the same
+ * string on every rank, so the same result). */
+static int early_stop_setup(run *r, const char *from) {
+  earlystop_init(&r->es, &r->s.cfg);
+  int reset = 0;
+  int rc = earlystop_parse(&r->es, ckpt_sync_state(r->ck), from[0] ? from : "checkpoint", &reset);
+  if (rc) return agree(r, rc);
+  if (reset)
+    metrics_say(r->s.metrics,
+                "early stopping: the checkpoint kept its state for another metric or mode; "
+                "starting afresh");
+  char st[CKPT_MAX_TRAIN_STATE];
+  earlystop_format(&r->es, st, sizeof st);
+  ckpt_sync_set_state(r->ck, st);
+  return 0;
+}
+
 /* The step's buffers, the checkpoint coordinator, the evaluator and the
  * report, then --resume. Collective. */
 static int setup(run *r, const train_args *a) {
@@ -252,6 +272,7 @@ static int setup(run *r, const train_args *a) {
     return rc;
   if (from[0])
     report_resumed(r->rep, from, r->cur.step, r->cur.epoch, r->cur.step_in_epoch);
+  if ((rc = early_stop_setup(r, from))) return rc;
   /* One optimizer step per training step (Adam's bias correction). */
   s->opt->t = r->cur.step;
   return 0;
@@ -268,33 +289,51 @@ static void teardown(run *r) {
   free(r->acc);
 }
 
-/* After a step that ended an epoch (or the run): every test sample once. */
-static int evaluate(run *r, int64_t epoch) {
+/* After a step that ended an epoch (or the run), or every
+ * train.eval_every_steps (mid_epoch): every test sample once; then early
+ * stopping, which keeps a new best model apart (ckpt_sync_save_best) and
+ * hands its state to the checkpoints that follow. */
+static int evaluate(run *r, int64_t epoch, int mid_epoch) {
   double t0 = comm_wtime();
   ms_eval e;
   int rc = eval_run(r->ev, &e);
   if (rc) return rc;
   r->t_eval += comm_wtime() - t0;
+  e.mid_epoch = mid_epoch;
   report_eval(r->rep, r->cur.step, epoch, &e);
-  return 0;
+  if (!earlystop_on(&r->es)) return 0;
+  int best = earlystop_update(&r->es, &e, r->cur.step);
+  char st[CKPT_MAX_TRAIN_STATE];
+  earlystop_format(&r->es, st, sizeof st);
+  ckpt_sync_set_state(r->ck, st);
+  if (!best) return 0;
+  char why[160];
+  snprintf(why, sizeof why, "eval %s %.6g at step %lld",
+           config_enum_name("train.early_stop.metric", (int)r->es.metric), r->es.best,
+           (long long)r->cur.step);
+  return ckpt_sync_save_best(r->ck, &r->cur, why);
 }
 
-/* The step loop: steps, log lines, evaluations at the end of each epoch,
- * checkpoints (checkpoint.every_steps, checkpoint.every_minutes, a stop
- * signal, the end), until the run's last step, --stop-at or a signal. */
+/* The step loop: steps, log lines, evaluations (at the end of each epoch,
+ * every train.eval_every_steps), checkpoints (checkpoint.every_steps,
+ * checkpoint.every_minutes, a stop signal, the end), until the run's last
+ * step, --stop-at, a signal or early stopping. */
 static int loop(run *r, const train_args *a) {
   const ms_config *c = &r->s.cfg;
   const int64_t total = r->s.len.total_steps;
   int rc = 0;
   step_agreement sa;
-  while (r->cur.step < total && !(a->stop_at > 0 && r->cur.step >= a->stop_at)) {
+  const int64_t every = c->train.eval_every_steps;
+  while (r->cur.step < total && !(a->stop_at > 0 && r->cur.step >= a->stop_at) &&
+         !earlystop_stopped(&r->es)) {
     int64_t epoch_before = r->cur.epoch;
     if ((rc = train_step(r, &sa))) return rc;
-    int last = r->cur.step == total;
+    int last = r->cur.step == total, epoch_end = r->cur.epoch != epoch_before || last;
     report_step(r->rep, r->cur.step, epoch_before + 1, sa.loss_sum, sa.correct, r->mean_t, last);
-    if (r->ev && (r->cur.epoch != epoch_before || last) && (rc = evaluate(r, epoch_before + 1)))
+    if (r->ev && (epoch_end || (every > 0 && r->cur.step % every == 0)) &&
+        (rc = evaluate(r, epoch_before + 1, !epoch_end)))
       return rc;
-    if (r->stop_signo) break;
+    if (r->stop_signo || earlystop_stopped(&r->es)) break;
     (void)ckpt_sync_poll(r->ck); /* a failure stops the next step */
     if (((c->checkpoint.every_steps > 0 && r->cur.step % c->checkpoint.every_steps == 0) ||
          r->ckpt_due) &&
@@ -329,6 +368,11 @@ int train_run(comm_world *w, const train_args *a) {
   int64_t first_step = r.cur.step, total = r.s.len.total_steps;
   if ((rc = loop(&r, a))) goto out;
   double parts[T_PARTS] = {r.t_compute, r.t_comm, r.t_data, ckpt_sync_seconds(r.ck), r.t_eval};
+  if (earlystop_stopped(&r.es)) {
+    char why[400];
+    earlystop_describe(&r.es, why, sizeof why);
+    report_early_stop(r.rep, r.es.stop_step, why, CKPT_BEST_NAME);
+  }
   report_summary(r.rep, comm_wtime() - t_start, r.cur.step - first_step, r.cur.step, parts,
                  r.cur.step < total);
   if (r.stop_signo) {
@@ -339,7 +383,7 @@ int train_run(comm_world *w, const train_args *a) {
                       (long long)total, ckpt_sync_last_path(r.ck));
     goto out;
   }
-  if (r.cur.step < total)
+  if (r.cur.step < total && !earlystop_stopped(&r.es))
     metrics_say(r.s.metrics,
                 "stopped at step %lld of %lld (--stop-at); continue with --resume auto",
                 (long long)r.cur.step, (long long)total);
