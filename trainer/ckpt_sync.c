@@ -10,6 +10,7 @@
 #include "ms_error.h"
 #include "sampler.h"
 #include "saver.h"
+#include "timeline.h"
 
 /* Checkpoint tensors: every parameter tensor, and its view in each of the
  * optimizer's state arenas (at most two: Adam's moments). */
@@ -43,6 +44,7 @@ struct ckpt_sync {
   double seconds;               /* in ckpt_sync_save */
   char last_path[1100];         /* rank 0: the newest checkpoint written */
   char train_state[CKPT_MAX_TRAIN_STATE]; /* saved with every checkpoint; resumed */
+  timeline *tl;                 /* the run's trace, or NULL */
 };
 
 #define agree(cs, rc) ranks_agree_at((cs)->rk, (rc), __func__)
@@ -174,6 +176,7 @@ static int finish_parts(ckpt_sync *cs, int block) {
   int all = comm_all_ready(cs->w, block || saver_part_ready(cs->saver));
   if (all < 0) return ms_from_comm(all, comm_errmsg(cs->w));
   if (!all) return 0;
+  timeline_span(cs->tl, TIMELINE_TID_TRAIN, "checkpoint parts written", t0, comm_wtime());
   cs->parts_in_flight = 0;
   int rc = agree(cs, saver_part_wait(cs->saver));
   if (rc == 0 && cs->w->rank == 0) rc = saver_commit(cs->saver, cs->parts_total, block);
@@ -221,11 +224,7 @@ static int write_parts(ckpt_sync *cs, size_t len, int sync) {
   return sync ? finish_parts(cs, 1) : 0;
 }
 
-/* Together: every rank's frame is ready. Ranks of one node write their own
- * frames into the file (write_parts); otherwise rank 0 gathers them and
- * starts writing the file in the background. sync: the file is in place on
- * return. Collective. */
-static int gather_frames(ckpt_sync *cs, int sync) {
+static int gather_frames_in(ckpt_sync *cs, int sync) {
   double t0 = comm_wtime();
   const void *frame = NULL;
   size_t len = 0;
@@ -247,6 +246,17 @@ static int gather_frames(ckpt_sync *cs, int sync) {
   if (cs->w->rank == 0) rc = saver_write(cs->saver, all, all_len, sync);
   cs->save_gather_s = comm_wtime() - t0;
   return agree(cs, rc);
+}
+
+/* Together: every rank's frame is ready. Ranks of one node write their own
+ * frames into the file (write_parts); otherwise rank 0 gathers them and
+ * starts writing the file in the background. sync: the file is in place on
+ * return. Collective. */
+static int gather_frames(ckpt_sync *cs, int sync) {
+  timeline_begin(cs->tl, "checkpoint frames to the file");
+  int rc = gather_frames_in(cs, sync);
+  timeline_end(cs->tl);
+  return rc;
 }
 
 /* Rank 0: a write has finished; says where the file is and what it cost. */
@@ -310,7 +320,9 @@ static int save_together(ckpt_sync *cs, const ckpt_meta *meta, int sync) {
   const uint64_t *hashes = NULL;
   size_t n_hashes = 0;
   int bg = cs->background && !sync;
+  timeline_begin(cs->tl, "checkpoint hash");
   int rc = agree(cs, saver_hash(cs->saver, cs->cfg->checkpoint.shuffle, bg, &hashes, &n_hashes));
+  timeline_end(cs->tl);
   if (rc) return rc;
   char *all = NULL;
   size_t all_len = 0;
@@ -318,8 +330,10 @@ static int save_together(ckpt_sync *cs, const ckpt_meta *meta, int sync) {
       comm_gatherv_bytes(cs->w, hashes, n_hashes * sizeof *hashes, 0, &all, &all_len, NULL),
       comm_errmsg(cs->w));
   if (rc) return rc;
+  timeline_begin(cs->tl, bg ? "checkpoint snapshot" : "checkpoint compress");
   rc = saver_compress(cs->saver, cs->w->rank == 0 ? meta : NULL, (const uint64_t *)all,
                       all_len / sizeof(uint64_t));
+  timeline_end(cs->tl);
   free(all);
   if ((rc = agree(cs, rc))) return rc;
   return bg ? 0 : gather_frames(cs, sync);
@@ -330,7 +344,7 @@ static int save_together(ckpt_sync *cs, const ckpt_meta *meta, int sync) {
  * rank 0 gathers and writes in the background (saver.h). sync does all of
  * the work on the training threads, at their priority, since they would
  * only wait. */
-int ckpt_sync_save(ckpt_sync *cs, const ckpt_cursor *cur, int sync) {
+static int save(ckpt_sync *cs, const ckpt_cursor *cur, int sync) {
   double t0 = comm_wtime();
   int rc = agree(cs, collect_save(cs, 1)); /* one save at a time */
   ckpt_meta meta = {0};
@@ -363,6 +377,13 @@ int ckpt_sync_save(ckpt_sync *cs, const ckpt_cursor *cur, int sync) {
   rc = agree(cs, rc);
   cs->seconds += comm_wtime() - t0;
   if (rc == 0) cs->last_step = cur->step, cs->t_last = comm_wtime();
+  return rc;
+}
+
+int ckpt_sync_save(ckpt_sync *cs, const ckpt_cursor *cur, int sync) {
+  timeline_begin(cs->tl, sync ? "checkpoint save (sync)" : "checkpoint save");
+  int rc = save(cs, cur, sync);
+  timeline_end(cs->tl);
   return rc;
 }
 
@@ -476,13 +497,24 @@ const char *ckpt_sync_last_path(const ckpt_sync *cs) { return cs->last_path; }
 
 double ckpt_sync_seconds(const ckpt_sync *cs) { return cs->seconds; }
 
+static int save_best(ckpt_sync *cs, const ckpt_cursor *cur, const char *why);
+
 void ckpt_sync_set_state(ckpt_sync *cs, const char *state) {
   snprintf(cs->train_state, sizeof cs->train_state, "%s", state ? state : "");
 }
 
 const char *ckpt_sync_state(const ckpt_sync *cs) { return cs->train_state; }
 
+void ckpt_sync_set_timeline(ckpt_sync *cs, timeline *tl) { cs->tl = tl; }
+
 int ckpt_sync_save_best(ckpt_sync *cs, const ckpt_cursor *cur, const char *why) {
+  timeline_begin(cs->tl, "checkpoint best model");
+  int rc = save_best(cs, cur, why);
+  timeline_end(cs->tl);
+  return rc;
+}
+
+static int save_best(ckpt_sync *cs, const ckpt_cursor *cur, const char *why) {
   double t0 = comm_wtime();
   int rc = 0;
   if (cs->w->rank == 0) {

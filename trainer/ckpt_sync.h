@@ -52,6 +52,7 @@
 #include "model.h"
 #include "optim.h"
 #include "ranks.h"
+#include "timeline.h"
 
 typedef struct ckpt_sync ckpt_sync;
 
@@ -128,6 +129,10 @@ const char *ckpt_sync_state(const ckpt_sync *cs);
  * (rank 0, synchronously, replacing the older one atomically); a save in
  * flight goes on. `why` is said with the path (rank 0's line). Collective. */
 int ckpt_sync_save_best(ckpt_sync *cs, const ckpt_cursor *cur, const char *why);
+
+/* Rank-local: the run's trace (timeline.h; NULL = none), which gets the
+ * phases of saves made on the training thread. */
+void ckpt_sync_set_timeline(ckpt_sync *cs, timeline *tl);
 
 /* Rank-local accessors. failed: 1 if a failure is kept; failure: its code
  * with its message set again (0 if none). */

@@ -16,6 +16,7 @@
 #include "ranks.h"
 #include "report.h"
 #include "startup.h"
+#include "timeline.h"
 #include "timing.h"
 #include "trace.h"
 
@@ -56,6 +57,7 @@ typedef struct {
   int stop_signo;              /* agreed: the signal that stops the run */
   int ckpt_due;                /* agreed: checkpoint.every_minutes elapsed */
   earlystop es;                /* train.early_stop; the same on every rank */
+  timeline *tl;                /* log.trace_steps; NULL when off */
 } run;
 
 #define agree(r, rc) ranks_agree_at(&(r)->rk, (rc), __func__)
@@ -78,15 +80,23 @@ static int next_batch(run *r, loader_batch *b) {
  * which starts the buckets it completes. */
 static void on_grad_ready(void *ctx, size_t off, size_t len) {
   run *r = ctx;
+  if (timeline_on(r->tl)) {
+    const ms_model *m = r->s.model;
+    for (int i = 0; i < m->n_p; i++)
+      if (m->p[i].off == off) timeline_layer_done(r->tl, m->p[i].name);
+  }
   if (r->acc) {
     float *g = r->s.model->grads + off;
     const float *a = r->acc + off;
     for (size_t i = 0; i < len; i++) g[i] += a[i];
   }
   if (!r->s.red) return;
+  timeline_begin(r->tl, "reducer_ready");
   double t = comm_wtime();
   reducer_ready(r->s.red, off, len);
   r->t_hook += comm_wtime() - t;
+  timeline_end(r->tl);
+  timeline_mark(r->tl);
 }
 
 /* Forward and backward over the batch's train.accumulate micro-batches,
@@ -103,14 +113,23 @@ static void forward_backward(run *r, const loader_batch *b, step_agreement *sa) 
     double t1 = comm_wtime();
     /* Dropout masks follow the samples' dataset indices: world-size invariant. */
     ms_pass pass = {.seed = s->cfg.run.seed, .step = (uint64_t)r->cur.step, .rows = b->idx + row0};
+    timeline_begin(r->tl, "forward");
     const float *out = model_forward(m, b->x + row0 * elems, n, &pass);
+    timeline_end(r->tl);
     long correct = 0;
+    timeline_begin(r->tl, "loss");
     sa->loss_sum += loss_compute(&r->loss, r->dlogits, out, b->y ? b->y + row0 : NULL,
                                  b->t ? b->t + row0 * n_out : NULL, n,
                                  1.0f / (float)s->global_batch, &correct);
+    timeline_end(r->tl);
     sa->correct += (double)correct;
     int last = k == K - 1;
-    model_backward(m, r->dlogits, &pass, last && (s->red || r->acc) ? on_grad_ready : NULL, r);
+    timeline_begin(r->tl, "backward");
+    timeline_mark(r->tl);
+    /* With a trace on, the hook also times the layers (one rank too). */
+    model_backward(m, r->dlogits, &pass,
+                   last && (s->red || r->acc || timeline_on(r->tl)) ? on_grad_ready : NULL, r);
+    timeline_end(r->tl);
     if (!last) {
       float *g = m->grads, *a = r->acc;
       if (k == 0)
@@ -122,21 +141,37 @@ static void forward_backward(run *r, const loader_batch *b, step_agreement *sa) 
   }
 }
 
+/* With a trace on: each bucket's collective, on its own track. */
+static void trace_buckets(run *r) {
+  double t0, t1;
+  for (int b = 0, nb = reducer_bucket_times(r->s.red, 0, &t0, &t1); b < nb; b++) {
+    char name[48];
+    reducer_bucket_times(r->s.red, b, &t0, &t1);
+    snprintf(name, sizeof name, "allreduce bucket %d", b);
+    if (t0 > 0 && t1 >= t0) timeline_span(r->tl, TIMELINE_TID_BUCKET(b), name, t0, t1);
+  }
+}
+
 /* The gradient sync's end and the step agreement (one sum over ranks of
  * sa, then, on a stop, which signal). Sets r->mean_t, r->stop_signo and
  * r->ckpt_due. @return 0, or the agreed failure of a rank's read or of a
  * background save, or MS_ECOMM. Collective. */
 static int agree_step(run *r, step_agreement *sa, int rc) {
   ranks_enter(&r->rk, "gradient allreduce", "train_step");
+  timeline_begin(r->tl, "gradient sync wait");
   int crc = r->s.red ? reducer_finish(r->s.red) : 0;
+  timeline_end(r->tl);
   ranks_leave(&r->rk);
   if (crc) return ms_from_comm(crc, comm_errmsg(r->rk.w));
+  if (timeline_on(r->tl) && r->s.red) trace_buckets(r);
   /* (This step's sync is counted from the next step's agreement on.) */
   double parts[T_PARTS] = {r->t_compute, r->t_comm, r->t_data, ckpt_sync_seconds(r->ck),
                            r->t_eval};
   memcpy(sa->seconds, parts, sizeof parts);
   ranks_enter(&r->rk, "step agreement", "train_step");
+  timeline_begin(r->tl, "step agreement");
   crc = comm_allreduce_sum_f64(r->rk.w, (double *)sa, STEP_AGREEMENT_N);
+  timeline_end(r->tl);
   ranks_leave(&r->rk);
   for (int i = 0; i < T_PARTS; i++) r->mean_t[i] = sa->seconds[i] / r->rk.w->size;
   if (crc == 0 && (sa->step_failed > 0 || sa->save_failed > 0)) {
@@ -179,8 +214,13 @@ static int train_step(run *r, step_agreement *sa) {
    * wait, or the read itself with data.prefetch 0, is the step's data time;
    * micro-batches (train.accumulate) are consecutive parts of the slice. */
   loader_batch b = {0};
+  timeline_step(r->tl, r->cur.step + 1);
+  if (r->tl && s->red) reducer_set_timing(s->red, timeline_on(r->tl));
+  timeline_begin(r->tl, "step");
+  timeline_begin(r->tl, "data wait");
   double t0 = comm_wtime();
   int rc = next_batch(r, &b);
+  timeline_end(r->tl);
   if (rc == 0)
     trace_samples(r->rk.w->rank, r->cur.step, r->cur.epoch, b.idx, b.n, b.x,
                   data_sample_elems(s->train));
@@ -210,11 +250,14 @@ static int train_step(run *r, step_agreement *sa) {
                         (long long)r->cur.step_in_epoch + 1);
   double t3 = comm_wtime();
   r->t_comm += t3 - t2 + r->t_hook;
+  timeline_begin(r->tl, "optimizer");
   /* Clipping sees the synced gradients: the same norm on every rank. */
   if (s->cfg.optim.clip_norm > 0)
     (void)optim_clip_grad_norm(m->grads, m->n_params, s->cfg.optim.clip_norm);
   optim_step(s->opt, m->params, m->grads, schedule_lr(&s->cfg, r->cur.step, s->len.total_steps));
   r->t_compute += comm_wtime() - t3;
+  timeline_end(r->tl);
+  timeline_end(r->tl); /* the step */
   r->cur.step++;
   if (++r->cur.step_in_epoch == s->len.steps_per_epoch) r->cur.step_in_epoch = 0, r->cur.epoch++;
   return 0;
@@ -261,6 +304,15 @@ static int setup(run *r, const train_args *a) {
                        .blas_threads = s->blas_threads,
                        .steps_per_epoch = s->len.steps_per_epoch};
   if ((rc = ckpt_sync_create(&r->ck, &co))) return rc;
+  if ((rc = agree(r, timeline_create(&r->tl, &s->cfg, r->rk.w->rank)))) return rc;
+  ckpt_sync_set_timeline(r->ck, r->tl);
+  size_t lo = 0, hi = 0;
+  for (int b = 0, nb = s->red && r->tl ? reducer_buckets(s->red, 0, &lo, &hi) : 0; b < nb; b++) {
+    char name[48];
+    reducer_buckets(s->red, b, &lo, &hi);
+    snprintf(name, sizeof name, "bucket %d (floats %zu-%zu)", b, lo, hi);
+    timeline_thread_name(r->tl, TIMELINE_TID_BUCKET(b), name);
+  }
   if (s->test && (rc = eval_create(&r->ev, &r->rk, m, &r->loss, s->test, &s->norm, s->eval_chunk,
                                    s->cfg.train.eval_top_k)))
     return rc;
@@ -284,6 +336,7 @@ static void teardown(run *r) {
   ckpt_sync_free(r->ck);
   eval_free(r->ev);
   report_free(r->rep);
+  timeline_free(r->tl);
   startup_close(&r->s);
   free(r->dlogits);
   free(r->acc);
@@ -296,7 +349,9 @@ static void teardown(run *r) {
 static int evaluate(run *r, int64_t epoch, int mid_epoch) {
   double t0 = comm_wtime();
   ms_eval e;
+  timeline_begin(r->tl, "eval");
   int rc = eval_run(r->ev, &e);
+  timeline_end(r->tl);
   if (rc) return rc;
   r->t_eval += comm_wtime() - t0;
   e.mid_epoch = mid_epoch;
@@ -346,6 +401,18 @@ static int loop(run *r, const train_args *a) {
   return ckpt_sync_finish(r->ck);
 }
 
+/* log.trace_steps: every rank's timeline into <run.dir>/trace.json.
+ * Collective. */
+static int write_trace(run *r) {
+  char path[MS_PATH_MAX + 16];
+  snprintf(path, sizeof path, "%s/trace.json", r->s.cfg.run.dir);
+  int rc = timeline_write(r->tl, &r->rk, path);
+  if (rc == 0)
+    metrics_say(r->s.metrics, "trace of steps %d-%d (Chrome trace events, for Perfetto): %s",
+                r->s.cfg.log.trace_steps.dims[0], r->s.cfg.log.trace_steps.dims[1], path);
+  return rc;
+}
+
 int train_run(comm_world *w, const train_args *a) {
   run r;
   memset(&r, 0, sizeof r);
@@ -365,8 +432,12 @@ int train_run(comm_world *w, const train_args *a) {
   report_begin(r.rep, r.cur.step);
   double t_start = comm_wtime();
   ckpt_sync_start_clock(r.ck, t_start); /* checkpoint.every_minutes counts from here */
+  /* The trace's zero, right after a collective on every rank. */
+  if (r.tl && (rc = agree(&r, 0)) == 0) timeline_start_clock(r.tl, comm_wtime());
+  if (rc) goto out;
   int64_t first_step = r.cur.step, total = r.s.len.total_steps;
   if ((rc = loop(&r, a))) goto out;
+  if (r.tl && (rc = write_trace(&r))) goto out;
   double parts[T_PARTS] = {r.t_compute, r.t_comm, r.t_data, ckpt_sync_seconds(r.ck), r.t_eval};
   if (earlystop_stopped(&r.es)) {
     char why[400];
