@@ -45,8 +45,12 @@ int main(int argc, char **argv) {
   int rc = startup_open(&s, &rk, &a);
   if (rc == 0 && !s.test) rc = ranks_agree(&rk, ms_error_set(MS_ECONFIG, "no test set"));
   if (rc == 0) {
-    ckpt_sync_opts co = {.rk = &rk, .cfg = &s.cfg, .dir = s.ckpt_dir, .model = s.model,
-                         .opt = s.opt, .blas_threads = s.blas_threads};
+    ckpt_sync_opts co = {.rk = &rk,
+                         .cfg = &s.cfg,
+                         .dir = s.ckpt_dir,
+                         .model = s.model,
+                         .opt = s.opt,
+                         .blas_threads = s.blas_threads};
     rc = ckpt_sync_create(&ck, &co);
   }
   if (rc == 0) rc = ckpt_sync_resume(ck, argv[2], &cur, from, sizeof from);

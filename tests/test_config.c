@@ -440,8 +440,10 @@ static void test_config_parse_key_group(void **state) {
   (void)state;
   ms_config c;
   char text[512];
-  snprintf(text, sizeof text, "%strain:\n  early_stop: {metric: acc, patience: 5}\n"
-           "log: {trace_steps: [3, 7]}\n", cfx_minimal);
+  snprintf(text, sizeof text,
+           "%strain:\n  early_stop: {metric: acc, patience: 5}\n"
+           "log: {trace_steps: [3, 7]}\n",
+           cfx_minimal);
   assert_int_equal(cfx_parse_text(&c, text), 0);
   assert_int_equal(c.train.early_stop.metric, MS_ES_ACC);
   assert_int_equal(c.train.early_stop.mode, MS_ES_AUTO);

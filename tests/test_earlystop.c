@@ -60,8 +60,9 @@ static void test_earlystop_stops_after_patience(void **state) {
   assert_true(es.best == 0.8);
   char why[256];
   earlystop_describe(&es, why, sizeof why);
-  assert_string_equal(why, "eval loss did not improve by more than 0.1 for 2 evaluations; best "
-                           "0.8 at step 20");
+  assert_string_equal(why,
+                      "eval loss did not improve by more than 0.1 for 2 evaluations; best "
+                      "0.8 at step 20");
 }
 
 static void test_earlystop_accuracy_is_maximised_and_nan_never_improves(void **state) {

@@ -28,11 +28,11 @@ typedef struct {
   int maximize;        /* higher is better (mode max, or auto on an accuracy) */
   int patience;
   double min_delta;
-  int have_best;       /* an evaluation was seen */
-  double best;         /* the best value so far */
-  int64_t best_step;   /* the step of the best value, -1 = none */
-  int left;            /* evaluations without improvement still allowed */
-  int64_t stop_step;   /* the step the run stopped at, -1 = not stopped */
+  int have_best;     /* an evaluation was seen */
+  double best;       /* the best value so far */
+  int64_t best_step; /* the step of the best value, -1 = none */
+  int left;          /* evaluations without improvement still allowed */
+  int64_t stop_step; /* the step the run stopped at, -1 = not stopped */
 } earlystop;
 
 /* From train.early_stop: the state of a run that has not evaluated yet. */

@@ -23,7 +23,7 @@ struct report {
   double stats[3];         /* loss sum, correct, samples since the last log line */
   ms_eval last_eval;
   int64_t last_eval_step, last_eval_epoch; /* -1: none yet */
-  int64_t stop_step;          /* early stopping ended the run here; -1: it did not */
+  int64_t stop_step;                       /* early stopping ended the run here; -1: it did not */
   char stop_why[400], best_name[64];
 };
 

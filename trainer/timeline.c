@@ -70,9 +70,7 @@ void timeline_step(timeline *tl, int64_t step) {
 
 int timeline_on(const timeline *tl) { return tl && tl->on; }
 
-static int64_t now_ns(const timeline *tl) {
-  return (int64_t)((comm_wtime() - tl->t0) * 1e9 + 0.5);
-}
+static int64_t now_ns(const timeline *tl) { return (int64_t)((comm_wtime() - tl->t0) * 1e9 + 0.5); }
 
 static void add(timeline *tl, int tid, const char *name, int64_t b, int64_t e) {
   if (tl->n == tl->cap) {
@@ -135,7 +133,8 @@ void timeline_layer_done(timeline *tl, const char *name) {
 }
 
 void timeline_thread_name(timeline *tl, int tid, const char *name) {
-  if (tl && tid >= 0 && tid < MAX_THREADS) snprintf(tl->thread_names[tid], NAME_MAX_BYTES, "%s", name);
+  if (tl && tid >= 0 && tid < MAX_THREADS)
+    snprintf(tl->thread_names[tid], NAME_MAX_BYTES, "%s", name);
 }
 
 /* Appends to a growing string; on failure keeps the flag and stops. */

@@ -121,9 +121,8 @@ int ckpt_write_mt(const char *dir, const ckpt_tensor *tensors, int n_tensors,
  * not be a step-<8 digits> one or hidden, so the file is never listed,
  * pruned or resumed by `--resume auto`; it replaces an older file of that
  * name atomically. */
-int ckpt_write_named(const char *dir, const char *name, const ckpt_tensor *tensors,
-                     int n_tensors, const ckpt_meta *meta, int level, int workers,
-                     char **out_path);
+int ckpt_write_named(const char *dir, const char *name, const ckpt_tensor *tensors, int n_tensors,
+                     const ckpt_meta *meta, int level, int workers, char **out_path);
 
 /* ---- the pieces of a distributed write -------------------------------- */
 

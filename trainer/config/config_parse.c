@@ -126,7 +126,7 @@ static void parse_keys(pctx *c, const yaml_node_t *map, const char *prefix, cons
         for (size_t i = 0; i < count; i++)
           if (!is_section || !strncmp(table[i].path, path, strlen(prefix) + 1))
             cfg_sb_printf(&known, "%s%s", known.len ? ", " : "",
-                        is_section ? table[i].path + strlen(prefix) + 1 : table[i].path);
+                          is_section ? table[i].path + strlen(prefix) + 1 : table[i].path);
         perr(c, kn->start_mark, "%s: unknown key (%s has: %s)", path, prefix,
              known.s ? known.s : "");
         free(known.s);

@@ -92,17 +92,15 @@ static const char *const activations[] = {
     [MS_ACT_GELU] = "gelu",       [MS_ACT_TANH] = "tanh",     [MS_ACT_SIGMOID] = "sigmoid",
     [MS_ACT_SOFTMAX] = "softmax", [MS_ACT_SOFTMAX + 1] = NULL};
 static const char *const es_metric_names[] = {[MS_ES_NONE] = "none",
-                                               [MS_ES_LOSS] = "loss",
-                                               [MS_ES_ACC] = "acc",
-                                               [MS_ES_TOPK_ACC] = "topk_acc",
-                                               [MS_ES_BINARY_ACC] = "binary_acc",
-                                               [MS_ES_MSE] = "mse",
-                                               [MS_ES_MAE] = "mae",
-                                               [MS_ES_MAE + 1] = NULL};
-static const char *const es_mode_names[] = {[MS_ES_AUTO] = "auto",
-                                            [MS_ES_MIN] = "min",
-                                            [MS_ES_MAX] = "max",
-                                            [MS_ES_MAX + 1] = NULL};
+                                              [MS_ES_LOSS] = "loss",
+                                              [MS_ES_ACC] = "acc",
+                                              [MS_ES_TOPK_ACC] = "topk_acc",
+                                              [MS_ES_BINARY_ACC] = "binary_acc",
+                                              [MS_ES_MSE] = "mse",
+                                              [MS_ES_MAE] = "mae",
+                                              [MS_ES_MAE + 1] = NULL};
+static const char *const es_mode_names[] = {
+    [MS_ES_AUTO] = "auto", [MS_ES_MIN] = "min", [MS_ES_MAX] = "max", [MS_ES_MAX + 1] = NULL};
 static const char *const inits[] = {[MS_INIT_AUTO] = "auto",
                                     [MS_INIT_HE_NORMAL] = "he_normal",
                                     [MS_INIT_HE_UNIFORM] = "he_uniform",
