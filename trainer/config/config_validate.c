@@ -183,6 +183,9 @@ static void validate_train_log(cfg_errlist *e, const ms_config *cfg, const char 
                                    : "mse and mae");
   else if (m == MS_ES_TOPK_ACC && cfg->train.eval_top_k == 0)
     cfg_err_add(e, NULL, "train.early_stop.metric topk_acc needs train.eval_top_k > 0");
+  if (cfg->train.eval_every_steps > 0 && !cfg->data.test_x[0])
+    cfg_err_add(e, NULL, "train.eval_every_steps %d: evaluations need a test set (data.test_x)",
+                cfg->train.eval_every_steps);
   if (m != MS_ES_NONE && !cfg->data.test_x[0])
     cfg_err_add(e, NULL,
                 "train.early_stop.metric %s: early stopping needs a test set (data.test_x)", name);
