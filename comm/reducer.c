@@ -25,6 +25,7 @@ typedef struct {
   size_t s32;         /* offset of its received fp32 pieces in scratch */
   size_t w16;         /* offset of its 16-bit words (sent, then gathered) in buf16 */
   size_t r16;         /* offset of its received 16-bit pieces in recv16 */
+  double t_start, t_done; /* with timing on: its collective started, this rank saw it done */
 } bucket;
 
 struct reducer {
@@ -54,6 +55,7 @@ struct reducer {
   int next_start;  /* buckets [0, next_start) have started */
   int next_phase2; /* buckets [0, next_phase2) have started phase 2 */
   int failed;      /* an MPI call failed inside reducer_ready/progress */
+  int timed;       /* reducer_set_timing: stamp each bucket (reads the clock) */
   double wire_bytes;
   /* Node shared memory: the window, every rank's segment (seg[me] is g),
    * and the range [own_lo, own_hi) whose sum this rank computes. */
@@ -480,6 +482,7 @@ void reducer_begin(reducer *r) {
 static int phase1(reducer *r, bucket *b, int blocking) {
   int rc;
   b->state = B_PHASE1;
+  if (r->timed) b->t_start = comm_wtime(), b->t_done = 0;
   if (!r->ordered) {
     float *p = r->g + b->lo;
     int m = (int)(b->hi - b->lo);
@@ -511,6 +514,7 @@ static int phase1(reducer *r, bucket *b, int blocking) {
 static void reduce_own(reducer *r, bucket *b) {
   if (!r->ordered) {
     b->state = B_DONE;
+    if (r->timed) b->t_done = comm_wtime();
     return;
   }
   float *out = r->g + b->me_lo;
@@ -567,6 +571,7 @@ static void gathered(reducer *r, bucket *b) {
     }
   }
   b->state = B_DONE;
+  if (r->timed) b->t_done = comm_wtime();
 }
 
 /* Phase 2 starts in bucket order on every rank, whatever order phase 1
@@ -653,6 +658,17 @@ int reducer_buckets(const reducer *r, int b, size_t *lo, size_t *hi) {
 }
 
 float *reducer_arena(const reducer *r) { return r->g; }
+
+void reducer_set_timing(reducer *r, int on) {
+  r->timed = on;
+  for (int i = 0; r->b && i < r->nb; i++) r->b[i].t_start = r->b[i].t_done = 0;
+}
+
+int reducer_bucket_times(const reducer *r, int b, double *start, double *done) {
+  *start = *done = 0;
+  if (r->b && b >= 0 && b < r->nb) *start = r->b[b].t_start, *done = r->b[b].t_done;
+  return r->nb;
+}
 
 int reducer_shared(const reducer *r) { return r->win != MPI_WIN_NULL; }
 

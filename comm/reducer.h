@@ -189,6 +189,17 @@ int reducer_finish(reducer *r);
  * range [lo, hi) when b is in range. */
 int reducer_buckets(const reducer *r, int b, size_t *lo, size_t *hi);
 
+/* Timing for a timeline (trainer/timeline.h), off at creation: on, each
+ * bucket of the flat paths is stamped (comm_wtime) when its collective
+ * starts and when this rank sees it complete. Off, no clock is read. */
+void reducer_set_timing(reducer *r, int on);
+
+/* With timing on, after reducer_finish: bucket b's stamps (seconds; 0 when
+ * not measured: one rank, node shared memory or the hierarchical path,
+ * whose sums are not per bucket on this thread). @return the number of
+ * buckets. */
+int reducer_bucket_times(const reducer *r, int b, double *start, double *done);
+
 /* Bytes this rank sends per reduction (0 for one rank). */
 double reducer_wire_bytes(const reducer *r);
 

@@ -434,6 +434,33 @@ static void test_config_read_file_whole(void **state) {
   free(text);
 }
 
+/* A group of keys inside a section (train.early_stop) is a nested mapping
+ * in the file, in --set paths and in the resolved config. */
+static void test_config_parse_key_group(void **state) {
+  (void)state;
+  ms_config c;
+  char text[512];
+  snprintf(text, sizeof text,
+           "%strain:\n  early_stop: {metric: acc, patience: 5}\n"
+           "log: {trace_steps: [3, 7]}\n",
+           cfx_minimal);
+  assert_int_equal(cfx_parse_text(&c, text), 0);
+  assert_int_equal(c.train.early_stop.metric, MS_ES_ACC);
+  assert_int_equal(c.train.early_stop.mode, MS_ES_AUTO);
+  assert_int_equal(c.train.early_stop.patience, 5);
+  assert_int_equal(c.log.trace_steps.ndim, 2);
+  assert_int_equal(c.log.trace_steps.dims[1], 7);
+  assert_int_equal(config_override(&c, "train.early_stop.min_delta=0.25"), 0);
+  assert_true(c.train.early_stop.min_delta == 0.25);
+  assert_int_equal(config_validate(&c, 1), 0);
+  cfx_assert_round_trip(&c);
+  char *yaml = config_emit(&c);
+  assert_non_null(yaml);
+  tu_assert_contains(yaml, "\n  early_stop:\n    metric: acc ");
+  tu_assert_contains(yaml, "\n    min_delta: 0.25 ");
+  free(yaml);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_config_defaults),
@@ -443,6 +470,7 @@ int main(void) {
       cmocka_unit_test(test_config_parse_empty_test_x_means_no_eval),
       cmocka_unit_test(test_config_parse_text_need_not_be_nul_terminated),
       cmocka_unit_test(test_config_parse_layers_replace_previous),
+      cmocka_unit_test(test_config_parse_key_group),
       cmocka_unit_test(test_config_override_scalar),
       cmocka_unit_test(test_config_override_quoted_string),
       cmocka_unit_test(test_config_override_layer_item),

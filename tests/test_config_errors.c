@@ -95,8 +95,9 @@ static void test_config_error_unknown_key_far_from_all(void **state) {
   (void)state;
   ms_config c;
   assert_int_equal(cfx_parse_text(&c, "log:\n  colour_scheme: dark\n"), MS_ECONFIG);
-  tu_assert_contains(ms_error_msg(),
-                     "t.yaml:2:3: log.colour_scheme: unknown key (log has: every_steps, progress)");
+  tu_assert_contains(
+      ms_error_msg(),
+      "t.yaml:2:3: log.colour_scheme: unknown key (log has: every_steps, progress, trace_steps)");
   assert_null(strstr(ms_error_msg(), "did you mean"));
 }
 

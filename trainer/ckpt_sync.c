@@ -9,6 +9,7 @@
 #include "ms_error.h"
 #include "sampler.h"
 #include "saver.h"
+#include "timeline.h"
 
 /* Checkpoint tensors: every parameter tensor, and its view in each of the
  * optimizer's state arenas (at most two: Adam's moments). */
@@ -41,6 +42,8 @@ struct ckpt_sync {
   double t_last;                /* when it was made (checkpoint.every_minutes) */
   double seconds;               /* in ckpt_sync_save */
   char last_path[1100];         /* rank 0: the newest checkpoint written */
+  char train_state[CKPT_MAX_TRAIN_STATE]; /* saved with every checkpoint; resumed */
+  timeline *tl;                 /* the run's trace, or NULL */
 };
 
 #define agree(cs, rc) ranks_agree_at((cs)->rk, (rc), __func__)
@@ -170,6 +173,7 @@ static int finish_parts(ckpt_sync *cs, int block) {
   int all = comm_all_ready(cs->w, block || saver_part_ready(cs->saver));
   if (all < 0) return ms_from_comm(all, comm_errmsg(cs->w));
   if (!all) return 0;
+  timeline_span(cs->tl, TIMELINE_TID_TRAIN, "checkpoint parts written", t0, comm_wtime());
   cs->parts_in_flight = 0;
   int rc = agree(cs, saver_part_wait(cs->saver));
   if (rc == 0 && cs->w->rank == 0) rc = saver_commit(cs->saver, cs->parts_total, block);
@@ -217,11 +221,7 @@ static int write_parts(ckpt_sync *cs, size_t len, int sync) {
   return sync ? finish_parts(cs, 1) : 0;
 }
 
-/* Together: every rank's frame is ready. Ranks of one node write their own
- * frames into the file (write_parts); otherwise rank 0 gathers them and
- * starts writing the file in the background. sync: the file is in place on
- * return. Collective. */
-static int gather_frames(ckpt_sync *cs, int sync) {
+static int gather_frames_in(ckpt_sync *cs, int sync) {
   double t0 = comm_wtime();
   const void *frame = NULL;
   size_t len = 0;
@@ -243,6 +243,17 @@ static int gather_frames(ckpt_sync *cs, int sync) {
   if (cs->w->rank == 0) rc = saver_write(cs->saver, all, all_len, sync);
   cs->save_gather_s = comm_wtime() - t0;
   return agree(cs, rc);
+}
+
+/* Together: every rank's frame is ready. Ranks of one node write their own
+ * frames into the file (write_parts); otherwise rank 0 gathers them and
+ * starts writing the file in the background. sync: the file is in place on
+ * return. Collective. */
+static int gather_frames(ckpt_sync *cs, int sync) {
+  timeline_begin(cs->tl, "checkpoint frames to the file");
+  int rc = gather_frames_in(cs, sync);
+  timeline_end(cs->tl);
+  return rc;
 }
 
 /* Rank 0: a write has finished; says where the file is and what it cost. */
@@ -306,7 +317,9 @@ static int save_together(ckpt_sync *cs, const ckpt_meta *meta, int sync) {
   const uint64_t *hashes = NULL;
   size_t n_hashes = 0;
   int bg = cs->background && !sync;
+  timeline_begin(cs->tl, "checkpoint hash");
   int rc = agree(cs, saver_hash(cs->saver, cs->cfg->checkpoint.shuffle, bg, &hashes, &n_hashes));
+  timeline_end(cs->tl);
   if (rc) return rc;
   char *all = NULL;
   size_t all_len = 0;
@@ -314,8 +327,10 @@ static int save_together(ckpt_sync *cs, const ckpt_meta *meta, int sync) {
       comm_gatherv_bytes(cs->w, hashes, n_hashes * sizeof *hashes, 0, &all, &all_len, NULL),
       comm_errmsg(cs->w));
   if (rc) return rc;
+  timeline_begin(cs->tl, bg ? "checkpoint snapshot" : "checkpoint compress");
   rc = saver_compress(cs->saver, cs->w->rank == 0 ? meta : NULL, (const uint64_t *)all,
                       all_len / sizeof(uint64_t));
+  timeline_end(cs->tl);
   free(all);
   if ((rc = agree(cs, rc))) return rc;
   return bg ? 0 : gather_frames(cs, sync);
@@ -326,7 +341,7 @@ static int save_together(ckpt_sync *cs, const ckpt_meta *meta, int sync) {
  * rank 0 gathers and writes in the background (saver.h). sync does all of
  * the work on the training threads, at their priority, since they would
  * only wait. */
-int ckpt_sync_save(ckpt_sync *cs, const ckpt_cursor *cur, int sync) {
+static int save(ckpt_sync *cs, const ckpt_cursor *cur, int sync) {
   double t0 = comm_wtime();
   int rc = agree(cs, collect_save(cs, 1)); /* one save at a time */
   ckpt_meta meta = {0};
@@ -341,6 +356,7 @@ int ckpt_sync_save(ckpt_sync *cs, const ckpt_cursor *cur, int sync) {
                        .layout_hash = cs->layout_hash,
                        .config = config_emit(c),
                        .byte_shuffle = c->checkpoint.shuffle};
+    memcpy(meta.train_state, cs->train_state, sizeof meta.train_state);
     if (!meta.config) rc = ms_error_set(MS_ENOMEM, "out of memory emitting the config");
   }
   if (rc == 0) {
@@ -358,6 +374,13 @@ int ckpt_sync_save(ckpt_sync *cs, const ckpt_cursor *cur, int sync) {
   rc = agree(cs, rc);
   cs->seconds += comm_wtime() - t0;
   if (rc == 0) cs->last_step = cur->step, cs->t_last = comm_wtime();
+  return rc;
+}
+
+int ckpt_sync_save(ckpt_sync *cs, const ckpt_cursor *cur, int sync) {
+  timeline_begin(cs->tl, sync ? "checkpoint save (sync)" : "checkpoint save");
+  int rc = save(cs, cur, sync);
+  timeline_end(cs->tl);
   return rc;
 }
 
@@ -406,6 +429,7 @@ static int restore_on_root(ckpt_sync *cs, const char *what, int64_t cursor[4], c
     for (int i = 0; i < cs->n_tensors; i++)
       memcpy(cs->tensors[i].data, scratch[i].data, tensor_elems(&cs->tensors[i]) * sizeof(float));
     cursor[0] = 1, cursor[1] = meta.step, cursor[2] = meta.epoch, cursor[3] = meta.step_in_epoch;
+    memcpy(cs->train_state, meta.train_state, sizeof cs->train_state);
   }
   ckpt_meta_free(&meta);
   free(arena);
@@ -440,6 +464,14 @@ int ckpt_sync_resume(ckpt_sync *cs, const char *what, ckpt_cursor *cur, char *fr
   for (int a = 0, n = optim_state(cs->opt, state, names, 2); a < n; a++)
     if ((rc = ms_from_comm(comm_bcast_f32(w, state[a], cs->opt->n, 0), comm_errmsg(cs->w))))
       goto done;
+  /* The loop's own state (early stopping) as the file kept it. */
+  buf = cs->train_state;
+  len = sizeof cs->train_state;
+  if ((rc = ms_from_comm(comm_bcast_bytes(w, &buf, &len, 0), comm_errmsg(cs->w)))) goto done;
+  if (w->rank != 0) {
+    snprintf(cs->train_state, sizeof cs->train_state, "%.*s", (int)len, buf);
+    free(buf);
+  }
   cur->step = cursor[1], cur->epoch = cursor[2], cur->step_in_epoch = cursor[3];
   cs->last_step = cur->step;
   snprintf(from, cap, "%s", path ? path : "checkpoint");
@@ -461,3 +493,52 @@ int64_t ckpt_sync_last_step(const ckpt_sync *cs) { return cs->last_step; }
 const char *ckpt_sync_last_path(const ckpt_sync *cs) { return cs->last_path; }
 
 double ckpt_sync_seconds(const ckpt_sync *cs) { return cs->seconds; }
+
+static int save_best(ckpt_sync *cs, const ckpt_cursor *cur, const char *why);
+
+void ckpt_sync_set_state(ckpt_sync *cs, const char *state) {
+  snprintf(cs->train_state, sizeof cs->train_state, "%s", state ? state : "");
+}
+
+const char *ckpt_sync_state(const ckpt_sync *cs) { return cs->train_state; }
+
+void ckpt_sync_set_timeline(ckpt_sync *cs, timeline *tl) { cs->tl = tl; }
+
+int ckpt_sync_save_best(ckpt_sync *cs, const ckpt_cursor *cur, const char *why) {
+  timeline_begin(cs->tl, "checkpoint best model");
+  int rc = save_best(cs, cur, why);
+  timeline_end(cs->tl);
+  return rc;
+}
+
+static int save_best(ckpt_sync *cs, const ckpt_cursor *cur, const char *why) {
+  double t0 = comm_wtime();
+  int rc = 0;
+  if (cs->w->rank == 0) {
+    /* The parameters and optimizer state are the same on every rank: rank 0
+     * writes the whole file, on the spot, while the others wait in the
+     * agreement. A rolling save in flight works from its own snapshot. */
+    const ms_config *c = cs->cfg;
+    ckpt_meta meta = {.step = cur->step,
+                      .epoch = cur->epoch,
+                      .step_in_epoch = cur->step_in_epoch,
+                      .world_size = cs->w->size,
+                      .seed = c->run.seed,
+                      .rng_state = sampler_mix64(c->run.seed),
+                      .layout_hash = cs->layout_hash,
+                      .config = config_emit(c),
+                      .byte_shuffle = c->checkpoint.shuffle};
+    memcpy(meta.train_state, cs->train_state, sizeof meta.train_state);
+    char *path = NULL;
+    rc = meta.config ? ckpt_write_named(cs->dir, CKPT_BEST_NAME, cs->tensors, cs->n_tensors, &meta,
+                                        c->checkpoint.level, c->checkpoint.workers, &path)
+                     : ms_error_set(MS_ENOMEM, "out of memory emitting the config");
+    if (rc == 0)
+      metrics_say(cs->metrics, "best so far (%s): %s (%.2f s)", why, path, comm_wtime() - t0);
+    free(path);
+    free(meta.config);
+  }
+  rc = agree(cs, rc);
+  cs->seconds += comm_wtime() - t0;
+  return rc;
+}

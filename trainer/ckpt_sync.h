@@ -52,6 +52,7 @@
 #include "model.h"
 #include "optim.h"
 #include "ranks.h"
+#include "timeline.h"
 
 typedef struct ckpt_sync ckpt_sync;
 
@@ -112,6 +113,27 @@ int ckpt_sync_poll(ckpt_sync *cs);
 /* Completes a save in flight, waiting for it; ranks agree on the result.
  * Collective. */
 int ckpt_sync_finish(ckpt_sync *cs);
+
+/* The file name of the best model of early stopping, in the checkpoint
+ * directory: never listed with the rolling checkpoints, never pruned,
+ * never taken by `--resume auto` (ckpt_write_named). */
+#define CKPT_BEST_NAME "best.safetensors.zst"
+
+/* Rank-local: the loop's own state (earlystop.h), at most
+ * CKPT_MAX_TRAIN_STATE - 1 bytes, saved with every later checkpoint;
+ * ckpt_sync_state gives it back, after ckpt_sync_resume the resumed file's
+ * ("" if it kept none) on every rank. */
+void ckpt_sync_set_state(ckpt_sync *cs, const char *state);
+const char *ckpt_sync_state(const ckpt_sync *cs);
+
+/* Writes the arenas at *cur as CKPT_BEST_NAME in the checkpoint directory
+ * (rank 0, synchronously, replacing the older one atomically); a save in
+ * flight goes on. `why` is said with the path (rank 0's line). Collective. */
+int ckpt_sync_save_best(ckpt_sync *cs, const ckpt_cursor *cur, const char *why);
+
+/* Rank-local: the run's trace (timeline.h; NULL = none), which gets the
+ * phases of saves made on the training thread. */
+void ckpt_sync_set_timeline(ckpt_sync *cs, timeline *tl);
 
 /* Rank-local accessors. failed: 1 if a failure is kept; failure: its code
  * with its message set again (0 if none). */

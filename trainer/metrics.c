@@ -145,8 +145,9 @@ void metrics_eval(ms_metrics *m, int64_t step, int64_t epoch, const ms_eval *e) 
     add(o, "mae", real_or_null(e->mae));
   }
   add(o, "samples", json_integer(e->n_samples));
-  fprintf(m->out, "eval after epoch %lld (step %lld): test loss %.4f  %s  (%ld samples)\n",
-          (long long)epoch, (long long)step, e->loss, text, e->n_samples);
+  fprintf(m->out, "eval %s epoch %lld (step %lld): test loss %.4f  %s  (%ld samples)\n",
+          e->mid_epoch ? "in" : "after", (long long)epoch, (long long)step, e->loss, text,
+          e->n_samples);
   fflush(m->out);
   put_record(m, o);
 }

@@ -44,9 +44,11 @@ typedef struct {
   double mse, mae; /* regression: mean over all outputs */
   long n_samples;
   int sequence; /* a sequence loss: loss and acc are means over positions; loss in nats */
+  int mid_epoch; /* 1: a train.eval_every_steps evaluation inside an epoch */
 } ms_eval;
 
-/* An evaluation record at the end of an epoch. */
+/* An evaluation record at the end of an epoch (or inside one: mid_epoch;
+ * the JSON record is the same). */
 void metrics_eval(ms_metrics *m, int64_t step, int64_t epoch, const ms_eval *e);
 
 /* A checkpoint now in place, as the "checkpoint" record reports it. */

@@ -23,6 +23,8 @@ struct report {
   double stats[3];         /* loss sum, correct, samples since the last log line */
   ms_eval last_eval;
   int64_t last_eval_step, last_eval_epoch; /* -1: none yet */
+  int64_t stop_step;                       /* early stopping ended the run here; -1: it did not */
+  char stop_why[400], best_name[64];
 };
 
 int report_create(report **out, const ranks *rk, const train_setup *s) {
@@ -31,6 +33,7 @@ int report_create(report **out, const ranks *rk, const train_setup *s) {
   if (!rp) return ms_error_set(MS_ENOMEM, "out of memory for the report");
   rp->rk = rk, rp->s = s, rp->m = s->metrics;
   rp->last_eval_step = rp->last_eval_epoch = -1;
+  rp->stop_step = -1;
   return 0;
 }
 
@@ -280,6 +283,12 @@ static void say_prediction(const report *rp, double step_s, double comm_s, doubl
            at_run.efficiency);
 }
 
+void report_early_stop(report *rp, int64_t step, const char *why, const char *best_name) {
+  rp->stop_step = step;
+  snprintf(rp->stop_why, sizeof rp->stop_why, "%s", why);
+  snprintf(rp->best_name, sizeof rp->best_name, "%s", best_name);
+}
+
 void report_summary(report *rp, double wall, int64_t steps_run, int64_t step,
                     const double t_rank[T_PARTS], int stopped) {
   const train_setup *s = rp->s;
@@ -297,6 +306,10 @@ void report_summary(report *rp, double wall, int64_t steps_run, int64_t step,
   for (int i = 0; i < T_PARTS; i++) mean[i] /= world;
   double sps = wall > 0 ? (double)steps_run * (double)s->global_batch / wall : 0.0;
   if (rp->last_eval_step >= 0) say_last_eval(rp, stopped);
+  if (rp->stop_step >= 0)
+    metrics_say(rp->m, "early stop at step %lld of %lld: %s (kept as %s in %s)",
+                (long long)rp->stop_step, (long long)s->len.total_steps, rp->stop_why,
+                rp->best_name, s->ckpt_dir);
   metrics_say(rp->m,
               "done: %lld steps in %.2f s, %.0f samples/s; time per part (max over ranks): "
               "compute %.2f s, comm %.2f s, data %.2f s, checkpoint %.2f s, eval %.2f s",
@@ -320,13 +333,17 @@ void report_summary(report *rp, double wall, int64_t steps_run, int64_t step,
   double acc = -1.0;
   if (rp->last_eval_step >= 0 && (rp->last_eval.classifier || rp->last_eval.binary))
     acc = rp->last_eval.acc;
-  char json[1800];
+  char json[2400], stop[600] = "";
+  /* The reason is made of key names and numbers: nothing to escape. */
+  if (rp->stop_step >= 0)
+    snprintf(stop, sizeof stop, ",\"early_stop\":{\"step\":%lld,\"reason\":\"%s\"}",
+             (long long)rp->stop_step, rp->stop_why);
   snprintf(json, sizeof json,
            "{\"kind\":\"summary\",\"steps\":%lld,\"seconds\":%.3f,\"samples_per_s\":%.1f,"
            "\"test_acc\":%.6f,\"compute_s\":%.3f,\"comm_s\":%.3f,\"data_s\":%.3f,"
            "\"checkpoint_s\":%.3f,\"eval_s\":%.3f,\"world\":%d,\"sgemm_peak_gflops\":%.2f,"
-           "\"fractions\":{%s}%s}",
+           "\"fractions\":{%s}%s%s}",
            (long long)step, wall, sps, acc, t[0], t[1], t[2], t[3], t[4], world, rp->peak / 1e9,
-           bjson, pjson);
+           bjson, pjson, stop);
   metrics_json(rp->m, json);
 }

@@ -60,6 +60,10 @@ void report_step(report *rp, int64_t step, int64_t epoch, double loss_sum, doubl
  * summary. */
 void report_eval(report *rp, int64_t step, int64_t epoch, const ms_eval *e);
 
+/* Early stopping ended the run at `step` (why: earlystop_describe); the
+ * summary says so, with the best model's file name. */
+void report_early_stop(report *rp, int64_t step, const char *why, const char *best_name);
+
 /* The end of the run: wall seconds, steps run by this invocation, the
  * step reached and this rank's seconds per part (timing.h). `stopped`: the
  * run stops before its last step (a signal, --stop-at), so the last

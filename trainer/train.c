@@ -7,13 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ckpt.h"
 #include "ckpt_sync.h"
+#include "earlystop.h"
 #include "evaluate.h"
 #include "fault.h"
 #include "ms_error.h"
 #include "ranks.h"
 #include "report.h"
 #include "startup.h"
+#include "timeline.h"
 #include "timing.h"
 #include "trace.h"
 
@@ -53,6 +56,8 @@ typedef struct {
   const volatile sig_atomic_t *stop_signal; /* set by main's signal handler */
   int stop_signo;              /* agreed: the signal that stops the run */
   int ckpt_due;                /* agreed: checkpoint.every_minutes elapsed */
+  earlystop es;                /* train.early_stop; the same on every rank */
+  timeline *tl;                /* log.trace_steps; NULL when off */
 } run;
 
 #define agree(r, rc) ranks_agree_at(&(r)->rk, (rc), __func__)
@@ -75,15 +80,23 @@ static int next_batch(run *r, loader_batch *b) {
  * which starts the buckets it completes. */
 static void on_grad_ready(void *ctx, size_t off, size_t len) {
   run *r = ctx;
+  if (timeline_on(r->tl)) {
+    const ms_model *m = r->s.model;
+    for (int i = 0; i < m->n_p; i++)
+      if (m->p[i].off == off) timeline_layer_done(r->tl, m->p[i].name);
+  }
   if (r->acc) {
     float *g = r->s.model->grads + off;
     const float *a = r->acc + off;
     for (size_t i = 0; i < len; i++) g[i] += a[i];
   }
   if (!r->s.red) return;
+  timeline_begin(r->tl, "reducer_ready");
   double t = comm_wtime();
   reducer_ready(r->s.red, off, len);
   r->t_hook += comm_wtime() - t;
+  timeline_end(r->tl);
+  timeline_mark(r->tl);
 }
 
 /* Forward and backward over the batch's train.accumulate micro-batches,
@@ -100,16 +113,25 @@ static void forward_backward(run *r, const loader_batch *b, step_agreement *sa) 
     double t1 = comm_wtime();
     /* Dropout masks follow the samples' dataset indices: world-size invariant. */
     ms_pass pass = {.seed = s->cfg.run.seed, .step = (uint64_t)r->cur.step, .rows = b->idx + row0};
+    timeline_begin(r->tl, "forward");
     const float *out = model_forward(m, b->x + row0 * elems, n, &pass);
+    timeline_end(r->tl);
     long correct = 0;
     /* A sequence loss has one label per position (evaluate.h). */
     const size_t labels = r->loss.positions > 0 ? (size_t)r->loss.positions : 1;
+    timeline_begin(r->tl, "loss");
     sa->loss_sum += loss_compute(&r->loss, r->dlogits, out, b->y ? b->y + row0 * labels : NULL,
                                  b->t ? b->t + row0 * n_out : NULL, n,
                                  1.0f / (float)s->global_batch, &correct);
+    timeline_end(r->tl);
     sa->correct += (double)correct / (double)labels;
     int last = k == K - 1;
-    model_backward(m, r->dlogits, &pass, last && (s->red || r->acc) ? on_grad_ready : NULL, r);
+    timeline_begin(r->tl, "backward");
+    timeline_mark(r->tl);
+    /* With a trace on, the hook also times the layers (one rank too). */
+    model_backward(m, r->dlogits, &pass,
+                   last && (s->red || r->acc || timeline_on(r->tl)) ? on_grad_ready : NULL, r);
+    timeline_end(r->tl);
     if (!last) {
       float *g = m->grads, *a = r->acc;
       if (k == 0)
@@ -121,21 +143,37 @@ static void forward_backward(run *r, const loader_batch *b, step_agreement *sa) 
   }
 }
 
+/* With a trace on: each bucket's collective, on its own track. */
+static void trace_buckets(run *r) {
+  double t0, t1;
+  for (int b = 0, nb = reducer_bucket_times(r->s.red, 0, &t0, &t1); b < nb; b++) {
+    char name[48];
+    reducer_bucket_times(r->s.red, b, &t0, &t1);
+    snprintf(name, sizeof name, "allreduce bucket %d", b);
+    if (t0 > 0 && t1 >= t0) timeline_span(r->tl, TIMELINE_TID_BUCKET(b), name, t0, t1);
+  }
+}
+
 /* The gradient sync's end and the step agreement (one sum over ranks of
  * sa, then, on a stop, which signal). Sets r->mean_t, r->stop_signo and
  * r->ckpt_due. @return 0, or the agreed failure of a rank's read or of a
  * background save, or MS_ECOMM. Collective. */
 static int agree_step(run *r, step_agreement *sa, int rc) {
   ranks_enter(&r->rk, "gradient allreduce", "train_step");
+  timeline_begin(r->tl, "gradient sync wait");
   int crc = r->s.red ? reducer_finish(r->s.red) : 0;
+  timeline_end(r->tl);
   ranks_leave(&r->rk);
   if (crc) return ms_from_comm(crc, comm_errmsg(r->rk.w));
+  if (timeline_on(r->tl) && r->s.red) trace_buckets(r);
   /* (This step's sync is counted from the next step's agreement on.) */
   double parts[T_PARTS] = {r->t_compute, r->t_comm, r->t_data, ckpt_sync_seconds(r->ck),
                            r->t_eval};
   memcpy(sa->seconds, parts, sizeof parts);
   ranks_enter(&r->rk, "step agreement", "train_step");
+  timeline_begin(r->tl, "step agreement");
   crc = comm_allreduce_sum_f64(r->rk.w, (double *)sa, STEP_AGREEMENT_N);
+  timeline_end(r->tl);
   ranks_leave(&r->rk);
   for (int i = 0; i < T_PARTS; i++) r->mean_t[i] = sa->seconds[i] / r->rk.w->size;
   if (crc == 0 && (sa->step_failed > 0 || sa->save_failed > 0)) {
@@ -178,8 +216,13 @@ static int train_step(run *r, step_agreement *sa) {
    * wait, or the read itself with data.prefetch 0, is the step's data time;
    * micro-batches (train.accumulate) are consecutive parts of the slice. */
   loader_batch b = {0};
+  timeline_step(r->tl, r->cur.step + 1);
+  if (r->tl && s->red) reducer_set_timing(s->red, timeline_on(r->tl));
+  timeline_begin(r->tl, "step");
+  timeline_begin(r->tl, "data wait");
   double t0 = comm_wtime();
   int rc = next_batch(r, &b);
+  timeline_end(r->tl);
   if (rc == 0)
     trace_samples(r->rk.w->rank, r->cur.step, r->cur.epoch, b.idx, b.n, b.x,
                   data_sample_elems(s->train));
@@ -209,13 +252,33 @@ static int train_step(run *r, step_agreement *sa) {
                         (long long)r->cur.step_in_epoch + 1);
   double t3 = comm_wtime();
   r->t_comm += t3 - t2 + r->t_hook;
+  timeline_begin(r->tl, "optimizer");
   /* Clipping sees the synced gradients: the same norm on every rank. */
   if (s->cfg.optim.clip_norm > 0)
     (void)optim_clip_grad_norm(m->grads, m->n_params, s->cfg.optim.clip_norm);
   optim_step(s->opt, m->params, m->grads, schedule_lr(&s->cfg, r->cur.step, s->len.total_steps));
   r->t_compute += comm_wtime() - t3;
+  timeline_end(r->tl);
+  timeline_end(r->tl); /* the step */
   r->cur.step++;
   if (++r->cur.step_in_epoch == s->len.steps_per_epoch) r->cur.step_in_epoch = 0, r->cur.epoch++;
+  return 0;
+}
+
+/* train.early_stop, with the state the resumed checkpoint kept (the same
+ * string on every rank, so the same result). */
+static int early_stop_setup(run *r, const char *from) {
+  earlystop_init(&r->es, &r->s.cfg);
+  int reset = 0;
+  int rc = earlystop_parse(&r->es, ckpt_sync_state(r->ck), from[0] ? from : "checkpoint", &reset);
+  if (rc) return agree(r, rc);
+  if (reset)
+    metrics_say(r->s.metrics,
+                "early stopping: the checkpoint kept its state for another metric or mode; "
+                "starting afresh");
+  char st[CKPT_MAX_TRAIN_STATE];
+  earlystop_format(&r->es, st, sizeof st);
+  ckpt_sync_set_state(r->ck, st);
   return 0;
 }
 
@@ -244,6 +307,15 @@ static int setup(run *r, const train_args *a) {
                        .cpus_per_rank = s->cpus_per_rank,
                        .steps_per_epoch = s->len.steps_per_epoch};
   if ((rc = ckpt_sync_create(&r->ck, &co))) return rc;
+  if ((rc = agree(r, timeline_create(&r->tl, &s->cfg, r->rk.w->rank)))) return rc;
+  ckpt_sync_set_timeline(r->ck, r->tl);
+  size_t lo = 0, hi = 0;
+  for (int b = 0, nb = s->red && r->tl ? reducer_buckets(s->red, 0, &lo, &hi) : 0; b < nb; b++) {
+    char name[48];
+    reducer_buckets(s->red, b, &lo, &hi);
+    snprintf(name, sizeof name, "bucket %d (floats %zu-%zu)", b, lo, hi);
+    timeline_thread_name(r->tl, TIMELINE_TID_BUCKET(b), name);
+  }
   if (s->test && (rc = eval_create(&r->ev, &r->rk, m, &r->loss, s->test, &s->norm, s->eval_chunk,
                                    s->cfg.train.eval_top_k)))
     return rc;
@@ -255,6 +327,7 @@ static int setup(run *r, const train_args *a) {
     return rc;
   if (from[0])
     report_resumed(r->rep, from, r->cur.step, r->cur.epoch, r->cur.step_in_epoch);
+  if ((rc = early_stop_setup(r, from))) return rc;
   /* One optimizer step per training step (Adam's bias correction). */
   s->opt->t = r->cur.step;
   return 0;
@@ -266,38 +339,59 @@ static void teardown(run *r) {
   ckpt_sync_free(r->ck);
   eval_free(r->ev);
   report_free(r->rep);
+  timeline_free(r->tl);
   startup_close(&r->s);
   free(r->dlogits);
   free(r->acc);
 }
 
-/* After a step that ended an epoch (or the run): every test sample once. */
-static int evaluate(run *r, int64_t epoch) {
+/* After a step that ended an epoch (or the run), or every
+ * train.eval_every_steps (mid_epoch): every test sample once; then early
+ * stopping, which keeps a new best model apart (ckpt_sync_save_best) and
+ * hands its state to the checkpoints that follow. */
+static int evaluate(run *r, int64_t epoch, int mid_epoch) {
   double t0 = comm_wtime();
   ms_eval e;
+  timeline_begin(r->tl, "eval");
   int rc = eval_run(r->ev, &e);
+  timeline_end(r->tl);
   if (rc) return rc;
   r->t_eval += comm_wtime() - t0;
+  e.mid_epoch = mid_epoch;
   report_eval(r->rep, r->cur.step, epoch, &e);
-  return 0;
+  if (!earlystop_on(&r->es)) return 0;
+  int best = earlystop_update(&r->es, &e, r->cur.step);
+  char st[CKPT_MAX_TRAIN_STATE];
+  earlystop_format(&r->es, st, sizeof st);
+  ckpt_sync_set_state(r->ck, st);
+  if (!best) return 0;
+  char why[160];
+  snprintf(why, sizeof why, "eval %s %.6g at step %lld",
+           config_enum_name("train.early_stop.metric", (int)r->es.metric), r->es.best,
+           (long long)r->cur.step);
+  return ckpt_sync_save_best(r->ck, &r->cur, why);
 }
 
-/* The step loop: steps, log lines, evaluations at the end of each epoch,
- * checkpoints (checkpoint.every_steps, checkpoint.every_minutes, a stop
- * signal, the end), until the run's last step, --stop-at or a signal. */
+/* The step loop: steps, log lines, evaluations (at the end of each epoch,
+ * every train.eval_every_steps), checkpoints (checkpoint.every_steps,
+ * checkpoint.every_minutes, a stop signal, the end), until the run's last
+ * step, --stop-at, a signal or early stopping. */
 static int loop(run *r, const train_args *a) {
   const ms_config *c = &r->s.cfg;
   const int64_t total = r->s.len.total_steps;
   int rc = 0;
   step_agreement sa;
-  while (r->cur.step < total && !(a->stop_at > 0 && r->cur.step >= a->stop_at)) {
+  const int64_t every = c->train.eval_every_steps;
+  while (r->cur.step < total && !(a->stop_at > 0 && r->cur.step >= a->stop_at) &&
+         !earlystop_stopped(&r->es)) {
     int64_t epoch_before = r->cur.epoch;
     if ((rc = train_step(r, &sa))) return rc;
-    int last = r->cur.step == total;
+    int last = r->cur.step == total, epoch_end = r->cur.epoch != epoch_before || last;
     report_step(r->rep, r->cur.step, epoch_before + 1, sa.loss_sum, sa.correct, r->mean_t, last);
-    if (r->ev && (r->cur.epoch != epoch_before || last) && (rc = evaluate(r, epoch_before + 1)))
+    if (r->ev && (epoch_end || (every > 0 && r->cur.step % every == 0)) &&
+        (rc = evaluate(r, epoch_before + 1, !epoch_end)))
       return rc;
-    if (r->stop_signo) break;
+    if (r->stop_signo || earlystop_stopped(&r->es)) break;
     (void)ckpt_sync_poll(r->ck); /* a failure stops the next step */
     if (((c->checkpoint.every_steps > 0 && r->cur.step % c->checkpoint.every_steps == 0) ||
          r->ckpt_due) &&
@@ -308,6 +402,18 @@ static int loop(run *r, const train_args *a) {
     return rc;
   /* A save still in flight must be in place before the run reports. */
   return ckpt_sync_finish(r->ck);
+}
+
+/* log.trace_steps: every rank's timeline into <run.dir>/trace.json.
+ * Collective. */
+static int write_trace(run *r) {
+  char path[MS_PATH_MAX + 16];
+  snprintf(path, sizeof path, "%s/trace.json", r->s.cfg.run.dir);
+  int rc = timeline_write(r->tl, &r->rk, path);
+  if (rc == 0)
+    metrics_say(r->s.metrics, "trace of steps %d-%d (Chrome trace events, for Perfetto): %s",
+                r->s.cfg.log.trace_steps.dims[0], r->s.cfg.log.trace_steps.dims[1], path);
+  return rc;
 }
 
 int train_run(comm_world *w, const train_args *a) {
@@ -329,9 +435,18 @@ int train_run(comm_world *w, const train_args *a) {
   report_begin(r.rep, r.cur.step);
   double t_start = comm_wtime();
   ckpt_sync_start_clock(r.ck, t_start); /* checkpoint.every_minutes counts from here */
+  /* The trace's zero, right after a collective on every rank. */
+  if (r.tl && (rc = agree(&r, 0)) == 0) timeline_start_clock(r.tl, comm_wtime());
+  if (rc) goto out;
   int64_t first_step = r.cur.step, total = r.s.len.total_steps;
   if ((rc = loop(&r, a))) goto out;
+  if (r.tl && (rc = write_trace(&r))) goto out;
   double parts[T_PARTS] = {r.t_compute, r.t_comm, r.t_data, ckpt_sync_seconds(r.ck), r.t_eval};
+  if (earlystop_stopped(&r.es)) {
+    char why[400];
+    earlystop_describe(&r.es, why, sizeof why);
+    report_early_stop(r.rep, r.es.stop_step, why, CKPT_BEST_NAME);
+  }
   report_summary(r.rep, comm_wtime() - t_start, r.cur.step - first_step, r.cur.step, parts,
                  r.cur.step < total);
   if (r.stop_signo) {
@@ -342,7 +457,7 @@ int train_run(comm_world *w, const train_args *a) {
                       (long long)total, ckpt_sync_last_path(r.ck));
     goto out;
   }
-  if (r.cur.step < total)
+  if (r.cur.step < total && !earlystop_stopped(&r.es))
     metrics_say(r.s.metrics,
                 "stopped at step %lld of %lld (--stop-at); continue with --resume auto",
                 (long long)r.cur.step, (long long)total);

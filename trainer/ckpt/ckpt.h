@@ -12,8 +12,9 @@
  *   format: "midscale-ckpt", format_version: "2", midscale_version,
  *   step, epoch, step_in_epoch, world_size, seed, rng_state,
  *   layout_hash (16 hex digits), data_hash (16 hex digits, see below),
- *   config (the resolved YAML), and byte_shuffle ("4") only when the tensor
- *   bytes are stored shuffled (checkpoint.shuffle).
+ *   config (the resolved YAML), byte_shuffle ("4") only when the tensor
+ *   bytes are stored shuffled (checkpoint.shuffle), and train_state only
+ *   when the run keeps state of its own (early stopping).
  *
  * Frames: the payload is cut into contiguous pieces, each compressed as an
  * independent zstd frame with its content size declared, and the frames are
@@ -67,6 +68,8 @@
 /* The largest step a file name (8 digits) can carry. */
 #define CKPT_MAX_STEP 99999999LL
 #define CKPT_HASH_CHUNK ((uint64_t)1 << 20)
+/* Bytes of ckpt_meta.train_state, its NUL included. */
+#define CKPT_MAX_TRAIN_STATE 256
 
 /* A named F32 tensor. For writing, data points at the bytes to save; for
  * reading, at the destination, whose name and shape must match the file. */
@@ -90,6 +93,10 @@ typedef struct {
                              in the metadata): all first bytes of a tensor's
                              floats, then all second bytes, ...; readers
                              unshuffle, and data_hash is of the values */
+  char train_state[CKPT_MAX_TRAIN_STATE]; /* the loop's own state beyond the
+                             cursor (early stopping, earlystop.h), opaque
+                             here: "train_state" in the metadata when not "";
+                             an array so that copies of the meta own it */
 } ckpt_meta;
 
 /* ---- writing in one call --------------------------------------------- */
@@ -108,6 +115,14 @@ int ckpt_write(const char *dir, const ckpt_tensor *tensors, int n_tensors,
  * no copy of the tensors is held. */
 int ckpt_write_mt(const char *dir, const ckpt_tensor *tensors, int n_tensors,
                   const ckpt_meta *meta, int level, int workers, int slices, char **out_path);
+
+/* ckpt_write_mt's file as one frame under `name` in dir instead of its step
+ * name (best.safetensors.zst: early stopping's best model). The name must
+ * not be a step-<8 digits> one or hidden, so the file is never listed,
+ * pruned or resumed by `--resume auto`; it replaces an older file of that
+ * name atomically. */
+int ckpt_write_named(const char *dir, const char *name, const ckpt_tensor *tensors, int n_tensors,
+                     const ckpt_meta *meta, int level, int workers, char **out_path);
 
 /* ---- the pieces of a distributed write -------------------------------- */
 

@@ -52,6 +52,11 @@ static int add_meta(json_t *root, const ckpt_meta *meta, uint64_t data_hash, con
   PUTF("layout_hash", "%016" PRIx64, meta->layout_hash);
   PUTF("data_hash", "%016" PRIx64, data_hash);
   if (meta->byte_shuffle) PUT("byte_shuffle", "4");
+  if (meta->train_state[0]) {
+    json_t *ts = json_string(meta->train_state);
+    if (!ts) return ms_error_set(MS_ECKPT, "%s: the train state is not valid UTF-8", what);
+    if (json_object_set_new(md, "train_state", ts)) return 1;
+  }
 #undef PUTF
 #undef PUT
   json_t *cfg = json_string(meta->config ? meta->config : "");
@@ -253,6 +258,14 @@ static int parse_meta(const char *path, json_t *root, ckpt_hdr *h) {
   m->layout_hash = u[6];
   h->data_hash = u[7];
   h->config = json_string_value(v);
+  v = json_object_get(md, "train_state");
+  m->train_state[0] = '\0';
+  if (v && (json_string_length(v) >= sizeof m->train_state ||
+            strlen(json_string_value(v)) != json_string_length(v)))
+    return ms_error_set(MS_ECKPT,
+                        "%s: damaged: metadata 'train_state' holds %zu bytes (at most %zu, no NUL)",
+                        path, json_string_length(v), sizeof m->train_state - 1);
+  if (v) memcpy(m->train_state, json_string_value(v), json_string_length(v) + 1);
   v = json_object_get(md, "byte_shuffle");
   m->byte_shuffle = 0;
   if (v && strcmp(json_string_value(v), "4") == 0)

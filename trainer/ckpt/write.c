@@ -95,6 +95,16 @@ int ckpt_write_mt(const char *dir, const ckpt_tensor *tensors, int n_tensors, co
                     out_path);
 }
 
+int ckpt_write_named(const char *dir, const char *name, const ckpt_tensor *tensors, int n_tensors,
+                     const ckpt_meta *meta, int level, int workers, char **out_path) {
+  if (out_path) *out_path = NULL;
+  /* A step-<8 digits> name would join the rolling checkpoints. */
+  if (!meta || !name || !*name || strchr(name, '/') || !strncmp(name, "step-", 5) || name[0] == '.')
+    return ms_error_set(MS_ECKPT, "ckpt_write_named: invalid arguments");
+  return write_file(dir, name, tensors, n_tensors, meta, level < 1 ? 1 : level, workers, 1,
+                    out_path);
+}
+
 int ckpt_export(const char *in_path, const char *out_path, const char *skip_prefix) {
   ckpt_contents c;
   struct stat si, so;

@@ -136,6 +136,22 @@ typedef enum {
 /* model.precision: what the dense and conv layers multiply in (dnn.h) */
 typedef enum { MS_PRECISION_FP32 = 0, MS_PRECISION_BF16, MS_PRECISION_AUTO } ms_precision;
 
+/* train.early_stop.metric: an evaluation value as metrics.jsonl logs it;
+ * none = no early stopping */
+typedef enum {
+  MS_ES_NONE = 0,
+  MS_ES_LOSS,
+  MS_ES_ACC,
+  MS_ES_TOPK_ACC,
+  MS_ES_BINARY_ACC,
+  MS_ES_MSE,
+  MS_ES_MAE
+} ms_es_metric;
+
+/* train.early_stop.mode: better is lower (min) or higher (max); auto = max
+ * for the accuracies, min otherwise */
+typedef enum { MS_ES_AUTO = 0, MS_ES_MIN, MS_ES_MAX } ms_es_mode;
+
 /* comm.compress: gradients on the wire (comm/wire.h) */
 typedef enum { MS_WIRE_NONE = 0, MS_WIRE_FP16, MS_WIRE_BF16 } ms_wire;
 
@@ -223,6 +239,13 @@ typedef struct {
     int eval_top_k;                /* also report top-k accuracy (classifiers); 0 = off */
     int accumulate;                /* micro-batches per step: each rank's share of the global
                                       batch in K parts, gradients synced once per step */
+    int eval_every_steps;          /* > 0: also evaluate every N global steps; 0 = epoch ends */
+    struct {
+      ms_es_metric metric;         /* none = off */
+      ms_es_mode mode;
+      int patience;                /* evaluations without improvement before stopping */
+      double min_delta;            /* an improvement is better by more than this */
+    } early_stop;
   } train;
   struct {
     char dir[MS_PATH_MAX];         /* "" = <run.dir>/checkpoints */
@@ -248,6 +271,8 @@ typedef struct {
   struct {
     int every_steps;               /* log interval in steps, >= 1 */
     int progress;                  /* 1 = progress bar when stdout is a tty */
+    ms_dims trace_steps;           /* [from, to]: per-rank timeline of these global steps
+                                      (1-based, inclusive) in <run.dir>/trace.json; [] = off */
   } log;
 } ms_config;
 

@@ -140,13 +140,19 @@ char *config_emit(const ms_config *cfg) {
   cfg_sb_printf(&b, "# midscale resolved config: every key, defaults filled in\n");
   for (size_t i = 0; i < cfg_n_keys; i++) {
     const key_spec *k = &cfg_keys[i];
-    const char *name = cfg_leaf(k->path);
+    /* section.key, or section.group.key for a group of keys (train.early_stop),
+     * written as a mapping inside the section. */
+    const char *name = strchr(k->path, '.') + 1, *leaf = cfg_leaf(k->path);
     size_t sec_len = (size_t)(name - 1 - k->path), start;
     if (i == 0 || sec_len != section_len || strncmp(cfg_keys[i - 1].path, k->path, sec_len + 1))
       cfg_sb_printf(&b, "%.*s:\n", (int)sec_len, k->path);
     section_len = sec_len;
+    size_t grp_len = (size_t)(leaf - k->path);
+    if (leaf != name && (i == 0 || strncmp(cfg_keys[i - 1].path, k->path, grp_len) ||
+                         strchr(cfg_keys[i - 1].path + grp_len, '.')))
+      cfg_sb_printf(&b, "  %.*s:\n", (int)(leaf - 1 - name), name);
     start = b.len;
-    cfg_sb_printf(&b, "  %s: ", name);
+    cfg_sb_printf(&b, "%s%s: ", leaf != name ? "    " : "  ", leaf);
     if (k->type == K_LAYERS)
       cfg_sb_printf(&b, "%s", cfg->model.n_layers > 0 ? "" : "[]");
     else

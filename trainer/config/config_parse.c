@@ -76,6 +76,15 @@ typedef struct {
 
 static void parse_layers(pctx *c, const yaml_node_t *v);
 
+/* 1 when some key of the schema is inside the group `path.` (a mapping
+ * within a section, such as train.early_stop). */
+static int is_group(const char *path) {
+  size_t n = strlen(path);
+  for (size_t i = 0; i < cfg_n_keys; i++)
+    if (!strncmp(cfg_keys[i].path, path, n) && cfg_keys[i].path[n] == '.') return 1;
+  return 0;
+}
+
 /* Reads the keys of one mapping into base: a section (`table` = keys, looked
  * up as `prefix.key`) or a layer item (`table` = cfg_layer_keys, looked up as
  * `key`). seen[row] records where each row was set (for duplicates and for
@@ -97,6 +106,13 @@ static void parse_keys(pctx *c, const yaml_node_t *map, const char *prefix, cons
              (const char *)kn->data.scalar.value);
     snprintf(path, sizeof path, "%s.%s", prefix, name);
     const key_spec *k = cfg_find_key(table, count, is_section ? path : name);
+    if (!k && is_section && is_group(path)) {
+      /* A group of keys inside a section (train.early_stop): its keys are
+       * rows `section.group.key` of the same table. */
+      if (want_mapping(c, vn, path, "a mapping of keys", 1))
+        parse_keys(c, vn, path, table, count, base, seen);
+      continue;
+    }
     if (!k) {
       const char *s =
           is_section ? cfg_suggest_key(path)
@@ -109,7 +125,8 @@ static void parse_keys(pctx *c, const yaml_node_t *map, const char *prefix, cons
         sbuf known = {0};
         for (size_t i = 0; i < count; i++)
           if (!is_section || !strncmp(table[i].path, path, strlen(prefix) + 1))
-            cfg_sb_printf(&known, "%s%s", known.len ? ", " : "", cfg_leaf(table[i].path));
+            cfg_sb_printf(&known, "%s%s", known.len ? ", " : "",
+                          is_section ? table[i].path + strlen(prefix) + 1 : table[i].path);
         perr(c, kn->start_mark, "%s: unknown key (%s has: %s)", path, prefix,
              known.s ? known.s : "");
         free(known.s);

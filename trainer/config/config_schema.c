@@ -35,6 +35,8 @@ INT_SIZED(ms_ckpt_write);
 INT_SIZED(ms_layer_type);
 INT_SIZED(ms_activation);
 INT_SIZED(ms_init);
+INT_SIZED(ms_es_metric);
+INT_SIZED(ms_es_mode);
 
 static const char *const loss_names[] = {[MS_LOSS_XENT] = "softmax_cross_entropy",
                                          [MS_LOSS_BCE] = "bce_with_logits",
@@ -91,6 +93,16 @@ static const char *const activations[] = {
     [MS_ACT_NONE] = "none",       [MS_ACT_RELU] = "relu",     [MS_ACT_LEAKY_RELU] = "leaky_relu",
     [MS_ACT_GELU] = "gelu",       [MS_ACT_TANH] = "tanh",     [MS_ACT_SIGMOID] = "sigmoid",
     [MS_ACT_SOFTMAX] = "softmax", [MS_ACT_SOFTMAX + 1] = NULL};
+static const char *const es_metric_names[] = {[MS_ES_NONE] = "none",
+                                              [MS_ES_LOSS] = "loss",
+                                              [MS_ES_ACC] = "acc",
+                                              [MS_ES_TOPK_ACC] = "topk_acc",
+                                              [MS_ES_BINARY_ACC] = "binary_acc",
+                                              [MS_ES_MSE] = "mse",
+                                              [MS_ES_MAE] = "mae",
+                                              [MS_ES_MAE + 1] = NULL};
+static const char *const es_mode_names[] = {
+    [MS_ES_AUTO] = "auto", [MS_ES_MIN] = "min", [MS_ES_MAX] = "max", [MS_ES_MAX + 1] = NULL};
 static const char *const inits[] = {[MS_INIT_AUTO] = "auto",
                                     [MS_INIT_HE_NORMAL] = "he_normal",
                                     [MS_INIT_HE_UNIFORM] = "he_uniform",
@@ -263,6 +275,18 @@ const key_spec cfg_keys[] = {
     INT("train.accumulate", train.accumulate, 1, 1, 1 << 16, SAFE,
         "gradient accumulation: each rank's share of the global batch runs as K micro-batches, "
         "synced once per step (batch_size stays the global batch; it must divide by world x K)"),
+    INT("train.eval_every_steps", train.eval_every_steps, 0, 0, INT_MAX, SAFE,
+        "also evaluate on the test set every N global steps (logged like the epoch "
+        "evaluations); 0 = at the end of each epoch only"),
+    ENUM("train.early_stop.metric", train.early_stop.metric, MS_ES_NONE, es_metric_names, SAFE,
+         "early stopping on this evaluation value, named as metrics.jsonl logs it; none = off. "
+         "The best model so far is kept as best.safetensors.zst in the checkpoint directory"),
+    ENUM("train.early_stop.mode", train.early_stop.mode, MS_ES_AUTO, es_mode_names, SAFE,
+         "min (lower is better) or max; auto = max for the accuracies, min for loss, mse, mae"),
+    INT("train.early_stop.patience", train.early_stop.patience, 3, 1, INT_MAX, SAFE,
+        "stop after this many evaluations in a row without an improvement"),
+    DBL("train.early_stop.min_delta", train.early_stop.min_delta, 0, 0, HUGE_VAL, 0, SAFE,
+        "an improvement must beat the best value by more than this"),
     STR("checkpoint.dir", checkpoint.dir, "", 0, SAFE, "\"\" = <run.dir>/checkpoints"),
     INT("checkpoint.every_steps", checkpoint.every_steps, 0, 0, INT_MAX, SAFE,
         "0 = only at the end"),
@@ -318,6 +342,16 @@ const key_spec cfg_keys[] = {
          "benchmarks only: false skips the gradient sync, so ranks train different models"),
     INT("log.every_steps", log.every_steps, 50, 1, INT_MAX, SAFE, "log interval in steps"),
     BOOL("log.progress", log.progress, 1, SAFE, "progress bar when stdout is a tty"),
+    {.path = "log.trace_steps",
+     .type = K_DIMS,
+     FLD(ms_config, log.trace_steps),
+     .min = 1,
+     .max = INT_MAX,
+     .resume_safe = SAFE,
+     .doc = "[from, to]: every rank records a timeline of these global steps (forward, "
+            "backward per layer, each bucket's communication, data wait, evaluation, "
+            "checkpoint phases), merged by rank 0 into <run.dir>/trace.json (Chrome trace "
+            "events, for Perfetto); [] = off"},
 };
 const size_t cfg_n_keys = sizeof cfg_keys / sizeof cfg_keys[0];
 _Static_assert(sizeof cfg_keys / sizeof cfg_keys[0] <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");

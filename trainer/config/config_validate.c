@@ -164,6 +164,39 @@ static void validate_field(cfg_errlist *e, const key_spec *k, const void *base, 
   }
 }
 
+/* train.early_stop against the loss and the test set; log.trace_steps. */
+static void validate_train_log(cfg_errlist *e, const ms_config *cfg, const char *loss) {
+  const ms_es_metric m = cfg->train.early_stop.metric;
+  const ms_loss l = cfg->model.loss;
+  const char *name = config_enum_name("train.early_stop.metric", (int)m);
+  int ok = m == MS_ES_NONE || m == MS_ES_LOSS ||
+           ((m == MS_ES_ACC || m == MS_ES_TOPK_ACC) && l == MS_LOSS_XENT) ||
+           (m == MS_ES_BINARY_ACC && l == MS_LOSS_BCE) ||
+           ((m == MS_ES_MSE || m == MS_ES_MAE) && (l == MS_LOSS_MSE || l == MS_LOSS_MAE));
+  if (!ok)
+    cfg_err_add(e, NULL,
+                "train.early_stop.metric: model.loss %s does not log '%s' at evaluation (it logs "
+                "loss and %s)",
+                loss, name,
+                l == MS_LOSS_XENT  ? "acc, and topk_acc with train.eval_top_k"
+                : l == MS_LOSS_BCE ? "binary_acc"
+                                   : "mse and mae");
+  else if (m == MS_ES_TOPK_ACC && cfg->train.eval_top_k == 0)
+    cfg_err_add(e, NULL, "train.early_stop.metric topk_acc needs train.eval_top_k > 0");
+  if (cfg->train.eval_every_steps > 0 && !cfg->data.test_x[0])
+    cfg_err_add(e, NULL, "train.eval_every_steps %d: evaluations need a test set (data.test_x)",
+                cfg->train.eval_every_steps);
+  if (m != MS_ES_NONE && !cfg->data.test_x[0])
+    cfg_err_add(e, NULL,
+                "train.early_stop.metric %s: early stopping needs a test set (data.test_x)", name);
+  const ms_dims *t = &cfg->log.trace_steps;
+  if (t->ndim != 0 && (t->ndim != 2 || t->dims[0] > t->dims[1]))
+    cfg_err_add(e, NULL,
+                "log.trace_steps: expected [] or [from, to] with from <= to (global steps, "
+                "from 1), found %d value%s",
+                t->ndim, t->ndim == 1 ? "" : "s");
+}
+
 int config_validate(const ms_config *cfg, int world_size) {
   cfg_errlist e = {0};
   char why[WHY_MAX];
@@ -214,6 +247,7 @@ int config_validate(const ms_config *cfg, int world_size) {
   if (cfg->data.tokens && (cfg->data.scale != 1.0 || cfg->data.mean.n || cfg->data.std.n))
     cfg_err_add(&e, NULL,
                 "data.scale, data.mean and data.std do not apply to token ids (data.tokens)");
+  validate_train_log(&e, cfg, loss);
   if (cfg->data.test_x[0] && !cfg->data.test_y[0])
     cfg_err_add(&e, NULL, "data.test_y is required when data.test_x is set (\"\" = no evaluation)");
   if (world_size < 1)
