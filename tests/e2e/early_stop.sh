@@ -4,9 +4,8 @@
 # the best model as best.safetensors.zst (never pruned, never resumed by
 # --resume auto), says why in the summary; a run interrupted and resumed
 # stops at the same step with bitwise-equal parameters; the best model,
-# evaluated by the run's own evaluation, gives back the best logged value.
+# evaluated by `midscale eval`, gives back the best logged value.
 source "$(dirname "$0")/lib.sh"
-: "${CKPT_EVAL:?run through ctest (CKPT_EVAL is tests/ckpt_eval)}"
 
 synth data.h5 --train 256 --test 500 --features 20
 cat >cfg.yaml <<YAML
@@ -57,11 +56,10 @@ for line in open("A/metrics.jsonl"):
         print("%.9g" % r["loss"])
 PY
 )
-# The same BLAS kernels as the run: midscale re-runs itself with the
-# OPENBLAS_CORETYPE it corrected (README "BLAS"); the tool does not.
-core=$(sed -nE 's/.*re-ran with OPENBLAS_CORETYPE=([A-Za-z0-9_]+).*/\1/p' out.1.log | head -n 1)
-got=$(env ${core:+OPENBLAS_CORETYPE=$core} "$MPIEXEC" -n 2 "$CKPT_EVAL" cfg.yaml \
-  A/checkpoints/best.safetensors.zst --set run.dir=EV)
+# midscale eval runs the evaluation training runs (with the BLAS kernels
+# midscale picks for itself, README "BLAS").
+got=$("$MPIEXEC" -n 2 "$MIDSCALE" eval cfg.yaml A/checkpoints/best.safetensors.zst --json \
+  --set run.dir=EV)
 note "logged $want, evaluated $got"
 "$PYTHON" -c 'import json,sys; g=json.loads(sys.argv[1]); sys.exit(not (g["step"]==int(sys.argv[3]) and "%.9g"%g["loss"]==sys.argv[2]))' \
   "$got" "$want" "$B" || fail "best checkpoint evaluates to $got, the log says $want at step $B"
