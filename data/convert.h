@@ -93,4 +93,41 @@ int convert_csv(const char *csv_path, const char *out_path, const convert_csv_op
 int convert_npy(const char *x_path, const char *y_path, const char *out_path, const char *group,
                 char *err, size_t errlen);
 
+/* Options of convert_text. */
+typedef struct {
+  const char *vocab;    /* NULL or "bytes": byte-level; else a vocabulary file (below) */
+  double test_fraction; /* in [0, 1): the share of each file held out; 0 = no test split */
+} convert_text_opts;
+
+/* What convert_text wrote. */
+typedef struct {
+  uint64_t train_tokens, test_tokens, vocab_size;
+} convert_text_stats;
+
+/* Converts text files into token streams (dataset.h, "Token sets"): group
+ * "train" of `out_path` (created if missing; the groups replaced, other
+ * groups kept) gets "tokens", the ids of the files one after the other
+ * (as they are: no separator is added), and with a test fraction f group
+ * "test" gets the last f of each file instead, from the start of a line
+ * (so a split never cuts a line). Each "tokens" (uint8 for up to 256 ids,
+ * uint16 up to 65536, else int32; chunked, gzip 1) carries the attributes
+ * vocab_size (int64) and tokenizer ("bytes" or "chars").
+ *
+ * Tokenizers: o->vocab NULL or "bytes": one token per byte, id = the byte,
+ * vocab_size 256, any file. Otherwise o->vocab names a vocabulary file,
+ * UTF-8, one character per line, id = the entry's number (blank lines
+ * skipped): "\n", "\t", "\r", "\s" and "\\" stand for a newline, a
+ * tab, a carriage return, a space and a backslash, and a line "<unk>"
+ * takes every character not listed. The text must then be UTF-8, and each
+ * group also gets "vocab" (int32, vocab_size): the code point of each id
+ * (-1 for <unk>), so that a reader can turn ids back into text. Errors
+ * name the file and line: a character outside the vocabulary (without
+ * <unk>), invalid UTF-8, a vocabulary line that is not one character or
+ * repeats one, a split with fewer than 2 tokens. Inputs must be regular
+ * files; all are read (in memory) before the output is touched. *stats
+ * (may be NULL) gets the counts. */
+int convert_text(const char *const *files, size_t n_files, const char *out_path,
+                 const convert_text_opts *o, convert_text_stats *stats, char *err,
+                 size_t errlen);
+
 #endif

@@ -38,7 +38,8 @@ size_t data_dtype_size(data_dtype t) {
     case DATA_U16:
     case DATA_I16:
     case DATA_F16: return 2;
-    case DATA_F32: return 4;
+    case DATA_F32:
+    case DATA_I32: return 4;
     case DATA_F64: return 8;
   }
   return 4;
@@ -53,6 +54,7 @@ const char *data_dtype_name(data_dtype t) {
     case DATA_I16: return "int16";
     case DATA_F16: return "float16";
     case DATA_F64: return "float64";
+    case DATA_I32: return "int32";
   }
   return "?";
 }
@@ -87,7 +89,7 @@ static void not_found(hid_t file, const char *path, const char *name, char *err,
 /* Opens dataset `name`, or explains why not (missing, not a dataset, a
  * link refused), through the guarded access list (h5guard_dapl), and
  * checks its storage against its shape (h5guard_storage). */
-static hid_t open_dataset(hid_t file, const char *path, const char *name, uint64_t file_size,
+hid_t data_open_dataset(hid_t file, const char *path, const char *name, uint64_t file_size,
                           char *err, size_t errlen) {
   char why[160];
   hid_t dapl = h5guard_dapl(path, why);
@@ -138,7 +140,7 @@ static uint64_t chunk_rows_of(hid_t set) {
 /* Refuses a dataset compressed with a filter this HDF5 cannot decode (h5py's
  * LZF, Blosc, Zstandard... without their plugins), which would otherwise
  * fail only at the first read. */
-static int check_filters(hid_t set, const char *path, const char *name, char *err, size_t errlen) {
+int data_check_filters(hid_t set, const char *path, const char *name, char *err, size_t errlen) {
   hid_t dcpl = H5Dget_create_plist(set);
   if (dcpl < 0) return 0; /* the read will say what is wrong */
   int n = H5Pget_nfilters(dcpl), rc = 0;
@@ -499,12 +501,12 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
                    h5util_reason(why));
     goto done;
   }
-  xset = open_dataset(file, path, x_name, file_size, err, errlen);
+  xset = data_open_dataset(file, path, x_name, file_size, err, errlen);
   if (xset < 0) goto done;
-  yset = open_dataset(file, path, y_name, file_size, err, errlen);
+  yset = data_open_dataset(file, path, y_name, file_size, err, errlen);
   if (yset < 0) goto done;
-  if (check_filters(xset, path, x_name, err, errlen) < 0) goto done;
-  if (check_filters(yset, path, y_name, err, errlen) < 0) goto done;
+  if (data_check_filters(xset, path, x_name, err, errlen) < 0) goto done;
+  if (data_check_filters(yset, path, y_name, err, errlen) < 0) goto done;
   if (check_inputs(ds, xset, err, errlen) < 0) goto done;
   ds->x.chunk_rows = chunk_rows_of(xset);
   if (check_labels_shape(ds, yset, err, errlen) < 0) goto done;
@@ -554,6 +556,7 @@ void data_close(data_set *ds) {
   if (ds->mem) chunk_big_free(ds->mem, (size_t)ds->x.n * ds->x.row_bytes);
   free(ds->y.classes);
   free(ds->y.targets);
+  free(ds->tok.ids);
   free(ds->y_name);
   free(ds->x_name);
   free(ds->path);
@@ -578,7 +581,7 @@ uint64_t data_chunks_read(const data_set *ds) {
 uint64_t data_count(const data_set *ds) { return ds->x.n; }
 size_t data_sample_elems(const data_set *ds) { return ds->elems; }
 data_dtype data_input_dtype(const data_set *ds) { return ds->dtype; }
-int data_in_memory(const data_set *ds) { return ds->mem != NULL; }
+int data_in_memory(const data_set *ds) { return ds->mem != NULL || ds->tok.ids != NULL; }
 uint64_t data_chunk_samples(const data_set *ds) { return ds->x.chunk_rows; }
 int data_direct_chunks(const data_set *ds) { return ds->cache ? chunk_cache_direct(ds->cache) : 0; }
 int data_fits_budget(const data_set *ds) { return ds->fits_budget; }
@@ -595,6 +598,10 @@ int data_sample_shape(const data_set *ds, uint64_t *dims, int max_dims) {
 }
 
 int data_label_shape(const data_set *ds, uint64_t *dims, int max_dims) {
+  if (ds->tok.ids) {
+    if (max_dims > 0) dims[0] = ds->tok.seq_len;
+    return 1;
+  }
   if (ds->y.kind == DATA_LABEL_CLASS) return 0;
   int n = ds->y.rank - 1;
   for (int i = 0; i < n && i < max_dims; i++) dims[i] = (uint64_t)ds->y.dims[i + 1];
@@ -602,6 +609,7 @@ int data_label_shape(const data_set *ds, uint64_t *dims, int max_dims) {
 }
 
 int data_check_labels(data_set *ds, int n_classes, char *err, size_t errlen) {
+  if (ds->tok.ids) return data_tokens_check_vocab(ds, n_classes, err, errlen);
   if (ds->y.kind != DATA_LABEL_CLASS) {
     h5util_set_err(err, errlen,
                    "labels '%s' in '%s' are %s regression targets, but the model is a "

@@ -140,7 +140,8 @@ typedef enum {
   DATA_U16 = 3,
   DATA_I16 = 4,
   DATA_F16 = 5,
-  DATA_F64 = 6
+  DATA_F64 = 6,
+  DATA_I32 = 7 /* token sets only: the ids as held in memory (Token sets, below) */
 } data_dtype;
 
 typedef enum { DATA_LABEL_CLASS = 0, DATA_LABEL_FLOAT = 1 } data_label_kind;
@@ -232,6 +233,62 @@ void data_share_cache(data_set *ds, void *mem);
 /* Chunks (or blocks) this process has read into its chunk cache. */
 uint64_t data_chunks_read(const data_set *ds);
 
+/* ---- Token sets --------------------------------------------------------
+ *
+ * A token set is one HDF5 dataset of integer token ids (any integer type
+ * up to 64 bits; uint8, uint16 and int32 are the usual ones), either
+ *   (T,)     one long stream, or
+ *   (N, L)   N fixed-length sequences of L tokens each.
+ * Training windows of seq_len + 1 tokens are cut every `stride` tokens (a
+ * window never crosses from one sequence of an (N, L) set into the next),
+ * and the sample index is the window number w:
+ *   inputs  x  (seq_len) floats: tokens [s, s + seq_len), ids exactly;
+ *   labels  y  (seq_len) int32: tokens [s + 1, s + seq_len + 1), the next
+ *              token at each position,
+ * with s = w * stride for a stream; for (N, L), window w is window
+ * w % W of sequence w / W, W = (L - seq_len - 1) / stride + 1 windows per
+ * sequence. So data_count is the number of windows (for a stream of T
+ * tokens, (T - seq_len - 1) / stride + 1), data_sample_elems and
+ * data_label_elems are seq_len, data_label_kind_of is DATA_LABEL_CLASS,
+ * data_input_dtype is DATA_I32, and the sampler, the loader, sharding and
+ * resume treat windows as they treat any sample.
+ *
+ * The vocabulary: the integer attribute `vocab_size` on the dataset (as
+ * `midscale prepare text` writes it), else the largest id + 1. All ids are
+ * read into memory at open, in their stored width (1, 2 or 4 B; within
+ * mem_budget unless it is 0), and checked there: an id that is negative, at or over vocab_size, or
+ * over 2^24 - 1 (the largest integer a float input holds exactly) is
+ * refused with its position, as are a float or non-integer
+ * type, a shape other than (T,) or (N, L) and data shorter than one window.
+ * data_read refuses a norm other than the identity (token ids are not
+ * scaled). data_check_labels(ds, V) checks that every id, and vocab_size
+ * when the file states it, fits a model of V classes. */
+
+/* How windows are cut from a token set. */
+typedef struct {
+  uint64_t seq_len; /* tokens per window's inputs, >= 1 (data.seq_len) */
+  uint64_t stride;  /* tokens between window starts, >= 1; 0 = seq_len (data.stride) */
+} data_token_opts;
+
+/* Opens the token dataset `name` of `path` (see above); ds's labels are
+ * the same dataset (data_y_name returns name). Errors: those of data_open,
+ * and those of Token sets, above. */
+int data_open_tokens(data_set **out, const char *path, const char *name,
+                     const data_token_opts *o, size_t mem_budget, char *err, size_t errlen);
+
+/* The vocabulary size of a token set (above); 0 for any other set. */
+uint64_t data_vocab_size(const data_set *ds);
+
+/* 1 for a token set. */
+int data_is_tokens(const data_set *ds);
+
+/* seq_len and stride of a token set (stride resolved); 0 for other sets. */
+uint64_t data_seq_len(const data_set *ds);
+uint64_t data_stride(const data_set *ds);
+
+/* Tokens in a token set (all sequences together); 0 for other sets. */
+uint64_t data_token_count(const data_set *ds);
+
 /* Closes the file and frees everything; accepts NULL. */
 void data_close(data_set *ds);
 
@@ -269,7 +326,8 @@ data_label_kind data_label_kind_of(const data_set *ds);
 size_t data_label_elems(const data_set *ds);
 
 /* The per-sample shape of the labels, as data_sample_shape (0 dims for (N,);
- * class labels of shape (N, 1) report 0 dims too). */
+ * class labels of shape (N, 1) report 0 dims too; a token set's labels
+ * report one dim, seq_len). */
 int data_label_shape(const data_set *ds, uint64_t *dims, int max_dims);
 
 /* For a classifier with n_classes outputs: the labels must be class labels
@@ -298,7 +356,8 @@ int data_check_finite(data_set *ds, uint64_t begin, uint64_t count, const data_n
 /* Reads samples idx[0..n) (any order, repeats allowed).
  *   x  (n, data_sample_elems) floats, row i = sample idx[i], through norm
  *      (NULL = data_norm_identity()).
- *   y  (n) class labels; may be NULL; ignored when the labels are float.
+ *   y  (n, data_label_elems) class labels (one per sample, seq_len for a
+ *      token set); may be NULL; ignored when the labels are float.
  *   t  (n, data_label_elems) float targets; may be NULL. For class labels
  *      t gets the class index as a float.
  * Errors: an index >= N, a class label outside int32, a norm that does not

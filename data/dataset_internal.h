@@ -32,6 +32,18 @@ typedef struct {
   size_t rows_cap;     /* bytes */
 } data_read_scratch;
 
+/* A token set's ids (dataset.h, "Token sets"); ids NULL for other sets. */
+typedef struct {
+  unsigned char *ids;         /* (rows, row_len) every token id, `width` bytes each */
+  size_t width;               /* 1, 2 or 4: the stored width (uint8, uint16, uint32) */
+  uint64_t rows, row_len;     /* a stream is 1 row */
+  uint64_t seq_len, stride;   /* stride resolved */
+  uint64_t per_row;           /* windows per row */
+  uint64_t vocab;             /* the vocab_size attribute, else max id + 1 */
+  int vocab_stated;           /* the file has the attribute */
+  int stream;                 /* stored (T,), not (N, L) */
+} data_tokens;
+
 struct data_set {
   char *path, *x_name, *y_name;
   data_dtype dtype;
@@ -45,6 +57,21 @@ struct data_set {
   unsigned char *mem;  /* in memory: (n, elems) stored inputs, else NULL */
   chunk_cache *cache;  /* streamed through the chunk cache, else NULL */
   data_read_scratch scratch;
+  data_tokens tok;
 };
+
+/* dataset.c's guarded open of a dataset (h5guard.h), shared with
+ * tokens.c: H5I_INVALID_HID with err set when it is missing (the message
+ * lists what exists), a refused link, or short of its declared storage. */
+hid_t data_open_dataset(hid_t file, const char *path, const char *name, uint64_t file_size,
+                        char *err, size_t errlen);
+
+/* Refuses a dataset whose filters this HDF5 cannot decode (dataset.c). */
+int data_check_filters(hid_t set, const char *path, const char *name, char *err, size_t errlen);
+
+/* tokens.c: data_read and data_check_labels of a token set. */
+int data_tokens_read(data_set *ds, const uint64_t *idx, size_t n, const data_norm *norm, float *x,
+                     int32_t *y, float *t, char *err, size_t errlen);
+int data_tokens_check_vocab(const data_set *ds, int n_classes, char *err, size_t errlen);
 
 #endif

@@ -130,6 +130,7 @@ static int read_inputs(data_set *ds, const uint64_t *idx, size_t n, const rowcon
 
 int data_read(data_set *ds, const uint64_t *idx, size_t n, const data_norm *norm, float *x,
               int32_t *y, float *t, char *err, size_t errlen) {
+  if (ds->tok.ids) return data_tokens_read(ds, idx, n, norm, x, y, t, err, errlen);
   rowconv rc;
   if (rowconv_plan(&rc, ds, norm, err, errlen) < 0) return -1;
   for (size_t i = 0; i < n; i++) {

@@ -31,7 +31,7 @@ typedef struct {
   char err[DATA_ERRLEN];
   uint64_t *idx; /* (local) */
   float *x;      /* (local, elems) */
-  int32_t *y;    /* (local) or NULL */
+  int32_t *y;    /* (local, lelems) or NULL */
   float *t;      /* (local, lelems) or NULL */
 } slot;
 
@@ -242,7 +242,7 @@ int loader_create(data_loader **out, const loader_opts *o, char *err, size_t err
     s->idx = malloc(l->local * sizeof *s->idx);
     s->x = malloc(l->local * l->elems * sizeof *s->x);
     if (o->class_labels)
-      s->y = malloc(l->local * sizeof *s->y);
+      s->y = malloc(l->local * l->lelems * sizeof *s->y);
     else
       s->t = malloc(l->local * l->lelems * sizeof *s->t);
     if (!s->idx || !s->x || (!s->y && !s->t)) goto oom;

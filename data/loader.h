@@ -63,7 +63,8 @@ typedef struct {
   size_t n;             /* samples: global_batch / world */
   const uint64_t *idx;  /* (n) dataset indices, in batch order */
   const float *x;       /* (n, data_sample_elems) inputs through norm */
-  const int32_t *y;     /* (n) class labels, or NULL (class_labels 0) */
+  const int32_t *y;     /* (n, data_label_elems) class labels (one per sample; seq_len
+                         * for a token set), or NULL (class_labels 0) */
   const float *t;       /* (n, data_label_elems) float targets, or NULL (class_labels 1) */
 } loader_batch;
 

@@ -90,6 +90,13 @@ int rowconv_plan(rowconv *rc, const data_set *ds, const data_norm *norm, char *e
 }
 
 int data_norm_check(const data_set *ds, const data_norm *norm, char *err, size_t errlen) {
+  if (data_is_tokens(ds) && norm && (norm->scale != 1.0f || norm->n_mean || norm->n_std)) {
+    h5util_set_err(err, errlen,
+                   "'%s' in '%s' is a token set: data.scale, data.mean and data.std do not apply "
+                   "(token ids are read as they are)",
+                   data_x_name(ds), data_path(ds));
+    return -1;
+  }
   rowconv rc;
   return rowconv_plan(&rc, ds, norm, err, errlen);
 }
@@ -160,6 +167,13 @@ MS_MULTIVERSION static void convert_row(data_dtype t, const unsigned char *src, 
       memcpy(dst, src, e * sizeof(float));
       if (scale != 1.0f)
         for (size_t k = 0; k < e; k++) dst[k] *= scale;
+      return;
+    case DATA_I32:
+      for (size_t k = 0; k < e; k++) {
+        int32_t v;
+        memcpy(&v, src + 4 * k, 4);
+        dst[k] = (float)v * scale;
+      }
       return;
     case DATA_F64:
       for (size_t k = 0; k < e; k++) {

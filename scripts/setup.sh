@@ -15,11 +15,12 @@ BUILD_DIR=${MIDSCALE_BUILD_DIR:-$ROOT/build}
 # Build tools and libraries, then what the tests and the demo use (Python
 # with NumPy, h5py and PyTorch for the cross-checks and the test files,
 # pgrep/pkill, Slurm with munge for the test cluster, iproute2 for the
-# emulated cluster of tests/cluster/ (ip netns, tc) and bc for test timings).
+# emulated cluster of tests/cluster/ (ip netns, tc), bc for test timings and
+# fortunes, the English text of the character-level language model).
 PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
   libhdf5-openmpi-dev hdf5-tools libzstd-dev zstd libxxhash-dev libyaml-dev libopenblas-dev
   libjansson-dev zlib1g-dev libdeflate-dev libdnnl-dev libcmocka-dev python3 python3-numpy python3-h5py python3-torch dataset-fashion-mnist
-  procps time slurm-wlm munge iproute2 bc)
+  procps time slurm-wlm munge iproute2 bc fortunes)
 
 install_packages() {
   if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

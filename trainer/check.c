@@ -33,6 +33,25 @@ int check_model_input(const ms_config *cfg, const data_set *train) {
   return config_check_input(cfg, shape, ndim, source);
 }
 
+int check_open_data(const ms_config *cfg, int test, size_t budget, data_cache cache,
+                    data_set **out) {
+  char err[MS_MSG_MAX] = "";
+  const char *x = test ? cfg->data.test_x : cfg->data.train_x;
+  const char *y = test ? cfg->data.test_y : cfg->data.train_y;
+  if (cfg->data.tokens) {
+    /* Every id is read even for `midscale check` (budget 0): they are the
+     * labels too. So the budget always applies: a file cannot make check
+     * hold more than train would. */
+    data_token_opts o = {.seq_len = (uint64_t)cfg->data.seq_len,
+                         .stride = (uint64_t)cfg->data.stride};
+    size_t tok_budget = (size_t)cfg->data.memory_mb << 20;
+    return ms_from_data(data_open_tokens(out, cfg->data.path, x, &o, tok_budget, err, sizeof err),
+                        err);
+  }
+  return ms_from_data(data_open_cached(out, cfg->data.path, x, y, budget, cache, err, sizeof err),
+                      err);
+}
+
 data_norm check_data_norm(const ms_config *cfg) {
   data_norm n = data_norm_identity();
   n.scale = (float)cfg->data.scale;
@@ -57,10 +76,12 @@ int check_data_sets(const ms_config *cfg, const data_set *train, const data_set 
   if (rc) return rc;
   if (data_count(train) < (uint64_t)cfg->train.batch_size)
     return ms_error_set(MS_EDATA,
-                        "'%s' in '%s' has %llu samples, fewer than one global batch "
+                        "'%s' in '%s' has %llu %s, fewer than one global batch "
                         "(train.batch_size %d)",
                         data_x_name(train), data_path(train),
-                        (unsigned long long)data_count(train), cfg->train.batch_size);
+                        (unsigned long long)data_count(train),
+                        data_is_tokens(train) ? "windows (data.seq_len, data.stride)" : "samples",
+                        cfg->train.batch_size);
   return 0;
 }
 
@@ -449,7 +470,7 @@ static int check_data(const ms_config *c, const ms_model *m, data_set *train, da
 int check_main(int argc, char **argv, const char *usage, FILE *out) {
   check_args a = {.world = 1};
   ms_config *c = NULL;
-  char *text = NULL, *emitted = NULL, err[MS_MSG_MAX] = "", dir[MS_PATH_MAX + 32];
+  char *text = NULL, *emitted = NULL, dir[MS_PATH_MAX + 32];
   size_t text_len = 0;
   data_set *train = NULL, *test = NULL;
   check_length len = {0, 0, 0};
@@ -477,11 +498,8 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
   if (stat(c->data.path, &st) == 0) {
     /* Streaming mode (budget 0): only the labels are read into memory. */
     data_allow_links(c->data.allow_links);
-    rc = ms_from_data(
-        data_open(&train, c->data.path, c->data.train_x, c->data.train_y, 0, err, sizeof err), err);
-    if (rc == 0 && c->data.test_x[0])
-      rc = ms_from_data(
-          data_open(&test, c->data.path, c->data.test_x, c->data.test_y, 0, err, sizeof err), err);
+    rc = check_open_data(c, 0, 0, DATA_CACHE_AUTO, &train);
+    if (rc == 0 && c->data.test_x[0]) rc = check_open_data(c, 1, 0, DATA_CACHE_AUTO, &test);
     if (rc == 0) rc = check_model_input(c, train);
     if (rc) goto out;
     have_data = 1;
@@ -512,6 +530,13 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
             c->data.path, (unsigned long long)data_count(train), shape,
             check_is_classifier(c) ? "labels" : "targets", plan->n_out,
             test ? ", test set consistent" : "");
+    if (data_is_tokens(train))
+      fprintf(out,
+              "check: token windows of %llu inputs every %llu tokens, from %llu tokens; "
+              "vocab_size %llu\n",
+              (unsigned long long)data_seq_len(train), (unsigned long long)data_stride(train),
+              (unsigned long long)data_token_count(train),
+              (unsigned long long)data_vocab_size(train));
     char length[200];
     check_length_desc(c, &len, length, sizeof length);
     fprintf(out, "check: the run trains %s (warmup %d)\n", length, c->schedule.warmup_steps);

@@ -46,6 +46,15 @@ int check_reference(FILE *out);
  * shapes. */
 int check_model_input(const ms_config *cfg, const data_set *train);
 
+/* Opens the training set of cfg (test 0) or its test set (test 1): a token
+ * set (data_open_tokens, data.seq_len and data.stride) when data.tokens is
+ * true, else the pair of inputs and labels (data_open_cached), within
+ * `budget` bytes (0: the labels only) -- a token set within data.memory_mb
+ * whatever `budget` says, since all its ids are its labels.
+ * MS_EDATA with data/'s message. */
+int check_open_data(const ms_config *cfg, int test, size_t budget, data_cache cache,
+                    data_set **out);
+
 /* The data_norm cfg asks for: data.scale, data.mean and data.std (views
  * into cfg, which must outlive the result) and data.check_finite. */
 data_norm check_data_norm(const ms_config *cfg);

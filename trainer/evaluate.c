@@ -68,7 +68,7 @@ int eval_create(evaluator **out, const ranks *rk, ms_model *model, const loss_fn
     size_t n = (size_t)chunk;
     e->idx = malloc(sizeof *e->idx * n);
     e->x = malloc(sizeof *e->x * n * data_sample_elems(test));
-    e->y = malloc(sizeof *e->y * n);
+    e->y = malloc(sizeof *e->y * n * data_label_elems(test)); /* seq_len per token window */
     e->t = malloc(sizeof *e->t * n * (size_t)loss->n_out);
   }
   if (!e || !e->idx || !e->x || !e->y || !e->t)

@@ -9,6 +9,7 @@
 #include "blas.h"
 #include "comm.h"
 #include "check.h"
+#include "cmd_prepare_text.h"
 #include "ckpt.h"
 #include "convert.h"
 #include "info.h"
@@ -66,6 +67,7 @@ static const char usage_main[] =
     "  midscale prepare csv FILE.csv OUT.h5 --label COLUMN [--group NAME]\n"
     "                                   [--test-fraction F] [--seed S]\n"
     "  midscale prepare npy --x X.npy --y Y.npy OUT.h5 [--group NAME]\n"
+    "  midscale prepare text FILE... OUT.h5 [--vocab bytes|FILE] [--test-fraction F]\n"
     "  midscale data-info FILE.h5 [--histogram DATASET]...\n"
     "  midscale check CONFIG [--set section.key=value]... [--world N]\n"
     "                 [--nodes K] [--link 1gbit|10gbit|100gbit|RATE,LATENCY]\n"
@@ -159,6 +161,13 @@ static const char usage_prepare[] =
     "      Converts NumPy arrays: X (N, ...) becomes NAME/images (default\n"
     "      train), Y (N, ...) NAME/labels. Types are kept, except 32/64-bit\n"
     "      integer inputs, stored as float32.\n"
+    "  midscale prepare text FILE... OUT.h5 [--vocab bytes|FILE] [--test-fraction F]\n"
+    "      Converts text into a token stream for language models (data.tokens):\n"
+    "      /train/tokens, the files one after the other, and with F > 0\n"
+    "      /test/tokens, the last share F of each file (from a line start).\n"
+    "      --vocab bytes (default): one token per byte, vocab_size 256; FILE: one\n"
+    "      character per line (\\n newline, \\t tab, \\s space, <unk> for the\n"
+    "      rest), UTF-8 text, ids in line order.\n"
     "\n"
     "Output: chunks of about 1 MiB of whole samples, gzip level 1, and for csv\n"
     "and npy the shuffle filter when a trial on the first chunk shows that it\n"
@@ -348,10 +357,11 @@ static int cmd_prepare(int argc, char **argv) {
                {"idx", prepare_idx},
                {"synthetic", prepare_synthetic},
                {"csv", prepare_csv},
-               {"npy", prepare_npy}};
+               {"npy", prepare_npy},
+               {"text", cmd_prepare_text}};
   const char *written = NULL;
   if (argc < 1)
-    return usage_error("prepare needs a kind: %s", "fashion-mnist, idx, synthetic, csv or npy");
+    return usage_error("prepare needs a kind: %s", "fashion-mnist, idx, synthetic, csv, npy or text");
   for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
     if (strcmp(argv[0], kinds[i].kind) != 0) continue;
     int rc = kinds[i].run(argc, argv, &written);
@@ -363,7 +373,7 @@ static int cmd_prepare(int argc, char **argv) {
     printf("wrote %s\n", written);
     return 0;
   }
-  return usage_error("unknown prepare kind '%s' (fashion-mnist, idx, synthetic, csv or npy)",
+  return usage_error("unknown prepare kind '%s' (fashion-mnist, idx, synthetic, csv, npy or text)",
                      argv[0]);
 }
 

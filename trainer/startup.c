@@ -114,13 +114,8 @@ static int open_data(train_setup *s, const ranks *rk) {
                                                         : DATA_CACHE_AUTO;
   const size_t budget = (size_t)c->data.memory_mb << 20; /* per set, per rank */
   data_allow_links(c->data.allow_links);
-  int rc = ms_from_data(data_open_cached(&s->train, c->data.path, c->data.train_x, c->data.train_y,
-                                         budget, cache, err, sizeof err),
-                        err);
-  if (rc == 0 && c->data.test_x[0])
-    rc = ms_from_data(data_open_cached(&s->test, c->data.path, c->data.test_x, c->data.test_y,
-                                       budget, cache, err, sizeof err),
-                      err);
+  int rc = check_open_data(c, 0, budget, cache, &s->train);
+  if (rc == 0 && c->data.test_x[0]) rc = check_open_data(c, 1, budget, cache, &s->test);
   if (rc == 0) rc = check_data_sets(c, s->train, s->test, &s->norm);
   for (int i = 0; rc == 0 && c->data.check_finite && i < 2; i++) {
     data_set *ds = i ? s->test : s->train;

@@ -326,4 +326,61 @@ with open("wide.csv", "w") as f:
     f.write("label" + ",a" * W + "\n1" + ",0" * W + "\n")
 case("csv_wide@400", "prepare", 0, "-", "prepare", "csv", "wide.csv", "out.h5", "--label", "label")
 
+# ---- token sets (data.tokens, issue 20): every refusal is exit 3 ----------
+TOK = ["--set", "data.tokens=true", "--set", "data.seq_len=16", "--set",
+       "data.train_x=/train/tokens", "--set", "data.test_x="]
+
+
+def tokens(name, data, dtype, vocab=None, **kw):
+    with h5py.File(name, "w") as f:
+        d = f.create_dataset("train/tokens", data=np.asarray(data), dtype=dtype, **kw)
+        if vocab is not None:
+            d.attrs["vocab_size"] = vocab
+
+
+def check_train(name, rc, text, *sets):
+    case(name, "check", rc, text, name + ".h5", *sets)
+    case(name, "train", rc, text, name + ".h5", *sets)
+
+
+IDS = np.arange(4000) % 4  # ids the 4-class model of cfg.yaml can take
+tokens("tok_good.h5", IDS, "u2", vocab=4, chunks=(1000,), compression="gzip")
+case("tok_good", "check", 0, "-", "tok_good.h5", *TOK)
+tokens("tok_float.h5", IDS, "f4")
+check_train("tok_float", 3, "token dataset '/train/tokens' in 'tok_float.h5' has type float32; "
+            "token ids must be integers", *TOK)
+tokens("tok_over_vocab.h5", np.r_[IDS, 4], "u2", vocab=4)
+check_train("tok_over_vocab", 3, "token id 4 at token 4000 of '/train/tokens' in "
+            "'tok_over_vocab.h5' is outside the vocabulary [0, 4)", *TOK)
+tokens("tok_over_model.h5", np.r_[IDS, 9], "u1")
+check_train("tok_over_model", 3, "token id 9 at token 4000 of '/train/tokens' in "
+            "'tok_over_model.h5' is outside the model's vocabulary [0, 4)", *TOK)
+tokens("tok_negative.h5", np.r_[IDS[:100], -3, IDS[:100]], "i4")
+check_train("tok_negative", 3, "token id -3 at token 100 of '/train/tokens' in "
+            "'tok_negative.h5' is negative", *TOK)
+tokens("tok_negative_seq.h5", np.r_[IDS[:99], -1].reshape(5, 20), "i1")
+check_train("tok_negative_seq", 3, "token id -1 at sequence 4, token 19 of '/train/tokens'", *TOK)
+tokens("tok_short.h5", IDS[:16], "u1")
+check_train("tok_short", 3, "'/train/tokens' in 'tok_short.h5' has a stream of 16 tokens, shorter "
+            "than one window of data.seq_len + 1 = 17 tokens", *TOK)
+tokens("tok_short_seq.h5", IDS[:160].reshape(10, 16), "u1")
+check_train("tok_short_seq", 3, "has sequences of 16 tokens, shorter than one window", *TOK)
+tokens("tok_few_windows.h5", IDS[:100], "u1")
+check_train("tok_few_windows", 3, "'/train/tokens' in 'tok_few_windows.h5' has 6 windows "
+            "(data.seq_len, data.stride), fewer than one global batch", *TOK)
+tokens("tok_3d.h5", IDS.reshape(10, 20, 20), "u1")
+check_train("tok_3d", 3, "has shape (10, 20, 20); expected one stream (T,) or sequences (N, L)",
+            *TOK)
+tokens("tok_attr.h5", IDS, "u1")
+with h5py.File("tok_attr.h5", "a") as f:
+    f["train/tokens"].attrs["vocab_size"] = "four"
+check_train("tok_attr", 3, "the vocab_size attribute of '/train/tokens' in 'tok_attr.h5' is not "
+            "one integer", *TOK)
+with h5py.File("tok_bomb.h5", "w") as f:  # 400 MiB of ids in a 400 KB file
+    d = f.create_dataset("train/tokens", shape=(400 << 20,), dtype="u1", chunks=(400 << 20,),
+                         compression="gzip")
+    d.id.write_direct_chunk((0,), BOMB)
+check_train("tok_bomb", 3, "holds 419430400 tokens (400.0 MiB), more than the memory "
+            "budget of 100.0 MiB per rank", *TOK, "--set", "data.memory_mb=100")
+
 print("\n".join(CASES))

@@ -182,6 +182,9 @@ typedef struct {
     int prefetch;                  /* batches the loader thread reads ahead; 0 = no thread */
     ms_cache cache;                /* where the inputs live */
     int memory_mb;                 /* per-rank budget: inputs in memory, or the chunk cache */
+    int tokens;                    /* bool: train_x/test_x are token sets (data/dataset.h) */
+    int seq_len;                   /* tokens: window inputs, >= 1 */
+    int stride;                    /* tokens: between window starts; 0 = seq_len */
   } data;
   struct {
     int n_layers;

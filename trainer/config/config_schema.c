@@ -183,6 +183,15 @@ const key_spec cfg_keys[] = {
         "per-rank memory budget in MiB for the training (and, apart, the test) inputs: held in "
         "memory when they fit, else the HDF5 chunk cache of the streamed reads (at least 2 "
         "chunks); labels and the sample order (8 B/sample each) come on top (data/dataset.h)"),
+    BOOL("data.tokens", data.tokens, 0, PINNED,
+         "train_x and test_x are token ids (a stream (T,) or sequences (N, L), integers; "
+         "train_y/test_y unused): a sample is a window of seq_len inputs and the seq_len next "
+         "tokens as labels, one every stride tokens (data/dataset.h)"),
+    INT("data.seq_len", data.seq_len, 0, 0, INT_MAX, PINNED,
+        "tokens: the tokens a window feeds the model (its labels are the same shifted by one); "
+        "required with data.tokens"),
+    INT("data.stride", data.stride, 0, 0, INT_MAX, PINNED,
+        "tokens: tokens between the starts of windows; 0 = seq_len (an epoch is one pass)"),
     {.path = "model.input",
      .type = K_DIMS,
      FLD(ms_config, model.input),

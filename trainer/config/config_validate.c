@@ -207,6 +207,13 @@ int config_validate(const ms_config *cfg, int world_size) {
         "train.eval_top_k: top-k accuracy needs classes (model.loss softmax_cross_entropy), "
         "found model.loss %s (set eval_top_k 0)",
         loss);
+  if (cfg->data.tokens && cfg->data.seq_len < 1)
+    cfg_err_add(&e, NULL, "data.seq_len: data.tokens needs a window length of 1 or more");
+  if (!cfg->data.tokens && (cfg->data.seq_len || cfg->data.stride))
+    cfg_err_add(&e, NULL, "data.seq_len and data.stride apply to token sets only (data.tokens)");
+  if (cfg->data.tokens && (cfg->data.scale != 1.0 || cfg->data.mean.n || cfg->data.std.n))
+    cfg_err_add(&e, NULL,
+                "data.scale, data.mean and data.std do not apply to token ids (data.tokens)");
   if (cfg->data.test_x[0] && !cfg->data.test_y[0])
     cfg_err_add(&e, NULL, "data.test_y is required when data.test_x is set (\"\" = no evaluation)");
   if (world_size < 1)
