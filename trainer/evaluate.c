@@ -64,7 +64,9 @@ int eval_create(evaluator **out, const ranks *rk, ms_model *model, const loss_fn
   int rc = 0;
   if (e) {
     *e = (evaluator){.rk = rk, .model = model, .loss = *loss, .test = test, .norm = norm,
-                     .chunk = chunk, .top_k = loss->classifier && top_k < loss->n_out ? top_k : 0};
+                     .chunk = chunk,
+                     .top_k = loss->classifier && !loss->positions && top_k < loss->n_out ? top_k
+                                                                                           : 0};
     size_t n = (size_t)chunk;
     e->idx = malloc(sizeof *e->idx * n);
     e->x = malloc(sizeof *e->x * n * data_sample_elems(test));
@@ -112,7 +114,7 @@ static int eval_slice(evaluator *e, double s[6]) {
     s[0] += loss_compute(l, NULL, out, e->y, e->t, n, 1.0f, &correct);
     s[1] += (double)correct / (l->positions > 0 ? l->positions : 1);
     s[2] += n;
-    if (e->top_k > 0 && !l->positions) s[3] += (double)topk_correct(out, e->y, n, K, e->top_k);
+    if (e->top_k > 0) s[3] += (double)topk_correct(out, e->y, n, K, e->top_k);
     if (l->kind == MS_LOSS_BCE) {
       long hits = 0;
       for (long j = 0; j < (long)n * K; j++) hits += (out[j] > 0.0f) == (e->t[j] > 0.5f);
@@ -141,6 +143,7 @@ int eval_run(evaluator *e, ms_eval *res) {
                    .topk_acc = s[3] / s[2],
                    .mse = s[4] / s[2],
                    .mae = s[5] / s[2],
-                   .n_samples = (long)s[2]};
+                   .n_samples = (long)s[2],
+                   .sequence = e->loss.positions > 0};
   return 0;
 }

@@ -126,6 +126,13 @@ void metrics_eval(ms_metrics *m, int64_t step, int64_t epoch, const ms_eval *e) 
     add(o, "acc", real_or_null(fixed(e->acc, 6)));
     add(o, "top_k", json_integer(e->top_k));
     add(o, "topk_acc", real_or_null(fixed(e->topk_acc, 6)));
+  } else if (e->classifier && e->sequence) {
+    /* A language model's loss is read in bits per token (per character
+     * for byte-level text). */
+    snprintf(text, sizeof text, "%.4f bits per token  test accuracy %.4f (per position)",
+             e->loss / log(2.0), e->acc);
+    add(o, "bits_per_token", real_or_null(e->loss / log(2.0)));
+    add(o, "acc", real_or_null(fixed(e->acc, 6)));
   } else if (e->classifier) {
     snprintf(text, sizeof text, "test accuracy %.4f", e->acc);
     add(o, "acc", real_or_null(fixed(e->acc, 6)));

@@ -43,6 +43,7 @@ typedef struct {
   double topk_acc;
   double mse, mae; /* regression: mean over all outputs */
   long n_samples;
+  int sequence; /* a sequence loss: loss and acc are means over positions; loss in nats */
 } ms_eval;
 
 /* An evaluation record at the end of an epoch. */
