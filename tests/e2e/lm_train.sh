@@ -42,7 +42,7 @@ first=$(grep -o '^step .* loss [0-9.]*' "$LAST_OUT" | head -1 | grep -o 'loss [0
 last=$(grep -o '^step .* loss [0-9.]*' "$LAST_OUT" | tail -1 | grep -o 'loss [0-9.]*' | cut -d' ' -f2)
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 1.0) }' ||
   { cat "$LAST_OUT"; fail "the loss did not fall by 1 nat: $first -> $last"; }
-grep -q 'test loss' "$LAST_OUT" || { cat "$LAST_OUT"; fail "no evaluation"; }
+grep -q "test loss .* bits per token" "$LAST_OUT" || { cat "$LAST_OUT"; fail "no evaluation in bits per token"; }
 note "loss $first -> $last"
 decompress "A/checkpoints/$final" A.safetensors
 
