@@ -223,6 +223,12 @@ static void test_model_seq_config_errors(void **state) {
   cfg.model.layers[4].kernel = 2;
   assert_int_equal(model_plan(&m, &cfg, in_shape, 1), MS_ECONFIG);
   tu_assert_contains(ms_error_msg(), "not on a sequence");
+  tiny_lm(&cfg, 1);
+  cfg.model.layers[0] = L(MS_LAYER_DENSE); /* no embedding to tie to */
+  cfg.model.layers[0].units = 8;
+  cfg.model.n_layers = 1;
+  assert_int_equal(model_plan(&m, &cfg, in_shape, 1), MS_ECONFIG);
+  tu_assert_contains(ms_error_msg(), "model.tie_embeddings: needs an embedding");
   int64_t img[3] = {1, 4, 4};
   tiny_lm(&cfg, 0);
   assert_int_equal(model_plan(&m, &cfg, img, 3), MS_ECONFIG);

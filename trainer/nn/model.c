@@ -184,6 +184,10 @@ int model_plan(ms_model *m, const ms_config *cfg, const int64_t *in, int ndim) {
   }
   m->n_out = m->layers[m->n_layers - 1].out_elems;
   if (seq) m->seq_T = ph, m->vocab = pw;
+  if (cfg->model.tie_embeddings && m->layers[m->n_layers - 1].tie < 0)
+    return ms_error_set(MS_ECONFIG,
+                        "model.tie_embeddings: needs an embedding first layer and a dense output "
+                        "head on the sequence last");
   m->n_params = off;
   return 0;
 }
