@@ -468,8 +468,8 @@ static int check_data(const ms_config *c, const ms_model *m, data_set *train, da
         (rc = ms_from_data(data_check_finite(ds, 0, data_count(ds), &norm, err, sizeof err), err)))
       return rc;
   }
-  if ((rc = check_labels(c, m->n_out, train))) return rc;
-  if (test && (rc = check_labels(c, m->n_out, test))) return rc;
+  if ((rc = check_labels(c, model_classes(m), train))) return rc;
+  if (test && (rc = check_labels(c, model_classes(m), test))) return rc;
   return check_run_length(c, data_count(train), len);
 }
 
@@ -551,7 +551,7 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
             "check: dataset %s: %llu training samples of shape %s, %s within the %ld "
             "outputs%s\n",
             c->data.path, (unsigned long long)data_count(train), shape,
-            check_is_classifier(c) ? "labels" : "targets", plan->n_out,
+            check_is_classifier(c) ? "labels" : "targets", model_classes(plan),
             test ? ", test set consistent" : "");
     if (data_is_tokens(train))
       fprintf(out,
