@@ -300,9 +300,11 @@ static int create_reducer(train_setup *s, const ranks *rk) {
 static size_t arena_stride(size_t n) { return (n + 15) & ~(size_t)15; }
 
 /* comm.shared_params: the parameters and the optimizer state move into one
- * node-shared block (one copy per node); the node's first rank copies the
- * parameters in (identical on every rank: verify_identity), the state
- * starts at zero as optim_create's. Only where the reducer sums in node
+ * node-shared block (one copy per node); each rank copies in its own range
+ * of the parameters (identical on every rank: verify_identity) and zeroes
+ * its range of the state (optim_create's start), so that the pages of a
+ * range are first touched, and on a NUMA node placed, by the rank that
+ * updates them. Only where the reducer sums in node
  * shared memory: the sharded update is built on its ranges. Every rank
  * decides the same; params_desc says what was chosen and why. Collective. */
 static int share_params(train_setup *s, const ranks *rk) {
@@ -325,15 +327,21 @@ static int share_params(train_setup *s, const ranks *rk) {
   size_t bytes = sizeof(float) * stride * (size_t)(1 + n_state);
   void *base = NULL;
   int rc = 0;
-  if (!why) rc = comm_node_mem_alloc(w, bytes, bytes, &s->shared_params, &base);
+  if (!why) rc = comm_node_mem_alloc(w, bytes, 0, &s->shared_params, &base);
   if (rc == 0 && !why && !base) why = "a node could not allocate the shared window (/dev/shm)";
   if (rc || why) {
     snprintf(s->params_desc, sizeof s->params_desc, "off (%s)", why ? why : "failed");
     return agree(rk, ms_from_comm(rc, comm_errmsg(w)));
   }
   float *p = base;
-  model_use_params(s->model, p, w->local_rank == 0);
-  for (int a = 0; a < n_state; a++) state[a] = p + stride * (size_t)(a + 1);
+  size_t lo = 0, hi = 0;
+  reducer_shard(s->red, w->rank, &lo, &hi, NULL);
+  memcpy(p + lo, s->model->params + lo, sizeof(float) * (hi - lo));
+  model_use_params(s->model, p, 0);
+  for (int a = 0; a < n_state; a++) {
+    state[a] = p + stride * (size_t)(a + 1);
+    memset(state[a] + lo, 0, sizeof(float) * (hi - lo));
+  }
   optim_use_state(s->opt, state, 0);
   rc = ms_from_comm(comm_node_mem_barrier(s->shared_params), comm_errmsg(w));
   snprintf(s->params_desc, sizeof s->params_desc,
