@@ -117,6 +117,20 @@ int comm_node_mem_alloc(comm_world *w, size_t bytes, size_t zeroed, comm_node_me
 /* Frees it; collective over the ranks of the node. Accepts NULL. */
 void comm_node_mem_free(comm_node_mem *m);
 
+/* A barrier over the ranks of m's node that also orders memory: every store
+ * a rank made to the node's memory before it is seen by every rank of the
+ * node after it (MPI_Win_sync on both sides of an MPI_Barrier; Open MPI's
+ * and MPICH's MPI_Win_sync is a full fence, so it orders the stores to other
+ * node-shared windows of the rank too). Collective over the node's ranks.
+ * @return 0, or COMM_EMPI. */
+int comm_node_mem_barrier(comm_node_mem *m);
+
+/* This rank's fence on m's memory (MPI_Win_sync), for a caller that
+ * synchronises through another collective (an allreduce over the world is
+ * a barrier too): a fence before it and one after it order the stores as
+ * comm_node_mem_barrier does. */
+void comm_node_mem_fence(comm_node_mem *m);
+
 /* The nodes of the world, for algorithms that keep traffic inside a node.
  * Nodes are numbered by their lowest world rank; local ranks follow world
  * rank order within a node. Any layout is described (MPI may place ranks of

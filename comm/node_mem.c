@@ -7,6 +7,7 @@
 #include "comm.h"
 
 struct comm_node_mem {
+  comm_world *w; /* where comm_node_mem_barrier leaves its message */
   MPI_Comm node;
   MPI_Win win;
   int locked; /* in its MPI_Win_lock_all epoch */
@@ -82,6 +83,7 @@ int comm_node_mem_alloc(comm_world *w, size_t bytes, size_t zeroed, comm_node_me
   MPI_Win_sync(win);
   rc = MPI_Barrier(node);
   MPI_Win_sync(win);
+  m->w = w;
   m->node = node;
   m->win = win;
   m->locked = 1;
@@ -96,3 +98,14 @@ int comm_node_mem_alloc(comm_world *w, size_t bytes, size_t zeroed, comm_node_me
 }
 
 void comm_node_mem_free(comm_node_mem *m) { release(m); }
+
+int comm_node_mem_barrier(comm_node_mem *m) {
+  MPI_Win_sync(m->win);
+  int rc = MPI_Barrier(m->node);
+  MPI_Win_sync(m->win);
+  if (rc == MPI_SUCCESS) return 0;
+  snprintf(m->w->err, sizeof m->w->err, "MPI_Barrier (node memory) failed (code %d)", rc);
+  return COMM_EMPI;
+}
+
+void comm_node_mem_fence(comm_node_mem *m) { MPI_Win_sync(m->win); }

@@ -138,8 +138,11 @@ static int shm_create(reducer *r, const float *grads) {
   return 0;
 }
 
-/* Every rank's own segment is final -> every segment holds the sum. */
-static int shm_reduce(reducer *r) {
+/* Every rank's own segment is final -> every segment holds the sum (all),
+ * or this rank's own segment holds the sum of [own_lo, own_hi) (the
+ * sharded update, reducer_finish_shard: no write-back, no second barrier).
+ * The order of the sum is the same either way. */
+static int shm_reduce(reducer *r, int all) {
   MPI_Win_sync(r->win);
   int rc = MPI_Barrier(r->c1);
   if (rc != MPI_SUCCESS) return fail(r, rc, "MPI_Barrier");
@@ -154,9 +157,13 @@ static int shm_reduce(reducer *r) {
       const float *restrict src = r->seg[k] + i;
       for (size_t j = 0; j < m; j++) acc[j] += src[j];
     }
-    for (int k = 0; k < P; k++) memcpy(r->seg[k] + i, acc, m * sizeof *acc);
+    if (all)
+      for (int k = 0; k < P; k++) memcpy(r->seg[k] + i, acc, m * sizeof *acc);
+    else
+      memcpy(r->seg[r->me] + i, acc, m * sizeof *acc);
   }
   MPI_Win_sync(r->win);
+  if (!all) return 0;
   rc = MPI_Barrier(r->c1); /* no segment is read or written by another rank after it */
   if (rc != MPI_SUCCESS) return fail(r, rc, "MPI_Barrier");
   MPI_Win_sync(r->win);
@@ -620,7 +627,7 @@ void reducer_ready(void *ctx, size_t off, size_t len) {
 int reducer_finish(reducer *r) {
   if (r->P == 1) return 0;
   if (r->failed) return COMM_EMPI;
-  if (r->win != MPI_WIN_NULL) return shm_reduce(r);
+  if (r->win != MPI_WIN_NULL) return shm_reduce(r, 1);
   if (r->hier) return reducer_hier_reduce(r->hier, r->w->err, sizeof r->w->err);
   if (!r->overlap) {
     /* One blocking collective (two on the rank-ordered path) per bucket. */
@@ -650,6 +657,27 @@ int reducer_finish(reducer *r) {
   for (int i = 0; i < r->nb; i++)
     if (test_one(r, &r->b[i], 1)) return COMM_EMPI;
   return 0;
+}
+
+int reducer_finish_shard(reducer *r) {
+  if (r->win == MPI_WIN_NULL) {
+    snprintf(r->w->err, sizeof r->w->err, "reducer: a sharded update needs the node-shared path");
+    return COMM_EMPI;
+  }
+  return r->failed ? COMM_EMPI : shm_reduce(r, 0);
+}
+
+int reducer_shard(const reducer *r, int k, size_t *lo, size_t *hi, const float **seg) {
+  if (r->win == MPI_WIN_NULL) return 0;
+  if (k >= 0 && k < r->P) {
+    *lo = line_start(r->n, k, r->P), *hi = line_start(r->n, k + 1, r->P);
+    if (seg) *seg = r->seg[k];
+  }
+  return r->P;
+}
+
+void reducer_fence(reducer *r) {
+  if (r->win != MPI_WIN_NULL) MPI_Win_sync(r->win);
 }
 
 int reducer_buckets(const reducer *r, int b, size_t *lo, size_t *hi) {

@@ -185,6 +185,29 @@ void reducer_progress(reducer *r);
  * every rank). Collective. @return 0, COMM_EMPI. */
 int reducer_finish(reducer *r);
 
+/* The sharded update (ZeRO stage 1 inside a node; only on the node-shared
+ * path, reducer_shared): like reducer_finish, the first barrier and each
+ * rank's sum of its range in rank order (the same bits), but the sum stays
+ * in this rank's own segment: no write-back and no second barrier. The
+ * caller then updates its own range of the parameters from it, and every
+ * rank synchronises again (a barrier of the caller's: the parameters are
+ * complete) before any rank's next backward writes its segment. Another
+ * rank's sum may be read (reducer_shard) after a collective over the world
+ * that follows this call on every rank, with reducer_fence after it.
+ * Collective. @return 0, COMM_EMPI (also off the node-shared path). */
+int reducer_finish_shard(reducer *r);
+
+/* Rank k's range [*lo, *hi) of the arena on the node-shared path (on
+ * 64-byte lines; the ranges of ranks 0, 1, ... cover the arena in order),
+ * and in *seg (may be NULL) rank k's segment, which holds the sum of that
+ * range after reducer_finish_shard. @return the number of ranks, or 0 off
+ * the node-shared path (nothing set). */
+int reducer_shard(const reducer *r, int k, size_t *lo, size_t *hi, const float **seg);
+
+/* This rank's memory fence on the node-shared window (MPI_Win_sync); a
+ * no-op off that path. */
+void reducer_fence(reducer *r);
+
 /* What reducer_create planned: the number of buckets, and bucket b's float
  * range [lo, hi) when b is in range. */
 int reducer_buckets(const reducer *r, int b, size_t *lo, size_t *hi);

@@ -257,6 +257,57 @@ static void test_optim_schedule_lr_delegates(void **state) {
   tu_assert_close(schedule_lr(&cfg, 30, 50), 0.3, 1e-15, 0);
 }
 
+/* The sharded update's pieces (optim_step_range, optim_use_state, the
+ * clipping factor): ranges that cover the arena, in any order, with the
+ * gradients scaled as they are read, give optim_step's bits after in-place
+ * clipping, for every kind; t counts steps, not ranges. */
+static void test_optim_ranges_are_bitwise_the_whole_step(void **state) {
+  (void)state;
+  enum { n = 1003 };
+  const size_t cut[] = {0, 336, 672, n}; /* three ranks' ranges */
+  for (int kind = 0; kind < 4; kind++) {
+    ms_optim_params p = {.kind = kind >= 2 ? (kind == 2 ? MS_OPTIM_ADAM : MS_OPTIM_ADAMW)
+                                           : MS_OPTIM_SGD,
+                         .lr = 0.01, .weight_decay = 0.01, .momentum = 0.9, .nesterov = kind == 1,
+                         .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+    ms_optim *a = NULL, *b = NULL;
+    assert_int_equal(optim_create_params(&a, &p, n), 0);
+    assert_int_equal(optim_create_params(&b, &p, n), 0);
+    float *state_b[2], *mine[2] = {calloc(n, sizeof(float)), calloc(n, sizeof(float))};
+    optim_use_state(b, mine, 1); /* the caller's arenas, as a node-shared block */
+    assert_int_equal(optim_state(b, state_b, NULL, 2), optim_state(a, NULL, NULL, 2));
+    assert_ptr_equal(state_b[0], mine[0]);
+    float pa[n], pb[n], g[n], gc[n];
+    for (int i = 0; i < n; i++) pa[i] = pb[i] = (float)sin(i * 0.37) * 0.5f;
+    for (int t = 0; t < 4; t++) {
+      for (int i = 0; i < n; i++) g[i] = gc[i] = (float)cos(i * 1.3 + t) * (t + 1) * 0.3f;
+      double norm_a, norm_b;
+      norm_a = optim_clip_grad_norm(gc, n, 2.0);
+      optim_step(a, pa, gc, 0.01);
+      double ss = 0.0;
+      for (int k = 0; k < 3; k++) ss = optim_sum_squares(g + cut[k], cut[k + 1] - cut[k], ss);
+      float f = optim_clip_factor(ss, 2.0, &norm_b);
+      assert_true(norm_a == norm_b && f < 1.0f); /* it clips */
+      b->t = t; /* every rank counts the step once: one range here stands for a rank */
+      for (int k = 2; k >= 0; k--) {
+        int64_t t0 = b->t;
+        optim_step_range(b, pb, g, f, 0.01, cut[k], cut[k + 1]);
+        assert_int_equal(b->t, t0 + 1);
+        b->t = t0;
+      }
+      b->t = t + 1;
+      assert_memory_equal(pa, pb, sizeof pa);
+    }
+    float *state_a[2];
+    for (int s = 0, k = optim_state(a, state_a, NULL, 2); s < k; s++)
+      assert_memory_equal(state_a[s], state_b[s], sizeof(float) * n);
+    optim_free(a);
+    optim_free(b); /* does not free the caller's arenas */
+    free(mine[0]);
+    free(mine[1]);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_optim_adam_three_steps),
@@ -267,6 +318,7 @@ int main(void) {
       cmocka_unit_test(test_optim_sgd_from_config_unchanged),
       cmocka_unit_test(test_optim_kind_and_keys_from_config),
       cmocka_unit_test(test_optim_state_arenas_named),
+      cmocka_unit_test(test_optim_ranges_are_bitwise_the_whole_step),
       cmocka_unit_test(test_optim_schedule_constant_with_warmup),
       cmocka_unit_test(test_optim_schedule_cosine),
       cmocka_unit_test(test_optim_schedule_step),

@@ -261,6 +261,63 @@ static void test_reducer_16bit_wire_with_error_feedback(void **state) {
   }
 }
 
+/* The sharded update: reducer_finish_shard leaves rank k's range of the
+ * rank-ordered sum in rank k's segment (no write-back); the ranges cover
+ * the arena in rank order on 64-byte lines; every rank reads every range's
+ * sum after a collective and a fence; off the shared path it refuses. */
+static void test_reducer_finish_shard_keeps_each_range_in_its_segment(void **state) {
+  (void)state;
+  const size_t sizes[] = {5, 1000, N};
+  for (int s = 0; s < 3; s++) {
+    size_t n = sizes[s];
+    float *g = calloc(n, sizeof(float)), *want = malloc(sizeof(float) * n);
+    reducer *r = NULL;
+    reducer_opts o = {.first_bucket_bytes = 1 << 20, .bucket_bytes = 25 << 20, .overlap = 1,
+                      .wire = WIRE_F32, .shared_memory = 1};
+    assert_int_equal(reducer_create(&r, &W, g, n, NULL, 0, &o), 0);
+    assert_all_true(reducer_shard(r, -1, NULL, NULL, NULL) == W.size);
+    float *a = reducer_arena(r);
+    for (int round = 0; round < 2; round++) {
+      fill(a, n, W.rank, 20 + round);
+      reference_sum(a, n, want);
+      float *mine = malloc(sizeof(float) * n);
+      memcpy(mine, a, sizeof(float) * n);
+      reducer_begin(r);
+      assert_int_equal(reducer_finish_shard(r), 0);
+      MPI_Barrier(W.comm);
+      reducer_fence(r);
+      size_t next = 0;
+      int ok = 1;
+      for (int k = 0; k < W.size; k++) {
+        size_t lo = 1, hi = 0;
+        const float *seg = NULL;
+        reducer_shard(r, k, &lo, &hi, &seg);
+        ok = ok && lo == next && lo % 16 == 0 && hi >= lo && seg != NULL;
+        ok = ok && memcmp(seg + lo, want + lo, sizeof(float) * (hi - lo)) == 0;
+        if (k == W.rank) /* the rest of this rank's own segment: its own gradients */
+          ok = ok && memcmp(a, mine, sizeof(float) * lo) == 0 &&
+               memcmp(a + hi, mine + hi, sizeof(float) * (n - hi)) == 0;
+        next = hi;
+      }
+      assert_all_true(ok && next == n);
+      MPI_Barrier(W.comm); /* nobody reads a segment once the next round writes it */
+      free(mine);
+    }
+    reducer_free(r);
+    free(g);
+    free(want);
+  }
+  float *g = calloc(N, sizeof(float));
+  reducer *r = NULL;
+  reducer_opts o = {.first_bucket_bytes = 1 << 20, .bucket_bytes = 25 << 20, .overlap = 1,
+                    .wire = WIRE_F32, .shared_memory = 0};
+  assert_int_equal(reducer_create(&r, &W, g, N, NULL, 0, &o), 0);
+  assert_all_true(reducer_shard(r, 0, NULL, NULL, NULL) == 0);
+  assert_all_true(reducer_finish_shard(r) == COMM_EMPI);
+  reducer_free(r);
+  free(g);
+}
+
 int main(int argc, char **argv) {
   if (comm_init(&W, &argc, &argv) != 0) {
     fprintf(stderr, "%s\n", comm_errmsg(&W));
@@ -275,6 +332,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_reducer_16bit_wire_with_error_feedback),
       cmocka_unit_test(test_reducer_shared_memory_is_bitwise_equal),
       cmocka_unit_test(test_reducer_shared_memory_only_when_asked_and_fp32),
+      cmocka_unit_test(test_reducer_finish_shard_keeps_each_range_in_its_segment),
   };
   if (W.rank != 0 && !freopen("/dev/null", "w", stdout)) return 1;
   int failed = cmocka_run_group_tests_name("reducer", tests, NULL, NULL);

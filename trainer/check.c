@@ -311,6 +311,32 @@ static void print_summary(FILE *out, const ms_config *c, const ms_model *m, int 
           (long long)batch);
 }
 
+void check_memory_desc(const ms_config *c, const ms_model *m, int world, int nodes, int shared,
+                       char *buf, size_t n) {
+  char a[40], b[40], d[40], e[40], f[40];
+  const int L = world / (nodes > 0 ? nodes : 1);
+  int64_t batch = c->train.batch_size / world / (c->train.accumulate > 1 ? c->train.accumulate : 1);
+  int states = c->optim.name == MS_OPTIM_SGD ? 1 : 2;
+  double arena = (double)m->n_params * sizeof(float);
+  double acts = (double)batch * ((double)m->in_features + model_row_floats(m)) * sizeof(float);
+  double once = (1.0 + states) * arena; /* parameters + optimizer state */
+  double own_off = 2.0 * arena + states * arena + acts, own_on = arena + acts;
+  double rank_on = own_on + once / L, node_on = L * own_on + once, node_off = L * own_off;
+  if (shared)
+    snprintf(buf, n,
+             "memory: parameters and optimizer state shared (%s once per node): %s per rank "
+             "(PSS), %s per node of %d rank%s; without comm.shared_params %s per rank, %s per "
+             "node",
+             mib(a, sizeof a, once), mib(b, sizeof b, rank_on), mib(d, sizeof d, node_on), L,
+             L == 1 ? "" : "s", mib(e, sizeof e, own_off), mib(f, sizeof f, node_off));
+  else
+    snprintf(buf, n,
+             "memory: a copy per rank: %s per rank, %s per node of %d rank%s; shared "
+             "(comm.shared_params, one node) they would be %s per rank (PSS), %s per node",
+             mib(a, sizeof a, own_off), mib(b, sizeof b, node_off), L, L == 1 ? "" : "s",
+             mib(d, sizeof d, rank_on), mib(e, sizeof e, node_on));
+}
+
 /* "(28x28)" */
 static void shape_text(char *out, size_t n, const uint64_t *dims, int nd) {
   size_t k = 0;
@@ -571,6 +597,12 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
   }
   if (nd > 0) {
     print_summary(out, c, plan, a.world);
+    /* The run's own rule (startup.c, share_params), from the config alone. */
+    int shared = c->comm.shared_params && c->comm.shared_memory && c->comm.sync && a.world > 1 &&
+                 a.nodes <= 1 && c->comm.compress == MS_WIRE_NONE;
+    char mem[512];
+    check_memory_desc(c, plan, a.world, a.nodes, shared, mem, sizeof mem);
+    fprintf(out, "  %s\n", mem);
     print_prediction(out, c, plan, &a);
   } else
     fprintf(out,

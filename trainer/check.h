@@ -25,6 +25,7 @@
 #include "ckpt.h"
 #include "config.h"
 #include "dataset.h"
+#include "model.h"
 
 /* `midscale check CONFIG [--set KEY=VALUE]... [--world N]` (argv without
  * the command name): parse, overrides, validate for N ranks (default 1);
@@ -40,6 +41,15 @@ int check_main(int argc, char **argv, const char *usage, FILE *out);
 /* `midscale config-reference`: writes the Markdown reference of every
  * config key (configs/REFERENCE.md) to out. */
 int check_reference(FILE *out);
+
+/* The memory line of the banner and of `midscale check`: bytes per rank
+ * (proportional set size: a node-shared page counts 1/L in each of the L
+ * ranks that map it) and per node of L = world / nodes ranks, with and
+ * without comm.shared_params (the parameters and optimizer state once per
+ * node). shared: whether this run shares them (said first). m: a planned
+ * or built model; the activations are those of a micro-batch. */
+void check_memory_desc(const ms_config *cfg, const ms_model *m, int world, int nodes, int shared,
+                       char *buf, size_t n);
 
 /* Cross-check (a): model.input, when given, against the per-sample shape of
  * the training inputs (flattened sizes must agree). MS_ECONFIG names both

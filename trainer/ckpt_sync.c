@@ -1,5 +1,6 @@
 #include "ckpt_sync.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@ struct ckpt_sync {
   int64_t steps_per_epoch;
   ms_model *model;
   ms_optim *opt;
+  int shared_arenas;
   char dir[MS_PATH_MAX + 32];
   ckpt_tensor tensors[MAX_TENSORS];
   char tensor_names[MAX_TENSORS][80];
@@ -100,6 +102,7 @@ int ckpt_sync_create(ckpt_sync **out, const ckpt_sync_opts *o) {
     cs->steps_per_epoch = o->steps_per_epoch;
     cs->model = o->model;
     cs->opt = o->opt;
+    cs->shared_arenas = o->shared_arenas;
     snprintf(cs->dir, sizeof cs->dir, "%s", o->dir);
     cs->layout_hash = model_layout_hash(o->model);
     cs->last_step = -1;
@@ -456,14 +459,21 @@ int ckpt_sync_resume(ckpt_sync *cs, const char *what, ckpt_cursor *cur, char *fr
     metrics_say(cs->metrics, "resume: no checkpoint in %s, starting from step 0", cs->dir);
     goto done;
   }
-  if ((rc = ms_from_comm(comm_bcast_f32(w, cs->model->params, cs->model->n_params, 0),
-                         comm_errmsg(cs->w))))
-    goto done;
-  float *state[2];
-  const char *names[2];
-  for (int a = 0, n = optim_state(cs->opt, state, names, 2); a < n; a++)
-    if ((rc = ms_from_comm(comm_bcast_f32(w, state[a], cs->opt->n, 0), comm_errmsg(cs->w))))
+  if (cs->shared_arenas) {
+    /* Rank 0 restored the node's one copy before the cursor's broadcast,
+     * which every rank has received: its stores are visible after a fence.
+     * (A broadcast into the same memory would race with its own source.) */
+    atomic_thread_fence(memory_order_seq_cst);
+  } else {
+    if ((rc = ms_from_comm(comm_bcast_f32(w, cs->model->params, cs->model->n_params, 0),
+                           comm_errmsg(cs->w))))
       goto done;
+    float *state[2];
+    const char *names[2];
+    for (int a = 0, n = optim_state(cs->opt, state, names, 2); a < n; a++)
+      if ((rc = ms_from_comm(comm_bcast_f32(w, state[a], cs->opt->n, 0), comm_errmsg(cs->w))))
+        goto done;
+  }
   /* The loop's own state (early stopping) as the file kept it. */
   buf = cs->train_state;
   len = sizeof cs->train_state;

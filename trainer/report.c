@@ -56,7 +56,13 @@ static void model_desc(const ms_model *m, char *shape, size_t n) {
 static void say_comm(const report *rp) {
   const train_setup *s = rp->s;
   const reducer *red = s->red;
-  if (red && reducer_shared(red)) {
+  if (red && s->shared_params) {
+    metrics_say(rp->m,
+                "comm: node shared memory (every rank on this node): each rank sums its part of "
+                "the %.3g MB of gradients from all ranks' segments after backward (no overlap) "
+                "and updates that part of the shared parameters (no write-back of the sum)",
+                (double)s->model->n_params * sizeof(float) / 1e6);
+  } else if (red && reducer_shared(red)) {
     metrics_say(rp->m,
                 "comm: node shared memory (every rank on this node): each rank sums its part of "
                 "the %.3g MB of gradients from all ranks' segments after backward (no overlap), "
@@ -124,6 +130,12 @@ void report_banner(report *rp, const char *ckpt_desc) {
   metrics_say(rp->m, "train: %s, global batch %lld (%s), run dir %s", length,
               (long long)s->global_batch, per_rank, c->run.dir);
   say_comm(rp);
+  metrics_say(rp->m, "params: %s", s->params_desc);
+  char mem[512];
+  const comm_world *w = rp->rk->w;
+  check_memory_desc(c, m, w->size, w->size / (w->local_size > 0 ? w->local_size : 1),
+                    s->shared_params != NULL, mem, sizeof mem);
+  metrics_say(rp->m, "%s", mem);
   if (s->link.nodes > 1)
     metrics_say(rp->m,
                 "link probe: %d nodes, alpha %.3g us, %.3g Gbit/s (%.0f ms; feeds the cost "

@@ -290,6 +290,63 @@ static int create_reducer(train_setup *s, const ranks *rk) {
   return agree(rk, rc);
 }
 
+/* Floats between the arenas of the node-shared block: whole 64-byte lines,
+ * so that the ranges of two ranks (on 64-byte lines, reducer_shard) never
+ * share a line in any arena. */
+static size_t arena_stride(size_t n) { return (n + 15) & ~(size_t)15; }
+
+/* comm.shared_params: the parameters and the optimizer state move into one
+ * node-shared block (one copy per node); each rank copies in its own range
+ * of the parameters (identical on every rank: verify_identity) and zeroes
+ * its range of the state (optim_create's start), so that the pages of a
+ * range are first touched, and on a NUMA node placed, by the rank that
+ * updates them. Only where the reducer sums in node
+ * shared memory: the sharded update is built on its ranges. Every rank
+ * decides the same; params_desc says what was chosen and why. Collective. */
+static int share_params(train_setup *s, const ranks *rk) {
+  const ms_config *c = &s->cfg;
+  comm_world *w = rk->w;
+  const char *why = !c->comm.shared_params ? "comm.shared_params false"
+                    : w->size < 2          ? "one rank"
+                    : !s->red              ? "comm.sync false: every rank updates its own model"
+                    : reducer_hierarchical(s->red)
+                        ? "ranks on more than one node: the hierarchical path keeps today's "
+                          "update, a copy per rank"
+                    : !c->comm.shared_memory ? "comm.shared_memory false"
+                    : !reducer_shared(s->red)
+                        ? "the gradients are not summed in node shared memory (16-bit wire, or "
+                          "ranks on more than one node)"
+                        : NULL;
+  float *state[2];
+  int n_state = optim_state(s->opt, state, NULL, 2);
+  size_t stride = arena_stride(s->model->n_params);
+  size_t bytes = sizeof(float) * stride * (size_t)(1 + n_state);
+  void *base = NULL;
+  int rc = 0;
+  if (!why) rc = comm_node_mem_alloc(w, bytes, 0, &s->shared_params, &base);
+  if (rc == 0 && !why && !base) why = "a node could not allocate the shared window (/dev/shm)";
+  if (rc || why) {
+    snprintf(s->params_desc, sizeof s->params_desc, "off (%s)", why ? why : "failed");
+    return agree(rk, ms_from_comm(rc, comm_errmsg(w)));
+  }
+  float *p = base;
+  size_t lo = 0, hi = 0;
+  reducer_shard(s->red, w->rank, &lo, &hi, NULL);
+  memcpy(p + lo, s->model->params + lo, sizeof(float) * (hi - lo));
+  model_use_params(s->model, p, 0);
+  for (int a = 0; a < n_state; a++) {
+    state[a] = p + stride * (size_t)(a + 1);
+    memset(state[a] + lo, 0, sizeof(float) * (hi - lo));
+  }
+  optim_use_state(s->opt, state, 0);
+  rc = ms_from_comm(comm_node_mem_barrier(s->shared_params), comm_errmsg(w));
+  snprintf(s->params_desc, sizeof s->params_desc,
+           "shared: the parameters and the optimizer state once per node (%.3g MB), each of "
+           "the %d ranks updates its 1/%d of them",
+           (double)bytes / 1e6, w->size, w->size);
+  return agree(rk, rc);
+}
+
 /* Across nodes, a short alpha-beta probe of the link for the cost model
  * (report.c prints its prediction next to the measured step); it never
  * changes the sync. Collective. */
@@ -393,6 +450,7 @@ int startup_open(train_setup *s, const ranks *rk, const train_args *a) {
   if ((rc = agree(rk, check_model_input(c, s->train)))) return rc;
   if ((rc = build_model(s, rk))) return rc;
   if ((rc = create_reducer(s, rk))) return rc;
+  if ((rc = share_params(s, rk))) return rc;
   if ((rc = probe_link(s, rk))) return rc;
   if ((rc = share_chunk_cache(s, rk))) return rc;
   if ((rc = agree(rk, check_run_length(c, data_count(s->train), &s->len)))) return rc;
@@ -408,5 +466,6 @@ void startup_close(train_setup *s) {
   data_close(s->train);
   data_close(s->test);
   comm_node_mem_free(s->shared_cache);
+  comm_node_mem_free(s->shared_params); /* after the model and optimizer that borrowed it */
   free(s->cfg_text);
 }

@@ -43,6 +43,10 @@ typedef struct {
   ms_model *model;
   ms_optim *opt;
   reducer *red;                 /* the gradient sync; NULL with comm.sync false */
+  comm_node_mem *shared_params; /* comm.shared_params: the parameters and the optimizer
+                                 * state, once per node (model->params and opt's state
+                                 * arenas point into it), or NULL: each rank's own */
+  char params_desc[256];        /* the banner's: shared, or off and why */
   comm_link_probe link;         /* the inter-node link measured at start-up (nodes 1:
                                  * one node, or no sync: not probed) */
   data_loader *loader;          /* this rank's training batches; only it reads train */

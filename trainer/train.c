@@ -161,7 +161,9 @@ static void trace_buckets(run *r) {
 static int agree_step(run *r, step_agreement *sa, int rc) {
   ranks_enter(&r->rk, "gradient allreduce", "train_step");
   timeline_begin(r->tl, "gradient sync wait");
-  int crc = r->s.red ? reducer_finish(r->s.red) : 0;
+  int crc = !r->s.red            ? 0
+            : r->s.shared_params ? reducer_finish_shard(r->s.red)
+                                 : reducer_finish(r->s.red);
   timeline_end(r->tl);
   ranks_leave(&r->rk);
   if (crc) return ms_from_comm(crc, comm_errmsg(r->rk.w));
@@ -191,6 +193,41 @@ static int agree_step(run *r, step_agreement *sa, int rc) {
   }
   r->ckpt_due = sa->ckpt_due > 0;
   return crc ? ms_from_comm(crc, comm_errmsg(r->rk.w)) : 0;
+}
+
+/* The sharded update (comm.shared_params; reducer.h, reducer_finish_shard):
+ * each rank's range of the summed gradients is in its own segment; it
+ * clips and updates its range of the node-shared parameters with its range
+ * of the node-shared optimizer state, and a barrier over the node ends the
+ * step with the parameters complete. The step agreement (a collective over
+ * every rank) came after every rank's sum, so the other ranks' sums are
+ * readable here: the clipping norm sums every range in rank order, which
+ * is the arena in index order, the same double additions as
+ * optim_clip_grad_norm over the whole arena (bit for bit). Collective. */
+static int sharded_update(run *r, double lr) {
+  train_setup *s = &r->s;
+  ms_model *m = s->model;
+  size_t lo = 0, hi = 0;
+  reducer_fence(s->red);
+  const int P = reducer_shard(s->red, r->rk.w->rank, &lo, &hi, NULL);
+  float f = 1.0f;
+  if (s->cfg.optim.clip_norm > 0) {
+    double ss = 0.0, norm;
+    for (int k = 0; k < P; k++) {
+      size_t a = 0, b = 0;
+      const float *seg = NULL;
+      reducer_shard(s->red, k, &a, &b, &seg);
+      ss = optim_sum_squares(seg + a, b - a, ss);
+    }
+    f = optim_clip_factor(ss, s->cfg.optim.clip_norm, &norm);
+  }
+  /* The clipping factor goes into the update: the other ranks may still be
+   * reading this rank's sums for their norm. */
+  optim_step_range(s->opt, m->params, m->grads, f, lr, lo, hi);
+  ranks_enter(&r->rk, "parameter barrier", "train_step");
+  int rc = comm_node_mem_barrier(s->shared_params);
+  ranks_leave(&r->rk);
+  return rc ? ms_from_comm(rc, comm_errmsg(r->rk.w)) : 0;
 }
 
 /* One optimizer step on this rank's slice of the next global batch. sa
@@ -253,12 +290,18 @@ static int train_step(run *r, step_agreement *sa) {
   double t3 = comm_wtime();
   r->t_comm += t3 - t2 + r->t_hook;
   timeline_begin(r->tl, "optimizer");
-  /* Clipping sees the synced gradients: the same norm on every rank. */
-  if (s->cfg.optim.clip_norm > 0)
-    (void)optim_clip_grad_norm(m->grads, m->n_params, s->cfg.optim.clip_norm);
-  optim_step(s->opt, m->params, m->grads, schedule_lr(&s->cfg, r->cur.step, s->len.total_steps));
+  double lr = schedule_lr(&s->cfg, r->cur.step, s->len.total_steps);
+  if (s->shared_params) {
+    rc = sharded_update(r, lr);
+  } else {
+    /* Clipping sees the synced gradients: the same norm on every rank. */
+    if (s->cfg.optim.clip_norm > 0)
+      (void)optim_clip_grad_norm(m->grads, m->n_params, s->cfg.optim.clip_norm);
+    optim_step(s->opt, m->params, m->grads, lr);
+  }
   r->t_compute += comm_wtime() - t3;
   timeline_end(r->tl);
+  if (rc) return rc;
   timeline_end(r->tl); /* the step */
   r->cur.step++;
   if (++r->cur.step_in_epoch == s->len.steps_per_epoch) r->cur.step_in_epoch = 0, r->cur.epoch++;
@@ -303,6 +346,7 @@ static int setup(run *r, const train_args *a) {
                        .dir = s->ckpt_dir,
                        .model = m,
                        .opt = s->opt,
+                       .shared_arenas = s->shared_params != NULL,
                        .blas_threads = s->blas_threads,
                        .cpus_per_rank = s->cpus_per_rank,
                        .steps_per_epoch = s->len.steps_per_epoch};

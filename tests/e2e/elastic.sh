@@ -21,6 +21,7 @@ elastic() {
   run_np "$to" train cfg.yaml "${common[@]}" --set run.dir="$dir" --resume auto
   expect_ok
   grep -q "world $to " "$LAST_OUT" || fail "not resumed on $to ranks"
+  [ "$to" -lt 2 ] || grep -q '^params: shared: ' "$LAST_OUT" || fail "the banner does not say the parameters are shared (comm.shared_params)"
   grep -q 'at step 45 (epoch 2, 13 of its 32 steps done)' "$LAST_OUT" || { cat "$LAST_OUT"; fail "cursor"; }
   "$PYTHON" - "ref$from/metrics.jsonl" "$dir/metrics.jsonl" <<'PY'
 import json, sys

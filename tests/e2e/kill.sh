@@ -51,6 +51,7 @@ ls -a chain/checkpoints | sed 's/^/    /'
 run_np 2 train cfg.yaml "${common[@]}" --set run.dir=chain --resume auto
 expect_ok
 grep -q '^resumed from' "$LAST_OUT" || fail "the final run did not resume"
+grep -q '^params: shared: ' "$LAST_OUT" || fail "the banner does not say the parameters are shared (comm.shared_params)"
 [ "$advanced" -ge $((TRIALS / 2)) ] ||
   fail "the newest checkpoint advanced in only $advanced of $TRIALS runs: the kills came too early"
 decompress "ref/checkpoints/$final" ref.safetensors

@@ -13,6 +13,7 @@ common=(--set train.epochs=120 --set log.every_steps=1000 --set model.layers[0].
 note "reference: uninterrupted"
 run_np 2 train cfg.yaml "${common[@]}" --set run.dir=ref
 expect_ok
+grep -q '^params: shared: ' "$LAST_OUT" || fail "the banner does not say the parameters are shared (comm.shared_params)"
 final=$(ls ref/checkpoints | tail -n 1)
 
 # signal_run NAME HOW: start a run, signal it once it trains (its first
@@ -59,6 +60,7 @@ for how in rank-term mpirun-usr1; do
   [ "$ck" != "$how/checkpoints/$final" ] || fail "$how: the run finished before the signal"
   run_np 2 train cfg.yaml "${common[@]}" --set run.dir="$how" --resume auto
   expect_ok
+  grep -q '^params: shared: ' "$LAST_OUT" || fail "the banner does not say the parameters are shared (comm.shared_params)"
   decompress "ref/checkpoints/$final" ref.safetensors
   decompress "$how/checkpoints/$final" "$how.safetensors"
   "$PYTHON" "$CHECKER" --compare ref.safetensors "$how.safetensors" || fail "$how: parameters differ"

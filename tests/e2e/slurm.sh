@@ -54,6 +54,7 @@ restarts=$(scontrol show job "$job" | sed -n 's/.*Restarts=\([0-9]*\).*/\1/p')
 grep -q '^midscale: stopped: signal 10' job.out || fail "midscale did not stop on USR1"
 grep -q 'requeueing job' job.out || fail "the batch script did not requeue"
 grep -q '^resumed from .*step-' job.out || fail "the requeued job did not resume"
+grep -q '^params: shared: ' job.out || fail "the banner does not say the parameters are shared (comm.shared_params)"
 decompress "ref/checkpoints/$final" ref.safetensors
 decompress "job/checkpoints/$final" job.safetensors
 "$PYTHON" "$CHECKER" --compare ref.safetensors job.safetensors || fail "parameters differ"

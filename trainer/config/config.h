@@ -264,6 +264,8 @@ typedef struct {
     double first_bucket_mb;        /* the first bucket (the last layers), MiB */
     int overlap;                   /* bool: reduce buckets while backward runs */
     int shared_memory;             /* bool: sum in a node-shared window on one node */
+    int shared_params;             /* bool: parameters and optimizer state once per node,
+                                    * the optimizer sharded over the node's ranks */
     ms_wire compress;              /* gradients on the wire */
     ms_comm_algorithm algorithm;   /* the sum across nodes */
     int sync;                      /* bool: false skips the gradient sync (benchmarks only) */

@@ -293,9 +293,17 @@ void model_use_grads(ms_model *m, float *g) {
   m->grads_borrowed = 1;
 }
 
+void model_use_params(ms_model *m, float *p, int copy) {
+  if (p == m->params) return;
+  if (copy) memcpy(p, m->params, sizeof(float) * m->n_params);
+  if (!m->params_borrowed) free(m->params);
+  m->params = p;
+  m->params_borrowed = 1;
+}
+
 void model_free(ms_model *m) {
   if (!m) return;
-  free(m->params);
+  if (!m->params_borrowed) free(m->params);
   if (!m->grads_borrowed) free(m->grads);
   for (int i = 0; i < m->n_layers; i++) {
     ms_layer *l = &m->layers[i];

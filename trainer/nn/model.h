@@ -99,7 +99,8 @@ typedef struct {
   int n_p;               /* parameter tensors */
   ms_param p[MS_MAX_PARAMS];
   size_t n_params;
-  float *params;         /* (n_params) */
+  float *params;         /* (n_params); model_use_params may move it */
+  int params_borrowed;   /* 1: params is the caller's (model_use_params) */
   float *grads;          /* (n_params); model_use_grads may move it */
   int grads_borrowed;    /* 1: grads is the caller's (model_use_grads) */
   int max_batch;
@@ -148,6 +149,13 @@ void model_free(ms_model *m);
  * must outlive every later forward and backward): the gradient reducer's
  * node-shared arena (comm/reducer.h). The current gradients are copied. */
 void model_use_grads(ms_model *m, float *g);
+
+/* From now on the parameters live in p (n_params floats, the caller's,
+ * which must outlive every later use of the model): a node-shared copy that
+ * the ranks of a node read in place (trainer/startup.c). copy: the current
+ * parameters are copied into p first (one rank of the node does it); 0
+ * leaves p as it is. */
+void model_use_params(ms_model *m, float *p, int copy);
 
 /* Deterministic init from seed, identical on every rank and platform: per
  * layer its `init` (auto: He normal before relu / leaky_relu, Xavier normal

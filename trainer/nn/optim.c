@@ -55,9 +55,11 @@ int optim_create_params(ms_optim **out, const ms_optim_params *p, size_t n_param
 
 void optim_free(ms_optim *o) {
   if (!o) return;
-  free(o->momentum);
-  free(o->exp_avg);
-  free(o->exp_avg_sq);
+  if (!o->state_borrowed) {
+    free(o->momentum);
+    free(o->exp_avg);
+    free(o->exp_avg_sq);
+  }
   free(o->decay_mask);
   free(o);
 }
@@ -94,26 +96,48 @@ int optim_state(const ms_optim *o, float **arenas, const char **names, int max) 
   return k;
 }
 
+void optim_use_state(ms_optim *o, float *const *arenas, int copy) {
+  float **mine[2] = {NULL, NULL};
+  if (o->kind == MS_OPTIM_SGD)
+    mine[0] = &o->momentum;
+  else
+    mine[0] = &o->exp_avg, mine[1] = &o->exp_avg_sq;
+  for (int a = 0; a < 2 && mine[a]; a++) {
+    if (*mine[a] == arenas[a]) continue;
+    if (copy) memcpy(arenas[a], *mine[a], sizeof(float) * o->n);
+    if (!o->state_borrowed) free(*mine[a]);
+    *mine[a] = arenas[a];
+  }
+  o->state_borrowed = 1;
+}
+
 /* The weight decay of element i: wd, or 0 where the mask excludes it. */
 static inline float decay_of(const ms_optim *o, size_t i, float wd) {
   return (!o->decay_mask || o->decay_mask[i]) ? wd : 0.0f;
 }
 
-void optim_sgd_step(ms_optim *o, float *params, const float *grads, double lr) {
+/* SGD on the elements [lo, hi). */
+static void sgd_range(ms_optim *o, float *params, const float *grads, float gs, double lr,
+                      size_t lo, size_t hi) {
   const float mu = (float)o->mu, wd = (float)o->weight_decay, a = (float)lr;
   float *v = o->momentum;
-  for (size_t i = 0; i < o->n; i++) {
-    float g = grads[i] + decay_of(o, i, wd) * params[i];
+  for (size_t i = lo; i < hi; i++) {
+    float g = grads[i] * gs + decay_of(o, i, wd) * params[i];
     v[i] = mu * v[i] + g;
     params[i] -= a * (o->nesterov ? g + mu * v[i] : v[i]);
   }
+}
+
+void optim_sgd_step(ms_optim *o, float *params, const float *grads, double lr) {
+  sgd_range(o, params, grads, 1.0f, lr, 0, o->n);
   o->t++;
 }
 
-/* Adam and AdamW: the per-element arithmetic in float like torch's float32
- * tensors, the step scalars in double like torch's Python floats. */
-static void adam_step(ms_optim *o, float *params, const float *grads, double lr) {
-  o->t++;
+/* Adam and AdamW on the elements [lo, hi), as step t = o->t: the
+ * per-element arithmetic in float like torch's float32 tensors, the step
+ * scalars in double like torch's Python floats. */
+static void adam_range(ms_optim *o, float *params, const float *grads, float gs, double lr,
+                       size_t lo, size_t hi) {
   const double bc1 = 1.0 - pow(o->beta1, (double)o->t);
   const double bc2 = 1.0 - pow(o->beta2, (double)o->t);
   const float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
@@ -121,8 +145,8 @@ static void adam_step(ms_optim *o, float *params, const float *grads, double lr)
   const float wd = (float)o->weight_decay;
   const int decoupled = o->kind == MS_OPTIM_ADAMW;
   float *m = o->exp_avg, *v = o->exp_avg_sq;
-  for (size_t i = 0; i < o->n; i++) {
-    float p = params[i], g = grads[i], wdi = decay_of(o, i, wd);
+  for (size_t i = lo; i < hi; i++) {
+    float p = params[i], g = grads[i] * gs, wdi = decay_of(o, i, wd);
     if (decoupled)
       p *= (float)(1.0 - lr * (double)wdi);
     else
@@ -135,10 +159,18 @@ static void adam_step(ms_optim *o, float *params, const float *grads, double lr)
 }
 
 void optim_step(ms_optim *o, float *params, const float *grads, double lr) {
+  optim_step_range(o, params, grads, 1.0f, lr, 0, o->n);
+}
+
+void optim_step_range(ms_optim *o, float *params, const float *grads, float grad_scale, double lr,
+                      size_t lo, size_t hi) {
+  o->t++;
+  if (hi > o->n) hi = o->n;
+  if (lo >= hi) return;
   if (o->kind == MS_OPTIM_SGD)
-    optim_sgd_step(o, params, grads, lr);
+    sgd_range(o, params, grads, grad_scale, lr, lo, hi);
   else
-    adam_step(o, params, grads, lr);
+    adam_range(o, params, grads, grad_scale, lr, lo, hi);
 }
 
 /* ---- schedules --------------------------------------------------------------- */
@@ -200,13 +232,20 @@ double schedule_lr(const ms_config *cfg, int64_t step, int64_t total_steps) {
   return schedule_lr_at(&p, step, total_steps);
 }
 
-double optim_clip_grad_norm(float *grads, size_t n, double max_norm) {
-  double ss = 0.0;
+double optim_sum_squares(const float *grads, size_t n, double ss) {
   for (size_t i = 0; i < n; i++) ss += (double)grads[i] * (double)grads[i];
-  double norm = sqrt(ss);
-  if (max_norm > 0 && norm > max_norm) {
-    float f = (float)(max_norm / (norm + 1e-6));
+  return ss;
+}
+
+float optim_clip_factor(double ss, double max_norm, double *norm) {
+  *norm = sqrt(ss);
+  return max_norm > 0 && *norm > max_norm ? (float)(max_norm / (*norm + 1e-6)) : 1.0f;
+}
+
+double optim_clip_grad_norm(float *grads, size_t n, double max_norm) {
+  double norm;
+  float f = optim_clip_factor(optim_sum_squares(grads, n, 0.0), max_norm, &norm);
+  if (f != 1.0f)
     for (size_t i = 0; i < n; i++) grads[i] *= f;
-  }
   return norm;
 }

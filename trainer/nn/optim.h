@@ -46,6 +46,7 @@ typedef struct {
                         * checkpoints: one optimizer step is taken per training
                         * step, so a resumed run sets it to the cursor's step */
   uint8_t *decay_mask; /* (n) owned copy, or NULL = decay every element */
+  int state_borrowed;  /* 1: the state arenas are the caller's (optim_use_state) */
 } ms_optim;
 
 /* The optimizer of cfg->optim (its kind optim.name, with its keys).
@@ -75,6 +76,12 @@ void optim_mask_range(uint8_t *mask, size_t off, size_t len, uint8_t value);
  * Writes up to max entries. @return the number of arenas. */
 int optim_state(const ms_optim *o, float **arenas, const char **names, int max);
 
+/* From now on the state arenas are the caller's: arenas[i] (n floats each,
+ * in optim_state's order, which must outlive o) replaces state arena i (a
+ * node-shared copy, trainer/startup.c). copy: the current state is copied
+ * in first; 0 leaves the caller's contents (e.g. zeros already there). */
+void optim_use_state(ms_optim *o, float *const *arenas, int copy);
+
 /* One SGD step with PyTorch's semantics:
  *   g += wd * p;  v = mu * v + g;  p -= lr * (nesterov ? g + mu * v : v)
  * (wd = 0 where the decay mask is 0). Requires kind == MS_OPTIM_SGD. */
@@ -88,6 +95,27 @@ void optim_sgd_step(ms_optim *o, float *params, const float *grads, double lr);
  *          p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
  * params, grads: (n) */
 void optim_step(ms_optim *o, float *params, const float *grads, double lr);
+
+/* optim_step on the elements [lo, hi) only (the other elements of params
+ * and of the state are neither read nor written), as one step: t advances
+ * by one whatever the range, so every rank of a sharded update, each with
+ * its own range, counts the same steps. Each gradient is read as
+ * grads[i] * grad_scale (rounded to float: the bits of scaling grads in
+ * place first, as clipping does, without writing grads, which other ranks
+ * may still read; 1 = as they are). Each element's arithmetic is
+ * optim_step's: the ranges of one step together give its exact bits. */
+void optim_step_range(ms_optim *o, float *params, const float *grads, float grad_scale, double lr,
+                      size_t lo, size_t hi);
+
+/* ss plus the squares of the n gradients, accumulated in double in index
+ * order: over consecutive ranges in order it is the sum over all of them,
+ * bit for bit (optim_clip_grad_norm's sum). */
+double optim_sum_squares(const float *grads, size_t n, double ss);
+
+/* The factor clipping multiplies every gradient by, for the sum of squares
+ * ss of all of them: max_norm / (norm + 1e-6) when norm = sqrt(ss) exceeds
+ * max_norm > 0, else 1. *norm gets the norm. */
+float optim_clip_factor(double ss, double max_norm, double *norm);
 
 /* Global-norm gradient clipping (torch.nn.utils.clip_grad_norm_): the L2
  * norm of all n gradients (accumulated in double); when it exceeds
