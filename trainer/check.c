@@ -468,8 +468,8 @@ static int check_data(const ms_config *c, const ms_model *m, data_set *train, da
         (rc = ms_from_data(data_check_finite(ds, 0, data_count(ds), &norm, err, sizeof err), err)))
       return rc;
   }
-  if ((rc = check_labels(c, m->n_out, train))) return rc;
-  if (test && (rc = check_labels(c, m->n_out, test))) return rc;
+  if ((rc = check_labels(c, model_classes(m), train))) return rc;
+  if (test && (rc = check_labels(c, model_classes(m), test))) return rc;
   return check_run_length(c, data_count(train), len);
 }
 

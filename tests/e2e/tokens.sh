@@ -125,6 +125,32 @@ grep -q "has vocab_size 1000, more than the model's 256 classes" check.err || { 
 "$MIDSCALE" check cfg.yaml --set data.stride=0 --set data.seq_len=0 >/dev/null 2>check.err && fail "seq_len 0 accepted"
 grep -q 'data.seq_len: data.tokens needs' check.err || { cat check.err; fail "seq_len message"; }
 
+note "a sequence model's classes are its vocabulary, not its T x V outputs"
+"$PY" - <<'PY'
+import h5py, numpy as np
+with h5py.File("wide.h5", "w") as f:  # ids up to 99, no vocab_size attribute
+    f["ids"] = (np.arange(2000) * 7 % 100).astype(np.uint8)
+PY
+cat >seq.yaml <<YAML
+run: {name: seq, dir: seqrun}
+data: {path: wide.h5, train_x: /ids, train_y: /ids, test_x: "", test_y: "", tokens: true, seq_len: 8}
+model:
+  input: [8]
+  layers:
+    - {type: embedding, vocab: 16, dim: 8}
+    - {type: pos_embedding}
+    - {type: transformer_block, heads: 2, causal: true}
+    - {type: dense, units: 16}
+train: {epochs: 1, batch_size: 8}
+YAML
+for cmd in check train; do
+  rc=0
+  timeout 120 "$MPIEXEC" -n $([ $cmd = train ] && echo 2 || echo 1) "$MIDSCALE" $cmd seq.yaml \
+    >seq.out 2>seq.err </dev/null || rc=$?
+  [ $rc -eq 3 ] || { cat seq.err; fail "$cmd: ids up to 99 for a 16-token model: exit $rc, expected 3"; }
+  grep -q "outside the model's vocabulary \[0, 16)" seq.err || { cat seq.err; fail "$cmd: vocab message"; }
+done
+
 note "prepare text: bad inputs"
 set +e
 "$MIDSCALE" prepare text text.h5 2>err.txt; rc=$?
