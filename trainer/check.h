@@ -25,6 +25,7 @@
 #include "ckpt.h"
 #include "config.h"
 #include "dataset.h"
+#include "model.h"
 
 /* `midscale check CONFIG [--set KEY=VALUE]... [--world N]` (argv without
  * the command name): parse, overrides, validate for N ranks (default 1);
@@ -78,6 +79,11 @@ int check_input_shape(const ms_config *cfg, const data_set *train, int64_t *in);
  * class indices used as targets), n_out per sample. MS_EDATA names the
  * dataset, the sample and the model's outputs. */
 int check_labels(const ms_config *cfg, long n_out, data_set *ds);
+
+/* check_labels for model m: its classes (model_classes: a sequence model's
+ * vocabulary), and for a sequence model with softmax_cross_entropy one
+ * label per position (data_label_elems == seq_T). MS_EDATA otherwise. */
+int check_model_labels(const ms_config *cfg, const ms_model *m, data_set *ds);
 
 /* train.accumulate K runs each rank's batch_size / world samples as K
  * micro-batches, so batch_size must divide by world * K.

@@ -151,6 +151,24 @@ for cmd in check train; do
   grep -q "outside the model's vocabulary \[0, 16)" seq.err || { cat seq.err; fail "$cmd: vocab message"; }
 done
 
+note "a sequence model on a set of one label per sample: exit 3, not a read past the labels"
+"$PY" - <<'PY'
+import h5py, numpy as np
+r = np.random.default_rng(2)
+with h5py.File("flat.h5", "w") as f:
+    f["x"] = r.integers(0, 16, (64, 8)).astype(np.float32)
+    f["y"] = r.integers(0, 16, (64,)).astype(np.int32)
+PY
+sed -e 's|path: wide.h5, train_x: /ids, train_y: /ids|path: flat.h5, train_x: /x, train_y: /y|' \
+  -e 's|, tokens: true, seq_len: 8||' seq.yaml >flat.yaml
+for cmd in check train; do
+  rc=0
+  timeout 120 "$MPIEXEC" -n $([ $cmd = train ] && echo 2 || echo 1) "$MIDSCALE" $cmd flat.yaml \
+    >seq.out 2>seq.err </dev/null || rc=$?
+  [ $rc -eq 3 ] || { cat seq.err; fail "$cmd: a sequence model on one label per sample: exit $rc, expected 3"; }
+  grep -q "one label per position" seq.err || { cat seq.err; fail "$cmd: sequence label message"; }
+done
+
 note "prepare text: bad inputs"
 set +e
 "$MIDSCALE" prepare text text.h5 2>err.txt; rc=$?
