@@ -136,7 +136,9 @@ int check_model_labels(const ms_config *cfg, const ms_model *m, data_set *ds) {
                         "set: data.tokens)",
                         data_y_name(ds) ? data_y_name(ds) : "(none)", data_path(ds),
                         data_label_elems(ds), m->seq_T);
-  return check_labels(cfg, model_classes(m), ds);
+  /* Only a classifier picks from the vocabulary; other losses read n_out
+   * targets a sample. */
+  return check_labels(cfg, check_is_classifier(cfg) ? model_classes(m) : m->n_out, ds);
 }
 
 void check_ckpt_dir_of(const ms_config *cfg, char *out, size_t n) {

@@ -169,6 +169,18 @@ for cmd in check train; do
   grep -q "one label per position" seq.err || { cat seq.err; fail "$cmd: sequence label message"; }
 done
 
+note "a sequence model with mse reads n_out = T x V targets a sample, not V"
+"$PY" - <<'PY'
+import h5py, numpy as np
+r = np.random.default_rng(3)
+with h5py.File("reg.h5", "w") as f:
+    f["x"] = r.integers(0, 16, (64, 8)).astype(np.float32)
+    f["t"] = r.standard_normal((64, 8 * 16)).astype(np.float32)
+PY
+sed -e 's|path: flat.h5, train_x: /x, train_y: /y|path: reg.h5, train_x: /x, train_y: /t|' \
+  -e 's|^model:|model:\n  loss: mse|' flat.yaml >reg.yaml
+"$MIDSCALE" check reg.yaml >seq.out 2>seq.err || { cat seq.err; fail "check: a sequence model with mse on (N, T x V) targets"; }
+
 note "prepare text: bad inputs"
 set +e
 "$MIDSCALE" prepare text text.h5 2>err.txt; rc=$?
