@@ -126,6 +126,21 @@ int check_labels(const ms_config *cfg, long n_out, data_set *ds) {
   return rc;
 }
 
+int check_model_labels(const ms_config *cfg, const ms_model *m, data_set *ds) {
+  /* The sequence loss reads seq_T labels a sample (evaluate.h): a set of
+   * one label per sample would have it read past the batch's labels. */
+  if (m->seq_T > 0 && check_is_classifier(cfg) && data_label_elems(ds) != (size_t)m->seq_T)
+    return ms_error_set(MS_EDATA,
+                        "labels '%s' in '%s' have %zu per sample, but the model outputs a "
+                        "sequence of %d positions and takes one label per position (a token "
+                        "set: data.tokens)",
+                        data_y_name(ds) ? data_y_name(ds) : "(none)", data_path(ds),
+                        data_label_elems(ds), m->seq_T);
+  /* Only a classifier picks from the vocabulary; other losses read n_out
+   * targets a sample. */
+  return check_labels(cfg, check_is_classifier(cfg) ? model_classes(m) : m->n_out, ds);
+}
+
 void check_ckpt_dir_of(const ms_config *cfg, char *out, size_t n) {
   if (cfg->checkpoint.dir[0])
     snprintf(out, n, "%s", cfg->checkpoint.dir);
@@ -494,8 +509,8 @@ static int check_data(const ms_config *c, const ms_model *m, data_set *train, da
         (rc = ms_from_data(data_check_finite(ds, 0, data_count(ds), &norm, err, sizeof err), err)))
       return rc;
   }
-  if ((rc = check_labels(c, model_classes(m), train))) return rc;
-  if (test && (rc = check_labels(c, model_classes(m), test))) return rc;
+  if ((rc = check_model_labels(c, m, train))) return rc;
+  if (test && (rc = check_model_labels(c, m, test))) return rc;
   return check_run_length(c, data_count(train), len);
 }
 

@@ -89,6 +89,12 @@ int check_input_shape(const ms_config *cfg, const data_set *train, int64_t *in);
  * dataset, the sample and the model's outputs. */
 int check_labels(const ms_config *cfg, long n_out, data_set *ds);
 
+/* check_labels for model m: a classifier's classes (model_classes: a
+ * sequence model's vocabulary), else n_out targets; and for a sequence
+ * model with softmax_cross_entropy one label per position (data_label_elems
+ * == seq_T). MS_EDATA otherwise. */
+int check_model_labels(const ms_config *cfg, const ms_model *m, data_set *ds);
+
 /* train.accumulate K runs each rank's batch_size / world samples as K
  * micro-batches, so batch_size must divide by world * K.
  * @return 0 or MS_ECONFIG naming the three numbers. */

@@ -203,7 +203,7 @@ int eval_run_detail(evaluator *e, ms_eval *res, eval_detail *d) {
   /* A sequence model's confusion table would be (T x V) squared: its detail
    * is the per-position loss and accuracy of eval_means alone. */
   const int classifier = e->loss.classifier && e->loss.positions == 0;
-  const int regression = !classifier && e->loss.kind != MS_LOSS_BCE;
+  const int regression = !e->loss.classifier && e->loss.kind != MS_LOSS_BCE;
   *d = (eval_detail){.n_classes = classifier ? K : 0, .n_out = regression ? K : 0};
   size_t extra = classifier ? (size_t)K * K : regression ? 3 * (size_t)K : 0;
   double *s = calloc(6 + extra, sizeof *s);

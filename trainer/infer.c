@@ -102,6 +102,12 @@ int infer_config(infer_model *im, const ranks *rk, const char *config_path,
   memset(im, 0, sizeof *im);
   int rc = load_config(im, rk, config_path, overrides, n_overrides);
   if (rc) return rc;
+  /* Every rank parsed the same config: they all return this together. */
+  if (im->cfg.data.tokens)
+    return ms_error_set(MS_ECONFIG,
+                        "%s sets data.tokens: eval and predict read one sample per row with one "
+                        "label, not token windows of a sequence model",
+                        config_path);
   im->norm = check_data_norm(&im->cfg);
   data_allow_links(im->cfg.data.allow_links);
   return 0;
@@ -127,6 +133,13 @@ int infer_load(infer_model *im, const ranks *rk, const char *ckpt_path, const da
   int64_t shape[MS_MAX_DIMS];
   int nd = input_shape(c, input, shape);
   rc = model_create(&im->model, c, shape, nd, (int)im->chunk);
+  /* Its n_out is seq_T * vocab logits; the metrics and outputs here are one
+   * row per sample, so they would read them as that many classes. */
+  if (rc == 0 && im->model->seq_T > 0)
+    rc = ms_error_set(MS_ECONFIG,
+                      "the config describes a sequence model (%d positions of %d logits): eval "
+                      "and predict take one label per sample",
+                      im->model->seq_T, im->model->vocab);
   if ((rc = ranks_agree(rk, rc))) return rc;
   if ((rc = load_params(im, rk, ckpt_path))) return rc;
   return ranks_agree(rk, check_input(im, input));

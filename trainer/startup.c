@@ -263,8 +263,8 @@ static int build_model(train_setup *s, const ranks *rk) {
     free(mask);
   }
   if ((rc = agree(rk, rc))) return rc;
-  rc = check_labels(c, model_classes(s->model), s->train);
-  if (rc == 0 && s->test) rc = check_labels(c, model_classes(s->model), s->test);
+  rc = check_model_labels(c, s->model, s->train);
+  if (rc == 0 && s->test) rc = check_model_labels(c, s->model, s->test);
   if ((rc = agree(rk, rc))) return rc;
   model_init(s->model, c->run.seed);
   return verify_identity(s, rk);

@@ -182,6 +182,42 @@ expect_error 4 "trunc.safetensors.zst"
 run_np 1 eval cfg.yaml
 expect_error 2 "eval needs CONFIG and CHECKPOINT"
 [ ! -e out.h5 ] && [ ! -e out.h5.tmp ] || fail "a failed predict left out.h5 or its temporary file"
+note "a sequence model: eval and predict take one label per sample, so refuse it (exit 2)"
+INIT=$(dirname "$MIDSCALE")/tests/lm_init
+[ -x "$INIT" ] || fail "no fixture at $INIT (build the lm_init target)"
+lm_config() { # FILE [EXTRA DATA KEYS]
+  cat >"$1" <<YAML
+run: {name: lm, seed: 5}
+data: {path: lm.h5, train_x: /x, train_y: /y${2:-}}
+model:
+  input: [8]
+  layers:
+    - {type: embedding, vocab: 16, dim: 8}
+    - {type: pos_embedding}
+    - {type: transformer_block, heads: 2, causal: true}
+    - {type: dense, units: 16}
+YAML
+}
+/usr/bin/python3 - <<'PY'
+import h5py, numpy as np
+r = np.random.default_rng(1)
+with h5py.File("lm.h5", "w") as f:
+    f["x"] = r.integers(0, 16, (12, 8)).astype(np.float32)
+    f["y"] = r.integers(0, 16, (12,)).astype(np.int32)
+    f["ids"] = r.integers(0, 16, (200,)).astype(np.uint8)
+PY
+lm_config lm.yaml
+lmck=$("$INIT" lm.yaml lmck) || fail "lm_init failed"
+run_np 2 eval lm.yaml "$lmck" --split lm.h5:/x --labels /y
+expect_error 2 "sequence model"
+run_np 2 predict lm.yaml "$lmck" lm.h5:/x lmpred.h5
+expect_error 2 "sequence model"
+lm_config lmtok.yaml ", tokens: true, seq_len: 8"
+run_np 2 eval lmtok.yaml "$lmck" --split lm.h5:/ids --labels /ids
+expect_error 2 "data.tokens"
+run_np 2 predict lmtok.yaml "$lmck" lm.h5:/ids lmpred.h5
+expect_error 2 "data.tokens"
+[ ! -e lmpred.h5 ] || fail "predict wrote a sequence model's outputs as one row per sample"
 cp pred.h5 keep.h5
 run_np 3 predict cfg.yaml "$ck" data.h5:/test/images pred.h5 --force --probs
 expect_ok

@@ -150,6 +150,24 @@ run_np 1 export "$CK" x.bin --format tflite
 expect_error 2 "--format takes onnx or safetensors"
 run_np 1 export "$CK" "$CK" --format onnx --input 2,8,8
 expect_error 2 "is the checkpoint being read"
+INIT=$(dirname "$MIDSCALE")/tests/lm_init
+[ -x "$INIT" ] || fail "no fixture at $INIT (build the lm_init target)"
+cat >lm.yaml <<YAML
+run: {name: lm, seed: 5}
+data: {path: none.h5, train_x: /x, train_y: /y}
+model:
+  input: [8]
+  layers:
+    - {type: embedding, vocab: 16, dim: 8}
+    - {type: pos_embedding}
+    - {type: transformer_block, heads: 2, causal: true}
+    - {type: dense, units: 16}
+YAML
+lmck=$("$INIT" lm.yaml lmck) || fail "lm_init failed"
+run_np 1 export "$lmck" x.onnx
+expect_error 2 "model.layers[0]: embedding has no ONNX export"
+run_np 1 export "$lmck" lm.safetensors
+expect_ok
 [ ! -e x.onnx ] || fail "a failed export left x.onnx"
 ls -a | grep -q '\.tmp\.' && fail "a temporary file was left behind"
 echo "onnx_export: ok"

@@ -125,6 +125,62 @@ grep -q "has vocab_size 1000, more than the model's 256 classes" check.err || { 
 "$MIDSCALE" check cfg.yaml --set data.stride=0 --set data.seq_len=0 >/dev/null 2>check.err && fail "seq_len 0 accepted"
 grep -q 'data.seq_len: data.tokens needs' check.err || { cat check.err; fail "seq_len message"; }
 
+note "a sequence model's classes are its vocabulary, not its T x V outputs"
+"$PY" - <<'PY'
+import h5py, numpy as np
+with h5py.File("wide.h5", "w") as f:  # ids up to 99, no vocab_size attribute
+    f["ids"] = (np.arange(2000) * 7 % 100).astype(np.uint8)
+PY
+cat >seq.yaml <<YAML
+run: {name: seq, dir: seqrun}
+data: {path: wide.h5, train_x: /ids, train_y: /ids, test_x: "", test_y: "", tokens: true, seq_len: 8}
+model:
+  input: [8]
+  layers:
+    - {type: embedding, vocab: 16, dim: 8}
+    - {type: pos_embedding}
+    - {type: transformer_block, heads: 2, causal: true}
+    - {type: dense, units: 16}
+train: {epochs: 1, batch_size: 8}
+YAML
+for cmd in check train; do
+  rc=0
+  timeout 120 "$MPIEXEC" -n $([ $cmd = train ] && echo 2 || echo 1) "$MIDSCALE" $cmd seq.yaml \
+    >seq.out 2>seq.err </dev/null || rc=$?
+  [ $rc -eq 3 ] || { cat seq.err; fail "$cmd: ids up to 99 for a 16-token model: exit $rc, expected 3"; }
+  grep -q "outside the model's vocabulary \[0, 16)" seq.err || { cat seq.err; fail "$cmd: vocab message"; }
+done
+
+note "a sequence model on a set of one label per sample: exit 3, not a read past the labels"
+"$PY" - <<'PY'
+import h5py, numpy as np
+r = np.random.default_rng(2)
+with h5py.File("flat.h5", "w") as f:
+    f["x"] = r.integers(0, 16, (64, 8)).astype(np.float32)
+    f["y"] = r.integers(0, 16, (64,)).astype(np.int32)
+PY
+sed -e 's|path: wide.h5, train_x: /ids, train_y: /ids|path: flat.h5, train_x: /x, train_y: /y|' \
+  -e 's|, tokens: true, seq_len: 8||' seq.yaml >flat.yaml
+for cmd in check train; do
+  rc=0
+  timeout 120 "$MPIEXEC" -n $([ $cmd = train ] && echo 2 || echo 1) "$MIDSCALE" $cmd flat.yaml \
+    >seq.out 2>seq.err </dev/null || rc=$?
+  [ $rc -eq 3 ] || { cat seq.err; fail "$cmd: a sequence model on one label per sample: exit $rc, expected 3"; }
+  grep -q "one label per position" seq.err || { cat seq.err; fail "$cmd: sequence label message"; }
+done
+
+note "a sequence model with mse reads n_out = T x V targets a sample, not V"
+"$PY" - <<'PY'
+import h5py, numpy as np
+r = np.random.default_rng(3)
+with h5py.File("reg.h5", "w") as f:
+    f["x"] = r.integers(0, 16, (64, 8)).astype(np.float32)
+    f["t"] = r.standard_normal((64, 8 * 16)).astype(np.float32)
+PY
+sed -e 's|path: flat.h5, train_x: /x, train_y: /y|path: reg.h5, train_x: /x, train_y: /t|' \
+  -e 's|^model:|model:\n  loss: mse|' flat.yaml >reg.yaml
+"$MIDSCALE" check reg.yaml >seq.out 2>seq.err || { cat seq.err; fail "check: a sequence model with mse on (N, T x V) targets"; }
+
 note "prepare text: bad inputs"
 set +e
 "$MIDSCALE" prepare text text.h5 2>err.txt; rc=$?

@@ -158,8 +158,10 @@ static int emit_layer(flow *f, const ms_model *m, int i, const ckpt_contents *c)
     case MS_LAYER_DROPOUT:    /* the identity outside training */
     case MS_LAYER_ACTIVATION: break;
     default:
-      return ms_error_set(MS_ECONFIG, "model.layers[%d]: layer type %d has no ONNX export", i,
-                          (int)l->type);
+      return ms_error_set(MS_ECONFIG,
+                          "model.layers[%d]: %s has no ONNX export (export this model to "
+                          "safetensors: OUT.safetensors)",
+                          i, config_enum_name("model.layers[i].type", (int)l->type));
   }
   return activation(f, l, i);
 }
