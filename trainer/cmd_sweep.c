@@ -191,7 +191,7 @@ static char *slurm_script(const sweep_job *j) {
   for (char *c = from; *c; c++)
     if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
   if (s->partition[0]) snprintf(part, sizeof part, "#SBATCH --partition=%s\n", s->partition);
-  snprintf(t, cap,
+  int n = snprintf(t, cap,
       "#!/bin/bash\n"
       "# Written by 'midscale sweep %s': one array task per trial of\n"
       "# %s/trials.tsv. Each task is preemptible and resumable as\n"
@@ -245,6 +245,10 @@ static char *slurm_script(const sweep_job *j) {
       "exit \"$rc\"\n",
       from, j->out, s->signal_s, j->out, j->out, s->name, j->n_trials - 1, s->max_parallel,
       s->ranks, s->cpus_per_task, s->time, s->signal_s, j->out, part, j->cwd, j->exe, j->out);
+  if (n < 0 || (size_t)n >= cap) { /* cap holds the text and every path at PATH_MAX */
+    free(t);
+    return NULL;
+  }
   return t;
 }
 
