@@ -131,7 +131,7 @@ for rep in $(seq 1 "$REPS"); do
       run_midscale "$w" "$STEPS1" "$W1" 25 "$rep" || true
     else
       # The config of a short midscale run (round 1 starts with one).
-      cfg=$(ls "$WORK"/midscale-w*-r*/config.resolved.yaml 2>/dev/null | grep -v -- '-r0/' | head -n 1)
+      cfg=$(ls "$WORK"/midscale-w*-r[1-9]*/config.resolved.yaml 2>/dev/null | head -n 1)
       [ -n "$cfg" ] && run_torch "$w" "$STEPS1" 25 "$cfg" "$rep"
     fi
   done

@@ -42,7 +42,6 @@ for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse
 import ctypes
-import importlib.util
 import json
 import math
 import socket
