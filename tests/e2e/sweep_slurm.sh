@@ -26,9 +26,12 @@ optim: {lr: 0.05, momentum: 0.9}
 train: {epochs: 30, batch_size: 64, eval_batch_size: 512}
 log: {every_steps: 200, progress: false}
 YAML
-# About 10 s per trial under srun on an idle 2-core machine: long enough
-# for USR1 to arrive mid-run. Two ranks per task take both cores, so the tasks run one
-# after another whatever max_parallel allows.
+# A few seconds per trial under srun on an idle 2-core machine; two ranks
+# per task take both cores, so the tasks run one after another whatever
+# max_parallel allows. So that USR1 arrives mid-run however fast the
+# machine is, rank 0 of every trial pauses 4 s before the sync of step 250
+# (MIDSCALE_DEBUG_STALL, trainer/fault.h; sbatch passes the environment
+# on), just after the first train record (step 200) the signal waits for.
 cat >sweep.yaml <<YAML
 base: base.yaml
 ranks: 2
@@ -37,7 +40,7 @@ grid:
 slurm: {max_parallel: 2, time: "00:10:00"}
 YAML
 "$MIDSCALE" sweep sweep.yaml --out sw || fail "midscale sweep failed"
-job=$(MIDSCALE="$MIDSCALE" sbatch --parsable sw/sweep.sbatch) || fail "sbatch failed"
+job=$(MIDSCALE="$MIDSCALE" MIDSCALE_DEBUG_STALL=0:250:4 sbatch --parsable sw/sweep.sbatch) || fail "sbatch failed"
 echo "array job $job submitted at $(date +%T.%N | cut -c1-12)"
 
 for _ in $(seq 1 600); do
