@@ -404,6 +404,24 @@ void data_hdf5_lock(void) { h5util_lock(); }
 void data_allow_links(int on) { h5guard_set_allow_links(on); }
 void data_hdf5_unlock(void) { h5util_unlock(); }
 
+data_set *data_set_new(const char *path, const char *x_name, const char *y_name,
+                       uint64_t file_size) {
+  data_set *ds = calloc(1, sizeof *ds);
+  if (!ds) return NULL;
+  ds->file = ds->x.set = ds->x.space = ds->x.mem_type = H5I_INVALID_HID;
+  ds->path = dup_str(path);
+  ds->x_name = dup_str(x_name);
+  ds->y_name = y_name ? dup_str(y_name) : NULL;
+  if (!ds->path || !ds->x_name || (y_name && !ds->y_name)) {
+    data_close(ds);
+    return NULL;
+  }
+  ds->x.path = ds->path;
+  ds->x.name = ds->x_name;
+  ds->x.file_size = file_size;
+  return ds;
+}
+
 int data_open(data_set **out, const char *path, const char *x_name, const char *y_name,
               size_t mem_budget, char *err, size_t errlen) {
   return data_open_cached(out, path, x_name, y_name, mem_budget, DATA_CACHE_AUTO, err, errlen);
@@ -484,16 +502,7 @@ int data_open_cached(data_set **out, const char *path, const char *x_name, const
   uint64_t file_size = 0;
   if (h5util_probe_file(path, &file_size, err, errlen) < 0) goto done;
 
-  ds = calloc(1, sizeof *ds);
-  if (!ds) goto oom;
-  ds->file = ds->x.set = ds->x.space = ds->x.mem_type = H5I_INVALID_HID;
-  ds->path = dup_str(path);
-  ds->x_name = dup_str(x_name);
-  ds->y_name = y_name ? dup_str(y_name) : NULL;
-  if (!ds->path || !ds->x_name || (y_name && !ds->y_name)) goto oom;
-  ds->x.path = ds->path;
-  ds->x.name = ds->x_name;
-  ds->x.file_size = file_size;
+  if (!(ds = data_set_new(path, x_name, y_name, file_size))) goto oom;
 
   file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (file < 0) {

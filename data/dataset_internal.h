@@ -60,6 +60,12 @@ struct data_set {
   data_tokens tok;
 };
 
+/* A new data_set for the inputs x_name (and labels y_name, or NULL) of the
+ * file path, of file_size bytes: its names copied, its HDF5 ids invalid.
+ * @return it, or NULL when out of memory (nothing is left allocated). */
+data_set *data_set_new(const char *path, const char *x_name, const char *y_name,
+                       uint64_t file_size);
+
 /* dataset.c's guarded open of a dataset (h5guard.h), shared with
  * tokens.c: H5I_INVALID_HID with err set when it is missing (the message
  * lists what exists), a refused link, or short of its declared storage. */

@@ -28,13 +28,6 @@
  * a larger id would reach the model as its neighbour. */
 #define MAX_VOCAB ((int64_t)1 << 24)
 
-static char *dup_str(const char *s) {
-  size_t len = strlen(s) + 1;
-  char *d = malloc(len);
-  if (d) memcpy(d, s, len);
-  return d;
-}
-
 /* "token 17" of a stream, "sequence 3, token 17" of an (N, L) set. */
 static void where_str(const data_set *ds, uint64_t flat, char *buf, size_t len) {
   if (ds->tok.stream)
@@ -258,16 +251,7 @@ int data_open_tokens(data_set **out, const char *path, const char *name, const d
   h5util_enter(&q);
   uint64_t file_size = 0;
   if (h5util_probe_file(path, &file_size, err, errlen) < 0) goto done;
-  ds = calloc(1, sizeof *ds);
-  if (!ds) goto oom;
-  ds->file = ds->x.set = ds->x.space = ds->x.mem_type = H5I_INVALID_HID;
-  ds->path = dup_str(path);
-  ds->x_name = dup_str(name);
-  ds->y_name = dup_str(name);
-  if (!ds->path || !ds->x_name || !ds->y_name) goto oom;
-  ds->x.path = ds->path;
-  ds->x.name = ds->x_name;
-  ds->x.file_size = file_size;
+  if (!(ds = data_set_new(path, name, name, file_size))) goto oom;
 
   file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (file < 0) {
