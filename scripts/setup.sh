@@ -68,6 +68,23 @@ export_mpi_env() {
   export OMPI_MCA_rmaps_base_oversubscribe=1
 }
 
+# Benchmarks: one BLAS thread per rank and one explicit OpenBLAS kernel for
+# every program of a run (midscale, PyTorch, the bench_* drivers), the one
+# midscale's own start-up fix would pick (trainer/nn/blas.c): OpenBLAS
+# 0.3.21 takes some of these CPUs for generic kernels, about 4x slower.
+# A user-set OPENBLAS_CORETYPE is kept. Also export_mpi_env.
+bench_env() {
+  export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MIDSCALE_BLAS_AUTOFIX=0
+  if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+    if grep -q avx512bw /proc/cpuinfo && grep -q avx512vl /proc/cpuinfo; then
+      export OPENBLAS_CORETYPE=SkylakeX
+    elif grep -q avx2 /proc/cpuinfo; then
+      export OPENBLAS_CORETYPE=Haswell
+    fi
+  fi
+  export_mpi_env
+}
+
 build() {
   echo "midscale: building in $BUILD_DIR"
   cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null

@@ -29,20 +29,8 @@ cd "$WORK"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 MIDSCALE="$BUILD_DIR/midscale"
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-export MIDSCALE_BLAS_AUTOFIX=0
-if [ "$(id -u)" -eq 0 ]; then
-  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-fi
-export OMPI_MCA_rmaps_base_oversubscribe=1
 # One explicit kernel for both programs: the one midscale would pick.
-if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
-  if grep -q avx512bw /proc/cpuinfo && grep -q avx512vl /proc/cpuinfo; then
-    export OPENBLAS_CORETYPE=SkylakeX
-  elif grep -q avx2 /proc/cpuinfo; then
-    export OPENBLAS_CORETYPE=Haswell
-  fi
-fi
+bench_env
 
 DATA="$ROOT/data-cache/fashion_mnist.h5"
 FMNIST=/usr/share/datasets/fashion-mnist

@@ -25,13 +25,7 @@ trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 PY=/usr/bin/python3
 MIDSCALE="$BUILD_DIR/midscale"
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MIDSCALE_BLAS_AUTOFIX=0
-[ "$(id -u)" -ne 0 ] || export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1
-if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
-  if grep -q avx512bw /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
-  elif grep -q avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
-fi
+bench_env
 DATA="$ROOT/data-cache/fashion_mnist.h5"
 if [ ! -f "$DATA" ]; then
   mkdir -p "$ROOT/data-cache"

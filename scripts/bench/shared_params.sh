@@ -32,11 +32,9 @@ WORK=$(mktemp -d /tmp/midscale-bench-shared.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 MIDSCALE="$BUILD_DIR/midscale"
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MIDSCALE_BLAS_AUTOFIX=0
-if [ "$(id -u)" -eq 0 ]; then
-  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-fi
-export OMPI_MCA_rmaps_base_oversubscribe=1
+# One explicit OpenBLAS kernel (without it, this script's MIDSCALE_BLAS_AUTOFIX=0
+# left some CPUs on generic kernels).
+bench_env
 
 DATA="$ROOT/data-cache/fashion_mnist.h5"
 FMNIST=/usr/share/datasets/fashion-mnist
@@ -158,10 +156,10 @@ done
 mv "$JSONL.tmp" "$JSONL"
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-/usr/bin/python3 - "$JSONL" "$OUT" "$DATA_NOTE" "$LOAD_BEFORE" "$LOAD_AFTER" "$(getconf _NPROCESSORS_ONLN)" <<'PY'
+/usr/bin/python3 - "$JSONL" "$OUT" "$DATA_NOTE" "$LOAD_BEFORE" "$LOAD_AFTER" "$(getconf _NPROCESSORS_ONLN)" "${OPENBLAS_CORETYPE:-auto}" <<'PY'
 import json, statistics, sys, subprocess
 rows = [json.loads(l) for l in open(sys.argv[1])]
-out, note, lb, la, cores = sys.argv[2:7]
+out, note, lb, la, cores, blas = sys.argv[2:8]
 med = statistics.median
 def rate(r):
     return (r["long_steps"] - r["short_steps"]) * r["global_batch"] / (r["long_s"] - r["short_s"])
@@ -169,9 +167,9 @@ def step(r):
     return (r["long_s"] - r["short_s"]) / (r["long_steps"] - r["short_steps"])
 L = []
 L.append("# comm.shared_params: parameters and optimizer state once per node (issue 21)\n")
-L.append("Made by `scripts/bench/shared_params.sh` on %s cores, data: %s; load average "
-         "before %s, after %s. Every figure is measured from outside the process (wall "
-         "time of a long run minus a short run, interleaved rounds, medians).\n" % (cores, note, lb, la))
+L.append("Made by `scripts/bench/shared_params.sh` on %s cores, OPENBLAS_CORETYPE=%s, data: %s; "
+         "load average before %s, after %s. Every figure is measured from outside the process (wall "
+         "time of a long run minus a short run, interleaved rounds, medians).\n" % (cores, blas, note, lb, la))
 mlp = [r for r in rows if r["case"] == "mlp"]
 if mlp:
     L.append("## 1. MLP 784-256-256-10, world 2, 64 samples per rank (SGD, Nesterov)\n")
