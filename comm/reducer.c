@@ -147,16 +147,12 @@ static int shm_reduce(reducer *r, int all) {
   int rc = MPI_Barrier(r->c1);
   if (rc != MPI_SUCCESS) return fail(r, rc, "MPI_Barrier");
   MPI_Win_sync(r->win);
-  enum { CHUNK = 1024 };
+  enum { CHUNK = REDUCER_SHARD_CHUNK };
   float acc[CHUNK];
   const int P = r->P;
   for (size_t i = r->own_lo; i < r->own_hi; i += CHUNK) {
     size_t m = r->own_hi - i < CHUNK ? r->own_hi - i : CHUNK;
-    memcpy(acc, r->seg[0] + i, m * sizeof *acc);
-    for (int k = 1; k < P; k++) { /* rank order: ((g0 + g1) + g2) + ... */
-      const float *restrict src = r->seg[k] + i;
-      for (size_t j = 0; j < m; j++) acc[j] += src[j];
-    }
+    reducer_shard_sum(r, i, m, acc);
     if (all)
       for (int k = 0; k < P; k++) memcpy(r->seg[k] + i, acc, m * sizeof *acc);
     else
@@ -665,6 +661,24 @@ int reducer_finish_shard(reducer *r) {
     return COMM_EMPI;
   }
   return r->failed ? COMM_EMPI : shm_reduce(r, 0);
+}
+
+int reducer_shard_publish(reducer *r) {
+  if (r->win == MPI_WIN_NULL) {
+    snprintf(r->w->err, sizeof r->w->err, "reducer: a sharded update needs the node-shared path");
+    return COMM_EMPI;
+  }
+  if (r->failed) return COMM_EMPI;
+  MPI_Win_sync(r->win);
+  return 0;
+}
+
+void reducer_shard_sum(const reducer *r, size_t lo, size_t n, float *restrict acc) {
+  memcpy(acc, r->seg[0] + lo, n * sizeof *acc);
+  for (int k = 1; k < r->P; k++) { /* rank order: ((g0 + g1) + g2) + ... */
+    const float *restrict src = r->seg[k] + lo;
+    for (size_t j = 0; j < n; j++) acc[j] += src[j];
+  }
 }
 
 int reducer_shard(const reducer *r, int k, size_t *lo, size_t *hi, const float **seg) {

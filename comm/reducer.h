@@ -197,6 +197,22 @@ int reducer_finish(reducer *r);
  * Collective. @return 0, COMM_EMPI (also off the node-shared path). */
 int reducer_finish_shard(reducer *r);
 
+/* The sharded update with the sum fused into it (no clipping: nothing
+ * needs the whole sum before the update). reducer_shard_publish: this
+ * rank's gradients are final (a memory fence; no barrier of its own: the
+ * caller's next collective over every rank of the node, the step
+ * agreement, is the "gradients complete" synchronisation, with
+ * reducer_fence after it). Then reducer_shard_sum gives the summed
+ * gradients of elements [lo, lo + n) of this rank's range, in rank order
+ * (reducer_finish's bits), into acc (n floats; slices of at most
+ * REDUCER_SHARD_CHUNK keep acc in L1), straight from every rank's segment:
+ * nothing is written to the window. The caller's barrier after its update
+ * (the parameters are complete) also ends the reads. publish: 0, or
+ * COMM_EMPI off the node-shared path or after a failure. */
+enum { REDUCER_SHARD_CHUNK = 1024 };
+int reducer_shard_publish(reducer *r);
+void reducer_shard_sum(const reducer *r, size_t lo, size_t n, float *acc);
+
 /* Rank k's range [*lo, *hi) of the arena on the node-shared path (on
  * 64-byte lines; the ranges of ranks 0, 1, ... cover the arena in order),
  * and in *seg (may be NULL) rank k's segment, which holds the sum of that

@@ -154,6 +154,13 @@ static void trace_buckets(run *r) {
   }
 }
 
+/* The sharded update sums its range of the gradients inside the update
+ * (reducer_shard_sum, a slice at a time) when nothing needs the whole sum
+ * first, i.e. without clipping: then the step agreement is the only
+ * synchronisation between the gradients and the update. Every rank decides
+ * the same (the config). */
+static int fused_shard_sum(const run *r) { return !(r->s.cfg.optim.clip_norm > 0); }
+
 /* The gradient sync's end and the step agreement (one sum over ranks of
  * sa, then, on a stop, which signal). Sets r->mean_t, r->stop_signo and
  * r->ckpt_due. @return 0, or the agreed failure of a rank's read or of a
@@ -162,7 +169,8 @@ static int agree_step(run *r, step_agreement *sa, int rc) {
   ranks_enter(&r->rk, "gradient allreduce", "train_step");
   timeline_begin(r->tl, "gradient sync wait");
   int crc = !r->s.red            ? 0
-            : r->s.shared_params ? reducer_finish_shard(r->s.red)
+            : r->s.shared_params ? (fused_shard_sum(r) ? reducer_shard_publish(r->s.red)
+                                                       : reducer_finish_shard(r->s.red))
                                  : reducer_finish(r->s.red);
   timeline_end(r->tl);
   ranks_leave(&r->rk);
@@ -195,23 +203,38 @@ static int agree_step(run *r, step_agreement *sa, int rc) {
   return crc ? ms_from_comm(crc, comm_errmsg(r->rk.w)) : 0;
 }
 
-/* The sharded update (comm.shared_params; reducer.h, reducer_finish_shard):
- * each rank's range of the summed gradients is in its own segment; it
- * clips and updates its range of the node-shared parameters with its range
- * of the node-shared optimizer state, and a barrier over the node ends the
- * step with the parameters complete. The step agreement (a collective over
- * every rank) came after every rank's sum, so the other ranks' sums are
- * readable here: the clipping norm sums every range in rank order, which
- * is the arena in index order, the same double additions as
- * optim_clip_grad_norm over the whole arena (bit for bit). Collective. */
+/* The sharded update (comm.shared_params; reducer.h): each rank updates
+ * its range of the node-shared parameters with its range of the
+ * node-shared optimizer state, and a barrier over the node ends the step
+ * with the parameters complete. Collective.
+ * - No clipping (fused_shard_sum): a slice at a time, the sum of the
+ *   slice's gradients over every rank's segment (in rank order, the bits of
+ *   reducer_finish) goes straight into the update; the summed gradients are
+ *   never written. The step agreement before it (a collective over every
+ *   rank, after reducer_shard_publish) was the "gradients complete"
+ *   synchronisation.
+ * - Clipping: reducer_finish_shard left this rank's sums in its own
+ *   segment, and the step agreement came after every rank's sum, so the
+ *   other ranks' sums are readable here: the clipping norm sums every range
+ *   in rank order, which is the arena in index order, the same double
+ *   additions as optim_clip_grad_norm over the whole arena (bit for bit).
+ *   The factor goes into the update, not into the sums: the other ranks may
+ *   still be reading them for their norm. */
 static int sharded_update(run *r, double lr) {
   train_setup *s = &r->s;
   ms_model *m = s->model;
   size_t lo = 0, hi = 0;
   reducer_fence(s->red);
   const int P = reducer_shard(s->red, r->rk.w->rank, &lo, &hi, NULL);
-  float f = 1.0f;
-  if (s->cfg.optim.clip_norm > 0) {
+  if (fused_shard_sum(r)) {
+    float acc[REDUCER_SHARD_CHUNK];
+    optim_begin_step(s->opt);
+    for (size_t i = lo; i < hi; i += REDUCER_SHARD_CHUNK) {
+      size_t n = hi - i < REDUCER_SHARD_CHUNK ? hi - i : REDUCER_SHARD_CHUNK;
+      reducer_shard_sum(s->red, i, n, acc);
+      optim_update_slice(s->opt, m->params, acc, 1.0f, lr, i, n);
+    }
+  } else {
     double ss = 0.0, norm;
     for (int k = 0; k < P; k++) {
       size_t a = 0, b = 0;
@@ -219,11 +242,9 @@ static int sharded_update(run *r, double lr) {
       reducer_shard(s->red, k, &a, &b, &seg);
       ss = optim_sum_squares(seg + a, b - a, ss);
     }
-    f = optim_clip_factor(ss, s->cfg.optim.clip_norm, &norm);
+    float f = optim_clip_factor(ss, s->cfg.optim.clip_norm, &norm);
+    optim_step_range(s->opt, m->params, m->grads, f, lr, lo, hi);
   }
-  /* The clipping factor goes into the update: the other ranks may still be
-   * reading this rank's sums for their norm. */
-  optim_step_range(s->opt, m->params, m->grads, f, lr, lo, hi);
   ranks_enter(&r->rk, "parameter barrier", "train_step");
   int rc = comm_node_mem_barrier(s->shared_params);
   ranks_leave(&r->rk);

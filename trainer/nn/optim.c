@@ -116,45 +116,45 @@ static inline float decay_of(const ms_optim *o, size_t i, float wd) {
   return (!o->decay_mask || o->decay_mask[i]) ? wd : 0.0f;
 }
 
-/* SGD on the elements [lo, hi). */
-static void sgd_range(ms_optim *o, float *params, const float *grads, float gs, double lr,
-                      size_t lo, size_t hi) {
+/* SGD on the elements [lo, lo + n); gr[j] is the gradient of element lo + j. */
+static void sgd_slice(ms_optim *o, float *params, const float *gr, float gs, double lr, size_t lo,
+                      size_t n) {
   const float mu = (float)o->mu, wd = (float)o->weight_decay, a = (float)lr;
-  float *v = o->momentum;
-  for (size_t i = lo; i < hi; i++) {
-    float g = grads[i] * gs + decay_of(o, i, wd) * params[i];
-    v[i] = mu * v[i] + g;
-    params[i] -= a * (o->nesterov ? g + mu * v[i] : v[i]);
+  float *restrict v = o->momentum + lo, *restrict p = params + lo;
+  for (size_t j = 0; j < n; j++) {
+    float g = gr[j] * gs + decay_of(o, lo + j, wd) * p[j];
+    v[j] = mu * v[j] + g;
+    p[j] -= a * (o->nesterov ? g + mu * v[j] : v[j]);
   }
 }
 
 void optim_sgd_step(ms_optim *o, float *params, const float *grads, double lr) {
-  sgd_range(o, params, grads, 1.0f, lr, 0, o->n);
+  sgd_slice(o, params, grads, 1.0f, lr, 0, o->n);
   o->t++;
 }
 
-/* Adam and AdamW on the elements [lo, hi), as step t = o->t: the
- * per-element arithmetic in float like torch's float32 tensors, the step
- * scalars in double like torch's Python floats. */
-static void adam_range(ms_optim *o, float *params, const float *grads, float gs, double lr,
-                       size_t lo, size_t hi) {
-  const double bc1 = 1.0 - pow(o->beta1, (double)o->t);
-  const double bc2 = 1.0 - pow(o->beta2, (double)o->t);
-  const float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+/* Adam and AdamW on the elements [lo, lo + n) (gr[j] the gradient of
+ * element lo + j), as step t = o->t (its bias corrections, o->bc1 and
+ * o->bc2, from optim_begin_step): the per-element arithmetic in float like
+ * torch's float32 tensors, the step scalars in double like torch's Python
+ * floats. */
+static void adam_slice(ms_optim *o, float *params, const float *gr, float gs, double lr, size_t lo,
+                       size_t n) {
+  const float step_size = (float)(lr / o->bc1), bc2_sqrt = (float)sqrt(o->bc2);
   const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
   const float wd = (float)o->weight_decay;
   const int decoupled = o->kind == MS_OPTIM_ADAMW;
-  float *m = o->exp_avg, *v = o->exp_avg_sq;
-  for (size_t i = lo; i < hi; i++) {
-    float p = params[i], g = grads[i] * gs, wdi = decay_of(o, i, wd);
+  float *restrict m = o->exp_avg + lo, *restrict v = o->exp_avg_sq + lo, *restrict pp = params + lo;
+  for (size_t j = 0; j < n; j++) {
+    float p = pp[j], g = gr[j] * gs, wdi = decay_of(o, lo + j, wd);
     if (decoupled)
       p *= (float)(1.0 - lr * (double)wdi);
     else
       g += wdi * p;
-    m[i] = b1 * m[i] + (1.0f - b1) * g;
-    v[i] = b2 * v[i] + (1.0f - b2) * g * g;
-    float denom = sqrtf(v[i]) / bc2_sqrt + eps;
-    params[i] = p - step_size * m[i] / denom;
+    m[j] = b1 * m[j] + (1.0f - b1) * g;
+    v[j] = b2 * v[j] + (1.0f - b2) * g * g;
+    float denom = sqrtf(v[j]) / bc2_sqrt + eps;
+    pp[j] = p - step_size * m[j] / denom;
   }
 }
 
@@ -162,15 +162,27 @@ void optim_step(ms_optim *o, float *params, const float *grads, double lr) {
   optim_step_range(o, params, grads, 1.0f, lr, 0, o->n);
 }
 
+void optim_begin_step(ms_optim *o) {
+  o->t++;
+  o->bc1 = 1.0 - pow(o->beta1, (double)o->t);
+  o->bc2 = 1.0 - pow(o->beta2, (double)o->t);
+}
+
+void optim_update_slice(ms_optim *o, float *params, const float *g, float grad_scale, double lr,
+                        size_t lo, size_t n) {
+  if (lo >= o->n) return;
+  if (n > o->n - lo) n = o->n - lo;
+  if (o->kind == MS_OPTIM_SGD)
+    sgd_slice(o, params, g, grad_scale, lr, lo, n);
+  else
+    adam_slice(o, params, g, grad_scale, lr, lo, n);
+}
+
 void optim_step_range(ms_optim *o, float *params, const float *grads, float grad_scale, double lr,
                       size_t lo, size_t hi) {
-  o->t++;
+  optim_begin_step(o);
   if (hi > o->n) hi = o->n;
-  if (lo >= hi) return;
-  if (o->kind == MS_OPTIM_SGD)
-    sgd_range(o, params, grads, grad_scale, lr, lo, hi);
-  else
-    adam_range(o, params, grads, grad_scale, lr, lo, hi);
+  if (lo < hi) optim_update_slice(o, params, grads + lo, grad_scale, lr, lo, hi - lo);
 }
 
 /* ---- schedules --------------------------------------------------------------- */
