@@ -180,8 +180,8 @@ static dnnl_status_t conv_ops_make(dnn_conv *c, conv_ops *s, int B) {
     st = dnnl_convolution_backward_data_desc_init(&bdd, alg, &dx, &w, &dy, strides, pad, pad_r);
   if (st == dnnl_success) st = dnnl_primitive_desc_create(&dpd, &bdd, NULL, dnn_engine(), fpd);
   if (st == dnnl_success)
-    st = dnnl_convolution_backward_weights_desc_init(&bwd, alg, &x, &dw, NULL, &dy, strides, pad,
-                                                     pad_r);
+    st = dnnl_convolution_backward_weights_desc_init(&bwd, alg, &x, &dw, mode == 0 ? &b : NULL,
+                                                     &dy, strides, pad, pad_r);
   if (st == dnnl_success) st = dnnl_primitive_desc_create(&wpd, &bwd, NULL, dnn_engine(), fpd);
   if (st != dnnl_success) {
     if (fpd) dnnl_primitive_desc_destroy(fpd);
@@ -202,15 +202,19 @@ static dnnl_status_t conv_ops_make(dnn_conv *c, conv_ops *s, int B) {
   const int dof[] = {0, 0, 1};
   const dnnl_query_t dq[] = {dnnl_query_diff_dst_md, dnnl_query_weights_md, dnnl_query_diff_src_md};
   const dnnl_memory_desc_t du[] = {uy, uw, ux};
-  const int wa[] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS};
-  const int wo[] = {0, 0, 1};
-  const dnnl_query_t wq[] = {dnnl_query_src_md, dnnl_query_diff_dst_md, dnnl_query_diff_weights_md};
-  const dnnl_memory_desc_t wu[] = {ux, uy, uw};
+  /* fp32: the bias gradient too (diff_weights 1), summed in the primitive;
+   * bf16 sums the fp32 dout itself (dnn_conv_backward). */
+  const int wa[] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_BIAS};
+  const int wo[] = {0, 0, 1, 1};
+  const dnnl_query_t wq[] = {dnnl_query_src_md, dnnl_query_diff_dst_md, dnnl_query_diff_weights_md,
+                             dnnl_query_diff_weights_md};
+  const int wqi[] = {0, 0, 0, 1};
+  const dnnl_memory_desc_t wu[] = {ux, uy, uw, ub};
   /* The backward primitives first: their descriptors hold on to the
    * forward's (the hint), destroyed last. */
   st = cprod_make(&s->bwd_data, dpd, 3, da, dof, dq, q0, du, emu);
   if (st == dnnl_success)
-    st = cprod_make(&s->bwd_w, wpd, 3, wa, wo, wq, q0, wu, emu);
+    st = cprod_make(&s->bwd_w, wpd, mode == 0 ? 4 : 3, wa, wo, wq, wqi, wu, emu);
   else
     dnnl_primitive_desc_destroy(wpd);
   if (st == dnnl_success)
@@ -292,9 +296,11 @@ int dnn_conv_backward(dnn_conv *c, float *dinp, float *dw, float *db, const floa
   conv_ops *s = NULL;
   int rc = conv_get(c, B, &s);
   if (rc) return rc;
-  /* The bias gradient: an fp32 sum of dout over (B, OH, OW), in order. */
+  /* bf16: the bias gradient is an fp32 sum of dout over (B, OH, OW), in
+   * order (the primitive's would sum the rounded dout); fp32: the
+   * backward-weights primitive's. */
   long plane = (long)c->g.OH * c->g.OW;
-  for (int o = 0; o < c->g.OC; o++) {
+  for (int o = 0; o < c->g.OC && c->prec == DNN_BF16; o++) {
     float sum = 0.0f;
     for (int i = 0; i < B; i++) {
       const float *p = dout + ((long)i * c->g.OC + o) * plane;
@@ -302,7 +308,7 @@ int dnn_conv_backward(dnn_conv *c, float *dinp, float *dw, float *db, const floa
     }
     db[o] = sum;
   }
-  void *hw[] = {(void *)inp, (void *)dout, dw};
+  void *hw[] = {(void *)inp, (void *)dout, dw, db};
   dnnl_status_t st = cprod_run(&s->bwd_w, hw, NULL);
   if (st == dnnl_success && dinp) {
     /* dout as bwd_w took it (converted, or rounded and widened): the
