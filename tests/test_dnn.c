@@ -375,6 +375,8 @@ static const ms_conv2d conv_shapes[] = {
     {.C = 16, .H = 14, .W = 14, .OC = 32, .KH = 3, .KW = 3, .SH = 1, .SW = 1, .PH = 1, .PW = 1},
     {.C = 2, .H = 9, .W = 8, .OC = 3, .KH = 3, .KW = 3, .SH = 2, .SW = 2, .PH = 1, .PW = 1},
     {.C = 3, .H = 8, .W = 7, .OC = 5, .KH = 3, .KW = 2, .SH = 2, .SW = 2, .PH = 0, .PW = 0},
+    /* model.conv_kernel auto puts fp32 layers of 8 or more input channels on oneDNN */
+    {.C = 8, .H = 6, .W = 5, .OC = 4, .KH = 3, .KW = 3, .SH = 1, .SW = 1, .PH = 1, .PW = 1},
 };
 
 static void test_dnn_conv_fp32_matches_im2col(void **state) {
@@ -416,23 +418,56 @@ static void conv_gradcheck(dnn_conv *c, conv_case *t, float *p, long n, const fl
   }
 }
 
-static void test_dnn_conv_fp32_gradcheck(void **state) {
-  (void)state;
+/* Finite differences against the fp32 oneDNN gradients of shape g. */
+static void conv_fp32_gradcheck(ms_conv2d g, uint64_t seed) {
   conv_case t;
-  conv_init(&t, conv_shapes[2], 2, 90);
+  conv_init(&t, g, 2, seed);
   dnn_conv *c;
   assert_int_equal(dnn_conv_create(&c, &t.g, 2, DNN_FP32), 0);
   conv_dnn(&t, c);
   float *dx = malloc(sizeof(float) * (size_t)t.nx), *dw = malloc(sizeof(float) * (size_t)t.nw);
-  float db[3];
+  float *db = malloc(sizeof(float) * (size_t)t.g.OC);
   memcpy(dx, t.dx, sizeof(float) * (size_t)t.nx), memcpy(dw, t.dw, sizeof(float) * (size_t)t.nw);
-  memcpy(db, t.db, sizeof db);
+  memcpy(db, t.db, sizeof(float) * (size_t)t.g.OC);
   conv_gradcheck(c, &t, t.x, t.nx, dx);
   conv_gradcheck(c, &t, t.w, t.nw, dw);
   conv_gradcheck(c, &t, t.b, t.g.OC, db);
-  free(dx), free(dw);
+  free(dx), free(dw), free(db);
   dnn_conv_free(c);
   conv_free(&t);
+}
+
+/* The strided shape, and the one of 8 input channels that
+ * model.conv_kernel auto runs on oneDNN in fp32 training. */
+static void test_dnn_conv_fp32_gradcheck(void **state) {
+  (void)state;
+  conv_fp32_gradcheck(conv_shapes[2], 90);
+  conv_fp32_gradcheck(conv_shapes[4], 91);
+}
+
+/* fp32 oneDNN convolutions on 2 threads (the backward-weights reduction
+ * splits the batch across threads): the same bits from one call to the
+ * next and from a second object, as training at fixed threads needs. */
+static void test_dnn_conv_fp32_deterministic_threads(void **state) {
+  (void)state;
+  dnn_set_threads(2);
+  const ms_conv2d g = conv_shapes[1];
+  conv_case t, t2, t3;
+  conv_init(&t, g, 64, 120), conv_init(&t2, g, 64, 120), conv_init(&t3, g, 64, 120);
+  dnn_conv *c, *c2;
+  assert_int_equal(dnn_conv_create(&c, &t.g, 64, DNN_FP32), 0);
+  assert_int_equal(dnn_conv_create(&c2, &t.g, 64, DNN_FP32), 0);
+  conv_dnn(&t, c), conv_dnn(&t2, c), conv_dnn(&t3, c2);
+  conv_case *o[] = {&t2, &t3};
+  for (int k = 0; k < 2; k++) {
+    assert_memory_equal(t.y, o[k]->y, sizeof(float) * (size_t)t.ny);
+    assert_memory_equal(t.dx, o[k]->dx, sizeof(float) * (size_t)t.nx);
+    assert_memory_equal(t.dw, o[k]->dw, sizeof(float) * (size_t)t.nw);
+    assert_memory_equal(t.db, o[k]->db, sizeof(float) * (size_t)t.g.OC);
+  }
+  dnn_conv_free(c), dnn_conv_free(c2);
+  conv_free(&t), conv_free(&t2), conv_free(&t3);
+  dnn_set_threads(1);
 }
 
 /* bf16: the products of the rounded operands, summed in fp32 (the
@@ -470,15 +505,16 @@ static void test_dnn_conv_bf16_is_rounded_operands(void **state) {
   }
 }
 
-/* A CNN (1, 12, 12) -> conv 4 3x3 pad 1 relu -> maxpool 2 -> conv 6 3x3
- * relu -> dense 5, in the given precision. */
-static ms_model *cnn(ms_precision precision, int B) {
+/* A CNN (1, 12, 12) -> conv F 3x3 pad 1 relu -> maxpool 2 -> conv 6 3x3
+ * relu -> dense 5, in the given precision and fp32 conv2d kernels. */
+static ms_model *cnn_k(ms_precision precision, ms_conv_kernel kernel, int F, int B) {
   ms_config cfg;
   memset(&cfg, 0, sizeof cfg);
   cfg.model.precision = precision;
+  cfg.model.conv_kernel = kernel;
   cfg.model.n_layers = 4;
   cfg.model.layers[0] = (ms_layer_cfg){
-      .type = MS_LAYER_CONV2D, .filters = 4, .kernel = 3, .padding = 1, .activation = MS_ACT_RELU};
+      .type = MS_LAYER_CONV2D, .filters = F, .kernel = 3, .padding = 1, .activation = MS_ACT_RELU};
   cfg.model.layers[1] = (ms_layer_cfg){.type = MS_LAYER_MAXPOOL2D, .kernel = 2};
   cfg.model.layers[2] =
       (ms_layer_cfg){.type = MS_LAYER_CONV2D, .filters = 6, .kernel = 3, .activation = MS_ACT_RELU};
@@ -488,6 +524,64 @@ static ms_model *cnn(ms_precision precision, int B) {
   assert_int_equal(model_create(&m, &cfg, in, 3, B), 0);
   model_init(m, 9);
   return m;
+}
+
+/* The CNN of 4 filters first (both conv2d layers im2col in fp32 auto). */
+static ms_model *cnn(ms_precision precision, int B) { return cnn_k(precision, MS_CONV_AUTO, 4, B); }
+
+/* One step of the loss on m: @return the loss; m->grads holds the gradients. */
+static double cnn_step(ms_model *m, const float *x, const int32_t *y, float *dl, int B) {
+  double loss = softmax_xent(dl, model_forward(m, x, B, NULL), y, B, 5, 1.0f / B, NULL);
+  model_backward(m, dl, NULL, NULL, NULL);
+  assert_int_equal(model_kernel_status(m), 0);
+  return loss;
+}
+
+/* fp32 conv2d kernels by model.conv_kernel, on a CNN whose second conv2d
+ * has 8 input channels: auto runs it on oneDNN and the first (1 channel)
+ * on im2col, and the banner says so; auto and onednn match im2col within
+ * 1e-5 relative (loss and every gradient tensor); on 2 threads the same
+ * bits twice. */
+static void test_dnn_model_cnn_fp32_conv_kernel(void **state) {
+  (void)state;
+  enum { B = 16 };
+  float x[B * 144], dl[B * 5];
+  int32_t y[B];
+  tu_fill(x, B * 144, 76);
+  for (int i = 0; i < B; i++) y[i] = i % 5;
+  ms_model *r = cnn_k(MS_PRECISION_FP32, MS_CONV_IM2COL, 8, B);
+  ms_model *a = cnn_k(MS_PRECISION_FP32, MS_CONV_AUTO, 8, B);
+  ms_model *o = cnn_k(MS_PRECISION_FP32, MS_CONV_ONEDNN, 8, B);
+  assert_null(r->layers[0].dconv), assert_null(r->layers[2].dconv);
+  assert_null(a->layers[0].dconv), assert_non_null(a->layers[2].dconv);
+  assert_non_null(o->layers[0].dconv), assert_non_null(o->layers[2].dconv);
+  double lr = cnn_step(r, x, y, dl, B);
+  ms_model *ms[] = {a, o};
+  for (int k = 0; k < 2; k++) {
+    tu_assert_close(cnn_step(ms[k], x, y, dl, B), lr, 1e-5, 0);
+    for (int t = 0; t < r->n_p; t++) {
+      const ms_param *p = &r->p[t];
+      assert_rel_norm(ms[k]->grads + p->off, r->grads + p->off, (long)p->len, 1e-5);
+    }
+  }
+  char buf[768];
+  model_kernels_desc(a, buf, sizeof buf);
+  assert_non_null(strstr(buf, "model.conv_kernel auto"));
+  assert_non_null(strstr(buf, "layer 0 (1 in-channels) im2col + OpenBLAS sgemm"));
+  assert_non_null(strstr(buf, "layer 2 (8 in-channels) oneDNN convolution ["));
+  assert_non_null(strstr(buf, "dense: OpenBLAS sgemm fp32"));
+  model_kernels_desc(r, buf, sizeof buf);
+  assert_null(strstr(buf, "oneDNN"));
+  dnn_set_threads(2);
+  float *g1 = malloc(sizeof(float) * a->n_params);
+  assert_non_null(g1);
+  double l1 = cnn_step(a, x, y, dl, B);
+  memcpy(g1, a->grads, sizeof(float) * a->n_params);
+  assert_true(cnn_step(a, x, y, dl, B) == l1);
+  assert_memory_equal(g1, a->grads, sizeof(float) * a->n_params);
+  dnn_set_threads(1);
+  free(g1);
+  model_free(r), model_free(a), model_free(o);
 }
 
 /* The CNN in bf16 (oneDNN convolutions and matmul) against fp32 (im2col +
@@ -520,7 +614,7 @@ static void test_dnn_model_cnn_bf16_near_fp32(void **state) {
   model_kernels_desc(h, buf, sizeof buf);
   assert_non_null(strstr(buf, "conv2d: oneDNN convolution bf16 ["));
   model_kernels_desc(f, buf, sizeof buf);
-  assert_non_null(strstr(buf, "conv2d: im2col + OpenBLAS sgemm fp32"));
+  assert_non_null(strstr(buf, "layer 0 (1 in-channels) im2col + OpenBLAS sgemm"));
   model_free(f), model_free(h), model_free(h2);
 }
 
@@ -537,8 +631,10 @@ int main(void) {
       cmocka_unit_test(test_dnn_model_kernels_desc),
       cmocka_unit_test(test_dnn_conv_fp32_matches_im2col),
       cmocka_unit_test(test_dnn_conv_fp32_gradcheck),
+      cmocka_unit_test(test_dnn_conv_fp32_deterministic_threads),
       cmocka_unit_test(test_dnn_conv_bf16_is_rounded_operands),
       cmocka_unit_test(test_dnn_model_cnn_bf16_near_fp32),
+      cmocka_unit_test(test_dnn_model_cnn_fp32_conv_kernel),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

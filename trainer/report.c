@@ -114,7 +114,7 @@ void report_banner(report *rp, const char *ckpt_desc) {
               m->n_params, model_flops_per_sample(m) / 1e6,
               config_enum_name("model.loss", (int)c->model.loss),
               config_enum_name("optim.name", (int)c->optim.name));
-  char kernels[512];
+  char kernels[1024]; /* one entry per fp32 conv2d layer (model_kernels_desc) */
   model_kernels_desc(m, kernels, sizeof kernels);
   metrics_say(rp->m, "kernels: %s", kernels);
   if (m->precision == DNN_BF16 && strncmp(m->precision_why, "emulated", 8) == 0)

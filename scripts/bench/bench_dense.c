@@ -2,7 +2,7 @@
  * data) through the three kernels midscale has, interleaved in one run:
  * OpenBLAS sgemm (kernels.h), oneDNN matmul fp32 and oneDNN matmul bf16
  * (dnn.h); then the same for the conv2d layers of
- * configs/fashion_mnist_cnn.yaml (im2col + OpenBLAS sgemm, layers.h, against
+ * configs/fashion_mnist_cnn.yaml and two of 4 and 8 input channels (im2col + OpenBLAS sgemm, layers.h, against
  * oneDNN convolutions). One thread. Run by scripts/bench/kernels.sh; prints
  * one line per shape: the median GFLOP/s of each kernel over --reps rounds,
  * and the ratios to OpenBLAS.
@@ -186,28 +186,15 @@ int main(int argc, char **argv) {
                                     {256, 784, 1024}, {256, 1024, 1024}, {256, 1024, 10}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
       bench(shapes[s][0], shapes[s][1], shapes[s][2], reps);
-    bench_conv((ms_conv2d){.C = 1,
-                           .H = 28,
-                           .W = 28,
-                           .OC = 16,
-                           .KH = 3,
-                           .KW = 3,
-                           .SH = 1,
-                           .SW = 1,
-                           .PH = 1,
-                           .PW = 1},
-               64, reps);
-    bench_conv((ms_conv2d){.C = 16,
-                           .H = 14,
-                           .W = 14,
-                           .OC = 32,
-                           .KH = 3,
-                           .KW = 3,
-                           .SH = 1,
-                           .SW = 1,
-                           .PH = 1,
-                           .PW = 1},
-               64, reps);
+    /* The CNN's two conv2d layers, then 4 and 8 input channels at the
+     * second one's size: the neighbourhood of model.conv_kernel auto's
+     * threshold (oneDNN from 8 input channels, model.c). */
+    static const int convs[][4] = {{1, 28, 16}, {16, 14, 32}, {4, 14, 32}, {8, 14, 32}};
+    for (size_t s = 0; s < sizeof convs / sizeof convs[0]; s++)
+      bench_conv((ms_conv2d){.C = convs[s][0], .H = convs[s][1], .W = convs[s][1],
+                             .OC = convs[s][2], .KH = 3, .KW = 3, .SH = 1, .SW = 1, .PH = 1,
+                             .PW = 1},
+                 64, reps);
   }
   for (; a + 2 < argc; a += 3) bench(atoi(argv[a]), atoi(argv[a + 1]), atoi(argv[a + 2]), reps);
   return 0;

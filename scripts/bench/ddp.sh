@@ -7,24 +7,40 @@
 #   (c) PyTorch DDP, gloo             scripts/bench/ddp_torch.py (skipped,
 #                                     with a message, without python3-torch)
 #   (d) one MPI_Allreduce of the gradient (scripts/bench/bench_allreduce.c)
+#   (e) midscale with model.precision bf16 (issue 18: oneDNN, bf16 mixed
+#       precision)
+#   (f) PyTorch DDP under torch.autocast("cpu", dtype=torch.bfloat16)
+#       (ddp_torch.py --autocast), its bf16 mixed precision
 # for the MLP 784-H-H-10 at world 1 and 2, per-rank batch 64 and 256,
 # hidden 256 and 1024; then the CNN of configs/fashion_mnist_cnn.yaml
 # (conv16 3x3 / pool / conv32 3x3 / pool / dense 128 / dropout / dense 10,
 # AdamW) midscale vs PyTorch at per-rank batch 64. Throughput is measured after a
 # warm-up interval (the median of the next 5 intervals); every case runs
-# REPS times, interleaved (a, b, c, then b, c, a, ...), and the table shows
-# medians and the ratios of medians. Writes scripts/bench/results/ddp.md
-# (by scripts/bench/ddp_report.py) and the raw rows in ddp.jsonl beside it.
+# REPS times, interleaved (a, b, c, e, f, then b, c, e, f, a, ...), and the
+# tables show medians and the ratios of medians. Writes
+# scripts/bench/results/ddp.md (by scripts/bench/ddp_report.py) and the raw
+# rows in ddp.jsonl beside it.
 #   scripts/bench/ddp.sh [REPS]            (default 3)
+#   DDP_BF16=0 scripts/bench/ddp.sh        without (e) and (f)
+#   DDP_SMOKE=1 scripts/bench/ddp.sh       a quick check that every program
+#     runs: one round of the MLP hidden 256 and the CNN, world 1 and 2, short
+#     intervals, the tables on stdout and the results files untouched (its
+#     figures mean nothing)
 # Timing figures on a shared machine are noisy: run it on a quiet one.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../setup.sh"
 build
 REPS=${1:-3}
+BF16=${DDP_BF16:-1}
+SMOKE=${DDP_SMOKE:-0}
 OUT="$ROOT/scripts/bench/results/ddp.md"
 mkdir -p "$(dirname "$OUT")"
 WORK=$(mktemp -d /tmp/midscale-bench-ddp.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
+if [ "$SMOKE" = 1 ]; then
+  REPS=1
+  OUT="$WORK/ddp.md"
+fi
 cd "$WORK"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
@@ -68,6 +84,10 @@ cnn_args() {
 # Steps per log interval L: about 30 GFLOP of training per rank and
 # interval (0.2-0.6 s at this machine's rates), at least 10 (4 for the CNN).
 interval() { # FLOP_PER_SAMPLE_FORWARD BATCH MIN
+  if [ "$SMOKE" = 1 ]; then
+    echo 2
+    return
+  fi
   awk -v f="$1" -v b="$2" -v m="$3" 'BEGIN { l = int(3e10 / (3 * f * b) + 0.5); print (l < m ? m : l) }'
 }
 
@@ -95,12 +115,13 @@ print(json.dumps({"case": case, "tool": tag, "rep": int(rep), "world": int(w), "
 PY
 }
 
-run_torch() { # REP W B L CASE RESOLVED
-  local rep=$1 w=$2 b=$3 l=$4 case=$5 cfg=$6
+run_torch() { # TAG REP W B L CASE RESOLVED [--autocast]
+  local tag=$1 rep=$2 w=$3 b=$4 l=$5 case=$6 cfg=$7
+  shift 7
   [ "$HAVE_TORCH" = 1 ] || return 0
   timeout 1800 "$PY" "$ROOT/scripts/bench/ddp_torch.py" --config "$cfg" --world "$w" --batch "$b" \
-    --warmup "$l" --steps $((5 * l)) 2>"$WORK/torch.err" |
-    "$PY" -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(case='$case', tool='ddp', rep=$rep); print(json.dumps(r))" \
+    --warmup "$l" --steps $((5 * l)) "$@" 2>"$WORK/torch.err" |
+    "$PY" -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(case='$case', tool='$tag', rep=$rep); print(json.dumps(r))" \
     >>"$WORK/rows.jsonl" || { echo "bench: PyTorch failed on $case (round $rep):"; cat "$WORK/torch.err"; }
 }
 
@@ -118,6 +139,11 @@ for w in 1 2; do
   done
 done
 CASES+=("cnn 1 64 0" "cnn 2 64 0")
+# The smoke run: one MLP and the CNN, world 1 and 2.
+[ "$SMOKE" != 1 ] || CASES=("mlp 1 64 256" "mlp 2 64 256" "cnn 1 64 0" "cnn 2 64 0")
+# The programs of a round: a b c, then e f (bf16) unless DDP_BF16=0.
+PROGRAMS=(a b c)
+[ "$BF16" = 0 ] || PROGRAMS+=(e f)
 
 echo "== $REPS interleaved rounds of ${#CASES[@]} cases (load before: $LOAD_BEFORE)"
 for rep in $(seq 1 "$REPS"); do
@@ -139,13 +165,18 @@ for rep in $(seq 1 "$REPS"); do
     echo "{\"case\":\"$case\",\"tool\":\"info\",\"flops\":$flops,\"params\":$params,\"interval\":$l}" >>"$WORK/rows.jsonl"
     echo "-- round $rep: $case ($params parameters, $l steps per interval)"
     # Rotate the order of the programs from round to round.
-    order=(a b c)
-    for ((k = 0; k < (rep - 1) % 3; k++)); do order=("${order[@]:1}" "${order[0]}"); done
+    order=("${PROGRAMS[@]}")
+    for ((k = 0; k < (rep - 1) % ${#order[@]}; k++)); do order=("${order[@]:1}" "${order[0]}"); done
+    # PyTorch reads the model from midscale's resolved config of round 1,
+    # whose (a) runs first.
+    resolved="$WORK/$case-midscale-1/config.resolved.yaml"
     for t in "${order[@]}"; do
       case $t in
         a) run_midscale midscale "$rep" "$w" "$b" "$l" "$case" "$@" ;;
         b) [ "$kind" = mlp ] && run_midscale nosync "$rep" "$w" "$b" "$l" "$case" "$@" --set comm.sync=false ;;
-        c) run_torch "$rep" "$w" "$b" "$l" "$case" "$WORK/$case-midscale-1/config.resolved.yaml" ;;
+        c) run_torch ddp "$rep" "$w" "$b" "$l" "$case" "$resolved" ;;
+        e) run_midscale midscale-bf16 "$rep" "$w" "$b" "$l" "$case" "$@" --set model.precision=bf16 ;;
+        f) run_torch ddp-bf16 "$rep" "$w" "$b" "$l" "$case" "$resolved" --autocast ;;
       esac
     done
     if [ "$rep" = 1 ] && [ "$w" = 2 ] && [ "$kind" = mlp ]; then
@@ -159,4 +190,8 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 cp "$WORK/rows.jsonl" "${OUT%.md}.jsonl"
 "$PY" "$ROOT/scripts/bench/ddp_report.py" "${OUT%.md}.jsonl" "$OUT" "$LOAD_BEFORE" "$LOAD_AFTER" \
   "$REPS" "$DATA_NOTE" "${OPENBLAS_CORETYPE:-auto}"
-echo "wrote $OUT and ${OUT%.md}.jsonl (the raw rows)"
+if [ "$SMOKE" = 1 ]; then
+  echo "smoke run: every program ran; the results files are untouched"
+else
+  echo "wrote $OUT and ${OUT%.md}.jsonl (the raw rows)"
+fi

@@ -3,8 +3,9 @@
 
   ddp_report.py ROWS.jsonl OUT.md LOAD_BEFORE LOAD_AFTER REPS DATA_NOTE CORETYPE
 
-ROWS.jsonl holds one JSON object per run: tool midscale / nosync / ddp with
-samples_per_s and ms_per_step, tool allreduce with allreduce_ms, tool info
+ROWS.jsonl holds one JSON object per run: tool midscale / nosync / ddp /
+midscale-bf16 (model.precision bf16) / ddp-bf16 (PyTorch under bf16
+autocast) with samples_per_s and ms_per_step, tool allreduce with allreduce_ms, tool info
 with the model's forward FLOPs and parameters. Medians over the rounds; the
 ratios are ratios of medians. Prints the tables too.
 """
@@ -14,6 +15,31 @@ import statistics
 import subprocess
 import sys
 import time
+
+
+def bf16_table(L, rows, med, fmt, ratio):
+    """bf16 mixed precision beside fp32: midscale's model.precision bf16
+    and PyTorch under torch.autocast("cpu", dtype=torch.bfloat16), for the
+    cases that ran them (issue 18's targets read off its ratio columns)."""
+    cases = [c for c in dict.fromkeys(r["case"] for r in rows)
+             if any(r["case"] == c and r["tool"] in ("midscale-bf16", "ddp-bf16") for r in rows)]
+    if not cases:
+        return
+    L.append("\n## bf16 mixed precision: midscale `model.precision: bf16` and PyTorch autocast\n")
+    L.append("bf16 pays only where the CPU multiplies bf16 faster than fp32 (AMX, or AVX512_BF16 on "
+             "AMD Zen 4); elsewhere oneDNN converts and multiplies at fp32 speed or below. "
+             "*PyTorch bf16* runs the forward and the loss under "
+             "`torch.autocast(\"cpu\", dtype=torch.bfloat16)`.\n")
+    L.append("| case | world | batch/rank | midscale fp32 | midscale bf16 | bf16 / fp32 | PyTorch fp32 "
+             "| PyTorch bf16 | PyTorch bf16 / fp32 | midscale bf16 / PyTorch bf16 |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
+    for c in cases:
+        r0 = next(r for r in rows if r["case"] == c and "world" in r)
+        name = "CNN" if c.startswith("cnn") else "MLP h" + c.rsplit("-h", 1)[1]
+        mf, mb = med(c, "midscale"), med(c, "midscale-bf16")
+        tf, tb = med(c, "ddp"), med(c, "ddp-bf16")
+        L.append(f"| {name} | {r0['world']} | {r0['batch']} | {fmt(mf)} | {fmt(mb)} | "
+                 f"{ratio(mb, mf)} | {fmt(tf)} | {fmt(tb)} | {ratio(tb, tf)} | {ratio(mb, tb)} |")
 
 
 def main():
@@ -89,8 +115,9 @@ def main():
                          f"{fmt(ar, 3) + ' (' + fmt(arm, 3) + ')' if ar is not None else '—'} |")
     L.append("\n## CNN of configs/fashion_mnist_cnn.yaml (conv16 3x3, pool, conv32 3x3, pool, "
              "dense 128, dropout, dense 10; AdamW), per-rank batch 64\n")
-    L.append("PyTorch runs its convolutions through oneDNN (MKL-DNN), midscale through "
-             "im2col + OpenBLAS sgemm.\n")
+    L.append("PyTorch runs its convolutions through oneDNN (MKL-DNN); midscale in fp32 runs "
+             "the first (1 input channel) through im2col + OpenBLAS sgemm and the second "
+             "through oneDNN (`model.conv_kernel: auto`, a rule of the layer's shape).\n")
     L.append("| world | midscale ms/step | PyTorch DDP ms/step | midscale samples/s | "
              "PyTorch samples/s | midscale / PyTorch (speed) |")
     L.append("|---|---|---|---|---|---|")
@@ -102,6 +129,7 @@ def main():
         L.append(f"| {w} | {fmt(med(c, 'midscale', 'ms_per_step'), 1)} | "
                  f"{fmt(med(c, 'ddp', 'ms_per_step'), 1)} | {fmt(m)} | {fmt(d)} | "
                  f"{ratio(m, d)} |")
+    bf16_table(L, rows, med, fmt, ratio)
     L.append(f"\nEvery run's figures: [`{os.path.basename(rows_path)}`]({os.path.basename(rows_path)}).\n")
     open(out, "w").write("\n".join(L))
     print("\n".join(L))

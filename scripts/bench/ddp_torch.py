@@ -2,7 +2,7 @@
 """PyTorch DistributedDataParallel (gloo) on the model, data and per-rank
 batch of a midscale run, for scripts/bench/ddp.sh.
 
-  ddp_torch.py --config RESOLVED.yaml --world W --batch B --warmup N --steps N
+  ddp_torch.py --config RESOLVED.yaml --world W --batch B --warmup N --steps N [--autocast]
 
 RESOLVED.yaml is midscale's config.resolved.yaml of the same benchmark
 case: the layer list (dense, conv2d, maxpool2d, avgpool2d, flatten,
@@ -14,8 +14,12 @@ are 1, set before torch is imported). Each step: gather the rank's slice of
 a shuffled global batch from the in-memory data set, forward, cross-entropy,
 backward (DDP's bucketed gloo allreduce), optimizer step. After the warm-up steps,
 the next N run as five intervals between barriers, and the median
-interval counts (the slowest rank's time). Prints one JSON line:
-{"world", "batch", "samples_per_s", "ms_per_step", "blas_core", "torch"}.
+interval counts (the slowest rank's time). --autocast runs the forward and
+the loss under torch.autocast("cpu", dtype=torch.bfloat16) (bf16 mixed
+precision: bf16 matmuls and convolutions, fp32 weights, gradients and
+optimizer), the counterpart of midscale's model.precision bf16. Prints one
+JSON line: {"world", "batch", "samples_per_s", "ms_per_step", "blas_core",
+"torch", "precision"}.
 """
 import os
 
@@ -126,8 +130,9 @@ def worker(rank, args, cfg, port, queue):
         j = i % steps_per_epoch
         idx = perm[j * gb + rank * b: j * gb + (rank + 1) * b]
         xb = x[idx].to(torch.float32).mul_(scale)
-        out = ddp(xb)
-        loss = F.cross_entropy(out, y[idx])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast):
+            out = ddp(xb)
+            loss = F.cross_entropy(out, y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -151,7 +156,8 @@ def worker(rank, args, cfg, port, queue):
     if rank == 0:
         queue.put({"world": args.world, "batch": b, "ms_per_step": 1e3 * t / per,
                    "samples_per_s": gb * per / t, "blas_core": blas_core(),
-                   "torch": torch.__version__, "threads": torch.get_num_threads()})
+                   "torch": torch.__version__, "threads": torch.get_num_threads(),
+                   "precision": "bf16-autocast" if args.autocast else "fp32"})
     dist.barrier()
     dist.destroy_process_group()
 
@@ -163,6 +169,8 @@ def main():
     p.add_argument("--batch", type=int, required=True, help="per rank")
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--autocast", action="store_true",
+                   help='forward and loss under torch.autocast("cpu", dtype=torch.bfloat16)')
     args = p.parse_args()
     cfg = yaml.safe_load(open(args.config))
     with socket.socket() as s:

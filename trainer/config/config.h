@@ -136,6 +136,9 @@ typedef enum {
 /* model.precision: what the dense and conv layers multiply in (dnn.h) */
 typedef enum { MS_PRECISION_FP32 = 0, MS_PRECISION_BF16, MS_PRECISION_AUTO } ms_precision;
 
+/* model.conv_kernel: which library runs fp32 conv2d layers (model.h) */
+typedef enum { MS_CONV_AUTO = 0, MS_CONV_IM2COL, MS_CONV_ONEDNN } ms_conv_kernel;
+
 /* train.early_stop.metric: an evaluation value as metrics.jsonl logs it;
  * none = no early stopping */
 typedef enum {
@@ -209,6 +212,7 @@ typedef struct {
     double label_smoothing;        /* softmax_cross_entropy: epsilon in [0, 1) */
     ms_dims input;                 /* per-sample input shape; ndim 0 = from the data */
     ms_precision precision;        /* the dense and conv layers' products (dnn.h) */
+    ms_conv_kernel conv_kernel;    /* fp32 conv2d: by shape, im2col or oneDNN (model.h) */
     int tie_embeddings;            /* bool: the output head uses the embedding's table */
   } model;
   struct {

@@ -76,6 +76,10 @@ static const char *const precision_names[] = {[MS_PRECISION_FP32] = "fp32",
                                               [MS_PRECISION_BF16] = "bf16",
                                               [MS_PRECISION_AUTO] = "auto",
                                               [MS_PRECISION_AUTO + 1] = NULL};
+static const char *const conv_kernel_names[] = {[MS_CONV_AUTO] = "auto",
+                                                [MS_CONV_IM2COL] = "im2col",
+                                                [MS_CONV_ONEDNN] = "onednn",
+                                                [MS_CONV_ONEDNN + 1] = NULL};
 static const char *const schedule_names[] = {[MS_SCHED_CONSTANT] = "constant",
                                              [MS_SCHED_COSINE] = "cosine",
                                              [MS_SCHED_STEP] = "step",
@@ -225,6 +229,11 @@ const key_spec cfg_keys[] = {
          "fp32 sums, fp32 master weights and optimizer), or auto (bf16 where the CPU executes it "
          "natively and faster than fp32: AMX, or AVX512_BF16 on AMD; else fp32; the choice "
          "and its reason are printed)"),
+    ENUM("model.conv_kernel", model.conv_kernel, MS_CONV_AUTO, conv_kernel_names, SAFE,
+         "fp32 conv2d layers: auto (oneDNN convolutions for layers of 8 or more input channels, "
+         "im2col + OpenBLAS sgemm for fewer, a rule of the shape alone; the banner names each "
+         "layer's library), im2col (every layer on im2col + sgemm, the kernels before oneDNN), "
+         "or onednn (every layer on oneDNN). bf16 always runs oneDNN"),
     BOOL("model.tie_embeddings", model.tie_embeddings, 0, PINNED,
          "sequence models: the last dense layer (the output head, units = the embedding's vocab) "
          "multiplies by the embedding's table (vocab, dim) instead of a weight of its own"),

@@ -119,7 +119,8 @@ int dnn_conv_forward(dnn_conv *c, float *out, const float *inp, const float *w, 
                      int B);
 
 /* As conv2d_backward, overwriting dw, db and dinp (may be NULL); db is an
- * fp32 sum of dout. @return 0 or MS_EINTERNAL. */
+ * fp32 sum of dout (bf16: of the fp32 dout, not the rounded one). dout is
+ * converted once for both products. @return 0 or MS_EINTERNAL. */
 int dnn_conv_backward(dnn_conv *c, float *dinp, float *dw, float *db, const float *dout,
                       const float *inp, const float *w, int B);
 

@@ -20,6 +20,8 @@ typedef struct {
   dnn_prep in; /* input, not direct */
   dnn_op out;  /* output, not direct: the primitive's layout -> the caller's */
   void *buf;   /* output, not direct */
+  dnnl_memory_desc_t md; /* the primitive's layout and type of the argument */
+  void *last;  /* the argument as the last run passed it to the primitive */
 } operand;
 
 typedef struct {
@@ -54,7 +56,7 @@ static dnnl_status_t cprod_make(cprod *c, dnnl_primitive_desc_t pd, int n, const
     operand *o = &c->o[i];
     md[i] = *dnnl_primitive_desc_query_md(pd, q[i], qi[i]);
     mds[i] = &md[i];
-    o->arg = arg[i], o->output = output[i];
+    o->arg = arg[i], o->output = output[i], o->md = md[i];
     int round = emulated && !output[i] && arg[i] != DNNL_ARG_BIAS;
     o->direct = dnnl_memory_desc_equal(&md[i], &user[i]) && !round;
     if (o->direct || st != dnnl_success) continue;
@@ -81,13 +83,20 @@ static dnnl_status_t cprod_make(cprod *c, dnnl_primitive_desc_t pd, int n, const
   return st;
 }
 
-/* Runs c on the caller's arrays h (in argument order). */
-static dnnl_status_t cprod_run(cprod *c, void *const *h) {
+/* Runs c on the caller's arrays h (in argument order). ready: NULL, or per
+ * argument an operand already in the primitive's layout and type (another
+ * primitive's, from the same caller's array), used as it is; NULL entries
+ * are converted from h. */
+static dnnl_status_t cprod_run(cprod *c, void *const *h, void *const *ready) {
   void *args[DNN_MAX_ARGS];
   for (int i = 0; i < c->n; i++) {
     operand *o = &c->o[i];
-    args[i] = o->direct ? h[i] : o->output ? o->buf : dnn_prep_run(&o->in, h[i]);
+    args[i] = ready && ready[i]   ? ready[i]
+              : o->direct         ? h[i]
+              : o->output         ? o->buf
+                                  : dnn_prep_run(&o->in, h[i]);
     if (!args[i]) return dnnl_runtime_error;
+    o->last = args[i];
   }
   dnnl_status_t st = dnn_op_run(&c->prim, args);
   for (int i = 0; i < c->n && st == dnnl_success; i++) {
@@ -106,6 +115,7 @@ typedef struct {
   int B; /* 0 = empty slot */
   unsigned long used;
   cprod fwd, bwd_data, bwd_w;
+  int share_dy; /* bwd_data takes dout in bwd_w's layout: convert it once */
 } conv_ops;
 
 struct dnn_conv {
@@ -170,8 +180,8 @@ static dnnl_status_t conv_ops_make(dnn_conv *c, conv_ops *s, int B) {
     st = dnnl_convolution_backward_data_desc_init(&bdd, alg, &dx, &w, &dy, strides, pad, pad_r);
   if (st == dnnl_success) st = dnnl_primitive_desc_create(&dpd, &bdd, NULL, dnn_engine(), fpd);
   if (st == dnnl_success)
-    st = dnnl_convolution_backward_weights_desc_init(&bwd, alg, &x, &dw, NULL, &dy, strides, pad,
-                                                     pad_r);
+    st = dnnl_convolution_backward_weights_desc_init(&bwd, alg, &x, &dw, mode == 0 ? &b : NULL,
+                                                     &dy, strides, pad, pad_r);
   if (st == dnnl_success) st = dnnl_primitive_desc_create(&wpd, &bwd, NULL, dnn_engine(), fpd);
   if (st != dnnl_success) {
     if (fpd) dnnl_primitive_desc_destroy(fpd);
@@ -192,25 +202,31 @@ static dnnl_status_t conv_ops_make(dnn_conv *c, conv_ops *s, int B) {
   const int dof[] = {0, 0, 1};
   const dnnl_query_t dq[] = {dnnl_query_diff_dst_md, dnnl_query_weights_md, dnnl_query_diff_src_md};
   const dnnl_memory_desc_t du[] = {uy, uw, ux};
-  const int wa[] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS};
-  const int wo[] = {0, 0, 1};
-  const dnnl_query_t wq[] = {dnnl_query_src_md, dnnl_query_diff_dst_md, dnnl_query_diff_weights_md};
-  const dnnl_memory_desc_t wu[] = {ux, uy, uw};
+  /* fp32: the bias gradient too (diff_weights 1), summed in the primitive;
+   * bf16 sums the fp32 dout itself (dnn_conv_backward). */
+  const int wa[] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_BIAS};
+  const int wo[] = {0, 0, 1, 1};
+  const dnnl_query_t wq[] = {dnnl_query_src_md, dnnl_query_diff_dst_md, dnnl_query_diff_weights_md,
+                             dnnl_query_diff_weights_md};
+  const int wqi[] = {0, 0, 0, 1};
+  const dnnl_memory_desc_t wu[] = {ux, uy, uw, ub};
   /* The backward primitives first: their descriptors hold on to the
    * forward's (the hint), destroyed last. */
   st = cprod_make(&s->bwd_data, dpd, 3, da, dof, dq, q0, du, emu);
   if (st == dnnl_success)
-    st = cprod_make(&s->bwd_w, wpd, 3, wa, wo, wq, q0, wu, emu);
+    st = cprod_make(&s->bwd_w, wpd, mode == 0 ? 4 : 3, wa, wo, wq, wqi, wu, emu);
   else
     dnnl_primitive_desc_destroy(wpd);
   if (st == dnnl_success)
     st = cprod_make(&s->fwd, fpd, 4, fa, fo, fq, fqi, fu, emu);
   else
     dnnl_primitive_desc_destroy(fpd);
-  if (st == dnnl_success)
+  if (st == dnnl_success) {
     s->B = B;
-  else
+    s->share_dy = dnnl_memory_desc_equal(&s->bwd_w.o[1].md, &s->bwd_data.o[0].md);
+  } else {
     conv_ops_free(s);
+  }
   return st;
 }
 
@@ -271,7 +287,7 @@ int dnn_conv_forward(dnn_conv *c, float *out, const float *inp, const float *w, 
   int rc = conv_get(c, B, &s);
   if (rc) return rc;
   void *h[] = {(void *)inp, (void *)w, (void *)b, out};
-  dnnl_status_t st = cprod_run(&s->fwd, h);
+  dnnl_status_t st = cprod_run(&s->fwd, h, NULL);
   return st == dnnl_success ? 0 : conv_fail(st, "conv2d forward");
 }
 
@@ -280,9 +296,11 @@ int dnn_conv_backward(dnn_conv *c, float *dinp, float *dw, float *db, const floa
   conv_ops *s = NULL;
   int rc = conv_get(c, B, &s);
   if (rc) return rc;
-  /* The bias gradient: an fp32 sum of dout over (B, OH, OW), in order. */
+  /* bf16: the bias gradient is an fp32 sum of dout over (B, OH, OW), in
+   * order (the primitive's would sum the rounded dout); fp32: the
+   * backward-weights primitive's. */
   long plane = (long)c->g.OH * c->g.OW;
-  for (int o = 0; o < c->g.OC; o++) {
+  for (int o = 0; o < c->g.OC && c->prec == DNN_BF16; o++) {
     float sum = 0.0f;
     for (int i = 0; i < B; i++) {
       const float *p = dout + ((long)i * c->g.OC + o) * plane;
@@ -290,11 +308,14 @@ int dnn_conv_backward(dnn_conv *c, float *dinp, float *dw, float *db, const floa
     }
     db[o] = sum;
   }
-  void *hw[] = {(void *)inp, (void *)dout, dw};
-  dnnl_status_t st = cprod_run(&s->bwd_w, hw);
+  void *hw[] = {(void *)inp, (void *)dout, dw, db};
+  dnnl_status_t st = cprod_run(&s->bwd_w, hw, NULL);
   if (st == dnnl_success && dinp) {
+    /* dout as bwd_w took it (converted, or rounded and widened): the
+     * same bits a second conversion would make, at no cost. */
     void *hd[] = {(void *)dout, (void *)w, dinp};
-    st = cprod_run(&s->bwd_data, hd);
+    void *ready[] = {s->share_dy ? s->bwd_w.o[1].last : NULL, NULL, NULL};
+    st = cprod_run(&s->bwd_data, hd, ready);
   }
   return st == dnnl_success ? 0 : conv_fail(st, "conv2d backward");
 }

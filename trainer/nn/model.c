@@ -211,18 +211,36 @@ static float *falloc(size_t rows, long cols, int *ok) {
   return p;
 }
 
-/* Resolves the precision and, in bf16, gives each dense and conv2d layer
- * its oneDNN primitives. */
-static int model_kernels_create(ms_model *m, ms_precision precision) {
+/* model.conv_kernel auto: oneDNN's fp32 convolution from this many input
+ * channels up. Fewer channels make the im2col matrix short (C*KH*KW rows)
+ * and oneDNN's direct convolution has little reuse to exploit there; from
+ * 8 up it is the faster of the two (scripts/bench/results/kernels.md, the
+ * conv2d table). A rule of the shape alone, never a timing: the kernels,
+ * and so the bits, of a run do not depend on the machine's load. */
+#define CONV_ONEDNN_MIN_C 8 /* conv_desc_fp32 says 8 too */
+
+/* 1 when the fp32 conv2d layer l runs on oneDNN under kernel. */
+static int conv_on_onednn(const ms_layer *l, ms_conv_kernel kernel) {
+  if (kernel == MS_CONV_IM2COL) return 0;
+  return kernel == MS_CONV_ONEDNN || l->g.C >= CONV_ONEDNN_MIN_C;
+}
+
+/* Resolves the precision and gives the layers their oneDNN primitives: in
+ * bf16 every dense and conv2d layer, in fp32 the conv2d layers that
+ * model.conv_kernel puts on oneDNN. */
+static int model_kernels_create(ms_model *m, ms_precision precision, ms_conv_kernel kernel) {
   int rc = dnn_resolve_precision(precision, &m->precision, m->precision_why,
                                  sizeof m->precision_why);
-  for (int i = 0; i < m->n_layers && !rc && m->precision == DNN_BF16; i++) {
+  m->conv_kernel = kernel;
+  for (int i = 0; i < m->n_layers && !rc; i++) {
     ms_layer *l = &m->layers[i];
-    if (l->type == MS_LAYER_DENSE && !l->seq)
+    if (l->type == MS_LAYER_DENSE && !l->seq && m->precision == DNN_BF16)
       rc = dnn_dense_create(&l->dnn, (int)l->in_elems, (int)l->out_elems, m->max_batch,
                             DNN_BF16);
-    else if (l->type == MS_LAYER_CONV2D)
+    else if (l->type == MS_LAYER_CONV2D && m->precision == DNN_BF16)
       rc = dnn_conv_create(&l->dconv, &l->g, m->max_batch, DNN_BF16);
+    else if (l->type == MS_LAYER_CONV2D && conv_on_onednn(l, kernel))
+      rc = dnn_conv_create(&l->dconv, &l->g, m->max_batch, DNN_FP32);
   }
   return rc;
 }
@@ -276,7 +294,7 @@ int model_create(ms_model **out, const ms_config *cfg, const int64_t *in, int nd
     return ms_error_set(MS_ENOMEM, "model: out of memory for %zu parameters and batch %d",
                         m->n_params, max_batch);
   }
-  rc = model_kernels_create(m, cfg->model.precision);
+  rc = model_kernels_create(m, cfg->model.precision, cfg->model.conv_kernel);
   if (rc) {
     model_free(m);
     return rc;
@@ -539,6 +557,30 @@ void model_backward(ms_model *m, float *dout, const ms_pass *pass, ms_grad_ready
   }
 }
 
+/* Appends the fp32 conv2d layers' libraries to buf at k, one entry per
+ * layer and the rule that chose them. @return the new length. */
+static size_t conv_desc_fp32(const ms_model *m, char *buf, size_t n, size_t k) {
+  static const char *const why[] = {
+      [MS_CONV_AUTO] = "model.conv_kernel auto: oneDNN from 8 input channels, faster "
+                       "there; im2col below",
+      [MS_CONV_IM2COL] = "model.conv_kernel im2col",
+      [MS_CONV_ONEDNN] = "model.conv_kernel onednn"};
+  k += (size_t)snprintf(buf + k, n - k, "; conv2d fp32 (%s):", why[m->conv_kernel]);
+  const char *sep = "";
+  for (int i = 0; i < m->n_layers && k < n; i++) {
+    const ms_layer *l = &m->layers[i];
+    if (l->type != MS_LAYER_CONV2D) continue;
+    if (l->dconv)
+      k += (size_t)snprintf(buf + k, n - k, "%s layer %d (%d in-channels) oneDNN convolution [%s]",
+                            sep, i, l->g.C, dnn_conv_impl(l->dconv));
+    else
+      k += (size_t)snprintf(buf + k, n - k, "%s layer %d (%d in-channels) im2col + OpenBLAS sgemm",
+                            sep, i, l->g.C);
+    sep = ",";
+  }
+  return k < n ? k : n;
+}
+
 void model_kernels_desc(const ms_model *m, char *buf, size_t n) {
   int has[MS_LAYER_TRANSFORMER_BLOCK + 1] = {0}, seq = 0;
   const char *impl = "", *cimpl = "";
@@ -552,10 +594,9 @@ void model_kernels_desc(const ms_model *m, char *buf, size_t n) {
   }
   size_t k = (size_t)snprintf(buf, n, "precision %s (%s)",
                               m->precision == DNN_BF16 ? "bf16" : "fp32", m->precision_why);
-  /* fp32 stays on OpenBLAS: oneDNN's fp32 matmul is not faster on every
-   * shape (scripts/bench/results/kernels.md), and OpenBLAS keeps fp32 runs
-   * bit for bit what they were; oneDNN's fp32 convolution is faster on
-   * most conv2d layers there, a switch that awaits the accuracy tests. */
+  /* fp32 dense stays on OpenBLAS: oneDNN's fp32 matmul is not faster on
+   * every shape (scripts/bench/results/kernels.md), and OpenBLAS keeps fp32
+   * MLP runs bit for bit what they were. */
   if (seq && k < n) /* always OpenBLAS fp32: model.h */
     k += (size_t)snprintf(buf + k, n - k,
                           "; sequence layers (attention, blocks, per-position dense): OpenBLAS "
@@ -564,10 +605,10 @@ void model_kernels_desc(const ms_model *m, char *buf, size_t n) {
     k += (size_t)(m->precision == DNN_BF16
                       ? snprintf(buf + k, n - k, "; dense: oneDNN matmul bf16 [%s]", impl)
                       : snprintf(buf + k, n - k, "; dense: OpenBLAS sgemm fp32"));
-  if (has[MS_LAYER_CONV2D] && k < n)
-    k += (size_t)(m->precision == DNN_BF16
-                      ? snprintf(buf + k, n - k, "; conv2d: oneDNN convolution bf16 [%s]", cimpl)
-                      : snprintf(buf + k, n - k, "; conv2d: im2col + OpenBLAS sgemm fp32"));
+  if (has[MS_LAYER_CONV2D] && k < n && m->precision == DNN_BF16)
+    k += (size_t)snprintf(buf + k, n - k, "; conv2d: oneDNN convolution bf16 [%s]", cimpl);
+  else if (has[MS_LAYER_CONV2D] && k < n)
+    k = conv_desc_fp32(m, buf, n, k);
   if (k < n) snprintf(buf + k, n - k, "; other layers, loss, optimizer: C loops fp32");
 }
 

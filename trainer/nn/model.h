@@ -27,9 +27,12 @@
  * the shapes and the layout without allocating (for `midscale check`).
  *
  * Kernels (model_kernels_desc names them): model.precision fp32 runs dense
- * and conv2d layers on OpenBLAS sgemm (conv2d through im2col), bit for bit
- * as before oneDNN came in; bf16 runs them on oneDNN matmul and convolution
- * primitives (dnn.h: bf16 inputs and weights, fp32 sums and results).
+ * layers on OpenBLAS sgemm, bit for bit as before oneDNN came in, and each
+ * conv2d layer on oneDNN's fp32 convolution or on im2col + OpenBLAS sgemm
+ * by a rule of its shape (model.conv_kernel auto: oneDNN from 8 input
+ * channels up; im2col or onednn pin one library for every layer); bf16
+ * runs dense and conv2d on oneDNN matmul and convolution primitives
+ * (dnn.h: bf16 inputs and weights, fp32 sums and results).
  * Master weights, gradients, the optimizer, the loss and every other layer
  * stay fp32 either way.
  *
@@ -67,7 +70,8 @@ typedef struct {
   long in_elems, out_elems;
   ms_conv2d g;        /* conv2d and pools */
   dnn_dense *dnn;     /* dense in bf16: its oneDNN products (owned); NULL = OpenBLAS */
-  dnn_conv *dconv;    /* conv2d in bf16: its oneDNN convolutions (owned); NULL = im2col */
+  dnn_conv *dconv;    /* conv2d on oneDNN (bf16, or fp32 by model.conv_kernel): its
+                       * convolutions (owned); NULL = im2col */
   int w, b;           /* indices into ms_model.p of the weight and bias; -1 = none */
   /* Buffers of max_batch rows, owned unless noted: */
   float *z;           /* the layer's result before the activation; NULL when the
@@ -111,6 +115,7 @@ typedef struct {
   int batch;             /* rows of the last forward */
   dnn_precision precision;  /* model.precision, resolved (auto -> fp32 or bf16) */
   char precision_why[160];  /* the choice and its reason (dnn_resolve_precision) */
+  ms_conv_kernel conv_kernel; /* model.conv_kernel: which fp32 conv2d layers run oneDNN */
   int kernel_rc;         /* first oneDNN failure in a forward or backward, else 0 */
 } ms_model;
 
