@@ -270,33 +270,40 @@ static int push_id(int32_t **ids, size_t *n, size_t *cap, int32_t id) {
   return 0;
 }
 
+size_t data_tokenizer_next(const data_tokenizer *t, const char *text, size_t len, int32_t *id,
+                           uint32_t *cp) {
+  const unsigned char *s = (const unsigned char *)text;
+  *cp = s[0];
+  *id = (int32_t)s[0];
+  if (t->bytes) return 1;
+  size_t k = utf8_next(s, len, cp);
+  if (k == 0) return 0;
+  vocab_entry key = {*cp, 0};
+  const vocab_entry *e = bsearch(&key, t->table, t->n, sizeof key, cmp_entry);
+  *id = e ? e->id : t->unk;
+  return k;
+}
+
 int data_tokenizer_encode(const data_tokenizer *t, const char *text, size_t len, const char *what,
                           long *line, int32_t **ids, size_t *n, size_t *cap, char *err,
                           size_t errlen) {
-  const unsigned char *s = (const unsigned char *)text;
   for (size_t at = 0; at < len;) {
-    uint32_t cp = s[at];
-    size_t k = 1;
-    int32_t id = (int32_t)cp;
-    if (!t->bytes) {
-      k = utf8_next(s + at, len - at, &cp);
-      if (k == 0) {
-        h5util_set_err(err, errlen,
-                       "'%s' line %ld: byte 0x%02X at offset %zu is not valid UTF-8 (a "
-                       "vocabulary of characters needs UTF-8 text; --vocab bytes takes any)",
-                       what, *line, s[at], at);
-        return -1;
-      }
-      vocab_entry key = {cp, 0};
-      const vocab_entry *e = bsearch(&key, t->table, t->n, sizeof key, cmp_entry);
-      id = e ? e->id : t->unk;
-      if (id < 0) {
-        h5util_set_err(err, errlen,
-                       "'%s' line %ld: character U+%04" PRIX32
-                       " ('%.*s') is not in the vocabulary (add it, or a line <unk>)",
-                       what, *line, cp, (int)k, text + at);
-        return -1;
-      }
+    uint32_t cp;
+    int32_t id;
+    size_t k = data_tokenizer_next(t, text + at, len - at, &id, &cp);
+    if (k == 0) {
+      h5util_set_err(err, errlen,
+                     "'%s' line %ld: byte 0x%02X at offset %zu is not valid UTF-8 (a "
+                     "vocabulary of characters needs UTF-8 text; --vocab bytes takes any)",
+                     what, *line, (unsigned char)text[at], at);
+      return -1;
+    }
+    if (id < 0) {
+      h5util_set_err(err, errlen,
+                     "'%s' line %ld: character U+%04" PRIX32
+                     " ('%.*s') is not in the vocabulary (add it, or a line <unk>)",
+                     what, *line, cp, (int)k, text + at);
+      return -1;
     }
     if (push_id(ids, n, cap, id) < 0) {
       h5util_set_err(err, errlen, "out of memory tokenising '%s'", what);
