@@ -24,6 +24,7 @@ struct data_tokenizer {
   size_t n;
   uint32_t *cps;     /* chars: (size) the code point of each id, UNK_CP for <unk> */
   int32_t size, unk; /* unk: -1 = none */
+  size_t cap;        /* chars: entries allocated in table and in cps */
 };
 
 /* Decodes one UTF-8 character of s[0..len) into *cp; returns its length,
@@ -65,11 +66,15 @@ int data_tokenizer_bytes(data_tokenizer **out, char *err, size_t errlen) {
 static int add_char(data_tokenizer *t, uint32_t cp, const char **why) {
   if (cp == UNK_CP && t->unk >= 0) return *why = "repeats <unk>", -1;
   if (t->size >= MAX_CHARS) return *why = "has more than 2^24 entries", -1;
-  uint32_t *g = realloc(t->cps, ((size_t)t->size + 1) * sizeof *g);
-  if (g) t->cps = g;
-  vocab_entry *e = g ? realloc(t->table, (t->n + 1) * sizeof *e) : NULL;
-  if (e) t->table = e;
-  if (!g || !e) return *why = "out of memory", -1;
+  if ((size_t)t->size == t->cap) { /* doubling: n adds copy O(n) entries, not O(n^2) */
+    size_t c = t->cap ? 2 * t->cap : 64;
+    uint32_t *g = realloc(t->cps, c * sizeof *g);
+    if (g) t->cps = g;
+    vocab_entry *e = g ? realloc(t->table, c * sizeof *e) : NULL;
+    if (e) t->table = e;
+    if (!g || !e) return *why = "out of memory", -1;
+    t->cap = c;
+  }
   if (cp == UNK_CP)
     t->unk = t->size;
   else
@@ -166,12 +171,22 @@ static int read_kind(hid_t set, char *buf, size_t len) {
 /* The "vocab" dataset beside `tokens` into t (chars). */
 static int read_chars(data_tokenizer *t, hid_t file, const char *path, const char *tokens,
                       uint64_t file_size, char *err, size_t errlen) {
-  char name[1024];
+  /* Sized to the name: HDF5 names have no length limit a buffer could keep. */
   const char *slash = strrchr(tokens, '/');
-  int w = snprintf(name, sizeof name, "%.*svocab", slash ? (int)(slash - tokens + 1) : 0, tokens);
-  if (w < 0 || (size_t)w >= sizeof name) return -1;
+  size_t dir = slash ? (size_t)(slash - tokens + 1) : 0;
+  char *name = malloc(dir + sizeof "vocab");
+  if (!name) {
+    h5util_set_err(err, errlen, "out of memory for the name of the vocabulary of '%s' in '%s'",
+                   tokens, path);
+    return -1;
+  }
+  memcpy(name, tokens, dir);
+  memcpy(name + dir, "vocab", sizeof "vocab");
   hid_t set = data_open_dataset(file, path, name, file_size, err, errlen);
-  if (set < 0) return -1;
+  if (set < 0) {
+    free(name);
+    return -1;
+  }
   hid_t type = H5Dget_type(set), space = H5Dget_space(set);
   hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
   int rc = type >= 0 && H5Tget_class(type) == H5T_INTEGER && n > 0 && n <= MAX_CHARS ? 0 : -1;
@@ -192,6 +207,7 @@ static int read_chars(data_tokenizer *t, hid_t file, const char *path, const cha
   }
   if (rc == 0) rc = finish(t, path, err, errlen);
   free(cp);
+  free(name);
   if (space >= 0) H5Sclose(space);
   if (type >= 0) H5Tclose(type);
   H5Dclose(set);
@@ -270,33 +286,40 @@ static int push_id(int32_t **ids, size_t *n, size_t *cap, int32_t id) {
   return 0;
 }
 
+size_t data_tokenizer_next(const data_tokenizer *t, const char *text, size_t len, int32_t *id,
+                           uint32_t *cp) {
+  const unsigned char *s = (const unsigned char *)text;
+  *cp = s[0];
+  *id = (int32_t)s[0];
+  if (t->bytes) return 1;
+  size_t k = utf8_next(s, len, cp);
+  if (k == 0) return 0;
+  vocab_entry key = {*cp, 0};
+  const vocab_entry *e = bsearch(&key, t->table, t->n, sizeof key, cmp_entry);
+  *id = e ? e->id : t->unk;
+  return k;
+}
+
 int data_tokenizer_encode(const data_tokenizer *t, const char *text, size_t len, const char *what,
                           long *line, int32_t **ids, size_t *n, size_t *cap, char *err,
                           size_t errlen) {
-  const unsigned char *s = (const unsigned char *)text;
   for (size_t at = 0; at < len;) {
-    uint32_t cp = s[at];
-    size_t k = 1;
-    int32_t id = (int32_t)cp;
-    if (!t->bytes) {
-      k = utf8_next(s + at, len - at, &cp);
-      if (k == 0) {
-        h5util_set_err(err, errlen,
-                       "'%s' line %ld: byte 0x%02X at offset %zu is not valid UTF-8 (a "
-                       "vocabulary of characters needs UTF-8 text; --vocab bytes takes any)",
-                       what, *line, s[at], at);
-        return -1;
-      }
-      vocab_entry key = {cp, 0};
-      const vocab_entry *e = bsearch(&key, t->table, t->n, sizeof key, cmp_entry);
-      id = e ? e->id : t->unk;
-      if (id < 0) {
-        h5util_set_err(err, errlen,
-                       "'%s' line %ld: character U+%04" PRIX32
-                       " ('%.*s') is not in the vocabulary (add it, or a line <unk>)",
-                       what, *line, cp, (int)k, text + at);
-        return -1;
-      }
+    uint32_t cp;
+    int32_t id;
+    size_t k = data_tokenizer_next(t, text + at, len - at, &id, &cp);
+    if (k == 0) {
+      h5util_set_err(err, errlen,
+                     "'%s' line %ld: byte 0x%02X at offset %zu is not valid UTF-8 (a "
+                     "vocabulary of characters needs UTF-8 text; --vocab bytes takes any)",
+                     what, *line, (unsigned char)text[at], at);
+      return -1;
+    }
+    if (id < 0) {
+      h5util_set_err(err, errlen,
+                     "'%s' line %ld: character U+%04" PRIX32
+                     " ('%.*s') is not in the vocabulary (add it, or a line <unk>)",
+                     what, *line, cp, (int)k, text + at);
+      return -1;
     }
     if (push_id(ids, n, cap, id) < 0) {
       h5util_set_err(err, errlen, "out of memory tokenising '%s'", what);

@@ -48,6 +48,13 @@ int data_tokenizer_is_bytes(const data_tokenizer *t);
  * for ids out of range. */
 uint32_t data_tokenizer_codepoint(const data_tokenizer *t, int32_t id);
 
+/* The first character of text[0..len) (len >= 1): its id into *id (-1
+ * when it is outside the vocabulary and there is no <unk>) and its code
+ * point (the byte, for bytes) into *cp. @return its length in bytes (1 for
+ * bytes), 0 when text does not start with a UTF-8 character (chars). */
+size_t data_tokenizer_next(const data_tokenizer *t, const char *text, size_t len, int32_t *id,
+                           uint32_t *cp);
+
 /* Appends the ids of text[0..len) to *ids (*n used of *cap, grown with
  * realloc; the caller frees *ids). `what` and *line (advanced past each
  * newline) name the place in messages: "'WHAT' line N: ...". Errors: text

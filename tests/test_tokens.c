@@ -485,12 +485,80 @@ static void test_tokens_convert_vocab(void **state) {
   if (!strstr(g_err, "each split needs at least 2")) fail_msg("%s", g_err);
 }
 
+/* A chars token set whose path is longer than any fixed buffer (the
+ * vocabulary beside it is found), and a vocabulary of thousands of
+ * characters (the tables grow by doubling): every id keeps its character. */
+static void test_tokens_long_name_and_big_vocab(void **state) {
+  (void)state;
+  const char *v = h5f_tmp("vocab.txt"), *t = h5f_tmp("t.txt"), *out = h5f_tmp("long.h5");
+  h5f_write_text(v, "a\nb\n\\n\n");
+  h5f_write_text(t, "ab\nba\nab\n");
+  const char *files[1] = {t};
+  convert_text_opts o = {.vocab = v, .test_fraction = 0};
+  convert_text_stats st;
+  assert_int_equal(convert_text(files, 1, out, &o, &st, g_err, sizeof g_err), 0);
+  enum { LONG = 1500 };
+  char *group = malloc(LONG + 2), *tokens = malloc(LONG + 16);
+  assert_non_null(group);
+  assert_non_null(tokens);
+  group[0] = '/';
+  memset(group + 1, 'g', LONG);
+  group[LONG + 1] = '\0';
+  snprintf(tokens, LONG + 16, "%s/tokens", group);
+  hid_t f = H5Fopen(out, H5F_ACC_RDWR, H5P_DEFAULT);
+  assert_true(f >= 0);
+  assert_true(H5Lmove(f, "/train", f, group, H5P_DEFAULT, H5P_DEFAULT) >= 0);
+  H5Fclose(f);
+  data_tokenizer *tk = NULL;
+  assert_int_equal(data_tokenizer_load(&tk, out, tokens, g_err, sizeof g_err), 0);
+  assert_int_equal(data_tokenizer_size(tk), 3);
+  assert_int_equal(data_tokenizer_codepoint(tk, 1), 'b');
+  data_tokenizer_free(tk);
+  tokens[strlen(tokens) - 1] = 'x'; /* a missing set under the long path names it */
+  assert_int_equal(data_tokenizer_load(&tk, out, tokens, g_err, sizeof g_err), -1);
+  assert_null(tk);
+  assert_true(strlen(g_err) > 0);
+  free(group);
+  free(tokens);
+
+  /* 5000 characters U+0100.. (2 bytes each, then 3 from U+0800). */
+  enum { N = 5000 };
+  char *text = malloc(N * 4), *at = text;
+  assert_non_null(text);
+  for (uint32_t i = 0; i < N; i++) {
+    uint32_t c = 0x100 + i;
+    if (c < 0x800) {
+      *at++ = (char)(0xC0 | (c >> 6));
+    } else {
+      *at++ = (char)(0xE0 | (c >> 12));
+      *at++ = (char)(0x80 | ((c >> 6) & 0x3F));
+    }
+    *at++ = (char)(0x80 | (c & 0x3F));
+    *at++ = '\n';
+  }
+  assert_int_equal(data_tokenizer_parse(&tk, text, (size_t)(at - text), "big", g_err, sizeof g_err),
+                   0);
+  assert_int_equal(data_tokenizer_size(tk), N);
+  for (int32_t i = 0; i < N; i++) assert_int_equal(data_tokenizer_codepoint(tk, i), 0x100 + i);
+  int32_t id;
+  uint32_t cp;
+  assert_int_equal(data_tokenizer_next(tk, "\xe0\xa0\x80", 3, &id, &cp), 3); /* U+0800 */
+  assert_int_equal(id, 0x800 - 0x100);
+  data_tokenizer_free(tk);
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_tokens_stream_windows), cmocka_unit_test(test_tokens_stride),
-      cmocka_unit_test(test_tokens_sequences),      cmocka_unit_test(test_tokens_refused),
-      cmocka_unit_test(test_tokens_norm_and_model), cmocka_unit_test(test_tokens_loader),
-      cmocka_unit_test(test_tokens_convert_bytes),  cmocka_unit_test(test_tokens_convert_vocab),
+      cmocka_unit_test(test_tokens_stream_windows),
+      cmocka_unit_test(test_tokens_stride),
+      cmocka_unit_test(test_tokens_sequences),
+      cmocka_unit_test(test_tokens_refused),
+      cmocka_unit_test(test_tokens_norm_and_model),
+      cmocka_unit_test(test_tokens_loader),
+      cmocka_unit_test(test_tokens_convert_bytes),
+      cmocka_unit_test(test_tokens_convert_vocab),
+      cmocka_unit_test(test_tokens_long_name_and_big_vocab),
   };
   return cmocka_run_group_tests(tests, h5f_make_dir, h5f_remove_dir);
 }

@@ -12,8 +12,10 @@
 #include "model.h"
 #include "ms_error.h"
 #include "sampler.h"
+#include "tokenizer.h"
 
-#define BYTE_VOCAB 256
+/* --top-k above any vocabulary a token set can hold (tokens.c: 2^24 ids). */
+#define MAX_TOP_K (1 << 24)
 
 typedef struct {
   const char *config, *ckpt, *prompt;
@@ -81,7 +83,7 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
     } else if (!strcmp(a, "--temperature")) {
       rc = num(a, v, 0, 100, 0, &o->temperature);
     } else if (!strcmp(a, "--top-k")) {
-      rc = num(a, v, 0, BYTE_VOCAB, 1, &d), o->top_k = (long)d;
+      rc = num(a, v, 0, MAX_TOP_K, 1, &d), o->top_k = (long)d;
     } else if (!strcmp(a, "--seed")) {
       rc = num(a, v, 0, 9007199254740992.0, 1, &d), o->seed = (uint64_t)d;
     } else if (a[0] != '-' && !o->config) {
@@ -111,17 +113,33 @@ static const ckpt_tensor *find(const ckpt_contents *c, const char *name) {
   return NULL;
 }
 
-/* A causal byte-level language model: an embedding of 256 tokens first, a
- * sequence of 256 logits out, causal attention everywhere. */
-static int check_lm(const ms_model *m, const char *path) {
+/* The tokenizer of the model's training data: data.train_x's (the
+ * attribute and vocabulary `prepare text` wrote) when data.tokens, else
+ * bytes. */
+static int load_tokenizer(data_tokenizer **out, const ms_config *cfg, const char *path) {
+  char err[512];
+  if (!cfg->data.tokens)
+    return data_tokenizer_bytes(out, err, sizeof err) < 0 ? ms_error_set(MS_ENOMEM, "%s", err) : 0;
+  if (data_tokenizer_load(out, cfg->data.path, cfg->data.train_x, err, sizeof err) < 0)
+    return ms_error_set(MS_EDATA, "%s: the vocabulary of data.train_x: %s", path, err);
+  return 0;
+}
+
+/* A causal language model over tok: an embedding of its ids first, a
+ * sequence of as many logits out, causal attention everywhere. */
+static int check_lm(const ms_model *m, const data_tokenizer *tok, const char *path) {
   if (m->layers[0].type != MS_LAYER_EMBEDDING || m->seq_T == 0)
     return ms_error_set(MS_ECONFIG, "%s: not a language model (an embedding layer first, a "
                                     "sequence of logits out)", path);
-  if (m->p[m->layers[0].w].shape[0] != BYTE_VOCAB || m->vocab != BYTE_VOCAB)
+  int32_t V = data_tokenizer_size(tok);
+  if (m->p[m->layers[0].w].shape[0] != V || m->vocab != V)
     return ms_error_set(MS_ECONFIG,
-                        "%s: generate needs a byte-level model (vocab 256 in and out), found "
-                        "vocab %lld and %d outputs per position",
-                        path, (long long)m->p[m->layers[0].w].shape[0], m->vocab);
+                        "%s: the model does not fit its tokenizer (%s, %d ids): found vocab "
+                        "%lld and %d outputs per position",
+                        path,
+                        data_tokenizer_is_bytes(tok) ? "byte-level"
+                                                     : "the characters of data.train_x",
+                        (int)V, (long long)m->p[m->layers[0].w].shape[0], m->vocab);
   for (int i = 0; i < m->n_layers; i++) {
     const ms_layer *l = &m->layers[i];
     if ((l->type == MS_LAYER_ATTENTION || l->type == MS_LAYER_TRANSFORMER_BLOCK) && !l->causal)
@@ -135,7 +153,7 @@ static int check_lm(const ms_model *m, const char *path) {
 
 /* The model of cfg with the checkpoint's parameters. */
 static int load_model(ms_model **out, const ms_config *cfg, const gen_opts *o,
-                      const ckpt_contents *c) {
+                      const ckpt_contents *c, const data_tokenizer *tok) {
   int64_t T = cfg->model.input.ndim == 1 ? cfg->model.input.dims[0] : 0;
   const ckpt_tensor *pos = find(c, "pos_emb.weight");
   if (!T && pos) T = pos->shape[0];
@@ -144,7 +162,7 @@ static int load_model(ms_model **out, const ms_config *cfg, const gen_opts *o,
                                     "model has no pos_emb.weight to take it from)", o->config);
   ms_model *m = NULL;
   int rc = model_create(&m, cfg, &T, 1, 1);
-  if (!rc) rc = check_lm(m, o->config);
+  if (!rc) rc = check_lm(m, tok, o->config);
   if (!rc && c->meta.layout_hash != model_layout_hash(m))
     rc = ms_error_set(MS_ECKPT, "%s: written by another model than %s's (layout hash differs)",
                       o->ckpt, o->config);
@@ -166,28 +184,58 @@ static int load_model(ms_model **out, const ms_config *cfg, const gen_opts *o,
   return 0;
 }
 
-/* Writes the prompt, then o->tokens sampled bytes. */
-static int run(ms_model *m, const gen_opts *o, FILE *out) {
+/* The ids of the prompt's characters into ids; *np their count. */
+static int encode_prompt(const data_tokenizer *tok, const char *prompt, int *ids, size_t *np) {
+  size_t len = strlen(prompt);
+  *np = 0;
+  for (size_t at = 0; at < len;) {
+    int32_t id;
+    uint32_t cp;
+    size_t k = data_tokenizer_next(tok, prompt + at, len - at, &id, &cp);
+    if (k == 0)
+      return ms_error_set(MS_EUSAGE,
+                          "generate: the prompt is not UTF-8 text (byte 0x%02X at offset %zu)",
+                          (unsigned char)prompt[at], at);
+    if (id < 0)
+      return ms_error_set(MS_EUSAGE,
+                          "generate: the prompt's character U+%04X ('%.*s') is not in the "
+                          "model's vocabulary (%d characters, no <unk>)",
+                          (unsigned)cp, (int)k, prompt + at, (int)data_tokenizer_size(tok));
+    ids[(*np)++] = id;
+    at += k;
+  }
+  return 0;
+}
+
+/* Writes the prompt, then o->tokens sampled tokens as text (<unk> as
+ * U+FFFD, the replacement character). */
+static int run(ms_model *m, const data_tokenizer *tok, const gen_opts *o, FILE *out) {
   const int T = m->seq_T, V = m->vocab;
-  size_t np = strlen(o->prompt), n = np + (size_t)o->tokens;
+  size_t np = 0, n = strlen(o->prompt) + (size_t)o->tokens; /* characters <= bytes */
   int *ids = malloc(sizeof(int) * n), *order = malloc(sizeof(int) * (size_t)V);
   float *x = calloc((size_t)T, sizeof(float));
-  if (!ids || !order || !x) {
-    free(ids), free(order), free(x);
-    return ms_error_set(MS_ENOMEM, "generate: out of memory");
+  int rc = ids && order && x ? 0 : ms_error_set(MS_ENOMEM, "generate: out of memory");
+  if (!rc) rc = encode_prompt(tok, o->prompt, ids, &np);
+  if (!rc) {
+    n = np + (size_t)o->tokens;
+    fputs(o->prompt, out);
   }
-  for (size_t i = 0; i < np; i++) ids[i] = (unsigned char)o->prompt[i];
-  fwrite(o->prompt, 1, np, out);
-  for (size_t len = np; len < n; len++) {
+  for (size_t len = np; !rc && len < n; len++) {
     size_t first = len > (size_t)T ? len - (size_t)T : 0, w = len - first;
     for (size_t t = 0; t < (size_t)T; t++) x[t] = t < w ? (float)ids[first + t] : 0.0f;
     const float *logits = model_forward(m, x, 1, NULL) + (w - 1) * (size_t)V;
     ids[len] = generate_pick(logits, V, o->temperature, (int)o->top_k,
                              generate_uniform(o->seed, len - np), order);
-    fputc(ids[len], out);
+    char c[4];
+    size_t k = data_tokenizer_decode(tok, ids[len], c);
+    if (k)
+      fwrite(c, 1, k, out);
+    else
+      fputs("\xEF\xBF\xBD", out);
   }
-  fputc('\n', out);
   free(ids), free(order), free(x);
+  if (rc) return rc;
+  fputc('\n', out);
   return fflush(out) ? ms_error_set(MS_EIO, "generate: cannot write the output") : 0;
 }
 
@@ -201,14 +249,17 @@ int generate_main(int argc, char **argv, FILE *out) {
   ckpt_contents c;
   memset(&c, 0, sizeof c);
   ms_model *m = NULL;
+  data_tokenizer *tok = NULL;
   if (!cfg) return ms_error_set(MS_ENOMEM, "generate: out of memory");
   if ((rc = config_read_file(o.config, &text, &len))) goto out;
   if ((rc = check_load_config(cfg, text, len, o.config, NULL, 0, 1))) goto out;
+  if ((rc = load_tokenizer(&tok, cfg, o.config))) goto out;
   if ((rc = ckpt_load(o.ckpt, &c))) goto out;
-  if ((rc = load_model(&m, cfg, &o, &c))) goto out;
+  if ((rc = load_model(&m, cfg, &o, &c, tok))) goto out;
   blas_set_threads(1);
-  rc = run(m, &o, out);
+  rc = run(m, tok, &o, out);
 out:
+  data_tokenizer_free(tok);
   model_free(m);
   ckpt_contents_free(&c);
   free(text);

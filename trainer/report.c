@@ -19,6 +19,7 @@ struct report {
   const char *peak_name;   /* "sgemm" (fp32) or "bf16 matmul" */
   double log_t[T_PARTS];   /* the parts' mean seconds at the last log line */
   double t_log, t_bar;     /* the last log line, the last progress bar */
+  double t_sync_log;       /* report_step's t_sync at the last log line */
   int64_t log_from;        /* the step of the last log line */
   double stats[3];         /* loss sum, correct, samples since the last log line */
   ms_eval last_eval;
@@ -158,7 +159,7 @@ void report_begin(report *rp, int64_t step) {
   int bf16 = rp->s->model->precision == DNN_BF16;
   rp->peak_name = bf16 ? "bf16 matmul" : "sgemm";
   if (rp->rk->w->rank == 0) rp->peak = bf16 ? dnn_matmul_peak(DNN_BF16) : blas_sgemm_peak();
-  rp->t_log = comm_wtime();
+  rp->t_log = rp->t_sync_log = comm_wtime();
   rp->log_from = step;
 }
 
@@ -193,21 +194,36 @@ static void say_interval(report *rp, int64_t step, double wall, double samples,
 }
 
 void report_step(report *rp, int64_t step, int64_t epoch, double loss_sum, double correct,
-                 const double mean_t[T_PARTS], int last) {
+                 const double mean_t[T_PARTS], double t_sync, int last) {
   const train_setup *s = rp->s;
   double *st = rp->stats;
-  if (!rp->m) return;
-  st[0] += loss_sum, st[1] += correct, st[2] += (double)s->global_batch;
   const int64_t total = s->len.total_steps;
   if (step % s->cfg.log.every_steps == 0 || last) {
+    /* Each rank's parts of the interval are disjoint spans of its own
+     * [t_sync at the last line, t_sync now]; those differ between ranks by
+     * how early each reached the sync (its compute, a stall), so the
+     * fractions are of the mean of the ranks' spans: at most 100%. */
+    double span = t_sync - rp->t_sync_log;
+    rp->t_sync_log = t_sync;
+    ranks_enter(rp->rk, "log interval", __func__);
+    int crc = comm_allreduce_sum_f64(rp->rk->w, &span, 1);
+    ranks_leave(rp->rk);
+    if (!rp->m) return;
+    st[0] += loss_sum, st[1] += correct, st[2] += (double)s->global_batch;
     double now = comm_wtime(), samples = (double)(step - rp->log_from) * (double)s->global_batch;
     metrics_train(rp->m, step, total, epoch, st[0] / st[2],
                   check_is_classifier(&s->cfg) ? st[1] / st[2] : -1.0,
                   schedule_lr(&s->cfg, step - 1, total), samples / (now - rp->t_log));
-    say_interval(rp, step, now - rp->t_log, samples, mean_t);
+    /* A failed sum leaves the line without its breakdown (the next
+     * collective reports the failure). */
+    if (crc == 0) say_interval(rp, step, span / rp->rk->w->size, samples, mean_t);
     rp->t_log = now, rp->log_from = step;
     st[0] = st[1] = st[2] = 0;
-  } else if (comm_wtime() - rp->t_bar > 0.1) {
+    return;
+  }
+  if (!rp->m) return;
+  st[0] += loss_sum, st[1] += correct, st[2] += (double)s->global_batch;
+  if (comm_wtime() - rp->t_bar > 0.1) {
     metrics_progress(rp->m, step, total, st[0] / st[2]);
     rp->t_bar = comm_wtime();
   }
@@ -304,18 +320,21 @@ void report_early_stop(report *rp, int64_t step, const char *why, const char *be
 void report_summary(report *rp, double wall, int64_t steps_run, int64_t step,
                     const double t_rank[T_PARTS], int stopped) {
   const train_setup *s = rp->s;
-  double t[T_PARTS], mean[T_PARTS];
+  double t[T_PARTS], mean[T_PARTS + 1];
   memcpy(t, t_rank, sizeof t);
-  memcpy(mean, t_rank, sizeof mean);
+  memcpy(mean, t_rank, sizeof t);
+  mean[T_PARTS] = wall;
   /* The slowest rank's times are the ones the job waited for; the mean
-   * gives the fractions. */
+   * gives the fractions, of the mean of the ranks' own walls: each rank's
+   * parts are disjoint spans of its own wall, so they add up to at most
+   * 100% (rank 0's wall alone could be shorter than another rank's). */
   ranks_enter(rp->rk, "summary", __func__);
   int crc = comm_allreduce_max_f64(rp->rk->w, t, T_PARTS);
-  if (crc == 0) crc = comm_allreduce_sum_f64(rp->rk->w, mean, T_PARTS);
+  if (crc == 0) crc = comm_allreduce_sum_f64(rp->rk->w, mean, T_PARTS + 1);
   ranks_leave(rp->rk);
   if (crc != 0 || !rp->m) return;
   const int world = rp->rk->w->size, threads = s->blas_threads;
-  for (int i = 0; i < T_PARTS; i++) mean[i] /= world;
+  for (int i = 0; i <= T_PARTS; i++) mean[i] /= world;
   double sps = wall > 0 ? (double)steps_run * (double)s->global_batch / wall : 0.0;
   if (rp->last_eval_step >= 0) say_last_eval(rp, stopped);
   if (rp->stop_step >= 0)
@@ -327,7 +346,7 @@ void report_summary(report *rp, double wall, int64_t steps_run, int64_t step,
               "compute %.2f s, comm %.2f s, data %.2f s, checkpoint %.2f s, eval %.2f s",
               (long long)steps_run, wall, sps, t[0], t[1], t[2], t[3], t[4]);
   ms_breakdown b;
-  breakdown(rp, wall, mean, (double)steps_run * (double)s->global_batch, &b);
+  breakdown(rp, mean[T_PARTS], mean, (double)steps_run * (double)s->global_batch, &b);
   char text[256], bjson[512];
   timing_format(&b, text, sizeof text, bjson, sizeof bjson);
   metrics_say(rp->m, "time (mean over ranks): %s", text);

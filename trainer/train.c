@@ -53,6 +53,8 @@ typedef struct {
   double t_hook;               /* seconds inside the backward hook's comm calls */
   double mean_t[T_PARTS];      /* the parts' seconds so far, mean over ranks (as of the
                                 * last step agreement) */
+  double t_sync;               /* when this rank's last gradient sync wait began, less
+                                * the step's hook seconds (report_step) */
   const volatile sig_atomic_t *stop_signal; /* set by main's signal handler */
   int stop_signo;              /* agreed: the signal that stops the run */
   int ckpt_due;                /* agreed: checkpoint.every_minutes elapsed */
@@ -298,6 +300,7 @@ static int train_step(run *r, step_agreement *sa) {
   r->t_compute -= r->t_hook;
   fault_stall_at(&r->stall, r->rk.w->rank, r->cur.step);
   double t2 = comm_wtime();
+  r->t_sync = t2 - r->t_hook; /* the hook's sync calls count from the next agreement on */
   if ((rc = agree_step(r, sa, rc))) return rc;
   /* The reduced loss is the same number on every rank: no agreement needed. */
   if (!isfinite(sa->loss_sum))
@@ -452,7 +455,8 @@ static int loop(run *r, const train_args *a) {
     int64_t epoch_before = r->cur.epoch;
     if ((rc = train_step(r, &sa))) return rc;
     int last = r->cur.step == total, epoch_end = r->cur.epoch != epoch_before || last;
-    report_step(r->rep, r->cur.step, epoch_before + 1, sa.loss_sum, sa.correct, r->mean_t, last);
+    report_step(r->rep, r->cur.step, epoch_before + 1, sa.loss_sum, sa.correct, r->mean_t,
+                r->t_sync, last);
     if (r->ev && (epoch_end || (every > 0 && r->cur.step % every == 0)) &&
         (rc = evaluate(r, epoch_before + 1, !epoch_end)))
       return rc;
@@ -498,11 +502,14 @@ int train_run(comm_world *w, const train_args *a) {
     if ((rc = agree(&r, rc))) goto out;
   }
   report_begin(r.rep, r.cur.step);
+  /* Every rank's clock starts here, right after a collective: a rank that
+   * started before rank 0's peak measurement (report_begin) ended would
+   * count its wait for rank 0 as comm, outside rank 0's wall, and the
+   * summary's parts would add up to more than the run. The trace's zero. */
+  if ((rc = agree(&r, 0))) goto out;
   double t_start = comm_wtime();
   ckpt_sync_start_clock(r.ck, t_start); /* checkpoint.every_minutes counts from here */
-  /* The trace's zero, right after a collective on every rank. */
-  if (r.tl && (rc = agree(&r, 0)) == 0) timeline_start_clock(r.tl, comm_wtime());
-  if (rc) goto out;
+  if (r.tl) timeline_start_clock(r.tl, t_start);
   int64_t first_step = r.cur.step, total = r.s.len.total_steps;
   if ((rc = loop(&r, a))) goto out;
   if (r.tl && (rc = write_trace(&r))) goto out;

@@ -4,6 +4,11 @@
 # generate must be deterministic for a seed, write the prompt and N bytes,
 # and refuse bad arguments (exit 2), a model that is not a causal byte-level
 # language model (exit 2) and a checkpoint of another model (exit 4).
+# Then a character vocabulary end to end: prepare text --vocab FILE (with
+# multi-byte characters), train a few steps on those tokens, generate: the
+# prompt maps through the vocabulary, every output character is in it, the
+# same seed gives the same text, and a prompt character outside it is
+# exit 2 naming it.
 source "$(dirname "$0")/lib.sh"
 
 INIT=${LM_INIT:-$(dirname "$MIDSCALE")/tests/lm_init}
@@ -64,4 +69,54 @@ write_config wide.yaml 256 64 true
 expect_exit 4 "another model" wide.yaml "$ck" --prompt x
 head -c 1000 "$ck" >cut.zst
 expect_exit 4 "cut.zst" lm.yaml cut.zst --prompt x
+
+note "a character vocabulary: prepare text --vocab FILE, train, generate"
+printf '%s\n' a b c d e l o r s t 'é' 'ü' 'ß' '\s' '\n' . >vocab.txt
+awk 'BEGIN { srand(7); split("le été über straße désolé roses bloße", w, " ");
+             for (l = 0; l < 400; l++) { s = ""; for (i = 0; i < 5; i++) s = s (i ? " " : "") w[1 + int(rand() * 7)];
+               print s "." } }' >chars.txt
+"$MIDSCALE" prepare text chars.txt chars.h5 --vocab vocab.txt --test-fraction 0.1 >/dev/null ||
+  fail "prepare text --vocab failed"
+cat >char.yaml <<YAML
+run: {name: chars, dir: crun, seed: 3}
+data: {path: chars.h5, train_x: /train/tokens, test_x: /test/tokens, tokens: true, seq_len: 16}
+model:
+  tie_embeddings: true
+  layers:
+    - {type: embedding, vocab: 16, dim: 16}
+    - {type: pos_embedding}
+    - {type: transformer_block, heads: 2}
+    - {type: layernorm}
+    - {type: dense, units: 16}
+optim: {name: adamw, lr: 0.01}
+train: {max_steps: 6, batch_size: 8}
+checkpoint: {every_steps: 6}
+log: {every_steps: 1, progress: false}
+YAML
+run_np 1 train char.yaml
+expect_ok
+cck=crun/checkpoints/step-00000006.safetensors.zst
+[ -f "$cck" ] || fail "no checkpoint $cck"
+cgen() { "$MIDSCALE" generate char.yaml "$cck" "$@"; }
+cgen --prompt "été " --tokens 80 --seed 5 --temperature 1.5 >ca.txt || fail "generate (chars) failed"
+cgen --prompt "été " --tokens 80 --seed 5 --temperature 1.5 >cb.txt || fail "generate (chars) failed"
+cmp ca.txt cb.txt || fail "chars: the same seed gave different text"
+/usr/bin/python3 - <<'PY' || fail "chars: the output is not text of the vocabulary"
+import sys
+vocab = {"\n" if l == "\\n" else " " if l == "\\s" else l
+         for l in open("vocab.txt", encoding="utf-8").read().split("\n") if l}
+text = open("ca.txt", encoding="utf-8").read()  # strict UTF-8
+assert text.startswith("été "), text[:10]
+body = text[len("été "):-1]  # the generated part, less generate's final newline
+assert len(body) == 80, (len(body), body)
+bad = sorted(set(body) - vocab)
+assert not bad, bad
+assert any(ord(c) > 127 for c in body), body  # multi-byte characters decoded
+print("--- chars sample:", repr(body[:40]))
+PY
+expect_exit 2 "U+00E0" char.yaml "$cck" --prompt "là"
+sed 's/vocab: 16/vocab: 256/; s/units: 16/units: 256/' char.yaml >char256.yaml
+expect_exit 2 "the characters of data.train_x, 16 ids" char256.yaml "$cck" --prompt x
+sed 's/chars.h5/gone.h5/' char.yaml >gone.yaml
+expect_exit 3 "gone.h5" gone.yaml "$cck" --prompt x
 echo "generate: ok"

@@ -12,11 +12,14 @@ synth data.h5 --train 1024 --test 256 --features 16
 smoke_config cfg.yaml data.h5 run
 
 # watchdog_run NP STALL: runs with comm.timeout_s 3; sets ELAPSED (seconds).
+# Log lines every 50 steps: a log line's sum over ranks (report_step)
+# would otherwise be each step's last collective.
 watchdog_run() {
   local np=$1 stall=$2 t0
   t0=$(date +%s.%N)
   MIDSCALE_DEBUG_STALL=$stall run_np "$np" train cfg.yaml --set run.dir="run$np" \
-    --set comm.timeout_s=3 --set train.max_steps=20 --set train.batch_size=96
+    --set comm.timeout_s=3 --set train.max_steps=20 --set train.batch_size=96 \
+    --set log.every_steps=50
   ELAPSED=$(echo "$(date +%s.%N) - $t0" | bc)
 }
 
