@@ -346,7 +346,7 @@ static int setup(run *r, const train_args *a) {
                        .dir = s->ckpt_dir,
                        .model = m,
                        .opt = s->opt,
-                       .shared_arenas = s->shared_params != NULL,
+                       .shared_arenas = s->shared_params,
                        .blas_threads = s->blas_threads,
                        .cpus_per_rank = s->cpus_per_rank,
                        .steps_per_epoch = s->len.steps_per_epoch};
