@@ -209,7 +209,7 @@ static int sharded_update(run *r, double lr) {
   ms_model *m = s->model;
   size_t lo = 0, hi = 0;
   reducer_fence(s->red);
-  const int P = reducer_shard(s->red, r->rk.w->rank, &lo, &hi, NULL);
+  const int P = reducer_shard(s->red, reducer_shard_self(s->red), &lo, &hi, NULL);
   float f = 1.0f;
   if (s->cfg.optim.clip_norm > 0) {
     double ss = 0.0, norm;
