@@ -629,6 +629,10 @@ int reducer_finish(reducer *r) {
   if (r->P == 1) return 0;
   if (r->failed) return COMM_EMPI;
   if (r->win != MPI_WIN_NULL) return shm_reduce(r, 1);
+  if (r->hier_shard) { /* the other segments never got the sums (reducer_set_sharded) */
+    snprintf(r->w->err, sizeof r->w->err, "reducer: sharded: reducer_finish_shard ends a reduction");
+    return COMM_EMPI;
+  }
   if (r->hier) return reducer_hier_reduce(r->hier, r->w->err, sizeof r->w->err);
   if (!r->overlap) {
     /* One blocking collective (two on the rank-ordered path) per bucket. */

@@ -205,7 +205,8 @@ int reducer_finish_shard(reducer *r);
  * from now on leaves each rank's slice summed over all ranks of all nodes
  * (the same bits as reducer_finish) in its own segment only, and the
  * arena's other floats as backward left them: only reducer_finish_shard
- * may end a reduction then. @return 0, or COMM_EMPI (another path; nothing
+ * may end a reduction then (reducer_finish returns COMM_EMPI, on every
+ * rank, before any collective). @return 0, or COMM_EMPI (another path; nothing
  * changed) with a message. */
 int reducer_set_sharded(reducer *r);
 

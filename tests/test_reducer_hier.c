@@ -278,6 +278,7 @@ static void test_reducer_hier_sharded_keeps_each_slice_in_its_segment(void **sta
       assert_all_true(ok && next == N);
       MPI_Barrier(W.comm); /* the parameter barrier: nobody reads a segment the next round writes */
     }
+    assert_all_true(reducer_finish(r) == COMM_EMPI && strstr(W.err, "reducer_finish_shard"));
     reducer_free(r);
     free(g), free(want), free(src);
   }
