@@ -131,6 +131,14 @@ int comm_node_mem_barrier(comm_node_mem *m);
  * comm_node_mem_barrier does. */
 void comm_node_mem_fence(comm_node_mem *m);
 
+/* World rank 0's node copy of n floats at buf (a pointer into m's memory,
+ * at the same offset on every rank) into every other node's copy, then
+ * comm_node_mem_barrier: every rank of every node sees rank 0's values.
+ * Only the first rank of each node receives (one message per node, never
+ * into memory another rank of the node is sending from). Collective over
+ * the world. @return 0, or COMM_EMPI. */
+int comm_node_mem_bcast_f32(comm_node_mem *m, float *buf, size_t n);
+
 /* The nodes of the world, for algorithms that keep traffic inside a node.
  * Nodes are numbered by their lowest world rank; local ranks follow world
  * rank order within a node. Any layout is described (MPI may place ranks of

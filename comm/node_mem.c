@@ -109,3 +109,29 @@ int comm_node_mem_barrier(comm_node_mem *m) {
 }
 
 void comm_node_mem_fence(comm_node_mem *m) { MPI_Win_sync(m->win); }
+
+/* Largest count of one MPI_Bcast (counts are int). */
+#define BCAST_CHUNK ((size_t)1 << 30)
+
+int comm_node_mem_bcast_f32(comm_node_mem *m, float *buf, size_t n) {
+  comm_world *w = m->w;
+  int local = 0;
+  MPI_Comm_rank(m->node, &local);
+  /* The node's first rank is the one with its lowest world rank (the
+   * split's key), so world rank 0 is rank 0 of the leaders. */
+  MPI_Comm leaders = MPI_COMM_NULL;
+  int rc = MPI_Comm_split(w->comm, local == 0 ? 0 : MPI_UNDEFINED, w->rank, &leaders);
+  for (size_t off = 0; rc == MPI_SUCCESS && leaders != MPI_COMM_NULL && off < n;
+       off += BCAST_CHUNK) {
+    size_t c = n - off < BCAST_CHUNK ? n - off : BCAST_CHUNK;
+    rc = MPI_Bcast(buf + off, (int)c, MPI_FLOAT, 0, leaders);
+  }
+  if (leaders != MPI_COMM_NULL) MPI_Comm_free(&leaders);
+  /* Every rank of the node takes part in the barrier, whatever failed. */
+  int brc = comm_node_mem_barrier(m);
+  if (rc != MPI_SUCCESS) {
+    snprintf(w->err, sizeof w->err, "MPI_Bcast (node memory) failed (code %d)", rc);
+    return COMM_EMPI;
+  }
+  return brc;
+}

@@ -68,6 +68,7 @@ struct reducer {
   reducer_hier *hier;
   double internode_bytes;
   int hier_overlap; /* the hierarchical path's comm thread runs the buckets */
+  int hier_shard;   /* reducer_set_sharded on the hierarchical path */
   char method[192];
   char overlap_desc[192];
 };
@@ -624,6 +625,10 @@ int reducer_finish(reducer *r) {
   if (r->P == 1) return 0;
   if (r->failed) return COMM_EMPI;
   if (r->win != MPI_WIN_NULL) return shm_reduce(r, 1);
+  if (r->hier_shard) { /* the other segments never got the sums (reducer_set_sharded) */
+    snprintf(r->w->err, sizeof r->w->err, "reducer: sharded: reducer_finish_shard ends a reduction");
+    return COMM_EMPI;
+  }
   if (r->hier) return reducer_hier_reduce(r->hier, r->w->err, sizeof r->w->err);
   if (!r->overlap) {
     /* One blocking collective (two on the rank-ordered path) per bucket. */
@@ -655,7 +660,26 @@ int reducer_finish(reducer *r) {
   return 0;
 }
 
+int reducer_set_sharded(reducer *r) {
+  if (r->win != MPI_WIN_NULL) return 0; /* reducer_finish_shard chooses per call */
+  size_t lo = 0, hi = 0;
+  if (r->hier && reducer_hier_slice(r->hier, 0, &lo, &hi, NULL) > 1) {
+    reducer_hier_set_shard(r->hier);
+    r->hier_shard = 1;
+    return 0;
+  }
+  snprintf(r->w->err, sizeof r->w->err,
+           "reducer: a sharded update needs node shared memory with more than one rank a node");
+  return COMM_EMPI;
+}
+
+int reducer_shard_self(const reducer *r) {
+  return r->hier ? reducer_hier_local_rank(r->hier) : r->me;
+}
+
 int reducer_finish_shard(reducer *r) {
+  if (r->hier_shard)
+    return r->failed ? COMM_EMPI : reducer_hier_reduce(r->hier, r->w->err, sizeof r->w->err);
   if (r->win == MPI_WIN_NULL) {
     snprintf(r->w->err, sizeof r->w->err, "reducer: a sharded update needs the node-shared path");
     return COMM_EMPI;
@@ -682,6 +706,7 @@ void reducer_shard_sum(const reducer *r, size_t lo, size_t n, float *restrict ac
 }
 
 int reducer_shard(const reducer *r, int k, size_t *lo, size_t *hi, const float **seg) {
+  if (r->hier) return reducer_hier_slice(r->hier, k, lo, hi, seg);
   if (r->win == MPI_WIN_NULL) return 0;
   if (k >= 0 && k < r->P) {
     *lo = line_start(r->n, k, r->P), *hi = line_start(r->n, k + 1, r->P);
@@ -691,6 +716,7 @@ int reducer_shard(const reducer *r, int k, size_t *lo, size_t *hi, const float *
 }
 
 void reducer_fence(reducer *r) {
+  if (r->hier_shard) reducer_hier_fence(r->hier);
   if (r->win != MPI_WIN_NULL) MPI_Win_sync(r->win);
 }
 

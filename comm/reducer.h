@@ -185,10 +185,12 @@ void reducer_progress(reducer *r);
  * every rank). Collective. @return 0, COMM_EMPI. */
 int reducer_finish(reducer *r);
 
-/* The sharded update (ZeRO stage 1 inside a node; only on the node-shared
- * path, reducer_shared): like reducer_finish, the first barrier and each
- * rank's sum of its range in rank order (the same bits), but the sum stays
- * in this rank's own segment: no write-back and no second barrier. The
+/* The sharded update (ZeRO stage 1 inside a node; on the node-shared
+ * path, reducer_shared, or the hierarchical path after
+ * reducer_set_sharded): like reducer_finish, the first barrier and each
+ * rank's sum of its range in the same order (the same bits; across nodes
+ * the slice's cross-node reduction too), but the sum stays in this rank's
+ * own segment: no write-back and no second barrier. The
  * caller then updates its own range of the parameters from it, and every
  * rank synchronises again (a barrier of the caller's: the parameters are
  * complete) before any rank's next backward writes its segment. Another
@@ -208,17 +210,36 @@ int reducer_finish_shard(reducer *r);
  * REDUCER_SHARD_CHUNK keep acc in L1), straight from every rank's segment:
  * nothing is written to the window. The caller's barrier after its update
  * (the parameters are complete) also ends the reads. publish: 0, or
- * COMM_EMPI off the node-shared path or after a failure. */
+ * COMM_EMPI off the one-node node-shared path (reducer_shared: the
+ * hierarchical path sums across nodes first, reducer_finish_shard) or after
+ * a failure. */
 enum { REDUCER_SHARD_CHUNK = 1024 };
 int reducer_shard_publish(reducer *r);
 void reducer_shard_sum(const reducer *r, size_t lo, size_t n, float *acc);
 
-/* Rank k's range [*lo, *hi) of the arena on the node-shared path (on
- * 64-byte lines; the ranges of ranks 0, 1, ... cover the arena in order),
- * and in *seg (may be NULL) rank k's segment, which holds the sum of that
- * range after reducer_finish_shard. @return the number of ranks, or 0 off
- * the node-shared path (nothing set). */
+/* Makes the reducer ready for reducer_finish_shard, on every rank before
+ * the first reduction: nothing to do on the one-node node-shared path; on
+ * the hierarchical path with more than one rank a node, every reduction
+ * from now on leaves each rank's slice summed over all ranks of all nodes
+ * (the same bits as reducer_finish) in its own segment only, and the
+ * arena's other floats as backward left them: only reducer_finish_shard
+ * may end a reduction then (reducer_finish returns COMM_EMPI, on every
+ * rank, before any collective). @return 0, or COMM_EMPI (another path; nothing
+ * changed) with a message. */
+int reducer_set_sharded(reducer *r);
+
+/* Shard k's range [*lo, *hi) of the arena on the node-shared path or the
+ * hierarchical path (on 64-byte lines; the ranges of shards 0, 1, ...
+ * cover the arena in order; one shard per rank of this node, shard k for
+ * the node's k-th rank), and in *seg (may be NULL) shard k's segment,
+ * which holds the sum of that range after reducer_finish_shard. @return
+ * the number of shards (the ranks on this node), or 0 off those paths
+ * (nothing set). */
 int reducer_shard(const reducer *r, int k, size_t *lo, size_t *hi, const float **seg);
+
+/* This rank's shard for reducer_shard: its rank on one node, its rank
+ * among its node's on the hierarchical path. */
+int reducer_shard_self(const reducer *r);
 
 /* This rank's memory fence on the node-shared window (MPI_Win_sync); a
  * no-op off that path. */

@@ -53,6 +53,9 @@ struct reducer_hier {
   uint64_t step; /* reductions finished */
   MPI_Win cwin;
   _Atomic uint64_t *ctr;
+  /* reducer_hier_set_shard: the sum of the slice stays in this rank's own
+   * segment (no write-back to the other segments, no closing barrier). */
+  int shard;
 };
 
 /* Largest count of one message (counts are int), and most pieces a
@@ -489,7 +492,7 @@ static int reduce_window(reducer_hier *h, char *err, size_t cap) {
   int rc = h->algo == HIER_HALVING_DOUBLING ? halving_doubling(h, x, err, cap)
            : h->algo == HIER_MPI            ? mpi_allreduce(h, x, err, cap)
                                             : ring(h, x, err, cap);
-  if (rc) return rc;
+  if (rc || h->shard) return rc;
   for (int j = 0; j < h->L; j++)
     if (j != h->me) memcpy(h->seg[j] + h->lo + h->wlo, x + h->wlo, (h->whi - h->wlo) * sizeof *x);
   return 0;
@@ -498,11 +501,35 @@ static int reduce_window(reducer_hier *h, char *err, size_t cap) {
 static int overlapped_finish(reducer_hier *h, char *err, size_t cap);
 
 int reducer_hier_reduce(reducer_hier *h, char *err, size_t cap) {
-  if (h->thread_on) return overlapped_finish(h, err, cap);
+  if (h->thread_on) {
+    int rc = overlapped_finish(h, err, cap);
+    if (rc == 0 && h->shard) reducer_hier_fence(h); /* the comm thread's sums, for the others */
+    return rc;
+  }
   if (node_barrier(h, err, cap)) return COMM_EMPI;
   h->wlo = 0, h->whi = h->hi - h->lo;
   if (reduce_window(h, err, cap)) return COMM_EMPI;
+  if (h->shard) { /* the caller's parameter barrier ends the step (reducer_hier.h) */
+    reducer_hier_fence(h);
+    return 0;
+  }
   return node_barrier(h, err, cap); /* no segment is touched by another rank after it */
+}
+
+void reducer_hier_set_shard(reducer_hier *h) { h->shard = 1; }
+
+int reducer_hier_slice(const reducer_hier *h, int j, size_t *lo, size_t *hi, const float **seg) {
+  if (j >= 0 && j < h->L) {
+    *lo = hier_slice_start(h->n, j, h->L), *hi = hier_slice_start(h->n, j + 1, h->L);
+    if (seg) *seg = h->seg[j];
+  }
+  return h->L;
+}
+
+int reducer_hier_local_rank(const reducer_hier *h) { return h->me; }
+
+void reducer_hier_fence(reducer_hier *h) {
+  if (h->win != MPI_WIN_NULL) MPI_Win_sync(h->win);
 }
 
 /* ---- the overlapped schedule: a comm thread, bucket by bucket ---------------- */

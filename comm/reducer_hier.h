@@ -48,9 +48,31 @@ void reducer_hier_ready(reducer_hier *h, size_t off);
 
 /* Every local segment is final -> every segment holds the sum over all
  * ranks (overlapped: waits for the comm thread's last bucket and for every
- * local rank's write-back). Collective over the world. @return 0, or
- * COMM_EMPI with a message. */
+ * local rank's write-back). Sharded (reducer_hier_set_shard): only this
+ * rank's slice of its own segment gets the sum. Collective over the world.
+ * @return 0, or COMM_EMPI with a message. */
 int reducer_hier_reduce(reducer_hier *h, char *err, size_t cap);
+
+/* The sharded update (reducer.h, reducer_finish_shard), from now on for
+ * every reduction: each rank's sum of its slice (over the node, then
+ * across nodes, in the same order) stays in its own segment; no write-back
+ * to the node's other segments and no closing node barrier. The caller
+ * must synchronise the node (its parameter barrier) before any local
+ * rank's next backward writes its segment. Before the first reduction, on
+ * every rank. */
+void reducer_hier_set_shard(reducer_hier *h);
+
+/* Local rank j's slice [*lo, *hi) of the arena and its segment (*seg may
+ * be NULL; with one rank per node the arena itself). @return the ranks on
+ * this node. */
+int reducer_hier_slice(const reducer_hier *h, int j, size_t *lo, size_t *hi, const float **seg);
+
+/* This rank among its node's. */
+int reducer_hier_local_rank(const reducer_hier *h);
+
+/* This rank's memory fence on the node window (a no-op with one rank per
+ * node). */
+void reducer_hier_fence(reducer_hier *h);
 
 /* The algorithm that runs across nodes. */
 hier_algorithm reducer_hier_algorithm(const reducer_hier *h);

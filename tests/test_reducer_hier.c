@@ -4,7 +4,9 @@
  * in the order the layout fixes (hier.h), whatever the buckets and the
  * overlap; a 16-bit wire between nodes agrees on every rank and feeds its
  * rounding back; uneven layouts take the flat path and say so; the bytes
- * that leave a node halve at 2 x 2. Assertions are agreed on by every rank. */
+ * that leave a node halve at 2 x 2; the sharded reduction (comm.shared_params)
+ * leaves each slice's same sum in its own segment. Assertions are agreed on
+ * by every rank. */
 #include <math.h>
 #include <mpi.h>
 #include <setjmp.h>
@@ -78,7 +80,7 @@ enum { N_STARTS = 5, N = 90130 };
  * each layer's gradients (from src) are written just before they are
  * posted, at rank-dependent moments, while the comm thread (overlapped
  * schedule) reduces the buckets already posted. */
-static int reduce_like_backward(reducer *r, size_t n, float *a, const float *src) {
+static int backward_then(reducer *r, size_t n, float *a, const float *src, int shard) {
   reducer_begin(r);
   for (size_t i = 0; i < n; i++) a[i] = -1e30f;
   size_t hi = n;
@@ -94,7 +96,11 @@ static int reduce_like_backward(reducer *r, size_t n, float *a, const float *src
     reducer_progress(r);
     hi = lo;
   }
-  return reducer_finish(r);
+  return shard ? reducer_finish_shard(r) : reducer_finish(r);
+}
+
+static int reduce_like_backward(reducer *r, size_t n, float *a, const float *src) {
+  return backward_then(r, n, a, src, 0);
 }
 
 /* One layout, one algorithm: every schedule and arena size, two steps;
@@ -221,6 +227,63 @@ static void check_16bit(int L, hier_algorithm asked, wire_format fmt) {
   free(g), free(g2), free(x), free(exact), free(mean), free(mag);
 }
 
+/* The sharded update's reduction (reducer_set_sharded; 2 x 2 on 4 ranks):
+ * after reducer_finish_shard and a collective over the world, shard k of
+ * the node (reducer_shard) holds in its segment the sum reducer_finish
+ * gives, bit for bit, for the whole arena and for the comm thread's
+ * buckets; the rest of this rank's segment is its own gradients (no
+ * write-back). With one rank a node (3 x 1, 4 x 1) there is nothing to
+ * shard and it says so. */
+static void test_reducer_hier_sharded_keeps_each_slice_in_its_segment(void **state) {
+  (void)state;
+  const int L = W.size % 2 == 0 ? 2 : 1;
+  for (int s = 0; s < 2; s++) {
+    float *g = calloc(N, sizeof(float)), *want = malloc(sizeof(float) * N);
+    float *src = malloc(sizeof(float) * N);
+    reducer *r = NULL;
+    reducer_opts o = {.first_bucket_bytes = 4096,
+                      .bucket_bytes = 40000,
+                      .overlap = s,
+                      .wire = WIRE_F32,
+                      .shared_memory = 1,
+                      .algorithm = HIER_RING,
+                      .ranks_per_node = L};
+    assert_int_equal(reducer_create(&r, &W, g, N, starts, N_STARTS, &o), 0);
+    if (L == 1) {
+      assert_all_true(reducer_set_sharded(r) == COMM_EMPI && strstr(W.err, "more than one rank"));
+      reducer_free(r);
+      free(g), free(want), free(src);
+      return;
+    }
+    assert_all_true(reducer_set_sharded(r) == 0 && reducer_shard_self(r) == W.rank % L);
+    assert_all_true(s == 0 || strstr(reducer_overlap_desc(r), "comm thread") != NULL);
+    float *a = reducer_arena(r);
+    for (int round = 0; round < 3; round++) {
+      fill(src, N, W.rank, round + 5 * s);
+      reference(src, N, L, HIER_RING, want);
+      assert_int_equal(backward_then(r, N, a, src, 1), 0);
+      MPI_Barrier(W.comm); /* the step agreement */
+      reducer_fence(r);
+      size_t next = 0, lo = 0, hi = 0;
+      int ok = 1;
+      for (int k = 0; k < L; k++) {
+        const float *seg = NULL;
+        assert_int_equal(reducer_shard(r, k, &lo, &hi, &seg), L);
+        ok = ok && lo == next && memcmp(seg + lo, want + lo, sizeof(float) * (hi - lo)) == 0;
+        next = hi;
+      }
+      reducer_shard(r, reducer_shard_self(r), &lo, &hi, NULL);
+      ok = ok && memcmp(a, src, sizeof(float) * lo) == 0 &&
+           memcmp(a + hi, src + hi, sizeof(float) * (N - hi)) == 0;
+      assert_all_true(ok && next == N);
+      MPI_Barrier(W.comm); /* the parameter barrier: nobody reads a segment the next round writes */
+    }
+    assert_all_true(reducer_finish(r) == COMM_EMPI && strstr(W.err, "reducer_finish_shard"));
+    reducer_free(r);
+    free(g), free(want), free(src);
+  }
+}
+
 /* 2 x 2 on 4 ranks, 3 x 1 on 3. */
 static void test_reducer_hier_16bit_between_nodes(void **state) {
   (void)state;
@@ -303,6 +366,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reducer_hier_every_algorithm_is_bitwise_fixed),
       cmocka_unit_test(test_reducer_hier_16bit_between_nodes),
+      cmocka_unit_test(test_reducer_hier_sharded_keeps_each_slice_in_its_segment),
       cmocka_unit_test(test_reducer_hier_uneven_layout_falls_back_to_flat),
       cmocka_unit_test(test_reducer_hier_halves_internode_bytes),
   };

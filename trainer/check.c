@@ -347,9 +347,15 @@ void check_memory_desc(const ms_config *c, const ms_model *m, int world, int nod
   else
     snprintf(buf, n,
              "memory: a copy per rank: %s per rank, %s per node of %d rank%s; shared "
-             "(comm.shared_params, one node) they would be %s per rank (PSS), %s per node",
+             "(comm.shared_params) they would be %s per rank (PSS), %s per node",
              mib(a, sizeof a, own_off), mib(b, sizeof b, node_off), L, L == 1 ? "" : "s",
              mib(d, sizeof d, rank_on), mib(e, sizeof e, node_on));
+  /* Across nodes every node holds its own copy (the hierarchical path). */
+  size_t k = strlen(buf);
+  if (nodes > 1 && k < n)
+    snprintf(buf + k, n - k, "; %d nodes: %s in all (%s %s)", nodes,
+             mib(a, sizeof a, nodes * (shared ? node_on : node_off)), shared ? "without" : "with",
+             mib(b, sizeof b, nodes * (shared ? node_off : node_on)));
 }
 
 /* "(28x28)" */
@@ -614,7 +620,8 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
     print_summary(out, c, plan, a.world);
     /* The run's own rule (startup.c, share_params), from the config alone. */
     int shared = c->comm.shared_params && c->comm.shared_memory && c->comm.sync && a.world > 1 &&
-                 a.nodes <= 1 && c->comm.compress == MS_WIRE_NONE;
+                 (a.nodes <= 1 ? c->comm.compress == MS_WIRE_NONE /* the one-node window */
+                               : a.world % a.nodes == 0 && a.world / a.nodes > 1); /* hier */
     char mem[512];
     check_memory_desc(c, plan, a.world, a.nodes, shared, mem, sizeof mem);
     fprintf(out, "  %s\n", mem);

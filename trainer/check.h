@@ -46,7 +46,8 @@ int check_reference(FILE *out);
  * (proportional set size: a node-shared page counts 1/L in each of the L
  * ranks that map it) and per node of L = world / nodes ranks, with and
  * without comm.shared_params (the parameters and optimizer state once per
- * node). shared: whether this run shares them (said first). m: a planned
+ * node; on several nodes, each node's copy: also the total over nodes).
+ * shared: whether this run shares them (said first). m: a planned
  * or built model; the activations are those of a micro-batch. */
 void check_memory_desc(const ms_config *cfg, const ms_model *m, int world, int nodes, int shared,
                        char *buf, size_t n);

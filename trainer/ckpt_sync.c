@@ -24,7 +24,7 @@ struct ckpt_sync {
   int64_t steps_per_epoch;
   ms_model *model;
   ms_optim *opt;
-  int shared_arenas;
+  comm_node_mem *shared_arenas;
   char dir[MS_PATH_MAX + 32];
   ckpt_tensor tensors[MAX_TENSORS];
   char tensor_names[MAX_TENSORS][80];
@@ -460,10 +460,19 @@ int ckpt_sync_resume(ckpt_sync *cs, const char *what, ckpt_cursor *cur, char *fr
     goto done;
   }
   if (cs->shared_arenas) {
-    /* Rank 0 restored the node's one copy before the cursor's broadcast,
-     * which every rank has received: its stores are visible after a fence.
-     * (A broadcast into the same memory would race with its own source.) */
+    /* Rank 0 restored its node's one copy; the other nodes' first ranks
+     * receive it into theirs (a broadcast to every rank would write into
+     * the memory its own source is in), and a barrier over each node makes
+     * it every rank's. One node: no message, the barrier only. */
     atomic_thread_fence(memory_order_seq_cst);
+    rc = ms_from_comm(comm_node_mem_bcast_f32(cs->shared_arenas, cs->model->params,
+                                              cs->model->n_params),
+                      comm_errmsg(cs->w));
+    float *state[2];
+    for (int a = 0, n = optim_state(cs->opt, state, NULL, 2); rc == 0 && a < n; a++)
+      rc = ms_from_comm(comm_node_mem_bcast_f32(cs->shared_arenas, state[a], cs->opt->n),
+                        comm_errmsg(cs->w));
+    if (rc) goto done;
   } else {
     if ((rc = ms_from_comm(comm_bcast_f32(w, cs->model->params, cs->model->n_params, 0),
                            comm_errmsg(cs->w))))

@@ -69,9 +69,9 @@ typedef struct {
   const char *dir;       /* the checkpoint directory (check_ckpt_dir_of) */
   ms_model *model;       /* its parameter arena is saved and restored */
   ms_optim *opt;         /* and each of its state arenas */
-  int shared_arenas;     /* 1: those arenas are one node-shared copy (comm.shared_params,
-                          * every rank on one node): a resume that rank 0 restores is
-                          * every rank's, with no broadcast */
+  /* Non-NULL: those arenas are one copy per node in it (comm.shared_params):
+   * a resume that rank 0 restores goes only to the other nodes' copies. */
+  comm_node_mem *shared_arenas;
   int blas_threads;      /* per rank, for compress auto */
   int cpus_per_rank;     /* CPUs this rank may use (comm_cpus_per_rank), for compress auto */
   int64_t steps_per_epoch; /* the run's (check_run_length): a resumed cursor

@@ -57,7 +57,7 @@ static void model_desc(const ms_model *m, char *shape, size_t n) {
 static void say_comm(const report *rp) {
   const train_setup *s = rp->s;
   const reducer *red = s->red;
-  if (red && s->shared_params) {
+  if (red && s->shared_params && !reducer_hierarchical(red)) {
     metrics_say(rp->m,
                 "comm: node shared memory (every rank on this node): each rank sums its part of "
                 "the %.3g MB of gradients from all ranks' segments after backward (no overlap) "

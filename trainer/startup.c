@@ -300,22 +300,30 @@ static size_t arena_stride(size_t n) { return (n + 15) & ~(size_t)15; }
  * of the parameters (identical on every rank: verify_identity) and zeroes
  * its range of the state (optim_create's start), so that the pages of a
  * range are first touched, and on a NUMA node placed, by the rank that
- * updates them. Only where the reducer sums in node
- * shared memory: the sharded update is built on its ranges. Every rank
+ * updates them. Only where the reducer sums in node shared memory (one
+ * node, or the hierarchical path with more than one rank a node, whose
+ * slices each rank also reduces across nodes before its update): the
+ * sharded update is built on its ranges. With one rank per node there is
+ * nothing to share (a copy per node is a copy per rank). Every rank
  * decides the same; params_desc says what was chosen and why. Collective. */
 static int share_params(train_setup *s, const ranks *rk) {
   const ms_config *c = &s->cfg;
   comm_world *w = rk->w;
+  const int hier = s->red && reducer_hierarchical(s->red);
+  size_t lo = 0, hi = 0;
+  const int L = s->red ? reducer_shard(s->red, 0, &lo, &hi, NULL) : 0;
   const char *why = !c->comm.shared_params ? "comm.shared_params false"
                     : w->size < 2          ? "one rank"
                     : !s->red              ? "comm.sync false: every rank updates its own model"
-                    : reducer_hierarchical(s->red)
-                        ? "ranks on more than one node: the hierarchical path keeps today's "
-                          "update, a copy per rank"
+                    : hier && L == 1
+                        ? "one rank per node: a node holds one copy either way, and its rank "
+                          "updates all of it"
                     : !c->comm.shared_memory ? "comm.shared_memory false"
-                    : !reducer_shared(s->red)
+                    : hier && L != w->local_size
+                        ? "the reducer's nodes are not the machine's (emulated)"
+                    : !hier && !reducer_shared(s->red)
                         ? "the gradients are not summed in node shared memory (16-bit wire, or "
-                          "ranks on more than one node)"
+                          "uneven nodes)"
                         : NULL;
   float *state[2];
   int n_state = optim_state(s->opt, state, NULL, 2);
@@ -325,13 +333,18 @@ static int share_params(train_setup *s, const ranks *rk) {
   int rc = 0;
   if (!why) rc = comm_node_mem_alloc(w, bytes, 0, &s->shared_params, &base);
   if (rc == 0 && !why && !base) why = "a node could not allocate the shared window (/dev/shm)";
+  /* The same answer on every rank: the layout decided it. */
+  if (rc == 0 && !why && hier && reducer_set_sharded(s->red) != 0) {
+    why = "the hierarchical path has no node-shared segments";
+    comm_node_mem_free(s->shared_params);
+    s->shared_params = NULL;
+  }
   if (rc || why) {
     snprintf(s->params_desc, sizeof s->params_desc, "off (%s)", why ? why : "failed");
     return agree(rk, ms_from_comm(rc, comm_errmsg(w)));
   }
   float *p = base;
-  size_t lo = 0, hi = 0;
-  reducer_shard(s->red, w->rank, &lo, &hi, NULL);
+  reducer_shard(s->red, reducer_shard_self(s->red), &lo, &hi, NULL);
   memcpy(p + lo, s->model->params + lo, sizeof(float) * (hi - lo));
   model_use_params(s->model, p, 0);
   for (int a = 0; a < n_state; a++) {
@@ -340,10 +353,16 @@ static int share_params(train_setup *s, const ranks *rk) {
   }
   optim_use_state(s->opt, state, 0);
   rc = ms_from_comm(comm_node_mem_barrier(s->shared_params), comm_errmsg(w));
-  snprintf(s->params_desc, sizeof s->params_desc,
-           "shared: the parameters and the optimizer state once per node (%.3g MB), each of "
-           "the %d ranks updates its 1/%d of them",
-           (double)bytes / 1e6, w->size, w->size);
+  if (hier)
+    snprintf(s->params_desc, sizeof s->params_desc,
+             "shared: the parameters and the optimizer state once per node (%.3g MB), each of "
+             "a node's %d ranks updates its 1/%d of them after its slice's sum across nodes",
+             (double)bytes / 1e6, L, L);
+  else
+    snprintf(s->params_desc, sizeof s->params_desc,
+             "shared: the parameters and the optimizer state once per node (%.3g MB), each of "
+             "the %d ranks updates its 1/%d of them",
+             (double)bytes / 1e6, w->size, w->size);
   return agree(rk, rc);
 }
 

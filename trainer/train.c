@@ -157,11 +157,15 @@ static void trace_buckets(run *r) {
 }
 
 /* The sharded update sums its range of the gradients inside the update
- * (reducer_shard_sum, a slice at a time) when nothing needs the whole sum
- * first, i.e. without clipping: then the step agreement is the only
- * synchronisation between the gradients and the update. Every rank decides
- * the same (the config). */
-static int fused_shard_sum(const run *r) { return !(r->s.cfg.optim.clip_norm > 0); }
+ * (reducer_shard_sum, a slice at a time) on one node's shared window when
+ * nothing needs the whole sum first, i.e. without clipping: then the step
+ * agreement is the only synchronisation between the gradients and the
+ * update. Across nodes the slice's sum crosses the network first
+ * (reducer_finish_shard). Every rank decides the same (the config and the
+ * layout). */
+static int fused_shard_sum(const run *r) {
+  return reducer_shared(r->s.red) && !(r->s.cfg.optim.clip_norm > 0);
+}
 
 /* The gradient sync's end and the step agreement (one sum over ranks of
  * sa, then, on a stop, which signal). Sets r->mean_t, r->stop_signo and
@@ -227,7 +231,7 @@ static int sharded_update(run *r, double lr) {
   ms_model *m = s->model;
   size_t lo = 0, hi = 0;
   reducer_fence(s->red);
-  const int P = reducer_shard(s->red, r->rk.w->rank, &lo, &hi, NULL);
+  const int P = reducer_shard(s->red, reducer_shard_self(s->red), &lo, &hi, NULL);
   if (fused_shard_sum(r)) {
     float acc[REDUCER_SHARD_CHUNK];
     optim_begin_step(s->opt);
@@ -370,7 +374,7 @@ static int setup(run *r, const train_args *a) {
                        .dir = s->ckpt_dir,
                        .model = m,
                        .opt = s->opt,
-                       .shared_arenas = s->shared_params != NULL,
+                       .shared_arenas = s->shared_params,
                        .blas_threads = s->blas_threads,
                        .cpus_per_rank = s->cpus_per_rank,
                        .steps_per_epoch = s->len.steps_per_epoch};

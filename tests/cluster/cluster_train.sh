@@ -6,7 +6,8 @@
 # comm.bucket_mb values at the same layout; the losses stay within 1e-5
 # (relative) of a single-node run of the same world size over 100 steps;
 # --resume auto across a change of layout (2 hosts x 2 -> 1 host x 2)
-# continues at the right step. Needs root and ip netns, else SKIPPED.
+# continues at the right step, with comm.shared_params on (the default; the
+# banner's params line is asserted). Needs root and ip netns, else SKIPPED.
 # The skip first: lib.sh already writes to the build tree.
 source "$(dirname "$0")/cluster.sh"
 cluster_need
@@ -76,6 +77,11 @@ for layout in 2x2 3x1; do
   expect_cross_host_sync_method "$LAST_OUT"
   grep -q "world $np " "$LAST_OUT" || fail "not $np ranks"
   note "$(grep '^comm:' "$LAST_OUT")"
+  # comm.shared_params (default true): once per node with 2 ranks a node;
+  # with one, nothing to share (cluster_shared.sh compares on and off).
+  want='^params: shared: '
+  [ "${layout#*x}" -gt 1 ] || want='^params: off \(one rank per node'
+  grep -Eq "$want" "$LAST_OUT" || { grep '^params' "$LAST_OUT"; fail "params line not /$want/"; }
   note "MLP, $layout: overlap off"
   cl_mpirun "$layout" "$MIDSCALE" train "$MLP" "${common[@]}" --set train.max_steps=100 \
     --set run.dir="mlp$layout-nooverlap" --set comm.overlap=false
@@ -104,12 +110,15 @@ for layout in 2x2 3x1; do
 done
 
 note "resume across a change of layout: 2 hosts x 2 ranks stop at step 40, 1 host x 2 ranks go on"
+note "(with comm.shared_params, the default: one copy per node on both layouts)"
 cl_mpirun 2x2 "$MIDSCALE" train "$MLP" "${common[@]}" --set train.max_steps=100 --set run.dir=elastic --stop-at 40
 cl_ok "stop at 40"
+grep -q '^params: shared: ' "$LAST_OUT" || { grep '^params' "$LAST_OUT"; fail "2x2 not shared"; }
 [ -f elastic/checkpoints/step-00000040.safetensors.zst ] || fail "no checkpoint at step 40"
 cl_mpirun 1x2 "$MIDSCALE" train "$MLP" "${common[@]}" --set train.max_steps=100 --set run.dir=elastic --resume auto
 cl_ok "resume on 1 host x 2"
 grep -q "world 2 " "$LAST_OUT" || fail "not resumed on 2 ranks"
+grep -q '^params: shared: ' "$LAST_OUT" || { grep '^params' "$LAST_OUT"; fail "1x2 not shared"; }
 grep -q 'at step 40 (' "$LAST_OUT" ||
   { cat "$LAST_OUT"; fail "did not resume at step 40"; }
 "$PYTHON" - elastic/metrics.jsonl mlp2x2/metrics.jsonl <<'PY'

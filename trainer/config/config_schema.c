@@ -337,12 +337,12 @@ const key_spec cfg_keys[] = {
          "decoded once per node); with ranks on several nodes, each node's sum of the hierarchical "
          "path (comm.algorithm); false = MPI collectives, each rank decodes its own"),
     BOOL("comm.shared_params", comm.shared_params, 1, SAFE,
-         "when every rank is on one node and the gradients are summed in node shared memory: "
-         "the parameters and the optimizer state live once per node in a shared window, every "
-         "rank's forward and backward read them in place, and each rank updates its own range "
-         "of them (the range whose gradient sum it computes; ZeRO stage 1 inside the node); same "
-         "result, bit for bit; false (or on more than one node) = every rank holds and updates "
-         "its own copy"),
+         "when the gradients are summed in node shared memory (one node, or the hierarchical "
+         "path with more than one rank per node): the parameters and the optimizer state live "
+         "once per node in a shared window, every rank's forward and backward read them in "
+         "place, and each rank updates its own range of them (the range whose gradient sum it "
+         "computes, across nodes too; ZeRO stage 1 inside the node); same result, bit for bit; "
+         "false (or one rank per node) = every rank holds and updates its own copy"),
     ENUM("comm.compress", comm.compress, MS_WIRE_NONE, wire_names, SAFE,
          "gradients on the wire: fp16 or bf16 halve the bytes, with error feedback (each rank "
          "adds what rounding lost to its next gradient; not kept in checkpoints)"),
