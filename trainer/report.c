@@ -292,8 +292,9 @@ static void model_input(const report *rp, int layers, double rate, costmodel_in 
   if (s->red && reducer_buckets(s->red, -1, &lo, &hi) == 1) in->overlap = 0;
 }
 
-/* Rank 0: the cost model's step next to the measured one (step_s, comm_s,
- * compute_s: seconds per step, the slowest rank's), from the layers
+/* Rank 0: the cost model's step next to the measured one (step_s: wall
+ * time less checkpoints and evaluations per step; comm_s, compute_s:
+ * seconds per step, the slowest rank's), from the layers
  * measured at start-up, and for comparison from FLOPs at the sgemm peak
  * and at the compute rate this run reached; into json (members, no
  * braces). */
@@ -312,7 +313,8 @@ static void say_prediction(const report *rp, double step_s, double comm_s, doubl
   model_input(rp, 0, flops / compute_s, &in);
   if (costmodel_predict(&in, &at_run)) return;
   metrics_say(rp->m,
-              "cost model (%s, %s): measured step %.3f ms (compute %.3f, exposed comm %.3f) | "
+              "cost model (%s, %s): measured step %.3f ms (without checkpoints and evaluations; "
+              "compute %.3f, exposed comm %.3f) | "
               "predicted from this model's layers timed at start-up: step %.3f ms (compute "
               "%.3f, exposed comm %.3f), %.2fx the measured | from FLOPs at the sgemm peak: "
               "step %.3f ms | at this run's compute rate (%.3g GFLOP/s): step %.3f ms",
@@ -385,9 +387,13 @@ void report_summary(report *rp, double wall, int64_t steps_run, int64_t step,
               100 * b.peak_frac, threads, rp->peak / 1e9, rp->peak_name, threads,
               threads == 1 ? "" : "s");
   char pjson[900] = "";
+  /* A step is what the loop repeats: checkpoints and evaluations are parts
+   * of their own (a short run's final checkpoint is not a step's cost). */
+  double loop = wall - t[T_CKPT] - t[T_EVAL];
   if (steps_run > 0)
-    say_prediction(rp, wall / (double)steps_run, t[T_COMM] / (double)steps_run,
-                   t[T_COMPUTE] / (double)steps_run, pjson, sizeof pjson);
+    say_prediction(rp, (loop > 0 ? loop : wall) / (double)steps_run,
+                   t[T_COMM] / (double)steps_run, t[T_COMPUTE] / (double)steps_run, pjson,
+                   sizeof pjson);
   double acc = -1.0;
   if (rp->last_eval_step >= 0 && (rp->last_eval.classifier || rp->last_eval.binary))
     acc = rp->last_eval.acc;
