@@ -44,7 +44,10 @@
  * boundaries, as the reducer cuts them) is sent as soon as backward has
  * produced its last layer, one bucket at a time on the link. What ends
  * after backward is exposed. Without overlap the whole arena goes as one
- * reduction after backward.
+ * reduction after backward. The schedule needs a CPU for the communication
+ * thread while backward computes: a rank whose CPUs are all its BLAS
+ * threads' (no_comm_core; the same rule as ckpt_sync's background writer)
+ * sends its buckets after backward, as without overlap.
  *
  * What it leaves out (scripts/bench/results/cluster.md): the data part of
  * a step (the loader thread's wait; small when prefetched), the forward
@@ -109,6 +112,9 @@ typedef struct {
   int world, nodes;      /* P ranks on N nodes, L = P / N per node */
   int shared_memory;     /* comm.shared_memory */
   int overlap;           /* 1: the ideal overlap schedule; 0: one reduction after backward */
+  int no_comm_core;      /* 1: the rank has no CPU beyond its BLAS threads (the run's
+                          * cpus_per_rank <= threads), so the communication thread
+                          * moves buckets only once backward ends */
   hier_algorithm algorithm; /* comm.algorithm (resolved here as the reducer does) */
   wire_format wire;
   size_t first_bucket_bytes, bucket_bytes;

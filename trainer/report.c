@@ -287,6 +287,7 @@ static void model_input(const report *rp, int layers, double rate, costmodel_in 
   in->mem_bw = rp->mem_bw;
   in->accumulate = s->accumulate;
   in->optim_shards = s->shared_params ? in->world / in->nodes : 1;
+  in->no_comm_core = s->cpus_per_rank <= s->blas_threads;
   if (layers) in->layers = rp->layers;
   size_t lo, hi;
   if (s->red && reducer_buckets(s->red, -1, &lo, &hi) == 1) in->overlap = 0;
@@ -318,7 +319,9 @@ static void say_prediction(const report *rp, double step_s, double comm_s, doubl
               "predicted from this model's layers timed at start-up: step %.3f ms (compute "
               "%.3f, exposed comm %.3f), %.2fx the measured | from FLOPs at the sgemm peak: "
               "step %.3f ms | at this run's compute rate (%.3g GFLOP/s): step %.3f ms",
-              in.overlap ? "ideal overlap schedule" : "one reduction after backward",
+              !in.overlap         ? "one reduction after backward"
+              : in.no_comm_core ? "buckets after backward: no CPU for the comm thread"
+                                : "ideal overlap schedule",
               in.nodes > 1 ? "link from the start-up probe" : "one node", 1e3 * step_s,
               1e3 * compute_s, 1e3 * comm_s, 1e3 * at_layers.step_s, 1e3 * at_layers.compute_s,
               1e3 * at_layers.exposed_s, at_layers.step_s / step_s, 1e3 * at_peak.step_s,
