@@ -10,7 +10,8 @@
 # Then one node (one emulated host, 1 and 2 ranks: MLP at 64 and 512 per
 # rank, the CNN), cases the cost model's form was not chosen on.
 # Medians of REPS runs; the load average before and after each run and the
-# shell's scheduling policy are recorded: run it as
+# shell's scheduling policy are recorded; each rank is pinned to its own
+# CPU (PIN_RANKS=0: not). Run it as
 # `chrt -f 20 scripts/bench/cluster.sh` (SCHED_FIFO, inherited by the
 # emulated hosts' ranks) on a shared machine. Never fails on timing. Root
 # only; removes what it made.
@@ -61,6 +62,12 @@ CASES=(
   "mlp1024_b512_no_overlap|$WORK/mlp1024.yaml|512|30|comm.overlap=false"
 )
 
+# 1 rank per core: each rank (world rank r) pinned to CPU r mod the CPUs,
+# so the 2 emulated hosts do not each see both cores; a rank then knows it
+# has no CPU beyond its BLAS thread (the cost model's no_comm_core). PIN_RANKS=0:
+# unpinned, as the runs before 2026-12-06 10:45 UTC.
+PIN=(sh -c 'exec taskset -c "$((OMPI_COMM_WORLD_RANK % $(nproc)))" "$@"' pin)
+[ "${PIN_RANKS:-1}" = 1 ] || PIN=()
 load() { cut -d' ' -f1 /proc/loadavg; }
 # "SCHED_FIFO 20" or "SCHED_OTHER 0": the policy every run inherits.
 SCHED=$(chrt -p $$ | awk -F': ' '/policy/ {p = $2} /priority/ {q = $2} END {print p, q}')
@@ -70,7 +77,7 @@ SCHED=$(chrt -p $$ | awk -F': ' '/policy/ {p = $2} /priority/ {q = $2} END {prin
 run() {
   local spec=$1 cfg=$2 batch=$3 steps=$4 extra=$5 dir=$6 sets=()
   [ -z "$extra" ] || sets=(--set "$extra")
-  cl_mpirun "$spec" "$MIDSCALE" train "$cfg" "${COMMON[@]}" "${sets[@]}" \
+  cl_mpirun "$spec" "${PIN[@]}" "$MIDSCALE" train "$cfg" "${COMMON[@]}" "${sets[@]}" \
     --set train.batch_size="$batch" --set train.max_steps="$steps" --set run.dir="$WORK/$dir"
   if [ "$RC" -ne 0 ]; then
     echo "  run $dir failed (exit $RC): $(tail -3 "$LAST_ERR" | tr '\n' ' ')" >&2
@@ -98,7 +105,7 @@ bench_rate() {
       l0=$(load)
       s2=$(run 2x1 "$cfg" $((2 * b)) "$steps" "$extra" "$rate-$name-2x1-$r")
       s1=$(run 1x1 "$cfg" "$b" "$steps" "$extra" "$rate-$name-1x1-$r")
-      cl_mpirun 2x1 "$BENCH" "$floats" 10
+      cl_mpirun 2x1 "${PIN[@]}" "$BENCH" "$floats" 10
       ar=$(grep -m1 '"allreduce_ms"' "$LAST_OUT" || true)
       l1=$(load)
       printf '{"run":"%s","commit":"%s","rate":"%s","case":"%s","rep":%d,"per_rank_batch":%d,"load_before":%s,"load_after":%s,"two_hosts":%s,"one_rank":%s,"raw_allreduce":%s}\n' \
@@ -166,7 +173,8 @@ bench_single() {
 }
 
 echo "cluster bench $RUN_ID (commit $COMMIT), $REPS reps, rates ${RATES[*]}, policy $SCHED, load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '{"run":"%s","commit":"%s","case":"sched","policy":"%s"}\n' "$RUN_ID" "$COMMIT" "$SCHED" >>"$OUT"
+printf '{"run":"%s","commit":"%s","case":"sched","policy":"%s, ranks %s"}\n' "$RUN_ID" "$COMMIT" \
+  "$SCHED" "$([ ${#PIN[@]} -gt 0 ] && echo "pinned one per CPU" || echo "not pinned")" >>"$OUT"
 for rate in "${RATES[@]}"; do bench_rate "$rate"; done
 if [ -n "${ONLY:-}" ]; then
   [ -z "${SINGLE_TOO:-}" ] || bench_single "${RATES[0]}"
