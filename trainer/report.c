@@ -319,10 +319,14 @@ static void say_prediction(const report *rp, double step_s, double comm_s, doubl
               "predicted from this model's layers timed at start-up: step %.3f ms (compute "
               "%.3f, exposed comm %.3f), %.2fx the measured | from FLOPs at the sgemm peak: "
               "step %.3f ms | at this run's compute rate (%.3g GFLOP/s): step %.3f ms",
-              !in.overlap         ? "one reduction after backward"
+              in.world == 1       ? "no sync"
+              : !in.overlap       ? "one reduction after backward"
               : in.no_comm_core ? "buckets after backward: no CPU for the comm thread"
                                 : "ideal overlap schedule",
-              in.nodes > 1 ? "link from the start-up probe" : "one node", 1e3 * step_s,
+              in.nodes > 1 ? "link from the start-up probe"
+              : in.world > 1 ? "one node"
+                             : "one rank",
+              1e3 * step_s,
               1e3 * compute_s, 1e3 * comm_s, 1e3 * at_layers.step_s, 1e3 * at_layers.compute_s,
               1e3 * at_layers.exposed_s, at_layers.step_s / step_s, 1e3 * at_peak.step_s,
               flops / compute_s / 1e9, 1e3 * at_run.step_s);
