@@ -1,6 +1,7 @@
 /* costmodel: hand-computed alpha-beta times of the schedules (ring,
  * halving/doubling, hierarchical vs flat bytes, 16-bit wire), the overlap
- * schedule (all hidden, none hidden) and the --link parser. */
+ * schedule (all hidden, none hidden), compute from a measured per-layer
+ * table, and the --link parser. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -150,6 +151,69 @@ static void test_costmodel_overlap_hides_none(void **state) {
   assert_int_equal(costmodel_predict(&in, &o), -1);
 }
 
+/* Compute from a measured per-layer table (costmodel_layers) instead of
+ * FLOPs: the rate is not used, the buckets are ready when the table's
+ * backward says, the optimizer comes after the sync. */
+static void test_costmodel_layer_table(void **state) {
+  (void)state;
+  costmodel_in in = three_layers(500e3, 50e3, 50e3);
+  in.rate = 0; /* the FLOP form would refuse: the table alone must do */
+  in.layers.valid = 1, in.layers.batch = 1;
+  in.layers.forward_s = 300e-6, in.layers.loss_s = 20e-6, in.layers.optim_s = 60e-6;
+  in.layers.layer_backward_s[0] = 400e-6;
+  in.layers.layer_backward_s[1] = 100e-6;
+  in.layers.layer_backward_s[2] = 50e-6;
+  costmodel_out o;
+  /* Buckets of 24 us each, ready at 50 us (layer 2) and 150 us (layer 1);
+   * backward ends at 550 us: all hidden. */
+  assert_int_equal(costmodel_predict(&in, &o), 0);
+  assert_int_equal(o.n_buckets, 2);
+  NEAR(o.forward_s, 320e-6);
+  NEAR(o.backward_s, 550e-6);
+  NEAR(o.optim_s, 60e-6);
+  NEAR(o.bucket_ready_s[0], 50e-6);
+  NEAR(o.bucket_ready_s[1], 150e-6);
+  assert_true(o.exposed_s == 0.0);
+  NEAR(o.compute_s, 930e-6);
+  NEAR(o.step_s, 930e-6);
+  /* No CPU for the communication thread beyond the BLAS threads: the two
+   * buckets move after backward (550 us), back to back: 48 us exposed. */
+  in.no_comm_core = 1;
+  assert_int_equal(costmodel_predict(&in, &o), 0);
+  assert_int_equal(o.n_buckets, 2);
+  NEAR(o.bucket_ready_s[0], 550e-6);
+  NEAR(o.exposed_s, 48e-6);
+  in.no_comm_core = 0;
+  /* Overlap off: 2000 floats after backward, 28 us exposed, before the
+   * optimizer. */
+  in.overlap = 0;
+  assert_int_equal(costmodel_predict(&in, &o), 0);
+  NEAR(o.exposed_s, 28e-6);
+  NEAR(o.step_s, 958e-6);
+  NEAR(o.efficiency, 930e-6 / 958e-6);
+  /* train.accumulate 2: two forwards and losses, the first backward before
+   * the last; the optimizer split over 2 ranks (comm.shared_params). */
+  in.overlap = 1, in.accumulate = 2, in.optim_shards = 2;
+  assert_int_equal(costmodel_predict(&in, &o), 0);
+  NEAR(o.forward_s, 2 * 320e-6 + 550e-6);
+  NEAR(o.backward_s, 550e-6);
+  NEAR(o.optim_s, 30e-6);
+  NEAR(o.bucket_ready_s[0], 50e-6);
+  NEAR(o.compute_s, 1190e-6 + 550e-6 + 30e-6);
+  /* A short backward: the second bucket waits for the link (ends 49 us),
+   * backward ends at 2 us: 47 us exposed, as with FLOPs. */
+  in.accumulate = 1, in.optim_shards = 1;
+  in.layers.layer_backward_s[0] = 0;
+  in.layers.layer_backward_s[1] = 1e-6;
+  in.layers.layer_backward_s[2] = 1e-6;
+  assert_int_equal(costmodel_predict(&in, &o), 0);
+  NEAR(o.backward_s, 2e-6);
+  NEAR(o.exposed_s, 47e-6);
+  /* Neither a table nor a rate: no prediction. */
+  in.layers.valid = 0;
+  assert_int_equal(costmodel_predict(&in, &o), -1);
+}
+
 static void test_costmodel_parse_link(void **state) {
   (void)state;
   costmodel_link l;
@@ -177,6 +241,7 @@ int main(void) {
       cmocka_unit_test(test_costmodel_overlap_hides_all),
       cmocka_unit_test(test_costmodel_overlap_hides_none),
       cmocka_unit_test(test_costmodel_hier_buckets_as_reducer),
+      cmocka_unit_test(test_costmodel_layer_table),
       cmocka_unit_test(test_costmodel_parse_link),
   };
   return cmocka_run_group_tests_name("costmodel", tests, NULL, NULL);

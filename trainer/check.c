@@ -8,13 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "blas.h"
 #include "ckpt.h"
 #include "costmodel.h"
 #include "model.h"
+#include "layer_probe.h"
 #include "ms_error.h"
 #include "sampler.h"
 
@@ -436,36 +436,17 @@ static int parse_args(int argc, char **argv, check_args *a) {
   return 0;
 }
 
-/* Bytes/s of a large memcpy (the node's shared-memory sum reads and writes
- * at about this rate); 0 when out of memory. */
-static double memory_bandwidth(void) {
-  enum { BYTES = 16 << 20 };
-  char *a = malloc(2 * (size_t)BYTES);
-  if (!a) return 0.0;
-  memset(a, 1, 2 * (size_t)BYTES);
-  double best = 0.0;
-  volatile char sink = 0;
-  for (int rep = 0; rep < 3; rep++) {
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    memcpy(a + BYTES, a, BYTES);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    sink += a[BYTES + rep]; /* the copy is used: the compiler keeps it */
-    double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-    if (s > 0 && 2.0 * BYTES / s > best) best = 2.0 * BYTES / s; /* read + write */
-  }
-  free(a);
-  return best;
-}
-
 /* The cost model's prediction (costmodel.h) for --world ranks on --nodes
- * nodes over --link: compute from the model's FLOPs at the sgemm peak
- * measured here, communication from the link's alpha-beta. */
-static void print_prediction(FILE *out, const ms_config *c, const ms_model *m, const check_args *a) {
+ * nodes over --link: compute from this model's own kernels timed here at
+ * the per-rank micro-batch (layer_probe.h), communication from the link's
+ * alpha-beta. The FLOP form at the sgemm peak is printed for comparison. */
+static void print_prediction(FILE *out, const ms_config *c, const ms_model *m, const check_args *a,
+                             const int64_t *shape, int nd) {
   const int nodes = a->nodes > 0 ? a->nodes : 1, L = a->world / nodes;
   const char *link = a->link ? a->link : "10gbit";
+  const int K = c->train.accumulate > 1 ? c->train.accumulate : 1;
   costmodel_in in;
-  costmodel_out o;
+  costmodel_out o, at_peak;
   memset(&in, 0, sizeof in);
   costmodel_from_model(&in, m);
   costmodel_from_config(&in, c);
@@ -476,11 +457,18 @@ static void print_prediction(FILE *out, const ms_config *c, const ms_model *m, c
   long cores = sched_getaffinity(0, sizeof mask, &mask) == 0 ? CPU_COUNT(&mask)
                                                              : sysconf(_SC_NPROCESSORS_ONLN);
   int threads = c->run.threads > 0 ? c->run.threads : (int)(cores / L > 1 ? cores / L : 1);
+  int shared = c->comm.shared_params && c->comm.shared_memory && c->comm.sync && a->world > 1 &&
+               nodes == 1 && c->comm.compress == MS_WIRE_NONE;
   double peak = blas_sgemm_peak();
   in.world = a->world, in.nodes = nodes;
   in.batch = (double)c->train.batch_size / a->world;
-  in.rate = peak * threads;
-  in.mem_bw = L > 1 ? memory_bandwidth() : 0.0;
+  in.accumulate = K;
+  in.optim_shards = shared ? L : 1;
+  in.no_comm_core = (cores / L > 1 ? cores / L : 1) <= threads;
+  in.mem_bw = L > 1 ? layer_probe_memory_bandwidth() : 0.0;
+  blas_set_threads(threads);
+  int micro = (int)(in.batch / K > 1 ? in.batch / K : 1);
+  if (layer_probe_run(c, shape, nd, micro, &in.layers)) ms_error_clear();
   if (nodes == 1)
     fprintf(out, "\nprediction for %d rank%s on one node (no inter-node link; --nodes K for "
             "more):\n", a->world, a->world == 1 ? "" : "s");
@@ -489,16 +477,23 @@ static void print_prediction(FILE *out, const ms_config *c, const ms_model *m, c
             "%.3g Gbit/s%s:\n", a->world, nodes, L, link, 1e6 * in.link.alpha,
             8e-9 / in.link.beta,
             a->link ? "" : " (no --link given: the default; pass --link for yours)");
-  if (!(peak > 0) || costmodel_predict(&in, &o)) {
-    fprintf(out, "  (no prediction: the sgemm peak could not be measured or the layout is "
+  if (!in.layers.valid || costmodel_predict(&in, &o)) {
+    fprintf(out, "  (no prediction: the layers could not be timed here or the layout is "
                  "invalid)\n");
     return;
   }
   char what[160];
-  snprintf(what, sizeof what, "%.3g GFLOP/s single-core sgemm peak measured here x %d BLAS "
-           "thread%s%s", peak / 1e9, threads, threads == 1 ? "" : "s",
+  snprintf(what, sizeof what, "this model's layers measured here, %d BLAS thread%s%s", threads,
+           threads == 1 ? "" : "s",
            c->run.threads > 0 ? "" : " (this machine's cores / ranks per node)");
   costmodel_print(out, &in, &o, what);
+  in.layers.valid = 0;
+  in.rate = peak * threads;
+  if (peak > 0 && costmodel_predict(&in, &at_peak) == 0)
+    fprintf(out, "  for comparison, FLOPs at the %.3g GFLOP/s single-core sgemm peak x %d: "
+            "compute %.3f ms, step %.3f ms (the layers run at %.0f%% of that rate)\n",
+            peak / 1e9, threads, 1e3 * at_peak.compute_s, 1e3 * at_peak.step_s,
+            o.compute_s > 0 ? 100 * at_peak.compute_s / o.compute_s : 0.0);
 }
 
 /* The dataset cross-checks against the planned model m; *len gets the
@@ -625,7 +620,7 @@ int check_main(int argc, char **argv, const char *usage, FILE *out) {
     char mem[512];
     check_memory_desc(c, plan, a.world, a.nodes, shared, mem, sizeof mem);
     fprintf(out, "  %s\n", mem);
-    print_prediction(out, c, plan, &a);
+    print_prediction(out, c, plan, &a, in, nd);
   } else
     fprintf(out,
             "\nmodel summary skipped: the input size is unknown (no data file and no "

@@ -122,24 +122,40 @@ double costmodel_sync_s(const costmodel_in *in, size_t floats, double *link_byte
   return t;
 }
 
+/* Compute into o and done_at (backward time from its start to the end of
+ * each layer, last layer first): from the measured table, or from FLOPs. */
+static void compute_part(const costmodel_in *in, costmodel_out *o, double *done_at) {
+  double t = 0.0;
+  if (in->layers.valid) {
+    const costmodel_layers *c = &in->layers;
+    const int K = in->accumulate > 1 ? in->accumulate : 1;
+    for (int i = in->n_layers - 1; i >= 0; i--) {
+      t += c->layer_backward_s[i];
+      done_at[i] = t;
+    }
+    o->forward_s = K * (c->forward_s + c->loss_s) + (K - 1) * t;
+    o->optim_s = c->optim_s / (in->optim_shards > 1 ? in->optim_shards : 1);
+  } else {
+    for (int i = in->n_layers - 1; i >= 0; i--) {
+      double fwd = in->layer_flops[i] * in->batch / in->rate;
+      o->forward_s += fwd;
+      t += 2.0 * fwd;
+      done_at[i] = t;
+    }
+  }
+  o->backward_s = t;
+  o->compute_s = o->forward_s + o->backward_s + o->optim_s;
+}
+
 int costmodel_predict(const costmodel_in *in, costmodel_out *o) {
   memset(o, 0, sizeof *o);
   if (in->world < 1 || in->nodes < 1 || in->world % in->nodes || in->nodes > in->world ||
-      in->n_layers < 0 || in->n_layers > MS_MAX_LAYERS || !(in->rate > 0))
+      in->n_layers < 0 || in->n_layers > MS_MAX_LAYERS || !(in->layers.valid || in->rate > 0))
     return -1;
   o->path = path_of(in);
   o->algorithm = o->path == COSTMODEL_HIER ? algorithm_of(in, in->n_params) : HIER_AUTO;
-  /* Backward time from its start to the end of each layer (last layer first). */
   double done_at[MS_MAX_LAYERS];
-  double t = 0.0;
-  for (int i = in->n_layers - 1; i >= 0; i--) {
-    double fwd = in->layer_flops[i] * in->batch / in->rate;
-    o->forward_s += fwd;
-    t += 2.0 * fwd;
-    done_at[i] = t;
-  }
-  o->backward_s = t;
-  o->compute_s = o->forward_s + o->backward_s;
+  compute_part(in, o, done_at);
   if (o->path == COSTMODEL_NONE || in->n_params == 0) {
     o->step_s = o->compute_s;
     o->efficiency = 1.0;
@@ -170,7 +186,7 @@ int costmodel_predict(const costmodel_in *in, costmodel_out *o) {
     /* Ready when backward has produced its lowest float: the end of the
      * layer whose parameters begin there (no overlap: after backward). */
     double ready = o->backward_s;
-    for (int i = 0; overlap && i < in->n_layers; i++)
+    for (int i = 0; overlap && !in->no_comm_core && i < in->n_layers; i++)
       if (in->layer_lo[i] != (size_t)-1 && in->layer_lo[i] <= bounds[b + 1]) ready = done_at[i];
     double bytes = 0.0;
     o->bucket_ready_s[b] = ready;
@@ -215,11 +231,18 @@ void costmodel_print(FILE *out, const costmodel_in *in, const costmodel_out *o,
   costmodel_path_desc(o, in->nodes, in->world, path, sizeof path);
   double flops = 0.0;
   for (int i = 0; i < in->n_layers; i++) flops += in->layer_flops[i];
-  fprintf(out,
-          "  compute: %.3f ms/step (forward %.3f + backward %.3f: %.3g MFLOP/sample forward x %g "
-          "samples per rank, backward 2x, at %.3g GFLOP/s = %s)\n",
-          1e3 * o->compute_s, 1e3 * o->forward_s, 1e3 * o->backward_s, flops / 1e6, in->batch,
-          in->rate / 1e9, rate_what);
+  if (in->layers.valid)
+    fprintf(out,
+            "  compute: %.3f ms/step = forward + loss %.3f + backward %.3f + optimizer %.3f "
+            "(%s, %d rows per micro-batch x %d)\n",
+            1e3 * o->compute_s, 1e3 * o->forward_s, 1e3 * o->backward_s, 1e3 * o->optim_s,
+            rate_what, in->layers.batch, in->accumulate > 1 ? in->accumulate : 1);
+  else
+    fprintf(out,
+            "  compute: %.3f ms/step (forward %.3f + backward %.3f: %.3g MFLOP/sample forward x "
+            "%g samples per rank, backward 2x, at %.3g GFLOP/s = %s)\n",
+            1e3 * o->compute_s, 1e3 * o->forward_s, 1e3 * o->backward_s, flops / 1e6, in->batch,
+            in->rate / 1e9, rate_what);
   if (o->path == COSTMODEL_NONE) {
     fprintf(out, "  sync: none (one rank)\n  step: %.3f ms predicted\n", 1e3 * o->step_s);
     return;
@@ -230,7 +253,10 @@ void costmodel_print(FILE *out, const costmodel_in *in, const costmodel_out *o,
           path, in->wire == WIRE_F32 ? "fp32" : in->wire == WIRE_FP16 ? "fp16" : "bf16",
           o->n_buckets, o->n_buckets == 1 ? "" : "s", 1e3 * o->sync_s, o->link_bytes / 1e6);
   fprintf(out, "  exposed comm: %.3f ms/step (%s)\n", 1e3 * o->exposed_s,
-          o->overlap    ? "ideal overlap schedule: each bucket sent when backward has produced "
+          o->overlap && in->no_comm_core
+                        ? "buckets cut for overlap, but no CPU beyond the BLAS threads for the "
+                          "communication thread: they move after backward"
+          : o->overlap  ? "ideal overlap schedule: each bucket sent when backward has produced "
                           "it, one at a time on the link"
           : in->overlap ? "overlap on, but this path reduces after backward (hier.h)"
                         : "overlap off: one reduction after backward");

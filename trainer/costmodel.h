@@ -2,12 +2,24 @@
  * before the job runs (`midscale check --nodes K --link ...`) and next to
  * what a run measured (its summary).
  *
- * Compute. Each layer's forward takes flops x batch / rate seconds (its
- * FLOPs per sample: 2 x multiply-adds of dense and conv2d, model.h); its
- * backward twice that (two products per forward one); layers without
- * FLOPs cost nothing. The rate is the measured single-core sgemm peak
- * times the BLAS threads (blas_sgemm_peak), or, in a run's summary, the
- * rate the run itself reached; no per-model constant.
+ * Compute, measured per layer (the form `midscale check` and a run's
+ * summary use): a table of this model's own kernels timed on this machine
+ * at the per-rank micro-batch (costmodel_layers, filled by layer_probe.h):
+ * the forward, the loss, each layer's backward (from the gradient-ready
+ * hook, so a layer without parameters is counted in the next layer below
+ * it that has some: that is when their bucket is ready) and the optimizer
+ * step over the arena. With train.accumulate K the step runs K forwards
+ * and losses and K backwards; the first K - 1 backwards come before the
+ * last one, whose layers make the buckets ready. The optimizer comes after
+ * the sync; it runs over 1 / optim_shards of the arena per rank (the
+ * node-shared parameters of comm.shared_params). Nothing is per case: the
+ * table is the machine's answer for this model and batch.
+ *
+ * Compute from FLOPs (the fallback, no table, and the "at the run's rate"
+ * line of a run's summary): each layer's forward takes flops x batch /
+ * rate seconds (model.h's FLOPs: 2 x multiply-adds of dense and conv2d),
+ * its backward twice that; layers without FLOPs, the loss and the
+ * optimizer cost nothing.
  *
  * Communication: the alpha-beta model. A message of b bytes between two
  * nodes takes alpha + b x beta (alpha: per-step latency, beta: seconds per
@@ -32,15 +44,20 @@
  * boundaries, as the reducer cuts them) is sent as soon as backward has
  * produced its last layer, one bucket at a time on the link. What ends
  * after backward is exposed. Without overlap the whole arena goes as one
- * reduction after backward.
+ * reduction after backward. The schedule needs a CPU for the communication
+ * thread while backward computes: a rank whose CPUs are all its BLAS
+ * threads' (no_comm_core; the same rule as ckpt_sync's background writer)
+ * sends its buckets after backward, as without overlap.
  *
- * What it leaves out (scripts/bench/results/cluster.md): kernels slower
- * than the 256^3 sgemm (small products, im2col and pooling: the CNN
- * computes at about a tenth of the peak), the optimizer and the loss,
- * other processes on the cores, the 16-bit wire's conversions, waits for
- * a slower rank, and a TCP exchange that overlaps its two directions only
- * some of the time. A run's summary therefore also predicts at the
- * compute rate the run reached, which isolates the communication part.
+ * What it leaves out (scripts/bench/results/cluster.md): the data part of
+ * a step (the loader thread's wait; small when prefetched), the forward
+ * per layer (only the whole forward is timed: nothing is sent during it),
+ * other processes on the cores during the run (the table is measured at
+ * start-up, when the load may differ), a communication thread competing
+ * with backward for a core (the ideal schedule assumes it does not), the
+ * 16-bit wire's conversions, waits for a slower rank beyond the slowest
+ * rank's table, and a TCP exchange that overlaps its two directions only
+ * some of the time.
  *
  * Pure arithmetic: no MPI, no allocation, any thread.
  */
@@ -68,6 +85,17 @@ int costmodel_parse_link(const char *s, costmodel_link *l);
 /* The gradient sync the reducer runs for this layout and options. */
 typedef enum { COSTMODEL_NONE = 0, COSTMODEL_NODE_SHM, COSTMODEL_HIER, COSTMODEL_FLAT } costmodel_path;
 
+/* Per-layer compute costs measured on this machine (layer_probe.h), in
+ * seconds for `batch` rows (one micro-batch). valid 0: no table. */
+typedef struct {
+  int valid;
+  int batch;
+  double forward_s;                        /* model_forward */
+  double loss_s;                           /* the loss and its gradient */
+  double layer_backward_s[MS_MAX_LAYERS];  /* forward order; see above */
+  double optim_s;                          /* the optimizer step, whole arena */
+} costmodel_layers;
+
 typedef struct {
   /* the model: per layer (forward order), forward FLOPs per sample and the
    * offset of its first parameter in the arena ((size_t)-1: none) */
@@ -76,11 +104,17 @@ typedef struct {
   size_t layer_lo[MS_MAX_LAYERS];
   size_t n_params;       /* floats of the gradient arena */
   double batch;          /* samples per rank per step */
-  double rate;           /* FLOP/s per rank (sgemm peak x BLAS threads) */
+  double rate;           /* FLOP/s per rank, for the FLOP form (no table) */
+  costmodel_layers layers; /* measured compute; valid 0: the FLOP form at rate */
+  int accumulate;        /* train.accumulate (micro-batches per step; 0 counts as 1) */
+  int optim_shards;      /* ranks sharing the optimizer step (comm.shared_params); 0 as 1 */
   /* the layout and the sync */
   int world, nodes;      /* P ranks on N nodes, L = P / N per node */
   int shared_memory;     /* comm.shared_memory */
   int overlap;           /* 1: the ideal overlap schedule; 0: one reduction after backward */
+  int no_comm_core;      /* 1: the rank has no CPU beyond its BLAS threads (the run's
+                          * cpus_per_rank <= threads), so the communication thread
+                          * moves buckets only once backward ends */
   hier_algorithm algorithm; /* comm.algorithm (resolved here as the reducer does) */
   wire_format wire;
   size_t first_bucket_bytes, bucket_bytes;
@@ -95,8 +129,10 @@ typedef struct {
 typedef struct {
   costmodel_path path;
   hier_algorithm algorithm; /* across nodes (resolved), on the hierarchical path */
-  double forward_s, backward_s; /* per step */
-  double compute_s;         /* forward + backward */
+  double forward_s, backward_s; /* per step: with a table, forward_s holds the
+                                 * forwards, losses and the backwards before the last */
+  double optim_s;           /* the optimizer (table only; 0 in the FLOP form) */
+  double compute_s;         /* forward + backward + optimizer */
   int overlap;              /* the schedule the path runs: in->overlap where it can (hier.h) */
   int n_buckets;
   double bucket_ready_s[COSTMODEL_MAX_BUCKETS]; /* from the start of backward */
@@ -122,7 +158,8 @@ void costmodel_from_model(costmodel_in *in, const ms_model *m);
 double costmodel_sync_s(const costmodel_in *in, size_t floats, double *link_bytes);
 
 /* The prediction. @return 0, or -1 when the bucket plan needs more than
- * COSTMODEL_MAX_BUCKETS buckets or in is not a valid layout. */
+ * COSTMODEL_MAX_BUCKETS buckets, in is not a valid layout, or there is
+ * neither a valid table nor a positive rate. */
 int costmodel_predict(const costmodel_in *in, costmodel_out *out);
 
 /* "hierarchical: 1 rank per node, ring across 2 nodes", "flat: 4 ranks on
@@ -131,8 +168,8 @@ void costmodel_path_desc(const costmodel_out *o, int nodes, int world, char *buf
 
 /* Writes the prediction as indented lines ("  compute: ...", "  sync: ...",
  * "  exposed comm: ...", "  step: ...") to out; `rate_what` says where
- * in->rate comes from. The prediction with the other overlap setting is
- * added on its own line. */
+ * the compute costs come from (the table, or in->rate). The prediction
+ * with the other overlap setting is added on its own line. */
 void costmodel_print(FILE *out, const costmodel_in *in, const costmodel_out *o,
                      const char *rate_what);
 

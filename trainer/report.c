@@ -7,7 +7,9 @@
 
 #include "blas.h"
 #include "dnn.h"
+#include "check.h"
 #include "costmodel.h"
+#include "layer_probe.h"
 #include "ms_error.h"
 #include "version.h"
 
@@ -17,6 +19,8 @@ struct report {
   ms_metrics *m;
   double peak;             /* rank 0: single-core FLOP/s of the precision that runs */
   const char *peak_name;   /* "sgemm" (fp32) or "bf16 matmul" */
+  costmodel_layers layers; /* this model's kernels timed at start-up, slowest rank's */
+  double mem_bw;           /* rank 0: memcpy bytes/s (the node's shared-memory sum) */
   double log_t[T_PARTS];   /* the parts' mean seconds at the last log line */
   double t_log, t_bar;     /* the last log line, the last progress bar */
   double t_sync_log;       /* report_step's t_sync at the last log line */
@@ -153,12 +157,41 @@ void report_resumed(report *rp, const char *from, int64_t step, int64_t epoch,
               (long long)rp->s->len.steps_per_epoch);
 }
 
+/* Every rank times the model's kernels at its micro-batch (layer_probe.h);
+ * the table is the slowest rank's per part (the step waits for it). The
+ * reduction is also the barrier that keeps the probe out of the first
+ * step's comm time. Collective. */
+static void probe_layers(report *rp) {
+  const train_setup *s = rp->s;
+  enum { N = MS_MAX_LAYERS + 5 };
+  double v[N] = {0};
+  costmodel_layers *c = &rp->layers;
+  int64_t shape[MS_MAX_DIMS];
+  int nd = check_input_shape(&s->cfg, s->train, shape);
+  if (layer_probe_run(&s->cfg, shape, nd, (int)s->micro_batch, c) || !c->valid) {
+    ms_error_clear();
+    v[0] = 1.0; /* failed here: no table anywhere */
+  }
+  v[1] = c->forward_s, v[2] = c->loss_s, v[3] = c->optim_s, v[4] = (double)c->batch;
+  for (int i = 0; i < MS_MAX_LAYERS; i++) v[5 + i] = c->layer_backward_s[i];
+  ranks_enter(rp->rk, "layer probe", __func__);
+  int crc = comm_allreduce_max_f64(rp->rk->w, v, N);
+  ranks_leave(rp->rk);
+  c->valid = crc == 0 && v[0] == 0.0;
+  c->forward_s = v[1], c->loss_s = v[2], c->optim_s = v[3], c->batch = (int)v[4];
+  for (int i = 0; i < MS_MAX_LAYERS; i++) c->layer_backward_s[i] = v[5 + i];
+}
+
 void report_begin(report *rp, int64_t step) {
   /* The peak of the precision the layers run in, so the fraction of peak
    * compares like with like. */
   int bf16 = rp->s->model->precision == DNN_BF16;
   rp->peak_name = bf16 ? "bf16 matmul" : "sgemm";
-  if (rp->rk->w->rank == 0) rp->peak = bf16 ? dnn_matmul_peak(DNN_BF16) : blas_sgemm_peak();
+  if (rp->rk->w->rank == 0) {
+    rp->peak = bf16 ? dnn_matmul_peak(DNN_BF16) : blas_sgemm_peak();
+    rp->mem_bw = rp->rk->w->size > 1 ? layer_probe_memory_bandwidth() : 0.0;
+  }
+  probe_layers(rp);
   rp->t_log = rp->t_sync_log = comm_wtime();
   rp->log_from = step;
 }
@@ -254,9 +287,10 @@ static void say_last_eval(const report *rp, int stopped) {
 }
 
 /* The cost model's input for this run: the model, the config's sync, the
- * layout and the probed link, at `rate` FLOP/s per rank. The reducer's own
- * plan decides the overlap: one bucket is one reduction after backward. */
-static void model_input(const report *rp, double rate, costmodel_in *in) {
+ * layout and the probed link; compute from the layers measured at start-up
+ * (layers 1) or from FLOPs at `rate` per rank. The reducer's own plan
+ * decides the overlap: one bucket is one reduction after backward. */
+static void model_input(const report *rp, int layers, double rate, costmodel_in *in) {
   const train_setup *s = rp->s;
   memset(in, 0, sizeof *in);
   costmodel_from_model(in, s->model);
@@ -266,49 +300,70 @@ static void model_input(const report *rp, double rate, costmodel_in *in) {
   in->link.alpha = s->link.alpha, in->link.beta = s->link.beta;
   in->batch = (double)s->local_batch;
   in->rate = rate;
+  in->mem_bw = rp->mem_bw;
+  in->accumulate = s->accumulate;
+  in->optim_shards = s->shared_params ? in->world / in->nodes : 1;
+  in->no_comm_core = s->cpus_per_rank <= s->blas_threads;
+  if (layers) in->layers = rp->layers;
   size_t lo, hi;
   if (s->red && reducer_buckets(s->red, -1, &lo, &hi) == 1) in->overlap = 0;
 }
 
-/* Rank 0: the cost model's step next to the measured one (step_s, comm_s:
- * seconds per step, the slowest rank's comm), at the sgemm peak and at the
- * compute rate this run reached (compute_s per step); into json (members,
- * no braces). */
+/* Rank 0: the cost model's step next to the measured one (step_s: wall
+ * time less checkpoints and evaluations per step; comm_s, compute_s:
+ * seconds per step, the slowest rank's), from the layers
+ * measured at start-up, and for comparison from FLOPs at the sgemm peak
+ * and at the compute rate this run reached; into json (members, no
+ * braces). */
 static void say_prediction(const report *rp, double step_s, double comm_s, double compute_s,
                            char *json, size_t jn) {
   const train_setup *s = rp->s;
   const double flops = 3.0 * model_flops_per_sample(s->model) * (double)s->local_batch;
   costmodel_in in;
-  costmodel_out at_peak, at_run;
+  costmodel_out at_layers, at_peak, at_run;
   json[0] = '\0';
-  if (!s->red || !(rp->peak > 0) || !(compute_s > 0) || s->link.nodes < 2) return;
-  model_input(rp, rp->peak * s->blas_threads, &in);
-  if (costmodel_predict(&in, &at_peak)) return;
-  model_input(rp, flops / compute_s, &in);
+  if ((!s->red && rp->rk->w->size > 1) || !rp->layers.valid || !(compute_s > 0)) return;
+  model_input(rp, 1, 0.0, &in);
+  if (costmodel_predict(&in, &at_layers)) return;
+  model_input(rp, 0, rp->peak * s->blas_threads, &in);
+  if (!(rp->peak > 0) || costmodel_predict(&in, &at_peak)) memset(&at_peak, 0, sizeof at_peak);
+  model_input(rp, 0, flops / compute_s, &in);
   if (costmodel_predict(&in, &at_run)) return;
   metrics_say(rp->m,
-              "cost model (%s, %s): measured step %.3f ms, exposed comm %.3f ms | predicted at "
-              "the sgemm peak: step %.3f ms, exposed comm %.3f ms (compute %.3f ms) | at this "
-              "run's compute rate (%.3g GFLOP/s): step %.3f ms, exposed comm %.3f ms",
-              in.overlap ? "ideal overlap schedule" : "one reduction after backward",
-              "link from the start-up probe", 1e3 * step_s, 1e3 * comm_s, 1e3 * at_peak.step_s,
-              1e3 * at_peak.exposed_s, 1e3 * at_peak.compute_s, flops / compute_s / 1e9,
-              1e3 * at_run.step_s, 1e3 * at_run.exposed_s);
-  if (at_run.exposed_s > at_run.compute_s && in.wire == WIRE_F32)
+              "cost model (%s, %s): measured step %.3f ms (without checkpoints and evaluations; "
+              "compute %.3f, exposed comm %.3f) | "
+              "predicted from this model's layers timed at start-up: step %.3f ms (compute "
+              "%.3f, exposed comm %.3f), %.2fx the measured | from FLOPs at the sgemm peak: "
+              "step %.3f ms | at this run's compute rate (%.3g GFLOP/s): step %.3f ms",
+              in.world == 1       ? "no sync"
+              : !in.overlap       ? "one reduction after backward"
+              : in.no_comm_core ? "buckets after backward: no CPU for the comm thread"
+                                : "ideal overlap schedule",
+              in.nodes > 1 ? "link from the start-up probe"
+              : in.world > 1 ? "one node"
+                             : "one rank",
+              1e3 * step_s,
+              1e3 * compute_s, 1e3 * comm_s, 1e3 * at_layers.step_s, 1e3 * at_layers.compute_s,
+              1e3 * at_layers.exposed_s, at_layers.step_s / step_s, 1e3 * at_peak.step_s,
+              flops / compute_s / 1e9, 1e3 * at_run.step_s);
+  if (at_layers.exposed_s > at_layers.compute_s && in.wire == WIRE_F32)
     metrics_say(rp->m,
                 "hint: the link is the limit (predicted exposed comm %.0f%% of the step); "
                 "comm.compress bf16 halves the bytes on it",
-                100 * at_run.exposed_s / at_run.step_s);
+                100 * at_layers.exposed_s / at_layers.step_s);
   snprintf(json, jn,
-           ",\"predicted\":{\"link_alpha_us\":%.2f,\"link_gbit_s\":%.4g,\"nodes\":%d,"
-           "\"overlap\":%d,\"measured_step_ms\":%.4f,\"measured_comm_ms\":%.4f,"
-           "\"step_ms\":%.4f,\"exposed_ms\":%.4f,\"compute_ms\":%.4f,\"sync_ms\":%.4f,"
-           "\"step_ms_run_rate\":%.4f,\"exposed_ms_run_rate\":%.4f,\"efficiency\":%.4f,"
-           "\"efficiency_run_rate\":%.4f}",
-           1e6 * in.link.alpha, 8e-9 / in.link.beta, in.nodes, in.overlap, 1e3 * step_s,
-           1e3 * comm_s, 1e3 * at_peak.step_s, 1e3 * at_peak.exposed_s, 1e3 * at_peak.compute_s,
-           1e3 * at_peak.sync_s, 1e3 * at_run.step_s, 1e3 * at_run.exposed_s, at_peak.efficiency,
-           at_run.efficiency);
+           ",\"predicted\":{\"compute_from\":\"layers\",\"link_alpha_us\":%.2f,"
+           "\"link_gbit_s\":%.4g,\"nodes\":%d,\"overlap\":%d,\"measured_step_ms\":%.4f,"
+           "\"measured_comm_ms\":%.4f,\"measured_compute_ms\":%.4f,\"step_ms\":%.4f,"
+           "\"exposed_ms\":%.4f,\"compute_ms\":%.4f,\"sync_ms\":%.4f,\"efficiency\":%.4f,"
+           "\"step_ms_peak\":%.4f,\"compute_ms_peak\":%.4f,\"step_ms_run_rate\":%.4f,"
+           "\"exposed_ms_run_rate\":%.4f,\"efficiency_run_rate\":%.4f}",
+           in.link.beta > 0 ? 1e6 * in.link.alpha : 0.0,
+           in.link.beta > 0 ? 8e-9 / in.link.beta : 0.0, in.nodes, in.overlap, 1e3 * step_s,
+           1e3 * comm_s, 1e3 * compute_s, 1e3 * at_layers.step_s, 1e3 * at_layers.exposed_s,
+           1e3 * at_layers.compute_s, 1e3 * at_layers.sync_s, at_layers.efficiency,
+           1e3 * at_peak.step_s, 1e3 * at_peak.compute_s, 1e3 * at_run.step_s,
+           1e3 * at_run.exposed_s, at_run.efficiency);
 }
 
 void report_early_stop(report *rp, int64_t step, const char *why, const char *best_name) {
@@ -357,10 +412,14 @@ void report_summary(report *rp, double wall, int64_t steps_run, int64_t step,
               b.samples_per_s, b.flops_per_rank / 1e9, model_flops_per_sample(s->model) / 1e6,
               100 * b.peak_frac, threads, rp->peak / 1e9, rp->peak_name, threads,
               threads == 1 ? "" : "s");
-  char pjson[600] = "";
+  char pjson[900] = "";
+  /* A step is what the loop repeats: checkpoints and evaluations are parts
+   * of their own (a short run's final checkpoint is not a step's cost). */
+  double loop = wall - t[T_CKPT] - t[T_EVAL];
   if (steps_run > 0)
-    say_prediction(rp, wall / (double)steps_run, t[T_COMM] / (double)steps_run,
-                   t[T_COMPUTE] / (double)steps_run, pjson, sizeof pjson);
+    say_prediction(rp, (loop > 0 ? loop : wall) / (double)steps_run,
+                   t[T_COMM] / (double)steps_run, t[T_COMPUTE] / (double)steps_run, pjson,
+                   sizeof pjson);
   double acc = -1.0;
   if (rp->last_eval_step >= 0 && (rp->last_eval.classifier || rp->last_eval.binary))
     acc = rp->last_eval.acc;

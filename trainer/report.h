@@ -9,10 +9,10 @@
  *
  * Threads: the training thread.
  *
- * Collectives: report_summary is collective over the run's ranks (the
- * slowest rank's times), and so is report_step at a log line (the mean of
- * the ranks' spans); the rest is rank-local and writes nothing on ranks
- * other than 0 (their metrics sink is NULL).
+ * Collectives: report_begin and report_summary are collective over the
+ * run's ranks (the slowest rank's times), and so is report_step at a log
+ * line (the mean of the ranks' spans); the rest is rank-local and writes
+ * nothing on ranks other than 0 (their metrics sink is NULL).
  *
  * Errors: none: a line that cannot be written is lost (metrics.h).
  */
@@ -45,8 +45,11 @@ void report_resumed(report *rp, const char *from, int64_t step, int64_t epoch,
                     int64_t step_in_epoch);
 
 /* The step loop starts at `step`: rank 0 measures the single-core sgemm
- * peak (a few ms, while the others wait in the first step) and the first
- * log interval starts. */
+ * peak and a memcpy's bandwidth, every rank times this model's kernels at
+ * its micro-batch on a private copy (layer_probe.h; the cost model's
+ * compute in the summary; what training computes does not depend on it),
+ * and the first log interval starts. Collective (the table is the slowest
+ * rank's). */
 void report_begin(report *rp, int64_t step);
 
 /* After each step: step (done), epoch (1-based, the epoch of that step),

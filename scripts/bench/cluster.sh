@@ -7,8 +7,14 @@
 # summary, trainer/costmodel.h) and the weak-scaling efficiency vs one rank
 # alone, measured in the same invocation. Then hierarchical vs flat at 2
 # hosts x 2 ranks: bytes on the inter-host veth per step and the sync time.
-# Medians of REPS runs; the load average before and after each run is
-# recorded. Never fails on timing. Root only; removes what it made.
+# Then one node (one emulated host, 1 and 2 ranks: MLP at 64 and 512 per
+# rank, the CNN), cases the cost model's form was not chosen on.
+# Medians of REPS runs; the load average before and after each run and the
+# shell's scheduling policy are recorded; each rank is pinned to its own
+# CPU (PIN_RANKS=0: not). Run it as
+# `chrt -f 20 scripts/bench/cluster.sh` (SCHED_FIFO, inherited by the
+# emulated hosts' ranks) on a shared machine. Never fails on timing. Root
+# only; removes what it made.
 #
 #   scripts/bench/cluster.sh [REPS] [RATE...]     (defaults: 3, 1gbit 10gbit)
 #
@@ -16,6 +22,7 @@
 # scripts/bench/results/cluster.md (scripts/bench/cluster_report.py).
 # DATA=file.h5 (default data-cache/fashion_mnist.h5, prepared if missing).
 # ONLY=REGEX runs only the cases whose name matches, skips the 2 x 2 part
+# (and the one-node part unless SINGLE_TOO=1)
 # and prints the tables instead of rewriting cluster.md (a reduced re-run).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../setup.sh"
@@ -55,14 +62,22 @@ CASES=(
   "mlp1024_b512_no_overlap|$WORK/mlp1024.yaml|512|30|comm.overlap=false"
 )
 
+# 1 rank per core: each rank (world rank r) pinned to CPU r mod the CPUs,
+# so the 2 emulated hosts do not each see both cores; a rank then knows it
+# has no CPU beyond its BLAS thread (the cost model's no_comm_core). PIN_RANKS=0:
+# unpinned, as the runs before 2026-12-06 10:45 UTC.
+PIN=(sh -c 'exec taskset -c "$((OMPI_COMM_WORLD_RANK % $(nproc)))" "$@"' pin)
+[ "${PIN_RANKS:-1}" = 1 ] || PIN=()
 load() { cut -d' ' -f1 /proc/loadavg; }
+# "SCHED_FIFO 20" or "SCHED_OTHER 0": the policy every run inherits.
+SCHED=$(chrt -p $$ | awk -F': ' '/policy/ {p = $2} /priority/ {q = $2} END {print p, q}')
 
 # run SPEC CONFIG GLOBAL_BATCH STEPS EXTRA DIR: one training run; prints
 # the summary record of DIR/metrics.jsonl (empty when it failed).
 run() {
   local spec=$1 cfg=$2 batch=$3 steps=$4 extra=$5 dir=$6 sets=()
   [ -z "$extra" ] || sets=(--set "$extra")
-  cl_mpirun "$spec" "$MIDSCALE" train "$cfg" "${COMMON[@]}" "${sets[@]}" \
+  cl_mpirun "$spec" "${PIN[@]}" "$MIDSCALE" train "$cfg" "${COMMON[@]}" "${sets[@]}" \
     --set train.batch_size="$batch" --set train.max_steps="$steps" --set run.dir="$WORK/$dir"
   if [ "$RC" -ne 0 ]; then
     echo "  run $dir failed (exit $RC): $(tail -3 "$LAST_ERR" | tr '\n' ' ')" >&2
@@ -90,7 +105,7 @@ bench_rate() {
       l0=$(load)
       s2=$(run 2x1 "$cfg" $((2 * b)) "$steps" "$extra" "$rate-$name-2x1-$r")
       s1=$(run 1x1 "$cfg" "$b" "$steps" "$extra" "$rate-$name-1x1-$r")
-      cl_mpirun 2x1 "$BENCH" "$floats" 10
+      cl_mpirun 2x1 "${PIN[@]}" "$BENCH" "$floats" 10
       ar=$(grep -m1 '"allreduce_ms"' "$LAST_OUT" || true)
       l1=$(load)
       printf '{"run":"%s","commit":"%s","rate":"%s","case":"%s","rep":%d,"per_rank_batch":%d,"load_before":%s,"load_after":%s,"two_hosts":%s,"one_rank":%s,"raw_allreduce":%s}\n' \
@@ -134,13 +149,40 @@ bench_hier() {
   cluster_down
 }
 
-echo "cluster bench $RUN_ID (commit $COMMIT), $REPS reps, rates ${RATES[*]}, load $(cut -d' ' -f1-3 /proc/loadavg)"
+# One node: 1 and 2 ranks on one emulated host (the node's shared-memory
+# sum), the summary's prediction against the measured step.
+SINGLE=(mlp256_b64 mlp256_b512 cnn_b64)
+bench_single() {
+  local c name cfg b steps extra r n s l0
+  cluster_up 1 "$1"
+  for c in "${CASES[@]}"; do
+    IFS='|' read -r name cfg b steps extra <<<"$c"
+    [[ " ${SINGLE[*]} " == *" $name "* ]] || continue
+    [ -z "${ONLY:-}" ] || [[ "$name" =~ ^($ONLY)$ ]] || continue
+    for ((r = 0; r < REPS; r++)); do
+      for n in 1 2; do
+        l0=$(load)
+        s=$(run "1x$n" "$cfg" $((n * b)) "$steps" "$extra" "single-$name-$n-$r")
+        printf '{"run":"%s","commit":"%s","case":"single_node","name":"%s","ranks":%d,"rep":%d,"per_rank_batch":%d,"load_before":%s,"load_after":%s,"summary":%s}\n' \
+          "$RUN_ID" "$COMMIT" "$name" "$n" "$r" "$b" "$l0" "$(load)" "${s:-null}" >>"$OUT"
+      done
+      echo "  single node $name rep $r done"
+    done
+  done
+  cluster_down
+}
+
+echo "cluster bench $RUN_ID (commit $COMMIT), $REPS reps, rates ${RATES[*]}, policy $SCHED, load $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '{"run":"%s","commit":"%s","case":"sched","policy":"%s, ranks %s"}\n' "$RUN_ID" "$COMMIT" \
+  "$SCHED" "$([ ${#PIN[@]} -gt 0 ] && echo "pinned one per CPU" || echo "not pinned")" >>"$OUT"
 for rate in "${RATES[@]}"; do bench_rate "$rate"; done
 if [ -n "${ONLY:-}" ]; then
+  [ -z "${SINGLE_TOO:-}" ] || bench_single "${RATES[0]}"
   python3 "$ROOT/scripts/bench/cluster_report.py" "$OUT" "$RUN_ID"
   echo "run $RUN_ID (ONLY=$ONLY: cluster.md left as it is); load now $(cut -d' ' -f1-3 /proc/loadavg)"
 else
   bench_hier "${RATES[0]}"
+  bench_single "${RATES[0]}"
   python3 "$ROOT/scripts/bench/cluster_report.py" "$OUT" "$RUN_ID" >"$ROOT/scripts/bench/results/cluster.md"
   echo "wrote scripts/bench/results/cluster.md (run $RUN_ID); load now $(cut -d' ' -f1-3 /proc/loadavg)"
 fi

@@ -24,11 +24,49 @@ def pct(x):
     return "n/a" if x is None else "%.0f%%" % (100 * x)
 
 
+def single_table(single, p):
+    p("## One node (not used to choose the model's form)\n")
+    p("One emulated host, 1 and 2 ranks (2 ranks: the node's shared-memory sum), 1 BLAS "
+      "thread per rank. Ratio = predicted / measured step, per repetition, then the "
+      "median.\n")
+    p("| case | ranks | samples/s | step ms measured | **predicted (ratio)** | per-rep ratios | "
+      "FLOPs at peak (ratio) | compute ms: measured / predicted | comm ms: measured / "
+      "predicted | data ms/step |")
+    p("|---|---|---|---|---|---|---|---|---|---|")
+    keys = []
+    for r in single:
+        k = (r["name"], r["ranks"])
+        if k not in keys:
+            keys.append(k)
+    for name, n in keys:
+        ss = [r["summary"] for r in single if (r["name"], r["ranks"]) == (name, n) and r["summary"]]
+        pr = [x.get("predicted", {}) for x in ss]
+        rat = [x["step_ms"] / x["measured_step_ms"] for x in pr
+               if x.get("step_ms") and x.get("measured_step_ms")]
+        ratp = med([x["step_ms_peak"] / x["measured_step_ms"] for x in pr
+                    if x.get("step_ms_peak") and x.get("measured_step_ms")])
+        data = med([1e3 * x["data_s"] / x["steps"] for x in ss if x.get("steps")])
+        p("| %s | %d | %s | %s | **%s (%s)** | %s | %s (%s) | %s / %s | %s / %s | %s |" % (
+            name, n, fmt(med([x["samples_per_s"] for x in ss]), ".0f"),
+            fmt(med([x.get("measured_step_ms") for x in pr]), ".2f"),
+            fmt(med([x.get("step_ms") for x in pr]), ".2f"), fmt(med(rat), ".2f"),
+            ", ".join("%.2f" % v for v in rat),
+            fmt(med([x.get("step_ms_peak") for x in pr]), ".2f"), fmt(ratp, ".2f"),
+            fmt(med([x.get("measured_compute_ms") for x in pr]), ".2f"),
+            fmt(med([x.get("compute_ms") for x in pr]), ".2f"),
+            fmt(med([x.get("measured_comm_ms") for x in pr]), ".2f"),
+            fmt(med([x.get("exposed_ms") for x in pr]), ".2f"), fmt(data, ".2f")))
+    p("")
+
+
 def main():
     path, run = sys.argv[1], sys.argv[2]
     rows = [json.loads(l) for l in open(path) if l.strip()]
     rows = [r for r in rows if r.get("run") == run]
-    cases = [r for r in rows if r["case"] != "hier_vs_flat_2x2"]
+    cases = [r for r in rows if r["case"] not in ("hier_vs_flat_2x2", "single_node", "sched")]
+    single = [r for r in rows if r["case"] == "single_node"]
+    policy = ([r["policy"] for r in rows if r["case"] == "sched"] or ["not recorded"])[0]
+    rows = [r for r in rows if r["case"] != "sched"]
     hier = [r for r in rows if r["case"] == "hier_vs_flat_2x2"]
     commit = rows[0]["commit"] if rows else "?"
     loads = [r["load_before"] for r in rows] + [r["load_after"] for r in rows]
@@ -38,23 +76,23 @@ def main():
     p("Run `%s`, commit `%s`. Two network namespaces joined by a bridge, veth links "
       "shaped with TBF (tests/cluster/cluster.sh), Open MPI over TCP, 1 rank per host, "
       "1 BLAS thread per rank, on a 2-core machine shared with other jobs: load average "
-      "(1 min) %s to %s during the run. Medians of %d repetitions; efficiency = two "
+      "(1 min) %s to %s during the run; scheduling policy of every run: %s. Medians of %d repetitions; efficiency = two "
       "hosts' samples/s / (2 x one rank alone), both measured back to back in the same "
       "repetition. The link rate is what the start-up probe measured (2 MiB vs 512 KiB "
       "exchanges), not the nominal TBF rate.\n" % (
           run, commit, fmt(min(loads) if loads else None), fmt(max(loads) if loads else None),
-          1 + max([r["rep"] for r in rows] or [0])))
+          policy, 1 + max([r["rep"] for r in rows] or [0])))
     p("Predicted = the cost model (trainer/costmodel.h) with the link from the run's own "
-      "start-up probe: *at peak* computes at the single-core sgemm peak measured at "
-      "start-up (FLOPs only); *at run rate* uses the FLOP rate the run's compute reached "
-      "(so it isolates the communication model). The sync that runs today across hosts "
-      "is one reduction after backward (the hierarchical path has one bucket), which is "
-      "what the prediction models; `exposed (ideal)` is the ideal overlap schedule of "
-      "`midscale check`.\n")
-    p("| link | case | samples/s | efficiency (measured / predicted at peak) | step ms measured | "
-      "predicted at peak (ratio) | predicted at run rate (ratio) | exposed comm ms/step | "
-      "predicted exposed | raw MPI_Allreduce ms (same bytes) | exposed / raw | "
-      "compute ms/step: predicted at peak / 1 rank alone / 2 hosts |")
+      "start-up probe and compute from this model's own kernels timed at start-up on every "
+      "rank at its micro-batch (trainer/layer_probe.h: forward, loss, each layer's backward, "
+      "optimizer; the slowest rank's table), as the run's summary prints it. For "
+      "comparison: *FLOPs at peak* computes at the single-core 256^3 sgemm peak (the old "
+      "form); *at run rate* uses the FLOP rate the run's compute reached (it isolates the "
+      "communication model). Ratio = predicted / measured step (wall time / steps).\n")
+    p("| link | case | samples/s | efficiency (measured / predicted) | step ms measured | "
+      "**predicted (ratio)** | FLOPs at peak (ratio) | at run rate (ratio) | "
+      "compute ms: measured / predicted | exposed comm ms: measured / predicted | "
+      "raw MPI_Allreduce ms (same bytes) | exposed / raw |")
     p("|---|---|---|---|---|---|---|---|---|---|---|---|")
     keys = []
     for r in cases:
@@ -73,31 +111,37 @@ def main():
                    for r in rs if r["one_rank"]])
         step = med([x.get("measured_step_ms") for x in pr])
         comm = med([x.get("measured_comm_ms") for x in pr])
+        mc = med([x.get("measured_compute_ms") for x in pr])
+        ratio = med([x["step_ms"] / x["measured_step_ms"] for x in pr
+                     if x.get("step_ms") and x.get("measured_step_ms")])
+        ratio_p = med([x["step_ms_peak"] / x["measured_step_ms"] for x in pr
+                       if x.get("step_ms_peak") and x.get("measured_step_ms")])
+        ratio_r = med([x["step_ms_run_rate"] / x["measured_step_ms"] for x in pr
+                       if x.get("step_ms_run_rate") and x.get("measured_step_ms")])
         ps = med([x.get("step_ms") for x in pr])
+        pp = med([x.get("step_ms_peak") for x in pr])
         psr = med([x.get("step_ms_run_rate") for x in pr])
         pe = med([x.get("exposed_ms") for x in pr])
+        pc = med([x.get("compute_ms") for x in pr])
         peff = med([x.get("efficiency") for x in pr])
         raw = med([r["raw_allreduce"]["allreduce_ms"] for r in rs if r["raw_allreduce"]])
         gbit = med([x.get("link_gbit_s") for x in pr])
-        pc = med([x.get("compute_ms") for x in pr])
-        c1 = med([1e3 * r["one_rank"]["compute_s"] / r["one_rank"]["steps"] for r in rs
-                  if r["one_rank"]])
-        c2 = med([1e3 * r["two_hosts"]["compute_s"] / r["two_hosts"]["steps"] for r in rs])
-        ratio = ps / step if ps and step else None
-        ratio_r = psr / step if psr and step else None
-        if ratio and abs(ratio - 1) > 0.25:
+        if ratio is None or abs(ratio - 1) > 0.25:
             outside.append((rate, case, ratio, ratio_r))
-        p("| %s (probe %s Gbit/s) | %s | %s | %s / %s | %s | %s (%s) | %s (%s) | %s | %s | %s | %s "
-          "| %s / %s / %s |"
+        p("| %s (probe %s Gbit/s) | %s | %s | %s / %s | %s | **%s (%s)** | %s (%s) | %s (%s) | "
+          "%s / %s | %s / %s | %s | %s |"
           % (rate, fmt(gbit, ".2f"), case, fmt(sps, ".0f"), pct(eff), pct(peff), fmt(step, ".2f"),
-             fmt(ps, ".2f"), fmt(ratio, ".2f"), fmt(psr, ".2f"), fmt(ratio_r, ".2f"),
+             fmt(ps, ".2f"), fmt(ratio, ".2f"), fmt(pp, ".2f"), fmt(ratio_p, ".2f"),
+             fmt(psr, ".2f"), fmt(ratio_r, ".2f"), fmt(mc, ".2f"), fmt(pc, ".2f"),
              fmt(comm, ".2f"), fmt(pe, ".2f"), fmt(raw, ".2f"),
-             fmt(comm / raw if comm and raw else None, ".2f"), fmt(pc, ".2f"), fmt(c1, ".2f"),
-             fmt(c2, ".2f")))
+             fmt(comm / raw if comm and raw else None, ".2f")))
     p("")
     if outside:
-        p("Cases outside +-25%% of the measured step (predicted at peak): %s.\n" % ", ".join(
-            "%s %s (%.2f; at run rate %s)" % (a, b, c, fmt(d, ".2f")) for a, b, c, d in outside))
+        p("Cases outside +-25%% of the measured step (predicted from the layers): %s.\n" % ", ".join(
+            "%s %s (%s; at run rate %s)" % (a, b, fmt(c, ".2f"), fmt(d, ".2f"))
+            for a, b, c, d in outside))
+    else:
+        p("Every case within +-25% of the measured step (predicted from the layers).\n")
     if hier:
         p("## Hierarchical vs flat, 2 hosts x 2 ranks (MLP 784-256-256-10, 64 per rank, %s)\n"
           % hier[0]["rate"])
@@ -123,6 +167,8 @@ def main():
                 mode, method, fmt(med(per), ".0f"), fmt(sent, ".3g"),
                 fmt(2e6 * sent if sent else None, ".0f"), fmt(sync, ".2f"), fmt(psync, ".2f")))
         p("")
+    if single:
+        single_table(single, p)
     print("\n".join(out))
 
 
