@@ -111,7 +111,18 @@ int layer_probe_run(const ms_config *cfg, const int64_t *in, int ndim, int batch
   probe p;
   memset(&p, 0, sizeof p);
   p.B = batch > 0 ? batch : 1;
-  int rc = model_create(&p.m, cfg, in, ndim, p.B);
+  /* The copy's parameters, gradients and optimizer state (Adam's two
+   * moments at most): a large model is not copied, so that start-up needs
+   * no more memory than the run; the prediction then falls back to the
+   * FLOPs at the sgemm peak. */
+  ms_model *plan = calloc(1, sizeof *plan);
+  if (!plan) return ms_error_set(MS_ENOMEM, "out of memory for the layer probe");
+  int rc = model_plan(plan, cfg, in, ndim);
+  double bytes = (double)plan->n_params * sizeof(float) * 4.0;
+  free(plan);
+  if (rc) return rc;
+  if (bytes > LAYER_PROBE_MAX_BYTES) return 0; /* out->valid 0: no table */
+  rc = model_create(&p.m, cfg, in, ndim, p.B);
   if (rc == 0) rc = optim_create(&p.opt, cfg, p.m->n_params);
   if (rc == 0) {
     model_init(p.m, cfg->run.seed);

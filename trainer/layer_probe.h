@@ -11,7 +11,10 @@
  * threads as set (blas_set_threads) and oneDNN's primitive cache.
  *
  * Cost: a warm-up pass and 3 to 7 timed passes (more while under 0.25 s);
- * one micro-batch's step each, plus a model's memory once more.
+ * one micro-batch's step each, plus a model's memory once more. A model
+ * whose parameters, gradients and optimizer state would take more than
+ * LAYER_PROBE_MAX_BYTES is not timed (out->valid 0): start-up then needs no
+ * more memory than the run, and the prediction uses FLOPs at the peak.
  *
  * Threads: the calling thread; no MPI. Errors: int codes (ms_error.h).
  */
@@ -23,10 +26,13 @@
 #include "config.h"
 #include "costmodel.h"
 
+#define LAYER_PROBE_MAX_BYTES (256.0 * 1024 * 1024)
+
 /* Times cfg's model for inputs of shape `in` (ndim, as model_create) at
  * `batch` rows into *out (out->valid 1 on success).
- * @return 0, or the error of model_create / optim_create (MS_ENOMEM, ...);
- * *out is then zeroed (valid 0). */
+ * @return 0 (out->valid 0 for a model over LAYER_PROBE_MAX_BYTES), or the
+ * error of model_plan / model_create / optim_create (MS_ECONFIG, MS_ENOMEM,
+ * ...); *out is then zeroed (valid 0). */
 int layer_probe_run(const ms_config *cfg, const int64_t *in, int ndim, int batch,
                     costmodel_layers *out);
 
