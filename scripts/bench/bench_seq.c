@@ -94,7 +94,7 @@ static void bench_kernels(int B, int reps) {
   float *y = buf(BT * D), *f = buf(BT * Hd), *g = buf(BT * Hd), *wq = buf(3 * D * D);
   float *bq = buf(3 * D), *wf = buf(Hd * D), *bf = buf(Hd), *mean = buf(BT), *rstd = buf(BT);
   float *gam = buf(D), *bet = buf(D), *dq = buf(BT * 3 * D), *dwq = buf(3 * D * D), *dbq = buf(3 * D);
-  float *dwf = buf(Hd * D), *dbf = buf(Hd), *tt = buf((long)T * T), *dx = buf(BT * D);
+  float *dwf = buf(Hd * D), *dbf = buf(Hd), *tt = buf(attention_scratch(T, D, H)), *dx = buf(BT * D);
 #define TIME(name, flops, stmt)                              \
   do {                                                       \
     double best = 1e30;                                      \
@@ -116,14 +116,18 @@ static void bench_kernels(int B, int reps) {
    * whose softmax runs into denormals, which no trained model feeds it. */
   float *aq = buf(BT * 3 * D), *ay = buf(BT * D);
   TIME("attention forward (causal)", 4.0 * B * T * T * D,
-       attention_forward(ay, att, aq, B, T, D, H, 1));
+       attention_forward(ay, att, aq, B, T, D, H, 1, tt));
   TIME("attention backward", 8.0 * B * T * T * D,
-       attention_backward(dq, ay, aq, att, B, T, D, H, tt));
+       attention_backward(dq, ay, aq, att, B, T, D, H, 1, tt));
+  TIME("attention forward (full)", 4.0 * B * T * T * D,
+       attention_forward(ay, att, aq, B, T, D, H, 0, tt));
+  TIME("attention backward (full)", 8.0 * B * T * T * D,
+       attention_backward(dq, ay, aq, att, B, T, D, H, 0, tt));
   for (long i = 0; i < BT * 3 * D; i++) aq[i] *= 40.0f; /* peaked: scores far apart */
   TIME("attention forward (causal), peaked scores", 4.0 * B * T * T * D,
-       attention_forward(ay, att, aq, B, T, D, H, 1));
+       attention_forward(ay, att, aq, B, T, D, H, 1, tt));
   TIME("attention backward, peaked scores", 8.0 * B * T * T * D,
-       attention_backward(dq, ay, aq, att, B, T, D, H, tt));
+       attention_backward(dq, ay, aq, att, B, T, D, H, 1, tt));
   free(aq), free(ay);
   TIME("mlp fc dense forward", 2.0 * BT * D * Hd, dense_forward(f, h, wf, bf, (int)BT, D, (int)Hd));
   TIME("mlp fc dense backward", 4.0 * BT * D * Hd,

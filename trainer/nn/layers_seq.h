@@ -53,24 +53,32 @@ void posemb_backward(float *dp, const float *dout, int B, int T, int D);
 /* Multi-head scaled dot-product attention on projected inputs. Each position
  * of qkv holds [q (D) | k (D) | v (D)]; head h uses features h*hd..(h+1)*hd
  * of each, hd = D / H (PyTorch: q, k, v = qkv.split(D, -1), then
- * .view(B, T, H, hd)). Per sample b and head h, with one sgemm per product:
+ * .view(B, T, H, hd)). Per sample b and head h:
  *   S = q k^T / sqrt(hd)   (T, T)
  *   P = softmax(S) row by row; with causal, position t sees positions <= t
- *       only (the mask and the softmax are one pass; masked P are 0)
+ *       only, and the masked scores are never computed (masked P are 0)
  *   y[:, h] = P v          (T, hd)
+ * The products are the file's own loops (no BLAS: at these sizes OpenBLAS
+ * spent more in packing than in arithmetic, scripts/bench/results/seq.md);
+ * every sum runs in an order fixed by the shapes, the same bits on every
+ * machine.
  * y: (B, T, D)   att: (B, H, T, T) the probabilities P, kept for the backward
- * qkv: (B, T, 3D). D % H == 0. */
+ * qkv: (B, T, 3D). D % H == 0. scratch: attention_scratch(T, D, H) floats. */
 void attention_forward(float *y, float *att, const float *qkv, int B, int T, int D, int H,
-                       int causal);
+                       int causal, float *scratch);
 
 /* Gradient of attention_forward with respect to qkv, overwriting dqkv:
  *   dP = dy v^T   dv = P^T dy
  *   dS = P * (dP - rowsum(dP * P)) / sqrt(hd)
  *   dq = dS k     dk = dS^T q
+ * over the visible part of P only (causal as in the forward).
  * dqkv: (B, T, 3D)   dy: (B, T, D)   qkv, att: the forward's
- * scratch: T*T floats. */
+ * scratch: attention_scratch(T, D, H) floats. */
 void attention_backward(float *dqkv, const float *dy, const float *qkv, const float *att, int B,
-                        int T, int D, int H, float *scratch);
+                        int T, int D, int H, int causal, float *scratch);
+
+/* The floats of working memory attention_forward and _backward need. */
+long attention_scratch(int T, int D, int H);
 
 /* ---- GELU of the transformer blocks --------------------------------------------- */
 
