@@ -46,35 +46,9 @@ void posemb_backward(float *dp, const float *dout, int B, int T, int D) {
   }
 }
 
-/* ---- an inline exp ---------------------------------------------------------------- */
+/* ---- instruction sets --------------------------------------------------------------- */
 
-/* e^x for x <= 0 (clamped at -87): x = k ln2 + r, |r| <= ln2 / 2, e^r by
- * its Taylor polynomial of degree 6 (relative error below 2e-7), 2^k
- * through the exponent bits. Branch-free, so loops over it vectorise (this
- * file is compiled with -fno-trapping-math, which lets GCC turn the clamp's
- * comparison into a select: CMakeLists.txt). */
-static inline float exp_nonpos(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  int k = (int)(x * 1.44269504f - 0.5f); /* round to nearest: x <= 0 */
-  float r = x - (float)k * 0.693145752f - (float)k * 1.42860677e-6f;
-  float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
-                                                                                 r / 720)))));
-  union {
-    uint32_t u;
-    float f;
-  } two_k = {.u = (uint32_t)(k + 127) << 23};
-  return p * two_k.f;
-}
-
-/* tanh(u) = sign(u) (1 - e^{-2|u|}) / (1 + e^{-2|u|}) */
-static inline float tanh_fast(float u) {
-  float t = exp_nonpos(-2.0f * fabsf(u));
-  return copysignf((1.0f - t) / (1.0f + t), u);
-}
-
-/* ---- attention ------------------------------------------------------------------ */
-
-/* The attention kernels are written for GCC's vectoriser rather than with
+/* The attention and GELU kernels are written for GCC's vectoriser rather than with
  * intrinsics, and compiled once per instruction set with a run-time choice
  * (target_clones): the binary stays portable and uses AVX-512 where it is
  * there. Every clone does the same operations on every element in the same
@@ -96,9 +70,80 @@ static inline float tanh_fast(float u) {
 #define SEQ_INLINE static inline
 #endif
 
+/* ---- an inline exp ---------------------------------------------------------------- */
+
+/* e^x for x <= 0 (clamped at -87): x = k ln2 + r, |r| <= ln2 / 2, e^r by
+ * its Taylor polynomial of degree 6 (relative error below 2e-7), 2^k
+ * through the exponent bits. Branch-free, so loops over it vectorise (this
+ * file is compiled with -fno-trapping-math, which lets GCC turn the clamp's
+ * comparison into a select: CMakeLists.txt). */
+SEQ_INLINE float exp_nonpos(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  int k = (int)(x * 1.44269504f - 0.5f); /* round to nearest: x <= 0 */
+  float r = x - (float)k * 0.693145752f - (float)k * 1.42860677e-6f;
+  float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
+                                                                                 r / 720)))));
+  union {
+    uint32_t u;
+    float f;
+  } two_k = {.u = (uint32_t)(k + 127) << 23};
+  return p * two_k.f;
+}
+
+/* tanh(u) = sign(u) (1 - e^{-2|u|}) / (1 + e^{-2|u|}) */
+SEQ_INLINE float tanh_fast(float u) {
+  float t = exp_nonpos(-2.0f * fabsf(u));
+  return copysignf((1.0f - t) / (1.0f + t), u);
+}
+
+/* ---- the same on vectors ------------------------------------------------------- */
+
 /* The width of the partial sums and of the column blocks: one AVX-512
  * register of floats. */
 enum { LANES = 16 };
+
+/* LANES floats as one value: GCC's vector extension, lowered to whatever
+ * registers the clone has (loops over arrays of partial sums did not
+ * vectorise). vfloat_u: the same at any float's alignment, for loads and
+ * stores (vector types may alias their element type). */
+typedef float vfloat __attribute__((vector_size(LANES * sizeof(float))));
+typedef float vfloat_u __attribute__((vector_size(LANES * sizeof(float)), aligned(4)));
+#define vload(p) (*(const vfloat_u *)(p))
+#define vstore(p, v) (*(vfloat_u *)(p) = (v))
+typedef int32_t vint __attribute__((vector_size(LANES * sizeof(int32_t))));
+
+/* exp_nonpos and tanh_fast on LANES floats: the same operations, so the
+ * same values, written on vectors because GCC did not vectorise the scalar
+ * loops in the AVX clones (it kept the clamp as a branch). The helpers
+ * that take vectors are always inlined, so the ABI of 64-byte vector
+ * arguments, which the clones do not share, never matters: GCC's note on
+ * it (-Wpsabi) is off for the rest of the file. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+SEQ_INLINE vfloat vselect(vint mask, vfloat a, vfloat b) {
+  return (vfloat)(((vint)a & mask) | ((vint)b & ~mask));
+}
+
+SEQ_INLINE vfloat vexp_nonpos(vfloat x) {
+  const vfloat floor87 = (vfloat){0} - 87.0f;
+  x = vselect(x < floor87, floor87, x);
+  vint k = __builtin_convertvector(x * 1.44269504f - 0.5f, vint);
+  vfloat kf = __builtin_convertvector(k, vfloat);
+  vfloat r = x - kf * 0.693145752f - kf * 1.42860677e-6f;
+  vfloat p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
+                                                                                 r / 720)))));
+  return p * (vfloat)((k + 127) << 23);
+}
+
+SEQ_INLINE vfloat vtanh_fast(vfloat u) {
+  const vint sign = (vint){0} + (int32_t)0x80000000u;
+  vfloat t = vexp_nonpos(-2.0f * (vfloat)((vint)u & ~sign));
+  return (vfloat)((vint)((1.0f - t) / (1.0f + t)) | ((vint)u & sign));
+}
+
+/* ---- attention ------------------------------------------------------------------ */
+
 
 long attention_scratch(int T, int D, int H) {
   return 3L * T * (D / H) + 4L * T; /* 4: BROWS */
@@ -111,15 +156,6 @@ SEQ_INLINE void transpose(float *restrict dst, const float *restrict src, int T,
     for (int d = 0; d < hd; d++) dst[(long)d * T + j] = src[(long)j * ld + d];
 }
 
-/* LANES floats as one value: GCC's vector extension, lowered to whatever
- * registers the clone has (loops over arrays of partial sums did not
- * vectorise). vfloat_u: the same at any float's alignment, for loads and
- * stores (vector types may alias their element type). Macros, not
- * functions: a vector passed by value would depend on the clone's ABI. */
-typedef float vfloat __attribute__((vector_size(LANES * sizeof(float))));
-typedef float vfloat_u __attribute__((vector_size(LANES * sizeof(float)), aligned(4)));
-#define vload(p) (*(const vfloat_u *)(p))
-#define vstore(p, v) (*(vfloat_u *)(p) = (v))
 
 /* s[j] = x . col j of xt (hd, T), each a sum over d in order, for j < n.
  * The columns go 4 x LANES at a time (four independent sums in registers),
@@ -210,39 +246,27 @@ SEQ_INLINE float lane_dot(const float *restrict a, const float *restrict b, int 
   return s;
 }
 
-typedef int32_t vint __attribute__((vector_size(LANES * sizeof(int32_t))));
-
 /* In place over a row of scores whose first n are visible: P =
  * softmax(scale * s) over them, exactly 0 elsewhere. Scores n..m-1 are
  * computed but masked: m rounds n up to whole vectors (or T), so that the
  * loops have no scalar remainders. Probabilities below e^-30 of the row's
  * largest become 0: they are below float's resolution of the row sum, and
  * as denormals they slowed the products that used them
- * (scripts/bench/results/seq.md). The exponential is exp_nonpos written
- * on vectors (the same operations, so the same values). */
+ * (scripts/bench/results/seq.md). */
 SEQ_INLINE void row_softmax(float *restrict row, int n, int m, int T, float scale) {
   const int mv = m / LANES * LANES;
   for (int j = n; j < m; j++) row[j] = -INFINITY;
   vfloat vmx = vload(row);
   for (int j = LANES; j < mv; j += LANES) {
     vfloat x = vload(row + j);
-    vint gt = x > vmx;
-    vmx = (vfloat)(((vint)x & gt) | ((vint)vmx & ~gt));
+    vmx = vselect(x > vmx, x, vmx);
   }
   float mx = row[0];
   for (int l = 0; l < LANES && mv > 0; l++) mx = vmx[l] > mx ? vmx[l] : mx;
   for (int j = mv; j < m; j++) mx = row[j] > mx ? row[j] : mx;
   for (int j = 0; j < mv; j += LANES) {
     const vfloat d = (vload(row + j) - mx) * scale;
-    const vfloat floor87 = (vfloat){0} - 87.0f;
-    vint lo = d < floor87;
-    vfloat x = (vfloat)(((vint)d & ~lo) | ((vint)floor87 & lo));
-    vint k = __builtin_convertvector(x * 1.44269504f - 0.5f, vint);
-    vfloat kf = __builtin_convertvector(k, vfloat);
-    vfloat r = x - kf * 0.693145752f - kf * 1.42860677e-6f;
-    vfloat e = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
-                                                                                   r / 720)))));
-    e = e * (vfloat)((k + 127) << 23);
+    const vfloat e = vexp_nonpos(d);
     vstore(row + j, (vfloat)((vint)e & ~(d < -30.0f)));
   }
   for (int j = mv; j < m; j++) {
@@ -359,15 +383,27 @@ void attention_backward(float *dqkv, const float *dy, const float *qkv, const fl
 #define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
 #define GELU_C 0.044715f
 
-void gelu_fast_forward(float *out, const float *inp, long n) {
-  for (long i = 0; i < n; i++) {
+SEQ_CLONES void gelu_fast_forward(float *out, const float *inp, long n) {
+  long i = 0;
+  for (; i + LANES <= n; i += LANES) {
+    const vfloat x = vload(inp + i);
+    vstore(out + i, 0.5f * x * (1.0f + vtanh_fast(GELU_K * (x + GELU_C * x * x * x))));
+  }
+  for (; i < n; i++) {
     float x = inp[i];
     out[i] = 0.5f * x * (1.0f + tanh_fast(GELU_K * (x + GELU_C * x * x * x)));
   }
 }
 
-void gelu_fast_backward(float *dinp, const float *dout, const float *inp, long n) {
-  for (long i = 0; i < n; i++) {
+SEQ_CLONES void gelu_fast_backward(float *dinp, const float *dout, const float *inp, long n) {
+  long i = 0;
+  for (; i + LANES <= n; i += LANES) {
+    const vfloat x = vload(inp + i);
+    const vfloat t = vtanh_fast(GELU_K * (x + GELU_C * x * x * x));
+    const vfloat dudx = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
+    vstore(dinp + i, vload(dout + i) * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dudx));
+  }
+  for (; i < n; i++) {
     float x = inp[i];
     float t = tanh_fast(GELU_K * (x + GELU_C * x * x * x));
     float dudx = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
