@@ -244,6 +244,46 @@ static void test_layers_seq_attention_vector_shapes(void **state) {
     }
 }
 
+/* ---- layer norm ------------------------------------------------------------------------ */
+
+/* D = 40: two whole vectors and a remainder. */
+enum { NB = 3, ND = 40 };
+static float nx[NB * ND], ng[ND], nbeta[ND], nr[NB * ND], ny[NB * ND], nmean[NB], nrstd[NB];
+
+static double layernorm_seq_loss(void) {
+  layernorm_seq_forward(ny, nmean, nrstd, nx, ng, nbeta, NB, ND, 1e-5f);
+  return dot(nr, ny, NB * ND);
+}
+
+static void test_layers_seq_layernorm_matches_layers(void **state) {
+  (void)state;
+  tu_fill(nx, NB * ND, 71), tu_fill(ng, ND, 72), tu_fill(nbeta, ND, 73), tu_fill(nr, NB * ND, 74);
+  for (int i = 0; i < NB * ND; i++) nx[i] = 2.0f * nx[i] + 0.5f;
+  float y[NB * ND], m[NB], rs[NB], dx[NB * ND], dg[ND], db[ND], dx2[NB * ND], dg2[ND], db2[ND];
+  layernorm_forward(y, m, rs, nx, ng, nbeta, NB, ND, 1e-5f);
+  layernorm_seq_loss();
+  for (int i = 0; i < NB * ND; i++) tu_assert_close(ny[i], y[i], 1e-5, 1e-6);
+  for (int i = 0; i < NB; i++) tu_assert_close(nmean[i], m[i], 1e-5, 1e-6);
+  layernorm_backward(dx, dg, db, nr, nx, m, rs, ng, NB, ND);
+  layernorm_seq_backward(dx2, dg2, db2, nr, nx, nmean, nrstd, ng, NB, ND);
+  for (int i = 0; i < NB * ND; i++) tu_assert_close(dx2[i], dx[i], 1e-4, 1e-5);
+  for (int j = 0; j < ND; j++) {
+    tu_assert_close(dg2[j], dg[j], 1e-4, 1e-5);
+    tu_assert_close(db2[j], db[j], 1e-5, 1e-6);
+  }
+}
+
+static void test_layers_seq_layernorm_gradcheck(void **state) {
+  (void)state;
+  tu_fill(nx, NB * ND, 75), tu_fill(ng, ND, 76), tu_fill(nbeta, ND, 77), tu_fill(nr, NB * ND, 78);
+  float dx[NB * ND], dg[ND], db[ND];
+  layernorm_seq_loss();
+  layernorm_seq_backward(dx, dg, db, nr, nx, nmean, nrstd, ng, NB, ND);
+  gradcheck(nx, NB * ND, dx, layernorm_seq_loss, 1e-2f, 1e-2, 3e-4);
+  gradcheck(ng, ND, dg, layernorm_seq_loss, 1e-2f, 1e-2, 3e-4);
+  gradcheck(nbeta, ND, db, layernorm_seq_loss, 1e-2f, 1e-2, 3e-4);
+}
+
 /* ---- GELU ------------------------------------------------------------------------------ */
 
 static void test_layers_seq_gelu_fast_matches_libm(void **state) {
@@ -314,6 +354,8 @@ int main(void) {
       cmocka_unit_test(test_layers_seq_attention_peaked_scores),
       cmocka_unit_test(test_layers_seq_attention_gradcheck),
       cmocka_unit_test(test_layers_seq_attention_vector_shapes),
+      cmocka_unit_test(test_layers_seq_layernorm_matches_layers),
+      cmocka_unit_test(test_layers_seq_layernorm_gradcheck),
       cmocka_unit_test(test_layers_seq_gelu_fast_matches_libm),
       cmocka_unit_test(test_layers_seq_gelu_fast_gradcheck),
       cmocka_unit_test(test_layers_seq_xent_is_mean_over_positions),

@@ -411,6 +411,79 @@ SEQ_CLONES void gelu_fast_backward(float *dinp, const float *dout, const float *
   }
 }
 
+/* ---- layer norm of the sequence layers ----------------------------------------- */
+
+/* The sums in double as layers.h's, in LANES partial sums. */
+typedef double vdouble __attribute__((vector_size(LANES * sizeof(double))));
+
+SEQ_CLONES void layernorm_seq_forward(float *out, float *mean, float *rstd, const float *inp,
+                                      const float *gamma, const float *beta, int B, int D,
+                                      float eps) {
+  const int dv = D / LANES * LANES;
+  for (int i = 0; i < B; i++) {
+    const float *x = inp + (long)i * D;
+    float *y = out + (long)i * D;
+    vdouble acc = {0};
+    for (int j = 0; j < dv; j += LANES) acc += __builtin_convertvector(vload(x + j), vdouble);
+    for (int j = dv; j < D; j++) acc[j - dv] += x[j];
+    double m = 0.0, v = 0.0;
+    for (int l = 0; l < LANES; l++) m += acc[l];
+    m /= D;
+    acc = (vdouble){0};
+    for (int j = 0; j < dv; j += LANES) {
+      const vdouble c = __builtin_convertvector(vload(x + j), vdouble) - m;
+      acc += c * c;
+    }
+    for (int j = dv; j < D; j++) acc[j - dv] += ((double)x[j] - m) * ((double)x[j] - m);
+    for (int l = 0; l < LANES; l++) v += acc[l];
+    v /= D;
+    const float mf = (float)m, rs = (float)(1.0 / sqrt(v + (double)eps));
+    for (int j = 0; j < dv; j += LANES)
+      vstore(y + j, (vload(x + j) - mf) * rs * vload(gamma + j) + vload(beta + j));
+    for (int j = dv; j < D; j++) y[j] = (x[j] - mf) * rs * gamma[j] + beta[j];
+    mean[i] = mf;
+    rstd[i] = rs;
+  }
+}
+
+SEQ_CLONES void layernorm_seq_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                                       const float *inp, const float *mean, const float *rstd,
+                                       const float *gamma, int B, int D) {
+  const int dv = D / LANES * LANES;
+  memset(dgamma, 0, sizeof(float) * (size_t)D);
+  memset(dbeta, 0, sizeof(float) * (size_t)D);
+  for (int i = 0; i < B; i++) {
+    const float *x = inp + (long)i * D, *dy = dout + (long)i * D;
+    const float m = mean[i], rs = rstd[i];
+    vdouble gm = {0}, gx = {0};
+    for (int j = 0; j < dv; j += LANES) {
+      const vfloat xh = (vload(x + j) - m) * rs, d = vload(dy + j), g = d * vload(gamma + j);
+      vstore(dbeta + j, vload(dbeta + j) + d);
+      vstore(dgamma + j, vload(dgamma + j) + d * xh);
+      const vdouble gd = __builtin_convertvector(g, vdouble);
+      gm += gd, gx += gd * __builtin_convertvector(xh, vdouble);
+    }
+    for (int j = dv; j < D; j++) {
+      const float xh = (x[j] - m) * rs, g = dy[j] * gamma[j];
+      dbeta[j] += dy[j], dgamma[j] += dy[j] * xh;
+      gm[j - dv] += g, gx[j - dv] += (double)g * xh;
+    }
+    if (!dinp) continue;
+    double gmean = 0.0, gxmean = 0.0;
+    for (int l = 0; l < LANES; l++) gmean += gm[l], gxmean += gx[l];
+    const float gmf = (float)(gmean / D), gxf = (float)(gxmean / D);
+    float *dx = dinp + (long)i * D;
+    for (int j = 0; j < dv; j += LANES) {
+      const vfloat xh = (vload(x + j) - m) * rs, g = vload(dy + j) * vload(gamma + j);
+      vstore(dx + j, rs * (g - gmf - xh * gxf));
+    }
+    for (int j = dv; j < D; j++) {
+      const float xh = (x[j] - m) * rs, g = dy[j] * gamma[j];
+      dx[j] = rs * (g - gmf - xh * gxf);
+    }
+  }
+}
+
 /* ---- loss ------------------------------------------------------------------------ */
 
 double seq_xent(float *dlogits, const float *logits, const int32_t *labels, int B, int T, int V,

@@ -94,6 +94,19 @@ long attention_scratch(int T, int D, int H);
 void gelu_fast_forward(float *out, const float *inp, long n);
 void gelu_fast_backward(float *dinp, const float *dout, const float *inp, long n);
 
+/* ---- layer norm of the sequence layers ----------------------------------------- */
+
+/* layernorm_forward / layernorm_backward of layers.h (same arguments and
+ * contract) for the transformer's rows, on vectors: the same double sums
+ * in 16 partial sums (an order fixed by D) where layers.h sums one element
+ * after the other (which the MLP's results keep, bit for bit). Within 1e-5
+ * of layers.h's (tests/test_layers_seq.c). */
+void layernorm_seq_forward(float *out, float *mean, float *rstd, const float *inp,
+                           const float *gamma, const float *beta, int B, int D, float eps);
+void layernorm_seq_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                            const float *inp, const float *mean, const float *rstd,
+                            const float *gamma, int B, int D);
+
 /* ---- loss ------------------------------------------------------------------------ */
 
 /* Softmax cross-entropy at every position of a sequence: logits (B, T, V)

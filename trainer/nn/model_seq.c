@@ -272,10 +272,10 @@ static void add_to(float *y, const float *x, long n) {
 static void block_forward(ms_model *m, ms_layer *l, const float *x, int B) {
   const int T = l->in_h, D = l->in_w, Hd = l->hidden, BT = B * T;
   float *aw[4] = {PW(QKV_W), PW(QKV_B), PW(PROJ_W), PW(PROJ_B)};
-  layernorm_forward(l->h1, l->m1, l->r1, x, PW(LN1_W), PW(LN1_B), BT, D, l->eps);
+  layernorm_seq_forward(l->h1, l->m1, l->r1, x, PW(LN1_W), PW(LN1_B), BT, D, l->eps);
   attn_forward(l, l->x2, l->h1, aw, B, m->seq_scratch);
   add_to(l->x2, x, (long)BT * D);
-  layernorm_forward(l->h2, l->m2, l->r2, l->x2, PW(LN2_W), PW(LN2_B), BT, D, l->eps);
+  layernorm_seq_forward(l->h2, l->m2, l->r2, l->x2, PW(LN2_W), PW(LN2_B), BT, D, l->eps);
   dense_forward(l->fc, l->h2, PW(FC_W), PW(FC_B), BT, D, Hd);
   gelu_fast_forward(l->ge, l->fc, (long)BT * Hd);
   dense_forward(l->z, l->ge, PW(MLP_W), PW(MLP_B), BT, Hd, D);
@@ -292,11 +292,11 @@ static void block_backward(ms_model *m, ms_layer *l, float *dx, const float *d, 
   dense_backward(s1, GW(MLP_W), GW(MLP_B), d, l->ge, PW(MLP_W), BT, Hd, D);
   gelu_fast_backward(s1, s1, l->fc, (long)BT * Hd);
   dense_backward(dh, GW(FC_W), GW(FC_B), s1, l->h2, PW(FC_W), BT, D, Hd);
-  layernorm_backward(dx2, GW(LN2_W), GW(LN2_B), dh, l->x2, l->m2, l->r2, PW(LN2_W), BT, D);
+  layernorm_seq_backward(dx2, GW(LN2_W), GW(LN2_B), dh, l->x2, l->m2, l->r2, PW(LN2_W), BT, D);
   add_to(dx2, d, n);
   /* attention: x2 = x + attn(ln1(x)) */
   attn_backward(l, dh, dx2, l->h1, aw, ag, B, s1);
-  layernorm_backward(dx, GW(LN1_W), GW(LN1_B), dh, l->in, l->m1, l->r1, PW(LN1_W), BT, D);
+  layernorm_seq_backward(dx, GW(LN1_W), GW(LN1_B), dh, l->in, l->m1, l->r1, PW(LN1_W), BT, D);
   if (dx) add_to(dx, dx2, n);
 }
 
@@ -323,7 +323,7 @@ void model_seq_forward(ms_model *m, ms_layer *l, const float *in, int B) {
       dense_forward(l->z, in, dense_weight(m, l, 0), m->params + m->p[l->b].off, BT, D, l->out_w);
       break;
     case MS_LAYER_LAYERNORM:
-      layernorm_forward(l->z, l->mean, l->rstd, in, PW(0), PW(1), BT, D, l->eps);
+      layernorm_seq_forward(l->z, l->mean, l->rstd, in, PW(0), PW(1), BT, D, l->eps);
       break;
     default: break;
   }
@@ -354,7 +354,7 @@ void model_seq_backward(ms_model *m, ms_layer *l, float *dinp, const float *d, i
                      dense_weight(m, l, 0), BT, D, l->out_w);
       break;
     case MS_LAYER_LAYERNORM:
-      layernorm_backward(dinp, GW(0), GW(1), d, l->in, l->mean, l->rstd, PW(0), BT, D);
+      layernorm_seq_backward(dinp, GW(0), GW(1), d, l->in, l->mean, l->rstd, PW(0), BT, D);
       break;
     default: break;
   }
