@@ -93,8 +93,9 @@ static void bench_kernels(int B, int reps) {
   float *x = buf(BT * D), *h = buf(BT * D), *qkv = buf(BT * 3 * D), *att = buf((long)B * H * T * T);
   float *y = buf(BT * D), *f = buf(BT * Hd), *g = buf(BT * Hd), *wq = buf(3 * D * D);
   float *bq = buf(3 * D), *wf = buf(Hd * D), *bf = buf(Hd), *mean = buf(BT), *rstd = buf(BT);
-  float *gam = buf(D), *bet = buf(D), *dq = buf(BT * 3 * D), *dwq = buf(3 * D * D), *dbq = buf(3 * D);
-  float *dwf = buf(Hd * D), *dbf = buf(Hd), *tt = buf(attention_scratch(T, D, H)), *dx = buf(BT * D);
+  float *gam = buf(D), *bet = buf(D), *dq = buf(BT * 3 * D), *dwq = buf(3 * D * D);
+  float *dbq = buf(3 * D), *dwf = buf(Hd * D), *dbf = buf(Hd), *dx = buf(BT * D);
+  float *tt = buf(attention_scratch(T, D, H));
 #define TIME(name, flops, stmt)                              \
   do {                                                       \
     double best = 1e30;                                      \
@@ -106,9 +107,14 @@ static void bench_kernels(int B, int reps) {
     }                                                        \
     report(name, best, flops);                               \
   } while (0)
-  TIME("layernorm forward", 0, layernorm_forward(h, mean, rstd, x, gam, bet, (int)BT, D, 1e-5f));
-  TIME("layernorm backward", 0,
+  TIME("layernorm (layers.h) forward", 0,
+       layernorm_forward(h, mean, rstd, x, gam, bet, (int)BT, D, 1e-5f));
+  TIME("layernorm (layers.h) backward", 0,
        layernorm_backward(dx, gam, bet, y, x, mean, rstd, gam, (int)BT, D));
+  TIME("layernorm_seq forward", 0,
+       layernorm_seq_forward(h, mean, rstd, x, gam, bet, (int)BT, D, 1e-5f));
+  TIME("layernorm_seq backward", 0,
+       layernorm_seq_backward(dx, gam, bet, y, x, mean, rstd, gam, (int)BT, D));
   TIME("qkv dense forward", 2.0 * BT * D * 3 * D, dense_forward(qkv, h, wq, bq, (int)BT, D, 3 * D));
   TIME("qkv dense backward", 4.0 * BT * D * 3 * D,
        dense_backward(dx, dwq, dbq, dq, h, wq, (int)BT, D, 3 * D));
