@@ -256,13 +256,15 @@ SEQ_INLINE float lane_dot(const float *restrict a, const float *restrict b, int 
 SEQ_INLINE void row_softmax(float *restrict row, int n, int m, int T, float scale) {
   const int mv = m / LANES * LANES;
   for (int j = n; j < m; j++) row[j] = -INFINITY;
-  vfloat vmx = vload(row);
-  for (int j = LANES; j < mv; j += LANES) {
-    vfloat x = vload(row + j);
-    vmx = vselect(x > vmx, x, vmx);
-  }
   float mx = row[0];
-  for (int l = 0; l < LANES && mv > 0; l++) mx = vmx[l] > mx ? vmx[l] : mx;
+  if (mv > 0) {
+    vfloat vmx = vload(row);
+    for (int j = LANES; j < mv; j += LANES) {
+      vfloat x = vload(row + j);
+      vmx = vselect(x > vmx, x, vmx);
+    }
+    for (int l = 0; l < LANES; l++) mx = vmx[l] > mx ? vmx[l] : mx;
+  }
   for (int j = mv; j < m; j++) mx = row[j] > mx ? row[j] : mx;
   for (int j = 0; j < mv; j += LANES) {
     const vfloat d = (vload(row + j) - mx) * scale;
