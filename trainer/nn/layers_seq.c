@@ -116,11 +116,8 @@ typedef int32_t vint __attribute__((vector_size(LANES * sizeof(int32_t))));
  * same values, written on vectors because GCC did not vectorise the scalar
  * loops in the AVX clones (it kept the clamp as a branch). The helpers
  * that take vectors are always inlined, so the ABI of 64-byte vector
- * arguments, which the clones do not share, never matters: GCC's note on
- * it (-Wpsabi) is off for the rest of the file. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
+ * arguments, which the clones do not share, never matters (CMakeLists.txt
+ * turns GCC's notes on it off for this file). */
 SEQ_INLINE vfloat vselect(vint mask, vfloat a, vfloat b) {
   return (vfloat)(((vint)a & mask) | ((vint)b & ~mask));
 }
