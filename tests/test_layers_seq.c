@@ -93,9 +93,10 @@ static void test_layers_seq_posemb_gradcheck(void **state) {
 enum { AB = 2, AT = 5, AD = 6, AH = 2 };
 static float aqkv[AB * AT * 3 * AD], ar[AB * AT * AD], ay[AB * AT * AD], aatt[AB * AH * AT * AT];
 static int acausal;
+static float ascratch[3 * AT * AD + 4 * AT];
 
 static double attn_loss(void) {
-  attention_forward(ay, aatt, aqkv, AB, AT, AD, AH, acausal);
+  attention_forward(ay, aatt, aqkv, AB, AT, AD, AH, acausal, ascratch);
   return dot(ar, ay, AB * AT * AD);
 }
 
@@ -175,13 +176,112 @@ static void test_layers_seq_attention_peaked_scores(void **state) {
 
 static void test_layers_seq_attention_gradcheck(void **state) {
   (void)state;
-  float dqkv[AB * AT * 3 * AD], scratch[AT * AT];
+  float dqkv[AB * AT * 3 * AD];
   for (acausal = 0; acausal < 2; acausal++) {
     tu_fill(aqkv, AB * AT * 3 * AD, 13), tu_fill(ar, AB * AT * AD, 14);
     attn_loss();
-    attention_backward(dqkv, ar, aqkv, aatt, AB, AT, AD, AH, scratch);
+    attention_backward(dqkv, ar, aqkv, aatt, AB, AT, AD, AH, acausal, ascratch);
     gradcheck(aqkv, AB * AT * 3 * AD, dqkv, attn_loss, 1e-2f, 1e-2, 3e-4);
   }
+}
+
+/* The same at the shapes of the kernels' vector paths: head dims of whole
+ * vectors (32) and of a vector and a remainder (20), T not a multiple of
+ * the vector width nor of the rows a pass takes, causal and not. */
+enum { LB = 2, LT_MAX = 37, LD_MAX = 64 };
+static float lqkv[LB * LT_MAX * 3 * LD_MAX], lr[LB * LT_MAX * LD_MAX], ly[LB * LT_MAX * LD_MAX];
+static float latt[LB * 2 * LT_MAX * LT_MAX], lscratch[3 * LT_MAX * LD_MAX + 4 * LT_MAX];
+static int lT, lD, lcausal;
+
+static double attn_large_loss(void) {
+  attention_forward(ly, latt, lqkv, LB, lT, lD, 2, lcausal, lscratch);
+  return dot(lr, ly, (long)LB * lT * lD);
+}
+
+static void attn_large_naive(double *out) {
+  const int hd = lD / 2, ld = 3 * lD;
+  for (int b = 0; b < LB; b++)
+    for (int h = 0; h < 2; h++)
+      for (int t = 0; t < lT; t++) {
+        const float *q = lqkv + ((long)b * lT + t) * ld + h * hd;
+        double s[LT_MAX], mx = -INFINITY, sum = 0;
+        int n = lcausal ? t + 1 : lT;
+        for (int j = 0; j < n; j++) {
+          const float *k = lqkv + ((long)b * lT + j) * ld + lD + h * hd;
+          s[j] = 0;
+          for (int c = 0; c < hd; c++) s[j] += (double)q[c] * k[c];
+          s[j] /= sqrt((double)hd);
+          mx = s[j] > mx ? s[j] : mx;
+        }
+        for (int j = 0; j < n; j++) sum += (s[j] = exp(s[j] - mx));
+        for (int c = 0; c < hd; c++) {
+          double y = 0;
+          for (int j = 0; j < n; j++)
+            y += s[j] / sum * lqkv[((long)b * lT + j) * ld + 2 * lD + h * hd + c];
+          out[((long)b * lT + t) * lD + h * hd + c] = y;
+        }
+      }
+}
+
+static void test_layers_seq_attention_vector_shapes(void **state) {
+  (void)state;
+  const int shapes[2][2] = {{37, 64}, {19, 40}};
+  static double want[LB * LT_MAX * LD_MAX];
+  static float dqkv[LB * LT_MAX * 3 * LD_MAX];
+  assert_true(attention_scratch(LT_MAX, LD_MAX, 2) <= (long)(sizeof lscratch / sizeof(float)));
+  for (int sh = 0; sh < 2; sh++)
+    for (lcausal = 0; lcausal < 2; lcausal++) {
+      lT = shapes[sh][0], lD = shapes[sh][1];
+      const long nq = (long)LB * lT * 3 * lD, ny = (long)LB * lT * lD;
+      tu_fill(lqkv, nq, 21 + sh), tu_fill(lr, ny, 23 + sh);
+      attn_large_loss();
+      attn_large_naive(want);
+      for (long i = 0; i < ny; i++) tu_assert_close(ly[i], want[i], 1e-5, 1e-6);
+      for (int r = 0; r < LB * 2 * lT; r++)
+        for (int j = lcausal ? r % lT + 1 : lT; j < lT; j++) assert_true(latt[r * lT + j] == 0.0f);
+      attention_backward(dqkv, lr, lqkv, latt, LB, lT, lD, 2, lcausal, lscratch);
+      gradcheck(lqkv, nq, dqkv, attn_large_loss, 1e-2f, 1e-2, 3e-4);
+    }
+}
+
+/* ---- layer norm ------------------------------------------------------------------------ */
+
+/* D = 40: two whole vectors and a remainder. */
+enum { NB = 3, ND = 40 };
+static float nx[NB * ND], ng[ND], nbeta[ND], nr[NB * ND], ny[NB * ND], nmean[NB], nrstd[NB];
+
+static double layernorm_seq_loss(void) {
+  layernorm_seq_forward(ny, nmean, nrstd, nx, ng, nbeta, NB, ND, 1e-5f);
+  return dot(nr, ny, NB * ND);
+}
+
+static void test_layers_seq_layernorm_matches_layers(void **state) {
+  (void)state;
+  tu_fill(nx, NB * ND, 71), tu_fill(ng, ND, 72), tu_fill(nbeta, ND, 73), tu_fill(nr, NB * ND, 74);
+  for (int i = 0; i < NB * ND; i++) nx[i] = 2.0f * nx[i] + 0.5f;
+  float y[NB * ND], m[NB], rs[NB], dx[NB * ND], dg[ND], db[ND], dx2[NB * ND], dg2[ND], db2[ND];
+  layernorm_forward(y, m, rs, nx, ng, nbeta, NB, ND, 1e-5f);
+  layernorm_seq_loss();
+  for (int i = 0; i < NB * ND; i++) tu_assert_close(ny[i], y[i], 1e-5, 1e-6);
+  for (int i = 0; i < NB; i++) tu_assert_close(nmean[i], m[i], 1e-5, 1e-6);
+  layernorm_backward(dx, dg, db, nr, nx, m, rs, ng, NB, ND);
+  layernorm_seq_backward(dx2, dg2, db2, nr, nx, nmean, nrstd, ng, NB, ND);
+  for (int i = 0; i < NB * ND; i++) tu_assert_close(dx2[i], dx[i], 1e-4, 1e-5);
+  for (int j = 0; j < ND; j++) {
+    tu_assert_close(dg2[j], dg[j], 1e-4, 1e-5);
+    tu_assert_close(db2[j], db[j], 1e-5, 1e-6);
+  }
+}
+
+static void test_layers_seq_layernorm_gradcheck(void **state) {
+  (void)state;
+  tu_fill(nx, NB * ND, 75), tu_fill(ng, ND, 76), tu_fill(nbeta, ND, 77), tu_fill(nr, NB * ND, 78);
+  float dx[NB * ND], dg[ND], db[ND];
+  layernorm_seq_loss();
+  layernorm_seq_backward(dx, dg, db, nr, nx, nmean, nrstd, ng, NB, ND);
+  gradcheck(nx, NB * ND, dx, layernorm_seq_loss, 1e-2f, 1e-2, 3e-4);
+  gradcheck(ng, ND, dg, layernorm_seq_loss, 1e-2f, 1e-2, 3e-4);
+  gradcheck(nbeta, ND, db, layernorm_seq_loss, 1e-2f, 1e-2, 3e-4);
 }
 
 /* ---- GELU ------------------------------------------------------------------------------ */
@@ -253,6 +353,9 @@ int main(void) {
       cmocka_unit_test(test_layers_seq_attention_causal_ignores_the_future),
       cmocka_unit_test(test_layers_seq_attention_peaked_scores),
       cmocka_unit_test(test_layers_seq_attention_gradcheck),
+      cmocka_unit_test(test_layers_seq_attention_vector_shapes),
+      cmocka_unit_test(test_layers_seq_layernorm_matches_layers),
+      cmocka_unit_test(test_layers_seq_layernorm_gradcheck),
       cmocka_unit_test(test_layers_seq_gelu_fast_matches_libm),
       cmocka_unit_test(test_layers_seq_gelu_fast_gradcheck),
       cmocka_unit_test(test_layers_seq_xent_is_mean_over_positions),

@@ -93,8 +93,9 @@ static void bench_kernels(int B, int reps) {
   float *x = buf(BT * D), *h = buf(BT * D), *qkv = buf(BT * 3 * D), *att = buf((long)B * H * T * T);
   float *y = buf(BT * D), *f = buf(BT * Hd), *g = buf(BT * Hd), *wq = buf(3 * D * D);
   float *bq = buf(3 * D), *wf = buf(Hd * D), *bf = buf(Hd), *mean = buf(BT), *rstd = buf(BT);
-  float *gam = buf(D), *bet = buf(D), *dq = buf(BT * 3 * D), *dwq = buf(3 * D * D), *dbq = buf(3 * D);
-  float *dwf = buf(Hd * D), *dbf = buf(Hd), *tt = buf((long)T * T), *dx = buf(BT * D);
+  float *gam = buf(D), *bet = buf(D), *dq = buf(BT * 3 * D), *dwq = buf(3 * D * D);
+  float *dbq = buf(3 * D), *dwf = buf(Hd * D), *dbf = buf(Hd), *dx = buf(BT * D);
+  float *tt = buf(attention_scratch(T, D, H));
 #define TIME(name, flops, stmt)                              \
   do {                                                       \
     double best = 1e30;                                      \
@@ -106,9 +107,14 @@ static void bench_kernels(int B, int reps) {
     }                                                        \
     report(name, best, flops);                               \
   } while (0)
-  TIME("layernorm forward", 0, layernorm_forward(h, mean, rstd, x, gam, bet, (int)BT, D, 1e-5f));
-  TIME("layernorm backward", 0,
+  TIME("layernorm (layers.h) forward", 0,
+       layernorm_forward(h, mean, rstd, x, gam, bet, (int)BT, D, 1e-5f));
+  TIME("layernorm (layers.h) backward", 0,
        layernorm_backward(dx, gam, bet, y, x, mean, rstd, gam, (int)BT, D));
+  TIME("layernorm_seq forward", 0,
+       layernorm_seq_forward(h, mean, rstd, x, gam, bet, (int)BT, D, 1e-5f));
+  TIME("layernorm_seq backward", 0,
+       layernorm_seq_backward(dx, gam, bet, y, x, mean, rstd, gam, (int)BT, D));
   TIME("qkv dense forward", 2.0 * BT * D * 3 * D, dense_forward(qkv, h, wq, bq, (int)BT, D, 3 * D));
   TIME("qkv dense backward", 4.0 * BT * D * 3 * D,
        dense_backward(dx, dwq, dbq, dq, h, wq, (int)BT, D, 3 * D));
@@ -116,14 +122,18 @@ static void bench_kernels(int B, int reps) {
    * whose softmax runs into denormals, which no trained model feeds it. */
   float *aq = buf(BT * 3 * D), *ay = buf(BT * D);
   TIME("attention forward (causal)", 4.0 * B * T * T * D,
-       attention_forward(ay, att, aq, B, T, D, H, 1));
+       attention_forward(ay, att, aq, B, T, D, H, 1, tt));
   TIME("attention backward", 8.0 * B * T * T * D,
-       attention_backward(dq, ay, aq, att, B, T, D, H, tt));
+       attention_backward(dq, ay, aq, att, B, T, D, H, 1, tt));
+  TIME("attention forward (full)", 4.0 * B * T * T * D,
+       attention_forward(ay, att, aq, B, T, D, H, 0, tt));
+  TIME("attention backward (full)", 8.0 * B * T * T * D,
+       attention_backward(dq, ay, aq, att, B, T, D, H, 0, tt));
   for (long i = 0; i < BT * 3 * D; i++) aq[i] *= 40.0f; /* peaked: scores far apart */
   TIME("attention forward (causal), peaked scores", 4.0 * B * T * T * D,
-       attention_forward(ay, att, aq, B, T, D, H, 1));
+       attention_forward(ay, att, aq, B, T, D, H, 1, tt));
   TIME("attention backward, peaked scores", 8.0 * B * T * T * D,
-       attention_backward(dq, ay, aq, att, B, T, D, H, tt));
+       attention_backward(dq, ay, aq, att, B, T, D, H, 1, tt));
   free(aq), free(ay);
   TIME("mlp fc dense forward", 2.0 * BT * D * Hd, dense_forward(f, h, wf, bf, (int)BT, D, (int)Hd));
   TIME("mlp fc dense backward", 4.0 * BT * D * Hd,

@@ -1,6 +1,5 @@
 #include "layers_seq.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -47,6 +46,30 @@ void posemb_backward(float *dp, const float *dout, int B, int T, int D) {
   }
 }
 
+/* ---- instruction sets --------------------------------------------------------------- */
+
+/* The attention and GELU kernels are written for GCC's vectoriser rather than with
+ * intrinsics, and compiled once per instruction set with a run-time choice
+ * (target_clones): the binary stays portable and uses AVX-512 where it is
+ * there. Every clone does the same operations on every element in the same
+ * order (ISO C mode: no contraction into FMA), so the results are the same
+ * bits on every machine. */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define SEQ_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+#endif
+#ifndef SEQ_CLONES
+#define SEQ_CLONES
+#endif
+/* The helpers of a cloned kernel must be inlined into it to be compiled
+ * for its instruction set. */
+#if defined(__GNUC__)
+#define SEQ_INLINE static inline __attribute__((always_inline))
+#else
+#define SEQ_INLINE static inline
+#endif
+
 /* ---- an inline exp ---------------------------------------------------------------- */
 
 /* e^x for x <= 0 (clamped at -87): x = k ln2 + r, |r| <= ln2 / 2, e^r by
@@ -54,7 +77,7 @@ void posemb_backward(float *dp, const float *dout, int B, int T, int D) {
  * through the exponent bits. Branch-free, so loops over it vectorise (this
  * file is compiled with -fno-trapping-math, which lets GCC turn the clamp's
  * comparison into a select: CMakeLists.txt). */
-static inline float exp_nonpos(float x) {
+SEQ_INLINE float exp_nonpos(float x) {
   x = x < -87.0f ? -87.0f : x;
   int k = (int)(x * 1.44269504f - 0.5f); /* round to nearest: x <= 0 */
   float r = x - (float)k * 0.693145752f - (float)k * 1.42860677e-6f;
@@ -68,89 +91,289 @@ static inline float exp_nonpos(float x) {
 }
 
 /* tanh(u) = sign(u) (1 - e^{-2|u|}) / (1 + e^{-2|u|}) */
-static inline float tanh_fast(float u) {
+SEQ_INLINE float tanh_fast(float u) {
   float t = exp_nonpos(-2.0f * fabsf(u));
   return copysignf((1.0f - t) / (1.0f + t), u);
 }
 
+/* ---- the same on vectors ------------------------------------------------------- */
+
+/* The width of the partial sums and of the column blocks: one AVX-512
+ * register of floats. */
+enum { LANES = 16 };
+
+/* LANES floats as one value: GCC's vector extension, lowered to whatever
+ * registers the clone has (loops over arrays of partial sums did not
+ * vectorise). vfloat_u: the same at any float's alignment, for loads and
+ * stores (vector types may alias their element type). */
+typedef float vfloat __attribute__((vector_size(LANES * sizeof(float))));
+typedef float vfloat_u __attribute__((vector_size(LANES * sizeof(float)), aligned(4)));
+#define vload(p) (*(const vfloat_u *)(p))
+#define vstore(p, v) (*(vfloat_u *)(p) = (v))
+typedef int32_t vint __attribute__((vector_size(LANES * sizeof(int32_t))));
+
+/* exp_nonpos and tanh_fast on LANES floats: the same operations, so the
+ * same values, written on vectors because GCC did not vectorise the scalar
+ * loops in the AVX clones (it kept the clamp as a branch). The helpers
+ * that take vectors are always inlined, so the ABI of 64-byte vector
+ * arguments, which the clones do not share, never matters (CMakeLists.txt
+ * turns GCC's notes on it off for this file). */
+SEQ_INLINE vfloat vselect(vint mask, vfloat a, vfloat b) {
+  return (vfloat)(((vint)a & mask) | ((vint)b & ~mask));
+}
+
+SEQ_INLINE vfloat vexp_nonpos(vfloat x) {
+  const vfloat floor87 = (vfloat){0} - 87.0f;
+  x = vselect(x < floor87, floor87, x);
+  vint k = __builtin_convertvector(x * 1.44269504f - 0.5f, vint);
+  vfloat kf = __builtin_convertvector(k, vfloat);
+  vfloat r = x - kf * 0.693145752f - kf * 1.42860677e-6f;
+  vfloat p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
+                                                                                 r / 720)))));
+  return p * (vfloat)((k + 127) << 23);
+}
+
+SEQ_INLINE vfloat vtanh_fast(vfloat u) {
+  const vint sign = (vint){0} + (int32_t)0x80000000u;
+  vfloat t = vexp_nonpos(-2.0f * (vfloat)((vint)u & ~sign));
+  return (vfloat)((vint)((1.0f - t) / (1.0f + t)) | ((vint)u & sign));
+}
+
 /* ---- attention ------------------------------------------------------------------ */
 
-/* In place over one (T, T) score matrix: the causal mask and the row
- * softmax in one pass per row. Masked entries become exactly 0, so the
- * backward needs no mask of its own. */
-static void masked_softmax(float *s, int T, int causal) {
-  for (int t = 0; t < T; t++) {
-    float *row = s + (long)t * T;
-    int n = causal ? t + 1 : T;
-    float mx = row[0];
-    for (int j = 1; j < n; j++) mx = row[j] > mx ? row[j] : mx;
-    float sum = 0.0f;
-    /* Two loops: the first vectorises (exp_nonpos), the sum keeps its order.
-     * A score more than 30 below the row's maximum weighs less than e^-30 =
-     * 9e-14 of it, below float's resolution of the sum: it becomes 0, so
-     * that the products with P never run into denormal floats, which cost
-     * the sgemm calls several times their time (seq.md). */
-    for (int j = 0; j < n; j++) {
-      float d = row[j] - mx;
-      row[j] = d < -30.0f ? 0.0f : exp_nonpos(d);
+
+long attention_scratch(int T, int D, int H) {
+  return 3L * T * (D / H) + 4L * T; /* 4: BROWS */
+}
+
+/* dst (hd, T) = src (T, hd) transposed; src's rows are ld apart. */
+SEQ_INLINE void transpose(float *restrict dst, const float *restrict src, int T, int hd,
+                             int ld) {
+  for (int j = 0; j < T; j++)
+    for (int d = 0; d < hd; d++) dst[(long)d * T + j] = src[(long)j * ld + d];
+}
+
+
+/* s[j] = x . col j of xt (hd, T), each a sum over d in order, for j < n.
+ * The columns go 4 x LANES at a time (four independent sums in registers),
+ * which may write s up to min(T, n rounded up to LANES). */
+SEQ_INLINE void row_dots(float *restrict s, const float *restrict x, const float *restrict xt,
+                            int T, int n, int hd) {
+  int j0 = 0;
+  for (; j0 + 2 * LANES < n && j0 + 4 * LANES <= T; j0 += 4 * LANES) {
+    const float *c = xt + j0;
+    vfloat a0 = x[0] * vload(c), a1 = x[0] * vload(c + LANES);
+    vfloat a2 = x[0] * vload(c + 2 * LANES), a3 = x[0] * vload(c + 3 * LANES);
+    for (int d = 1; d < hd; d++) {
+      c = xt + (long)d * T + j0;
+      a0 += x[d] * vload(c), a1 += x[d] * vload(c + LANES);
+      a2 += x[d] * vload(c + 2 * LANES), a3 += x[d] * vload(c + 3 * LANES);
     }
-    for (int j = 0; j < n; j++) sum += row[j];
-    float inv = 1.0f / sum;
-    for (int j = 0; j < n; j++) row[j] *= inv;
-    for (int j = n; j < T; j++) row[j] = 0.0f;
+    vstore(s + j0, a0), vstore(s + j0 + LANES, a1);
+    vstore(s + j0 + 2 * LANES, a2), vstore(s + j0 + 3 * LANES, a3);
+  }
+  for (; j0 < n && j0 + LANES <= T; j0 += LANES) {
+    vfloat a = x[0] * vload(xt + j0);
+    for (int d = 1; d < hd; d++) a += x[d] * vload(xt + (long)d * T + j0);
+    vstore(s + j0, a);
+  }
+  for (int j = j0; j < n; j++) {
+    float acc = x[0] * xt[j];
+    for (int d = 1; d < hd; d++) acc += x[d] * xt[(long)d * T + j];
+    s[j] = acc;
+  }
+}
+
+/* Rows of dense products, BROWS at a time: out[i, d] = sum over j < n, in
+ * order, of a[i, j] v[j, d] for i < rows; a's rows lda apart, out's ldo,
+ * v's ld. Entries of a past a row's own length must be 0 (they add
+ * nothing); the rows share each load of v. */
+enum { BROWS = 4 };
+
+SEQ_INLINE void rows_mix(float *restrict out, long ldo, const float *restrict a, long lda,
+                         int rows, const float *restrict v, long ld, int n, int hd) {
+  int d0 = 0;
+  for (; d0 + LANES <= hd; d0 += LANES) {
+    vfloat acc[BROWS] = {{0}};
+    for (int j = 0; j < n; j++) {
+      const vfloat vj = vload(v + j * ld + d0);
+      for (int i = 0; i < rows; i++) acc[i] += a[i * lda + j] * vj;
+    }
+    for (int i = 0; i < rows; i++) vstore(out + i * ldo + d0, acc[i]);
+  }
+  for (int d = d0; d < hd; d++)
+    for (int i = 0; i < rows; i++) {
+      float acc = 0.0f;
+      for (int j = 0; j < n; j++) acc += a[i * lda + j] * v[j * ld + d];
+      out[i * ldo + d] = acc;
+    }
+}
+
+/* acc[j, :] += a[i, j] x[i, :] for j < n, i = 0..rows-1 in order: the
+ * rows' terms are added one by one as in a row-at-a-time loop, but acc's
+ * row stays in registers across them. acc (n, hd) dense; a's rows lda
+ * apart, x's ldx apart. */
+SEQ_INLINE void rows_add(float *restrict acc, const float *restrict a, long lda, int rows,
+                         const float *restrict x, long ldx, int n, int hd) {
+  const int hv = hd / LANES * LANES;
+  for (int j = 0; j < n; j++) {
+    float *g = acc + (long)j * hd;
+    for (int d0 = 0; d0 < hv; d0 += LANES) {
+      vfloat s = vload(g + d0);
+      for (int i = 0; i < rows; i++) s += a[i * lda + j] * vload(x + i * ldx + d0);
+      vstore(g + d0, s);
+    }
+    for (int d = hv; d < hd; d++)
+      for (int i = 0; i < rows; i++) g[d] += a[i * lda + j] * x[i * ldx + d];
+  }
+}
+
+/* sum of a[j] b[j] (b NULL: of a[j]) over j < n in LANES partial sums
+ * (lane j % LANES), then the lanes in order: an order fixed by n alone. */
+SEQ_INLINE float lane_dot(const float *restrict a, const float *restrict b, int n) {
+  vfloat acc = {0};
+  int j = 0;
+  if (b)
+    for (; j + LANES <= n; j += LANES) acc += vload(a + j) * vload(b + j);
+  else
+    for (; j + LANES <= n; j += LANES) acc += vload(a + j);
+  for (int l = 0; j + l < n; l++) acc[l] += b ? a[j + l] * b[j + l] : a[j + l];
+  float s = 0.0f;
+  for (int l = 0; l < LANES; l++) s += acc[l];
+  return s;
+}
+
+/* In place over a row of scores whose first n are visible: P =
+ * softmax(scale * s) over them, exactly 0 elsewhere. Scores n..m-1 are
+ * computed but masked: m rounds n up to whole vectors (or T), so that the
+ * loops have no scalar remainders. Probabilities below e^-30 of the row's
+ * largest become 0: they are below float's resolution of the row sum, and
+ * as denormals they slowed the products that used them
+ * (scripts/bench/results/seq.md). */
+SEQ_INLINE void row_softmax(float *restrict row, int n, int m, int T, float scale) {
+  const int mv = m / LANES * LANES;
+  for (int j = n; j < m; j++) row[j] = -INFINITY;
+  float mx = row[0];
+  if (mv > 0) {
+    vfloat vmx = vload(row);
+    for (int j = LANES; j < mv; j += LANES) {
+      vfloat x = vload(row + j);
+      vmx = vselect(x > vmx, x, vmx);
+    }
+    for (int l = 0; l < LANES; l++) mx = vmx[l] > mx ? vmx[l] : mx;
+  }
+  for (int j = mv; j < m; j++) mx = row[j] > mx ? row[j] : mx;
+  for (int j = 0; j < mv; j += LANES) {
+    const vfloat d = (vload(row + j) - mx) * scale;
+    const vfloat e = vexp_nonpos(d);
+    vstore(row + j, (vfloat)((vint)e & ~(d < -30.0f)));
+  }
+  for (int j = mv; j < m; j++) {
+    float d = (row[j] - mx) * scale;
+    row[j] = d < -30.0f ? 0.0f : exp_nonpos(d);
+  }
+  const float inv = 1.0f / lane_dot(row, NULL, m);
+  for (int j = 0; j < m; j++) row[j] *= inv;
+  for (int j = m; j < T; j++) row[j] = 0.0f;
+}
+
+/* n rounded up to whole vectors, at most T. */
+static inline int round_lanes(int n, int T) {
+  int m = (n + LANES - 1) / LANES * LANES;
+  return m < T ? m : T;
+}
+
+/* One (sample, head): P (T, T) and y (T, hd) with rows ldy apart from q, k,
+ * v (T, hd) with rows ld apart. Causal rows compute their visible scores
+ * only. kt: hd * T floats. */
+SEQ_CLONES static void head_forward(float *y, int ldy, float *p, const float *q, const float *k,
+                                    const float *v, int ld, int T, int hd, float scale, int causal,
+                                    float *kt) {
+  transpose(kt, k, T, hd, ld);
+  for (int t0 = 0; t0 < T; t0 += BROWS) {
+    const int rows = T - t0 < BROWS ? T - t0 : BROWS;
+    for (int t = t0; t < t0 + rows; t++) {
+      float *row = p + (long)t * T;
+      const int n = causal ? t + 1 : T, m = round_lanes(n, T);
+      row_dots(row, q + (long)t * ld, kt, T, m, hd);
+      row_softmax(row, n, m, T, scale);
+    }
+    const int n = causal ? t0 + rows : T;
+    if (rows == BROWS) /* constant rows: the sums stay in registers */
+      rows_mix(y + (long)t0 * ldy, ldy, p + (long)t0 * T, T, BROWS, v, ld, n, hd);
+    else
+      rows_mix(y + (long)t0 * ldy, ldy, p + (long)t0 * T, T, rows, v, ld, n, hd);
   }
 }
 
 void attention_forward(float *y, float *att, const float *qkv, int B, int T, int D, int H,
-                       int causal) {
+                       int causal, float *scratch) {
   const int hd = D / H, ld = 3 * D;
   const float scale = 1.0f / sqrtf((float)hd);
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
       const float *q = qkv + (long)b * T * ld + (long)h * hd;
-      const float *k = q + D, *v = q + 2 * D;
-      float *p = att + ((long)b * H + h) * T * T;
-      /* S (T, T) = scale * q (T, hd) @ k^T (hd, T); rows of q and k are ld apart. */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld, 0.0f,
-                  p, T);
-      masked_softmax(p, T, causal);
-      /* y[b, :, h*hd:] (T, hd) = P (T, T) @ v (T, hd) */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, v, ld, 0.0f,
-                  y + (long)b * T * D + (long)h * hd, D);
+      head_forward(y + (long)b * T * D + (long)h * hd, D, att + ((long)b * H + h) * T * T, q,
+                   q + D, q + 2 * D, ld, T, hd, scale, causal, scratch);
+    }
+}
+
+/* The backward of head_forward, row by row over the visible part:
+ *   dP[t] = dy[t] v^T   dS[t] = P[t] * (dP[t] - dP[t] . P[t]) * scale
+ *   dq[t] = dS[t] k     dk += dS[t]^T q[t]   dv += P[t]^T dy[t]
+ * dk and dv gather in dense (T, hd) sums (t ascending, BROWS rows of dS
+ * and P per pass over them) before they are stored. scratch:
+ * attention_scratch floats. */
+
+SEQ_CLONES static void head_backward(float *dq, float *dk, float *dv, const float *dy, int ldy,
+                                     const float *p, const float *q, const float *k,
+                                     const float *v, int ld, int T, int hd, float scale,
+                                     int causal, float *scratch) {
+  float *vt = scratch, *gk = vt + (long)hd * T, *gv = gk + (long)T * hd, *ds = gv + (long)T * hd;
+  transpose(vt, v, T, hd, ld);
+  /* The dS rows are written up to m, which grows with t: past it they keep
+   * these zeros, so a pass over BROWS rows may read them up to the last
+   * row's n. */
+  memset(gk, 0, sizeof(float) * (2 * (size_t)T * (size_t)hd + BROWS * (size_t)T));
+  for (int t0 = 0; t0 < T; t0 += BROWS) {
+    const int rows = T - t0 < BROWS ? T - t0 : BROWS;
+    for (int i = 0; i < rows; i++) {
+      const int t = t0 + i;
+      const float *pr = p + (long)t * T;
+      float *dr = ds + (long)i * T;
+      /* Past n, P is 0: so are the dS up to m, where the loops stop. */
+      const int n = causal ? t + 1 : T, m = round_lanes(n, T);
+      row_dots(dr, dy + (long)t * ldy, vt, T, m, hd);
+      const float dot = lane_dot(dr, pr, m);
+      for (int j = 0; j < m; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
+    }
+    const int n = causal ? t0 + rows : T;
+    if (rows == BROWS) /* constant rows: the sums stay in registers */
+      rows_mix(dq + (long)t0 * ld, ld, ds, T, BROWS, k, ld, n, hd);
+    else
+      rows_mix(dq + (long)t0 * ld, ld, ds, T, rows, k, ld, n, hd);
+    rows_add(gk, ds, T, rows, q + (long)t0 * ld, ld, n, hd);
+    rows_add(gv, p + (long)t0 * T, T, rows, dy + (long)t0 * ldy, ldy, n, hd);
+  }
+  for (int j = 0; j < T; j++)
+    for (int d = 0; d < hd; d++) {
+      dk[(long)j * ld + d] = gk[(long)j * hd + d];
+      dv[(long)j * ld + d] = gv[(long)j * hd + d];
     }
 }
 
 void attention_backward(float *dqkv, const float *dy, const float *qkv, const float *att, int B,
-                        int T, int D, int H, float *scratch) {
+                        int T, int D, int H, int causal, float *scratch) {
   const int hd = D / H, ld = 3 * D;
   const float scale = 1.0f / sqrtf((float)hd);
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
       const long o = (long)b * T * ld + (long)h * hd;
-      const float *q = qkv + o, *k = q + D, *v = q + 2 * D;
-      float *dq = dqkv + o, *dk = dq + D, *dv = dq + 2 * D;
-      const float *p = att + ((long)b * H + h) * T * T;
-      const float *dyh = dy + (long)b * T * D + (long)h * hd;
-      float *ds = scratch;
-      /* dP (T, T) = dy (T, hd) @ v^T;  dv (T, hd) = P^T (T, T) @ dy (T, hd) */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dyh, D, v, ld, 0.0f,
-                  ds, T);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, dyh, D, 0.0f, dv,
-                  ld);
-      /* dS = P * (dP - rowsum(dP * P)) * scale; the softmax's backward, with
-       * the score scale folded in. Masked P are 0, so their dS are too. */
-      for (int t = 0; t < T; t++) {
-        float *dr = ds + (long)t * T;
-        const float *pr = p + (long)t * T;
-        float dot = 0.0f;
-        for (int j = 0; j < T; j++) dot += dr[j] * pr[j];
-        for (int j = 0; j < T; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
-      }
-      /* dq (T, hd) = dS (T, T) @ k (T, hd);  dk (T, hd) = dS^T @ q */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, ds, T, k, ld, 0.0f,
-                  dq, ld);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, ds, T, q, ld, 0.0f, dk,
-                  ld);
+      const float *q = qkv + o;
+      float *dq = dqkv + o;
+      head_backward(dq, dq + D, dq + 2 * D, dy + (long)b * T * D + (long)h * hd, D,
+                    att + ((long)b * H + h) * T * T, q, q + D, q + 2 * D, ld, T, hd, scale, causal,
+                    scratch);
     }
 }
 
@@ -159,19 +382,104 @@ void attention_backward(float *dqkv, const float *dy, const float *qkv, const fl
 #define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
 #define GELU_C 0.044715f
 
-void gelu_fast_forward(float *out, const float *inp, long n) {
-  for (long i = 0; i < n; i++) {
+SEQ_CLONES void gelu_fast_forward(float *out, const float *inp, long n) {
+  long i = 0;
+  for (; i + LANES <= n; i += LANES) {
+    const vfloat x = vload(inp + i);
+    vstore(out + i, 0.5f * x * (1.0f + vtanh_fast(GELU_K * (x + GELU_C * x * x * x))));
+  }
+  for (; i < n; i++) {
     float x = inp[i];
     out[i] = 0.5f * x * (1.0f + tanh_fast(GELU_K * (x + GELU_C * x * x * x)));
   }
 }
 
-void gelu_fast_backward(float *dinp, const float *dout, const float *inp, long n) {
-  for (long i = 0; i < n; i++) {
+SEQ_CLONES void gelu_fast_backward(float *dinp, const float *dout, const float *inp, long n) {
+  long i = 0;
+  for (; i + LANES <= n; i += LANES) {
+    const vfloat x = vload(inp + i);
+    const vfloat t = vtanh_fast(GELU_K * (x + GELU_C * x * x * x));
+    const vfloat dudx = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
+    vstore(dinp + i, vload(dout + i) * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dudx));
+  }
+  for (; i < n; i++) {
     float x = inp[i];
     float t = tanh_fast(GELU_K * (x + GELU_C * x * x * x));
     float dudx = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
     dinp[i] = dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dudx);
+  }
+}
+
+/* ---- layer norm of the sequence layers ----------------------------------------- */
+
+/* The sums in double as layers.h's, in LANES partial sums. */
+typedef double vdouble __attribute__((vector_size(LANES * sizeof(double))));
+
+SEQ_CLONES void layernorm_seq_forward(float *out, float *mean, float *rstd, const float *inp,
+                                      const float *gamma, const float *beta, int B, int D,
+                                      float eps) {
+  const int dv = D / LANES * LANES;
+  for (int i = 0; i < B; i++) {
+    const float *x = inp + (long)i * D;
+    float *y = out + (long)i * D;
+    vdouble acc = {0};
+    for (int j = 0; j < dv; j += LANES) acc += __builtin_convertvector(vload(x + j), vdouble);
+    for (int j = dv; j < D; j++) acc[j - dv] += x[j];
+    double m = 0.0, v = 0.0;
+    for (int l = 0; l < LANES; l++) m += acc[l];
+    m /= D;
+    acc = (vdouble){0};
+    for (int j = 0; j < dv; j += LANES) {
+      const vdouble c = __builtin_convertvector(vload(x + j), vdouble) - m;
+      acc += c * c;
+    }
+    for (int j = dv; j < D; j++) acc[j - dv] += ((double)x[j] - m) * ((double)x[j] - m);
+    for (int l = 0; l < LANES; l++) v += acc[l];
+    v /= D;
+    const float mf = (float)m, rs = (float)(1.0 / sqrt(v + (double)eps));
+    for (int j = 0; j < dv; j += LANES)
+      vstore(y + j, (vload(x + j) - mf) * rs * vload(gamma + j) + vload(beta + j));
+    for (int j = dv; j < D; j++) y[j] = (x[j] - mf) * rs * gamma[j] + beta[j];
+    mean[i] = mf;
+    rstd[i] = rs;
+  }
+}
+
+SEQ_CLONES void layernorm_seq_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                                       const float *inp, const float *mean, const float *rstd,
+                                       const float *gamma, int B, int D) {
+  const int dv = D / LANES * LANES;
+  memset(dgamma, 0, sizeof(float) * (size_t)D);
+  memset(dbeta, 0, sizeof(float) * (size_t)D);
+  for (int i = 0; i < B; i++) {
+    const float *x = inp + (long)i * D, *dy = dout + (long)i * D;
+    const float m = mean[i], rs = rstd[i];
+    vdouble gm = {0}, gx = {0};
+    for (int j = 0; j < dv; j += LANES) {
+      const vfloat xh = (vload(x + j) - m) * rs, d = vload(dy + j), g = d * vload(gamma + j);
+      vstore(dbeta + j, vload(dbeta + j) + d);
+      vstore(dgamma + j, vload(dgamma + j) + d * xh);
+      const vdouble gd = __builtin_convertvector(g, vdouble);
+      gm += gd, gx += gd * __builtin_convertvector(xh, vdouble);
+    }
+    for (int j = dv; j < D; j++) {
+      const float xh = (x[j] - m) * rs, g = dy[j] * gamma[j];
+      dbeta[j] += dy[j], dgamma[j] += dy[j] * xh;
+      gm[j - dv] += g, gx[j - dv] += (double)g * xh;
+    }
+    if (!dinp) continue;
+    double gmean = 0.0, gxmean = 0.0;
+    for (int l = 0; l < LANES; l++) gmean += gm[l], gxmean += gx[l];
+    const float gmf = (float)(gmean / D), gxf = (float)(gxmean / D);
+    float *dx = dinp + (long)i * D;
+    for (int j = 0; j < dv; j += LANES) {
+      const vfloat xh = (vload(x + j) - m) * rs, g = vload(dy + j) * vload(gamma + j);
+      vstore(dx + j, rs * (g - gmf - xh * gxf));
+    }
+    for (int j = dv; j < D; j++) {
+      const float xh = (x[j] - m) * rs, g = dy[j] * gamma[j];
+      dx[j] = rs * (g - gmf - xh * gxf);
+    }
   }
 }
 

@@ -53,24 +53,32 @@ void posemb_backward(float *dp, const float *dout, int B, int T, int D);
 /* Multi-head scaled dot-product attention on projected inputs. Each position
  * of qkv holds [q (D) | k (D) | v (D)]; head h uses features h*hd..(h+1)*hd
  * of each, hd = D / H (PyTorch: q, k, v = qkv.split(D, -1), then
- * .view(B, T, H, hd)). Per sample b and head h, with one sgemm per product:
+ * .view(B, T, H, hd)). Per sample b and head h:
  *   S = q k^T / sqrt(hd)   (T, T)
  *   P = softmax(S) row by row; with causal, position t sees positions <= t
- *       only (the mask and the softmax are one pass; masked P are 0)
+ *       only, and the masked scores are never computed (masked P are 0)
  *   y[:, h] = P v          (T, hd)
+ * The products are the file's own loops (no BLAS: at these sizes OpenBLAS
+ * spent more in packing than in arithmetic, scripts/bench/results/seq.md);
+ * every sum runs in an order fixed by the shapes, the same bits on every
+ * machine.
  * y: (B, T, D)   att: (B, H, T, T) the probabilities P, kept for the backward
- * qkv: (B, T, 3D). D % H == 0. */
+ * qkv: (B, T, 3D). D % H == 0. scratch: attention_scratch(T, D, H) floats. */
 void attention_forward(float *y, float *att, const float *qkv, int B, int T, int D, int H,
-                       int causal);
+                       int causal, float *scratch);
 
 /* Gradient of attention_forward with respect to qkv, overwriting dqkv:
  *   dP = dy v^T   dv = P^T dy
  *   dS = P * (dP - rowsum(dP * P)) / sqrt(hd)
  *   dq = dS k     dk = dS^T q
+ * over the visible part of P only (causal as in the forward).
  * dqkv: (B, T, 3D)   dy: (B, T, D)   qkv, att: the forward's
- * scratch: T*T floats. */
+ * scratch: attention_scratch(T, D, H) floats. */
 void attention_backward(float *dqkv, const float *dy, const float *qkv, const float *att, int B,
-                        int T, int D, int H, float *scratch);
+                        int T, int D, int H, int causal, float *scratch);
+
+/* The floats of working memory attention_forward and _backward need. */
+long attention_scratch(int T, int D, int H);
 
 /* ---- GELU of the transformer blocks --------------------------------------------- */
 
@@ -85,6 +93,19 @@ void attention_backward(float *dqkv, const float *dy, const float *qkv, const fl
  * out, inp, dinp, dout: (n); out may equal inp, dinp may equal dout. */
 void gelu_fast_forward(float *out, const float *inp, long n);
 void gelu_fast_backward(float *dinp, const float *dout, const float *inp, long n);
+
+/* ---- layer norm of the sequence layers ----------------------------------------- */
+
+/* layernorm_forward / layernorm_backward of layers.h (same arguments and
+ * contract) for the transformer's rows, on vectors: the same double sums
+ * in 16 partial sums (an order fixed by D) where layers.h sums one element
+ * after the other (which the MLP's results keep, bit for bit). Within 1e-5
+ * of layers.h's (tests/test_layers_seq.c). */
+void layernorm_seq_forward(float *out, float *mean, float *rstd, const float *inp,
+                           const float *gamma, const float *beta, int B, int D, float eps);
+void layernorm_seq_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                            const float *inp, const float *mean, const float *rstd,
+                            const float *gamma, int B, int D);
 
 /* ---- loss ------------------------------------------------------------------------ */
 

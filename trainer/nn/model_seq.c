@@ -166,8 +166,8 @@ int model_seq_plan(ms_model *m, int i, const ms_layer_cfg *lc, const ms_config *
 
 int model_seq_alloc(ms_layer *l, size_t B, long *scratch) {
   if (l->type != MS_LAYER_ATTENTION && l->type != MS_LAYER_TRANSFORMER_BLOCK) return 0;
-  const long T = l->in_h, D = l->in_w, BT = (long)B * T, TT = T * T;
-  const long att = (long)B * l->heads * TT;
+  const long T = l->in_h, D = l->in_w, BT = (long)B * T;
+  const long att = (long)B * l->heads * T * T;
   const int block = l->type == MS_LAYER_TRANSFORMER_BLOCK;
   const long Hd = block ? l->hidden : 0;
   /* attention: qkv, att, atty; a block adds h1, x2, h2, f, g and the
@@ -190,9 +190,10 @@ int model_seq_alloc(ms_layer *l, size_t B, long *scratch) {
     l->m2 = p, p += BT;
     l->r2 = p;
   }
-  /* attention's backward: dqkv, datty, one (T, T) matrix; a block's also
-   * dx2 and a (T, D) gradient, and the MLP's (T, hidden) before them. */
-  long need = BT * 4 * D + TT;
+  /* attention's backward: dqkv, datty and the kernels' own; a block's also
+   * dx2 and a (T, D) gradient, and the MLP's (T, hidden) before them. The
+   * forward uses the start of the same memory. */
+  long need = BT * 4 * D + attention_scratch((int)T, (int)D, l->heads);
   if (block) need = 2 * BT * D + (BT * Hd > need ? BT * Hd : need);
   if (need > *scratch) *scratch = need;
   return 0;
@@ -244,22 +245,23 @@ int model_seq_init(ms_model *m, int li, uint64_t seed) {
 /* ---- forward and backward ------------------------------------------------------------ */
 
 /* qkv projection, attention, output projection; w: the four tensors
- * qkv.weight, qkv.bias, proj.weight, proj.bias. */
-static void attn_forward(const ms_layer *l, float *out, const float *x, float *const w[4], int B) {
+ * qkv.weight, qkv.bias, proj.weight, proj.bias. scratch: attention_scratch. */
+static void attn_forward(const ms_layer *l, float *out, const float *x, float *const w[4], int B,
+                         float *scratch) {
   const int T = l->in_h, D = l->in_w, BT = B * T;
   dense_forward(l->qkv, x, w[0], w[1], BT, D, 3 * D);
-  attention_forward(l->atty, l->att, l->qkv, B, T, D, l->heads, l->causal);
+  attention_forward(l->atty, l->att, l->qkv, B, T, D, l->heads, l->causal, scratch);
   dense_forward(out, l->atty, w[2], w[3], BT, D, D);
 }
 
 /* dx (may be NULL) from d, the gradient of attn_forward's output; g: the
- * four gradients. scratch: BT*4D + T*T floats. */
+ * four gradients. scratch: BT*4D + attention_scratch floats. */
 static void attn_backward(const ms_layer *l, float *dx, const float *d, const float *x,
                           float *const w[4], float *const g[4], int B, float *scratch) {
   const int T = l->in_h, D = l->in_w, BT = B * T;
   float *dqkv = scratch, *datty = dqkv + (long)BT * 3 * D, *tt = datty + (long)BT * D;
   dense_backward(datty, g[2], g[3], d, l->atty, w[2], BT, D, D);
-  attention_backward(dqkv, datty, l->qkv, l->att, B, T, D, l->heads, tt);
+  attention_backward(dqkv, datty, l->qkv, l->att, B, T, D, l->heads, l->causal, tt);
   dense_backward(dx, g[0], g[1], dqkv, x, w[0], BT, D, 3 * D);
 }
 
@@ -270,10 +272,10 @@ static void add_to(float *y, const float *x, long n) {
 static void block_forward(ms_model *m, ms_layer *l, const float *x, int B) {
   const int T = l->in_h, D = l->in_w, Hd = l->hidden, BT = B * T;
   float *aw[4] = {PW(QKV_W), PW(QKV_B), PW(PROJ_W), PW(PROJ_B)};
-  layernorm_forward(l->h1, l->m1, l->r1, x, PW(LN1_W), PW(LN1_B), BT, D, l->eps);
-  attn_forward(l, l->x2, l->h1, aw, B);
+  layernorm_seq_forward(l->h1, l->m1, l->r1, x, PW(LN1_W), PW(LN1_B), BT, D, l->eps);
+  attn_forward(l, l->x2, l->h1, aw, B, m->seq_scratch);
   add_to(l->x2, x, (long)BT * D);
-  layernorm_forward(l->h2, l->m2, l->r2, l->x2, PW(LN2_W), PW(LN2_B), BT, D, l->eps);
+  layernorm_seq_forward(l->h2, l->m2, l->r2, l->x2, PW(LN2_W), PW(LN2_B), BT, D, l->eps);
   dense_forward(l->fc, l->h2, PW(FC_W), PW(FC_B), BT, D, Hd);
   gelu_fast_forward(l->ge, l->fc, (long)BT * Hd);
   dense_forward(l->z, l->ge, PW(MLP_W), PW(MLP_B), BT, Hd, D);
@@ -290,11 +292,11 @@ static void block_backward(ms_model *m, ms_layer *l, float *dx, const float *d, 
   dense_backward(s1, GW(MLP_W), GW(MLP_B), d, l->ge, PW(MLP_W), BT, Hd, D);
   gelu_fast_backward(s1, s1, l->fc, (long)BT * Hd);
   dense_backward(dh, GW(FC_W), GW(FC_B), s1, l->h2, PW(FC_W), BT, D, Hd);
-  layernorm_backward(dx2, GW(LN2_W), GW(LN2_B), dh, l->x2, l->m2, l->r2, PW(LN2_W), BT, D);
+  layernorm_seq_backward(dx2, GW(LN2_W), GW(LN2_B), dh, l->x2, l->m2, l->r2, PW(LN2_W), BT, D);
   add_to(dx2, d, n);
   /* attention: x2 = x + attn(ln1(x)) */
   attn_backward(l, dh, dx2, l->h1, aw, ag, B, s1);
-  layernorm_backward(dx, GW(LN1_W), GW(LN1_B), dh, l->in, l->m1, l->r1, PW(LN1_W), BT, D);
+  layernorm_seq_backward(dx, GW(LN1_W), GW(LN1_B), dh, l->in, l->m1, l->r1, PW(LN1_W), BT, D);
   if (dx) add_to(dx, dx2, n);
 }
 
@@ -313,7 +315,7 @@ void model_seq_forward(ms_model *m, ms_layer *l, const float *in, int B) {
     case MS_LAYER_POS_EMBEDDING: posemb_forward(l->z, in, PW(0), B, T, D); break;
     case MS_LAYER_ATTENTION: {
       float *w[4] = {PW(0), PW(1), PW(2), PW(3)};
-      attn_forward(l, l->z, in, w, B);
+      attn_forward(l, l->z, in, w, B, m->seq_scratch);
       break;
     }
     case MS_LAYER_TRANSFORMER_BLOCK: block_forward(m, l, in, B); break;
@@ -321,7 +323,7 @@ void model_seq_forward(ms_model *m, ms_layer *l, const float *in, int B) {
       dense_forward(l->z, in, dense_weight(m, l, 0), m->params + m->p[l->b].off, BT, D, l->out_w);
       break;
     case MS_LAYER_LAYERNORM:
-      layernorm_forward(l->z, l->mean, l->rstd, in, PW(0), PW(1), BT, D, l->eps);
+      layernorm_seq_forward(l->z, l->mean, l->rstd, in, PW(0), PW(1), BT, D, l->eps);
       break;
     default: break;
   }
@@ -352,7 +354,7 @@ void model_seq_backward(ms_model *m, ms_layer *l, float *dinp, const float *d, i
                      dense_weight(m, l, 0), BT, D, l->out_w);
       break;
     case MS_LAYER_LAYERNORM:
-      layernorm_backward(dinp, GW(0), GW(1), d, l->in, l->mean, l->rstd, PW(0), BT, D);
+      layernorm_seq_backward(dinp, GW(0), GW(1), d, l->in, l->mean, l->rstd, PW(0), BT, D);
       break;
     default: break;
   }
