@@ -85,6 +85,23 @@ bench_env() {
   export_mpi_env
 }
 
+# Benchmarks: DATA, the Fashion-MNIST training set in data-cache/ (made from
+# Debian's dataset-fashion-mnist when it is there), or else a synthetic set of
+# its shape in the directory $1; DATA_NOTE says which. Needs MIDSCALE.
+bench_fashion_mnist() {
+  DATA="$ROOT/data-cache/fashion_mnist.h5"
+  DATA_NOTE="Fashion-MNIST (60000 x 28 x 28 uint8)"
+  local fmnist=/usr/share/datasets/fashion-mnist
+  if [ ! -f "$DATA" ] && [ -f "$fmnist/train-images-idx3-ubyte.gz" ]; then
+    mkdir -p "$ROOT/data-cache"
+    "$MIDSCALE" prepare fashion-mnist "$fmnist" "$DATA" >/dev/null
+  elif [ ! -f "$DATA" ]; then
+    DATA="$1/synthetic_784.h5"
+    DATA_NOTE="synthetic, the shape of Fashion-MNIST (dataset-fashion-mnist is not installed)"
+    "$MIDSCALE" prepare synthetic "$DATA" --train 60000 --test 100 --features 784 --u8 >/dev/null
+  fi
+}
+
 build() {
   echo "midscale: building in $BUILD_DIR"
   cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null

@@ -48,17 +48,7 @@ MIDSCALE="$BUILD_DIR/midscale"
 # One explicit kernel for both programs: the one midscale would pick.
 bench_env
 
-DATA="$ROOT/data-cache/fashion_mnist.h5"
-FMNIST=/usr/share/datasets/fashion-mnist
-DATA_NOTE="Fashion-MNIST (60000 x 28 x 28 uint8)"
-if [ ! -f "$DATA" ] && [ -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
-  mkdir -p "$ROOT/data-cache"
-  "$MIDSCALE" prepare fashion-mnist "$FMNIST" "$DATA" >/dev/null
-elif [ ! -f "$DATA" ]; then
-  DATA="$WORK/synthetic_784.h5"
-  DATA_NOTE="synthetic, the shape of Fashion-MNIST (dataset-fashion-mnist is not installed)"
-  "$MIDSCALE" prepare synthetic "$DATA" --train 60000 --test 100 --features 784 --u8 >/dev/null
-fi
+bench_fashion_mnist "$WORK"
 HAVE_TORCH=1
 if ! OPENBLAS_NUM_THREADS=1 "$PY" -c "import torch, h5py, yaml" 2>/dev/null; then
   HAVE_TORCH=0

@@ -36,17 +36,7 @@ MIDSCALE="$BUILD_DIR/midscale"
 # left some CPUs on generic kernels).
 bench_env
 
-DATA="$ROOT/data-cache/fashion_mnist.h5"
-FMNIST=/usr/share/datasets/fashion-mnist
-DATA_NOTE="Fashion-MNIST (60000 x 28 x 28 uint8)"
-if [ ! -f "$DATA" ] && [ -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
-  mkdir -p "$ROOT/data-cache"
-  "$MIDSCALE" prepare fashion-mnist "$FMNIST" "$DATA" >/dev/null
-elif [ ! -f "$DATA" ]; then
-  DATA="$WORK/synthetic_784.h5"
-  DATA_NOTE="synthetic, the shape of Fashion-MNIST"
-  "$MIDSCALE" prepare synthetic "$DATA" --train 60000 --test 100 --features 784 --u8 >/dev/null
-fi
+bench_fashion_mnist "$WORK"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 # Run as `chrt -f 20 scripts/bench/shared_params.sh` on a machine other jobs
 # share: every run then preempts them (the kernel keeps 5% of each CPU for
