@@ -88,6 +88,7 @@ bench_env() {
 # Benchmarks: DATA, the Fashion-MNIST training set in data-cache/ (made from
 # Debian's dataset-fashion-mnist when it is there), or else a synthetic set of
 # its shape in the directory $1; DATA_NOTE says which. Needs MIDSCALE.
+# shellcheck disable=SC2034 # DATA and DATA_NOTE are for the caller
 bench_fashion_mnist() {
   DATA="$ROOT/data-cache/fashion_mnist.h5"
   DATA_NOTE="Fashion-MNIST (60000 x 28 x 28 uint8)"
