@@ -195,15 +195,21 @@ typedef struct {
 
 #define COMM_PROBE_SMALL ((size_t)512 << 10)
 #define COMM_PROBE_LARGE ((size_t)2 << 20)
+/* Each exchange goes as pieces of this size, at most COMM_PROBE_PIECES of
+ * them, as the gradient sync cuts its chunks (reducer_hier.c). */
+#define COMM_PROBE_PIECE ((size_t)32768)
+#define COMM_PROBE_PIECES 64
+#define COMM_PROBE_REPS 7
+#define COMM_PROBE_MAX_REPS 16
 
-/* A short alpha-beta probe (ring exchanges of 8 bytes, 512 KiB and 2 MiB,
- * 11, 5 and 5 times, between the ranks of local rank 0, one per node: each
- * sends to the next node and receives from the previous, as a ring step
- * does; 1 Gbit takes about 0.2 s). Each time is the median of its
- * repetitions and the slowest over nodes; the result is broadcast to every
- * rank. One node: nodes = 1, alpha
- * = beta = 0, nothing sent. Collective. @return 0, COMM_EMPI or
- * COMM_ENOMEM. */
+/* A short alpha-beta probe between the ranks of local rank 0, one per
+ * node: exchanges of 8 bytes, 512 KiB and 2 MiB (11, COMM_PROBE_REPS and
+ * COMM_PROBE_REPS times, each after one untimed), each rank sending to the
+ * next node and receiving from the previous as a ring step does, in the
+ * sync's pieces with every receive posted first (1 Gbit takes about 0.2 s).
+ * Each time is the median of its repetitions and the slowest over nodes;
+ * the result is broadcast to every rank. One node: nodes = 1, alpha = beta
+ * = 0, nothing sent. Collective. @return 0, COMM_EMPI or COMM_ENOMEM. */
 int comm_probe_link(comm_world *w, comm_link_probe *p);
 
 /* Seconds on a monotonic clock (for intervals on one rank; makes no MPI
