@@ -207,9 +207,10 @@ typedef struct {
  * COMM_PROBE_REPS times, each after one untimed), each rank sending to the
  * next node and receiving from the previous as a ring step does, in the
  * sync's pieces with every receive posted first (1 Gbit takes about 0.2 s).
- * Each time is the median of its repetitions and the slowest over nodes;
- * the result is broadcast to every rank. One node: nodes = 1, alpha = beta
- * = 0, nothing sent. Collective. @return 0, COMM_EMPI or COMM_ENOMEM. */
+ * Each time is the lower quartile of its repetitions and the slowest over
+ * nodes; the result is broadcast to every rank. One node: nodes = 1, alpha
+ * = beta = 0, nothing sent. Collective. @return 0, COMM_EMPI or
+ * COMM_ENOMEM. */
 int comm_probe_link(comm_world *w, comm_link_probe *p);
 
 /* Seconds on a monotonic clock (for intervals on one rank; makes no MPI
