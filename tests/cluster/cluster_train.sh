@@ -7,7 +7,9 @@
 # (relative) of a single-node run of the same world size over 100 steps;
 # --resume auto across a change of layout (2 hosts x 2 -> 1 host x 2)
 # continues at the right step, with comm.shared_params on (the default; the
-# banner's params line is asserted). Needs root and ip netns, else SKIPPED.
+# banner's params line is asserted); the start-up link probe's rate (the
+# median of a layout's runs) is within 30% of the shaped 1 Gbit. Needs
+# root and ip netns, else SKIPPED.
 # The skip first: lib.sh already writes to the build tree.
 source "$(dirname "$0")/cluster.sh"
 cluster_need
@@ -20,6 +22,29 @@ SYNC_METHOD_ACROSS_HOSTS='^comm: .*hierarchical'
 expect_cross_host_sync_method() {
   grep -E -q "$SYNC_METHOD_ACROSS_HOSTS" "$1" ||
     { grep '^comm:' "$1"; fail "the banner's sync method is not /$SYNC_METHOD_ACROSS_HOSTS/ ($1)"; }
+}
+
+# The link probe (comm_probe_link) feeds the cost model the link's rate.
+# TBF at 1 Gbit is far below what the 2 cores move, so the shaper sets the
+# rate; a probe made of one MPI_Sendrecv per exchange measured about half
+# of it at 2 hosts x 2 ranks, in every start-up of 10 (comm.c, probe_once).
+# The median of a layout's 4 runs, so that one run slowed by load does not
+# fail the test.
+PROBE_RATES=()
+take_probe_rate() {
+  local r
+  r=$(sed -n 's/^link probe: .*, \([0-9.e+-]*\) Gbit\/s .*/\1/p' "$1")
+  [ -n "$r" ] || { grep '^link probe' "$1"; fail "no link probe rate in $1"; }
+  PROBE_RATES+=("$r")
+}
+expect_probe_rate_near() { # NOMINAL_GBIT LAYOUT
+  "$PYTHON" - "$1" "$2" "${PROBE_RATES[@]}" <<'PY'
+import statistics, sys
+nominal, layout, rates = float(sys.argv[1]), sys.argv[2], [float(x) for x in sys.argv[3:]]
+med = statistics.median(rates)
+print(f"--- link probe {layout}: {rates} Gbit/s, median {med:.3g} (shaped {nominal:g})")
+assert abs(med / nominal - 1) <= 0.30, f"link probe median {med:.3g} Gbit/s, shaped {nominal:g}"
+PY
 }
 
 synth data.h5 --train 2048 --test 256 --features 784
@@ -71,10 +96,12 @@ PY
 
 for layout in 2x2 3x1; do
   np=$((${layout%x*} * ${layout#*x}))
+  PROBE_RATES=()
   note "MLP, $layout (hosts x ranks): overlap on, bucket 25 MB"
   cl_mpirun "$layout" "$MIDSCALE" train "$MLP" "${common[@]}" --set train.max_steps=100 --set run.dir="mlp$layout"
   cl_ok "MLP $layout"
   expect_cross_host_sync_method "$LAST_OUT"
+  take_probe_rate "$LAST_OUT"
   grep -q "world $np " "$LAST_OUT" || fail "not $np ranks"
   note "$(grep '^comm:' "$LAST_OUT")"
   # comm.shared_params (default true): once per node with 2 ranks a node;
@@ -86,11 +113,13 @@ for layout in 2x2 3x1; do
   cl_mpirun "$layout" "$MIDSCALE" train "$MLP" "${common[@]}" --set train.max_steps=100 \
     --set run.dir="mlp$layout-nooverlap" --set comm.overlap=false
   cl_ok "MLP $layout overlap off"
+  take_probe_rate "$LAST_OUT"
   same_params "mlp$layout" "mlp$layout-nooverlap"
   note "MLP, $layout: bucket 0.25 MB (several buckets)"
   cl_mpirun "$layout" "$MIDSCALE" train "$MLP" "${common[@]}" --set train.max_steps=100 \
     --set run.dir="mlp$layout-small" --set comm.bucket_mb=0.25 --set comm.first_bucket_mb=0.1
   cl_ok "MLP $layout bucket 0.25"
+  take_probe_rate "$LAST_OUT"
   # 2 nodes: the comm thread runs the buckets; more: the whole arena (reducer.h).
   want="^comm: .*, [2-9] buckets .*overlap: the inter-node ring in a comm thread"
   [ "${layout%x*}" -eq 2 ] || want="^comm: .*overlap off: .*more than 2 nodes"
@@ -106,6 +135,8 @@ for layout in 2x2 3x1; do
     --set schedule.warmup_steps=2 --set run.dir="cnn$layout"
   cl_ok "CNN $layout"
   expect_cross_host_sync_method "$LAST_OUT"
+  take_probe_rate "$LAST_OUT"
+  expect_probe_rate_near 1 "$layout"
   grep -q '"step":12' "cnn$layout/metrics.jsonl" || fail "CNN $layout did not reach step 12"
 done
 
