@@ -296,9 +296,9 @@ static int cmp_double(const void *a, const void *b) {
  * into pieces of COMM_PROBE_PIECE bytes (at most COMM_PROBE_PIECES of
  * them), every receive posted before the first send. One MPI_Sendrecv of
  * the whole message instead measured the emulated 1 Gbit link at half its
- * rate in 2 to 5 of 21 start-ups (with and without an untimed exchange
+ * rate in 1 to 5 of 21 start-ups (with and without an untimed exchange
  * first), while the sync's pieces never ran at that rate
- * (scripts/bench/results/cluster.md); in pieces, 0 of 21. */
+ * (scripts/bench/results/cluster.md); in pieces, none of 42. */
 static int probe_once(MPI_Comm cross, int k, int N, char *buf, size_t bytes) {
   MPI_Request req[2 * COMM_PROBE_PIECES];
   size_t np = bytes / COMM_PROBE_PIECE;
@@ -306,13 +306,16 @@ static int probe_once(MPI_Comm cross, int k, int N, char *buf, size_t bytes) {
   int q = 0, rc = MPI_SUCCESS;
   for (size_t i = 0; i < np && rc == MPI_SUCCESS; i++) {
     size_t a = bytes * i / np, b = bytes * (i + 1) / np;
-    rc = MPI_Irecv(buf + bytes + a, (int)(b - a), MPI_BYTE, (k + N - 1) % N, 77, cross, &req[q++]);
+    rc = MPI_Irecv(buf + bytes + a, (int)(b - a), MPI_BYTE, (k + N - 1) % N, 77, cross, &req[q]);
+    q += rc == MPI_SUCCESS;
   }
   for (size_t i = 0; i < np && rc == MPI_SUCCESS; i++) {
     size_t a = bytes * i / np, b = bytes * (i + 1) / np;
-    rc = MPI_Isend(buf + a, (int)(b - a), MPI_BYTE, (k + 1) % N, 77, cross, &req[q++]);
+    rc = MPI_Isend(buf + a, (int)(b - a), MPI_BYTE, (k + 1) % N, 77, cross, &req[q]);
+    q += rc == MPI_SUCCESS;
   }
-  /* Requests already started are completed even after a failed post. */
+  /* The requests posted are completed even after a failed post: buf is
+   * freed after the probe, and a pending receive may still write into it. */
   int wrc = q ? MPI_Waitall(q, req, MPI_STATUSES_IGNORE) : MPI_SUCCESS;
   return rc != MPI_SUCCESS ? rc : wrc;
 }
