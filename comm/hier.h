@@ -71,9 +71,13 @@ hier_algorithm hier_resolve(hier_algorithm asked, int N, size_t slice_bytes);
 size_t hier_first_bucket(size_t n, size_t first);
 
 /* Whether the hierarchical path can reduce bucket by bucket during
- * backward (reducer.h): only on an fp32 wire (a 16-bit chunk is encoded
- * whole) and across 2 nodes (buckets meet the fixed chunks of more nodes
- * unevenly). */
+ * backward (reducer.h): only on an fp32 wire and across 2 nodes (buckets
+ * meet the fixed chunks of more nodes unevenly). On a 16-bit wire the
+ * node that owns a chunk rounds the sum once more than the other node's
+ * part, so the bits depend on which node owns an element: a bucket cut in
+ * its own halves (as fp32 does with 2 nodes, to keep both directions of
+ * the link busy) would move ownership (test_reducer_hier's 16-bit case
+ * fails with it). */
 int hier_can_overlap(int wire_16bit, int n_nodes);
 
 /* auto's threshold on half a slice, bytes. */
