@@ -64,10 +64,12 @@ int hier_ring_gather(int k, int s, int N);
 hier_algorithm hier_resolve(hier_algorithm asked, int N, size_t slice_bytes);
 
 /* The first bucket of the hierarchical path's overlapped schedule, floats,
- * for an arena of n and a first_bucket_bytes of `first` floats: at most half
- * the arena, so a model smaller than the cap still sends its last layers
- * (often the largest, a dense head) while the first layers' backward runs.
- * Bits do not depend on the buckets. */
+ * for an arena of n and a first_bucket_bytes of `first` floats: at most a
+ * quarter of the arena (whole layers until it reaches that), so a model
+ * smaller than the cap still sends its last layers while the first
+ * layers' backward runs, also when the first layer holds most of the
+ * parameters, as an MLP on images does (784-256-256-10: 2 buckets, not 1;
+ * scripts/bench/results/cluster.md). Bits do not depend on the buckets. */
 size_t hier_first_bucket(size_t n, size_t first);
 
 /* Whether the hierarchical path can reduce bucket by bucket during

@@ -105,7 +105,7 @@ static void test_costmodel_overlap_hides_all(void **state) {
 
 /* The hierarchical path cuts as its reducer does (hier.h): a first bucket
  * cap larger than the arena still leaves the last layer its own bucket
- * (at most half the arena), and a 16-bit wire reduces after backward. */
+ * (at most a quarter of the arena), and a 16-bit wire reduces after backward. */
 static void test_costmodel_hier_buckets_as_reducer(void **state) {
   (void)state;
   costmodel_in in = three_layers(500e3, 50e3, 50e3);
