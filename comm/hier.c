@@ -19,7 +19,7 @@ size_t hier_chunk_start(size_t m, int c, int N) {
   return (size_t)((uint64_t)m * (uint64_t)c / (uint64_t)N);
 }
 
-size_t hier_first_bucket(size_t n, size_t first) { return first > n / 2 ? n / 2 : first; }
+size_t hier_first_bucket(size_t n, size_t first) { return first > n / 4 ? n / 4 : first; }
 
 int hier_can_overlap(int wire_16bit, int n_nodes) { return !wire_16bit && n_nodes <= 2; }
 

@@ -64,16 +64,22 @@ int hier_ring_gather(int k, int s, int N);
 hier_algorithm hier_resolve(hier_algorithm asked, int N, size_t slice_bytes);
 
 /* The first bucket of the hierarchical path's overlapped schedule, floats,
- * for an arena of n and a first_bucket_bytes of `first` floats: at most half
- * the arena, so a model smaller than the cap still sends its last layers
- * (often the largest, a dense head) while the first layers' backward runs.
- * Bits do not depend on the buckets. */
+ * for an arena of n and a first_bucket_bytes of `first` floats: at most a
+ * quarter of the arena (whole layers until it reaches that), so a model
+ * smaller than the cap still sends its last layers while the first
+ * layers' backward runs, also when the first layer holds most of the
+ * parameters, as an MLP on images does (784-256-256-10: 2 buckets, not 1;
+ * scripts/bench/results/cluster.md). Bits do not depend on the buckets. */
 size_t hier_first_bucket(size_t n, size_t first);
 
 /* Whether the hierarchical path can reduce bucket by bucket during
- * backward (reducer.h): only on an fp32 wire (a 16-bit chunk is encoded
- * whole) and across 2 nodes (buckets meet the fixed chunks of more nodes
- * unevenly). */
+ * backward (reducer.h): only on an fp32 wire and across 2 nodes (buckets
+ * meet the fixed chunks of more nodes unevenly). On a 16-bit wire the
+ * node that owns a chunk rounds the sum once more than the other node's
+ * part, so the bits depend on which node owns an element: a bucket cut in
+ * its own halves (as fp32 does with 2 nodes, to keep both directions of
+ * the link busy) would move ownership (test_reducer_hier's 16-bit case
+ * fails with it). */
 int hier_can_overlap(int wire_16bit, int n_nodes);
 
 /* auto's threshold on half a slice, bytes. */

@@ -279,8 +279,8 @@ static int hier_buckets(reducer *r, const size_t *starts, int n_starts, const re
   if (rc) goto out;
   if (!o->overlap)
     snprintf(why, sizeof why, "comm.overlap false");
-  else if (!hier_can_overlap(r->wire != WIRE_F32, 2)) /* a chunk is encoded whole */
-    snprintf(why, sizeof why, "a 16-bit wire between nodes is encoded per whole slice");
+  else if (!hier_can_overlap(r->wire != WIRE_F32, 2)) /* hier.h: who rounds a chunk */
+    snprintf(why, sizeof why, "a 16-bit wire between nodes rounds per whole-slice chunk");
   else if (r->w->thread_level < MPI_THREAD_SERIALIZED)
     snprintf(why, sizeof why, "MPI does not provide MPI_THREAD_SERIALIZED");
   else if (r->nb < 2)

@@ -561,8 +561,27 @@ static int reduce_bucket(reducer_hier *h, int b) {
   return reduce_window(h, h->thread_err, sizeof h->thread_err);
 }
 
+/* Under a real-time policy (SCHED_FIFO or SCHED_RR, as `chrt` sets it for
+ * a whole job), a thread woken from its nap waits behind a running thread
+ * of its own priority until that one blocks: the comm thread would then
+ * run only after backward, and nothing would overlap on a rank without a
+ * spare CPU. One level above the compute threads it preempts them for the
+ * few microseconds a test of its messages takes, as an interrupt would;
+ * it never spins while they compute (wait_napping naps). Under the normal
+ * policy the scheduler already runs a thread that wakes from a sleep. */
+static void comm_thread_priority(void) {
+  struct sched_param sp;
+  int policy;
+  if (pthread_getschedparam(pthread_self(), &policy, &sp) != 0) return;
+  if (policy != SCHED_FIFO && policy != SCHED_RR) return;
+  if (sp.sched_priority >= sched_get_priority_max(policy)) return;
+  sp.sched_priority++;
+  (void)pthread_setschedparam(pthread_self(), policy, &sp); /* best effort */
+}
+
 static void *comm_thread(void *arg) {
   reducer_hier *h = arg;
+  comm_thread_priority();
   pthread_mutex_lock(&h->mu);
   for (;;) {
     while (!h->quit && h->done >= h->posted) pthread_cond_wait(&h->cv, &h->mu);

@@ -187,11 +187,15 @@ static void test_model_cnn_gradcheck(void **state) {
 typedef struct {
   size_t next_end; /* the end the next range must have */
   int calls;
+  const float *grads, *ref; /* the arena, and its values after a backward without hook */
 } ready_log;
 
+/* Every range is adjacent to the previous one, and final when announced
+ * (a dense layer announces before its input gradient's product). */
 static void on_ready(void *ctx, size_t off, size_t len) {
   ready_log *r = ctx;
   assert_int_equal(off + len, r->next_end);
+  assert_memory_equal(r->grads + off, r->ref + off, len * sizeof(float));
   r->next_end = off;
   r->calls++;
 }
@@ -208,10 +212,18 @@ static void test_model_ready_ranges_cover_the_arena_backwards(void **state) {
   tu_fill(x, 2 * 72, 3);
   model_forward(m, x, 2, NULL);
   tu_fill(dl, 6, 4);
-  ready_log log = {.next_end = m->n_params};
+  float *ref = malloc(sizeof(float) * m->n_params);
+  assert_non_null(ref);
+  model_backward(m, dl, NULL, NULL, NULL);
+  memcpy(ref, m->grads, sizeof(float) * m->n_params);
+  memset(m->grads, 0xff, sizeof(float) * m->n_params); /* NaNs until written */
+  model_forward(m, x, 2, NULL);
+  ready_log log = {.next_end = m->n_params, .grads = m->grads, .ref = ref};
   model_backward(m, dl, NULL, on_ready, &log);
   assert_int_equal(log.next_end, 0);
   assert_int_equal(log.calls, 5); /* two convs, layer norm, two dense */
+  assert_memory_equal(m->grads, ref, sizeof(float) * m->n_params); /* the same bits */
+  free(ref);
   model_free(m);
 }
 

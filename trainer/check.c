@@ -464,7 +464,6 @@ static void print_prediction(FILE *out, const ms_config *c, const ms_model *m, c
   in.batch = (double)c->train.batch_size / a->world;
   in.accumulate = K;
   in.optim_shards = shared ? L : 1;
-  in.no_comm_core = (cores / L > 1 ? cores / L : 1) <= threads;
   in.mem_bw = L > 1 ? layer_probe_memory_bandwidth() : 0.0;
   blas_set_threads(threads);
   int micro = (int)(in.batch / K > 1 ? in.batch / K : 1);

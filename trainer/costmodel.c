@@ -186,7 +186,7 @@ int costmodel_predict(const costmodel_in *in, costmodel_out *o) {
     /* Ready when backward has produced its lowest float: the end of the
      * layer whose parameters begin there (no overlap: after backward). */
     double ready = o->backward_s;
-    for (int i = 0; overlap && !in->no_comm_core && i < in->n_layers; i++)
+    for (int i = 0; overlap && i < in->n_layers; i++)
       if (in->layer_lo[i] != (size_t)-1 && in->layer_lo[i] <= bounds[b + 1]) ready = done_at[i];
     double bytes = 0.0;
     o->bucket_ready_s[b] = ready;
@@ -253,10 +253,7 @@ void costmodel_print(FILE *out, const costmodel_in *in, const costmodel_out *o,
           path, in->wire == WIRE_F32 ? "fp32" : in->wire == WIRE_FP16 ? "fp16" : "bf16",
           o->n_buckets, o->n_buckets == 1 ? "" : "s", 1e3 * o->sync_s, o->link_bytes / 1e6);
   fprintf(out, "  exposed comm: %.3f ms/step (%s)\n", 1e3 * o->exposed_s,
-          o->overlap && in->no_comm_core
-                        ? "buckets cut for overlap, but no CPU beyond the BLAS threads for the "
-                          "communication thread: they move after backward"
-          : o->overlap  ? "ideal overlap schedule: each bucket sent when backward has produced "
+          o->overlap    ? "ideal overlap schedule: each bucket sent when backward has produced "
                           "it, one at a time on the link"
           : in->overlap ? "overlap on, but this path reduces after backward (hier.h)"
                         : "overlap off: one reduction after backward");

@@ -44,17 +44,20 @@
  * boundaries, as the reducer cuts them) is sent as soon as backward has
  * produced its last layer, one bucket at a time on the link. What ends
  * after backward is exposed. Without overlap the whole arena goes as one
- * reduction after backward. The schedule needs a CPU for the communication
- * thread while backward computes: a rank whose CPUs are all its BLAS
- * threads' (no_comm_core; the same rule as ckpt_sync's background writer)
- * sends its buckets after backward, as without overlap.
+ * reduction after backward. The schedule holds with or without a CPU
+ * beyond the BLAS threads: the communication thread runs in short bursts
+ * (a test of its messages between naps, one priority level above backward
+ * under a real-time policy; reducer_hier.c), and the kernel moves the
+ * bytes in between.
  *
  * What it leaves out (scripts/bench/results/cluster.md): the data part of
  * a step (the loader thread's wait; small when prefetched), the forward
  * per layer (only the whole forward is timed: nothing is sent during it),
  * other processes on the cores during the run (the table is measured at
- * start-up, when the load may differ), a communication thread competing
- * with backward for a core (the ideal schedule assumes it does not), the
+ * start-up, when the load may differ), the CPU time the communication
+ * thread and the kernel's TCP work take from backward on the same cores
+ * (copies to and from the sockets; on emulated hosts the whole network
+ * path), the
  * 16-bit wire's conversions, waits for a slower rank beyond the slowest
  * rank's table, and a TCP exchange that overlaps its two directions only
  * some of the time.
@@ -112,9 +115,6 @@ typedef struct {
   int world, nodes;      /* P ranks on N nodes, L = P / N per node */
   int shared_memory;     /* comm.shared_memory */
   int overlap;           /* 1: the ideal overlap schedule; 0: one reduction after backward */
-  int no_comm_core;      /* 1: the rank has no CPU beyond its BLAS threads (the run's
-                          * cpus_per_rank <= threads), so the communication thread
-                          * moves buckets only once backward ends */
   hier_algorithm algorithm; /* comm.algorithm (resolved here as the reducer does) */
   wire_format wire;
   size_t first_bucket_bytes, bucket_bytes;

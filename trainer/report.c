@@ -303,7 +303,6 @@ static void model_input(const report *rp, int layers, double rate, costmodel_in 
   in->mem_bw = rp->mem_bw;
   in->accumulate = s->accumulate;
   in->optim_shards = s->shared_params ? in->world / in->nodes : 1;
-  in->no_comm_core = s->cpus_per_rank <= s->blas_threads;
   if (layers) in->layers = rp->layers;
   size_t lo, hi;
   if (s->red && reducer_buckets(s->red, -1, &lo, &hi) == 1) in->overlap = 0;
@@ -337,7 +336,6 @@ static void say_prediction(const report *rp, double step_s, double comm_s, doubl
               "step %.3f ms | at this run's compute rate (%.3g GFLOP/s): step %.3f ms",
               in.world == 1       ? "no sync"
               : !in.overlap       ? "one reduction after backward"
-              : in.no_comm_core ? "buckets after backward: no CPU for the comm thread"
                                 : "ideal overlap schedule",
               in.nodes > 1 ? "link from the start-up probe"
               : in.world > 1 ? "one node"

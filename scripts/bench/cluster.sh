@@ -63,9 +63,10 @@ CASES=(
 )
 
 # 1 rank per core: each rank (world rank r) pinned to CPU r mod the CPUs,
-# so the 2 emulated hosts do not each see both cores; a rank then knows it
-# has no CPU beyond its BLAS thread (the cost model's no_comm_core). PIN_RANKS=0:
-# unpinned, as the runs before 2026-12-06 10:45 UTC.
+# so the 2 emulated hosts do not each see both cores: a rank has no CPU
+# beyond its BLAS thread, and its comm thread takes its short turns from
+# backward on the same core (comm/reducer_hier.c). PIN_RANKS=0: unpinned,
+# as the runs before 2026-12-06 10:45 UTC.
 PIN=(sh -c 'exec taskset -c "$((OMPI_COMM_WORLD_RANK % $(nproc)))" "$@"' pin)
 [ "${PIN_RANKS:-1}" = 1 ] || PIN=()
 load() { cut -d' ' -f1 /proc/loadavg; }

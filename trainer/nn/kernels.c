@@ -22,11 +22,13 @@ void dense_backward(float *dinp, float *dw, float *db, const float *dout,
     const float *row = dout + (long)i * OC;
     for (int o = 0; o < OC; o++) db[o] += row[o];
   }
-  if (dinp) {
-    /* dinp (B, C) = dout (B, OC) @ w (OC, C) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, OC, 1.0f, dout, OC, w, C,
-                0.0f, dinp, C);
-  }
+  if (dinp) dense_backward_data(dinp, dout, w, B, C, OC);
+}
+
+void dense_backward_data(float *dinp, const float *dout, const float *w, int B, int C, int OC) {
+  /* dinp (B, C) = dout (B, OC) @ w (OC, C) */
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, OC, 1.0f, dout, OC, w, C, 0.0f,
+              dinp, C);
 }
 
 /* NaN stays NaN (as in PyTorch), so that a NaN input or weight reaches the

@@ -22,6 +22,9 @@ void dense_forward(float *out, const float *inp, const float *w, const float *b,
 void dense_backward(float *dinp, float *dw, float *db, const float *dout,
                     const float *inp, const float *w, int B, int C, int OC);
 
+/* dense_backward's last product alone: dinp = dout @ w (its bits). */
+void dense_backward_data(float *dinp, const float *dout, const float *w, int B, int C, int OC);
+
 /* In place: x = max(x, 0); NaN stays NaN. x: (n) */
 void relu_forward(float *x, long n);
 

@@ -526,11 +526,26 @@ void model_backward(ms_model *m, float *dout, const ms_pass *pass, ms_grad_ready
     /* The input gradient goes to whichever backward buffer d is not in;
      * the first layer's is not needed. */
     float *dinp = i == 0 ? NULL : d == m->scratch[0] ? m->scratch[1] : m->scratch[0];
+    size_t off, len;
+    int told = 0; /* the hook has seen this layer's gradients */
     if (model_seq_layer(l))
       model_seq_backward(m, l, dinp, d, B);
     else
     switch (l->type) {
-      case MS_LAYER_DENSE: dense_bwd(m, l, dinp, dw, db, d, w, B); break;
+      case MS_LAYER_DENSE:
+        if (ready && dinp && !l->dnn && model_layer_params(m, l, &off, &len)) {
+          /* The weights' and bias' gradients first, announced before the
+           * input gradient's product: the bucket that holds them can go
+           * on the wire that much earlier (an overlapped sync), with the
+           * products and the bits of dense_backward. */
+          dense_backward(NULL, dw, db, d, l->in, w, B, (int)l->in_elems, (int)l->out_elems);
+          ready(ctx, off, len);
+          told = 1;
+          dense_backward_data(dinp, d, w, B, (int)l->in_elems, (int)l->out_elems);
+        } else {
+          dense_bwd(m, l, dinp, dw, db, d, w, B);
+        }
+        break;
       case MS_LAYER_CONV2D: conv_bwd(m, l, dinp, dw, db, d, w, B); break;
       case MS_LAYER_MAXPOOL2D:
         if (dinp) maxpool2d_backward(dinp, d, l->argmax, &l->g, B);
@@ -551,8 +566,7 @@ void model_backward(ms_model *m, float *dout, const ms_pass *pass, ms_grad_ready
       case MS_LAYER_ACTIVATION: dinp = d; break;
       default: break; /* the sequence layers: model_seq_backward */
     }
-    size_t off, len;
-    if (ready && model_layer_params(m, l, &off, &len)) ready(ctx, off, len);
+    if (ready && !told && model_layer_params(m, l, &off, &len)) ready(ctx, off, len);
     d = dinp;
   }
 }
