@@ -362,17 +362,18 @@ static int share_params(train_setup *s, const ranks *rk) {
   }
   int brc = ms_from_comm(comm_node_mem_barrier(s->shared_params), comm_errmsg(w));
   if (!rc) rc = brc;
-  const char *mirror = w16 ? " and a bf16 copy of the parameters" : "";
+  const char *what = w16 ? "the parameters, the optimizer state and a bf16 copy of the parameters"
+                         : "the parameters and the optimizer state";
   if (hier)
     snprintf(s->params_desc, sizeof s->params_desc,
-             "shared: the parameters, the optimizer state%s once per node (%.3g MB), each of "
-             "a node's %d ranks updates its 1/%d of them after its slice's sum across nodes",
-             mirror, (double)bytes / 1e6, L, L);
+             "shared: %s once per node (%.3g MB), each of a node's %d ranks updates its 1/%d "
+             "of them after its slice's sum across nodes",
+             what, (double)bytes / 1e6, L, L);
   else
     snprintf(s->params_desc, sizeof s->params_desc,
-             "shared: the parameters, the optimizer state%s once per node (%.3g MB), each of "
-             "the %d ranks updates its 1/%d of them",
-             mirror, (double)bytes / 1e6, w->size, w->size);
+             "shared: %s once per node (%.3g MB), each of the %d ranks updates its 1/%d of "
+             "them",
+             what, (double)bytes / 1e6, w->size, w->size);
   return agree(rk, rc);
 }
 
