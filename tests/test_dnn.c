@@ -227,6 +227,54 @@ static void test_dnn_deterministic_across_cache(void **state) {
   }
 }
 
+/* dnn_bf16_convert rounds to nearest even (ties included), and a layer
+ * that reads the caller's bf16 weights (dnn_dense_use_bf16) gives the bits
+ * of the same layer converting its f32 weights itself (comm.shared_params'
+ * node copy against each rank's own), for every batch size; also with
+ * weights that round up, tie, overflow to inf or are subnormal. */
+static void test_dnn_bf16_caller_weights(void **state) {
+  (void)state;
+  const uint32_t edge[] = {0x3f808000u, 0x3f818000u, 0x3f80ffffu, 0x7f7fffffu,
+                           0x00000001u, 0x807fffffu, 0x3c000001u, 0xbf7f8000u};
+  float e[8];
+  memcpy(e, edge, sizeof e);
+  uint16_t h[8];
+  assert_int_equal(dnn_bf16_convert(h, e, 8), 0);
+  for (int i = 0; i < 8; i++) {
+    if (fpclassify(e[i]) == FP_SUBNORMAL) continue; /* the ISA's choice: flushed or kept */
+    float r = bf16_round(e[i]), got;
+    uint32_t u = (uint32_t)h[i] << 16;
+    memcpy(&got, &u, sizeof got);
+    assert_memory_equal(&got, &r, sizeof r);
+  }
+  int C = 300, OC = 70;
+  dense_case a, b;
+  case_init(&a, 32, C, OC, 60), case_init(&b, 32, C, OC, 60);
+  memcpy(a.w, e, sizeof e), memcpy(b.w, e, sizeof e);
+  a.w[8] = b.w[8] = 1e-39f; /* subnormal: both paths must round it alike */
+  dnn_dense *own, *ext;
+  assert_int_equal(dnn_dense_create(&own, C, OC, 32, DNN_BF16), 0);
+  assert_int_equal(dnn_dense_create(&ext, C, OC, 32, DNN_BF16), 0);
+  uint16_t *w16 = malloc(sizeof(uint16_t) * (size_t)OC * C);
+  assert_non_null(w16);
+  assert_int_equal(dnn_bf16_convert(w16, b.w, (size_t)OC * C), 0);
+  /* Only native bf16 reads them; emulated runs ignore the call. */
+  assert_int_equal(dnn_dense_bf16_weights(ext), dnn_bf16_native());
+  dnn_dense_use_bf16(ext, w16);
+  /* Garbage in b.w: a layer that reads w16 must not look at it. */
+  if (dnn_dense_bf16_weights(ext)) tu_fill(b.w, (long)OC * C, 99);
+  for (int B = 32; B >= 1; B -= 13) {
+    a.B = b.B = B;
+    case_run(&a, own), case_run(&b, ext);
+    assert_memory_equal(a.out, b.out, sizeof(float) * (size_t)B * OC);
+    assert_memory_equal(a.dinp, b.dinp, sizeof(float) * (size_t)B * C);
+    assert_memory_equal(a.dw, b.dw, sizeof(float) * (size_t)OC * C);
+  }
+  dnn_dense_free(own), dnn_dense_free(ext);
+  free(w16);
+  case_free(&a), case_free(&b);
+}
+
 static void test_dnn_precision_choice(void **state) {
   (void)state;
   char why[128];
@@ -626,6 +674,7 @@ int main(void) {
       cmocka_unit_test(test_dnn_bf16_is_rounded_operands_fp32_sums),
       cmocka_unit_test(test_dnn_bf16_near_fp32),
       cmocka_unit_test(test_dnn_deterministic_across_cache),
+      cmocka_unit_test(test_dnn_bf16_caller_weights),
       cmocka_unit_test(test_dnn_precision_choice),
       cmocka_unit_test(test_dnn_model_bf16_near_fp32_and_deterministic),
       cmocka_unit_test(test_dnn_model_kernels_desc),

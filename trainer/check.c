@@ -326,6 +326,21 @@ static void print_summary(FILE *out, const ms_config *c, const ms_model *m, int 
           (long long)batch);
 }
 
+/* Bytes of the bf16 weights of the layers that read plain bf16 weights
+ * (dnn.h: native bf16 dense layers, one (OC, C) array each), 0 in fp32.
+ * m may be a plan, whose precision is not resolved yet: then the config's
+ * as dnn_resolve_precision resolves it. */
+static double bf16_weight_bytes(const ms_config *c, const ms_model *m) {
+  int bf16 = m->precision == DNN_BF16 || c->model.precision == MS_PRECISION_BF16 ||
+             (c->model.precision == MS_PRECISION_AUTO && dnn_bf16_fast());
+  double w = 0.0;
+  for (int i = 0; bf16 && dnn_bf16_native() && i < m->n_layers; i++) {
+    const ms_layer *l = &m->layers[i];
+    if (l->type == MS_LAYER_DENSE && !l->seq && l->w >= 0) w += (double)m->p[l->w].len;
+  }
+  return w * sizeof(uint16_t);
+}
+
 void check_memory_desc(const ms_config *c, const ms_model *m, int world, int nodes, int shared,
                        char *buf, size_t n) {
   char a[40], b[40], d[40], e[40], f[40];
@@ -334,8 +349,11 @@ void check_memory_desc(const ms_config *c, const ms_model *m, int world, int nod
   int states = c->optim.name == MS_OPTIM_SGD ? 1 : 2;
   double arena = (double)m->n_params * sizeof(float);
   double acts = (double)batch * ((double)m->in_features + model_row_floats(m)) * sizeof(float);
-  double once = (1.0 + states) * arena; /* parameters + optimizer state */
-  double own_off = 2.0 * arena + states * arena + acts, own_on = arena + acts;
+  /* bf16: each rank's own bf16 weights, or their copy once per node, which
+   * spans the whole arena (same offsets as the parameters; startup.c). */
+  double w16 = bf16_weight_bytes(c, m), mirror = w16 > 0 ? arena / 2 : 0.0;
+  double once = (1.0 + states) * arena + mirror; /* parameters + optimizer state */
+  double own_off = 2.0 * arena + states * arena + acts + w16, own_on = arena + acts;
   double rank_on = own_on + once / L, node_on = L * own_on + once, node_off = L * own_off;
   if (shared)
     snprintf(buf, n,
@@ -350,8 +368,12 @@ void check_memory_desc(const ms_config *c, const ms_model *m, int world, int nod
              "(comm.shared_params) they would be %s per rank (PSS), %s per node",
              mib(a, sizeof a, own_off), mib(b, sizeof b, node_off), L, L == 1 ? "" : "s",
              mib(d, sizeof d, rank_on), mib(e, sizeof e, node_on));
-  /* Across nodes every node holds its own copy (the hierarchical path). */
   size_t k = strlen(buf);
+  if (w16 > 0 && k < n)
+    snprintf(buf + k, n - k, "; bf16 weights: %s once per node shared, %s per rank unshared",
+             mib(a, sizeof a, mirror), mib(b, sizeof b, w16));
+  /* Across nodes every node holds its own copy (the hierarchical path). */
+  k = strlen(buf);
   if (nodes > 1 && k < n)
     snprintf(buf + k, n - k, "; %d nodes: %s in all (%s %s)", nodes,
              mib(a, sizeof a, nodes * (shared ? node_on : node_off)), shared ? "without" : "with",

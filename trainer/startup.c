@@ -328,7 +328,11 @@ static int share_params(train_setup *s, const ranks *rk) {
   float *state[2];
   int n_state = optim_state(s->opt, state, NULL, 2);
   size_t stride = arena_stride(s->model->n_params);
-  size_t bytes = sizeof(float) * stride * (size_t)(1 + n_state);
+  /* bf16 layers: their bf16 weights once per node too, after the state
+   * (model_use_bf16; each rank rounds its range after its update). */
+  const int w16 = model_bf16_wanted(s->model);
+  size_t bytes = sizeof(float) * stride * (size_t)(1 + n_state) +
+                 (w16 ? sizeof(uint16_t) * stride : 0);
   void *base = NULL;
   int rc = 0;
   if (!why) rc = comm_node_mem_alloc(w, bytes, 0, &s->shared_params, &base);
@@ -352,17 +356,24 @@ static int share_params(train_setup *s, const ranks *rk) {
     memset(state[a] + lo, 0, sizeof(float) * (hi - lo));
   }
   optim_use_state(s->opt, state, 0);
-  rc = ms_from_comm(comm_node_mem_barrier(s->shared_params), comm_errmsg(w));
+  if (w16) {
+    model_use_bf16(s->model, (uint16_t *)(p + stride * (size_t)(1 + n_state)));
+    rc = model_bf16_update(s->model, lo, hi);
+  }
+  int brc = ms_from_comm(comm_node_mem_barrier(s->shared_params), comm_errmsg(w));
+  if (!rc) rc = brc;
+  const char *what = w16 ? "the parameters, the optimizer state and a bf16 copy of the parameters"
+                         : "the parameters and the optimizer state";
   if (hier)
     snprintf(s->params_desc, sizeof s->params_desc,
-             "shared: the parameters and the optimizer state once per node (%.3g MB), each of "
-             "a node's %d ranks updates its 1/%d of them after its slice's sum across nodes",
-             (double)bytes / 1e6, L, L);
+             "shared: %s once per node (%.3g MB), each of a node's %d ranks updates its 1/%d "
+             "of them after its slice's sum across nodes",
+             what, (double)bytes / 1e6, L, L);
   else
     snprintf(s->params_desc, sizeof s->params_desc,
-             "shared: the parameters and the optimizer state once per node (%.3g MB), each of "
-             "the %d ranks updates its 1/%d of them",
-             (double)bytes / 1e6, w->size, w->size);
+             "shared: %s once per node (%.3g MB), each of the %d ranks updates its 1/%d of "
+             "them",
+             what, (double)bytes / 1e6, w->size, w->size);
   return agree(rk, rc);
 }
 

@@ -251,10 +251,26 @@ static int sharded_update(run *r, double lr) {
     float f = optim_clip_factor(ss, s->cfg.optim.clip_norm, &norm);
     optim_step_range(s->opt, m->params, m->grads, f, lr, lo, hi);
   }
+  /* The node's bf16 weights (bf16 layers): each rank rounds the range it
+   * has just updated, before the barrier publishes both. */
+  int crc = model_bf16_update(m, lo, hi);
   ranks_enter(&r->rk, "parameter barrier", "train_step");
   int rc = comm_node_mem_barrier(s->shared_params);
   ranks_leave(&r->rk);
-  return rc ? ms_from_comm(rc, comm_errmsg(r->rk.w)) : 0;
+  return rc ? ms_from_comm(rc, comm_errmsg(r->rk.w)) : crc;
+}
+
+/* After a resume wrote the node's shared parameters: their bf16 copy
+ * (model_use_bf16) from them, each rank its range, before the first
+ * forward. Collective over every rank when the parameters are shared. */
+static int refresh_bf16(run *r) {
+  train_setup *s = &r->s;
+  if (!s->shared_params || !s->model->bf16) return 0;
+  size_t lo = 0, hi = 0;
+  reducer_shard(s->red, reducer_shard_self(s->red), &lo, &hi, NULL);
+  int crc = model_bf16_update(s->model, lo, hi);
+  int rc = comm_node_mem_barrier(s->shared_params);
+  return agree(r, rc ? ms_from_comm(rc, comm_errmsg(r->rk.w)) : crc);
 }
 
 /* One optimizer step on this rank's slice of the next global batch. sa
@@ -399,6 +415,7 @@ static int setup(run *r, const train_args *a) {
     return rc;
   if (from[0])
     report_resumed(r->rep, from, r->cur.step, r->cur.epoch, r->cur.step_in_epoch);
+  if (from[0] && (rc = refresh_bf16(r))) return rc;
   if ((rc = early_stop_setup(r, from))) return rc;
   /* One optimizer step per training step (Adam's bias correction). */
   s->opt->t = r->cur.step;

@@ -78,6 +78,40 @@ for from_to in 2:2 2:3 3:2; do
   note "resume $a -> $b ranks at step 12: sharing on and off agree bit for bit"
 done
 
+# bf16 (issue 21's derived copy): the dense layers' bf16 weights live once
+# per node too, each rank rounding its range after its update. Sharing on
+# and off agree bit for bit, also resumed in the middle (the copy is made
+# again from the loaded parameters), and the banner and `midscale check`
+# count the copy once per node. Without native bf16 the layers run
+# emulated and read no copy; the runs must agree all the same.
+bf=(--set model.precision=bf16 --set optim.name=adam --set optim.lr=0.003)
+native=1
+train 2 on2bf16 true "${bf[@]}"
+grep -q '^kernels: precision bf16 (emulated' "$LAST_OUT" && native=0
+if [ $native = 1 ]; then
+  grep -q '^params: shared: .* and a bf16 copy of the parameters once per node' "$LAST_OUT" ||
+    { grep '^params' "$LAST_OUT"; fail "bf16: the banner does not say the bf16 copy is shared"; }
+  grep -Eq '^memory: parameters and optimizer state shared .*; bf16 weights: .* once per node shared, .* per rank unshared$' \
+    "$LAST_OUT" || { grep '^memory' "$LAST_OUT"; fail "bf16: the memory line does not count the copy"; }
+  "$MIDSCALE" check cfg.yaml --world 2 "${bf[@]}" >check.out 2>check.err || fail "bf16: check failed"
+  grep -Eq '^  memory: parameters and optimizer state shared .*; bf16 weights: .* once per node shared' \
+    check.out || { grep memory check.out; fail "bf16: check's memory line does not count the copy"; }
+fi
+train 2 off2bf16 false "${bf[@]}"
+same on2bf16 off2bf16
+"$PYTHON" "$CHECKER" --compare on2bf16.safetensors on2adam.safetensors >/dev/null 2>&1 &&
+  fail "bf16: the same parameters as fp32 (did bf16 run?)"
+for shared in true false; do
+  name="res22bf16$shared"
+  run_np 2 train cfg.yaml --set run.dir="$name" --set train.batch_size=96 \
+    --set train.max_steps=$STEPS "${bf[@]}" --set comm.shared_params=$shared --stop-at 12
+  expect_ok
+  train 2 "$name" "$shared" "${bf[@]}" --resume auto
+  grep -q '^resumed from .*step-00000012' "$LAST_OUT" || fail "$name: did not resume at step 12"
+  same "$name" on2bf16
+done
+note "bf16 (native $native): sharing on and off agree bit for bit, also resumed at step 12"
+
 # Where sharing cannot run, the banner says why.
 run_np 2 train cfg.yaml --set run.dir=fp16 --set train.max_steps=4 --set comm.compress=fp16
 expect_ok

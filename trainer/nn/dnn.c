@@ -97,16 +97,17 @@ static void product_free(product *p) {
   dnn_op_free(&p->mm), dnn_prep_free(&p->src), dnn_prep_free(&p->wei);
 }
 
-/* mode 0: f32; 1: bf16 (the weights in the layout oneDNN picks); 2: bf16
- * emulated through f32. impl (may be NULL) receives the implementation. */
+/* mode 0: f32; 1: bf16 (the weights in the layout oneDNN picks, or with
+ * plain_wei in wei_tag's: the caller passes them as bf16); 2: bf16 emulated
+ * through f32. impl (may be NULL) receives the implementation. */
 static dnnl_status_t product_make(product *p, dnnl_dim_t M, dnnl_dim_t N, dnnl_dim_t K,
                                   dnnl_format_tag_t src_tag, dnnl_format_tag_t wei_tag, int bias,
-                                  int mode, char *impl, size_t n) {
+                                  int mode, int plain_wei, char *impl, size_t n) {
   memset(p, 0, sizeof *p);
   dnnl_data_type_t in = mode == 1 ? dnnl_bf16 : dnnl_f32;
   dnnl_memory_desc_t src, wei, b, dst, src_user, wei_user, src16, wei16;
   md2(&src, M, K, in, src_tag);
-  md2(&wei, K, N, in, mode == 1 ? dnnl_format_tag_any : wei_tag);
+  md2(&wei, K, N, in, mode == 1 && !plain_wei ? dnnl_format_tag_any : wei_tag);
   md2(&b, 1, N, dnnl_f32, dnnl_ab);
   md2(&dst, M, N, dnnl_f32, dnnl_ab);
   dnnl_matmul_desc_t desc;
@@ -131,18 +132,20 @@ static dnnl_status_t product_make(product *p, dnnl_dim_t M, dnnl_dim_t N, dnnl_d
   md2(&src16, M, K, dnnl_bf16, src_tag);
   md2(&wei16, K, N, dnnl_bf16, wei_tag);
   st = dnn_prep_make(&p->src, &src_user, mode == 1 ? &src : &src16, mode == 2);
-  if (st == dnnl_success)
+  /* Plain bf16 weights are the layer's (dnn_dense.w16), converted once. */
+  if (st == dnnl_success && !(mode == 1 && plain_wei))
     st = dnn_prep_make(&p->wei, &wei_user, mode == 1 ? &wei : &wei16, mode == 2);
   return st;
 }
 
-/* dst = src @ wei [+ bias] from the caller's f32 arrays. */
-static dnnl_status_t product_run(product *p, const float *src, const float *wei, const float *bias,
-                                 float *dst) {
-  const void *s = src, *w = wei;
+/* dst = src @ wei [+ bias] from the caller's f32 arrays; wei16 (bf16 with
+ * plain weights): wei already in bf16, in the product's layout. */
+static dnnl_status_t product_run(product *p, const float *src, const float *wei,
+                                 const uint16_t *wei16, const float *bias, float *dst) {
+  const void *s = src, *w = wei16 ? (const void *)wei16 : wei;
   if (p->src.cvt.prim) {
     s = dnn_prep_run(&p->src, src);
-    w = dnn_prep_run(&p->wei, wei);
+    if (!wei16) w = dnn_prep_run(&p->wei, wei);
     if (!s || !w) return dnnl_runtime_error;
   }
   void *h3[] = {(void *)s, (void *)w, dst};
@@ -167,6 +170,14 @@ struct dnn_dense {
   unsigned long clock;
   shape_ops cache[DNN_CACHE];
   char impl[64];
+  /* Native bf16: the weights (OC, C) in plain bf16, which the forward reads
+   * as (C, OC) ba and the backward data as (OC, C) ab: one copy for both
+   * and for every batch size. w16 is the caller's (dnn_dense_use_bf16) or
+   * own16 (allocated on first use), which wcvt fills from the f32 weights
+   * on each call. wcvt is made for native bf16 only. */
+  const uint16_t *w16;
+  uint16_t *own16;
+  dnn_op wcvt;
 };
 
 static void shape_free(shape_ops *s) {
@@ -177,6 +188,8 @@ static void shape_free(shape_ops *s) {
 void dnn_dense_free(dnn_dense *d) {
   if (!d) return;
   for (int i = 0; i < DNN_CACHE; i++) shape_free(&d->cache[i]);
+  dnn_op_free(&d->wcvt);
+  free(d->own16);
   free(d);
 }
 
@@ -186,13 +199,14 @@ static dnnl_status_t shape_make(dnn_dense *d, shape_ops *s, int B) {
   int mode = d->prec == DNN_FP32 ? 0 : d->emulated ? 2 : 1;
   /* out (B, OC) = inp (B, C) @ w^T, w (OC, C) row-major read as (C, OC) ba. */
   dnnl_status_t st =
-      product_make(&s->fwd, B, OC, C, dnnl_ab, dnnl_ba, 1, mode, d->impl, sizeof d->impl);
+      product_make(&s->fwd, B, OC, C, dnnl_ab, dnnl_ba, 1, mode, 1, d->impl, sizeof d->impl);
   /* dinp (B, C) = dout (B, OC) @ w (OC, C). */
   if (st == dnnl_success)
-    st = product_make(&s->bwd_data, B, C, OC, dnnl_ab, dnnl_ab, 0, mode, NULL, 0);
-  /* dw (OC, C) = dout^T (OC, B) @ inp (B, C), dout (B, OC) read as ba. */
+    st = product_make(&s->bwd_data, B, C, OC, dnnl_ab, dnnl_ab, 0, mode, 1, NULL, 0);
+  /* dw (OC, C) = dout^T (OC, B) @ inp (B, C), dout (B, OC) read as ba; inp
+   * (its "weights") goes into the layout oneDNN picks. */
   if (st == dnnl_success)
-    st = product_make(&s->bwd_w, OC, C, B, dnnl_ba, dnnl_ab, 0, mode, NULL, 0);
+    st = product_make(&s->bwd_w, OC, C, B, dnnl_ba, dnnl_ab, 0, mode, 0, NULL, 0);
   if (st == dnnl_success)
     s->B = B;
   else
@@ -242,12 +256,44 @@ int dnn_dense_create(dnn_dense **out, int C, int OC, int max_batch, dnn_precisio
    * and the implementation's name is known before the first step. */
   shape_ops *s = NULL;
   rc = shape_get(d, d->max_batch, &s);
+  if (rc == 0 && d->prec == DNN_BF16 && !d->emulated) {
+    dnnl_memory_desc_t f, b;
+    md2(&f, OC, C, dnnl_f32, dnnl_ab);
+    md2(&b, OC, C, dnnl_bf16, dnnl_ab);
+    dnnl_status_t st = dnn_reorder_make(&d->wcvt, &f, &b);
+    if (st != dnnl_success)
+      rc = ms_error_set(st == dnnl_out_of_memory ? MS_ENOMEM : MS_EINTERNAL,
+                        "oneDNN: cannot create the bf16 weights of a %d -> %d dense layer "
+                        "(status %d)",
+                        C, OC, st);
+  }
   if (rc) {
     dnn_dense_free(d);
     return rc;
   }
   *out = d;
   return 0;
+}
+
+void dnn_dense_use_bf16(dnn_dense *d, const uint16_t *w16) { d->w16 = w16; }
+
+int dnn_dense_bf16_weights(const dnn_dense *d) { return d->wcvt.prim && !d->emulated; }
+
+/* The plain bf16 weights of this call: the caller's, or w converted into
+ * own16; NULL where the products take f32 weights, or on a failure (*st). */
+static const uint16_t *weights16(dnn_dense *d, const float *w, dnnl_status_t *st) {
+  *st = dnnl_success;
+  if (!d->wcvt.prim || d->emulated) return NULL;
+  if (d->w16) return d->w16;
+  /* Made on first use: a layer that reads the caller's never has one. */
+  if (!d->own16) d->own16 = malloc(sizeof(uint16_t) * (size_t)d->OC * (size_t)d->C);
+  if (!d->own16) {
+    *st = dnnl_out_of_memory;
+    return NULL;
+  }
+  void *h[] = {(void *)w, d->own16};
+  *st = dnn_op_run(&d->wcvt, h);
+  return *st == dnnl_success ? d->own16 : NULL;
 }
 
 static int fail(dnnl_status_t st, const char *what) {
@@ -259,7 +305,9 @@ int dnn_dense_forward(dnn_dense *d, float *out, const float *inp, const float *w
   shape_ops *s = NULL;
   int rc = shape_get(d, B, &s);
   if (rc) return rc;
-  dnnl_status_t st = product_run(&s->fwd, inp, w, b, out);
+  dnnl_status_t st;
+  const uint16_t *w16 = weights16(d, w, &st);
+  if (st == dnnl_success) st = product_run(&s->fwd, inp, w, w16, b, out);
   return st == dnnl_success ? 0 : fail(st, "dense forward");
 }
 
@@ -275,8 +323,11 @@ int dnn_dense_backward(dnn_dense *d, float *dinp, float *dw, float *db, const fl
     const float *row = dout + (long)i * OC;
     for (int o = 0; o < OC; o++) db[o] += row[o];
   }
-  dnnl_status_t st = product_run(&s->bwd_w, dout, inp, NULL, dw);
-  if (st == dnnl_success && dinp) st = product_run(&s->bwd_data, dout, w, NULL, dinp);
+  dnnl_status_t st = product_run(&s->bwd_w, dout, inp, NULL, NULL, dw);
+  if (st == dnnl_success && dinp) {
+    const uint16_t *w16 = weights16(d, w, &st);
+    if (st == dnnl_success) st = product_run(&s->bwd_data, dout, w, w16, NULL, dinp);
+  }
   return st == dnnl_success ? 0 : fail(st, "dense backward");
 }
 
@@ -284,6 +335,31 @@ const char *dnn_dense_impl(const dnn_dense *d) { return d->impl; }
 
 int dnn_dense_emulated(const dnn_dense *d) {
   return d->prec == DNN_BF16 && (d->emulated || !d->native);
+}
+
+int dnn_bf16_convert(uint16_t *dst, const float *src, size_t n) {
+  /* Fixed-size pieces, so that oneDNN's primitive cache serves every call
+   * after the first; the same reorder kind as a layer's own conversion
+   * (dense f32 to dense bf16), so the same bits. */
+  enum { PIECE = 1 << 20 };
+  int rc = dnn_start();
+  for (size_t off = 0; rc == 0 && off < n; off += PIECE) {
+    dnnl_dims_t len = {(dnnl_dim_t)(n - off < PIECE ? n - off : PIECE)};
+    dnnl_memory_desc_t f, b;
+    dnnl_memory_desc_init_by_tag(&f, 1, len, dnnl_f32, dnnl_a);
+    dnnl_memory_desc_init_by_tag(&b, 1, len, dnnl_bf16, dnnl_a);
+    dnn_op o;
+    dnnl_status_t st = dnn_reorder_make(&o, &f, &b);
+    if (st == dnnl_success) {
+      void *h[] = {(void *)(src + off), dst + off};
+      st = dnn_op_run(&o, h);
+      dnn_op_free(&o);
+    }
+    if (st != dnnl_success)
+      rc = ms_error_set(MS_EINTERNAL, "oneDNN: converting %zu weights to bf16 failed (status %d)",
+                        n, st);
+  }
+  return rc;
 }
 
 static double seconds(void) {

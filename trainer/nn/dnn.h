@@ -13,9 +13,16 @@
  * and the cache keeps the most recent DNN_CACHE of them.
  *
  * Precision DNN_BF16 (mixed): the inputs, the weights and the output
- * gradients are rounded to bf16 (round to nearest even) before each product,
- * the weights straight into oneDNN's packed layout; products accumulate in
- * fp32 and every result (out, dinp, dw, db) is fp32.
+ * gradients are rounded to bf16 (round to nearest even) before each product;
+ * products accumulate in fp32 and every result (out, dinp, dw, db) is fp32.
+ * A dense layer's bf16 weights are one plain (OC, C) array, which the
+ * forward reads as w^T and the backward data as w: converted from w on each
+ * call, or, after dnn_dense_use_bf16, read from the caller's copy (comm.
+ * shared_params keeps one per node; trainer/startup.c). The matmul packs
+ * plain bf16 weights itself, block by block, which costs less than a
+ * reorder of the whole f32 array into its packed layout on each call (the
+ * commit that brought this has the figures) and gives the same bits
+ * (test_dnn).
  * The caller keeps fp32 master weights. Where oneDNN has no bf16 matmul for
  * the CPU (an ISA capped below AVX-512), the same rounding is applied and an
  * fp32 product runs instead: the numbers are those of bf16 inputs with fp32
@@ -35,6 +42,7 @@
 #define MS_DNN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "layers.h"
@@ -94,6 +102,22 @@ int dnn_dense_forward(dnn_dense *d, float *out, const float *inp, const float *w
  * @return 0 or MS_EINTERNAL. */
 int dnn_dense_backward(dnn_dense *d, float *dinp, float *dw, float *db, const float *dout,
                        const float *inp, const float *w, int B);
+
+/* 1 when the layer's products read plain bf16 weights (native bf16, not
+ * emulated): only then does dnn_dense_use_bf16 take effect. */
+int dnn_dense_bf16_weights(const dnn_dense *d);
+
+/* w16: NULL (the default: each forward and backward converts w), or the
+ * layer's weights (OC, C) as bf16, rounded to nearest even from w as
+ * dnn_bf16_convert rounds them; the caller keeps them equal to the rounded
+ * w whenever a forward or backward runs, and alive until the next call or
+ * dnn_dense_free. Ignored unless dnn_dense_bf16_weights. */
+void dnn_dense_use_bf16(dnn_dense *d, const uint16_t *w16);
+
+/* dst[i] = src[i] rounded to bf16 (nearest even), i < n, by oneDNN's
+ * reorder: the bits a layer's own conversion makes. @return 0 or
+ * MS_EINTERNAL. */
+int dnn_bf16_convert(uint16_t *dst, const float *src, size_t n);
 
 /* oneDNN's name of the forward implementation last used
  * ("brg:avx512_core_bf16"), or "" before the first forward. */

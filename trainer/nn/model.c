@@ -319,6 +319,25 @@ void model_use_params(ms_model *m, float *p, int copy) {
   m->params_borrowed = 1;
 }
 
+int model_bf16_wanted(const ms_model *m) {
+  for (int i = 0; i < m->n_layers; i++)
+    if (m->layers[i].dnn && dnn_dense_bf16_weights(m->layers[i].dnn)) return 1;
+  return 0;
+}
+
+void model_use_bf16(ms_model *m, uint16_t *w16) {
+  m->bf16 = w16;
+  for (int i = 0; i < m->n_layers; i++) {
+    ms_layer *l = &m->layers[i];
+    if (l->dnn && l->w >= 0) dnn_dense_use_bf16(l->dnn, w16 ? w16 + m->p[l->w].off : NULL);
+  }
+}
+
+int model_bf16_update(ms_model *m, size_t lo, size_t hi) {
+  if (!m->bf16 || hi <= lo) return 0;
+  return dnn_bf16_convert(m->bf16 + lo, m->params + lo, hi - lo);
+}
+
 void model_free(ms_model *m) {
   if (!m) return;
   if (!m->params_borrowed) free(m->params);

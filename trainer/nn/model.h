@@ -107,6 +107,7 @@ typedef struct {
   int params_borrowed;   /* 1: params is the caller's (model_use_params) */
   float *grads;          /* (n_params); model_use_grads may move it */
   int grads_borrowed;    /* 1: grads is the caller's (model_use_grads) */
+  uint16_t *bf16;        /* the caller's bf16 copy of params (model_use_bf16), or NULL */
   int max_batch;
   float *scratch[2];     /* backward buffers, (max_batch, widest) */
   float *conv_scratch;   /* one im2col matrix, the largest conv2d's */
@@ -161,6 +162,22 @@ void model_use_grads(ms_model *m, float *g);
  * parameters are copied into p first (one rank of the node does it); 0
  * leaves p as it is. */
 void model_use_params(ms_model *m, float *p, int copy);
+
+/* 1 when some layer multiplies by bf16 weights that it can read from a
+ * bf16 copy of the parameters (model.precision bf16, native: the dense
+ * layers on oneDNN), so that model_use_bf16 saves their conversions. */
+int model_bf16_wanted(const ms_model *m);
+
+/* From now on those layers read their bf16 weights from w16 (n_params
+ * bf16 values, the caller's, same offsets as params; NULL: each converts
+ * its own again). The caller keeps w16 equal to params rounded to bf16
+ * (model_bf16_update) whenever a forward or backward runs: comm.
+ * shared_params keeps one copy per node, each rank updating its range. */
+void model_use_bf16(ms_model *m, uint16_t *w16);
+
+/* The bf16 copy's [lo, hi) from params (no-op without model_use_bf16).
+ * @return 0 or MS_EINTERNAL. */
+int model_bf16_update(ms_model *m, size_t lo, size_t hi);
 
 /* Deterministic init from seed, identical on every rank and platform: per
  * layer its `init` (auto: He normal before relu / leaky_relu, Xavier normal
