@@ -56,6 +56,10 @@ struct reducer_hier {
   /* reducer_hier_set_shard: the sum of the slice stays in this rank's own
    * segment (no write-back to the other segments, no closing barrier). */
   int shard;
+  /* The comm thread's real-time priority (comm_thread_boost): its policy
+   * (SCHED_OTHER: nothing to do), the job's level, and whether it runs
+   * one above. Only the comm thread touches them. */
+  int rt_policy, rt_base, rt_up;
 };
 
 /* Largest count of one message (counts are int), and most pieces a
@@ -253,10 +257,14 @@ double reducer_hier_internode_bytes(const reducer_hier *h) { return h->bytes; }
  * CPU. Once the caller waits in reducer_finish there is nothing left to
  * protect, and a nap only delays the wire: wait in MPI
  * (scripts/bench/results/overlap.md). */
+static void comm_thread_boost(reducer_hier *h, int up);
+
 static int wait_napping(reducer_hier *h, int q, MPI_Request *req) {
   for (int spin = 0;; spin++) {
-    if (atomic_load_explicit(&h->finishing, memory_order_relaxed))
+    if (atomic_load_explicit(&h->finishing, memory_order_relaxed)) {
+      comm_thread_boost(h, 0); /* it polls in MPI now: never above the ranks */
       return MPI_Waitall(q, req, MPI_STATUSES_IGNORE);
+    }
     int done = 0, rc = MPI_Testall(q, req, &done, MPI_STATUSES_IGNORE);
     if (rc != MPI_SUCCESS || done) return rc;
     struct timespec nap = {0, spin < 4 ? 0 : NAP_NS};
@@ -566,28 +574,40 @@ static int reduce_bucket(reducer_hier *h, int b) {
  * of its own priority until that one blocks: the comm thread would then
  * run only after backward, and nothing would overlap on a rank without a
  * spare CPU. One level above the compute threads it preempts them for the
- * few microseconds a test of its messages takes, as an interrupt would;
- * it never spins while they compute (wait_napping naps). Under the normal
- * policy the scheduler already runs a thread that wakes from a sleep. */
-static void comm_thread_priority(void) {
+ * few microseconds a test of its messages takes, as an interrupt would,
+ * but only while backward computes, when it naps between tests. Once the
+ * caller waits in reducer_finish it polls in MPI (wait_napping), and one
+ * level up that polling would starve a rank of the same node that shares
+ * its core (2 emulated hosts x 2 ranks on 2 cores hung so): it goes back
+ * to the job's level first. Under the normal policy the scheduler already
+ * runs a thread that wakes from a sleep: nothing to do. */
+static void comm_thread_priority_init(reducer_hier *h) {
   struct sched_param sp;
   int policy;
+  h->rt_policy = SCHED_OTHER;
   if (pthread_getschedparam(pthread_self(), &policy, &sp) != 0) return;
-  if (policy != SCHED_FIFO && policy != SCHED_RR) return;
-  if (sp.sched_priority >= sched_get_priority_max(policy)) return;
-  sp.sched_priority++;
-  (void)pthread_setschedparam(pthread_self(), policy, &sp); /* best effort */
+  if ((policy != SCHED_FIFO && policy != SCHED_RR) ||
+      sp.sched_priority >= sched_get_priority_max(policy))
+    return;
+  h->rt_policy = policy, h->rt_base = sp.sched_priority, h->rt_up = 0;
+}
+
+static void comm_thread_boost(reducer_hier *h, int up) {
+  if (h->rt_policy == SCHED_OTHER || h->rt_up == up) return;
+  struct sched_param sp = {.sched_priority = h->rt_base + (up ? 1 : 0)};
+  if (pthread_setschedparam(pthread_self(), h->rt_policy, &sp) == 0) h->rt_up = up;
 }
 
 static void *comm_thread(void *arg) {
   reducer_hier *h = arg;
-  comm_thread_priority();
+  comm_thread_priority_init(h);
   pthread_mutex_lock(&h->mu);
   for (;;) {
     while (!h->quit && h->done >= h->posted) pthread_cond_wait(&h->cv, &h->mu);
     if (h->quit) break;
     int b = h->done;
     pthread_mutex_unlock(&h->mu);
+    comm_thread_boost(h, !atomic_load_explicit(&h->finishing, memory_order_relaxed));
     int rc = h->thread_rc ? h->thread_rc : reduce_bucket(h, b);
     if (b == h->nb - 1 && h->ctr) /* this rank's write-backs are done */
       atomic_fetch_add_explicit(&h->ctr[h->nb], 1, memory_order_release);
