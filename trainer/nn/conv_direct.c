@@ -55,13 +55,15 @@ long conv_direct_scratch_floats(const ms_conv2d *g) {
  * SSE ones), which plain loops of this shape do not reliably get. */
 typedef float chunk __attribute__((vector_size(CHUNK * sizeof(float))));
 
-/* acc[ob][i] = sum over the taps t of wb[t][ob] * xp[off[t] + i], for OCB
- * output channels and i < n (a multiple of CHUNK), the taps in order. */
+/* acc[ob][i] = bb[ob] + the sum over the taps t of wb[t][ob] * xp[off[t] +
+ * i], for OCB output channels and i < n (a multiple of CHUNK), the bias
+ * first, then the taps in order. */
 MS_CLONES static void fwd_block(float *restrict acc, long n, const float *restrict xp,
-                                const float *restrict wb, const long *restrict off, int taps) {
+                                const float *restrict wb, const float *restrict bb,
+                                const long *restrict off, int taps) {
   for (long i0 = 0; i0 < n; i0 += CHUNK) {
     chunk a[OCB];
-    memset(a, 0, sizeof a);
+    for (int ob = 0; ob < OCB; ob++) a[ob] = (chunk){0} + bb[ob];
     for (int t = 0; t < taps; t++) {
       chunk x;
       memcpy(&x, xp + off[t] + i0, sizeof x);
@@ -131,17 +133,19 @@ void conv_direct_forward(float *out, const float *inp, const float *w, const flo
     for (int o0 = 0; o0 < g->OC; o0 += OCB) {
       const int nb = g->OC - o0 < OCB ? g->OC - o0 : OCB;
       /* The block's weights tap by tap; channels past OC weigh 0. */
-      for (int t = 0; t < taps; t++)
-        for (int ob = 0; ob < OCB; ob++)
+      float bb[OCB];
+      for (int ob = 0; ob < OCB; ob++) {
+        bb[ob] = ob < nb ? b[o0 + ob] : 0.0f;
+        for (int t = 0; t < taps; t++)
           wb[t * OCB + ob] = ob < nb ? w[(long)(o0 + ob) * taps + t] : 0.0f;
+      }
       /* acc (OCB, OH, WP): its columns from OW on straddle two rows and
        * are dropped. */
-      fwd_block(acc, p.NP, xp, wb, off, taps);
+      fwd_block(acc, p.NP, xp, wb, bb, off, taps);
       for (int ob = 0; ob < nb; ob++) {
         float *y = out + ((long)s * g->OC + o0 + ob) * P;
-        const float *a = acc + ob * p.NP, bo = b[o0 + ob];
         for (int oh = 0; oh < g->OH; oh++)
-          for (int ow = 0; ow < g->OW; ow++) y[oh * g->OW + ow] = a[oh * p.WP + ow] + bo;
+          memcpy(y + (long)oh * g->OW, acc + ob * p.NP + oh * p.WP, sizeof(float) * (size_t)g->OW);
       }
     }
   }
