@@ -574,7 +574,8 @@ static ms_model *cnn_k(ms_precision precision, ms_conv_kernel kernel, int F, int
   return m;
 }
 
-/* The CNN of 4 filters first (both conv2d layers im2col in fp32 auto). */
+/* The CNN of 4 filters first (both conv2d layers on the direct kernel in fp32
+ * auto). */
 static ms_model *cnn(ms_precision precision, int B) { return cnn_k(precision, MS_CONV_AUTO, 4, B); }
 
 /* One step of the loss on m: @return the loss; m->grads holds the gradients. */
@@ -587,7 +588,7 @@ static double cnn_step(ms_model *m, const float *x, const int32_t *y, float *dl,
 
 /* fp32 conv2d kernels by model.conv_kernel, on a CNN whose second conv2d
  * has 8 input channels: auto runs it on oneDNN and the first (1 channel)
- * on im2col, and the banner says so; auto and onednn match im2col within
+ * on the direct kernel (conv_direct.h), and the banner says so; auto and onednn match im2col within
  * 1e-5 relative (loss and every gradient tensor); on 2 threads the same
  * bits twice. */
 static void test_dnn_model_cnn_fp32_conv_kernel(void **state) {
@@ -602,6 +603,8 @@ static void test_dnn_model_cnn_fp32_conv_kernel(void **state) {
   ms_model *o = cnn_k(MS_PRECISION_FP32, MS_CONV_ONEDNN, 8, B);
   assert_null(r->layers[0].dconv), assert_null(r->layers[2].dconv);
   assert_null(a->layers[0].dconv), assert_non_null(a->layers[2].dconv);
+  assert_true(a->layers[0].direct && !a->layers[2].direct);
+  assert_false(r->layers[0].direct || r->layers[2].direct || o->layers[0].direct);
   assert_non_null(o->layers[0].dconv), assert_non_null(o->layers[2].dconv);
   double lr = cnn_step(r, x, y, dl, B);
   ms_model *ms[] = {a, o};
@@ -615,7 +618,7 @@ static void test_dnn_model_cnn_fp32_conv_kernel(void **state) {
   char buf[768];
   model_kernels_desc(a, buf, sizeof buf);
   assert_non_null(strstr(buf, "model.conv_kernel auto"));
-  assert_non_null(strstr(buf, "layer 0 (1 in-channels) im2col + OpenBLAS sgemm"));
+  assert_non_null(strstr(buf, "layer 0 (1 in-channels) direct convolution (C)"));
   assert_non_null(strstr(buf, "layer 2 (8 in-channels) oneDNN convolution ["));
   assert_non_null(strstr(buf, "dense: OpenBLAS sgemm fp32"));
   model_kernels_desc(r, buf, sizeof buf);
@@ -632,8 +635,8 @@ static void test_dnn_model_cnn_fp32_conv_kernel(void **state) {
   model_free(r), model_free(a), model_free(o);
 }
 
-/* The CNN in bf16 (oneDNN convolutions and matmul) against fp32 (im2col +
- * OpenBLAS): the loss within 2e-2, the gradients within 4e-2 (measured:
+/* The CNN in bf16 (oneDNN convolutions and matmul) against fp32 (the direct
+ * convolution + OpenBLAS): the loss within 2e-2, the gradients within 4e-2 (measured:
  * 2.2e-2 on the first convolution's weights, whose gradient has been
  * through three bf16 products, the others below 2e-2); the same bits
  * twice. */
@@ -662,7 +665,7 @@ static void test_dnn_model_cnn_bf16_near_fp32(void **state) {
   model_kernels_desc(h, buf, sizeof buf);
   assert_non_null(strstr(buf, "conv2d: oneDNN convolution bf16 ["));
   model_kernels_desc(f, buf, sizeof buf);
-  assert_non_null(strstr(buf, "layer 0 (1 in-channels) im2col + OpenBLAS sgemm"));
+  assert_non_null(strstr(buf, "layer 0 (1 in-channels) direct convolution (C)"));
   model_free(f), model_free(h), model_free(h2);
 }
 

@@ -235,6 +235,54 @@ static void test_layers_maxpool2d_gradcheck(void **state) {
   gradcheck(px, (long)CB * 3 * 7 * 6, dx, 1.0, maxpool_loss, 1e-3f, 1e-3, 1e-4);
 }
 
+/* 2x2 windows at stride 2 take a forward loop of their own (layers_conv.c):
+ * gradients on a plane of odd sides, whose last row and column no window
+ * reaches. */
+static void test_layers_maxpool2d_2x2_gradcheck_odd_plane(void **state) {
+  (void)state;
+  pool_setup(3, 7, 5, 2, 2);
+  static float dx[MAXF];
+  for (long i = 0; i < MAXF; i++) dx[i] = NAN; /* overwritten, the edges zeroed */
+  maxpool_loss();
+  maxpool2d_backward(dx, pr, pam, &pg, CB);
+  gradcheck(px, (long)CB * 3 * 7 * 5, dx, 1.0, maxpool_loss, 1e-3f, 1e-3, 1e-4);
+}
+
+/* The 2x2 loop gives the bits of the definition (maxpool2d_forward's
+ * contract, written out here as the generic loop computes it): the first
+ * maximum in row-major order on ties, a NaN in the first position kept, a
+ * later NaN never chosen; and the backward dinp = 0 + dout at the argmax. */
+static void test_layers_maxpool2d_2x2_matches_definition(void **state) {
+  (void)state;
+  pool_setup(2, 6, 8, 2, 2);
+  const long n = (long)CB * 2 * 6 * 8;
+  for (long i = 0; i < n; i++) px[i] = (float)((i * 7) % 5) - 2.0f; /* many ties */
+  px[0] = NAN, px[10] = NAN, px[17] = -0.0f, px[16] = 0.0f;
+  pr[0] = -0.0f, pr[3] = -0.0f;
+  static float y[MAXF], dx[MAXF], want_dx[MAXF];
+  static int32_t am[MAXF];
+  maxpool2d_forward(y, am, px, &pg, CB);
+  memset(want_dx, 0, sizeof(float) * (size_t)n);
+  for (long pl = 0; pl < (long)CB * 2; pl++)
+    for (int oh = 0; oh < pg.OH; oh++)
+      for (int ow = 0; ow < pg.OW; ow++) {
+        const float *x = px + pl * 48;
+        int best = 2 * oh * 8 + 2 * ow;
+        float v = x[best];
+        for (int kh = 0; kh < 2; kh++)
+          for (int kw = 0; kw < 2; kw++) {
+            int idx = (2 * oh + kh) * 8 + 2 * ow + kw;
+            if (x[idx] > v) v = x[idx], best = idx;
+          }
+        long o = pl * pg.OH * pg.OW + oh * pg.OW + ow;
+        assert_memory_equal(&y[o], &v, sizeof v);
+        assert_int_equal(am[o], best);
+        want_dx[pl * 48 + best] += pr[o];
+      }
+  maxpool2d_backward(dx, pr, am, &pg, CB);
+  assert_memory_equal(dx, want_dx, sizeof(float) * (size_t)n);
+}
+
 static void test_layers_avgpool2d_gradcheck(void **state) {
   (void)state;
   pool_setup(3, 7, 6, 3, 2);
@@ -566,6 +614,8 @@ int main(void) {
       cmocka_unit_test(test_layers_conv2d_groups_match_single_samples),
       cmocka_unit_test(test_layers_maxpool2d_forward_and_argmax),
       cmocka_unit_test(test_layers_maxpool2d_gradcheck),
+      cmocka_unit_test(test_layers_maxpool2d_2x2_gradcheck_odd_plane),
+      cmocka_unit_test(test_layers_maxpool2d_2x2_matches_definition),
       cmocka_unit_test(test_layers_avgpool2d_gradcheck),
       cmocka_unit_test(test_layers_leaky_relu_gradcheck),
       cmocka_unit_test(test_layers_gelu_gradcheck),

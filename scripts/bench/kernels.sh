@@ -15,7 +15,8 @@
 #      (dense) and on the conv2d kernels of model.conv_kernel auto;
 #   3. the fp32 CNN with model.conv_kernel im2col (every conv2d on im2col +
 #      sgemm, the kernels before oneDNN) against auto (oneDNN for layers of
-#      8 or more input channels), world 1 and 2, alternating in order.
+#      8 or more input channels, the direct kernel of conv_direct.h below),
+#      world 1 and 2, alternating in order.
 # Writes scripts/bench/results/kernels.md (raw rows in kernels.jsonl).
 #   scripts/bench/kernels.sh [REPS]        (default 3)
 #   KERNELS_CNN_ONLY=1 scripts/bench/kernels.sh [REPS]: part 3 alone, a
@@ -154,7 +155,8 @@ for k in keys:
     lines.append(f"| {k[0]} | {k[1]} | {k[2]} | {med['fp32']:.0f} | {med['bf16']:.0f} | {med['bf16'] / med['fp32']:.2f} |")
 lines += ["", "## The fp32 CNN's conv2d kernels, samples/s (model.conv_kernel)", "",
           "im2col: every conv2d on im2col + OpenBLAS sgemm (the kernels before oneDNN); auto: oneDNN "
-          "convolutions for layers of 8 or more input channels (the second), im2col below.", "",
+          "convolutions for layers of 8 or more input channels (the second), the direct kernel "
+          "below (the first).", "",
           "| world | batch per rank | im2col | auto | auto / im2col |", "| --- | --- | --- | --- | --- |"]
 for k in keys:
     if k[0] == "cnn-fp32":

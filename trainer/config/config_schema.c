@@ -230,8 +230,9 @@ const key_spec cfg_keys[] = {
          "natively and faster than fp32: AMX, or AVX512_BF16 on AMD; else fp32; the choice "
          "and its reason are printed)"),
     ENUM("model.conv_kernel", model.conv_kernel, MS_CONV_AUTO, conv_kernel_names, SAFE,
-         "fp32 conv2d layers: auto (oneDNN convolutions for layers of 8 or more input channels, "
-         "im2col + OpenBLAS sgemm for fewer, a rule of the shape alone; the banner names each "
+         "fp32 conv2d layers: auto (oneDNN convolutions for layers of 8 or more input channels; "
+         "for fewer, a direct convolution at stride 1, else im2col + OpenBLAS sgemm; a rule of "
+         "the shape alone; the banner names each "
          "layer's library), im2col (every layer on im2col + sgemm, the kernels before oneDNN), "
          "or onednn (every layer on oneDNN). bf16 always runs oneDNN"),
     BOOL("model.tie_embeddings", model.tie_embeddings, 0, PINNED,

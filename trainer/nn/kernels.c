@@ -4,6 +4,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "clones.h"
+
 void dense_forward(float *out, const float *inp, const float *w, const float *b,
                    int B, int C, int OC) {
   /* Seed every row with the bias, then accumulate the product on top. */
@@ -33,11 +35,11 @@ void dense_backward_data(float *dinp, const float *dout, const float *w, int B, 
 
 /* NaN stays NaN (as in PyTorch), so that a NaN input or weight reaches the
  * loss, where train.c stops the run, instead of vanishing into zeros. */
-void relu_forward(float *x, long n) {
+MS_CLONES void relu_forward(float *x, long n) {
   for (long i = 0; i < n; i++) x[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
-void relu_backward(float *dx, const float *out, long n) {
+MS_CLONES void relu_backward(float *dx, const float *out, long n) {
   for (long i = 0; i < n; i++) dx[i] = out[i] > 0.0f ? dx[i] : 0.0f;
 }
 

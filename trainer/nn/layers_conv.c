@@ -149,9 +149,48 @@ void conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const
   }
 }
 
+/* 1 for the 2x2 windows at stride 2 of most CNNs, which have a loop of
+ * their own. */
+static int pool_2x2(const ms_conv2d *g) {
+  return g->KH == 2 && g->KW == 2 && g->SH == 2 && g->SW == 2;
+}
+
+/* maxpool2d_forward of one plane, 2x2 windows at stride 2: the same
+ * comparisons in the same order (so the same maximum, the first in
+ * row-major order on ties, NaN as the generic loop treats it), with the
+ * argmax chosen by masks instead of a branch per pixel, which mispredicts
+ * on activations. Not in clones.h: rows of 14 or 7 outputs leave wide
+ * vectors mostly in their scalar epilogues, slower than SSE here. */
+static void maxpool_2x2_plane(float *restrict y, int32_t *restrict am, const float *restrict x,
+                              const ms_conv2d *g) {
+  const int W = g->W;
+  for (int oh = 0; oh < g->OH; oh++) {
+    const float *r0 = x + (long)2 * oh * W, *r1 = r0 + W;
+    for (int ow = 0; ow < g->OW; ow++) {
+      const int32_t i0 = 2 * oh * W + 2 * ow;
+      const float b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+      float m = r0[2 * ow];
+      int32_t best = i0, t;
+      t = -(int32_t)(b > m); /* all ones when b wins */
+      best ^= (best ^ (i0 + 1)) & t;
+      m = b > m ? b : m;
+      t = -(int32_t)(c > m);
+      best ^= (best ^ (i0 + W)) & t;
+      m = c > m ? c : m;
+      t = -(int32_t)(d > m);
+      best ^= (best ^ (i0 + W + 1)) & t;
+      m = d > m ? d : m;
+      y[oh * g->OW + ow] = m;
+      am[oh * g->OW + ow] = best;
+    }
+  }
+}
+
 void maxpool2d_forward(float *out, int32_t *argmax, const float *inp, const ms_conv2d *g, int B) {
   const long planes = (long)B * g->C, in_sz = (long)g->H * g->W, out_sz = (long)g->OH * g->OW;
-  for (long pl = 0; pl < planes; pl++) {
+  for (long pl = 0; pl < planes && pool_2x2(g); pl++)
+    maxpool_2x2_plane(out + pl * out_sz, argmax + pl * out_sz, inp + pl * in_sz, g);
+  for (long pl = 0; pl < planes && !pool_2x2(g); pl++) {
     const float *x = inp + pl * in_sz;
     float *y = out + pl * out_sz;
     int32_t *am = argmax + pl * out_sz;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv_direct.h"
 #include "hash.h"
 #include "kernels.h"
 #include "model_internal.h"
@@ -215,14 +216,20 @@ static float *falloc(size_t rows, long cols, int *ok) {
  * channels up. Fewer channels make the im2col matrix short (C*KH*KW rows)
  * and oneDNN's direct convolution has little reuse to exploit there; from
  * 8 up it is the faster of the two (scripts/bench/results/kernels.md, the
- * conv2d table). A rule of the shape alone, never a timing: the kernels,
+ * conv2d table). Below, stride-1 layers run conv_direct.h's kernel, the
+ * rest im2col. A rule of the shape alone, never a timing: the kernels,
  * and so the bits, of a run do not depend on the machine's load. */
-#define CONV_ONEDNN_MIN_C 8 /* conv_desc_fp32 says 8 too */
+#define CONV_ONEDNN_MIN_C CONV_DIRECT_MAX_C /* conv_desc_fp32 says 8 too */
 
 /* 1 when the fp32 conv2d layer l runs on oneDNN under kernel. */
 static int conv_on_onednn(const ms_layer *l, ms_conv_kernel kernel) {
   if (kernel == MS_CONV_IM2COL) return 0;
   return kernel == MS_CONV_ONEDNN || l->g.C >= CONV_ONEDNN_MIN_C;
+}
+
+/* 1 when the fp32 conv2d layer l runs the direct kernel under kernel. */
+static int conv_on_direct(const ms_layer *l, ms_conv_kernel kernel) {
+  return kernel == MS_CONV_AUTO && !conv_on_onednn(l, kernel) && conv_direct_supported(&l->g);
 }
 
 /* Resolves the precision and gives the layers their oneDNN primitives: in
@@ -241,6 +248,8 @@ static int model_kernels_create(ms_model *m, ms_precision precision, ms_conv_ker
       rc = dnn_conv_create(&l->dconv, &l->g, m->max_batch, DNN_BF16);
     else if (l->type == MS_LAYER_CONV2D && conv_on_onednn(l, kernel))
       rc = dnn_conv_create(&l->dconv, &l->g, m->max_batch, DNN_FP32);
+    else if (l->type == MS_LAYER_CONV2D)
+      l->direct = conv_on_direct(l, kernel);
   }
   return rc;
 }
@@ -281,8 +290,9 @@ int model_create(ms_model **out, const ms_config *cfg, const int64_t *in, int nd
     }
     if (ok && model_seq_alloc(l, B, &seqs)) ok = 0;
     if (l->type == MS_LAYER_CONV2D) {
-      long s = conv2d_scratch_floats(&l->g, (int)B);
+      long s = conv2d_scratch_floats(&l->g, (int)B), d = conv_direct_scratch_floats(&l->g);
       if (s > conv) conv = s;
+      if (d > conv) conv = d;
     }
   }
   m->scratch[0] = falloc(B, widest, &ok);
@@ -477,7 +487,10 @@ static void conv_fwd(ms_model *m, ms_layer *l, const float *in, const float *w, 
     if (!rc) return;
     dnn_failed(m, l, rc);
   }
-  conv2d_forward(l->z, in, w, b, &l->g, B, m->conv_scratch);
+  if (l->direct)
+    conv_direct_forward(l->z, in, w, b, &l->g, B, m->conv_scratch);
+  else
+    conv2d_forward(l->z, in, w, b, &l->g, B, m->conv_scratch);
 }
 
 static void conv_bwd(ms_model *m, ms_layer *l, float *dinp, float *dw, float *db, const float *d,
@@ -487,7 +500,10 @@ static void conv_bwd(ms_model *m, ms_layer *l, float *dinp, float *dw, float *db
     if (!rc) return;
     dnn_failed(m, l, rc);
   }
-  conv2d_backward(dinp, dw, db, d, l->in, w, &l->g, B, m->conv_scratch);
+  if (l->direct)
+    conv_direct_backward(dinp, dw, db, d, l->in, w, &l->g, B, m->conv_scratch);
+  else
+    conv2d_backward(dinp, dw, db, d, l->in, w, &l->g, B, m->conv_scratch);
 }
 
 const float *model_forward(ms_model *m, const float *x, int B, const ms_pass *pass) {
@@ -595,7 +611,7 @@ void model_backward(ms_model *m, float *dout, const ms_pass *pass, ms_grad_ready
 static size_t conv_desc_fp32(const ms_model *m, char *buf, size_t n, size_t k) {
   static const char *const why[] = {
       [MS_CONV_AUTO] = "model.conv_kernel auto: oneDNN from 8 input channels, faster "
-                       "there; im2col below",
+                       "there; below, a direct kernel at stride 1, else im2col",
       [MS_CONV_IM2COL] = "model.conv_kernel im2col",
       [MS_CONV_ONEDNN] = "model.conv_kernel onednn"};
   k += (size_t)snprintf(buf + k, n - k, "; conv2d fp32 (%s):", why[m->conv_kernel]);
@@ -606,6 +622,9 @@ static size_t conv_desc_fp32(const ms_model *m, char *buf, size_t n, size_t k) {
     if (l->dconv)
       k += (size_t)snprintf(buf + k, n - k, "%s layer %d (%d in-channels) oneDNN convolution [%s]",
                             sep, i, l->g.C, dnn_conv_impl(l->dconv));
+    else if (l->direct)
+      k += (size_t)snprintf(buf + k, n - k, "%s layer %d (%d in-channels) direct convolution (C)",
+                            sep, i, l->g.C);
     else
       k += (size_t)snprintf(buf + k, n - k, "%s layer %d (%d in-channels) im2col + OpenBLAS sgemm",
                             sep, i, l->g.C);

@@ -71,7 +71,8 @@ typedef struct {
   ms_conv2d g;        /* conv2d and pools */
   dnn_dense *dnn;     /* dense in bf16: its oneDNN products (owned); NULL = OpenBLAS */
   dnn_conv *dconv;    /* conv2d on oneDNN (bf16, or fp32 by model.conv_kernel): its
-                       * convolutions (owned); NULL = im2col */
+                       * convolutions (owned); NULL = direct or im2col */
+  int direct;         /* fp32 conv2d without dconv: 1 = conv_direct.h, 0 = im2col */
   int w, b;           /* indices into ms_model.p of the weight and bias; -1 = none */
   /* Buffers of max_batch rows, owned unless noted: */
   float *z;           /* the layer's result before the activation; NULL when the
