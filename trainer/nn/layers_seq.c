@@ -70,6 +70,12 @@ void posemb_backward(float *dp, const float *dout, int B, int T, int D) {
 #define SEQ_INLINE static inline
 #endif
 
+/* Complete unrolling of the short loops over lanes and over a block's
+ * rows, whose sums then stay in registers (without it GCC kept them in
+ * memory: a load and a store around every FMA). */
+#define UNROLL_(n) _Pragma(#n)
+#define UNROLL(n) UNROLL_(GCC unroll n)
+
 /* ---- an inline exp ---------------------------------------------------------------- */
 
 /* e^x for x <= 0 (clamped at -87): x = k ln2 + r, |r| <= ln2 / 2, e^r by
@@ -154,78 +160,117 @@ SEQ_INLINE void transpose(float *restrict dst, const float *restrict src, int T,
 }
 
 
-/* s[j] = x . col j of xt (hd, T), each a sum over d in order, for j < n.
- * The columns go 4 x LANES at a time (four independent sums in registers),
- * which may write s up to min(T, n rounded up to LANES). */
-SEQ_INLINE void row_dots(float *restrict s, const float *restrict x, const float *restrict xt,
-                            int T, int n, int hd) {
-  int j0 = 0;
-  for (; j0 + 2 * LANES < n && j0 + 4 * LANES <= T; j0 += 4 * LANES) {
-    const float *c = xt + j0;
-    vfloat a0 = x[0] * vload(c), a1 = x[0] * vload(c + LANES);
-    vfloat a2 = x[0] * vload(c + 2 * LANES), a3 = x[0] * vload(c + 3 * LANES);
-    for (int d = 1; d < hd; d++) {
-      c = xt + (long)d * T + j0;
-      a0 += x[d] * vload(c), a1 += x[d] * vload(c + LANES);
-      a2 += x[d] * vload(c + 2 * LANES), a3 += x[d] * vload(c + 3 * LANES);
-    }
-    vstore(s + j0, a0), vstore(s + j0 + LANES, a1);
-    vstore(s + j0 + 2 * LANES, a2), vstore(s + j0 + 3 * LANES, a3);
-  }
-  for (; j0 < n && j0 + LANES <= T; j0 += LANES) {
-    vfloat a = x[0] * vload(xt + j0);
-    for (int d = 1; d < hd; d++) a += x[d] * vload(xt + (long)d * T + j0);
-    vstore(s + j0, a);
-  }
-  for (int j = j0; j < n; j++) {
-    float acc = x[0] * xt[j];
-    for (int d = 1; d < hd; d++) acc += x[d] * xt[(long)d * T + j];
-    s[j] = acc;
-  }
+/* c + s * b on every lane, rounded once (a fused multiply-add). Written as
+ * a loop of fmaf, which GCC turns into one vector FMA in the AVX-512 and
+ * Haswell clones and into calls of libm's (exact) fmaf in the baseline
+ * one: the same bits in every clone. Without the fusion a multiply and an
+ * add each took a slot of the two vector ports and the add's latency bound
+ * the sums (scripts/bench/results/seq.md). */
+SEQ_INLINE vfloat vfma(float s, vfloat b, vfloat c) {
+  vfloat r;
+  UNROLL(16) for (int l = 0; l < LANES; l++) r[l] = __builtin_fmaf(s, b[l], c[l]);
+  return r;
 }
 
-/* Rows of dense products, BROWS at a time: out[i, d] = sum over j < n, in
- * order, of a[i, j] v[j, d] for i < rows; a's rows lda apart, out's ldo,
- * v's ld. Entries of a past a row's own length must be 0 (they add
- * nothing); the rows share each load of v. */
-enum { BROWS = 4 };
+/* Rows of dense products, BROWS at a time (callers pass rows == BROWS as
+ * a constant where they can, so that the sums stay in registers). */
+#define BROWS 4
 
+/* s[i, j] = x[i] . col j of xt (hd, T), each a sum over d in order, for
+ * j < n and i < rows; s's rows lds apart, x's ldx. The rows share each
+ * load of xt; the columns go 4 x LANES at a time, which may write s up to
+ * min(T, n rounded up to LANES). */
+SEQ_INLINE void rows_dots(float *restrict s, long lds, const float *restrict x, long ldx,
+                          int rows, const float *restrict xt, int T, int n, int hd) {
+  int j0 = 0;
+  for (; j0 + 2 * LANES < n && j0 + 4 * LANES <= T; j0 += 4 * LANES) {
+    vfloat a[BROWS][4] = {{{0}}};
+    for (int d = 0; d < hd; d++) {
+      const float *c = xt + (long)d * T + j0;
+      const vfloat c0 = vload(c), c1 = vload(c + LANES);
+      const vfloat c2 = vload(c + 2 * LANES), c3 = vload(c + 3 * LANES);
+      UNROLL(BROWS) for (int i = 0; i < rows; i++) {
+        const float xi = x[i * ldx + d];
+        a[i][0] = vfma(xi, c0, a[i][0]), a[i][1] = vfma(xi, c1, a[i][1]);
+        a[i][2] = vfma(xi, c2, a[i][2]), a[i][3] = vfma(xi, c3, a[i][3]);
+      }
+    }
+    UNROLL(BROWS) for (int i = 0; i < rows; i++)
+      for (int k = 0; k < 4; k++) vstore(s + i * lds + j0 + k * LANES, a[i][k]);
+  }
+  for (; j0 < n && j0 + LANES <= T; j0 += LANES) {
+    vfloat a[BROWS] = {{0}};
+    for (int d = 0; d < hd; d++) {
+      const vfloat c = vload(xt + (long)d * T + j0);
+      UNROLL(BROWS) for (int i = 0; i < rows; i++) a[i] = vfma(x[i * ldx + d], c, a[i]);
+    }
+    UNROLL(BROWS) for (int i = 0; i < rows; i++) vstore(s + i * lds + j0, a[i]);
+  }
+  UNROLL(BROWS) for (int i = 0; i < rows; i++)
+    for (int j = j0; j < n; j++) {
+      float acc = 0.0f;
+      for (int d = 0; d < hd; d++) acc = __builtin_fmaf(x[i * ldx + d], xt[(long)d * T + j], acc);
+      s[i * lds + j] = acc;
+    }
+}
+
+/* out[i, d] = sum over j < n, in order, of a[i, j] v[j, d] for i < rows;
+ * a's rows lda apart, out's ldo, v's ld. Entries of a past a row's own
+ * length must be 0 (they add nothing); the rows share each load of v, and
+ * two column blocks go together (eight independent sums). */
 SEQ_INLINE void rows_mix(float *restrict out, long ldo, const float *restrict a, long lda,
                          int rows, const float *restrict v, long ld, int n, int hd) {
   int d0 = 0;
+  for (; d0 + 2 * LANES <= hd; d0 += 2 * LANES) {
+    vfloat acc[BROWS][2] = {{{0}}};
+    for (int j = 0; j < n; j++) {
+      const vfloat v0 = vload(v + j * ld + d0), v1 = vload(v + j * ld + d0 + LANES);
+      UNROLL(BROWS) for (int i = 0; i < rows; i++) {
+        const float aij = a[i * lda + j];
+        acc[i][0] = vfma(aij, v0, acc[i][0]), acc[i][1] = vfma(aij, v1, acc[i][1]);
+      }
+    }
+    UNROLL(BROWS) for (int i = 0; i < rows; i++)
+      vstore(out + i * ldo + d0, acc[i][0]), vstore(out + i * ldo + d0 + LANES, acc[i][1]);
+  }
   for (; d0 + LANES <= hd; d0 += LANES) {
     vfloat acc[BROWS] = {{0}};
     for (int j = 0; j < n; j++) {
       const vfloat vj = vload(v + j * ld + d0);
-      for (int i = 0; i < rows; i++) acc[i] += a[i * lda + j] * vj;
+      UNROLL(BROWS) for (int i = 0; i < rows; i++) acc[i] = vfma(a[i * lda + j], vj, acc[i]);
     }
-    for (int i = 0; i < rows; i++) vstore(out + i * ldo + d0, acc[i]);
+    UNROLL(BROWS) for (int i = 0; i < rows; i++) vstore(out + i * ldo + d0, acc[i]);
   }
   for (int d = d0; d < hd; d++)
-    for (int i = 0; i < rows; i++) {
+    UNROLL(BROWS) for (int i = 0; i < rows; i++) {
       float acc = 0.0f;
-      for (int j = 0; j < n; j++) acc += a[i * lda + j] * v[j * ld + d];
+      for (int j = 0; j < n; j++) acc = __builtin_fmaf(a[i * lda + j], v[j * ld + d], acc);
       out[i * ldo + d] = acc;
     }
 }
 
 /* acc[j, :] += a[i, j] x[i, :] for j < n, i = 0..rows-1 in order: the
  * rows' terms are added one by one as in a row-at-a-time loop, but acc's
- * row stays in registers across them. acc (n, hd) dense; a's rows lda
- * apart, x's ldx apart. */
+ * row stays in a register across them, and the rows of x stay in
+ * registers across j. acc (n, hd) dense; a's rows lda apart, x's ldx. */
 SEQ_INLINE void rows_add(float *restrict acc, const float *restrict a, long lda, int rows,
                          const float *restrict x, long ldx, int n, int hd) {
   const int hv = hd / LANES * LANES;
-  for (int j = 0; j < n; j++) {
-    float *g = acc + (long)j * hd;
-    for (int d0 = 0; d0 < hv; d0 += LANES) {
-      vfloat s = vload(g + d0);
-      for (int i = 0; i < rows; i++) s += a[i * lda + j] * vload(x + i * ldx + d0);
-      vstore(g + d0, s);
+  for (int d0 = 0; d0 < hv; d0 += LANES) {
+    vfloat xr[BROWS] = {{0}};
+    UNROLL(BROWS) for (int i = 0; i < rows; i++) xr[i] = vload(x + i * ldx + d0);
+    for (int j = 0; j < n; j++) {
+      float *g = acc + (long)j * hd + d0;
+      vfloat s = vload(g);
+      UNROLL(BROWS) for (int i = 0; i < rows; i++) s = vfma(a[i * lda + j], xr[i], s);
+      vstore(g, s);
     }
-    for (int d = hv; d < hd; d++)
-      for (int i = 0; i < rows; i++) g[d] += a[i * lda + j] * x[i * ldx + d];
   }
+  for (int j = 0; j < n; j++)
+    for (int d = hv; d < hd; d++)
+      UNROLL(BROWS) for (int i = 0; i < rows; i++)
+        acc[(long)j * hd + d] =
+            __builtin_fmaf(a[i * lda + j], x[i * ldx + d], acc[(long)j * hd + d]);
 }
 
 /* sum of a[j] b[j] (b NULL: of a[j]) over j < n in LANES partial sums
@@ -283,6 +328,22 @@ static inline int round_lanes(int n, int T) {
   return m < T ? m : T;
 }
 
+/* Rows t0..t0+rows-1 of head_forward (rows <= BROWS). */
+SEQ_INLINE void forward_rows(float *y, int ldy, float *p, const float *q, const float *v, int ld,
+                             int T, int hd, float scale, int causal, const float *kt, int t0,
+                             int rows) {
+  /* The scores of the block's rows up to the last row's m (a row's own
+   * m is never more; row_softmax zeroes a row's scores past its m). */
+  const int n = causal ? t0 + rows : T, m = round_lanes(n, T);
+  float *pb = p + (long)t0 * T;
+  rows_dots(pb, T, q + (long)t0 * ld, ld, rows, kt, T, m, hd);
+  for (int t = t0; t < t0 + rows; t++) {
+    const int nt = causal ? t + 1 : T;
+    row_softmax(p + (long)t * T, nt, round_lanes(nt, T), T, scale);
+  }
+  rows_mix(y + (long)t0 * ldy, ldy, pb, T, rows, v, ld, n, hd);
+}
+
 /* One (sample, head): P (T, T) and y (T, hd) with rows ldy apart from q, k,
  * v (T, hd) with rows ld apart. Causal rows compute their visible scores
  * only. kt: hd * T floats. */
@@ -290,20 +351,10 @@ SEQ_CLONES static void head_forward(float *y, int ldy, float *p, const float *q,
                                     const float *v, int ld, int T, int hd, float scale, int causal,
                                     float *kt) {
   transpose(kt, k, T, hd, ld);
-  for (int t0 = 0; t0 < T; t0 += BROWS) {
-    const int rows = T - t0 < BROWS ? T - t0 : BROWS;
-    for (int t = t0; t < t0 + rows; t++) {
-      float *row = p + (long)t * T;
-      const int n = causal ? t + 1 : T, m = round_lanes(n, T);
-      row_dots(row, q + (long)t * ld, kt, T, m, hd);
-      row_softmax(row, n, m, T, scale);
-    }
-    const int n = causal ? t0 + rows : T;
-    if (rows == BROWS) /* constant rows: the sums stay in registers */
-      rows_mix(y + (long)t0 * ldy, ldy, p + (long)t0 * T, T, BROWS, v, ld, n, hd);
-    else
-      rows_mix(y + (long)t0 * ldy, ldy, p + (long)t0 * T, T, rows, v, ld, n, hd);
-  }
+  int t0 = 0;
+  for (; t0 + BROWS <= T; t0 += BROWS) /* constant rows: the sums stay in registers */
+    forward_rows(y, ldy, p, q, v, ld, T, hd, scale, causal, kt, t0, BROWS);
+  if (t0 < T) forward_rows(y, ldy, p, q, v, ld, T, hd, scale, causal, kt, t0, T - t0);
 }
 
 void attention_forward(float *y, float *att, const float *qkv, int B, int T, int D, int H,
@@ -325,6 +376,26 @@ void attention_forward(float *y, float *att, const float *qkv, int B, int T, int
  * and P per pass over them) before they are stored. scratch:
  * attention_scratch floats. */
 
+/* Rows t0..t0+rows-1 of head_backward (rows <= BROWS). */
+SEQ_INLINE void backward_rows(float *dq, float *gk, float *gv, float *ds, const float *dy, int ldy,
+                              const float *p, const float *q, const float *k, int ld, int T,
+                              int hd, float scale, int causal, const float *vt, int t0, int rows) {
+  const int n = causal ? t0 + rows : T, mb = round_lanes(n, T);
+  rows_dots(ds, T, dy + (long)t0 * ldy, ldy, rows, vt, T, mb, hd);
+  for (int i = 0; i < rows; i++) {
+    const int t = t0 + i;
+    const float *pr = p + (long)t * T;
+    float *dr = ds + (long)i * T;
+    /* Past n, P is 0: so are the dS up to mb, where the loops stop. */
+    const int m = round_lanes(causal ? t + 1 : T, T);
+    const float dot = lane_dot(dr, pr, m);
+    for (int j = 0; j < mb; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
+  }
+  rows_mix(dq + (long)t0 * ld, ld, ds, T, rows, k, ld, n, hd);
+  rows_add(gk, ds, T, rows, q + (long)t0 * ld, ld, n, hd);
+  rows_add(gv, p + (long)t0 * T, T, rows, dy + (long)t0 * ldy, ldy, n, hd);
+}
+
 SEQ_CLONES static void head_backward(float *dq, float *dk, float *dv, const float *dy, int ldy,
                                      const float *p, const float *q, const float *k,
                                      const float *v, int ld, int T, int hd, float scale,
@@ -335,26 +406,11 @@ SEQ_CLONES static void head_backward(float *dq, float *dk, float *dv, const floa
    * these zeros, so a pass over BROWS rows may read them up to the last
    * row's n. */
   memset(gk, 0, sizeof(float) * (2 * (size_t)T * (size_t)hd + BROWS * (size_t)T));
-  for (int t0 = 0; t0 < T; t0 += BROWS) {
-    const int rows = T - t0 < BROWS ? T - t0 : BROWS;
-    for (int i = 0; i < rows; i++) {
-      const int t = t0 + i;
-      const float *pr = p + (long)t * T;
-      float *dr = ds + (long)i * T;
-      /* Past n, P is 0: so are the dS up to m, where the loops stop. */
-      const int n = causal ? t + 1 : T, m = round_lanes(n, T);
-      row_dots(dr, dy + (long)t * ldy, vt, T, m, hd);
-      const float dot = lane_dot(dr, pr, m);
-      for (int j = 0; j < m; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
-    }
-    const int n = causal ? t0 + rows : T;
-    if (rows == BROWS) /* constant rows: the sums stay in registers */
-      rows_mix(dq + (long)t0 * ld, ld, ds, T, BROWS, k, ld, n, hd);
-    else
-      rows_mix(dq + (long)t0 * ld, ld, ds, T, rows, k, ld, n, hd);
-    rows_add(gk, ds, T, rows, q + (long)t0 * ld, ld, n, hd);
-    rows_add(gv, p + (long)t0 * T, T, rows, dy + (long)t0 * ldy, ldy, n, hd);
-  }
+  int t0 = 0;
+  for (; t0 + BROWS <= T; t0 += BROWS) /* constant rows: the sums stay in registers */
+    backward_rows(dq, gk, gv, ds, dy, ldy, p, q, k, ld, T, hd, scale, causal, vt, t0, BROWS);
+  if (t0 < T)
+    backward_rows(dq, gk, gv, ds, dy, ldy, p, q, k, ld, T, hd, scale, causal, vt, t0, T - t0);
   for (int j = 0; j < T; j++)
     for (int d = 0; d < hd; d++) {
       dk[(long)j * ld + d] = gk[(long)j * hd + d];
