@@ -319,6 +319,24 @@ static void test_layers_seq_gelu_fast_gradcheck(void **state) {
   gradcheck(gx, 64, dx, gelu_loss, 1e-3f, 1e-2, 3e-4);
 }
 
+/* The forward that keeps the slope and the backward from it give
+ * gelu_fast_forward's and gelu_fast_backward's bits, also in place and
+ * on a length with a scalar remainder. */
+static void test_layers_seq_gelu_fast_saved_grad_is_bitwise(void **state) {
+  (void)state;
+  enum { N = 1000 + 7 };
+  static float x[N], d[N], a[N], b[N], da[N], g[N], db[N];
+  tu_fill(x, N, 33), tu_fill(d, N, 34);
+  for (int i = 0; i < N; i++) x[i] *= 6.0f;
+  gelu_fast_forward(a, x, N), gelu_fast_backward(da, d, x, N);
+  memcpy(g, x, sizeof g);
+  gelu_fast_forward_grad(b, g, g, N);
+  memcpy(db, d, sizeof db);
+  gelu_fast_backward_grad(db, db, g, N);
+  assert_memory_equal(a, b, sizeof a);
+  assert_memory_equal(da, db, sizeof da);
+}
+
 /* ---- loss ------------------------------------------------------------------------------- */
 
 enum { SB = 2, ST = 3, SV = 5 };
@@ -358,6 +376,7 @@ int main(void) {
       cmocka_unit_test(test_layers_seq_layernorm_gradcheck),
       cmocka_unit_test(test_layers_seq_gelu_fast_matches_libm),
       cmocka_unit_test(test_layers_seq_gelu_fast_gradcheck),
+      cmocka_unit_test(test_layers_seq_gelu_fast_saved_grad_is_bitwise),
       cmocka_unit_test(test_layers_seq_xent_is_mean_over_positions),
       cmocka_unit_test(test_layers_seq_xent_gradcheck),
   };

@@ -142,6 +142,10 @@ static void bench_kernels(int B, int reps) {
   TIME("gelu libm backward", 0, gelu_backward(g, g, f, BT * Hd));
   TIME("gelu fast forward", 0, gelu_fast_forward(g, f, BT * Hd));
   TIME("gelu fast backward", 0, gelu_fast_backward(g, g, f, BT * Hd));
+  float *sl = buf(BT * Hd);
+  TIME("gelu fast forward keeping the slope", 0, gelu_fast_forward_grad(g, sl, f, BT * Hd));
+  TIME("gelu fast backward from the slope", 0, gelu_fast_backward_grad(g, g, sl, BT * Hd));
+  free(sl);
 #undef TIME
   float *all[] = {x, h, qkv, att, y, f, g, wq, bq, wf, bf, mean, rstd, gam, bet, dq, dwq, dbq,
                   dwf, dbf, tt, dx};
