@@ -125,7 +125,11 @@ void layernorm_seq_backward(float *dinp, float *dgamma, float *dbeta, const floa
  * by B is PyTorch's cross_entropy(logits.view(-1, V), labels.view(-1)) with
  * reduction 'mean'. dlogits (may be NULL) receives scale * d(sum)/d(logits)
  * = scale / T * (softmax - onehot). *correct (may be NULL) gets the number
- * of POSITIONS whose argmax is the label added. */
+ * of POSITIONS whose argmax is the label added. Its own kernel, not
+ * kernels.h's softmax_xent (which the MLP keeps bit for bit): each
+ * exponential is computed once, in float, by the inline exp of the GELU
+ * (the loss within 1e-6 of softmax_xent's, tests/test_layers_seq.c);
+ * NaN logits give a NaN loss as there. */
 double seq_xent(float *dlogits, const float *logits, const int32_t *labels, int B, int T, int V,
                 float scale, long *correct);
 
