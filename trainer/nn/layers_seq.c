@@ -273,16 +273,23 @@ SEQ_INLINE void rows_add(float *restrict acc, const float *restrict a, long lda,
             __builtin_fmaf(a[i * lda + j], x[i * ldx + d], acc[(long)j * hd + d]);
 }
 
-/* sum of a[j] b[j] (b NULL: of a[j]) over j < n in LANES partial sums
- * (lane j % LANES), then the lanes in order: an order fixed by n alone. */
+/* sum of a[j] b[j] (b NULL: of a[j]) over j < n in 2 x LANES partial sums
+ * (vectors alternating between two, so that the adds of one need not wait
+ * for the other's; the remainder's in the first), then the two added and
+ * the lanes in order: an order fixed by n alone. */
 SEQ_INLINE float lane_dot(const float *restrict a, const float *restrict b, int n) {
-  vfloat acc = {0};
+  vfloat acc = {0}, acc1 = {0};
   int j = 0;
-  if (b)
-    for (; j + LANES <= n; j += LANES) acc += vload(a + j) * vload(b + j);
-  else
-    for (; j + LANES <= n; j += LANES) acc += vload(a + j);
+  if (b) {
+    for (; j + 2 * LANES <= n; j += 2 * LANES)
+      acc += vload(a + j) * vload(b + j), acc1 += vload(a + j + LANES) * vload(b + j + LANES);
+    if (j + LANES <= n) acc += vload(a + j) * vload(b + j), j += LANES;
+  } else {
+    for (; j + 2 * LANES <= n; j += 2 * LANES) acc += vload(a + j), acc1 += vload(a + j + LANES);
+    if (j + LANES <= n) acc += vload(a + j), j += LANES;
+  }
   for (int l = 0; j + l < n; l++) acc[l] += b ? a[j + l] * b[j + l] : a[j + l];
+  acc += acc1;
   float s = 0.0f;
   for (int l = 0; l < LANES; l++) s += acc[l];
   return s;
@@ -297,7 +304,17 @@ SEQ_INLINE float lane_dot(const float *restrict a, const float *restrict b, int 
  * (scripts/bench/results/seq.md). */
 SEQ_INLINE void row_softmax(float *restrict row, int n, int m, int T, float scale) {
   const int mv = m / LANES * LANES;
-  for (int j = n; j < m; j++) row[j] = -INFINITY;
+  /* The masked scores of the last vector become -inf in one vector store,
+   * which the vector loads below can take from the store buffer (after
+   * scalar stores they waited for the cache: a seventh of the forward). */
+  if (n < m && m == mv) {
+    _Static_assert(LANES == 16, "one index per lane");
+    const vint lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    const vfloat ninf = (vfloat){0} - INFINITY;
+    vstore(row + m - LANES, vselect(lane < n - (m - LANES), vload(row + m - LANES), ninf));
+  } else {
+    for (int j = n; j < m; j++) row[j] = -INFINITY;
+  }
   float mx = row[0];
   if (mv > 0) {
     vfloat vmx = vload(row);
