@@ -186,9 +186,10 @@ static void test_layers_seq_attention_gradcheck(void **state) {
 }
 
 /* The same at the shapes of the kernels' vector paths: head dims of whole
- * vectors (32) and of a vector and a remainder (20), T not a multiple of
- * the vector width nor of the rows a pass takes, causal and not. */
-enum { LB = 2, LT_MAX = 37, LD_MAX = 64 };
+ * vectors (32), of a vector and a remainder (20), and of two vectors, one
+ * and a remainder (50), T not a multiple of the vector width nor of the
+ * rows a pass takes, causal and not. */
+enum { LB = 2, LT_MAX = 37, LD_MAX = 100 };
 static float lqkv[LB * LT_MAX * 3 * LD_MAX], lr[LB * LT_MAX * LD_MAX], ly[LB * LT_MAX * LD_MAX];
 static float latt[LB * 2 * LT_MAX * LT_MAX], lscratch[3 * LT_MAX * LD_MAX + 4 * LT_MAX];
 static int lT, lD, lcausal;
@@ -225,11 +226,11 @@ static void attn_large_naive(double *out) {
 
 static void test_layers_seq_attention_vector_shapes(void **state) {
   (void)state;
-  const int shapes[2][2] = {{37, 64}, {19, 40}};
+  const int shapes[3][2] = {{37, 64}, {19, 40}, {9, 100}};
   static double want[LB * LT_MAX * LD_MAX];
   static float dqkv[LB * LT_MAX * 3 * LD_MAX];
   assert_true(attention_scratch(LT_MAX, LD_MAX, 2) <= (long)(sizeof lscratch / sizeof(float)));
-  for (int sh = 0; sh < 2; sh++)
+  for (int sh = 0; sh < 3; sh++)
     for (lcausal = 0; lcausal < 2; lcausal++) {
       lT = shapes[sh][0], lD = shapes[sh][1];
       const long nq = (long)LB * lT * 3 * lD, ny = (long)LB * lT * lD;
