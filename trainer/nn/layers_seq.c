@@ -52,11 +52,14 @@ void posemb_backward(float *dp, const float *dout, int B, int T, int D) {
  * intrinsics, and compiled once per instruction set with a run-time choice
  * (target_clones): the binary stays portable and uses AVX-512 where it is
  * there. Every clone does the same operations on every element in the same
- * order (ISO C mode: no contraction into FMA), so the results are the same
- * bits on every machine. */
+ * order (ISO C mode: no contraction into FMA; the fused multiply-adds are
+ * explicit, vfma below), so the results are the same bits on every
+ * machine. The middle clone is x86-64-v3 (AVX2 with FMA, chosen by CPU
+ * features, AMD's too): an AVX2 clone without FMA would call libm's fmaf
+ * per lane. */
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
-#define SEQ_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define SEQ_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 #endif
 #endif
 #ifndef SEQ_CLONES
