@@ -66,7 +66,7 @@ static void bench_model(int B, int reps) {
   float *x = buf((long)B * T), *dl = buf((long)B * T * V);
   int32_t *y = malloc(sizeof(int32_t) * (size_t)B * T);
   for (long i = 0; i < (long)B * T; i++) x[i] = (float)(i * 31 % V), y[i] = (int32_t)(i * 17 % V);
-  double best_f = 1e30, best_b = 1e30;
+  double best_f = 1e30, best_b = 1e30, best_l = 1e30;
   for (int r = 0; r < reps; r++) {
     double t0 = now();
     const float *out = model_forward(m, x, B, NULL);
@@ -77,11 +77,13 @@ static void bench_model(int B, int reps) {
     double t3 = now();
     best_f = t1 - t0 < best_f ? t1 - t0 : best_f;
     best_b = t3 - t2 < best_b ? t3 - t2 : best_b;
+    best_l = t2 - t1 < best_l ? t2 - t1 : best_l;
   }
   double f = model_flops_per_sample(m) * B;
   report("model forward", best_f, f);
   report("model backward", best_b, 2 * f);
   report("model step (forward + backward)", best_f + best_b, 3 * f);
+  report("sequence loss, value and gradient (not in the step)", best_l, 0);
   printf("{\"what\": \"tokens/s\", \"value\": %.0f}\n", (double)B * T / (best_f + best_b));
   model_free(m);
   free(x), free(dl), free(y);
@@ -142,6 +144,10 @@ static void bench_kernels(int B, int reps) {
   TIME("gelu libm backward", 0, gelu_backward(g, g, f, BT * Hd));
   TIME("gelu fast forward", 0, gelu_fast_forward(g, f, BT * Hd));
   TIME("gelu fast backward", 0, gelu_fast_backward(g, g, f, BT * Hd));
+  float *sl = buf(BT * Hd);
+  TIME("gelu fast forward keeping the slope", 0, gelu_fast_forward_grad(g, sl, f, BT * Hd));
+  TIME("gelu fast backward from the slope", 0, gelu_fast_backward_grad(g, g, sl, BT * Hd));
+  free(sl);
 #undef TIME
   float *all[] = {x, h, qkv, att, y, f, g, wq, bq, wf, bf, mean, rstd, gam, bet, dq, dwq, dbq,
                   dwf, dbf, tt, dx};

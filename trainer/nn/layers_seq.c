@@ -52,11 +52,14 @@ void posemb_backward(float *dp, const float *dout, int B, int T, int D) {
  * intrinsics, and compiled once per instruction set with a run-time choice
  * (target_clones): the binary stays portable and uses AVX-512 where it is
  * there. Every clone does the same operations on every element in the same
- * order (ISO C mode: no contraction into FMA), so the results are the same
- * bits on every machine. */
+ * order (ISO C mode: no contraction into FMA; the fused multiply-adds are
+ * explicit, vfma below), so the results are the same bits on every
+ * machine. The middle clone is x86-64-v3 (AVX2 with FMA, chosen by CPU
+ * features, AMD's too): an AVX2 clone without FMA would call libm's fmaf
+ * per lane. */
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
-#define SEQ_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define SEQ_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 #endif
 #endif
 #ifndef SEQ_CLONES
@@ -69,6 +72,12 @@ void posemb_backward(float *dp, const float *dout, int B, int T, int D) {
 #else
 #define SEQ_INLINE static inline
 #endif
+
+/* Complete unrolling of the short loops over lanes and over a block's
+ * rows, whose sums then stay in registers (without it GCC kept them in
+ * memory: a load and a store around every FMA). */
+#define UNROLL_(n) _Pragma(#n)
+#define UNROLL(n) UNROLL_(GCC unroll n)
 
 /* ---- an inline exp ---------------------------------------------------------------- */
 
@@ -154,90 +163,136 @@ SEQ_INLINE void transpose(float *restrict dst, const float *restrict src, int T,
 }
 
 
-/* s[j] = x . col j of xt (hd, T), each a sum over d in order, for j < n.
- * The columns go 4 x LANES at a time (four independent sums in registers),
- * which may write s up to min(T, n rounded up to LANES). */
-SEQ_INLINE void row_dots(float *restrict s, const float *restrict x, const float *restrict xt,
-                            int T, int n, int hd) {
-  int j0 = 0;
-  for (; j0 + 2 * LANES < n && j0 + 4 * LANES <= T; j0 += 4 * LANES) {
-    const float *c = xt + j0;
-    vfloat a0 = x[0] * vload(c), a1 = x[0] * vload(c + LANES);
-    vfloat a2 = x[0] * vload(c + 2 * LANES), a3 = x[0] * vload(c + 3 * LANES);
-    for (int d = 1; d < hd; d++) {
-      c = xt + (long)d * T + j0;
-      a0 += x[d] * vload(c), a1 += x[d] * vload(c + LANES);
-      a2 += x[d] * vload(c + 2 * LANES), a3 += x[d] * vload(c + 3 * LANES);
-    }
-    vstore(s + j0, a0), vstore(s + j0 + LANES, a1);
-    vstore(s + j0 + 2 * LANES, a2), vstore(s + j0 + 3 * LANES, a3);
-  }
-  for (; j0 < n && j0 + LANES <= T; j0 += LANES) {
-    vfloat a = x[0] * vload(xt + j0);
-    for (int d = 1; d < hd; d++) a += x[d] * vload(xt + (long)d * T + j0);
-    vstore(s + j0, a);
-  }
-  for (int j = j0; j < n; j++) {
-    float acc = x[0] * xt[j];
-    for (int d = 1; d < hd; d++) acc += x[d] * xt[(long)d * T + j];
-    s[j] = acc;
-  }
+/* c + s * b on every lane, rounded once (a fused multiply-add). Written as
+ * a loop of fmaf, which GCC turns into one vector FMA in the AVX-512 and
+ * Haswell clones and into calls of libm's (exact) fmaf in the baseline
+ * one: the same bits in every clone. Without the fusion a multiply and an
+ * add each took a slot of the two vector ports and the add's latency bound
+ * the sums (scripts/bench/results/seq.md). */
+SEQ_INLINE vfloat vfma(float s, vfloat b, vfloat c) {
+  vfloat r;
+  UNROLL(16) for (int l = 0; l < LANES; l++) r[l] = __builtin_fmaf(s, b[l], c[l]);
+  return r;
 }
 
-/* Rows of dense products, BROWS at a time: out[i, d] = sum over j < n, in
- * order, of a[i, j] v[j, d] for i < rows; a's rows lda apart, out's ldo,
- * v's ld. Entries of a past a row's own length must be 0 (they add
- * nothing); the rows share each load of v. */
-enum { BROWS = 4 };
+/* Rows of dense products, BROWS at a time (callers pass rows == BROWS as
+ * a constant where they can, so that the sums stay in registers). */
+#define BROWS 4
 
+/* s[i, j] = x[i] . col j of xt (hd, T), each a sum over d in order, for
+ * j < n and i < rows; s's rows lds apart, x's ldx. The rows share each
+ * load of xt; the columns go 4 x LANES at a time, which may write s up to
+ * min(T, n rounded up to LANES). */
+SEQ_INLINE void rows_dots(float *restrict s, long lds, const float *restrict x, long ldx,
+                          int rows, const float *restrict xt, int T, int n, int hd) {
+  int j0 = 0;
+  for (; j0 + 2 * LANES < n && j0 + 4 * LANES <= T; j0 += 4 * LANES) {
+    vfloat a[BROWS][4] = {{{0}}};
+    for (int d = 0; d < hd; d++) {
+      const float *c = xt + (long)d * T + j0;
+      const vfloat c0 = vload(c), c1 = vload(c + LANES);
+      const vfloat c2 = vload(c + 2 * LANES), c3 = vload(c + 3 * LANES);
+      UNROLL(BROWS) for (int i = 0; i < rows; i++) {
+        const float xi = x[i * ldx + d];
+        a[i][0] = vfma(xi, c0, a[i][0]), a[i][1] = vfma(xi, c1, a[i][1]);
+        a[i][2] = vfma(xi, c2, a[i][2]), a[i][3] = vfma(xi, c3, a[i][3]);
+      }
+    }
+    UNROLL(BROWS) for (int i = 0; i < rows; i++)
+      for (int k = 0; k < 4; k++) vstore(s + i * lds + j0 + k * LANES, a[i][k]);
+  }
+  for (; j0 < n && j0 + LANES <= T; j0 += LANES) {
+    vfloat a[BROWS] = {{0}};
+    for (int d = 0; d < hd; d++) {
+      const vfloat c = vload(xt + (long)d * T + j0);
+      UNROLL(BROWS) for (int i = 0; i < rows; i++) a[i] = vfma(x[i * ldx + d], c, a[i]);
+    }
+    UNROLL(BROWS) for (int i = 0; i < rows; i++) vstore(s + i * lds + j0, a[i]);
+  }
+  UNROLL(BROWS) for (int i = 0; i < rows; i++)
+    for (int j = j0; j < n; j++) {
+      float acc = 0.0f;
+      for (int d = 0; d < hd; d++) acc = __builtin_fmaf(x[i * ldx + d], xt[(long)d * T + j], acc);
+      s[i * lds + j] = acc;
+    }
+}
+
+/* out[i, d] = sum over j < n, in order, of a[i, j] v[j, d] for i < rows;
+ * a's rows lda apart, out's ldo, v's ld. Entries of a past a row's own
+ * length must be 0 (they add nothing); the rows share each load of v, and
+ * two column blocks go together (eight independent sums). */
 SEQ_INLINE void rows_mix(float *restrict out, long ldo, const float *restrict a, long lda,
                          int rows, const float *restrict v, long ld, int n, int hd) {
   int d0 = 0;
+  for (; d0 + 2 * LANES <= hd; d0 += 2 * LANES) {
+    vfloat acc[BROWS][2] = {{{0}}};
+    for (int j = 0; j < n; j++) {
+      const vfloat v0 = vload(v + j * ld + d0), v1 = vload(v + j * ld + d0 + LANES);
+      UNROLL(BROWS) for (int i = 0; i < rows; i++) {
+        const float aij = a[i * lda + j];
+        acc[i][0] = vfma(aij, v0, acc[i][0]), acc[i][1] = vfma(aij, v1, acc[i][1]);
+      }
+    }
+    UNROLL(BROWS) for (int i = 0; i < rows; i++)
+      vstore(out + i * ldo + d0, acc[i][0]), vstore(out + i * ldo + d0 + LANES, acc[i][1]);
+  }
   for (; d0 + LANES <= hd; d0 += LANES) {
     vfloat acc[BROWS] = {{0}};
     for (int j = 0; j < n; j++) {
       const vfloat vj = vload(v + j * ld + d0);
-      for (int i = 0; i < rows; i++) acc[i] += a[i * lda + j] * vj;
+      UNROLL(BROWS) for (int i = 0; i < rows; i++) acc[i] = vfma(a[i * lda + j], vj, acc[i]);
     }
-    for (int i = 0; i < rows; i++) vstore(out + i * ldo + d0, acc[i]);
+    UNROLL(BROWS) for (int i = 0; i < rows; i++) vstore(out + i * ldo + d0, acc[i]);
   }
   for (int d = d0; d < hd; d++)
-    for (int i = 0; i < rows; i++) {
+    UNROLL(BROWS) for (int i = 0; i < rows; i++) {
       float acc = 0.0f;
-      for (int j = 0; j < n; j++) acc += a[i * lda + j] * v[j * ld + d];
+      for (int j = 0; j < n; j++) acc = __builtin_fmaf(a[i * lda + j], v[j * ld + d], acc);
       out[i * ldo + d] = acc;
     }
 }
 
 /* acc[j, :] += a[i, j] x[i, :] for j < n, i = 0..rows-1 in order: the
  * rows' terms are added one by one as in a row-at-a-time loop, but acc's
- * row stays in registers across them. acc (n, hd) dense; a's rows lda
- * apart, x's ldx apart. */
+ * row stays in a register across them, and the rows of x stay in
+ * registers across j. acc (n, hd) dense; a's rows lda apart, x's ldx. */
 SEQ_INLINE void rows_add(float *restrict acc, const float *restrict a, long lda, int rows,
                          const float *restrict x, long ldx, int n, int hd) {
   const int hv = hd / LANES * LANES;
-  for (int j = 0; j < n; j++) {
-    float *g = acc + (long)j * hd;
-    for (int d0 = 0; d0 < hv; d0 += LANES) {
-      vfloat s = vload(g + d0);
-      for (int i = 0; i < rows; i++) s += a[i * lda + j] * vload(x + i * ldx + d0);
-      vstore(g + d0, s);
+  for (int d0 = 0; d0 < hv; d0 += LANES) {
+    vfloat xr[BROWS] = {{0}};
+    UNROLL(BROWS) for (int i = 0; i < rows; i++) xr[i] = vload(x + i * ldx + d0);
+    for (int j = 0; j < n; j++) {
+      float *g = acc + (long)j * hd + d0;
+      vfloat s = vload(g);
+      UNROLL(BROWS) for (int i = 0; i < rows; i++) s = vfma(a[i * lda + j], xr[i], s);
+      vstore(g, s);
     }
-    for (int d = hv; d < hd; d++)
-      for (int i = 0; i < rows; i++) g[d] += a[i * lda + j] * x[i * ldx + d];
   }
+  for (int j = 0; j < n; j++)
+    for (int d = hv; d < hd; d++)
+      UNROLL(BROWS) for (int i = 0; i < rows; i++)
+        acc[(long)j * hd + d] =
+            __builtin_fmaf(a[i * lda + j], x[i * ldx + d], acc[(long)j * hd + d]);
 }
 
-/* sum of a[j] b[j] (b NULL: of a[j]) over j < n in LANES partial sums
- * (lane j % LANES), then the lanes in order: an order fixed by n alone. */
+/* sum of a[j] b[j] (b NULL: of a[j]) over j < n in 2 x LANES partial sums
+ * (vectors alternating between two, so that the adds of one need not wait
+ * for the other's; the remainder's in the first), then the two added and
+ * the lanes in order: an order fixed by n alone. */
 SEQ_INLINE float lane_dot(const float *restrict a, const float *restrict b, int n) {
-  vfloat acc = {0};
+  vfloat acc = {0}, acc1 = {0};
   int j = 0;
-  if (b)
-    for (; j + LANES <= n; j += LANES) acc += vload(a + j) * vload(b + j);
-  else
-    for (; j + LANES <= n; j += LANES) acc += vload(a + j);
+  if (b) {
+    for (; j + 2 * LANES <= n; j += 2 * LANES)
+      acc += vload(a + j) * vload(b + j), acc1 += vload(a + j + LANES) * vload(b + j + LANES);
+    if (j + LANES <= n) acc += vload(a + j) * vload(b + j), j += LANES;
+  } else {
+    for (; j + 2 * LANES <= n; j += 2 * LANES) acc += vload(a + j), acc1 += vload(a + j + LANES);
+    if (j + LANES <= n) acc += vload(a + j), j += LANES;
+  }
   for (int l = 0; j + l < n; l++) acc[l] += b ? a[j + l] * b[j + l] : a[j + l];
+  acc += acc1;
   float s = 0.0f;
   for (int l = 0; l < LANES; l++) s += acc[l];
   return s;
@@ -252,7 +307,17 @@ SEQ_INLINE float lane_dot(const float *restrict a, const float *restrict b, int 
  * (scripts/bench/results/seq.md). */
 SEQ_INLINE void row_softmax(float *restrict row, int n, int m, int T, float scale) {
   const int mv = m / LANES * LANES;
-  for (int j = n; j < m; j++) row[j] = -INFINITY;
+  /* The masked scores of the last vector become -inf in one vector store,
+   * which the vector loads below can take from the store buffer (after
+   * scalar stores they waited for the cache: a seventh of the forward). */
+  if (n < m && m == mv) {
+    _Static_assert(LANES == 16, "one index per lane");
+    const vint lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    const vfloat ninf = (vfloat){0} - INFINITY;
+    vstore(row + m - LANES, vselect(lane < n - (m - LANES), vload(row + m - LANES), ninf));
+  } else {
+    for (int j = n; j < m; j++) row[j] = -INFINITY;
+  }
   float mx = row[0];
   if (mv > 0) {
     vfloat vmx = vload(row);
@@ -283,6 +348,22 @@ static inline int round_lanes(int n, int T) {
   return m < T ? m : T;
 }
 
+/* Rows t0..t0+rows-1 of head_forward (rows <= BROWS). */
+SEQ_INLINE void forward_rows(float *y, int ldy, float *p, const float *q, const float *v, int ld,
+                             int T, int hd, float scale, int causal, const float *kt, int t0,
+                             int rows) {
+  /* The scores of the block's rows up to the last row's m (a row's own
+   * m is never more; row_softmax zeroes a row's scores past its m). */
+  const int n = causal ? t0 + rows : T, m = round_lanes(n, T);
+  float *pb = p + (long)t0 * T;
+  rows_dots(pb, T, q + (long)t0 * ld, ld, rows, kt, T, m, hd);
+  for (int t = t0; t < t0 + rows; t++) {
+    const int nt = causal ? t + 1 : T;
+    row_softmax(p + (long)t * T, nt, round_lanes(nt, T), T, scale);
+  }
+  rows_mix(y + (long)t0 * ldy, ldy, pb, T, rows, v, ld, n, hd);
+}
+
 /* One (sample, head): P (T, T) and y (T, hd) with rows ldy apart from q, k,
  * v (T, hd) with rows ld apart. Causal rows compute their visible scores
  * only. kt: hd * T floats. */
@@ -290,20 +371,10 @@ SEQ_CLONES static void head_forward(float *y, int ldy, float *p, const float *q,
                                     const float *v, int ld, int T, int hd, float scale, int causal,
                                     float *kt) {
   transpose(kt, k, T, hd, ld);
-  for (int t0 = 0; t0 < T; t0 += BROWS) {
-    const int rows = T - t0 < BROWS ? T - t0 : BROWS;
-    for (int t = t0; t < t0 + rows; t++) {
-      float *row = p + (long)t * T;
-      const int n = causal ? t + 1 : T, m = round_lanes(n, T);
-      row_dots(row, q + (long)t * ld, kt, T, m, hd);
-      row_softmax(row, n, m, T, scale);
-    }
-    const int n = causal ? t0 + rows : T;
-    if (rows == BROWS) /* constant rows: the sums stay in registers */
-      rows_mix(y + (long)t0 * ldy, ldy, p + (long)t0 * T, T, BROWS, v, ld, n, hd);
-    else
-      rows_mix(y + (long)t0 * ldy, ldy, p + (long)t0 * T, T, rows, v, ld, n, hd);
-  }
+  int t0 = 0;
+  for (; t0 + BROWS <= T; t0 += BROWS) /* constant rows: the sums stay in registers */
+    forward_rows(y, ldy, p, q, v, ld, T, hd, scale, causal, kt, t0, BROWS);
+  if (t0 < T) forward_rows(y, ldy, p, q, v, ld, T, hd, scale, causal, kt, t0, T - t0);
 }
 
 void attention_forward(float *y, float *att, const float *qkv, int B, int T, int D, int H,
@@ -325,6 +396,26 @@ void attention_forward(float *y, float *att, const float *qkv, int B, int T, int
  * and P per pass over them) before they are stored. scratch:
  * attention_scratch floats. */
 
+/* Rows t0..t0+rows-1 of head_backward (rows <= BROWS). */
+SEQ_INLINE void backward_rows(float *dq, float *gk, float *gv, float *ds, const float *dy, int ldy,
+                              const float *p, const float *q, const float *k, int ld, int T,
+                              int hd, float scale, int causal, const float *vt, int t0, int rows) {
+  const int n = causal ? t0 + rows : T, mb = round_lanes(n, T);
+  rows_dots(ds, T, dy + (long)t0 * ldy, ldy, rows, vt, T, mb, hd);
+  for (int i = 0; i < rows; i++) {
+    const int t = t0 + i;
+    const float *pr = p + (long)t * T;
+    float *dr = ds + (long)i * T;
+    /* Past n, P is 0: so are the dS up to mb, where the loops stop. */
+    const int m = round_lanes(causal ? t + 1 : T, T);
+    const float dot = lane_dot(dr, pr, m);
+    for (int j = 0; j < mb; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
+  }
+  rows_mix(dq + (long)t0 * ld, ld, ds, T, rows, k, ld, n, hd);
+  rows_add(gk, ds, T, rows, q + (long)t0 * ld, ld, n, hd);
+  rows_add(gv, p + (long)t0 * T, T, rows, dy + (long)t0 * ldy, ldy, n, hd);
+}
+
 SEQ_CLONES static void head_backward(float *dq, float *dk, float *dv, const float *dy, int ldy,
                                      const float *p, const float *q, const float *k,
                                      const float *v, int ld, int T, int hd, float scale,
@@ -335,26 +426,11 @@ SEQ_CLONES static void head_backward(float *dq, float *dk, float *dv, const floa
    * these zeros, so a pass over BROWS rows may read them up to the last
    * row's n. */
   memset(gk, 0, sizeof(float) * (2 * (size_t)T * (size_t)hd + BROWS * (size_t)T));
-  for (int t0 = 0; t0 < T; t0 += BROWS) {
-    const int rows = T - t0 < BROWS ? T - t0 : BROWS;
-    for (int i = 0; i < rows; i++) {
-      const int t = t0 + i;
-      const float *pr = p + (long)t * T;
-      float *dr = ds + (long)i * T;
-      /* Past n, P is 0: so are the dS up to m, where the loops stop. */
-      const int n = causal ? t + 1 : T, m = round_lanes(n, T);
-      row_dots(dr, dy + (long)t * ldy, vt, T, m, hd);
-      const float dot = lane_dot(dr, pr, m);
-      for (int j = 0; j < m; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
-    }
-    const int n = causal ? t0 + rows : T;
-    if (rows == BROWS) /* constant rows: the sums stay in registers */
-      rows_mix(dq + (long)t0 * ld, ld, ds, T, BROWS, k, ld, n, hd);
-    else
-      rows_mix(dq + (long)t0 * ld, ld, ds, T, rows, k, ld, n, hd);
-    rows_add(gk, ds, T, rows, q + (long)t0 * ld, ld, n, hd);
-    rows_add(gv, p + (long)t0 * T, T, rows, dy + (long)t0 * ldy, ldy, n, hd);
-  }
+  int t0 = 0;
+  for (; t0 + BROWS <= T; t0 += BROWS) /* constant rows: the sums stay in registers */
+    backward_rows(dq, gk, gv, ds, dy, ldy, p, q, k, ld, T, hd, scale, causal, vt, t0, BROWS);
+  if (t0 < T)
+    backward_rows(dq, gk, gv, ds, dy, ldy, p, q, k, ld, T, hd, scale, causal, vt, t0, T - t0);
   for (int j = 0; j < T; j++)
     for (int d = 0; d < hd; d++) {
       dk[(long)j * ld + d] = gk[(long)j * hd + d];
@@ -408,6 +484,34 @@ SEQ_CLONES void gelu_fast_backward(float *dinp, const float *dout, const float *
     float dudx = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
     dinp[i] = dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dudx);
   }
+}
+
+/* gelu_fast_forward that also writes, per element, the factor
+ * gelu_fast_backward multiplies dout by (the same expression on the same
+ * tanh): the backward is then one product, with no exp. */
+SEQ_CLONES void gelu_fast_forward_grad(float *out, float *grad, const float *inp, long n) {
+  long i = 0;
+  for (; i + LANES <= n; i += LANES) {
+    const vfloat x = vload(inp + i);
+    const vfloat t = vtanh_fast(GELU_K * (x + GELU_C * x * x * x));
+    const vfloat dudx = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
+    vstore(out + i, 0.5f * x * (1.0f + t));
+    vstore(grad + i, 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dudx);
+  }
+  for (; i < n; i++) {
+    const float x = inp[i];
+    const float t = tanh_fast(GELU_K * (x + GELU_C * x * x * x));
+    const float dudx = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
+    out[i] = 0.5f * x * (1.0f + t);
+    grad[i] = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dudx;
+  }
+}
+
+SEQ_CLONES void gelu_fast_backward_grad(float *dinp, const float *dout, const float *grad,
+                                        long n) {
+  long i = 0;
+  for (; i + LANES <= n; i += LANES) vstore(dinp + i, vload(dout + i) * vload(grad + i));
+  for (; i < n; i++) dinp[i] = dout[i] * grad[i];
 }
 
 /* ---- layer norm of the sequence layers ----------------------------------------- */
@@ -485,10 +589,67 @@ SEQ_CLONES void layernorm_seq_backward(float *dinp, float *dgamma, float *dbeta,
 
 /* ---- loss ------------------------------------------------------------------------ */
 
+/* seq_xent's rows: the row's exponentials once, from the inline exp, kept
+ * in dl for the gradient (libm's double exp, twice per logit, was 4% of a
+ * step in softmax_xent). The sum of a row's exponentials goes in LANES
+ * double partial sums (an order fixed by V), as does the loss over rows
+ * (in row order). g: the gradient's factor. */
+SEQ_CLONES static double xent_rows(float *dl, const float *logits, const int32_t *labels, long rows,
+                                   int V, float g, long *hits) {
+  const int vv = V / LANES * LANES;
+  double loss = 0.0;
+  for (long r = 0; r < rows; r++) {
+    const float *z = logits + r * V;
+    float *d = dl ? dl + r * V : NULL;
+    float mx = z[0];
+    if (vv > 0) {
+      vfloat vmx = vload(z);
+      for (int k = LANES; k < vv; k += LANES) {
+        const vfloat x = vload(z + k);
+        vmx = vselect(x > vmx, x, vmx);
+      }
+      for (int l = 0; l < LANES; l++) mx = vmx[l] > mx ? vmx[l] : mx;
+    }
+    for (int k = vv; k < V; k++) mx = z[k] > mx ? z[k] : mx;
+    /* NaN logits (or an infinite one) make z - mx NaN somewhere: the loss
+     * is then NaN, as softmax_xent's, so that the run stops. */
+    vint bad = {0};
+    vdouble acc = {0};
+    for (int k = 0; k < vv; k += LANES) {
+      const vfloat x = vload(z + k) - mx, e = vexp_nonpos(x);
+      bad |= x != x;
+      acc += __builtin_convertvector(e, vdouble);
+      if (d) vstore(d + k, e);
+    }
+    int nan = 0;
+    for (int k = vv; k < V; k++) {
+      const float x = z[k] - mx, e = exp_nonpos(x);
+      nan |= x != x;
+      acc[k - vv] += e;
+      if (d) d[k] = e;
+    }
+    for (int l = 0; l < LANES; l++) nan |= bad[l] != 0;
+    double sum = 0.0;
+    for (int l = 0; l < LANES; l++) sum += acc[l];
+    const int y = labels[r];
+    int argmax = 0;
+    while (argmax < V - 1 && !(z[argmax] == mx)) argmax++;
+    *hits += argmax == y;
+    loss += nan ? (double)NAN : log(sum) - (double)(z[y] - mx);
+    if (!d) continue;
+    const float inv = nan ? NAN : (float)(1.0 / sum), py = d[y] * inv;
+    for (int k = 0; k < vv; k += LANES) vstore(d + k, g * (vload(d + k) * inv));
+    for (int k = vv; k < V; k++) d[k] = g * (d[k] * inv);
+    d[y] = g * (py - 1.0f);
+  }
+  return loss;
+}
+
 double seq_xent(float *dlogits, const float *logits, const int32_t *labels, int B, int T, int V,
                 float scale, long *correct) {
-  /* Every position is a row of softmax_xent; the 1 / T makes a sample's
-   * loss the mean over its positions. */
-  double sum = softmax_xent(dlogits, logits, labels, B * T, V, scale / (float)T, correct);
+  /* The 1 / T makes a sample's loss the mean over its positions. */
+  long hits = 0;
+  double sum = xent_rows(dlogits, logits, labels, (long)B * T, V, scale / (float)T, &hits);
+  if (correct) *correct += hits;
   return sum / T;
 }

@@ -94,6 +94,16 @@ long attention_scratch(int T, int D, int H);
 void gelu_fast_forward(float *out, const float *inp, long n);
 void gelu_fast_backward(float *dinp, const float *dout, const float *inp, long n);
 
+/* The same split for training: gelu_fast_forward_grad writes out as
+ * gelu_fast_forward does and grad[i] = d out[i] / d inp[i] (grad may equal
+ * inp: the input is then replaced by what the backward needs instead of
+ * it); gelu_fast_backward_grad(dinp, dout, grad) is then
+ * gelu_fast_backward(dinp, dout, inp) bit for bit, one product per element
+ * instead of a tanh (the GELU backward was 4% of a step,
+ * scripts/bench/results/seq.md). dinp may equal dout. */
+void gelu_fast_forward_grad(float *out, float *grad, const float *inp, long n);
+void gelu_fast_backward_grad(float *dinp, const float *dout, const float *grad, long n);
+
 /* ---- layer norm of the sequence layers ----------------------------------------- */
 
 /* layernorm_forward / layernorm_backward of layers.h (same arguments and
@@ -115,7 +125,11 @@ void layernorm_seq_backward(float *dinp, float *dgamma, float *dbeta, const floa
  * by B is PyTorch's cross_entropy(logits.view(-1, V), labels.view(-1)) with
  * reduction 'mean'. dlogits (may be NULL) receives scale * d(sum)/d(logits)
  * = scale / T * (softmax - onehot). *correct (may be NULL) gets the number
- * of POSITIONS whose argmax is the label added. */
+ * of POSITIONS whose argmax is the label added. Its own kernel, not
+ * kernels.h's softmax_xent (which the MLP keeps bit for bit): each
+ * exponential is computed once, in float, by the inline exp of the GELU
+ * (the loss within 1e-6 of softmax_xent's, tests/test_layers_seq.c);
+ * NaN logits give a NaN loss as there. */
 double seq_xent(float *dlogits, const float *logits, const int32_t *labels, int B, int T, int V,
                 float scale, long *correct);
 

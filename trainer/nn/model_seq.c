@@ -277,7 +277,8 @@ static void block_forward(ms_model *m, ms_layer *l, const float *x, int B) {
   add_to(l->x2, x, (long)BT * D);
   layernorm_seq_forward(l->h2, l->m2, l->r2, l->x2, PW(LN2_W), PW(LN2_B), BT, D, l->eps);
   dense_forward(l->fc, l->h2, PW(FC_W), PW(FC_B), BT, D, Hd);
-  gelu_fast_forward(l->ge, l->fc, (long)BT * Hd);
+  /* fc is needed by the backward only, as the GELU's slope */
+  gelu_fast_forward_grad(l->ge, l->fc, l->fc, (long)BT * Hd);
   dense_forward(l->z, l->ge, PW(MLP_W), PW(MLP_B), BT, Hd, D);
   add_to(l->z, l->x2, (long)BT * D);
 }
@@ -290,7 +291,7 @@ static void block_backward(ms_model *m, ms_layer *l, float *dx, const float *d, 
   float *ag[4] = {GW(QKV_W), GW(QKV_B), GW(PROJ_W), GW(PROJ_B)};
   /* MLP: out = x2 + proj(gelu(fc(ln2(x2)))) */
   dense_backward(s1, GW(MLP_W), GW(MLP_B), d, l->ge, PW(MLP_W), BT, Hd, D);
-  gelu_fast_backward(s1, s1, l->fc, (long)BT * Hd);
+  gelu_fast_backward_grad(s1, s1, l->fc, (long)BT * Hd);
   dense_backward(dh, GW(FC_W), GW(FC_B), s1, l->h2, PW(FC_W), BT, D, Hd);
   layernorm_seq_backward(dx2, GW(LN2_W), GW(LN2_B), dh, l->x2, l->m2, l->r2, PW(LN2_W), BT, D);
   add_to(dx2, d, n);
