@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "clones.h"
 #include "kernels.h"
 
 /* ---- embeddings --------------------------------------------------------------- */
@@ -50,21 +51,13 @@ void posemb_backward(float *dp, const float *dout, int B, int T, int D) {
 
 /* The attention and GELU kernels are written for GCC's vectoriser rather than with
  * intrinsics, and compiled once per instruction set with a run-time choice
- * (target_clones): the binary stays portable and uses AVX-512 where it is
- * there. Every clone does the same operations on every element in the same
- * order (ISO C mode: no contraction into FMA; the fused multiply-adds are
- * explicit, vfma below), so the results are the same bits on every
- * machine. The middle clone is x86-64-v3 (AVX2 with FMA, chosen by CPU
- * features, AMD's too): an AVX2 clone without FMA would call libm's fmaf
- * per lane. */
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define SEQ_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
-#endif
-#endif
-#ifndef SEQ_CLONES
-#define SEQ_CLONES
-#endif
+ * (MS_CLONES, clones.h): the binary stays portable and uses AVX-512 where
+ * it is there. Every clone does the same operations on every element in
+ * the same order (ISO C mode: no contraction into FMA; the fused
+ * multiply-adds are explicit, vfma below), so the results are the same
+ * bits on every machine. The middle clone is x86-64-v3 (AVX2 with FMA,
+ * chosen by CPU features, AMD's too): an AVX2 clone without FMA would call
+ * libm's fmaf per lane. */
 /* The helpers of a cloned kernel must be inlined into it to be compiled
  * for its instruction set. */
 #if defined(__GNUC__)
@@ -367,7 +360,7 @@ SEQ_INLINE void forward_rows(float *y, int ldy, float *p, const float *q, const 
 /* One (sample, head): P (T, T) and y (T, hd) with rows ldy apart from q, k,
  * v (T, hd) with rows ld apart. Causal rows compute their visible scores
  * only. kt: hd * T floats. */
-SEQ_CLONES static void head_forward(float *y, int ldy, float *p, const float *q, const float *k,
+MS_CLONES static void head_forward(float *y, int ldy, float *p, const float *q, const float *k,
                                     const float *v, int ld, int T, int hd, float scale, int causal,
                                     float *kt) {
   transpose(kt, k, T, hd, ld);
@@ -416,7 +409,7 @@ SEQ_INLINE void backward_rows(float *dq, float *gk, float *gv, float *ds, const 
   rows_add(gv, p + (long)t0 * T, T, rows, dy + (long)t0 * ldy, ldy, n, hd);
 }
 
-SEQ_CLONES static void head_backward(float *dq, float *dk, float *dv, const float *dy, int ldy,
+MS_CLONES static void head_backward(float *dq, float *dk, float *dv, const float *dy, int ldy,
                                      const float *p, const float *q, const float *k,
                                      const float *v, int ld, int T, int hd, float scale,
                                      int causal, float *scratch) {
@@ -458,7 +451,7 @@ void attention_backward(float *dqkv, const float *dy, const float *qkv, const fl
 #define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
 #define GELU_C 0.044715f
 
-SEQ_CLONES void gelu_fast_forward(float *out, const float *inp, long n) {
+MS_CLONES void gelu_fast_forward(float *out, const float *inp, long n) {
   long i = 0;
   for (; i + LANES <= n; i += LANES) {
     const vfloat x = vload(inp + i);
@@ -470,7 +463,7 @@ SEQ_CLONES void gelu_fast_forward(float *out, const float *inp, long n) {
   }
 }
 
-SEQ_CLONES void gelu_fast_backward(float *dinp, const float *dout, const float *inp, long n) {
+MS_CLONES void gelu_fast_backward(float *dinp, const float *dout, const float *inp, long n) {
   long i = 0;
   for (; i + LANES <= n; i += LANES) {
     const vfloat x = vload(inp + i);
@@ -489,7 +482,7 @@ SEQ_CLONES void gelu_fast_backward(float *dinp, const float *dout, const float *
 /* gelu_fast_forward that also writes, per element, the factor
  * gelu_fast_backward multiplies dout by (the same expression on the same
  * tanh): the backward is then one product, with no exp. */
-SEQ_CLONES void gelu_fast_forward_grad(float *out, float *grad, const float *inp, long n) {
+MS_CLONES void gelu_fast_forward_grad(float *out, float *grad, const float *inp, long n) {
   long i = 0;
   for (; i + LANES <= n; i += LANES) {
     const vfloat x = vload(inp + i);
@@ -507,7 +500,7 @@ SEQ_CLONES void gelu_fast_forward_grad(float *out, float *grad, const float *inp
   }
 }
 
-SEQ_CLONES void gelu_fast_backward_grad(float *dinp, const float *dout, const float *grad,
+MS_CLONES void gelu_fast_backward_grad(float *dinp, const float *dout, const float *grad,
                                         long n) {
   long i = 0;
   for (; i + LANES <= n; i += LANES) vstore(dinp + i, vload(dout + i) * vload(grad + i));
@@ -519,7 +512,7 @@ SEQ_CLONES void gelu_fast_backward_grad(float *dinp, const float *dout, const fl
 /* The sums in double as layers.h's, in LANES partial sums. */
 typedef double vdouble __attribute__((vector_size(LANES * sizeof(double))));
 
-SEQ_CLONES void layernorm_seq_forward(float *out, float *mean, float *rstd, const float *inp,
+MS_CLONES void layernorm_seq_forward(float *out, float *mean, float *rstd, const float *inp,
                                       const float *gamma, const float *beta, int B, int D,
                                       float eps) {
   const int dv = D / LANES * LANES;
@@ -549,7 +542,7 @@ SEQ_CLONES void layernorm_seq_forward(float *out, float *mean, float *rstd, cons
   }
 }
 
-SEQ_CLONES void layernorm_seq_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+MS_CLONES void layernorm_seq_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
                                        const float *inp, const float *mean, const float *rstd,
                                        const float *gamma, int B, int D) {
   const int dv = D / LANES * LANES;
@@ -594,7 +587,7 @@ SEQ_CLONES void layernorm_seq_backward(float *dinp, float *dgamma, float *dbeta,
  * step in softmax_xent). The sum of a row's exponentials goes in LANES
  * double partial sums (an order fixed by V), as does the loss over rows
  * (in row order). g: the gradient's factor. */
-SEQ_CLONES static double xent_rows(float *dl, const float *logits, const int32_t *labels, long rows,
+MS_CLONES static double xent_rows(float *dl, const float *logits, const int32_t *labels, long rows,
                                    int V, float g, long *hits) {
   const int vv = V / LANES * LANES;
   double loss = 0.0;
