@@ -575,11 +575,13 @@ static int reduce_bucket(reducer_hier *h, int b) {
  * run only after backward, and nothing would overlap on a rank without a
  * spare CPU. One level above the compute threads it preempts them for the
  * few microseconds a test of its messages takes, as an interrupt would,
- * but only while backward computes, when it naps between tests. Once the
+ * but only while it naps between tests or waits for a bucket. Once the
  * caller waits in reducer_finish it polls in MPI (wait_napping), and one
  * level up that polling would starve a rank of the same node that shares
  * its core (2 emulated hosts x 2 ranks on 2 cores hung so): it goes back
- * to the job's level first. Under the normal policy the scheduler already
+ * to the job's level first, and up again before it blocks for the next
+ * step's buckets (at the job's level the wake-up would wait for the end of
+ * backward). Under the normal policy the scheduler already
  * runs a thread that wakes from a sleep: nothing to do. */
 static void comm_thread_priority_init(reducer_hier *h) {
   struct sched_param sp;
@@ -603,7 +605,12 @@ static void *comm_thread(void *arg) {
   comm_thread_priority_init(h);
   pthread_mutex_lock(&h->mu);
   for (;;) {
-    while (!h->quit && h->done >= h->posted) pthread_cond_wait(&h->cv, &h->mu);
+    while (!h->quit && h->done >= h->posted) {
+      /* Up before it blocks: the next step's first bucket must wake it
+       * during backward, ahead of the compute thread that posts it. */
+      comm_thread_boost(h, 1);
+      pthread_cond_wait(&h->cv, &h->mu);
+    }
     if (h->quit) break;
     int b = h->done;
     pthread_mutex_unlock(&h->mu);
