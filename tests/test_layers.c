@@ -226,13 +226,21 @@ static void test_layers_maxpool2d_forward_and_argmax(void **state) {
   assert_memory_equal(am, want_am, sizeof want_am);
 }
 
-static void test_layers_maxpool2d_gradcheck(void **state) {
-  (void)state;
-  pool_setup(3, 7, 6, 3, 2); /* overlapping windows, non-square input */
+/* Finite differences of max pooling's backward on C planes of H x W,
+ * windows k at stride s; dx starts as NaN, so every element must be
+ * written (those no window reaches as zero). */
+static void maxpool_gradcheck(int C, int H, int W, int k, int s) {
+  pool_setup(C, H, W, k, s);
   static float dx[MAXF];
+  for (long i = 0; i < MAXF; i++) dx[i] = NAN;
   maxpool_loss();
   maxpool2d_backward(dx, pr, pam, &pg, CB);
-  gradcheck(px, (long)CB * 3 * 7 * 6, dx, 1.0, maxpool_loss, 1e-3f, 1e-3, 1e-4);
+  gradcheck(px, (long)CB * C * H * W, dx, 1.0, maxpool_loss, 1e-3f, 1e-3, 1e-4);
+}
+
+static void test_layers_maxpool2d_gradcheck(void **state) {
+  (void)state;
+  maxpool_gradcheck(3, 7, 6, 3, 2); /* overlapping windows, non-square input */
 }
 
 /* 2x2 windows at stride 2 take a forward loop of their own (layers_conv.c):
@@ -240,12 +248,7 @@ static void test_layers_maxpool2d_gradcheck(void **state) {
  * reaches. */
 static void test_layers_maxpool2d_2x2_gradcheck_odd_plane(void **state) {
   (void)state;
-  pool_setup(3, 7, 5, 2, 2);
-  static float dx[MAXF];
-  for (long i = 0; i < MAXF; i++) dx[i] = NAN; /* overwritten, the edges zeroed */
-  maxpool_loss();
-  maxpool2d_backward(dx, pr, pam, &pg, CB);
-  gradcheck(px, (long)CB * 3 * 7 * 5, dx, 1.0, maxpool_loss, 1e-3f, 1e-3, 1e-4);
+  maxpool_gradcheck(3, 7, 5, 2, 2);
 }
 
 /* The 2x2 loop gives the bits of the definition (maxpool2d_forward's
