@@ -293,16 +293,16 @@ static int cmp_double(const void *a, const void *b) {
 
 /* One exchange as the gradient sync makes it (comm/reducer_hier.c,
  * xchg_pipe): `bytes` to the next node and as many from the previous, cut
- * into pieces of COMM_PROBE_PIECE bytes (at most COMM_PROBE_PIECES of
- * them), every receive posted before the first send. One MPI_Sendrecv of
- * the whole message instead measured the emulated 1 Gbit link at half its
- * rate in 1 to 5 of 21 start-ups (with and without an untimed exchange
- * first), while the sync's pieces never ran at that rate
+ * into pieces of COMM_PIPE_BYTES (at most COMM_PIPE_MAX of them;
+ * comm_internal.h), every receive posted before the first send. One
+ * MPI_Sendrecv of the whole message instead measured the emulated 1 Gbit
+ * link at half its rate in 1 to 5 of 21 start-ups (with and without an
+ * untimed exchange first), while the sync's pieces never ran at that rate
  * (scripts/bench/results/cluster.md); in pieces, none of 42. */
 static int probe_once(MPI_Comm cross, int k, int N, char *buf, size_t bytes) {
-  MPI_Request req[2 * COMM_PROBE_PIECES];
-  size_t np = bytes / COMM_PROBE_PIECE;
-  np = np < 1 ? 1 : np > COMM_PROBE_PIECES ? COMM_PROBE_PIECES : np;
+  MPI_Request req[2 * COMM_PIPE_MAX];
+  size_t np = bytes / COMM_PIPE_BYTES;
+  np = np < 1 ? 1 : np > COMM_PIPE_MAX ? COMM_PIPE_MAX : np;
   int q = 0, rc = MPI_SUCCESS;
   for (size_t i = 0; i < np && rc == MPI_SUCCESS; i++) {
     size_t a = bytes * i / np, b = bytes * (i + 1) / np;

@@ -195,10 +195,6 @@ typedef struct {
 
 #define COMM_PROBE_SMALL ((size_t)512 << 10)
 #define COMM_PROBE_LARGE ((size_t)2 << 20)
-/* Each exchange goes as pieces of this size, at most COMM_PROBE_PIECES of
- * them, as the gradient sync cuts its chunks (reducer_hier.c). */
-#define COMM_PROBE_PIECE ((size_t)32768)
-#define COMM_PROBE_PIECES 64
 #define COMM_PROBE_REPS 7
 #define COMM_PROBE_MAX_REPS 16
 

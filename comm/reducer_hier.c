@@ -68,14 +68,10 @@ struct reducer_hier {
 #define PIECE ((size_t)1 << 30)
 #define MAX_PIECES 16
 
-/* A chunk goes as up to PIPE_MAX messages of at least PIPE_MIN_BYTES
- * (and at most PIECE elements), so the first are on the wire while the
- * next are encoded (16-bit wire), and the received ones are decoded and
- * added while the last are still coming; at 32 KiB a piece stays under
- * Open MPI's TCP eager limit (64 KiB), which spares the rendezvous round
- * trip of larger messages and lets the data go without progress calls. */
-#define PIPE_MIN_BYTES ((size_t)32768)
-#define PIPE_MAX 64
+/* A chunk goes as up to COMM_PIPE_MAX messages of at least
+ * COMM_PIPE_BYTES (comm_internal.h; and at most PIECE elements), so the
+ * first are on the wire while the next are encoded (16-bit wire), and the
+ * received ones are decoded and added while the last are still coming. */
 
 /* The comm thread's nap between tests of its messages, ns (see
  * wait_napping): where it starts, and the range it adapts in. */
@@ -122,7 +118,7 @@ int reducer_hier_create(reducer_hier **out, comm_world *w, const comm_topo *t, f
     h->scratch = malloc(sizeof(float) * (m / 2 + m / (size_t)h->N + 2));
     ok = h->seg && h->scratch && (n + PIECE - 1) / PIECE <= MAX_PIECES;
     h->wire = wire;
-    h->req = malloc(sizeof(MPI_Request) * 2 * (size_t)h->N * PIPE_MAX);
+    h->req = malloc(sizeof(MPI_Request) * 2 * (size_t)h->N * COMM_PIPE_MAX);
     ok = ok && h->req;
     if (wire != WIRE_F32) {
       size_t words = m + (size_t)h->N * WIRE_HEADER;
@@ -307,9 +303,9 @@ static size_t unit_at(const reducer_hier *h, int c) {
  * layout only. */
 static int pieces(const reducer_hier *h, int c) {
   size_t w = unit_at(h, c + 1) - unit_at(h, c);
-  size_t p = w / (PIPE_MIN_BYTES / (h->wire == WIRE_F32 ? sizeof(float) : sizeof(uint16_t)));
+  size_t p = w / (COMM_PIPE_BYTES / (h->wire == WIRE_F32 ? sizeof(float) : sizeof(uint16_t)));
   size_t least = (w + PIECE - 1) / PIECE;
-  p = p > PIPE_MAX ? PIPE_MAX : p;
+  p = p > COMM_PIPE_MAX ? COMM_PIPE_MAX : p;
   return (int)(p > least ? p : least ? least : 1);
 }
 static size_t piece_at(const reducer_hier *h, int c, int i, int np) {
