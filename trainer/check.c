@@ -331,8 +331,10 @@ static void print_summary(FILE *out, const ms_config *c, const ms_model *m, int 
  * m may be a plan, whose precision is not resolved yet: then the config's
  * as dnn_resolve_precision resolves it. */
 static double bf16_weight_bytes(const ms_config *c, const ms_model *m) {
-  int bf16 = m->precision == DNN_BF16 || c->model.precision == MS_PRECISION_BF16 ||
-             (c->model.precision == MS_PRECISION_AUTO && dnn_bf16_fast());
+  dnn_precision prec = DNN_FP32;
+  char why[160];
+  if (dnn_resolve_precision(c->model.precision, &prec, why, sizeof why)) ms_error_clear();
+  int bf16 = m->precision == DNN_BF16 || prec == DNN_BF16;
   double w = 0.0;
   for (int i = 0; bf16 && dnn_bf16_native() && i < m->n_layers; i++) {
     const ms_layer *l = &m->layers[i];
