@@ -117,6 +117,15 @@ static void pad_in(float *xp, const float *img, const ms_conv2d *g, const pad_ge
              img + ((long)c * g->H + h) * g->W, sizeof(float) * (size_t)g->W);
 }
 
+/* off[t], t < n: where tap t (input channel, kernel row, kernel column) of
+ * the taps first reads in the padded stack; taps past `taps` (padding to a
+ * multiple of TB) read the stack's start, any valid address. */
+static void tap_offsets(long *off, int n, int taps, const ms_conv2d *g, const pad_geom *p) {
+  const int KK = g->KH * g->KW;
+  for (int t = 0; t < n; t++)
+    off[t] = t < taps ? (t / KK) * p->plane + (t % KK / g->KW) * p->WP + t % g->KW : 0;
+}
+
 void conv_direct_forward(float *out, const float *inp, const float *w, const float *b,
                          const ms_conv2d *g, int B, float *scratch) {
   const pad_geom p = geom(g);
@@ -125,8 +134,7 @@ void conv_direct_forward(float *out, const float *inp, const float *w, const flo
   float *xp = scratch, *acc = scratch + p.stack, *wb = acc + OCB * p.NP;
   /* The offsets on an 8-byte boundary (the scratch is malloc's). */
   long *off = (long *)(scratch + ((p.stack + OCB * p.NP + (long)taps * OCB + 1) & ~1L));
-  for (int t = 0; t < taps; t++)
-    off[t] = (t / KK) * p.plane + (t % KK / g->KW) * p.WP + t % g->KW;
+  tap_offsets(off, taps, taps, g, &p);
   memset(xp, 0, sizeof(float) * (size_t)p.stack);
   for (int s = 0; s < B; s++) {
     pad_in(xp, inp + s * in_sz, g, &p);
@@ -170,9 +178,7 @@ void conv_direct_backward(float *dinp, float *dw, float *db, const float *dout, 
   float *xp = scratch, *dxp = scratch + p.stack, *dy = dxp + p.stack, *lw = dy + p.NP;
   float *lb = lw + (long)g->OC * tpad * CHUNK;
   long *off = (long *)(scratch + (((lb - scratch) + (long)g->OC * LANES + 1) & ~1L));
-  /* Padding taps read the plane's start: any valid address will do. */
-  for (int t = 0; t < tpad; t++)
-    off[t] = t < CKK ? (t / KK) * p.plane + (t % KK / g->KW) * p.WP + t % g->KW : 0;
+  tap_offsets(off, tpad, CKK, g, &p);
   memset(xp, 0, sizeof(float) * (size_t)p.stack);
   memset(dy, 0, sizeof(float) * (size_t)p.NP);
   memset(lw, 0, sizeof(float) * (size_t)(g->OC * (tpad * CHUNK + LANES)));
