@@ -451,31 +451,34 @@ void attention_backward(float *dqkv, const float *dy, const float *qkv, const fl
 #define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
 #define GELU_C 0.044715f
 
+/* The approximation's tanh at x, its value from that tanh, and its slope
+ * d gelu / dx: one expression each, for the vectors (vfloat, with
+ * vtanh_fast) and the remainders (float, with tanh_fast), so that the
+ * functions below compute the same bits from the same x. */
+#define GELU_TANH(tanh_, x) tanh_(GELU_K * ((x) + GELU_C * (x) * (x) * (x)))
+#define GELU_OUT(x, t) (0.5f * (x) * (1.0f + (t)))
+#define GELU_SLOPE(x, t)                              \
+  (0.5f * (1.0f + (t)) + 0.5f * (x) * (1.0f - (t) * (t)) * \
+                             (GELU_K * (1.0f + 3.0f * GELU_C * (x) * (x))))
+
 MS_CLONES void gelu_fast_forward(float *out, const float *inp, long n) {
   long i = 0;
   for (; i + LANES <= n; i += LANES) {
     const vfloat x = vload(inp + i);
-    vstore(out + i, 0.5f * x * (1.0f + vtanh_fast(GELU_K * (x + GELU_C * x * x * x))));
+    vstore(out + i, GELU_OUT(x, GELU_TANH(vtanh_fast, x)));
   }
-  for (; i < n; i++) {
-    float x = inp[i];
-    out[i] = 0.5f * x * (1.0f + tanh_fast(GELU_K * (x + GELU_C * x * x * x)));
-  }
+  for (; i < n; i++) out[i] = GELU_OUT(inp[i], GELU_TANH(tanh_fast, inp[i]));
 }
 
 MS_CLONES void gelu_fast_backward(float *dinp, const float *dout, const float *inp, long n) {
   long i = 0;
   for (; i + LANES <= n; i += LANES) {
-    const vfloat x = vload(inp + i);
-    const vfloat t = vtanh_fast(GELU_K * (x + GELU_C * x * x * x));
-    const vfloat dudx = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
-    vstore(dinp + i, vload(dout + i) * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dudx));
+    const vfloat x = vload(inp + i), t = GELU_TANH(vtanh_fast, x);
+    vstore(dinp + i, vload(dout + i) * GELU_SLOPE(x, t));
   }
   for (; i < n; i++) {
-    float x = inp[i];
-    float t = tanh_fast(GELU_K * (x + GELU_C * x * x * x));
-    float dudx = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
-    dinp[i] = dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dudx);
+    const float x = inp[i], t = GELU_TANH(tanh_fast, x);
+    dinp[i] = dout[i] * GELU_SLOPE(x, t);
   }
 }
 
@@ -485,18 +488,14 @@ MS_CLONES void gelu_fast_backward(float *dinp, const float *dout, const float *i
 MS_CLONES void gelu_fast_forward_grad(float *out, float *grad, const float *inp, long n) {
   long i = 0;
   for (; i + LANES <= n; i += LANES) {
-    const vfloat x = vload(inp + i);
-    const vfloat t = vtanh_fast(GELU_K * (x + GELU_C * x * x * x));
-    const vfloat dudx = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
-    vstore(out + i, 0.5f * x * (1.0f + t));
-    vstore(grad + i, 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dudx);
+    const vfloat x = vload(inp + i), t = GELU_TANH(vtanh_fast, x);
+    vstore(out + i, GELU_OUT(x, t));
+    vstore(grad + i, GELU_SLOPE(x, t));
   }
   for (; i < n; i++) {
-    const float x = inp[i];
-    const float t = tanh_fast(GELU_K * (x + GELU_C * x * x * x));
-    const float dudx = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
-    out[i] = 0.5f * x * (1.0f + t);
-    grad[i] = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dudx;
+    const float x = inp[i], t = GELU_TANH(tanh_fast, x);
+    out[i] = GELU_OUT(x, t);
+    grad[i] = GELU_SLOPE(x, t);
   }
 }
 
