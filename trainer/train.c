@@ -209,6 +209,19 @@ static int agree_step(run *r, step_agreement *sa, int rc) {
   return crc ? ms_from_comm(crc, comm_errmsg(r->rk.w)) : 0;
 }
 
+/* The end of a change of the node's shared parameters: the node's bf16
+ * weights (bf16 layers), each rank rounding the range [lo, hi) it has
+ * just written, then the barrier that publishes both. Collective over the
+ * node; fn names the caller for the watchdog. @return 0, or the
+ * conversion's or the barrier's error. */
+static int publish_params(run *r, size_t lo, size_t hi, const char *fn) {
+  int crc = model_bf16_update(r->s.model, lo, hi);
+  ranks_enter(&r->rk, "parameter barrier", fn);
+  int rc = comm_node_mem_barrier(r->s.shared_params);
+  ranks_leave(&r->rk);
+  return rc ? ms_from_comm(rc, comm_errmsg(r->rk.w)) : crc;
+}
+
 /* The sharded update (comm.shared_params; reducer.h): each rank updates
  * its range of the node-shared parameters with its range of the
  * node-shared optimizer state, and a barrier over the node ends the step
@@ -251,13 +264,7 @@ static int sharded_update(run *r, double lr) {
     float f = optim_clip_factor(ss, s->cfg.optim.clip_norm, &norm);
     optim_step_range(s->opt, m->params, m->grads, f, lr, lo, hi);
   }
-  /* The node's bf16 weights (bf16 layers): each rank rounds the range it
-   * has just updated, before the barrier publishes both. */
-  int crc = model_bf16_update(m, lo, hi);
-  ranks_enter(&r->rk, "parameter barrier", "train_step");
-  int rc = comm_node_mem_barrier(s->shared_params);
-  ranks_leave(&r->rk);
-  return rc ? ms_from_comm(rc, comm_errmsg(r->rk.w)) : crc;
+  return publish_params(r, lo, hi, "train_step");
 }
 
 /* After a resume wrote the node's shared parameters: their bf16 copy
@@ -268,9 +275,7 @@ static int refresh_bf16(run *r) {
   if (!s->shared_params || !s->model->bf16) return 0;
   size_t lo = 0, hi = 0;
   reducer_shard(s->red, reducer_shard_self(s->red), &lo, &hi, NULL);
-  int crc = model_bf16_update(s->model, lo, hi);
-  int rc = comm_node_mem_barrier(s->shared_params);
-  return agree(r, rc ? ms_from_comm(rc, comm_errmsg(r->rk.w)) : crc);
+  return agree(r, publish_params(r, lo, hi, "setup"));
 }
 
 /* One optimizer step on this rank's slice of the next global batch. sa
