@@ -57,10 +57,9 @@
  * start-up, when the load may differ), the CPU time the communication
  * thread and the kernel's TCP work take from backward on the same cores
  * (copies to and from the sockets; on emulated hosts the whole network
- * path), the
- * 16-bit wire's conversions, waits for a slower rank beyond the slowest
- * rank's table, and a TCP exchange that overlaps its two directions only
- * some of the time.
+ * path), the 16-bit wire's conversions, waits for a slower rank beyond
+ * the slowest rank's table, and a TCP exchange that overlaps its two
+ * directions only some of the time.
  *
  * Pure arithmetic: no MPI, no allocation, any thread.
  */

@@ -334,9 +334,9 @@ static void say_prediction(const report *rp, double step_s, double comm_s, doubl
               "predicted from this model's layers timed at start-up: step %.3f ms (compute "
               "%.3f, exposed comm %.3f), %.2fx the measured | from FLOPs at the sgemm peak: "
               "step %.3f ms | at this run's compute rate (%.3g GFLOP/s): step %.3f ms",
-              in.world == 1       ? "no sync"
-              : !in.overlap       ? "one reduction after backward"
-                                : "ideal overlap schedule",
+              in.world == 1 ? "no sync"
+              : !in.overlap ? "one reduction after backward"
+                            : "ideal overlap schedule",
               in.nodes > 1 ? "link from the start-up probe"
               : in.world > 1 ? "one node"
                              : "one rank",
