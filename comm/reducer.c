@@ -143,17 +143,27 @@ static int shm_create(reducer *r, const float *grads) {
  * or this rank's own segment holds the sum of [own_lo, own_hi) (the
  * sharded update, reducer_finish_shard: no write-back, no second barrier).
  * The order of the sum is the same either way. */
+/* The sum of elements [lo, lo + n) over every rank's segment, in rank
+ * order: ((g0 + g1) + g2) + ... */
+static void shard_sum(const reducer *r, size_t lo, size_t n, float *restrict acc) {
+  memcpy(acc, r->seg[0] + lo, n * sizeof *acc);
+  for (int k = 1; k < r->P; k++) {
+    const float *restrict src = r->seg[k] + lo;
+    for (size_t j = 0; j < n; j++) acc[j] += src[j];
+  }
+}
+
 static int shm_reduce(reducer *r, int all) {
   MPI_Win_sync(r->win);
   int rc = MPI_Barrier(r->c1);
   if (rc != MPI_SUCCESS) return fail(r, rc, "MPI_Barrier");
   MPI_Win_sync(r->win);
-  enum { CHUNK = REDUCER_SHARD_CHUNK };
+  enum { CHUNK = 1024 }; /* acc stays in L1 */
   float acc[CHUNK];
   const int P = r->P;
   for (size_t i = r->own_lo; i < r->own_hi; i += CHUNK) {
     size_t m = r->own_hi - i < CHUNK ? r->own_hi - i : CHUNK;
-    reducer_shard_sum(r, i, m, acc);
+    shard_sum(r, i, m, acc);
     if (all)
       for (int k = 0; k < P; k++) memcpy(r->seg[k] + i, acc, m * sizeof *acc);
     else
@@ -697,12 +707,8 @@ int reducer_shard_publish(reducer *r) {
   return 0;
 }
 
-void reducer_shard_sum(const reducer *r, size_t lo, size_t n, float *restrict acc) {
-  memcpy(acc, r->seg[0] + lo, n * sizeof *acc);
-  for (int k = 1; k < r->P; k++) { /* rank order: ((g0 + g1) + g2) + ... */
-    const float *restrict src = r->seg[k] + lo;
-    for (size_t j = 0; j < n; j++) acc[j] += src[j];
-  }
+const float *const *reducer_shard_segments(const reducer *r) {
+  return (const float *const *)r->seg;
 }
 
 int reducer_shard(const reducer *r, int k, size_t *lo, size_t *hi, const float **seg) {

@@ -204,18 +204,16 @@ int reducer_finish_shard(reducer *r);
  * rank's gradients are final (a memory fence; no barrier of its own: the
  * caller's next collective over every rank of the node, the step
  * agreement, is the "gradients complete" synchronisation, with
- * reducer_fence after it). Then reducer_shard_sum gives the summed
- * gradients of elements [lo, lo + n) of this rank's range, in rank order
- * (reducer_finish's bits), into acc (n floats; slices of at most
- * REDUCER_SHARD_CHUNK keep acc in L1), straight from every rank's segment:
- * nothing is written to the window. The caller's barrier after its update
- * (the parameters are complete) also ends the reads. publish: 0, or
- * COMM_EMPI off the one-node node-shared path (reducer_shared: the
- * hierarchical path sums across nodes first, reducer_finish_shard) or after
- * a failure. */
-enum { REDUCER_SHARD_CHUNK = 1024 };
+ * reducer_fence after it). Then reducer_shard_segments gives every rank's
+ * segment in rank order (reducer_shard's count of them, each in the
+ * arena's layout): the sum of element i in rank order is reducer_finish's
+ * bits (optim_step_range_sum reads it so). Nothing is written to the
+ * window. The caller's barrier after its update (the parameters are
+ * complete) also ends the reads. publish: 0, or COMM_EMPI off the one-node
+ * node-shared path (reducer_shared: the hierarchical path sums across nodes
+ * first, reducer_finish_shard) or after a failure. */
 int reducer_shard_publish(reducer *r);
-void reducer_shard_sum(const reducer *r, size_t lo, size_t n, float *acc);
+const float *const *reducer_shard_segments(const reducer *r);
 
 /* Makes the reducer ready for reducer_finish_shard, on every rank before
  * the first reduction: nothing to do on the one-node node-shared path; on

@@ -257,49 +257,60 @@ static void test_optim_schedule_lr_delegates(void **state) {
   tu_assert_close(schedule_lr(&cfg, 30, 50), 0.3, 1e-15, 0);
 }
 
-/* The fused sharded update's pieces: optim_begin_step once, then
- * optim_update_slice over slices of uneven sizes whose gradients come from a
- * separate buffer (the sum of a slice, not the arena), in any order, give
- * optim_step's bits for every kind, and t advances once per step. */
-static void test_optim_slices_are_bitwise_the_whole_step(void **state) {
+/* The fused sharded update (optim_step_range_sum): gradients summed from
+ * 1 to 5 sources (the node's segments; one, two, and the buffered path
+ * from three on, with ranges longer than its 1024-element slices), read
+ * scaled, over ranges of uneven sizes in any order, give the bits of
+ * optim_step on the in-order float sum scaled in place, for every kind;
+ * the sources are only read. */
+static void test_optim_summed_sources_are_bitwise_the_whole_step(void **state) {
   (void)state;
-  enum { n = 1003 };
-  const size_t cut[] = {0, 1, 64, 500, 977, n};
-  for (int kind = 0; kind < 4; kind++) {
-    ms_optim_params p = {.kind = kind >= 2 ? (kind == 2 ? MS_OPTIM_ADAM : MS_OPTIM_ADAMW)
-                                           : MS_OPTIM_SGD,
-                         .lr = 0.01, .weight_decay = 0.01, .momentum = 0.9, .nesterov = kind == 1,
-                         .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
-    ms_optim *a = NULL, *b = NULL;
-    assert_int_equal(optim_create_params(&a, &p, n), 0);
-    assert_int_equal(optim_create_params(&b, &p, n), 0);
-    uint8_t mask[n];
-    for (int i = 0; i < n; i++) mask[i] = (uint8_t)(i % 3 != 0);
-    assert_int_equal(optim_set_decay_mask(a, mask), 0);
-    assert_int_equal(optim_set_decay_mask(b, mask), 0);
-    float pa[n], pb[n], g[n], slice[n];
-    for (int i = 0; i < n; i++) pa[i] = pb[i] = (float)sin(i * 0.37) * 0.5f;
-    for (int t = 0; t < 4; t++) {
-      for (int i = 0; i < n; i++) g[i] = (float)cos(i * 1.3 + t) * (t + 1) * 0.3f;
-      optim_step(a, pa, g, 0.01 * (t + 1));
-      optim_begin_step(b);
-      for (int k = 4; k >= 0; k--) {
-        size_t lo = cut[k], m = cut[k + 1] - cut[k];
-        memset(slice, 0xff, sizeof slice); /* only [0, m) may be read */
-        memcpy(slice, g + lo, m * sizeof *slice);
-        optim_update_slice(b, pb, slice, 1.0f, 0.01 * (t + 1), lo, m);
+  enum { n = 2500, S = 5 };
+  static const size_t cut[] = {0, 1, 64, 1500, 2477, n};
+  static float pa[n], pb[n], g[n], src[S][n], copy[S][n];
+  const float *srcp[S];
+  for (int k = 0; k < S; k++) srcp[k] = src[k];
+  for (int nsrc = 1; nsrc <= S; nsrc++)
+    for (int kind = 0; kind < 4; kind++) {
+      ms_optim_params p = {.kind = kind >= 2 ? (kind == 2 ? MS_OPTIM_ADAM : MS_OPTIM_ADAMW)
+                                             : MS_OPTIM_SGD,
+                           .lr = 0.01, .weight_decay = 0.01, .momentum = 0.9,
+                           .nesterov = kind == 1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+      ms_optim *a = NULL, *b = NULL;
+      assert_int_equal(optim_create_params(&a, &p, n), 0);
+      assert_int_equal(optim_create_params(&b, &p, n), 0);
+      static uint8_t mask[n];
+      for (int i = 0; i < n; i++) mask[i] = (uint8_t)(i % 3 != 0);
+      assert_int_equal(optim_set_decay_mask(a, mask), 0);
+      assert_int_equal(optim_set_decay_mask(b, mask), 0);
+      for (int i = 0; i < n; i++) pa[i] = pb[i] = (float)sin(i * 0.37) * 0.5f;
+      for (int t = 0; t < 3; t++) {
+        const float scale = t == 1 ? 0.75f : 1.0f;
+        for (int i = 0; i < n; i++) {
+          for (int k = 0; k < nsrc; k++)
+            src[k][i] = (float)cos(i * 1.3 + t + 0.7 * k) * (float)(t + 1 + k) * 0.3f;
+          float sum = src[0][i];
+          for (int k = 1; k < nsrc; k++) sum += src[k][i];
+          g[i] = sum * scale;
+        }
+        memcpy(copy, src, sizeof copy);
+        optim_step(a, pa, g, 0.01 * (t + 1));
+        for (int k = 4; k >= 0; k--) { /* one range stands for a rank: t counts the step once */
+          b->t = t;
+          optim_step_range_sum(b, pb, srcp, nsrc, scale, 0.01 * (t + 1), cut[k], cut[k + 1]);
+          assert_int_equal(b->t, t + 1);
+        }
+        assert_memory_equal(pa, pb, sizeof pa);
+        assert_memory_equal(copy, src, sizeof copy);
       }
-      assert_int_equal(b->t, a->t);
-      assert_memory_equal(pa, pb, sizeof pa);
+      float *state_a[2], *state_b[2];
+      for (int s = 0, k = optim_state(a, state_a, NULL, 2); s < k; s++) {
+        optim_state(b, state_b, NULL, 2);
+        assert_memory_equal(state_a[s], state_b[s], sizeof(float) * n);
+      }
+      optim_free(a);
+      optim_free(b);
     }
-    float *state_a[2], *state_b[2];
-    for (int s = 0, k = optim_state(a, state_a, NULL, 2); s < k; s++) {
-      optim_state(b, state_b, NULL, 2);
-      assert_memory_equal(state_a[s], state_b[s], sizeof(float) * n);
-    }
-    optim_free(a);
-    optim_free(b);
-  }
 }
 
 /* The sharded update's pieces (optim_step_range, optim_use_state, the
@@ -364,7 +375,7 @@ int main(void) {
       cmocka_unit_test(test_optim_kind_and_keys_from_config),
       cmocka_unit_test(test_optim_state_arenas_named),
       cmocka_unit_test(test_optim_ranges_are_bitwise_the_whole_step),
-      cmocka_unit_test(test_optim_slices_are_bitwise_the_whole_step),
+      cmocka_unit_test(test_optim_summed_sources_are_bitwise_the_whole_step),
       cmocka_unit_test(test_optim_schedule_constant_with_warmup),
       cmocka_unit_test(test_optim_schedule_cosine),
       cmocka_unit_test(test_optim_schedule_step),

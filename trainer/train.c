@@ -157,7 +157,7 @@ static void trace_buckets(run *r) {
 }
 
 /* The sharded update sums its range of the gradients inside the update
- * (reducer_shard_sum, a slice at a time) on one node's shared window when
+ * (optim_step_range_sum over reducer_shard_segments) on one node's shared window when
  * nothing needs the whole sum first, i.e. without clipping: then the step
  * agreement is the only synchronisation between the gradients and the
  * update. Across nodes the slice's sum crosses the network first
@@ -226,10 +226,10 @@ static int publish_params(run *r, size_t lo, size_t hi, const char *fn) {
  * its range of the node-shared parameters with its range of the
  * node-shared optimizer state, and a barrier over the node ends the step
  * with the parameters complete. Collective.
- * - No clipping (fused_shard_sum): a slice at a time, the sum of the
- *   slice's gradients over every rank's segment (in rank order, the bits of
- *   reducer_finish) goes straight into the update; the summed gradients are
- *   never written. The step agreement before it (a collective over every
+ * - No clipping (fused_shard_sum): the update reads each gradient as
+ *   its sum over every rank's segment (in rank order, the bits of
+ *   reducer_finish), in the same pass; the summed gradients are never
+ *   written. The step agreement before it (a collective over every
  *   rank, after reducer_shard_publish) was the "gradients complete"
  *   synchronisation.
  * - Clipping: reducer_finish_shard left this rank's sums in its own
@@ -246,13 +246,7 @@ static int sharded_update(run *r, double lr) {
   reducer_fence(s->red);
   const int P = reducer_shard(s->red, reducer_shard_self(s->red), &lo, &hi, NULL);
   if (fused_shard_sum(r)) {
-    float acc[REDUCER_SHARD_CHUNK];
-    optim_begin_step(s->opt);
-    for (size_t i = lo; i < hi; i += REDUCER_SHARD_CHUNK) {
-      size_t n = hi - i < REDUCER_SHARD_CHUNK ? hi - i : REDUCER_SHARD_CHUNK;
-      reducer_shard_sum(s->red, i, n, acc);
-      optim_update_slice(s->opt, m->params, acc, 1.0f, lr, i, n);
-    }
+    optim_step_range_sum(s->opt, m->params, reducer_shard_segments(s->red), P, 1.0f, lr, lo, hi);
   } else {
     double ss = 0.0, norm;
     for (int k = 0; k < P; k++) {

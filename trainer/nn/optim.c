@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clones.h"
 #include "ms_error.h"
 
 #define PI 3.141592653589793
@@ -116,37 +117,55 @@ static inline float decay_of(const ms_optim *o, size_t i, float wd) {
   return (!o->decay_mask || o->decay_mask[i]) ? wd : 0.0f;
 }
 
-/* SGD on the elements [lo, lo + n); gr[j] is the gradient of element lo + j. */
-static void sgd_slice(ms_optim *o, float *params, const float *gr, float gs, double lr, size_t lo,
-                      size_t n) {
+/* The gradient of element lo + j from its sources: ga[j], or ga[j] + gb[j]
+ * (the in-order sum of two; gb NULL: one source). */
+#define GRAD_OF(ga, gb, j) ((gb) ? (ga)[j] + (gb)[j] : (ga)[j])
+
+/* SGD on the elements [lo, lo + n) with gradients GRAD_OF(ga, gb, j).
+ * Inlined into sgd_slice with gb NULL or not, so that each loop is
+ * vectorised without a test per element. */
+static inline __attribute__((always_inline)) void sgd_run(ms_optim *o, float *params,
+                                                          const float *restrict ga,
+                                                          const float *restrict gb, float gs,
+                                                          double lr, size_t lo, size_t n) {
   const float mu = (float)o->mu, wd = (float)o->weight_decay, a = (float)lr;
   float *restrict v = o->momentum + lo, *restrict p = params + lo;
   for (size_t j = 0; j < n; j++) {
-    float g = gr[j] * gs + decay_of(o, lo + j, wd) * p[j];
+    float g = GRAD_OF(ga, gb, j) * gs + decay_of(o, lo + j, wd) * p[j];
     v[j] = mu * v[j] + g;
     p[j] -= a * (o->nesterov ? g + mu * v[j] : v[j]);
   }
 }
 
+MS_CLONES static void sgd_slice(ms_optim *o, float *params, const float *ga, const float *gb,
+                                float gs, double lr, size_t lo, size_t n) {
+  if (gb)
+    sgd_run(o, params, ga, gb, gs, lr, lo, n);
+  else
+    sgd_run(o, params, ga, NULL, gs, lr, lo, n);
+}
+
 void optim_sgd_step(ms_optim *o, float *params, const float *grads, double lr) {
-  sgd_slice(o, params, grads, 1.0f, lr, 0, o->n);
+  sgd_slice(o, params, grads, NULL, 1.0f, lr, 0, o->n);
   o->t++;
 }
 
-/* Adam and AdamW on the elements [lo, lo + n) (gr[j] the gradient of
- * element lo + j), as step t = o->t (its bias corrections, o->bc1 and
- * o->bc2, from optim_begin_step): the per-element arithmetic in float like
+/* Adam and AdamW on the elements [lo, lo + n) with gradients
+ * GRAD_OF(ga, gb, j), as step t = o->t (its bias corrections, o->bc1 and
+ * o->bc2, from begin_step): the per-element arithmetic in float like
  * torch's float32 tensors, the step scalars in double like torch's Python
  * floats. */
-static void adam_slice(ms_optim *o, float *params, const float *gr, float gs, double lr, size_t lo,
-                       size_t n) {
+static inline __attribute__((always_inline)) void adam_run(ms_optim *o, float *params,
+                                                           const float *restrict ga,
+                                                           const float *restrict gb, float gs,
+                                                           double lr, size_t lo, size_t n) {
   const float step_size = (float)(lr / o->bc1), bc2_sqrt = (float)sqrt(o->bc2);
   const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
   const float wd = (float)o->weight_decay;
   const int decoupled = o->kind == MS_OPTIM_ADAMW;
   float *restrict m = o->exp_avg + lo, *restrict v = o->exp_avg_sq + lo, *restrict pp = params + lo;
   for (size_t j = 0; j < n; j++) {
-    float p = pp[j], g = gr[j] * gs, wdi = decay_of(o, lo + j, wd);
+    float p = pp[j], g = GRAD_OF(ga, gb, j) * gs, wdi = decay_of(o, lo + j, wd);
     if (decoupled)
       p *= (float)(1.0 - lr * (double)wdi);
     else
@@ -158,31 +177,63 @@ static void adam_slice(ms_optim *o, float *params, const float *gr, float gs, do
   }
 }
 
+MS_CLONES static void adam_slice(ms_optim *o, float *params, const float *ga, const float *gb,
+                                 float gs, double lr, size_t lo, size_t n) {
+  if (gb)
+    adam_run(o, params, ga, gb, gs, lr, lo, n);
+  else
+    adam_run(o, params, ga, NULL, gs, lr, lo, n);
+}
+
 void optim_step(ms_optim *o, float *params, const float *grads, double lr) {
   optim_step_range(o, params, grads, 1.0f, lr, 0, o->n);
 }
 
-void optim_begin_step(ms_optim *o) {
+/* Step t + 1 begins: t and Adam's bias corrections. */
+static void begin_step(ms_optim *o) {
   o->t++;
   o->bc1 = 1.0 - pow(o->beta1, (double)o->t);
   o->bc2 = 1.0 - pow(o->beta2, (double)o->t);
 }
 
-void optim_update_slice(ms_optim *o, float *params, const float *g, float grad_scale, double lr,
-                        size_t lo, size_t n) {
-  if (lo >= o->n) return;
-  if (n > o->n - lo) n = o->n - lo;
+static void update_slice(ms_optim *o, float *params, const float *ga, const float *gb, float gs,
+                         double lr, size_t lo, size_t n) {
   if (o->kind == MS_OPTIM_SGD)
-    sgd_slice(o, params, g, grad_scale, lr, lo, n);
+    sgd_slice(o, params, ga, gb, gs, lr, lo, n);
   else
-    adam_slice(o, params, g, grad_scale, lr, lo, n);
+    adam_slice(o, params, ga, gb, gs, lr, lo, n);
 }
 
 void optim_step_range(ms_optim *o, float *params, const float *grads, float grad_scale, double lr,
                       size_t lo, size_t hi) {
-  optim_begin_step(o);
+  optim_step_range_sum(o, params, &grads, 1, grad_scale, lr, lo, hi);
+}
+
+/* More than two sources are summed SUM_SLICE elements at a time into a
+ * buffer that stays in L1, then updated from it. */
+enum { SUM_SLICE = 1024 };
+
+void optim_step_range_sum(ms_optim *o, float *params, const float *const *src, int nsrc,
+                          float grad_scale, double lr, size_t lo, size_t hi) {
+  begin_step(o);
   if (hi > o->n) hi = o->n;
-  if (lo < hi) optim_update_slice(o, params, grads + lo, grad_scale, lr, lo, hi - lo);
+  if (lo >= hi) return;
+  if (nsrc <= 2) {
+    update_slice(o, params, src[0] + lo, nsrc == 2 ? src[1] + lo : NULL, grad_scale, lr, lo,
+                 hi - lo);
+    return;
+  }
+  float acc[SUM_SLICE];
+  for (size_t i = lo; i < hi; i += SUM_SLICE) {
+    size_t n = hi - i < SUM_SLICE ? hi - i : SUM_SLICE;
+    const float *restrict a = src[0] + i, *restrict b = src[1] + i;
+    for (size_t j = 0; j < n; j++) acc[j] = a[j] + b[j];
+    for (int k = 2; k < nsrc; k++) {
+      const float *restrict c = src[k] + i;
+      for (size_t j = 0; j < n; j++) acc[j] += c[j];
+    }
+    update_slice(o, params, acc, NULL, grad_scale, lr, i, n);
+  }
 }
 
 /* ---- schedules --------------------------------------------------------------- */

@@ -42,7 +42,7 @@ typedef struct {
   float *exp_avg;    /* (n), Adam's first moment m; NULL for SGD */
   float *exp_avg_sq; /* (n), Adam's second moment v; NULL for SGD */
   double beta1, beta2, eps;
-  double bc1, bc2;     /* Adam's bias corrections 1 - beta^t of step t (optim_begin_step) */
+  double bc1, bc2;     /* Adam's bias corrections 1 - beta^t of step t (set as each step begins) */
   int64_t t;           /* steps taken (Adam's bias correction uses it); not in
                         * checkpoints: one optimizer step is taken per training
                         * step, so a resumed run sets it to the cursor's step */
@@ -108,16 +108,15 @@ void optim_step(ms_optim *o, float *params, const float *grads, double lr);
 void optim_step_range(ms_optim *o, float *params, const float *grads, float grad_scale, double lr,
                       size_t lo, size_t hi);
 
-/* optim_step_range in slices, for an update fused with the gradient sum
- * that produces each slice (trainer/train.c, the sharded update):
- * optim_begin_step once per step (t advances by one), then
- * optim_update_slice over disjoint slices [lo, lo + n) of this rank's
- * range, in any order; g[j] is the gradient of element lo + j (read as
- * g[j] * grad_scale, rounded to float). Each element's arithmetic is
- * optim_step's, so the slices together give optim_step_range's bits. */
-void optim_begin_step(ms_optim *o);
-void optim_update_slice(ms_optim *o, float *params, const float *g, float grad_scale, double lr,
-                        size_t lo, size_t n);
+/* optim_step_range with each gradient summed from nsrc >= 1 arrays, for
+ * the sharded update (trainer/train.c: the node's segments, so that the sum
+ * is never written): the gradient of element i is
+ * ((src[0][i] + src[1][i]) + src[2][i]) + ... in float, in that order
+ * (reducer_finish's bits), read as that sum * grad_scale. src[k]: arrays
+ * of the arena's layout, only read. The bits are optim_step_range's on the
+ * summed gradients. */
+void optim_step_range_sum(ms_optim *o, float *params, const float *const *src, int nsrc,
+                          float grad_scale, double lr, size_t lo, size_t hi);
 
 /* ss plus the squares of the n gradients, accumulated in double in index
  * order: over consecutive ranges in order it is the sum over all of them,
