@@ -139,10 +139,6 @@ static int shm_create(reducer *r, const float *grads) {
   return 0;
 }
 
-/* Every rank's own segment is final -> every segment holds the sum (all),
- * or this rank's own segment holds the sum of [own_lo, own_hi) (the
- * sharded update, reducer_finish_shard: no write-back, no second barrier).
- * The order of the sum is the same either way. */
 /* The sum of elements [lo, lo + n) over every rank's segment, in rank
  * order: ((g0 + g1) + g2) + ... */
 static void shard_sum(const reducer *r, size_t lo, size_t n, float *restrict acc) {
@@ -153,6 +149,10 @@ static void shard_sum(const reducer *r, size_t lo, size_t n, float *restrict acc
   }
 }
 
+/* Every rank's own segment is final -> every segment holds the sum (all),
+ * or this rank's own segment holds the sum of [own_lo, own_hi) (the
+ * sharded update, reducer_finish_shard: no write-back, no second barrier).
+ * The order of the sum is the same either way. */
 static int shm_reduce(reducer *r, int all) {
   MPI_Win_sync(r->win);
   int rc = MPI_Barrier(r->c1);

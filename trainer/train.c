@@ -157,12 +157,12 @@ static void trace_buckets(run *r) {
 }
 
 /* The sharded update sums its range of the gradients inside the update
- * (optim_step_range_sum over reducer_shard_segments) on one node's shared window when
- * nothing needs the whole sum first, i.e. without clipping: then the step
- * agreement is the only synchronisation between the gradients and the
- * update. Across nodes the slice's sum crosses the network first
- * (reducer_finish_shard). Every rank decides the same (the config and the
- * layout). */
+ * (optim_step_range_sum over reducer_shard_segments) on one node's shared
+ * window when nothing needs the whole sum first, i.e. without clipping:
+ * then the step agreement is the only synchronisation between the
+ * gradients and the update. Across nodes the slice's sum crosses the
+ * network first (reducer_finish_shard). Every rank decides the same (the
+ * config and the layout). */
 static int fused_shard_sum(const run *r) {
   return reducer_shared(r->s.red) && !(r->s.cfg.optim.clip_norm > 0);
 }
