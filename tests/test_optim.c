@@ -257,6 +257,15 @@ static void test_optim_schedule_lr_delegates(void **state) {
   tu_assert_close(schedule_lr(&cfg, 30, 50), 0.3, 1e-15, 0);
 }
 
+/* The bitwise tests' optimizers, kind 0-3: SGD, SGD with Nesterov, Adam,
+ * AdamW, each with weight decay (and momentum for SGD). */
+static ms_optim_params kind_params(int kind) {
+  return (ms_optim_params){
+      .kind = kind >= 2 ? (kind == 2 ? MS_OPTIM_ADAM : MS_OPTIM_ADAMW) : MS_OPTIM_SGD,
+      .lr = 0.01, .weight_decay = 0.01, .momentum = 0.9, .nesterov = kind == 1,
+      .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+}
+
 /* The fused sharded update (optim_step_range_sum): gradients summed from
  * 1 to 5 sources (the node's segments; one, two, and the buffered path
  * from three on, with ranges longer than its 1024-element slices), read
@@ -272,10 +281,7 @@ static void test_optim_summed_sources_are_bitwise_the_whole_step(void **state) {
   for (int k = 0; k < S; k++) srcp[k] = src[k];
   for (int nsrc = 1; nsrc <= S; nsrc++)
     for (int kind = 0; kind < 4; kind++) {
-      ms_optim_params p = {.kind = kind >= 2 ? (kind == 2 ? MS_OPTIM_ADAM : MS_OPTIM_ADAMW)
-                                             : MS_OPTIM_SGD,
-                           .lr = 0.01, .weight_decay = 0.01, .momentum = 0.9,
-                           .nesterov = kind == 1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+      const ms_optim_params p = kind_params(kind);
       ms_optim *a = NULL, *b = NULL;
       assert_int_equal(optim_create_params(&a, &p, n), 0);
       assert_int_equal(optim_create_params(&b, &p, n), 0);
@@ -322,10 +328,7 @@ static void test_optim_ranges_are_bitwise_the_whole_step(void **state) {
   enum { n = 1003 };
   const size_t cut[] = {0, 336, 672, n}; /* three ranks' ranges */
   for (int kind = 0; kind < 4; kind++) {
-    ms_optim_params p = {.kind = kind >= 2 ? (kind == 2 ? MS_OPTIM_ADAM : MS_OPTIM_ADAMW)
-                                           : MS_OPTIM_SGD,
-                         .lr = 0.01, .weight_decay = 0.01, .momentum = 0.9, .nesterov = kind == 1,
-                         .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+    const ms_optim_params p = kind_params(kind);
     ms_optim *a = NULL, *b = NULL;
     assert_int_equal(optim_create_params(&a, &p, n), 0);
     assert_int_equal(optim_create_params(&b, &p, n), 0);
