@@ -59,28 +59,10 @@ static void conv_setup(int C, int H, int W, int OC, int KH, int KW, int SH, int 
   tu_fill(cb, OC, 23), tu_fill(cr, (long)CB * OC * cg.OH * cg.OW, 24);
 }
 
-/* The definition, one output at a time. */
-static void conv_naive(double *out) {
-  for (int b = 0; b < CB; b++)
-    for (int o = 0; o < cg.OC; o++)
-      for (int oh = 0; oh < cg.OH; oh++)
-        for (int ow = 0; ow < cg.OW; ow++) {
-          double s = cb[o];
-          for (int c = 0; c < cg.C; c++)
-            for (int kh = 0; kh < cg.KH; kh++)
-              for (int kw = 0; kw < cg.KW; kw++) {
-                int ih = oh * cg.SH - cg.PH + kh, iw = ow * cg.SW - cg.PW + kw;
-                if (ih < 0 || ih >= cg.H || iw < 0 || iw >= cg.W) continue;
-                s += (double)cx[((b * cg.C + c) * cg.H + ih) * cg.W + iw] *
-                     cw[((o * cg.C + c) * cg.KH + kh) * cg.KW + kw];
-              }
-          out[((b * cg.OC + o) * cg.OH + oh) * cg.OW + ow] = s;
-        }
-}
 
 static void conv_check_forward(void) {
   static double ref[MAXF];
-  conv_naive(ref);
+  tu_conv2d_naive(&cg, CB, cx, cw, cb, ref);
   conv2d_forward(cy, cx, cw, cb, &cg, CB, cscratch);
   for (long i = 0; i < (long)CB * cg.OC * cg.OH * cg.OW; i++)
     tu_assert_close(cy[i], ref[i], 1e-5, 1e-5);

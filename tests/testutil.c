@@ -20,6 +20,25 @@ void tu_fill(float *x, long n, uint64_t seed) {
     x[i] = (float)((sampler_mix64(seed * 1000003ULL + (uint64_t)i) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
 }
 
+void tu_conv2d_naive(const ms_conv2d *g, int n, const float *x, const float *w, const float *b,
+                     double *out) {
+  for (int s = 0; s < n; s++)
+    for (int o = 0; o < g->OC; o++)
+      for (int oh = 0; oh < g->OH; oh++)
+        for (int ow = 0; ow < g->OW; ow++) {
+          double d = b[o];
+          for (int c = 0; c < g->C; c++)
+            for (int kh = 0; kh < g->KH; kh++)
+              for (int kw = 0; kw < g->KW; kw++) {
+                int ih = oh * g->SH - g->PH + kh, iw = ow * g->SW - g->PW + kw;
+                if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W) continue;
+                d += (double)x[((s * g->C + c) * g->H + ih) * g->W + iw] *
+                     w[((o * g->C + c) * g->KH + kh) * g->KW + kw];
+              }
+          out[((s * g->OC + o) * g->OH + oh) * g->OW + ow] = d;
+        }
+}
+
 void tu_assert_close(double analytic, double numeric, double rtol, double atol) {
   double diff = fabs(analytic - numeric);
   double scale = fmax(fabs(analytic), fabs(numeric));

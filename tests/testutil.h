@@ -1,15 +1,24 @@
 /* testutil — helpers the cmocka tests share (linked into every unit and MPI
- * test by tests/CMakeLists.txt): deterministic values and a tolerance check
- * for the numeric tests, a substring assertion for messages, and temporary
- * directories. */
+ * test by tests/CMakeLists.txt): deterministic values, a tolerance check
+ * and a reference convolution for the numeric tests, a substring assertion
+ * for messages, and temporary directories. */
 #ifndef MS_TESTUTIL_H
 #define MS_TESTUTIL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "layers.h"
+
 /* Deterministic values in [-1, 1): element i of the stream `seed`. */
 void tu_fill(float *x, long n, uint64_t seed);
+
+/* A conv2d forward by its definition, one output at a time in double:
+ * out[(s, o, oh, ow)] = b[o] + the sum over (c, kh, kw) inside the
+ * (zero-padded) input of x * w, for the n samples of x (NCHW) and the
+ * geometry g (conv2d_geometry done; PyTorch's OIHW weights). */
+void tu_conv2d_naive(const ms_conv2d *g, int n, const float *x, const float *w, const float *b,
+                     double *out);
 
 /* Fails the running test unless |analytic - numeric| is within rtol of the
  * larger magnitude, or within atol. */
